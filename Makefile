@@ -1,0 +1,51 @@
+# One Makefile drives everything. `make demo` and `make test` work on a fresh machine with
+# Python 3.11: they create .venv and install the pinned requirements first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./data
+
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform lock clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements/constraints.txt
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/music-tracker demo --data-dir $(DATA_DIR)/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+sqllint: $(STAMP)
+	cd transform && ../$(BIN)/sqlfluff lint models macros tests --processes 2
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck sqllint unit
+
+bench: bench-import bench-transform
+
+bench-import: $(STAMP)
+	$(BIN)/python bench/bench_import.py
+
+bench-transform: $(STAMP)
+	$(BIN)/python bench/bench_transform.py
+
+lock:
+	uv pip compile requirements/requirements.in --python-version 3.11 --no-header -o requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) data transform/target transform/logs

@@ -1,0 +1,201 @@
+"""The ``music-tracker`` command line: one typer app, one subcommand per job."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from music_tracker import __version__
+from music_tracker.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="music-tracker",
+    help="Your listening history as a DuckDB star schema and public dashboards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data folder (warehouse.duckdb, landing/, state/ ...). "
+        "Env MUSIC_TRACKER_DATA_DIR; default ./data.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    try:
+        return get_settings(data_dir=data_dir) if data_dir else get_settings()
+    except ValidationError as exc:
+        for problem in exc.errors():
+            setting = ".".join(str(part) for part in problem["loc"]) or "settings"
+            err.print(f"[red]error:[/] setting {setting}: {problem['msg']}")
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """Music Tracker."""
+    if version:
+        out.print(__version__)
+        raise typer.Exit
+
+
+@app.command("import")
+def import_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Export files, folders or .zip archives (Spotify or Last.fm)."),
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Force the format: spotify_extended_history, spotify_account_data, lastfm.",
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import listening history: all files commit together or nothing does."""
+    from music_tracker.dedupe import Tolerances
+    from music_tracker.importers.detect import Format
+    from music_tracker.importers.errors import ImportInputError
+    from music_tracker.importers.run import run_import
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    forced = None
+    if source is not None:
+        choices = {f.value: f for f in Format if not f.value.startswith("spotify_account_")}
+        if source not in choices:
+            raise _fail(f"--source {source!r} is not one of {', '.join(choices)}", 2)
+        forced = choices[source]
+    tolerances = Tolerances(
+        api=_seconds(settings.match_tolerance_api_s),
+        account=_seconds(settings.match_tolerance_account_s),
+        lastfm=_seconds(settings.match_tolerance_lastfm_s),
+    )
+    with Progress(
+        TextColumn("[bold]import[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("finding files", total=None)
+
+        def on_files(count: int) -> None:
+            bar.update(task, total=count + 2)
+
+        def step(what: str) -> None:
+            bar.update(task, advance=1, description=what)
+
+        try:
+            summary = run_import(
+                paths,
+                settings.data_dir,
+                forced=forced,
+                tolerances=tolerances,
+                progress=step,
+                on_files=on_files,
+            )
+        except ImportInputError as exc:
+            raise _fail(f"{exc}\nnothing was imported; the warehouse is unchanged") from None
+    result = summary.as_dict()
+    if as_json:
+        out.print_json(data=result)
+        return
+    _print_import_summary(result)
+
+
+def _seconds(value: int) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
+
+
+def _print_import_summary(result: dict[str, Any]) -> None:
+    table = Table(title="Import summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("files imported", str(result["files_imported"]))
+    table.add_row("files already imported", str(result["files_already_imported"]))
+    table.add_row("files skipped", str(len(result["files_skipped"])))
+    table.add_row("rows read", f"{result['rows_read']:,}")
+    table.add_row("new plays", f"{result['new_plays']:,}")
+    for source, count in result["new_plays_per_source"].items():
+        table.add_row(f"  from {source}", f"{count:,}")
+    dups = result["duplicates"]
+    table.add_row("duplicates: repeated in input", f"{dups['repeated_in_input']:,}")
+    table.add_row("duplicates: already stored", f"{dups['already_stored']:,}")
+    table.add_row("duplicates: same play, other source", f"{dups['same_play_from_other_source']:,}")
+    for reason, count in result["set_aside"].items():
+        table.add_row(f"set aside: {reason}", f"{count:,}")
+    for kind, count in result["new_other_content"].items():
+        table.add_row(f"new {kind} plays (kept apart)", f"{count:,}")
+    out.print(table)
+    for skipped in result["files_skipped"]:
+        out.print(f"skipped {skipped['file']}: {skipped['reason']}")
+
+
+@app.command()
+def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Plays per source, first and last play, and what was set aside."""
+    from music_tracker import warehouse
+
+    settings = _settings(data_dir)
+    if not settings.warehouse_path.exists():
+        raise _fail(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+        )
+    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+        report = warehouse.status(con)
+    report["warehouse"] = str(settings.warehouse_path)
+    report["timezone"] = settings.timezone
+    if as_json:
+        out.print_json(data=report)
+        return
+    out.print(f"[bold]{report['plays']:,}[/] plays in {report['warehouse']}")
+    out.print(f"first play {report['first_play_at']}, last play {report['last_play_at']}")
+    for source, count in report["plays_per_source"].items():
+        out.print(f"  {source:<26} {count:>9,}")
+    for kind, count in report["other_content"].items():
+        out.print(f"  {kind + ' (not music)':<26} {count:>9,}")
+    for reason, count in report["set_aside_rows"].items():
+        out.print(f"  set aside: {reason}: {count:,}")

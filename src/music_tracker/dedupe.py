@@ -1,0 +1,200 @@
+"""Play identity: the de-duplication rules of DESIGN.md, as Polars transforms.
+
+Rule 1 (within a source) is a natural key per source, hashed into ``source_key``; a row
+whose key is already stored, or repeated in the same batch, is a duplicate.
+
+Rule 2 (across sources) links a new row to an existing play of another source when both
+name the same track (Spotify id when both have one, else normalized artist + title) and
+their times agree within the pair's tolerance:
+
+* extended history vs API: end times, seconds apart (both report the end of play);
+* account data vs anything: end times, a minute apart (``endTime`` has minute precision);
+* Last.fm vs anything: start times (a scrobble's timestamp is the start of play).
+
+Each play holds at most one row per source, and matching is one-to-one, nearest first, so
+a track played twice in a row stays two plays. A row that matches nothing starts a new
+play whose ``play_id`` is derived from its own source and key; the id never changes after,
+even when a richer source joins the play later (the dbt model then takes the richest row:
+extended history > API > account data > Last.fm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import polars as pl
+
+EXTENDED = "spotify_extended_history"
+API = "spotify_api"
+ACCOUNT = "spotify_account_data"
+LASTFM = "lastfm"
+SOURCE_RANK = {EXTENDED: 4, API: 3, ACCOUNT: 2, LASTFM: 1}
+
+# Columns of the "linked rows" frame: every stored music row that belongs to a play.
+LINKED_SCHEMA: dict[str, pl.DataType] = {
+    "play_id": pl.String(),
+    "source": pl.String(),
+    "end_at": pl.Datetime("us", "UTC"),
+    "start_at": pl.Datetime("us", "UTC"),
+    "track_id": pl.String(),
+    "name_key": pl.String(),
+}
+_MAX_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far apart two sources' times may be for the same play, per pair kind."""
+
+    api: timedelta = timedelta(seconds=10)
+    account: timedelta = timedelta(seconds=60)
+    lastfm: timedelta = timedelta(seconds=90)
+
+
+@dataclass
+class BatchResult:
+    """A source's new rows with their ``play_id`` and what happened to the rest."""
+
+    rows: pl.DataFrame
+    duplicates_in_batch: int
+    already_stored: int
+    linked_to_existing: int
+    new_plays: int
+    not_plays: int
+
+
+def drop_known(batch: pl.DataFrame, stored_keys: pl.Series) -> tuple[pl.DataFrame, int, int]:
+    """Rule 1: drop rows repeated in the batch or already stored; return (rows, in_batch, stored)."""
+    unique = batch.unique(subset="source_key", keep="first", maintain_order=True)
+    fresh = unique.filter(~pl.col("source_key").is_in(stored_keys.implode()))
+    return fresh, batch.height - unique.height, unique.height - fresh.height
+
+
+def linked_view(source: str, rows: pl.DataFrame) -> pl.DataFrame:
+    """A source's rows (with ``play_id``) reduced to the columns matching needs."""
+    if source == LASTFM:
+        end_at, start_at = pl.lit(None, pl.Datetime("us", "UTC")), pl.col("started_at")
+    elif source == API:
+        end_at = pl.col("played_at")
+        start_at = pl.col("played_at") - pl.duration(milliseconds=pl.col("duration_ms"))
+    else:
+        end_at = pl.col("played_at")
+        start_at = pl.col("played_at") - pl.duration(milliseconds=pl.col("ms_played"))
+    track_id = pl.col("track_id") if "track_id" in rows.columns else pl.lit(None, pl.String)
+    return rows.filter(pl.col("play_id").is_not_null()).select(
+        "play_id",
+        pl.lit(source).alias("source"),
+        end_at.alias("end_at"),
+        start_at.alias("start_at"),
+        track_id.alias("track_id"),
+        "name_key",
+    ).cast(LINKED_SCHEMA)  # type: ignore[arg-type]
+
+
+def assign_plays(
+    source: str, fresh: pl.DataFrame, linked: pl.DataFrame, tolerances: Tolerances
+) -> tuple[pl.DataFrame, int, int, int]:
+    """Rule 2: give each fresh row of ``source`` a ``play_id``.
+
+    ``linked`` holds the stored (and earlier in this run) rows of every source. Returns the
+    rows with ``play_id`` (null for rows that are not plays: 0 ms played), and the counts
+    (linked to an existing play, new plays, not plays).
+    """
+    is_play = pl.col("ms_played") > 0 if "ms_played" in fresh.columns else pl.lit(True)
+    fresh = fresh.with_row_index("_row")
+    plays = fresh.filter(is_play)
+    view = linked_view(source, plays.with_columns(play_id=pl.lit("")))
+    view = view.with_columns(_row=plays["_row"])
+    taken = linked.filter(pl.col("source") == source)["play_id"].unique()
+    candidates = linked.filter(
+        (pl.col("source") != source) & ~pl.col("play_id").is_in(taken.implode())
+    )
+    links: list[pl.DataFrame] = []
+    pending = view
+    for other in sorted(SOURCE_RANK, key=SOURCE_RANK.__getitem__, reverse=True):
+        if other == source:
+            continue
+        on, key, tolerance = _pair_rule(source, other, tolerances)
+        found = _match_one_to_one(
+            pending, candidates.filter(pl.col("source") == other), on, key, tolerance
+        )
+        if found.height:
+            links.append(found)
+            pending = pending.join(found, on="_row", how="anti")
+            candidates = candidates.join(found, on="play_id", how="anti")
+    matched = (
+        pl.concat(links)
+        if links
+        else pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
+    )
+    own_ids = _own_play_ids(source, plays)
+    result = (
+        fresh.join(matched, on="_row", how="left")
+        .join(own_ids, on="_row", how="left")
+        .with_columns(
+            play_id=pl.when(is_play).then(pl.coalesce("play_id", "_own_play_id")),
+        )
+        .drop("_row", "_own_play_id")
+    )
+    not_plays = fresh.height - plays.height
+    return result, matched.height, plays.height - matched.height, not_plays
+
+
+def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
+    # md5 keeps ids stable across library versions; computed in DuckDB, which has it.
+    import duckdb
+
+    keys = plays.select("_row", pl.concat_str([pl.lit(source + ":"), "source_key"]).alias("k"))
+    with duckdb.connect() as con:
+        con.register("keys", keys)
+        return con.sql("select _row, md5(k) as _own_play_id from keys").pl().cast(
+            {"_row": pl.UInt32}
+        )
+
+
+def _pair_rule(a: str, b: str, tol: Tolerances) -> tuple[str, str, timedelta]:
+    pair = {a, b}
+    if LASTFM in pair:
+        return "start_at", "name_key", tol.lastfm
+    if ACCOUNT in pair:
+        return "end_at", "name_key", tol.account
+    return "end_at", "track_id", tol.api
+
+
+def _match_one_to_one(
+    pending: pl.DataFrame, candidates: pl.DataFrame, on: str, key: str, tolerance: timedelta
+) -> pl.DataFrame:
+    """Pair rows with candidates by ``key`` within ``tolerance`` on ``on``, nearest first."""
+    left = pending.select("_row", pl.col(key).alias("_key"), pl.col(on).alias("_t")).drop_nulls()
+    right = candidates.select(
+        "play_id", pl.col(key).alias("_key"), pl.col(on).alias("_t")
+    ).drop_nulls()
+    found: list[pl.DataFrame] = []
+    for _ in range(_MAX_ROUNDS):
+        if left.is_empty() or right.is_empty():
+            break
+        nearest = (
+            left.sort("_t")
+            .join_asof(
+                right.sort("_t").with_columns(_t_right=pl.col("_t")),
+                on="_t",
+                by="_key",
+                strategy="nearest",
+                tolerance=tolerance,
+                check_sortedness=False,
+            )
+            .filter(pl.col("play_id").is_not_null())
+            .with_columns(_distance=(pl.col("_t") - pl.col("_t_right")).abs())
+            .sort("_distance", "_row")
+            .unique(subset="play_id", keep="first", maintain_order=True)
+            .select("_row", "play_id")
+        )
+        if nearest.is_empty():
+            break
+        found.append(nearest)
+        left = left.join(nearest, on="_row", how="anti")
+        right = right.join(nearest, on="play_id", how="anti")
+    if not found:
+        return pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
+    return pl.concat(found)

@@ -1,0 +1,1 @@
+"""Export formats in, canonical rows out: Spotify extended history, account data, Last.fm."""

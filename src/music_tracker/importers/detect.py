@@ -1,0 +1,104 @@
+"""Which export format a file holds, told from its content rather than its name."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from enum import StrEnum
+
+from music_tracker.importers.errors import ImportInputError
+
+SNIFF_BYTES = 256 * 1024
+
+
+class Format(StrEnum):
+    """Input formats; values are what ``--source`` accepts."""
+
+    EXTENDED = "spotify_extended_history"
+    ACCOUNT_MUSIC = "spotify_account_data"
+    ACCOUNT_PODCAST = "spotify_account_podcast"
+    ACCOUNT_AUDIOBOOK = "spotify_account_audiobook"
+    LASTFM = "lastfm"
+
+
+class NotHistory(Exception):
+    """The file is valid but holds no listening history (Userdata.json, a PDF, ...)."""
+
+
+class EmptyHistory(Exception):
+    """A history file holding an empty list: nothing to import, nothing wrong."""
+
+
+_EXTENDED_KEYS = {"ts", "ms_played"}
+_ACCOUNT_MUSIC_KEYS = {"endTime", "artistName", "trackName", "msPlayed"}
+_ACCOUNT_PODCAST_KEYS = {"endTime", "podcastName", "episodeName", "msPlayed"}
+_ACCOUNT_AUDIOBOOK_KEYS = {"endTime", "audiobookName", "chapterName", "msPlayed"}
+LASTFM_DATE_FORMAT = "%d %b %Y %H:%M"
+_LASTFM_DATE = re.compile(r"^\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}$")
+_HISTORY_NAME = re.compile(
+    r"(endsong|streaminghistory|streaming_history|scrobbles|lastfm)", re.IGNORECASE
+)
+
+
+def looks_like_history_name(name: str) -> bool:
+    """True for file names Spotify and Last.fm exporters give listening history."""
+    return bool(_HISTORY_NAME.search(name))
+
+
+def detect_format(name: str, head: bytes) -> Format:
+    """Tell the format from the first bytes of a file.
+
+    Raises ``NotHistory`` for well-formed files that are not listening history,
+    ``EmptyHistory`` for an empty list, and ``ImportInputError`` for content that cannot be
+    read at all (empty, truncated, not JSON or CSV).
+    """
+    if not head.strip():
+        raise ImportInputError(name, "the file is empty", hint="download the export again")
+    text = head.decode("utf-8-sig", errors="replace").lstrip()
+    if text.startswith(("[", "{")):
+        return _detect_json(name, text)
+    if text.startswith("%PDF") or "\x00" in text[:1024]:
+        raise NotHistory(name)
+    return _detect_csv(name, text)
+
+
+def _detect_json(name: str, text: str) -> Format:
+    if text.startswith("{"):
+        raise NotHistory(name)
+    body = text[1:].lstrip()
+    if body.startswith("]"):
+        raise EmptyHistory(name)
+    try:
+        first, _ = json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError as exc:
+        raise ImportInputError(
+            name,
+            f"not valid JSON ({exc.msg} near the start of the file)",
+            hint="the file may be truncated or not a Spotify export; download it again",
+        ) from exc
+    if not isinstance(first, dict):
+        raise NotHistory(name)
+    keys = set(first)
+    if _EXTENDED_KEYS <= keys:
+        return Format.EXTENDED
+    if _ACCOUNT_MUSIC_KEYS <= keys:
+        return Format.ACCOUNT_MUSIC
+    if _ACCOUNT_PODCAST_KEYS <= keys:
+        return Format.ACCOUNT_PODCAST
+    if _ACCOUNT_AUDIOBOOK_KEYS <= keys:
+        return Format.ACCOUNT_AUDIOBOOK
+    raise NotHistory(name)
+
+
+def _detect_csv(name: str, text: str) -> Format:
+    lines = [line for line in text.splitlines()[:5] if line.strip()]
+    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    data_rows = [row for row in rows if [c.strip().lower() for c in row] != HEADER]
+    if data_rows and all(len(r) == 4 and _LASTFM_DATE.match(r[3].strip()) for r in data_rows):
+        return Format.LASTFM
+    raise NotHistory(name)
+
+
+HEADER = ["artist", "album", "track", "date"]

@@ -1,0 +1,340 @@
+"""Read one export file into canonical Polars frames.
+
+Every reader returns a :class:`Parsed`: music rows in the schema of the source's raw
+table, non-music rows (podcast episodes, audiobook chapters, video) in the shared
+``other`` schema, and rows set aside with the reason. Readers are pure apart from reading
+the file; de-duplication and storage happen later (``music_tracker.dedupe``,
+``music_tracker.warehouse``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from music_tracker.importers.detect import HEADER, LASTFM_DATE_FORMAT, Format
+from music_tracker.importers.errors import ImportInputError
+from music_tracker.names import name_key
+
+# Spotify launched in 2008 and Last.fm in 2002: anything earlier is a broken clock, not a play.
+EARLIEST_PLAY = datetime(2002, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+UTC_TYPE = pl.Datetime("us", "UTC")
+# offline_timestamp is in ms in old exports and in s in new ones: values above this are ms.
+_OFFLINE_MS_THRESHOLD = 10_000_000_000
+
+OTHER_SCHEMA: dict[str, pl.DataType] = {
+    "source_key": pl.String(),
+    "source": pl.String(),
+    "content_type": pl.String(),
+    "played_at": UTC_TYPE,
+    "ms_played": pl.Int64(),
+    "show_name": pl.String(),
+    "item_name": pl.String(),
+    "item_uri": pl.String(),
+    "author_name": pl.String(),
+    "platform": pl.String(),
+    "conn_country": pl.String(),
+    "reason_start": pl.String(),
+    "reason_end": pl.String(),
+    "shuffle": pl.Boolean(),
+    "skipped": pl.Boolean(),
+    "file_row": pl.Int64(),
+}
+SET_ASIDE_SCHEMA: dict[str, pl.DataType] = {
+    "file_row": pl.Int64(),
+    "reason": pl.String(),
+    "record": pl.String(),
+}
+
+
+@dataclass
+class Parsed:
+    """What one file held, split by kind."""
+
+    format: Format
+    rows_read: int
+    music: pl.DataFrame
+    other: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=OTHER_SCHEMA))
+    set_aside: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=SET_ASIDE_SCHEMA)
+    )
+
+
+def read_file(path: Path, fmt: Format, display_name: str, *, is_video: bool = False) -> Parsed:
+    """Read ``path`` (shown to the user as ``display_name``) as format ``fmt``."""
+    if fmt is Format.EXTENDED:
+        return _read_extended(path, display_name, is_video=is_video)
+    if fmt is Format.ACCOUNT_MUSIC:
+        return _read_account_music(path, display_name)
+    if fmt in (Format.ACCOUNT_PODCAST, Format.ACCOUNT_AUDIOBOOK):
+        return _read_account_other(path, fmt, display_name)
+    return _read_lastfm(path, display_name)
+
+
+def _read_json(path: Path, display_name: str, columns: dict[str, str], what: str) -> pl.DataFrame:
+    spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+    try:
+        with duckdb.connect() as con:
+            frame = con.sql(
+                f"select * from read_json(?, format='array', columns={spec})",
+                params=[str(path)],
+            ).pl()
+    except duckdb.Error as exc:
+        detail = re.sub(r'in file "[^"]*", ', "", str(exc).splitlines()[0])
+        raise ImportInputError(
+            display_name,
+            f"cannot be read as {what}: {detail}",
+            hint="the file may be truncated or edited; download the export again",
+        ) from exc
+    return frame.with_row_index("file_row", offset=1).with_columns(pl.col("file_row").cast(pl.Int64))
+
+
+def _parse_utc(frame: pl.DataFrame, column: str, fmt: str, display_name: str) -> pl.Series:
+    """Parse a text column to UTC; an unparseable or impossible time is an error naming the row."""
+    parsed = frame[column].str.strptime(UTC_TYPE, fmt, strict=False)
+    now = datetime.now(UTC)
+    bad = frame.filter(
+        parsed.is_null() | (parsed < EARLIEST_PLAY) | (parsed > now + FUTURE_SLACK)
+    ).head(1)
+    if bad.height:
+        raise ImportInputError(
+            display_name,
+            f"impossible timestamp {column}={bad[column][0]!r}",
+            row=int(bad["file_row"][0]),
+            hint=f"times must lie between {EARLIEST_PLAY:%Y-%m-%d} and today; "
+            "fix or delete that row and import again",
+        )
+    return parsed
+
+
+def _md5_key(frame: pl.DataFrame, *columns: str) -> pl.Series:
+    # Polars' hash is not stable across versions; md5 is, so keys survive upgrades.
+    joined = frame.select(
+        pl.concat_str(
+            [pl.col(c).cast(pl.String).fill_null("") for c in columns], separator="\x1f"
+        ).alias("k")
+    )
+    with duckdb.connect() as con:
+        con.register("joined", joined)
+        return con.sql("select md5(k) as k from joined").pl()["k"]
+
+
+EXTENDED_COLUMNS = {
+    "ts": "VARCHAR",
+    "username": "VARCHAR",
+    "platform": "VARCHAR",
+    "ms_played": "BIGINT",
+    "conn_country": "VARCHAR",
+    "ip_addr": "VARCHAR",
+    "ip_addr_decrypted": "VARCHAR",
+    "user_agent_decrypted": "VARCHAR",
+    "master_metadata_track_name": "VARCHAR",
+    "master_metadata_album_artist_name": "VARCHAR",
+    "master_metadata_album_album_name": "VARCHAR",
+    "spotify_track_uri": "VARCHAR",
+    "episode_name": "VARCHAR",
+    "episode_show_name": "VARCHAR",
+    "spotify_episode_uri": "VARCHAR",
+    "audiobook_title": "VARCHAR",
+    "audiobook_uri": "VARCHAR",
+    "audiobook_chapter_uri": "VARCHAR",
+    "audiobook_chapter_title": "VARCHAR",
+    "reason_start": "VARCHAR",
+    "reason_end": "VARCHAR",
+    "shuffle": "BOOLEAN",
+    "skipped": "BOOLEAN",
+    "offline": "BOOLEAN",
+    "offline_timestamp": "BIGINT",
+    "incognito_mode": "BOOLEAN",
+}
+
+
+def _read_extended(path: Path, display_name: str, *, is_video: bool) -> Parsed:
+    raw = _read_json(path, display_name, EXTENDED_COLUMNS, "Spotify extended streaming history")
+    played_at = _parse_utc(raw, "ts", "%Y-%m-%dT%H:%M:%SZ", display_name)
+    offline = pl.col("offline_timestamp")
+    frame = raw.with_columns(
+        played_at=played_at,
+        source_key=_md5_key(raw, "ts", "spotify_track_uri", "ms_played"),
+        offline_at=pl.when(offline >= _OFFLINE_MS_THRESHOLD)
+        .then(pl.from_epoch(offline, time_unit="ms"))
+        .otherwise(pl.from_epoch(offline, time_unit="s"))
+        .dt.replace_time_zone("UTC")
+        .cast(UTC_TYPE),
+        ip_addr=pl.coalesce("ip_addr", "ip_addr_decrypted"),
+        content_type=pl.when(pl.lit(is_video))
+        .then(pl.lit("video"))
+        .when(pl.col("spotify_track_uri").is_not_null())
+        .then(pl.lit("music"))
+        .when(pl.col("spotify_episode_uri").is_not_null() | pl.col("episode_name").is_not_null())
+        .then(pl.lit("podcast"))
+        .when(pl.col("audiobook_chapter_uri").is_not_null() | pl.col("audiobook_title").is_not_null())
+        .then(pl.lit("audiobook"))
+        .when(pl.col("master_metadata_track_name").is_not_null())
+        .then(pl.lit("music"))  # a local file: track name without a Spotify URI
+        .otherwise(pl.lit(None)),
+    )
+    music = frame.filter(pl.col("content_type") == "music").select(
+        "source_key",
+        "played_at",
+        "ms_played",
+        pl.col("spotify_track_uri").alias("track_uri"),
+        pl.col("spotify_track_uri").str.strip_prefix("spotify:track:").alias("track_id"),
+        pl.col("master_metadata_track_name").alias("track_name"),
+        pl.col("master_metadata_album_artist_name").alias("artist_name"),
+        pl.col("master_metadata_album_album_name").alias("album_name"),
+        name_key(
+            pl.col("master_metadata_album_artist_name"), pl.col("master_metadata_track_name")
+        ).alias("name_key"),
+        "platform",
+        "conn_country",
+        "ip_addr",
+        pl.col("user_agent_decrypted").alias("user_agent"),
+        "username",
+        "reason_start",
+        "reason_end",
+        "shuffle",
+        "skipped",
+        "offline",
+        "offline_at",
+        "incognito_mode",
+        "file_row",
+    )
+    other = frame.filter(pl.col("content_type").is_in(["podcast", "audiobook", "video"])).select(
+        "source_key",
+        pl.lit(Format.EXTENDED.value).alias("source"),
+        "content_type",
+        "played_at",
+        "ms_played",
+        pl.coalesce("episode_show_name", "audiobook_title").alias("show_name"),
+        pl.coalesce("episode_name", "audiobook_chapter_title").alias("item_name"),
+        pl.coalesce("spotify_episode_uri", "audiobook_chapter_uri").alias("item_uri"),
+        pl.lit(None, pl.String).alias("author_name"),
+        "platform",
+        "conn_country",
+        "reason_start",
+        "reason_end",
+        "shuffle",
+        "skipped",
+        "file_row",
+    )
+    unknown = frame.filter(pl.col("content_type").is_null())
+    set_aside = unknown.select(
+        "file_row",
+        pl.lit("no track, episode or chapter in the row").alias("reason"),
+        pl.struct(pl.exclude("file_row", "played_at", "source_key", "content_type", "offline_at"))
+        .struct.json_encode()
+        .alias("record"),
+    )
+    return Parsed(Format.EXTENDED, raw.height, music, other.cast(OTHER_SCHEMA), set_aside)  # type: ignore[arg-type]
+
+
+def _read_account_music(path: Path, display_name: str) -> Parsed:
+    columns = {"endTime": "VARCHAR", "artistName": "VARCHAR", "trackName": "VARCHAR", "msPlayed": "BIGINT"}
+    raw = _read_json(path, display_name, columns, "Spotify account data (music)")
+    played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
+    music = raw.with_columns(
+        played_at=played_at, source_key=_md5_key(raw, "endTime", "artistName", "trackName", "msPlayed")
+    ).select(
+        "source_key",
+        "played_at",
+        pl.col("msPlayed").alias("ms_played"),
+        pl.col("trackName").alias("track_name"),
+        pl.col("artistName").alias("artist_name"),
+        name_key(pl.col("artistName"), pl.col("trackName")).alias("name_key"),
+        "file_row",
+    )
+    return Parsed(Format.ACCOUNT_MUSIC, raw.height, music)
+
+
+def _read_account_other(path: Path, fmt: Format, display_name: str) -> Parsed:
+    if fmt is Format.ACCOUNT_PODCAST:
+        columns = {"endTime": "VARCHAR", "podcastName": "VARCHAR", "episodeName": "VARCHAR", "msPlayed": "BIGINT"}
+        show, item, author, content = "podcastName", "episodeName", None, "podcast"
+    else:
+        columns = {
+            "endTime": "VARCHAR",
+            "audiobookName": "VARCHAR",
+            "chapterName": "VARCHAR",
+            "authorName": "VARCHAR",
+            "msPlayed": "BIGINT",
+        }
+        show, item, author, content = "audiobookName", "chapterName", "authorName", "audiobook"
+    raw = _read_json(path, display_name, columns, f"Spotify account data ({content})")
+    played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
+    other = raw.with_columns(
+        played_at=played_at, source_key=_md5_key(raw, "endTime", show, item, "msPlayed")
+    ).select(
+        "source_key",
+        pl.lit(Format.ACCOUNT_MUSIC.value).alias("source"),
+        pl.lit(content).alias("content_type"),
+        "played_at",
+        pl.col("msPlayed").alias("ms_played"),
+        pl.col(show).alias("show_name"),
+        pl.col(item).alias("item_name"),
+        pl.lit(None, pl.String).alias("item_uri"),
+        (pl.col(author) if author else pl.lit(None, pl.String)).alias("author_name"),
+        *(pl.lit(None, pl.String).alias(c) for c in ("platform", "conn_country", "reason_start", "reason_end")),
+        *(pl.lit(None, pl.Boolean).alias(c) for c in ("shuffle", "skipped")),
+        "file_row",
+    )
+    empty = pl.DataFrame(schema=ACCOUNT_MUSIC_SCHEMA)
+    return Parsed(fmt, raw.height, empty, other.cast(OTHER_SCHEMA))  # type: ignore[arg-type]
+
+
+ACCOUNT_MUSIC_SCHEMA: dict[str, pl.DataType] = {
+    "source_key": pl.String(),
+    "played_at": UTC_TYPE,
+    "ms_played": pl.Int64(),
+    "track_name": pl.String(),
+    "artist_name": pl.String(),
+    "name_key": pl.String(),
+    "file_row": pl.Int64(),
+}
+
+
+def _read_lastfm(path: Path, display_name: str) -> Parsed:
+    try:
+        raw = pl.read_csv(
+            path,
+            has_header=False,
+            new_columns=HEADER,
+            schema_overrides=dict.fromkeys(HEADER, pl.String),
+            quote_char='"',
+        )
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        raise ImportInputError(
+            display_name,
+            f"cannot be read as a Last.fm scrobble export: {str(exc).splitlines()[0]}",
+            hint="expected headerless CSV lines: artist,album,track,date",
+        ) from exc
+    raw = raw.with_row_index("file_row", offset=1).with_columns(pl.col("file_row").cast(pl.Int64))
+    is_header = pl.concat_list([pl.col(c).str.to_lowercase() for c in HEADER]) == pl.lit(HEADER)
+    raw = raw.filter(~is_header)
+    missing = raw.filter(pl.col("track").is_null() | pl.col("artist").is_null()).head(1)
+    if missing.height:
+        raise ImportInputError(
+            display_name,
+            "a scrobble without artist or track",
+            row=int(missing["file_row"][0]),
+            hint="fix or delete that row and import again",
+        )
+    started_at = _parse_utc(raw.with_columns(pl.col("date").str.strip_chars()), "date", LASTFM_DATE_FORMAT, display_name)
+    music = raw.with_columns(
+        started_at=started_at, source_key=_md5_key(raw, "date", "artist", "track")
+    ).select(
+        "source_key",
+        "started_at",
+        pl.col("track").alias("track_name"),
+        pl.col("artist").alias("artist_name"),
+        pl.col("album").alias("album_name"),
+        name_key(pl.col("artist"), pl.col("track")).alias("name_key"),
+        "file_row",
+    )
+    return Parsed(Format.LASTFM, raw.height, music)

@@ -1,0 +1,477 @@
+"""``music-tracker import``: find files, read them, de-duplicate, store, in one transaction.
+
+The run is all or nothing. Every input is read and checked before anything is stored; a
+bad file stops the run with a message naming it, and the warehouse is unchanged. Only then
+are the files copied into ``landing/`` (content-addressed, so a file is stored once
+however often it is imported) and the rows written in a single DuckDB transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import tempfile
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from music_tracker import dedupe, warehouse
+from music_tracker.importers.detect import (
+    SNIFF_BYTES,
+    EmptyHistory,
+    Format,
+    NotHistory,
+    detect_format,
+)
+from music_tracker.importers.errors import ImportInputError
+from music_tracker.importers.readers import OTHER_SCHEMA, Parsed, read_file
+
+log = logging.getLogger(__name__)
+
+_VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
+# Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
+_OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+\.json$", re.IGNORECASE)
+# How far outside a batch's time span stored rows can still be the same play.
+_MATCH_WINDOW = timedelta(days=1)
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass
+class Candidate:
+    """One file to consider: on disk, or a member of a zip archive."""
+
+    display_name: str
+    path: Path | None = None
+    archive: Path | None = None
+    member: str | None = None
+    explicit: bool = False
+
+    @property
+    def base_name(self) -> str:
+        return Path(self.member or str(self.path)).name
+
+    def open_bytes(self) -> Iterator[bytes]:
+        if self.path is not None:
+            with self.path.open("rb") as handle:
+                yield from iter(lambda: handle.read(1 << 20), b"")
+        else:
+            assert self.archive is not None and self.member is not None
+            with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as handle:
+                yield from iter(lambda: handle.read(1 << 20), b"")
+
+
+@dataclass
+class ImportSummary:
+    """What a run did; printed for people and as JSON for machines."""
+
+    run_id: str
+    files_imported: int = 0
+    files_already_imported: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    rows_read: int = 0
+    new_plays: int = 0
+    duplicates_in_input: int = 0
+    already_stored: int = 0
+    linked_to_other_source: int = 0
+    set_aside: Counter[str] = field(default_factory=Counter)
+    other_content: Counter[str] = field(default_factory=Counter)
+    per_source: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "files_imported": self.files_imported,
+            "files_already_imported": self.files_already_imported,
+            "files_skipped": self.skipped,
+            "rows_read": self.rows_read,
+            "new_plays": self.new_plays,
+            "new_plays_per_source": dict(self.per_source),
+            "duplicates": {
+                "repeated_in_input": self.duplicates_in_input,
+                "already_stored": self.already_stored,
+                "same_play_from_other_source": self.linked_to_other_source,
+            },
+            "set_aside": dict(self.set_aside),
+            "new_other_content": dict(self.other_content),
+        }
+
+
+@dataclass
+class _ReadFile:
+    candidate: Candidate
+    sha256: str
+    size: int
+    staged: Path
+    parsed: Parsed
+
+
+def discover(paths: list[Path]) -> list[Candidate]:
+    """Expand files, folders and zip archives (told by content) into candidate files."""
+    found: list[Candidate] = []
+    for path in paths:
+        if not path.exists():
+            raise ImportInputError(str(path), "no such file or folder")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+            for file in files:
+                found.extend(_expand(file, str(file), explicit=False))
+        else:
+            found.extend(_expand(path, str(path), explicit=True))
+    return found
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
+    if not zipfile.is_zipfile(path):
+        return [Candidate(display, path=path, explicit=explicit)]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [
+                info.filename
+                for info in archive.infolist()
+                if not info.is_dir()
+                and not info.filename.startswith("__MACOSX/")
+                and not Path(info.filename).name.startswith(".")
+            ]
+    except zipfile.BadZipFile as exc:
+        raise ImportInputError(display, f"not a readable zip archive ({exc})") from exc
+    return [
+        Candidate(f"{display}:{member}", archive=path, member=member, explicit=False)
+        for member in sorted(members)
+    ]
+
+
+def run_import(
+    paths: list[Path],
+    data_dir: Path,
+    *,
+    forced: Format | None = None,
+    tolerances: dedupe.Tolerances | None = None,
+    progress: ProgressCallback | None = None,
+    on_files: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import ``paths`` into the warehouse under ``data_dir``; all or nothing."""
+    tolerances = tolerances or dedupe.Tolerances()
+    started = datetime.now(UTC)
+    summary = ImportSummary(run_id=f"import-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+    candidates = discover(paths)
+    if on_files:
+        on_files(len(candidates))
+    landing = data_dir / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    with warehouse.connect(data_dir / "warehouse.duckdb") as con, tempfile.TemporaryDirectory(
+        dir=landing, prefix=".staging-"
+    ) as staging_dir:
+        known = warehouse.imported_file_hashes(con)
+        read, with_history = _read_all(
+            candidates, Path(staging_dir), known, forced, summary, progress
+        )
+        _check_archives(paths, with_history)
+        if progress:
+            progress("de-duplicating")
+        batches = _assemble(con, read, tolerances, summary)
+        if progress:
+            progress("storing")
+        landed = [_land(item, landing) for item in read]
+        with warehouse.transaction(con):
+            _store(con, batches, read, landed, summary, started)
+    return summary
+
+
+def _read_all(
+    candidates: list[Candidate],
+    staging: Path,
+    known: set[str],
+    forced: Format | None,
+    summary: ImportSummary,
+    progress: ProgressCallback | None,
+) -> tuple[list[_ReadFile], set[Path]]:
+    """Read every candidate; also return the archives that held history (new or known)."""
+    read: list[_ReadFile] = []
+    seen: set[str] = set()
+    with_history: set[Path] = set()
+    for candidate in candidates:
+        if progress:
+            progress(candidate.display_name)
+        staged, sha256, size = _stage(candidate, staging)
+        if sha256 in known or sha256 in seen:
+            summary.files_already_imported += 1
+            if candidate.archive is not None:
+                with_history.add(candidate.archive)
+            continue
+        seen.add(sha256)
+        fmt = _format_of(candidate, staged, forced, summary)
+        if fmt is None:
+            continue
+        is_video = bool(_VIDEO_NAME.search(candidate.base_name))
+        parsed = read_file(staged, fmt, candidate.display_name, is_video=is_video)
+        summary.rows_read += parsed.rows_read
+        read.append(_ReadFile(candidate, sha256, size, staged, parsed))
+        if candidate.archive is not None:
+            with_history.add(candidate.archive)
+    return read, with_history
+
+
+def _stage(candidate: Candidate, staging: Path) -> tuple[Path, str, int]:
+    """Hash a candidate; zip members are extracted into ``staging`` so DuckDB can read them."""
+    digest = hashlib.sha256()
+    size = 0
+    if candidate.path is not None:
+        for chunk in candidate.open_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+        return candidate.path, digest.hexdigest(), size
+    target = staging / f"{uuid.uuid4().hex}-{candidate.base_name}"
+    with target.open("wb") as out:
+        for chunk in candidate.open_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return target, digest.hexdigest(), size
+
+
+def _format_of(
+    candidate: Candidate, staged: Path, forced: Format | None, summary: ImportSummary
+) -> Format | None:
+    with staged.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    try:
+        detected = detect_format(candidate.display_name, head)
+    except EmptyHistory:
+        summary.skipped.append({"file": candidate.display_name, "reason": "empty list, no plays"})
+        return None
+    except NotHistory:
+        if forced is not None:
+            return forced
+        if candidate.explicit:
+            raise ImportInputError(
+                candidate.display_name,
+                "unknown format: not Spotify extended history, Spotify account data "
+                "or a Last.fm scrobble CSV",
+                hint="pass --source to force a format if you know what it is",
+            ) from None
+        summary.skipped.append({"file": candidate.display_name, "reason": "not listening history"})
+        return None
+    if forced is not None and _family(detected) != _family(forced):
+        raise ImportInputError(
+            candidate.display_name,
+            f"--source {forced.value} was given but the content is {detected.value}",
+            hint="drop --source to let the content decide",
+        )
+    return detected
+
+
+def _family(fmt: Format) -> str:
+    return "spotify_account_data" if fmt.value.startswith("spotify_account") else fmt.value
+
+
+def _check_archives(paths: list[Path], with_history: set[Path]) -> None:
+    """A zip that held nothing importable is an error: it is probably the wrong download."""
+    for path in paths:
+        if path.is_file() and zipfile.is_zipfile(path) and path not in with_history:
+            raise ImportInputError(
+                str(path),
+                "the zip archive holds no listening history",
+                hint="Spotify's export is my_spotify_data.zip; a package without "
+                "StreamingHistory or Streaming_History files has no plays",
+            )
+
+
+@dataclass
+class _Batch:
+    source: str
+    table: str
+    rows: pl.DataFrame
+
+
+def _assemble(
+    con: Any, read: list[_ReadFile], tolerances: dedupe.Tolerances, summary: ImportSummary
+) -> dict[str, Any]:
+    """Apply the de-duplication rules to everything read, source by source, richest first."""
+    other_frames = [
+        item.parsed.other.with_columns(file_sha256=pl.lit(item.sha256)) for item in read
+    ]
+    known_shows = _known_shows(con, other_frames)
+    music_by_source: dict[str, list[pl.DataFrame]] = {}
+    for item in read:
+        music = item.parsed.music.with_columns(file_sha256=pl.lit(item.sha256))
+        source = _music_source(item.parsed.format)
+        if item.parsed.format is Format.ACCOUNT_MUSIC and _OLD_ACCOUNT_NAME.match(
+            item.candidate.base_name
+        ):
+            music, podcasts = _split_old_account_podcasts(music, known_shows)
+            other_frames.append(podcasts)
+        music_by_source.setdefault(source, []).append(music)
+
+    linked = _stored_linked_rows(con, music_by_source)
+    batches: list[_Batch] = []
+    for source in sorted(music_by_source, key=dedupe.SOURCE_RANK.__getitem__, reverse=True):
+        table = warehouse.MUSIC_TABLES[source]
+        batch = pl.concat(music_by_source[source], how="diagonal_relaxed")
+        stored = warehouse.stored_keys(con, table, batch["source_key"])
+        fresh, in_batch, already = dedupe.drop_known(batch, stored)
+        rows, linked_count, new_plays, not_plays = dedupe.assign_plays(
+            source, fresh, linked, tolerances
+        )
+        linked = pl.concat([linked, dedupe.linked_view(source, rows)])
+        summary.duplicates_in_input += in_batch
+        summary.already_stored += already
+        summary.linked_to_other_source += linked_count
+        summary.new_plays += new_plays
+        summary.per_source[source] += new_plays
+        if not_plays:
+            summary.set_aside["0 ms played (not a play; row kept in raw)"] += not_plays
+        batches.append(_Batch(source, table, rows))
+
+    other = _new_other_rows(con, other_frames, summary)
+    set_aside = [
+        item.parsed.set_aside.with_columns(
+            file_sha256=pl.lit(item.sha256), source=pl.lit(item.parsed.format.value)
+        )
+        for item in read
+    ]
+    for frame in set_aside:
+        for reason, count in frame.group_by("reason").len().iter_rows():
+            summary.set_aside[reason] += count
+    return {"music": batches, "other": other, "set_aside": set_aside}
+
+
+def _music_source(fmt: Format) -> str:
+    if fmt is Format.EXTENDED:
+        return dedupe.EXTENDED
+    if fmt is Format.LASTFM:
+        return dedupe.LASTFM
+    return dedupe.ACCOUNT
+
+
+def _known_shows(con: Any, other_frames: list[pl.DataFrame]) -> pl.Series:
+    stored = con.sql(
+        "select distinct show_name from raw.other_plays where content_type = 'podcast'"
+    ).pl()["show_name"]
+    in_run = [f.filter(pl.col("content_type") == "podcast")["show_name"] for f in other_frames]
+    return pl.concat([stored, *in_run]).drop_nulls().unique()
+
+
+def _split_old_account_podcasts(
+    music: pl.DataFrame, known_shows: pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Old account data lists podcast episodes as "artist" = show, "track" = episode.
+
+    Nothing in the row says which is which, so a row is a podcast episode when its
+    "artist" is a show known from podcast data (this import or the warehouse).
+    """
+    is_show = pl.col("artist_name").is_in(known_shows.implode())
+    podcasts = music.filter(is_show).select(
+        "source_key",
+        pl.lit(dedupe.ACCOUNT).alias("source"),
+        pl.lit("podcast").alias("content_type"),
+        "played_at",
+        "ms_played",
+        pl.col("artist_name").alias("show_name"),
+        pl.col("track_name").alias("item_name"),
+        *(pl.lit(None, pl.String).alias(c) for c in ("item_uri", "author_name", "platform")),
+        *(pl.lit(None, pl.String).alias(c) for c in ("conn_country", "reason_start", "reason_end")),
+        *(pl.lit(None, pl.Boolean).alias(c) for c in ("shuffle", "skipped")),
+        "file_row",
+        "file_sha256",
+    )
+    return music.filter(~is_show), podcasts.cast(OTHER_SCHEMA | {"file_sha256": pl.String()})  # type: ignore[arg-type]
+
+
+def _stored_linked_rows(con: Any, music_by_source: dict[str, list[pl.DataFrame]]) -> pl.DataFrame:
+    times: list[pl.Series] = []
+    for source, frames in music_by_source.items():
+        column = warehouse.TIME_COLUMN[source]
+        times.extend(frame[column] for frame in frames if frame.height)
+    if not times:
+        return pl.DataFrame(schema=dedupe.LINKED_SCHEMA)
+    all_times = pl.concat(times)
+    start, end = all_times.min(), all_times.max()
+    return warehouse.linked_rows(con, start - _MATCH_WINDOW, end + _MATCH_WINDOW).cast(  # type: ignore[operator]
+        dedupe.LINKED_SCHEMA  # type: ignore[arg-type]
+    )
+
+
+def _new_other_rows(
+    con: Any, frames: list[pl.DataFrame], summary: ImportSummary
+) -> pl.DataFrame:
+    if not frames:
+        return pl.DataFrame(schema=OTHER_SCHEMA)
+    batch = pl.concat(frames, how="diagonal_relaxed")
+    key = ["source", "content_type", "source_key"]
+    unique = batch.unique(subset=key, keep="first", maintain_order=True)
+    con.register("_other_probe", unique.select(key))
+    stored = con.sql(
+        "select o.source, o.content_type, o.source_key from raw.other_plays as o"
+        " semi join _other_probe as p using (source, content_type, source_key)"
+    ).pl()
+    con.unregister("_other_probe")
+    fresh = unique.join(stored, on=key, how="anti")
+    summary.duplicates_in_input += batch.height - unique.height
+    summary.already_stored += unique.height - fresh.height
+    for content_type, count in fresh.group_by("content_type").len().iter_rows():
+        summary.other_content[content_type] += count
+    return fresh
+
+
+def _land(item: _ReadFile, landing: Path) -> Path:
+    """Keep the file as received under landing/<source>/<sha256>/<name> (write once)."""
+    target = landing / _family(item.parsed.format) / item.sha256 / item.candidate.base_name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(item.staged, partial)
+        partial.replace(target)
+    return target
+
+
+def _store(
+    con: Any,
+    batches: dict[str, Any],
+    read: list[_ReadFile],
+    landed: list[Path],
+    summary: ImportSummary,
+    started: datetime,
+) -> None:
+    now = datetime.now(UTC)
+    for batch in batches["music"]:
+        warehouse.insert_frame(con, batch.table, batch.rows, imported_at=now)
+    warehouse.insert_frame(con, "raw.other_plays", batches["other"], imported_at=now)
+    for frame in batches["set_aside"]:
+        warehouse.insert_frame(con, "raw.set_aside_rows", frame, imported_at=now)
+    files = pl.DataFrame(
+        {
+            "file_sha256": [item.sha256 for item in read],
+            "source": [_family(item.parsed.format) for item in read],
+            "original_name": [item.candidate.display_name for item in read],
+            "landing_path": [str(path) for path in landed],
+            "size_bytes": [item.size for item in read],
+            "rows_read": [item.parsed.rows_read for item in read],
+        },
+        schema_overrides={"size_bytes": pl.Int64, "rows_read": pl.Int64},
+    )
+    warehouse.insert_frame(con, "raw.import_files", files, run_id=summary.run_id, imported_at=now)
+    summary.files_imported = len(read)
+    con.execute(
+        "insert into raw.import_runs values (?, 'import', ?, ?, ?)",
+        [summary.run_id, started, datetime.now(UTC), _json(summary.as_dict())],
+    )
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

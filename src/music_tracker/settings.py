@@ -1,0 +1,132 @@
+"""All configuration, in one typed class.
+
+Values come from (highest priority first) command-line overrides, environment variables
+prefixed ``MUSIC_TRACKER_``, a ``.env`` file in the working directory, and a TOML config
+file (``music-tracker.toml`` in the working directory, or the path in
+``MUSIC_TRACKER_CONFIG``). Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "MUSIC_TRACKER_CONFIG"
+DEFAULT_CONFIG_FILE = "music-tracker.toml"
+
+
+class Settings(BaseSettings):
+    """Music Tracker settings; see ``.env.example`` for every variable with its meaning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MUSIC_TRACKER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Root of warehouse, landing/, state/, ..."
+    )
+    timezone: str = Field(
+        default="America/Denver",
+        description="IANA zone for local dates and times (the original used Mountain time).",
+    )
+    stream_threshold_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="A play counts as a stream at or above this many ms (Spotify's rule: 30 s).",
+    )
+    # Cross-source matching tolerances (DESIGN.md, "Play identity and de-duplication").
+    match_tolerance_api_s: int = Field(default=10, ge=0)
+    match_tolerance_account_s: int = Field(default=60, ge=0)
+    match_tolerance_lastfm_s: int = Field(default=90, ge=0)
+
+    spotify_client_id: str = ""
+    spotify_client_secret: SecretStr = SecretStr("")
+    spotify_api_base: str = "https://api.spotify.com/v1"
+    spotify_accounts_base: str = "https://accounts.spotify.com"
+    spotify_redirect_port: int = 8888
+    spotify_requests_per_run: int = Field(default=500, ge=1)
+
+    musicbrainz_base: str = "https://musicbrainz.org/ws/2"
+    contact: str = Field(
+        default="",
+        description="Owner's e-mail or URL, sent in the MusicBrainz User-Agent.",
+    )
+    http_timeout_s: float = Field(default=20.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            msg = (
+                f"MUSIC_TRACKER_TIMEZONE={value!r} is not an IANA time zone name "
+                "(for example America/Denver or Europe/Berlin)"
+            )
+            raise ValueError(msg) from exc
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
+        )
+
+    # Paths under the data dir (DESIGN.md, "Contracts").
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.data_dir / "serving"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.data_dir / "report"
+
+
+@lru_cache(maxsize=1)
+def _cached_settings() -> Settings:
+    return Settings()
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Return the settings; overrides (from CLI options) win over every other source."""
+    if not overrides:
+        return _cached_settings()
+    return Settings(**overrides)

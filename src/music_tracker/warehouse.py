@@ -1,0 +1,318 @@
+"""The only code that writes ``warehouse.duckdb``: schema, transactions, inserts, status.
+
+DuckDB allows one read-write process per file; everything that writes goes through
+:func:`connect`, and a whole import is one transaction (:func:`transaction`), so a failed
+run leaves the warehouse exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+RAW_SCHEMA_VERSION = 1
+
+# Music tables per source; ``play_id`` links rows of different sources that are one play.
+MUSIC_TABLES = {
+    "spotify_extended_history": "raw.spotify_extended_history",
+    "spotify_api": "raw.spotify_api_plays",
+    "spotify_account_data": "raw.spotify_account_data",
+    "lastfm": "raw.lastfm_scrobbles",
+}
+# The time column each music table is ordered and windowed by.
+TIME_COLUMN = {
+    "spotify_extended_history": "played_at",
+    "spotify_api": "played_at",
+    "spotify_account_data": "played_at",
+    "lastfm": "started_at",
+}
+
+_DDL = """
+create schema if not exists raw;
+
+create table if not exists raw.schema_version (version integer not null);
+
+create table if not exists raw.import_runs (
+    run_id varchar primary key,
+    command varchar not null,
+    started_at timestamptz not null,
+    finished_at timestamptz not null,
+    summary json not null
+);
+
+create table if not exists raw.import_files (
+    file_sha256 varchar primary key,
+    source varchar not null,
+    original_name varchar not null,
+    landing_path varchar not null,
+    size_bytes bigint not null,
+    rows_read bigint not null,
+    run_id varchar not null,
+    imported_at timestamptz not null
+);
+
+create table if not exists raw.spotify_extended_history (
+    source_key varchar primary key,   -- md5(ts, spotify_track_uri, ms_played)
+    play_id varchar,                  -- null when not a play (0 ms played)
+    played_at timestamptz not null,   -- ts: end of play, UTC
+    ms_played bigint not null,
+    track_uri varchar,
+    track_id varchar,
+    track_name varchar,
+    artist_name varchar,
+    album_name varchar,
+    name_key varchar,
+    platform varchar,
+    conn_country varchar,
+    ip_addr varchar,
+    user_agent varchar,
+    username varchar,
+    reason_start varchar,
+    reason_end varchar,
+    shuffle boolean,
+    skipped boolean,
+    offline boolean,
+    offline_at timestamptz,
+    incognito_mode boolean,
+    file_sha256 varchar not null,
+    file_row bigint not null,
+    imported_at timestamptz not null
+);
+
+create table if not exists raw.spotify_account_data (
+    source_key varchar primary key,   -- md5(endTime, artistName, trackName, msPlayed)
+    play_id varchar,
+    played_at timestamptz not null,   -- endTime: end of play, UTC, minute precision
+    ms_played bigint not null,
+    track_name varchar not null,
+    artist_name varchar not null,
+    name_key varchar,
+    file_sha256 varchar not null,
+    file_row bigint not null,
+    imported_at timestamptz not null
+);
+
+create table if not exists raw.lastfm_scrobbles (
+    source_key varchar primary key,   -- md5(date, artist, track)
+    play_id varchar,
+    started_at timestamptz not null,  -- a scrobble's time is the start of play, UTC
+    track_name varchar not null,
+    artist_name varchar not null,
+    album_name varchar,
+    name_key varchar,
+    file_sha256 varchar not null,
+    file_row bigint not null,
+    imported_at timestamptz not null
+);
+
+create table if not exists raw.spotify_api_plays (
+    source_key varchar primary key,   -- md5(played_at, track.id)
+    play_id varchar,
+    played_at timestamptz not null,   -- end of play as the API reports it, UTC
+    track_id varchar not null,
+    track_name varchar,
+    artist_id varchar,
+    artist_name varchar,
+    artist_ids varchar[],
+    artist_names varchar[],
+    album_id varchar,
+    album_name varchar,
+    duration_ms bigint,
+    isrc varchar,
+    context_type varchar,
+    context_uri varchar,
+    name_key varchar,
+    file_sha256 varchar not null,
+    file_row bigint not null,
+    imported_at timestamptz not null
+);
+
+create table if not exists raw.other_plays (
+    source_key varchar not null,
+    source varchar not null,
+    content_type varchar not null,    -- podcast, audiobook, video
+    played_at timestamptz not null,
+    ms_played bigint not null,
+    show_name varchar,
+    item_name varchar,
+    item_uri varchar,
+    author_name varchar,
+    platform varchar,
+    conn_country varchar,
+    reason_start varchar,
+    reason_end varchar,
+    shuffle boolean,
+    skipped boolean,
+    file_sha256 varchar not null,
+    file_row bigint not null,
+    imported_at timestamptz not null,
+    primary key (source, content_type, source_key)
+);
+
+create table if not exists raw.set_aside_rows (
+    file_sha256 varchar not null,
+    file_row bigint not null,
+    source varchar not null,
+    reason varchar not null,
+    record json,
+    imported_at timestamptz not null,
+    primary key (file_sha256, file_row)
+);
+"""
+
+
+def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and on first use create) the warehouse with the raw schema in place."""
+    if read_only:
+        con = duckdb.connect(str(path), read_only=True)
+        con.execute("set TimeZone = 'UTC'")
+        return con
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute("set TimeZone = 'UTC'")
+    con.execute("set preserve_insertion_order = false")
+    con.execute(_DDL)
+    if not con.execute("select count(*) from raw.schema_version").fetchone()[0]:  # type: ignore[index]
+        con.execute("insert into raw.schema_version values (?)", [RAW_SCHEMA_VERSION])
+    return con
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Context-managed :func:`open_warehouse`; the connection is closed on exit."""
+    con = open_warehouse(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: commit when the block ends normally, roll back on any exception."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def imported_file_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Content hashes of every file imported so far."""
+    return {row[0] for row in con.execute("select file_sha256 from raw.import_files").fetchall()}
+
+
+def stored_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.Series) -> pl.Series:
+    """Which of ``keys`` are already stored in ``table``."""
+    probe = keys.to_frame("source_key")
+    con.register("_probe_keys", probe)
+    try:
+        return con.sql(
+            f"select t.source_key from {table} as t semi join _probe_keys as p using (source_key)"
+        ).pl()["source_key"]
+    finally:
+        con.unregister("_probe_keys")
+
+
+def linked_rows(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """Stored rows that belong to a play, with the times and keys cross-source matching needs.
+
+    Only rows whose time lies in [start, end] are read, so a daily batch of 100 plays does
+    not load 20 years of history.
+    """
+    query = """
+        select play_id, 'spotify_extended_history' as source, played_at as end_at,
+               played_at - to_milliseconds(ms_played) as start_at, track_id, name_key
+        from raw.spotify_extended_history
+        where play_id is not null and played_at between $start and $end
+        union all
+        select play_id, 'spotify_api', played_at,
+               played_at - to_milliseconds(coalesce(duration_ms, 0)), track_id, name_key
+        from raw.spotify_api_plays
+        where play_id is not null and played_at between $start and $end
+        union all
+        select play_id, 'spotify_account_data', played_at,
+               played_at - to_milliseconds(ms_played), null, name_key
+        from raw.spotify_account_data
+        where play_id is not null and played_at between $start and $end
+        union all
+        select play_id, 'lastfm', null, started_at, null, name_key
+        from raw.lastfm_scrobbles
+        where play_id is not null and started_at between $start and $end
+    """
+    return con.execute(query, {"start": start, "end": end}).pl()
+
+
+def insert_frame(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, **constants: Any
+) -> None:
+    """Append ``frame`` (plus constant columns) to ``table``, matching columns by name."""
+    if frame.is_empty():
+        return
+    if constants:
+        frame = frame.with_columns(**{k: pl.lit(v) for k, v in constants.items()})
+    con.register("_insert_frame", frame)
+    try:
+        con.execute(f"insert into {table} by name select * from _insert_frame")
+    finally:
+        con.unregister("_insert_frame")
+
+
+def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Plays per source, distinct plays, first and last play, other content, last import."""
+    per_source: dict[str, Any] = {}
+    for source, table in MUSIC_TABLES.items():
+        time_col = TIME_COLUMN[source]
+        plays, first, last = con.execute(
+            f"select count(play_id), min({time_col}) filter (where play_id is not null),"
+            f" max({time_col}) filter (where play_id is not null) from {table}"
+        ).fetchone()  # type: ignore[misc]
+        per_source[source] = {
+            "plays": plays,
+            "first_play_at": _iso(first),
+            "last_play_at": _iso(last),
+        }
+    distinct_query = " union ".join(
+        f"select play_id from {table} where play_id is not null" for table in MUSIC_TABLES.values()
+    )
+    (distinct,) = con.execute(f"select count(*) from ({distinct_query})").fetchone()  # type: ignore[misc]
+    starts = [v["first_play_at"] for v in per_source.values() if v["first_play_at"]]
+    ends = [v["last_play_at"] for v in per_source.values() if v["last_play_at"]]
+    other = dict(
+        con.execute(
+            "select content_type, count(*) from raw.other_plays group by all order by 1"
+        ).fetchall()
+    )
+    set_aside = dict(
+        con.execute(
+            "select reason, count(*) from raw.set_aside_rows group by all order by 1"
+        ).fetchall()
+    )
+    files, last_import = con.execute(
+        "select count(*), max(imported_at) from raw.import_files"
+    ).fetchone()  # type: ignore[misc]
+    return {
+        "plays": distinct,
+        "plays_per_source": {k: v["plays"] for k, v in per_source.items()},
+        "sources": per_source,
+        "first_play_at": min(starts) if starts else None,
+        "last_play_at": max(ends) if ends else None,
+        "other_content": other,
+        "set_aside_rows": set_aside,
+        "files_imported": files,
+        "last_import_at": _iso(last_import),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
