@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ create table if not exists raw.import_files (
 );
 
 create table if not exists raw.spotify_extended_history (
-    source_key varchar primary key,   -- md5(ts, spotify_track_uri, ms_played)
+    source_key varchar not null,   -- md5(ts, spotify_track_uri, ms_played)
     play_id varchar,                  -- null when not a play (0 ms played)
     played_at timestamptz not null,   -- ts: end of play, UTC
     ms_played bigint not null,
@@ -86,7 +87,7 @@ create table if not exists raw.spotify_extended_history (
 );
 
 create table if not exists raw.spotify_account_data (
-    source_key varchar primary key,   -- md5(endTime, artistName, trackName, msPlayed)
+    source_key varchar not null,   -- md5(endTime, artistName, trackName, msPlayed)
     play_id varchar,
     played_at timestamptz not null,   -- endTime: end of play, UTC, minute precision
     ms_played bigint not null,
@@ -99,7 +100,7 @@ create table if not exists raw.spotify_account_data (
 );
 
 create table if not exists raw.lastfm_scrobbles (
-    source_key varchar primary key,   -- md5(date, artist, track)
+    source_key varchar not null,   -- md5(date, artist, track)
     play_id varchar,
     started_at timestamptz not null,  -- a scrobble's time is the start of play, UTC
     track_name varchar not null,
@@ -112,7 +113,7 @@ create table if not exists raw.lastfm_scrobbles (
 );
 
 create table if not exists raw.spotify_api_plays (
-    source_key varchar primary key,   -- md5(played_at, track.id)
+    source_key varchar not null,   -- md5(played_at, track.id)
     play_id varchar,
     played_at timestamptz not null,   -- end of play as the API reports it, UTC
     track_id varchar not null,
@@ -167,16 +168,25 @@ create table if not exists raw.set_aside_rows (
 """
 
 
-def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and on first use create) the warehouse with the raw schema in place."""
+DEFAULT_MEMORY_LIMIT = "128MB"
+
+
+def open_warehouse(
+    path: Path, *, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> duckdb.DuckDBPyConnection:
+    """Open (and on first use create) the warehouse with the raw schema in place.
+
+    DuckDB would otherwise cache up to 80% of the machine's memory; the production VM has
+    2 GB shared with Metabase, so the limit is explicit (it spills to disk beyond it).
+    """
+    config = {"memory_limit": memory_limit}
     if read_only:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True, config=config)
         con.execute("set TimeZone = 'UTC'")
         return con
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config=config)
     con.execute("set TimeZone = 'UTC'")
-    con.execute("set preserve_insertion_order = false")
     con.execute(_DDL)
     if not con.execute("select count(*) from raw.schema_version").fetchone()[0]:  # type: ignore[index]
         con.execute("insert into raw.schema_version values (?)", [RAW_SCHEMA_VERSION])
@@ -184,9 +194,11 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
 
 
 @contextmanager
-def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: Path, *, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Context-managed :func:`open_warehouse`; the connection is closed on exit."""
-    con = open_warehouse(path, read_only=read_only)
+    con = open_warehouse(path, read_only=read_only, memory_limit=memory_limit)
     try:
         yield con
     finally:
@@ -316,3 +328,168 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+# What the matching step reads of each staged music table (dedupe.linked_view's inputs).
+_MATCH_COLUMNS = {
+    "spotify_extended_history": ["played_at", "ms_played", "track_id", "name_key"],
+    "spotify_api": ["played_at", "duration_ms", "track_id", "name_key"],
+    "spotify_account_data": ["played_at", "ms_played", "name_key"],
+    "lastfm": ["started_at", "name_key"],
+}
+
+
+@dataclass
+class OtherStored:
+    """Counts from storing non-music rows."""
+
+    new_by_type: dict[str, int]
+    repeated_in_input: int
+    already_stored: int
+
+
+class Staging:
+    """Rows read in this run, held in Parquet files until the run commits.
+
+    Each file is staged as it is read, so a run holds one file's frame in memory plus the
+    narrow columns that matching needs, never the whole history. Every staged row gets a
+    run-wide ``_stage_row`` number in read order ("first seen" means lowest number).
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+        self.con = con
+        self.folder = folder
+        self.music_sources: list[str] = []
+        self._rows = 0
+        self._parts = 0
+        self._moved_podcasts: pl.DataFrame | None = None
+
+    def _write(self, kind: str, frame: pl.DataFrame, **constants: Any) -> None:
+        frame = frame.with_columns(
+            _stage_row=pl.int_range(self._rows, self._rows + frame.height, dtype=pl.Int64),
+            **{k: pl.lit(v) for k, v in constants.items()},
+        )
+        self._rows += frame.height
+        self._parts += 1
+        target = self.folder / kind
+        target.mkdir(exist_ok=True)
+        frame.write_parquet(target / f"{self._parts:06d}.parquet")
+
+    def _glob(self, kind: str) -> str:
+        return str(self.folder / kind / "*.parquet")
+
+    def _has(self, kind: str) -> bool:
+        return (self.folder / kind).is_dir()
+
+    def add(self, source: str, parsed: Any, file_sha256: str) -> None:
+        """Stage one file's rows (``readers.Parsed``)."""
+        if parsed.music.height:
+            if source not in self.music_sources:
+                self.music_sources.append(source)
+            self._write(source, parsed.music, file_sha256=file_sha256)
+        if parsed.other.height:
+            self._write("other", parsed.other, file_sha256=file_sha256)
+        if parsed.set_aside.height:
+            self._write(
+                "set_aside", parsed.set_aside, file_sha256=file_sha256, source=parsed.format.value
+            )
+
+    def move_old_account_podcasts(self, file_hashes: list[str]) -> None:
+        """Old account data lists podcast episodes as "artist" = show, "track" = episode.
+
+        Nothing in such a row says which it is, so a row of an old-format file is a podcast
+        episode when its "artist" is a show known from podcast data (this run or stored).
+        """
+        if not file_hashes or "spotify_account_data" not in self.music_sources:
+            return
+        shows = self.con.sql(
+            "select show_name from raw.other_plays where content_type = 'podcast'"
+        ).pl()["show_name"]
+        if self._has("other"):
+            staged = pl.scan_parquet(self._glob("other"))
+            shows = pl.concat(
+                [shows, staged.filter(pl.col("content_type") == "podcast").collect()["show_name"]]
+            )
+        moved = (
+            pl.scan_parquet(self._glob("spotify_account_data"))
+            .filter(
+                pl.col("file_sha256").is_in(file_hashes)
+                & pl.col("artist_name").is_in(shows.unique().implode())
+            )
+            .collect()
+        )
+        if moved.height:
+            self._moved_podcasts = moved
+
+    def match_columns(self, source: str) -> pl.DataFrame:
+        """The staged rows of ``source`` in read order, narrowed to what matching needs."""
+        frame = pl.scan_parquet(self._glob(source)).select(
+            "_stage_row", "source_key", *_MATCH_COLUMNS[source]
+        )
+        if source == "spotify_account_data" and self._moved_podcasts is not None:
+            frame = frame.join(self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti")
+        return frame.sort("_stage_row").collect()
+
+    def stored_keys(self, source: str, keys: pl.Series) -> pl.Series:
+        """Which of ``keys`` (natural keys of ``source`` rows) the warehouse already holds."""
+        return stored_keys(self.con, MUSIC_TABLES[source], keys)
+
+    def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
+        """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
+        self.con.register("_assigned", assigned)
+        try:
+            self.con.execute(
+                f"""
+                insert into {MUSIC_TABLES[source]} by name
+                select staged.* exclude (_stage_row), assigned.play_id, $now as imported_at
+                from read_parquet($files) as staged
+                join _assigned as assigned using (_stage_row)
+                """,
+                {"now": now, "files": self._glob(source)},
+            )
+        finally:
+            self.con.unregister("_assigned")
+
+    def store_other(self, now: datetime) -> OtherStored:
+        """Insert new podcast, audiobook and video rows (rule 1 within each source)."""
+        frames = []
+        if self._has("other"):
+            frames.append(pl.scan_parquet(self._glob("other")).collect())
+        if self._moved_podcasts is not None:
+            frames.append(
+                self._moved_podcasts.select(
+                    "_stage_row",
+                    "source_key",
+                    pl.lit("spotify_account_data").alias("source"),
+                    pl.lit("podcast").alias("content_type"),
+                    "played_at",
+                    "ms_played",
+                    pl.col("artist_name").alias("show_name"),
+                    pl.col("track_name").alias("item_name"),
+                    "file_sha256",
+                    "file_row",
+                )
+            )
+        if not frames:
+            return OtherStored({}, 0, 0)
+        key = ["source", "content_type", "source_key"]
+        staged = pl.concat(frames, how="diagonal_relaxed").sort("_stage_row")
+        unique = staged.unique(subset=key, keep="first", maintain_order=True)
+        self.con.register("_other_probe", unique.select(key))
+        stored = self.con.sql(
+            "select source, content_type, source_key from raw.other_plays"
+            " semi join _other_probe using (source, content_type, source_key)"
+        ).pl()
+        self.con.unregister("_other_probe")
+        fresh = unique.join(stored, on=key, how="anti").drop("_stage_row")
+        insert_frame(self.con, "raw.other_plays", fresh, imported_at=now)
+        new_by_type = dict(fresh.group_by("content_type").len().iter_rows())
+        return OtherStored(new_by_type, staged.height - unique.height, unique.height - fresh.height)
+
+    def store_set_aside(self, now: datetime) -> None:
+        if self._has("set_aside"):
+            self.con.execute(
+                "insert into raw.set_aside_rows by name"
+                " select * exclude (_stage_row), $now as imported_at from read_parquet($files)",
+                {"now": now, "files": self._glob("set_aside")},
+            )

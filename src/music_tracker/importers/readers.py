@@ -66,25 +66,49 @@ class Parsed:
     )
 
 
-def read_file(path: Path, fmt: Format, display_name: str, *, is_video: bool = False) -> Parsed:
-    """Read ``path`` (shown to the user as ``display_name``) as format ``fmt``."""
+def read_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: Format,
+    display_name: str,
+    *,
+    is_video: bool = False,
+) -> Parsed:
+    """Read ``path`` (shown to the user as ``display_name``) as format ``fmt``.
+
+    ``con`` is any DuckDB connection: its JSON reader is the fastest here, and it computes
+    the md5 natural keys. Nothing is written through it.
+    """
     if fmt is Format.EXTENDED:
-        return _read_extended(path, display_name, is_video=is_video)
+        return _read_extended(con, path, display_name, is_video=is_video)
     if fmt is Format.ACCOUNT_MUSIC:
-        return _read_account_music(path, display_name)
+        return _read_account_music(con, path, display_name)
     if fmt in (Format.ACCOUNT_PODCAST, Format.ACCOUNT_AUDIOBOOK):
-        return _read_account_other(path, fmt, display_name)
-    return _read_lastfm(path, display_name)
+        return _read_account_other(con, path, fmt, display_name)
+    return _read_lastfm(con, path, display_name)
 
 
-def _read_json(path: Path, display_name: str, columns: dict[str, str], what: str) -> pl.DataFrame:
+def _key_sql(columns: tuple[str, ...]) -> str:
+    """md5 over the natural-key fields (DESIGN.md rule 1): stable across library versions."""
+    parts = ", ".join(f"coalesce(cast({c} as varchar), '')" for c in columns)
+    return f"md5(concat_ws(chr(31), {parts}))"
+
+
+def _read_json(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    display_name: str,
+    columns: dict[str, str],
+    key: tuple[str, ...],
+    what: str,
+) -> pl.DataFrame:
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
     try:
-        with duckdb.connect() as con:
-            frame = con.sql(
-                f"select * from read_json(?, format='array', columns={spec})",
-                params=[str(path)],
-            ).pl()
+        frame = con.sql(
+            f"select *, {_key_sql(key)} as source_key"
+            f" from read_json(?, format='array', columns={spec})",
+            params=[str(path)],
+        ).pl()
     except duckdb.Error as exc:
         detail = re.sub(r'in file "[^"]*", ', "", str(exc).splitlines()[0])
         raise ImportInputError(
@@ -111,18 +135,6 @@ def _parse_utc(frame: pl.DataFrame, column: str, fmt: str, display_name: str) ->
             "fix or delete that row and import again",
         )
     return parsed
-
-
-def _md5_key(frame: pl.DataFrame, *columns: str) -> pl.Series:
-    # Polars' hash is not stable across versions; md5 is, so keys survive upgrades.
-    joined = frame.select(
-        pl.concat_str(
-            [pl.col(c).cast(pl.String).fill_null("") for c in columns], separator="\x1f"
-        ).alias("k")
-    )
-    with duckdb.connect() as con:
-        con.register("joined", joined)
-        return con.sql("select md5(k) as k from joined").pl()["k"]
 
 
 EXTENDED_COLUMNS = {
@@ -155,13 +167,21 @@ EXTENDED_COLUMNS = {
 }
 
 
-def _read_extended(path: Path, display_name: str, *, is_video: bool) -> Parsed:
-    raw = _read_json(path, display_name, EXTENDED_COLUMNS, "Spotify extended streaming history")
+def _read_extended(
+    con: duckdb.DuckDBPyConnection, path: Path, display_name: str, *, is_video: bool
+) -> Parsed:
+    raw = _read_json(
+        con,
+        path,
+        display_name,
+        EXTENDED_COLUMNS,
+        ("ts", "spotify_track_uri", "ms_played"),
+        "Spotify extended streaming history",
+    )
     played_at = _parse_utc(raw, "ts", "%Y-%m-%dT%H:%M:%SZ", display_name)
     offline = pl.col("offline_timestamp")
     frame = raw.with_columns(
         played_at=played_at,
-        source_key=_md5_key(raw, "ts", "spotify_track_uri", "ms_played"),
         offline_at=pl.when(offline >= _OFFLINE_MS_THRESHOLD)
         .then(pl.from_epoch(offline, time_unit="ms"))
         .otherwise(pl.from_epoch(offline, time_unit="s"))
@@ -235,13 +255,17 @@ def _read_extended(path: Path, display_name: str, *, is_video: bool) -> Parsed:
     return Parsed(Format.EXTENDED, raw.height, music, other.cast(OTHER_SCHEMA), set_aside)  # type: ignore[arg-type]
 
 
-def _read_account_music(path: Path, display_name: str) -> Parsed:
-    columns = {"endTime": "VARCHAR", "artistName": "VARCHAR", "trackName": "VARCHAR", "msPlayed": "BIGINT"}
-    raw = _read_json(path, display_name, columns, "Spotify account data (music)")
+def _read_account_music(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
+    columns = {
+        "endTime": "VARCHAR",
+        "artistName": "VARCHAR",
+        "trackName": "VARCHAR",
+        "msPlayed": "BIGINT",
+    }
+    key = ("endTime", "artistName", "trackName", "msPlayed")
+    raw = _read_json(con, path, display_name, columns, key, "Spotify account data (music)")
     played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
-    music = raw.with_columns(
-        played_at=played_at, source_key=_md5_key(raw, "endTime", "artistName", "trackName", "msPlayed")
-    ).select(
+    music = raw.with_columns(played_at=played_at).select(
         "source_key",
         "played_at",
         pl.col("msPlayed").alias("ms_played"),
@@ -253,7 +277,9 @@ def _read_account_music(path: Path, display_name: str) -> Parsed:
     return Parsed(Format.ACCOUNT_MUSIC, raw.height, music)
 
 
-def _read_account_other(path: Path, fmt: Format, display_name: str) -> Parsed:
+def _read_account_other(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: Format, display_name: str
+) -> Parsed:
     if fmt is Format.ACCOUNT_PODCAST:
         columns = {"endTime": "VARCHAR", "podcastName": "VARCHAR", "episodeName": "VARCHAR", "msPlayed": "BIGINT"}
         show, item, author, content = "podcastName", "episodeName", None, "podcast"
@@ -266,11 +292,10 @@ def _read_account_other(path: Path, fmt: Format, display_name: str) -> Parsed:
             "msPlayed": "BIGINT",
         }
         show, item, author, content = "audiobookName", "chapterName", "authorName", "audiobook"
-    raw = _read_json(path, display_name, columns, f"Spotify account data ({content})")
+    key = ("endTime", show, item, "msPlayed")
+    raw = _read_json(con, path, display_name, columns, key, f"Spotify account data ({content})")
     played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
-    other = raw.with_columns(
-        played_at=played_at, source_key=_md5_key(raw, "endTime", show, item, "msPlayed")
-    ).select(
+    other = raw.with_columns(played_at=played_at).select(
         "source_key",
         pl.lit(Format.ACCOUNT_MUSIC.value).alias("source"),
         pl.lit(content).alias("content_type"),
@@ -299,7 +324,7 @@ ACCOUNT_MUSIC_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _read_lastfm(path: Path, display_name: str) -> Parsed:
+def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
     try:
         raw = pl.read_csv(
             path,
@@ -326,9 +351,15 @@ def _read_lastfm(path: Path, display_name: str) -> Parsed:
             hint="fix or delete that row and import again",
         )
     started_at = _parse_utc(raw.with_columns(pl.col("date").str.strip_chars()), "date", LASTFM_DATE_FORMAT, display_name)
-    music = raw.with_columns(
-        started_at=started_at, source_key=_md5_key(raw, "date", "artist", "track")
-    ).select(
+    con.register("_lastfm_rows", raw)
+    try:
+        keys = con.sql(
+            f"select file_row, {_key_sql(('date', 'artist', 'track'))} as source_key"
+            " from _lastfm_rows"
+        ).pl()
+    finally:
+        con.unregister("_lastfm_rows")
+    music = raw.with_columns(started_at=started_at).join(keys, on="file_row").select(
         "source_key",
         "started_at",
         pl.col("track").alias("track_name"),

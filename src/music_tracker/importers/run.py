@@ -9,6 +9,7 @@ however often it is imported) and the rows written in a single DuckDB transactio
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from music_tracker import dedupe, warehouse
@@ -33,7 +35,7 @@ from music_tracker.importers.detect import (
     detect_format,
 )
 from music_tracker.importers.errors import ImportInputError
-from music_tracker.importers.readers import OTHER_SCHEMA, Parsed, read_file
+from music_tracker.importers.readers import read_file
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,8 @@ class _ReadFile:
     sha256: str
     size: int
     staged: Path
-    parsed: Parsed
+    format: Format
+    rows_read: int
 
 
 def discover(paths: list[Path]) -> list[Candidate]:
@@ -175,38 +178,61 @@ def run_import(
     with warehouse.connect(data_dir / "warehouse.duckdb") as con, tempfile.TemporaryDirectory(
         dir=landing, prefix=".staging-"
     ) as staging_dir:
+        staging = warehouse.Staging(con, Path(staging_dir))
         known = warehouse.imported_file_hashes(con)
         read, with_history = _read_all(
-            candidates, Path(staging_dir), known, forced, summary, progress
+            con, staging, candidates, Path(staging_dir), known, forced, summary, progress
         )
         _check_archives(paths, with_history)
         if progress:
             progress("de-duplicating")
-        batches = _assemble(con, read, tolerances, summary)
+        old_account = [
+            item.sha256
+            for item in read
+            if item.format is Format.ACCOUNT_MUSIC
+            and _OLD_ACCOUNT_NAME.match(item.candidate.base_name)
+        ]
+        staging.move_old_account_podcasts(old_account)
+        assignments = _assign(con, staging, tolerances, summary)
         if progress:
             progress("storing")
         landed = [_land(item, landing) for item in read]
         with warehouse.transaction(con):
-            _store(con, batches, read, landed, summary, started)
+            now = datetime.now(UTC)
+            for source, assigned in assignments.items():
+                staging.store_music(source, assigned, now)
+            other = staging.store_other(now)
+            summary.other_content.update(other.new_by_type)
+            summary.duplicates_in_input += other.repeated_in_input
+            summary.already_stored += other.already_stored
+            staging.store_set_aside(now)
+            _record_files(con, read, landed, summary, now)
+            summary.files_imported = len(read)
+            con.execute(
+                "insert into raw.import_runs values (?, 'import', ?, ?, ?)",
+                [summary.run_id, started, datetime.now(UTC), json.dumps(summary.as_dict())],
+            )
     return summary
 
 
 def _read_all(
+    con: duckdb.DuckDBPyConnection,
+    staging: warehouse.Staging,
     candidates: list[Candidate],
-    staging: Path,
+    staging_dir: Path,
     known: set[str],
     forced: Format | None,
     summary: ImportSummary,
     progress: ProgressCallback | None,
 ) -> tuple[list[_ReadFile], set[Path]]:
-    """Read every candidate; also return the archives that held history (new or known)."""
+    """Read and stage every candidate; also return the archives that held history."""
     read: list[_ReadFile] = []
     seen: set[str] = set()
     with_history: set[Path] = set()
     for candidate in candidates:
         if progress:
             progress(candidate.display_name)
-        staged, sha256, size = _stage(candidate, staging)
+        staged, sha256, size = _stage(candidate, staging_dir)
         if sha256 in known or sha256 in seen:
             summary.files_already_imported += 1
             if candidate.archive is not None:
@@ -217,9 +243,12 @@ def _read_all(
         if fmt is None:
             continue
         is_video = bool(_VIDEO_NAME.search(candidate.base_name))
-        parsed = read_file(staged, fmt, candidate.display_name, is_video=is_video)
+        parsed = read_file(con, staged, fmt, candidate.display_name, is_video=is_video)
+        staging.add(_music_source(fmt), parsed, sha256)
+        for reason, count in parsed.set_aside.group_by("reason").len().iter_rows():
+            summary.set_aside[reason] += count
         summary.rows_read += parsed.rows_read
-        read.append(_ReadFile(candidate, sha256, size, staged, parsed))
+        read.append(_ReadFile(candidate, sha256, size, staged, fmt, parsed.rows_read))
         if candidate.archive is not None:
             with_history.add(candidate.archive)
     return read, with_history
@@ -290,38 +319,29 @@ def _check_archives(paths: list[Path], with_history: set[Path]) -> None:
             )
 
 
-@dataclass
-class _Batch:
-    source: str
-    table: str
-    rows: pl.DataFrame
+def _assign(
+    con: duckdb.DuckDBPyConnection,
+    staging: warehouse.Staging,
+    tolerances: dedupe.Tolerances,
+    summary: ImportSummary,
+) -> dict[str, pl.DataFrame]:
+    """Apply the de-duplication rules, source by source, richest first.
 
-
-def _assemble(
-    con: Any, read: list[_ReadFile], tolerances: dedupe.Tolerances, summary: ImportSummary
-) -> dict[str, Any]:
-    """Apply the de-duplication rules to everything read, source by source, richest first."""
-    other_frames = [
-        item.parsed.other.with_columns(file_sha256=pl.lit(item.sha256)) for item in read
-    ]
-    known_shows = _known_shows(con, other_frames)
-    music_by_source: dict[str, list[pl.DataFrame]] = {}
-    for item in read:
-        music = item.parsed.music.with_columns(file_sha256=pl.lit(item.sha256))
-        source = _music_source(item.parsed.format)
-        if item.parsed.format is Format.ACCOUNT_MUSIC and _OLD_ACCOUNT_NAME.match(
-            item.candidate.base_name
-        ):
-            music, podcasts = _split_old_account_podcasts(music, known_shows)
-            other_frames.append(podcasts)
-        music_by_source.setdefault(source, []).append(music)
-
-    linked = _stored_linked_rows(con, music_by_source)
-    batches: list[_Batch] = []
-    for source in sorted(music_by_source, key=dedupe.SOURCE_RANK.__getitem__, reverse=True):
-        table = warehouse.MUSIC_TABLES[source]
-        batch = pl.concat(music_by_source[source], how="diagonal_relaxed")
-        stored = warehouse.stored_keys(con, table, batch["source_key"])
+    Returns, per source, the staged rows to store (``_stage_row``) with their ``play_id``.
+    """
+    batches = {source: staging.match_columns(source) for source in staging.music_sources}
+    times = [b[warehouse.TIME_COLUMN[s]] for s, b in batches.items() if b.height]
+    if times:
+        all_times = pl.concat(times)
+        start, end = all_times.min(), all_times.max()
+        linked = warehouse.linked_rows(con, start - _MATCH_WINDOW, end + _MATCH_WINDOW)  # type: ignore[operator]
+    else:
+        linked = pl.DataFrame(schema=dedupe.LINKED_SCHEMA)
+    linked = linked.cast(dedupe.LINKED_SCHEMA)  # type: ignore[arg-type]
+    assignments: dict[str, pl.DataFrame] = {}
+    for source in sorted(batches, key=dedupe.SOURCE_RANK.__getitem__, reverse=True):
+        batch = batches[source]
+        stored = staging.stored_keys(source, batch["source_key"])
         fresh, in_batch, already = dedupe.drop_known(batch, stored)
         rows, linked_count, new_plays, not_plays = dedupe.assign_plays(
             source, fresh, linked, tolerances
@@ -334,19 +354,8 @@ def _assemble(
         summary.per_source[source] += new_plays
         if not_plays:
             summary.set_aside["0 ms played (not a play; row kept in raw)"] += not_plays
-        batches.append(_Batch(source, table, rows))
-
-    other = _new_other_rows(con, other_frames, summary)
-    set_aside = [
-        item.parsed.set_aside.with_columns(
-            file_sha256=pl.lit(item.sha256), source=pl.lit(item.parsed.format.value)
-        )
-        for item in read
-    ]
-    for frame in set_aside:
-        for reason, count in frame.group_by("reason").len().iter_rows():
-            summary.set_aside[reason] += count
-    return {"music": batches, "other": other, "set_aside": set_aside}
+        assignments[source] = rows.select("_stage_row", "play_id")
+    return assignments
 
 
 def _music_source(fmt: Format) -> str:
@@ -357,79 +366,9 @@ def _music_source(fmt: Format) -> str:
     return dedupe.ACCOUNT
 
 
-def _known_shows(con: Any, other_frames: list[pl.DataFrame]) -> pl.Series:
-    stored = con.sql(
-        "select distinct show_name from raw.other_plays where content_type = 'podcast'"
-    ).pl()["show_name"]
-    in_run = [f.filter(pl.col("content_type") == "podcast")["show_name"] for f in other_frames]
-    return pl.concat([stored, *in_run]).drop_nulls().unique()
-
-
-def _split_old_account_podcasts(
-    music: pl.DataFrame, known_shows: pl.Series
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Old account data lists podcast episodes as "artist" = show, "track" = episode.
-
-    Nothing in the row says which is which, so a row is a podcast episode when its
-    "artist" is a show known from podcast data (this import or the warehouse).
-    """
-    is_show = pl.col("artist_name").is_in(known_shows.implode())
-    podcasts = music.filter(is_show).select(
-        "source_key",
-        pl.lit(dedupe.ACCOUNT).alias("source"),
-        pl.lit("podcast").alias("content_type"),
-        "played_at",
-        "ms_played",
-        pl.col("artist_name").alias("show_name"),
-        pl.col("track_name").alias("item_name"),
-        *(pl.lit(None, pl.String).alias(c) for c in ("item_uri", "author_name", "platform")),
-        *(pl.lit(None, pl.String).alias(c) for c in ("conn_country", "reason_start", "reason_end")),
-        *(pl.lit(None, pl.Boolean).alias(c) for c in ("shuffle", "skipped")),
-        "file_row",
-        "file_sha256",
-    )
-    return music.filter(~is_show), podcasts.cast(OTHER_SCHEMA | {"file_sha256": pl.String()})  # type: ignore[arg-type]
-
-
-def _stored_linked_rows(con: Any, music_by_source: dict[str, list[pl.DataFrame]]) -> pl.DataFrame:
-    times: list[pl.Series] = []
-    for source, frames in music_by_source.items():
-        column = warehouse.TIME_COLUMN[source]
-        times.extend(frame[column] for frame in frames if frame.height)
-    if not times:
-        return pl.DataFrame(schema=dedupe.LINKED_SCHEMA)
-    all_times = pl.concat(times)
-    start, end = all_times.min(), all_times.max()
-    return warehouse.linked_rows(con, start - _MATCH_WINDOW, end + _MATCH_WINDOW).cast(  # type: ignore[operator]
-        dedupe.LINKED_SCHEMA  # type: ignore[arg-type]
-    )
-
-
-def _new_other_rows(
-    con: Any, frames: list[pl.DataFrame], summary: ImportSummary
-) -> pl.DataFrame:
-    if not frames:
-        return pl.DataFrame(schema=OTHER_SCHEMA)
-    batch = pl.concat(frames, how="diagonal_relaxed")
-    key = ["source", "content_type", "source_key"]
-    unique = batch.unique(subset=key, keep="first", maintain_order=True)
-    con.register("_other_probe", unique.select(key))
-    stored = con.sql(
-        "select o.source, o.content_type, o.source_key from raw.other_plays as o"
-        " semi join _other_probe as p using (source, content_type, source_key)"
-    ).pl()
-    con.unregister("_other_probe")
-    fresh = unique.join(stored, on=key, how="anti")
-    summary.duplicates_in_input += batch.height - unique.height
-    summary.already_stored += unique.height - fresh.height
-    for content_type, count in fresh.group_by("content_type").len().iter_rows():
-        summary.other_content[content_type] += count
-    return fresh
-
-
 def _land(item: _ReadFile, landing: Path) -> Path:
     """Keep the file as received under landing/<source>/<sha256>/<name> (write once)."""
-    target = landing / _family(item.parsed.format) / item.sha256 / item.candidate.base_name
+    target = landing / _family(item.format) / item.sha256 / item.candidate.base_name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
@@ -438,40 +377,22 @@ def _land(item: _ReadFile, landing: Path) -> Path:
     return target
 
 
-def _store(
-    con: Any,
-    batches: dict[str, Any],
+def _record_files(
+    con: duckdb.DuckDBPyConnection,
     read: list[_ReadFile],
     landed: list[Path],
     summary: ImportSummary,
-    started: datetime,
+    now: datetime,
 ) -> None:
-    now = datetime.now(UTC)
-    for batch in batches["music"]:
-        warehouse.insert_frame(con, batch.table, batch.rows, imported_at=now)
-    warehouse.insert_frame(con, "raw.other_plays", batches["other"], imported_at=now)
-    for frame in batches["set_aside"]:
-        warehouse.insert_frame(con, "raw.set_aside_rows", frame, imported_at=now)
     files = pl.DataFrame(
         {
             "file_sha256": [item.sha256 for item in read],
-            "source": [_family(item.parsed.format) for item in read],
+            "source": [_family(item.format) for item in read],
             "original_name": [item.candidate.display_name for item in read],
             "landing_path": [str(path) for path in landed],
             "size_bytes": [item.size for item in read],
-            "rows_read": [item.parsed.rows_read for item in read],
+            "rows_read": [item.rows_read for item in read],
         },
         schema_overrides={"size_bytes": pl.Int64, "rows_read": pl.Int64},
     )
     warehouse.insert_frame(con, "raw.import_files", files, run_id=summary.run_id, imported_at=now)
-    summary.files_imported = len(read)
-    con.execute(
-        "insert into raw.import_runs values (?, 'import', ?, ?, ?)",
-        [summary.run_id, started, datetime.now(UTC), _json(summary.as_dict())],
-    )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str)

@@ -1,0 +1,1 @@
+"""The embedded default: a realistic generated listening history and the demo pipeline."""

@@ -1,0 +1,263 @@
+"""A realistic, reproducible listening history: what the demo and the benchmarks import.
+
+The generator invents a catalogue (artists with albums and tracks whose popularity follows a
+Zipf law), then a listener: sessions every day in the evening-heavy rhythm of a real person
+in their local time zone, tracks played to the end or skipped, occasional zero-length
+plays, podcasts, offline plays. It writes the files the way Spotify and Last.fm ship them,
+quirks included: exact duplicate rows, files not sorted by time, 21-field exports before
+2024 (``username``, ``ip_addr_decrypted``) and 23-field ones after (``ip_addr``,
+``audiobook_*``), ``offline_timestamp`` in ms in old exports and s in new ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+_SYLLABLES = (
+    "al an ar be bo ca da de el en fa fi ga ha in ja ka la le li lo ma me mi mo na ne no "
+    "or pa ra re ri ro sa se si so ta te ti to ul va ve vi wa ya ze zo"
+).split()
+_WORDS = (
+    "night light heart fire river city dream summer rain gold shadow ocean echo wild blue "
+    "silver stone ghost electric golden paper glass velvet neon midnight morning winter "
+    "satellite garden mirror thunder honey static violet desert signal forever young"
+).split()
+_PLATFORMS_OLD = ["Android OS 8.0.0 API 26 (motorola, moto e5 play)", "iOS 12.1 (iPhone9,3)", "OS X 10.13.6 [x86 8]"]
+_PLATFORMS_NEW = ["android", "ios", "windows", "osx", "web_player"]
+_REASONS_END_SKIP = ["fwdbtn", "backbtn", "endplay"]
+_BASE62 = string.digits + string.ascii_letters
+# Local-time rhythm: relative weight of starting a session in each hour of the day.
+_HOUR_WEIGHTS = [1, 0.5, 0.3, 0.2, 0.2, 0.4, 1.5, 3, 4, 3, 2.5, 2.5, 3, 3, 2.5, 2.5, 3, 4, 5, 6, 6, 5, 4, 2]
+
+
+@dataclass(frozen=True)
+class Track:
+    track_id: str
+    name: str
+    artist: str
+    album: str
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Play:
+    ended_at: datetime  # UTC
+    ms_played: int
+    track: Track | None  # None for a podcast episode
+    episode: tuple[str, str, str] | None  # (show, episode, uri)
+    reason_start: str
+    reason_end: str
+    shuffle: bool
+    skipped: bool
+    offline: bool
+    platform_index: int
+
+
+def _spotify_id(rng: random.Random) -> str:
+    return "".join(rng.choice(_BASE62) for _ in range(22))
+
+
+def _name(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(_WORDS).capitalize() for _ in range(words))
+
+
+def _artist_name(rng: random.Random) -> str:
+    word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+    return rng.choice([word, f"The {_name(rng, 1)}s", f"{word} {_name(rng, 1)}", f"DJ {word}"])
+
+
+def build_catalogue(rng: random.Random, artists: int = 2_500) -> list[Track]:
+    """Artists with 1-4 albums of 6-14 tracks each; ordered by popularity (most first)."""
+    tracks: list[Track] = []
+    seen: set[str] = set()
+    for _ in range(artists):
+        artist = _artist_name(rng)
+        while artist in seen:
+            artist = f"{artist} {rng.choice(_SYLLABLES).capitalize()}"
+        seen.add(artist)
+        for _ in range(rng.randint(1, 4)):
+            album = _name(rng, rng.randint(1, 3))
+            for _ in range(rng.randint(6, 14)):
+                title = _name(rng, rng.randint(1, 4))
+                if rng.random() < 0.04:
+                    title += f" (feat. {_artist_name(rng)})"
+                if rng.random() < 0.03:
+                    title += f" - Remastered {rng.randint(2005, 2020)}"
+                duration = max(45_000, int(rng.gauss(215_000, 60_000)))
+                tracks.append(Track(_spotify_id(rng), title, artist, album, duration))
+    return tracks
+
+
+def listen(
+    rng: random.Random,
+    catalogue: list[Track],
+    start: date,
+    end: date,
+    plays: int,
+    timezone: str = "America/Denver",
+    podcast_share: float = 0.02,
+) -> list[Play]:
+    """About ``plays`` plays between ``start`` and ``end`` (inclusive), in time order."""
+    zone = ZoneInfo(timezone)
+    days = (end - start).days + 1
+    per_day = plays / days
+    weights = [1 / (rank + 1) ** 0.9 for rank in range(len(catalogue))]
+    cumulative = list(_accumulate(weights))
+    shows = [(f"The {_name(rng, 2)} Podcast", _spotify_id(rng)) for _ in range(12)]
+    result: list[Play] = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        remaining = max(0, round(rng.gauss(per_day, per_day * 0.4)))
+        while remaining > 0:
+            hour = rng.choices(range(24), weights=_HOUR_WEIGHTS)[0]
+            local = datetime(day.year, day.month, day.day, hour, rng.randint(0, 59), rng.randint(0, 59), tzinfo=zone)
+            clock = local.astimezone(UTC)
+            session = min(remaining, rng.randint(3, 30))
+            remaining -= session
+            shuffle = rng.random() < 0.5
+            offline = rng.random() < 0.05
+            platform_index = rng.randrange(5)
+            for _ in range(session):
+                if rng.random() < podcast_share:
+                    show, show_id = rng.choice(shows)
+                    ms = rng.randint(60_000, 3_000_000)
+                    clock += timedelta(milliseconds=ms)
+                    episode = (show, f"Episode {rng.randint(1, 300)}: {_name(rng, 3)}", f"spotify:episode:{_spotify_id(rng)}")
+                    result.append(Play(clock, ms, None, episode, "clickrow", "trackdone", False, False, offline, platform_index))
+                    continue
+                track = catalogue[_pick(rng, cumulative)]
+                roll = rng.random()
+                if roll < 0.01:
+                    ms, reason_end, skipped = 0, "endplay", True
+                elif roll < 0.18:
+                    ms = rng.randint(500, min(track.duration_ms, 60_000))
+                    reason_end, skipped = rng.choice(_REASONS_END_SKIP), True
+                else:
+                    ms, reason_end, skipped = track.duration_ms, "trackdone", False
+                clock += timedelta(milliseconds=ms + rng.randint(0, 2_000))
+                reason_start = "trackdone" if result and result[-1].reason_end == "trackdone" else "clickrow"
+                result.append(Play(clock, ms, track, None, reason_start, reason_end, shuffle, skipped, offline, platform_index))
+    return [p for p in result if p.ended_at.date() <= end + timedelta(days=1)]
+
+
+def _accumulate(weights: list[float]) -> Iterator[float]:
+    total = 0.0
+    for weight in weights:
+        total += weight
+        yield total
+
+
+def _pick(rng: random.Random, cumulative: list[float]) -> int:
+    import bisect
+
+    return min(bisect.bisect_left(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
+
+
+def extended_record(play: Play, *, new_generation: bool, rng: random.Random) -> dict[str, object]:
+    """One play as a row of the extended streaming history (21 or 23 fields)."""
+    track, episode = play.track, play.episode
+    record: dict[str, object] = {"ts": play.ended_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if not new_generation:
+        record["username"] = "a1b2c3d4e5"
+    platform = (_PLATFORMS_NEW if new_generation else _PLATFORMS_OLD * 2)[play.platform_index % 5]
+    record["platform"] = platform
+    record["ms_played"] = play.ms_played
+    record["conn_country"] = "ZZ" if play.offline and rng.random() < 0.5 else "US"
+    record["ip_addr" if new_generation else "ip_addr_decrypted"] = f"192.0.2.{play.platform_index + 10}"
+    if not new_generation:
+        record["user_agent_decrypted"] = "unknown"
+    record.update(
+        master_metadata_track_name=track.name if track else None,
+        master_metadata_album_artist_name=track.artist if track else None,
+        master_metadata_album_album_name=track.album if track else None,
+        spotify_track_uri=f"spotify:track:{track.track_id}" if track else None,
+        episode_name=episode[1] if episode else None,
+        episode_show_name=episode[0] if episode else None,
+        spotify_episode_uri=episode[2] if episode else None,
+    )
+    if new_generation:
+        record.update(audiobook_title=None, audiobook_uri=None, audiobook_chapter_uri=None, audiobook_chapter_title=None)
+    offline_at = None
+    if play.offline:
+        started = play.ended_at - timedelta(milliseconds=play.ms_played)
+        offline_at = int(started.timestamp()) if new_generation else int(started.timestamp() * 1000)
+    record.update(
+        reason_start=play.reason_start,
+        reason_end=play.reason_end,
+        shuffle=play.shuffle,
+        skipped=play.skipped if new_generation or play.ended_at.year >= 2020 else None,
+        offline=play.offline,
+        offline_timestamp=offline_at,
+        incognito_mode=False,
+    )
+    return record
+
+
+def write_extended(
+    plays: list[Play], folder: Path, rng: random.Random, *, new_generation: bool, rows_per_file: int = 16_000
+) -> list[Path]:
+    """Write an extended-history export: ~16k rows per file, a few duplicates, not sorted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [extended_record(p, new_generation=new_generation, rng=rng) for p in plays]
+    records += [records[i] for i in rng.sample(range(len(records)), k=len(records) // 300)]
+    records.sort(key=lambda r: str(r["ts"]))
+    paths: list[Path] = []
+    for index, first in enumerate(range(0, len(records), rows_per_file)):
+        chunk = records[first : first + rows_per_file]
+        if new_generation:
+            years = f"{str(chunk[0]['ts'])[:4]}-{str(chunk[-1]['ts'])[:4]}"
+            name = f"Streaming_History_Audio_{years}_{index}.json"
+        else:
+            name = f"endsong_{index}.json"
+        if index % 3 == 1:  # real exports are not always sorted
+            rng.shuffle(chunk)
+        path = folder / name
+        path.write_text(json.dumps(chunk, indent=2 if index == 0 else None))
+        paths.append(path)
+    (folder / "ReadMeFirst_ExtendedStreamingHistory.pdf").write_bytes(b"%PDF-1.4\n% demo placeholder\n")
+    return paths
+
+
+def write_account_data(plays: list[Play], folder: Path, rows_per_file: int = 10_000) -> list[Path]:
+    """Write an account-data package: StreamingHistory_music_N.json and _podcast_N.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    music = [
+        {"endTime": p.ended_at.strftime("%Y-%m-%d %H:%M"), "artistName": p.track.artist, "trackName": p.track.name, "msPlayed": p.ms_played}
+        for p in plays
+        if p.track
+    ]
+    podcasts = [
+        {"endTime": p.ended_at.strftime("%Y-%m-%d %H:%M"), "podcastName": p.episode[0], "episodeName": p.episode[1], "msPlayed": p.ms_played}
+        for p in plays
+        if p.episode
+    ]
+    paths = []
+    for index, first in enumerate(range(0, len(music), rows_per_file)):
+        path = folder / f"StreamingHistory_music_{index}.json"
+        path.write_text(json.dumps(music[first : first + rows_per_file], indent=2))
+        paths.append(path)
+    path = folder / "StreamingHistory_podcast_0.json"
+    path.write_text(json.dumps(podcasts, indent=2))
+    (folder / "Userdata.json").write_text(json.dumps({"username": "demo", "country": "US"}))
+    return [*paths, path]
+
+
+def write_lastfm(plays: list[Play], path: Path) -> Path:
+    """Write a Last.fm scrobble export: headerless artist,album,track,date (start, UTC)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        for play in sorted(plays, key=lambda p: p.ended_at, reverse=True):
+            if play.track is None or play.ms_played < 30_000:
+                continue  # Last.fm scrobbles only tracks played long enough
+            started = play.ended_at - timedelta(milliseconds=play.ms_played)
+            writer.writerow([play.track.artist, play.track.album, play.track.name, started.strftime("%d %b %Y %H:%M")])
+    return path
