@@ -1,6 +1,6 @@
 """Generate a realistic 20-year extended streaming history (default 350,000 plays).
 
-    python bench/generate_history.py OUT_DIR [--plays N] [--years Y] [--seed S]
+python bench/generate_history.py OUT_DIR [--plays N] [--years Y] [--seed S]
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from music_tracker import __version__
 from music_tracker.settings import Settings, get_settings
@@ -45,12 +45,14 @@ def _settings(data_dir: Path | None) -> Settings:
     except ValidationError as exc:
         for problem in exc.errors():
             setting = ".".join(str(part) for part in problem["loc"]) or "settings"
-            err.print(f"[red]error:[/] setting {setting}: {problem['msg']}")
+            err.print(
+                "[red]error:[/]", Text(f"setting {setting}: {problem['msg']}"), soft_wrap=True
+            )
         raise typer.Exit(2) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
+    err.print("[red]error:[/]", Text(message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -181,9 +183,7 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
 
     settings = _settings(data_dir)
     if not settings.warehouse_path.exists():
-        raise _fail(
-            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
-        )
+        raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
     with warehouse.connect(settings.warehouse_path, read_only=True) as con:
         report = warehouse.status(con)
     report["warehouse"] = str(settings.warehouse_path)

@@ -32,15 +32,18 @@ LASTFM = "lastfm"
 SOURCE_RANK = {EXTENDED: 4, API: 3, ACCOUNT: 2, LASTFM: 1}
 
 # Columns of the "linked rows" frame: every stored music row that belongs to a play.
-LINKED_SCHEMA: dict[str, pl.DataType] = {
-    "play_id": pl.String(),
-    "source": pl.String(),
-    "end_at": pl.Datetime("us", "UTC"),
-    "start_at": pl.Datetime("us", "UTC"),
-    "track_id": pl.String(),
-    "name_key": pl.String(),
-}
+LINKED_SCHEMA = pl.Schema(
+    {
+        "play_id": pl.String(),
+        "source": pl.String(),
+        "end_at": pl.Datetime("us", "UTC"),
+        "start_at": pl.Datetime("us", "UTC"),
+        "track_id": pl.String(),
+        "name_key": pl.String(),
+    }
+)
 _MAX_ROUNDS = 20
+_HALF_MINUTE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -65,31 +68,44 @@ class BatchResult:
 
 
 def drop_known(batch: pl.DataFrame, stored_keys: pl.Series) -> tuple[pl.DataFrame, int, int]:
-    """Rule 1: drop rows repeated in the batch or already stored; return (rows, in_batch, stored)."""
+    """Rule 1: drop rows repeated in the batch or stored; return (rows, in_batch, stored)."""
     unique = batch.unique(subset="source_key", keep="first", maintain_order=True)
     fresh = unique.filter(~pl.col("source_key").is_in(stored_keys.implode()))
     return fresh, batch.height - unique.height, unique.height - fresh.height
 
 
 def linked_view(source: str, rows: pl.DataFrame) -> pl.DataFrame:
-    """A source's rows (with ``play_id``) reduced to the columns matching needs."""
+    """A source's rows (with ``play_id``) reduced to the columns matching needs.
+
+    Minute-precision times (account data's ``endTime``, Last.fm's date) stand for any
+    second of their minute; they are compared at the minute's middle, so a play ending
+    at 14:13:36 is nearer to "14:13" than to "14:14".
+    """
     if source == LASTFM:
-        end_at, start_at = pl.lit(None, pl.Datetime("us", "UTC")), pl.col("started_at")
+        end_at = pl.lit(None, pl.Datetime("us", "UTC"))
+        start_at = pl.col("started_at") + _HALF_MINUTE
     elif source == API:
         end_at = pl.col("played_at")
         start_at = pl.col("played_at") - pl.duration(milliseconds=pl.col("duration_ms"))
+    elif source == ACCOUNT:
+        end_at = pl.col("played_at") + _HALF_MINUTE
+        start_at = end_at - pl.duration(milliseconds=pl.col("ms_played"))
     else:
         end_at = pl.col("played_at")
         start_at = pl.col("played_at") - pl.duration(milliseconds=pl.col("ms_played"))
     track_id = pl.col("track_id") if "track_id" in rows.columns else pl.lit(None, pl.String)
-    return rows.filter(pl.col("play_id").is_not_null()).select(
-        "play_id",
-        pl.lit(source).alias("source"),
-        end_at.alias("end_at"),
-        start_at.alias("start_at"),
-        track_id.alias("track_id"),
-        "name_key",
-    ).cast(LINKED_SCHEMA)  # type: ignore[arg-type]
+    return (
+        rows.filter(pl.col("play_id").is_not_null())
+        .select(
+            "play_id",
+            pl.lit(source).alias("source"),
+            end_at.alias("end_at"),
+            start_at.alias("start_at"),
+            track_id.alias("track_id"),
+            "name_key",
+        )
+        .cast(LINKED_SCHEMA)
+    )
 
 
 def assign_plays(
@@ -148,8 +164,8 @@ def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
     keys = plays.select("_row", pl.concat_str([pl.lit(source + ":"), "source_key"]).alias("k"))
     with duckdb.connect() as con:
         con.register("keys", keys)
-        return con.sql("select _row, md5(k) as _own_play_id from keys").pl().cast(
-            {"_row": pl.UInt32}
+        return (
+            con.sql("select _row, md5(k) as _own_play_id from keys").pl().cast({"_row": pl.UInt32})
         )
 
 

@@ -43,6 +43,9 @@ def name_key(artist: pl.Expr, track: pl.Expr) -> pl.Expr:
 
 def normalize_names(names: list[str | None]) -> list[str | None]:
     """Plain-Python convenience over :func:`normalize_name` (tests and one-off lookups)."""
-    return pl.Series("name", names, dtype=pl.String).to_frame().select(
-        normalize_name(pl.col("name"))
-    )["name"].to_list()
+    return (
+        pl.Series("name", names, dtype=pl.String)
+        .to_frame()
+        .select(normalize_name(pl.col("name")))["name"]
+        .to_list()
+    )

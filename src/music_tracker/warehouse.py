@@ -34,6 +34,15 @@ TIME_COLUMN = {
     "lastfm": "started_at",
 }
 
+# What the matching step reads of each staged music table (dedupe.linked_view's inputs).
+MATCH_COLUMNS = {
+    "spotify_extended_history": ["played_at", "ms_played", "track_id", "name_key"],
+    "spotify_api": ["played_at", "duration_ms", "track_id", "name_key"],
+    "spotify_account_data": ["played_at", "ms_played", "name_key"],
+    "lastfm": ["started_at", "name_key"],
+}
+
+
 _DDL = """
 create schema if not exists raw;
 
@@ -179,7 +188,7 @@ def open_warehouse(
     DuckDB would otherwise cache up to 80% of the machine's memory; the production VM has
     2 GB shared with Metabase, so the limit is explicit (it spills to disk beyond it).
     """
-    config = {"memory_limit": memory_limit}
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if read_only:
         con = duckdb.connect(str(path), read_only=True, config=config)
         con.execute("set TimeZone = 'UTC'")
@@ -235,34 +244,19 @@ def stored_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.Series) -> 
 
 
 def linked_rows(
-    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+    con: duckdb.DuckDBPyConnection, source: str, start: datetime, end: datetime
 ) -> pl.DataFrame:
-    """Stored rows that belong to a play, with the times and keys cross-source matching needs.
+    """Stored rows of ``source`` that belong to a play, in the columns matching reads.
 
     Only rows whose time lies in [start, end] are read, so a daily batch of 100 plays does
     not load 20 years of history.
     """
-    query = """
-        select play_id, 'spotify_extended_history' as source, played_at as end_at,
-               played_at - to_milliseconds(ms_played) as start_at, track_id, name_key
-        from raw.spotify_extended_history
-        where play_id is not null and played_at between $start and $end
-        union all
-        select play_id, 'spotify_api', played_at,
-               played_at - to_milliseconds(coalesce(duration_ms, 0)), track_id, name_key
-        from raw.spotify_api_plays
-        where play_id is not null and played_at between $start and $end
-        union all
-        select play_id, 'spotify_account_data', played_at,
-               played_at - to_milliseconds(ms_played), null, name_key
-        from raw.spotify_account_data
-        where play_id is not null and played_at between $start and $end
-        union all
-        select play_id, 'lastfm', null, started_at, null, name_key
-        from raw.lastfm_scrobbles
-        where play_id is not null and started_at between $start and $end
-    """
-    return con.execute(query, {"start": start, "end": end}).pl()
+    time_column = TIME_COLUMN[source]
+    return con.execute(
+        f"select play_id, {', '.join(MATCH_COLUMNS[source])} from {MUSIC_TABLES[source]}"
+        f" where play_id is not null and {time_column} between $start and $end",
+        {"start": start, "end": end},
+    ).pl()
 
 
 def insert_frame(
@@ -328,15 +322,6 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-# What the matching step reads of each staged music table (dedupe.linked_view's inputs).
-_MATCH_COLUMNS = {
-    "spotify_extended_history": ["played_at", "ms_played", "track_id", "name_key"],
-    "spotify_api": ["played_at", "duration_ms", "track_id", "name_key"],
-    "spotify_account_data": ["played_at", "ms_played", "name_key"],
-    "lastfm": ["started_at", "name_key"],
-}
 
 
 @dataclass
@@ -424,10 +409,12 @@ class Staging:
     def match_columns(self, source: str) -> pl.DataFrame:
         """The staged rows of ``source`` in read order, narrowed to what matching needs."""
         frame = pl.scan_parquet(self._glob(source)).select(
-            "_stage_row", "source_key", *_MATCH_COLUMNS[source]
+            "_stage_row", "source_key", *MATCH_COLUMNS[source]
         )
         if source == "spotify_account_data" and self._moved_podcasts is not None:
-            frame = frame.join(self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti")
+            frame = frame.join(
+                self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti"
+            )
         return frame.sort("_stage_row").collect()
 
     def stored_keys(self, source: str, keys: pl.Series) -> pl.Series:

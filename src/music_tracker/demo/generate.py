@@ -30,12 +30,41 @@ _WORDS = (
     "silver stone ghost electric golden paper glass velvet neon midnight morning winter "
     "satellite garden mirror thunder honey static violet desert signal forever young"
 ).split()
-_PLATFORMS_OLD = ["Android OS 8.0.0 API 26 (motorola, moto e5 play)", "iOS 12.1 (iPhone9,3)", "OS X 10.13.6 [x86 8]"]
+_PLATFORMS_OLD = [
+    "Android OS 8.0.0 API 26 (motorola, moto e5 play)",
+    "iOS 12.1 (iPhone9,3)",
+    "OS X 10.13.6 [x86 8]",
+]
 _PLATFORMS_NEW = ["android", "ios", "windows", "osx", "web_player"]
 _REASONS_END_SKIP = ["fwdbtn", "backbtn", "endplay"]
 _BASE62 = string.digits + string.ascii_letters
 # Local-time rhythm: relative weight of starting a session in each hour of the day.
-_HOUR_WEIGHTS = [1, 0.5, 0.3, 0.2, 0.2, 0.4, 1.5, 3, 4, 3, 2.5, 2.5, 3, 3, 2.5, 2.5, 3, 4, 5, 6, 6, 5, 4, 2]
+_HOUR_WEIGHTS = [
+    1,
+    0.5,
+    0.3,
+    0.2,
+    0.2,
+    0.4,
+    1.5,
+    3,
+    4,
+    3,
+    2.5,
+    2.5,
+    3,
+    3,
+    2.5,
+    2.5,
+    3,
+    4,
+    5,
+    6,
+    6,
+    5,
+    4,
+    2,
+]
 
 
 @dataclass(frozen=True)
@@ -118,7 +147,15 @@ def listen(
         remaining = max(0, round(rng.gauss(per_day, per_day * 0.4)))
         while remaining > 0:
             hour = rng.choices(range(24), weights=_HOUR_WEIGHTS)[0]
-            local = datetime(day.year, day.month, day.day, hour, rng.randint(0, 59), rng.randint(0, 59), tzinfo=zone)
+            local = datetime(
+                day.year,
+                day.month,
+                day.day,
+                hour,
+                rng.randint(0, 59),
+                rng.randint(0, 59),
+                tzinfo=zone,
+            )
             clock = local.astimezone(UTC)
             session = min(remaining, rng.randint(3, 30))
             remaining -= session
@@ -127,11 +164,28 @@ def listen(
             platform_index = rng.randrange(5)
             for _ in range(session):
                 if rng.random() < podcast_share:
-                    show, show_id = rng.choice(shows)
+                    show, _show_id = rng.choice(shows)
                     ms = rng.randint(60_000, 3_000_000)
                     clock += timedelta(milliseconds=ms)
-                    episode = (show, f"Episode {rng.randint(1, 300)}: {_name(rng, 3)}", f"spotify:episode:{_spotify_id(rng)}")
-                    result.append(Play(clock, ms, None, episode, "clickrow", "trackdone", False, False, offline, platform_index))
+                    episode = (
+                        show,
+                        f"Episode {rng.randint(1, 300)}: {_name(rng, 3)}",
+                        f"spotify:episode:{_spotify_id(rng)}",
+                    )
+                    result.append(
+                        Play(
+                            clock,
+                            ms,
+                            None,
+                            episode,
+                            "clickrow",
+                            "trackdone",
+                            False,
+                            False,
+                            offline,
+                            platform_index,
+                        )
+                    )
                     continue
                 track = catalogue[_pick(rng, cumulative)]
                 roll = rng.random()
@@ -143,8 +197,23 @@ def listen(
                 else:
                     ms, reason_end, skipped = track.duration_ms, "trackdone", False
                 clock += timedelta(milliseconds=ms + rng.randint(0, 2_000))
-                reason_start = "trackdone" if result and result[-1].reason_end == "trackdone" else "clickrow"
-                result.append(Play(clock, ms, track, None, reason_start, reason_end, shuffle, skipped, offline, platform_index))
+                reason_start = (
+                    "trackdone" if result and result[-1].reason_end == "trackdone" else "clickrow"
+                )
+                result.append(
+                    Play(
+                        clock,
+                        ms,
+                        track,
+                        None,
+                        reason_start,
+                        reason_end,
+                        shuffle,
+                        skipped,
+                        offline,
+                        platform_index,
+                    )
+                )
     return [p for p in result if p.ended_at.date() <= end + timedelta(days=1)]
 
 
@@ -171,7 +240,9 @@ def extended_record(play: Play, *, new_generation: bool, rng: random.Random) -> 
     record["platform"] = platform
     record["ms_played"] = play.ms_played
     record["conn_country"] = "ZZ" if play.offline and rng.random() < 0.5 else "US"
-    record["ip_addr" if new_generation else "ip_addr_decrypted"] = f"192.0.2.{play.platform_index + 10}"
+    record["ip_addr" if new_generation else "ip_addr_decrypted"] = (
+        f"192.0.2.{play.platform_index + 10}"
+    )
     if not new_generation:
         record["user_agent_decrypted"] = "unknown"
     record.update(
@@ -184,7 +255,12 @@ def extended_record(play: Play, *, new_generation: bool, rng: random.Random) -> 
         spotify_episode_uri=episode[2] if episode else None,
     )
     if new_generation:
-        record.update(audiobook_title=None, audiobook_uri=None, audiobook_chapter_uri=None, audiobook_chapter_title=None)
+        record.update(
+            audiobook_title=None,
+            audiobook_uri=None,
+            audiobook_chapter_uri=None,
+            audiobook_chapter_title=None,
+        )
     offline_at = None
     if play.offline:
         started = play.ended_at - timedelta(milliseconds=play.ms_played)
@@ -202,7 +278,12 @@ def extended_record(play: Play, *, new_generation: bool, rng: random.Random) -> 
 
 
 def write_extended(
-    plays: list[Play], folder: Path, rng: random.Random, *, new_generation: bool, rows_per_file: int = 16_000
+    plays: list[Play],
+    folder: Path,
+    rng: random.Random,
+    *,
+    new_generation: bool,
+    rows_per_file: int = 16_000,
 ) -> list[Path]:
     """Write an extended-history export: ~16k rows per file, a few duplicates, not sorted."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,7 +303,9 @@ def write_extended(
         path = folder / name
         path.write_text(json.dumps(chunk, indent=2 if index == 0 else None))
         paths.append(path)
-    (folder / "ReadMeFirst_ExtendedStreamingHistory.pdf").write_bytes(b"%PDF-1.4\n% demo placeholder\n")
+    (folder / "ReadMeFirst_ExtendedStreamingHistory.pdf").write_bytes(
+        b"%PDF-1.4\n% demo placeholder\n"
+    )
     return paths
 
 
@@ -230,12 +313,22 @@ def write_account_data(plays: list[Play], folder: Path, rows_per_file: int = 10_
     """Write an account-data package: StreamingHistory_music_N.json and _podcast_N.json."""
     folder.mkdir(parents=True, exist_ok=True)
     music = [
-        {"endTime": p.ended_at.strftime("%Y-%m-%d %H:%M"), "artistName": p.track.artist, "trackName": p.track.name, "msPlayed": p.ms_played}
+        {
+            "endTime": p.ended_at.strftime("%Y-%m-%d %H:%M"),
+            "artistName": p.track.artist,
+            "trackName": p.track.name,
+            "msPlayed": p.ms_played,
+        }
         for p in plays
         if p.track
     ]
     podcasts = [
-        {"endTime": p.ended_at.strftime("%Y-%m-%d %H:%M"), "podcastName": p.episode[0], "episodeName": p.episode[1], "msPlayed": p.ms_played}
+        {
+            "endTime": p.ended_at.strftime("%Y-%m-%d %H:%M"),
+            "podcastName": p.episode[0],
+            "episodeName": p.episode[1],
+            "msPlayed": p.ms_played,
+        }
         for p in plays
         if p.episode
     ]
@@ -259,5 +352,12 @@ def write_lastfm(plays: list[Play], path: Path) -> Path:
             if play.track is None or play.ms_played < 30_000:
                 continue  # Last.fm scrobbles only tracks played long enough
             started = play.ended_at - timedelta(milliseconds=play.ms_played)
-            writer.writerow([play.track.artist, play.track.album, play.track.name, started.strftime("%d %b %Y %H:%M")])
+            writer.writerow(
+                [
+                    play.track.artist,
+                    play.track.album,
+                    play.track.name,
+                    started.strftime("%d %b %Y %H:%M"),
+                ]
+            )
     return path

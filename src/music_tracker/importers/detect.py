@@ -59,6 +59,12 @@ def detect_format(name: str, head: bytes) -> Format:
     text = head.decode("utf-8-sig", errors="replace").lstrip()
     if text.startswith(("[", "{")):
         return _detect_json(name, text)
+    if name.lower().endswith(".json"):
+        raise ImportInputError(
+            name,
+            "not valid JSON although the name ends in .json",
+            hint="the file may be damaged or not a Spotify export; download it again",
+        )
     if text.startswith("%PDF") or "\x00" in text[:1024]:
         raise NotHistory(name)
     return _detect_csv(name, text)
@@ -81,13 +87,13 @@ def _detect_json(name: str, text: str) -> Format:
     if not isinstance(first, dict):
         raise NotHistory(name)
     keys = set(first)
-    if _EXTENDED_KEYS <= keys:
+    if keys >= _EXTENDED_KEYS:
         return Format.EXTENDED
-    if _ACCOUNT_MUSIC_KEYS <= keys:
+    if keys >= _ACCOUNT_MUSIC_KEYS:
         return Format.ACCOUNT_MUSIC
-    if _ACCOUNT_PODCAST_KEYS <= keys:
+    if keys >= _ACCOUNT_PODCAST_KEYS:
         return Format.ACCOUNT_PODCAST
-    if _ACCOUNT_AUDIOBOOK_KEYS <= keys:
+    if keys >= _ACCOUNT_AUDIOBOOK_KEYS:
         return Format.ACCOUNT_AUDIOBOOK
     raise NotHistory(name)
 

@@ -28,29 +28,33 @@ UTC_TYPE = pl.Datetime("us", "UTC")
 # offline_timestamp is in ms in old exports and in s in new ones: values above this are ms.
 _OFFLINE_MS_THRESHOLD = 10_000_000_000
 
-OTHER_SCHEMA: dict[str, pl.DataType] = {
-    "source_key": pl.String(),
-    "source": pl.String(),
-    "content_type": pl.String(),
-    "played_at": UTC_TYPE,
-    "ms_played": pl.Int64(),
-    "show_name": pl.String(),
-    "item_name": pl.String(),
-    "item_uri": pl.String(),
-    "author_name": pl.String(),
-    "platform": pl.String(),
-    "conn_country": pl.String(),
-    "reason_start": pl.String(),
-    "reason_end": pl.String(),
-    "shuffle": pl.Boolean(),
-    "skipped": pl.Boolean(),
-    "file_row": pl.Int64(),
-}
-SET_ASIDE_SCHEMA: dict[str, pl.DataType] = {
-    "file_row": pl.Int64(),
-    "reason": pl.String(),
-    "record": pl.String(),
-}
+OTHER_SCHEMA = pl.Schema(
+    {
+        "source_key": pl.String(),
+        "source": pl.String(),
+        "content_type": pl.String(),
+        "played_at": UTC_TYPE,
+        "ms_played": pl.Int64(),
+        "show_name": pl.String(),
+        "item_name": pl.String(),
+        "item_uri": pl.String(),
+        "author_name": pl.String(),
+        "platform": pl.String(),
+        "conn_country": pl.String(),
+        "reason_start": pl.String(),
+        "reason_end": pl.String(),
+        "shuffle": pl.Boolean(),
+        "skipped": pl.Boolean(),
+        "file_row": pl.Int64(),
+    }
+)
+SET_ASIDE_SCHEMA = pl.Schema(
+    {
+        "file_row": pl.Int64(),
+        "reason": pl.String(),
+        "record": pl.String(),
+    }
+)
 
 
 @dataclass
@@ -61,9 +65,7 @@ class Parsed:
     rows_read: int
     music: pl.DataFrame
     other: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=OTHER_SCHEMA))
-    set_aside: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(schema=SET_ASIDE_SCHEMA)
-    )
+    set_aside: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SET_ASIDE_SCHEMA))
 
 
 def read_file(
@@ -116,7 +118,9 @@ def _read_json(
             f"cannot be read as {what}: {detail}",
             hint="the file may be truncated or edited; download the export again",
         ) from exc
-    return frame.with_row_index("file_row", offset=1).with_columns(pl.col("file_row").cast(pl.Int64))
+    return frame.with_row_index("file_row", offset=1).with_columns(
+        pl.col("file_row").cast(pl.Int64)
+    )
 
 
 def _parse_utc(frame: pl.DataFrame, column: str, fmt: str, display_name: str) -> pl.Series:
@@ -194,7 +198,9 @@ def _read_extended(
         .then(pl.lit("music"))
         .when(pl.col("spotify_episode_uri").is_not_null() | pl.col("episode_name").is_not_null())
         .then(pl.lit("podcast"))
-        .when(pl.col("audiobook_chapter_uri").is_not_null() | pl.col("audiobook_title").is_not_null())
+        .when(
+            pl.col("audiobook_chapter_uri").is_not_null() | pl.col("audiobook_title").is_not_null()
+        )
         .then(pl.lit("audiobook"))
         .when(pl.col("master_metadata_track_name").is_not_null())
         .then(pl.lit("music"))  # a local file: track name without a Spotify URI
@@ -252,7 +258,7 @@ def _read_extended(
         .struct.json_encode()
         .alias("record"),
     )
-    return Parsed(Format.EXTENDED, raw.height, music, other.cast(OTHER_SCHEMA), set_aside)  # type: ignore[arg-type]
+    return Parsed(Format.EXTENDED, raw.height, music, other.cast(OTHER_SCHEMA), set_aside)
 
 
 def _read_account_music(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
@@ -281,7 +287,12 @@ def _read_account_other(
     con: duckdb.DuckDBPyConnection, path: Path, fmt: Format, display_name: str
 ) -> Parsed:
     if fmt is Format.ACCOUNT_PODCAST:
-        columns = {"endTime": "VARCHAR", "podcastName": "VARCHAR", "episodeName": "VARCHAR", "msPlayed": "BIGINT"}
+        columns = {
+            "endTime": "VARCHAR",
+            "podcastName": "VARCHAR",
+            "episodeName": "VARCHAR",
+            "msPlayed": "BIGINT",
+        }
         show, item, author, content = "podcastName", "episodeName", None, "podcast"
     else:
         columns = {
@@ -305,23 +316,28 @@ def _read_account_other(
         pl.col(item).alias("item_name"),
         pl.lit(None, pl.String).alias("item_uri"),
         (pl.col(author) if author else pl.lit(None, pl.String)).alias("author_name"),
-        *(pl.lit(None, pl.String).alias(c) for c in ("platform", "conn_country", "reason_start", "reason_end")),
+        *(
+            pl.lit(None, pl.String).alias(c)
+            for c in ("platform", "conn_country", "reason_start", "reason_end")
+        ),
         *(pl.lit(None, pl.Boolean).alias(c) for c in ("shuffle", "skipped")),
         "file_row",
     )
     empty = pl.DataFrame(schema=ACCOUNT_MUSIC_SCHEMA)
-    return Parsed(fmt, raw.height, empty, other.cast(OTHER_SCHEMA))  # type: ignore[arg-type]
+    return Parsed(fmt, raw.height, empty, other.cast(OTHER_SCHEMA))
 
 
-ACCOUNT_MUSIC_SCHEMA: dict[str, pl.DataType] = {
-    "source_key": pl.String(),
-    "played_at": UTC_TYPE,
-    "ms_played": pl.Int64(),
-    "track_name": pl.String(),
-    "artist_name": pl.String(),
-    "name_key": pl.String(),
-    "file_row": pl.Int64(),
-}
+ACCOUNT_MUSIC_SCHEMA = pl.Schema(
+    {
+        "source_key": pl.String(),
+        "played_at": UTC_TYPE,
+        "ms_played": pl.Int64(),
+        "track_name": pl.String(),
+        "artist_name": pl.String(),
+        "name_key": pl.String(),
+        "file_row": pl.Int64(),
+    }
+)
 
 
 def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
@@ -350,7 +366,9 @@ def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
             row=int(missing["file_row"][0]),
             hint="fix or delete that row and import again",
         )
-    started_at = _parse_utc(raw.with_columns(pl.col("date").str.strip_chars()), "date", LASTFM_DATE_FORMAT, display_name)
+    started_at = _parse_utc(
+        raw.with_columns(pl.col("date").str.strip_chars()), "date", LASTFM_DATE_FORMAT, display_name
+    )
     con.register("_lastfm_rows", raw)
     try:
         keys = con.sql(
@@ -359,13 +377,17 @@ def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         ).pl()
     finally:
         con.unregister("_lastfm_rows")
-    music = raw.with_columns(started_at=started_at).join(keys, on="file_row").select(
-        "source_key",
-        "started_at",
-        pl.col("track").alias("track_name"),
-        pl.col("artist").alias("artist_name"),
-        pl.col("album").alias("album_name"),
-        name_key(pl.col("artist"), pl.col("track")).alias("name_key"),
-        "file_row",
+    music = (
+        raw.with_columns(started_at=started_at)
+        .join(keys, on="file_row")
+        .select(
+            "source_key",
+            "started_at",
+            pl.col("track").alias("track_name"),
+            pl.col("artist").alias("artist_name"),
+            pl.col("album").alias("album_name"),
+            name_key(pl.col("artist"), pl.col("track")).alias("name_key"),
+            "file_row",
+        )
     )
     return Parsed(Format.LASTFM, raw.height, music)

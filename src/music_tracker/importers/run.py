@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import polars as pl
@@ -175,9 +175,10 @@ def run_import(
         on_files(len(candidates))
     landing = data_dir / "landing"
     landing.mkdir(parents=True, exist_ok=True)
-    with warehouse.connect(data_dir / "warehouse.duckdb") as con, tempfile.TemporaryDirectory(
-        dir=landing, prefix=".staging-"
-    ) as staging_dir:
+    with (
+        warehouse.connect(data_dir / "warehouse.duckdb") as con,
+        tempfile.TemporaryDirectory(dir=landing, prefix=".staging-") as staging_dir,
+    ):
         staging = warehouse.Staging(con, Path(staging_dir))
         known = warehouse.imported_file_hashes(con)
         read, with_history = _read_all(
@@ -331,18 +332,21 @@ def _assign(
     """
     batches = {source: staging.match_columns(source) for source in staging.music_sources}
     times = [b[warehouse.TIME_COLUMN[s]] for s, b in batches.items() if b.height]
+    linked = pl.DataFrame(schema=dedupe.LINKED_SCHEMA)
     if times:
         all_times = pl.concat(times)
-        start, end = all_times.min(), all_times.max()
-        linked = warehouse.linked_rows(con, start - _MATCH_WINDOW, end + _MATCH_WINDOW)  # type: ignore[operator]
-    else:
-        linked = pl.DataFrame(schema=dedupe.LINKED_SCHEMA)
-    linked = linked.cast(dedupe.LINKED_SCHEMA)  # type: ignore[arg-type]
+        start = cast(datetime, all_times.min()) - _MATCH_WINDOW
+        end = cast(datetime, all_times.max()) + _MATCH_WINDOW
+        stored = [
+            dedupe.linked_view(source, warehouse.linked_rows(con, source, start, end))
+            for source in warehouse.MUSIC_TABLES
+        ]
+        linked = pl.concat([linked, *stored])
     assignments: dict[str, pl.DataFrame] = {}
     for source in sorted(batches, key=dedupe.SOURCE_RANK.__getitem__, reverse=True):
         batch = batches[source]
-        stored = staging.stored_keys(source, batch["source_key"])
-        fresh, in_batch, already = dedupe.drop_known(batch, stored)
+        known_keys = staging.stored_keys(source, batch["source_key"])
+        fresh, in_batch, already = dedupe.drop_known(batch, known_keys)
         rows, linked_count, new_plays, not_plays = dedupe.assign_plays(
             source, fresh, linked, tolerances
         )

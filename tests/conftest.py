@@ -1,0 +1,67 @@
+"""Shared fixtures: where the real exports live, a fresh data dir, the CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from music_tracker.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MUSIC_TRACKER_SHARED", REPO.parent / "shared"))
+SPOTIFY_DATA = SHARED / "data" / "spotify"
+EXTENDED_DIR = SPOTIFY_DATA / "extended_history_2026"
+ACCOUNT_DIR = SPOTIFY_DATA / "account_data_2024"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SPOTIFY_DATA.is_dir():
+        pytest.fail(f"real exports not found at {SPOTIFY_DATA}: set MUSIC_TRACKER_SHARED")
+    return SHARED
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+Cli = Callable[..., Any]
+
+
+@pytest.fixture
+def cli(data_dir: Path) -> Cli:
+    """Run ``music-tracker ARGS --data-dir DATA`` in-process; return the result."""
+    runner = CliRunner()
+
+    def run(*args: str, expect: int = 0) -> Any:
+        extra = [] if "--data-dir" in args else ["--data-dir", str(data_dir)]
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == expect, (result.exit_code, result.output, result.exception)
+        return result
+
+    return run
+
+
+def cli_json(cli: Cli, *args: str) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def query(data_dir: Path, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        return con.execute(sql, params).fetchall()
+
+
+def load_rows(*paths: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        rows.extend(json.loads(path.read_text()))
+    return rows

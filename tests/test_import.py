@@ -1,0 +1,269 @@
+"""The importer on the real exports in ../shared/data: figures computed independently."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, load_rows, query
+
+AUDIO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
+VIDEO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Video_*.json"))
+MUSIC_FILES = sorted(ACCOUNT_DIR.glob("StreamingHistory_music_*.json"))
+
+
+def _expected_extended_music() -> dict[tuple[str, str, int], dict]:
+    """Distinct natural keys of music rows with ms_played > 0, first occurrence kept."""
+    plays: dict[tuple[str, str, int], dict] = {}
+    for row in load_rows(*AUDIO_FILES):
+        if row["spotify_track_uri"] and row["ms_played"] > 0:
+            plays.setdefault((row["ts"], row["spotify_track_uri"], row["ms_played"]), row)
+    return plays
+
+
+def _expected_account_music() -> dict[tuple[str, str, str, int], dict]:
+    plays: dict[tuple[str, str, str, int], dict] = {}
+    for row in load_rows(*MUSIC_FILES):
+        if row["msPlayed"] > 0:
+            key = (row["endTime"], row["artistName"], row["trackName"], row["msPlayed"])
+            plays.setdefault(key, row)
+    return plays
+
+
+def test_extended_history_counts_and_totals(cli: Cli, shared: Path, data_dir: Path) -> None:
+    expected = _expected_extended_music()
+    summary = cli_json(cli, "import", str(EXTENDED_DIR))
+    assert summary["new_plays"] == len(expected)
+    ((count, total_ms),) = query(
+        data_dir,
+        "select count(*), sum(ms_played) from raw.spotify_extended_history"
+        " where play_id is not null",
+    )
+    assert count == len(expected)
+    assert total_ms == sum(row["ms_played"] for row in expected.values())
+    # one specific play, end time in UTC as exported
+    (row,) = query(
+        data_dir,
+        "select track_name, artist_name, album_name, ms_played, track_id, conn_country"
+        " from raw.spotify_extended_history where played_at = '2018-10-03 22:33:04+00'",
+    )
+    assert row == ("Back Around", "90 Miles", "Back Around", 185000, "1caTqvWIUlkpY122g17GIm", "CA")
+    # offline_timestamp: ms in the 2018 file, s in the 2023 file; both become real times
+    offline = query(
+        data_dir,
+        "select min(offline_at), max(offline_at) from raw.spotify_extended_history",
+    )[0]
+    assert offline[0].year == 2018 and offline[1].year == 2023
+
+
+def test_episodes_and_video_are_kept_apart(cli: Cli, shared: Path, data_dir: Path) -> None:
+    cli("import", str(EXTENDED_DIR))
+    audio = load_rows(*AUDIO_FILES)
+    episodes = {
+        (r["ts"], r["spotify_track_uri"], r["ms_played"]) for r in audio if r["spotify_episode_uri"]
+    }
+    videos = {(r["ts"], r["spotify_track_uri"], r["ms_played"]) for r in load_rows(*VIDEO_FILES)}
+    counts = dict(
+        query(data_dir, "select content_type, count(*) from raw.other_plays group by all")
+    )
+    assert counts == {"podcast": len(episodes), "video": len(videos)}
+    (music_with_episode,) = query(
+        data_dir,
+        "select count(*) from raw.spotify_extended_history"
+        " where track_uri like 'spotify:episode:%'",
+    )[0]
+    assert music_with_episode == 0
+
+
+def test_account_data_music_podcasts_audiobooks(cli: Cli, shared: Path, data_dir: Path) -> None:
+    summary = cli_json(cli, "import", str(ACCOUNT_DIR))
+    expected = _expected_account_music()
+    assert summary["new_plays"] == len(expected)
+    podcasts = load_rows(ACCOUNT_DIR / "StreamingHistory_podcast_0.json")
+    audiobooks = load_rows(ACCOUNT_DIR / "StreamingHistory_audiobook_0.json")
+    assert summary["new_other_content"] == {"podcast": len(podcasts), "audiobook": len(audiobooks)}
+    ((total_ms,),) = query(
+        data_dir, "select sum(ms_played) from raw.spotify_account_data where play_id is not null"
+    )
+    assert total_ms == sum(row["msPlayed"] for row in expected.values())
+    skipped = {Path(s["file"]).name for s in summary["files_skipped"]}
+    assert skipped == {"Read_Me_First.txt"}
+
+
+def test_reimport_changes_nothing(cli: Cli, shared: Path, data_dir: Path, tmp_path: Path) -> None:
+    cli("import", str(EXTENDED_DIR), str(ACCOUNT_DIR))
+    before = cli_json(cli, "status")
+    again = cli_json(cli, "import", str(EXTENDED_DIR), str(ACCOUNT_DIR))
+    assert again["new_plays"] == 0 and again["files_imported"] == 0
+    # the same rows in a new file (different bytes): caught by the natural keys
+    rows = load_rows(AUDIO_FILES[0])
+    rewritten = tmp_path / "endsong_0.json"
+    rewritten.write_text(json.dumps(list(reversed(rows)), indent=1))
+    third = cli_json(cli, "import", str(rewritten))
+    assert third["files_imported"] == 1 and third["new_plays"] == 0
+    assert third["duplicates"]["already_stored"] > 0
+    after = cli_json(cli, "status")
+    assert after["plays_per_source"] == before["plays_per_source"]
+    assert after["other_content"] == before["other_content"]
+    landed = list((data_dir / "landing").rglob("*.json"))
+    assert len(landed) == len({p.read_bytes() for p in landed})  # nothing stored twice
+
+
+def test_zip_as_downloaded(cli: Cli, shared: Path, data_dir: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "my_spotify_data.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(EXTENDED_DIR.iterdir()):
+            zf.write(path, f"Spotify Extended Streaming History/{path.name}")
+        zf.writestr("Spotify Extended Streaming History/Userdata.json", '{"username": "x"}')
+    summary = cli_json(cli, "import", str(archive))
+    assert summary["new_plays"] == len(_expected_extended_music())
+    skipped = {Path(s["file"].split(":")[-1]).name for s in summary["files_skipped"]}
+    assert skipped == {"ReadMeFirst_ExtendedStreamingHistory.txt", "Userdata.json"}
+    assert list(
+        (data_dir / "landing" / "spotify_extended_history").glob(
+            "*/Streaming_History_Audio_2018.json"
+        )
+    )
+
+
+def test_same_play_from_account_data_is_one_play(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """Account data written from the real extended rows (minute precision) adds no play."""
+    expected = _expected_extended_music()
+    account = [
+        {
+            "endTime": row["ts"][:16].replace("T", " "),
+            "artistName": row["master_metadata_album_artist_name"],
+            "trackName": row["master_metadata_track_name"],
+            "msPlayed": row["ms_played"],
+        }
+        for row in expected.values()
+    ]
+    folder = tmp_path / "account"
+    folder.mkdir()
+    (folder / "StreamingHistory_music_0.json").write_text(json.dumps(account))
+    cli("import", str(EXTENDED_DIR))
+    summary = cli_json(cli, "import", str(folder))
+    # account data's natural key (minute, artist, track, ms) merges a few real plays
+    distinct = len({tuple(row.values()) for row in account})
+    assert summary["new_plays"] == 0
+    assert summary["duplicates"]["same_play_from_other_source"] == distinct
+    assert summary["duplicates"]["repeated_in_input"] == len(account) - distinct
+    # and the other way round: account data first, then the richer export
+    cli("import", str(folder), "--data-dir", str(tmp_path / "second"))
+    status = cli_json(cli, "status", "--data-dir", str(tmp_path / "second"))
+    assert status["plays"] == distinct
+    cli("import", str(EXTENDED_DIR), "--data-dir", str(tmp_path / "second"))
+    status = cli_json(cli, "status", "--data-dir", str(tmp_path / "second"))
+    assert status["plays"] == len(expected)
+    assert status["plays_per_source"]["spotify_extended_history"] == len(expected)
+    assert status["plays_per_source"]["spotify_account_data"] == distinct
+
+
+def test_lastfm_scrobbles(cli: Cli, shared: Path, data_dir: Path, tmp_path: Path) -> None:
+    """Scrobbles written from the real extended rows (start of play, minute precision)."""
+    expected = [r for r in _expected_extended_music().values() if r["ms_played"] >= 30_000]
+    scrobbles = tmp_path / "scrobbles.csv"
+    with scrobbles.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        for row in expected:
+            end = datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            start = end - timedelta(milliseconds=row["ms_played"])
+            writer.writerow(
+                [
+                    row["master_metadata_album_artist_name"],
+                    row["master_metadata_album_album_name"],
+                    row["master_metadata_track_name"],
+                    start.strftime("%d %b %Y %H:%M"),
+                ]
+            )
+    alone = cli_json(cli, "import", str(scrobbles), "--data-dir", str(tmp_path / "alone"))
+    keys = {
+        (r["ts"], r["master_metadata_album_artist_name"], r["master_metadata_track_name"])
+        for r in expected
+    }
+    assert alone["new_plays"] <= len(keys)
+    assert alone["new_plays"] >= len(expected) - alone["duplicates"]["repeated_in_input"]
+    cli("import", str(EXTENDED_DIR))
+    summary = cli_json(cli, "import", str(scrobbles))
+    assert summary["new_plays"] == 0
+    assert summary["duplicates"]["same_play_from_other_source"] == alone["new_plays"]
+
+
+def test_lastfm_quoted_fields_and_header(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    scrobbles = tmp_path / "lastfm.csv"
+    scrobbles.write_text(
+        "artist,album,track,date\n"
+        '"Crosby, Stills & Nash",Crosby Stills & Nash,"Suite: Judy Blue Eyes",22 Mar 2021 16:55\n'
+        "Radiohead,OK Computer,Airbag,01 Jan 2009 00:01\n"
+    )
+    summary = cli_json(cli, "import", str(scrobbles))
+    assert summary["new_plays"] == 2
+    rows = query(data_dir, "select artist_name, started_at from raw.lastfm_scrobbles order by 2")
+    assert rows[1][0] == "Crosby, Stills & Nash"
+    assert rows[1][1] == datetime(2021, 3, 22, 16, 55, tzinfo=UTC)
+
+
+def test_old_account_data_mixes_podcasts(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """StreamingHistory0.json (before 2023) lists episodes as artist=show, track=episode."""
+    music = load_rows(ACCOUNT_DIR / "StreamingHistory_music_0.json")[:500]
+    podcasts = load_rows(ACCOUNT_DIR / "StreamingHistory_podcast_0.json")
+    mixed = music + [
+        {
+            "endTime": p["endTime"],
+            "artistName": p["podcastName"],
+            "trackName": p["episodeName"],
+            "msPlayed": p["msPlayed"],
+        }
+        for p in podcasts
+    ]
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "StreamingHistory0.json").write_text(json.dumps(mixed))
+    (folder / "StreamingHistory_podcast_0.json").write_text(json.dumps(podcasts))
+    summary = cli_json(cli, "import", str(folder))
+    assert summary["new_plays"] == len(
+        {
+            (m["endTime"], m["artistName"], m["trackName"], m["msPlayed"])
+            for m in music
+            if m["msPlayed"] > 0
+        }
+    )
+    shows = {p["podcastName"] for p in podcasts}
+    (leaked,) = query(
+        data_dir,
+        "select count(*) from raw.spotify_account_data where list_contains($shows, artist_name)",
+        {"shows": sorted(shows)},
+    )[0]
+    assert leaked == 0
+
+
+def test_status_json(cli: Cli, shared: Path) -> None:
+    cli("import", str(EXTENDED_DIR), str(ACCOUNT_DIR))
+    status = cli_json(cli, "status")
+    assert status["first_play_at"] == "2018-09-12T20:37:24+00:00"
+    assert status["last_play_at"] == "2024-10-03T20:14:00+00:00"
+    assert status["plays"] == len(_expected_extended_music()) + len(_expected_account_music())
+    assert set(status["plays_per_source"]) == {
+        "spotify_extended_history",
+        "spotify_api",
+        "spotify_account_data",
+        "lastfm",
+    }
+
+
+def test_forced_source(cli: Cli, tmp_path: Path) -> None:
+    odd = tmp_path / "export.txt"
+    odd.write_text("Radiohead,OK Computer,Airbag,2009-01-01 00:01\n")
+    result = cli("import", str(odd), expect=1)
+    assert "unknown format" in result.output
+    result = cli("import", str(odd), "--source", "lastfm", expect=1)
+    assert "row 1" in result.output and "impossible timestamp" in result.output
+    result = cli("import", str(AUDIO_FILES[0]), "--source", "lastfm", expect=1)
+    assert "content is spotify_extended_history" in result.output

@@ -1,0 +1,95 @@
+"""Bad input: a clear message naming the file (and row), exit 1, warehouse unchanged."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import EXTENDED_DIR, Cli, cli_json, query
+
+GOOD = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
+
+
+@pytest.fixture
+def loaded(cli: Cli, shared: Path, data_dir: Path) -> dict:
+    """A warehouse that already holds one import, to prove bad runs leave it alone."""
+    cli("import", str(EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"))
+    return cli_json(cli, "status")
+
+
+def _bad_file(tmp_path: Path, kind: str) -> Path:
+    folder = tmp_path / "bad"
+    folder.mkdir(exist_ok=True)
+    text = GOOD.read_text()
+    if kind == "truncated":
+        path = folder / "Streaming_History_Audio_2019.json"
+        path.write_text(text[: len(text) // 2])
+    elif kind == "not_json":
+        path = folder / "endsong_3.json"
+        path.write_text("this is not json at all\n" * 10)
+    elif kind == "empty":
+        path = folder / "StreamingHistory_music_0.json"
+        path.write_text("")
+    elif kind == "unknown":
+        path = folder / "Playlist1.json"
+        path.write_text(json.dumps({"playlists": [{"name": "x"}]}))
+    elif kind == "impossible_ts":
+        rows = json.loads(text)
+        rows[41]["ts"] = "2018-13-45T25:61:00Z"
+        path = folder / "Streaming_History_Audio_2017.json"
+        path.write_text(json.dumps(rows))
+    elif kind == "ancient_ts":
+        rows = [{"endTime": "1970-01-01 00:00", "artistName": "A", "trackName": "B", "msPlayed": 1}]
+        path = folder / "StreamingHistory_music_9.json"
+        path.write_text(json.dumps(rows))
+    elif kind == "empty_zip":
+        path = folder / "my_spotify_data.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("MyData/Userdata.json", '{"username": "x"}')
+            zf.writestr("MyData/Read_Me_First.pdf", "%PDF-1.4")
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("truncated", "cannot be read as Spotify extended streaming history"),
+        ("not_json", "not valid JSON"),
+        ("empty", "the file is empty"),
+        ("unknown", "unknown format"),
+        ("impossible_ts", "row 42: impossible timestamp ts='2018-13-45T25:61:00Z'"),
+        ("ancient_ts", "row 1: impossible timestamp endTime='1970-01-01 00:00'"),
+        ("empty_zip", "the zip archive holds no listening history"),
+    ],
+)
+def test_bad_input_changes_nothing(
+    cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path, kind: str, message: str
+) -> None:
+    bad = _bad_file(tmp_path, kind)
+    # the good file is named first: it must not be imported either
+    result = cli("import", str(GOOD), str(bad), expect=1)
+    output = " ".join(result.output.split())
+    assert bad.name in output
+    assert message in output
+    assert "nothing was imported" in output
+    assert cli_json(cli, "status") == loaded
+    (files,) = query(data_dir, "select count(*) from raw.import_files")[0]
+    assert files == 1
+    assert not list((data_dir / "landing").rglob("Streaming_History_Audio_2018.json"))
+
+
+def test_bad_file_inside_a_folder_is_an_error(cli: Cli, loaded: dict, tmp_path: Path) -> None:
+    bad = _bad_file(tmp_path, "truncated")
+    result = cli("import", str(bad.parent), expect=1)
+    assert bad.name in result.output
+    assert cli_json(cli, "status") == loaded
+
+
+def test_missing_path(cli: Cli, tmp_path: Path) -> None:
+    result = cli("import", str(tmp_path / "nope"), expect=1)
+    assert "no such file or folder" in result.output
