@@ -136,6 +136,7 @@ def import_command(
                 tolerances=tolerances,
                 progress=step,
                 on_files=on_files,
+                memory_limit=settings.duckdb_memory_limit,
             )
         except ImportInputError as exc:
             raise _fail(f"{exc}\nnothing was imported; the warehouse is unchanged") from None
@@ -177,6 +178,53 @@ def _print_import_summary(result: dict[str, Any]) -> None:
 
 
 @app.command()
+def transform(
+    data_dir: DataDirOption = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild every table, incremental ones too.")
+    ] = False,
+    select: Annotated[
+        str | None, typer.Option("--select", help="dbt node selection (default: everything).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the star schema with dbt (models and tests); fails naming what failed."""
+    from music_tracker.transform import TransformError, run_build
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    with Progress(
+        TextColumn("[bold]dbt build[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def on_node(name: str, total: int) -> None:
+            bar.update(task, advance=1, total=total or None, description=name)
+
+        try:
+            result = run_build(settings, full_refresh=full_refresh, select=select, on_node=on_node)
+        except TransformError as exc:
+            raise _fail(f"dbt build failed:\n{exc}") from None
+    summary = {
+        "succeeded": result.succeeded,
+        "skipped": result.skipped,
+        "node_seconds": round(result.seconds, 2),
+        "full_refresh": full_refresh,
+    }
+    if as_json:
+        out.print_json(data=summary)
+    else:
+        out.print(f"dbt build: {result.succeeded} models, seeds and tests passed")
+
+
+@app.command()
 def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Plays per source, first and last play, and what was set aside."""
     from music_tracker import warehouse
@@ -199,3 +247,25 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         out.print(f"  {kind + ' (not music)':<26} {count:>9,}")
     for reason, count in report["set_aside_rows"].items():
         out.print(f"  set aside: {reason}: {count:,}")
+
+
+@app.command()
+def demo(data_dir: DataDirOption = None) -> None:
+    """Run the pipeline end to end on a generated 18-year history (no credentials)."""
+    from music_tracker.demo.run import generate_inputs
+    from music_tracker.importers.run import run_import
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    inputs_dir = settings.data_dir / "demo-inputs"
+    out.print(f"[bold]1/2[/] generating a listening history in {inputs_dir}")
+    inputs = generate_inputs(inputs_dir)
+    out.print("[bold]2/2[/] importing Last.fm scrobbles and three overlapping Spotify exports")
+    for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
+        summary = run_import([path], settings.data_dir)
+        result = summary.as_dict()
+        out.print(
+            f"  {path.parent.name}/{path.name}: {result['new_plays']:,} new plays, "
+            f"{sum(result['duplicates'].values()):,} duplicates"
+        )
+    status(data_dir=settings.data_dir, as_json=False)

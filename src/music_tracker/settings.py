@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         default="",
         description="Owner's e-mail or URL, sent in the MusicBrainz User-Agent.",
     )
+    duckdb_memory_limit: str = Field(
+        default="128MB", description="DuckDB memory cap for pipeline connections."
+    )
+    dbt_memory_limit: str = Field(
+        default="512MB", description="DuckDB memory cap while dbt builds the star schema."
+    )
     http_timeout_s: float = Field(default=20.0, gt=0)
     log_level: str = "INFO"
 

@@ -165,6 +165,70 @@ create table if not exists raw.other_plays (
     primary key (source, content_type, source_key)
 );
 
+-- Enrichment caches (filled by `ingest` and `enrich`; one row per id, fetched once).
+create table if not exists raw.spotify_tracks (
+    track_id varchar not null,
+    track_name varchar,
+    duration_ms bigint,
+    popularity integer,               -- null for development-mode apps since 2026
+    explicit boolean,
+    isrc varchar,
+    album_id varchar,
+    artist_ids varchar[],
+    artist_names varchar[],
+    fetched_at timestamptz not null
+);
+
+create table if not exists raw.spotify_albums (
+    album_id varchar not null,
+    album_name varchar,
+    album_type varchar,
+    artist_names varchar[],
+    label varchar,
+    popularity integer,
+    release_date varchar,
+    release_date_precision varchar,
+    total_tracks integer,
+    fetched_at timestamptz not null
+);
+
+create table if not exists raw.spotify_artists (
+    artist_id varchar not null,
+    artist_name varchar,
+    popularity integer,
+    followers bigint,
+    genres varchar[],
+    fetched_at timestamptz not null
+);
+
+create table if not exists raw.musicbrainz_artists (
+    lookup_key varchar not null,       -- spotify artist id, or normalized name
+    status varchar not null,           -- found, missing
+    matched_by varchar,                -- spotify_url, isrc, search
+    mbid varchar,
+    artist_name varchar,
+    artist_type varchar,
+    gender varchar,
+    area_id varchar,
+    begin_area_id varchar,
+    end_area_id varchar,
+    begin_date varchar,
+    end_date varchar,
+    genres varchar[],
+    tags varchar[],
+    looked_up_at timestamptz not null
+);
+
+create table if not exists raw.musicbrainz_areas (
+    area_id varchar not null,
+    area_name varchar,
+    area_type varchar,                 -- Country, Subdivision, County, City, District, ...
+    iso_3166_1 varchar,
+    iso_3166_2 varchar,
+    parent_area_id varchar,
+    looked_up_at timestamptz not null
+);
+
 create table if not exists raw.set_aside_rows (
     file_sha256 varchar not null,
     file_row bigint not null,

@@ -165,6 +165,7 @@ def run_import(
     tolerances: dedupe.Tolerances | None = None,
     progress: ProgressCallback | None = None,
     on_files: Callable[[int], None] | None = None,
+    memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT,
 ) -> ImportSummary:
     """Import ``paths`` into the warehouse under ``data_dir``; all or nothing."""
     tolerances = tolerances or dedupe.Tolerances()

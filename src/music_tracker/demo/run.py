@@ -1,0 +1,57 @@
+"""``music-tracker demo``: the whole pipeline on a generated history, no credentials needed."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from music_tracker.demo.generate import (
+    build_catalogue,
+    listen,
+    write_account_data,
+    write_extended,
+    write_lastfm,
+)
+
+
+@dataclass
+class DemoInputs:
+    """The generated exports, as an owner would have them on disk."""
+
+    lastfm_csv: Path
+    old_extended: Path
+    new_extended: Path
+    account_data: Path
+
+
+def generate_inputs(folder: Path, *, seed: int = 7, plays_per_year: int = 3_000) -> DemoInputs:
+    """Write a listening life: Last.fm 2008-2013, Spotify from 2012, exports that overlap.
+
+    * Last.fm scrobbles up to mid-2013, overlapping the first Spotify year (same plays);
+    * an extended-history export requested in 2023 (21 fields, ``endsong_N.json``);
+    * a newer one requested in 2026 (23 fields) that repeats 2022-2023 from the first;
+    * account data for the last year, which repeats plays of the 2026 export.
+    """
+    rng = random.Random(seed)
+    catalogue = build_catalogue(rng, artists=400)
+    years = 2026 - 2008
+    history = listen(rng, catalogue, date(2008, 1, 1), date(2026, 10, 31), plays_per_year * years)
+    spotify_start = date(2012, 6, 1)
+    lastfm = [p for p in history if p.ended_at.date() < date(2013, 7, 1)]
+    spotify = [p for p in history if p.ended_at.date() >= spotify_start]
+    old = [p for p in spotify if p.ended_at.year < 2024]
+    new = [p for p in spotify if p.ended_at.year >= 2022]
+    recent = [p for p in spotify if p.ended_at.date() >= date(2025, 11, 1)]
+    inputs = DemoInputs(
+        lastfm_csv=folder / "lastfm" / "scrobbles.csv",
+        old_extended=folder / "spotify-2023" / "Spotify Extended Streaming History",
+        new_extended=folder / "spotify-2026" / "Spotify Extended Streaming History",
+        account_data=folder / "spotify-account-2026" / "Spotify Account Data",
+    )
+    write_lastfm(lastfm, inputs.lastfm_csv)
+    write_extended(old, inputs.old_extended, rng, new_generation=False)
+    write_extended(new, inputs.new_extended, rng, new_generation=True)
+    write_account_data(recent, inputs.account_data)
+    return inputs

@@ -1,0 +1,131 @@
+"""``music-tracker transform``: ``dbt build`` in-process on the warehouse.
+
+dbt runs through its Python API (``dbtRunner``) in this process, with the warehouse path and
+the model's settings handed over as environment variables that ``transform/profiles.yml``
+and ``dbt_project.yml`` read. Progress comes from dbt's own events; a failure names the
+failing model or test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from music_tracker.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[2] / "transform"
+
+
+class TransformError(Exception):
+    """dbt failed: the message names each failing model or test."""
+
+
+@dataclass
+class TransformResult:
+    """What a build did."""
+
+    succeeded: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@contextmanager
+def _environment(settings: Settings) -> Iterator[None]:
+    values = {
+        "MUSIC_TRACKER_WAREHOUSE": str(settings.warehouse_path.resolve()),
+        "MUSIC_TRACKER_TIMEZONE": settings.timezone,
+        "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
+        "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT": settings.dbt_memory_limit,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_build(
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    select: str | None = None,
+    on_node: Callable[[str, int], None] | None = None,
+) -> TransformResult:
+    """Run ``dbt build``; ``on_node(name, total)`` is called as each model or test finishes."""
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.base_types import EventMsg
+
+    from music_tracker import warehouse
+
+    if not settings.warehouse_path.exists():
+        raise TransformError(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+        )
+    # make sure the raw schema is current before dbt reads it
+    with warehouse.connect(settings.warehouse_path):
+        pass
+    total = {"nodes": 0}
+
+    def callback(event: EventMsg) -> None:
+        name = event.info.name
+        if name == "ConcurrencyLine":
+            total["nodes"] = int(getattr(event.data, "node_count", 0))
+        elif name == "NodeFinished" and on_node is not None:
+            node = event.data.node_info
+            on_node(node.node_name, total["nodes"])
+
+    args = [
+        "build",
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        "--target-path",
+        str(settings.data_dir.resolve() / "dbt" / "target"),
+        "--log-path",
+        str(settings.data_dir.resolve() / "dbt" / "logs"),
+        "--quiet",
+        "--no-use-colors",
+    ]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", select]
+    with _environment(settings):
+        outcome = dbtRunner(callbacks=[callback]).invoke(args)
+    return _summarize(outcome)
+
+
+def _summarize(outcome: Any) -> TransformResult:
+    result = TransformResult()
+    if outcome.exception is not None:
+        raise TransformError(f"dbt could not run: {outcome.exception}")
+    for node_result in getattr(outcome.result, "results", []) or []:
+        status = str(node_result.status)
+        result.seconds += float(node_result.execution_time or 0)
+        if status in ("success", "pass"):
+            result.succeeded += 1
+        elif status == "skipped":
+            result.skipped += 1
+        else:
+            node = node_result.node
+            kind = node.resource_type
+            message = (node_result.message or "").strip().splitlines()
+            detail = message[0] if message else status
+            result.failures.append(f"{kind} {node.name} ({node.original_file_path}): {detail}")
+    if not outcome.success and not result.failures:
+        result.failures.append("dbt reported a failure without a failing node; see the dbt log")
+    if result.failures:
+        raise TransformError("\n".join(result.failures))
+    return result

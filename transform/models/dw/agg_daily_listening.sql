@@ -1,0 +1,22 @@
+-- grain: one row per local day with listening (dashboards read this, not the fact)
+with
+
+plays as (
+    select * from {{ ref('fact_track_played') }}
+),
+
+final as (
+    select
+        date_sid,
+        count(*) as tracks_played,
+        count(*) filter (where is_stream) as streams,
+        count(*) filter (where skipped) as skips,
+        sum(coalesce(ms_played, 0)) as ms_played,
+        round(sum(coalesce(ms_played, 0)) / 60000, 2) as minutes_played,
+        count(distinct track_sid) as distinct_tracks,
+        count(distinct artist_sid) as distinct_artists
+    from plays
+    group by date_sid
+)
+
+select * from final

@@ -1,0 +1,52 @@
+-- grain: one row per album (album_sid); plays without an album name share their artist's
+-- "(no album)" row, keyed the same way as in the fact
+with
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+albums as (
+    select * from {{ ref('stg_spotify__albums') }}
+),
+
+artists as (
+    select * from {{ ref('int_artists') }}
+),
+
+heard as (
+    select
+        album_sid,
+        any_value(album_id) as album_id,
+        any_value(album_name) as album_name,
+        any_value(artist_sid) as artist_sid
+    from plays
+    group by album_sid
+),
+
+final as (
+    select
+        -- keys
+        heard.album_sid,
+        heard.album_id,
+        -- names
+        coalesce(heard.album_name, albums.album_name, '(no album)') as album_name,
+        artists.artist_name || ' - '
+        || coalesce(heard.album_name, albums.album_name, '(no album)') as artist_album,
+        albums.label,
+        albums.album_type,
+        -- attributes
+        albums.total_tracks,
+        albums.album_popularity,
+        albums.release_date,
+        year(albums.release_date) as release_year,
+        cast(year(albums.release_date) // 10 * 10 as varchar) || 's' as release_decade,
+        albums.release_date_precision
+    from heard
+    left join albums
+        on heard.album_id = albums.album_id
+    left join artists
+        on heard.artist_sid = artists.artist_sid
+)
+
+select * from final

@@ -1,0 +1,73 @@
+-- grain: one row per artist (artist_sid)
+with
+
+artists as (
+    select * from {{ ref('int_artists') }}
+),
+
+genres as (
+    select * from {{ ref('int_artist_genres') }}
+),
+
+-- primary genre: of an artist's genres, the one most common across all artists
+genre_frequency as (
+    select
+        genre,
+        count(*) as artist_count
+    from genres
+    where genre <> 'no genre defined'
+    group by genre
+),
+
+primary_genres as (
+    select
+        genres.artist_sid,
+        arg_max(genres.genre, genre_frequency.artist_count) as primary_genre
+    from genres
+    inner join genre_frequency
+        on genres.genre = genre_frequency.genre
+    group by genres.artist_sid
+),
+
+final as (
+    select
+        -- keys
+        artists.artist_sid,
+        artists.artist_id,
+        artists.mbid,
+        -- names
+        artists.artist_name,
+        artists.is_masked,
+        artists.artist_type,
+        artists.gender,
+        coalesce(primary_genres.primary_genre, 'no genre defined') as primary_genre,
+        -- popularity (Spotify; null for development-mode apps since 2026)
+        artists.artist_popularity,
+        {{ popularity_group('artists.artist_popularity', 'Artist') }} as artist_popularity_group,
+        {{ popularity_sort('artists.artist_popularity') }} as artist_popularity_sort,
+        {{ is_popular('artists.artist_popularity', 'Artist') }} as is_popular,
+        -- personal popularity (the owner's streams; always available)
+        artists.play_count,
+        artists.stream_count,
+        {{ personal_popularity_group('artists.stream_count', 'Artist') }}
+            as personal_popularity_group,
+        {{ personal_popularity_sort('artists.stream_count', 'Artist') }}
+            as personal_popularity_sort,
+        -- location (MusicBrainz area walk; null when unknown)
+        artists.continent_code,
+        artists.continent,
+        artists.country_code,
+        artists.country,
+        artists.state_province_code,
+        artists.state_province,
+        artists.county,
+        artists.city,
+        artists.district,
+        artists.lat,
+        artists.long
+    from artists
+    left join primary_genres
+        on artists.artist_sid = primary_genres.artist_sid
+)
+
+select * from final

@@ -1,0 +1,94 @@
+-- grain: one row per genre (genre_sid), ranked by plays and by time played; the five
+-- groups are ntile(5) (the T-SQL version's integer division could make a sixth)
+with
+
+facts as (
+    select * from {{ ref('fact_artist_genre') }}
+),
+
+genres as (
+    select distinct
+        genre_sid,
+        genre
+    from {{ ref('int_artist_genres') }}
+),
+
+artists as (
+    select * from {{ ref('int_artists') }}
+),
+
+per_genre_artist as (
+    select
+        facts.genre_sid,
+        facts.artist_sid,
+        count(*) as tracks_played
+    from facts
+    group by all
+),
+
+per_genre as (
+    select
+        genre_sid,
+        count(*) as total_tracks_played_in_genre,
+        sum(coalesce(ms_played, 0)) as total_ms_played_in_genre
+    from facts
+    group by genre_sid
+),
+
+top_artists as (
+    select
+        per_genre_artist.genre_sid,
+        arg_max(artists.artist_name, per_genre_artist.tracks_played) as top_artist_in_genre,
+        arg_max(artists.artist_name, coalesce(artists.artist_popularity, -1))
+            filter (where artists.artist_popularity is not null)
+            as most_popular_artist_in_genre
+    from per_genre_artist
+    inner join artists
+        on per_genre_artist.artist_sid = artists.artist_sid
+    group by per_genre_artist.genre_sid
+),
+
+ranked as (
+    select
+        genres.genre_sid,
+        genres.genre,
+        top_artists.top_artist_in_genre,
+        top_artists.most_popular_artist_in_genre,
+        coalesce(per_genre.total_tracks_played_in_genre, 0) as total_tracks_played_in_genre,
+        round(coalesce(per_genre.total_ms_played_in_genre, 0) / 60000, 2)
+            as total_minutes_played_in_genre,
+        rank() over (
+            order by coalesce(per_genre.total_tracks_played_in_genre, 0) desc
+        ) as rank_by_tracks_played,
+        ntile(5) over (
+            order by coalesce(per_genre.total_tracks_played_in_genre, 0) desc, genres.genre
+        ) as tracks_group_number,
+        rank() over (
+            order by coalesce(per_genre.total_ms_played_in_genre, 0) desc
+        ) as rank_by_time_played,
+        ntile(5) over (
+            order by coalesce(per_genre.total_ms_played_in_genre, 0) desc, genres.genre
+        ) as time_group_number
+    from genres
+    left join per_genre
+        on genres.genre_sid = per_genre.genre_sid
+    left join top_artists
+        on genres.genre_sid = top_artists.genre_sid
+),
+
+final as (
+    select
+        genre_sid,
+        genre,
+        top_artist_in_genre,
+        most_popular_artist_in_genre,
+        rank_by_tracks_played,
+        {{ genre_group('tracks_group_number') }} as tracks_grouping,
+        total_tracks_played_in_genre,
+        rank_by_time_played,
+        {{ genre_group('time_group_number') }} as time_grouping,
+        total_minutes_played_in_genre
+    from ranked
+)
+
+select * from final

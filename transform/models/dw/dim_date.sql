@@ -1,0 +1,52 @@
+-- grain: one row per local calendar day, from the first play to 30 days after the run, plus
+-- the unknown member 1900-01-01. day_of_week and week_of_year keep the original T-SQL
+-- meanings (1 = Sunday; weeks start on Sunday, week 1 holds 1 January); ISO columns beside.
+with
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+bounds as (
+    select
+        coalesce(min(cast(played_at_local as date)), current_date) as first_day,
+        current_date + {{ var('date_spine_days_ahead') }} as last_day
+    from plays
+),
+
+spine as (
+    select cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as day
+    from bounds
+    union all
+    select date '1900-01-01' as day
+),
+
+final as (
+    select
+        day as date_sid,
+        day as date,
+        dayofweek(day) + 1 as day_of_week,
+        dayname(day) as day_of_week_name,
+        cast(
+            floor((dayofyear(day) - 1 + dayofweek(date_trunc('year', day))) / 7) + 1
+            as integer
+        ) as week_of_year,
+        isodow(day) as iso_day_of_week,
+        weekofyear(day) as iso_week_of_year,
+        isoyear(day) as iso_year,
+        year(day) as year_num,
+        cast(year(day) as varchar) as year_text,
+        month(day) as month_num,
+        monthname(day) as month_name,
+        quarter(day) as quarter,
+        day(day) as day_of_month,
+        dayofyear(day) as day_of_year,
+        cast(date_trunc('month', day) as date) as month_start_date,
+        last_day(day) as month_end_date,
+        cast(date_trunc('year', day) as date) as year_start_date,
+        cast(date_trunc('year', day) + interval 1 year - interval 1 day as date) as year_end_date,
+        day = date '1900-01-01' as is_unknown
+    from spine
+)
+
+select * from final

@@ -1,0 +1,86 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='play_sid',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+-- grain: one row per distinct listening event of a music track (a play with ms_played > 0,
+-- or an API or Last.fm play, which count with the track's length and say so). Incremental:
+-- a run merges only plays that are new or whose row changed (a richer source joined the
+-- play, a track was enriched or conformed), found by comparing a hash of the row.
+with
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+tracks as (
+    select * from {{ ref('int_tracks') }}
+),
+
+artists as (
+    select * from {{ ref('int_artists') }}
+),
+
+final as (
+    select
+        -- keys
+        plays.play_sid,
+        plays.track_sid,
+        plays.artist_sid,
+        plays.album_sid,
+        cast(plays.played_at_local as date) as date_sid,
+        cast(plays.played_at_local as time) as time_sid,
+        plays.track_id,
+        -- names
+        artists.artist_name,
+        -- measures
+        plays.track_popularity as popularity,
+        artists.artist_popularity,
+        tracks.duration_ms,
+        round(tracks.duration_ms / 60000, 0) as duration_mins,
+        1 as tracks_played,
+        plays.ms_played,
+        plays.is_ms_played_estimated,
+        -- a scrobble of a track of unknown length still met Last.fm's own 30 s rule
+        coalesce(
+            plays.ms_played >= {{ var('stream_threshold_ms') }}, plays.source = 'lastfm'
+        ) as is_stream,
+        -- context
+        plays.source,
+        plays.seen_by_sources,
+        plays.is_skipped as skipped,
+        plays.is_shuffle as shuffle,
+        plays.platform,
+        plays.conn_country,
+        plays.reason_start,
+        plays.reason_end,
+        -- times
+        plays.played_at,
+        plays.started_at,
+        plays.played_at_local
+    from plays
+    inner join tracks
+        on plays.track_sid = tracks.track_sid
+    inner join artists
+        on plays.artist_sid = artists.artist_sid
+    where plays.ms_played > 0 or plays.is_ms_played_estimated
+),
+
+hashed as (
+    select
+        *,
+        md5(cast(final as varchar)) as row_hash
+    from final
+)
+
+select * from hashed
+{% if is_incremental() %}
+where not exists (
+    select 1
+    from {{ this }} as loaded
+    where loaded.play_sid = hashed.play_sid and loaded.row_hash = hashed.row_hash
+)
+{% endif %}

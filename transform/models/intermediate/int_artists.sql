@@ -1,0 +1,103 @@
+-- grain: one row per artist (artist_sid) heard, with Spotify and MusicBrainz facts
+with
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+spotify_artists as (
+    select * from {{ ref('stg_spotify__artists') }}
+),
+
+musicbrainz_artists as (
+    select * from {{ ref('stg_musicbrainz__artists') }}
+),
+
+locations as (
+    select * from {{ ref('int_artist_locations') }}
+),
+
+countries as (
+    select * from {{ ref('country_geography') }}
+),
+
+cities as (
+    -- one point per (city, country, state): the most populous namesake
+    select * from {{ ref('cities_with_lat_long') }}
+    qualify row_number() over (
+        partition by city, country_code, state_code order by population desc
+    ) = 1
+),
+
+masks as (
+    select * from {{ ref('mask_artists') }}
+),
+
+heard as (
+    select
+        artist_sid,
+        any_value(artist_id) as artist_id,
+        arg_max(artist_name, played_at) as artist_name,
+        arg_max(artist_key, played_at) as artist_key,
+        count(*) as play_count,
+        count(*) filter (
+            where ms_played >= {{ var('stream_threshold_ms') }}
+        ) as stream_count
+    from plays
+    group by artist_sid
+),
+
+final as (
+    select
+        -- keys
+        heard.artist_sid,
+        heard.artist_id,
+        musicbrainz_artists.mbid,
+        coalesce(
+            'spotify:' || heard.artist_id, 'name:' || heard.artist_key
+        ) as musicbrainz_lookup_key,
+        -- names
+        heard.artist_name as unmasked_artist_name,
+        coalesce(masks.mask_name, heard.artist_name) as artist_name,
+        masks.mask_name is not null as is_masked,
+        musicbrainz_artists.artist_type,
+        musicbrainz_artists.gender,
+        -- measures
+        heard.play_count,
+        heard.stream_count,
+        spotify_artists.artist_popularity,
+        -- location
+        countries.continent_code,
+        countries.continent,
+        locations.country_code,
+        countries.country,
+        locations.state_province_code,
+        locations.state_province,
+        locations.county,
+        locations.city,
+        locations.district,
+        coalesce(cities.latitude, countries.latitude) as lat,
+        coalesce(cities.longitude, countries.longitude) as long
+    from heard
+    left join spotify_artists
+        on heard.artist_id = spotify_artists.artist_id
+    left join musicbrainz_artists
+        on
+            coalesce('spotify:' || heard.artist_id, 'name:' || heard.artist_key)
+            = musicbrainz_artists.lookup_key
+    left join locations
+        on musicbrainz_artists.lookup_key = locations.lookup_key
+    left join countries
+        on locations.country_code = countries.country_code
+    left join cities
+        on
+            locations.city = cities.city
+            and locations.country_code = cities.country_code
+            and locations.state_province_code = cities.state_code
+    left join masks
+        on
+            heard.artist_id = masks.artist_id
+            or (masks.artist_id is null and heard.artist_name = masks.artist_name)
+)
+
+select * from final

@@ -1,0 +1,123 @@
+-- grain: one row per play, with the track it conforms to and every surrogate key.
+-- A play known only by artist and title takes the Spotify id of its twin (same names after
+-- normalization, src/music_tracker/names.py), the most played twin winning; plays with no
+-- twin stay tracks of their own, keyed by their names.
+with
+
+plays as (
+    select * from {{ ref('int_plays_deduplicated') }}
+),
+
+tracks as (
+    select * from {{ ref('int_tracks_identified') }}
+),
+
+twin_by_name as (
+    select
+        name_key,
+        arg_max(track_id, play_count) as track_id
+    from tracks
+    where name_key is not null
+    group by name_key
+),
+
+-- artists conform the same way: a name-only artist takes the id of the most played
+-- identified artist with the same normalized name
+artist_by_name as (
+    select
+        split_part(name_key, chr(31), 1) as artist_key,
+        arg_max(artist_id, play_count) as artist_id,
+        arg_max(artist_name, play_count) as artist_name
+    from tracks
+    where artist_id is not null
+    group by artist_key
+),
+
+conformed as (
+    select
+        plays.*,
+        coalesce(plays.track_id, twin_by_name.track_id) as conformed_track_id
+    from plays
+    left join twin_by_name
+        on plays.track_id is null and plays.name_key = twin_by_name.name_key
+),
+
+with_track as (
+    select
+        conformed.play_id,
+        conformed.conformed_track_id as track_id,
+        coalesce(tracks.artist_id, artist_by_name.artist_id) as artist_id,
+        tracks.album_id,
+        coalesce(tracks.track_name, conformed.track_name) as track_name,
+        coalesce(
+            tracks.artist_name, artist_by_name.artist_name, conformed.artist_name
+        ) as artist_name,
+        split_part(conformed.name_key, chr(31), 1) as artist_key,
+        coalesce(tracks.album_name, conformed.album_name) as album_name,
+        tracks.duration_ms,
+        tracks.track_popularity,
+        -- API and Last.fm plays carry no ms_played: they count with the track's length
+        coalesce(conformed.ms_played, tracks.duration_ms) as ms_played,
+        conformed.ms_played is null as is_ms_played_estimated,
+        conformed.source,
+        conformed.seen_by_sources,
+        conformed.platform,
+        conformed.conn_country,
+        conformed.reason_start,
+        conformed.reason_end,
+        conformed.is_shuffle,
+        conformed.is_skipped,
+        -- Last.fm gives the start of play: its end is start + length when the length is known
+        case
+            when conformed.source = 'lastfm'
+                then conformed.played_at + to_milliseconds(coalesce(tracks.duration_ms, 0))
+            else conformed.played_at
+        end as played_at,
+        conformed.changed_at
+    from conformed
+    left join tracks
+        on conformed.conformed_track_id = tracks.track_id
+    left join artist_by_name
+        on
+            tracks.artist_id is null
+            and split_part(conformed.name_key, chr(31), 1) = artist_by_name.artist_key
+),
+
+final as (
+    select
+        -- keys
+        play_id as play_sid,
+        {{ surrogate_key(['track_id', 'track_name', 'artist_name']) }} as track_sid,
+        {{ surrogate_key(['artist_id', 'artist_name']) }} as artist_sid,
+        {{ surrogate_key(['album_id', 'album_name', 'artist_name']) }} as album_sid,
+        track_id,
+        artist_id,
+        album_id,
+        -- names
+        track_name,
+        artist_name,
+        artist_key,
+        album_name,
+        -- measures
+        duration_ms,
+        track_popularity,
+        ms_played,
+        is_ms_played_estimated,
+        -- context
+        source,
+        seen_by_sources,
+        platform,
+        conn_country,
+        reason_start,
+        reason_end,
+        is_shuffle,
+        is_skipped,
+        -- times
+        played_at,
+        played_at - to_milliseconds(coalesce(ms_played, 0)) as started_at,
+        {{ to_local('played_at') }} as played_at_local,
+        changed_at
+    from with_track
+)
+
+select * from final

@@ -1,0 +1,115 @@
+-- grain: one row per source row that is a play (a play seen by several sources has
+-- several rows here, with the same play_id)
+with
+
+extended as (
+    select * from {{ ref('stg_spotify__extended_history') }}
+    where play_id is not null
+),
+
+api as (
+    select * from {{ ref('stg_spotify__api_plays') }}
+    where play_id is not null
+),
+
+account as (
+    select * from {{ ref('stg_spotify__account_data') }}
+    where play_id is not null
+),
+
+lastfm as (
+    select * from {{ ref('stg_lastfm__scrobbles') }}
+    where play_id is not null
+),
+
+unioned as (
+    select
+        play_id,
+        'spotify_extended_history' as source,
+        4 as source_rank,
+        extended.played_at,
+        extended.ms_played,
+        extended.track_id,
+        extended.track_name,
+        extended.artist_name,
+        extended.album_name,
+        extended.name_key,
+        extended.platform,
+        extended.conn_country,
+        extended.reason_start,
+        extended.reason_end,
+        extended.is_shuffle,
+        extended.is_skipped,
+        extended.imported_at
+    from extended
+
+    union all
+
+    select
+        play_id,
+        'spotify_api' as source,
+        3 as source_rank,
+        api.played_at,
+        null as ms_played,
+        api.track_id,
+        api.track_name,
+        api.artist_name,
+        api.album_name,
+        api.name_key,
+        null as platform,
+        null as conn_country,
+        null as reason_start,
+        null as reason_end,
+        null as is_shuffle,
+        null as is_skipped,
+        api.imported_at
+    from api
+
+    union all
+
+    select
+        play_id,
+        'spotify_account_data' as source,
+        2 as source_rank,
+        account.played_at,
+        account.ms_played,
+        null as track_id,
+        account.track_name,
+        account.artist_name,
+        null as album_name,
+        account.name_key,
+        null as platform,
+        null as conn_country,
+        null as reason_start,
+        null as reason_end,
+        null as is_shuffle,
+        null as is_skipped,
+        account.imported_at
+    from account
+
+    union all
+
+    -- a scrobble's time is the start of play; the end is placed once the track's length is
+    -- known (int_plays_conformed)
+    select
+        play_id,
+        'lastfm' as source,
+        1 as source_rank,
+        lastfm.started_at as played_at,
+        null as ms_played,
+        null as track_id,
+        lastfm.track_name,
+        lastfm.artist_name,
+        lastfm.album_name,
+        lastfm.name_key,
+        null as platform,
+        null as conn_country,
+        null as reason_start,
+        null as reason_end,
+        null as is_shuffle,
+        null as is_skipped,
+        lastfm.imported_at
+    from lastfm
+)
+
+select * from unioned

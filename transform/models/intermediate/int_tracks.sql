@@ -1,0 +1,22 @@
+-- grain: one row per track (track_sid), with length and the owner's own stream counts
+with
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+final as (
+    select
+        track_sid,
+        any_value(track_id) as track_id,
+        any_value(track_name) as track_name,
+        any_value(artist_name) as artist_name,
+        max(duration_ms) as duration_ms,
+        max(track_popularity) as track_popularity,
+        count(*) as play_count,
+        count(*) filter (where ms_played >= {{ var('stream_threshold_ms') }}) as stream_count
+    from plays
+    group by track_sid
+)
+
+select * from final

@@ -1,0 +1,66 @@
+-- grain: one row per Spotify track id heard, with its best-known names and length
+with
+
+plays as (
+    select * from {{ ref('int_plays_deduplicated') }}
+),
+
+spotify_tracks as (
+    select * from {{ ref('stg_spotify__tracks') }}
+),
+
+api_plays as (
+    select * from {{ ref('stg_spotify__api_plays') }}
+),
+
+heard as (
+    select
+        track_id,
+        count(*) as play_count,
+        arg_max(track_name, played_at) as track_name,
+        arg_max(artist_name, played_at) as artist_name,
+        arg_max(album_name, played_at) filter (where album_name is not null) as album_name,
+        arg_max(name_key, played_at) as name_key,
+        -- a play that ended with "trackdone" heard the whole track
+        max(ms_played) filter (where reason_end = 'trackdone') as full_play_ms
+    from plays
+    where track_id is not null
+    group by track_id
+),
+
+api_metadata as (
+    select
+        track_id,
+        arg_max(artist_id, played_at) as artist_id,
+        arg_max(album_id, played_at) as album_id,
+        max(duration_ms) as duration_ms
+    from api_plays
+    group by track_id
+),
+
+final as (
+    select
+        -- keys
+        heard.track_id,
+        coalesce(spotify_tracks.primary_artist_id, api_metadata.artist_id) as artist_id,
+        coalesce(spotify_tracks.album_id, api_metadata.album_id) as album_id,
+        spotify_tracks.isrc,
+        -- names
+        coalesce(heard.track_name, spotify_tracks.track_name) as track_name,
+        coalesce(heard.artist_name, spotify_tracks.primary_artist_name) as artist_name,
+        heard.album_name,
+        heard.name_key,
+        -- measures
+        heard.play_count,
+        coalesce(
+            spotify_tracks.duration_ms, api_metadata.duration_ms, heard.full_play_ms
+        ) as duration_ms,
+        spotify_tracks.track_popularity
+    from heard
+    left join spotify_tracks
+        on heard.track_id = spotify_tracks.track_id
+    left join api_metadata
+        on heard.track_id = api_metadata.track_id
+)
+
+select * from final
