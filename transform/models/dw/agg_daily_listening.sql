@@ -11,7 +11,7 @@ final as (
         count(*) as tracks_played,
         count(*) filter (where is_stream) as streams,
         count(*) filter (where skipped) as skips,
-        sum(coalesce(ms_played, 0)) as ms_played,
+        cast(sum(coalesce(ms_played, 0)) as bigint) as ms_played,
         round(sum(coalesce(ms_played, 0)) / 60000, 2) as minutes_played,
         count(distinct track_sid) as distinct_tracks,
         count(distinct artist_sid) as distinct_artists

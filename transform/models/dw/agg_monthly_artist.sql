@@ -11,7 +11,7 @@ final as (
         artist_sid,
         count(*) as tracks_played,
         count(*) filter (where is_stream) as streams,
-        sum(coalesce(ms_played, 0)) as ms_played,
+        cast(sum(coalesce(ms_played, 0)) as bigint) as ms_played,
         round(sum(coalesce(ms_played, 0)) / 60000, 2) as minutes_played
     from plays
     group by all
