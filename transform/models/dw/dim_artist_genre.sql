@@ -40,7 +40,7 @@ top_artists as (
         per_genre_artist.genre_sid,
         arg_max(artists.artist_name, per_genre_artist.tracks_played) as top_artist_in_genre,
         arg_max(artists.artist_name, coalesce(artists.artist_popularity, -1))
-            filter (where artists.artist_popularity is not null)
+        filter (where artists.artist_popularity is not null)
             as most_popular_artist_in_genre
     from per_genre_artist
     inner join artists

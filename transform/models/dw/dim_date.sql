@@ -11,9 +11,9 @@ bounds as (
     select
         coalesce(min(cast(played_at_local as date)), current_date) as first_day,
         {% if var('spine_end_date', none) -%}
-        date '{{ var("spine_end_date") }}' as last_day
+            date '{{ var("spine_end_date") }}' as last_day
         {%- else -%}
-        current_date + {{ var('date_spine_days_ahead') }} as last_day
+            current_date + {{ var('date_spine_days_ahead') }} as last_day
         {%- endif %}
     from plays
 ),

@@ -17,7 +17,9 @@ parts as (
 final as (
     select
         make_time(hour_of_day, minute_of_hour, second_of_day % 60) as time_sid,
-        strftime(make_timestamp(2000, 1, 1, hour_of_day, minute_of_hour, second_of_day % 60), '%H:%M:%S')
+        strftime(
+            make_timestamp(2000, 1, 1, hour_of_day, minute_of_hour, second_of_day % 60), '%H:%M:%S'
+        )
             as time,
         hour_of_day,
         minute_of_hour,

@@ -61,7 +61,12 @@ final as (
         round(track_seconds / 60, 2) as track_minutes,
         case
             when track_seconds is not null
-                then printf('%d:%02d', cast(track_seconds // 60 as integer), cast(track_seconds % 60 as integer))
+                then
+                    printf(
+                        '%d:%02d',
+                        cast(track_seconds // 60 as integer),
+                        cast(track_seconds % 60 as integer)
+                    )
         end as track_duration,
         {{ track_length('track_seconds') }} as track_length,
         {{ track_length_sort('track_seconds') }} as track_length_sort

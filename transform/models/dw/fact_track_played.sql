@@ -78,9 +78,9 @@ hashed as (
 
 select * from hashed
 {% if is_incremental() %}
-where not exists (
-    select 1
-    from {{ this }} as loaded
-    where loaded.play_sid = hashed.play_sid and loaded.row_hash = hashed.row_hash
-)
+    where not exists (
+        select 1
+        from {{ this }} as loaded
+        where loaded.play_sid = hashed.play_sid and loaded.row_hash = hashed.row_hash
+    )
 {% endif %}

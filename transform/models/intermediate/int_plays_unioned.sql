@@ -24,7 +24,7 @@ lastfm as (
 
 unioned as (
     select
-        play_id,
+        extended.play_id,
         'spotify_extended_history' as source,
         4 as source_rank,
         extended.played_at,
@@ -46,7 +46,7 @@ unioned as (
     union all
 
     select
-        play_id,
+        api.play_id,
         'spotify_api' as source,
         3 as source_rank,
         api.played_at,
@@ -68,7 +68,7 @@ unioned as (
     union all
 
     select
-        play_id,
+        account.play_id,
         'spotify_account_data' as source,
         2 as source_rank,
         account.played_at,
@@ -92,7 +92,7 @@ unioned as (
     -- a scrobble's time is the start of play; the end is placed once the track's length is
     -- known (int_plays_conformed)
     select
-        play_id,
+        lastfm.play_id,
         'lastfm' as source,
         1 as source_rank,
         lastfm.started_at as played_at,

@@ -12,7 +12,7 @@ expected as (
         (time '17:59:59', 17, 'PM', 'Afternoon', 2),
         (time '18:00:00', 18, 'PM', 'Evening', 3),
         (time '23:59:59', 23, 'PM', 'Evening', 3)
-    ) as edges (time_sid, hour_of_day, am_pm, time_of_day, time_of_day_sort)
+    ) as edges (time_sid, hour_of_day, am_pm, time_of_day, time_of_day_sort)  -- noqa: AL05
 ),
 
 actual as (
