@@ -186,6 +186,12 @@ def transform(
     select: Annotated[
         str | None, typer.Option("--select", help="dbt node selection (default: everything).")
     ] = None,
+    unit_tests: Annotated[
+        bool,
+        typer.Option(
+            "--unit-tests", help="Also run the dbt unit tests (logic checks; off for runs)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Build the star schema with dbt (models and tests); fails naming what failed."""
@@ -209,7 +215,13 @@ def transform(
             bar.update(task, advance=1, total=total or None, description=name)
 
         try:
-            result = run_build(settings, full_refresh=full_refresh, select=select, on_node=on_node)
+            result = run_build(
+                settings,
+                full_refresh=full_refresh,
+                select=select,
+                unit_tests=unit_tests,
+                on_node=on_node,
+            )
         except TransformError as exc:
             raise _fail(f"dbt build failed:\n{exc}") from None
     summary = {

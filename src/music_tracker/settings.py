@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         default="128MB", description="DuckDB memory cap for pipeline connections."
     )
     dbt_memory_limit: str = Field(
-        default="512MB", description="DuckDB memory cap while dbt builds the star schema."
+        default="256MB", description="DuckDB memory cap while dbt builds the star schema."
     )
     http_timeout_s: float = Field(default=20.0, gt=0)
     log_level: str = "INFO"

@@ -60,6 +60,7 @@ def run_build(
     *,
     full_refresh: bool = False,
     select: str | None = None,
+    unit_tests: bool = False,
     on_node: Callable[[str, int], None] | None = None,
 ) -> TransformResult:
     """Run ``dbt build``; ``on_node(name, total)`` is called as each model or test finishes."""
@@ -102,6 +103,9 @@ def run_build(
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
+    if not unit_tests:
+        # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
+        args += ["--exclude-resource-type", "unit_test"]
     with _environment(settings):
         outcome = dbtRunner(callbacks=[callback]).invoke(args)
     return _summarize(outcome)
@@ -121,8 +125,9 @@ def _summarize(outcome: Any) -> TransformResult:
         else:
             node = node_result.node
             kind = node.resource_type
-            message = (node_result.message or "").strip().splitlines()
-            detail = message[0] if message else status
+            lines = [line.strip() for line in (node_result.message or "").splitlines()]
+            # dbt's first line repeats the node name; the cause follows it
+            detail = " ".join(line for line in lines[:4] if line) or status
             result.failures.append(f"{kind} {node.name} ({node.original_file_path}): {detail}")
     if not outcome.success and not result.failures:
         result.failures.append("dbt reported a failure without a failing node; see the dbt log")

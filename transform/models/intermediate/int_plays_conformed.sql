@@ -33,13 +33,34 @@ artist_by_name as (
     group by artist_key
 ),
 
+-- join keys as plain columns: a condition mixing "is null" with an expression makes
+-- DuckDB fall back to a nested-loop join (minutes instead of milliseconds at 350k plays)
+lookup_keys as (
+    select
+        *,
+        case when track_id is null then name_key end as twin_lookup_key
+    from plays
+),
+
 conformed as (
     select
-        plays.*,
-        coalesce(plays.track_id, twin_by_name.track_id) as conformed_track_id
-    from plays
+        lookup_keys.*,
+        coalesce(lookup_keys.track_id, twin_by_name.track_id) as conformed_track_id
+    from lookup_keys
     left join twin_by_name
-        on plays.track_id is null and plays.name_key = twin_by_name.name_key
+        on lookup_keys.twin_lookup_key = twin_by_name.name_key
+),
+
+conformed_keys as (
+    select
+        conformed.*,
+        tracks.artist_id as track_artist_id,
+        case
+            when tracks.artist_id is null then split_part(conformed.name_key, chr(31), 1)
+        end as artist_lookup_key
+    from conformed
+    left join tracks
+        on conformed.conformed_track_id = tracks.track_id
 ),
 
 with_track as (
@@ -74,13 +95,11 @@ with_track as (
             else conformed.played_at
         end as played_at,
         conformed.changed_at
-    from conformed
+    from conformed_keys as conformed
     left join tracks
         on conformed.conformed_track_id = tracks.track_id
     left join artist_by_name
-        on
-            tracks.artist_id is null
-            and split_part(conformed.name_key, chr(31), 1) = artist_by_name.artist_key
+        on conformed.artist_lookup_key = artist_by_name.artist_key
 ),
 
 final as (

@@ -7,39 +7,61 @@ unioned as (
     select * from {{ ref('int_plays_unioned') }}
 ),
 
-sources_per_play as (
+-- fixed-size aggregates only, so DuckDB can spill to disk within its memory cap; a play
+-- has at most one row per source (the importer guarantees it), so the highest
+-- source_rank picks exactly one row
+per_play as (
     select
         play_id,
-        list_sort(list(distinct source)) as seen_by_sources,
-        any_value(track_id) filter (where track_id is not null) as any_track_id,
-        any_value(album_name) filter (where album_name is not null) as any_album_name,
+        max(source_rank) as richest_rank,
+        bool_or(source = 'lastfm') as seen_by_lastfm,
+        bool_or(source = 'spotify_account_data') as seen_by_account_data,
+        bool_or(source = 'spotify_api') as seen_by_api,
+        bool_or(source = 'spotify_extended_history') as seen_by_extended_history,
         max(imported_at) as changed_at
     from unioned
     group by play_id
 ),
 
 richest as (
-    select * from unioned
-    qualify row_number() over (
-        partition by play_id order by source_rank desc, played_at asc
-    ) = 1
+    select unioned.*
+    from unioned
+    inner join per_play
+        on
+            unioned.play_id = per_play.play_id
+            and unioned.source_rank = per_play.richest_rank
+),
+
+-- only account data lacks an album among richer sources; Last.fm may know it
+lastfm_albums as (
+    select
+        play_id,
+        album_name
+    from unioned
+    where source = 'lastfm' and album_name is not null
 ),
 
 final as (
     select
         -- keys
         richest.play_id,
-        coalesce(richest.track_id, sources_per_play.any_track_id) as track_id,
+        richest.track_id,
         -- names
         richest.track_name,
         richest.artist_name,
-        coalesce(richest.album_name, sources_per_play.any_album_name) as album_name,
+        coalesce(richest.album_name, lastfm_albums.album_name) as album_name,
         richest.name_key,
         -- measures
         richest.ms_played,
         -- context
         richest.source,
-        array_to_string(sources_per_play.seen_by_sources, ',') as seen_by_sources,
+        concat_ws(
+            ',',
+            case when per_play.seen_by_lastfm then 'lastfm' end,
+            case when per_play.seen_by_account_data then 'spotify_account_data' end,
+            case when per_play.seen_by_api then 'spotify_api' end,
+            case when per_play.seen_by_extended_history then 'spotify_extended_history' end
+        ) as seen_by_sources,
         richest.platform,
         richest.conn_country,
         richest.reason_start,
@@ -48,10 +70,12 @@ final as (
         richest.is_skipped,
         -- times
         richest.played_at,
-        sources_per_play.changed_at
+        per_play.changed_at
     from richest
-    inner join sources_per_play
-        on richest.play_id = sources_per_play.play_id
+    inner join per_play
+        on richest.play_id = per_play.play_id
+    left join lastfm_albums
+        on richest.play_id = lastfm_albums.play_id
 )
 
 select * from final

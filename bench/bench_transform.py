@@ -1,0 +1,71 @@
+"""Transform benchmark: full dbt build on 350,000 plays, then an incremental run after 100 more.
+
+    python bench/bench_transform.py [--plays N]
+
+Targets (issue 3, 2-core machine): full build under 20 s, incremental under 8 s, peak memory
+under 600 MB. Reuses bench/out from bench_import.py when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from generate_history import generate
+from measure import measure, report
+
+OUT = Path(__file__).parent / "out"
+
+
+def _new_plays(history: Path, target: Path, count: int) -> None:
+    """``count`` plays after the last one, of tracks already heard (as a daily export would)."""
+    rows = json.loads(sorted(history.glob("Streaming_History_Audio_*.json"))[-1].read_text())
+    rows = [r for r in rows if r["spotify_track_uri"]]
+    rng = random.Random(100)
+    clock = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    new = []
+    for _ in range(count):
+        row = dict(rng.choice(rows))
+        clock += timedelta(milliseconds=row["ms_played"] + 1_000)
+        row["ts"] = clock.strftime("%Y-%m-%dT%H:%M:%SZ")
+        new.append(row)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "Streaming_History_Audio_2026_99.json").write_text(json.dumps(new))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--plays", type=int, default=350_000)
+    args = parser.parse_args()
+    history = OUT / f"history-{args.plays}"
+    if not history.is_dir():
+        print(f"generating {args.plays:,} plays over 20 years into {history} ...")
+        generate(history, args.plays, 20, seed=2026)
+    data_dir = OUT / "transform-data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    cli = str(Path(sys.executable).with_name("music-tracker"))
+    dd = ["--data-dir", str(data_dir)]
+    imported = measure("import 350k plays (setup)", [cli, "import", str(history), *dd])
+    full = measure("transform: full build", [cli, "transform", *dd])
+    _new_plays(history, OUT / "daily", 100)
+    daily = measure("import 100 new plays", [cli, "import", str(OUT / "daily"), *dd])
+    incremental = measure("transform: incremental", [cli, "transform", *dd])
+    refresh = measure("transform --full-refresh", [cli, "transform", "--full-refresh", *dd])
+    shutil.rmtree(OUT / "daily")
+    report([imported, full, daily, incremental, refresh])
+    peak = max(full.peak_mb, incremental.peak_mb, refresh.peak_mb)
+    print(
+        f"full {full.seconds:.1f} s (target < 20), incremental {incremental.seconds:.1f} s "
+        f"(target < 8), peak {peak:.0f} MB (target < 600)"
+    )
+    if full.seconds >= 20 or incremental.seconds >= 8 or peak >= 600:
+        raise SystemExit("target missed")
+
+
+if __name__ == "__main__":
+    main()
