@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/music-tracker demo --data-dir $(DATA_DIR)/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -57,7 +57,8 @@ def main() -> None:
     report([bare, ours, again])
     ratio = ours.seconds / bare.seconds
     print(
-        f"import / bare read: {ratio:.1f}x (target <= 5x); peak {ours.peak_mb:.0f} MB (target < 500 MB)"
+        f"import / bare read: {ratio:.1f}x (target <= 5x); "
+        f"peak {ours.peak_mb:.0f} MB (target < 500 MB)"
     )
     if ratio > 5 or ours.peak_mb >= 500:
         raise SystemExit("target missed")

