@@ -266,13 +266,14 @@ def demo(data_dir: DataDirOption = None) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
     from music_tracker.demo.run import generate_inputs
     from music_tracker.importers.run import run_import
+    from music_tracker.transform import TransformError, run_build
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     inputs_dir = settings.data_dir / "demo-inputs"
-    out.print(f"[bold]1/2[/] generating a listening history in {inputs_dir}")
+    out.print(f"[bold]1/3[/] generating a listening history in {inputs_dir}")
     inputs = generate_inputs(inputs_dir)
-    out.print("[bold]2/2[/] importing Last.fm scrobbles and three overlapping Spotify exports")
+    out.print("[bold]2/3[/] importing Last.fm scrobbles and three overlapping Spotify exports")
     for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
         summary = run_import([path], settings.data_dir)
         result = summary.as_dict()
@@ -280,4 +281,10 @@ def demo(data_dir: DataDirOption = None) -> None:
             f"  {path.parent.name}/{path.name}: {result['new_plays']:,} new plays, "
             f"{sum(result['duplicates'].values()):,} duplicates"
         )
+    out.print("[bold]3/3[/] building the star schema with dbt (models and data tests)")
+    try:
+        built = run_build(settings)
+    except TransformError as exc:
+        raise _fail(f"dbt build failed:\n{exc}") from None
+    out.print(f"  {built.succeeded} models, seeds and tests passed")
     status(data_dir=settings.data_dir, as_json=False)

@@ -10,7 +10,7 @@ final as (
         -- keys
         md5(source || ':' || content_type || ':' || source_key) as play_sid,
         cast({{ to_local('played_at') }} as date) as date_sid,
-        cast({{ to_local('played_at') }} as time) as time_sid,
+        cast(date_trunc('second', {{ to_local('played_at') }}) as time) as time_sid,
         item_uri,
         -- names
         content_type,

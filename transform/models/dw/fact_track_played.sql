@@ -32,7 +32,7 @@ final as (
         plays.artist_sid,
         plays.album_sid,
         cast(plays.played_at_local as date) as date_sid,
-        cast(plays.played_at_local as time) as time_sid,
+        cast(date_trunc('second', plays.played_at_local) as time) as time_sid,
         plays.track_id,
         -- names
         artists.artist_name,
