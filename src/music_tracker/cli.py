@@ -236,6 +236,112 @@ def transform(
         out.print(f"dbt build: {result.succeeded} models, seeds and tests passed")
 
 
+auth_app = typer.Typer(help="Authorize access to outside services.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
+
+
+@auth_app.command("spotify")
+def auth_spotify(
+    data_dir: DataDirOption = None,
+    paste: Annotated[
+        bool,
+        typer.Option(
+            "--paste",
+            help="Headless server: print the URL, then paste the address the browser was "
+            "redirected to (it fails to load; that is fine).",
+        ),
+    ] = False,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the browser.")
+    ] = 300.0,
+) -> None:
+    """Authorize Music Tracker to read your recently played tracks (PKCE, loopback)."""
+    import secrets
+
+    from music_tracker.sources.spotify import auth
+
+    settings = _settings(data_dir)
+    if not settings.spotify_client_id:
+        raise _fail(
+            "setting MUSIC_TRACKER_SPOTIFY_CLIENT_ID is empty: create an app in Spotify's "
+            "developer dashboard with the redirect URI "
+            f"{auth.redirect_uri(settings.spotify_redirect_port)} and set its client id"
+        )
+    verifier, challenge = auth.pkce_pair()
+    state = secrets.token_urlsafe(16)
+    redirect = auth.redirect_uri(settings.spotify_redirect_port)
+    url = auth.authorize_url(
+        settings.spotify_accounts_base, settings.spotify_client_id, redirect, challenge, state
+    )
+    out.print("Open this address in a browser and allow access:")
+    out.print(url, soft_wrap=True)
+    if paste:
+        received = typer.prompt("Paste the address the browser was sent to")
+    else:
+        out.print(f"Waiting for the redirect to {redirect} ...")
+        received = auth.wait_for_redirect(settings.spotify_redirect_port, timeout_s) or ""
+        if not received:
+            raise _fail("no redirect arrived in time: run again, or use --paste on a server")
+    spotify = auth.SpotifyAuth(
+        settings.spotify_accounts_base,
+        settings.spotify_client_id,
+        auth.TokenStore(settings.state_dir),
+        settings.http_timeout_s,
+    )
+    try:
+        token = spotify.exchange_code(auth.code_from_redirect(received, state), verifier, redirect)
+    except auth.ReauthorizeRequired as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"Authorized. Tokens saved in {spotify.store.path} (mode 0600); the authorization "
+        f"lasts until about {token.refresh_expires_at:%Y-%m-%d}."
+    )
+
+
+@app.command()
+def ingest(
+    data_dir: DataDirOption = None,
+    no_enrich: Annotated[
+        bool, typer.Option("--no-enrich", help="Only poll; fetch no track metadata.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Poll Spotify's recently played tracks once and store new plays."""
+    from music_tracker.importers.errors import ImportInputError
+    from music_tracker.sources.http import HttpError
+    from music_tracker.sources.spotify.auth import ReauthorizeRequired
+    from music_tracker.sources.spotify.ingest import ingest as run_ingest
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    try:
+        summary = run_ingest(settings, enrich=not no_enrich)
+    except ReauthorizeRequired as exc:
+        raise _fail(str(exc)) from None
+    except (HttpError, ImportInputError) as exc:
+        raise _fail(f"{exc}; nothing was lost: the next run polls from the same cursor") from None
+    result = summary.as_dict()
+    if as_json:
+        out.print_json(data=result)
+        return
+    out.print(
+        f"fetched {result['fetched']} recent plays: {result['new_plays']} new, "
+        f"{result['duplicates']} already stored ({result['requests']} requests)"
+    )
+    if result["gap"]:
+        out.print(
+            f"[yellow]plays may be missing[/] between {result['gap']['from']} and "
+            f"{result['gap']['to']}: import an extended export covering it"
+        )
+    enrichment = result["enrichment"]
+    out.print(
+        f"metadata: {enrichment['tracks']} tracks, {enrichment['albums']} albums, "
+        f"{enrichment['artists']} artists fetched"
+    )
+    if result["stopped"]:
+        out.print(f"[yellow]stopped early:[/] {result['stopped']}")
+
+
 @app.command()
 def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Plays per source, first and last play, and what was set aside."""
@@ -248,6 +354,7 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         report = warehouse.status(con)
     report["warehouse"] = str(settings.warehouse_path)
     report["timezone"] = settings.timezone
+    report["warnings"] = _warnings(settings, report)
     if as_json:
         out.print_json(data=report)
         return
@@ -259,6 +366,23 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         out.print(f"  {kind + ' (not music)':<26} {count:>9,}")
     for reason, count in report["set_aside_rows"].items():
         out.print(f"  set aside: {reason}: {count:,}")
+    for warning in report["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+
+
+def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
+    from music_tracker.sources.spotify.auth import TokenStore, expiry_warning
+
+    warnings = [
+        f"plays may be missing between {gap['from']} and {gap['to']} (polling gap): "
+        "import an extended export covering it"
+        for gap in report["gaps"]
+        if not gap["closed"]
+    ]
+    token = TokenStore(settings.state_dir).load()
+    if token is not None and (warning := expiry_warning(token)):
+        warnings.append(warning)
+    return warnings
 
 
 @app.command()

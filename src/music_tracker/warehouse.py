@@ -229,6 +229,14 @@ create table if not exists raw.musicbrainz_areas (
     looked_up_at timestamptz not null
 );
 
+-- Periods where polling may have missed plays: a full page of 50 that did not reach back
+-- to the newest stored play. Closed (in queries) once an extended export covers them.
+create table if not exists raw.api_gaps (
+    gap_from timestamptz not null,     -- newest play stored before the poll
+    gap_to timestamptz not null,       -- oldest play of the full page
+    detected_at timestamptz not null
+);
+
 create table if not exists raw.set_aside_rows (
     file_sha256 varchar not null,
     file_row bigint not null,
@@ -368,6 +376,17 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "select reason, count(*) from raw.set_aside_rows group by all order by 1"
         ).fetchall()
     )
+    gaps = [
+        {"from": _iso(gap_from), "to": _iso(gap_to), "closed": closed}
+        for gap_from, gap_to, closed in con.execute(
+            """
+            select gap_from, gap_to,
+                   gap_to <= (select max(played_at) from raw.spotify_extended_history)
+                   and gap_from >= (select min(played_at) from raw.spotify_extended_history)
+            from raw.api_gaps order by gap_from
+            """
+        ).fetchall()
+    ]
     files, last_import = con.execute(
         "select count(*), max(imported_at) from raw.import_files"
     ).fetchone()  # type: ignore[misc]
@@ -379,6 +398,8 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "last_play_at": max(ends) if ends else None,
         "other_content": other,
         "set_aside_rows": set_aside,
+        "gaps": gaps,
+        "open_gaps": sum(1 for gap in gaps if not gap["closed"]),
         "files_imported": files,
         "last_import_at": _iso(last_import),
     }

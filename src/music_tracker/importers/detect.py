@@ -21,6 +21,7 @@ class Format(StrEnum):
     ACCOUNT_PODCAST = "spotify_account_podcast"
     ACCOUNT_AUDIOBOOK = "spotify_account_audiobook"
     LASTFM = "lastfm"
+    API = "spotify_api"
 
 
 class NotHistory(Exception):
@@ -72,6 +73,9 @@ def detect_format(name: str, head: bytes) -> Format:
 
 def _detect_json(name: str, text: str) -> Format:
     if text.startswith("{"):
+        # a recently-played response as the API sent it (ingest's landing files)
+        if '"items"' in text and '"played_at"' in text:
+            return Format.API
         raise NotHistory(name)
     body = text[1:].lstrip()
     if body.startswith("]"):

@@ -9,6 +9,7 @@ the file; de-duplication and storage happen later (``music_tracker.dedupe``,
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ import polars as pl
 from music_tracker.importers.detect import HEADER, LASTFM_DATE_FORMAT, Format
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.names import name_key
+from music_tracker.sources.spotify.parse import is_recently_played_page, recently_played_rows
 
 # Spotify launched in 2008 and Last.fm in 2002: anything earlier is a broken clock, not a play.
 EARLIEST_PLAY = datetime(2002, 1, 1, tzinfo=UTC)
@@ -87,6 +89,8 @@ def read_file(
         return _read_account_music(con, path, display_name)
     if fmt in (Format.ACCOUNT_PODCAST, Format.ACCOUNT_AUDIOBOOK):
         return _read_account_other(con, path, fmt, display_name)
+    if fmt is Format.API:
+        return _read_api_page(con, path, display_name)
     return _read_lastfm(con, path, display_name)
 
 
@@ -391,3 +395,34 @@ def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         )
     )
     return Parsed(Format.LASTFM, raw.height, music)
+
+
+def _read_api_page(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
+    """A recently-played response (API source): natural key (played_at, track.id)."""
+    try:
+        page = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ImportInputError(display_name, f"not valid JSON ({exc})") from exc
+    if not is_recently_played_page(page):
+        raise ImportInputError(display_name, "not a Spotify recently-played response")
+    rows = recently_played_rows(page)
+    _parse_utc(rows, "played_at_text", "%Y-%m-%dT%H:%M:%S%.fZ", display_name)
+    local = rows.filter(pl.col("track_id").is_null())
+    plays = rows.filter(pl.col("track_id").is_not_null())
+    con.register("_api_rows", plays)
+    try:
+        keys = con.sql(
+            f"select file_row, {_key_sql(('played_at_text', 'track_id'))} as source_key"
+            " from _api_rows"
+        ).pl()
+    finally:
+        con.unregister("_api_rows")
+    music = plays.join(keys, on="file_row").drop("played_at_text")
+    set_aside = local.select(
+        "file_row",
+        pl.lit("local file or unavailable track without a Spotify id").alias("reason"),
+        pl.struct("played_at_text", "track_name", "artist_name")
+        .struct.json_encode()
+        .alias("record"),
+    )
+    return Parsed(Format.API, rows.height, music, set_aside=set_aside)

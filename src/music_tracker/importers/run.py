@@ -366,6 +366,8 @@ def _assign(
 def _music_source(fmt: Format) -> str:
     if fmt is Format.EXTENDED:
         return dedupe.EXTENDED
+    if fmt is Format.API:
+        return dedupe.API
     if fmt is Format.LASTFM:
         return dedupe.LASTFM
     return dedupe.ACCOUNT

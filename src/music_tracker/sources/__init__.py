@@ -1,0 +1,1 @@
+"""One package per outside system (Spotify, MusicBrainz), on one HTTP layer (``http``)."""

@@ -1,0 +1,1 @@
+"""Spotify: OAuth (PKCE), the Web API client, response parsing, and the ingest poll."""

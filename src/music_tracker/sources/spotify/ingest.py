@@ -1,0 +1,206 @@
+"""``music-tracker ingest``: one poll of recently-played, then metadata for new ids.
+
+The order is what keeps every play: the response is written to ``landing/`` as received,
+then imported like any export file (same de-duplication, one transaction), and only then
+is the ``after`` cursor moved. A crash anywhere repeats the poll; the natural key makes the
+repeat harmless. Polls ask for plays after the cursor minus an overlap, so plays Spotify
+reports late are still caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from music_tracker import warehouse
+from music_tracker.importers.detect import Format
+from music_tracker.importers.run import run_import
+from music_tracker.settings import Settings
+from music_tracker.sources.http import Budget, HttpError
+from music_tracker.sources.spotify.auth import SpotifyAuth, TokenStore
+from music_tracker.sources.spotify.client import SpotifyClient
+from music_tracker.sources.spotify.enrich import EnrichSummary, enrich_metadata
+
+log = logging.getLogger(__name__)
+
+CURSOR_FILE = "spotify_cursor.json"
+OVERLAP = timedelta(hours=1)
+PAGE_SIZE = 50
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest run did."""
+
+    fetched: int = 0
+    new_plays: int = 0
+    duplicates: int = 0
+    gap: dict[str, str] | None = None
+    cursor_after_ms: int | None = None
+    enrichment: EnrichSummary = field(default_factory=EnrichSummary)
+    stopped: str | None = None
+    requests: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fetched": self.fetched,
+            "new_plays": self.new_plays,
+            "duplicates": self.duplicates,
+            "gap": self.gap,
+            "cursor_after_ms": self.cursor_after_ms,
+            "enrichment": self.enrichment.as_dict(),
+            "stopped": self.stopped,
+            "requests": self.requests,
+        }
+
+
+class CursorStore:
+    """The ``after`` cursor (Unix ms of the newest play stored), in ``state/``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / CURSOR_FILE
+
+    def load(self) -> int | None:
+        if not self.path.exists():
+            return None
+        value = json.loads(self.path.read_text()).get("after_ms")
+        return int(value) if value is not None else None
+
+    def save(self, after_ms: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps({"after_ms": after_ms}))
+        partial.chmod(0o600)
+        partial.replace(self.path)
+
+
+def make_client(
+    settings: Settings, budget: Budget, transport: httpx.BaseTransport | None = None
+) -> SpotifyClient:
+    auth = SpotifyAuth(
+        settings.spotify_accounts_base,
+        settings.spotify_client_id,
+        TokenStore(settings.state_dir),
+        settings.http_timeout_s,
+    )
+    return SpotifyClient(
+        settings.spotify_api_base,
+        auth,
+        budget,
+        timeout_s=settings.http_timeout_s,
+        transport=transport,
+    )
+
+
+def ingest(settings: Settings, *, enrich: bool = True) -> IngestSummary:
+    """One poll and, budget permitting, metadata for ids not yet known."""
+    budget = Budget(settings.spotify_requests_per_run)
+    summary = IngestSummary()
+    cursors = CursorStore(settings.state_dir)
+    client = make_client(settings, budget)
+    try:
+        _poll(settings, client, cursors, summary)
+        if enrich:
+            with warehouse.connect(
+                settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
+            ) as con:
+                summary.enrichment = enrich_metadata(con, client)
+                summary.stopped = summary.enrichment.stopped
+    finally:
+        summary.requests = budget.used
+        client.close()
+    return summary
+
+
+def _poll(
+    settings: Settings, client: SpotifyClient, cursors: CursorStore, summary: IngestSummary
+) -> None:
+    cursor = cursors.load()
+    reference = _from_ms(cursor) if cursor is not None else _newest_stored(settings)
+    after_ms = _to_ms(reference - OVERLAP) if reference is not None else None
+    raw = client.http.request("GET", "me/player/recently-played", params=_params(after_ms))
+    landed = _land(settings.landing_dir, raw.content)
+    result = run_import(
+        [landed], settings.data_dir, forced=Format.API, memory_limit=settings.duckdb_memory_limit
+    ).as_dict()
+    page = json.loads(raw.content)
+    items = page.get("items", [])
+    summary.fetched = len(items)
+    summary.new_plays = result["new_plays"]
+    summary.duplicates = sum(result["duplicates"].values())
+    times = [_parse(item["played_at"]) for item in items]
+    if reference is not None and len(items) >= PAGE_SIZE and min(times) > reference:
+        summary.gap = {"from": reference.isoformat(), "to": min(times).isoformat()}
+        with warehouse.connect(settings.warehouse_path) as con:
+            con.execute(
+                "insert into raw.api_gaps values (?, ?, ?)",
+                [reference, min(times), datetime.now(UTC)],
+            )
+        log.warning("plays may be missing between %s and %s", reference, min(times))
+    if times:
+        newest = _to_ms(max(times))
+        if cursor is None or newest > cursor:
+            cursors.save(newest)
+            cursor = newest
+    summary.cursor_after_ms = cursor
+
+
+def _params(after_ms: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": PAGE_SIZE}
+    if after_ms is not None:
+        params["after"] = after_ms
+    return params
+
+
+def _land(landing: Path, content: bytes) -> Path:
+    """Write the response as received: landing/spotify_api/<sha256>/recently-played-<t>.json."""
+    sha256 = hashlib.sha256(content).hexdigest()
+    target = (
+        landing / "spotify_api" / sha256 / f"recently-played-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    )
+    existing = list(target.parent.glob("*.json")) if target.parent.exists() else []
+    if existing:
+        return existing[0]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(content)
+    partial.replace(target)
+    return target
+
+
+def _newest_stored(settings: Settings) -> datetime | None:
+    if not settings.warehouse_path.exists():
+        return None
+    with warehouse.connect(settings.warehouse_path) as con:
+        (newest,) = con.execute(
+            """
+            select max(played_at) from (
+                select played_at from raw.spotify_extended_history where play_id is not null
+                union all select played_at from raw.spotify_api_plays
+                union all select played_at from raw.spotify_account_data where play_id is not null
+            )
+            """
+        ).fetchone()  # type: ignore[misc]
+    return newest if isinstance(newest, datetime) else None
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+__all__ = ["HttpError", "IngestSummary", "ingest"]
