@@ -57,7 +57,7 @@ class FakeSpotify:
         *,
         seed: int = 1,
         start: datetime = datetime(2026, 1, 5, 7, 0, tzinfo=UTC),
-        plays_per_day: float = 480.0,
+        plays_per_day: float = 300.0,
         artists: int = 150,
         extended_quota: bool = False,
         fault_rate: float = 0.0,
@@ -122,7 +122,8 @@ class FakeSpotify:
         with self._lock:
             self.clock += delta
             new: list[FakePlay] = []
-            mean_gap = timedelta(days=1) / self.plays_per_day
+            # mean pause between plays so that plays_per_day holds (tracks last ~215 s)
+            mean_pause_s = max(1.0, 86_400 / self.plays_per_day - 215)
             while self._next_play_at <= self.clock:
                 track = self.rng.choices(self.catalogue, weights=self._weights)[0]
                 play = FakePlay(
@@ -132,12 +133,7 @@ class FakeSpotify:
                     track,
                 )
                 new.append(play)
-                # most plays follow each other; sometimes a pause
-                pause = (
-                    timedelta(seconds=self.rng.expovariate(1 / (mean_gap.total_seconds() * 2)))
-                    if self.rng.random() < 0.5
-                    else timedelta(milliseconds=self.rng.randint(200, 3000))
-                )
+                pause = timedelta(seconds=self.rng.expovariate(1 / mean_pause_s))
                 self._next_play_at += timedelta(milliseconds=track.duration_ms) + pause
             self.plays.extend(new)
             return new
@@ -222,7 +218,7 @@ class FakeSpotify:
                     "track": self._track(p.track),
                     "played_at": p.played_at.strftime("%Y-%m-%dT%H:%M:%S.")
                     + f"{p.played_at.microsecond // 1000:03d}Z",
-                    "context": None,
+                    "context": _album_context(p.track),
                 }
                 for p in page
             ],
@@ -449,5 +445,15 @@ def _album_base(track: Track, total_tracks: int) -> dict[str, Any]:
         "release_date": str(year),
         "release_date_precision": "year",
         "type": "album",
+        "uri": f"spotify:album:{album_id}",
+    }
+
+
+def _album_context(track: Track) -> dict[str, Any]:
+    album_id = _album_id(track)
+    return {
+        "type": "album",
+        "href": f"https://api.spotify.com/v1/albums/{album_id}",
+        "external_urls": {"spotify": f"https://open.spotify.com/album/{album_id}"},
         "uri": f"spotify:album:{album_id}",
     }
