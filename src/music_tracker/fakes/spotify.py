@@ -81,6 +81,7 @@ class FakeSpotify:
         self.access_tokens: dict[str, datetime] = {}
         self.refresh_tokens: set[str] = set()
         self.revoked = False
+        self.fail_next_refresh = False
         self._codes: dict[str, tuple[str, str]] = {}
         self._tracks = {t.track_id: t for t in self.catalogue}
         self._albums: dict[str, list[Track]] = {}
@@ -139,8 +140,15 @@ class FakeSpotify:
             return new
 
     def inject(self, *faults: str) -> None:
-        """Queue faults for the next requests, in order (see ``FAULTS``, plus invalid_grant)."""
-        self.queued_faults.extend(faults)
+        """Queue faults for the next API requests, in order (see ``FAULTS``).
+
+        ``invalid_grant`` applies to the next refresh at the accounts service instead.
+        """
+        for fault in faults:
+            if fault == "invalid_grant":
+                self.fail_next_refresh = True
+            else:
+                self.queued_faults.append(fault)
 
     def grant_tokens(self) -> tuple[str, str]:
         """Issue tokens directly (tests that do not exercise the PKCE flow)."""
@@ -310,8 +318,8 @@ class FakeSpotify:
             access, refresh = self.grant_tokens()
             return 200, {}, _token_body(access, refresh)
         if grant == "refresh_token":
-            if self.queued_faults and self.queued_faults[0] == "invalid_grant":
-                self.queued_faults.pop(0)
+            if self.fail_next_refresh:
+                self.fail_next_refresh = False
                 self.revoked = True
             refresh = form.get("refresh_token", "")
             if self.revoked or refresh not in self.refresh_tokens:

@@ -56,27 +56,33 @@ class SpotifyClient:
             self._token = self.auth.access_token()
         return {"Authorization": f"Bearer {self._token}"}
 
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    def get_response(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         """GET with one token refresh on 401, then a clear error."""
         try:
-            return self.http.get_json(path, params)
+            return self.http.request("GET", path, params=params)
         except Unauthorized:
             log.info("access token refused; refreshing once")
             self._token = self.auth.access_token(force_refresh=True)
             try:
-                return self.http.get_json(path, params)
+                return self.http.request("GET", path, params=params)
             except Unauthorized as exc:
                 raise SpotifyAuthError(
                     "Spotify refused a freshly refreshed token: run `music-tracker auth spotify`"
                 ) from exc
 
-    def recently_played(self, after_ms: int | None) -> dict[str, Any]:
-        """The newest plays (at most 50), only those after ``after_ms`` when given."""
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET and decode JSON (see :meth:`get_response`)."""
+        return self.get_response(path, params).json()
+
+    def recently_played(self, after_ms: int | None) -> httpx.Response:
+        """The newest plays (at most 50), only those after ``after_ms`` when given.
+
+        The raw response is returned so that it can be stored exactly as received.
+        """
         params: dict[str, Any] = {"limit": RECENTLY_PLAYED_LIMIT}
         if after_ms is not None:
             params["after"] = after_ms
-        page: dict[str, Any] = self.get("me/player/recently-played", params)
-        return page
+        return self.get_response("me/player/recently-played", params)
 
     def item(self, kind: str, item_id: str) -> dict[str, Any]:
         """One track, album or artist (``kind`` is tracks, albums or artists)."""

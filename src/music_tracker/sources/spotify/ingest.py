@@ -125,7 +125,7 @@ def _poll(
     cursor = cursors.load()
     reference = _from_ms(cursor) if cursor is not None else _newest_stored(settings)
     after_ms = _to_ms(reference - OVERLAP) if reference is not None else None
-    raw = client.http.request("GET", "me/player/recently-played", params=_params(after_ms))
+    raw = client.recently_played(after_ms)
     landed = _land(settings.landing_dir, raw.content)
     result = run_import(
         [landed], settings.data_dir, forced=Format.API, memory_limit=settings.duckdb_memory_limit
@@ -150,13 +150,6 @@ def _poll(
             cursors.save(newest)
             cursor = newest
     summary.cursor_after_ms = cursor
-
-
-def _params(after_ms: int | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"limit": PAGE_SIZE}
-    if after_ms is not None:
-        params["after"] = after_ms
-    return params
 
 
 def _land(landing: Path, content: bytes) -> Path:
