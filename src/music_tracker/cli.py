@@ -63,6 +63,8 @@ def _setup_logging(level: str) -> None:
         handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
         force=True,
     )
+    # one line per HTTP request is noise at INFO; our own modules log what matters
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
 @app.callback()
@@ -388,16 +390,16 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
 @app.command()
 def demo(data_dir: DataDirOption = None) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
-    from music_tracker.demo.run import generate_inputs
+    from music_tracker.demo.run import generate_inputs, poll_fake_spotify
     from music_tracker.importers.run import run_import
     from music_tracker.transform import TransformError, run_build
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     inputs_dir = settings.data_dir / "demo-inputs"
-    out.print(f"[bold]1/3[/] generating a listening history in {inputs_dir}")
+    out.print(f"[bold]1/4[/] generating a listening history in {inputs_dir}")
     inputs = generate_inputs(inputs_dir)
-    out.print("[bold]2/3[/] importing Last.fm scrobbles and three overlapping Spotify exports")
+    out.print("[bold]2/4[/] importing Last.fm scrobbles and three overlapping Spotify exports")
     for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
         summary = run_import([path], settings.data_dir)
         result = summary.as_dict()
@@ -405,7 +407,16 @@ def demo(data_dir: DataDirOption = None) -> None:
             f"  {path.parent.name}/{path.name}: {result['new_plays']:,} new plays, "
             f"{sum(result['duplicates'].values()):,} duplicates"
         )
-    out.print("[bold]3/3[/] building the star schema with dbt (models and data tests)")
+    out.print(
+        "[bold]3/4[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
+        "for 12 hours, then fetching track, album and artist metadata"
+    )
+    polled = poll_fake_spotify(settings, inputs.catalogue)
+    out.print(
+        f"  {polled['polls']} polls: {polled['new_plays']} new plays, "
+        f"{polled['duplicates']} overlapping rows ignored; {polled['tracks']} tracks enriched"
+    )
+    out.print("[bold]4/4[/] building the star schema with dbt (models and data tests)")
     try:
         built = run_build(settings)
     except TransformError as exc:

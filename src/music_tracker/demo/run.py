@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from music_tracker.demo.generate import (
+    Track,
     build_catalogue,
     listen,
     write_account_data,
     write_extended,
     write_lastfm,
 )
+from music_tracker.settings import Settings
 
 
 @dataclass
@@ -24,6 +26,7 @@ class DemoInputs:
     old_extended: Path
     new_extended: Path
     account_data: Path
+    catalogue: list[Track]
 
 
 def generate_inputs(folder: Path, *, seed: int = 7, plays_per_year: int = 3_000) -> DemoInputs:
@@ -49,9 +52,51 @@ def generate_inputs(folder: Path, *, seed: int = 7, plays_per_year: int = 3_000)
         old_extended=folder / "spotify-2023" / "Spotify Extended Streaming History",
         new_extended=folder / "spotify-2026" / "Spotify Extended Streaming History",
         account_data=folder / "spotify-account-2026" / "Spotify Account Data",
+        catalogue=catalogue,
     )
     write_lastfm(lastfm, inputs.lastfm_csv)
     write_extended(old, inputs.old_extended, rng, new_generation=False)
     write_extended(new, inputs.new_extended, rng, new_generation=True)
     write_account_data(recent, inputs.account_data)
     return inputs
+
+
+def poll_fake_spotify(
+    settings: Settings, catalogue: list[Track], hours: int = 12
+) -> dict[str, int]:
+    """Authorize against a fake Spotify (PKCE through the loopback), then poll it every 10
+    simulated minutes while its listener plays the demo's catalogue after the exports end.
+    """
+    import httpx
+
+    from music_tracker.fakes.spotify import FakeSpotify
+    from music_tracker.sources.spotify import auth
+    from music_tracker.sources.spotify.ingest import ingest
+
+    start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    totals = {"polls": 0, "new_plays": 0, "duplicates": 0, "tracks": 0}
+    with FakeSpotify(seed=7, start=start, plays_per_day=250, catalogue=catalogue) as fake:
+        settings = settings.model_copy(
+            update={
+                "spotify_api_base": fake.api_base,
+                "spotify_accounts_base": fake.accounts_base,
+                "spotify_client_id": "demo-client",
+            }
+        )
+        verifier, challenge = auth.pkce_pair()
+        redirect = auth.redirect_uri(settings.spotify_redirect_port)
+        url = auth.authorize_url(fake.accounts_base, "demo-client", redirect, challenge, "demo")
+        # the fake's consent page redirects at once; follow it like a browser would
+        location = httpx.get(url, follow_redirects=False, timeout=10).headers["location"]
+        spotify = auth.SpotifyAuth(
+            fake.accounts_base, "demo-client", auth.TokenStore(settings.state_dir), 10
+        )
+        spotify.exchange_code(auth.code_from_redirect(location, "demo"), verifier, redirect)
+        for _ in range(hours * 6):
+            fake.advance(timedelta(minutes=10))
+            summary = ingest(settings, enrich=False)
+            totals["polls"] += 1
+            totals["new_plays"] += summary.new_plays
+            totals["duplicates"] += summary.duplicates
+        totals["tracks"] = ingest(settings, enrich=True).enrichment.tracks
+    return totals

@@ -64,9 +64,10 @@ class FakeSpotify:
         retry_after_s: int = 1,
         slow_s: float = 0.2,
         rotate_refresh_tokens: bool = False,
+        catalogue: list[Track] | None = None,
     ) -> None:
         self.rng = random.Random(seed)
-        self.catalogue = build_catalogue(random.Random(seed + 1), artists=artists)
+        self.catalogue = catalogue or build_catalogue(random.Random(seed + 1), artists=artists)
         self._weights = [1 / (rank + 1) ** 0.8 for rank in range(len(self.catalogue))]
         self.clock = start
         self.plays: list[FakePlay] = []

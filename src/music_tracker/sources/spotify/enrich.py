@@ -86,8 +86,7 @@ def enrich_metadata(con: duckdb.DuckDBPyConnection, client: SpotifyClient) -> En
     try:
         for kind in ("tracks", "albums", "artists"):
             ids = [row[0] for row in con.execute(_MISSING_IDS[kind]).fetchall()]
-            fetched = _fetch(con, client, kind, ids, summary)
-            setattr(summary, kind, fetched)
+            _fetch(con, client, kind, ids, summary)
     except HttpError as exc:
         summary.stopped = str(exc)
         log.warning("enrichment stopped: %s", exc)
@@ -100,8 +99,7 @@ def _fetch(
     kind: str,
     ids: list[str],
     summary: EnrichSummary,
-) -> int:
-    done = 0
+) -> None:
     for first in range(0, len(ids), BATCH_SIZE[kind]):
         chunk = ids[first : first + BATCH_SIZE[kind]]
         objects: list[dict[str, Any]] | None = None
@@ -117,17 +115,20 @@ def _fetch(
                     objects.append({"id": item_id, "_missing": True})
                     summary.missing += 1
                 except HttpError:
-                    _store(con, kind, objects)  # keep what this chunk already has
-                    done += len(objects)
+                    _store(con, kind, objects, summary)  # keep what this chunk already has
                     raise
-        _store(con, kind, objects)
-        done += len(objects)
-    return done
+        _store(con, kind, objects, summary)
 
 
-def _store(con: duckdb.DuckDBPyConnection, kind: str, objects: list[dict[str, Any]]) -> None:
+def _store(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    objects: list[dict[str, Any]],
+    summary: EnrichSummary,
+) -> None:
     if not objects:
         return
+    setattr(summary, kind, getattr(summary, kind) + len(objects))
     rows = [{_KEY[kind]: obj["id"]} if obj.get("_missing") else _ROW[kind](obj) for obj in objects]
     frame = pl.DataFrame(rows, infer_schema_length=None)
     warehouse.insert_frame(con, _TABLE[kind], frame, fetched_at=datetime.now(UTC))
