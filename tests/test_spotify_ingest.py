@@ -26,7 +26,7 @@ POLL = timedelta(minutes=10)
 
 @pytest.fixture
 def fake() -> Iterator[FakeSpotify]:
-    with FakeSpotify(seed=11) as server:
+    with FakeSpotify(seed=11, plays_per_day=400) as server:
         yield server
 
 
@@ -140,9 +140,8 @@ def test_cursor_moves_only_after_the_data_is_stored(fake: FakeSpotify, data_dir:
     fake.advance(timedelta(hours=1))
     import duckdb
 
-    with duckdb.connect(str(settings.warehouse_path)):
-        with pytest.raises(Exception):
-            ingest(settings, enrich=False)
+    with duckdb.connect(str(settings.warehouse_path)), pytest.raises(duckdb.Error):
+        ingest(settings, enrich=False)
     assert CursorStore(settings.state_dir).load() == cursor
     second = ingest(settings, enrich=False)
     assert second.new_plays > 0

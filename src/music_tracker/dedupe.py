@@ -20,6 +20,7 @@ extended history > API > account data > Last.fm).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -158,15 +159,12 @@ def assign_plays(
 
 
 def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
-    # md5 keeps ids stable across library versions; computed in DuckDB, which has it.
-    import duckdb
-
-    keys = plays.select("_row", pl.concat_str([pl.lit(source + ":"), "source_key"]).alias("k"))
-    with duckdb.connect() as con:
-        con.register("keys", keys)
-        return (
-            con.sql("select _row, md5(k) as _own_play_id from keys").pl().cast({"_row": pl.UInt32})
-        )
+    """md5(source:source_key): stable across library versions, unlike Polars' hash."""
+    ids = [
+        hashlib.md5(f"{source}:{key}".encode(), usedforsecurity=False).hexdigest()
+        for key in plays["source_key"]
+    ]
+    return pl.DataFrame({"_row": plays["_row"], "_own_play_id": ids})
 
 
 def _pair_rule(a: str, b: str, tol: Tolerances) -> tuple[str, str, timedelta]:

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 
+from music_tracker.sources.http import tls_context
+
 SCOPES = "user-read-recently-played"
 REFRESH_TOKEN_LIFETIME = timedelta(days=182)
 EXPIRY_WARNING = timedelta(days=28)
@@ -214,7 +216,10 @@ class SpotifyAuth:
     def _token_request(self, data: dict[str, str]) -> dict[str, Any]:
         try:
             response = httpx.post(
-                f"{self.accounts_base}/api/token", data=data, timeout=self.timeout_s
+                f"{self.accounts_base}/api/token",
+                data=data,
+                timeout=self.timeout_s,
+                verify=tls_context(),
             )
         except httpx.TransportError as exc:
             raise ConnectionError(f"Spotify accounts service unreachable: {exc}") from exc
