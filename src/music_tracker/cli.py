@@ -345,6 +345,75 @@ def ingest(
 
 
 @app.command()
+def enrich(
+    data_dir: DataDirOption = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Look up at most this many artists.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Look up artists in MusicBrainz: country, type, genres (1 request per second)."""
+    from datetime import timedelta
+
+    from music_tracker import warehouse
+    from music_tracker.sources.http import Budget
+    from music_tracker.sources.musicbrainz.client import MusicBrainzClient
+    from music_tracker.sources.musicbrainz.enrich import (
+        ArtistsUnknown,
+        enrich_artists,
+        pending_artists,
+    )
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    if not settings.warehouse_path.exists():
+        raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
+    client = MusicBrainzClient(
+        settings.musicbrainz_base,
+        settings.contact,
+        timeout_s=settings.http_timeout_s,
+        budget=Budget(settings.musicbrainz_requests_per_run),
+    )
+    with warehouse.connect(
+        settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
+    ) as con:
+        try:
+            pending = pending_artists(con, timedelta(days=settings.musicbrainz_retry_days), limit)
+        except ArtistsUnknown as exc:
+            raise _fail(str(exc)) from None
+        with Progress(
+            TextColumn("[bold]MusicBrainz[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=err,
+            transient=True,
+            disable=as_json or not err.is_terminal,
+        ) as bar:
+            task = bar.add_task("", total=len(pending))
+
+            def on_artist(name: str) -> None:
+                bar.update(task, advance=1, description=name)
+
+            summary = enrich_artists(
+                con, client, pending, min_score=settings.musicbrainz_min_score, on_artist=on_artist
+            )
+    client.close()
+    result = summary.as_dict()
+    if as_json:
+        out.print_json(data=result)
+        return
+    out.print(
+        f"MusicBrainz: {result['looked_up']} artists looked up, {result['found']} found "
+        f"({result['matched_by']}), {result['missing']} not found, {result['failed']} failed, "
+        f"{result['areas_fetched']} areas fetched"
+    )
+    if result["stopped"]:
+        out.print(f"[yellow]stopped early:[/] {result['stopped']}")
+
+
+@app.command()
 def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Plays per source, first and last play, and what was set aside."""
     from music_tracker import warehouse

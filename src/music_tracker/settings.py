@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     spotify_requests_per_run: int = Field(default=500, ge=1)
 
     musicbrainz_base: str = "https://musicbrainz.org/ws/2"
+    musicbrainz_retry_days: int = Field(
+        default=30, ge=0, description="A MusicBrainz miss is retried after this many days."
+    )
+    musicbrainz_min_score: int = Field(
+        default=90, ge=0, le=100, description="Lowest name-search score accepted as a match."
+    )
+    musicbrainz_requests_per_run: int = Field(default=3600, ge=1)
     contact: str = Field(
         default="",
         description="Owner's e-mail or URL, sent in the MusicBrainz User-Agent.",

@@ -1,0 +1,286 @@
+"""A fake MusicBrainz web service on 127.0.0.1, built from the documented JSON shapes.
+
+Endpoints: URL lookup with artist relationships (``/ws/2/url?resource=...``), ISRC lookup
+with artist credits, artist search (scored), artist lookup (area, begin/end area, life
+span, genres, tags) and area lookup with area relationships (the parent as a backward
+"part of"). Like the real service it answers 503 to a request that comes less than a
+second after the previous one, and it logs every request with its arrival time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+MIN_INTERVAL_S = 1.0
+
+
+@dataclass
+class FakeArea:
+    area_id: str
+    name: str
+    area_type: str
+    parent: str | None = None
+    iso_3166_1: str | None = None
+    iso_3166_2: str | None = None
+
+
+@dataclass
+class FakeArtist:
+    mbid: str
+    name: str
+    artist_type: str = "Group"
+    gender: str | None = None
+    area: str | None = None
+    begin_area: str | None = None
+    spotify_id: str | None = None
+    isrcs: list[str] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggedRequest:
+    at: float
+    path: str
+    status: int
+    user_agent: str
+
+
+def _uuid(text: str) -> str:
+    return str(uuid.UUID(hashlib.md5(text.encode()).hexdigest()))
+
+
+def standard_areas() -> dict[str, FakeArea]:
+    """A small real-shaped hierarchy: countries, subdivisions, a county, cities, a district."""
+    areas = [
+        FakeArea(_uuid("US"), "United States", "Country", None, "US"),
+        FakeArea(_uuid("US-CA"), "California", "Subdivision", _uuid("US"), None, "US-CA"),
+        FakeArea(_uuid("LA County"), "Los Angeles County", "County", _uuid("US-CA")),
+        FakeArea(_uuid("Los Angeles"), "Los Angeles", "City", _uuid("LA County")),
+        FakeArea(_uuid("Hollywood"), "Hollywood", "District", _uuid("Los Angeles")),
+        FakeArea(_uuid("GB"), "United Kingdom", "Country", None, "GB"),
+        FakeArea(_uuid("GB-ENG"), "England", "Subdivision", _uuid("GB"), None, "GB-ENG"),
+        FakeArea(_uuid("Manchester"), "Manchester", "City", _uuid("GB-ENG")),
+        FakeArea(_uuid("CA"), "Canada", "Country", None, "CA"),
+        FakeArea(_uuid("CA-ON"), "Ontario", "Subdivision", _uuid("CA"), None, "CA-ON"),
+        FakeArea(_uuid("Toronto"), "Toronto", "City", _uuid("CA-ON")),
+        FakeArea(_uuid("SE"), "Sweden", "Country", None, "SE"),
+        FakeArea(_uuid("Stockholm"), "Stockholm", "City", _uuid("SE")),
+        FakeArea(_uuid("JP"), "Japan", "Country", None, "JP"),
+        FakeArea(_uuid("BR"), "Brazil", "Country", None, "BR"),
+    ]
+    return {area.area_id: area for area in areas}
+
+
+class FakeMusicBrainz:
+    """The fake service; use as a context manager to serve it on a free port."""
+
+    def __init__(self, artists: list[FakeArtist], areas: dict[str, FakeArea] | None = None) -> None:
+        self.artists = {a.mbid: a for a in artists}
+        self.areas = areas or standard_areas()
+        self.log: list[LoggedRequest] = []
+        self.fail_next: list[int] = []  # statuses to answer with, regardless of the path
+        self.slow_s = 0.0
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> FakeMusicBrainz:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/ws/2"
+
+    def shortest_interval(self) -> float | None:
+        """The smallest gap between two requests that reached the service."""
+        times = sorted(r.at for r in self.log)
+        return min((b - a for a, b in itertools.pairwise(times)), default=None)
+
+    def handle(self, path: str, query: dict[str, str], user_agent: str) -> tuple[int, Any]:
+        with self._lock:
+            now = time.monotonic()
+            too_fast = now - self._last < MIN_INTERVAL_S
+            self._last = now
+            status, body = (
+                (503, {"error": "Your requests are exceeding the allowable rate limit."})
+                if too_fast
+                else self._answer(path, query, user_agent)
+            )
+            self.log.append(LoggedRequest(now, path, status, user_agent))
+        if self.slow_s:
+            time.sleep(self.slow_s)
+        return status, body
+
+    def _answer(self, path: str, query: dict[str, str], user_agent: str) -> tuple[int, Any]:
+        if self.fail_next:
+            return self.fail_next.pop(0), {"error": "injected"}
+        if not user_agent or query.get("fmt") != "json":
+            return 400, {"error": "a User-Agent and fmt=json are required"}
+        parts = [p for p in path.removeprefix("/ws/2/").split("/") if p]
+        if parts == ["url"]:
+            return self._url(query.get("resource", ""))
+        if len(parts) == 2 and parts[0] == "isrc":
+            return self._isrc(parts[1])
+        if parts == ["artist"]:
+            return 200, self._search(query.get("query", ""))
+        if len(parts) == 2 and parts[0] == "artist":
+            artist = self.artists.get(parts[1])
+            return (200, self._artist(artist)) if artist else (404, {"error": "Not Found"})
+        if len(parts) == 2 and parts[0] == "area":
+            area = self.areas.get(parts[1])
+            return (200, self._area(area)) if area else (404, {"error": "Not Found"})
+        return 404, {"error": "Not Found"}
+
+    def _url(self, resource: str) -> tuple[int, Any]:
+        spotify_id = resource.rsplit("/", 1)[-1]
+        for artist in self.artists.values():
+            if artist.spotify_id and artist.spotify_id == spotify_id:
+                return 200, {
+                    "id": _uuid(resource),
+                    "resource": resource,
+                    "relations": [
+                        {
+                            "type": "free streaming",
+                            "target-type": "artist",
+                            "direction": "backward",
+                            "artist": _artist_ref(artist),
+                        }
+                    ],
+                }
+        return 404, {"error": "Not Found"}
+
+    def _isrc(self, isrc: str) -> tuple[int, Any]:
+        recordings = [
+            {
+                "id": _uuid(f"recording:{isrc}"),
+                "title": f"Recording {isrc}",
+                "artist-credit": [{"name": a.name, "joinphrase": "", "artist": _artist_ref(a)}],
+            }
+            for a in self.artists.values()
+            if isrc in a.isrcs
+        ]
+        if not recordings:
+            return 404, {"error": "Not Found"}
+        return 200, {"isrc": isrc, "recordings": recordings}
+
+    def _search(self, query: str) -> dict[str, Any]:
+        wanted = query.removeprefix("artist:").strip('"').replace('\\"', '"').casefold()
+        scored = []
+        for artist in self.artists.values():
+            name = artist.name.casefold()
+            score = (
+                100
+                if name == wanted
+                else 85
+                if wanted and (wanted in name or name in wanted)
+                else 0
+            )
+            if score:
+                scored.append({**_artist_ref(artist), "type": artist.artist_type, "score": score})
+        scored.sort(key=lambda a: (-a["score"], a["id"]))
+        return {
+            "created": "2026-01-01T00:00:00.000Z",
+            "count": len(scored),
+            "offset": 0,
+            "artists": scored,
+        }
+
+    def _artist(self, artist: FakeArtist) -> dict[str, Any]:
+        return {
+            **_artist_ref(artist),
+            "type": artist.artist_type,
+            "gender": artist.gender,
+            "area": self._area_ref(artist.area),
+            "begin-area": self._area_ref(artist.begin_area),
+            "end-area": None,
+            "life-span": {"begin": "1999", "end": None, "ended": False},
+            "genres": [
+                {"name": g, "count": 10 - i, "id": _uuid(g)} for i, g in enumerate(artist.genres)
+            ],
+            "tags": [{"name": t, "count": 5 - i} for i, t in enumerate(artist.tags)],
+            "aliases": [],
+        }
+
+    def _area_ref(self, area_id: str | None) -> dict[str, Any] | None:
+        area = self.areas.get(area_id or "")
+        if area is None:
+            return None
+        ref: dict[str, Any] = {
+            "id": area.area_id,
+            "name": area.name,
+            "sort-name": area.name,
+            "type": area.area_type,
+        }
+        if area.iso_3166_1:
+            ref["iso-3166-1-codes"] = [area.iso_3166_1]
+        return ref
+
+    def _area(self, area: FakeArea) -> dict[str, Any]:
+        body = self._area_ref(area.area_id) or {}
+        if area.iso_3166_2:
+            body["iso-3166-2-codes"] = [area.iso_3166_2]
+        relations = []
+        if area.parent:
+            relations.append(
+                {
+                    "type": "part of",
+                    "direction": "backward",
+                    "target-type": "area",
+                    "area": self._area_ref(area.parent),
+                }
+            )
+        for child in self.areas.values():
+            if child.parent == area.area_id:
+                relations.append(
+                    {
+                        "type": "part of",
+                        "direction": "forward",
+                        "target-type": "area",
+                        "area": self._area_ref(child.area_id),
+                    }
+                )
+        body["relations"] = relations
+        return body
+
+
+def _artist_ref(artist: FakeArtist) -> dict[str, Any]:
+    return {"id": artist.mbid, "name": artist.name, "sort-name": artist.name, "disambiguation": ""}
+
+
+def _handler(fake: FakeMusicBrainz) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            status, body = fake.handle(url.path, query, self.headers.get("User-Agent", ""))
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    return Handler

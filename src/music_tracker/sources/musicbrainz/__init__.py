@@ -1,0 +1,1 @@
+"""MusicBrainz: artist facts (country, type, genres) now that Spotify no longer gives them."""

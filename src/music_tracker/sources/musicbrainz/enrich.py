@@ -1,0 +1,250 @@
+"""``music-tracker enrich``: MusicBrainz facts for artists not yet looked up.
+
+Which artists: the ones the star schema knows (``intermediate.int_artists``, built by the
+last ``transform``), most played first, keyed ``spotify:<artist id>`` or
+``name:<normalized name>`` exactly as the model joins them. How an artist is found, in
+order: the Spotify artist URL relationship (no name matching), an ISRC of one of its
+tracks, then a name search whose best candidate must score at least the threshold (ties:
+exact name first, then the smaller MBID, so reruns agree). Then the artist itself (area,
+type, gender, life span, genres, tags) and its areas up to the country.
+
+Every finished lookup is committed at once, so the run can be stopped at any moment and
+resumed. A miss is recorded and retried only after ``musicbrainz_retry_days``; a failing
+artist (5xx after retries, timeouts) is logged and skipped without being recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from music_tracker.sources.http import BudgetExhausted, HttpError, QuotaExceeded, RateLimited
+from music_tracker.sources.musicbrainz.client import MusicBrainzClient
+
+log = logging.getLogger(__name__)
+
+_MAX_AREA_DEPTH = 8
+_STOP_AREA_TYPES = {"Country"}
+
+
+class ArtistsUnknown(Exception):
+    """No star schema yet: enrichment reads the artists the last transform built."""
+
+
+@dataclass
+class Pending:
+    lookup_key: str
+    artist_id: str | None
+    artist_name: str
+    isrcs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MusicBrainzSummary:
+    looked_up: int = 0
+    found: int = 0
+    missing: int = 0
+    failed: int = 0
+    areas: int = 0
+    matched_by: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "looked_up": self.looked_up,
+            "found": self.found,
+            "missing": self.missing,
+            "failed": self.failed,
+            "areas_fetched": self.areas,
+            "matched_by": self.matched_by,
+            "stopped": self.stopped,
+        }
+
+
+def pending_artists(
+    con: duckdb.DuckDBPyConnection, retry_after: timedelta, limit: int | None
+) -> list[Pending]:
+    """Artists never looked up, or missed longer ago than ``retry_after``; most played first."""
+    exists = con.execute(
+        "select count(*) from duckdb_tables()"
+        " where schema_name = 'intermediate' and table_name = 'int_artists'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        raise ArtistsUnknown(
+            "the star schema has not been built yet: run `music-tracker transform` first"
+        )
+    rows = con.execute(
+        """
+        with latest as (
+            select lookup_key, status, looked_up_at from raw.musicbrainz_artists
+            qualify row_number() over (partition by lookup_key order by looked_up_at desc) = 1
+        ),
+        isrcs as (
+            select unnest(artist_ids) as artist_id, list(distinct isrc order by isrc) as isrcs
+            from raw.spotify_tracks where isrc is not null group by all
+        )
+        select artists.musicbrainz_lookup_key, artists.artist_id,
+               artists.unmasked_artist_name, coalesce(isrcs.isrcs, [])
+        from intermediate.int_artists as artists
+        left join latest on artists.musicbrainz_lookup_key = latest.lookup_key
+        left join isrcs on artists.artist_id = isrcs.artist_id
+        where latest.lookup_key is null
+           or (latest.status = 'missing' and latest.looked_up_at < $cutoff)
+        order by artists.play_count desc, artists.musicbrainz_lookup_key
+        """
+        + ("limit $limit" if limit else ""),
+        {"cutoff": datetime.now(UTC) - retry_after, **({"limit": limit} if limit else {})},
+    ).fetchall()
+    return [Pending(key, artist_id, name, list(isrcs)[:3]) for key, artist_id, name, isrcs in rows]
+
+
+def enrich_artists(
+    con: duckdb.DuckDBPyConnection,
+    client: MusicBrainzClient,
+    pending: list[Pending],
+    *,
+    min_score: int,
+    on_artist: Callable[[str], None] | None = None,
+) -> MusicBrainzSummary:
+    """Look up each pending artist and the areas it needs; commit after each."""
+    summary = MusicBrainzSummary()
+    known_areas = {
+        row[0] for row in con.execute("select area_id from raw.musicbrainz_areas").fetchall()
+    }
+    for artist in pending:
+        if on_artist:
+            on_artist(artist.artist_name)
+        try:
+            found = _resolve(client, artist, min_score)
+            if found is None:
+                _store_artist(con, artist.lookup_key, None, None)
+                summary.missing += 1
+            else:
+                mbid, matched_by = found
+                body = client.artist(mbid)
+                summary.areas += _walk_areas(con, client, body, known_areas)
+                _store_artist(con, artist.lookup_key, body, matched_by)
+                summary.found += 1
+                summary.matched_by[matched_by] = summary.matched_by.get(matched_by, 0) + 1
+            summary.looked_up += 1
+        except (BudgetExhausted, QuotaExceeded, RateLimited) as exc:
+            summary.stopped = str(exc)
+            break
+        except HttpError as exc:
+            summary.failed += 1
+            log.warning("MusicBrainz lookup of %s failed, skipped: %s", artist.artist_name, exc)
+    return summary
+
+
+def _resolve(client: MusicBrainzClient, artist: Pending, min_score: int) -> tuple[str, str] | None:
+    if artist.artist_id:
+        mbid = client.artist_by_spotify_id(artist.artist_id)
+        if mbid:
+            return mbid, "spotify_url"
+    for isrc in artist.isrcs:
+        mbid = client.artist_by_isrc(isrc, artist.artist_name)
+        if mbid:
+            return mbid, "isrc"
+    candidates = [
+        c for c in client.search_artist(artist.artist_name) if int(c.get("score", 0)) >= min_score
+    ]
+    if not candidates:
+        return None
+    wanted = artist.artist_name.casefold()
+    best = min(
+        candidates,
+        key=lambda c: (-int(c.get("score", 0)), c.get("name", "").casefold() != wanted, c["id"]),
+    )
+    return str(best["id"]), "search"
+
+
+def _walk_areas(
+    con: duckdb.DuckDBPyConnection,
+    client: MusicBrainzClient,
+    artist: dict[str, Any],
+    known: set[str],
+) -> int:
+    """Fetch the artist's areas and their parents up to the country; return how many."""
+    fetched = 0
+    for key in ("area", "begin-area", "end-area"):
+        area_id = (artist.get(key) or {}).get("id")
+        for _ in range(_MAX_AREA_DEPTH):
+            if not area_id or area_id in known:
+                break
+            area = client.area(area_id)
+            parent = _parent(area)
+            con.execute(
+                "insert into raw.musicbrainz_areas values (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    area_id,
+                    area.get("name"),
+                    area.get("type"),
+                    (area.get("iso-3166-1-codes") or [None])[0],
+                    (area.get("iso-3166-2-codes") or [None])[0],
+                    parent,
+                    datetime.now(UTC),
+                ],
+            )
+            known.add(area_id)
+            fetched += 1
+            area_id = None if area.get("type") in _STOP_AREA_TYPES else parent
+    return fetched
+
+
+def _parent(area: dict[str, Any]) -> str | None:
+    """The area this one is part of: a "part of" relation pointing backward."""
+    for relation in area.get("relations", []):
+        if (
+            relation.get("type") == "part of"
+            and relation.get("direction") == "backward"
+            and relation.get("area")
+        ):
+            return str(relation["area"]["id"])
+    return None
+
+
+def _store_artist(
+    con: duckdb.DuckDBPyConnection, key: str, body: dict[str, Any] | None, matched_by: str | None
+) -> None:
+    if body is None:
+        con.execute(
+            "insert into raw.musicbrainz_artists (lookup_key, status, looked_up_at)"
+            " values (?, 'missing', ?)",
+            [key, datetime.now(UTC)],
+        )
+        return
+    life = body.get("life-span") or {}
+
+    def names(items: list[dict[str, Any]] | None) -> list[str]:
+        ranked = sorted(items or [], key=lambda g: (-int(g.get("count", 0)), g.get("name", "")))
+        return [g["name"] for g in ranked if g.get("name")]
+
+    con.execute(
+        """
+        insert into raw.musicbrainz_artists (
+            lookup_key, status, matched_by, mbid, artist_name, artist_type, gender, area_id,
+            begin_area_id, end_area_id, begin_date, end_date, genres, tags, looked_up_at
+        ) values (?, 'found', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            key,
+            matched_by,
+            body.get("id"),
+            body.get("name"),
+            body.get("type"),
+            body.get("gender"),
+            (body.get("area") or {}).get("id"),
+            (body.get("begin-area") or {}).get("id"),
+            (body.get("end-area") or {}).get("id"),
+            life.get("begin"),
+            life.get("end"),
+            names(body.get("genres")),
+            names(body.get("tags")),
+            datetime.now(UTC),
+        ],
+    )
