@@ -90,6 +90,7 @@ class FakeMusicBrainz:
         self.log: list[LoggedRequest] = []
         self.fail_next: list[int] = []  # statuses to answer with, regardless of the path
         self.slow_s = 0.0
+        self.slow_next = 0  # how many of the next answers come after slow_s
         self._last = 0.0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -125,7 +126,8 @@ class FakeMusicBrainz:
                 else self._answer(path, query, user_agent)
             )
             self.log.append(LoggedRequest(now, path, status, user_agent))
-        if self.slow_s:
+        if self.slow_next > 0:
+            self.slow_next -= 1
             time.sleep(self.slow_s)
         return status, body
 

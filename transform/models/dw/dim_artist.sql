@@ -53,11 +53,11 @@ final as (
             as personal_popularity_group,
         {{ personal_popularity_sort('artists.stream_count', 'Artist') }}
             as personal_popularity_sort,
-        -- location (MusicBrainz area walk; null when unknown)
+        -- location (MusicBrainz area walk); 'Unknown' names, null codes when not known
         artists.continent_code,
-        artists.continent,
+        coalesce(artists.continent, 'Unknown') as continent,
         artists.country_code,
-        artists.country,
+        coalesce(artists.country, 'Unknown') as country,
         artists.state_province_code,
         artists.state_province,
         artists.county,

@@ -84,9 +84,16 @@ def pending_artists(
             select lookup_key, status, looked_up_at from raw.musicbrainz_artists
             qualify row_number() over (partition by lookup_key order by looked_up_at desc) = 1
         ),
+        track_artists as (
+            select credited.artist_id, tracks.isrc
+            from raw.spotify_tracks as tracks, unnest(tracks.artist_ids) as credited (artist_id)
+            where tracks.isrc is not null
+            union all
+            select artist_id, isrc from raw.spotify_api_plays where isrc is not null
+        ),
         isrcs as (
-            select unnest(artist_ids) as artist_id, list(distinct isrc order by isrc) as isrcs
-            from raw.spotify_tracks where isrc is not null group by all
+            select artist_id, list(distinct isrc order by isrc) as isrcs
+            from track_artists group by artist_id
         )
         select artists.musicbrainz_lookup_key, artists.artist_id,
                artists.unmasked_artist_name, coalesce(isrcs.isrcs, [])

@@ -1,0 +1,227 @@
+"""MusicBrainz enrichment through the fake: right facts, the 1 request/s rule, resumable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import stamina
+
+from conftest import Cli, query
+from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
+from music_tracker.settings import _cached_settings
+
+AREAS = standard_areas()
+AREA_BY_NAME = {area.name: area for area in AREAS.values()}
+# (area, begin area, expected country code, expected city, expected state code)
+PLACES = [
+    ("Hollywood", None, "US", "Los Angeles", "US-CA"),
+    ("Los Angeles", None, "US", "Los Angeles", "US-CA"),
+    ("Manchester", None, "GB", "Manchester", "GB-ENG"),
+    ("Toronto", None, "CA", "Toronto", "CA-ON"),
+    ("Stockholm", None, "SE", "Stockholm", None),
+    ("Japan", None, "JP", None, None),
+    (None, "Toronto", "CA", "Toronto", "CA-ON"),
+    (None, None, None, None, None),
+]
+GENRES = [["indie rock", "rock"], ["rock"], ["jazz"], ["hip hop", "rap"], []]
+
+
+def _dataset(count: int) -> list[dict]:
+    """count artists, split over the four ways of finding them (URL, ISRC, name, none)."""
+    artists = []
+    for i in range(count):
+        place = PLACES[i % len(PLACES)]
+        way = ("spotify_url", "isrc", "search", "missing")[min(i * 4 // count, 3)]
+        artists.append(
+            {
+                "name": f"Artist Number {i:03d}",
+                "spotify_id": f"sp{i:020d}",
+                "isrc": f"QZAAA{i:07d}",
+                "way": way,
+                "area": place,
+                "genres": GENRES[i % len(GENRES)],
+                "type": "Person" if i % 3 == 0 else "Group",
+            }
+        )
+    return artists
+
+
+def _fake_artists(dataset: list[dict]) -> list[FakeArtist]:
+    fakes = []
+    for row in dataset:
+        if row["way"] == "missing":
+            continue
+        area, begin, *_ = row["area"]
+        fakes.append(
+            FakeArtist(
+                mbid=f"00000000-0000-4000-8000-{int(row['name'][-3:]):012d}",
+                name=row["name"],
+                artist_type=row["type"],
+                area=AREA_BY_NAME[area].area_id if area else None,
+                begin_area=AREA_BY_NAME[begin].area_id if begin else None,
+                spotify_id=row["spotify_id"] if row["way"] == "spotify_url" else None,
+                isrcs=[row["isrc"]] if row["way"] == "isrc" else [],
+                genres=[]
+                if row["type"] == "Person" and row["genres"] == ["jazz"]
+                else row["genres"],
+                tags=["jazz"] if row["type"] == "Person" and row["genres"] == ["jazz"] else [],
+            )
+        )
+    return fakes
+
+
+def _write_history(dataset: list[dict], folder: Path) -> None:
+    """Plays of every artist: API pages (ids and ISRCs) and an extended export (names only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    items, extended = [], []
+    for i, row in enumerate(dataset):
+        played = start + timedelta(minutes=5 * i)
+        if row["way"] in ("spotify_url", "isrc"):
+            items.append(
+                {
+                    "played_at": played.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    "context": None,
+                    "track": {
+                        "id": f"tr{i:020d}",
+                        "name": f"Song {i}",
+                        "duration_ms": 200_000,
+                        "external_ids": {"isrc": row["isrc"]},
+                        "artists": [{"id": row["spotify_id"], "name": row["name"]}],
+                        "album": {"id": f"al{i:020d}", "name": f"Album {i}"},
+                    },
+                }
+            )
+        else:
+            extended.append(
+                {
+                    "ts": played.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "ms_played": 200_000,
+                    "master_metadata_track_name": f"Song {i}",
+                    "master_metadata_album_artist_name": row["name"],
+                    "master_metadata_album_album_name": f"Album {i}",
+                    "spotify_track_uri": None,
+                    "reason_end": "trackdone",
+                }
+            )
+    for page, first in enumerate(range(0, len(items), 50)):
+        body = {"items": items[first : first + 50], "cursors": None, "limit": 50}
+        (folder / f"recently-played-{page}.json").write_text(json.dumps(body))
+    (folder / "Streaming_History_Audio_2026.json").write_text(json.dumps(extended))
+
+
+@pytest.fixture
+def musicbrainz_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("MUSIC_TRACKER_CONTACT", "owner@example.org")
+    _cached_settings.cache_clear()
+    yield
+    _cached_settings.cache_clear()
+
+
+def _prepare(
+    cli: Cli,
+    data_dir: Path,
+    dataset: list[dict],
+    fake: FakeMusicBrainz,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MUSIC_TRACKER_MUSICBRAINZ_BASE", fake.base_url)
+    _cached_settings.cache_clear()
+    _write_history(dataset, data_dir.parent / "history")
+    cli("import", str(data_dir.parent / "history"))
+    cli("transform")
+
+
+def test_a_few_hundred_artists(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch, musicbrainz_env: None
+) -> None:
+    dataset = _dataset(200)
+    with FakeMusicBrainz(_fake_artists(dataset)) as fake:
+        _prepare(cli, data_dir, dataset, fake, monkeypatch)
+        result = json.loads(cli("enrich", "--json").stdout)
+        # the service's rule, proved by its own log: never two requests within a second
+        assert fake.shortest_interval() >= 1.0
+        assert all(r.status != 503 for r in fake.log)
+        assert all(
+            r.user_agent.startswith("music-tracker/") and "owner@example.org" in r.user_agent
+            for r in fake.log
+        )
+    assert result["looked_up"] == 200
+    assert result["matched_by"] == {"spotify_url": 50, "isrc": 50, "search": 50}
+    assert result["missing"] == 50
+    cli("transform")
+    rows = {
+        name: (country_code, country, continent, city, state, artist_type, genre, lat)
+        for name, country_code, country, continent, city, state, artist_type, genre, lat in query(
+            data_dir,
+            "select artist_name, country_code, country, continent, city, state_province_code,"
+            " artist_type, primary_genre, lat from dw.dim_artist",
+        )
+    }
+    assert len(rows) == 200
+    for row in dataset:
+        code, country, continent, city, state, artist_type, genre, lat = rows[row["name"]]
+        if row["way"] == "missing" or row["area"][2] is None:
+            assert code is None and country == "Unknown" and continent == "Unknown"
+            continue
+        assert code == row["area"][2], row
+        assert city == row["area"][3] and state == row["area"][4], row
+        assert artist_type == row["type"]
+        assert lat is not None
+        expected_genres = row["genres"] or ["no genre defined"]
+        assert genre in expected_genres
+    # every fact row survives the joins, enriched or not
+    ((facts,),) = query(data_dir, "select count(*) from dw.fact_track_played")
+    assert facts == 200
+    (usa,) = query(
+        data_dir, "select continent from dw.dim_artist where country_code = 'US' limit 1"
+    )
+    assert usa == ("North America",)
+
+
+def test_resume_retry_interval_and_faults(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch, musicbrainz_env: None
+) -> None:
+    dataset = _dataset(8)
+    with FakeMusicBrainz(_fake_artists(dataset)) as fake:
+        _prepare(cli, data_dir, dataset, fake, monkeypatch)
+        first = json.loads(cli("enrich", "--limit", "3", "--json").stdout)
+        assert first["looked_up"] == 3
+        # interrupted after three: the rest is done next time, nothing twice
+        fake.fail_next = [503, 503]  # survived with backoff
+        fake.slow_s, fake.slow_next = 2.5, 1  # a timeout, retried
+        monkeypatch.setenv("MUSIC_TRACKER_HTTP_TIMEOUT_S", "2")
+        _cached_settings.cache_clear()
+        with stamina.set_testing(True, attempts=4):
+            second = json.loads(cli("enrich", "--json").stdout)
+        assert second["looked_up"] == 5 and second["failed"] == 0
+        lookups = [
+            r.path for r in fake.log if r.path.startswith("/ws/2/artist/") and r.status == 200
+        ]
+        assert len(lookups) == len(set(lookups))
+        # misses are not retried before the interval...
+        third = json.loads(cli("enrich", "--json").stdout)
+        assert third["looked_up"] == 0
+    ((misses,),) = query(
+        data_dir, "select count(*) from raw.musicbrainz_artists where status = 'missing'"
+    )
+    assert misses == 2
+    monkeypatch.setenv("MUSIC_TRACKER_MUSICBRAINZ_RETRY_DAYS", "0")
+    _cached_settings.cache_clear()
+    with FakeMusicBrainz(_fake_artists(dataset)) as fake:
+        monkeypatch.setenv("MUSIC_TRACKER_MUSICBRAINZ_BASE", fake.base_url)
+        _cached_settings.cache_clear()
+        fourth = json.loads(cli("enrich", "--json").stdout)
+    assert fourth["looked_up"] == 2  # ...and are after it
+
+
+def test_enrich_needs_the_star_schema(cli: Cli, data_dir: Path, shared: Path) -> None:
+    from conftest import EXTENDED_DIR
+
+    cli("import", str(EXTENDED_DIR / "Streaming_History_Audio_2018.json"))
+    result = cli("enrich", expect=1)
+    assert "run `music-tracker transform` first" in result.output
