@@ -56,6 +56,20 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _progress(label: str, *, quiet: bool) -> Progress:
+    """The progress bar every long command shows (on stderr; hidden with --json)."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -112,16 +126,7 @@ def import_command(
         account=_seconds(settings.match_tolerance_account_s),
         lastfm=_seconds(settings.match_tolerance_lastfm_s),
     )
-    with Progress(
-        TextColumn("[bold]import[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    ) as bar:
+    with _progress("import", quiet=as_json) as bar:
         task = bar.add_task("finding files", total=None)
 
         def on_files(count: int) -> None:
@@ -201,16 +206,7 @@ def transform(
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
-    with Progress(
-        TextColumn("[bold]dbt build[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    ) as bar:
+    with _progress("dbt build", quiet=as_json) as bar:
         task = bar.add_task("starting", total=None)
 
         def on_node(name: str, total: int) -> None:
@@ -381,16 +377,7 @@ def enrich(
             pending = pending_artists(con, timedelta(days=settings.musicbrainz_retry_days), limit)
         except ArtistsUnknown as exc:
             raise _fail(str(exc)) from None
-        with Progress(
-            TextColumn("[bold]MusicBrainz[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=err,
-            transient=True,
-            disable=as_json or not err.is_terminal,
-        ) as bar:
+        with _progress("MusicBrainz", quiet=as_json) as bar:
             task = bar.add_task("", total=len(pending))
 
             def on_artist(name: str) -> None:
@@ -459,16 +446,20 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
 @app.command()
 def demo(data_dir: DataDirOption = None) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
-    from music_tracker.demo.run import generate_inputs, poll_fake_spotify
+    from music_tracker.demo.run import (
+        enrich_with_fake_musicbrainz,
+        generate_inputs,
+        poll_fake_spotify,
+    )
     from music_tracker.importers.run import run_import
     from music_tracker.transform import TransformError, run_build
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     inputs_dir = settings.data_dir / "demo-inputs"
-    out.print(f"[bold]1/4[/] generating a listening history in {inputs_dir}")
+    out.print(f"[bold]1/6[/] generating a listening history in {inputs_dir}")
     inputs = generate_inputs(inputs_dir)
-    out.print("[bold]2/4[/] importing Last.fm scrobbles and three overlapping Spotify exports")
+    out.print("[bold]2/6[/] importing Last.fm scrobbles and three overlapping Spotify exports")
     for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
         summary = run_import([path], settings.data_dir)
         result = summary.as_dict()
@@ -477,7 +468,7 @@ def demo(data_dir: DataDirOption = None) -> None:
             f"{sum(result['duplicates'].values()):,} duplicates"
         )
     out.print(
-        "[bold]3/4[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
+        "[bold]3/6[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
         "for 12 hours, then fetching track, album and artist metadata"
     )
     polled = poll_fake_spotify(settings, inputs.catalogue)
@@ -485,8 +476,17 @@ def demo(data_dir: DataDirOption = None) -> None:
         f"  {polled['polls']} polls: {polled['new_plays']} new plays, "
         f"{polled['duplicates']} overlapping rows ignored; {polled['tracks']} tracks enriched"
     )
-    out.print("[bold]4/4[/] building the star schema with dbt (models and data tests)")
+    out.print("[bold]4/6[/] building the star schema with dbt (models and data tests)")
     try:
+        built = run_build(settings)
+        out.print(f"  {built.succeeded} models, seeds and tests passed")
+        out.print(
+            "[bold]5/6[/] looking up the 25 most played artists in a fake MusicBrainz "
+            "(one request per second, as the real service requires)"
+        )
+        found = enrich_with_fake_musicbrainz(settings, inputs.catalogue, limit=25)
+        out.print(f"  {found['found']} found {found['matched_by']}, {found['areas_fetched']} areas")
+        out.print("[bold]6/6[/] rebuilding the star schema with the artists' countries and genres")
         built = run_build(settings)
     except TransformError as exc:
         raise _fail(f"dbt build failed:\n{exc}") from None

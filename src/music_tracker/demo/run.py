@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from music_tracker.demo.generate import (
     Track,
@@ -100,3 +101,48 @@ def poll_fake_spotify(
             totals["duplicates"] += summary.duplicates
         totals["tracks"] = ingest(settings, enrich=True).enrichment.tracks
     return totals
+
+
+def enrich_with_fake_musicbrainz(
+    settings: Settings, catalogue: list[Track], limit: int
+) -> dict[str, Any]:
+    """Serve a fake MusicBrainz that knows the demo's artists and enrich the most played.
+
+    A third of the artists are linked to their Spotify id, a third are found through an
+    ISRC, the rest by name; they live in a handful of cities, subdivisions and countries.
+    MusicBrainz allows one request a second, so the demo stops after ``limit`` artists
+    (``music-tracker enrich`` continues where it stopped).
+    """
+    from music_tracker import warehouse
+    from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
+    from music_tracker.fakes.spotify import _artist_id, _isrc
+    from music_tracker.sources.http import Budget
+    from music_tracker.sources.musicbrainz.client import MusicBrainzClient
+    from music_tracker.sources.musicbrainz.enrich import enrich_artists, pending_artists
+
+    areas = list(standard_areas().values())
+    genres = [["indie rock", "rock"], ["electronic"], ["jazz"], ["hip hop"], ["folk", "indie"]]
+    first_track: dict[str, Track] = {}
+    for track in catalogue:
+        first_track.setdefault(track.artist, track)
+    artists = []
+    for index, (name, track) in enumerate(sorted(first_track.items())):
+        artists.append(
+            FakeArtist(
+                mbid=f"00000000-0000-4000-8000-{index:012d}",
+                name=name,
+                artist_type="Person" if index % 3 == 0 else "Group",
+                area=areas[index % len(areas)].area_id,
+                spotify_id=_artist_id(name) if index % 3 == 0 else None,
+                isrcs=[_isrc(track.track_id)] if index % 3 == 1 else [],
+                genres=genres[index % len(genres)],
+            )
+        )
+    with FakeMusicBrainz(artists) as fake, warehouse.connect(settings.warehouse_path) as con:
+        client = MusicBrainzClient(
+            fake.base_url, "demo@example.org", timeout_s=10, budget=Budget(10_000)
+        )
+        pending = pending_artists(con, timedelta(days=30), limit)
+        summary = enrich_artists(con, client, pending, min_score=settings.musicbrainz_min_score)
+        client.close()
+    return summary.as_dict()

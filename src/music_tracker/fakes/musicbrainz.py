@@ -16,9 +16,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from music_tracker.fakes.server import LoopbackServer
 
 MIN_INTERVAL_S = 1.0
 
@@ -81,7 +83,7 @@ def standard_areas() -> dict[str, FakeArea]:
     return {area.area_id: area for area in areas}
 
 
-class FakeMusicBrainz:
+class FakeMusicBrainz(LoopbackServer):
     """The fake service; use as a context manager to serve it on a free port."""
 
     def __init__(self, artists: list[FakeArtist], areas: dict[str, FakeArea] | None = None) -> None:
@@ -93,22 +95,13 @@ class FakeMusicBrainz:
         self.slow_next = 0  # how many of the next answers come after slow_s
         self._last = 0.0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
-    def __enter__(self) -> FakeMusicBrainz:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/ws/2"
+        return f"{self.root_url}/ws/2"
 
     def shortest_interval(self) -> float | None:
         """The smallest gap between two requests that reached the service."""

@@ -25,11 +25,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from music_tracker.demo.generate import Track, build_catalogue
+from music_tracker.fakes.server import LoopbackServer
 
 FAULTS = ("429", "quota", "500", "502", "503", "slow", "expire_token")
 ACCESS_TOKEN_LIFETIME = timedelta(hours=1)
@@ -49,7 +50,7 @@ class RequestRecord:
     at: float = field(default_factory=time.monotonic)
 
 
-class FakeSpotify:
+class FakeSpotify(LoopbackServer):
     """The fake services; use as a context manager to serve them on a free port."""
 
     def __init__(
@@ -91,24 +92,15 @@ class FakeSpotify:
             self._albums.setdefault(_album_id(track), []).append(track)
             self._artists[_artist_id(track.artist)] = track.artist
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self._next_play_at = start
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> FakeSpotify:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "use FakeSpotify as a context manager"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.root_url}"
 
     @property
     def api_base(self) -> str:

@@ -1,20 +1,3 @@
 -- grain: one row per month (local) and album
-with
-
-plays as (
-    select * from {{ ref('fact_track_played') }}
-),
-
-final as (
-    select
-        cast(date_trunc('month', date_sid) as date) as month_start_date,
-        album_sid,
-        count(*) as tracks_played,
-        count(*) filter (where is_stream) as streams,
-        cast(sum(coalesce(ms_played, 0)) as bigint) as ms_played,
-        round(sum(coalesce(ms_played, 0)) / 60000, 2) as minutes_played
-    from plays
-    group by all
-)
-
-select * from final
+-- depends_on: {{ ref('fact_track_played') }}
+{{ monthly_aggregate('album') }}

@@ -61,7 +61,7 @@ class SpotifyClient:
         try:
             return self.http.request("GET", path, params=params)
         except Unauthorized:
-            log.info("access token refused; refreshing once")
+            log.debug("access token refused; refreshing once")
             self._token = self.auth.access_token(force_refresh=True)
             try:
                 return self.http.request("GET", path, params=params)
