@@ -57,7 +57,7 @@ def main() -> None:
                     country["iso3"],
                     continent_code,
                     continents.get(continent_code, ""),
-                    regions.get(code, ""),
+                    regions.get(country["iso3"], ""),
                     lat,
                     lon,
                 ]
@@ -83,10 +83,14 @@ def main() -> None:
 
 
 def _un_regions() -> dict[str, str]:
-    """ISO alpha-2 -> UN M49 sub-region, read from country_converter's bundled table."""
+    """ISO alpha-3 -> UN M49 sub-region, read from country_converter's bundled table.
+
+    Keyed by alpha-3: the table's alpha-2 column holds patterns for some countries
+    (``^GB$|^UK$``).
+    """
     table = resources.files("country_converter").joinpath("country_data.tsv").read_text()
     rows = csv.DictReader(table.splitlines(), delimiter="\t")
-    return {row["ISO2"]: row["UNregion"] for row in rows if row["ISO2"]}
+    return {row["ISO3"]: row["UNregion"] for row in rows if row["ISO3"]}
 
 
 if __name__ == "__main__":
