@@ -225,3 +225,18 @@ def test_enrich_needs_the_star_schema(cli: Cli, data_dir: Path, shared: Path) ->
     cli("import", str(EXTENDED_DIR / "Streaming_History_Audio_2018.json"))
     result = cli("enrich", expect=1)
     assert "run `music-tracker transform` first" in result.output
+
+
+def test_one_failing_artist_does_not_stop_the_run(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch, musicbrainz_env: None
+) -> None:
+    dataset = _dataset(4)  # one artist per way of finding it
+    with FakeMusicBrainz(_fake_artists(dataset)) as fake:
+        _prepare(cli, data_dir, dataset, fake, monkeypatch)
+        fake.fail_next = [500, 500, 500]  # the first artist's lookup fails every retry
+        with stamina.set_testing(True, attempts=3):
+            result = json.loads(cli("enrich", "--json").stdout)
+    assert result["failed"] == 1
+    assert result["looked_up"] == 3
+    ((stored,),) = query(data_dir, "select count(*) from raw.musicbrainz_artists")
+    assert stored == 3  # the failure is not recorded as a miss: it is tried again next run
