@@ -115,7 +115,7 @@ def enrich_with_fake_musicbrainz(
     """
     from music_tracker import warehouse
     from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
-    from music_tracker.fakes.spotify import _artist_id, _isrc
+    from music_tracker.fakes.spotify import artist_id_for, isrc_for
     from music_tracker.sources.http import Budget
     from music_tracker.sources.musicbrainz.client import MusicBrainzClient
     from music_tracker.sources.musicbrainz.enrich import enrich_artists, pending_artists
@@ -133,8 +133,8 @@ def enrich_with_fake_musicbrainz(
                 name=name,
                 artist_type="Person" if index % 3 == 0 else "Group",
                 area=areas[index % len(areas)].area_id,
-                spotify_id=_artist_id(name) if index % 3 == 0 else None,
-                isrcs=[_isrc(track.track_id)] if index % 3 == 1 else [],
+                spotify_id=artist_id_for(name) if index % 3 == 0 else None,
+                isrcs=[isrc_for(track.track_id)] if index % 3 == 1 else [],
                 genres=genres[index % len(genres)],
             )
         )

@@ -90,7 +90,7 @@ class FakeSpotify(LoopbackServer):
         self._artists: dict[str, str] = {}
         for track in self.catalogue:
             self._albums.setdefault(_album_id(track), []).append(track)
-            self._artists[_artist_id(track.artist)] = track.artist
+            self._artists[artist_id_for(track.artist)] = track.artist
         self._lock = threading.Lock()
         self._next_play_at = start
 
@@ -254,7 +254,7 @@ class FakeSpotify(LoopbackServer):
             "disc_number": 1,
             "duration_ms": track.duration_ms,
             "explicit": False,
-            "external_ids": {"isrc": _isrc(track.track_id)},
+            "external_ids": {"isrc": isrc_for(track.track_id)},
             "external_urls": {"spotify": f"https://open.spotify.com/track/{track.track_id}"},
             "href": f"https://api.spotify.com/v1/tracks/{track.track_id}",
             "id": track.track_id,
@@ -407,17 +407,19 @@ def _album_id(track: Track) -> str:
     return _stable_id(f"album:{track.artist}:{track.album}")
 
 
-def _artist_id(name: str) -> str:
+def artist_id_for(name: str) -> str:
+    """The fake's Spotify artist id for an artist name (stable, 22 base-62 characters)."""
     return _stable_id(f"artist:{name}")
 
 
-def _isrc(track_id: str) -> str:
+def isrc_for(track_id: str) -> str:
+    """The fake's ISRC for a track id (stable)."""
     serial = int(hashlib.md5(track_id.encode()).hexdigest(), 16) % 10**7
     return f"QZ{_stable_id(track_id)[:3].upper()}{serial:07d}"
 
 
 def _simple_artist(name: str) -> dict[str, Any]:
-    artist_id = _artist_id(name)
+    artist_id = artist_id_for(name)
     return {
         "external_urls": {"spotify": f"https://open.spotify.com/artist/{artist_id}"},
         "href": f"https://api.spotify.com/v1/artists/{artist_id}",
