@@ -38,6 +38,8 @@ _ACCOUNT_PODCAST_KEYS = {"endTime", "podcastName", "episodeName", "msPlayed"}
 _ACCOUNT_AUDIOBOOK_KEYS = {"endTime", "audiobookName", "chapterName", "msPlayed"}
 LASTFM_DATE_FORMAT = "%d %b %Y %H:%M"
 _LASTFM_DATE = re.compile(r"^\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}$")
+
+
 def detect_format(name: str, head: bytes) -> Format:
     """Tell the format from the first bytes of a file.
 

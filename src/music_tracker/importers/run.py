@@ -177,7 +177,7 @@ def run_import(
     landing = data_dir / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     with (
-        warehouse.connect(data_dir / "warehouse.duckdb") as con,
+        warehouse.connect(data_dir / "warehouse.duckdb", memory_limit=memory_limit) as con,
         tempfile.TemporaryDirectory(dir=landing, prefix=".staging-") as staging_dir,
     ):
         staging = warehouse.Staging(con, Path(staging_dir))
