@@ -40,7 +40,7 @@ def _environment(settings: Settings) -> Iterator[None]:
         "MUSIC_TRACKER_WAREHOUSE": str(settings.warehouse_path.resolve()),
         "MUSIC_TRACKER_TIMEZONE": settings.timezone,
         "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
-        "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT": settings.dbt_memory_limit,
+        "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     saved = {key: os.environ.get(key) for key in values}
