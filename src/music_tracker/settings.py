@@ -3,7 +3,8 @@
 Values come from (highest priority first) command-line overrides, environment variables
 prefixed ``MUSIC_TRACKER_``, a ``.env`` file in the working directory, and a TOML config
 file (``music-tracker.toml`` in the working directory, or the path in
-``MUSIC_TRACKER_CONFIG``). Secrets are ``SecretStr`` so they never print.
+``MUSIC_TRACKER_CONFIG``). No secret lives here: with PKCE Spotify needs no client secret,
+and tokens are kept in ``state/`` (mode 0600), never printed or logged.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,7 +55,6 @@ class Settings(BaseSettings):
     match_tolerance_lastfm_s: int = Field(default=90, ge=0)
 
     spotify_client_id: str = ""
-    spotify_client_secret: SecretStr = SecretStr("")
     spotify_api_base: str = "https://api.spotify.com/v1"
     spotify_accounts_base: str = "https://accounts.spotify.com"
     spotify_redirect_port: int = 8888
