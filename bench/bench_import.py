@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from generate_history import generate
+from generate_history import ensure_history
 from measure import measure, report
 
 OUT = Path(__file__).parent / "out"
@@ -30,10 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plays", type=int, default=350_000)
     args = parser.parse_args()
-    history = OUT / f"history-{args.plays}"
-    if not history.is_dir():
-        print(f"generating {args.plays:,} plays over 20 years into {history} ...")
-        generate(history, args.plays, 20, seed=2026)
+    history = ensure_history(OUT, args.plays)
     files = sorted(history.glob("*.json"))
     size_mb = sum(f.stat().st_size for f in files) / 1e6
     print(f"{len(files)} files, {size_mb:.0f} MB; {platform.machine()}, {_cores()} cores")

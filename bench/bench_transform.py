@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from generate_history import generate
+from generate_history import ensure_history
 from measure import measure, report
 
 OUT = Path(__file__).parent / "out"
@@ -42,10 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plays", type=int, default=350_000)
     args = parser.parse_args()
-    history = OUT / f"history-{args.plays}"
-    if not history.is_dir():
-        print(f"generating {args.plays:,} plays over 20 years into {history} ...")
-        generate(history, args.plays, 20, seed=2026)
+    history = ensure_history(OUT, args.plays)
     data_dir = OUT / "transform-data"
     shutil.rmtree(data_dir, ignore_errors=True)
     cli = str(Path(sys.executable).with_name("music-tracker"))

@@ -23,6 +23,15 @@ def generate(out: Path, plays: int, years: int, seed: int) -> list[Path]:
     return write_extended(history, out, rng, new_generation=True)
 
 
+def ensure_history(out: Path, plays: int) -> Path:
+    """The benchmark history for ``plays`` plays under ``out``, generated on first use."""
+    history = out / f"history-{plays}"
+    if not history.is_dir():
+        print(f"generating {plays:,} plays over 20 years into {history} ...")
+        generate(history, plays, 20, seed=2026)
+    return history
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
