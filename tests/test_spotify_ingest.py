@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 import threading
 import time
@@ -50,6 +51,12 @@ def _authorize(
     token = auth.Token(access, refresh, now + timedelta(hours=1), granted or now)
     auth.TokenStore(settings.state_dir).save(token)
     return token
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _stored(data_dir: Path) -> list[tuple[int, str]]:
@@ -197,12 +204,12 @@ def test_server_errors_are_retried(fake: FakeSpotify, data_dir: Path) -> None:
 
 
 def test_timeouts_are_retried(fake: FakeSpotify, data_dir: Path) -> None:
-    settings = _settings(fake, data_dir, http_timeout_s=0.2)
+    settings = _settings(fake, data_dir, http_timeout_s=0.6)
     _authorize(fake, settings)
     fake.advance(timedelta(hours=1))
-    fake.slow_s = 1.0
+    fake.slow_s = 2.0  # one answer comes after the client's timeout
     fake.inject("slow")
-    with stamina.set_testing(True, attempts=3):
+    with stamina.set_testing(True, attempts=4):
         summary = ingest(settings, enrich=False)
     assert summary.new_plays == len(fake.plays)
 
@@ -286,13 +293,14 @@ def test_batch_endpoints_used_when_served(data_dir: Path) -> None:
 
 
 def test_pkce_authorization_through_the_loopback(fake: FakeSpotify, data_dir: Path) -> None:
-    settings = _settings(fake, data_dir, spotify_redirect_port=18_765)
+    port = _free_port()
+    settings = _settings(fake, data_dir, spotify_redirect_port=port)
     verifier, challenge = auth.pkce_pair()
     redirect = auth.redirect_uri(settings.spotify_redirect_port)
     url = auth.authorize_url(fake.accounts_base, "test-client", redirect, challenge, "st4te")
     received: dict[str, str | None] = {}
     server = threading.Thread(
-        target=lambda: received.update(url=auth.wait_for_redirect(18_765, 10)), daemon=True
+        target=lambda: received.update(url=auth.wait_for_redirect(port, 10)), daemon=True
     )
     server.start()
     time.sleep(0.3)

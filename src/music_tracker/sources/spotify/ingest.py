@@ -23,7 +23,7 @@ from music_tracker import warehouse
 from music_tracker.importers.detect import Format
 from music_tracker.importers.run import run_import
 from music_tracker.settings import Settings
-from music_tracker.sources.http import Budget, HttpError
+from music_tracker.sources.http import Budget
 from music_tracker.sources.spotify.auth import SpotifyAuth, TokenStore
 from music_tracker.sources.spotify.client import SpotifyClient
 from music_tracker.sources.spotify.enrich import EnrichSummary, enrich_metadata
@@ -194,6 +194,3 @@ def _to_ms(moment: datetime) -> int:
 
 def _from_ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
-
-
-__all__ = ["HttpError", "IngestSummary", "ingest"]
