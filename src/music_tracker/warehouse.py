@@ -12,12 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 
-RAW_SCHEMA_VERSION = 1
+if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
+    import polars as pl
+
+RAW_SCHEMA_VERSION = 2
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -237,6 +239,18 @@ create table if not exists raw.api_gaps (
     detected_at timestamptz not null
 );
 
+-- One row per successful `music-tracker transform` that built every node (not a --select):
+-- the fingerprint of the dbt project and settings it built, so the next run knows whether
+-- only the data changed since (src/music_tracker/transform.py).
+create table if not exists raw.transform_runs (
+    fingerprint varchar not null,
+    scope varchar not null,             -- 'everything' or 'changed data'
+    full_refresh boolean not null,
+    started_at timestamptz not null,
+    finished_at timestamptz not null,
+    nodes integer not null
+);
+
 create table if not exists raw.set_aside_rows (
     file_sha256 varchar not null,
     file_row bigint not null,
@@ -275,6 +289,10 @@ def open_warehouse(
     if current is None:  # a new warehouse (the DDL is idempotent, but costs time per open)
         con.execute(_DDL)
         con.execute("insert into raw.schema_version values (?)", [RAW_SCHEMA_VERSION])
+    elif current < RAW_SCHEMA_VERSION:  # an older warehouse: add what later versions added
+        with transaction(con):
+            con.execute(_DDL)
+            con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
     return con
 
 
@@ -339,6 +357,8 @@ def insert_frame(
     con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, **constants: Any
 ) -> None:
     """Append ``frame`` (plus constant columns) to ``table``, matching columns by name."""
+    import polars as pl
+
     if frame.is_empty():
         return
     if constants:
@@ -409,6 +429,31 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
+def last_transform_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The project fingerprint of the newest successful whole-project transform, if any."""
+    row = con.execute(
+        "select fingerprint from raw.transform_runs order by finished_at desc limit 1"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def record_transform(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    fingerprint: str,
+    scope: str,
+    full_refresh: bool,
+    started_at: datetime,
+    finished_at: datetime,
+    nodes: int,
+) -> None:
+    """Remember a successful whole-project transform (see :func:`last_transform_fingerprint`)."""
+    con.execute(
+        "insert into raw.transform_runs values (?, ?, ?, ?, ?, ?)",
+        [fingerprint, scope, full_refresh, started_at, finished_at, nodes],
+    )
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -439,6 +484,8 @@ class Staging:
         self._moved_podcasts: pl.DataFrame | None = None
 
     def _write(self, kind: str, frame: pl.DataFrame, **constants: Any) -> None:
+        import polars as pl
+
         frame = frame.with_columns(
             _stage_row=pl.int_range(self._rows, self._rows + frame.height, dtype=pl.Int64),
             **{k: pl.lit(v) for k, v in constants.items()},
@@ -474,6 +521,8 @@ class Staging:
         Nothing in such a row says which it is, so a row of an old-format file is a podcast
         episode when its "artist" is a show known from podcast data (this run or stored).
         """
+        import polars as pl
+
         if not file_hashes or "spotify_account_data" not in self.music_sources:
             return
         shows = self.con.sql(
@@ -497,6 +546,8 @@ class Staging:
 
     def match_columns(self, source: str) -> pl.DataFrame:
         """The staged rows of ``source`` in read order, narrowed to what matching needs."""
+        import polars as pl
+
         frame = pl.scan_parquet(self._glob(source)).select(
             "_stage_row", "source_key", *MATCH_COLUMNS[source]
         )
@@ -512,6 +563,7 @@ class Staging:
 
     def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
         """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
+
         self.con.register("_assigned", assigned)
         try:
             self.con.execute(
@@ -528,6 +580,8 @@ class Staging:
 
     def store_other(self, now: datetime) -> OtherStored:
         """Insert new podcast, audiobook and video rows (rule 1 within each source)."""
+        import polars as pl
+
         frames = []
         if self._has("other"):
             frames.append(pl.scan_parquet(self._glob("other")).collect())

@@ -1,7 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='play_sid',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
 -- grain: one row per play, with the track it conforms to and every surrogate key.
 -- A play known only by artist and title takes the Spotify id of its twin (same names after
 -- normalization, src/music_tracker/names.py), the most played twin winning; plays with no
 -- twin stay tracks of their own, keyed by their names.
+-- Incremental: a new play, a richer row, enrichment or a new twin can change any play, so
+-- every play's inputs (the joined row before keys and local time are computed, and the time
+-- zone) are hashed and only plays whose hash differs from the stored one are rebuilt.
 with
 
 plays as (
@@ -102,6 +113,28 @@ with_track as (
         on conformed.artist_lookup_key = artist_by_name.artist_key
 ),
 
+-- DuckDB's 64-bit hash: only compared with itself, so its value may change across DuckDB
+-- versions (one run then rebuilds every play once)
+hashed as (
+    select
+        *,
+        hash(with_track, '{{ var("timezone") }}') as inputs_hash
+    from with_track
+),
+
+changed as (
+    select * from hashed
+    {% if is_incremental() %}
+        where not exists (
+            select 1
+            from {{ this }} as stored
+            where
+                stored.play_sid = hashed.play_id
+                and stored.inputs_hash = hashed.inputs_hash
+        )
+    {% endif %}
+),
+
 final as (
     select
         -- keys
@@ -135,8 +168,9 @@ final as (
         played_at,
         played_at - to_milliseconds(coalesce(ms_played, 0)) as started_at,
         {{ to_local('played_at') }} as played_at_local,
-        changed_at
-    from with_track
+        changed_at,
+        inputs_hash
+    from changed
 )
 
 select * from final

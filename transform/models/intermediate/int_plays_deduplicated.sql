@@ -1,10 +1,29 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='play_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
 -- grain: one row per play (play_id). The importer linked rows of different sources that are
 -- one listening event (src/music_tracker/dedupe.py); here the richest row wins (extended
 -- history > API > account data > Last.fm) and gaps are filled from the others.
+-- Incremental: raw rows are only ever appended, so a play changes only when a row joins it;
+-- a run rebuilds the plays with a row imported since the newest one it has seen (>=, so a
+-- row stamped in the same instant is never missed; rebuilding a play twice is harmless).
 with
 
 unioned as (
     select * from {{ ref('int_plays_unioned') }}
+    {% if is_incremental() %}
+        where play_id in (
+            select play_id from {{ ref('int_plays_unioned') }}
+            where imported_at >= (
+                select coalesce(max(changed_at), timestamptz '1900-01-01') from {{ this }}
+            )
+        )
+    {% endif %}
 ),
 
 -- fixed-size aggregates only, so DuckDB can spill to disk within its memory cap; a play
