@@ -14,13 +14,6 @@ AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
 
 
-def _fact(data_dir: Path) -> list[tuple]:
-    return query(
-        data_dir,
-        "select * exclude (row_hash) from dw.fact_track_played order by play_sid",
-    )
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     """Real exports imported and built once, with the dbt unit tests."""
@@ -103,10 +96,45 @@ def test_other_content_is_not_music(built: Path) -> None:
     assert overlap == 0
 
 
+# every table an incremental run changes in place, and what the star schema shows
+_COMPARED = [
+    "intermediate.int_plays_deduplicated",
+    "intermediate.int_plays_conformed",
+    "dw.fact_track_played",
+    "dw.fact_artist_genre",
+    "dw.fact_other_played",
+    "dw.dim_track",
+    "dw.dim_artist",
+    "dw.dim_album",
+    "dw.dim_artist_genre",
+    "dw.agg_daily_listening",
+    "dw.agg_monthly_track",
+    "dw.agg_first_listens",
+]
+
+
+def _tables(data_dir: Path) -> dict[str, list[tuple]]:
+    """Every compared table, sorted, without the hashes that only steer incremental runs."""
+    tables = {}
+    for table in _COMPARED:
+        columns = [
+            name
+            for (name,) in query(
+                data_dir,
+                "select column_name from information_schema.columns"
+                f" where table_schema || '.' || table_name = '{table}'"
+                " and column_name not in ('row_hash', 'inputs_hash') order by ordinal_position",
+            )
+        ]
+        listed = ", ".join(columns)
+        tables[table] = query(data_dir, f"select {listed} from {table} order by all")
+    return tables
+
+
 def test_incremental_equals_full_refresh(
     cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
 ) -> None:
-    """Real data in three steps, incremental builds between, then a full refresh."""
+    """Real data in steps (an export, its richer twin, enrichment), then a full refresh."""
     account_from_extended = tmp_path / "account"
     account_from_extended.mkdir()
     rows = [r for r in load_rows(AUDIO_2023) if r["spotify_track_uri"] and r["ms_played"] > 0]
@@ -124,18 +152,38 @@ def test_incremental_equals_full_refresh(
         )
     )
     cli("import", str(AUDIO_2018), str(account_from_extended))
-    cli("transform")
+    assert cli_json(cli, "transform")["scope"] == "everything"
     before = dict(query(data_dir, "select source, count(*) from dw.fact_track_played group by 1"))
     assert before["spotify_account_data"] > 700
     cli("import", str(AUDIO_2023))  # the richer export of the same plays arrives
-    cli("transform")
+    assert cli_json(cli, "transform")["scope"] == "changed data"
     after = dict(query(data_dir, "select source, count(*) from dw.fact_track_played group by 1"))
     assert "spotify_account_data" not in after  # every account play got its richer row
-    incremental = _fact(data_dir)
+    # enrichment arrives for the most played track: every play of it changes length
+    ((track_id, plays),) = query(
+        data_dir,
+        "select track_id, count(*) from dw.fact_track_played group by 1 order by 2 desc limit 1",
+    )
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute(
+            "insert into raw.spotify_tracks (track_id, track_name, duration_ms, isrc, album_id,"
+            " fetched_at) values (?, 'Enriched', 123456, 'USXX00000001', 'ALBUM1', now())",
+            [track_id],
+        )
+    assert cli_json(cli, "transform")["scope"] == "changed data"
+    ((enriched,),) = query(
+        data_dir,
+        f"select count(*) from dw.fact_track_played where track_id = '{track_id}'"
+        " and duration_ms = 123456",
+    )
+    assert enriched == plays
+    incremental = _tables(data_dir)
     cli("transform", "--full-refresh")
-    assert _fact(data_dir) == incremental
+    refreshed = _tables(data_dir)
+    for table in _COMPARED:
+        assert refreshed[table] == incremental[table], table
     status = cli_json(cli, "status")
-    assert len(incremental) == status["plays"]
+    assert len(incremental["dw.fact_track_played"]) == status["plays"]
 
 
 def test_failure_names_the_failing_test(cli: Cli, shared: Path, data_dir: Path) -> None:
@@ -155,15 +203,23 @@ def test_failure_names_the_failing_test(cli: Cli, shared: Path, data_dir: Path) 
 def test_time_zone_setting(
     cli: Cli, shared: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Changing the zone rebuilds everything, incremental tables too, without a full refresh."""
     cli("import", str(AUDIO_2018))
+    cli("transform")  # the default zone, America/Denver
     monkeypatch.setenv("MUSIC_TRACKER_TIMEZONE", "Asia/Tokyo")
     from music_tracker.settings import _cached_settings
 
     _cached_settings.cache_clear()
-    cli("transform")
-    ((local,),) = query(
+    assert cli_json(cli, "transform")["scope"] == "everything"
+    ((local, date_sid),) = query(
         data_dir,
-        "select played_at_local from dw.fact_track_played"
+        "select played_at_local, date_sid from dw.fact_track_played"
         " where played_at = '2018-10-03 22:33:04+00'",
     )
-    assert str(local) == "2018-10-04 07:33:04"
+    assert (str(local), str(date_sid)) == ("2018-10-04 07:33:04", "2018-10-04")
+    ((denver_days,),) = query(
+        data_dir,
+        "select count(*) from intermediate.int_plays_conformed"
+        " where played_at_local <> timezone('Asia/Tokyo', played_at)",
+    )
+    assert denver_days == 0

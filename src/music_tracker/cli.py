@@ -223,6 +223,7 @@ def transform(
         except TransformError as exc:
             raise _fail(f"dbt build failed:\n{exc}") from None
     summary = {
+        "scope": result.scope,
         "succeeded": result.succeeded,
         "skipped": result.skipped,
         "node_seconds": round(result.seconds, 2),
@@ -231,7 +232,7 @@ def transform(
     if as_json:
         out.print_json(data=summary)
     else:
-        out.print(f"dbt build: {result.succeeded} models, seeds and tests passed")
+        out.print(f"dbt build ({result.scope}): {result.succeeded} models, seeds and tests passed")
 
 
 auth_app = typer.Typer(help="Authorize access to outside services.", no_args_is_help=True)
