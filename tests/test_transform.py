@@ -200,6 +200,26 @@ def test_failure_names_the_failing_test(cli: Cli, shared: Path, data_dir: Path) 
     assert "source_unique_raw_spotify_extended_history_source_key" in output
 
 
+def test_a_play_missed_by_an_incremental_run_fails_the_build(
+    cli: Cli, shared: Path, data_dir: Path
+) -> None:
+    """A row stamped before the newest import already built (a clock set back) is caught."""
+    cli("import", str(AUDIO_2018))
+    cli("transform")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute(
+            "insert into raw.spotify_extended_history select * replace ("
+            " md5(source_key) as source_key, md5(play_id) as play_id,"
+            " timestamptz '2000-01-01 00:00:00+00' as imported_at)"
+            " from raw.spotify_extended_history where play_id is not null limit 1"
+        )
+    output = " ".join(cli("transform", expect=1).output.split())
+    assert "equal_row_count_to_int_plays_deduplicated" in output
+    cli("transform", "--full-refresh")
+    ((plays,),) = query(data_dir, "select count(*) from dw.fact_track_played")
+    assert plays == cli_json(cli, "status")["plays"]
+
+
 def test_time_zone_setting(
     cli: Cli, shared: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,18 +59,28 @@ class TransformResult:
 
 @contextmanager
 def _environment(settings: Settings) -> Iterator[None]:
+    """dbt's environment; the working directory is the warehouse's folder while dbt runs.
+
+    The profile names the warehouse relative to that folder: dbt keys its parse cache
+    (``transform/target/partial_parse.msgpack``) on the profile's values, so with a relative
+    path one cache serves every data folder, and a first build in a new folder does not
+    parse the whole project again (about 5 s here).
+    """
     values = {
-        "MUSIC_TRACKER_WAREHOUSE": str(settings.warehouse_path.resolve()),
+        "MUSIC_TRACKER_WAREHOUSE": settings.warehouse_path.name,
         "MUSIC_TRACKER_TIMEZONE": settings.timezone,
         "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
         "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     saved = {key: os.environ.get(key) for key in values}
+    cwd = Path.cwd()
     os.environ.update(values)
+    os.chdir(settings.warehouse_path.resolve().parent)
     try:
         yield
     finally:
+        os.chdir(cwd)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -137,8 +147,10 @@ def run_build(
         str(PROJECT_DIR),
         "--profiles-dir",
         str(PROJECT_DIR),
+        # the project's own target/ (dbt's default): compiled SQL and the parse cache,
+        # shared by every data folder (see _environment)
         "--target-path",
-        str(settings.data_dir.resolve() / "dbt" / "target"),
+        str(PROJECT_DIR / "target"),
         "--log-path",
         str(settings.data_dir.resolve() / "dbt" / "logs"),
         "--quiet",

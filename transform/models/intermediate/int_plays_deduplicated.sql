@@ -10,8 +10,9 @@
 -- one listening event (src/music_tracker/dedupe.py); here the richest row wins (extended
 -- history > API > account data > Last.fm) and gaps are filled from the others.
 -- Incremental: raw rows are only ever appended, so a play changes only when a row joins it;
--- a run rebuilds the plays with a row imported since the newest one it has seen (>=, so a
--- row stamped in the same instant is never missed; rebuilding a play twice is harmless).
+-- a run rebuilds the plays with a row imported after the newest import it has seen. Imports
+-- are transactions, one at a time, each stamped with one time: a build sees all of an import
+-- or none of it. A test (equal_row_count_to) fails the build if a play was ever missed.
 with
 
 unioned as (
@@ -19,7 +20,7 @@ unioned as (
     {% if is_incremental() %}
         where play_id in (
             select play_id from {{ ref('int_plays_unioned') }}
-            where imported_at >= (
+            where imported_at > (
                 select coalesce(max(changed_at), timestamptz '1900-01-01') from {{ this }}
             )
         )

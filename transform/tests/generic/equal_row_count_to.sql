@@ -1,7 +1,7 @@
 {#- Fails when the model has a different number of rows from `compare_model` filtered by
-    `where`: used to prove no play is lost to a join between the conformed plays and the
-    fact. -#}
-{% test equal_row_count_to(model, compare_model, where='true') %}
+    `where` (or, with `distinct_column`, from its number of distinct values of that column):
+    proves that no play is lost or doubled between layers, incremental runs included. -#}
+{% test equal_row_count_to(model, compare_model, where='true', distinct_column=none) %}
     with
 
     actual as (
@@ -9,7 +9,14 @@
     ),
 
     expected as (
-        select count(*) as row_count from {{ compare_model }} where {{ where }}
+        select
+            {% if distinct_column %}
+                count(distinct {{ distinct_column }}) as row_count
+            {% else %}
+                count(*) as row_count
+            {% endif %}
+        from {{ compare_model }}
+        where {{ where }}
     )
 
     select
