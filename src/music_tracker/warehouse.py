@@ -282,10 +282,13 @@ def open_warehouse(
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), config=config)
     con.execute("set TimeZone = 'UTC'")
-    (current,) = con.execute(
-        "select max(version) from duckdb_tables() as t,"
-        " (select 1 as version) where t.schema_name = 'raw' and t.table_name = 'schema_version'"
+    (exists,) = con.execute(
+        "select count(*) from duckdb_tables()"
+        " where schema_name = 'raw' and table_name = 'schema_version'"
     ).fetchone()  # type: ignore[misc]
+    current = None
+    if exists:
+        (current,) = con.execute("select max(version) from raw.schema_version").fetchone()  # type: ignore[misc]
     if current is None:  # a new warehouse (the DDL is idempotent, but costs time per open)
         con.execute(_DDL)
         con.execute("insert into raw.schema_version values (?)", [RAW_SCHEMA_VERSION])
