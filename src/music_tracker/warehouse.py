@@ -566,7 +566,6 @@ class Staging:
 
     def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
         """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
-
         self.con.register("_assigned", assigned)
         try:
             self.con.execute(
