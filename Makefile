@@ -35,8 +35,9 @@ typecheck: $(STAMP)
 sqllint: $(STAMP)
 	cd transform && ../$(BIN)/sqlfluff lint models tests --processes 2
 
+# two workers on the two cores; the ten slowest tests are printed on every run (pyproject)
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal
 
 test: lint typecheck sqllint unit
 

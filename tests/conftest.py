@@ -20,6 +20,13 @@ SPOTIFY_DATA = SHARED / "data" / "spotify"
 EXTENDED_DIR = SPOTIFY_DATA / "extended_history_2026"
 ACCOUNT_DIR = SPOTIFY_DATA / "account_data_2024"
 
+# Parallel workers (pytest-xdist, `make test` runs two) each keep their own dbt parse cache
+# and compiled SQL: two dbt runs writing one target/ at once would trip over each other.
+# Outside the dbt project, whose files make up the build fingerprint.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ["MUSIC_TRACKER_DBT_TARGET_DIR"] = str(REPO / ".pytest_cache" / f"dbt-{_WORKER}")
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:

@@ -370,6 +370,7 @@ def enrich(
         settings.contact,
         timeout_s=settings.http_timeout_s,
         budget=Budget(settings.musicbrainz_requests_per_run),
+        min_interval_s=settings.musicbrainz_min_interval_s,
     )
     with warehouse.connect(
         settings.warehouse_path, memory_limit=settings.duckdb_memory_limit

@@ -13,9 +13,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +26,7 @@ from pydantic_settings import (
 
 CONFIG_FILE_ENV = "MUSIC_TRACKER_CONFIG"
 DEFAULT_CONFIG_FILE = "music-tracker.toml"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -68,6 +70,14 @@ class Settings(BaseSettings):
         default=90, ge=0, le=100, description="Lowest name-search score accepted as a match."
     )
     musicbrainz_requests_per_run: int = Field(default=3600, ge=1)
+    musicbrainz_min_interval_s: float = Field(
+        default=1.05,
+        gt=0,
+        description=(
+            "Seconds between MusicBrainz requests. The service allows one a second; a shorter "
+            "interval is accepted only for a server on the loopback (the tests' fake)."
+        ),
+    )
     contact: str = Field(
         default="",
         description="Owner's e-mail or URL, sent in the MusicBrainz User-Agent.",
@@ -77,6 +87,13 @@ class Settings(BaseSettings):
     )
     dbt_memory_limit: str = Field(
         default="256MB", description="DuckDB memory cap while dbt builds the star schema."
+    )
+    dbt_target_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where dbt keeps compiled SQL and its parse cache (default: the dbt project's "
+            "target/). Two dbt runs at once need two folders (the tests' parallel workers)."
+        ),
     )
     http_timeout_s: float = Field(default=20.0, gt=0)
     log_level: str = "INFO"
@@ -93,6 +110,17 @@ class Settings(BaseSettings):
             )
             raise ValueError(msg) from exc
         return value
+
+    @model_validator(mode="after")
+    def _musicbrainz_rate(self) -> Settings:
+        host = urlsplit(self.musicbrainz_base).hostname or ""
+        if self.musicbrainz_min_interval_s < 1.0 and host not in LOOPBACK_HOSTS:
+            msg = (
+                f"MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S={self.musicbrainz_min_interval_s!r}: "
+                f"MusicBrainz allows one request a second; use 1.0 or more for {host}"
+            )
+            raise ValueError(msg)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -150,7 +150,7 @@ def run_build(
         # the project's own target/ (dbt's default): compiled SQL and the parse cache,
         # shared by every data folder (see _environment)
         "--target-path",
-        str(PROJECT_DIR / "target"),
+        str(settings.dbt_target_dir or PROJECT_DIR / "target"),
         "--log-path",
         str(settings.data_dir.resolve() / "dbt" / "logs"),
         "--quiet",

@@ -62,10 +62,18 @@ class _RateLimitedTransport(httpx.BaseTransport):
 class MusicBrainzClient:
     """Lookups the enrichment needs; each returns parsed JSON or raises ``NotFound``."""
 
-    def __init__(self, base_url: str, contact: str, *, timeout_s: float, budget: Budget) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        contact: str,
+        *,
+        timeout_s: float,
+        budget: Budget,
+        min_interval_s: float = MIN_INTERVAL_S,
+    ) -> None:
         from music_tracker.sources.http import tls_context
 
-        transport = _RateLimitedTransport(httpx.HTTPTransport(verify=tls_context()), MIN_INTERVAL_S)
+        transport = _RateLimitedTransport(httpx.HTTPTransport(verify=tls_context()), min_interval_s)
         self.http = HttpClient(
             base_url,
             timeout_s=timeout_s,
