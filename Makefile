@@ -20,9 +20,22 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m compileall -q src
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# The report's world map: Natural Earth's countries at 1:110m as TopoJSON, from the
+# world-atlas package on the npm registry (pinned, checksum checked), fetched once at setup
+# so that the report itself never fetches anything. Without npm the map draws a graticule.
+WORLD := src/music_tracker/reporting/assets/countries-110m.json
+WORLD_SHA256 := 2516c915867c7baf18ddec727aec46c315541a07cfb3d79a6559b05d5e94eee8
 
-demo: $(STAMP)
+$(WORLD):
+	@command -v npm >/dev/null || { echo "npm not found: the report's map will show no coastlines"; exit 0; }
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent world-atlas@2.0.2 >/dev/null \
+	  && tar xzf world-atlas-2.0.2.tgz package/countries-110m.json \
+	  && echo "$(WORLD_SHA256)  package/countries-110m.json" | sha256sum -c --quiet \
+	  && cp package/countries-110m.json $(CURDIR)/$(WORLD); rm -rf $$tmp
+
+setup: $(STAMP) $(WORLD)
+
+demo: $(STAMP) $(WORLD)
 	$(BIN)/music-tracker demo --data-dir $(DATA_DIR)/demo
 
 lint: $(STAMP)
@@ -36,7 +49,7 @@ sqllint: $(STAMP)
 	cd transform && ../$(BIN)/sqlfluff lint models tests --processes 2
 
 # two workers on the two cores; the ten slowest tests are printed on every run (pyproject)
-unit: $(STAMP)
+unit: $(STAMP) $(WORLD)
 	$(BIN)/pytest -n 2 --dist worksteal
 
 test: lint typecheck sqllint unit

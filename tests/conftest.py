@@ -35,6 +35,23 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
+    """Real exports imported and built once per test worker, with the dbt unit tests.
+
+    Read-only for the tests that use it: copy it before changing anything.
+    """
+    data_dir = tmp_path_factory.mktemp("built") / "data"
+    runner = CliRunner()
+    for args in (
+        ["import", str(EXTENDED_DIR), str(ACCOUNT_DIR)],
+        ["transform", "--unit-tests"],
+    ):
+        result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
+        assert result.exit_code == 0, result.output
+    return data_dir
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

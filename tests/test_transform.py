@@ -14,24 +14,6 @@ AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
-    """Real exports imported and built once, with the dbt unit tests."""
-    from typer.testing import CliRunner
-
-    from music_tracker.cli import app
-
-    data_dir = tmp_path_factory.mktemp("built") / "data"
-    runner = CliRunner()
-    for args in (
-        ["import", str(EXTENDED_DIR), str(ACCOUNT_DIR)],
-        ["transform", "--unit-tests"],
-    ):
-        result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
-        assert result.exit_code == 0, result.output
-    return data_dir
-
-
 def test_fact_counts_every_play_once(built: Path) -> None:
     extended = {
         (r["ts"], r["spotify_track_uri"], r["ms_played"]): r

@@ -402,6 +402,71 @@ def enrich(
         out.print(f"[yellow]stopped early:[/] {result['stopped']}")
 
 
+def _write_report(settings: Settings, *, quiet: bool) -> dict[str, Any]:
+    """Render the dashboards into ``report/``; a clear error and exit 1 when it cannot."""
+    from datetime import UTC, datetime
+
+    from music_tracker.reporting.definitions import DefinitionError, load_dashboards
+    from music_tracker.reporting.static_site import Context, ReportError, build_report
+
+    try:
+        dashboards = load_dashboards()
+    except DefinitionError as exc:
+        raise _fail(str(exc)) from None
+    context = Context(
+        timezone=settings.timezone,
+        stream_threshold_ms=settings.stream_threshold_ms,
+        built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    with _progress("report", quiet=quiet) as bar:
+        task = bar.add_task("", total=None)
+        try:
+            summary = build_report(
+                settings.warehouse_path,
+                settings.report_dir,
+                context,
+                dashboards=dashboards,
+                on_page=lambda name: bar.update(task, advance=1, description=name),
+            )
+        except ReportError as exc:
+            raise _fail(str(exc)) from None
+    return summary.as_dict()
+
+
+@app.command()
+def report(
+    data_dir: DataDirOption = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then serve it on 127.0.0.1 until Ctrl+C.")
+    ] = False,
+    port: Annotated[int, typer.Option("--port", help="Port for --serve.")] = 8000,
+    as_json: JsonOption = False,
+) -> None:
+    """Write every dashboard as a static HTML site under the data folder's report/."""
+    from music_tracker.reporting.static_site import serve as serve_report
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    result = _write_report(settings, quiet=as_json)
+    if as_json:
+        out.print_json(data=result)
+    else:
+        out.print(
+            f"wrote {result['pages']} pages of {result['dashboards']} dashboards"
+            f" ({result['queries']} card queries) in {result['seconds']} s"
+        )
+        out.print(f"open {result['index']}")
+    if serve:
+        url = f"http://127.0.0.1:{port}/index.html"
+        out.print(f"serving the report at {url} (Ctrl+C stops)")
+        try:
+            serve_report(settings.report_dir, port)
+        except KeyboardInterrupt:
+            pass
+        except OSError as exc:
+            raise _fail(f"cannot serve on 127.0.0.1:{port} ({exc}): choose --port") from None
+
+
 @app.command()
 def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Plays per source, first and last play, and what was set aside."""
@@ -459,9 +524,9 @@ def demo(data_dir: DataDirOption = None) -> None:
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     inputs_dir = settings.data_dir / "demo-inputs"
-    out.print(f"[bold]1/6[/] generating a listening history in {inputs_dir}")
+    out.print(f"[bold]1/7[/] generating a listening history in {inputs_dir}")
     inputs = generate_inputs(inputs_dir)
-    out.print("[bold]2/6[/] importing Last.fm scrobbles and three overlapping Spotify exports")
+    out.print("[bold]2/7[/] importing Last.fm scrobbles and three overlapping Spotify exports")
     for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
         summary = run_import([path], settings.data_dir)
         result = summary.as_dict()
@@ -470,7 +535,7 @@ def demo(data_dir: DataDirOption = None) -> None:
             f"{sum(result['duplicates'].values()):,} duplicates"
         )
     out.print(
-        "[bold]3/6[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
+        "[bold]3/7[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
         "for 12 hours, then fetching track, album and artist metadata"
     )
     polled = poll_fake_spotify(settings, inputs.catalogue)
@@ -478,19 +543,25 @@ def demo(data_dir: DataDirOption = None) -> None:
         f"  {polled['polls']} polls: {polled['new_plays']} new plays, "
         f"{polled['duplicates']} overlapping rows ignored; {polled['tracks']} tracks enriched"
     )
-    out.print("[bold]4/6[/] building the star schema with dbt (models and data tests)")
+    out.print("[bold]4/7[/] building the star schema with dbt (models and data tests)")
     try:
         built = run_build(settings)
         out.print(f"  {built.succeeded} models, seeds and tests passed")
         out.print(
-            "[bold]5/6[/] looking up the 25 most played artists in a fake MusicBrainz "
+            "[bold]5/7[/] looking up the 25 most played artists in a fake MusicBrainz "
             "(one request per second, as the real service requires)"
         )
         found = enrich_with_fake_musicbrainz(settings, inputs.catalogue, limit=25)
         out.print(f"  {found['found']} found {found['matched_by']}, {found['areas_fetched']} areas")
-        out.print("[bold]6/6[/] rebuilding the star schema with the artists' countries and genres")
+        out.print("[bold]6/7[/] rebuilding the star schema with the artists' countries and genres")
         built = run_build(settings)
     except TransformError as exc:
         raise _fail(f"dbt build failed:\n{exc}") from None
     out.print(f"  {built.succeeded} models, seeds and tests passed")
+    out.print("[bold]7/7[/] writing the dashboards as a static report")
+    written = _write_report(settings, quiet=False)
     status(data_dir=settings.data_dir, as_json=False)
+    out.print(
+        f"\n[bold]The report:[/] {written['index']} ({written['pages']} pages; open it in a "
+        f"browser, or run `music-tracker report --serve --data-dir {settings.data_dir}`)"
+    )

@@ -1,0 +1,209 @@
+"""Dashboard definitions: one YAML file per dashboard in ``dashboards/``, checked on load.
+
+A card's SQL reads the ``dw`` schema only (the serving copy Metabase reads holds nothing
+else) and uses Metabase's native-query syntax for filters, so one definition serves both
+renderers: ``{{year}}`` is a filter's value and ``[[ and year_num = {{year}} ]]`` an optional
+clause that is dropped when the filter has no value (all time).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DASHBOARDS_DIR = Path(__file__).resolve().parents[3] / "dashboards"
+
+VIZ = Literal[
+    "kpi", "bar", "column", "stacked_column", "line", "area", "heatmap", "treemap", "map",
+    "pie", "table",
+]  # fmt: skip
+GRID_COLUMNS = 24  # Metabase's dashboard grid
+
+_TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+_SCHEMA_REF = re.compile(r"\b(?:from|join)\s+([a-z_]+)\.", re.IGNORECASE)
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class DefinitionError(Exception):
+    """A dashboard file that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Filter(_Strict):
+    """A dashboard filter; cards use it as ``{{name}}`` in their SQL."""
+
+    name: Name
+    label: str
+    kind: Literal["year", "text"]
+    # year: "current" (the newest year with plays) or "all"; text: the first of ``options``
+    default: str = "all"
+    # text filters: a query whose first column lists the values (most relevant first)
+    options_sql: str | None = None
+    # how many values of a text filter the static report renders (one page each)
+    static_values: int = Field(default=12, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _options(self) -> Filter:
+        if self.kind == "text" and not self.options_sql:
+            raise ValueError("a text filter needs options_sql")
+        if self.kind == "year" and self.default not in ("current", "all"):
+            raise ValueError("a year filter's default is 'current' or 'all'")
+        return self
+
+
+class Layout(_Strict):
+    row: int = Field(ge=0)
+    col: int = Field(ge=0, lt=GRID_COLUMNS)
+    width: int = Field(ge=1, le=GRID_COLUMNS)
+    height: int = Field(ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _fits(self) -> Layout:
+        if self.col + self.width > GRID_COLUMNS:
+            raise ValueError(f"col + width must be at most {GRID_COLUMNS}")
+        return self
+
+
+class Card(_Strict):
+    """One question: SQL against ``dw`` and how to draw its rows."""
+
+    name: Name
+    title: str
+    description: str = ""
+    viz: VIZ
+    sql: str
+    # which columns the chart uses (names of columns the SQL returns)
+    x: str | None = None
+    y: str | None = None
+    color: str | None = None
+    size: str | None = None
+    label: str | None = None
+    tooltip: list[str] = Field(default_factory=list)
+    unit: str = ""
+    sort: Literal["x", "-x", "y", "-y", "none"] = "none"
+    layout: Layout
+
+    def tags(self) -> set[str]:
+        return set(_TAG.findall(self.sql))
+
+    def columns(self) -> set[str]:
+        used = {self.x, self.y, self.color, self.size, self.label, *self.tooltip}
+        return {c for c in used if c}
+
+    @model_validator(mode="after")
+    def _chart_needs(self) -> Card:
+        needs: dict[str, tuple[str, ...]] = {
+            "kpi": ("y",),
+            "bar": ("x", "y"),
+            "column": ("x", "y"),
+            "stacked_column": ("x", "y", "color"),
+            "line": ("x", "y"),
+            "area": ("x", "y"),
+            "heatmap": ("x", "y", "color"),
+            "treemap": ("label", "size"),
+            "map": ("size",),
+            "pie": ("label", "size"),
+            "table": (),
+        }
+        missing = [f for f in needs[self.viz] if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.viz} card needs {', '.join(missing)}")
+        schemas = {s.lower() for s in _SCHEMA_REF.findall(self.sql)}
+        if schemas - {"dw"}:
+            raise ValueError(
+                f"cards read the dw schema only (the serving copy holds nothing else), "
+                f"not {', '.join(sorted(schemas - {'dw'}))}"
+            )
+        return self
+
+
+class Dashboard(_Strict):
+    """One dashboard: its filters and cards."""
+
+    slug: str
+    source_file: str
+    title: str
+    description: str
+    origin: Literal["original", "new"]
+    order: int
+    filters: list[Filter] = Field(default_factory=list)
+    cards: list[Card]
+
+    def filter(self, name: str) -> Filter:
+        return next(f for f in self.filters if f.name == name)
+
+    @model_validator(mode="after")
+    def _wiring(self) -> Dashboard:
+        names = [c.name for c in self.cards]
+        if len(names) != len(set(names)):
+            raise ValueError("card names must be unique within a dashboard")
+        known = {f.name for f in self.filters}
+        for card in self.cards:
+            unknown = card.tags() - known
+            if unknown:
+                raise ValueError(f"card {card.name!r} uses undefined filter {sorted(unknown)}")
+        return self
+
+
+def load_dashboard(path: Path) -> Dashboard:
+    """Read and check one definition file; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DefinitionError(f"{path}: not readable YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise DefinitionError(f"{path}: a dashboard file is a mapping of fields")
+    try:
+        slug = re.sub(r"^\d+_", "", path.stem).replace("_", "-")
+        return Dashboard.model_validate({**raw, "slug": slug, "source_file": path.name})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_where(raw, err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise DefinitionError(f"{path}: {problems}") from None
+
+
+def _where(raw: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    """A field path that names cards and filters by name: cards[top_artists].sql."""
+    parts: list[str] = []
+    node: Any = raw
+    for key in loc:
+        if isinstance(key, int) and isinstance(node, list) and key < len(node):
+            node = node[key]
+            name = node.get("name") if isinstance(node, dict) else None
+            parts[-1] += f"[{name or key}]"
+            continue
+        parts.append(str(key))
+        node = node.get(key) if isinstance(node, dict) else None
+    return ".".join(parts) or "(file)"
+
+
+def load_dashboards(folder: Path = DASHBOARDS_DIR) -> list[Dashboard]:
+    """Every definition in ``folder``, in their ``order``."""
+    paths = sorted(folder.glob("*.yml"))
+    if not paths:
+        raise DefinitionError(f"{folder}: no dashboard definitions (*.yml) found")
+    dashboards = [load_dashboard(path) for path in paths]
+    return sorted(dashboards, key=lambda d: (d.order, d.slug))
+
+
+def bind(sql: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Native-query SQL with filter values: optional clauses kept only when all their
+    filters have a value, each ``{{name}}`` a named parameter (``$name``) for DuckDB; a tag
+    outside an optional clause with no value is NULL (cast it in the SQL)."""
+
+    def optional(match: re.Match[str]) -> str:
+        body = match.group(1)
+        return body if all(values.get(tag) is not None for tag in _TAG.findall(body)) else ""
+
+    text = _OPTIONAL.sub(optional, sql)
+    used = set(_TAG.findall(text))
+    return _TAG.sub(lambda m: f"${m.group(1)}", text), {tag: values.get(tag) for tag in used}

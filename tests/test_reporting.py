@@ -1,0 +1,431 @@
+"""Dashboards as code: definitions checked on load, every card run on the real star schema,
+figures cross-checked against the export files, the static report drawn in Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pytest
+
+from conftest import ACCOUNT_DIR, EXTENDED_DIR, REPO, Cli, cli_json, load_rows, query
+from music_tracker.reporting import charts
+from music_tracker.reporting.definitions import (
+    DefinitionError,
+    bind,
+    load_dashboard,
+    load_dashboards,
+)
+from music_tracker.reporting.static_site import Context, ReportError, run_card, write_report
+
+DENVER = ZoneInfo("America/Denver")
+CONTEXT = Context(timezone="America/Denver", stream_threshold_ms=30_000, built_at="test")
+ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+# -- definitions ------------------------------------------------------------------------
+
+
+def test_fourteen_dashboards_the_owner_four_first() -> None:
+    dashboards = load_dashboards()
+    assert len(dashboards) == 14
+    assert [d.origin for d in dashboards[:4]] == ["original"] * 4
+    assert [d.title for d in dashboards[:4]] == [
+        "Artists, last 24 hours",
+        "Tracks history - time of day",
+        "Tracks history - artist genre",
+        "Tracks history - geography",
+    ]
+    # the original defaults: genre and geography pages open on the current year
+    defaults = {d.slug: d.filters[0].default for d in dashboards if d.filters}
+    assert defaults["tracks-history-artist-genre"] == "current"
+    assert defaults["tracks-history-geography"] == "current"
+    # "Count Tracks Played in Genre" is counted on fact_artist_genre
+    genre = next(d for d in dashboards if d.slug == "tracks-history-artist-genre")
+    assert all("dw.fact_artist_genre" in card.sql for card in genre.cards)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("title: [unclosed", "not readable YAML"),
+        ("- a list", "a mapping of fields"),
+        ("title: T\norigin: new\norder: 1\ncards: []", "description: Field required"),
+        (
+            """
+            title: T
+            description: D
+            origin: new
+            order: 1
+            cards:
+              - name: plays
+                title: Plays
+                viz: sparkle
+                sql: select 1 as plays from dw.fact_track_played
+                layout: {row: 0, col: 0, width: 4, height: 2}
+            """,
+            "cards[plays].viz: Input should be",
+        ),
+        (
+            """
+            title: T
+            description: D
+            origin: new
+            order: 1
+            cards:
+              - name: plays
+                title: Plays
+                viz: bar
+                x: plays
+                sql: select 1 as plays from dw.fact_track_played
+                layout: {row: 0, col: 0, width: 4, height: 2}
+            """,
+            "cards[plays]: Value error, a bar card needs y",
+        ),
+        (
+            """
+            title: T
+            description: D
+            origin: new
+            order: 1
+            cards:
+              - name: secrets
+                title: Raw rows
+                viz: table
+                sql: select * from raw.spotify_extended_history
+                layout: {row: 0, col: 0, width: 4, height: 2}
+            """,
+            "cards read the dw schema only",
+        ),
+        (
+            """
+            title: T
+            description: D
+            origin: new
+            order: 1
+            cards:
+              - name: plays
+                title: Plays
+                viz: kpi
+                y: plays
+                sql: select count(*) as plays from dw.dim_date where year_num = {{year}}
+                layout: {row: 0, col: 20, width: 6, height: 2}
+            """,
+            "cards[plays].layout: Value error, col + width must be at most 24",
+        ),
+        (
+            """
+            title: T
+            description: D
+            origin: new
+            order: 1
+            cards:
+              - name: plays
+                title: Plays
+                viz: kpi
+                y: plays
+                sql: select count(*) as plays from dw.dim_date where year_num = {{year}}
+                layout: {row: 0, col: 0, width: 6, height: 2}
+            """,
+            "card 'plays' uses undefined filter ['year']",
+        ),
+    ],
+)
+def test_a_bad_definition_names_the_file_and_the_field(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = tmp_path / "99_broken.yml"
+    path.write_text(textwrap.dedent(body))
+    with pytest.raises(DefinitionError) as caught:
+        load_dashboard(path)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_optional_clauses_follow_the_filter_values() -> None:
+    sql = "select 1 where true [[and year_num = {{year}}]] [[and country = {{country}}]]"
+    assert bind(sql, {}) == ("select 1 where true  ", {})
+    text, params = bind(sql, {"year": 2024})
+    assert text == "select 1 where true and year_num = $year " and params == {"year": 2024}
+
+
+# -- every card on the real star schema -------------------------------------------------
+
+
+def _values(dashboard_filters: list, con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """All time, a year, and the first value of each text filter."""
+    sets: list[dict] = [{}]
+    for flt in dashboard_filters:
+        if flt.kind == "year":
+            sets.append({flt.name: 2024})
+        else:
+            (first,) = con.execute(flt.options_sql).fetchone() or (None,)
+            sets.append({flt.name: first})
+    return sets
+
+
+def test_every_card_runs_on_the_real_star_schema(built: Path) -> None:
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        for dashboard in load_dashboards():
+            for values in _values(dashboard.filters, con):
+                for card in dashboard.cards:
+                    where = f"{dashboard.source_file} {card.name} {values}"
+                    columns, rows = run_card(con, card, values)
+                    assert card.columns() <= set(columns), where
+                    if card.viz == "map":
+                        assert {"lat", "long"} <= set(columns), where
+                    if card.viz == "kpi":
+                        assert len(rows) == 1, where
+    # a chart spec for every drawn card, none for HTML cards
+    for dashboard in load_dashboards():
+        for card in dashboard.cards:
+            assert (charts.spec(card) is None) == (card.viz in ("kpi", "table"))
+
+
+def test_a_broken_card_names_the_file_and_card(built: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "dashboards"
+    folder.mkdir()
+    (folder / "01_broken.yml").write_text(
+        textwrap.dedent(
+            """
+            title: Broken
+            description: A column that does not exist.
+            origin: new
+            order: 1
+            cards:
+              - name: plays
+                title: Plays
+                viz: kpi
+                y: plays
+                sql: select count(no_such_column) as plays from dw.fact_track_played
+                layout: {row: 0, col: 0, width: 6, height: 2}
+            """
+        )
+    )
+    dashboards = load_dashboards(folder)
+    with (
+        duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con,
+        pytest.raises(ReportError, match=r"01_broken.yml, card 'plays'.*no_such_column"),
+    ):
+        write_report(con, dashboards, tmp_path / "report", CONTEXT)
+    assert not (tmp_path / "report").exists()
+
+
+# -- figures computed independently, from the export files ------------------------------
+
+
+def _export_plays() -> list[tuple[datetime, str, int]]:
+    """(end UTC, artist, ms played) of every music play in the real exports."""
+    plays = [
+        (datetime.fromisoformat(r["ts"].replace("Z", "+00:00")),
+         r["master_metadata_album_artist_name"], r["ms_played"])
+        for path in sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
+        for r in {(r["ts"], r["spotify_track_uri"], r["ms_played"]): r
+                  for r in load_rows(path)}.values()  # the natural key (DESIGN.md)
+        if r["spotify_track_uri"] and r["ms_played"] > 0
+    ]  # fmt: skip
+    account = {
+        tuple(r.values()): r
+        for path in sorted(ACCOUNT_DIR.glob("StreamingHistory_music_*.json"))
+        for r in load_rows(path)
+        if r["msPlayed"] > 0
+    }
+    plays += [
+        (datetime.fromisoformat(r["endTime"]).replace(tzinfo=UTC), r["artistName"], r["msPlayed"])
+        for r in account.values()
+    ]
+    return plays
+
+
+def _card_rows(built: Path, slug: str, card_name: str, values: dict) -> list[dict]:
+    dashboard = next(d for d in load_dashboards() if d.slug == slug)
+    card = next(c for c in dashboard.cards if c.name == card_name)
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        columns, rows = run_card(con, card, values)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def test_plays_per_year_match_the_export_files(built: Path) -> None:
+    expected = Counter(str(end.astimezone(DENVER).year) for end, _, _ in _export_plays())
+    rows = _card_rows(built, "overview", "plays_by_year", {"year": None})
+    assert {row["year"]: row["plays"] for row in rows} == dict(expected)
+    (kpi,) = _card_rows(built, "overview", "plays", {"year": 2024})
+    assert kpi["plays"] == expected["2024"]
+
+
+def test_top_artist_matches_the_export_files(built: Path) -> None:
+    counts = Counter(artist for _, artist, _ in _export_plays())
+    (top_name, top_plays), (_, second) = counts.most_common(2)
+    assert top_plays > second  # a clear winner, so the check cannot pass by a tie
+    rows = _card_rows(built, "top-lists", "top_artists", {"year": None})
+    assert (rows[0]["rank"], rows[0]["artist"], rows[0]["plays"]) == (1, top_name, top_plays)
+
+
+def test_minutes_of_the_last_24_hours_match_the_export_files(built: Path) -> None:
+    plays = _export_plays()
+    newest = max(end for end, _, _ in plays)
+    window = [(artist, ms) for end, artist, ms in plays if end > newest - timedelta(hours=24)]
+    assert window, "the fixture has plays in its last 24 hours"
+    (kpi,) = _card_rows(built, "artists-last-24-hours", "minutes_played", {})
+    assert kpi["minutes_played"] == round(sum(ms for _, ms in window) / 60000, 1)
+    (artists,) = _card_rows(built, "artists-last-24-hours", "distinct_artists", {})
+    assert artists["distinct_artists"] == len({artist for artist, _ in window})
+
+
+# -- the static report in a browser -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def enriched(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Path:
+    """The real exports with their 40 most played artists placed by a fake MusicBrainz,
+    so that maps and genres have something to draw; then the report."""
+    from typer.testing import CliRunner
+
+    from music_tracker.cli import app
+    from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
+    from music_tracker.settings import _cached_settings
+
+    data_dir = tmp_path_factory.mktemp("enriched") / "data"
+    shutil.copytree(built, data_dir)
+    names = [name for (name,) in query(
+        data_dir,
+        "select artist_name from dw.dim_artist where artist_name is not null"
+        " order by play_count desc, artist_name limit 40",
+    )]  # fmt: skip
+    areas = list(standard_areas().values())
+    places = [a for a in areas if a.area_type in ("City", "Country", "District")]
+    genres = [["indie rock", "rock"], ["jazz"], ["ambient", "electronic"], ["hip hop"], ["folk"]]
+    fakes = [
+        FakeArtist(
+            mbid=f"00000000-0000-4000-8000-{i:012d}",
+            name=name,
+            area=places[i % len(places)].area_id,
+            genres=genres[i % len(genres)],
+        )
+        for i, name in enumerate(names)
+    ]
+    runner = CliRunner()
+    with FakeMusicBrainz(fakes, min_interval_s=0.01) as fake:
+        env = {
+            "MUSIC_TRACKER_MUSICBRAINZ_BASE": fake.base_url,
+            "MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S": "0.03",
+            "MUSIC_TRACKER_CONTACT": "owner@example.org",
+        }
+        os.environ.update(env)
+        _cached_settings.cache_clear()
+        try:
+            for args in (["enrich", "--limit", "40"], ["transform"], ["report"]):
+                result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
+                assert result.exit_code == 0, result.output
+        finally:
+            for key in env:
+                os.environ.pop(key)
+            _cached_settings.cache_clear()
+    return data_dir
+
+
+def test_report_command_writes_every_dashboard(enriched: Path, cli: Cli) -> None:
+    result = cli_json(cli, "report", "--data-dir", str(enriched))
+    assert result["dashboards"] == 14
+    years = query(enriched, "select count(distinct year(date_sid)) from dw.agg_daily_listening")
+    assert result["pages"] > 14 + years[0][0]
+    report = enriched / "report"
+    assert (report / "index.html").is_file() and (report / "assets" / "vega.js").is_file()
+    # nothing is fetched at view time: no remote script, style or data in any page
+    for page in report.rglob("*.html"):
+        text = page.read_text()
+        assert "src='http" not in text and "href='http" not in text, page
+    # masked names only: the seed's real names never reach a page
+    masked = query(enriched, "select artist_name from dw.dim_artist where is_masked")
+    assert not masked  # the shipped seed masks no one; the dbt unit tests pin the masking
+
+
+def test_report_without_a_star_schema_says_what_to_do(cli: Cli) -> None:
+    result = cli("report", expect=1)
+    assert "run `music-tracker import`" in result.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+def test_every_page_draws_its_charts_offline(enriched: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "Chromium is required in CI (.ci/run installs it)"
+    report = enriched / "report"
+    shots = ARTIFACTS / "report"
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    pages = [report / "index.html"]
+    for folder in sorted(p for p in report.iterdir() if p.is_dir() and p.name != "assets"):
+        variants = sorted(folder.glob("*.html"))
+        pages += [folder / "index.html", *[v for v in variants if v.name != "index.html"][:1]]
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        remote: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        def offline(route) -> None:  # type: ignore[no-untyped-def]
+            if route.request.url.startswith("file:"):
+                route.continue_()
+            else:
+                remote.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", offline)
+        for path in pages:
+            errors.clear()
+            page.goto(path.as_uri())
+            name = str(path.relative_to(report)).replace("/", "__").removesuffix(".html")
+            if path.parent == report:
+                assert page.locator("ul.dashboards li").count() == 14
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                continue
+            page.wait_for_selector("body[data-rendered]", timeout=30_000)
+            drawn = page.evaluate(
+                """() => [...document.querySelectorAll('section.card')].map(s => ({
+                    id: s.id, viz: s.className,
+                    marks: s.querySelectorAll('svg path, svg rect, svg circle').length,
+                    empty: !!s.querySelector('.empty'),
+                    text: s.querySelector('.body').innerText.trim().length}))"""
+            )
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            for card in drawn:
+                charted = not any(k in card["viz"] for k in ("card-kpi", "card-table"))
+                if card["empty"]:
+                    continue  # "No plays in this period." is a drawn answer too
+                if charted and card["marks"] < 3:
+                    problems.append(f"{name}: {card['id']} drew {card['marks']} marks")
+                if not charted and not card["text"]:
+                    problems.append(f"{name}: {card['id']} shows nothing")
+            problems += [f"{name}: {e}" for e in errors]
+            problems += [f"{name}: {e}" for e in page.evaluate("window.MT_ERRORS")]
+        browser.close()
+    assert not remote, f"pages tried to reach the network: {remote[:5]}"
+    assert not problems, problems
+    # the maps and genres drew for real on the enriched data
+    for slug in ("tracks-history-geography", "places", "tracks-history-artist-genre"):
+        assert (shots / f"{slug}__index.png").stat().st_size > 20_000
