@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform lock clean
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report lock clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -54,13 +54,16 @@ unit: $(STAMP) $(WORLD)
 
 test: lint typecheck sqllint unit
 
-bench: bench-import bench-transform
+bench: bench-import bench-transform bench-report
 
 bench-import: $(STAMP)
 	$(BIN)/python bench/bench_import.py
 
 bench-transform: $(STAMP)
 	$(BIN)/python bench/bench_transform.py
+
+bench-report: $(STAMP) $(WORLD)
+	$(BIN)/python bench/bench_report.py
 
 lock:
 	uv pip compile requirements/requirements.in --python-version 3.11 --no-header -o requirements/constraints.txt

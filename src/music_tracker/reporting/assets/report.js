@@ -20,7 +20,7 @@
   }
 
   function empty(body) {
-    body.innerHTML = "<p class='empty'>No plays in this period.</p>";
+    body.innerHTML = "<p class='empty'>Nothing to show for this period.</p>";
   }
 
   function kpi(card, body) {
@@ -31,8 +31,11 @@
 
   function table(card, body) {
     if (!card.rows.length) return empty(body);
-    const head = card.columns.map(function (c) {
-      return "<th>" + c.replace(/_/g, " ") + "</th>";
+    const numeric = card.columns.map(function (c, i) {
+      return card.rows.some(function (row) { return typeof row[i] === "number"; });
+    });
+    const head = card.columns.map(function (c, i) {
+      return "<th" + (numeric[i] ? " class='num'" : "") + ">" + c.replace(/_/g, " ") + "</th>";
     }).join("");
     const rows = card.rows.map(function (row) {
       return "<tr>" + row.map(function (v) {
