@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,9 +21,9 @@ from music_tracker.settings import Settings, get_settings
 app = typer.Typer(
     name="music-tracker",
     help="Your listening history as a DuckDB star schema and public dashboards.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
 err = Console(stderr=True)
@@ -36,19 +37,35 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# a flag's help shows no "<bool>" placeholder: it takes no value
+_flag = functools.partial(typer.Option, metavar="")
+JsonOption = Annotated[bool, _flag("--json", help="Print machine-readable JSON.")]
 
 
 def _settings(data_dir: Path | None) -> Settings:
     try:
-        return get_settings(data_dir=data_dir) if data_dir else get_settings()
+        settings = get_settings(data_dir=data_dir) if data_dir else get_settings()
     except ValidationError as exc:
-        for problem in exc.errors():
-            setting = ".".join(str(part) for part in problem["loc"]) or "settings"
+        for problem in exc.errors(include_url=False):
+            field = ".".join(str(part) for part in problem["loc"])
+            name = f"MUSIC_TRACKER_{field.upper()}" if field else "settings"
+            reason = str(problem["msg"]).removeprefix("Value error, ")
             err.print(
-                "[red]error:[/]", Text(f"setting {setting}: {problem['msg']}"), soft_wrap=True
+                "[red]error:[/]",
+                Text(f"{name}={problem.get('input')!r}: {reason}"),
+                soft_wrap=True,
             )
         raise typer.Exit(2) from None
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        hint = (
+            f"; use its folder, --data-dir {settings.data_dir.parent}"
+            if settings.data_dir.name == "warehouse.duckdb"
+            else ""
+        )
+        raise _fail(
+            f"the data folder {settings.data_dir.resolve()} is a file, not a folder{hint}", 2
+        )
+    return settings
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -81,13 +98,19 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def main(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    ctx: typer.Context,
+    version: Annotated[
+        bool, _flag("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
 ) -> None:
     """Music Tracker."""
     if version:
         out.print(__version__)
+        raise typer.Exit
+    if ctx.invoked_subcommand is None:  # bare `music-tracker`: the help, not an error
+        out.print(ctx.get_help())
         raise typer.Exit
 
 
@@ -101,7 +124,8 @@ def import_command(
         str | None,
         typer.Option(
             "--source",
-            help="Force the format: spotify_extended_history, spotify_account_data, lastfm.",
+            help="Force the format: spotify_extended_history, spotify_account_data, lastfm,"
+            " spotify_api (a saved recently-played response).",
         ),
     ] = None,
     data_dir: DataDirOption = None,
@@ -117,7 +141,9 @@ def import_command(
     _setup_logging(settings.log_level)
     forced = None
     if source is not None:
-        choices = {f.value: f for f in Format if not f.value.startswith("spotify_account_")}
+        # the account-data podcast and audiobook files are told apart from their names
+        internal = (Format.ACCOUNT_PODCAST, Format.ACCOUNT_AUDIOBOOK)
+        choices = {f.value: f for f in Format if f not in internal}
         if source not in choices:
             raise _fail(f"--source {source!r} is not one of {', '.join(choices)}", 2)
         forced = choices[source]
@@ -188,21 +214,19 @@ def _print_import_summary(result: dict[str, Any]) -> None:
 def transform(
     data_dir: DataDirOption = None,
     full_refresh: Annotated[
-        bool, typer.Option("--full-refresh", help="Rebuild every table, incremental ones too.")
+        bool, _flag("--full-refresh", help="Rebuild every table, incremental ones too.")
     ] = False,
     select: Annotated[
         str | None, typer.Option("--select", help="dbt node selection (default: everything).")
     ] = None,
     unit_tests: Annotated[
         bool,
-        typer.Option(
-            "--unit-tests", help="Also run the dbt unit tests (logic checks; off for runs)."
-        ),
+        _flag("--unit-tests", help="Also run the dbt unit tests (logic checks; off for runs)."),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Build the star schema with dbt (models and tests); fails naming what failed."""
-    from music_tracker.transform import TransformError, run_build
+    from music_tracker.transform import NothingToBuild, TransformError, run_build
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
@@ -222,6 +246,8 @@ def transform(
             )
         except TransformError as exc:
             raise _fail(f"dbt build failed:\n{exc}") from None
+        except NothingToBuild as exc:  # dbt never ran: not a "dbt build failed"
+            raise _fail(str(exc)) from None
     summary = {
         "scope": result.scope,
         "succeeded": result.succeeded,
@@ -244,7 +270,7 @@ def auth_spotify(
     data_dir: DataDirOption = None,
     paste: Annotated[
         bool,
-        typer.Option(
+        _flag(
             "--paste",
             help="Headless server: print the URL, then paste the address the browser was "
             "redirected to (it fails to load; that is fine).",
@@ -301,7 +327,7 @@ def auth_spotify(
 def ingest(
     data_dir: DataDirOption = None,
     no_enrich: Annotated[
-        bool, typer.Option("--no-enrich", help="Only poll; fetch no track metadata.")
+        bool, _flag("--no-enrich", help="Only poll; fetch no track metadata.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -437,7 +463,7 @@ def _write_report(settings: Settings, *, quiet: bool) -> dict[str, Any]:
 def report(
     data_dir: DataDirOption = None,
     serve: Annotated[
-        bool, typer.Option("--serve", help="Then serve it on 127.0.0.1 until Ctrl+C.")
+        bool, _flag("--serve", help="Then serve it on 127.0.0.1 until Ctrl+C.")
     ] = False,
     port: Annotated[int, typer.Option("--port", help="Port for --serve.")] = 8000,
     as_json: JsonOption = False,

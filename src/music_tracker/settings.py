@@ -10,6 +10,7 @@ and tokens are kept in ``state/`` (mode 0600), never printed or logged.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from pydantic_settings import (
 CONFIG_FILE_ENV = "MUSIC_TRACKER_CONFIG"
 DEFAULT_CONFIG_FILE = "music-tracker.toml"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -96,7 +99,31 @@ class Settings(BaseSettings):
         ),
     )
     http_timeout_s: float = Field(default=20.0, gt=0)
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR (any case).")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            msg = f"not a log level: use one of {', '.join(LOG_LEVELS)}"
+            raise ValueError(msg)
+        return value.upper()
+
+    @field_validator("duckdb_memory_limit", "dbt_memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        # checked here, with the other settings, before any file is touched: DuckDB would
+        # only refuse it when a connection opens, after landing/ was created
+        if not MEMORY_SIZE.fullmatch(value.strip()):
+            msg = "not a memory size: write a number and a unit, like 128MB, 1.5GB or 512MiB"
+            raise ValueError(msg)
+        return value.strip()
+
+    @field_validator("data_dir", "dbt_target_dir")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        # "~/mt" in a .env or TOML file reaches us unexpanded (no shell in between)
+        return value.expanduser() if value is not None else None
 
     @field_validator("timezone")
     @classmethod

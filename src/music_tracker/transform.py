@@ -42,6 +42,10 @@ CHANGED_DATA = "changed data"
 SELECTION = "selection"
 
 
+class NothingToBuild(Exception):
+    """dbt was not started: there is no warehouse to build from."""
+
+
 class TransformError(Exception):
     """dbt failed: the message names each failing model or test."""
 
@@ -118,7 +122,7 @@ def run_build(
     from music_tracker import warehouse
 
     if not settings.warehouse_path.exists():
-        raise TransformError(
+        raise NothingToBuild(
             f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
         )
     fingerprint = project_fingerprint(settings)
@@ -180,6 +184,11 @@ def run_build(
             _release_warehouse()
     result = _summarize(outcome)
     result.scope = scope
+    if scope == SELECTION and result.succeeded + result.skipped == 0:
+        raise TransformError(
+            f"--select {select!r} matches no model, seed or test of the dbt project "
+            "(names are like fact_track_played or dim_artist; `+name` adds its parents)"
+        )
     if scope != SELECTION:
         with warehouse.connect(settings.warehouse_path) as con:
             warehouse.record_transform(

@@ -16,15 +16,16 @@
     end
 {%- endmacro %}
 
+{#- The original's values: 0, 1, 2, 3, 5, 6, 7 (it skips 4). -#}
 {% macro track_length_sort(seconds) -%}
     case
         when {{ seconds }} is null then 0
         when {{ seconds }} < 30 then 1
         when {{ seconds }} < 180 then 2
         when {{ seconds }} < 300 then 3
-        when {{ seconds }} < 420 then 4
-        when {{ seconds }} < 600 then 5
-        else 6
+        when {{ seconds }} < 420 then 5
+        when {{ seconds }} < 600 then 6
+        else 7
     end
 {%- endmacro %}
 
@@ -37,11 +38,12 @@
     end
 {%- endmacro %}
 
+{#- The original's order: Night 1, Morning 2, Afternoon 3, Evening 4. -#}
 {% macro time_of_day_sort(hour) -%}
     case
-        when {{ hour }} < 6 then 4
-        when {{ hour }} < 12 then 1
-        when {{ hour }} < 18 then 2
-        else 3
+        when {{ hour }} < 6 then 1
+        when {{ hour }} < 12 then 2
+        when {{ hour }} < 18 then 3
+        else 4
     end
 {%- endmacro %}

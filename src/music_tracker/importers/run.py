@@ -175,6 +175,36 @@ def run_import(
     if on_files:
         on_files(len(candidates))
     landing = data_dir / "landing"
+    warehouse_path = data_dir / "warehouse.duckdb"
+    created = [p for p in (data_dir, landing, warehouse_path) if not p.exists()]
+    try:
+        return _import(
+            paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
+            started,
+        )  # fmt: skip
+    except BaseException:
+        # a failed first import leaves no empty warehouse or folders behind ("unchanged")
+        for path in reversed(created):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            elif path.is_file():
+                path.unlink()
+                path.with_name(f"{path.name}.wal").unlink(missing_ok=True)
+        raise
+
+
+def _import(
+    paths: list[Path],
+    candidates: list[Candidate],
+    data_dir: Path,
+    forced: Format | None,
+    tolerances: dedupe.Tolerances,
+    progress: ProgressCallback | None,
+    memory_limit: str,
+    summary: ImportSummary,
+    started: datetime,
+) -> ImportSummary:
+    landing = data_dir / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     with (
         warehouse.connect(data_dir / "warehouse.duckdb", memory_limit=memory_limit) as con,

@@ -28,7 +28,8 @@ final as (
     select
         -- keys
         heard.album_sid,
-        heard.album_id,
+        -- a masked artist's album ids would reveal it
+        case when not coalesce(artists.is_masked, false) then heard.album_id end as album_id,
         -- names
         coalesce(heard.album_name, albums.album_name, '(no album)') as album_name,
         artists.artist_name || ' - '
@@ -40,7 +41,7 @@ final as (
         albums.album_popularity,
         albums.release_date,
         year(albums.release_date) as release_year,
-        cast(year(albums.release_date) // 10 * 10 as varchar) || 's' as release_decade,
+        cast(year(albums.release_date) // 10 * 10 as integer) as release_decade,
         albums.release_date_precision
     from heard
     left join albums

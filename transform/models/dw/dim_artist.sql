@@ -33,8 +33,9 @@ final as (
     select
         -- keys
         artists.artist_sid,
-        artists.artist_id,
-        artists.mbid,
+        -- a masked artist's ids would reveal it: dw carries none (the original had no ids)
+        case when not artists.is_masked then artists.artist_id end as artist_id,
+        case when not artists.is_masked then artists.mbid end as mbid,
         -- names
         artists.artist_name,
         artists.is_masked,

@@ -1,5 +1,6 @@
--- grain: one row per genre (genre_sid), ranked by plays and by time played; the five
--- groups are ntile(5) (the T-SQL version's integer division could make a sixth)
+-- grain: one row per genre (genre_sid), ranked by plays and by time played (ROW_NUMBER:
+-- unique ranks, ties broken by genre name); the five groups are ntile(5) (the T-SQL
+-- version's integer division could make a sixth), as integers with their labels beside
 with
 
 facts as (
@@ -38,10 +39,19 @@ per_genre as (
 top_artists as (
     select
         per_genre_artist.genre_sid,
-        arg_max(artists.artist_name, per_genre_artist.tracks_played) as top_artist_in_genre,
-        arg_max(artists.artist_name, coalesce(artists.artist_popularity, -1))
-        filter (where artists.artist_popularity is not null)
-            as most_popular_artist_in_genre
+        first(
+            artists.artist_name
+            order by per_genre_artist.tracks_played desc, artists.artist_name asc
+        ) as top_artist_in_genre,
+        -- highest Spotify popularity; with none known (development-mode apps since 2026)
+        -- the most played, so the column still names an artist
+        first(
+            artists.artist_name
+            order by
+                artists.artist_popularity desc nulls last,
+                per_genre_artist.tracks_played desc,
+                artists.artist_name asc
+        ) as most_popular_artist_in_genre
     from per_genre_artist
     inner join artists
         on per_genre_artist.artist_sid = artists.artist_sid
@@ -57,14 +67,14 @@ ranked as (
         coalesce(per_genre.total_tracks_played_in_genre, 0) as total_tracks_played_in_genre,
         round(coalesce(per_genre.total_ms_played_in_genre, 0) / 60000, 2)
             as total_minutes_played_in_genre,
-        rank() over (
-            order by coalesce(per_genre.total_tracks_played_in_genre, 0) desc
+        row_number() over (
+            order by coalesce(per_genre.total_tracks_played_in_genre, 0) desc, genres.genre
         ) as rank_by_tracks_played,
         ntile(5) over (
             order by coalesce(per_genre.total_tracks_played_in_genre, 0) desc, genres.genre
         ) as tracks_group_number,
-        rank() over (
-            order by coalesce(per_genre.total_ms_played_in_genre, 0) desc
+        row_number() over (
+            order by coalesce(per_genre.total_ms_played_in_genre, 0) desc, genres.genre
         ) as rank_by_time_played,
         ntile(5) over (
             order by coalesce(per_genre.total_ms_played_in_genre, 0) desc, genres.genre
@@ -83,10 +93,12 @@ final as (
         top_artist_in_genre,
         most_popular_artist_in_genre,
         rank_by_tracks_played,
-        {{ genre_group('tracks_group_number') }} as tracks_grouping,
+        cast(tracks_group_number as integer) as tracks_grouping,
+        {{ genre_group('tracks_group_number') }} as group_by_tracks_played,
         total_tracks_played_in_genre,
         rank_by_time_played,
-        {{ genre_group('time_group_number') }} as time_grouping,
+        cast(time_group_number as integer) as time_grouping,
+        {{ genre_group('time_group_number') }} as group_by_time_played,
         total_minutes_played_in_genre
     from ranked
 )

@@ -20,7 +20,8 @@ track_artists as (
 shown_artists as (
     select
         track_artists.track_sid,
-        any_value(artists.artist_name) as shown_artist_name
+        any_value(artists.artist_name) as shown_artist_name,
+        bool_or(artists.is_masked) as is_masked
     from track_artists
     inner join artists
         on track_artists.artist_sid = artists.artist_sid
@@ -31,7 +32,8 @@ named as (
     select
         tracks.*,
         coalesce(shown_artists.shown_artist_name, tracks.artist_name) as shown_artist_name,
-        round(tracks.duration_ms / 1000) as track_seconds
+        coalesce(shown_artists.is_masked, false) as is_masked,
+        cast(round(tracks.duration_ms / 1000) as integer) as track_seconds
     from tracks
     left join shown_artists
         on tracks.track_sid = shown_artists.track_sid
@@ -41,7 +43,8 @@ final as (
     select
         -- keys
         track_sid,
-        track_id,
+        -- a masked artist's track ids would reveal it
+        case when not is_masked then track_id end as track_id,
         -- names
         track_name,
         shown_artist_name || ' - ' || track_name as artist_track,
@@ -58,15 +61,12 @@ final as (
         -- length
         duration_ms,
         track_seconds,
-        round(track_seconds / 60, 2) as track_minutes,
+        -- whole minutes, and the length as a time of day (00:03:59.499), as the original;
+        -- integer arithmetic on the milliseconds: DuckDB's // on a DOUBLE does not floor
+        cast(round(duration_ms / 60000) as integer) as track_minutes,
         case
-            when track_seconds is not null
-                then
-                    printf(
-                        '%d:%02d',
-                        cast(track_seconds // 60 as integer),
-                        cast(track_seconds % 60 as integer)
-                    )
+            when duration_ms is not null and duration_ms < 86400000
+                then time '00:00:00' + to_milliseconds(cast(duration_ms as bigint))
         end as track_duration,
         {{ track_length('track_seconds') }} as track_length,
         {{ track_length_sort('track_seconds') }} as track_length_sort

@@ -33,7 +33,8 @@ final as (
         plays.album_sid,
         cast(plays.played_at_local as date) as date_sid,
         cast(date_trunc('second', plays.played_at_local) as time) as time_sid,
-        plays.track_id,
+        -- a masked artist's track ids would reveal it
+        case when not artists.is_masked then plays.track_id end as track_id,
         -- names
         artists.artist_name,
         -- measures

@@ -29,6 +29,15 @@ cities as (
     ) = 1
 ),
 
+-- the seed's state codes are GeoNames admin1 codes (ISO 3166-2 only in some countries, e.g.
+-- US-CA; Canada's are numeric: CA-08, not MusicBrainz's CA-ON), and MusicBrainz often
+-- gives no subdivision at all: a city whose name is unique in its country matches on
+-- city and country alone, as the original's "city,[state,]country" did
+cities_unique_in_country as (
+    select * from {{ ref('cities_with_lat_long') }}
+    qualify count(*) over (partition by city, country_code) = 1
+),
+
 masks as (
     select * from {{ ref('mask_artists') }}
 ),
@@ -77,8 +86,12 @@ final as (
         locations.county,
         locations.city,
         locations.district,
-        coalesce(cities.latitude, countries.latitude) as lat,
-        coalesce(cities.longitude, countries.longitude) as long
+        coalesce(
+            cities.latitude, cities_unique_in_country.latitude, countries.latitude
+        ) as lat,
+        coalesce(
+            cities.longitude, cities_unique_in_country.longitude, countries.longitude
+        ) as long
     from heard
     left join spotify_artists
         on heard.artist_id = spotify_artists.artist_id
@@ -95,6 +108,10 @@ final as (
             locations.city = cities.city
             and locations.country_code = cities.country_code
             and locations.state_province_code = cities.state_code
+    left join cities_unique_in_country
+        on
+            locations.city = cities_unique_in_country.city
+            and locations.country_code = cities_unique_in_country.country_code
     left join masks
         on
             heard.artist_id = masks.artist_id

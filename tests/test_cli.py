@@ -1,0 +1,152 @@
+"""The first hour: a newcomer's mistakes end in one clear line and a non-zero exit, never a
+traceback, and leave nothing half-created. Run through the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import EXTENDED_DIR
+
+CLI = str(Path(sys.executable).with_name("music-tracker"))
+AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``music-tracker ARGS`` in a clean environment (no MUSIC_TRACKER_ settings leak in)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MUSIC_TRACKER_")}
+    done = subprocess.run(
+        [CLI, *args],
+        cwd=cwd,
+        env={**base, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    return done
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "words"),
+    [
+        (
+            {"MUSIC_TRACKER_LOG_LEVEL": "verbose"},
+            ["status"],
+            "MUSIC_TRACKER_LOG_LEVEL='verbose': not a log level: use one of DEBUG, INFO",
+        ),
+        (
+            {"MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT": "lots"},
+            ["import", str(AUDIO_2018)],
+            "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT='lots': not a memory size",
+        ),
+        (
+            {"MUSIC_TRACKER_DBT_MEMORY_LIMIT": "lots"},
+            ["transform", "--json"],
+            "MUSIC_TRACKER_DBT_MEMORY_LIMIT='lots': not a memory size",
+        ),
+        (
+            {"MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S": "0.2"},
+            ["enrich"],
+            "MusicBrainz allows one request a second",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_before_anything_is_touched(
+    tmp_path: Path, env: dict[str, str], args: list[str], words: str
+) -> None:
+    data = tmp_path / "data"
+    done = run(*args, "--data-dir", str(data), cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert words in done.stderr
+    assert done.stdout == ""  # --json readers get nothing half-written
+    assert not data.exists()
+
+
+def test_home_in_a_data_dir_setting_is_expanded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    done = run(
+        "import",
+        str(AUDIO_2018),
+        cwd=tmp_path,
+        env={"MUSIC_TRACKER_DATA_DIR": "~/mt", "HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert (home / "mt" / "warehouse.duckdb").is_file()
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_data_dir_that_is_the_warehouse_file_says_so(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("import", str(AUDIO_2018), "--data-dir", str(data), cwd=tmp_path).returncode == 0
+    for command in (["import", str(AUDIO_2018)], ["status"]):
+        done = run(*command, "--data-dir", str(data / "warehouse.duckdb"), cwd=tmp_path)
+        assert done.returncode == 2
+        assert "is a file, not a folder; use its folder, --data-dir" in done.stderr
+
+
+def test_a_failed_first_import_creates_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "Streaming_History_Audio_2020.json"
+    bad.write_text('[{"ts": "2020-01-01T00:00:00Z", "ms_played": ')  # truncated
+    data = tmp_path / "data"
+    done = run("import", str(bad), "--data-dir", str(data), cwd=tmp_path)
+    assert done.returncode == 1
+    assert str(bad) in done.stderr and "the warehouse is unchanged" in done.stderr
+    assert not data.exists()
+
+
+def test_version_help_and_a_bare_command(tmp_path: Path) -> None:
+    version = run("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
+    for args in ([], ["-h"], ["--help"]):
+        done = run(*args, cwd=tmp_path)
+        assert done.returncode == 0, args
+        assert "Usage: music-tracker" in done.stdout and "import" in done.stdout
+    flags = run("transform", "-h", cwd=tmp_path).stdout.splitlines()
+    ours = [line for line in flags if any(f in line for f in ("--json", "--full-refresh"))]
+    assert len(ours) == 2 and not any("<bool>" in line for line in ours)
+
+
+def test_every_documented_source_is_accepted(tmp_path: Path) -> None:
+    account = tmp_path / "history.json"
+    account.write_text(
+        json.dumps(
+            [
+                {
+                    "endTime": "2024-03-01 10:00",
+                    "artistName": "Band",
+                    "trackName": "Song",
+                    "msPlayed": 200000,
+                }
+            ]
+        )
+    )
+    done = run(
+        "import", str(account), "--source", "spotify_account_data", "--data-dir", "d", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["new_plays"] == 1
+    refused = run("import", str(account), "--source", "spotify_podcasts", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "spotify_account_data" in refused.stderr and "spotify_api" in refused.stderr
+
+
+def test_transform_without_data_or_with_an_empty_selection(tmp_path: Path) -> None:
+    empty = run("transform", "--data-dir", "nothing-here", cwd=tmp_path)
+    assert empty.returncode == 1
+    assert "run `music-tracker import` first" in empty.stderr
+    assert "dbt build failed" not in empty.stderr
+    assert run("import", str(AUDIO_2018), "--data-dir", "d", cwd=tmp_path).returncode == 0
+    nothing = run("transform", "--select", "no_such_model", "--data-dir", "d", cwd=tmp_path)
+    assert nothing.returncode == 1
+    assert "--select 'no_such_model' matches no model" in nothing.stderr
