@@ -56,7 +56,7 @@ def run(
         (
             {"MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S": "0.2"},
             ["enrich"],
-            "MusicBrainz allows one request a second",
+            "MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S=0.2: MusicBrainz allows one request a",
         ),
     ],
 )
@@ -150,3 +150,64 @@ def test_transform_without_data_or_with_an_empty_selection(tmp_path: Path) -> No
     nothing = run("transform", "--select", "no_such_model", "--data-dir", "d", cwd=tmp_path)
     assert nothing.returncode == 1
     assert "--select 'no_such_model' matches no model" in nothing.stderr
+
+
+def test_status_a_person_can_read(tmp_path: Path) -> None:
+    empty = run("status", "--data-dir", "nothing", cwd=tmp_path)
+    assert empty.returncode == 1 and "run `music-tracker import` first" in empty.stderr
+    imported = run(
+        "import", str(EXTENDED_DIR), "--data-dir", "d", "--json", cwd=tmp_path
+    )  # fmt: skip
+    reported = json.loads(imported.stdout)["set_aside"]
+    text = run("status", "--data-dir", "d", cwd=tmp_path).stdout
+    # local times in the configured zone, not UTC ISO strings; each source's range
+    assert "from 2018-09-12 14:37 MDT to 2023-11-04" in text and "(America/Denver)" in text
+    assert "+00:00" not in text and "None" not in text
+    assert "spotify_extended_history" in text and "2018-09-12" in text
+    assert "star schema: not built yet" in text
+    facts = json.loads(run("status", "--data-dir", "d", "--json", cwd=tmp_path).stdout)
+    # the rows the import reported as set aside are the rows status shows
+    assert facts["set_aside_rows"] == reported and sum(reported.values()) > 0
+    assert facts["local"]["first_play_at"] == "2018-09-12 14:37 MDT"
+    assert facts["star_schema_built_at"] is None
+    berlin = json.loads(
+        run(
+            "status", "--data-dir", "d", "--json", cwd=tmp_path,
+            env={"MUSIC_TRACKER_TIMEZONE": "Europe/Berlin"},
+        ).stdout
+    )  # fmt: skip
+    assert berlin["local"]["first_play_at"] == "2018-09-12 22:37 CEST"
+
+
+def test_the_demo_never_touches_real_data(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    assert run("import", str(AUDIO_2018), "--data-dir", str(real), cwd=tmp_path).returncode == 0
+    before = (real / "warehouse.duckdb").stat().st_mtime_ns
+    done = run("demo", "--data-dir", str(real), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "holds real data (warehouse.duckdb)" in done.stderr
+    assert (real / "warehouse.duckdb").stat().st_mtime_ns == before
+    assert not (real / "demo-inputs").exists()
+    assert "data/demo" in run("demo", "--help", cwd=tmp_path).stdout
+
+
+def test_enrich_needs_a_contact(tmp_path: Path) -> None:
+    assert run("import", str(AUDIO_2018), "--data-dir", "d", cwd=tmp_path).returncode == 0
+    done = run("enrich", "--data-dir", "d", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "MUSIC_TRACKER_CONTACT is not set" in done.stderr
+
+
+def test_a_misspelled_setting_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "music-tracker.toml").write_text('MUSIC_TRACKER_TIMEZONE = "Europe/Berlin"\n')
+    done = run(
+        "status", "--data-dir", "d", cwd=tmp_path, env={"MUSIC_TRACKER_TIMEZNOE": "UTC"}
+    )  # fmt: skip
+    assert "MUSIC_TRACKER_TIMEZNOE is not a Music Tracker setting" in done.stderr
+    assert "'MUSIC_TRACKER_TIMEZONE' is not a setting and is ignored (write timezone)" in (
+        done.stderr
+    )
+    (tmp_path / "music-tracker.toml").write_text('timezone = "Mars/Olympus"\n')
+    bad = run("status", "--data-dir", "d", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "MUSIC_TRACKER_TIMEZONE='Mars/Olympus': not an IANA time zone name" in bad.stderr

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import ValidationError
@@ -16,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from music_tracker import __version__
-from music_tracker.settings import Settings, get_settings
+from music_tracker.settings import Settings, get_settings, unknown_settings
 
 app = typer.Typer(
     name="music-tracker",
@@ -40,6 +42,8 @@ DataDirOption = Annotated[
 # a flag's help shows no "<bool>" placeholder: it takes no value
 _flag = functools.partial(typer.Option, metavar="")
 JsonOption = Annotated[bool, _flag("--json", help="Print machine-readable JSON.")]
+DEMO_DATA_DIR = Path("data/demo")
+DEMO_MARKER = ".music-tracker-demo"
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -48,14 +52,17 @@ def _settings(data_dir: Path | None) -> Settings:
     except ValidationError as exc:
         for problem in exc.errors(include_url=False):
             field = ".".join(str(part) for part in problem["loc"])
-            name = f"MUSIC_TRACKER_{field.upper()}" if field else "settings"
             reason = str(problem["msg"]).removeprefix("Value error, ")
-            err.print(
-                "[red]error:[/]",
-                Text(f"{name}={problem.get('input')!r}: {reason}"),
-                soft_wrap=True,
+            # a rule across settings names them itself; one setting is named with its value
+            line = (
+                f"MUSIC_TRACKER_{field.upper()}={problem.get('input')!r}: {reason}"
+                if field
+                else reason
             )
+            err.print("[red]error:[/]", Text(line), soft_wrap=True)
         raise typer.Exit(2) from None
+    for warning in unknown_settings():
+        err.print("[yellow]warning:[/]", Text(warning), soft_wrap=True)
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         hint = (
             f"; use its folder, --data-dir {settings.data_dir.parent}"
@@ -391,6 +398,12 @@ def enrich(
     _setup_logging(settings.log_level)
     if not settings.warehouse_path.exists():
         raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
+    if not settings.contact.strip():
+        raise _fail(
+            "MUSIC_TRACKER_CONTACT is not set: MusicBrainz asks every client to name a contact"
+            " (an e-mail or a URL) in its User-Agent; set it in .env and run enrich again",
+            2,
+        )
     client = MusicBrainzClient(
         settings.musicbrainz_base,
         settings.contact,
@@ -419,13 +432,21 @@ def enrich(
     if as_json:
         out.print_json(data=result)
         return
+    matched = _matched_in_words(result["matched_by"])
     out.print(
-        f"MusicBrainz: {result['looked_up']} artists looked up, {result['found']} found "
-        f"({result['matched_by']}), {result['missing']} not found, {result['failed']} failed, "
-        f"{result['areas_fetched']} areas fetched"
+        f"MusicBrainz: {result['looked_up']} artists looked up, {result['found']} found"
+        + (f" ({matched})" if matched else "")
+        + f", {result['missing']} not found, {result['failed']} failed (tried again next run),"
+        f" {result['areas_fetched']} areas fetched"
     )
     if result["stopped"]:
         out.print(f"[yellow]stopped early:[/] {result['stopped']}")
+
+
+def _matched_in_words(matched_by: dict[str, int]) -> str:
+    """{"spotify_url": 6, "search": 18} as "6 by Spotify link, 18 by name"."""
+    ways = {"spotify_url": "by Spotify link", "isrc": "by ISRC", "search": "by name"}
+    return ", ".join(f"{n} {ways.get(way, way)}" for way, n in matched_by.items() if n)
 
 
 def _write_report(settings: Settings, *, quiet: bool) -> dict[str, Any]:
@@ -503,22 +524,60 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
     with warehouse.connect(settings.warehouse_path, read_only=True) as con:
         report = warehouse.status(con)
-    report["warehouse"] = str(settings.warehouse_path)
+    report["warehouse"] = str(settings.warehouse_path.resolve())
     report["timezone"] = settings.timezone
     report["warnings"] = _warnings(settings, report)
+    zone = ZoneInfo(settings.timezone)
+    report["local"] = {  # the same instants, in the configured zone, for people
+        key: _local(report[key], zone)
+        for key in ("first_play_at", "last_play_at", "last_import_at", "star_schema_built_at")
+    }
     if as_json:
         out.print_json(data=report)
         return
-    out.print(f"[bold]{report['plays']:,}[/] plays in {report['warehouse']}")
-    out.print(f"first play {report['first_play_at']}, last play {report['last_play_at']}")
-    for source, count in report["plays_per_source"].items():
-        out.print(f"  {source:<26} {count:>9,}")
+    if not report["plays"]:
+        out.print(f"no plays yet in {report['warehouse']}")
+    else:
+        out.print(f"[bold]{report['plays']:,}[/] plays in {report['warehouse']}")
+        out.print(
+            f"from {report['local']['first_play_at']} to {report['local']['last_play_at']}"
+            f" ({settings.timezone})"
+        )
+    table = Table("source", "plays", "first play", "last play", "last import", box=None)
+    for source, facts in report["sources"].items():
+        if facts["plays"] or facts["last_import_at"]:
+            table.add_row(
+                source,
+                f"{facts['plays']:,}",
+                _local(facts["first_play_at"], zone, date_only=True),
+                _local(facts["last_play_at"], zone, date_only=True),
+                _local(facts["last_import_at"], zone),
+            )
     for kind, count in report["other_content"].items():
-        out.print(f"  {kind + ' (not music)':<26} {count:>9,}")
+        table.add_row(f"{kind} (not music)", f"{count:,}", "", "", "")
+    if table.row_count:
+        out.print(table)
     for reason, count in report["set_aside_rows"].items():
-        out.print(f"  set aside: {reason}: {count:,}")
+        out.print(f"set aside: {count:,} rows: {reason}")
+    if report["star_schema_built_at"] is None:
+        out.print("star schema: not built yet (run `music-tracker transform`)")
+    else:
+        since = report["plays_imported_since_build"]
+        out.print(
+            f"star schema: built {report['local']['star_schema_built_at']};"
+            + (f" {since:,} plays imported since (run `music-tracker transform`)" if since
+               else " up to date")
+        )  # fmt: skip
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}")
+
+
+def _local(iso: str | None, zone: ZoneInfo, *, date_only: bool = False) -> str:
+    """An ISO UTC time as local wall-clock time; '-' when there is none."""
+    if not iso:
+        return "-"
+    moment = datetime.fromisoformat(iso).astimezone(zone)
+    return f"{moment:%Y-%m-%d}" if date_only else f"{moment:%Y-%m-%d %H:%M %Z}"
 
 
 def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
@@ -537,7 +596,17 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
 
 
 @app.command()
-def demo(data_dir: DataDirOption = None) -> None:
+def demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help=f"Folder for the demo's data (default {DEMO_DATA_DIR}; never the real data"
+            " folder).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
     from music_tracker.demo.run import (
         enrich_with_fake_musicbrainz,
@@ -547,8 +616,24 @@ def demo(data_dir: DataDirOption = None) -> None:
     from music_tracker.importers.run import run_import
     from music_tracker.transform import TransformError, run_build
 
-    settings = _settings(data_dir)
+    # the demo never writes where real data lives: its own folder unless one is named,
+    # and never a folder with a warehouse or tokens that the demo did not make
+    settings = _settings(data_dir or DEMO_DATA_DIR)
     _setup_logging(settings.log_level)
+    marker = settings.data_dir / DEMO_MARKER
+    real = [
+        path
+        for path in (settings.warehouse_path, settings.state_dir / "spotify_token.json")
+        if path.exists()
+    ]
+    if real and not marker.exists():
+        raise _fail(
+            f"{settings.data_dir.resolve()} holds real data ({', '.join(p.name for p in real)}):"
+            " the demo needs a folder of its own; run it without --data-dir (it uses"
+            f" {DEMO_DATA_DIR}) or name an empty folder"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by `music-tracker demo`: generated data, safe to delete\n")
     inputs_dir = settings.data_dir / "demo-inputs"
     out.print(f"[bold]1/7[/] generating a listening history in {inputs_dir}")
     inputs = generate_inputs(inputs_dir)
@@ -578,7 +663,10 @@ def demo(data_dir: DataDirOption = None) -> None:
             "(one request per second, as the real service requires)"
         )
         found = enrich_with_fake_musicbrainz(settings, inputs.catalogue, limit=25)
-        out.print(f"  {found['found']} found {found['matched_by']}, {found['areas_fetched']} areas")
+        out.print(
+            f"  {found['found']} found ({_matched_in_words(found['matched_by'])}),"
+            f" {found['areas_fetched']} areas"
+        )
         out.print("[bold]6/7[/] rebuilding the star schema with the artists' countries and genres")
         built = run_build(settings)
     except TransformError as exc:

@@ -131,10 +131,7 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            msg = (
-                f"MUSIC_TRACKER_TIMEZONE={value!r} is not an IANA time zone name "
-                "(for example America/Denver or Europe/Berlin)"
-            )
+            msg = "not an IANA time zone name (for example America/Denver or Europe/Berlin)"
             raise ValueError(msg) from exc
         return value
 
@@ -186,6 +183,48 @@ class Settings(BaseSettings):
     @property
     def report_dir(self) -> Path:
         return self.data_dir / "report"
+
+
+# MUSIC_TRACKER_ variables that are not settings: the config file's path, what the tests
+# read, and what `transform` sets for dbt while it runs
+_NOT_SETTINGS = {"CONFIG", "SHARED", "TEST_ARTIFACTS", "WAREHOUSE"}
+
+
+def unknown_settings() -> list[str]:
+    """Warnings for names that look like settings but are none (a typo is otherwise
+    silently ignored): MUSIC_TRACKER_ variables in the environment or .env, and keys of
+    the TOML config file (spelled like the fields: ``timezone = "Europe/Berlin"``)."""
+    from dotenv import dotenv_values
+
+    known = set(Settings.model_fields)
+    warnings: list[str] = []
+    env_names = dict.fromkeys(os.environ)
+    if Path(".env").is_file():
+        env_names.update(dict.fromkeys(k for k in dotenv_values(".env") if k))
+    for name in env_names:
+        if not name.startswith("MUSIC_TRACKER_"):
+            continue
+        field = name.removeprefix("MUSIC_TRACKER_")
+        if field.lower() not in known and field not in _NOT_SETTINGS:
+            warnings.append(f"{name} is not a Music Tracker setting and is ignored")
+    config = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+    if config.is_file():
+        import tomllib
+
+        try:
+            keys = tomllib.loads(config.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            warnings.append(f"{config}: not readable TOML ({exc})")
+            keys = {}
+        for key in keys:
+            if key not in known:
+                hint = (
+                    f" (write {key.removeprefix('MUSIC_TRACKER_').lower()})"
+                    if key.removeprefix("MUSIC_TRACKER_").lower() in known
+                    else ""
+                )
+                warnings.append(f"{config}: {key!r} is not a setting and is ignored{hint}")
+    return warnings
 
 
 @lru_cache(maxsize=1)

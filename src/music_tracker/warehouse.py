@@ -378,14 +378,17 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     per_source: dict[str, Any] = {}
     for source, table in MUSIC_TABLES.items():
         time_col = TIME_COLUMN[source]
-        plays, first, last = con.execute(
+        plays, first, last, not_plays, last_import = con.execute(
             f"select count(play_id), min({time_col}) filter (where play_id is not null),"
-            f" max({time_col}) filter (where play_id is not null) from {table}"
+            f" max({time_col}) filter (where play_id is not null),"
+            f" count(*) filter (where play_id is null), max(imported_at) from {table}"
         ).fetchone()  # type: ignore[misc]
         per_source[source] = {
             "plays": plays,
             "first_play_at": _iso(first),
             "last_play_at": _iso(last),
+            "last_import_at": _iso(last_import),
+            "rows_not_plays": not_plays,
         }
     distinct_query = " union ".join(
         f"select play_id from {table} where play_id is not null" for table in MUSIC_TABLES.values()
@@ -403,6 +406,23 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "select reason, count(*) from raw.set_aside_rows group by all order by 1"
         ).fetchall()
     )
+    # rows kept in raw that are not plays (0 ms played), as the import summary counts them
+    not_plays = sum(v["rows_not_plays"] for v in per_source.values())
+    if not_plays:
+        set_aside["0 ms played (not a play; row kept in raw)"] = not_plays
+    star = con.execute(
+        "select finished_at from raw.transform_runs order by finished_at desc limit 1"
+    ).fetchone()
+    built_at = star[0] if star else None
+    plays_since_build = None
+    if built_at is not None:
+        since_query = " union ".join(
+            f"select play_id from {table} where play_id is not null and imported_at > $built"
+            for table in MUSIC_TABLES.values()
+        )
+        (plays_since_build,) = con.execute(
+            f"select count(*) from ({since_query})", {"built": built_at}
+        ).fetchone()  # type: ignore[misc]
     gaps = [
         {"from": _iso(gap_from), "to": _iso(gap_to), "closed": closed}
         for gap_from, gap_to, closed in con.execute(
@@ -427,6 +447,8 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "set_aside_rows": set_aside,
         "gaps": gaps,
         "open_gaps": sum(1 for gap in gaps if not gap["closed"]),
+        "star_schema_built_at": _iso(built_at),
+        "plays_imported_since_build": plays_since_build,
         "files_imported": files,
         "last_import_at": _iso(last_import),
     }

@@ -139,8 +139,8 @@ def _parse_utc(frame: pl.DataFrame, column: str, fmt: str, display_name: str) ->
             display_name,
             f"impossible timestamp {column}={bad[column][0]!r}",
             row=int(bad["file_row"][0]),
-            hint=f"times must lie between {EARLIEST_PLAY:%Y-%m-%d} and today; "
-            "fix or delete that row and import again",
+            hint=f"times must lie between {EARLIEST_PLAY:%Y-%m-%d} and one day after now "
+            "(UTC); fix or delete that row and import again",
         )
     return parsed
 

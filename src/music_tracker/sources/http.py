@@ -148,6 +148,7 @@ class HttpClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One logical request; raises the HttpError subclasses above on failure."""
+        _say_retries_in_words()
         try:
             for attempt in stamina.retry_context(
                 on=_retry_hook,
@@ -208,3 +209,29 @@ def _is_quota_exceeded(response: httpx.Response) -> bool:
     error = body.get("error") if isinstance(body, dict) else None
     reason = error.get("reason") if isinstance(error, dict) else body.get("reason")
     return reason == "QUOTA_EXCEEDED"
+
+
+def _describe(cause: Exception) -> str:
+    if isinstance(cause, _Retryable):
+        return f"HTTP {cause.response.status_code} from {cause.response.request.url}"
+    if isinstance(cause, httpx.TimeoutException):
+        return f"no answer in time from {cause.request.url}"
+    if isinstance(cause, httpx.TransportError):
+        return f"network error ({cause})"
+    return str(cause)
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    log.warning(
+        "%s; trying again in %.1f s (retry %d of %d)",
+        _describe(details.caused_by),
+        details.wait_for,
+        details.retry_num,
+        RETRY_ATTEMPTS - 1,
+    )
+
+
+def _say_retries_in_words() -> None:
+    """Log each retry as a sentence instead of stamina's structured event (once per process)."""
+    if stamina.instrumentation.get_on_retry_hooks() != (_log_retry,):
+        stamina.instrumentation.set_on_retry_hooks([_log_retry])
