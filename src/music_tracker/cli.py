@@ -63,6 +63,8 @@ def _settings(data_dir: Path | None) -> Settings:
         raise typer.Exit(2) from None
     for warning in unknown_settings():
         err.print("[yellow]warning:[/]", Text(warning), soft_wrap=True)
+    # messages name absolute paths: "data/warehouse.duckdb" depends on where one stands
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         hint = (
             f"; use its folder, --data-dir {settings.data_dir.parent}"
