@@ -225,3 +225,34 @@ def test_time_zone_setting(
         " where played_at_local <> timezone('Asia/Tokyo', played_at)",
     )
     assert denver_days == 0
+
+
+def test_one_track_per_artist_and_name_keyed_by_the_largest_id(built: Path) -> None:
+    """The original's dim_track grain: two Spotify ids of one song by one artist (a single
+    and its album version) are one track, keyed as the original keyed it, from the largest
+    id: md5 of "<id>-<track name>-<artist>" (dbt_utils' surrogate key), computed here from
+    the export files."""
+    import hashlib
+    from collections import defaultdict
+
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in load_rows(AUDIO_2018, AUDIO_2023):
+        if row["spotify_track_uri"] and row["ms_played"] > 0:
+            key = (row["master_metadata_album_artist_name"], row["master_metadata_track_name"])
+            ids[key].add(row["spotify_track_uri"].removeprefix("spotify:track:"))
+    pairs = {key: max(found) for key, found in ids.items() if len(found) > 1}
+    assert len(pairs) == 65  # the real exports' songs heard under two ids
+    for (artist, name), largest in pairs.items():
+        expected = hashlib.md5(f"{largest}-{name}-{artist}".encode()).hexdigest()
+        keys = query(
+            built,
+            "select distinct fact.track_sid, track.track_id from dw.fact_track_played as fact"
+            " join dw.dim_track as track using (track_sid)"
+            " where fact.artist_name = ? and track.track_name = ?",
+            [artist, name],
+        )
+        assert keys == [(expected, largest)], (artist, name, keys)
+    ((tracks, names),) = query(
+        built, "select count(*), count(distinct artist_track) from dw.dim_track"
+    )
+    assert tracks == names

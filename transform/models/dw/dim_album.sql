@@ -17,7 +17,7 @@ artists as (
 heard as (
     select
         album_sid,
-        any_value(album_id) as album_id,
+        max(album_id) as album_id,
         any_value(album_name) as album_name,
         any_value(artist_sid) as artist_sid
     from plays

@@ -113,13 +113,51 @@ with_track as (
         on conformed.artist_lookup_key = artist_by_name.artist_key
 ),
 
+-- the original's grain: one track per (artist, track name) and one album per (artist,
+-- album name), keyed by the largest Spotify id of the group (a single and its album
+-- version are one track); a new, larger id changes the key of every play of the group,
+-- which the hash below notices
+track_key_ids as (
+    select
+        artist_name,
+        track_name,
+        max(track_id) as key_track_id
+    from with_track
+    group by artist_name, track_name
+),
+
+album_key_ids as (
+    select
+        artist_name,
+        album_name,
+        max(album_id) as key_album_id
+    from with_track
+    group by artist_name, album_name
+),
+
+keyed as (
+    select
+        with_track.*,
+        track_key_ids.key_track_id,
+        album_key_ids.key_album_id
+    from with_track
+    left join track_key_ids
+        on
+            with_track.artist_name is not distinct from track_key_ids.artist_name
+            and with_track.track_name is not distinct from track_key_ids.track_name
+    left join album_key_ids
+        on
+            with_track.artist_name is not distinct from album_key_ids.artist_name
+            and with_track.album_name is not distinct from album_key_ids.album_name
+),
+
 -- DuckDB's 64-bit hash: only compared with itself, so its value may change across DuckDB
 -- versions (one run then rebuilds every play once)
 hashed as (
     select
         *,
-        hash(with_track, '{{ var("timezone") }}') as inputs_hash
-    from with_track
+        hash(keyed, '{{ var("timezone") }}') as inputs_hash
+    from keyed
 ),
 
 changed as (
@@ -139,9 +177,9 @@ final as (
     select
         -- keys
         play_id as play_sid,
-        {{ surrogate_key(['track_id', 'track_name', 'artist_name']) }} as track_sid,
+        {{ surrogate_key(['key_track_id', 'track_name', 'artist_name']) }} as track_sid,
         {{ surrogate_key(['artist_id', 'artist_name']) }} as artist_sid,
-        {{ surrogate_key(['album_id', 'album_name', 'artist_name']) }} as album_sid,
+        {{ surrogate_key(['key_album_id', 'album_name', 'artist_name']) }} as album_sid,
         track_id,
         artist_id,
         album_id,

@@ -8,7 +8,8 @@ plays as (
 final as (
     select
         track_sid,
-        any_value(track_id) as track_id,
+        -- the id the key was built from: the largest of the (artist, track name) group
+        max(track_id) as track_id,
         any_value(track_name) as track_name,
         any_value(artist_name) as artist_name,
         max(duration_ms) as duration_ms,
