@@ -205,14 +205,15 @@ def test_a_play_missed_by_an_incremental_run_fails_the_build(
 def test_time_zone_setting(
     cli: Cli, shared: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Changing the zone rebuilds everything, incremental tables too, without a full refresh."""
+    """Changing the zone rebuilds everything, incremental tables from scratch."""
     cli("import", str(AUDIO_2018))
     cli("transform")  # the default zone, America/Denver
     monkeypatch.setenv("MUSIC_TRACKER_TIMEZONE", "Asia/Tokyo")
     from music_tracker.settings import _cached_settings
 
     _cached_settings.cache_clear()
-    assert cli_json(cli, "transform")["scope"] == "everything"
+    result = cli_json(cli, "transform")
+    assert result["scope"] == "everything" and result["full_refresh"]
     ((local, date_sid),) = query(
         data_dir,
         "select played_at_local, date_sid from dw.fact_track_played"
@@ -256,3 +257,37 @@ def test_one_track_per_artist_and_name_keyed_by_the_largest_id(built: Path) -> N
         built, "select count(*), count(distinct artist_track) from dw.dim_track"
     )
     assert tracks == names
+
+
+def test_an_upgrade_recomputes_every_stored_row(cli: Cli, shared: Path, data_dir: Path) -> None:
+    """Rows an older version of the models computed do not survive an upgrade: when the
+    project's fingerprint differs from the last build's, incremental tables are rebuilt
+    from scratch (an incremental run would keep every row whose inputs did not change)."""
+    cli("import", str(AUDIO_2018))
+    cli("transform")
+    # what an older macro would have left behind: a wrong local time, under a hash that
+    # still matches the play's inputs, and a build recorded under another fingerprint
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute(
+            "update intermediate.int_plays_conformed"
+            " set played_at_local = played_at_local + interval 1 hour"
+        )
+        con.execute("update dw.fact_track_played set time_sid = time '00:00:00'")
+        con.execute("update raw.transform_runs set fingerprint = 'an older version'")
+    unchanged = cli_json(cli, "transform", "--select", "int_plays_conformed")
+    assert unchanged["full_refresh"] is False  # a selection never rebuilds on its own
+    result = cli_json(cli, "transform")
+    assert result["scope"] == "everything" and result["full_refresh"] is True
+    ((stale,),) = query(
+        data_dir,
+        "select count(*) from intermediate.int_plays_conformed"
+        " where played_at_local <> timezone('America/Denver', played_at)",
+    )
+    ((midnight,),) = query(
+        data_dir,
+        "select count(*) from dw.fact_track_played"
+        " where time_sid <> cast(date_trunc('second', played_at_local) as time)",
+    )
+    assert (stale, midnight) == (0, 0)
+    # and the next run, with nothing changed, is incremental again
+    assert cli_json(cli, "transform")["scope"] == "changed data"

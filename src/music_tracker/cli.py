@@ -262,12 +262,16 @@ def transform(
         "succeeded": result.succeeded,
         "skipped": result.skipped,
         "node_seconds": round(result.seconds, 2),
-        "full_refresh": full_refresh,
+        "full_refresh": result.full_refresh,
     }
     if as_json:
         out.print_json(data=summary)
     else:
-        out.print(f"dbt build ({result.scope}): {result.succeeded} models, seeds and tests passed")
+        rebuilt = ", incremental tables rebuilt" if result.full_refresh else ""
+        out.print(
+            f"dbt build ({result.scope}{rebuilt}): {result.succeeded} models, seeds and tests"
+            " passed"
+        )
 
 
 auth_app = typer.Typer(help="Authorize access to outside services.", no_args_is_help=True)

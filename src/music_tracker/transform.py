@@ -59,6 +59,7 @@ class TransformResult:
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    full_refresh: bool = False
 
 
 @contextmanager
@@ -135,6 +136,10 @@ def run_build(
         scope = EVERYTHING
     else:
         scope = CHANGED_DATA
+    if scope == EVERYTHING and last_fingerprint not in (None, fingerprint):
+        # the project, a version or a setting the models read changed since the last build:
+        # incremental tables hold rows the old code computed, so they are rebuilt whole
+        full_refresh = True
     total = {"nodes": 0}
 
     def callback(event: EventMsg) -> None:
@@ -184,6 +189,7 @@ def run_build(
             _release_warehouse()
     result = _summarize(outcome)
     result.scope = scope
+    result.full_refresh = full_refresh
     if scope == SELECTION and result.succeeded + result.skipped == 0:
         raise TransformError(
             f"--select {select!r} matches no model, seed or test of the dbt project "
