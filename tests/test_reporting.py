@@ -51,6 +51,15 @@ def test_fourteen_dashboards_the_owner_four_first() -> None:
     assert all("dw.fact_artist_genre" in card.sql for card in genre.cards)
 
 
+HEAD = """
+title: T
+description: D
+origin: new
+order: 1
+cards:
+"""
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -58,12 +67,8 @@ def test_fourteen_dashboards_the_owner_four_first() -> None:
         ("- a list", "a mapping of fields"),
         ("title: T\norigin: new\norder: 1\ncards: []", "description: Field required"),
         (
-            """
-            title: T
-            description: D
-            origin: new
-            order: 1
-            cards:
+            HEAD
+            + """
               - name: plays
                 title: Plays
                 viz: sparkle
@@ -73,12 +78,8 @@ def test_fourteen_dashboards_the_owner_four_first() -> None:
             "cards[plays].viz: Input should be",
         ),
         (
-            """
-            title: T
-            description: D
-            origin: new
-            order: 1
-            cards:
+            HEAD
+            + """
               - name: plays
                 title: Plays
                 viz: bar
@@ -89,12 +90,8 @@ def test_fourteen_dashboards_the_owner_four_first() -> None:
             "cards[plays]: Value error, a bar card needs y",
         ),
         (
-            """
-            title: T
-            description: D
-            origin: new
-            order: 1
-            cards:
+            HEAD
+            + """
               - name: secrets
                 title: Raw rows
                 viz: table
@@ -104,12 +101,8 @@ def test_fourteen_dashboards_the_owner_four_first() -> None:
             "cards read the dw schema only",
         ),
         (
-            """
-            title: T
-            description: D
-            origin: new
-            order: 1
-            cards:
+            HEAD
+            + """
               - name: plays
                 title: Plays
                 viz: kpi
@@ -120,12 +113,8 @@ def test_fourteen_dashboards_the_owner_four_first() -> None:
             "cards[plays].layout: Value error, col + width must be at most 24",
         ),
         (
-            """
-            title: T
-            description: D
-            origin: new
-            order: 1
-            cards:
+            HEAD
+            + """
               - name: plays
                 title: Plays
                 viz: kpi

@@ -22,9 +22,11 @@ stored in ``raw.transform_runs`` after each successful run of the first two scop
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -182,7 +184,9 @@ def run_build(
         # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
         args += ["--exclude-resource-type", "unit_test"]
     started_at = datetime.now(UTC)
-    with _environment(settings):
+    # dbt prints its errors to stdout: they go to stderr, so that stdout carries only what
+    # music-tracker itself prints (one JSON document with --json)
+    with _environment(settings), contextlib.redirect_stdout(sys.stderr):
         try:
             outcome = dbtRunner(callbacks=[callback]).invoke(args)
         finally:
