@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +25,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # click's plain help: typer's rich panels show "<bool>" after flags that take no value
+    rich_markup_mode=None,
 )
 out = Console()
 err = Console(stderr=True)
@@ -39,9 +40,7 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
-# a flag's help shows no "<bool>" placeholder: it takes no value
-_flag = functools.partial(typer.Option, metavar="")
-JsonOption = Annotated[bool, _flag("--json", help="Print machine-readable JSON.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_MARKER = ".music-tracker-demo"
 
@@ -111,7 +110,7 @@ def _setup_logging(level: str) -> None:
 def main(
     ctx: typer.Context,
     version: Annotated[
-        bool, _flag("--version", help="Print the version and exit.", is_eager=True)
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
     ] = False,
 ) -> None:
     """Music Tracker."""
@@ -223,14 +222,16 @@ def _print_import_summary(result: dict[str, Any]) -> None:
 def transform(
     data_dir: DataDirOption = None,
     full_refresh: Annotated[
-        bool, _flag("--full-refresh", help="Rebuild every table, incremental ones too.")
+        bool, typer.Option("--full-refresh", help="Rebuild every table, incremental ones too.")
     ] = False,
     select: Annotated[
         str | None, typer.Option("--select", help="dbt node selection (default: everything).")
     ] = None,
     unit_tests: Annotated[
         bool,
-        _flag("--unit-tests", help="Also run the dbt unit tests (logic checks; off for runs)."),
+        typer.Option(
+            "--unit-tests", help="Also run the dbt unit tests (logic checks; off for runs)."
+        ),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -283,7 +284,7 @@ def auth_spotify(
     data_dir: DataDirOption = None,
     paste: Annotated[
         bool,
-        _flag(
+        typer.Option(
             "--paste",
             help="Headless server: print the URL, then paste the address the browser was "
             "redirected to (it fails to load; that is fine).",
@@ -340,7 +341,7 @@ def auth_spotify(
 def ingest(
     data_dir: DataDirOption = None,
     no_enrich: Annotated[
-        bool, _flag("--no-enrich", help="Only poll; fetch no track metadata.")
+        bool, typer.Option("--no-enrich", help="Only poll; fetch no track metadata.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -490,7 +491,7 @@ def _write_report(settings: Settings, *, quiet: bool) -> dict[str, Any]:
 def report(
     data_dir: DataDirOption = None,
     serve: Annotated[
-        bool, _flag("--serve", help="Then serve it on 127.0.0.1 until Ctrl+C.")
+        bool, typer.Option("--serve", help="Then serve it on 127.0.0.1 until Ctrl+C.")
     ] = False,
     port: Annotated[int, typer.Option("--port", help="Port for --serve.")] = 8000,
     as_json: JsonOption = False,
