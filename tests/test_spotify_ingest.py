@@ -337,3 +337,37 @@ def test_pkce_authorization_through_the_loopback(fake: FakeSpotify, data_dir: Pa
     # a wrong verifier is refused by the accounts service
     with pytest.raises(auth.ReauthorizeRequired):
         spotify.exchange_code(code, "wrong-verifier", redirect)
+
+
+def test_a_play_synced_late_is_still_polled(fake: FakeSpotify, data_dir: Path) -> None:
+    """Offline listening reaches Spotify hours later, older than every play polled since:
+    it is among the last 50 and must be stored, with no gap recorded."""
+    from music_tracker.fakes.spotify import FakePlay
+
+    settings = _settings(fake, data_dir)
+    _authorize(fake, settings)
+    fake.advance(timedelta(hours=2))
+    ingest(settings, enrich=False)
+    # a phone comes back online: a play from three hours ago arrives now
+    late = FakePlay(fake.clock - timedelta(hours=3), fake.catalogue[0])
+    fake.plays.append(late)
+    fake.advance(POLL)
+    summary = ingest(settings, enrich=False)
+    assert summary.gap is None
+    assert (int(late.played_at.timestamp() * 1000), late.track.track_id) in set(_stored(data_dir))
+    assert set(_stored(data_dir)) == _truth(fake)
+
+
+def test_landing_keeps_only_polls_that_brought_plays(fake: FakeSpotify, data_dir: Path) -> None:
+    settings = _settings(fake, data_dir)
+    _authorize(fake, settings)
+    fake.advance(timedelta(hours=1))
+    assert ingest(settings, enrich=False).new_plays > 0
+    landing = data_dir / "landing" / "spotify_api"
+    files = sorted(landing.rglob("*.json"))
+    for _ in range(5):  # the listener is paused: the same 50 plays, poll after poll
+        quiet = ingest(settings, enrich=False)
+        assert quiet.new_plays == 0 and quiet.fetched > 0
+    assert sorted(landing.rglob("*.json")) == files
+    ((runs,),) = query(data_dir, "select count(*) from raw.import_runs")
+    assert runs == 1

@@ -166,8 +166,13 @@ def run_import(
     progress: ProgressCallback | None = None,
     on_files: Callable[[int], None] | None = None,
     memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT,
+    store_unchanged: bool = True,
 ) -> ImportSummary:
-    """Import ``paths`` into the warehouse under ``data_dir``; all or nothing."""
+    """Import ``paths`` into the warehouse under ``data_dir``; all or nothing.
+
+    With ``store_unchanged=False`` (API polls) an input that brings nothing new is neither
+    landed nor recorded: a poll every 10 minutes would otherwise add a file each time.
+    """
     tolerances = tolerances or dedupe.Tolerances()
     started = datetime.now(UTC)
     summary = ImportSummary(run_id=f"import-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
@@ -180,7 +185,7 @@ def run_import(
     try:
         return _import(
             paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
-            started,
+            started, store_unchanged,
         )  # fmt: skip
     except BaseException:
         # a failed first import leaves no empty warehouse or folders behind ("unchanged")
@@ -203,6 +208,7 @@ def _import(
     memory_limit: str,
     summary: ImportSummary,
     started: datetime,
+    store_unchanged: bool,
 ) -> ImportSummary:
     landing = data_dir / "landing"
     landing.mkdir(parents=True, exist_ok=True)
@@ -226,6 +232,8 @@ def _import(
         ]
         staging.move_old_account_podcasts(old_account)
         assignments = _assign(con, staging, tolerances, summary)
+        if not store_unchanged and not summary.new_plays and not any(summary.set_aside.values()):
+            return summary  # nothing new: no landing file, no import record
         if progress:
             progress("storing")
         landed = [_land(item, landing) for item in read]

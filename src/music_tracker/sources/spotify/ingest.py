@@ -1,19 +1,22 @@
 """``music-tracker ingest``: one poll of recently-played, then metadata for new ids.
 
-The order is what keeps every play: the response is written to ``landing/`` as received,
-then imported like any export file (same de-duplication, one transaction), and only then
-is the ``after`` cursor moved. A crash anywhere repeats the poll; the natural key makes the
-repeat harmless. Polls ask for plays after the cursor minus an overlap, so plays Spotify
-reports late are still caught.
+Every poll asks for the newest plays without an ``after`` filter: the endpoint holds only
+the last 50, and a play Spotify learns of late (offline listening synced hours later) is
+among them although it is older than anything polled before; an ``after`` filter would
+drop it. The natural key removes the repeats. The response is imported like any export
+file (same de-duplication, one transaction) and kept in ``landing/`` as received, but only
+when it brings plays not yet stored, so landing does not grow by a file every 10 minutes;
+only then is the cursor (the newest play seen) moved. A crash anywhere repeats the poll.
+A gap is recorded when a full page of 50 does not reach back to the newest stored play.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,6 @@ from music_tracker.sources.spotify.enrich import EnrichSummary, enrich_metadata
 log = logging.getLogger(__name__)
 
 CURSOR_FILE = "spotify_cursor.json"
-OVERLAP = timedelta(hours=1)
 PAGE_SIZE = 50
 
 
@@ -124,17 +126,23 @@ def _poll(
 ) -> None:
     cursor = cursors.load()
     reference = _from_ms(cursor) if cursor is not None else _newest_stored(settings)
-    after_ms = _to_ms(reference - OVERLAP) if reference is not None else None
-    raw = client.recently_played(after_ms)
-    landed = _land(settings.landing_dir, raw.content)
-    result = run_import(
-        [landed], settings.data_dir, forced=Format.API, memory_limit=settings.duckdb_memory_limit
-    ).as_dict()
+    raw = client.recently_played(None)
     page = json.loads(raw.content)
     items = page.get("items", [])
     summary.fetched = len(items)
-    summary.new_plays = result["new_plays"]
-    summary.duplicates = sum(result["duplicates"].values())
+    if items:
+        with tempfile.TemporaryDirectory(prefix="poll-") as folder:
+            received = Path(folder) / f"recently-played-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+            received.write_bytes(raw.content)
+            result = run_import(
+                [received],
+                settings.data_dir,
+                forced=Format.API,
+                memory_limit=settings.duckdb_memory_limit,
+                store_unchanged=False,
+            ).as_dict()
+        summary.new_plays = result["new_plays"]
+        summary.duplicates = sum(result["duplicates"].values())
     times = [_parse(item["played_at"]) for item in items]
     if reference is not None and len(items) >= PAGE_SIZE and min(times) > reference:
         summary.gap = {"from": reference.isoformat(), "to": min(times).isoformat()}
@@ -150,22 +158,6 @@ def _poll(
             cursors.save(newest)
             cursor = newest
     summary.cursor_after_ms = cursor
-
-
-def _land(landing: Path, content: bytes) -> Path:
-    """Write the response as received: landing/spotify_api/<sha256>/recently-played-<t>.json."""
-    sha256 = hashlib.sha256(content).hexdigest()
-    target = (
-        landing / "spotify_api" / sha256 / f"recently-played-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    )
-    existing = list(target.parent.glob("*.json")) if target.parent.exists() else []
-    if existing:
-        return existing[0]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(content)
-    partial.replace(target)
-    return target
 
 
 def _newest_stored(settings: Settings) -> datetime | None:
