@@ -51,7 +51,7 @@ def main() -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
     cli = str(Path(sys.executable).with_name("music-tracker"))
     dd = ["--data-dir", str(data_dir)]
-    imported = measure("import 350k plays (setup)", [cli, "import", str(history), *dd])
+    imported = measure(f"import {args.plays:,} plays (setup)", [cli, "import", str(history), *dd])
     full = measure("transform: full build", [cli, "transform", *dd])
     _new_plays(history, OUT / "daily", 100)
     daily = measure("import 100 new plays", [cli, "import", str(OUT / "daily"), *dd])
