@@ -20,8 +20,10 @@ AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 def run(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``music-tracker ARGS`` in a clean environment (no MUSIC_TRACKER_ settings leak in)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MUSIC_TRACKER_")}
+    """``music-tracker ARGS`` in a clean environment: no MUSIC_TRACKER_ setting leaks in,
+    but the worker's own dbt target folder (two dbt runs must not share one)."""
+    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MUSIC_TRACKER_") or k in keep}
     done = subprocess.run(
         [CLI, *args],
         cwd=cwd,

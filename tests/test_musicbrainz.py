@@ -234,7 +234,9 @@ def test_a_short_interval_is_refused_for_the_real_service(monkeypatch: pytest.Mo
     assert Settings().musicbrainz_min_interval_s == 0.5
 
 
-def test_enrich_needs_the_star_schema(cli: Cli, data_dir: Path, shared: Path) -> None:
+def test_enrich_needs_the_star_schema(
+    cli: Cli, data_dir: Path, shared: Path, musicbrainz_env: None
+) -> None:
     from conftest import EXTENDED_DIR
 
     cli("import", str(EXTENDED_DIR / "Streaming_History_Audio_2018.json"))

@@ -410,9 +410,18 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     not_plays = sum(v["rows_not_plays"] for v in per_source.values())
     if not_plays:
         set_aside["0 ms played (not a play; row kept in raw)"] = not_plays
-    star = con.execute(
-        "select finished_at from raw.transform_runs order by finished_at desc limit 1"
-    ).fetchone()
+    # an older warehouse opened read-only may predate raw.transform_runs: never built then
+    (has_runs,) = con.execute(
+        "select count(*) from duckdb_tables()"
+        " where schema_name = 'raw' and table_name = 'transform_runs'"
+    ).fetchone()  # type: ignore[misc]
+    star = (
+        con.execute(
+            "select finished_at from raw.transform_runs order by finished_at desc limit 1"
+        ).fetchone()
+        if has_runs
+        else None
+    )
     built_at = star[0] if star else None
     plays_since_build = None
     if built_at is not None:
