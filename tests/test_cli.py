@@ -220,3 +220,20 @@ def test_a_misspelled_setting_is_warned_about(tmp_path: Path) -> None:
     bad = run("status", "--data-dir", "d", cwd=tmp_path)
     assert bad.returncode == 2
     assert "MUSIC_TRACKER_TIMEZONE='Mars/Olympus': not an IANA time zone name" in bad.stderr
+
+
+def test_personal_data_is_private_to_the_owner(tmp_path: Path) -> None:
+    """Exports hold IP addresses and user agents: what import creates is 0700/0600."""
+    data = tmp_path / "data"
+    assert run("import", str(AUDIO_2018), "--data-dir", str(data), cwd=tmp_path).returncode == 0
+    landed = next((data / "landing").rglob("*.json"))
+    modes = {path: path.stat().st_mode & 0o777 for path in (data, data / "landing", landed)}
+    modes[data / "warehouse.duckdb"] = (data / "warehouse.duckdb").stat().st_mode & 0o777
+    assert modes == {
+        data: 0o700,
+        data / "landing": 0o700,
+        landed: 0o600,
+        data / "warehouse.duckdb": 0o600,
+    }
+    for folder in landed.relative_to(data).parents:
+        assert (data / folder).stat().st_mode & 0o077 == 0, folder

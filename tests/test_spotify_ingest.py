@@ -371,3 +371,25 @@ def test_landing_keeps_only_polls_that_brought_plays(fake: FakeSpotify, data_dir
     assert sorted(landing.rglob("*.json")) == files
     ((runs,),) = query(data_dir, "select count(*) from raw.import_runs")
     assert runs == 1
+
+
+def test_damaged_state_files_say_what_to_do(fake: FakeSpotify, data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(fake, data_dir)
+    _authorize(fake, settings)
+    fake.advance(timedelta(hours=1))
+    ingest(settings, enrich=False)
+    # a cursor cut short (a full disk, an editor): the poll goes on from the stored plays
+    cursor = settings.state_dir / "spotify_cursor.json"
+    cursor.write_text('{"after_ms": 17')
+    fake.advance(POLL)
+    summary = ingest(settings, enrich=False)
+    assert summary.gap is None and CursorStore(settings.state_dir).load() is not None
+    assert set(_stored(data_dir)) == _truth(fake)
+    # a damaged token: ingest says to authorize again, status still answers and says so
+    token = settings.state_dir / auth.TOKEN_FILE
+    token.write_text("not json")
+    with pytest.raises(auth.ReauthorizeRequired, match=r"damaged.*auth spotify"):
+        ingest(settings, enrich=False)
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["plays"] == len(fake.plays)
+    assert any("token file" in w and "damaged" in w for w in status["warnings"])

@@ -588,7 +588,7 @@ def _local(iso: str | None, zone: ZoneInfo, *, date_only: bool = False) -> str:
 
 
 def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
-    from music_tracker.sources.spotify.auth import TokenStore, expiry_warning
+    from music_tracker.sources.spotify.auth import ReauthorizeRequired, TokenStore, expiry_warning
 
     warnings = [
         f"plays may be missing between {gap['from']} and {gap['to']} (polling gap): "
@@ -596,7 +596,11 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
         for gap in report["gaps"]
         if not gap["closed"]
     ]
-    token = TokenStore(settings.state_dir).load()
+    try:
+        token = TokenStore(settings.state_dir).load()
+    except ReauthorizeRequired as exc:  # a damaged token file: status still answers
+        warnings.append(str(exc))
+        token = None
     if token is not None and (warning := expiry_warning(token)):
         warnings.append(warning)
     return warnings

@@ -279,8 +279,13 @@ def open_warehouse(
         con = duckdb.connect(str(path), read_only=True, config=config)
         con.execute("set TimeZone = 'UTC'")
         return con
-    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    # the warehouse holds personal data (IP addresses, user agents in raw): a new data
+    # folder and warehouse are private to the owner; existing ones keep their modes
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     con = duckdb.connect(str(path), config=config)
+    if new:
+        path.chmod(0o600)
     con.execute("set TimeZone = 'UTC'")
     (exists,) = con.execute(
         "select count(*) from duckdb_tables()"

@@ -211,7 +211,8 @@ def _import(
     store_unchanged: bool,
 ) -> ImportSummary:
     landing = data_dir / "landing"
-    landing.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    landing.mkdir(mode=0o700, exist_ok=True)
     with (
         warehouse.connect(data_dir / "warehouse.duckdb", memory_limit=memory_limit) as con,
         tempfile.TemporaryDirectory(dir=landing, prefix=".staging-") as staging_dir,
@@ -415,9 +416,12 @@ def _land(item: _ReadFile, landing: Path) -> Path:
     """Keep the file as received under landing/<source>/<sha256>/<name> (write once)."""
     target = landing / _family(item.format) / item.sha256 / item.candidate.base_name
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+        # exports hold personal data (IP addresses, user agents): private to the owner
+        target.parent.parent.mkdir(mode=0o700, exist_ok=True)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(item.staged, partial)
+        partial.chmod(0o600)
         partial.replace(target)
     return target
 

@@ -72,7 +72,14 @@ class TokenStore:
     def load(self) -> Token | None:
         if not self.path.exists():
             return None
-        return Token.from_json(self.path.read_text())
+        try:
+            return Token.from_json(self.path.read_text())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            msg = (
+                f"the Spotify token file {self.path} is damaged ({exc}): delete it and run "
+                "`music-tracker auth spotify` again"
+            )
+            raise ReauthorizeRequired(msg) from None
 
     def save(self, token: Token) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

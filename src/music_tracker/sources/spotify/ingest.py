@@ -70,10 +70,21 @@ class CursorStore:
         self.path = state_dir / CURSOR_FILE
 
     def load(self) -> int | None:
+        """The cursor; None when there is none or the file is damaged (then the newest
+        stored play takes its place, which loses nothing: polls read the newest 50)."""
         if not self.path.exists():
             return None
-        value = json.loads(self.path.read_text()).get("after_ms")
-        return int(value) if value is not None else None
+        try:
+            value = json.loads(self.path.read_text()).get("after_ms")
+            return int(value) if value is not None else None
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning(
+                "the cursor file %s is damaged (%s): using the newest stored play instead;"
+                " the next poll writes it anew",
+                self.path,
+                exc,
+            )
+            return None
 
     def save(self, after_ms: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
