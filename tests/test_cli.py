@@ -237,3 +237,13 @@ def test_personal_data_is_private_to_the_owner(tmp_path: Path) -> None:
     }
     for folder in landed.relative_to(data).parents:
         assert (data / folder).stat().st_mode & 0o077 == 0, folder
+
+
+def test_file_names_with_brackets_print_as_they_are(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Streaming_History_Audio_2018.json").write_bytes(AUDIO_2018.read_bytes())
+    (export / "[2024] Playlist1.json").write_text("{}")
+    done = run("import", str(export), "--data-dir", "d", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "skipped " + str(export / "[2024] Playlist1.json") in done.stdout

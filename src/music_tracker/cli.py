@@ -215,7 +215,8 @@ def _print_import_summary(result: dict[str, Any]) -> None:
         table.add_row(f"new {kind} plays (kept apart)", f"{count:,}")
     out.print(table)
     for skipped in result["files_skipped"]:
-        out.print(f"skipped {skipped['file']}: {skipped['reason']}")
+        # Text: a file name like "[2024] playlist.json" is not rich markup
+        out.print(Text(f"skipped {skipped['file']}: {skipped['reason']}"))
 
 
 @app.command()
