@@ -247,3 +247,14 @@ def test_file_names_with_brackets_print_as_they_are(tmp_path: Path) -> None:
     done = run("import", str(export), "--data-dir", "d", cwd=tmp_path)
     assert done.returncode == 0
     assert "skipped " + str(export / "[2024] Playlist1.json") in done.stdout
+
+
+def test_a_folder_without_history_is_an_error_that_names_what_was_found(tmp_path: Path) -> None:
+    folder = tmp_path / "Downloads"
+    folder.mkdir()
+    (folder / "Userdata.json").write_text("{}")
+    (folder / "notes.txt").write_text("shopping list")
+    done = run("import", str(folder), "--data-dir", "d", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "no listening history found (2 files: Userdata.json, notes.txt)" in done.stderr
+    assert not (tmp_path / "d").exists()

@@ -223,6 +223,7 @@ def _import(
             con, staging, candidates, Path(staging_dir), known, forced, summary, progress
         )
         _check_archives(paths, with_history)
+        _check_found_history(paths, read, summary)
         if progress:
             progress("de-duplicating")
         old_account = [
@@ -358,6 +359,23 @@ def _check_archives(paths: list[Path], with_history: set[Path]) -> None:
                 hint="Spotify's export is my_spotify_data.zip; a package without "
                 "StreamingHistory or Streaming_History files has no plays",
             )
+
+
+def _check_found_history(paths: list[Path], read: list[_ReadFile], summary: ImportSummary) -> None:
+    """Folders that held no listening history at all are an error: probably the wrong one."""
+    if read or summary.files_already_imported:
+        return
+    skipped = summary.skipped
+    found = ", ".join(Path(item["file"]).name for item in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    raise ImportInputError(
+        ", ".join(str(path) for path in paths),
+        f"no listening history found ({len(skipped)} files: {found}{more})"
+        if skipped
+        else "no files found",
+        hint="point it at the export as downloaded (my_spotify_data.zip) or its folder of "
+        "Streaming_History / StreamingHistory JSON files, or a Last.fm CSV",
+    )
 
 
 def _assign(
