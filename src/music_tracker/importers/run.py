@@ -234,8 +234,10 @@ def _import(
         ]
         staging.move_old_account_podcasts(old_account)
         assignments = _assign(con, staging, tolerances, summary)
-        if not store_unchanged and not summary.new_plays and not any(summary.set_aside.values()):
-            return summary  # nothing new: no landing file, no import record
+        if not store_unchanged and not summary.new_plays:
+            # nothing new (rows set aside, such as a local file's play, come back in every
+            # poll while they stay among the last 50): no landing file, no import record
+            return summary
         if progress:
             progress("storing")
         landed = [_land(item, landing) for item in read]
