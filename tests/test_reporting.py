@@ -418,3 +418,14 @@ def test_every_page_draws_its_charts_offline(enriched: Path) -> None:
     # the maps and genres drew for real on the enriched data
     for slug in ("tracks-history-geography", "places", "tracks-history-artist-genre"):
         assert (shots / f"{slug}__index.png").stat().st_size > 20_000
+
+
+def test_page_names_are_safe_and_unique(built: Path) -> None:
+    from music_tracker.reporting.static_site import _slug, variants
+
+    assert [_slug(n) for n in ("Björk", "AC/DC", "宇多田ヒカル")] == ["bjork", "ac-dc", "value"]
+    artist = next(d for d in load_dashboards() if d.slug == "artist")
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        pages = variants(con, artist, [2024, 2023, 2018])
+    stems = [stem for stem, _, _ in pages]
+    assert len(stems) == len(set(stems)) == 15 and stems[0] == "index"

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +122,9 @@ def variants(
             return [("index", pages[0][1], pages[0][2]), all_time, *pages]
         return [("index", "All time", {first.name: None}), *pages]
     options = _options(con, first)
+    # numbered: two names can share a slug ("Björk" and "Bjork", or two all-kana names)
     return [
-        ("index" if i == 0 else _slug(value), value, {first.name: value})
+        ("index" if i == 0 else f"{i:02d}-{_slug(value)}", value, {first.name: value})
         for i, value in enumerate(options)
     ]
 
@@ -134,7 +136,9 @@ def _options(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[str]:
 
 
 def _slug(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")[:60]
+    """A file-name-safe stem: accents dropped (Björk: bjork), other scripts left out."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.casefold()).strip("-")[:60]
     return slug or "value"
 
 
