@@ -118,11 +118,13 @@ def _bar(card: Card) -> dict[str, Any]:
     }
 
 
-def _column(card: Card) -> dict[str, Any]:
+def _over_categories(card: Card, mark: dict[str, Any], x_type: str) -> dict[str, Any]:
+    """Columns, lines and areas: a measure (y) over slanted categories (x), by color."""
     x = _nominal(card, card.x, "x")
+    x["type"] = x_type
     x["axis"] = {"labelAngle": -45, "labelOverlap": "greedy"}
     return {
-        "mark": {"type": "bar", "tooltip": True},
+        "mark": {**mark, "tooltip": True},
         "encoding": {
             "x": x,
             "y": _quantitative(card, card.y),
@@ -130,22 +132,16 @@ def _column(card: Card) -> dict[str, Any]:
             "tooltip": _tooltip(card, card.x, card.color, card.y),
         },
     }
+
+
+def _column(card: Card) -> dict[str, Any]:
+    return _over_categories(card, {"type": "bar"}, "nominal")
 
 
 def _line(card: Card) -> dict[str, Any]:
-    x = _nominal(card, card.x, "x")
-    x["type"] = "ordinal"
-    x["axis"] = {"labelAngle": -45, "labelOverlap": "greedy"}
-    mark = "area" if card.viz == "area" else "line"
-    return {
-        "mark": {"type": mark, "tooltip": True, "point": mark == "line"},
-        "encoding": {
-            "x": x,
-            "y": _quantitative(card, card.y),
-            **_color(card),
-            "tooltip": _tooltip(card, card.x, card.color, card.y),
-        },
-    }
+    if card.viz == "area":
+        return _over_categories(card, {"type": "area"}, "ordinal")
+    return _over_categories(card, {"type": "line", "point": True}, "ordinal")
 
 
 def _heatmap(card: Card) -> dict[str, Any]:
