@@ -166,7 +166,7 @@ def write_report(
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "assets").mkdir(parents=True)
-    _write_assets(partial / "assets")
+    _write_assets(partial / "assets", folder.with_name(".report-cache"))
     years = _years(con)
     if not years:
         raise ReportError("the star schema holds no plays yet: import, then transform")
@@ -221,15 +221,25 @@ def write_report(
     return summary
 
 
-def _write_assets(target: Path) -> None:
+def _write_assets(target: Path, cache: Path) -> None:
+    import importlib.metadata
+
     import vl_convert
 
-    (target / "vega.js").write_text(
-        vl_convert.javascript_bundle(
-            "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
-        ),
-        encoding="utf-8",
-    )
+    # vl-convert assembles its Vega bundle on every call (about 3 s here): keep it in the
+    # data folder's cache, one file per vl-convert version
+    bundle = cache / f"vega-{importlib.metadata.version('vl-convert-python')}.js"
+    if not bundle.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = bundle.with_suffix(".partial")
+        partial.write_text(
+            vl_convert.javascript_bundle(
+                "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
+            ),
+            encoding="utf-8",
+        )
+        partial.replace(bundle)
+    shutil.copy(bundle, target / "vega.js")
     world_file = ASSETS / "countries-110m.json"  # fetched at setup (Makefile); optional
     world = world_file.read_text(encoding="utf-8") if world_file.exists() else "null"
     (target / "world.js").write_text(f"window.MT_WORLD = {world};\n", encoding="utf-8")
