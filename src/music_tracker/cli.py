@@ -276,6 +276,104 @@ def transform(
         )
 
 
+def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
+    """Write the serving copy (and point Metabase at it); exit 1 with the reason if not."""
+    from music_tracker.publish import PublishError, publish
+
+    with _progress("publish", quiet=quiet) as bar:
+        task = bar.add_task("", total=None)
+
+        def on_table(name: str, total: int) -> None:
+            bar.update(task, advance=1, total=total, description=name)
+
+        try:
+            return publish(settings, on_table=on_table).as_dict()
+        except PublishError as exc:
+            raise _fail(str(exc)) from None
+
+
+@app.command()
+def publish(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Write the serving copy Metabase reads (serving/) and point Metabase at it."""
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    result = _publish(settings, quiet=as_json)
+    if as_json:
+        out.print_json(data=result)
+        return
+    out.print(
+        f"published {Path(result['path']).name}: {result['tables']} tables, "
+        f"{result['rows']:,} rows, {result['bytes'] / 1e6:.1f} MB in {result['seconds']} s"
+    )
+    out.print(Text(f"Metabase: {result['metabase']}"))
+    if result["removed"]:
+        out.print(f"removed {len(result['removed'])} old serving copies")
+
+
+metabase_app = typer.Typer(help="Set up and update the Metabase dashboards.", no_args_is_help=True)
+app.add_typer(metabase_app, name="metabase")
+
+
+def _provision(settings: Settings, *, quiet: bool) -> dict[str, Any]:
+    from music_tracker.metabase.client import MetabaseError
+    from music_tracker.metabase.provision import provision
+    from music_tracker.reporting.definitions import DefinitionError, load_dashboards
+    from music_tracker.transform import TransformError, write_manifest
+
+    try:
+        dashboards = load_dashboards()
+    except DefinitionError as exc:
+        raise _fail(str(exc)) from None
+    with _progress("metabase", quiet=quiet) as bar:
+        task = bar.add_task("dbt manifest", total=None)
+        try:
+            manifest = write_manifest(settings) if settings.data_dir.is_dir() else None
+        except TransformError as exc:
+            raise _fail(str(exc)) from None
+        try:
+            result = provision(
+                settings,
+                dashboards,
+                manifest=manifest,
+                on_step=lambda what: bar.update(task, advance=1, description=what),
+            )
+        except MetabaseError as exc:
+            raise _fail(str(exc)) from None
+    return result.as_dict()
+
+
+@metabase_app.command("provision")
+def metabase_provision(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Make Metabase match dashboards/*.yml: database, cards, dashboards, public links."""
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    result = _provision(settings, quiet=as_json)
+    if as_json:
+        out.print_json(data=result)
+        return
+    _print_provision(result)
+
+
+def _print_provision(result: dict[str, Any]) -> None:
+    if result["set_up"]:
+        out.print(f"set up the new Metabase at {result['url']} (first admin created)")
+    changes = [
+        f"{len(result[kind])} {kind}" for kind in ("created", "updated", "archived") if result[kind]
+    ]
+    out.print(
+        f"Metabase at {result['url']}: "
+        + (", ".join(changes) if changes else "nothing changed")
+        + f"; {result['unchanged']} cards already up to date"
+    )
+    for kind in ("updated", "archived"):
+        for what in result[kind]:
+            out.print(Text(f"  {kind} {what}"))
+    out.print(Text(f"data model: {result['metadata']}"))
+    out.print(f"public dashboards (also in {result['links_file']}):")
+    for link in result["public_links"].values():
+        out.print(Text(f"  {link['title']}: {link['url']}"))
+
+
 auth_app = typer.Typer(help="Authorize access to outside services.", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
 

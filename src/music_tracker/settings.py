@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,6 +99,44 @@ class Settings(BaseSettings):
         ),
     )
     http_timeout_s: float = Field(default=20.0, gt=0)
+
+    # Publishing (the serving copy Metabase reads) and Metabase itself (docs/metabase.md).
+    serving_grace_minutes: float = Field(
+        default=15,
+        ge=0,
+        description=(
+            "A replaced serving copy is deleted this long after its successor appeared, once "
+            "Metabase no longer points at it (queries still running on it can finish)."
+        ),
+    )
+    metabase_url: str = Field(
+        default="",
+        description="Metabase's address as the pipeline reaches it; empty: no Metabase.",
+    )
+    metabase_site_url: str = Field(
+        default="",
+        description="Metabase's public https address (MB_SITE_URL), used in public links.",
+    )
+    metabase_admin_email: str = ""
+    metabase_admin_password: SecretStr = SecretStr("")
+    metabase_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="An API key (Admin > Settings > Authentication); used instead of a login.",
+    )
+    metabase_serving_dir: str = Field(
+        default="/serving",
+        description="Where the data folder's serving/ is mounted inside the Metabase container.",
+    )
+    metabase_database_name: str = "Music Tracker"
+    metabase_collection: str = "Music Tracker"
+    metabase_duckdb_memory_limit: str = Field(
+        default="384MB", description="DuckDB memory cap inside Metabase (the driver's setting)."
+    )
+    metabase_wait_s: float = Field(
+        default=300,
+        ge=0,
+        description="How long provision waits for a starting Metabase, and for a sync.",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR (any case).")
 
     @field_validator("log_level")
@@ -109,7 +147,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value.upper()
 
-    @field_validator("duckdb_memory_limit", "dbt_memory_limit")
+    @field_validator("duckdb_memory_limit", "dbt_memory_limit", "metabase_duckdb_memory_limit")
     @classmethod
     def _memory_size(cls, value: str) -> str:
         # checked here, with the other settings, before any file is touched: DuckDB would

@@ -95,6 +95,11 @@ def _environment(settings: Settings) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def target_dir(settings: Settings) -> Path:
+    """Where dbt writes compiled SQL, its parse cache and ``manifest.json``."""
+    return settings.dbt_target_dir or PROJECT_DIR / "target"
+
+
 def project_fingerprint(settings: Settings) -> str:
     """A hash of everything a build's output depends on apart from the data."""
     digest = hashlib.sha256()
@@ -161,7 +166,7 @@ def run_build(
         # the project's own target/ (dbt's default): compiled SQL and the parse cache,
         # shared by every data folder (see _environment)
         "--target-path",
-        str(settings.dbt_target_dir or PROJECT_DIR / "target"),
+        str(target_dir(settings)),
         "--log-path",
         str(settings.data_dir.resolve() / "dbt" / "logs"),
         "--quiet",
@@ -211,6 +216,36 @@ def run_build(
                 nodes=result.succeeded,
             )
     return result
+
+
+def write_manifest(settings: Settings) -> Path:
+    """``manifest.json`` for dbt-metabase (builds skip writing it: nothing else reads it).
+
+    ``dbt parse`` reads no data; with the parse cache it takes a second or two."""
+    from dbt.cli.main import dbtRunner
+
+    target = target_dir(settings)
+    args = [
+        "parse",
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(settings.data_dir.resolve() / "dbt" / "logs"),
+        "--quiet",
+        "--no-use-colors",
+    ]
+    with _environment(settings), contextlib.redirect_stdout(sys.stderr):
+        try:
+            outcome = dbtRunner().invoke(args)
+        finally:
+            _release_warehouse()
+    if not outcome.success:
+        raise TransformError(f"dbt parse failed: {outcome.exception or 'see dbt/logs'}")
+    return target / "manifest.json"
 
 
 def _release_warehouse() -> None:

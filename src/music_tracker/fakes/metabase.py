@@ -1,0 +1,942 @@
+"""A fake Metabase on 127.0.0.1: the API the provisioner and dbt-metabase use, for real.
+
+It keeps state like an instance does (setup token until the first admin exists, sessions,
+API keys, settings, databases with their synced tables and fields, collections, cards,
+dashboards with dashcards, public links), answers in the shapes of a real Metabase's
+responses (``../shared/specs/metabase/real-responses``: cards come back in MBQL 5 like
+Metabase 0.57+), and, given the OpenAPI subset (``metabase-openapi-subset.json``), rejects
+any request that does not match it: unknown path or method, unknown query parameter, a
+path id that is not an integer, a body that fails the request schema. Four endpoints
+outside the subset, used by dbt-metabase and for listing a collection, are served in the
+shapes of the recorded responses: database metadata, table and field updates, and
+collection items.
+
+Like Metabase with the DuckDB driver it opens a database's file read-only when it syncs
+and keeps it open (a DuckDB lock) until the database is pointed at another file; public
+dashboard cards run their SQL on that file. ``path_map`` turns the path inside the
+Metabase container into the path on this machine.
+
+Failure modes for the tests: ``starting_requests`` (answer 503 to that many requests,
+as a starting instance does), ``fail_sync`` (a sync that aborts), and being started late
+on a fixed port (connection refused before).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import duckdb
+
+from music_tracker.fakes.server import LoopbackServer
+
+VERSION = {"tag": "v0.63.3", "major": 63}
+ADMIN_GROUP_ID = 2
+# Outside the transcribed subset: (method, path template) served with recorded shapes.
+EXTRA_ENDPOINTS = {
+    ("GET", "/api/database/{id}/metadata"),
+    ("GET", "/api/collection/{id}/items"),
+    ("PUT", "/api/table/{id}"),
+    ("PUT", "/api/table/{id}/fields/order"),
+    ("PUT", "/api/field/{id}"),
+}
+_DUCKDB_TYPES = {
+    "BIGINT": "type/BigInteger",
+    "INTEGER": "type/Integer",
+    "SMALLINT": "type/Integer",
+    "TINYINT": "type/Integer",
+    "HUGEINT": "type/BigInteger",
+    "DOUBLE": "type/Float",
+    "FLOAT": "type/Float",
+    "BOOLEAN": "type/Boolean",
+    "DATE": "type/Date",
+    "TIME": "type/Time",
+    "TIMESTAMP": "type/DateTime",
+    "TIMESTAMP WITH TIME ZONE": "type/DateTimeWithLocalTZ",
+    "VARCHAR": "type/Text",
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ApiSpec:
+    """The OpenAPI subset as request checks (jsonschema for bodies, parameters by hand)."""
+
+    def __init__(self, path: Path) -> None:
+        from jsonschema import Draft202012Validator
+
+        document = json.loads(path.read_text(encoding="utf-8"))
+        components = document.get("components", {}).get("schemas", {})
+        self.operations: list[tuple[str, re.Pattern[str], str, dict[str, Any], Any]] = []
+        for template, methods in document["paths"].items():
+            norm = template.rstrip("/") or "/"
+            pattern = re.compile(
+                "^" + re.sub(r"\\\{[^}]+\\\}", r"([^/]+)", re.escape(norm)) + "/?$"
+            )
+            for method, operation in methods.items():
+                schema = (
+                    operation.get("requestBody", {})
+                    .get("content", {})
+                    .get("application/json", {})
+                    .get("schema")
+                )
+                validator = Draft202012Validator(_inline(schema, components)) if schema else None
+                self.operations.append((method.upper(), pattern, norm, operation, validator))
+
+    def check(
+        self, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[str | None, str | None]:
+        """(template, None) when the request matches; (template or None, why) when not."""
+        known_path = False
+        for op_method, pattern, template, operation, validator in self.operations:
+            match = pattern.match(path)
+            if not match:
+                continue
+            known_path = True
+            if op_method != method:
+                continue
+            params = operation.get("parameters", [])
+            names = re.findall(r"\{([^}]+)\}", template)
+            for name, value in zip(names, match.groups(), strict=True):
+                schema: dict[str, Any] = next(
+                    (p.get("schema", {}) for p in params if p["name"] == name), {}
+                )
+                if schema.get("type") == "integer" and not value.isdigit():
+                    return template, f"path parameter {name}={value!r} is not an integer"
+            declared = {p["name"]: p for p in params if p.get("in") == "query"}
+            for name, values in query.items():
+                if name not in declared:
+                    return template, f"unknown query parameter {name!r}"
+                enum = declared[name].get("schema", {}).get("enum")
+                if enum and values[-1] not in enum:
+                    return template, f"query parameter {name}={values[-1]!r} not in {enum}"
+            if validator is not None:
+                errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+                if errors:
+                    where = ".".join(str(p) for p in errors[0].absolute_path) or "body"
+                    return template, f"{where}: {errors[0].message}"
+            return template, None
+        for extra_method, template in EXTRA_ENDPOINTS:
+            extra = "^" + re.sub(r"\\\{[^}]+\\\}", r"(\\d+)", re.escape(template)) + "/?$"
+            if extra_method == method and re.match(extra, path):
+                return template, None
+        why = f"{method} not allowed on {path}" if known_path else f"no endpoint {path}"
+        return None, why
+
+
+def _inline(node: Any, components: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            return _inline(components[ref.rsplit("/", 1)[-1]], components)
+        return {k: _inline(v, components) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, components) for v in node]
+    return node
+
+
+@dataclass
+class Logged:
+    method: str
+    path: str
+    status: int
+
+
+@dataclass
+class _Database:
+    row: dict[str, Any]
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    con: duckdb.DuckDBPyConnection | None = None
+    opened: str | None = None
+
+
+class FakeMetabase(LoopbackServer):
+    """The fake instance; use as a context manager to serve it (``port`` to pick one)."""
+
+    def __init__(
+        self,
+        *,
+        spec: Path | None = None,
+        path_map: dict[str, str] | None = None,
+        port: int = 0,
+    ) -> None:
+        self.spec = ApiSpec(spec) if spec else None
+        self.path_map = path_map or {}
+        self.port = port
+        self.starting_requests = 0
+        self.fail_sync = False
+        self.log: list[Logged] = []
+        self.rejected: list[str] = []
+        self.setup_token: str | None = secrets.token_hex(16)
+        self.users: dict[str, str] = {}  # email -> password
+        self.sessions: set[str] = set()
+        self.api_keys: set[str] = set()
+        self.settings: dict[str, Any] = {
+            "site-name": "Metabase",
+            "site-url": None,
+            "enable-public-sharing": False,
+            "anon-tracking-enabled": True,
+        }
+        self.databases: dict[int, _Database] = {}
+        self.collections: dict[int, dict[str, Any]] = {}
+        self.cards: dict[int, dict[str, Any]] = {}
+        self.dashboards: dict[int, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._field_ids = itertools.count(1)
+        self._lock = threading.RLock()
+
+    # -- server plumbing ----------------------------------------------------------------
+
+    def __enter__(self) -> FakeMetabase:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler_class())
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        for database in self.databases.values():
+            if database.con is not None:
+                database.con.close()
+                database.con = None
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
+
+    def writes(self) -> list[Logged]:
+        """Requests that may change state (not GETs), in order."""
+        return [r for r in self.log if r.method != "GET" and r.status < 400]
+
+    def reset_log(self) -> None:
+        self.log.clear()
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        parsed = urlparse(raw_path)
+        path = parsed.path
+        query = parse_qs(parsed.query, keep_blank_values=True)
+        with self._lock:
+            status, answer = self._handle(method, path, query, headers, body)
+            self.log.append(Logged(method, path, status))
+        return status, answer
+
+    def _handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: Any,
+    ) -> tuple[int, Any]:
+        if self.starting_requests > 0:
+            self.starting_requests -= 1
+            return 503, "Metabase is still initializing. Please sit tight..."
+        template: str | None = None
+        if self.spec is not None:
+            template, why = self.spec.check(method, path, query, body)
+            if why:
+                self.rejected.append(f"{method} {path}: {why}")
+                return (404 if template is None else 400), {"message": why}
+        parts = [p for p in path.split("/") if p][1:]  # after "api"
+        public = parts[:1] in (["health"], ["public"]) or (
+            parts[:2] == ["session", "properties"]
+            or parts == ["setup"]
+            or (parts == ["session"] and method == "POST")
+        )
+        if not public and not self._authenticated(headers):
+            return 401, "Unauthenticated"
+        try:
+            return self._route(method, parts, query, body or {})
+        except KeyError as exc:
+            return 404, {"message": f"Not found: {exc}"}
+
+    def _authenticated(self, headers: dict[str, str]) -> bool:
+        key = headers.get("x-api-key")
+        session = headers.get("x-metabase-session")
+        return (key is not None and key in self.api_keys) or (
+            session is not None and session in self.sessions
+        )
+
+    def _route(
+        self, method: str, parts: list[str], query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
+        head = parts[0] if parts else ""
+        rest = parts[1:]
+        if head == "health":
+            return 200, {"status": "ok"}
+        if head == "session":
+            return self._session(method, rest, body)
+        if head == "setup":
+            return self._setup(body)
+        if head == "setting":
+            return self._setting(method, rest, body)
+        if head == "api-key":
+            return self._api_key(method, body)
+        if head == "database":
+            return self._database(method, rest, query, body)
+        if head in ("table", "field"):
+            return self._metadata_update(head, method, rest, body)
+        if head == "collection":
+            return self._collection(method, rest, body)
+        if head == "card":
+            return self._card(method, rest, query, body)
+        if head == "dashboard":
+            return self._dashboard(method, rest, body)
+        if head == "public":
+            return self._public(rest, query)
+        if head == "notify":
+            return 200, {"success": True}
+        return 404, {"message": "Not found"}
+
+    # -- session, setup, settings, API keys -----------------------------------------------
+
+    def _session(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if rest == ["properties"]:
+            answer = {
+                "has-user-setup": bool(self.users),
+                "version": VERSION,
+                "site-name": self.settings["site-name"],
+                "enable-public-sharing": self.settings["enable-public-sharing"],
+            }
+            answer["setup-token"] = None if self.users else self.setup_token
+            return 200, answer
+        if method == "DELETE":
+            return 204, None
+        if self.users.get(body.get("username")) != body.get("password"):
+            return 401, {"errors": {"password": "did not match stored password"}}
+        return 200, {"id": self._new_session()}
+
+    def _new_session(self) -> str:
+        session = secrets.token_hex(16)
+        self.sessions.add(session)
+        return session
+
+    def _setup(self, body: Any) -> tuple[int, Any]:
+        if self.users:
+            return 403, "The /api/setup route can only be used to create the first user."
+        if body.get("token") != self.setup_token:
+            return 400, {"errors": {"token": "Token does not match the setup token."}}
+        self.users[body["user"]["email"]] = body["user"]["password"]
+        self.settings["site-name"] = body["prefs"]["site_name"]
+        self.setup_token = None
+        personal = self._new_collection("Music Tracker's Personal Collection", personal=True)
+        self.collections[personal["id"]] = personal
+        return 200, {"id": self._new_session()}
+
+    def add_admin(self, email: str, password: str) -> None:
+        """An instance someone set up before (by hand, or another tool)."""
+        with self._lock:
+            self.users[email] = password
+            self.setup_token = None
+
+    def add_api_key(self) -> str:
+        with self._lock:
+            key = "mb_" + secrets.token_urlsafe(24)
+            self.api_keys.add(key)
+            return key
+
+    def _setting(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if method == "GET" and not rest:
+            return 200, [{"key": k, "value": v} for k, v in sorted(self.settings.items())]
+        if method == "GET":
+            return 200, self.settings.get(rest[0])
+        if rest:
+            self.settings[rest[0]] = body["value"]
+        else:
+            self.settings.update(body)
+        return 204, None
+
+    def _api_key(self, method: str, body: Any) -> tuple[int, Any]:
+        if method == "GET":
+            return 200, [{"name": "key", "group": {"id": ADMIN_GROUP_ID}}]
+        key = self.add_api_key()
+        return 200, {"id": next(self._ids), "name": body["name"], "unmasked_key": key}
+
+    # -- databases, sync, data model ----------------------------------------------------
+
+    def host_path(self, container_path: str) -> Path:
+        for inside, outside in self.path_map.items():
+            if container_path.startswith(inside.rstrip("/") + "/"):
+                return Path(outside) / container_path[len(inside.rstrip("/")) + 1 :]
+        return Path(container_path)
+
+    def _database(
+        self, method: str, rest: list[str], query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
+        if not rest:
+            if method == "GET":
+                rows = [self._db_row(db) for db in self.databases.values()]
+                return 200, {"data": rows, "total": len(rows)}
+            if body["engine"] != "duckdb":
+                return 400, {"errors": {"engine": "value must be a valid database engine."}}
+            database_id = next(self._ids)
+            row = {
+                "id": database_id,
+                "name": body["name"],
+                "engine": "duckdb",
+                "details": dict(body["details"]),
+                "is_full_sync": body.get("is_full_sync", True),
+                "is_on_demand": body.get("is_on_demand", False),
+                "auto_run_queries": body.get("auto_run_queries", True),
+                "initial_sync_status": "incomplete",
+                "description": None,
+                "features": ["native-parameters", "schemas", "basic-aggregations"],
+                "created_at": _now(),
+                "updated_at": _now(),
+                "timezone": "UTC",
+                "is_sample": False,
+                "is_audit": False,
+                "settings": None,
+                "cache_ttl": None,
+                "caveats": None,
+                "points_of_interest": None,
+                "dbms_version": {"flavor": "DuckDB", "version": "v1.5.5"},
+            }
+            database = _Database(row)
+            self.databases[database_id] = database
+            self._sync(database)  # Metabase syncs a new database right away
+            return 200, self._db_row(database)
+        if rest[0] == "validate":
+            return 200, {"valid": True}
+        database = self.databases[int(rest[0])]
+        action = rest[1] if len(rest) > 1 else None
+        if action == "sync_schema":
+            self._sync(database)
+            return 200, {"status": "ok"}
+        if action == "rescan_values":
+            return 200, {"status": "ok"}
+        if action == "metadata":
+            return 200, {**self._db_row(database), "tables": self._tables(database)}
+        if method == "GET":
+            answer = self._db_row(database)
+            if query.get("include") == ["tables"]:
+                answer["tables"] = [
+                    {k: v for k, v in t.items() if k != "fields"} for t in database.tables
+                ]
+            return 200, answer
+        if method == "DELETE":
+            self._close(database)
+            del self.databases[database.row["id"]]
+            return 204, None
+        changed = {k: v for k, v in body.items() if v is not None}
+        if "details" in changed and changed["details"] != database.row["details"]:
+            # Metabase tests the new connection first and refuses details it cannot use;
+            # then it rebuilds its connection pool and lets go of the old file
+            trial = _Database({**database.row, "details": changed["details"]})
+            try:
+                self._open(trial)
+            except duckdb.Error as exc:
+                return 400, {"message": f"Couldn't connect to the database: {exc}"}
+            self._close(database)
+            database.con, database.opened = trial.con, trial.opened
+        database.row.update(changed)
+        database.row["updated_at"] = _now()
+        return 200, self._db_row(database)
+
+    def _db_row(self, database: _Database) -> dict[str, Any]:
+        return copy.deepcopy(database.row)
+
+    def _close(self, database: _Database) -> None:
+        if database.con is not None:
+            database.con.close()
+            database.con = None
+            database.opened = None
+
+    def _open(self, database: _Database) -> duckdb.DuckDBPyConnection:
+        file = str(database.row["details"].get("database_file", ""))
+        if database.con is None or database.opened != file:
+            self._close(database)
+            host = self.host_path(file)
+            if not host.is_file():
+                raise duckdb.IOException(f"IO Error: Cannot open file {file!r}")
+            # what the driver does: read-only, its memory limit, temp files beside the file
+            database.con = duckdb.connect(
+                str(host),
+                read_only=True,
+                config={
+                    "memory_limit": str(database.row["details"].get("memory_limit") or "256MB"),
+                    "temp_directory": f"{host}.tmp",
+                },
+            )
+            database.opened = file
+        return database.con
+
+    def _sync(self, database: _Database) -> None:
+        """Read the file's tables and columns, keeping ids of what was seen before."""
+        try:
+            if self.fail_sync:
+                raise duckdb.IOException("IO Error: injected sync failure")
+            con = self._open(database)
+            columns = con.execute(
+                "select schema_name, table_name, column_name, data_type, column_index"
+                " from duckdb_columns() where schema_name not in ('information_schema',"
+                " 'pg_catalog') order by schema_name, table_name, column_index"
+            ).fetchall()
+        except duckdb.Error:
+            database.row["initial_sync_status"] = "aborted"
+            return
+        old = {(t["schema"], t["name"]): t for t in database.tables}
+        tables: dict[tuple[str, str], dict[str, Any]] = {}
+        for schema, name, column, data_type, position in columns:
+            table = tables.get((schema, name))
+            if table is None:
+                table = old.get((schema, name)) or {
+                    "id": next(self._ids),
+                    "db_id": database.row["id"],
+                    "schema": schema,
+                    "name": name,
+                    "display_name": name.replace("_", " ").title(),
+                    "description": None,
+                    "entity_type": "entity/GenericTable",
+                    "visibility_type": None,
+                    "field_order": "database",
+                    "points_of_interest": None,
+                    "caveats": None,
+                    "active": True,
+                    "initial_sync_status": "complete",
+                    "fields": [],
+                }
+                table["seen"] = set()
+                tables[(schema, name)] = table
+            table["seen"].add(column)
+            if not any(f["name"] == column for f in table["fields"]):
+                table["fields"].append(self._field(table, column, data_type, position))
+        for table in tables.values():
+            seen = table.pop("seen")
+            table["fields"] = [f for f in table["fields"] if f["name"] in seen]
+        database.tables = list(tables.values())
+        database.row["initial_sync_status"] = "complete"
+
+    def _field(self, table: dict[str, Any], name: str, data_type: str, position: int) -> Any:
+        base = _DUCKDB_TYPES.get(str(data_type).split("(")[0], "type/*")
+        return {
+            "id": next(self._field_ids),
+            "table_id": table["id"],
+            "name": name,
+            "display_name": name.replace("_", " ").title(),
+            "description": None,
+            "database_type": str(data_type),
+            "base_type": base,
+            "effective_type": base,
+            "semantic_type": None,
+            "fk_target_field_id": None,
+            "visibility_type": "normal",
+            "has_field_values": "list",
+            "coercion_strategy": None,
+            "settings": None,
+            "position": position,
+            "database_position": position,
+            "custom_position": 0,
+            "active": True,
+            "caveats": None,
+            "points_of_interest": None,
+            "parent_id": None,
+            "nfc_path": None,
+            "target": None,
+        }
+
+    def _tables(self, database: _Database) -> list[dict[str, Any]]:
+        return copy.deepcopy(database.tables)
+
+    def _metadata_update(
+        self, head: str, method: str, rest: list[str], body: Any
+    ) -> tuple[int, Any]:
+        target = int(rest[0])
+        for database in self.databases.values():
+            for table in database.tables:
+                if head == "table" and table["id"] == target:
+                    if rest[1:] == ["fields", "order"]:
+                        order = {fid: n for n, fid in enumerate(body)}
+                        table["fields"].sort(key=lambda f: order.get(f["id"], 0))
+                        table["field_order"] = "custom"
+                        return 200, {"success": True}
+                    table.update(body)
+                    return 200, {k: v for k, v in table.items() if k != "fields"}
+                for fld in table["fields"]:
+                    if head == "field" and fld["id"] == target:
+                        fld.update(body)
+                        return 200, dict(fld)
+        return 404, {"message": f"Not found: {head} {target}"}
+
+    def field_by_name(self, table: str, column: str) -> dict[str, Any]:
+        """For the tests: a synced field (with what dbt-metabase set on it)."""
+        for database in self.databases.values():
+            for tbl in database.tables:
+                if tbl["name"] == table:
+                    return next(f for f in tbl["fields"] if f["name"] == column)
+        raise KeyError(f"{table}.{column}")
+
+    def table_by_name(self, table: str) -> dict[str, Any]:
+        for database in self.databases.values():
+            for tbl in database.tables:
+                if tbl["name"] == table:
+                    return tbl
+        raise KeyError(table)
+
+    # -- collections, cards, dashboards -------------------------------------------------
+
+    def _new_collection(self, name: str, *, personal: bool = False, **extra: Any) -> Any:
+        return {
+            "id": next(self._ids),
+            "name": name,
+            "description": extra.get("description"),
+            "archived": False,
+            "location": "/",
+            "personal_owner_id": 1 if personal else None,
+            "is_personal": personal,
+            "entity_id": secrets.token_urlsafe(16)[:21],
+            "slug": re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_"),
+            "namespace": None,
+            "authority_level": None,
+            "type": None,
+            "created_at": _now(),
+            "can_write": True,
+        }
+
+    def _collection(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if not rest:
+            if method == "GET":
+                root = {"id": "root", "name": "Our analytics", "parent_id": None}
+                return 200, [root, *copy.deepcopy(list(self.collections.values()))]
+            collection = self._new_collection(body["name"], description=body.get("description"))
+            self.collections[collection["id"]] = collection
+            return 200, collection
+        collection_id = int(rest[0])
+        if collection_id not in self.collections:
+            raise KeyError(f"collection {collection_id}")
+        items = [
+            self._item(card, "card")
+            for card in self.cards.values()
+            if card["collection_id"] == collection_id and not card["archived"]
+        ] + [
+            self._item(dashboard, "dashboard")
+            for dashboard in self.dashboards.values()
+            if dashboard["collection_id"] == collection_id and not dashboard["archived"]
+        ]
+        return 200, {"data": items, "total": len(items), "limit": None, "offset": None}
+
+    def _item(self, row: dict[str, Any], model: str) -> dict[str, Any]:
+        item = {
+            key: row.get(key)
+            for key in ("id", "name", "description", "archived", "collection_id", "entity_id")
+        }
+        item |= {"model": model, "collection_position": None, "can_write": True}
+        if model == "card":
+            item |= {"display": row["display"], "database_id": row["database_id"]}
+        return item
+
+    def _card(
+        self, method: str, rest: list[str], query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
+        if not rest:
+            if method == "GET":
+                # f=archived lists archived cards only; the default (all) the others
+                archived = query.get("f", ["all"])[-1] == "archived"
+                rows = [c for c in self.cards.values() if c["archived"] == archived]
+                return 200, [self._card_out(c) for c in rows]
+            eid = body.get("entity_id")
+            if eid and any(c["entity_id"] == eid for c in self.cards.values()):
+                return 400, {"message": f"entity_id {eid} is already used"}
+            card_id = next(self._ids)
+            card: dict[str, Any] = {
+                "id": card_id,
+                "entity_id": eid or secrets.token_urlsafe(16)[:21],
+                "archived": False,
+                "public_uuid": None,
+                "created_at": _now(),
+                "query_type": "native",
+                "type": body.get("type") or "question",
+                "creator_id": 1,
+                "dashboard_count": 0,
+                "parameter_mappings": [],
+            }
+            self._apply_card(card, body)
+            self.cards[card_id] = card
+            return 200, self._card_out(card)
+        if rest[0] == "public":
+            rows = [c for c in self.cards.values() if c["public_uuid"]]
+            return 200, [
+                {"id": c["id"], "name": c["name"], "public_uuid": c["public_uuid"]} for c in rows
+            ]
+        card = self.cards[int(rest[0])]
+        action = rest[1] if len(rest) > 1 else None
+        if action == "public_link":
+            if method == "DELETE":
+                card["public_uuid"] = None
+                return 204, None
+            card["public_uuid"] = card["public_uuid"] or secrets.token_hex(16)
+            return 200, {"uuid": card["public_uuid"]}
+        if action == "query":
+            return self._run(card, {})
+        if method == "GET":
+            return 200, self._card_out(card)
+        if method == "DELETE":
+            del self.cards[card["id"]]
+            return 204, None
+        self._apply_card(card, {k: v for k, v in body.items() if k != "entity_id"})
+        return 200, self._card_out(card)
+
+    def _apply_card(self, card: dict[str, Any], body: dict[str, Any]) -> None:
+        for key, value in body.items():
+            if key == "dataset_query" and value is not None:
+                card["dataset_query"] = _to_mbql5(value)
+                card["database_id"] = value.get("database")
+            elif value is not None or key in ("description", "collection_id"):
+                card[key] = value
+        card["updated_at"] = _now()
+
+    def _card_out(self, card: dict[str, Any]) -> dict[str, Any]:
+        answer = copy.deepcopy(card)
+        answer["dashboard_count"] = sum(
+            any(dc["card_id"] == card["id"] for dc in d["dashcards"])
+            for d in self.dashboards.values()
+        )
+        return answer
+
+    def _dashboard(self, method: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        if not rest:
+            dashboard_id = next(self._ids)
+            self.dashboards[dashboard_id] = {
+                "id": dashboard_id,
+                "name": body["name"],
+                "description": body.get("description"),
+                "collection_id": body.get("collection_id"),
+                "parameters": body.get("parameters") or [],
+                "dashcards": [],
+                "tabs": [],
+                "archived": False,
+                "public_uuid": None,
+                "width": "fixed",
+                "auto_apply_filters": True,
+                "entity_id": secrets.token_urlsafe(16)[:21],
+                "created_at": _now(),
+                "updated_at": _now(),
+                "creator_id": 1,
+            }
+            return 200, copy.deepcopy(self.dashboards[dashboard_id])
+        if rest[0] == "public":
+            rows = [d for d in self.dashboards.values() if d["public_uuid"]]
+            return 200, [
+                {"id": d["id"], "name": d["name"], "public_uuid": d["public_uuid"]} for d in rows
+            ]
+        dashboard = self.dashboards[int(rest[0])]
+        action = rest[1] if len(rest) > 1 else None
+        if action == "public_link":
+            if method == "DELETE":
+                dashboard["public_uuid"] = None
+                return 204, None
+            if not self.settings.get("enable-public-sharing"):
+                return 400, {"message": "Public sharing is not enabled."}
+            dashboard["public_uuid"] = dashboard["public_uuid"] or str(
+                _uuid_from(dashboard["entity_id"])
+            )
+            return 200, {"uuid": dashboard["public_uuid"]}
+        if method == "GET":
+            return 200, self._dashboard_out(dashboard)
+        if method == "DELETE":
+            del self.dashboards[dashboard["id"]]
+            return 204, None
+        if action == "cards":
+            body = {"dashcards": body.get("cards")}
+        for key, value in body.items():
+            if key == "dashcards" and value is not None:
+                dashboard["dashcards"] = self._replace_dashcards(dashboard, value)
+            elif value is not None:
+                dashboard[key] = value
+        dashboard["updated_at"] = _now()
+        return 200, self._dashboard_out(dashboard)
+
+    def _replace_dashcards(
+        self, dashboard: dict[str, Any], wanted: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Metabase's rule: the array is the whole set; omitted dashcards are deleted,
+        negative ids are new ones."""
+        ids = [dc["id"] for dc in wanted]
+        if len(ids) != len(set(ids)):
+            raise KeyError("dashcard ids must be unique")
+        existing = {dc["id"]: dc for dc in dashboard["dashcards"]}
+        result = []
+        for dc in wanted:
+            if dc["id"] >= 0 and dc["id"] not in existing:
+                raise KeyError(f"dashcard {dc['id']}")
+            if dc.get("card_id") not in self.cards:
+                raise KeyError(f"card {dc.get('card_id')}")
+            row = dict(existing.get(dc["id"], {}))
+            row |= dc
+            if dc["id"] < 0:
+                row["id"] = next(self._ids)
+                row["created_at"] = _now()
+            row["dashboard_id"] = dashboard["id"]
+            row["entity_id"] = row.get("entity_id") or secrets.token_urlsafe(16)[:21]
+            result.append(row)
+        return result
+
+    def _dashboard_out(self, dashboard: dict[str, Any]) -> dict[str, Any]:
+        answer = copy.deepcopy(dashboard)
+        for dc in answer["dashcards"]:
+            dc["card"] = self._card_out(self.cards[dc["card_id"]])
+        return answer
+
+    # -- public pages and queries -------------------------------------------------------
+
+    def _public(self, rest: list[str], query: dict[str, list[str]]) -> tuple[int, Any]:
+        if not self.settings.get("enable-public-sharing"):
+            return 404, "Not found."
+        if rest[:1] == ["dashboard"]:
+            dashboard = next(
+                (
+                    d
+                    for d in self.dashboards.values()
+                    if d["public_uuid"] == rest[1] and not d["archived"]
+                ),
+                None,
+            )
+            if dashboard is None:
+                return 404, "Not found."
+            if len(rest) == 2:
+                out = self._dashboard_out(dashboard)
+                return 200, {
+                    k: out[k] for k in ("id", "name", "description", "parameters", "dashcards")
+                }
+            dashcard = next(dc for dc in dashboard["dashcards"] if dc["id"] == int(rest[3]))
+            values = _parameter_values(dashcard, query.get("parameters", ["[]"])[-1])
+            return self._run(self.cards[dashcard["card_id"]], values)
+        return 404, "Not found."
+
+    def _run(self, card: dict[str, Any], values: dict[str, Any]) -> tuple[int, Any]:
+        database = self.databases[card["database_id"]]
+        stage = card["dataset_query"]["stages"][0]
+        sql = _substitute(stage["native"], values)
+        try:
+            con = self._open(database)
+            cursor = con.execute(sql)
+            rows = cursor.fetchall()
+            description = cursor.description or []
+        except duckdb.Error as exc:
+            return 202, {"status": "failed", "error": str(exc), "data": {"rows": [], "cols": []}}
+        cols = [
+            {
+                "name": d[0],
+                "display_name": d[0],
+                "base_type": _DUCKDB_TYPES.get(str(d[1]), "type/*"),
+            }
+            for d in description
+        ]
+        return 202, {
+            "status": "completed",
+            "row_count": len(rows),
+            "data": {"rows": [[_jsonable(v) for v in row] for row in rows], "cols": cols},
+        }
+
+
+def _to_mbql5(query: dict[str, Any]) -> dict[str, Any]:
+    """Store a legacy native query the way Metabase 0.57+ does (MBQL 5 stages)."""
+    if "stages" in query:
+        return copy.deepcopy(query)
+    native = query.get("native") or {}
+    stage: dict[str, Any] = {"lib/type": "mbql.stage/native", "native": native.get("query", "")}
+    if native.get("template-tags"):
+        stage["template-tags"] = copy.deepcopy(native["template-tags"])
+    return {
+        "lib/type": "mbql/query",
+        "stages": [stage],
+        "database": query.get("database"),
+        "lib.convert/converted?": True,
+    }
+
+
+def _uuid_from(text: str) -> str:
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-metabase:{text}"))
+
+
+def _parameter_values(dashcard: dict[str, Any], raw: str) -> dict[str, Any]:
+    """Template-tag values of a public dashcard request (``parameters=[{id, value}]``)."""
+    by_id = {p["id"]: p.get("value") for p in json.loads(raw or "[]")}
+    values = {}
+    for mapping in dashcard.get("parameter_mappings") or []:
+        value = by_id.get(mapping["parameter_id"])
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is not None:
+            values[mapping["target"][1][1]] = value
+    return values
+
+
+_OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+_TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def _substitute(sql: str, values: dict[str, Any]) -> str:
+    """Metabase's native-query rules: an optional clause stays only when its tags have
+    values; a tag becomes a literal."""
+
+    def literal(match: re.Match[str]) -> str:
+        value = values.get(match.group(1))
+        if value is None:
+            return "null"
+        if isinstance(value, int | float):
+            return str(value)
+        return "'" + str(value).replace("'", "''") + "'"
+
+    def optional(match: re.Match[str]) -> str:
+        body = match.group(1)
+        tags = _TAG.findall(body)
+        return body if all(values.get(t) is not None for t in tags) else ""
+
+    return _TAG.sub(literal, _OPTIONAL.sub(optional, sql))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _handler(fake: FakeMetabase) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                self._reply(400, {"message": "the body is not JSON"})
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, answer = fake.handle(self.command, self.path, headers, body)
+            self._reply(status, answer)
+
+        def _reply(self, status: int, answer: Any) -> None:
+            data = b"" if answer is None else json.dumps(answer).encode()
+            self.send_response(status)
+            if answer is not None:
+                kind = "application/json" if not isinstance(answer, str) else "text/plain"
+                self.send_header("Content-Type", kind)
+                if isinstance(answer, str):
+                    data = answer.encode()
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 (http.server names)
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+    return Handler

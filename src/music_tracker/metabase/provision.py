@@ -1,0 +1,717 @@
+"""Make a Metabase instance match the dashboard definitions, idempotently.
+
+One run: wait for Metabase, first-user setup on a new instance (else log in), the settings
+public sharing needs, the DuckDB database on the newest serving copy (read-only, memory
+limit), its sync, descriptions / keys / semantic types from the dbt project (dbt-metabase),
+a collection, one native-SQL card per definition card, one dashboard per definition with
+layout, filters and their wiring, and a public link per dashboard, written to
+``public-links.json`` and ``public-links.caddy`` in the data folder.
+
+Identity, so that a second run changes nothing and nothing is duplicated: a card is found
+by its ``entity_id``, derived from the dashboard file and the card name (a renamed title
+updates the card in place); a dashboard by its name inside the collection. What the
+definitions no longer hold is archived and its public link removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from music_tracker.metabase.client import MetabaseClient, MetabaseError
+from music_tracker.publish import current_copy
+from music_tracker.reporting.definitions import Card, Dashboard, Filter
+from music_tracker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SITE_NAME = "Music Tracker"
+LINKS_JSON = "public-links.json"
+LINKS_CADDY = "public-links.caddy"
+SYNC_POLL_S = 1.0
+
+
+@dataclass
+class ProvisionResult:
+    url: str
+    set_up: bool
+    database_id: int
+    collection_id: int
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    metadata: str = ""
+    links: dict[str, dict[str, str]] = field(default_factory=dict)
+    links_file: Path | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.archived)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "set_up": self.set_up,
+            "database_id": self.database_id,
+            "collection_id": self.collection_id,
+            "created": self.created,
+            "updated": self.updated,
+            "archived": self.archived,
+            "unchanged": self.unchanged,
+            "metadata": self.metadata,
+            "public_links": self.links,
+            "links_file": str(self.links_file) if self.links_file else None,
+        }
+
+
+# -- stable identities -----------------------------------------------------------------------
+
+
+def entity_id(*parts: str) -> str:
+    """A 21-character Metabase entity id derived from ``parts`` (same input, same id)."""
+    digest = hashlib.sha256("/".join(("music-tracker", *parts)).encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:21]
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "music-tracker:" + "/".join(parts)))
+
+
+def _parameter_id(dashboard: Dashboard, flt: Filter) -> str:
+    return hashlib.sha256(f"{dashboard.slug}/{flt.name}".encode()).hexdigest()[:8]
+
+
+# -- the database ----------------------------------------------------------------------------
+
+
+def container_path(settings: Settings, name: str) -> str:
+    """A serving copy's path as Metabase sees it (the serving folder's mount point)."""
+    return f"{settings.metabase_serving_dir.rstrip('/')}/{name}"
+
+
+def database_details(settings: Settings, copy_name: str) -> dict[str, Any]:
+    return {
+        "database_file": container_path(settings, copy_name),
+        "read_only": True,
+        "memory_limit": settings.metabase_duckdb_memory_limit,
+        "old_implicit_casting": True,
+        "allow_unsigned_extensions": False,
+    }
+
+
+def _find_database(mb: MetabaseClient, name: str) -> dict[str, Any] | None:
+    for database in mb.call("GET", "/api/database/"):
+        if database.get("name") == name:
+            return dict(database)
+    return None
+
+
+def _files_in_use(mb: MetabaseClient) -> set[str]:
+    """The serving copies (file names) any DuckDB database in Metabase points at."""
+    return {
+        Path(str(db.get("details", {}).get("database_file", ""))).name
+        for db in mb.call("GET", "/api/database/")
+        if db.get("engine") == "duckdb" and db.get("details", {}).get("database_file")
+    }
+
+
+def _details_match(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return all(current.get(key) == value for key, value in wanted.items())
+
+
+def point_database_at(settings: Settings, copy_name: str) -> set[str]:
+    """Point the provisioned database at a new serving copy (what ``publish`` calls).
+
+    Returns the copies Metabase still points at afterwards. Metabase must be up and
+    provisioned; otherwise MetabaseError, and the copy waits for the next publish."""
+    with MetabaseClient(settings) as mb:
+        mb.wait_until_up(0)
+        _sign_in_provisioned(mb)
+        database = _find_database(mb, settings.metabase_database_name)
+        if database is None:
+            raise MetabaseError(
+                f"Metabase has no database named {settings.metabase_database_name!r} yet: run "
+                "`music-tracker metabase provision`"
+            )
+        wanted = database_details(settings, copy_name)
+        if not _details_match(database.get("details") or {}, wanted):
+            details = {**(database.get("details") or {}), **wanted}
+            mb.call("PUT", f"/api/database/{database['id']}", {"details": details})
+        return _files_in_use(mb)
+
+
+def _sign_in_provisioned(mb: MetabaseClient) -> None:
+    properties = mb.call("GET", "/api/session/properties")
+    if properties.get("setup-token") and not properties.get("has-user-setup"):
+        raise MetabaseError(
+            f"Metabase at {mb.url} is not set up yet: run `music-tracker metabase provision`"
+        )
+    mb.sign_in(site_name=SITE_NAME)
+
+
+def _ensure_database(
+    mb: MetabaseClient, settings: Settings, copy: Path, result_log: list[str]
+) -> tuple[dict[str, Any], bool]:
+    """The DuckDB database on ``copy``; True when it was created or re-pointed."""
+    wanted = database_details(settings, copy.name)
+    database = _find_database(mb, settings.metabase_database_name)
+    if database is None:
+        database = mb.call(
+            "POST",
+            "/api/database/",
+            {
+                "name": settings.metabase_database_name,
+                "engine": "duckdb",
+                "details": wanted,
+                "is_full_sync": True,
+                "is_on_demand": False,
+                "connection_source": "admin",
+                "auto_run_queries": True,
+            },
+        )
+        result_log.append(f"database {settings.metabase_database_name!r}")
+        return database, True
+    if database.get("engine") != "duckdb":
+        raise MetabaseError(
+            f"Metabase's database {settings.metabase_database_name!r} uses the "
+            f"{database.get('engine')!r} engine, not duckdb: rename it in Metabase or set "
+            "MUSIC_TRACKER_METABASE_DATABASE_NAME to another name"
+        )
+    if _details_match(database.get("details") or {}, wanted):
+        return database, False
+    details = {**(database.get("details") or {}), **wanted}
+    database = mb.call("PUT", f"/api/database/{database['id']}", {"details": details})
+    return database, True
+
+
+def _wait_for_sync(
+    mb: MetabaseClient,
+    settings: Settings,
+    database_id: int,
+    tables: set[str],
+    *,
+    sleep: Callable[[float], None],
+) -> None:
+    """Until Metabase has synced every ``dw`` table of the serving copy."""
+    deadline = time.monotonic() + settings.metabase_wait_s
+    while True:
+        database = mb.call("GET", f"/api/database/{database_id}", include="tables")
+        seen = {
+            t.get("name")
+            for t in database.get("tables") or []
+            if t.get("schema") == "dw" and t.get("active", True)
+        }
+        status = database.get("initial_sync_status")
+        if status == "complete" and tables <= seen:
+            return
+        file = (database.get("details") or {}).get("database_file")
+        if status == "aborted" or time.monotonic() >= deadline:
+            missing = ", ".join(sorted(tables - seen)[:5]) or "none"
+            raise MetabaseError(
+                f"Metabase could not sync {file} (sync status {status}; tables not seen: "
+                f"{missing}). Check that the data folder's serving/ is mounted at "
+                f"{settings.metabase_serving_dir} in the Metabase container "
+                "(MUSIC_TRACKER_METABASE_SERVING_DIR) and readable by its user, and the "
+                "Metabase log; then run `music-tracker metabase provision` again"
+            )
+        sleep(SYNC_POLL_S)
+
+
+def _push_dbt_metadata(mb: MetabaseClient, settings: Settings, manifest: Path | None) -> str:
+    """Descriptions, keys (from dbt relationship tests) and semantic types into Metabase's
+    data model, with dbt-metabase. The DuckDB driver reports no foreign keys itself."""
+    if manifest is None or not manifest.is_file():
+        return "skipped: no dbt manifest yet (run `music-tracker transform` first)"
+    from dbtmetabase import DbtMetabase, Filter
+    from dbtmetabase import _models as dbtmetabase_models
+
+    # dbt-metabase sleeps 5 s before looking at a sync it started; ours is already done
+    dbtmetabase_models._SYNC_PERIOD = 0
+    key = settings.metabase_api_key.get_secret_value()
+    try:
+        exporter = DbtMetabase(
+            manifest_path=manifest,
+            metabase_url=mb.url,
+            metabase_api_key=key or None,
+            metabase_session_id=None if key else mb.session_id,
+            http_timeout=int(settings.http_timeout_s),
+        )
+        exporter.export_models(
+            metabase_database=settings.metabase_database_name,
+            schema_filter=Filter(include=["dw"]),
+            skip_sources=True,
+            sync_timeout=int(settings.metabase_wait_s),
+        )
+    except Exception as exc:  # dbt-metabase raises requests' and its own errors
+        raise MetabaseError(f"dbt-metabase could not update the data model: {exc}") from None
+    return "descriptions, keys and semantic types from the dbt project"
+
+
+# -- cards -----------------------------------------------------------------------------------
+
+_DISPLAY = {
+    "kpi": "scalar",
+    "bar": "row",
+    "column": "bar",
+    "stacked_column": "bar",
+    "line": "line",
+    "area": "area",
+    "heatmap": "table",
+    "treemap": "row",
+    "map": "map",
+    "pie": "pie",
+    "table": "table",
+}
+
+
+def _visualization(card: Card) -> dict[str, Any]:
+    """Metabase's visualization settings for a definition card (the closest chart Metabase
+    has: no treemap, so a row chart; a heatmap is a pivoted table with a color range)."""
+    settings: dict[str, Any] = {"card.title": card.title}
+    if card.description:
+        settings["card.description"] = card.description
+    viz = card.viz
+    if viz == "kpi":
+        settings["scalar.field"] = card.y
+    elif viz == "bar":  # horizontal bars: categories on y
+        settings |= {"graph.dimensions": [card.y], "graph.metrics": [card.x]}
+    elif viz in ("column", "line", "area"):
+        settings |= {"graph.dimensions": [card.x], "graph.metrics": [card.y]}
+    elif viz == "stacked_column":
+        settings |= {
+            "graph.dimensions": [card.x, card.color],
+            "graph.metrics": [card.y],
+            "stackable.stack_type": "stacked",
+        }
+    elif viz in ("treemap", "pie"):
+        if viz == "pie":
+            settings |= {"pie.dimension": card.label, "pie.metric": card.size}
+        else:
+            settings |= {"graph.dimensions": [card.label], "graph.metrics": [card.size]}
+    elif viz == "heatmap":
+        settings |= {
+            "table.pivot": True,
+            "table.pivot_column": card.x,
+            "table.cell_column": card.color,
+            "table.column_formatting": [
+                {
+                    "columns": [card.color],
+                    "type": "range",
+                    "colors": ["#FFFFFF", "#1DB954"],
+                    "min_type": None,
+                    "max_type": None,
+                    "highlight_row": False,
+                }
+            ],
+        }
+    elif viz == "map":
+        settings |= {
+            "map.type": "pin",
+            "map.pin_type": "markers",
+            "map.latitude_column": "lat",
+            "map.longitude_column": "long",
+            "map.metric": card.size,
+        }
+    return settings
+
+
+def _template_tags(dashboard: Dashboard, card: Card, eid: str) -> dict[str, Any]:
+    tags: dict[str, Any] = {}
+    for name in sorted(card.tags()):
+        flt = dashboard.filter(name)
+        tags[name] = {
+            "id": _uuid(eid, name),
+            "name": name,
+            "display-name": flt.label,
+            "type": "number" if flt.kind == "year" else "text",
+        }
+    return tags
+
+
+def card_payload(
+    dashboard: Dashboard, card: Card, *, database_id: int, collection_id: int
+) -> dict[str, Any]:
+    """What POST/PUT /api/card sends for one definition card (a native SQL question)."""
+    eid = entity_id("card", dashboard.source_file, card.name)
+    tags = _template_tags(dashboard, card, eid)
+    return {
+        "name": card.title,
+        "description": card.description or None,
+        "type": "question",
+        "display": _DISPLAY[card.viz],
+        "collection_id": collection_id,
+        "entity_id": eid,
+        "dataset_query": {
+            "database": database_id,
+            "type": "native",
+            "native": {"query": card.sql.strip(), "template-tags": tags},
+        },
+        "parameters": [
+            {
+                "id": tag["id"],
+                "type": "number/=" if tag["type"] == "number" else "category",
+                "target": ["variable", ["template-tag", name]],
+                "name": tag["display-name"],
+                "slug": name,
+            }
+            for name, tag in tags.items()
+        ],
+        "visualization_settings": _visualization(card),
+    }
+
+
+def _native(query: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
+    """(database, SQL, template tags) of a stored query in either format Metabase returns:
+    the legacy one we send (MBQL 4) or the stages of MBQL 5 (Metabase 0.57 and later)."""
+    if "stages" in query:
+        stage = (query.get("stages") or [{}])[0]
+        return query.get("database"), stage.get("native", ""), stage.get("template-tags") or {}
+    native = query.get("native") or {}
+    return query.get("database"), native.get("query", ""), native.get("template-tags") or {}
+
+
+def _card_differs(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    if existing.get("archived"):
+        return True
+    for key in ("name", "description", "display", "collection_id", "visualization_settings"):
+        if existing.get(key) != wanted.get(key):
+            return True
+    return _native(existing.get("dataset_query") or {}) != _native(wanted["dataset_query"])
+
+
+# -- dashboards ------------------------------------------------------------------------------
+
+
+def _dashboard_parameters(dashboard: Dashboard, defaults: dict[str, Any]) -> list[dict[str, Any]]:
+    parameters = []
+    for flt in dashboard.filters:
+        parameter: dict[str, Any] = {
+            "id": _parameter_id(dashboard, flt),
+            "name": flt.label,
+            "slug": flt.name,
+            "type": "number/=" if flt.kind == "year" else "string/=",
+            "sectionId": "number" if flt.kind == "year" else "string",
+        }
+        if defaults.get(flt.name) is not None:
+            parameter["default"] = [defaults[flt.name]]
+        if flt.kind == "text" and (values := defaults.get(f"{flt.name}:values")):
+            parameter["values_source_type"] = "static-list"
+            parameter["values_source_config"] = {"values": values}
+        parameters.append(parameter)
+    return parameters
+
+
+def _dashcards(
+    dashboard: Dashboard, card_ids: dict[str, int], existing: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The whole dashcards array: existing dashcards keep their ids, new ones are negative."""
+    by_card = {dc.get("card_id"): dc.get("id") for dc in existing}
+    cards: list[dict[str, Any]] = []
+    for n, card in enumerate(dashboard.cards, start=1):
+        card_id = card_ids[card.name]
+        mappings = [
+            {
+                "parameter_id": _parameter_id(dashboard, dashboard.filter(tag)),
+                "card_id": card_id,
+                "target": ["variable", ["template-tag", tag]],
+            }
+            for tag in sorted(card.tags())
+        ]
+        cards.append(
+            {
+                "id": by_card.get(card_id, -n),
+                "card_id": card_id,
+                "dashboard_tab_id": None,
+                "row": card.layout.row,
+                "col": card.layout.col,
+                "size_x": card.layout.width,
+                "size_y": card.layout.height,
+                "parameter_mappings": mappings,
+                "series": [],
+                "visualization_settings": {},
+            }
+        )
+    return cards
+
+
+def _layout_key(dashcards: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            dc.get("card_id"),
+            dc.get("row"),
+            dc.get("col"),
+            dc.get("size_x"),
+            dc.get("size_y"),
+            json.dumps(
+                sorted(
+                    (m.get("parameter_id"), json.dumps(m.get("target")))
+                    for m in dc.get("parameter_mappings") or []
+                )
+            ),
+        )
+        for dc in dashcards
+    )
+
+
+def _filter_defaults(copy: Path, dashboards: list[Dashboard]) -> dict[str, dict[str, Any]]:
+    """Per dashboard: the year a "current" filter starts on and each text filter's values
+    (the most relevant first), read from the serving copy."""
+    found: dict[str, dict[str, Any]] = {}
+    with duckdb.connect(str(copy), read_only=True) as con:
+        newest = con.execute(
+            "select max(year_num) from dw.dim_date"
+            " where date_sid in (select date_sid from dw.fact_track_played)"
+        ).fetchone()
+        for dashboard in dashboards:
+            values: dict[str, Any] = {}
+            for flt in dashboard.filters:
+                if flt.kind == "year" and flt.default == "current" and newest:
+                    values[flt.name] = newest[0]
+                if flt.kind == "text" and flt.options_sql:
+                    rows = con.execute(f"select * from ({flt.options_sql}) limit 500").fetchall()
+                    values[f"{flt.name}:values"] = [str(r[0]) for r in rows if r[0] is not None]
+            found[dashboard.slug] = values
+    return found
+
+
+# -- the whole run ---------------------------------------------------------------------------
+
+
+def provision(
+    settings: Settings,
+    dashboards: list[Dashboard],
+    *,
+    manifest: Path | None = None,
+    on_step: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ProvisionResult:
+    """Make Metabase match ``dashboards``; see the module's docstring."""
+    step = on_step or (lambda _: None)
+    copy = current_copy(settings.serving_dir)
+    if copy is None:
+        raise MetabaseError(
+            f"no serving copy in {settings.serving_dir}: run `music-tracker publish` first"
+        )
+    with duckdb.connect(str(copy), read_only=True) as con:
+        tables = {
+            name
+            for (name,) in con.execute(
+                "select table_name from duckdb_tables() where schema_name = 'dw'"
+            ).fetchall()
+        }
+    with MetabaseClient(settings, sleep=sleep) as mb:
+        step(f"waiting for Metabase at {mb.url}")
+        mb.wait_until_up(settings.metabase_wait_s)
+        set_up = mb.sign_in(site_name=SITE_NAME)
+        created: list[str] = []
+        updated: list[str] = []
+        archived: list[str] = []
+        if set_up:
+            created.append("first admin user")
+        step("settings")
+        _ensure_settings(mb, settings, updated)
+        step(f"database on {copy.name}")
+        database, repointed = _ensure_database(mb, settings, copy, created)
+        database_id = int(database["id"])
+        if repointed:
+            if f"database {settings.metabase_database_name!r}" not in created:
+                updated.append(f"database {settings.metabase_database_name!r} -> {copy.name}")
+            mb.call("POST", f"/api/database/{database_id}/sync_schema")
+        step("waiting for the sync")
+        _wait_for_sync(mb, settings, database_id, tables, sleep=sleep)
+        step("data model from dbt")
+        metadata = _push_dbt_metadata(mb, settings, manifest)
+        step("collection")
+        collection_id = _ensure_collection(mb, settings, created)
+        defaults = _filter_defaults(copy, dashboards)
+        result = ProvisionResult(
+            url=mb.url,
+            set_up=set_up,
+            database_id=database_id,
+            collection_id=collection_id,
+            created=created,
+            updated=updated,
+            archived=archived,
+            metadata=metadata,
+        )
+        _sync_content(mb, settings, dashboards, defaults, result, step)
+    result.links_file = write_links(settings, result.links)
+    return result
+
+
+def _ensure_settings(mb: MetabaseClient, settings: Settings, updated: list[str]) -> None:
+    wanted: dict[str, Any] = {
+        "enable-public-sharing": True,
+        "anon-tracking-enabled": False,
+        "site-name": SITE_NAME,
+    }
+    if settings.metabase_site_url:
+        wanted["site-url"] = settings.metabase_site_url.rstrip("/")
+    current = {s.get("key"): s.get("value") for s in mb.call("GET", "/api/setting/")}
+    changes = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if changes:
+        mb.call("PUT", "/api/setting/", changes)
+        updated.extend(f"setting {key}" for key in changes)
+
+
+def _ensure_collection(mb: MetabaseClient, settings: Settings, created: list[str]) -> int:
+    for collection in mb.call("GET", "/api/collection/"):
+        if (
+            collection.get("name") == settings.metabase_collection
+            and not collection.get("archived")
+            and not collection.get("personal_owner_id")
+            and collection.get("location", "/") == "/"
+        ):
+            return int(collection["id"])
+    collection = mb.call(
+        "POST",
+        "/api/collection/",
+        {
+            "name": settings.metabase_collection,
+            "description": "Dashboards provisioned from dashboards/*.yml by music-tracker.",
+        },
+    )
+    created.append(f"collection {settings.metabase_collection!r}")
+    return int(collection["id"])
+
+
+def _sync_content(
+    mb: MetabaseClient,
+    settings: Settings,
+    dashboards: list[Dashboard],
+    defaults: dict[str, dict[str, Any]],
+    result: ProvisionResult,
+    step: Callable[[str], None],
+) -> None:
+    collection_id = result.collection_id
+    cards_by_eid = {
+        c.get("entity_id"): c
+        for f in ("all", "archived")
+        for c in mb.call("GET", "/api/card/", f=f)
+        if c.get("collection_id") == collection_id
+    }
+    items = mb.call("GET", f"/api/collection/{collection_id}/items")
+    live_dashboards = {
+        i["name"]: i for i in items if i.get("model") == "dashboard" and not i.get("archived")
+    }
+    wanted_eids: set[str] = set()
+    for dashboard in dashboards:
+        step(dashboard.title)
+        card_ids: dict[str, int] = {}
+        for card in dashboard.cards:
+            wanted = card_payload(
+                dashboard, card, database_id=result.database_id, collection_id=collection_id
+            )
+            eid = wanted["entity_id"]
+            wanted_eids.add(eid)
+            label = f"card {dashboard.slug}/{card.name}"
+            existing = cards_by_eid.get(eid)
+            if existing is None:
+                made = mb.call("POST", "/api/card/", wanted)
+                card_ids[card.name] = int(made["id"])
+                result.created.append(label)
+                continue
+            card_ids[card.name] = int(existing["id"])
+            if _card_differs(existing, wanted):
+                body = {k: v for k, v in wanted.items() if k != "entity_id"}
+                mb.call("PUT", f"/api/card/{existing['id']}", {**body, "archived": False})
+                result.updated.append(label)
+            else:
+                result.unchanged += 1
+        _sync_dashboard(
+            mb, settings, dashboard, card_ids, live_dashboards, defaults[dashboard.slug], result
+        )
+    wanted_names = {d.title for d in dashboards}
+    for name, item in live_dashboards.items():
+        if name not in wanted_names:
+            mb.call("DELETE", f"/api/dashboard/{item['id']}/public_link")
+            mb.call("PUT", f"/api/dashboard/{item['id']}", {"archived": True})
+            result.archived.append(f"dashboard {name!r}")
+    for eid, card in cards_by_eid.items():
+        if eid not in wanted_eids and not card.get("archived"):
+            mb.call("PUT", f"/api/card/{card['id']}", {"archived": True})
+            result.archived.append(f"card {card.get('name')!r}")
+
+
+def _sync_dashboard(
+    mb: MetabaseClient,
+    settings: Settings,
+    dashboard: Dashboard,
+    card_ids: dict[str, int],
+    live: dict[str, dict[str, Any]],
+    defaults: dict[str, Any],
+    result: ProvisionResult,
+) -> None:
+    label = f"dashboard {dashboard.slug}"
+    parameters = _dashboard_parameters(dashboard, defaults)
+    item = live.get(dashboard.title)
+    if item is None:
+        made = mb.call(
+            "POST",
+            "/api/dashboard/",
+            {
+                "name": dashboard.title,
+                "description": dashboard.description,
+                "collection_id": result.collection_id,
+                "parameters": parameters,
+            },
+        )
+        dashboard_id = int(made["id"])
+        result.created.append(label)
+    else:
+        dashboard_id = int(item["id"])
+    current = mb.call("GET", f"/api/dashboard/{dashboard_id}")
+    dashcards = _dashcards(dashboard, card_ids, current.get("dashcards") or [])
+    if (
+        _layout_key(current.get("dashcards") or []) != _layout_key(dashcards)
+        or current.get("parameters") != parameters
+        or current.get("description") != dashboard.description
+        or current.get("width") != "full"
+    ):
+        mb.call(
+            "PUT",
+            f"/api/dashboard/{dashboard_id}",
+            {
+                "description": dashboard.description,
+                "parameters": parameters,
+                "width": "full",
+                "dashcards": dashcards,
+            },
+        )
+        if item is not None:
+            result.updated.append(label)
+    public = current.get("public_uuid")
+    if not public:
+        public = mb.call("POST", f"/api/dashboard/{dashboard_id}/public_link")["uuid"]
+    site = (settings.metabase_site_url or settings.metabase_url).rstrip("/")
+    result.links[dashboard.slug] = {
+        "title": dashboard.title,
+        "uuid": public,
+        "url": f"{site}/public/dashboard/{public}",
+    }
+
+
+def write_links(settings: Settings, links: dict[str, dict[str, str]]) -> Path:
+    """``public-links.json`` (for people and scripts) and ``public-links.caddy`` (redirects
+    from ``/dashboards/<slug>`` to the public page, imported by the proxy's Caddyfile)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.data_dir / LINKS_JSON
+    target.write_text(json.dumps(links, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    lines = ["# written by `music-tracker metabase provision`; do not edit"]
+    lines += [
+        f"redir /dashboards/{slug} /public/dashboard/{link['uuid']} 302"
+        for slug, link in links.items()
+    ]
+    (settings.data_dir / LINKS_CADDY).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
