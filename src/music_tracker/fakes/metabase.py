@@ -99,6 +99,8 @@ class ApiSpec:
         self, method: str, path: str, query: dict[str, list[str]], body: Any
     ) -> tuple[str | None, str | None]:
         """(template, None) when the request matches; (template or None, why) when not."""
+        from jsonschema import Draft202012Validator
+
         known_path = False
         for op_method, pattern, template, operation, validator in self.operations:
             match = pattern.match(path)
@@ -113,8 +115,9 @@ class ApiSpec:
                 schema: dict[str, Any] = next(
                     (p.get("schema", {}) for p in params if p["name"] == name), {}
                 )
-                if schema.get("type") == "integer" and not value.isdigit():
-                    return template, f"path parameter {name}={value!r} is not an integer"
+                typed: Any = int(value) if value.isdigit() else value
+                if schema and not Draft202012Validator(schema).is_valid(typed):
+                    return template, f"path parameter {name}={value!r} does not match {schema}"
             declared = {p["name"]: p for p in params if p.get("in") == "query"}
             for name, values in query.items():
                 if name not in declared:
@@ -934,7 +937,7 @@ def _handler(fake: FakeMetabase) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 (http.server names)
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815 (http.server names)
 
         def log_message(self, *args: object) -> None:  # quiet
             pass

@@ -195,6 +195,17 @@ def _ensure_database(
     return database, True
 
 
+def _synced(mb: MetabaseClient, database_id: int, tables: set[str]) -> bool:
+    """Metabase's last sync of the database is complete and saw every ``dw`` table."""
+    database = mb.call("GET", f"/api/database/{database_id}", include="tables")
+    seen = {
+        t.get("name")
+        for t in database.get("tables") or []
+        if t.get("schema") == "dw" and t.get("active", True)
+    }
+    return database.get("initial_sync_status") == "complete" and tables <= seen
+
+
 def _wait_for_sync(
     mb: MetabaseClient,
     settings: Settings,
@@ -238,6 +249,12 @@ def _push_dbt_metadata(mb: MetabaseClient, settings: Settings, manifest: Path | 
 
     # dbt-metabase sleeps 5 s before looking at a sync it started; ours is already done
     dbtmetabase_models._SYNC_PERIOD = 0
+    # its INFO lines name every table and field it touches; its warning about session ids
+    # concerns its own login, which it does not need here (ours is reused)
+    logging.getLogger("dbtmetabase").setLevel(logging.WARNING)
+    logging.getLogger("dbtmetabase.metabase").addFilter(
+        lambda record: "session ID is deprecated" not in record.getMessage()
+    )
     key = settings.metabase_api_key.get_secret_value()
     try:
         exporter = DbtMetabase(
@@ -464,11 +481,20 @@ def _layout_key(dashcards: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     )
 
 
+def _open_copy(copy: Path) -> duckdb.DuckDBPyConnection:
+    """The serving copy, read-only, as the default database of a fresh in-memory instance
+    (a plain connect would share a process-wide instance with other settings)."""
+    con = duckdb.connect()
+    con.execute(f"attach '{str(copy).replace(chr(39), chr(39) * 2)}' as serving (read_only)")
+    con.execute("use serving")
+    return con
+
+
 def _filter_defaults(copy: Path, dashboards: list[Dashboard]) -> dict[str, dict[str, Any]]:
     """Per dashboard: the year a "current" filter starts on and each text filter's values
     (the most relevant first), read from the serving copy."""
     found: dict[str, dict[str, Any]] = {}
-    with duckdb.connect(str(copy), read_only=True) as con:
+    with _open_copy(copy) as con:
         newest = con.execute(
             "select max(year_num) from dw.dim_date"
             " where date_sid in (select date_sid from dw.fact_track_played)"
@@ -503,7 +529,7 @@ def provision(
         raise MetabaseError(
             f"no serving copy in {settings.serving_dir}: run `music-tracker publish` first"
         )
-    with duckdb.connect(str(copy), read_only=True) as con:
+    with _open_copy(copy) as con:
         tables = {
             name
             for (name,) in con.execute(
@@ -524,9 +550,9 @@ def provision(
         step(f"database on {copy.name}")
         database, repointed = _ensure_database(mb, settings, copy, created)
         database_id = int(database["id"])
-        if repointed:
-            if f"database {settings.metabase_database_name!r}" not in created:
-                updated.append(f"database {settings.metabase_database_name!r} -> {copy.name}")
+        if repointed and f"database {settings.metabase_database_name!r}" not in created:
+            updated.append(f"database {settings.metabase_database_name!r} -> {copy.name}")
+        if repointed or not _synced(mb, database_id, tables):  # a new file, or a failed sync
             mb.call("POST", f"/api/database/{database_id}/sync_schema")
         step("waiting for the sync")
         _wait_for_sync(mb, settings, database_id, tables, sleep=sleep)

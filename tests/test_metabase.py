@@ -1,0 +1,340 @@
+"""`music-tracker metabase provision` against a fake Metabase that speaks real HTTP.
+
+The fake checks every request against the OpenAPI subset in ../shared/specs/metabase and
+answers in the shapes of the recorded real responses; it opens the serving copy read-only
+like the DuckDB driver, and its public dashboard cards run their SQL on that copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from conftest import SHARED, Cli
+from music_tracker.fakes.metabase import FakeMetabase
+from music_tracker.metabase.client import MetabaseError
+from music_tracker.metabase.provision import LINKS_CADDY, LINKS_JSON, provision
+from music_tracker.publish import publish, serving_copies
+from music_tracker.reporting.definitions import Dashboard, load_dashboards
+from music_tracker.settings import Settings
+from music_tracker.transform import write_manifest
+
+SPEC = SHARED / "specs" / "metabase" / "metabase-openapi-subset.json"
+ADMIN = {"email": "owner@example.com", "password": "a-long-Passw0rd-for-tests"}
+
+
+@pytest.fixture
+def data_dir(built: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "data"
+    shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
+    return target
+
+
+@pytest.fixture
+def fake(data_dir: Path) -> Iterator[FakeMetabase]:
+    with FakeMetabase(spec=SPEC, path_map={"/serving": str(data_dir / "serving")}) as server:
+        yield server
+    assert server.rejected == []  # every request the code made matched the spec
+
+
+def _settings(data_dir: Path, url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "metabase_url": url,
+        "metabase_site_url": "https://music.example.com",
+        "metabase_admin_email": ADMIN["email"],
+        "metabase_admin_password": ADMIN["password"],
+        "metabase_wait_s": 10,
+        "serving_grace_minutes": 0,
+    }
+    return Settings(**(values | extra))
+
+
+def _fast(_: float) -> None:  # the provisioner's polling, compressed
+    time.sleep(0.01)
+
+
+@pytest.fixture
+def manifest(data_dir: Path) -> Path:
+    return write_manifest(Settings(data_dir=data_dir))
+
+
+def _provision(settings: Settings, dashboards: list[Dashboard] | None = None, **kw: Any) -> Any:
+    return provision(
+        settings, dashboards or load_dashboards(), sleep=_fast, **({"manifest": None} | kw)
+    )
+
+
+def _state(fake: FakeMetabase) -> dict[str, Any]:
+    """What a visitor or an admin could see change (not timestamps)."""
+
+    def strip(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k not in ("updated_at", "created_at")}
+
+    return copy.deepcopy(
+        {
+            "settings": fake.settings,
+            "databases": {i: strip(d.row) for i, d in fake.databases.items()},
+            "collections": fake.collections,
+            "cards": {i: strip(c) for i, c in fake.cards.items()},
+            "dashboards": {
+                i: {**strip(d), "dashcards": [strip(dc) for dc in d["dashcards"]]}
+                for i, d in fake.dashboards.items()
+            },
+            "fields": {
+                (t["name"], f["name"]): strip(f)
+                for d in fake.databases.values()
+                for t in d.tables
+                for f in t["fields"]
+            },
+        }
+    )
+
+
+def test_a_new_instance_is_set_up_with_every_dashboard_and_public_links(
+    fake: FakeMetabase, data_dir: Path, manifest: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {
+        "METABASE_URL": fake.root_url,
+        "METABASE_SITE_URL": "https://music.example.com",
+        "METABASE_ADMIN_EMAIL": ADMIN["email"],
+        "METABASE_ADMIN_PASSWORD": ADMIN["password"],
+    }.items():
+        monkeypatch.setenv(f"MUSIC_TRACKER_{key}", value)
+    cli("publish")
+    result = json.loads(cli("metabase", "provision", "--json").stdout)
+    assert ADMIN["password"] not in json.dumps(result)
+    assert result["set_up"] and fake.users == {ADMIN["email"]: ADMIN["password"]}
+    assert fake.settings["enable-public-sharing"] is True
+    assert fake.settings["site-url"] == "https://music.example.com"
+
+    (database,) = fake.databases.values()
+    copy_name = serving_copies(data_dir / "serving")[-1].name
+    assert database.row["engine"] == "duckdb"
+    details = database.row["details"]
+    assert details["database_file"] == f"/serving/{copy_name}"
+    assert details["read_only"] is True and details["memory_limit"] == "384MB"
+    assert database.opened == f"/serving/{copy_name}"  # held open, like the driver does
+
+    dashboards = load_dashboards()
+    assert len(fake.dashboards) == len(dashboards)
+    assert len(fake.cards) == sum(len(d.cards) for d in dashboards)
+    for definition in dashboards:
+        made = next(d for d in fake.dashboards.values() if d["name"] == definition.title)
+        assert made["public_uuid"] and made["width"] == "full"
+        assert [p["slug"] for p in made["parameters"]] == [f.name for f in definition.filters]
+        by_card = {fake.cards[dc["card_id"]]["name"]: dc for dc in made["dashcards"]}
+        for card in definition.cards:
+            dashcard = by_card[card.title]
+            assert (dashcard["row"], dashcard["col"], dashcard["size_x"], dashcard["size_y"]) == (
+                card.layout.row,
+                card.layout.col,
+                card.layout.width,
+                card.layout.height,
+            )
+            wired = {m["target"][1][1] for m in dashcard["parameter_mappings"]}
+            assert wired == card.tags()  # every filter a card uses is wired to it
+            stored = fake.cards[dashcard["card_id"]]["dataset_query"]["stages"][0]
+            assert set(stored.get("template-tags", {})) == card.tags()
+
+    links = json.loads((data_dir / LINKS_JSON).read_text())
+    assert set(links) == {d.slug for d in dashboards} == set(result["public_links"])
+    assert links["overview"]["url"].startswith("https://music.example.com/public/dashboard/")
+    caddy = (data_dir / LINKS_CADDY).read_text()
+    assert f"redir /dashboards/overview /public/dashboard/{links['overview']['uuid']}" in caddy
+
+    # a visitor's view: the public dashboard and one card's rows, computed on the copy
+    overview = httpx.get(f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}")
+    assert overview.status_code == 200
+    plays = next(dc for dc in overview.json()["dashcards"] if dc["card"]["name"] == "Plays")
+    year = next(p for p in overview.json()["parameters"] if p["slug"] == "year")
+    answer = httpx.get(
+        f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}"
+        f"/dashcard/{plays['id']}/card/{plays['card_id']}",
+        params={"parameters": json.dumps([{"id": year["id"], "value": [1999]}])},
+    ).json()
+    assert answer["status"] == "completed" and answer["data"]["rows"] == [[0]]
+    everything = httpx.get(
+        f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}"
+        f"/dashcard/{plays['id']}/card/{plays['card_id']}"
+    ).json()
+    assert everything["data"]["rows"][0][0] > 1000
+
+    # the data model from dbt: descriptions, the foreign keys the driver cannot report
+    track_sid = fake.field_by_name("fact_track_played", "track_sid")
+    assert track_sid["semantic_type"] == "type/FK"
+    assert track_sid["fk_target_field_id"] == fake.field_by_name("dim_track", "track_sid")["id"]
+    assert fake.field_by_name("dim_track", "track_sid")["semantic_type"] == "type/PK"
+    assert fake.table_by_name("fact_track_played")["description"]
+
+
+def test_a_second_run_changes_nothing(fake: FakeMetabase, data_dir: Path, manifest: Path) -> None:
+    settings = _settings(data_dir, fake.root_url)
+    publish(settings)
+    _provision(settings, manifest=manifest)
+    before = _state(fake)
+    fake.reset_log()
+    again = _provision(settings, manifest=manifest)
+    assert not again.changed and again.unchanged == len(fake.cards)
+    assert _state(fake) == before
+    # only a login, its logout and dbt-metabase's sync request: no object was written
+    assert {(w.method, w.path.rstrip("/")) for w in fake.writes()} <= {
+        ("POST", "/api/session"),
+        ("DELETE", "/api/session"),
+        ("POST", f"/api/database/{again.database_id}/sync_schema"),
+    }
+
+
+def test_a_changed_card_is_updated_in_place_and_a_removed_dashboard_archived(
+    fake: FakeMetabase, data_dir: Path
+) -> None:
+    settings = _settings(data_dir, fake.root_url)
+    publish(settings)
+    dashboards = load_dashboards()
+    first = _provision(settings, dashboards)
+    ids = set(fake.cards)
+    overview = next(d for d in dashboards if d.slug == "overview")
+    changed_card = overview.cards[0].model_copy(
+        update={"title": "Plays (all sources)", "sql": overview.cards[0].sql + "\n-- v2\n"}
+    )
+    changed = overview.model_copy(update={"cards": [changed_card, *overview.cards[1:]]})
+    coverage = next(d for d in dashboards if d.slug == "coverage")
+    edited = [changed if d is overview else d for d in dashboards if d is not coverage]
+
+    second = _provision(settings, edited)
+    assert second.updated == ["card overview/plays"]
+    assert set(fake.cards) == ids  # updated in place, nothing new
+    card = next(c for c in fake.cards.values() if c["name"] == "Plays (all sources)")
+    assert card["dataset_query"]["stages"][0]["native"].endswith("-- v2")
+    gone = next(d for d in fake.dashboards.values() if d["name"] == coverage.title)
+    assert gone["archived"] and gone["public_uuid"] is None  # no longer public
+    assert f"dashboard {coverage.title!r}" in second.archived
+    assert sum(c["archived"] for c in fake.cards.values()) == len(coverage.cards)
+    assert "coverage" not in json.loads((data_dir / LINKS_JSON).read_text())
+    public = httpx.get(f"{fake.root_url}/api/public/dashboard/{first.links['coverage']['uuid']}")
+    assert public.status_code == 404
+
+    # back in the definitions: the cards come back (same ids), the dashboard is new
+    third = _provision(settings, dashboards)
+    assert set(fake.cards) == ids and not any(c["archived"] for c in fake.cards.values())
+    assert "dashboard coverage" in third.created
+    live = [d for d in fake.dashboards.values() if not d["archived"]]
+    assert len(live) == len(dashboards)
+
+
+def test_a_new_serving_copy_is_served_and_the_old_one_let_go(
+    fake: FakeMetabase, data_dir: Path
+) -> None:
+    settings = _settings(data_dir, fake.root_url)
+    old = publish(settings).path
+    _provision(settings)
+    (database,) = fake.databases.values()
+    assert database.opened == f"/serving/{old.name}"
+    # Metabase holds the old copy open: publishing never waits for it
+    new = publish(settings)
+    assert new.metabase == f"'Music Tracker' now reads {new.path.name}"
+    assert database.row["details"]["database_file"] == f"/serving/{new.path.name}"
+    assert database.opened == f"/serving/{new.path.name}"
+    assert new.removed == [old.name] and not old.exists()  # grace period 0 in this test
+    assert not _provision(settings).changed  # the provisioner agrees with what publish did
+
+
+def test_publish_with_metabase_down_keeps_every_copy(data_dir: Path, fake: FakeMetabase) -> None:
+    settings = _settings(data_dir, fake.root_url)
+    first = publish(settings).path
+    _provision(settings)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    result = publish(settings.model_copy(update={"metabase_url": down}))
+    assert result.metabase.startswith("not updated: Metabase at")
+    assert result.removed == [] and first.exists()  # it may still be reading the old one
+
+
+def test_wrong_credentials_on_an_instance_set_up_by_someone_else(
+    fake: FakeMetabase, data_dir: Path
+) -> None:
+    fake.add_admin("someone@example.com", "their-password")
+    settings = _settings(data_dir, fake.root_url)
+    publish(settings)
+    with pytest.raises(MetabaseError) as error:
+        _provision(settings)
+    message = str(error.value)
+    assert "refused the login" in message and "MUSIC_TRACKER_METABASE_ADMIN_PASSWORD" in message
+    assert "set up before" in message and ADMIN["password"] not in message
+    assert not fake.databases and not fake.cards  # nothing half-done
+    # with that instance's admin (or an API key) the second run finishes the job
+    key = fake.add_api_key()
+    done = _provision(settings.model_copy(update={"metabase_api_key": SecretStr(key)}))
+    assert not done.set_up and len(fake.dashboards) == len(load_dashboards())
+
+
+def test_a_starting_metabase_is_waited_for(data_dir: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = _settings(data_dir, f"http://127.0.0.1:{port}", metabase_wait_s=0.3)
+    publish(settings)
+    # nothing listens yet: connection refused until the wait is over, then a clear message
+    with pytest.raises(MetabaseError, match=r"not up after 0 s .*run `music-tracker metabase"):
+        _provision(settings)
+    # it starts later (connection refused meanwhile), then answers 503 while it migrates
+    fake = FakeMetabase(spec=SPEC, path_map={"/serving": str(data_dir / "serving")}, port=port)
+    fake.starting_requests = 5
+
+    def start_late() -> None:
+        time.sleep(0.5)
+        fake.__enter__()
+
+    starter = threading.Thread(target=start_late)
+    starter.start()
+    try:
+        done = _provision(settings.model_copy(update={"metabase_wait_s": 30}))
+        assert done.set_up and len(fake.dashboards) == len(load_dashboards())
+        assert fake.starting_requests == 0 and fake.rejected == []
+    finally:
+        starter.join()
+        fake.__exit__()
+
+
+def test_a_database_that_fails_to_sync_is_reported_and_the_next_run_finishes(
+    fake: FakeMetabase, data_dir: Path
+) -> None:
+    settings = _settings(data_dir, fake.root_url)
+    publish(settings)
+    fake.fail_sync = True
+    with pytest.raises(MetabaseError) as error:
+        _provision(settings)
+    assert "could not sync /serving/dw-" in str(error.value)
+    assert "mounted at /serving" in str(error.value)
+    assert not fake.cards
+    fake.fail_sync = False
+    done = _provision(settings)
+    assert not done.set_up  # the admin from the first run is reused
+    assert len(fake.cards) == sum(len(d.cards) for d in load_dashboards())
+
+
+def test_the_fake_rejects_requests_outside_the_spec(fake: FakeMetabase) -> None:
+    bad = [
+        ("POST", "/api/card/", {"name": "no query"}),  # dataset_query etc. required
+        ("GET", "/api/card/?f=everything", None),  # not in the enum
+        ("GET", "/api/dashboard/abc", None),  # ids are integers
+        ("PATCH", "/api/card/1", {}),  # no such method
+        ("GET", "/api/nothing-here", None),
+    ]
+    for method, path, body in bad:
+        answer = httpx.request(method, fake.root_url + path, json=body)
+        assert answer.status_code in (400, 404), (method, path)
+    assert len(fake.rejected) == len(bad)
+    fake.rejected.clear()
