@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report lock clean
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish lock clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -54,7 +54,7 @@ unit: $(STAMP) $(WORLD)
 
 test: lint typecheck sqllint unit
 
-bench: bench-import bench-transform bench-report
+bench: bench-import bench-transform bench-report bench-publish
 
 bench-import: $(STAMP)
 	$(BIN)/python bench/bench_import.py
@@ -64,6 +64,9 @@ bench-transform: $(STAMP)
 
 bench-report: $(STAMP) $(WORLD)
 	$(BIN)/python bench/bench_report.py
+
+bench-publish: $(STAMP)
+	$(BIN)/python bench/bench_publish.py
 
 lock:
 	uv pip compile requirements/requirements.in --python-version 3.11 --no-header -o requirements/constraints.txt

@@ -338,3 +338,17 @@ def test_the_fake_rejects_requests_outside_the_spec(fake: FakeMetabase) -> None:
         assert answer.status_code in (400, 404), (method, path)
     assert len(fake.rejected) == len(bad)
     fake.rejected.clear()
+
+
+def test_the_demo_provisions_its_fake_metabase(data_dir: Path) -> None:
+    from music_tracker.cli import _demo_metabase
+
+    # the demo's step 8: publish, then the same provisioner on a fake checked against the spec
+    result = _demo_metabase(Settings(data_dir=data_dir))
+    assert result["site"] == "https://music.example.com"
+    assert set(result["public_links"]) == {d.slug for d in load_dashboards()}
+    assert all(
+        link["url"].startswith("https://music.example.com/public/dashboard/")
+        for link in result["public_links"].values()
+    )
+    assert (data_dir / LINKS_JSON).is_file() and len(serving_copies(data_dir / "serving")) == 1

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -705,6 +705,48 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
     return warnings
 
 
+def _demo_metabase(settings: Settings) -> dict[str, Any]:
+    """Publish, then provision a fake Metabase (the real one is a Java service the demo
+    does not need); checked against the Metabase API subset when ../shared is present."""
+    import os
+    import secrets
+
+    from music_tracker.fakes.metabase import FakeMetabase
+
+    # the project's reference folder beside the clone (what the tests use), when present
+    beside = Path(__file__).resolve().parents[3] / "shared"
+    shared = Path(os.environ.get("MUSIC_TRACKER_SHARED", beside))
+    spec = shared / "specs" / "metabase" / "metabase-openapi-subset.json"
+    site = settings.metabase_site_url or "https://music.example.com"
+    with FakeMetabase(
+        spec=spec if spec.is_file() else None,
+        path_map={settings.metabase_serving_dir: str(settings.serving_dir)},
+    ) as fake:
+        demo_settings = settings.model_copy(
+            update={
+                "metabase_url": fake.root_url,
+                "metabase_site_url": site,
+                "metabase_admin_email": "demo@example.com",
+                "metabase_admin_password": SecretStr(secrets.token_urlsafe(16)),
+                "metabase_api_key": SecretStr(""),
+            }
+        )
+        # the first copy is written before Metabase has a database to point at it
+        published = _publish(demo_settings.model_copy(update={"metabase_url": ""}), quiet=False)
+        out.print(
+            f"  {Path(published['path']).name}: {published['tables']} tables,"
+            f" {published['rows']:,} rows"
+        )
+        result = _provision(demo_settings, quiet=False)
+        if fake.rejected:  # a request outside the spec is a bug in the provisioner
+            raise _fail("the fake Metabase rejected: " + "; ".join(fake.rejected))
+    out.print(
+        f"  {len(result['created'])} objects created; {len(result['public_links'])} public"
+        f" dashboards; links in {result['links_file']}"
+    )
+    return {"site": site, **result}
+
+
 @app.command()
 def demo(
     data_dir: Annotated[
@@ -745,9 +787,9 @@ def demo(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by `music-tracker demo`: generated data, safe to delete\n")
     inputs_dir = settings.data_dir / "demo-inputs"
-    out.print(f"[bold]1/7[/] generating a listening history in {inputs_dir}")
+    out.print(f"[bold]1/8[/] generating a listening history in {inputs_dir}")
     inputs = generate_inputs(inputs_dir)
-    out.print("[bold]2/7[/] importing Last.fm scrobbles and three overlapping Spotify exports")
+    out.print("[bold]2/8[/] importing Last.fm scrobbles and three overlapping Spotify exports")
     for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
         summary = run_import([path], settings.data_dir)
         result = summary.as_dict()
@@ -756,7 +798,7 @@ def demo(
             f"{sum(result['duplicates'].values()):,} duplicates"
         )
     out.print(
-        "[bold]3/7[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
+        "[bold]3/8[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
         "for 12 hours, then fetching track, album and artist metadata"
     )
     polled = poll_fake_spotify(settings, inputs.catalogue)
@@ -764,12 +806,12 @@ def demo(
         f"  {polled['polls']} polls: {polled['new_plays']} new plays, "
         f"{polled['duplicates']} overlapping rows ignored; {polled['tracks']} tracks enriched"
     )
-    out.print("[bold]4/7[/] building the star schema with dbt (models and data tests)")
+    out.print("[bold]4/8[/] building the star schema with dbt (models and data tests)")
     try:
         built = run_build(settings)
         out.print(f"  {built.succeeded} models, seeds and tests passed")
         out.print(
-            "[bold]5/7[/] looking up the 25 most played artists in a fake MusicBrainz "
+            "[bold]5/8[/] looking up the 25 most played artists in a fake MusicBrainz "
             "(one request per second, as the real service requires)"
         )
         found = enrich_with_fake_musicbrainz(settings, inputs.catalogue, limit=25)
@@ -777,14 +819,25 @@ def demo(
             f"  {found['found']} found ({_matched_in_words(found['matched_by'])}),"
             f" {found['areas_fetched']} areas"
         )
-        out.print("[bold]6/7[/] rebuilding the star schema with the artists' countries and genres")
+        out.print("[bold]6/8[/] rebuilding the star schema with the artists' countries and genres")
         built = run_build(settings)
     except TransformError as exc:
         raise _fail(f"dbt build failed:\n{exc}") from None
     out.print(f"  {built.succeeded} models, seeds and tests passed")
-    out.print("[bold]7/7[/] writing the dashboards as a static report")
+    out.print("[bold]7/8[/] writing the dashboards as a static report")
     written = _write_report(settings, quiet=False)
+    out.print(
+        "[bold]8/8[/] publishing the serving copy and provisioning a fake Metabase on 127.0.0.1"
+        " (setup, database, cards, dashboards, public links)"
+    )
+    links = _demo_metabase(settings)
     status(data_dir=settings.data_dir, as_json=False)
+    out.print(
+        f"\n[bold]Public Metabase dashboards[/] (the links a real instance at {links['site']}"
+        " would give; the demo's Metabase is a stand-in that is gone now):"
+    )
+    for link in links["public_links"].values():
+        out.print(Text(f"  {link['title']}: {link['url']}"), soft_wrap=True)
     out.print(
         f"\n[bold]The report:[/] {written['index']} ({written['pages']} pages; open it in a "
         f"browser, or run `music-tracker report --serve --data-dir {settings.data_dir}`)"

@@ -163,6 +163,25 @@ class Settings(BaseSettings):
         # "~/mt" in a .env or TOML file reaches us unexpanded (no shell in between)
         return value.expanduser() if value is not None else None
 
+    @field_validator("metabase_url", "metabase_site_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (
+            urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc
+        ):
+            msg = "not an http(s) address: write it like http://metabase:3000 or https://music.example.com"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("metabase_serving_dir")
+    @classmethod
+    def _absolute_dir(cls, value: str) -> str:
+        if not value.startswith("/"):
+            msg = "the serving folder's path inside the Metabase container, absolute: /serving"
+            raise ValueError(msg)
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
