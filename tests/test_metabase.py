@@ -280,6 +280,25 @@ def test_wrong_credentials_on_an_instance_set_up_by_someone_else(
     assert not done.set_up and len(fake.dashboards) == len(load_dashboards())
 
 
+def test_setup_taken_by_someone_else_meanwhile(fake: FakeMetabase, data_dir: Path) -> None:
+    fake.setup_race = ("first@example.com", "their-password")
+    settings = _settings(data_dir, fake.root_url)
+    publish(settings)
+    with pytest.raises(MetabaseError, match="set up before, by someone else") as error:
+        _provision(settings)
+    assert ADMIN["password"] not in str(error.value)
+    assert fake.users == {"first@example.com": "their-password"}  # theirs, not replaced
+    # the owner of that instance's admin account finishes the job
+    theirs = settings.model_copy(
+        update={
+            "metabase_admin_email": "first@example.com",
+            "metabase_admin_password": SecretStr("their-password"),
+        }
+    )
+    done = _provision(theirs)
+    assert not done.set_up and len(fake.dashboards) == len(load_dashboards())
+
+
 def test_a_starting_metabase_is_waited_for(data_dir: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -159,7 +159,8 @@ class MetabaseClient:
             )
         properties = self.call("GET", "/api/session/properties")
         token = properties.get("setup-token")
-        if token and not properties.get("has-user-setup"):
+        set_up_before = bool(properties.get("has-user-setup"))
+        if token and not set_up_before:
             body = {
                 "token": token,
                 "user": {
@@ -176,6 +177,7 @@ class MetabaseClient:
                 if "403" not in str(exc):
                     raise MetabaseError(f"first-user setup failed: {exc}") from None
                 log.info("setup was done meanwhile by someone else; logging in")
+                set_up_before = True
             else:
                 self._session = str(answer["id"])
                 return True
@@ -189,7 +191,7 @@ class MetabaseClient:
                     self._refused()
                     + (
                         " (this Metabase was set up before, by someone else or by hand)"
-                        if properties.get("has-user-setup")
+                        if set_up_before
                         else ""
                     )
                 ) from None
