@@ -310,6 +310,48 @@ def publish(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None
         out.print(f"removed {len(result['removed'])} old serving copies")
 
 
+@app.command()
+def run(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """The whole pipeline once, as a Prefect flow: ingest, enrich, transform, publish, report."""
+    import os
+
+    from music_tracker.orchestration.serve import prefect_environment
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    os.environ.update(prefect_environment(settings))
+    from music_tracker.orchestration.flows import pipeline_flow
+    from music_tracker.orchestration.lock import WriterBusy
+
+    try:
+        result = pipeline_flow(data_dir=str(settings.data_dir))
+    except WriterBusy as exc:
+        raise _fail(f"{exc}; run again when it has finished") from None
+    except Exception as exc:  # the flow's failure, already logged and notified
+        raise _fail(f"the pipeline failed: {exc}") from None
+    if as_json:
+        out.print_json(data=result)
+        return
+    for step, value in result.items():
+        out.print(Text(f"{step}: {value}"), soft_wrap=True)
+
+
+@app.command()
+def serve(data_dir: DataDirOption = None) -> None:
+    """Run the schedules until stopped: ingest every 10 minutes, the hourly refresh."""
+    from music_tracker.orchestration.serve import ServeError
+    from music_tracker.orchestration.serve import serve as serve_schedules
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    try:
+        serve_schedules(settings)
+    except ServeError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
 metabase_app = typer.Typer(help="Set up and update the Metabase dashboards.", no_args_is_help=True)
 app.add_typer(metabase_app, name="metabase")
 
@@ -489,51 +531,28 @@ def enrich(
     as_json: JsonOption = False,
 ) -> None:
     """Look up artists in MusicBrainz: country, type, genres (1 request per second)."""
-    from datetime import timedelta
-
-    from music_tracker import warehouse
-    from music_tracker.sources.http import Budget
-    from music_tracker.sources.musicbrainz.client import MusicBrainzClient
     from music_tracker.sources.musicbrainz.enrich import (
         ArtistsUnknown,
-        enrich_artists,
-        pending_artists,
+        EnrichNotPossible,
+        run_enrichment,
     )
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
-    if not settings.warehouse_path.exists():
-        raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
-    if not settings.contact.strip():
-        raise _fail(
-            "MUSIC_TRACKER_CONTACT is not set: MusicBrainz asks every client to name a contact"
-            " (an e-mail or a URL) in its User-Agent; set it in .env and run enrich again",
-            2,
-        )
-    client = MusicBrainzClient(
-        settings.musicbrainz_base,
-        settings.contact,
-        timeout_s=settings.http_timeout_s,
-        budget=Budget(settings.musicbrainz_requests_per_run),
-        min_interval_s=settings.musicbrainz_min_interval_s,
-    )
-    with warehouse.connect(
-        settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
-    ) as con:
+    with _progress("MusicBrainz", quiet=as_json) as bar:
+        task = bar.add_task("", total=None)
         try:
-            pending = pending_artists(con, timedelta(days=settings.musicbrainz_retry_days), limit)
+            summary = run_enrichment(
+                settings,
+                limit=limit,
+                on_start=lambda total: bar.update(task, total=total),
+                on_artist=lambda name: bar.update(task, advance=1, description=name),
+            )
+        except EnrichNotPossible as exc:
+            code = 2 if "MUSIC_TRACKER_CONTACT" in str(exc) else 1
+            raise _fail(str(exc), code) from None
         except ArtistsUnknown as exc:
             raise _fail(str(exc)) from None
-        with _progress("MusicBrainz", quiet=as_json) as bar:
-            task = bar.add_task("", total=len(pending))
-
-            def on_artist(name: str) -> None:
-                bar.update(task, advance=1, description=name)
-
-            summary = enrich_artists(
-                con, client, pending, min_score=settings.musicbrainz_min_score, on_artist=on_artist
-            )
-    client.close()
     result = summary.as_dict()
     if as_json:
         out.print_json(data=result)

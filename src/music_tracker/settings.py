@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,6 +100,44 @@ class Settings(BaseSettings):
         ),
     )
     http_timeout_s: float = Field(default=20.0, gt=0)
+
+    # The schedule (docs/orchestration.md): `music-tracker serve` runs these.
+    ingest_interval_minutes: float = Field(
+        default=10, gt=0, description="Spotify is polled this often (it keeps the last 50 plays)."
+    )
+    transform_min_interval_minutes: float = Field(
+        default=10,
+        ge=0,
+        description="After new plays, transform and publish at most this often.",
+    )
+    refresh_cron: str = Field(
+        default="5 * * * *",
+        description="When the hourly refresh runs (transform, publish, report if anything "
+        "changed), a cron expression in schedule_timezone.",
+    )
+    schedule_timezone: str = Field(
+        default="", description="IANA zone of the cron expressions (empty: the timezone)."
+    )
+    enrich_artists_per_run: int = Field(
+        default=30, ge=0, description="MusicBrainz artists looked up after each ingest."
+    )
+    writer_wait_s: float = Field(
+        default=240,
+        ge=0,
+        description="How long a flow waits for another writer to finish before it skips.",
+    )
+    task_retries: int = Field(default=3, ge=0, description="Retries of network tasks.")
+    task_retry_delay_s: float = Field(
+        default=20, ge=0, description="First retry delay; it doubles with each retry."
+    )
+    notify_webhook_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="Where failure and recovery messages go (a Slack, Discord or ntfy URL).",
+    )
+    notify_format: Literal["slack", "discord", "ntfy"] = "slack"
+    prefect_port: int = Field(
+        default=4200, ge=1, le=65535, description="Port of the Prefect server serve starts."
+    )
 
     # Publishing (the serving copy Metabase reads) and Metabase itself (docs/metabase.md).
     serving_grace_minutes: float = Field(
@@ -182,9 +221,23 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("timezone")
+    @field_validator("refresh_cron")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _cron(cls, value: str) -> str:
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(value, datetime.now())
+        except CronSimError as exc:
+            msg = f"not a cron expression ({exc}): five fields, like '5 * * * *'"
+            raise ValueError(msg) from exc
+        return value
+
+    @field_validator("timezone", "schedule_timezone")
+    @classmethod
+    def _known_zone(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.field_name == "schedule_timezone":  # empty: the timezone
+            return value
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:

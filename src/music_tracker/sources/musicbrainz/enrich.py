@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from music_tracker.settings import Settings
 from music_tracker.sources.http import BudgetExhausted, HttpError, QuotaExceeded, RateLimited
 from music_tracker.sources.musicbrainz.client import MusicBrainzClient
 
@@ -255,3 +256,49 @@ def _store_artist(
             datetime.now(UTC),
         ],
     )
+
+
+class EnrichNotPossible(Exception):
+    """Enrichment cannot start (no warehouse, no contact); the message says what to do."""
+
+
+def run_enrichment(
+    settings: Settings,
+    *,
+    limit: int | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_artist: Callable[[str], None] | None = None,
+) -> MusicBrainzSummary:
+    """What ``music-tracker enrich`` and the scheduled flow run: look up at most ``limit``
+    artists that are not enriched yet (misses are retried after the configured days)."""
+    from music_tracker import warehouse
+    from music_tracker.sources.http import Budget
+
+    if not settings.warehouse_path.exists():
+        raise EnrichNotPossible(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+        )
+    if not settings.contact.strip():
+        raise EnrichNotPossible(
+            "MUSIC_TRACKER_CONTACT is not set: MusicBrainz asks every client to name a contact"
+            " (an e-mail or a URL) in its User-Agent; set it in .env and run enrich again"
+        )
+    client = MusicBrainzClient(
+        settings.musicbrainz_base,
+        settings.contact,
+        timeout_s=settings.http_timeout_s,
+        budget=Budget(settings.musicbrainz_requests_per_run),
+        min_interval_s=settings.musicbrainz_min_interval_s,
+    )
+    try:
+        with warehouse.connect(
+            settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
+        ) as con:
+            pending = pending_artists(con, timedelta(days=settings.musicbrainz_retry_days), limit)
+            if on_start:
+                on_start(len(pending))
+            return enrich_artists(
+                con, client, pending, min_score=settings.musicbrainz_min_score, on_artist=on_artist
+            )
+    finally:
+        client.close()

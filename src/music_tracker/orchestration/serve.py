@@ -1,0 +1,183 @@
+"""`music-tracker serve`: the schedules, firing for real, in one long-running process.
+
+Prefect's temporary server (what a flow uses when ``PREFECT_API_URL`` is unset) does not
+run the scheduler service, so served flows would register and never fire. With
+``PREFECT_API_URL`` set (the compose stack runs a Prefect server, which also gives the
+owner its UI) that server is used. Without it, ``serve`` starts ``prefect server start``
+on 127.0.0.1 with its SQLite database under ``<data dir>/prefect/``, restarts it if it
+dies, and stops it when ``serve`` stops (SIGTERM or Ctrl+C): no process is left behind.
+
+Nothing here imports Prefect at module level: its settings are read when it is imported,
+so the environment (``PREFECT_HOME``, ``PREFECT_API_URL``) is set first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from music_tracker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 120.0
+
+
+class ServeError(Exception):
+    """The scheduler cannot start; the message says why."""
+
+
+def prefect_environment(settings: Settings) -> dict[str, str]:
+    """Prefect's settings for this data folder (applied before Prefect is imported)."""
+    home = settings.data_dir / "prefect"
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_LEVEL": settings.log_level,
+        # our own messages say which flow failed and why; no hosted extras
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    }
+
+
+class LocalPrefectServer:
+    """``prefect server start`` as a supervised child process."""
+
+    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+        self.settings = settings
+        self.port = port or settings.prefect_port
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.restarts = 0
+
+    def _spawn(self) -> None:
+        log_file = (self.settings.data_dir / "prefect" / "server.log").open("ab")
+        env = {
+            **os.environ,
+            **prefect_environment(self.settings),
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+        }
+        env.pop("PREFECT_API_URL", None)
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+        log_file.close()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise ServeError(
+                    f"the Prefect server exited with code {self._proc.returncode} while "
+                    f"starting (port {self.port} taken? MUSIC_TRACKER_PREFECT_PORT); see "
+                    f"{self.settings.data_dir / 'prefect' / 'server.log'}"
+                )
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise ServeError(f"the Prefect server did not answer within {START_TIMEOUT_S:.0f} s")
+
+    def start(self) -> None:
+        self._spawn()
+        self._wait_healthy()
+        self._watcher = threading.Thread(target=self._watch, name="prefect-server", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        """Restart the server when it dies (an out-of-memory kill, a crash)."""
+        while not self._stopping.wait(2.0):
+            proc = self._proc
+            if proc is not None and proc.poll() is not None and not self._stopping.is_set():
+                self.restarts += 1
+                log.warning("the Prefect server stopped (exit %s); restarting it", proc.returncode)
+                try:
+                    self._spawn()
+                    self._wait_healthy()
+                except ServeError as exc:
+                    log.error("%s", exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+def _deployments(settings: Settings) -> list[Any]:
+    from prefect.schedules import Cron, Interval
+
+    from music_tracker.orchestration.flows import ingest_flow, refresh_flow
+
+    zone = settings.schedule_timezone or settings.timezone
+    parameters = {"data_dir": str(settings.data_dir)}
+    return [
+        ingest_flow.to_deployment(
+            name="every-10-minutes",
+            schedule=Interval(timedelta(minutes=settings.ingest_interval_minutes), timezone=zone),
+            parameters=parameters,
+            description="Poll Spotify; enrich; transform and publish after new plays.",
+        ),
+        refresh_flow.to_deployment(
+            name="hourly",
+            schedule=Cron(settings.refresh_cron, timezone=zone),
+            parameters=parameters,
+            description="Transform, publish and the report when anything arrived.",
+        ),
+    ]
+
+
+def serve(settings: Settings) -> None:
+    """Run the schedules until SIGTERM or Ctrl+C (see the module's docstring)."""
+    os.environ.update(prefect_environment(settings))
+    server: LocalPrefectServer | None = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = LocalPrefectServer(settings)
+        log.info("starting a Prefect server on 127.0.0.1:%s", server.port)
+        server.start()
+        os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        from prefect import serve as prefect_serve
+
+        log.info("serving the schedules (Prefect API %s)", os.environ["PREFECT_API_URL"])
+        prefect_serve(*_deployments(settings), print_starting_message=False)
+    finally:
+        if server is not None:
+            server.stop()
