@@ -142,23 +142,31 @@ class LocalPrefectServer:
 
 
 def _deployments(settings: Settings) -> list[Any]:
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron, Interval
 
     from music_tracker.orchestration.flows import ingest_flow, refresh_flow
 
     zone = settings.schedule_timezone or settings.timezone
     parameters = {"data_dir": str(settings.data_dir)}
+    # a run that comes due while the previous one still runs is dropped, not queued: the
+    # next poll fetches what it would have (Spotify keeps the last 50 plays)
+    one_at_a_time = ConcurrencyLimitConfig(
+        limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+    )
     return [
         ingest_flow.to_deployment(
             name="every-10-minutes",
             schedule=Interval(timedelta(minutes=settings.ingest_interval_minutes), timezone=zone),
             parameters=parameters,
+            concurrency_limit=one_at_a_time,
             description="Poll Spotify; enrich; transform and publish after new plays.",
         ),
         refresh_flow.to_deployment(
             name="hourly",
             schedule=Cron(settings.refresh_cron, timezone=zone),
             parameters=parameters,
+            concurrency_limit=one_at_a_time,
             description="Transform, publish and the report when anything arrived.",
         ),
     ]
@@ -177,7 +185,29 @@ def serve(settings: Settings) -> None:
         from prefect import serve as prefect_serve
 
         log.info("serving the schedules (Prefect API %s)", os.environ["PREFECT_API_URL"])
-        prefect_serve(*_deployments(settings), print_starting_message=False)
+        # one flow run at a time: they would wait for the writer lock anyway, and each
+        # run's process costs memory the 2 GB VM shares with Metabase; schedules stay
+        # active across restarts (no pause on shutdown)
+        prefect_serve(
+            *_deployments(settings),
+            print_starting_message=False,
+            limit=1,
+            pause_on_shutdown=False,
+        )
     finally:
         if server is not None:
+            _flush_to_api()
             server.stop()
+
+
+def _flush_to_api() -> None:
+    """Send Prefect's queued logs and events while the server still answers (otherwise
+    they retry against a stopped server at exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    try:
+        for service in (APILogWorker, EventsWorker):
+            service.drain_all(timeout=5)
+    except Exception as exc:  # shutting down either way
+        log.debug("could not flush Prefect's logs: %s", exc)

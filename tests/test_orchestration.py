@@ -1,0 +1,295 @@
+"""The flows against the fakes (Prefect's test harness), and `serve` as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stamina
+
+from conftest import query
+from music_tracker.fakes.spotify import FakeSpotify
+from music_tracker.orchestration import notify
+from music_tracker.settings import Settings
+from music_tracker.sources.http import HttpError
+from music_tracker.sources.spotify import auth
+
+CLI = str(Path(sys.executable).with_name("music-tracker"))
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Prefect's test harness: a temporary API server and database for this module."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+class Receiver:
+    """A webhook on 127.0.0.1 that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        received = self.messages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def data_dir(built: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "data"
+    shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
+    return target
+
+
+@pytest.fixture
+def spotify() -> Iterator[FakeSpotify]:
+    with FakeSpotify(seed=3, plays_per_day=300) as server:
+        server.advance(timedelta(hours=3))
+        yield server
+
+
+def _environment(fake: FakeSpotify, data_dir: Path, **extra: str) -> dict[str, str]:
+    values = {
+        "MUSIC_TRACKER_DATA_DIR": str(data_dir),
+        "MUSIC_TRACKER_SPOTIFY_API_BASE": fake.api_base,
+        "MUSIC_TRACKER_SPOTIFY_ACCOUNTS_BASE": fake.accounts_base,
+        "MUSIC_TRACKER_SPOTIFY_CLIENT_ID": "test-client",
+        "MUSIC_TRACKER_HTTP_TIMEOUT_S": "2",
+        "MUSIC_TRACKER_TASK_RETRIES": "2",
+        "MUSIC_TRACKER_TASK_RETRY_DELAY_S": "0",
+        "MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES": "0",
+        "MUSIC_TRACKER_WRITER_WAIT_S": "0.5",
+        # the real exports' tracks have no metadata yet: a few lookups per run, not 500
+        "MUSIC_TRACKER_SPOTIFY_REQUESTS_PER_RUN": "10",
+    }
+    return values | extra
+
+
+@pytest.fixture
+def env(
+    spotify: FakeSpotify, data_dir: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    values = _environment(spotify, data_dir, MUSIC_TRACKER_NOTIFY_WEBHOOK_URL=receiver.url)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    access, refresh = spotify.grant_tokens()
+    now = datetime.now(UTC)
+    auth.TokenStore(data_dir / "state").save(
+        auth.Token(access, refresh, now + timedelta(hours=1), now)
+    )
+    return values
+
+
+def _api_plays(data_dir: Path) -> int:
+    return int(query(data_dir, "select count(*) from raw.spotify_api_plays")[0][0])
+
+
+def test_a_failed_poll_is_retried_and_a_musicbrainz_outage_stops_nothing(
+    harness: None,
+    env: dict[str, str],
+    spotify: FakeSpotify,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    from music_tracker.orchestration.flows import ingest_flow
+
+    spotify.inject("503")  # the first poll fails; the HTTP layer gives up at once here
+    with socket.socket() as s:  # MusicBrainz is down: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}/ws/2"
+    monkeypatch.setenv("MUSIC_TRACKER_MUSICBRAINZ_BASE", down)
+    monkeypatch.setenv("MUSIC_TRACKER_CONTACT", "tests@example.com")
+    monkeypatch.setenv("MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S", "0.01")
+    with stamina.set_testing(True, attempts=1):
+        result = ingest_flow(data_dir=str(data_dir))
+    assert result["enrich"]["failed"] == 30 and result["enrich"]["found"] == 0  # went on
+    assert result["ingest"]["new_plays"] > 0
+    assert _api_plays(data_dir) == result["ingest"]["new_plays"]
+    assert result["transform"]["succeeded"] > 0
+    assert Path(result["publish"]["path"]).exists()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="ingest"))
+        )
+    assert max(run.run_count for run in runs) == 2  # failed once, retried by Prefect
+    health = notify.load_health(Settings(data_dir=data_dir))
+    assert health["ingest"]["failing"] is False and health["ingest"]["last_success"]
+
+
+def test_a_lasting_failure_is_told_once_and_the_recovery_too(
+    harness: None,
+    env: dict[str, str],
+    spotify: FakeSpotify,
+    data_dir: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from music_tracker.orchestration.flows import ingest_flow
+
+    monkeypatch.setenv("MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES", "100000")  # polls only
+    spotify.inject(*["503"] * 30)  # Spotify keeps failing, the same way
+    with stamina.set_testing(True, attempts=1):
+        for _ in range(3):  # three scheduled runs in a row, same cause
+            with pytest.raises(HttpError):
+                ingest_flow(data_dir=str(data_dir))
+    assert len(receiver.messages) == 1
+    assert receiver.messages[0]["text"].startswith("ingest failed:")
+    assert notify.load_health(Settings(data_dir=data_dir))["ingest"]["failing"] is True
+    spotify.queued_faults.clear()
+    ingest_flow(data_dir=str(data_dir))
+    assert len(receiver.messages) == 2
+    assert receiver.messages[1]["text"].startswith("ingest works again")
+
+
+def test_a_second_flow_skips_or_waits_while_another_writes(
+    harness: None, env: dict[str, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from music_tracker.orchestration.flows import ingest_flow, refresh_flow
+
+    results: dict[str, Any] = {}
+    # a real overlap: an ingest that stores plays and builds (several seconds)...
+    first = threading.Thread(
+        target=lambda: results.update(first=ingest_flow(data_dir=str(data_dir)))
+    )
+    first.start()
+    time.sleep(1.0)
+    # ... while the hourly refresh is due: with a short wait it skips, saying why
+    results["skipped"] = refresh_flow(data_dir=str(data_dir))
+    # with a longer wait it waits for the writer, then runs
+    monkeypatch.setenv("MUSIC_TRACKER_WRITER_WAIT_S", "120")
+    results["waited"] = refresh_flow(data_dir=str(data_dir))
+    first.join()
+    assert "`ingest flow` (process" in results["skipped"]["skipped"]
+    assert results["first"]["ingest"]["new_plays"] > 0 and "transform" in results["first"]
+    # it ran after the ingest's build: nothing new arrived meanwhile, so it had nothing to do
+    assert results["waited"] == {"skipped": "nothing arrived since the last build"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _completed_runs(api: str, deployment: str) -> int:
+    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=5).json()
+    deployments = {
+        d["id"]: d["name"]
+        for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=5).json()
+    }
+    return sum(
+        1
+        for run in answer
+        if run["state_type"] == "COMPLETED" and deployments.get(run["deployment_id"]) == deployment
+    )
+
+
+def test_serve_fires_the_schedule_and_stops_cleanly(
+    spotify: FakeSpotify, data_dir: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MUSIC_TRACKER_", "PREFECT_"))},
+        "MUSIC_TRACKER_DBT_TARGET_DIR": os.environ.get("MUSIC_TRACKER_DBT_TARGET_DIR", ""),
+        **_environment(spotify, data_dir),
+        # a schedule of a few seconds; no transform in this test (polls only)
+        "MUSIC_TRACKER_INGEST_INTERVAL_MINUTES": "0.05",
+        "MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES": "100000",
+        "MUSIC_TRACKER_PREFECT_PORT": str(port),
+        # Prefect's own loops, compressed: the scheduler plans runs, the runner polls
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    if not environment["MUSIC_TRACKER_DBT_TARGET_DIR"]:
+        del environment["MUSIC_TRACKER_DBT_TARGET_DIR"]
+    access, refresh = spotify.grant_tokens()
+    now = datetime.now(UTC)
+    auth.TokenStore(data_dir / "state").save(
+        auth.Token(access, refresh, now + timedelta(hours=1), now)
+    )
+    stop_clock = threading.Event()
+
+    def listen() -> None:  # the listener goes on: ten simulated minutes a second
+        while not stop_clock.wait(1.0):
+            spotify.advance(timedelta(minutes=10))
+
+    clock = threading.Thread(target=listen, daemon=True)
+    clock.start()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([CLI, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if _completed_runs(api, "every-10-minutes") >= 2:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(
+                "the schedule did not fire twice:\n" + (tmp_path / "serve.log").read_text()[-3000:]
+            )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    finally:
+        stop_clock.set()
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert _api_plays(data_dir) > 0  # the runs polled the fake Spotify and stored plays
+    # nothing left behind: the Prefect server it started is gone with it
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=2)
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {port}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert leftovers.stdout.strip() == ""
