@@ -21,7 +21,7 @@ import httpx
 import pytest
 import stamina
 
-from conftest import query
+from conftest import Cli, cli_json, query
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.orchestration import notify
 from music_tracker.settings import Settings
@@ -166,6 +166,7 @@ def test_a_lasting_failure_is_told_once_and_the_recovery_too(
     data_dir: Path,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
+    cli: Cli,
 ) -> None:
     from music_tracker.orchestration.flows import ingest_flow
 
@@ -177,7 +178,9 @@ def test_a_lasting_failure_is_told_once_and_the_recovery_too(
                 ingest_flow(data_dir=str(data_dir))
     assert len(receiver.messages) == 1
     assert receiver.messages[0]["text"].startswith("ingest failed:")
-    assert notify.load_health(Settings(data_dir=data_dir))["ingest"]["failing"] is True
+    report = cli_json(cli, "status")  # what the owner sees
+    assert report["flows"]["ingest"]["failing"] is True
+    assert any(w.startswith("the ingest flow has been failing since") for w in report["warnings"])
     spotify.queued_faults.clear()
     ingest_flow(data_dir=str(data_dir))
     assert len(receiver.messages) == 2

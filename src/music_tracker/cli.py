@@ -641,7 +641,7 @@ def report(
 
 @app.command()
 def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
-    """Plays per source, first and last play, and what was set aside."""
+    """Plays per source, freshness of each flow, what was set aside, warnings."""
     from music_tracker import warehouse
 
     settings = _settings(data_dir)
@@ -649,6 +649,8 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
     with warehouse.connect(settings.warehouse_path, read_only=True) as con:
         report = warehouse.status(con)
+        report["enrichment_backlog"] = _enrichment_backlog(con, settings)
+    report["flows"] = _flow_health(settings)
     report["warehouse"] = str(settings.warehouse_path.resolve())
     report["timezone"] = settings.timezone
     report["warnings"] = _warnings(settings, report)
@@ -693,8 +695,34 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
             + (f" {since:,} plays imported since (run `music-tracker transform`)" if since
                else " up to date")
         )  # fmt: skip
+    for name, health in report["flows"].items():
+        line = f"flow {name}: last success {_local(health.get('last_success'), zone)}"
+        if health.get("failing"):
+            line += f"; [red]failing[/] since {_local(health.get('failing_since'), zone)}"
+        out.print(line)
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}")
+
+
+def _enrichment_backlog(con: Any, settings: Settings) -> int | None:
+    """Artists MusicBrainz has not been asked about yet (None before the first build)."""
+    from datetime import timedelta
+
+    from music_tracker.sources.musicbrainz.enrich import ArtistsUnknown, pending_artists
+
+    try:
+        return len(pending_artists(con, timedelta(days=settings.musicbrainz_retry_days), None))
+    except ArtistsUnknown:
+        return None
+
+
+def _flow_health(settings: Settings) -> dict[str, dict[str, Any]]:
+    from music_tracker.orchestration.notify import load_health
+
+    return {
+        name: {k: v for k, v in health.items() if k != "cause_key"}
+        for name, health in sorted(load_health(settings).items())
+    }
 
 
 def _local(iso: str | None, zone: ZoneInfo, *, date_only: bool = False) -> str:
@@ -721,6 +749,19 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
         token = None
     if token is not None and (warning := expiry_warning(token)):
         warnings.append(warning)
+    for name, health in report.get("flows", {}).items():
+        if health.get("failing"):
+            warnings.append(
+                f"the {name} flow has been failing since {health.get('failing_since')}: "
+                f"{health.get('cause')}"
+            )
+    backlog = report.get("enrichment_backlog")
+    if backlog and backlog > 100:
+        warnings.append(
+            f"{backlog:,} artists wait for their MusicBrainz lookup "
+            "(`music-tracker enrich`; the schedule looks up "
+            f"{settings.enrich_artists_per_run} after each ingest)"
+        )
     return warnings
 
 
