@@ -296,3 +296,14 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
         check=False,
     )
     assert leftovers.stdout.strip() == ""
+
+
+def test_a_command_that_writes_says_who_else_is_writing(cli: Cli, data_dir: Path) -> None:
+    from music_tracker.orchestration.lock import writer_lock
+
+    with writer_lock(data_dir, "ingest flow"):
+        for command in ("transform", "publish", "ingest", "enrich"):
+            result = cli(command, expect=1)
+            assert "`ingest flow` (process" in result.output, result.output
+            assert f"run `music-tracker {command}` again when it has finished" in result.output
+    cli("publish")  # free again

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,6 +81,23 @@ def _settings(data_dir: Path | None) -> Settings:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print("[red]error:[/]", Text(message), soft_wrap=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def _writing(settings: Settings, what: str) -> Iterator[None]:
+    """The writer lock around a command that writes the warehouse: one writer at a time
+    (the scheduler's flows take it too); a clear message instead of DuckDB's lock error."""
+    from music_tracker.orchestration.lock import WriterBusy, writer_lock
+
+    try:
+        lock = writer_lock(settings.data_dir, what)
+        lock.__enter__()
+    except WriterBusy as exc:
+        raise _fail(f"{exc}: run `music-tracker {what}` again when it has finished") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _progress(label: str, *, quiet: bool) -> Progress:
@@ -241,7 +260,7 @@ def transform(
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
-    with _progress("dbt build", quiet=as_json) as bar:
+    with _writing(settings, "transform"), _progress("dbt build", quiet=as_json) as bar:
         task = bar.add_task("starting", total=None)
 
         def on_node(name: str, total: int) -> None:
@@ -280,7 +299,7 @@ def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
     """Write the serving copy (and point Metabase at it); exit 1 with the reason if not."""
     from music_tracker.publish import PublishError, publish
 
-    with _progress("publish", quiet=quiet) as bar:
+    with _writing(settings, "publish"), _progress("publish", quiet=quiet) as bar:
         task = bar.add_task("", total=None)
 
         def on_table(name: str, total: int) -> None:
@@ -495,7 +514,8 @@ def ingest(
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     try:
-        summary = run_ingest(settings, enrich=not no_enrich)
+        with _writing(settings, "ingest"):
+            summary = run_ingest(settings, enrich=not no_enrich)
     except ReauthorizeRequired as exc:
         raise _fail(str(exc)) from None
     except (HttpError, ImportInputError) as exc:
@@ -539,7 +559,7 @@ def enrich(
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
-    with _progress("MusicBrainz", quiet=as_json) as bar:
+    with _writing(settings, "enrich"), _progress("MusicBrainz", quiet=as_json) as bar:
         task = bar.add_task("", total=None)
         try:
             summary = run_enrichment(

@@ -42,8 +42,14 @@ def holder(data_dir: Path) -> str:
 def writer_lock(
     data_dir: Path, what: str, *, wait_s: float = 0.0, poll_s: float = POLL_S
 ) -> Iterator[None]:
-    """Hold the writer lock for the block; WriterBusy when ``wait_s`` passes first."""
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Hold the writer lock for the block; WriterBusy when ``wait_s`` passes first.
+
+    A data folder that does not exist yet holds no warehouse to protect: the block runs
+    without a lock and the folder is not created here (commands that fail on bad input
+    create nothing)."""
+    if not data_dir.is_dir():
+        yield
+        return
     path = data_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
