@@ -1,0 +1,328 @@
+"""Orchestration benchmark: what `serve` costs on the 2 GB VM, and a simulated day.
+
+    python bench/bench_orchestration.py [--plays N] [--idle-minutes M] [--polls P]
+
+Targets (issue 11): `serve` with its Prefect server idle within 1.2x of Prefect's own floor
+(`prefect server start` plus a trivial two-flow `serve`, measured in the same run); peak
+during a transform of the history under 900 MB and the memory given back after it; the
+idle stack under 2% of one core over 10 minutes; a simulated day at 100 plays a day (144
+polls and the builds and publishes they trigger) under 15 CPU-minutes; a play published
+within 15 minutes of Spotify reporting it.
+
+Memory and CPU are read from /proc for a process and all its descendants (RSS summed;
+CPU = user + system, children that exited included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from generate_history import ensure_history
+
+OUT = Path(__file__).parent / "out"
+CLI = str(Path(sys.executable).with_name("music-tracker"))
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def _tree(root: int) -> list[int]:
+    tree, found, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(tree.get(pid, []))
+    return found
+
+
+def rss_mb(root: int) -> float:
+    total = 0
+    for pid in _tree(root):
+        with contextlib.suppress(OSError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    return total / 2**20
+
+
+def cpu_s(root: int) -> float:
+    """User + system seconds of ``root``, its live descendants and the children they reaped."""
+    total = 0
+    for pid in _tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_api(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"no Prefect API at {url}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+TRIVIAL_SERVE = """
+from prefect import flow, serve
+@flow
+def one(): return 1
+@flow
+def two(): return 2
+serve(one.to_deployment("one", interval=3600), two.to_deployment("two", interval=3600),
+      print_starting_message=False)
+"""
+
+
+def prefect_floor(settle_s: float) -> float:
+    """`prefect server start` plus a trivial two-flow `serve`, idle: summed RSS."""
+    home = Path(tempfile.mkdtemp(prefix="prefect-floor-"))
+    port = _port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api"
+    _wait_api(api)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", TRIVIAL_SERVE],
+        env={**env, "PREFECT_API_URL": api},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(settle_s)
+    total = rss_mb(server.pid) + rss_mb(runner.pid)
+    _stop(runner)
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+    shutil.rmtree(home, ignore_errors=True)
+    return total
+
+
+def _deployment_id(api: str, name: str) -> str:
+    for deployment in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json():
+        if deployment["name"] == name:
+            return str(deployment["id"])
+    raise SystemExit(f"no deployment {name}")
+
+
+def _wait_run(api: str, run_id: str, watch: int, samples: list[float]) -> str:
+    while True:
+        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]["type"]
+        samples.append(rss_mb(watch))
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return str(state)
+        time.sleep(0.2)
+
+
+def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str, float]:
+    """`music-tracker serve` on the built history: idle memory and CPU, then one refresh
+    with a transform of the whole history (peak memory, memory after)."""
+    port = _port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MUSIC_TRACKER_", "PREFECT_"))},
+        "MUSIC_TRACKER_DATA_DIR": str(data_dir),
+        "MUSIC_TRACKER_PREFECT_PORT": str(port),
+        "MUSIC_TRACKER_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    log = (OUT / "serve.log").open("wb")
+    proc = subprocess.Popen([CLI, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    _wait_api(api)
+    time.sleep(60)  # the first ingest run (no Spotify app: a skip) and start-up settle
+    idle_rss = rss_mb(proc.pid)
+    cpu0, t0 = cpu_s(proc.pid), time.monotonic()
+    time.sleep(idle_minutes * 60)
+    idle_cpu = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
+    # what one served run costs on its own: a process that imports Prefect and the flow
+    # (no Spotify app here: the poll itself is skipped)
+    cpu_run = cpu_s(proc.pid)
+    poll = httpx.post(
+        f"{api}/deployments/{_deployment_id(api, 'every-10-minutes')}/create_flow_run",
+        json={},
+        timeout=10,
+    ).json()
+    _wait_run(api, poll["id"], proc.pid, [])
+    run_overhead = cpu_s(proc.pid) - cpu_run
+    # a refresh that rebuilds: 100 new plays first, then the hourly flow, now
+    _new_plays(history, OUT / "daily", 100)
+    subprocess.run([CLI, "import", str(OUT / "daily"), "--data-dir", str(data_dir)],
+                   check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
+    shutil.rmtree(OUT / "daily")
+    run = httpx.post(
+        f"{api}/deployments/{_deployment_id(api, 'hourly')}/create_flow_run", json={}, timeout=10
+    ).json()
+    samples: list[float] = []
+    cpu1 = cpu_s(proc.pid)
+    state = _wait_run(api, run["id"], proc.pid, samples)
+    refresh_cpu = cpu_s(proc.pid) - cpu1
+    time.sleep(5)
+    after = rss_mb(proc.pid)
+    _stop(proc)
+    log.close()
+    return {
+        "idle_rss": idle_rss,
+        "idle_cpu_pct": idle_cpu,
+        "refresh_state": state,
+        "refresh_peak": max(samples),
+        "refresh_cpu": refresh_cpu,
+        "after_rss": after,
+        "run_overhead_s": run_overhead,
+    }
+
+
+def simulated_day(data_dir: Path, polls: int) -> dict[str, float]:
+    """``polls`` ingest flows against the fake Spotify at 100 plays a day, the clock moved
+    10 simulated minutes before each; every flow in this process (CPU measured with its
+    children). Freshness: how long after Spotify reported a play the copy holding it was
+    published, in simulated time."""
+    import resource
+
+    from music_tracker.fakes.spotify import FakeSpotify
+    from music_tracker.settings import Settings
+    from music_tracker.sources.spotify import auth
+
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(data_dir / "prefect"),
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "MUSIC_TRACKER_LOG_LEVEL": "WARNING",
+        }
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    from music_tracker.orchestration.flows import ingest_flow
+
+    with FakeSpotify(seed=5, plays_per_day=100) as fake, prefect_test_harness(120):
+        os.environ.update(
+            {
+                "MUSIC_TRACKER_SPOTIFY_API_BASE": fake.api_base,
+                "MUSIC_TRACKER_SPOTIFY_ACCOUNTS_BASE": fake.accounts_base,
+                "MUSIC_TRACKER_SPOTIFY_CLIENT_ID": "bench",
+                "MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES": "0",
+            }
+        )
+        settings = Settings(data_dir=data_dir)
+        access, refresh = fake.grant_tokens()
+        now = datetime.now(UTC)
+        auth.TokenStore(settings.state_dir).save(
+            auth.Token(access, refresh, now + timedelta(days=30), now)
+        )
+        # the token stays valid on the fake's clock too
+        fake.access_tokens[access] = fake.clock + timedelta(days=2)
+        started = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.monotonic()
+        builds = 0
+        freshness: list[float] = []
+        for _ in range(polls):
+            new = fake.advance(timedelta(minutes=10))
+            result = ingest_flow(data_dir=str(data_dir))
+            if "publish" in result:
+                builds += 1
+                freshness += [(fake.clock - p.played_at).total_seconds() / 60 for p in new]
+        end = resource.getrusage(resource.RUSAGE_SELF)
+        end_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (end.ru_utime + end.ru_stime - started.ru_utime - started.ru_stime) + (
+        end_children.ru_utime + end_children.ru_stime - children.ru_utime - children.ru_stime
+    )
+    return {
+        "cpu_minutes": cpu / 60,
+        "wall_minutes": (time.monotonic() - wall) / 60,
+        "builds": builds,
+        "freshness_max_min": max(freshness, default=0.0),
+    }
+
+
+def _new_plays(history: Path, target: Path, count: int) -> None:
+    from bench_transform import _new_plays as make
+
+    make(history, target, count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--plays", type=int, default=350_000)
+    parser.add_argument("--idle-minutes", type=float, default=10)
+    parser.add_argument("--polls", type=int, default=144)
+    args = parser.parse_args()
+    history = ensure_history(OUT, args.plays)
+    data_dir = OUT / "orchestration-data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    subprocess.run([CLI, "import", str(history), "--data-dir", str(data_dir)], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([CLI, "transform", "--data-dir", str(data_dir)], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    floor = prefect_floor(settle_s=60)
+    served = served_stack(data_dir, history, args.idle_minutes)
+    # per-run process cost: one served flow run starts a Python process importing Prefect
+    day = simulated_day(data_dir, args.polls)
+    print(f"{'measure':<58} {'value':>10}  target")
+    rows = [
+        ("Prefect floor: server + trivial 2-flow serve, idle (MB)", floor, ""),
+        ("serve + its Prefect server, idle (MB)", served["idle_rss"],
+         f"<= {1.2 * floor:.0f} (1.2x floor)"),
+        (f"idle CPU over {args.idle_minutes:g} min (% of one core)", served["idle_cpu_pct"], "< 2"),
+        ("peak during a refresh with a full transform (MB)", served["refresh_peak"], "< 900"),
+        ("after the refresh (MB)", served["after_rss"], f"~ {served['idle_rss']:.0f} (given back)"),
+        ("CPU of that refresh run (s)", served["refresh_cpu"], ""),
+        ("CPU of one served run's process, a poll skipped (s)", served["run_overhead_s"], ""),
+        (f"simulated day: {args.polls} polls, {day['builds']:.0f} builds (CPU min, in-process)",
+         day["cpu_minutes"], ""),
+        ("  the same with each run's own process, as served (CPU min)",
+         day["cpu_minutes"] + args.polls * served["run_overhead_s"] / 60, "< 15"),
+        ("freshness: newest play to published copy, worst (min)", day["freshness_max_min"],
+         "< 15"),
+    ]  # fmt: skip
+    for label, value, target in rows:
+        print(f"{label:<58} {value:>10.1f}  {target}")
+    print(f"refresh run state: {served['refresh_state']}; day wall {day['wall_minutes']:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
