@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish lock clean
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration lock clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -54,7 +54,7 @@ unit: $(STAMP) $(WORLD)
 
 test: lint typecheck sqllint unit
 
-bench: bench-import bench-transform bench-report bench-publish
+bench: bench-import bench-transform bench-report bench-publish bench-orchestration
 
 bench-import: $(STAMP)
 	$(BIN)/python bench/bench_import.py
@@ -67,6 +67,9 @@ bench-report: $(STAMP) $(WORLD)
 
 bench-publish: $(STAMP)
 	$(BIN)/python bench/bench_publish.py
+
+bench-orchestration: $(STAMP)
+	$(BIN)/python bench/bench_orchestration.py
 
 lock:
 	uv pip compile requirements/requirements.in --python-version 3.11 --no-header -o requirements/constraints.txt
