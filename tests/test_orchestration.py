@@ -278,6 +278,26 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
             pytest.fail(
                 "the schedule did not fire twice:\n" + (tmp_path / "serve.log").read_text()[-3000:]
             )
+        # the Prefect server it supervises dies (an out-of-memory kill): it comes back
+        server = subprocess.run(
+            ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        for pid in server:
+            os.kill(int(pid), signal.SIGKILL)
+        time.sleep(3)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("the Prefect server was not restarted")
+        assert "restarting it" in (tmp_path / "serve.log").read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, (tmp_path / "serve.log").read_text()[-3000:]
     finally:
