@@ -159,7 +159,7 @@ def import_command(
     as_json: JsonOption = False,
 ) -> None:
     """Import listening history: all files commit together or nothing does."""
-    from music_tracker.dedupe import Tolerances
+    from music_tracker.dedupe import tolerances_from
     from music_tracker.importers.detect import Format
     from music_tracker.importers.errors import ImportInputError
     from music_tracker.importers.run import run_import
@@ -174,12 +174,8 @@ def import_command(
         if source not in choices:
             raise _fail(f"--source {source!r} is not one of {', '.join(choices)}", 2)
         forced = choices[source]
-    tolerances = Tolerances(
-        api=_seconds(settings.match_tolerance_api_s),
-        account=_seconds(settings.match_tolerance_account_s),
-        lastfm=_seconds(settings.match_tolerance_lastfm_s),
-    )
-    with _progress("import", quiet=as_json) as bar:
+    tolerances = tolerances_from(settings)
+    with _writing(settings, "import"), _progress("import", quiet=as_json) as bar:
         task = bar.add_task("finding files", total=None)
 
         def on_files(count: int) -> None:
@@ -205,12 +201,6 @@ def import_command(
         out.print_json(data=result)
         return
     _print_import_summary(result)
-
-
-def _seconds(value: int) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
 
 
 def _print_import_summary(result: dict[str, Any]) -> None:

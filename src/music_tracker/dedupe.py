@@ -11,6 +11,15 @@ their times agree within the pair's tolerance:
 * account data vs anything: end times, a minute apart (``endTime`` has minute precision);
 * Last.fm vs anything: start times (a scrobble's timestamp is the start of play).
 
+An end-time source knows its start only as an estimate: end minus ``ms_played`` (export
+rows) or minus the track's length (API rows). A pause makes the real start earlier than
+that (the end is later while the time heard is not), an early stop makes the API's
+estimate too early. So a Last.fm scrobble still unmatched after the rule above matches an
+end-time row when its start lies inside the play's possible window: from the estimated
+start minus ``Tolerances.pause`` up to the end minus 30 s (Last.fm scrobbles nothing
+shorter), nearest to the estimated start first. Both directions of import use the same
+window, so the result does not depend on which source arrived first.
+
 Each play holds at most one row per source, and matching is one-to-one, nearest first, so
 a track played twice in a row stays two plays. A row that matches nothing starts a new
 play whose ``play_id`` is derived from its own source and key; the id never changes after,
@@ -23,8 +32,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from music_tracker.settings import Settings
 
 EXTENDED = "spotify_extended_history"
 API = "spotify_api"
@@ -54,6 +67,19 @@ class Tolerances:
     api: timedelta = timedelta(seconds=10)
     account: timedelta = timedelta(seconds=60)
     lastfm: timedelta = timedelta(seconds=90)
+    # how long a play may have been paused: a Last.fm start this much before an end-time
+    # row's estimated start still belongs to it (when nothing nearer claimed either)
+    pause: timedelta = timedelta(minutes=15)
+
+
+def tolerances_from(settings: Settings) -> Tolerances:
+    """The tolerances the owner configured (every import and every poll uses them)."""
+    return Tolerances(
+        api=timedelta(seconds=settings.match_tolerance_api_s),
+        account=timedelta(seconds=settings.match_tolerance_account_s),
+        lastfm=timedelta(seconds=settings.match_tolerance_lastfm_s),
+        pause=timedelta(seconds=settings.match_pause_s),
+    )
 
 
 @dataclass
@@ -140,6 +166,10 @@ def assign_plays(
             links.append(found)
             pending = pending.join(found, on="_row", how="anti")
             candidates = candidates.join(found, on="play_id", how="anti")
+    if candidates.height and pending.height and tolerances.pause > timedelta(0):
+        found = _match_pause_window(source, pending, candidates, tolerances.pause)
+        if found.height:
+            links.append(found)
     matched = (
         pl.concat(links)
         if links
@@ -209,6 +239,53 @@ def _match_one_to_one(
         found.append(nearest)
         left = left.join(nearest, on="_row", how="anti")
         right = right.join(nearest, on="play_id", how="anti")
+    if not found:
+        return pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
+    return pl.concat(found)
+
+
+_END_TIME_SOURCES = (EXTENDED, API, ACCOUNT)
+_SHORTEST_SCROBBLE = timedelta(seconds=30)
+
+
+def _match_pause_window(
+    source: str, pending: pl.DataFrame, candidates: pl.DataFrame, pause: timedelta
+) -> pl.DataFrame:
+    """The second pass for Last.fm against end-time rows (see the module's docstring).
+
+    ``pending`` rows of ``source`` are still unmatched; ``candidates`` are the other
+    sources' unclaimed rows. Returns (_row, play_id) pairs, one-to-one, nearest first."""
+    if source == LASTFM:
+        scrobbles = pending.select("_row", "name_key", s=pl.col("start_at") - _HALF_MINUTE)
+        plays = candidates.filter(pl.col("source").is_in(_END_TIME_SOURCES)).select(
+            "play_id", "name_key", "start_at", "end_at"
+        )
+        pairs = scrobbles.join(plays, on="name_key", how="inner")
+    elif source in _END_TIME_SOURCES:
+        plays = pending.select("_row", "name_key", "start_at", "end_at")
+        scrobbles = candidates.filter(pl.col("source") == LASTFM).select(
+            "play_id", "name_key", s=pl.col("start_at") - _HALF_MINUTE
+        )
+        pairs = plays.join(scrobbles, on="name_key", how="inner")
+    else:
+        return pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
+    # a scrobble's minute stands for any of its seconds: [minute, minute + 59 s]
+    pairs = pairs.filter(
+        (pl.col("s") + timedelta(seconds=59) >= pl.col("start_at") - pause)
+        & (pl.col("s") <= pl.col("end_at") - _SHORTEST_SCROBBLE)
+    ).with_columns(_distance=(pl.col("s") + _HALF_MINUTE - pl.col("start_at")).abs())
+    found: list[pl.DataFrame] = []
+    for _ in range(_MAX_ROUNDS):
+        if pairs.is_empty():
+            break
+        best = (
+            pairs.sort("_distance", "_row", "play_id")
+            .unique(subset="_row", keep="first", maintain_order=True)
+            .unique(subset="play_id", keep="first", maintain_order=True)
+            .select("_row", "play_id")
+        )
+        found.append(best)
+        pairs = pairs.join(best, on="_row", how="anti").join(best, on="play_id", how="anti")
     if not found:
         return pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
     return pl.concat(found)

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     match_tolerance_api_s: int = Field(default=10, ge=0)
     match_tolerance_account_s: int = Field(default=60, ge=0)
     match_tolerance_lastfm_s: int = Field(default=90, ge=0)
+    match_pause_s: int = Field(
+        default=900,
+        ge=0,
+        description="How long a paused play may have been paused: a Last.fm start this much "
+        "before an end-time row's estimated start still matches it (0: off).",
+    )
 
     spotify_client_id: str = ""
     spotify_api_base: str = "https://api.spotify.com/v1"

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from music_tracker import warehouse
+from music_tracker.dedupe import tolerances_from
 from music_tracker.importers.detect import Format
 from music_tracker.importers.run import run_import
 from music_tracker.settings import Settings
@@ -149,6 +150,7 @@ def _poll(
                 [received],
                 settings.data_dir,
                 forced=Format.API,
+                tolerances=tolerances_from(settings),
                 memory_limit=settings.duckdb_memory_limit,
                 store_unchanged=False,
             ).as_dict()
