@@ -145,6 +145,19 @@ class Settings(BaseSettings):
         default=4200, ge=1, le=65535, description="Port of the Prefect server serve starts."
     )
 
+    # Backups (docs/operations.md).
+    backup_dir: Path | None = Field(
+        default=None, description="Where backups go (default: backups/ beside the data folder)."
+    )
+    backup_keep: int = Field(default=7, ge=1, description="How many backups are kept.")
+    backup_cron: str = Field(
+        default="30 3 * * *", description="When `serve` backs up (cron, schedule_timezone)."
+    )
+    metabase_app_db_dir: Path | None = Field(
+        default=None,
+        description="Metabase's application database folder (H2), backed up when set.",
+    )
+
     # Publishing (the serving copy Metabase reads) and Metabase itself (docs/metabase.md).
     serving_grace_minutes: float = Field(
         default=15,
@@ -202,7 +215,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value.strip()
 
-    @field_validator("data_dir", "dbt_target_dir")
+    @field_validator("data_dir", "dbt_target_dir", "backup_dir", "metabase_app_db_dir")
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         # "~/mt" in a .env or TOML file reaches us unexpanded (no shell in between)
@@ -227,7 +240,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("refresh_cron")
+    @field_validator("refresh_cron", "backup_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         from cronsim import CronSim, CronSimError

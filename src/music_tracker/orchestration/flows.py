@@ -31,7 +31,14 @@ from music_tracker.orchestration.lock import WriterBusy, writer_lock
 from music_tracker.settings import Settings, get_settings
 
 # Seconds a task may take before it is stopped (a hung request, a runaway build).
-TIMEOUTS = {"ingest": 300, "enrich": 1_800, "transform": 1_800, "publish": 600, "report": 900}
+TIMEOUTS = {
+    "ingest": 300,
+    "enrich": 1_800,
+    "transform": 1_800,
+    "publish": 600,
+    "report": 900,
+    "backup": 1_800,
+}
 
 
 def _settings(data_dir: str | None) -> Settings:
@@ -89,6 +96,13 @@ def report_task(settings: Settings) -> dict[str, Any]:
         settings.warehouse_path, settings.report_dir, context, dashboards=load_dashboards()
     )
     return {"pages": summary.as_dict()["pages"]}
+
+
+@task(name="backup", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["backup"])
+def backup_task(settings: Settings) -> dict[str, Any]:
+    from music_tracker.backup import backup
+
+    return backup(settings).as_dict()
 
 
 # -- health hooks: one message per cause, a recovery message ------------------------------
@@ -234,3 +248,9 @@ def pipeline_flow(data_dir: str | None = None) -> dict[str, Any]:
             raise RuntimeError(f"no warehouse at {settings.warehouse_path}: import an export first")
         summary |= _build_and_publish(settings, report=True)
     return summary
+
+
+@flow(name="backup", **HOOKS)
+def backup_flow(data_dir: str | None = None) -> dict[str, Any]:
+    """Daily: a consistent backup of what cannot be rebuilt (it takes the writer lock)."""
+    return backup_task(_settings(data_dir))

@@ -145,7 +145,7 @@ def _deployments(settings: Settings) -> list[Any]:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron, Interval
 
-    from music_tracker.orchestration.flows import ingest_flow, refresh_flow
+    from music_tracker.orchestration.flows import backup_flow, ingest_flow, refresh_flow
 
     zone = settings.schedule_timezone or settings.timezone
     parameters = {"data_dir": str(settings.data_dir)}
@@ -168,6 +168,13 @@ def _deployments(settings: Settings) -> list[Any]:
             parameters=parameters,
             concurrency_limit=one_at_a_time,
             description="Transform, publish and the report when anything arrived.",
+        ),
+        backup_flow.to_deployment(
+            name="daily",
+            schedule=Cron(settings.backup_cron, timezone=zone),
+            parameters=parameters,
+            concurrency_limit=one_at_a_time,
+            description="Back up the warehouse, landing files, state and Metabase's database.",
         ),
     ]
 
