@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration lock clean
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration lock clean wheels image deploy-check
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -73,6 +73,21 @@ bench-orchestration: $(STAMP)
 
 lock:
 	uv pip compile requirements/requirements.in --python-version 3.11 --no-header -o requirements/constraints.txt
+
+# The pipeline image's dependencies, downloaded on the host (a build needs no package
+# index): the project's runtime requirements at the pinned versions, as wheels.
+WHEELS := deploy/wheels
+wheels: $(STAMP)
+	$(BIN)/python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); print('\\n'.join(d['project']['dependencies'] + ['hatchling', 'editables', 'async-timeout']))" > $(WHEELS).txt
+	$(BIN)/python -m pip download -q --only-binary=:all: -d $(WHEELS) -c requirements/constraints.txt -r $(WHEELS).txt
+	# async-timeout: needed by redis below Python 3.11.3 (Debian 12 has 3.11.2, so the host's
+	# 3.11.7 would skip it); pip: Debian 12's pip 23 is older than the one the set was tested with
+	$(BIN)/python -m pip download -q --only-binary=:all: --no-deps -d $(WHEELS) pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)
+
+# The pipeline image, built with docker or podman (see docs/deployment.md)
+ENGINE ?= $(shell command -v docker || command -v podman)
+image: wheels
+	$(ENGINE) build -f deploy/pipeline.Dockerfile -t localhost/music-tracker:latest .
 
 clean:
 	rm -rf $(VENV) data transform/target transform/logs

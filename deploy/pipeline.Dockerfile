@@ -1,0 +1,48 @@
+# The pipeline image: `music-tracker serve` by default, any other subcommand on request
+# (`docker compose run --rm pipeline music-tracker status`). Build context: the repository
+# root. Dependencies come from deploy/wheels/ (`make wheels` on the build host: the same
+# pinned set as the README install, requirements/constraints.txt), so the build needs no
+# package index and installs exactly the tested versions.
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY deploy/wheels /wheels
+COPY requirements/constraints.txt requirements/constraints.txt
+COPY pyproject.toml README.md ./
+COPY src src
+COPY transform transform
+COPY dashboards dashboards
+# the project itself in editable form: its dbt project and dashboards stay beside the code;
+# pip compiles the bytecode of what it installs, compileall that of the project
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels --upgrade pip \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
+      -c requirements/constraints.txt hatchling editables \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
+      --no-build-isolation -c requirements/constraints.txt -e . \
+ && /opt/venv/bin/python -m compileall -q /app/src
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 ca-certificates tini tzdata \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 music \
+ && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home music \
+ && mkdir -p /data && chown 10001:10001 /data
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MUSIC_TRACKER_DATA_DIR=/data \
+    MUSIC_TRACKER_DBT_TARGET_DIR=/data/dbt/target
+WORKDIR /app
+USER 10001:10001
+VOLUME ["/data"]
+# healthy while the scheduler's Prefect API answers (serve); other commands exit anyway
+HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
+  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('PREFECT_API_URL', 'http://127.0.0.1:4200/api') + '/health', timeout=5)"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["music-tracker", "serve"]
