@@ -123,3 +123,36 @@ def test_the_caddyfile_is_valid_and_formatted(tmp_path: Path) -> None:
     assert formatted == (DEPLOY / "Caddyfile").read_text()
     # the admin interface is not proxied: only public paths reach Metabase
     assert "/auth/login" not in (DEPLOY / "Caddyfile").read_text()
+
+
+TERRAFORM = DEPLOY / "terraform"
+
+
+def test_terraform_parses_and_the_launch_script_passes_shellcheck(tmp_path: Path) -> None:
+    import re
+
+    import hcl2
+
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with path.open() as handle:
+            hcl2.load(handle)  # raises on a syntax error
+    variables = (TERRAFORM / "variables.tf").read_text()
+    assert variables.count("description") >= variables.count('variable "')  # all described
+    # the script as templatefile() renders it, then shellcheck
+    values = {
+        "domain": "music.example.com",
+        "acme_email": "owner@example.com",
+        "repository_url": "https://example.com/music-tracker.git",
+        "repository_ref": "main",
+        "bucket": "music-tracker-backups-1a2b3c4d",
+        "region": "us-east-1",
+    }
+    template = (TERRAFORM / "cloud-init.sh.tftpl").read_text()
+    rendered = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], template)
+    script = tmp_path / "cloud-init.sh"
+    script.write_text(rendered)
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck; .ci/run does)")
+    done = subprocess.run([shellcheck, "-s", "bash", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
