@@ -231,6 +231,7 @@ def simulated_day(data_dir: Path, polls: int) -> dict[str, float]:
         {
             "PREFECT_HOME": str(data_dir / "prefect"),
             "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "MUSIC_TRACKER_LOG_LEVEL": "WARNING",
         }
     )
