@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration lock clean wheels image deploy-check
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration lock clean wheels image image-test
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -88,6 +88,11 @@ wheels: $(STAMP)
 ENGINE ?= $(shell command -v docker || command -v podman)
 image: wheels
 	$(ENGINE) build -f deploy/pipeline.Dockerfile -t localhost/music-tracker:latest .
+
+# Build the image and run the demo in it as its non-root user (about 5 minutes; not part
+# of `make test`, whose budget is 10 minutes)
+image-test: $(STAMP)
+	ENGINE=$(ENGINE) deploy/image-test.sh
 
 clean:
 	rm -rf $(VENV) data transform/target transform/logs
