@@ -85,7 +85,7 @@ wheels: $(STAMP)
 	$(BIN)/python -m pip download -q --only-binary=:all: --no-deps -d $(WHEELS) pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)
 
 # The pipeline image, built with docker or podman (see docs/deployment.md)
-ENGINE ?= $(shell command -v docker || command -v podman)
+ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
 image: wheels
 	$(ENGINE) build -f deploy/pipeline.Dockerfile -t localhost/music-tracker:latest .
 

@@ -4,7 +4,11 @@
 # Usage: deploy/image-test.sh   (docker or podman; `make image-test`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-engine=${ENGINE:-$(command -v docker || command -v podman)}
+# docker when its daemon answers, else podman (a docker CLI without an engine is common)
+if [ -z "${ENGINE:-}" ]; then
+  if docker info >/dev/null 2>&1; then ENGINE=docker; else ENGINE=podman; fi
+fi
+engine=$ENGINE
 image=localhost/music-tracker:latest
 make wheels
 "$engine" build -q -f deploy/pipeline.Dockerfile -t "$image" .

@@ -57,6 +57,16 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture
+def built_copy(built: Path, tmp_path: Path) -> Path:
+    """A private copy of the built data folder, to change (serving/ and report/ left out)."""
+    import shutil
+
+    target = tmp_path / "data"
+    shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
+    return target
+
+
 Cli = Callable[..., Any]
 
 

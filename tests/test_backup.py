@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from music_tracker.backup import MANIFEST, backups
 
 
 @pytest.fixture
-def data_dir(built: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "data"
-    shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
+def data_dir(built_copy: Path) -> Path:
+    target = built_copy
     (target / "state").mkdir(exist_ok=True)
     (target / "state" / "cursor.json").write_text('{"after_ms": 1}')
     return target

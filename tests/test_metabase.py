@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import socket
 import threading
 import time
@@ -35,10 +34,8 @@ ADMIN = {"email": "owner@example.com", "password": "a-long-Passw0rd-for-tests"}
 
 
 @pytest.fixture
-def data_dir(built: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "data"
-    shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
-    return target
+def data_dir(built_copy: Path) -> Path:
+    return built_copy
 
 
 @pytest.fixture

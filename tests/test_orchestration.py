@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -75,10 +74,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def data_dir(built: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "data"
-    shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
-    return target
+def data_dir(built_copy: Path) -> Path:
+    return built_copy
 
 
 @pytest.fixture

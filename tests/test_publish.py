@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,11 +27,8 @@ CLI = str(Path(sys.executable).with_name("music-tracker"))
 
 
 @pytest.fixture
-def data_dir(built: Path, tmp_path: Path) -> Path:
-    """A private copy of the built warehouse (publish writes serving/ beside it)."""
-    target = tmp_path / "data"
-    shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
-    return target
+def data_dir(built_copy: Path) -> Path:
+    return built_copy
 
 
 def _tables(path: Path, schema: str | None = None) -> dict[str, int]:

@@ -182,6 +182,25 @@ def _build_and_publish(settings: Settings, *, report: bool) -> dict[str, Any]:
     return done
 
 
+def _poll_and_enrich(settings: Settings) -> dict[str, Any]:
+    """The poll (retried) when a Spotify app is configured, then a bounded MusicBrainz
+    round when a contact is set (its failure is logged; the flow goes on)."""
+    done: dict[str, Any] = {}
+    if settings.spotify_client_id:
+        done["ingest"] = ingest_task.with_options(
+            retries=settings.task_retries, retry_delay_seconds=_delays(settings)
+        )(settings)
+    else:
+        get_run_logger().info(
+            "no Spotify app configured (MUSIC_TRACKER_SPOTIFY_CLIENT_ID): no poll"
+        )
+    if settings.contact and settings.enrich_artists_per_run:
+        done["enrich"] = _optional(
+            "MusicBrainz enrichment", enrich_task(settings, return_state=True)
+        )
+    return done
+
+
 @flow(name="ingest", **HOOKS)
 def ingest_flow(data_dir: str | None = None) -> dict[str, Any]:
     """Poll Spotify, enrich a few artists, transform and publish when plays arrived."""
@@ -190,16 +209,7 @@ def ingest_flow(data_dir: str | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     try:
         with writer_lock(settings.data_dir, "ingest flow", wait_s=settings.writer_wait_s):
-            if settings.spotify_client_id:
-                summary["ingest"] = ingest_task.with_options(
-                    retries=settings.task_retries, retry_delay_seconds=_delays(settings)
-                )(settings)
-            else:
-                logger.info("no Spotify app configured (MUSIC_TRACKER_SPOTIFY_CLIENT_ID): no poll")
-            if settings.contact and settings.enrich_artists_per_run:
-                summary["enrich"] = _optional(
-                    "MusicBrainz enrichment", enrich_task(settings, return_state=True)
-                )
+            summary |= _poll_and_enrich(settings)
             build, why = _needs_build(
                 settings, min_interval_minutes=settings.transform_min_interval_minutes
             )
@@ -231,19 +241,9 @@ def refresh_flow(data_dir: str | None = None) -> dict[str, Any]:
 def pipeline_flow(data_dir: str | None = None) -> dict[str, Any]:
     """`music-tracker run`: ingest, enrich, transform, publish and the report, once."""
     settings = _settings(data_dir)
-    logger = get_run_logger()
     summary: dict[str, Any] = {}
     with writer_lock(settings.data_dir, "run", wait_s=settings.writer_wait_s):
-        if settings.spotify_client_id:
-            summary["ingest"] = ingest_task.with_options(
-                retries=settings.task_retries, retry_delay_seconds=_delays(settings)
-            )(settings)
-        else:
-            logger.info("no Spotify app configured: no poll")
-        if settings.contact and settings.enrich_artists_per_run:
-            summary["enrich"] = _optional(
-                "MusicBrainz enrichment", enrich_task(settings, return_state=True)
-            )
+        summary |= _poll_and_enrich(settings)
         if not settings.warehouse_path.exists():
             raise RuntimeError(f"no warehouse at {settings.warehouse_path}: import an export first")
         summary |= _build_and_publish(settings, report=True)
