@@ -324,3 +324,14 @@ def test_a_command_that_writes_says_who_else_is_writing(cli: Cli, data_dir: Path
             assert "`ingest flow` (process" in result.output, result.output
             assert f"run `music-tracker {command}` again when it has finished" in result.output
     cli("publish")  # free again
+
+
+def test_run_is_the_whole_pipeline_once(
+    harness: None, env: dict[str, str], data_dir: Path, cli: Cli
+) -> None:
+    result = cli_json(cli, "run")  # as a flow, on the harness's Prefect server
+    assert result["ingest"]["new_plays"] > 0  # the fake Spotify's plays
+    assert result["transform"]["succeeded"] > 0
+    assert Path(result["publish"]["path"]).is_file()
+    assert result["report"]["pages"] > 10 and (data_dir / "report" / "index.html").is_file()
+    assert cli_json(cli, "status")["flows"]["pipeline"]["failing"] is False
