@@ -183,7 +183,10 @@ def serve(settings: Settings) -> None:
     """Run the schedules until SIGTERM or Ctrl+C (see the module's docstring)."""
     os.environ.update(prefect_environment(settings))
     server: LocalPrefectServer | None = None
-    if not os.environ.get("PREFECT_API_URL"):
+    if os.environ.get("PREFECT_API_URL"):
+        # a server of its own (compose): it may still be starting, as this process is
+        _wait_for_api(os.environ["PREFECT_API_URL"])
+    else:
         server = LocalPrefectServer(settings)
         log.info("starting a Prefect server on 127.0.0.1:%s", server.port)
         server.start()
@@ -205,6 +208,23 @@ def serve(settings: Settings) -> None:
         if server is not None:
             _flush_to_api()
             server.stop()
+
+
+def _wait_for_api(api_url: str, timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{api_url.rstrip('/')}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            raise ServeError(
+                f"the Prefect server at PREFECT_API_URL={api_url} does not answer after "
+                f"{timeout_s:.0f} s: check that it runs (in compose: the prefect service)"
+            )
+        log.info("waiting for the Prefect server at %s", api_url)
+        time.sleep(2)
 
 
 def _flush_to_api() -> None:
