@@ -156,3 +156,11 @@ def test_terraform_parses_and_the_launch_script_passes_shellcheck(tmp_path: Path
         pytest.skip("shellcheck is not installed (apt-get install shellcheck; .ci/run does)")
     done = subprocess.run([shellcheck, "-s", "bash", str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_compose_trims_the_prefect_server_like_serve_does(tmp_path: Path) -> None:
+    from music_tracker.orchestration.serve import SERVER_SERVICES
+
+    config = json.loads(_compose(_env(tmp_path), "config", "--format", "json").stdout)
+    environment = config["services"]["prefect"]["environment"]
+    assert {k: environment.get(k) for k in SERVER_SERVICES} == SERVER_SERVICES

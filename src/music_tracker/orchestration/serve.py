@@ -45,9 +45,31 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": settings.log_level,
+        # the runner asks for due runs every 30 s (Prefect's default: 10 s); a run starts
+        # at most 30 s late, on a schedule of 10 minutes
+        "PREFECT_RUNNER_POLL_FREQUENCY": os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "30"),
         # our own messages say which flow failed and why; no hosted extras
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     }
+
+
+# The Prefect server's background services, trimmed for one person's pipeline on a small
+# VM (every loop is a database query; idle CPU is what the 2 GB plan's 20% baseline
+# pays for). Kept: the scheduler (it makes schedules fire), late runs, lease reclaiming
+# (deployment concurrency limits use leases), cancellation clean-up, task-run records
+# (the UI shows task runs), all at a slower pace. Off: work-pool health (serve uses no work
+# pools), pause expirations (no flow pauses), automations' triggers and the event store
+# (no automations; the UI's event feed stays empty). The compose file sets the same.
+SERVER_SERVICES = {
+    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "120",
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "60",
+}
 
 
 class LocalPrefectServer:
@@ -67,6 +89,7 @@ class LocalPrefectServer:
         env = {
             **os.environ,
             **prefect_environment(self.settings),
+            **SERVER_SERVICES,
             "PREFECT_SERVER_API_HOST": "127.0.0.1",
             "PREFECT_SERVER_API_PORT": str(self.port),
         }
