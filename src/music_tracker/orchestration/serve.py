@@ -55,20 +55,21 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
 
 # The Prefect server's background services, trimmed for one person's pipeline on a small
 # VM (every loop is a database query; idle CPU is what the 2 GB plan's 20% baseline
-# pays for). Kept: the scheduler (it makes schedules fire), late runs, lease reclaiming
-# (deployment concurrency limits use leases), cancellation clean-up, task-run records
-# (the UI shows task runs), all at a slower pace. Off: work-pool health (serve uses no work
-# pools), pause expirations (no flow pauses), automations' triggers and the event store
-# (no automations; the UI's event feed stays empty). The compose file sets the same.
+# pays for). Kept: the scheduler (it makes schedules fire), lease reclaiming (deployment
+# concurrency limits use leases), cancellation clean-up, task-run records (the UI shows
+# task runs), the slower ones at a slower pace. Off: work-pool health (serve uses no work
+# pools), pause expirations (no flow pauses), marking runs "late" (a label), automations'
+# triggers and the event store (no automations; the UI's event feed stays empty). The
+# compose file sets the same.
 SERVER_SERVICES = {
     "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "60",
-    "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "60",
-    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "120",
-    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "60",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "120",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "300",
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "300",
 }
 
 
