@@ -334,6 +334,8 @@ def _handler(fake: FakeSpotify) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def _reply(self, status: int, headers: dict[str, str], body: Any) -> None:
+            # logged before the answer leaves: a client that has its answer finds it logged
+            fake.requests.append(RequestRecord(self.command, self.path, status))
             payload = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             for key, value in headers.items():
@@ -343,7 +345,6 @@ def _handler(fake: FakeSpotify) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
-            fake.requests.append(RequestRecord(self.command, self.path, status))
 
         def do_GET(self) -> None:
             url = urlparse(self.path)
