@@ -117,11 +117,11 @@ def _find_database(mb: MetabaseClient, name: str) -> dict[str, Any] | None:
     return None
 
 
-def _files_in_use(mb: MetabaseClient) -> set[str]:
+def _files_in_use(databases: list[dict[str, Any]]) -> set[str]:
     """The serving copies (file names) any DuckDB database in Metabase points at."""
     return {
         Path(str(db.get("details", {}).get("database_file", ""))).name
-        for db in mb.call("GET", "/api/database/")
+        for db in databases
         if db.get("engine") == "duckdb" and db.get("details", {}).get("database_file")
     }
 
@@ -138,7 +138,10 @@ def point_database_at(settings: Settings, copy_name: str) -> set[str]:
     with MetabaseClient(settings) as mb:
         mb.wait_until_up(0)
         _sign_in_provisioned(mb)
-        database = _find_database(mb, settings.metabase_database_name)
+        databases = [dict(db) for db in mb.call("GET", "/api/database/")]
+        database = next(
+            (db for db in databases if db.get("name") == settings.metabase_database_name), None
+        )
         if database is None:
             raise MetabaseError(
                 f"Metabase has no database named {settings.metabase_database_name!r} yet: run "
@@ -146,9 +149,9 @@ def point_database_at(settings: Settings, copy_name: str) -> set[str]:
             )
         wanted = database_details(settings, copy_name)
         if not _details_match(database.get("details") or {}, wanted):
-            details = {**(database.get("details") or {}), **wanted}
-            mb.call("PUT", f"/api/database/{database['id']}", {"details": details})
-        return _files_in_use(mb)
+            database["details"] = {**(database.get("details") or {}), **wanted}
+            mb.call("PUT", f"/api/database/{database['id']}", {"details": database["details"]})
+        return _files_in_use(databases)
 
 
 def _sign_in_provisioned(mb: MetabaseClient) -> None:
@@ -195,15 +198,22 @@ def _ensure_database(
     return database, True
 
 
-def _synced(mb: MetabaseClient, database_id: int, tables: set[str]) -> bool:
-    """Metabase's last sync of the database is complete and saw every ``dw`` table."""
+def _sync_state(mb: MetabaseClient, database_id: int) -> tuple[Any, set[str], Any]:
+    """(sync status, the ``dw`` tables Metabase has seen, the database file)."""
     database = mb.call("GET", f"/api/database/{database_id}", include="tables")
     seen = {
         t.get("name")
         for t in database.get("tables") or []
         if t.get("schema") == "dw" and t.get("active", True)
     }
-    return database.get("initial_sync_status") == "complete" and tables <= seen
+    file = (database.get("details") or {}).get("database_file")
+    return database.get("initial_sync_status"), seen, file
+
+
+def _synced(mb: MetabaseClient, database_id: int, tables: set[str]) -> bool:
+    """Metabase's last sync of the database is complete and saw every ``dw`` table."""
+    status, seen, _ = _sync_state(mb, database_id)
+    return status == "complete" and tables <= seen
 
 
 def _wait_for_sync(
@@ -217,16 +227,9 @@ def _wait_for_sync(
     """Until Metabase has synced every ``dw`` table of the serving copy."""
     deadline = time.monotonic() + settings.metabase_wait_s
     while True:
-        database = mb.call("GET", f"/api/database/{database_id}", include="tables")
-        seen = {
-            t.get("name")
-            for t in database.get("tables") or []
-            if t.get("schema") == "dw" and t.get("active", True)
-        }
-        status = database.get("initial_sync_status")
+        status, seen, file = _sync_state(mb, database_id)
         if status == "complete" and tables <= seen:
             return
-        file = (database.get("details") or {}).get("database_file")
         if status == "aborted" or time.monotonic() >= deadline:
             missing = ", ".join(sorted(tables - seen)[:5]) or "none"
             raise MetabaseError(
