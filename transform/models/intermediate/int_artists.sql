@@ -29,10 +29,10 @@ cities as (
     ) = 1
 ),
 
--- the seed's state codes are GeoNames admin1 codes (ISO 3166-2 only in some countries, e.g.
--- US-CA; Canada's are numeric: CA-08, not MusicBrainz's CA-ON), and MusicBrainz often
--- gives no subdivision at all: a city whose name is unique in its country matches on
--- city and country alone, as the original's "city,[state,]country" did
+-- the seed's state codes are ISO 3166-2 (CA-ON), as MusicBrainz's are, but MusicBrainz
+-- often gives no subdivision at all, and 2% of the seed's cities have none: a city whose
+-- name is unique in its country matches on city and country alone, as the original's
+-- "city,[state,]country" did
 cities_unique_in_country as (
     select * from {{ ref('cities_with_lat_long') }}
     qualify count(*) over (partition by city, country_code) = 1
