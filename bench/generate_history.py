@@ -11,7 +11,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from music_tracker.demo.generate import build_catalogue, listen, write_extended
+from music_tracker.simulation.listener import build_catalogue, listen, write_extended
 
 
 def generate(out: Path, plays: int, years: int, seed: int) -> list[Path]:

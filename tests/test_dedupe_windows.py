@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EXTENDED_DIR, Cli, cli_json
+from conftest import EXTENDED_DIR, Cli, cli_json, query
 
 START = datetime(2019, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -98,3 +98,67 @@ def test_two_pauses_each_find_their_own_scrobble(cli: Cli, tmp_path: Path) -> No
     lastfm = _scrobbles(tmp_path / "scrobbles.csv", [START, START + timedelta(minutes=10)])
     assert _plays(cli, tmp_path, "one", extended, lastfm) == 2
     assert _plays(cli, tmp_path, "two", lastfm, extended) == 2
+
+
+def _split_lastfm_from_its_play(data: Path) -> None:
+    """Make the warehouse look as an earlier version left it: the scrobble of a paused play
+    stored as a play of its own (before the pause rule, ids never merged)."""
+    import duckdb
+
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        con.execute("update raw.lastfm_scrobbles set play_id = md5('lastfm:' || source_key)")
+
+
+def test_plays_stored_twice_are_merged_by_rematch_and_the_star_schema_follows(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    dd = ("--data-dir", str(data))
+    extended = _extended(tmp_path / "export", [(START + timedelta(minutes=8), 180_000)])
+    lastfm = _scrobbles(tmp_path / "scrobbles.csv", [START])
+    cli("import", str(extended), *dd)
+    cli("import", str(lastfm), *dd)
+    _split_lastfm_from_its_play(data)
+    assert cli_json(cli, "status", *dd)["plays"] == 2
+    cli("transform", *dd)
+    assert query(data, "select count(*) from dw.fact_track_played") == [(2,)]
+
+    merged = cli_json(cli, "rematch", *dd)
+    assert (merged["plays_merged"], merged["rows_moved"]) == (1, 1)
+    assert cli_json(cli, "status", *dd)["plays"] == 1
+    cli("transform", *dd)  # incremental: the absorbed play leaves every table
+    assert query(data, "select count(*), any_value(seen_by_sources) from dw.fact_track_played") == [
+        (1, "lastfm,spotify_extended_history")
+    ]
+    assert query(data, "select count(*) from intermediate.int_plays_deduplicated") == [(1,)]
+    again = cli_json(cli, "rematch", *dd)
+    assert (again["plays_merged"], again["rows_moved"]) == (0, 0)
+
+
+def test_a_later_richer_row_merges_plays_stored_twice(cli: Cli, tmp_path: Path) -> None:
+    """The import of one more row of the play (its account-data row) merges the two."""
+    data = tmp_path / "data"
+    dd = ("--data-dir", str(data))
+    extended = _extended(tmp_path / "export", [(START + timedelta(minutes=8), 180_000)])
+    lastfm = _scrobbles(tmp_path / "scrobbles.csv", [START])
+    cli("import", str(extended), *dd)
+    cli("import", str(lastfm), *dd)
+    _split_lastfm_from_its_play(data)
+    template = _template()
+    account = tmp_path / "account" / "StreamingHistory_music_0.json"
+    account.parent.mkdir()
+    account.write_text(
+        json.dumps(
+            [
+                {
+                    "endTime": (START + timedelta(minutes=8)).strftime("%Y-%m-%d %H:%M"),
+                    "artistName": template["master_metadata_album_artist_name"],
+                    "trackName": template["master_metadata_track_name"],
+                    "msPlayed": 180_000,
+                }
+            ]
+        )
+    )
+    summary = cli_json(cli, "import", str(account), *dd)
+    assert summary["duplicates"]["stored_plays_merged"] == 1
+    assert cli_json(cli, "status", *dd)["plays"] == 1

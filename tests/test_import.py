@@ -270,20 +270,23 @@ def test_forced_source(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_older_warehouse_is_brought_up_to_date(cli: Cli, shared: Path, data_dir: Path) -> None:
-    """A warehouse of raw schema version 1 (before transform_runs) keeps its plays and gains
-    what version 2 added the next time a command that writes opens it."""
+    """A warehouse of raw schema version 1 (before transform_runs and play_id_overrides)
+    keeps its plays, answers `status` read-only as it is, and gains what versions 2 and 3
+    added the next time a command that writes opens it."""
     import duckdb
 
     cli("import", str(AUDIO_FILES[0]))
     plays = cli_json(cli, "status")["plays"]
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         con.execute("drop table raw.transform_runs")
+        con.execute("drop table raw.play_id_overrides")
         con.execute("update raw.schema_version set version = 1")
     assert cli_json(cli, "status")["plays"] == plays  # read-only: readable as it is
     cli("import", str(AUDIO_FILES[0]))  # a writer: nothing new to import, schema brought up
     assert cli_json(cli, "status")["plays"] == plays
-    ((version, runs),) = query(
+    ((version, runs, moved),) = query(
         data_dir,
-        "select max(version), (select count(*) from raw.transform_runs) from raw.schema_version",
+        "select max(version), (select count(*) from raw.transform_runs),"
+        " (select count(*) from raw.play_id_overrides) from raw.schema_version",
     )
-    assert (version, runs) == (2, 0)
+    assert (version, runs, moved) == (3, 0, 0)

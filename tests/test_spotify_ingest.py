@@ -18,9 +18,9 @@ import pytest
 import stamina
 
 from conftest import query
-from music_tracker.demo.generate import build_catalogue
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.settings import Settings
+from music_tracker.simulation.listener import build_catalogue
 from music_tracker.sources import http
 from music_tracker.sources.spotify import auth
 from music_tracker.sources.spotify.ingest import CursorStore, ingest

@@ -218,6 +218,8 @@ def _print_import_summary(result: dict[str, Any]) -> None:
     table.add_row("duplicates: repeated in input", f"{dups['repeated_in_input']:,}")
     table.add_row("duplicates: already stored", f"{dups['already_stored']:,}")
     table.add_row("duplicates: same play, other source", f"{dups['same_play_from_other_source']:,}")
+    if dups.get("stored_plays_merged"):
+        table.add_row("stored plays merged (proven one)", f"{dups['stored_plays_merged']:,}")
     for reason, count in result["set_aside"].items():
         table.add_row(f"set aside: {reason}", f"{count:,}")
     for kind, count in result["new_other_content"].items():
@@ -226,6 +228,37 @@ def _print_import_summary(result: dict[str, Any]) -> None:
     for skipped in result["files_skipped"]:
         # Text: a file name like "[2024] playlist.json" is not rich markup
         out.print(Text(f"skipped {skipped['file']}: {skipped['reason']}"))
+
+
+@app.command()
+def rematch(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Match every stored play again under the current rules (after an upgrade).
+
+    Plays an earlier version stored twice are merged; rows are moved, never deleted. Run
+    `transform` afterwards to rebuild the star schema.
+    """
+    from music_tracker.dedupe import tolerances_from
+    from music_tracker.importers.run import run_rematch
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    if not (settings.data_dir / "warehouse.duckdb").exists():
+        raise _fail(f"no warehouse in {settings.data_dir}: import your history first")
+    with _writing(settings, "rematch"), _progress("rematch", quiet=as_json) as bar:
+        bar.add_task("matching every stored play again", total=None)
+        result = run_rematch(
+            settings.data_dir,
+            tolerances=tolerances_from(settings),
+            memory_limit=settings.duckdb_memory_limit,
+        )
+    if as_json:
+        out.print_json(data=result)
+        return
+    out.print(
+        f"{result['rows_matched']:,} stored rows matched again: {result['plays_merged']:,}"
+        f" plays merged into another, {result['plays_split']:,} split off,"
+        f" {result['rows_moved']:,} rows moved"
+    )
 
 
 @app.command()

@@ -58,6 +58,15 @@ LINKED_SCHEMA = pl.Schema(
 )
 _MAX_ROUNDS = 20
 _HALF_MINUTE = timedelta(seconds=30)
+# Last.fm scrobbles a track longer than 30 s once half of it (or 4 minutes) was heard, so
+# no scrobbled play was heard for less than 15 s
+_SCROBBLE_MIN_HEARD_MS = 15_000
+_LASTFM_SHORTEST_TRACK_MS = 30_000
+_LASTFM_ENOUGH_MS = 240_000
+# an API row's start estimate (end minus the track's length) is too early when the track
+# was stopped early; its scrobble then lies anywhere up to the end (less 15 s heard, plus
+# the scrobbling device's clock)
+_API_STOPPED_EARLY_SLACK = timedelta(seconds=15)
 
 
 @dataclass(frozen=True)
@@ -101,12 +110,18 @@ def drop_known(batch: pl.DataFrame, stored_keys: pl.Series) -> tuple[pl.DataFram
     return fresh, batch.height - unique.height, unique.height - fresh.height
 
 
-def linked_view(source: str, rows: pl.DataFrame) -> pl.DataFrame:
+def linked_view(
+    source: str, rows: pl.DataFrame, durations: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """A source's rows (with ``play_id``) reduced to the columns matching needs.
 
-    Minute-precision times (account data's ``endTime``, Last.fm's date) stand for any
-    second of their minute; they are compared at the minute's middle, so a play ending
-    at 14:13:36 is nearer to "14:13" than to "14:14".
+    ``start_at`` is compared with Last.fm's start only; it is null for a row heard too
+    briefly for any scrobble (Last.fm's rule: half the track or 4 minutes, for a track
+    over 30 s; 15 s when the track's length is unknown). ``durations`` (``track_id``,
+    ``duration_ms``) are the track lengths known so far. Minute-precision
+    times (account data's ``endTime``, Last.fm's date) stand for any second of their
+    minute; they are compared at the minute's middle, so a play ending at 14:13:36 is
+    nearer to "14:13" than to "14:14".
     """
     if source == LASTFM:
         end_at = pl.lit(None, pl.Datetime("us", "UTC"))
@@ -120,6 +135,21 @@ def linked_view(source: str, rows: pl.DataFrame) -> pl.DataFrame:
     else:
         end_at = pl.col("played_at")
         start_at = pl.col("played_at") - pl.duration(milliseconds=pl.col("ms_played"))
+    if source in (ACCOUNT, EXTENDED):
+        # the start is only compared with Last.fm's: a play heard too briefly for any
+        # scrobble has none to match
+        if source == EXTENDED and durations is not None and durations.height:
+            rows = rows.join(durations, on="track_id", how="left")
+            length = pl.col("duration_ms")
+            needed = (
+                pl.when(length <= _LASTFM_SHORTEST_TRACK_MS)
+                .then(None)  # Last.fm scrobbles no track this short
+                .otherwise(pl.min_horizontal(length // 2, _LASTFM_ENOUGH_MS))
+            )
+            needed = pl.when(length.is_null()).then(_SCROBBLE_MIN_HEARD_MS).otherwise(needed)
+        else:
+            needed = pl.lit(_SCROBBLE_MIN_HEARD_MS)
+        start_at = pl.when(pl.col("ms_played") >= needed).then(start_at)
     track_id = pl.col("track_id") if "track_id" in rows.columns else pl.lit(None, pl.String)
     return (
         rows.filter(pl.col("play_id").is_not_null())
@@ -136,45 +166,35 @@ def linked_view(source: str, rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def assign_plays(
-    source: str, fresh: pl.DataFrame, linked: pl.DataFrame, tolerances: Tolerances
+    source: str,
+    fresh: pl.DataFrame,
+    linked: pl.DataFrame,
+    tolerances: Tolerances,
+    durations: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, int, int, int]:
     """Rule 2: give each fresh row of ``source`` a ``play_id``.
 
-    ``linked`` holds the stored (and earlier in this run) rows of every source. Returns the
-    rows with ``play_id`` (null for rows that are not plays: 0 ms played), and the counts
-    (linked to an existing play, new plays, not plays).
+    ``linked`` holds the plays already formed by the sources richer than ``source``
+    (``regroup`` calls this source by source, richest first). Returns the rows with
+    ``play_id`` (null for rows that are not plays: 0 ms played), and the counts (linked to
+    an existing play, new plays, not plays).
     """
     is_play = pl.col("ms_played") > 0 if "ms_played" in fresh.columns else pl.lit(True)
     fresh = fresh.with_row_index("_row")
     plays = fresh.filter(is_play)
-    view = linked_view(source, plays.with_columns(play_id=pl.lit("")))
-    view = view.with_columns(_row=plays["_row"])
+    view = linked_view(source, plays.with_columns(play_id=pl.lit("")), durations).with_columns(
+        _row=plays["_row"]
+    )
     taken = linked.filter(pl.col("source") == source)["play_id"].unique()
-    candidates = linked.filter(
-        (pl.col("source") != source) & ~pl.col("play_id").is_in(taken.implode())
+    # a play is represented by its richest row: its times are the best known
+    candidates = (
+        linked.filter(~pl.col("play_id").is_in(taken.implode()))
+        .with_columns(_rank=pl.col("source").replace_strict(SOURCE_RANK, return_dtype=pl.Int32))
+        .sort("_rank", "play_id", descending=[True, False])
+        .unique(subset="play_id", keep="first", maintain_order=True)
     )
-    links: list[pl.DataFrame] = []
-    pending = view
-    for other in sorted(SOURCE_RANK, key=SOURCE_RANK.__getitem__, reverse=True):
-        if other == source:
-            continue
-        on, key, tolerance = _pair_rule(source, other, tolerances)
-        found = _match_one_to_one(
-            pending, candidates.filter(pl.col("source") == other), on, key, tolerance
-        )
-        if found.height:
-            links.append(found)
-            pending = pending.join(found, on="_row", how="anti")
-            candidates = candidates.join(found, on="play_id", how="anti")
-    if candidates.height and pending.height and tolerances.pause > timedelta(0):
-        found = _match_pause_window(source, pending, candidates, tolerances.pause)
-        if found.height:
-            links.append(found)
-    matched = (
-        pl.concat(links)
-        if links
-        else pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
-    )
+    pairs = _feasible_pairs(source, view, candidates, tolerances)
+    matched = _one_to_one(pairs)
     own_ids = _own_play_ids(source, plays)
     result = (
         fresh.join(matched, on="_row", how="left")
@@ -197,95 +217,306 @@ def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame({"_row": plays["_row"], "_own_play_id": ids})
 
 
-def _pair_rule(a: str, b: str, tol: Tolerances) -> tuple[str, str, timedelta]:
-    pair = {a, b}
-    if LASTFM in pair:
-        return "start_at", "name_key", tol.lastfm
-    if ACCOUNT in pair:
-        return "end_at", "name_key", tol.account
-    return "end_at", "track_id", tol.api
+_NO_PAIRS = pl.Schema({"_row": pl.UInt32(), "play_id": pl.String(), "_cost": pl.Float64()})
 
 
-def _match_one_to_one(
-    pending: pl.DataFrame, candidates: pl.DataFrame, on: str, key: str, tolerance: timedelta
+def _feasible_pairs(
+    source: str, view: pl.DataFrame, candidates: pl.DataFrame, tol: Tolerances
 ) -> pl.DataFrame:
-    """Pair rows with candidates by ``key`` within ``tolerance`` on ``on``, nearest first."""
-    left = pending.select("_row", pl.col(key).alias("_key"), pl.col(on).alias("_t")).drop_nulls()
+    """Every (fresh row, candidate play) the rules allow, with a cost (seconds apart).
+
+    * API against a play: the end times, the same Spotify track, within ``tol.api``.
+    * account data against a play: the end times (account data's at the middle of its
+      minute), the same normalized artist and title, within ``tol.account``.
+    * Last.fm against a play: the scrobble's start (the middle of its minute) against the
+      play's estimated start (end minus the time heard, or minus the track's length for an
+      API row), the same normalized artist and title. It may lie up to ``tol.lastfm`` after
+      that estimate (the device's clock) and up to ``tol.pause`` more before it (a paused
+      play started earlier than its end and time heard say). An API row's estimate is too
+      early when the track was stopped early, so its scrobble may also lie up to the end
+      plus 15 s. The cost is the distance to the estimate.
+    """
+    if source == API:
+        on, key, before, after = "end_at", "track_id", tol.api, tol.api
+    elif source == ACCOUNT:
+        on, key, before, after = "end_at", "name_key", tol.account, tol.account
+    elif source == LASTFM:
+        on, key, before, after = "start_at", "name_key", tol.lastfm + tol.pause, tol.lastfm
+    else:  # the richest source starts the plays
+        return pl.DataFrame(schema=_NO_PAIRS)
+    left = view.select("_row", pl.col(key).alias("_key"), pl.col(on).alias("_t")).drop_nulls()
     right = candidates.select(
-        "play_id", pl.col(key).alias("_key"), pl.col(on).alias("_t")
-    ).drop_nulls()
-    found: list[pl.DataFrame] = []
-    for _ in range(_MAX_ROUNDS):
-        if left.is_empty() or right.is_empty():
-            break
-        nearest = (
-            left.sort("_t")
-            .join_asof(
-                right.sort("_t").with_columns(_t_right=pl.col("_t")),
-                on="_t",
-                by="_key",
-                strategy="nearest",
-                tolerance=tolerance,
-                check_sortedness=False,
-            )
-            .filter(pl.col("play_id").is_not_null())
-            .with_columns(_distance=(pl.col("_t") - pl.col("_t_right")).abs())
-            .sort("_distance", "_row")
-            .unique(subset="play_id", keep="first", maintain_order=True)
-            .select("_row", "play_id")
-        )
-        if nearest.is_empty():
-            break
-        found.append(nearest)
-        left = left.join(nearest, on="_row", how="anti")
-        right = right.join(nearest, on="play_id", how="anti")
-    if not found:
-        return pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
-    return pl.concat(found)
-
-
-_END_TIME_SOURCES = (EXTENDED, API, ACCOUNT)
-_SHORTEST_SCROBBLE = timedelta(seconds=30)
-
-
-def _match_pause_window(
-    source: str, pending: pl.DataFrame, candidates: pl.DataFrame, pause: timedelta
-) -> pl.DataFrame:
-    """The second pass for Last.fm against end-time rows (see the module's docstring).
-
-    ``pending`` rows of ``source`` are still unmatched; ``candidates`` are the other
-    sources' unclaimed rows. Returns (_row, play_id) pairs, one-to-one, nearest first."""
+        "play_id", "source", "end_at", pl.col(key).alias("_key"), pl.col(on).alias("_t_play")
+    ).filter(pl.col("_key").is_not_null() & pl.col("_t_play").is_not_null())
+    if left.is_empty() or right.is_empty():
+        return pl.DataFrame(schema=_NO_PAIRS)
+    # bucket the times so that only rows of one track close in time are paired up
+    width = int((before + after).total_seconds() * 1_000_000) + 1
+    bucket = pl.col("_t").dt.epoch("us") // width
+    spread = left.with_columns(_bucket=pl.concat_list(bucket - 1, bucket, bucket + 1)).explode(
+        "_bucket"
+    )
+    right = right.with_columns(_bucket=pl.col("_t_play").dt.epoch("us") // width)
+    pairs = spread.join(right, on=["_key", "_bucket"], how="inner")
+    late = pl.col("_t") <= pl.col("_t_play") + after
     if source == LASTFM:
-        scrobbles = pending.select("_row", "name_key", s=pl.col("start_at") - _HALF_MINUTE)
-        plays = candidates.filter(pl.col("source").is_in(_END_TIME_SOURCES)).select(
-            "play_id", "name_key", "start_at", "end_at"
+        late = late | (
+            (pl.col("source") == API)
+            & (pl.col("_t") - _HALF_MINUTE <= pl.col("end_at") + _API_STOPPED_EARLY_SLACK)
         )
-        pairs = scrobbles.join(plays, on="name_key", how="inner")
-    elif source in _END_TIME_SOURCES:
-        plays = pending.select("_row", "name_key", "start_at", "end_at")
-        scrobbles = candidates.filter(pl.col("source") == LASTFM).select(
-            "play_id", "name_key", s=pl.col("start_at") - _HALF_MINUTE
+    return (
+        pairs.filter((pl.col("_t") >= pl.col("_t_play") - before) & late)
+        .select(
+            "_row",
+            "play_id",
+            _cost=(pl.col("_t") - pl.col("_t_play")).abs().dt.total_microseconds() / 1e6,
         )
-        pairs = plays.join(scrobbles, on="name_key", how="inner")
-    else:
-        return pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
-    # a scrobble's minute stands for any of its seconds: [minute, minute + 59 s]
-    pairs = pairs.filter(
-        (pl.col("s") + timedelta(seconds=59) >= pl.col("start_at") - pause)
-        & (pl.col("s") <= pl.col("end_at") - _SHORTEST_SCROBBLE)
-    ).with_columns(_distance=(pl.col("s") + _HALF_MINUTE - pl.col("start_at")).abs())
-    found: list[pl.DataFrame] = []
+        .unique(subset=["_row", "play_id"])
+        .cast(_NO_PAIRS)
+    )
+
+
+def _one_to_one(pairs: pl.DataFrame) -> pl.DataFrame:
+    """(_row, play_id): as many pairs as can be kept, one-to-one, then the least distant.
+
+    Most rows have one possible play and most plays one possible row: those pairs are kept
+    as they are. Where rows compete (the same track played twice within minutes), the
+    choice is a maximum matching of least total distance, so one paused play can never
+    take the scrobble that only its neighbour could have had. Ties are broken by row
+    (fresh rows come in a canonical order) and play id, so every run decides alike.
+    """
+    if pairs.is_empty():
+        return pairs.select("_row", "play_id")
+    pairs = pairs.with_columns(
+        _row_options=pl.len().over("_row"), _play_options=pl.len().over("play_id")
+    )
+    simple = pairs.filter((pl.col("_row_options") == 1) & (pl.col("_play_options") == 1))
+    contested = pairs.filter((pl.col("_row_options") > 1) | (pl.col("_play_options") > 1))
+    chosen = [simple.select("_row", "play_id")]
+    if contested.height:
+        chosen.append(_best_matching(contested.sort("_row", "play_id")))
+    return pl.concat(chosen)
+
+
+def _best_matching(pairs: pl.DataFrame) -> pl.DataFrame:
+    """A maximum-cardinality, minimum-cost matching of ``pairs`` (networkx's blossom, on
+    each connected group of competing rows; the groups are small)."""
+    import networkx as nx
+
+    graph: nx.Graph[tuple[str, object]] = nx.Graph()
+    # integer weights: most pairs first, then least distance (in milliseconds)
+    for row, play_id, cost in pairs.select("_row", "play_id", "_cost").iter_rows():
+        graph.add_edge(("row", row), ("play", play_id), weight=10**9 - round(cost * 1000))
+    rows: list[int] = []
+    play_ids: list[str] = []
+    for component in nx.connected_components(graph):
+        matching = nx.max_weight_matching(graph.subgraph(component), maxcardinality=True)
+        for a, b in matching:
+            row_node, play_node = (a, b) if a[0] == "row" else (b, a)
+            rows.append(row_node[1])
+            play_ids.append(play_node[1])
+    return pl.DataFrame(
+        {"_row": rows, "play_id": play_ids}, schema={"_row": pl.UInt32(), "play_id": pl.String()}
+    )
+
+
+@dataclass
+class Regrouped:
+    """The plays of a batch's window, recomputed as if every source had arrived richest first.
+
+    ``assigned``: per source, the fresh rows (``_stage_row``) with their ``play_id`` (null
+    for rows that are not plays). ``overrides``: stored rows whose play changes
+    (``source``, ``source_key``, ``play_id``, ``previous_play_id``). Counts: fresh rows that
+    joined a play holding other rows (``linked``), plays that did not exist before
+    (``new_plays``, per source of their richest fresh row), stored plays absorbed into
+    another (``merged``), fresh rows that are not plays (``not_plays``, per source).
+    """
+
+    assigned: dict[str, pl.DataFrame]
+    overrides: pl.DataFrame
+    linked: int
+    new_plays: dict[str, int]
+    merged: int
+    not_plays: dict[str, int]
+
+
+_OVERRIDE_SCHEMA = pl.Schema(
+    {
+        "source": pl.String(),
+        "source_key": pl.String(),
+        "play_id": pl.String(),
+        "previous_play_id": pl.String(),
+    }
+)
+
+
+def regroup(
+    stored: dict[str, pl.DataFrame],
+    fresh: dict[str, pl.DataFrame],
+    tolerances: Tolerances,
+    time_column: dict[str, str],
+    durations: pl.DataFrame | None = None,
+    *,
+    everything: bool = False,
+) -> Regrouped:
+    """Rule 2 for a batch, independent of the order the sources arrived in.
+
+    ``stored[source]``: the stored plays' rows around the batch's times (``play_id``,
+    ``source_key`` and the matching columns); ``fresh[source]``: the batch's new rows
+    (``_stage_row``, ``source_key``, matching columns), after rule 1. ``durations``
+    (``track_id``, ``duration_ms``): the track lengths known, which tell a play too short
+    for a scrobble.
+
+    Every row of the window is matched again, source by source, richest first and in time
+    order, exactly as if the sources had been imported in that order. That grouping is
+    adopted for every group holding a fresh row, and for every stored play such a group
+    touches (so a play is never left half in an old grouping and half in the new one).
+    Elsewhere stored rows keep their plays. An adopted group keeps the id of the stored
+    play that gives it most rows (then the richer row, then the smaller id): ids stay
+    stable for survivors, and plays proven to be one by a later, richer row are merged into
+    the survivor. A group with no stored play gets the id of its richest row, as before.
+    With ``everything``, every group is adopted (``music-tracker rematch``: the whole
+    history matched again under the current rules, with no fresh rows).
+    """
+    linked = pl.DataFrame(schema=LINKED_SCHEMA)
+    parts: list[pl.DataFrame] = []
+    for source in sorted(set(stored) | set(fresh), key=SOURCE_RANK.__getitem__, reverse=True):
+        rows = _window_rows(source, stored.get(source), fresh.get(source), time_column[source])
+        if rows is None:
+            continue
+        grouped, _, _, _ = assign_plays(source, rows, linked, tolerances, durations)
+        linked = pl.concat([linked, linked_view(source, grouped, durations)])
+        parts.append(
+            grouped.select(
+                pl.lit(source).alias("source"),
+                "source_key",
+                "_stage_row",
+                "_stored_id",
+                pl.col("play_id").alias("_group"),
+                pl.lit(SOURCE_RANK[source]).alias("_rank"),
+            )
+        )
+    every = pl.concat(parts) if parts else _empty_window()
+    adopted = every["_group"].drop_nulls().unique() if everything else _adopted_groups(every)
+    final = _final_ids(every.filter(pl.col("_group").is_in(adopted.implode())))
+    every = every.join(final, on="_group", how="left")
+    fresh_rows = every.filter(pl.col("_stage_row").is_not_null())
+    assigned = {
+        source: fresh_rows.filter(pl.col("source") == source).select(
+            "_stage_row", pl.col("_final").alias("play_id")
+        )
+        for source in fresh
+    }
+    overrides = (
+        every.filter(
+            pl.col("_stored_id").is_not_null()
+            & pl.col("_final").is_not_null()
+            & (pl.col("_final") != pl.col("_stored_id"))
+        )
+        .select(
+            "source",
+            "source_key",
+            pl.col("_final").alias("play_id"),
+            pl.col("_stored_id").alias("previous_play_id"),
+        )
+        .cast(_OVERRIDE_SCHEMA)
+    )
+    in_adopted = every.filter(pl.col("_final").is_not_null())
+    stored_ids = set(in_adopted["_stored_id"].drop_nulls())
+    final_ids = set(in_adopted["_final"])
+    new_groups = (
+        in_adopted.filter(~pl.col("_final").is_in(list(stored_ids)))
+        .filter(pl.col("_stage_row").is_not_null())
+        .sort("_rank", descending=True)
+        .unique(subset="_final", keep="first")
+    )
+    fresh_plays = fresh_rows.filter(pl.col("_final").is_not_null())
+    return Regrouped(
+        assigned=assigned,
+        overrides=overrides,
+        linked=fresh_plays.height - new_groups.height,
+        new_plays=dict(new_groups.group_by("source").len().iter_rows()),
+        merged=len(stored_ids - final_ids),
+        not_plays=dict(
+            fresh_rows.filter(pl.col("_final").is_null()).group_by("source").len().iter_rows()
+        ),
+    )
+
+
+def _window_rows(
+    source: str, stored: pl.DataFrame | None, fresh: pl.DataFrame | None, time_column: str
+) -> pl.DataFrame | None:
+    """Stored and fresh rows of one source in one frame, in a canonical order (time, key)."""
+    frames = []
+    if stored is not None and stored.height:
+        frames.append(
+            stored.rename({"play_id": "_stored_id"}).with_columns(
+                _stage_row=pl.lit(None, pl.UInt32)
+            )
+        )
+    if fresh is not None and fresh.height:
+        frames.append(fresh.with_columns(_stored_id=pl.lit(None, pl.String)))
+    if not frames:
+        return None
+    rows = pl.concat(
+        [f.with_columns(pl.col("_stage_row").cast(pl.UInt32)) for f in frames],
+        how="diagonal_relaxed",
+    )
+    return rows.sort(time_column, "source_key", nulls_last=True)
+
+
+def _empty_window() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "source": pl.String(),
+            "source_key": pl.String(),
+            "_stage_row": pl.UInt32(),
+            "_stored_id": pl.String(),
+            "_group": pl.String(),
+            "_rank": pl.Int32(),
+        }
+    )
+
+
+def _adopted_groups(every: pl.DataFrame) -> pl.Series:
+    """Groups holding a fresh row, closed over the stored plays they touch."""
+    plays = every.filter(pl.col("_group").is_not_null())
+    adopted = plays.filter(pl.col("_stage_row").is_not_null())["_group"].unique()
     for _ in range(_MAX_ROUNDS):
-        if pairs.is_empty():
+        touched = plays.filter(pl.col("_group").is_in(adopted.implode()))["_stored_id"]
+        reached = plays.filter(pl.col("_stored_id").is_in(touched.drop_nulls().implode()))
+        grown = pl.concat([adopted, reached["_group"]]).unique()
+        if grown.len() == adopted.len():
             break
-        best = (
-            pairs.sort("_distance", "_row", "play_id")
-            .unique(subset="_row", keep="first", maintain_order=True)
-            .unique(subset="play_id", keep="first", maintain_order=True)
-            .select("_row", "play_id")
-        )
-        found.append(best)
-        pairs = pairs.join(best, on="_row", how="anti").join(best, on="play_id", how="anti")
-    if not found:
-        return pl.DataFrame(schema={"_row": pl.UInt32(), "play_id": pl.String()})
-    return pl.concat(found)
+        adopted = grown
+    return adopted
+
+
+def _final_ids(rows: pl.DataFrame) -> pl.DataFrame:
+    """(_group, _final): each adopted group's id, one stored play id per group at most."""
+    votes = (
+        rows.filter(pl.col("_stored_id").is_not_null())
+        .group_by("_group", "_stored_id")
+        .agg(pl.len().alias("_rows"), pl.col("_rank").max().alias("_best"))
+        .sort(["_rows", "_best", "_stored_id", "_group"], descending=[True, True, False, False])
+    )
+    chosen: dict[str, str] = {}
+    used: set[str] = set()
+    for group, stored_id in votes.select("_group", "_stored_id").iter_rows():
+        if group not in chosen and stored_id not in used:
+            chosen[group] = stored_id
+            used.add(stored_id)
+    for group in rows["_group"].unique().sort():
+        if group not in chosen:
+            own = group if group not in used else _split_id(group)
+            chosen[group] = own
+            used.add(own)
+    return pl.DataFrame(
+        {"_group": list(chosen), "_final": list(chosen.values())},
+        schema={"_group": pl.String(), "_final": pl.String()},
+    )
+
+
+def _split_id(group: str) -> str:
+    """The id of a group split off a stored play whose id its richest row already gave."""
+    return hashlib.md5(f"split:{group}".encode(), usedforsecurity=False).hexdigest()

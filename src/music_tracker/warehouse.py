@@ -19,7 +19,7 @@ import duckdb
 if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
     import polars as pl
 
-RAW_SCHEMA_VERSION = 2
+RAW_SCHEMA_VERSION = 3
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -143,6 +143,17 @@ create table if not exists raw.spotify_api_plays (
     file_sha256 varchar not null,
     file_row bigint not null,
     imported_at timestamptz not null
+);
+
+-- A stored music row whose play changed after it was stored: a later, richer row proved two
+-- plays to be one (dedupe.regroup). Its play is this play_id, not the one in its table; the
+-- music tables stay append-only. One row per stored row (the latest change).
+create table if not exists raw.play_id_overrides (
+    source varchar not null,
+    source_key varchar not null,
+    play_id varchar not null,
+    previous_play_id varchar not null,
+    changed_at timestamptz not null
 );
 
 create table if not exists raw.other_plays (
@@ -350,15 +361,94 @@ def linked_rows(
 ) -> pl.DataFrame:
     """Stored rows of ``source`` that belong to a play, in the columns matching reads.
 
-    Only rows whose time lies in [start, end] are read, so a daily batch of 100 plays does
-    not load 20 years of history.
+    ``play_id`` is the row's play now (after any override), with its ``source_key``. Only
+    rows whose time lies in [start, end] are read, so a daily batch of 100 plays does not
+    load 20 years of history.
     """
     time_column = TIME_COLUMN[source]
+    columns = ", ".join(f"t.{column}" for column in MATCH_COLUMNS[source])
     return con.execute(
-        f"select play_id, {', '.join(MATCH_COLUMNS[source])} from {MUSIC_TABLES[source]}"
-        f" where play_id is not null and {time_column} between $start and $end",
-        {"start": start, "end": end},
+        f"select {_EFFECTIVE_PLAY_ID} as play_id, t.source_key, {columns}"
+        f" from {MUSIC_TABLES[source]} as t {_OVERRIDES_JOIN}"
+        f" where t.play_id is not null and t.{time_column} between $start and $end",
+        {"start": start, "end": end, "source": source},
     ).pl()
+
+
+def track_durations(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """(track_id, duration_ms) of every track whose length is known: fetched metadata
+    first, else what the recently-played endpoint said."""
+    return con.execute(
+        """
+        select track_id, arg_max(duration_ms, priority) as duration_ms from (
+            select track_id, duration_ms, 2 as priority from raw.spotify_tracks
+            union all
+            select track_id, duration_ms, 1 as priority from raw.spotify_api_plays
+        )
+        where duration_ms is not null
+        group by track_id
+        """
+    ).pl()
+
+
+# A music row's play: its override when a later import moved it (raw.play_id_overrides).
+_OVERRIDES_JOIN = (
+    "left join raw.play_id_overrides as o on o.source = $source and o.source_key = t.source_key"
+)
+_EFFECTIVE_PLAY_ID = "coalesce(o.play_id, t.play_id)"
+
+
+def _play_ids_query(*, since: bool = False, overrides: bool = True) -> str:
+    """Every source's stored plays' ids (``$source_<n>`` parameters name the sources).
+
+    ``overrides=False`` for a warehouse older than raw.play_id_overrides, read as it is.
+    """
+    parts = []
+    for n, table in enumerate(MUSIC_TABLES.values()):
+        join = _OVERRIDES_JOIN.replace("$source", f"$source_{n}") if overrides else ""
+        play_id = _EFFECTIVE_PLAY_ID if overrides else "t.play_id"
+        imported_at = "greatest(t.imported_at, o.changed_at)" if overrides else "t.imported_at"
+        changed = f" and {imported_at} > $built" if since else ""
+        parts.append(
+            f"select {play_id} as play_id from {table} as t {join}"
+            f" where t.play_id is not null{changed}"
+        )
+    return " union ".join(parts)
+
+
+def _play_id_params() -> dict[str, str]:
+    return {f"source_{n}": source for n, source in enumerate(MUSIC_TABLES)}
+
+
+def _has_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    (count,) = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = $name",
+        {"name": name},
+    ).fetchone()  # type: ignore[misc]
+    return bool(count)
+
+
+def store_play_id_overrides(
+    con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame, now: datetime
+) -> None:
+    """Move stored rows to another play (``source``, ``source_key``, ``play_id``,
+    ``previous_play_id``), replacing any earlier move of the same row."""
+    if overrides.is_empty():
+        return
+    con.register("_overrides", overrides)
+    try:
+        con.execute(
+            "delete from raw.play_id_overrides as o using _overrides as n"
+            " where o.source = n.source and o.source_key = n.source_key"
+        )
+        con.execute(
+            "insert into raw.play_id_overrides by name"
+            " select source, source_key, play_id, previous_play_id, $now as changed_at"
+            " from _overrides",
+            {"now": now},
+        )
+    finally:
+        con.unregister("_overrides")
 
 
 def insert_frame(
@@ -395,10 +485,12 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "last_import_at": _iso(last_import),
             "rows_not_plays": not_plays,
         }
-    distinct_query = " union ".join(
-        f"select play_id from {table} where play_id is not null" for table in MUSIC_TABLES.values()
-    )
-    (distinct,) = con.execute(f"select count(*) from ({distinct_query})").fetchone()  # type: ignore[misc]
+    # an older warehouse opened read-only may predate raw.play_id_overrides
+    moves = _has_raw_table(con, "play_id_overrides")
+    params = _play_id_params() if moves else {}
+    (distinct,) = con.execute(
+        f"select count(*) from ({_play_ids_query(overrides=moves)})", params
+    ).fetchone()  # type: ignore[misc]
     starts = [v["first_play_at"] for v in per_source.values() if v["first_play_at"]]
     ends = [v["last_play_at"] for v in per_source.values() if v["last_play_at"]]
     other = dict(
@@ -416,10 +508,7 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     if not_plays:
         set_aside["0 ms played (not a play; row kept in raw)"] = not_plays
     # an older warehouse opened read-only may predate raw.transform_runs: never built then
-    (has_runs,) = con.execute(
-        "select count(*) from duckdb_tables()"
-        " where schema_name = 'raw' and table_name = 'transform_runs'"
-    ).fetchone()  # type: ignore[misc]
+    has_runs = _has_raw_table(con, "transform_runs")
     star = (
         con.execute(
             "select finished_at from raw.transform_runs order by finished_at desc limit 1"
@@ -430,12 +519,9 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     built_at = star[0] if star else None
     plays_since_build = None
     if built_at is not None:
-        since_query = " union ".join(
-            f"select play_id from {table} where play_id is not null and imported_at > $built"
-            for table in MUSIC_TABLES.values()
-        )
         (plays_since_build,) = con.execute(
-            f"select count(*) from ({since_query})", {"built": built_at}
+            f"select count(*) from ({_play_ids_query(since=True, overrides=moves)})",
+            {"built": built_at, **params},
         ).fetchone()  # type: ignore[misc]
     gaps = [
         {"from": _iso(gap_from), "to": _iso(gap_to), "closed": closed}

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from music_tracker.demo.generate import (
+from music_tracker.settings import Settings
+from music_tracker.simulation.listener import (
     Track,
     build_catalogue,
     listen,
@@ -16,7 +17,6 @@ from music_tracker.demo.generate import (
     write_extended,
     write_lastfm,
 )
-from music_tracker.settings import Settings
 
 
 @dataclass

@@ -29,8 +29,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from music_tracker.demo.generate import Track, build_catalogue
 from music_tracker.fakes.server import LoopbackServer
+from music_tracker.simulation.listener import Track, build_catalogue
 
 FAULTS = ("429", "quota", "500", "502", "503", "slow", "expire_token")
 ACCESS_TOKEN_LIFETIME = timedelta(hours=1)

@@ -85,6 +85,7 @@ class ImportSummary:
     duplicates_in_input: int = 0
     already_stored: int = 0
     linked_to_other_source: int = 0
+    plays_merged: int = 0
     set_aside: Counter[str] = field(default_factory=Counter)
     other_content: Counter[str] = field(default_factory=Counter)
     per_source: Counter[str] = field(default_factory=Counter)
@@ -102,6 +103,7 @@ class ImportSummary:
                 "repeated_in_input": self.duplicates_in_input,
                 "already_stored": self.already_stored,
                 "same_play_from_other_source": self.linked_to_other_source,
+                "stored_plays_merged": self.plays_merged,
             },
             "set_aside": dict(self.set_aside),
             "new_other_content": dict(self.other_content),
@@ -233,8 +235,8 @@ def _import(
             and _OLD_ACCOUNT_NAME.match(item.candidate.base_name)
         ]
         staging.move_old_account_podcasts(old_account)
-        assignments = _assign(con, staging, tolerances, summary)
-        if not store_unchanged and not summary.new_plays:
+        assignments, overrides = _assign(con, staging, tolerances, summary)
+        if not store_unchanged and not summary.new_plays and not summary.linked_to_other_source:
             # nothing new (rows set aside, such as a local file's play, come back in every
             # poll while they stay among the last 50): no landing file, no import record
             return summary
@@ -245,6 +247,7 @@ def _import(
             now = datetime.now(UTC)
             for source, assigned in assignments.items():
                 staging.store_music(source, assigned, now)
+            warehouse.store_play_id_overrides(con, overrides, now)
             other = staging.store_other(now)
             summary.other_content.update(other.new_by_type)
             summary.duplicates_in_input += other.repeated_in_input
@@ -385,41 +388,94 @@ def _assign(
     staging: warehouse.Staging,
     tolerances: dedupe.Tolerances,
     summary: ImportSummary,
-) -> dict[str, pl.DataFrame]:
-    """Apply the de-duplication rules, source by source, richest first.
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """Apply the de-duplication rules: rule 1 per source, then rule 2 over the batch's window.
 
-    Returns, per source, the staged rows to store (``_stage_row``) with their ``play_id``.
+    Returns, per source, the staged rows to store (``_stage_row``) with their ``play_id``,
+    and the stored rows whose play changes (``dedupe.regroup``'s overrides).
     """
     batches = {source: staging.match_columns(source) for source in staging.music_sources}
-    times = [b[warehouse.TIME_COLUMN[s]] for s, b in batches.items() if b.height]
-    linked = pl.DataFrame(schema=dedupe.LINKED_SCHEMA)
+    fresh: dict[str, pl.DataFrame] = {}
+    for source, batch in batches.items():
+        known_keys = staging.stored_keys(source, batch["source_key"])
+        fresh[source], in_batch, already = dedupe.drop_known(batch, known_keys)
+        summary.duplicates_in_input += in_batch
+        summary.already_stored += already
+    stored: dict[str, pl.DataFrame] = {}
+    times = [b[warehouse.TIME_COLUMN[s]] for s, b in fresh.items() if b.height]
     if times:
         all_times = pl.concat(times)
         start = cast(datetime, all_times.min()) - _MATCH_WINDOW
         end = cast(datetime, all_times.max()) + _MATCH_WINDOW
-        stored = [
-            dedupe.linked_view(source, warehouse.linked_rows(con, source, start, end))
+        stored = {
+            source: warehouse.linked_rows(con, source, start, end)
             for source in warehouse.MUSIC_TABLES
-        ]
-        linked = pl.concat([linked, *stored])
-    assignments: dict[str, pl.DataFrame] = {}
-    for source in sorted(batches, key=dedupe.SOURCE_RANK.__getitem__, reverse=True):
-        batch = batches[source]
-        known_keys = staging.stored_keys(source, batch["source_key"])
-        fresh, in_batch, already = dedupe.drop_known(batch, known_keys)
-        rows, linked_count, new_plays, not_plays = dedupe.assign_plays(
-            source, fresh, linked, tolerances
+        }
+    durations = warehouse.track_durations(con)
+    if dedupe.API in fresh:  # this batch's API rows say their tracks' lengths too
+        durations = (
+            pl.concat([durations, fresh[dedupe.API].select("track_id", "duration_ms")])
+            .drop_nulls()
+            .unique(subset="track_id", keep="first", maintain_order=True)
         )
-        linked = pl.concat([linked, dedupe.linked_view(source, rows)])
-        summary.duplicates_in_input += in_batch
-        summary.already_stored += already
-        summary.linked_to_other_source += linked_count
-        summary.new_plays += new_plays
-        summary.per_source[source] += new_plays
-        if not_plays:
-            summary.set_aside["0 ms played (not a play; row kept in raw)"] += not_plays
-        assignments[source] = rows.select("_stage_row", "play_id")
-    return assignments
+    result = dedupe.regroup(stored, fresh, tolerances, warehouse.TIME_COLUMN, durations)
+    summary.linked_to_other_source += result.linked
+    summary.plays_merged += result.merged
+    for source, count in result.new_plays.items():
+        summary.new_plays += count
+        summary.per_source[source] += count
+    not_plays = sum(result.not_plays.values())
+    if not_plays:
+        summary.set_aside["0 ms played (not a play; row kept in raw)"] += not_plays
+    return result.assigned, result.overrides
+
+
+def run_rematch(
+    data_dir: Path,
+    *,
+    tolerances: dedupe.Tolerances | None = None,
+    memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT,
+) -> dict[str, Any]:
+    """Match every stored play again under the current rules, in one transaction.
+
+    Plays an earlier version stored twice (before a rule existed) are merged into the
+    survivor; rows move by ``raw.play_id_overrides``, nothing is deleted. Running it again
+    changes nothing.
+    """
+    tolerances = tolerances or dedupe.Tolerances()
+    started = datetime.now(UTC)
+    run_id = f"rematch-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    with warehouse.connect(data_dir / "warehouse.duckdb", memory_limit=memory_limit) as con:
+        stored = {
+            source: warehouse.linked_rows(con, source, datetime.min.replace(tzinfo=UTC),
+                                          datetime.max.replace(tzinfo=UTC))
+            for source in warehouse.MUSIC_TABLES
+        }  # fmt: skip
+        result = dedupe.regroup(
+            stored,
+            {},
+            tolerances,
+            warehouse.TIME_COLUMN,
+            warehouse.track_durations(con),
+            everything=True,
+        )
+        before = pl.concat([frame["play_id"] for frame in stored.values()]).implode()
+        summary = {
+            "run_id": run_id,
+            "rows_matched": sum(frame.height for frame in stored.values()),
+            "rows_moved": result.overrides.height,
+            "plays_merged": result.merged,
+            "plays_split": result.overrides.filter(~pl.col("play_id").is_in(before))[
+                "play_id"
+            ].n_unique(),
+        }
+        with warehouse.transaction(con):
+            warehouse.store_play_id_overrides(con, result.overrides, datetime.now(UTC))
+            con.execute(
+                "insert into raw.import_runs values (?, 'rematch', ?, ?, ?)",
+                [run_id, started, datetime.now(UTC), json.dumps(summary)],
+            )
+    return summary
 
 
 def _music_source(fmt: Format) -> str:

@@ -4,8 +4,15 @@
         unique_key='play_sid',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        post_hook=[
+            "delete from {{ this }} as kept where not exists ("
+            " select 1 from {{ ref('int_plays_conformed') }} as plays"
+            " where plays.play_sid = kept.play_sid)"
+        ],
     )
 }}
+-- a play merged into another by a later import has no row upstream any more: the
+-- post-hook deletes it
 -- grain: one row per distinct listening event of a music track (a play with ms_played > 0,
 -- or an API or Last.fm play, which count with the track's length and say so). Incremental:
 -- a run merges only plays that are new or whose row changed (a richer source joined the

@@ -4,8 +4,15 @@
         unique_key='play_sid',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        post_hook=[
+            "delete from {{ this }} as kept where not exists ("
+            " select 1 from {{ ref('int_plays_deduplicated') }} as plays"
+            " where plays.play_id = kept.play_sid)"
+        ],
     )
 }}
+-- a play merged into another by a later import has no row upstream any more: the
+-- post-hook deletes it
 -- grain: one row per play, with the track it conforms to and every surrogate key.
 -- A play known only by artist and title takes the Spotify id of its twin (same names after
 -- normalization, src/music_tracker/names.py), the most played twin winning; plays with no

@@ -4,6 +4,11 @@
         unique_key='play_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        post_hook=[
+            "delete from {{ this }} as kept where not exists ("
+            " select 1 from {{ ref('int_plays_unioned') }} as rows"
+            " where rows.play_id = kept.play_id)"
+        ],
     )
 }}
 -- grain: one row per play (play_id). The importer linked rows of different sources that are
@@ -13,14 +18,18 @@
 -- a run rebuilds the plays with a row imported after the newest import it has seen. Imports
 -- are transactions, one at a time, each stamped with one time: a build sees all of an import
 -- or none of it. A test (equal_row_count_to) fails the build if a play was ever missed.
+-- A later import may move stored rows to another play (merging two plays into the
+-- survivor): both the play that gained rows and the one that lost them are rebuilt, and a
+-- play left with no rows is deleted (post-hook).
 with
 
 unioned as (
     select * from {{ ref('int_plays_unioned') }}
     {% if is_incremental() %}
         where play_id in (
-            select play_id from {{ ref('int_plays_unioned') }}
-            where imported_at > (
+            select unnest([changed.play_id, changed.replaced_play_id])
+            from {{ ref('int_plays_unioned') }} as changed
+            where changed.imported_at > (
                 select coalesce(max(changed_at), timestamptz '1900-01-01') from {{ this }}
             )
         )

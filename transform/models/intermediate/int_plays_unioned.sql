@@ -1,5 +1,8 @@
 -- grain: one row per source row that is a play (a play seen by several sources has
--- several rows here, with the same play_id)
+-- several rows here, with the same play_id). A row moved to another play after it was
+-- stored (raw.play_id_overrides) carries that play's id, the id it left
+-- (replaced_play_id) and, as imported_at, the time of the move, so incremental models see
+-- both plays change.
 with
 
 extended as (
@@ -25,6 +28,7 @@ lastfm as (
 unioned as (
     select
         extended.play_id,
+        extended.source_key,
         'spotify_extended_history' as source,
         4 as source_rank,
         extended.played_at,
@@ -47,6 +51,7 @@ unioned as (
 
     select
         api.play_id,
+        api.source_key,
         'spotify_api' as source,
         3 as source_rank,
         api.played_at,
@@ -69,6 +74,7 @@ unioned as (
 
     select
         account.play_id,
+        account.source_key,
         'spotify_account_data' as source,
         2 as source_rank,
         account.played_at,
@@ -93,6 +99,7 @@ unioned as (
     -- known (int_plays_conformed)
     select
         lastfm.play_id,
+        lastfm.source_key,
         'lastfm' as source,
         1 as source_rank,
         lastfm.started_at as played_at,
@@ -110,6 +117,23 @@ unioned as (
         null as is_skipped,
         lastfm.imported_at
     from lastfm
+),
+
+overrides as (
+    select * from {{ ref('stg_pipeline__play_id_overrides') }}
+),
+
+final as (
+    select
+        coalesce(overrides.play_id, unioned.play_id) as play_id,
+        overrides.previous_play_id as replaced_play_id,
+        unioned.* exclude (play_id, imported_at),
+        greatest(unioned.imported_at, overrides.changed_at) as imported_at
+    from unioned
+    left join overrides
+        on
+            unioned.source = overrides.source
+            and unioned.source_key = overrides.source_key
 )
 
-select * from unioned
+select * from final

@@ -361,3 +361,209 @@ def write_lastfm(plays: list[Play], path: Path) -> Path:
                 ]
             )
     return path
+
+
+# --- Messy listening: what really happened, and what each source records of it ----------
+#
+# The de-duplication rules are tested against this, not against their own formulas: a
+# listener pauses, stops early, seeks, repeats short tracks and plays some tracks on
+# another player that only Last.fm hears, with device clocks a little off; each source
+# then records what it really knows (docs/deduplication.md).
+
+LASTFM_MIN_TRACK_MS = 30_000  # Last.fm scrobbles no track shorter than 30 s...
+LASTFM_ENOUGH_MS = 240_000  # ...once half of it, or 4 minutes, has been heard
+
+
+@dataclass(frozen=True)
+class TruePlay:
+    """One listening event as it happened (ground truth)."""
+
+    index: int
+    track: Track
+    started_at: datetime  # UTC, exact
+    heard_ms: int  # what Spotify counts as ms_played
+    paused_ms: int  # time spent paused in the middle
+    on_spotify: bool  # False: another player, heard by Last.fm only
+    scrobble_clock_s: int  # the scrobbling device's clock error, in seconds
+
+    @property
+    def ended_at(self) -> datetime:
+        return self.started_at + timedelta(milliseconds=self.heard_ms + self.paused_ms)
+
+    @property
+    def scrobbled(self) -> bool:
+        """Last.fm's rule: a track over 30 s, heard for half its length or 4 minutes."""
+        track = self.track.duration_ms
+        return track > LASTFM_MIN_TRACK_MS and self.heard_ms >= min(track // 2, LASTFM_ENOUGH_MS)
+
+
+def listen_messily(
+    rng: random.Random,
+    catalogue: list[Track],
+    start: datetime,
+    plays: int,
+    *,
+    max_clock_error_s: int = 20,
+) -> list[TruePlay]:
+    """``plays`` plays in a row from ``start``, with the habits that make sources disagree.
+
+    About a third of the plays are paused (10 s to 10 min) or stopped early, some are seeks
+    to the end, short tracks are repeated back to back, and one in twenty is on another
+    player. Each session's scrobbling device has its clock off by up to
+    ``max_clock_error_s``.
+
+    Another player's plays come from their own tenth of the catalogue (tracks the listener
+    owns elsewhere): a scrobble from another player of a track heard on Spotify within the
+    same few minutes cannot be told from that Spotify play's scrobble by any record (the
+    device's clock may be a minute off), so no rule could get it right and none is tested.
+    """
+    elsewhere = catalogue[9::10]
+    on_spotify_only = [t for i, t in enumerate(catalogue) if i % 10 != 9]
+    result: list[TruePlay] = []
+    clock = start
+    clock_error = rng.randint(-max_clock_error_s, max_clock_error_s)
+    previous: Track | None = None
+    for index in range(plays):
+        if rng.random() < 0.1:  # a new session: another hour, maybe another device
+            clock += timedelta(minutes=rng.randint(20, 180))
+            clock_error = rng.randint(-max_clock_error_s, max_clock_error_s)
+        on_spotify = rng.random() >= 0.05
+        if not on_spotify:
+            track = rng.choice(elsewhere)
+        elif previous is not None and previous.duration_ms < 90_000 and rng.random() < 0.5:
+            track = previous  # a short track on repeat
+        else:
+            track = rng.choice(on_spotify_only)
+        roll = rng.random()
+        paused = 0
+        if roll < 0.15:  # paused in the middle, then heard to the end
+            heard, paused = track.duration_ms, rng.randint(10_000, 600_000)
+        elif roll < 0.27:  # stopped early
+            heard = rng.randint(5_000, track.duration_ms)
+        elif roll < 0.32:  # sought towards the end: heard less than its length, no pause
+            heard = rng.randint(track.duration_ms // 3, track.duration_ms)
+        elif roll < 0.37:  # paused and stopped early
+            heard, paused = rng.randint(5_000, track.duration_ms), rng.randint(10_000, 300_000)
+        else:
+            heard = track.duration_ms
+        started = clock + timedelta(milliseconds=rng.randint(0, 3_000))
+        play = TruePlay(index, track, started, heard, paused, on_spotify, clock_error)
+        result.append(play)
+        clock = play.ended_at
+        previous = track
+    return result
+
+
+def short_catalogue(rng: random.Random, tracks: int = 40) -> list[Track]:
+    """A small catalogue in which plays of one track often come close together: a quarter
+    of the tracks are 35-89 s long (the ones repeated back to back)."""
+    result = []
+    for index in range(tracks):
+        duration = rng.randint(35_000, 89_000) if index % 4 == 0 else rng.randint(120_000, 420_000)
+        result.append(
+            Track(_spotify_id(rng), f"Song {index}", f"Artist {index % 7}", "Album", duration)
+        )
+    return result
+
+
+def extended_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
+    """(truth index, row) of the extended history: the end to the second, the time heard."""
+    return [
+        (
+            play.index,
+            {
+                "ts": play.ended_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "platform": "android",
+                "ms_played": play.heard_ms,
+                "conn_country": "SE",
+                "master_metadata_track_name": play.track.name,
+                "master_metadata_album_artist_name": play.track.artist,
+                "master_metadata_album_album_name": play.track.album,
+                "spotify_track_uri": f"spotify:track:{play.track.track_id}",
+                "episode_name": None,
+                "episode_show_name": None,
+                "spotify_episode_uri": None,
+                "reason_start": "clickrow",
+                "reason_end": "trackdone" if play.heard_ms == play.track.duration_ms else "endplay",
+                "shuffle": False,
+                "skipped": play.heard_ms < play.track.duration_ms,
+                "offline": False,
+                "offline_timestamp": None,
+                "incognito_mode": False,
+            },
+        )
+        for play in plays
+        if play.on_spotify and play.heard_ms > 0
+    ]
+
+
+def account_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
+    """(truth index, row) of account data: the end to the minute, the time heard."""
+    return [
+        (
+            play.index,
+            {
+                "endTime": play.ended_at.strftime("%Y-%m-%d %H:%M"),
+                "artistName": play.track.artist,
+                "trackName": play.track.name,
+                "msPlayed": play.heard_ms,
+            },
+        )
+        for play in plays
+        if play.on_spotify and play.heard_ms > 0
+    ]
+
+
+def api_items(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
+    """(truth index, item) of the recently-played endpoint: the end to the millisecond and
+    the track's full length (the API does not say how much was heard)."""
+    items: list[tuple[int, dict[str, object]]] = []
+    for play in plays:
+        if not play.on_spotify or play.heard_ms < LASTFM_MIN_TRACK_MS:
+            continue  # Spotify lists a play in recently played after about 30 s
+        track = play.track
+        artist = {"id": _stable_id("artist", track.artist), "name": track.artist}
+        items.append(
+            (
+                play.index,
+                {
+                    "played_at": play.ended_at.strftime("%Y-%m-%dT%H:%M:%S.")
+                    + f"{play.ended_at.microsecond // 1000:03d}Z",
+                    "context": None,
+                    "track": {
+                        "id": track.track_id,
+                        "name": track.name,
+                        "duration_ms": track.duration_ms,
+                        "artists": [artist],
+                        "album": {
+                            "id": _stable_id("album", track.album + track.artist),
+                            "name": track.album,
+                        },
+                        "external_ids": {},
+                    },
+                },
+            )
+        )
+    return items
+
+
+def lastfm_rows(plays: list[TruePlay]) -> list[tuple[int, list[str]]]:
+    """(truth index, CSV row) of a Last.fm export: the start by the scrobbling device's
+    clock, to the minute; only scrobbled plays, from any player."""
+    rows = []
+    for play in plays:
+        if not play.scrobbled:
+            continue
+        started = play.started_at + timedelta(seconds=play.scrobble_clock_s)
+        rows.append(
+            (
+                play.index,
+                [play.track.artist, play.track.album, play.track.name, f"{started:%d %b %Y %H:%M}"],
+            )
+        )
+    return rows
+
+
+def _stable_id(kind: str, name: str) -> str:
+    digest = random.Random(f"{kind}:{name}")
+    return "".join(digest.choice(_BASE62) for _ in range(22))

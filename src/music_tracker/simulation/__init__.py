@@ -1,0 +1,1 @@
+"""Simulated listening: ground-truth plays and what each source records of them."""
