@@ -218,6 +218,10 @@ def _print_import_summary(result: dict[str, Any]) -> None:
     table.add_row("duplicates: repeated in input", f"{dups['repeated_in_input']:,}")
     table.add_row("duplicates: already stored", f"{dups['already_stored']:,}")
     table.add_row("duplicates: same play, other source", f"{dups['same_play_from_other_source']:,}")
+    if dups.get("same_play_written_twice"):
+        table.add_row(
+            "duplicates: one play the export wrote twice", f"{dups['same_play_written_twice']:,}"
+        )
     if dups.get("stored_plays_merged"):
         table.add_row("stored plays merged (proven one)", f"{dups['stored_plays_merged']:,}")
     for reason, count in result["set_aside"].items():

@@ -3,28 +3,27 @@
 Rule 1 (within a source) is a natural key per source, hashed into ``source_key``; a row
 whose key is already stored, or repeated in the same batch, is a duplicate.
 
-Rule 2 (across sources) links a new row to an existing play of another source when both
-name the same track (Spotify id when both have one, else normalized artist + title) and
-their times agree within the pair's tolerance:
+Rule 2 (across sources) puts a row into a play of a richer source when both name the same
+track (Spotify id when both have one, else normalized artist + title) and their times fit
+(``_feasible_pairs``):
 
-* extended history vs API: end times, seconds apart (both report the end of play);
-* account data vs anything: end times, a minute apart (``endTime`` has minute precision);
-* Last.fm vs anything: start times (a scrobble's timestamp is the start of play).
+* API vs a play: end times, seconds apart (both report the end of play);
+* account data vs a play: end times, a minute apart (``endTime`` has minute precision);
+* Last.fm vs a play: the scrobble's start against the play's estimated start. An
+  end-time source knows its start only as end minus ``ms_played`` (export rows) or minus
+  the track's length (API rows); a pause makes the real start earlier (``Tolerances.pause``),
+  an early stop makes the API's estimate too early. A play heard too briefly for Last.fm's
+  own rule has no scrobble.
 
-An end-time source knows its start only as an estimate: end minus ``ms_played`` (export
-rows) or minus the track's length (API rows). A pause makes the real start earlier than
-that (the end is later while the time heard is not), an early stop makes the API's
-estimate too early. So a Last.fm scrobble still unmatched after the rule above matches an
-end-time row when its start lies inside the play's possible window: from the estimated
-start minus ``Tolerances.pause`` up to the end minus 30 s (Last.fm scrobbles nothing
-shorter), nearest to the estimated start first. Both directions of import use the same
-window, so the result does not depend on which source arrived first.
-
-Each play holds at most one row per source, and matching is one-to-one, nearest first, so
-a track played twice in a row stays two plays. A row that matches nothing starts a new
-play whose ``play_id`` is derived from its own source and key; the id never changes after,
-even when a richer source joins the play later (the dbt model then takes the richest row:
-extended history > API > account data > Last.fm).
+``regroup`` makes the result independent of import order: it matches a batch's whole
+window (stored rows and new ones) again, source by source, richest first, as if the
+sources had arrived in that order, and adopts that grouping wherever a new row lands.
+Each play holds at most one row per source; competing rows are paired by a maximum
+matching of least total distance (``_one_to_one``). A play keeps its ``play_id`` when rows
+join it; when two stored plays turn out to be one, the survivor keeps its id and the other's
+rows move to it (``Regrouped.overrides``, stored in ``raw.play_id_overrides``). The dbt
+model then takes the richest row of each play: extended history > API > account data >
+Last.fm. docs/deduplication.md explains the rules for the owner.
 """
 
 from __future__ import annotations
@@ -62,6 +61,7 @@ _HALF_MINUTE = timedelta(seconds=30)
 # no scrobbled play was heard for less than 15 s
 _SCROBBLE_MIN_HEARD_MS = 15_000
 _LASTFM_SHORTEST_TRACK_MS = 30_000
+_TS_PRECISION = timedelta(seconds=2)
 _LASTFM_ENOUGH_MS = 240_000
 # an API row's start estimate (end minus the track's length) is too early when the track
 # was stopped early; its scrobble then lies anywhere up to the end (less 15 s heard, plus
@@ -327,7 +327,8 @@ class Regrouped:
     ``assigned``: per source, the fresh rows (``_stage_row``) with their ``play_id`` (null
     for rows that are not plays). ``overrides``: stored rows whose play changes
     (``source``, ``source_key``, ``play_id``, ``previous_play_id``). Counts: fresh rows that
-    joined a play holding other rows (``linked``), plays that did not exist before
+    joined a play of another source (``linked``) or are a copy of a play the export wrote
+    twice (``written_twice``), plays that did not exist before
     (``new_plays``, per source of their richest fresh row), stored plays absorbed into
     another (``merged``), fresh rows that are not plays (``not_plays``, per source).
     """
@@ -335,6 +336,7 @@ class Regrouped:
     assigned: dict[str, pl.DataFrame]
     overrides: pl.DataFrame
     linked: int
+    written_twice: int
     new_plays: dict[str, int]
     merged: int
     not_plays: dict[str, int]
@@ -380,11 +382,22 @@ def regroup(
     """
     linked = pl.DataFrame(schema=LINKED_SCHEMA)
     parts: list[pl.DataFrame] = []
+    fresh_twins = 0
     for source in sorted(set(stored) | set(fresh), key=SOURCE_RANK.__getitem__, reverse=True):
         rows = _window_rows(source, stored.get(source), fresh.get(source), time_column[source])
         if rows is None:
             continue
+        twins = None
+        if source == EXTENDED:
+            rows, twins = _split_written_twice(rows)
         grouped, _, _, _ = assign_plays(source, rows, linked, tolerances, durations)
+        if twins is not None and twins.height:
+            twins = twins.join(
+                grouped.select(pl.col("source_key").alias("_first_key"), "play_id"),
+                on="_first_key",
+            ).drop("_first_key")
+            grouped = pl.concat([grouped, twins], how="diagonal_relaxed")
+            fresh_twins = twins["_stage_row"].drop_nulls().len()
         linked = pl.concat([linked, linked_view(source, grouped, durations)])
         parts.append(
             grouped.select(
@@ -434,7 +447,8 @@ def regroup(
     return Regrouped(
         assigned=assigned,
         overrides=overrides,
-        linked=fresh_plays.height - new_groups.height,
+        linked=fresh_plays.height - new_groups.height - fresh_twins,
+        written_twice=fresh_twins,
         new_plays=dict(new_groups.group_by("source").len().iter_rows()),
         merged=len(stored_ids - final_ids),
         not_plays=dict(
@@ -463,6 +477,37 @@ def _window_rows(
         how="diagonal_relaxed",
     )
     return rows.sort(time_column, "source_key", nulls_last=True)
+
+
+def _split_written_twice(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Extended-history rows that are one play written twice, apart from the first.
+
+    Real exports hold rows of one track with the same ``ms_played`` to the millisecond
+    whose ends are a second or a few apart: a 210,024 ms play ending at 22:16:08 and again
+    at 22:16:11. Two real plays of one track cannot overlap (an account plays one stream at
+    a time), so rows of one track and one ``ms_played`` whose ends are closer than that
+    ``ms_played`` (less 2 s for ``ts``'s precision) are one play: the first keeps it, the
+    others join it (``_first_key``).
+    Returns (rows to match, twins with the ``source_key`` of their first row).
+    """
+    ordered = rows.sort("track_id", "ms_played", "played_at", "source_key", nulls_last=True)
+    same = (pl.col("track_id") == pl.col("track_id").shift(1)) & (
+        pl.col("ms_played") == pl.col("ms_played").shift(1)
+    )
+    # ``ts`` is cut to the second: a play repeated straight after itself ends up to a
+    # second less than its length after the first, so overlap needs more than that
+    overlaps = (pl.col("played_at") - pl.col("played_at").shift(1)) + _TS_PRECISION < (
+        pl.duration(milliseconds=pl.col("ms_played"))
+    )
+    marked = ordered.with_columns(
+        _twin=(same & overlaps & (pl.col("ms_played") > 0)).fill_null(False)
+    )
+    marked = marked.with_columns(_run=(~pl.col("_twin")).cum_sum())
+    marked = marked.with_columns(_first_key=pl.col("source_key").first().over("_run"))
+    firsts = marked.filter(~pl.col("_twin")).drop("_twin", "_run", "_first_key")
+    twins = marked.filter(pl.col("_twin")).drop("_twin", "_run")
+    # back to the canonical order (time, key): assign_plays breaks ties by row
+    return firsts.sort("played_at", "source_key"), twins
 
 
 def _empty_window() -> pl.DataFrame:

@@ -470,13 +470,22 @@ def insert_frame(
 
 def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Plays per source, distinct plays, first and last play, other content, last import."""
+    # an older warehouse opened read-only may predate raw.play_id_overrides
+    moves = _has_raw_table(con, "play_id_overrides")
+    params = _play_id_params() if moves else {}
     per_source: dict[str, Any] = {}
     for source, table in MUSIC_TABLES.items():
         time_col = TIME_COLUMN[source]
+        # plays, not rows: a play the export wrote twice is two rows of one play
+        play_id = _EFFECTIVE_PLAY_ID if moves else "t.play_id"
+        join = _OVERRIDES_JOIN if moves else ""
         plays, first, last, not_plays, last_import = con.execute(
-            f"select count(play_id), min({time_col}) filter (where play_id is not null),"
-            f" max({time_col}) filter (where play_id is not null),"
-            f" count(*) filter (where play_id is null), max(imported_at) from {table}"
+            f"select count(distinct {play_id}),"
+            f" min(t.{time_col}) filter (where t.play_id is not null),"
+            f" max(t.{time_col}) filter (where t.play_id is not null),"
+            f" count(*) filter (where t.play_id is null), max(t.imported_at)"
+            f" from {table} as t {join}",
+            {"source": source} if moves else {},
         ).fetchone()  # type: ignore[misc]
         per_source[source] = {
             "plays": plays,
@@ -485,9 +494,6 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "last_import_at": _iso(last_import),
             "rows_not_plays": not_plays,
         }
-    # an older warehouse opened read-only may predate raw.play_id_overrides
-    moves = _has_raw_table(con, "play_id_overrides")
-    params = _play_id_params() if moves else {}
     (distinct,) = con.execute(
         f"select count(*) from ({_play_ids_query(overrides=moves)})", params
     ).fetchone()  # type: ignore[misc]

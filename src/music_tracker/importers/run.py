@@ -85,6 +85,7 @@ class ImportSummary:
     duplicates_in_input: int = 0
     already_stored: int = 0
     linked_to_other_source: int = 0
+    written_twice: int = 0
     plays_merged: int = 0
     set_aside: Counter[str] = field(default_factory=Counter)
     other_content: Counter[str] = field(default_factory=Counter)
@@ -103,6 +104,7 @@ class ImportSummary:
                 "repeated_in_input": self.duplicates_in_input,
                 "already_stored": self.already_stored,
                 "same_play_from_other_source": self.linked_to_other_source,
+                "same_play_written_twice": self.written_twice,
                 "stored_plays_merged": self.plays_merged,
             },
             "set_aside": dict(self.set_aside),
@@ -236,7 +238,7 @@ def _import(
         ]
         staging.move_old_account_podcasts(old_account)
         assignments, overrides = _assign(con, staging, tolerances, summary)
-        if not store_unchanged and not summary.new_plays and not summary.linked_to_other_source:
+        if not store_unchanged and not (summary.new_plays or summary.linked_to_other_source):
             # nothing new (rows set aside, such as a local file's play, come back in every
             # poll while they stay among the last 50): no landing file, no import record
             return summary
@@ -420,6 +422,7 @@ def _assign(
         )
     result = dedupe.regroup(stored, fresh, tolerances, warehouse.TIME_COLUMN, durations)
     summary.linked_to_other_source += result.linked
+    summary.written_twice += result.written_twice
     summary.plays_merged += result.merged
     for source, count in result.new_plays.items():
         summary.new_plays += count

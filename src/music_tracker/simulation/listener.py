@@ -467,34 +467,44 @@ def short_catalogue(rng: random.Random, tracks: int = 40) -> list[Track]:
 
 
 def extended_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
-    """(truth index, row) of the extended history: the end to the second, the time heard."""
-    return [
-        (
-            play.index,
-            {
-                "ts": play.ended_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "platform": "android",
-                "ms_played": play.heard_ms,
-                "conn_country": "SE",
-                "master_metadata_track_name": play.track.name,
-                "master_metadata_album_artist_name": play.track.artist,
-                "master_metadata_album_album_name": play.track.album,
-                "spotify_track_uri": f"spotify:track:{play.track.track_id}",
-                "episode_name": None,
-                "episode_show_name": None,
-                "spotify_episode_uri": None,
-                "reason_start": "clickrow",
-                "reason_end": "trackdone" if play.heard_ms == play.track.duration_ms else "endplay",
-                "shuffle": False,
-                "skipped": play.heard_ms < play.track.duration_ms,
-                "offline": False,
-                "offline_timestamp": None,
-                "incognito_mode": False,
-            },
-        )
-        for play in plays
-        if play.on_spotify and play.heard_ms > 0
-    ]
+    """(truth index, row) of the extended history: the end to the second, the time heard.
+
+    As in real exports, some plays are written twice, the copy's ``ts`` 1-3 s later
+    (every 29th play here).
+    """
+    rows = []
+    for play in plays:
+        if not play.on_spotify or play.heard_ms <= 0:
+            continue
+        row = _extended_row(play)
+        rows.append((play.index, row))
+        if play.index % 29 == 7:
+            again = play.ended_at + timedelta(seconds=1 + play.index % 3)
+            rows.append((play.index, row | {"ts": again.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    return rows
+
+
+def _extended_row(play: TruePlay) -> dict[str, object]:
+    return {
+        "ts": play.ended_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "platform": "android",
+        "ms_played": play.heard_ms,
+        "conn_country": "SE",
+        "master_metadata_track_name": play.track.name,
+        "master_metadata_album_artist_name": play.track.artist,
+        "master_metadata_album_album_name": play.track.album,
+        "spotify_track_uri": f"spotify:track:{play.track.track_id}",
+        "episode_name": None,
+        "episode_show_name": None,
+        "spotify_episode_uri": None,
+        "reason_start": "clickrow",
+        "reason_end": "trackdone" if play.heard_ms == play.track.duration_ms else "endplay",
+        "shuffle": False,
+        "skipped": play.heard_ms < play.track.duration_ms,
+        "offline": False,
+        "offline_timestamp": None,
+        "incognito_mode": False,
+    }
 
 
 def account_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:

@@ -37,8 +37,8 @@ unioned as (
 ),
 
 -- fixed-size aggregates only, so DuckDB can spill to disk within its memory cap; a play
--- has at most one row per source (the importer guarantees it), so the highest
--- source_rank picks exactly one row
+-- has one row per source, except an extended-history play the export wrote twice (a
+-- second apart, dedupe.py): the highest source_rank, then the earliest row, is the one
 per_play as (
     select
         play_id,
@@ -59,6 +59,9 @@ richest as (
         on
             unioned.play_id = per_play.play_id
             and unioned.source_rank = per_play.richest_rank
+    qualify row_number() over (
+        partition by unioned.play_id order by unioned.played_at, unioned.source_key
+    ) = 1
 ),
 
 -- only account data lacks an album among richer sources; Last.fm may know it
