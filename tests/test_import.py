@@ -8,7 +8,7 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, load_rows, query
+from conftest import ACCOUNT_DIR, EXTENDED_DIR, SPOTIFY_DATA, Cli, cli_json, load_rows, query
 
 AUDIO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
 VIDEO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Video_*.json"))
@@ -317,4 +317,64 @@ def test_older_warehouse_is_brought_up_to_date(cli: Cli, shared: Path, data_dir:
         "select max(version), (select count(*) from raw.transform_runs),"
         " (select count(*) from raw.play_id_overrides) from raw.schema_version",
     )
-    assert (version, runs, moved) == (3, 0, 0)
+    assert (version, runs, moved) == (4, 0, 0)
+
+
+API_PAGE = SPOTIFY_DATA / "api_samples" / "recently-played__zmb3-spotify.json"
+
+
+def test_api_plays_are_keyed_on_the_instant_not_its_spelling(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    page = json.loads(API_PAGE.read_text())
+    first = cli_json(cli, "import", str(API_PAGE), "--source", "spotify_api")
+    assert first["new_plays"] == len(page["items"]) > 0
+    # the same plays with their times spelled another way ("…:54.721Z" -> "…:54.721000Z")
+    for item in page["items"]:
+        item["played_at"] = item["played_at"].replace("Z", "000Z")
+    respelled = tmp_path / "recently_played.json"
+    respelled.write_text(json.dumps(page))
+    again = cli_json(cli, "import", str(respelled), "--source", "spotify_api")
+    assert again["new_plays"] == 0 and again["duplicates"]["already_stored"] == len(page["items"])
+
+
+def test_api_rows_stored_under_the_old_key_are_rekeyed(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """A warehouse of raw schema 3 keyed API rows on the text of played_at; opening it for
+    writing re-keys them, so the same plays polled again under another spelling add
+    nothing."""
+    import duckdb
+
+    page = json.loads(API_PAGE.read_text())
+    cli("import", str(API_PAGE), "--source", "spotify_api")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        # the old key: md5 of the text exactly as Spotify sent it
+        con.execute("create temp table texts (played_at_text varchar, track_id varchar)")
+        con.executemany(
+            "insert into texts values (?, ?)",
+            [(item["played_at"], item["track"]["id"]) for item in page["items"]],
+        )
+        con.execute(
+            "update raw.spotify_api_plays as t"
+            " set source_key = md5(concat_ws(chr(31), x.played_at_text, x.track_id))"
+            " from texts as x where x.track_id = t.track_id"
+            " and cast(x.played_at_text as timestamptz) = t.played_at"
+        )
+        con.execute("update raw.schema_version set version = 3")
+        old = [
+            key for (key,) in con.execute("select source_key from raw.spotify_api_plays").fetchall()
+        ]
+    for item in page["items"]:
+        item["played_at"] = item["played_at"].replace("Z", "000Z")
+    respelled = tmp_path / "recently_played.json"
+    respelled.write_text(json.dumps(page))
+    again = cli_json(cli, "import", str(respelled), "--source", "spotify_api")
+    assert again["new_plays"] == 0
+    ((version, plays, rekeyed),) = query(
+        data_dir,
+        "select (select max(version) from raw.schema_version), count(*),"
+        " count(*) filter (where not list_contains(?, source_key)) from raw.spotify_api_plays",
+        [old],
+    )
+    assert (version, plays, rekeyed) == (4, len(page["items"]), len(page["items"]))

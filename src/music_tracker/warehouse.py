@@ -19,7 +19,7 @@ import duckdb
 if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
     import polars as pl
 
-RAW_SCHEMA_VERSION = 3
+RAW_SCHEMA_VERSION = 4
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -28,6 +28,15 @@ MUSIC_TABLES = {
     "spotify_account_data": "raw.spotify_account_data",
     "lastfm": "raw.lastfm_scrobbles",
 }
+# An API play's natural key: md5 of its instant written one way (UTC, microseconds) and the
+# track id, never the text Spotify sent ("…:33.750Z" and "…:33.75Z" are one play). Raw
+# schema 4 re-keyed the rows stored before, whose key hashed that text.
+API_SOURCE_KEY_SQL = (
+    "md5(concat_ws(chr(31),"
+    " coalesce(strftime(played_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ'), ''),"
+    " coalesce(cast(track_id as varchar), '')))"
+)
+
 # The time column each music table is ordered and windowed by.
 TIME_COLUMN = {
     "spotify_extended_history": "played_at",
@@ -311,8 +320,36 @@ def open_warehouse(
     elif current < RAW_SCHEMA_VERSION:  # an older warehouse: add what later versions added
         with transaction(con):
             con.execute(_DDL)
+            if current < 4:
+                _rekey_api_plays(con)
             con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
     return con
+
+
+def _rekey_api_plays(con: duckdb.DuckDBPyConnection) -> None:
+    """Raw schema 4: API rows keyed on their instant (``API_SOURCE_KEY_SQL``), not the text.
+
+    A row whose new key another row already has (one play polled twice under two
+    spellings of its time) keeps its old key: it is a double an earlier version stored,
+    left as it is rather than deleted.
+    """
+    con.execute(
+        f"""
+        create temp table _api_keys as
+        select source_key as old_key, {API_SOURCE_KEY_SQL} as new_key
+        from raw.spotify_api_plays
+        qualify count(*) over (partition by new_key) = 1
+        """
+    )
+    con.execute(
+        "update raw.play_id_overrides as o set source_key = k.new_key from _api_keys as k"
+        " where o.source = 'spotify_api' and o.source_key = k.old_key"
+    )
+    con.execute(
+        "update raw.spotify_api_plays as t set source_key = k.new_key from _api_keys as k"
+        " where t.source_key = k.old_key"
+    )
+    con.execute("drop table _api_keys")
 
 
 @contextmanager

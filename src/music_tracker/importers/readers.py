@@ -22,6 +22,7 @@ from music_tracker.importers.detect import HEADER, LASTFM_DATE_FORMAT, Format
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.names import name_key
 from music_tracker.sources.spotify.parse import is_recently_played_page, recently_played_rows
+from music_tracker.warehouse import API_SOURCE_KEY_SQL
 
 # Spotify launched in 2008 and Last.fm in 2002: anything earlier is a broken clock, not a play.
 EARLIEST_PLAY = datetime(2002, 1, 1, tzinfo=UTC)
@@ -398,7 +399,11 @@ def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
 
 
 def _read_api_page(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
-    """A recently-played response (API source): natural key (played_at, track.id)."""
+    """A recently-played response (API source): natural key (played_at, track.id).
+
+    The key holds the instant, written one way (``warehouse.API_SOURCE_KEY_SQL``), not the
+    text Spotify sent: "…:33.750Z" and "…:33.75Z" are one play.
+    """
     try:
         page = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -411,10 +416,7 @@ def _read_api_page(con: duckdb.DuckDBPyConnection, path: Path, display_name: str
     plays = rows.filter(pl.col("track_id").is_not_null())
     con.register("_api_rows", plays)
     try:
-        keys = con.sql(
-            f"select file_row, {_key_sql(('played_at_text', 'track_id'))} as source_key"
-            " from _api_rows"
-        ).pl()
+        keys = con.sql(f"select file_row, {API_SOURCE_KEY_SQL} as source_key from _api_rows").pl()
     finally:
         con.unregister("_api_rows")
     music = plays.join(keys, on="file_row").drop("played_at_text")

@@ -42,8 +42,11 @@ log = logging.getLogger(__name__)
 _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
 _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+\.json$", re.IGNORECASE)
-# How far outside a batch's time span stored rows can still be the same play.
-_MATCH_WINDOW = timedelta(days=1)
+# How far outside a batch's time span stored rows are matched again with it (dedupe.regroup).
+# A play's rows lie within its length plus the pause allowance (15 min) of each other, so
+# every play a new row can touch lies well inside; three hours leave room for a one-hour
+# track, and keep a poll's window small.
+_MATCH_WINDOW = timedelta(hours=3)
 
 ProgressCallback = Callable[[str], None]
 
