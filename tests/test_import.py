@@ -8,7 +8,16 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import ACCOUNT_DIR, EXTENDED_DIR, SPOTIFY_DATA, Cli, cli_json, load_rows, query
+from conftest import (
+    ACCOUNT_DIR,
+    EXTENDED_DIR,
+    SPOTIFY_DATA,
+    Cli,
+    cli_json,
+    extended_plays,
+    load_rows,
+    query,
+)
 
 AUDIO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
 VIDEO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Video_*.json"))
@@ -25,28 +34,8 @@ def _extended_music_rows() -> dict[tuple[str, str, int], dict]:
 
 
 def _expected_extended_music() -> dict[tuple[str, str, int], dict]:
-    """The plays: distinct rows, less the copies of a play the export wrote twice.
-
-    In these files 12 plays appear twice with the same track and ms_played to the
-    millisecond, the second ts 1-44 s after the first: a 210,024 ms play ending at
-    22:16:08 and 22:16:11. Plays of one track cannot overlap, so a row ending less than its
-    ms_played (less 2 s for ts's precision) after the previous row of the same track and
-    ms_played is that play again.
-    """
-    rows = _extended_music_rows()
-    plays: dict[tuple[str, str, int], dict] = {}
-    previous: dict[tuple[str, int], datetime] = {}
-    for key in sorted(rows, key=lambda k: (k[1], k[2], k[0])):
-        ts, uri, ms = key
-        end = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
-        before = previous.get((uri, ms))
-        previous[(uri, ms)] = end
-        if before is not None and (end - before) + timedelta(seconds=2) < timedelta(
-            milliseconds=ms
-        ):
-            continue
-        plays[key] = rows[key]
-    return plays
+    """The plays, less the copies of a play the export wrote twice (conftest)."""
+    return extended_plays(*AUDIO_FILES)
 
 
 def _expected_account_music() -> dict[tuple[str, str, str, int], dict]:

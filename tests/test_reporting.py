@@ -14,7 +14,16 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from conftest import ACCOUNT_DIR, EXTENDED_DIR, REPO, Cli, cli_json, load_rows, query
+from conftest import (
+    ACCOUNT_DIR,
+    EXTENDED_DIR,
+    REPO,
+    Cli,
+    cli_json,
+    extended_plays,
+    load_rows,
+    query,
+)
 from music_tracker.reporting import charts
 from music_tracker.reporting.definitions import (
     DefinitionError,
@@ -214,10 +223,9 @@ def _export_plays() -> list[tuple[datetime, str, int]]:
     plays = [
         (datetime.fromisoformat(r["ts"].replace("Z", "+00:00")),
          r["master_metadata_album_artist_name"], r["ms_played"])
-        for path in sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
-        for r in {(r["ts"], r["spotify_track_uri"], r["ms_played"]): r
-                  for r in load_rows(path)}.values()  # the natural key (DESIGN.md)
-        if r["spotify_track_uri"] and r["ms_played"] > 0
+        for r in extended_plays(
+            *sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
+        ).values()  # the natural key and plays written twice (DESIGN.md, conftest)
     ]  # fmt: skip
     account = {
         tuple(r.values()): r

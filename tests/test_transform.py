@@ -8,18 +8,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, load_rows, query
+from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
 
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
 
 
 def test_fact_counts_every_play_once(built: Path) -> None:
-    extended = {
-        (r["ts"], r["spotify_track_uri"], r["ms_played"]): r
-        for r in load_rows(AUDIO_2018, AUDIO_2023)
-        if r["spotify_track_uri"] and r["ms_played"] > 0
-    }
+    extended = extended_plays(AUDIO_2018, AUDIO_2023)
     account = {
         tuple(r.values()): r
         for path in sorted(ACCOUNT_DIR.glob("StreamingHistory_music_*.json"))
