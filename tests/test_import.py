@@ -367,3 +367,25 @@ def test_api_rows_stored_under_the_old_key_are_rekeyed(
         [old],
     )
     assert (version, plays, rekeyed) == (4, len(page["items"]), len(page["items"]))
+
+
+def test_a_data_folder_with_glob_characters_in_its_path(
+    cli: Cli, shared: Path, tmp_path: Path
+) -> None:
+    """Staged files are listed, never globbed: "[2024] *music*" is a folder name like any."""
+    data = tmp_path / "[2024] *music*" / "data"
+    first = cli_json(cli, "import", str(EXTENDED_DIR), str(ACCOUNT_DIR), "--data-dir", str(data))
+    assert first["new_plays"] == len(_expected_extended_music()) + len(_expected_account_music())
+    assert first["set_aside"]  # the set-aside rows were stored through the listed files too
+    again = cli_json(cli, "import", str(EXTENDED_DIR), "--data-dir", str(data))
+    assert again["new_plays"] == 0
+    status = cli_json(cli, "status", "--data-dir", str(data))
+    assert status["plays"] == first["new_plays"]
+
+
+def test_a_question_mark_in_the_data_folder_is_refused(cli: Cli, tmp_path: Path) -> None:
+    data = tmp_path / "what?" / "data"
+    result = cli("import", str(EXTENDED_DIR), "--data-dir", str(data), expect=2)
+    assert f"MUSIC_TRACKER_DATA_DIR='{data}': contains '?'" in result.output
+    assert "Traceback" not in result.output
+    assert not data.exists()

@@ -55,8 +55,10 @@ def _settings(data_dir: Path | None) -> Settings:
             field = ".".join(str(part) for part in problem["loc"])
             reason = str(problem["msg"]).removeprefix("Value error, ")
             # a rule across settings names them itself; one setting is named with its value
+            value = problem.get("input")
+            shown = str(value) if isinstance(value, Path) else value
             line = (
-                f"MUSIC_TRACKER_{field.upper()}={problem.get('input')!r}: {reason}"
+                f"MUSIC_TRACKER_{field.upper()}={shown!r}: {reason}"
                 if field
                 else reason
             )

@@ -221,6 +221,18 @@ class Settings(BaseSettings):
         # "~/mt" in a .env or TOML file reaches us unexpanded (no shell in between)
         return value.expanduser() if value is not None else None
 
+    @field_validator("data_dir")
+    @classmethod
+    def _no_question_mark(cls, value: Path) -> Path:
+        # DuckDB reads a "?" in a database path as the start of options: the warehouse's
+        # write-ahead log lands elsewhere ("we?x/warehouse.duckdb" -> "we.wal?x/...") and
+        # the first commit fails
+        if "?" in str(value):
+            raise ValueError(
+                "contains '?', which DuckDB cannot use in a database path: rename the folder"
+            )
+        return value
+
     @field_validator("metabase_url", "metabase_site_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

@@ -664,8 +664,21 @@ class Staging:
         target.mkdir(exist_ok=True)
         frame.write_parquet(target / f"{self._parts:06d}.parquet")
 
-    def _glob(self, kind: str) -> str:
-        return str(self.folder / kind / "*.parquet")
+    def _files(self, kind: str) -> list[str]:
+        """The staged Parquet files of ``kind``, listed, never a glob: a data folder may
+        have ``[``, ``*`` or ``?`` in its path, which Polars and DuckDB would expand."""
+        return sorted(str(path) for path in (self.folder / kind).iterdir())
+
+    def _scan(self, kind: str) -> pl.LazyFrame:
+        import polars as pl
+
+        return pl.scan_parquet(self._files(kind), glob=False)
+
+    def _register(self, name: str, kind: str) -> None:
+        """The staged files of ``kind`` as a DuckDB view named ``name``, read as streamed."""
+        import pyarrow.dataset
+
+        self.con.register(name, pyarrow.dataset.dataset(self._files(kind), format="parquet"))
 
     def _has(self, kind: str) -> bool:
         return (self.folder / kind).is_dir()
@@ -697,12 +710,12 @@ class Staging:
             "select show_name from raw.other_plays where content_type = 'podcast'"
         ).pl()["show_name"]
         if self._has("other"):
-            staged = pl.scan_parquet(self._glob("other"))
+            staged = self._scan("other")
             shows = pl.concat(
                 [shows, staged.filter(pl.col("content_type") == "podcast").collect()["show_name"]]
             )
         moved = (
-            pl.scan_parquet(self._glob("spotify_account_data"))
+            self._scan("spotify_account_data")
             .filter(
                 pl.col("file_sha256").is_in(file_hashes)
                 & pl.col("artist_name").is_in(shows.unique().implode())
@@ -714,11 +727,8 @@ class Staging:
 
     def match_columns(self, source: str) -> pl.DataFrame:
         """The staged rows of ``source`` in read order, narrowed to what matching needs."""
-        import polars as pl
 
-        frame = pl.scan_parquet(self._glob(source)).select(
-            "_stage_row", "source_key", *MATCH_COLUMNS[source]
-        )
+        frame = self._scan(source).select("_stage_row", "source_key", *MATCH_COLUMNS[source])
         if source == "spotify_account_data" and self._moved_podcasts is not None:
             frame = frame.join(
                 self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti"
@@ -732,18 +742,20 @@ class Staging:
     def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
         """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
         self.con.register("_assigned", assigned)
+        self._register("_staged", source)
         try:
             self.con.execute(
                 f"""
                 insert into {MUSIC_TABLES[source]} by name
                 select staged.* exclude (_stage_row), assigned.play_id, $now as imported_at
-                from read_parquet($files) as staged
+                from _staged as staged
                 join _assigned as assigned using (_stage_row)
                 """,
-                {"now": now, "files": self._glob(source)},
+                {"now": now},
             )
         finally:
             self.con.unregister("_assigned")
+            self.con.unregister("_staged")
 
     def store_other(self, now: datetime) -> OtherStored:
         """Insert new podcast, audiobook and video rows (rule 1 within each source)."""
@@ -751,7 +763,7 @@ class Staging:
 
         frames = []
         if self._has("other"):
-            frames.append(pl.scan_parquet(self._glob("other")).collect())
+            frames.append(self._scan("other").collect())
         if self._moved_podcasts is not None:
             frames.append(
                 self._moved_podcasts.select(
@@ -785,8 +797,12 @@ class Staging:
 
     def store_set_aside(self, now: datetime) -> None:
         if self._has("set_aside"):
-            self.con.execute(
-                "insert into raw.set_aside_rows by name"
-                " select * exclude (_stage_row), $now as imported_at from read_parquet($files)",
-                {"now": now, "files": self._glob("set_aside")},
-            )
+            self._register("_staged", "set_aside")
+            try:
+                self.con.execute(
+                    "insert into raw.set_aside_rows by name"
+                    " select * exclude (_stage_row), $now as imported_at from _staged",
+                    {"now": now},
+                )
+            finally:
+                self.con.unregister("_staged")
