@@ -57,11 +57,7 @@ def _settings(data_dir: Path | None) -> Settings:
             # a rule across settings names them itself; one setting is named with its value
             value = problem.get("input")
             shown = str(value) if isinstance(value, Path) else value
-            line = (
-                f"MUSIC_TRACKER_{field.upper()}={shown!r}: {reason}"
-                if field
-                else reason
-            )
+            line = f"MUSIC_TRACKER_{field.upper()}={shown!r}: {reason}" if field else reason
             err.print("[red]error:[/]", Text(line), soft_wrap=True)
         raise typer.Exit(2) from None
     for warning in unknown_settings():
