@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXTENDED_DIR
+from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
@@ -258,3 +258,42 @@ def test_a_folder_without_history_is_an_error_that_names_what_was_found(tmp_path
     assert done.returncode == 1
     assert "no listening history found (2 files: Userdata.json, notes.txt)" in done.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_another_process_holding_the_warehouse(
+    cli: Cli, shared: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB lets nobody open the file beside a writer (here a DuckDB shell of the owner's):
+    `status` shows what it read last, with a warning; a command that writes waits, then
+    says who holds it and exits 75, leaving everything as it was."""
+    import subprocess
+    import sys
+
+    cli("import", str(EXTENDED_DIR))
+    before = cli_json(cli, "status")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]);"
+            " print('open', flush=True); time.sleep(60)",
+            str(data_dir / "warehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.5")
+        during = cli_json(cli, "status")
+        assert during["plays"] == before["plays"]
+        assert any("is open in another process" in w for w in during["warnings"])
+        result = cli("import", str(ACCOUNT_DIR), expect=75)
+        assert f"(PID {holder.pid})" in result.output and "nothing was changed" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    after = cli_json(cli, "status")
+    assert after["plays"] == before["plays"]
+    assert not any("another process" in w for w in after["warnings"])

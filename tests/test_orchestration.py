@@ -315,12 +315,15 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
     assert leftovers.stdout.strip() == ""
 
 
-def test_a_command_that_writes_says_who_else_is_writing(cli: Cli, data_dir: Path) -> None:
+def test_a_command_that_writes_says_who_else_is_writing(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from music_tracker.orchestration.lock import writer_lock
 
+    monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.3")  # it waits that long, then 75
     with writer_lock(data_dir, "ingest flow"):
         for command in ("transform", "publish", "ingest", "enrich"):
-            result = cli(command, expect=1)
+            result = cli(command, expect=75)
             assert "`ingest flow` (process" in result.output, result.output
             assert f"run `music-tracker {command}` again when it has finished" in result.output
     cli("publish")  # free again

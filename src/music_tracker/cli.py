@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -47,6 +48,11 @@ DEMO_DATA_DIR = Path("data/demo")
 DEMO_MARKER = ".music-tracker-demo"
 
 
+# Another process is writing (or has the warehouse open): try again later (sysexits'
+# EX_TEMPFAIL), told apart from bad input (1) and bad settings (2)
+EXIT_BUSY = 75
+
+
 def _settings(data_dir: Path | None) -> Settings:
     try:
         settings = get_settings(data_dir=data_dir) if data_dir else get_settings()
@@ -64,6 +70,9 @@ def _settings(data_dir: Path | None) -> Settings:
         err.print("[yellow]warning:[/]", Text(warning), soft_wrap=True)
     # messages name absolute paths: "data/warehouse.duckdb" depends on where one stands
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    from music_tracker import warehouse
+
+    warehouse.LOCK_WAIT_S = settings.lock_wait_s
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         hint = (
             f"; use its folder, --data-dir {settings.data_dir.parent}"
@@ -86,14 +95,21 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
     """The writer lock around a command that writes the warehouse: one writer at a time
     (the scheduler's flows take it too); a clear message instead of DuckDB's lock error."""
     from music_tracker.orchestration.lock import WriterBusy, writer_lock
+    from music_tracker.warehouse import WarehouseBusy
 
     try:
-        lock = writer_lock(settings.data_dir, what)
+        lock = writer_lock(settings.data_dir, what, wait_s=settings.lock_wait_s)
         lock.__enter__()
     except WriterBusy as exc:
-        raise _fail(f"{exc}: run `music-tracker {what}` again when it has finished") from None
+        raise _fail(
+            f"{exc}: run `music-tracker {what}` again when it has finished", EXIT_BUSY
+        ) from None
     try:
         yield
+    except WarehouseBusy as exc:
+        raise _fail(
+            f"{exc}: nothing was changed; run it again when it is free", EXIT_BUSY
+        ) from None
     finally:
         lock.__exit__(None, None, None)
 
@@ -739,6 +755,16 @@ def report(
             raise _fail(f"cannot serve on 127.0.0.1:{port} ({exc}): choose --port") from None
 
 
+def _save_status(path: Path, report: dict[str, Any]) -> None:
+    """What `status` read, for the moments another process holds the warehouse."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(
+        json.dumps({**report, "read_at": datetime.now(UTC).isoformat()}, default=str)
+    )
+    partial.replace(path)
+
+
 @app.command()
 def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Plays per source, freshness of each flow, what was set aside, warnings."""
@@ -747,13 +773,23 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     settings = _settings(data_dir)
     if not settings.warehouse_path.exists():
         raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
-    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
-        report = warehouse.status(con)
-        report["enrichment_backlog"] = _enrichment_backlog(con, settings)
+    cache = settings.state_dir / "status.json"
+    busy = None
+    try:
+        with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+            report = warehouse.status(con)
+            report["enrichment_backlog"] = _enrichment_backlog(con, settings)
+        _save_status(cache, report)
+    except warehouse.WarehouseBusy as exc:
+        # DuckDB lets no reader open the file beside a writer: say what it last held
+        if not cache.is_file():
+            raise _fail(f"{exc}: run `music-tracker status` again in a moment", EXIT_BUSY) from None
+        report = json.loads(cache.read_text())
+        busy = f"{exc}; showing the warehouse as it was at {report['read_at']}"
     report["flows"] = _flow_health(settings)
     report["warehouse"] = str(settings.warehouse_path.resolve())
     report["timezone"] = settings.timezone
-    report["warnings"] = _warnings(settings, report)
+    report["warnings"] = _warnings(settings, report) + ([busy] if busy else [])
     zone = ZoneInfo(settings.timezone)
     report["local"] = {  # the same instants, in the configured zone, for people
         key: _local(report[key], zone)

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     enrich_artists_per_run: int = Field(
         default=30, ge=0, description="MusicBrainz artists looked up after each ingest."
     )
+    lock_wait_s: float = Field(
+        default=10,
+        ge=0,
+        description="How long a command waits for another process to let go of the "
+        "warehouse file (a DuckDB shell, a moment of `status`) before it gives up.",
+    )
     writer_wait_s: float = Field(
         default=240,
         ge=0,

@@ -7,6 +7,8 @@ run leaves the warehouse exactly as it was.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -296,14 +298,14 @@ def open_warehouse(
     """
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if read_only:
-        con = duckdb.connect(str(path), read_only=True, config=config)
+        con = _connect(path, read_only=True, config=config)
         con.execute("set TimeZone = 'UTC'")
         return con
     new = not path.exists()
     # the warehouse holds personal data (IP addresses, user agents in raw): a new data
     # folder and warehouse are private to the owner; existing ones keep their modes
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), config=config)
+    con = _connect(path, read_only=False, config=config)
     if new:
         path.chmod(0o600)
     con.execute("set TimeZone = 'UTC'")
@@ -324,6 +326,37 @@ def open_warehouse(
                 _rekey_api_plays(con)
             con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
     return con
+
+
+class WarehouseBusy(Exception):
+    """Another process has the warehouse open: DuckDB allows one writer and no reader
+    beside it (our own commands take turns by the writer lock; this is anyone else, or a
+    `status` reading for a moment)."""
+
+
+# How long opening the warehouse waits for another process to let go of it
+# (MUSIC_TRACKER_LOCK_WAIT_S; the CLI sets it from the settings).
+LOCK_WAIT_S = 10.0
+_LOCK_HELD = "Could not set lock"
+
+
+def _connect(
+    path: Path, *, read_only: bool, config: dict[str, str | bool | int | float | list[str]]
+) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            if _LOCK_HELD not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                held = re.search(r"Conflicting lock is held in (.*?)\.(?: See|$)", str(exc))
+                by = f" by {held.group(1)}" if held else ""
+                raise WarehouseBusy(
+                    f"{path} is open in another process{by} (waited {LOCK_WAIT_S:.0f} s)"
+                ) from None
+            time.sleep(0.2)
 
 
 def _rekey_api_plays(con: duckdb.DuckDBPyConnection) -> None:
