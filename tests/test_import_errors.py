@@ -93,3 +93,50 @@ def test_bad_file_inside_a_folder_is_an_error(cli: Cli, loaded: dict, tmp_path: 
 def test_missing_path(cli: Cli, tmp_path: Path) -> None:
     result = cli("import", str(tmp_path / "nope"), expect=1)
     assert "no such file or folder" in result.output
+
+
+def test_a_zip_bomb_is_refused_before_it_is_extracted(
+    cli: Cli, loaded: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that starts as history but unpacks to more than the cap: refused by its
+    declared size, nothing extracted, nothing stored."""
+    monkeypatch.setenv("MUSIC_TRACKER_IMPORT_MAX_FILE_MB", "50")
+    bomb = tmp_path / "my_spotify_data.zip"
+    start = GOOD.read_text()[:2000].rsplit("},", 1)[0] + "},"
+    with (
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf,
+        zf.open(
+            "Spotify Extended Streaming History/Streaming_History_Audio_2020.json", "w"
+        ) as member,
+    ):
+        member.write(start.encode())
+        for _ in range(60):  # 60 MB of spaces, about 60 KB compressed
+            member.write(b" " * 2**20)
+        member.write(b"]")
+    assert bomb.stat().st_size < 2**20
+    result = cli("import", str(bomb), expect=1)
+    assert "Streaming_History_Audio_2020.json: larger than 50 MB uncompressed" in result.output
+    assert "MUSIC_TRACKER_IMPORT_MAX_FILE_MB" in result.output
+    after = cli_json(cli, "status")
+    assert (after["plays"], after["last_import_at"]) == (loaded["plays"], loaded["last_import_at"])
+
+
+def test_a_downloads_folder_reads_only_the_history_in_it(
+    cli: Cli, shared: Path, tmp_path: Path
+) -> None:
+    """`import ~/Downloads`: a 4 GB disk image and a zipped video beside the export are
+    told apart by their first bytes and skipped; only the history is read."""
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    (downloads / "Streaming_History_Audio_2018.json").write_bytes(GOOD.read_bytes())
+    with (downloads / "ubuntu.img").open("wb") as image:  # sparse: costs no disk
+        image.truncate(4 * 2**30)
+    with zipfile.ZipFile(downloads / "holiday.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("holiday/clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2**20)
+    summary = cli_json(cli, "import", str(downloads))
+    assert summary["files_imported"] == 1 and summary["new_plays"] > 0
+    skipped = {Path(s["file"]).name: s["reason"] for s in summary["files_skipped"]}
+    assert skipped == {
+        "ubuntu.img": "not listening history",
+        "clip.mp4": "not listening history",  # named holiday.zip:holiday/clip.mp4
+    }

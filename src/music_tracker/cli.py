@@ -207,6 +207,7 @@ def import_command(
                 progress=step,
                 on_files=on_files,
                 memory_limit=settings.duckdb_memory_limit,
+                max_file_bytes=settings.import_max_file_mb * 2**20,
             )
         except ImportInputError as exc:
             raise _fail(f"{exc}\nnothing was imported; the warehouse is unchanged") from None

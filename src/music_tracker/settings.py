@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     enrich_artists_per_run: int = Field(
         default=30, ge=0, description="MusicBrainz artists looked up after each ingest."
     )
+    import_max_file_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="The largest file (uncompressed) an import reads: history files are "
+        "10-20 MB; a larger one is refused before it is extracted (zip bombs).",
+    )
     lock_wait_s: float = Field(
         default=10,
         ge=0,

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
 _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+\.json$", re.IGNORECASE)
+# The largest file an import extracts or reads (MUSIC_TRACKER_IMPORT_MAX_FILE_MB): real
+# history files are 10-20 MB; anything near a gigabyte is something else, or a zip bomb
+DEFAULT_MAX_FILE_BYTES = 1024 * 2**20
 # How far outside a batch's time span stored rows are matched again with it (dedupe.regroup).
 # A play's rows lie within its length plus the pause allowance (15 min) of each other, so
 # every play a new row can touch lies well inside; three hours leave room for a one-hour
@@ -60,10 +63,20 @@ class Candidate:
     archive: Path | None = None
     member: str | None = None
     explicit: bool = False
+    size: int = 0  # bytes on disk, or as the zip declares the member uncompressed
 
     @property
     def base_name(self) -> str:
         return Path(self.member or str(self.path)).name
+
+    def head(self, count: int) -> bytes:
+        """The first ``count`` bytes: enough to tell the format, without extracting."""
+        if self.path is not None:
+            with self.path.open("rb") as handle:
+                return handle.read(count)
+        assert self.archive is not None and self.member is not None
+        with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as handle:
+            return handle.read(count)
 
     def open_bytes(self) -> Iterator[bytes]:
         if self.path is not None:
@@ -146,11 +159,11 @@ def _hidden(path: Path, root: Path) -> bool:
 
 def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
     if not zipfile.is_zipfile(path):
-        return [Candidate(display, path=path, explicit=explicit)]
+        return [Candidate(display, path=path, explicit=explicit, size=path.stat().st_size)]
     try:
         with zipfile.ZipFile(path) as archive:
             members = [
-                info.filename
+                info
                 for info in archive.infolist()
                 if not info.is_dir()
                 and not info.filename.startswith("__MACOSX/")
@@ -159,8 +172,14 @@ def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
     except zipfile.BadZipFile as exc:
         raise ImportInputError(display, f"not a readable zip archive ({exc})") from exc
     return [
-        Candidate(f"{display}:{member}", archive=path, member=member, explicit=False)
-        for member in sorted(members)
+        Candidate(
+            f"{display}:{info.filename}",
+            archive=path,
+            member=info.filename,
+            explicit=False,
+            size=info.file_size,
+        )
+        for info in sorted(members, key=lambda info: info.filename)
     ]
 
 
@@ -174,6 +193,7 @@ def run_import(
     on_files: Callable[[int], None] | None = None,
     memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT,
     store_unchanged: bool = True,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> ImportSummary:
     """Import ``paths`` into the warehouse under ``data_dir``; all or nothing.
 
@@ -192,7 +212,7 @@ def run_import(
     try:
         return _import(
             paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
-            started, store_unchanged,
+            started, store_unchanged, max_file_bytes,
         )  # fmt: skip
     except BaseException:
         # a failed first import leaves no empty warehouse or folders behind ("unchanged")
@@ -216,6 +236,7 @@ def _import(
     summary: ImportSummary,
     started: datetime,
     store_unchanged: bool,
+    max_file_bytes: int,
 ) -> ImportSummary:
     landing = data_dir / "landing"
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -227,8 +248,9 @@ def _import(
         staging = warehouse.Staging(con, Path(staging_dir))
         known = warehouse.imported_file_hashes(con)
         read, with_history = _read_all(
-            con, staging, candidates, Path(staging_dir), known, forced, summary, progress
-        )
+            con, staging, candidates, Path(staging_dir), known, forced, summary, progress,
+            max_file_bytes,
+        )  # fmt: skip
         _check_archives(paths, with_history)
         _check_found_history(paths, read, summary)
         if progress:
@@ -247,6 +269,7 @@ def _import(
             return summary
         if progress:
             progress("storing")
+        _check_free_space(landing, sum(item.size for item in read), "landing/")
         landed = [_land(item, landing) for item in read]
         with warehouse.transaction(con):
             now = datetime.now(UTC)
@@ -276,6 +299,7 @@ def _read_all(
     forced: Format | None,
     summary: ImportSummary,
     progress: ProgressCallback | None,
+    max_bytes: int,
 ) -> tuple[list[_ReadFile], set[Path]]:
     """Read and stage every candidate; also return the archives that held history."""
     read: list[_ReadFile] = []
@@ -284,16 +308,18 @@ def _read_all(
     for candidate in candidates:
         if progress:
             progress(candidate.display_name)
-        staged, sha256, size = _stage(candidate, staging_dir)
+        # the first bytes decide; nothing else is read, hashed or extracted for a file
+        # that is not listening history (a video in ~/Downloads, a PDF in the export)
+        fmt = _format_of(candidate, candidate.head(SNIFF_BYTES), forced, summary)
+        if fmt is None:
+            continue
+        staged, sha256, size = _stage(candidate, staging_dir, max_bytes)
         if sha256 in known or sha256 in seen:
             summary.files_already_imported += 1
             if candidate.archive is not None:
                 with_history.add(candidate.archive)
             continue
         seen.add(sha256)
-        fmt = _format_of(candidate, staged, forced, summary)
-        if fmt is None:
-            continue
         is_video = bool(_VIDEO_NAME.search(candidate.base_name))
         parsed = read_file(con, staged, fmt, candidate.display_name, is_video=is_video)
         staging.add(_music_source(fmt), parsed, sha256)
@@ -306,8 +332,21 @@ def _read_all(
     return read, with_history
 
 
-def _stage(candidate: Candidate, staging: Path) -> tuple[Path, str, int]:
-    """Hash a candidate; zip members are extracted into ``staging`` so DuckDB can read them."""
+def _stage(candidate: Candidate, staging: Path, max_bytes: int) -> tuple[Path, str, int]:
+    """Hash a candidate; zip members are extracted into ``staging`` so DuckDB can read them.
+
+    A file larger than ``max_bytes`` is refused before anything is written (by the size the
+    zip declares, and again while extracting, since a declared size can lie: a zip bomb),
+    and so is a member the disk has no room for.
+    """
+    too_big = ImportInputError(
+        candidate.display_name,
+        f"larger than {max_bytes // 2**20:,} MB uncompressed: not a listening-history file"
+        " (or a damaged or malicious archive)",
+        hint="raise MUSIC_TRACKER_IMPORT_MAX_FILE_MB if it really is one",
+    )
+    if candidate.size > max_bytes:
+        raise too_big
     digest = hashlib.sha256()
     size = 0
     if candidate.path is not None:
@@ -315,20 +354,36 @@ def _stage(candidate: Candidate, staging: Path) -> tuple[Path, str, int]:
             digest.update(chunk)
             size += len(chunk)
         return candidate.path, digest.hexdigest(), size
+    _check_free_space(staging, candidate.size, candidate.display_name)
     target = staging / f"{uuid.uuid4().hex}-{candidate.base_name}"
     with target.open("wb") as out:
         for chunk in candidate.open_bytes():
             digest.update(chunk)
             size += len(chunk)
+            if size > max_bytes:
+                raise too_big
             out.write(chunk)
     return target, digest.hexdigest(), size
 
 
+# Room left on the disk after a copy: the warehouse and its write-ahead log grow too
+_FREE_SPACE_MARGIN = 256 * 2**20
+
+
+def _check_free_space(folder: Path, needed: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed + _FREE_SPACE_MARGIN:
+        raise ImportInputError(
+            what,
+            f"not enough free disk space in {folder} ({free // 2**20:,} MB free,"
+            f" {(needed + _FREE_SPACE_MARGIN) // 2**20:,} MB needed)",
+            hint="free some space and import again; nothing was changed",
+        )
+
+
 def _format_of(
-    candidate: Candidate, staged: Path, forced: Format | None, summary: ImportSummary
+    candidate: Candidate, head: bytes, forced: Format | None, summary: ImportSummary
 ) -> Format | None:
-    with staged.open("rb") as handle:
-        head = handle.read(SNIFF_BYTES)
     try:
         detected = detect_format(candidate.display_name, head)
     except EmptyHistory:
