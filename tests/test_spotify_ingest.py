@@ -395,3 +395,26 @@ def test_damaged_state_files_say_what_to_do(fake: FakeSpotify, data_dir: Path, c
     status = json.loads(cli("status", "--json").stdout)
     assert status["plays"] == len(fake.plays)
     assert any("token file" in w and "damaged" in w for w in status["warnings"])
+
+
+def test_token_endpoint_trouble_is_retried_and_reported_as_what_it_is(
+    fake: FakeSpotify, data_dir: Path
+) -> None:
+    """A 503 or 429 from the accounts service is retried; if it lasts, the poll fails as
+    "try again later", not as a bad client id or a token to re-authorize."""
+    settings = _settings(fake, data_dir)
+    _authorize(fake, settings)
+    spotify = auth.SpotifyAuth(
+        fake.accounts_base, "test-client", auth.TokenStore(settings.state_dir), 5
+    )
+    with stamina.set_testing(True, attempts=3):
+        fake.token_faults = ["503", "429"]
+        assert spotify.access_token(force_refresh=True)  # third attempt succeeds
+        fake.token_faults = ["503"] * 3
+        with pytest.raises(http.HttpError, match=r"accounts service.*503") as failed:
+            spotify.access_token(force_refresh=True)
+    assert not isinstance(failed.value, auth.ReauthorizeRequired)
+    assert "client id" not in str(failed.value) and "auth spotify" not in str(failed.value)
+    fake.inject("invalid_grant")  # a refused refresh token still asks for `auth spotify`
+    with pytest.raises(auth.ReauthorizeRequired, match="auth spotify"):
+        spotify.access_token(force_refresh=True)

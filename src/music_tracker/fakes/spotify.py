@@ -79,6 +79,8 @@ class FakeSpotify(LoopbackServer):
         self.slow_s = slow_s
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.queued_faults: list[str] = []
+        # faults of the accounts service's token endpoint, in order ("429", "500"-"503")
+        self.token_faults: list[str] = []
         self.requests: list[RequestRecord] = []
         self.access_tokens: dict[str, datetime] = {}
         self.refresh_tokens: set[str] = set()
@@ -293,6 +295,11 @@ class FakeSpotify(LoopbackServer):
         return 302, {"Location": target}, None
 
     def handle_token(self, form: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        if self.token_faults:
+            fault = self.token_faults.pop(0)
+            if fault == "429":
+                return 429, {"Retry-After": "1"}, {"error": "rate_limited"}
+            return int(fault), {}, {"error": "server_error"}
         grant = form.get("grant_type")
         if grant == "authorization_code":
             challenge, redirect = self._codes.pop(form.get("code", ""), ("", ""))

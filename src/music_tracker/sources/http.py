@@ -58,6 +58,14 @@ class NotFound(HttpError):
     """404: the object does not exist (a real miss, unlike 429 or 5xx)."""
 
 
+class ClientError(HttpError):
+    """Another 4xx: the request itself was refused; ``response`` says why."""
+
+    def __init__(self, message: str, response: httpx.Response) -> None:
+        self.response = response
+        super().__init__(message)
+
+
 class Forbidden(HttpError):
     """403 or 410: this app may not use the endpoint (e.g. development-mode batch calls)."""
 
@@ -197,7 +205,9 @@ class HttpClient:
         if status in (403, 410):
             raise Forbidden(f"{status} from {response.request.url}")
         if status >= 400:
-            raise HttpError(f"{status} from {response.request.url}: {response.text[:200]}")
+            raise ClientError(
+                f"{status} from {response.request.url}: {response.text[:200]}", response
+            )
         return response
 
 

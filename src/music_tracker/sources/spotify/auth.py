@@ -22,13 +22,17 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 
-from music_tracker.sources.http import tls_context
+from music_tracker.sources import http
 
 SCOPES = "user-read-recently-played"
 REFRESH_TOKEN_LIFETIME = timedelta(days=182)
 EXPIRY_WARNING = timedelta(days=28)
 _REFRESH_MARGIN = timedelta(seconds=60)
 TOKEN_FILE = "spotify_token.json"
+
+
+# requests one token call may make, its retries included
+_TOKEN_BUDGET = 10
 
 
 class ReauthorizeRequired(Exception):
@@ -221,26 +225,35 @@ class SpotifyAuth:
         return token.access_token
 
     def _token_request(self, data: dict[str, str]) -> dict[str, Any]:
+        """POST to the token endpoint. Network errors, 429 and 5xx are retried by the HTTP
+        layer and end as ``http.HttpError`` (try again later: the token is fine); only a
+        refusal of the grant or the client asks for `auth spotify` again."""
+        client = http.HttpClient(
+            self.accounts_base, timeout_s=self.timeout_s, budget=http.Budget(_TOKEN_BUDGET)
+        )
         try:
-            response = httpx.post(
-                f"{self.accounts_base}/api/token",
-                data=data,
-                timeout=self.timeout_s,
-                verify=tls_context(),
-            )
-        except httpx.TransportError as exc:
-            raise ConnectionError(f"Spotify accounts service unreachable: {exc}") from exc
-        if response.status_code == 400 and _error(response) == "invalid_grant":
-            raise ReauthorizeRequired(
-                "Spotify no longer accepts the stored refresh token (refresh tokens expire "
-                "six months after authorization): run `music-tracker auth spotify` again"
-            )
-        if response.status_code != 200:
-            raise ReauthorizeRequired(
-                f"Spotify's token endpoint answered {response.status_code} "
-                f"({_error(response) or response.text[:100]}): check "
-                "MUSIC_TRACKER_SPOTIFY_CLIENT_ID and run `music-tracker auth spotify`"
-            )
+            with client:
+                response = client.request("POST", "api/token", data=data)
+        except http.HttpError as exc:
+            refused = exc.response if isinstance(exc, http.ClientError) else None
+            if isinstance(exc, http.Unauthorized) or (
+                refused is not None and _error(refused) in ("invalid_client", "unauthorized_client")
+            ):
+                raise ReauthorizeRequired(
+                    "Spotify does not know this app's client id: check "
+                    "MUSIC_TRACKER_SPOTIFY_CLIENT_ID and run `music-tracker auth spotify`"
+                ) from None
+            if refused is not None and _error(refused) == "invalid_grant":
+                raise ReauthorizeRequired(
+                    "Spotify no longer accepts the stored refresh token (refresh tokens expire "
+                    "six months after authorization): run `music-tracker auth spotify` again"
+                ) from None
+            if refused is not None:
+                raise ReauthorizeRequired(
+                    f"Spotify's token endpoint refused the request ({refused.status_code}, "
+                    f"{_error(refused) or refused.text[:100]}): run `music-tracker auth spotify`"
+                ) from None
+            raise http.HttpError(f"Spotify's accounts service: {exc}") from None
         body: dict[str, Any] = response.json()
         return body
 
