@@ -8,6 +8,8 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from conftest import (
     ACCOUNT_DIR,
     EXTENDED_DIR,
@@ -389,3 +391,62 @@ def test_a_question_mark_in_the_data_folder_is_refused(cli: Cli, tmp_path: Path)
     assert f"MUSIC_TRACKER_DATA_DIR='{data}': contains '?'" in result.output
     assert "Traceback" not in result.output
     assert not data.exists()
+
+
+def _old_account_export(folder: Path) -> tuple[list[dict], list[dict]]:
+    """The real 2024 account export as an old one writes it: its podcast plays mixed into
+    StreamingHistory0.json as artist = show, track = episode, and no podcast file."""
+    music = load_rows(*sorted(ACCOUNT_DIR.glob("StreamingHistory_music_*.json")))
+    podcasts = load_rows(ACCOUNT_DIR / "StreamingHistory_podcast_0.json")
+    mixed = music + [
+        {
+            "endTime": p["endTime"],
+            "artistName": p["podcastName"],
+            "trackName": p["episodeName"],
+            "msPlayed": p["msPlayed"],
+        }
+        for p in podcasts
+    ]
+    folder.mkdir()
+    (folder / "StreamingHistory0.json").write_text(json.dumps(mixed))
+    return music, podcasts
+
+
+def test_podcasts_in_old_account_data_without_a_podcast_file(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by how they were heard (importers/podcasts.py), listed in `status` with the
+    reason, and correctable both ways by the owner's settings."""
+    music, podcasts = _old_account_export(tmp_path / "old")
+    summary = cli_json(cli, "import", str(tmp_path / "old"))
+    decided = {s["show"]: s for s in cli_json(cli, "status")["podcast_shows_in_old_account_data"]}
+    episode_ms = sum(p["msPlayed"] for p in podcasts)
+    caught_ms = sum(p["msPlayed"] for p in podcasts if p["podcastName"] in decided)
+    assert caught_ms / episode_ms > 0.9  # of the listening time that was episodes
+    assert summary["new_other_content"]["podcast"] == sum(
+        1 for p in podcasts if p["podcastName"] in decided
+    ) + sum(1 for m in music if m["artistName"] in decided)
+    wrong = sorted(set(decided) - {p["podcastName"] for p in podcasts})
+    assert wrong == ["Sleeping Vibrations"]  # a 3.5-hour sound bath: the known miss
+    assert decided["The Psychology of your 20s"]["reason"].startswith("episodes:")
+    text = cli("status").output
+    assert "podcast, not music (old account data): The Psychology of your 20s" in text
+
+    # the owner corrects it: that artist is music, and a show the evidence missed is one
+    monkeypatch.setenv("MUSIC_TRACKER_NOT_PODCASTS", '["Sleeping Vibrations"]')
+    monkeypatch.setenv("MUSIC_TRACKER_PODCAST_SHOWS", '["Science Vs"]')
+    fresh = tmp_path / "fresh"
+    cli_json(cli, "import", str(tmp_path / "old"), "--data-dir", str(fresh))
+    again = {
+        s["show"]: s["reason"]
+        for s in cli_json(cli, "status", "--data-dir", str(fresh))[
+            "podcast_shows_in_old_account_data"
+        ]
+    }
+    assert "Sleeping Vibrations" not in again
+    assert again["Science Vs"] == "MUSIC_TRACKER_PODCAST_SHOWS"
+    (music_rows,) = query(
+        fresh,
+        "select count(*) from raw.spotify_account_data where artist_name = 'Sleeping Vibrations'",
+    )[0]
+    assert music_rows == sum(1 for m in music if m["artistName"] == "Sleeping Vibrations")

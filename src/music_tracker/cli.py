@@ -176,6 +176,7 @@ def import_command(
     from music_tracker.dedupe import tolerances_from
     from music_tracker.importers.detect import Format
     from music_tracker.importers.errors import ImportInputError
+    from music_tracker.importers.podcasts import PodcastRules
     from music_tracker.importers.run import run_import
 
     settings = _settings(data_dir)
@@ -208,6 +209,9 @@ def import_command(
                 on_files=on_files,
                 memory_limit=settings.duckdb_memory_limit,
                 max_file_bytes=settings.import_max_file_mb * 2**20,
+                podcast_rules=PodcastRules(
+                    frozenset(settings.podcast_shows), frozenset(settings.not_podcasts)
+                ),
             )
         except ImportInputError as exc:
             raise _fail(f"{exc}\nnothing was imported; the warehouse is unchanged") from None
@@ -823,6 +827,11 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         out.print(table)
     for reason, count in report["set_aside_rows"].items():
         out.print(f"set aside: {count:,} rows: {reason}")
+    for show in report["podcast_shows_in_old_account_data"]:
+        out.print(
+            Text(f"podcast, not music (old account data): {show['show']},"
+                 f" {show['plays']:,} plays: {show['reason']}")
+        )  # fmt: skip
     if report["star_schema_built_at"] is None:
         out.print("star schema: not built yet (run `music-tracker transform`)")
     else:

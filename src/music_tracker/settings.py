@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     enrich_artists_per_run: int = Field(
         default=30, ge=0, description="MusicBrainz artists looked up after each ingest."
     )
+    podcast_shows: list[str] = Field(
+        default_factory=list,
+        description="Names in old account data (before 2023) that are podcast shows, "
+        'whatever the evidence says (JSON list: ["Show A", "Show B"]).',
+    )
+    not_podcasts: list[str] = Field(
+        default_factory=list,
+        description="Names in old account data that are music, never podcast shows "
+        "(JSON list), for an artist the evidence took for a show.",
+    )
     import_max_file_mb: int = Field(
         default=1024,
         ge=1,

@@ -21,7 +21,7 @@ import duckdb
 if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
     import polars as pl
 
-RAW_SCHEMA_VERSION = 4
+RAW_SCHEMA_VERSION = 5
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -165,6 +165,15 @@ create table if not exists raw.play_id_overrides (
     play_id varchar not null,
     previous_play_id varchar not null,
     changed_at timestamptz not null
+);
+
+-- Shows found among the music of old account data (importers/podcasts.py), and why; one
+-- row per show, its latest decision. `status` lists them.
+create table if not exists raw.podcast_decisions (
+    show_name varchar not null,
+    reason varchar not null,
+    plays bigint not null,
+    decided_at timestamptz not null
 );
 
 create table if not exists raw.other_plays (
@@ -579,6 +588,16 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "select reason, count(*) from raw.set_aside_rows group by all order by 1"
         ).fetchall()
     )
+    podcast_shows = (
+        [
+            {"show": show, "reason": reason, "plays": plays}
+            for show, reason, plays in con.execute(
+                "select show_name, reason, plays from raw.podcast_decisions order by show_name"
+            ).fetchall()
+        ]
+        if _has_raw_table(con, "podcast_decisions")
+        else []
+    )
     # rows kept in raw that are not plays (0 ms played), as the import summary counts them
     not_plays = sum(v["rows_not_plays"] for v in per_source.values())
     if not_plays:
@@ -621,6 +640,7 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "last_play_at": max(ends) if ends else None,
         "other_content": other,
         "set_aside_rows": set_aside,
+        "podcast_shows_in_old_account_data": podcast_shows,
         "gaps": gaps,
         "open_gaps": sum(1 for gap in gaps if not gap["closed"]),
         "star_schema_built_at": _iso(built_at),
@@ -683,6 +703,7 @@ class Staging:
         self._rows = 0
         self._parts = 0
         self._moved_podcasts: pl.DataFrame | None = None
+        self.podcast_decisions: pl.DataFrame | None = None
 
     def _write(self, kind: str, frame: pl.DataFrame, **constants: Any) -> None:
         import polars as pl
@@ -729,34 +750,55 @@ class Staging:
                 "set_aside", parsed.set_aside, file_sha256=file_sha256, source=parsed.format.value
             )
 
-    def move_old_account_podcasts(self, file_hashes: list[str]) -> None:
-        """Old account data lists podcast episodes as "artist" = show, "track" = episode.
-
-        Nothing in such a row says which it is, so a row of an old-format file is a podcast
-        episode when its "artist" is a show known from podcast data (this run or stored).
-        """
+    def known_show_names(self) -> pl.Series:
+        """Podcast shows named by podcast data, stored or staged in this run."""
         import polars as pl
 
-        if not file_hashes or "spotify_account_data" not in self.music_sources:
-            return
         shows = self.con.sql(
             "select show_name from raw.other_plays where content_type = 'podcast'"
+            " union select show_name from raw.podcast_decisions"
         ).pl()["show_name"]
         if self._has("other"):
             staged = self._scan("other")
             shows = pl.concat(
                 [shows, staged.filter(pl.col("content_type") == "podcast").collect()["show_name"]]
             )
+        return shows.unique()
+
+    def old_account_rows(self, file_hashes: list[str]) -> pl.DataFrame:
+        """The staged rows of old-format account-data files (music and episodes mixed)."""
+        import polars as pl
+
+        if not file_hashes or "spotify_account_data" not in self.music_sources:
+            return pl.DataFrame(
+                schema={"artist_name": pl.String, "track_name": pl.String, "ms_played": pl.Int64}
+            )
+        return (
+            self._scan("spotify_account_data")
+            .filter(pl.col("file_sha256").is_in(file_hashes))
+            .select("artist_name", "track_name", "ms_played")
+            .collect()
+        )
+
+    def move_old_account_podcasts(self, file_hashes: list[str], shows: pl.DataFrame) -> None:
+        """Old account data lists podcast episodes as "artist" = show, "track" = episode:
+        the rows of old-format files whose "artist" is one of ``shows`` (``show_name``,
+        ``reason``, ``plays``: importers/podcasts.py decided) go to other plays."""
+        import polars as pl
+
+        if not file_hashes or not shows.height:
+            return
         moved = (
             self._scan("spotify_account_data")
             .filter(
                 pl.col("file_sha256").is_in(file_hashes)
-                & pl.col("artist_name").is_in(shows.unique().implode())
+                & pl.col("artist_name").is_in(shows["show_name"].implode())
             )
             .collect()
         )
         if moved.height:
             self._moved_podcasts = moved
+            self.podcast_decisions = shows
 
     def match_columns(self, source: str) -> pl.DataFrame:
         """The staged rows of ``source`` in read order, narrowed to what matching needs."""
@@ -827,6 +869,23 @@ class Staging:
         insert_frame(self.con, "raw.other_plays", fresh, imported_at=now)
         new_by_type = dict(fresh.group_by("content_type").len().iter_rows())
         return OtherStored(new_by_type, staged.height - unique.height, unique.height - fresh.height)
+
+    def store_podcast_decisions(self, now: datetime) -> None:
+        if self.podcast_decisions is None:
+            return
+        self.con.register("_decided", self.podcast_decisions)
+        try:
+            self.con.execute(
+                "delete from raw.podcast_decisions where show_name in"
+                " (select show_name from _decided)"
+            )
+            self.con.execute(
+                "insert into raw.podcast_decisions by name"
+                " select show_name, reason, plays, $now as decided_at from _decided",
+                {"now": now},
+            )
+        finally:
+            self.con.unregister("_decided")
 
     def store_set_aside(self, now: datetime) -> None:
         if self._has("set_aside"):

@@ -27,6 +27,7 @@ import duckdb
 import polars as pl
 
 from music_tracker import dedupe, warehouse
+from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
     EmptyHistory,
@@ -194,6 +195,7 @@ def run_import(
     memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT,
     store_unchanged: bool = True,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    podcast_rules: podcasts.PodcastRules | None = None,
 ) -> ImportSummary:
     """Import ``paths`` into the warehouse under ``data_dir``; all or nothing.
 
@@ -212,7 +214,7 @@ def run_import(
     try:
         return _import(
             paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
-            started, store_unchanged, max_file_bytes,
+            started, store_unchanged, max_file_bytes, podcast_rules or podcasts.PodcastRules(),
         )  # fmt: skip
     except BaseException:
         # a failed first import leaves no empty warehouse or folders behind ("unchanged")
@@ -237,6 +239,7 @@ def _import(
     started: datetime,
     store_unchanged: bool,
     max_file_bytes: int,
+    podcast_rules: podcasts.PodcastRules,
 ) -> ImportSummary:
     landing = data_dir / "landing"
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -261,7 +264,10 @@ def _import(
             if item.format is Format.ACCOUNT_MUSIC
             and _OLD_ACCOUNT_NAME.match(item.candidate.base_name)
         ]
-        staging.move_old_account_podcasts(old_account)
+        shows = podcasts.decide_shows(
+            staging.old_account_rows(old_account), staging.known_show_names(), podcast_rules
+        )
+        staging.move_old_account_podcasts(old_account, shows)
         assignments, overrides = _assign(con, staging, tolerances, summary)
         if not store_unchanged and not (summary.new_plays or summary.linked_to_other_source):
             # nothing new (rows set aside, such as a local file's play, come back in every
@@ -281,6 +287,7 @@ def _import(
             summary.duplicates_in_input += other.repeated_in_input
             summary.already_stored += other.already_stored
             staging.store_set_aside(now)
+            staging.store_podcast_decisions(now)
             _record_files(con, read, landed, summary, now)
             summary.files_imported = len(read)
             con.execute(
