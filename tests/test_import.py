@@ -20,6 +20,7 @@ from conftest import (
     load_rows,
     query,
 )
+from music_tracker.warehouse import RAW_SCHEMA_VERSION
 
 AUDIO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
 VIDEO_FILES = sorted(EXTENDED_DIR.glob("Streaming_History_Video_*.json"))
@@ -308,7 +309,7 @@ def test_older_warehouse_is_brought_up_to_date(cli: Cli, shared: Path, data_dir:
         "select max(version), (select count(*) from raw.transform_runs),"
         " (select count(*) from raw.play_id_overrides) from raw.schema_version",
     )
-    assert (version, runs, moved) == (4, 0, 0)
+    assert (version, runs, moved) == (RAW_SCHEMA_VERSION, 0, 0)
 
 
 API_PAGE = SPOTIFY_DATA / "api_samples" / "recently-played__zmb3-spotify.json"
@@ -368,7 +369,7 @@ def test_api_rows_stored_under_the_old_key_are_rekeyed(
         " count(*) filter (where not list_contains(?, source_key)) from raw.spotify_api_plays",
         [old],
     )
-    assert (version, plays, rekeyed) == (4, len(page["items"]), len(page["items"]))
+    assert (version, plays, rekeyed) == (RAW_SCHEMA_VERSION, len(page["items"]), len(page["items"]))
 
 
 def test_a_data_folder_with_glob_characters_in_its_path(

@@ -762,12 +762,10 @@ def report(
 
 def _save_status(path: Path, report: dict[str, Any]) -> None:
     """What `status` read, for the moments another process holds the warehouse."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(
-        json.dumps({**report, "read_at": datetime.now(UTC).isoformat()}, default=str)
-    )
-    partial.replace(path)
+    from music_tracker import files
+
+    read = {**report, "read_at": datetime.now(UTC).isoformat()}
+    files.write_text(path, json.dumps(read, default=str))
 
 
 @app.command()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -528,6 +528,36 @@ def store_play_id_overrides(
         )
     finally:
         con.unregister("_overrides")
+
+
+def insert_row(con: duckdb.DuckDBPyConnection, table: str, **values: Any) -> None:
+    """Append one row to ``table`` (a ``raw`` table), naming its columns."""
+    if not table.startswith("raw.") or not all(name.isidentifier() for name in values):
+        raise ValueError(f"not a raw table and columns: {table} {sorted(values)}")
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"${name}" for name in values)
+    con.execute(f"insert into {table} ({columns}) values ({placeholders})", values)
+
+
+def record_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    command: str,
+    started: datetime,
+    summary: dict[str, Any],
+) -> None:
+    """The record of an import-like run (import, rematch), in its own transaction."""
+    import json
+
+    insert_row(
+        con,
+        "raw.import_runs",
+        run_id=run_id,
+        command=command,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        summary=json.dumps(summary),
+    )
 
 
 def insert_frame(

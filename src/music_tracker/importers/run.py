@@ -9,7 +9,6 @@ however often it is imported) and the rows written in a single DuckDB transactio
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import shutil
@@ -26,7 +25,7 @@ from typing import Any, cast
 import duckdb
 import polars as pl
 
-from music_tracker import dedupe, warehouse
+from music_tracker import dedupe, files, warehouse
 from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
@@ -196,8 +195,12 @@ def run_import(
     store_unchanged: bool = True,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     podcast_rules: podcasts.PodcastRules | None = None,
+    api_gap: tuple[datetime, datetime] | None = None,
 ) -> ImportSummary:
     """Import ``paths`` into the warehouse under ``data_dir``; all or nothing.
+
+    ``api_gap`` (a poll's: from, to) is recorded in ``raw.api_gaps`` in the same
+    transaction as the poll's plays.
 
     With ``store_unchanged=False`` (API polls) an input that brings nothing new is neither
     landed nor recorded: a poll every 10 minutes would otherwise add a file each time.
@@ -215,6 +218,7 @@ def run_import(
         return _import(
             paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
             started, store_unchanged, max_file_bytes, podcast_rules or podcasts.PodcastRules(),
+            api_gap,
         )  # fmt: skip
     except BaseException:
         # a failed first import leaves no empty warehouse or folders behind ("unchanged")
@@ -240,6 +244,7 @@ def _import(
     store_unchanged: bool,
     max_file_bytes: int,
     podcast_rules: podcasts.PodcastRules,
+    api_gap: tuple[datetime, datetime] | None,
 ) -> ImportSummary:
     landing = data_dir / "landing"
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -269,7 +274,8 @@ def _import(
         )
         staging.move_old_account_podcasts(old_account, shows)
         assignments, overrides = _assign(con, staging, tolerances, summary)
-        if not store_unchanged and not (summary.new_plays or summary.linked_to_other_source):
+        nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
+        if not store_unchanged and nothing_new:
             # nothing new (rows set aside, such as a local file's play, come back in every
             # poll while they stay among the last 50): no landing file, no import record
             return summary
@@ -290,10 +296,11 @@ def _import(
             staging.store_podcast_decisions(now)
             _record_files(con, read, landed, summary, now)
             summary.files_imported = len(read)
-            con.execute(
-                "insert into raw.import_runs values (?, 'import', ?, ?, ?)",
-                [summary.run_id, started, datetime.now(UTC), json.dumps(summary.as_dict())],
-            )
+            if api_gap is not None:
+                warehouse.insert_row(
+                    con, "raw.api_gaps", gap_from=api_gap[0], gap_to=api_gap[1], detected_at=now
+                )
+            warehouse.record_run(con, summary.run_id, "import", started, summary.as_dict())
     return summary
 
 
@@ -539,10 +546,7 @@ def run_rematch(
         }
         with warehouse.transaction(con):
             warehouse.store_play_id_overrides(con, result.overrides, datetime.now(UTC))
-            con.execute(
-                "insert into raw.import_runs values (?, 'rematch', ?, ?, ?)",
-                [run_id, started, datetime.now(UTC), json.dumps(summary)],
-            )
+            warehouse.record_run(con, run_id, "rematch", started, summary)
     return summary
 
 
@@ -561,12 +565,7 @@ def _land(item: _ReadFile, landing: Path) -> Path:
     target = landing / _family(item.format) / item.sha256 / item.candidate.base_name
     if not target.exists():
         # exports hold personal data (IP addresses, user agents): private to the owner
-        target.parent.parent.mkdir(mode=0o700, exist_ok=True)
-        target.parent.mkdir(mode=0o700, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(item.staged, partial)
-        partial.chmod(0o600)
-        partial.replace(target)
+        files.copy(item.staged, target)
     return target
 
 
@@ -577,7 +576,7 @@ def _record_files(
     summary: ImportSummary,
     now: datetime,
 ) -> None:
-    files = pl.DataFrame(
+    records = pl.DataFrame(
         {
             "file_sha256": [item.sha256 for item in read],
             "source": [_family(item.format) for item in read],
@@ -588,4 +587,4 @@ def _record_files(
         },
         schema_overrides={"size_bytes": pl.Int64, "rows_read": pl.Int64},
     )
-    warehouse.insert_frame(con, "raw.import_files", files, run_id=summary.run_id, imported_at=now)
+    warehouse.insert_frame(con, "raw.import_files", records, run_id=summary.run_id, imported_at=now)

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from music_tracker import files
 from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,7 @@ def load_health(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def _save(settings: Settings, health: dict[str, dict[str, Any]]) -> None:
-    path = _path(settings)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(health, indent=2, sort_keys=True), encoding="utf-8")
-    partial.chmod(0o600)
-    partial.replace(path)
+    files.write_text(_path(settings), json.dumps(health, indent=2, sort_keys=True))
 
 
 def _cause_key(cause: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 
+from music_tracker import files
 from music_tracker.reporting import charts
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 
@@ -230,15 +231,12 @@ def _write_assets(target: Path, cache: Path) -> None:
     # data folder's cache, one file per vl-convert version
     bundle = cache / f"vega-{importlib.metadata.version('vl-convert-python')}.js"
     if not bundle.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = bundle.with_suffix(".partial")
-        partial.write_text(
+        files.write_text(
+            bundle,
             vl_convert.javascript_bundle(
                 "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
             ),
-            encoding="utf-8",
         )
-        partial.replace(bundle)
     shutil.copy(bundle, target / "vega.js")
     world_file = ASSETS / "countries-110m.json"  # fetched at setup (Makefile); optional
     world = world_file.read_text(encoding="utf-8") if world_file.exists() else "null"

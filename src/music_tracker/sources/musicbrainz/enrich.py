@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from music_tracker import warehouse
 from music_tracker.settings import Settings
 from music_tracker.sources.http import BudgetExhausted, HttpError, QuotaExceeded, RateLimited
 from music_tracker.sources.musicbrainz.client import MusicBrainzClient
@@ -186,17 +187,16 @@ def _walk_areas(
                 break
             area = client.area(area_id)
             parent = _parent(area)
-            con.execute(
-                "insert into raw.musicbrainz_areas values (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    area_id,
-                    area.get("name"),
-                    area.get("type"),
-                    (area.get("iso-3166-1-codes") or [None])[0],
-                    (area.get("iso-3166-2-codes") or [None])[0],
-                    parent,
-                    datetime.now(UTC),
-                ],
+            warehouse.insert_row(
+                con,
+                "raw.musicbrainz_areas",
+                area_id=area_id,
+                area_name=area.get("name"),
+                area_type=area.get("type"),
+                iso_3166_1=(area.get("iso-3166-1-codes") or [None])[0],
+                iso_3166_2=(area.get("iso-3166-2-codes") or [None])[0],
+                parent_area_id=parent,
+                looked_up_at=datetime.now(UTC),
             )
             known.add(area_id)
             fetched += 1
@@ -220,10 +220,12 @@ def _store_artist(
     con: duckdb.DuckDBPyConnection, key: str, body: dict[str, Any] | None, matched_by: str | None
 ) -> None:
     if body is None:
-        con.execute(
-            "insert into raw.musicbrainz_artists (lookup_key, status, looked_up_at)"
-            " values (?, 'missing', ?)",
-            [key, datetime.now(UTC)],
+        warehouse.insert_row(
+            con,
+            "raw.musicbrainz_artists",
+            lookup_key=key,
+            status="missing",
+            looked_up_at=datetime.now(UTC),
         )
         return
     life = body.get("life-span") or {}
@@ -232,29 +234,24 @@ def _store_artist(
         ranked = sorted(items or [], key=lambda g: (-int(g.get("count", 0)), g.get("name", "")))
         return [g["name"] for g in ranked if g.get("name")]
 
-    con.execute(
-        """
-        insert into raw.musicbrainz_artists (
-            lookup_key, status, matched_by, mbid, artist_name, artist_type, gender, area_id,
-            begin_area_id, end_area_id, begin_date, end_date, genres, tags, looked_up_at
-        ) values (?, 'found', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
-        [
-            key,
-            matched_by,
-            body.get("id"),
-            body.get("name"),
-            body.get("type"),
-            body.get("gender"),
-            (body.get("area") or {}).get("id"),
-            (body.get("begin-area") or {}).get("id"),
-            (body.get("end-area") or {}).get("id"),
-            life.get("begin"),
-            life.get("end"),
-            names(body.get("genres")),
-            names(body.get("tags")),
-            datetime.now(UTC),
-        ],
+    warehouse.insert_row(
+        con,
+        "raw.musicbrainz_artists",
+        lookup_key=key,
+        status="found",
+        matched_by=matched_by,
+        mbid=body.get("id"),
+        artist_name=body.get("name"),
+        artist_type=body.get("type"),
+        gender=body.get("gender"),
+        area_id=(body.get("area") or {}).get("id"),
+        begin_area_id=(body.get("begin-area") or {}).get("id"),
+        end_area_id=(body.get("end-area") or {}).get("id"),
+        begin_date=life.get("begin"),
+        end_date=life.get("end"),
+        genres=names(body.get("genres")),
+        tags=names(body.get("tags")),
+        looked_up_at=datetime.now(UTC),
     )
 
 

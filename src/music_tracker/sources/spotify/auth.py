@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 
+from music_tracker import files
 from music_tracker.sources import http
 
 SCOPES = "user-read-recently-played"
@@ -88,12 +88,7 @@ class TokenStore:
     def save(self, token: Token) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.parent.chmod(0o700)
-        partial = self.path.with_suffix(".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token.to_json())
-        partial.chmod(0o600)
-        partial.replace(self.path)
+        files.write_text(self.path, token.to_json())
 
 
 def pkce_pair() -> tuple[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from music_tracker import warehouse
+from music_tracker import files, warehouse
 from music_tracker.dedupe import tolerances_from
 from music_tracker.importers.detect import Format
 from music_tracker.importers.run import run_import
@@ -88,11 +88,7 @@ class CursorStore:
             return None
 
     def save(self, after_ms: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps({"after_ms": after_ms}))
-        partial.chmod(0o600)
-        partial.replace(self.path)
+        files.write_text(self.path, json.dumps({"after_ms": after_ms}))
 
 
 def make_client(
@@ -142,7 +138,13 @@ def _poll(
     page = json.loads(raw.content)
     items = page.get("items", [])
     summary.fetched = len(items)
+    times = [_parse(item["played_at"]) for item in items]
+    gap = None
+    if reference is not None and len(items) >= PAGE_SIZE and min(times) > reference:
+        gap = (reference, min(times))
+        summary.gap = {"from": reference.isoformat(), "to": min(times).isoformat()}
     if items:
+        # one transaction: the poll's plays and the gap it found commit together
         with tempfile.TemporaryDirectory(prefix="poll-") as folder:
             received = Path(folder) / f"recently-played-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
             received.write_bytes(raw.content)
@@ -153,18 +155,12 @@ def _poll(
                 tolerances=tolerances_from(settings),
                 memory_limit=settings.duckdb_memory_limit,
                 store_unchanged=False,
+                api_gap=gap,
             ).as_dict()
         summary.new_plays = result["new_plays"]
         summary.duplicates = sum(result["duplicates"].values())
-    times = [_parse(item["played_at"]) for item in items]
-    if reference is not None and len(items) >= PAGE_SIZE and min(times) > reference:
-        summary.gap = {"from": reference.isoformat(), "to": min(times).isoformat()}
-        with warehouse.connect(settings.warehouse_path) as con:
-            con.execute(
-                "insert into raw.api_gaps values (?, ?, ?)",
-                [reference, min(times), datetime.now(UTC)],
-            )
-        log.warning("plays may be missing between %s and %s", reference, min(times))
+    if gap is not None:
+        log.warning("plays may be missing between %s and %s", *gap)
     if times:
         newest = _to_ms(max(times))
         if cursor is None or newest > cursor:

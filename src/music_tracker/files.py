@@ -1,0 +1,48 @@
+"""Files written whole or not at all, private to the owner.
+
+Every small state file (token, cursor, flow health, the last status, cached assets) and
+every landed export goes through here: written under a ``.partial`` name beside the
+target, made private (0600, in a 0700 folder when it creates one), then renamed over the
+target, so a crash or a full disk leaves the previous file, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) in one step."""
+    partial = _partial(path)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.chmod(0o600)  # an umask could have narrowed it further, never widened
+    partial.replace(path)
+
+
+def copy(source: Path, path: Path) -> None:
+    """Replace ``path`` with a copy of ``source`` in one step."""
+    partial = _partial(path)
+    try:
+        shutil.copyfile(source, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.chmod(0o600)
+    partial.replace(path)
+
+
+def _partial(path: Path) -> Path:
+    # each folder it creates is private (mkdir's parents=True would leave the upper ones
+    # at the umask's mode)
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path.with_name(path.name + ".partial")
