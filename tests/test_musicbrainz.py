@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +13,9 @@ import pytest
 import stamina
 
 from conftest import Cli, query
+from music_tracker import warehouse
 from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
+from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings, _cached_settings
 
 AREAS = standard_areas()
@@ -248,7 +252,8 @@ def test_enrich_needs_the_star_schema(
 def test_one_failing_artist_does_not_stop_the_run(
     cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch, musicbrainz_env: None
 ) -> None:
-    """At the real rate: the production interval keeps a second between requests."""
+    """At the real rate: the production interval keeps a second between requests, and
+    another writer gets its turn in the middle of the run."""
     dataset = _dataset(4)  # one artist per way of finding it
     with FakeMusicBrainz(_fake_artists(dataset)) as fake:
         assert fake.min_interval_s == 1.0
@@ -256,8 +261,26 @@ def test_one_failing_artist_does_not_stop_the_run(
         monkeypatch.delenv("MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S")
         _cached_settings.cache_clear()
         fake.fail_next = [500, 500, 500]  # the first artist's lookup fails every retry
+        # another writer (a scheduled poll) two seconds into the run gets its turn between
+        # two lookups: enrich holds the warehouse only to store each one
+        turn: dict[str, float] = {}
+
+        def another_writer() -> None:
+            time.sleep(2.0)
+            with (
+                writer_lock(data_dir, "ingest flow", wait_s=10),
+                warehouse.connect(data_dir / "warehouse.duckdb"),
+            ):
+                turn["at"] = time.monotonic()
+
+        other = threading.Thread(target=another_writer)
+        started = time.monotonic()
+        other.start()
         with stamina.set_testing(True, attempts=3):
             result = json.loads(cli("enrich", "--json").stdout)
+        finished = time.monotonic()
+        other.join()
+        assert started < turn["at"] < finished - 1.0, (started, turn, finished)
         # the real rule, proved by the fake's log of arrival times
         assert len(fake.log) >= 8
         assert fake.shortest_interval() >= 1.0

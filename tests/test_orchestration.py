@@ -20,7 +20,7 @@ import httpx
 import pytest
 import stamina
 
-from conftest import Cli, cli_json, query
+from conftest import EXTENDED_DIR, Cli, cli_json, query
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.orchestration import notify
 from music_tracker.settings import Settings
@@ -320,12 +320,20 @@ def test_a_command_that_writes_says_who_else_is_writing(
 ) -> None:
     from music_tracker.orchestration.lock import writer_lock
 
+    cli("import", str(EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"))
     monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.3")  # it waits that long, then 75
+    monkeypatch.setenv("MUSIC_TRACKER_WRITER_WAIT_S", "0.3")  # enrich, before each write
+    monkeypatch.setenv("MUSIC_TRACKER_CONTACT", "owner@example.org")
     with writer_lock(data_dir, "ingest flow"):
         for command in ("transform", "publish", "ingest", "enrich"):
             result = cli(command, expect=75)
             assert "`ingest flow` (process" in result.output, result.output
-            assert f"run `music-tracker {command}` again when it has finished" in result.output
+            again = (
+                "the lookups stored so far are kept; run `music-tracker enrich` again"
+                if command == "enrich"
+                else f"run `music-tracker {command}` again when it has finished"
+            )
+            assert again in result.output
     cli("publish")  # free again
 
 

@@ -652,6 +652,8 @@ def enrich(
     as_json: JsonOption = False,
 ) -> None:
     """Look up artists in MusicBrainz: country, type, genres (1 request per second)."""
+    from music_tracker import warehouse
+    from music_tracker.orchestration.lock import WriterBusy, writer_lock
     from music_tracker.sources.musicbrainz.enrich import (
         ArtistsUnknown,
         EnrichNotPossible,
@@ -660,7 +662,20 @@ def enrich(
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
-    with _writing(settings, "enrich"), _progress("MusicBrainz", quiet=as_json) as bar:
+
+    @contextmanager
+    def writer() -> Iterator[Any]:
+        # the writer lock and the warehouse only for each stored lookup: a run of an hour
+        # lets the scheduled polls in between (they are short; it waits for them)
+        with (
+            writer_lock(settings.data_dir, "enrich", wait_s=settings.writer_wait_s),
+            warehouse.connect(
+                settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
+            ) as con,
+        ):
+            yield con
+
+    with _progress("MusicBrainz", quiet=as_json) as bar:
         task = bar.add_task("", total=None)
         try:
             summary = run_enrichment(
@@ -668,7 +683,13 @@ def enrich(
                 limit=limit,
                 on_start=lambda total: bar.update(task, total=total),
                 on_artist=lambda name: bar.update(task, advance=1, description=name),
+                writer=writer,
             )
+        except (WriterBusy, warehouse.WarehouseBusy) as exc:
+            raise _fail(
+                f"{exc}: the lookups stored so far are kept; run `music-tracker enrich` again",
+                EXIT_BUSY,
+            ) from None
         except EnrichNotPossible as exc:
             code = 2 if "MUSIC_TRACKER_CONTACT" in str(exc) else 1
             raise _fail(str(exc), code) from None

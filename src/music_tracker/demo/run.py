@@ -118,7 +118,11 @@ def enrich_with_fake_musicbrainz(
     from music_tracker.fakes.spotify import artist_id_for, isrc_for
     from music_tracker.sources.http import Budget
     from music_tracker.sources.musicbrainz.client import MusicBrainzClient
-    from music_tracker.sources.musicbrainz.enrich import enrich_artists, pending_artists
+    from music_tracker.sources.musicbrainz.enrich import (
+        enrich_artists,
+        pending_artists,
+        stored_area_ids,
+    )
 
     areas = list(standard_areas().values())
     genres = [["indie rock", "rock"], ["electronic"], ["jazz"], ["hip hop"], ["folk", "indie"]]
@@ -138,11 +142,19 @@ def enrich_with_fake_musicbrainz(
                 genres=genres[index % len(genres)],
             )
         )
-    with FakeMusicBrainz(artists) as fake, warehouse.connect(settings.warehouse_path) as con:
+
+    def writer() -> Any:
+        return warehouse.connect(settings.warehouse_path)
+
+    with FakeMusicBrainz(artists) as fake:
         client = MusicBrainzClient(
             fake.base_url, "demo@example.org", timeout_s=10, budget=Budget(10_000)
         )
-        pending = pending_artists(con, timedelta(days=30), limit)
-        summary = enrich_artists(con, client, pending, min_score=settings.musicbrainz_min_score)
+        with writer() as con:
+            pending = pending_artists(con, timedelta(days=30), limit)
+            known = stored_area_ids(con)
+        summary = enrich_artists(
+            writer, client, pending, min_score=settings.musicbrainz_min_score, known_areas=known
+        )
         client.close()
     return summary.as_dict()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,32 +113,46 @@ def pending_artists(
     return [Pending(key, artist_id, name, list(isrcs)[:3]) for key, artist_id, name, isrcs in rows]
 
 
+Writer = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+
+
 def enrich_artists(
-    con: duckdb.DuckDBPyConnection,
+    writer: Writer,
     client: MusicBrainzClient,
     pending: list[Pending],
     *,
     min_score: int,
+    known_areas: set[str],
     on_artist: Callable[[str], None] | None = None,
 ) -> MusicBrainzSummary:
-    """Look up each pending artist and the areas it needs; commit after each."""
+    """Look up each pending artist and the areas it needs; store each as it is done.
+
+    The lookups (a second or more each, MusicBrainz allows one request a second) happen
+    with the warehouse closed: ``writer()`` opens it only to store one artist and its new
+    areas in one transaction, so an hour-long run never keeps another writer (a scheduled
+    poll) out for more than a moment.
+    """
     summary = MusicBrainzSummary()
-    known_areas = {
-        row[0] for row in con.execute("select area_id from raw.musicbrainz_areas").fetchall()
-    }
     for artist in pending:
         if on_artist:
             on_artist(artist.artist_name)
         try:
             found = _resolve(client, artist, min_score)
-            if found is None:
-                _store_artist(con, artist.lookup_key, None, None)
-                summary.missing += 1
-            else:
+            areas: list[dict[str, Any]] = []
+            body, matched_by = None, None
+            if found is not None:
                 mbid, matched_by = found
                 body = client.artist(mbid)
-                summary.areas += _walk_areas(con, client, body, known_areas)
+                areas = _walk_areas(client, body, known_areas)
+            with writer() as con, warehouse.transaction(con):
+                for area in areas:
+                    warehouse.insert_row(con, "raw.musicbrainz_areas", **area)
                 _store_artist(con, artist.lookup_key, body, matched_by)
+            known_areas.update(area["area_id"] for area in areas)
+            if matched_by is None:
+                summary.missing += 1
+            else:
+                summary.areas += len(areas)
                 summary.found += 1
                 summary.matched_by[matched_by] = summary.matched_by.get(matched_by, 0) + 1
             summary.looked_up += 1
@@ -148,6 +163,10 @@ def enrich_artists(
             summary.failed += 1
             log.warning("MusicBrainz lookup of %s failed, skipped: %s", artist.artist_name, exc)
     return summary
+
+
+def stored_area_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {row[0] for row in con.execute("select area_id from raw.musicbrainz_areas").fetchall()}
 
 
 def _resolve(client: MusicBrainzClient, artist: Pending, min_score: int) -> tuple[str, str] | None:
@@ -173,35 +192,32 @@ def _resolve(client: MusicBrainzClient, artist: Pending, min_score: int) -> tupl
 
 
 def _walk_areas(
-    con: duckdb.DuckDBPyConnection,
-    client: MusicBrainzClient,
-    artist: dict[str, Any],
-    known: set[str],
-) -> int:
-    """Fetch the artist's areas and their parents up to the country; return how many."""
-    fetched = 0
+    client: MusicBrainzClient, artist: dict[str, Any], known: set[str]
+) -> list[dict[str, Any]]:
+    """Fetch the artist's areas and their parents up to the country: the rows to store."""
+    rows: list[dict[str, Any]] = []
+    seen = set(known)
     for key in ("area", "begin-area", "end-area"):
         area_id = (artist.get(key) or {}).get("id")
         for _ in range(_MAX_AREA_DEPTH):
-            if not area_id or area_id in known:
+            if not area_id or area_id in seen:
                 break
             area = client.area(area_id)
             parent = _parent(area)
-            warehouse.insert_row(
-                con,
-                "raw.musicbrainz_areas",
-                area_id=area_id,
-                area_name=area.get("name"),
-                area_type=area.get("type"),
-                iso_3166_1=(area.get("iso-3166-1-codes") or [None])[0],
-                iso_3166_2=(area.get("iso-3166-2-codes") or [None])[0],
-                parent_area_id=parent,
-                looked_up_at=datetime.now(UTC),
+            rows.append(
+                {
+                    "area_id": area_id,
+                    "area_name": area.get("name"),
+                    "area_type": area.get("type"),
+                    "iso_3166_1": (area.get("iso-3166-1-codes") or [None])[0],
+                    "iso_3166_2": (area.get("iso-3166-2-codes") or [None])[0],
+                    "parent_area_id": parent,
+                    "looked_up_at": datetime.now(UTC),
+                }
             )
-            known.add(area_id)
-            fetched += 1
+            seen.add(area_id)
             area_id = None if area.get("type") in _STOP_AREA_TYPES else parent
-    return fetched
+    return rows
 
 
 def _parent(area: dict[str, Any]) -> str | None:
@@ -265,10 +281,13 @@ def run_enrichment(
     limit: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_artist: Callable[[str], None] | None = None,
+    writer: Writer | None = None,
 ) -> MusicBrainzSummary:
     """What ``music-tracker enrich`` and the scheduled flow run: look up at most ``limit``
-    artists that are not enriched yet (misses are retried after the configured days)."""
-    from music_tracker import warehouse
+    artists that are not enriched yet (misses are retried after the configured days).
+
+    ``writer`` opens the warehouse for one short write (default: a plain connection; the
+    command passes one that also takes the writer lock each time)."""
     from music_tracker.sources.http import Budget
 
     if not settings.warehouse_path.exists():
@@ -280,6 +299,11 @@ def run_enrichment(
             "MUSIC_TRACKER_CONTACT is not set: MusicBrainz asks every client to name a contact"
             " (an e-mail or a URL) in its User-Agent; set it in .env and run enrich again"
         )
+
+    def connect() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return warehouse.connect(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
+
+    writer = writer or connect
     client = MusicBrainzClient(
         settings.musicbrainz_base,
         settings.contact,
@@ -288,14 +312,18 @@ def run_enrichment(
         min_interval_s=settings.musicbrainz_min_interval_s,
     )
     try:
-        with warehouse.connect(
-            settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
-        ) as con:
+        with writer() as con:
             pending = pending_artists(con, timedelta(days=settings.musicbrainz_retry_days), limit)
-            if on_start:
-                on_start(len(pending))
-            return enrich_artists(
-                con, client, pending, min_score=settings.musicbrainz_min_score, on_artist=on_artist
-            )
+            known_areas = stored_area_ids(con)
+        if on_start:
+            on_start(len(pending))
+        return enrich_artists(
+            writer,
+            client,
+            pending,
+            min_score=settings.musicbrainz_min_score,
+            known_areas=known_areas,
+            on_artist=on_artist,
+        )
     finally:
         client.close()
