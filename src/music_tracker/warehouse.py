@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -709,222 +708,78 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-@dataclass
-class OtherStored:
-    """Counts from storing non-music rows."""
-
-    new_by_type: dict[str, int]
-    repeated_in_input: int
-    already_stored: int
-
-
-class Staging:
-    """Rows read in this run, held in Parquet files until the run commits.
-
-    Each file is staged as it is read, so a run holds one file's frame in memory plus the
-    narrow columns that matching needs, never the whole history. Every staged row gets a
-    run-wide ``_stage_row`` number in read order ("first seen" means lowest number).
-    """
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
-        self.con = con
-        self.folder = folder
-        self.music_sources: list[str] = []
-        self._rows = 0
-        self._parts = 0
-        self._moved_podcasts: pl.DataFrame | None = None
-        self.podcast_decisions: pl.DataFrame | None = None
-
-    def _write(self, kind: str, frame: pl.DataFrame, **constants: Any) -> None:
-        import polars as pl
-
-        frame = frame.with_columns(
-            _stage_row=pl.int_range(self._rows, self._rows + frame.height, dtype=pl.Int64),
-            **{k: pl.lit(v) for k, v in constants.items()},
+def insert_staged_music(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    staged: Any,
+    assigned: pl.DataFrame,
+    now: datetime,
+) -> None:
+    """Insert the staged rows of ``source`` (``staged``: an Arrow dataset of the run's
+    Parquet files) that ``assigned`` (``_stage_row``, ``play_id``) chose."""
+    con.register("_assigned", assigned)
+    con.register("_staged", staged)
+    try:
+        con.execute(
+            f"""
+            insert into {MUSIC_TABLES[source]} by name
+            select staged.* exclude (_stage_row), assigned.play_id, $now as imported_at
+            from _staged as staged
+            join _assigned as assigned using (_stage_row)
+            """,
+            {"now": now},
         )
-        self._rows += frame.height
-        self._parts += 1
-        target = self.folder / kind
-        target.mkdir(exist_ok=True)
-        frame.write_parquet(target / f"{self._parts:06d}.parquet")
+    finally:
+        con.unregister("_assigned")
+        con.unregister("_staged")
 
-    def _files(self, kind: str) -> list[str]:
-        """The staged Parquet files of ``kind``, listed, never a glob: a data folder may
-        have ``[``, ``*`` or ``?`` in its path, which Polars and DuckDB would expand."""
-        return sorted(str(path) for path in (self.folder / kind).iterdir())
 
-    def _scan(self, kind: str) -> pl.LazyFrame:
-        import polars as pl
-
-        return pl.scan_parquet(self._files(kind), glob=False)
-
-    def _register(self, name: str, kind: str) -> None:
-        """The staged files of ``kind`` as a DuckDB view named ``name``, read as streamed."""
-        import pyarrow.dataset
-
-        self.con.register(name, pyarrow.dataset.dataset(self._files(kind), format="parquet"))
-
-    def _has(self, kind: str) -> bool:
-        return (self.folder / kind).is_dir()
-
-    def add(self, source: str, parsed: Any, file_sha256: str) -> None:
-        """Stage one file's rows (``readers.Parsed``)."""
-        if parsed.music.height:
-            if source not in self.music_sources:
-                self.music_sources.append(source)
-            self._write(source, parsed.music, file_sha256=file_sha256)
-        if parsed.other.height:
-            self._write("other", parsed.other, file_sha256=file_sha256)
-        if parsed.set_aside.height:
-            self._write(
-                "set_aside", parsed.set_aside, file_sha256=file_sha256, source=parsed.format.value
-            )
-
-    def known_show_names(self) -> pl.Series:
-        """Podcast shows named by podcast data, stored or staged in this run."""
-        import polars as pl
-
-        shows = self.con.sql(
-            "select show_name from raw.other_plays where content_type = 'podcast'"
-            " union select show_name from raw.podcast_decisions"
-        ).pl()["show_name"]
-        if self._has("other"):
-            staged = self._scan("other")
-            shows = pl.concat(
-                [shows, staged.filter(pl.col("content_type") == "podcast").collect()["show_name"]]
-            )
-        return shows.unique()
-
-    def old_account_rows(self, file_hashes: list[str]) -> pl.DataFrame:
-        """The staged rows of old-format account-data files (music and episodes mixed)."""
-        import polars as pl
-
-        if not file_hashes or "spotify_account_data" not in self.music_sources:
-            return pl.DataFrame(
-                schema={"artist_name": pl.String, "track_name": pl.String, "ms_played": pl.Int64}
-            )
-        return (
-            self._scan("spotify_account_data")
-            .filter(pl.col("file_sha256").is_in(file_hashes))
-            .select("artist_name", "track_name", "ms_played")
-            .collect()
+def insert_staged(con: duckdb.DuckDBPyConnection, table: str, staged: Any, now: datetime) -> None:
+    """Insert every staged row (an Arrow dataset) into ``table``, stamped ``imported_at``."""
+    con.register("_staged", staged)
+    try:
+        con.execute(
+            f"insert into {table} by name"
+            " select * exclude (_stage_row), $now as imported_at from _staged",
+            {"now": now},
         )
+    finally:
+        con.unregister("_staged")
 
-    def move_old_account_podcasts(self, file_hashes: list[str], shows: pl.DataFrame) -> None:
-        """Old account data lists podcast episodes as "artist" = show, "track" = episode:
-        the rows of old-format files whose "artist" is one of ``shows`` (``show_name``,
-        ``reason``, ``plays``: importers/podcasts.py decided) go to other plays."""
-        import polars as pl
 
-        if not file_hashes or not shows.height:
-            return
-        moved = (
-            self._scan("spotify_account_data")
-            .filter(
-                pl.col("file_sha256").is_in(file_hashes)
-                & pl.col("artist_name").is_in(shows["show_name"].implode())
-            )
-            .collect()
-        )
-        if moved.height:
-            self._moved_podcasts = moved
-            self.podcast_decisions = shows
-
-    def match_columns(self, source: str) -> pl.DataFrame:
-        """The staged rows of ``source`` in read order, narrowed to what matching needs."""
-
-        frame = self._scan(source).select("_stage_row", "source_key", *MATCH_COLUMNS[source])
-        if source == "spotify_account_data" and self._moved_podcasts is not None:
-            frame = frame.join(
-                self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti"
-            )
-        return frame.sort("_stage_row").collect()
-
-    def stored_keys(self, source: str, keys: pl.Series) -> pl.Series:
-        """Which of ``keys`` (natural keys of ``source`` rows) the warehouse already holds."""
-        return stored_keys(self.con, MUSIC_TABLES[source], keys)
-
-    def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
-        """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
-        self.con.register("_assigned", assigned)
-        self._register("_staged", source)
-        try:
-            self.con.execute(
-                f"""
-                insert into {MUSIC_TABLES[source]} by name
-                select staged.* exclude (_stage_row), assigned.play_id, $now as imported_at
-                from _staged as staged
-                join _assigned as assigned using (_stage_row)
-                """,
-                {"now": now},
-            )
-        finally:
-            self.con.unregister("_assigned")
-            self.con.unregister("_staged")
-
-    def store_other(self, now: datetime) -> OtherStored:
-        """Insert new podcast, audiobook and video rows (rule 1 within each source)."""
-        import polars as pl
-
-        frames = []
-        if self._has("other"):
-            frames.append(self._scan("other").collect())
-        if self._moved_podcasts is not None:
-            frames.append(
-                self._moved_podcasts.select(
-                    "_stage_row",
-                    "source_key",
-                    pl.lit("spotify_account_data").alias("source"),
-                    pl.lit("podcast").alias("content_type"),
-                    "played_at",
-                    "ms_played",
-                    pl.col("artist_name").alias("show_name"),
-                    pl.col("track_name").alias("item_name"),
-                    "file_sha256",
-                    "file_row",
-                )
-            )
-        if not frames:
-            return OtherStored({}, 0, 0)
-        key = ["source", "content_type", "source_key"]
-        staged = pl.concat(frames, how="diagonal_relaxed").sort("_stage_row")
-        unique = staged.unique(subset=key, keep="first", maintain_order=True)
-        self.con.register("_other_probe", unique.select(key))
-        stored = self.con.sql(
+def stored_other_keys(con: duckdb.DuckDBPyConnection, probe: pl.DataFrame) -> pl.DataFrame:
+    """Which (source, content_type, source_key) of ``probe`` raw.other_plays holds."""
+    con.register("_other_probe", probe)
+    try:
+        return con.sql(
             "select source, content_type, source_key from raw.other_plays"
             " semi join _other_probe using (source, content_type, source_key)"
         ).pl()
-        self.con.unregister("_other_probe")
-        fresh = unique.join(stored, on=key, how="anti").drop("_stage_row")
-        insert_frame(self.con, "raw.other_plays", fresh, imported_at=now)
-        new_by_type = dict(fresh.group_by("content_type").len().iter_rows())
-        return OtherStored(new_by_type, staged.height - unique.height, unique.height - fresh.height)
+    finally:
+        con.unregister("_other_probe")
 
-    def store_podcast_decisions(self, now: datetime) -> None:
-        if self.podcast_decisions is None:
-            return
-        self.con.register("_decided", self.podcast_decisions)
-        try:
-            self.con.execute(
-                "delete from raw.podcast_decisions where show_name in"
-                " (select show_name from _decided)"
-            )
-            self.con.execute(
-                "insert into raw.podcast_decisions by name"
-                " select show_name, reason, plays, $now as decided_at from _decided",
-                {"now": now},
-            )
-        finally:
-            self.con.unregister("_decided")
 
-    def store_set_aside(self, now: datetime) -> None:
-        if self._has("set_aside"):
-            self._register("_staged", "set_aside")
-            try:
-                self.con.execute(
-                    "insert into raw.set_aside_rows by name"
-                    " select * exclude (_stage_row), $now as imported_at from _staged",
-                    {"now": now},
-                )
-            finally:
-                self.con.unregister("_staged")
+def replace_podcast_decisions(
+    con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, now: datetime
+) -> None:
+    """Each show's latest decision (``show_name``, ``reason``, ``plays``)."""
+    con.register("_decided", decided)
+    try:
+        con.execute(
+            "delete from raw.podcast_decisions where show_name in (select show_name from _decided)"
+        )
+        con.execute(
+            "insert into raw.podcast_decisions by name"
+            " select show_name, reason, plays, $now as decided_at from _decided",
+            {"now": now},
+        )
+    finally:
+        con.unregister("_decided")
+
+
+def known_show_names(con: duckdb.DuckDBPyConnection) -> pl.Series:
+    """Podcast shows the warehouse knows: from podcast data, or decided before."""
+    return con.sql(
+        "select show_name from raw.other_plays where content_type = 'podcast'"
+        " union select show_name from raw.podcast_decisions"
+    ).pl()["show_name"]

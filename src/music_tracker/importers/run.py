@@ -36,6 +36,7 @@ from music_tracker.importers.detect import (
 )
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.readers import read_file
+from music_tracker.importers.staging import Staging
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def _import(
         warehouse.connect(data_dir / "warehouse.duckdb", memory_limit=memory_limit) as con,
         tempfile.TemporaryDirectory(dir=landing, prefix=".staging-") as staging_dir,
     ):
-        staging = warehouse.Staging(con, Path(staging_dir))
+        staging = Staging(con, Path(staging_dir))
         known = warehouse.imported_file_hashes(con)
         read, with_history = _read_all(
             con, staging, candidates, Path(staging_dir), known, forced, summary, progress,
@@ -306,7 +307,7 @@ def _import(
 
 def _read_all(
     con: duckdb.DuckDBPyConnection,
-    staging: warehouse.Staging,
+    staging: Staging,
     candidates: list[Candidate],
     staging_dir: Path,
     known: set[str],
@@ -459,7 +460,7 @@ def _check_found_history(paths: list[Path], read: list[_ReadFile], summary: Impo
 
 def _assign(
     con: duckdb.DuckDBPyConnection,
-    staging: warehouse.Staging,
+    staging: Staging,
     tolerances: dedupe.Tolerances,
     summary: ImportSummary,
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:

@@ -1,0 +1,185 @@
+"""The rows of one import, staged in Parquet files until the run commits.
+
+Polars reads, narrows and de-duplicates here; warehouse.py does every write to the
+warehouse (``store_*`` call it inside the import's transaction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from music_tracker import warehouse
+
+
+@dataclass
+class OtherStored:
+    """Counts from storing non-music rows."""
+
+    new_by_type: dict[str, int]
+    repeated_in_input: int
+    already_stored: int
+
+
+class Staging:
+    """Rows read in this run, held in Parquet files until the run commits.
+
+    Each file is staged as it is read, so a run holds one file's frame in memory plus the
+    narrow columns that matching needs, never the whole history. Every staged row gets a
+    run-wide ``_stage_row`` number in read order ("first seen" means lowest number).
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+        self.con = con
+        self.folder = folder
+        self.music_sources: list[str] = []
+        self._rows = 0
+        self._parts = 0
+        self._moved_podcasts: pl.DataFrame | None = None
+        self.podcast_decisions: pl.DataFrame | None = None
+
+    def _write(self, kind: str, frame: pl.DataFrame, **constants: Any) -> None:
+        frame = frame.with_columns(
+            _stage_row=pl.int_range(self._rows, self._rows + frame.height, dtype=pl.Int64),
+            **{k: pl.lit(v) for k, v in constants.items()},
+        )
+        self._rows += frame.height
+        self._parts += 1
+        target = self.folder / kind
+        target.mkdir(exist_ok=True)
+        frame.write_parquet(target / f"{self._parts:06d}.parquet")
+
+    def _files(self, kind: str) -> list[str]:
+        """The staged Parquet files of ``kind``, listed, never a glob: a data folder may
+        have ``[``, ``*`` or ``?`` in its path, which Polars and DuckDB would expand."""
+        return sorted(str(path) for path in (self.folder / kind).iterdir())
+
+    def _scan(self, kind: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self._files(kind), glob=False)
+
+    def _dataset(self, kind: str) -> Any:
+        """The staged files of ``kind`` as an Arrow dataset (DuckDB streams it)."""
+        import pyarrow.dataset
+
+        return pyarrow.dataset.dataset(self._files(kind), format="parquet")
+
+    def _has(self, kind: str) -> bool:
+        return (self.folder / kind).is_dir()
+
+    def add(self, source: str, parsed: Any, file_sha256: str) -> None:
+        """Stage one file's rows (``readers.Parsed``)."""
+        if parsed.music.height:
+            if source not in self.music_sources:
+                self.music_sources.append(source)
+            self._write(source, parsed.music, file_sha256=file_sha256)
+        if parsed.other.height:
+            self._write("other", parsed.other, file_sha256=file_sha256)
+        if parsed.set_aside.height:
+            self._write(
+                "set_aside", parsed.set_aside, file_sha256=file_sha256, source=parsed.format.value
+            )
+
+    def known_show_names(self) -> pl.Series:
+        """Podcast shows named by podcast data, stored or staged in this run."""
+        shows = warehouse.known_show_names(self.con)
+        if self._has("other"):
+            staged = self._scan("other")
+            shows = pl.concat(
+                [shows, staged.filter(pl.col("content_type") == "podcast").collect()["show_name"]]
+            )
+        return shows.unique()
+
+    def old_account_rows(self, file_hashes: list[str]) -> pl.DataFrame:
+        """The staged rows of old-format account-data files (music and episodes mixed)."""
+        if not file_hashes or "spotify_account_data" not in self.music_sources:
+            return pl.DataFrame(
+                schema={"artist_name": pl.String, "track_name": pl.String, "ms_played": pl.Int64}
+            )
+        return (
+            self._scan("spotify_account_data")
+            .filter(pl.col("file_sha256").is_in(file_hashes))
+            .select("artist_name", "track_name", "ms_played")
+            .collect()
+        )
+
+    def move_old_account_podcasts(self, file_hashes: list[str], shows: pl.DataFrame) -> None:
+        """Old account data lists podcast episodes as "artist" = show, "track" = episode:
+        the rows of old-format files whose "artist" is one of ``shows`` (``show_name``,
+        ``reason``, ``plays``: importers/podcasts.py decided) go to other plays."""
+        if not file_hashes or not shows.height:
+            return
+        moved = (
+            self._scan("spotify_account_data")
+            .filter(
+                pl.col("file_sha256").is_in(file_hashes)
+                & pl.col("artist_name").is_in(shows["show_name"].implode())
+            )
+            .collect()
+        )
+        if moved.height:
+            self._moved_podcasts = moved
+            self.podcast_decisions = shows
+
+    def match_columns(self, source: str) -> pl.DataFrame:
+        """The staged rows of ``source`` in read order, narrowed to what matching needs."""
+
+        frame = self._scan(source).select(
+            "_stage_row", "source_key", *warehouse.MATCH_COLUMNS[source]
+        )
+        if source == "spotify_account_data" and self._moved_podcasts is not None:
+            frame = frame.join(
+                self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti"
+            )
+        return frame.sort("_stage_row").collect()
+
+    def stored_keys(self, source: str, keys: pl.Series) -> pl.Series:
+        """Which of ``keys`` (natural keys of ``source`` rows) the warehouse already holds."""
+        return warehouse.stored_keys(self.con, warehouse.MUSIC_TABLES[source], keys)
+
+    def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
+        """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
+        warehouse.insert_staged_music(self.con, source, self._dataset(source), assigned, now)
+
+    def store_other(self, now: datetime) -> OtherStored:
+        """Insert new podcast, audiobook and video rows (rule 1 within each source)."""
+        frames = []
+        if self._has("other"):
+            frames.append(self._scan("other").collect())
+        if self._moved_podcasts is not None:
+            frames.append(
+                self._moved_podcasts.select(
+                    "_stage_row",
+                    "source_key",
+                    pl.lit("spotify_account_data").alias("source"),
+                    pl.lit("podcast").alias("content_type"),
+                    "played_at",
+                    "ms_played",
+                    pl.col("artist_name").alias("show_name"),
+                    pl.col("track_name").alias("item_name"),
+                    "file_sha256",
+                    "file_row",
+                )
+            )
+        if not frames:
+            return OtherStored({}, 0, 0)
+        key = ["source", "content_type", "source_key"]
+        staged = pl.concat(frames, how="diagonal_relaxed").sort("_stage_row")
+        unique = staged.unique(subset=key, keep="first", maintain_order=True)
+        stored = warehouse.stored_other_keys(self.con, unique.select(key))
+        fresh = unique.join(stored, on=key, how="anti").drop("_stage_row")
+        warehouse.insert_frame(self.con, "raw.other_plays", fresh, imported_at=now)
+        new_by_type = dict(fresh.group_by("content_type").len().iter_rows())
+        return OtherStored(new_by_type, staged.height - unique.height, unique.height - fresh.height)
+
+    def store_podcast_decisions(self, now: datetime) -> None:
+        if self.podcast_decisions is not None:
+            warehouse.replace_podcast_decisions(self.con, self.podcast_decisions, now)
+
+    def store_set_aside(self, now: datetime) -> None:
+        if self._has("set_aside"):
+            warehouse.insert_staged(self.con, "raw.set_aside_rows", self._dataset("set_aside"), now)
