@@ -383,7 +383,8 @@ def regroup(
     linked = pl.DataFrame(schema=LINKED_SCHEMA)
     parts: list[pl.DataFrame] = []
     fresh_twins = 0
-    for source in sorted(set(stored) | set(fresh), key=SOURCE_RANK.__getitem__, reverse=True):
+    order = sorted(set(stored) | set(fresh), key=SOURCE_RANK.__getitem__, reverse=True)
+    for position, source in enumerate(order):
         rows = _window_rows(source, stored.get(source), fresh.get(source), time_column[source])
         if rows is None:
             continue
@@ -391,28 +392,37 @@ def regroup(
         if source == EXTENDED:
             rows, twins = _split_written_twice(rows)
         grouped, _, _, _ = assign_plays(source, rows, linked, tolerances, durations)
+        del rows  # a full history is 350,000 rows: keep only narrow copies from here
         if twins is not None and twins.height:
             twins = twins.join(
                 grouped.select(pl.col("source_key").alias("_first_key"), "play_id"),
                 on="_first_key",
             ).drop("_first_key")
-            grouped = pl.concat([grouped, twins], how="diagonal_relaxed")
             fresh_twins = twins["_stage_row"].drop_nulls().len()
-        linked = pl.concat([linked, linked_view(source, grouped, durations)])
-        parts.append(
-            grouped.select(
+        chosen = [grouped] + ([twins] if twins is not None and twins.height else [])
+        if position < len(order) - 1:  # a poorer source comes next and matches against it
+            linked = pl.concat([linked, *(linked_view(source, f, durations) for f in chosen)])
+        parts.extend(
+            frame.select(
                 pl.lit(source).alias("source"),
                 "source_key",
-                "_stage_row",
-                "_stored_id",
+                pl.col("_stage_row").cast(pl.UInt32),
+                pl.col("_stored_id").cast(pl.String),
                 pl.col("play_id").alias("_group"),
                 pl.lit(SOURCE_RANK[source]).alias("_rank"),
             )
+            for frame in chosen
         )
+        del grouped, twins, chosen
     every = pl.concat(parts) if parts else _empty_window()
-    adopted = every["_group"].drop_nulls().unique() if everything else _adopted_groups(every)
-    final = _final_ids(every.filter(pl.col("_group").is_in(adopted.implode())))
-    every = every.join(final, on="_group", how="left")
+    if not everything and every["_stored_id"].null_count() == every.height:
+        # nothing stored around the batch (a first import): every group is new and keeps
+        # its own id; no adoption to work out
+        every = every.with_columns(_final=pl.col("_group"))
+    else:
+        adopted = every["_group"].drop_nulls().unique() if everything else _adopted_groups(every)
+        final = _final_ids(every.filter(pl.col("_group").is_in(adopted.implode())))
+        every = every.join(final, on="_group", how="left")
     fresh_rows = every.filter(pl.col("_stage_row").is_not_null())
     assigned = {
         source: fresh_rows.filter(pl.col("source") == source).select(
@@ -435,11 +445,12 @@ def regroup(
         .cast(_OVERRIDE_SCHEMA)
     )
     in_adopted = every.filter(pl.col("_final").is_not_null())
-    stored_ids = set(in_adopted["_stored_id"].drop_nulls())
-    final_ids = set(in_adopted["_final"])
+    stored_ids = in_adopted["_stored_id"].drop_nulls().unique()
+    merged = stored_ids.is_in(in_adopted["_final"].implode()).not_().sum()
     new_groups = (
-        in_adopted.filter(~pl.col("_final").is_in(list(stored_ids)))
-        .filter(pl.col("_stage_row").is_not_null())
+        in_adopted.filter(
+            ~pl.col("_final").is_in(stored_ids.implode()) & pl.col("_stage_row").is_not_null()
+        )
         .sort("_rank", descending=True)
         .unique(subset="_final", keep="first")
     )
@@ -450,7 +461,7 @@ def regroup(
         linked=fresh_plays.height - new_groups.height - fresh_twins,
         written_twice=fresh_twins,
         new_plays=dict(new_groups.group_by("source").len().iter_rows()),
-        merged=len(stored_ids - final_ids),
+        merged=int(merged),
         not_plays=dict(
             fresh_rows.filter(pl.col("_final").is_null()).group_by("source").len().iter_rows()
         ),
@@ -490,7 +501,9 @@ def _split_written_twice(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     others join it (``_first_key``).
     Returns (rows to match, twins with the ``source_key`` of their first row).
     """
-    ordered = rows.sort("track_id", "ms_played", "played_at", "source_key", nulls_last=True)
+    # the comparison runs on a narrow copy; the wide rows are only filtered once
+    narrow = rows.select("track_id", "ms_played", "played_at", "source_key").with_row_index("_at")
+    ordered = narrow.sort("track_id", "ms_played", "played_at", "source_key", nulls_last=True)
     same = (pl.col("track_id") == pl.col("track_id").shift(1)) & (
         pl.col("ms_played") == pl.col("ms_played").shift(1)
     )
@@ -499,15 +512,30 @@ def _split_written_twice(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     overlaps = (pl.col("played_at") - pl.col("played_at").shift(1)) + _TS_PRECISION < (
         pl.duration(milliseconds=pl.col("ms_played"))
     )
-    marked = ordered.with_columns(
-        _twin=(same & overlaps & (pl.col("ms_played") > 0)).fill_null(False)
+    marked = ordered.select(
+        "_at",
+        "source_key",
+        _twin=(same & overlaps & (pl.col("ms_played") > 0)).fill_null(False),
+        _previous_key=pl.col("source_key").shift(1),
     )
-    marked = marked.with_columns(_run=(~pl.col("_twin")).cum_sum())
-    marked = marked.with_columns(_first_key=pl.col("source_key").first().over("_run"))
-    firsts = marked.filter(~pl.col("_twin")).drop("_twin", "_run", "_first_key")
-    twins = marked.filter(pl.col("_twin")).drop("_twin", "_run")
-    # back to the canonical order (time, key): assign_plays breaks ties by row
-    return firsts.sort("played_at", "source_key"), twins
+    twin_rows = marked.filter(pl.col("_twin"))
+    if twin_rows.is_empty():
+        return rows, rows.clear().with_columns(_first_key=pl.lit(None, pl.String))
+    # a twin's first row is its predecessor's first row (chains of three are rare)
+    first_of = dict(zip(twin_rows["source_key"], twin_rows["_previous_key"], strict=True))
+    for key, previous in first_of.items():
+        while previous in first_of:
+            previous = first_of[previous]
+        first_of[key] = previous
+    twin_at = twin_rows["_at"]
+    indexed = rows.with_row_index("_at")
+    firsts = indexed.filter(~pl.col("_at").is_in(twin_at.implode())).drop("_at")
+    twins = (
+        indexed.filter(pl.col("_at").is_in(twin_at.implode()))
+        .drop("_at")
+        .with_columns(_first_key=pl.col("source_key").replace_strict(first_of))
+    )
+    return firsts, twins
 
 
 def _empty_window() -> pl.DataFrame:
@@ -551,14 +579,25 @@ def _final_ids(rows: pl.DataFrame) -> pl.DataFrame:
         if group not in chosen and stored_id not in used:
             chosen[group] = stored_id
             used.add(stored_id)
-    for group in rows["_group"].unique().sort():
-        if group not in chosen:
-            own = group if group not in used else _split_id(group)
-            chosen[group] = own
-            used.add(own)
-    return pl.DataFrame(
-        {"_group": list(chosen), "_final": list(chosen.values())},
-        schema={"_group": pl.String(), "_final": pl.String()},
+    schema = {"_group": pl.String(), "_final": pl.String()}
+    voted = pl.DataFrame({"_group": list(chosen), "_final": list(chosen.values())}, schema=schema)
+    # every other group keeps its own id (its richest row's), unless a stored play kept
+    # that id above: a first import of 350,000 plays is all of this kind, so no Python loop
+    rest = (
+        rows.select("_group")
+        .unique()
+        .join(voted, on="_group", how="anti")
+        .with_columns(
+            _taken=pl.col("_group").is_in(pl.Series(list(used), dtype=pl.String).implode())
+        )
+    )
+    split = rest.filter(pl.col("_taken"))["_group"].to_list()
+    return pl.concat(
+        [
+            voted,
+            rest.filter(~pl.col("_taken")).select("_group", _final=pl.col("_group")),
+            pl.DataFrame({"_group": split, "_final": [_split_id(g) for g in split]}, schema=schema),
+        ]
     )
 
 

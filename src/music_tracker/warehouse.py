@@ -711,40 +711,37 @@ def _iso(value: datetime | None) -> str | None:
 def insert_staged_music(
     con: duckdb.DuckDBPyConnection,
     source: str,
-    staged: Any,
+    files: list[str],
     assigned: pl.DataFrame,
     now: datetime,
 ) -> None:
-    """Insert the staged rows of ``source`` (``staged``: an Arrow dataset of the run's
-    Parquet files) that ``assigned`` (``_stage_row``, ``play_id``) chose."""
+    """Insert the staged rows of ``source`` (the run's Parquet ``files``, listed: DuckDB
+    reads a listed path as it is, ``[`` and ``*`` included) that ``assigned``
+    (``_stage_row``, ``play_id``) chose. DuckDB streams the files within its memory cap."""
     con.register("_assigned", assigned)
-    con.register("_staged", staged)
     try:
         con.execute(
             f"""
             insert into {MUSIC_TABLES[source]} by name
             select staged.* exclude (_stage_row), assigned.play_id, $now as imported_at
-            from _staged as staged
+            from read_parquet($files) as staged
             join _assigned as assigned using (_stage_row)
             """,
-            {"now": now},
+            {"now": now, "files": files},
         )
     finally:
         con.unregister("_assigned")
-        con.unregister("_staged")
 
 
-def insert_staged(con: duckdb.DuckDBPyConnection, table: str, staged: Any, now: datetime) -> None:
-    """Insert every staged row (an Arrow dataset) into ``table``, stamped ``imported_at``."""
-    con.register("_staged", staged)
-    try:
-        con.execute(
-            f"insert into {table} by name"
-            " select * exclude (_stage_row), $now as imported_at from _staged",
-            {"now": now},
-        )
-    finally:
-        con.unregister("_staged")
+def insert_staged(
+    con: duckdb.DuckDBPyConnection, table: str, files: list[str], now: datetime
+) -> None:
+    """Insert every staged row (the listed Parquet ``files``) into ``table``."""
+    con.execute(
+        f"insert into {table} by name"
+        " select * exclude (_stage_row), $now as imported_at from read_parquet($files)",
+        {"now": now, "files": files},
+    )
 
 
 def stored_other_keys(con: duckdb.DuckDBPyConnection, probe: pl.DataFrame) -> pl.DataFrame:

@@ -62,12 +62,6 @@ class Staging:
     def _scan(self, kind: str) -> pl.LazyFrame:
         return pl.scan_parquet(self._files(kind), glob=False)
 
-    def _dataset(self, kind: str) -> Any:
-        """The staged files of ``kind`` as an Arrow dataset (DuckDB streams it)."""
-        import pyarrow.dataset
-
-        return pyarrow.dataset.dataset(self._files(kind), format="parquet")
-
     def _has(self, kind: str) -> bool:
         return (self.folder / kind).is_dir()
 
@@ -143,7 +137,7 @@ class Staging:
 
     def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
         """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
-        warehouse.insert_staged_music(self.con, source, self._dataset(source), assigned, now)
+        warehouse.insert_staged_music(self.con, source, self._files(source), assigned, now)
 
     def store_other(self, now: datetime) -> OtherStored:
         """Insert new podcast, audiobook and video rows (rule 1 within each source)."""
@@ -182,4 +176,4 @@ class Staging:
 
     def store_set_aside(self, now: datetime) -> None:
         if self._has("set_aside"):
-            warehouse.insert_staged(self.con, "raw.set_aside_rows", self._dataset("set_aside"), now)
+            warehouse.insert_staged(self.con, "raw.set_aside_rows", self._files("set_aside"), now)
