@@ -100,25 +100,27 @@ def test_two_pauses_each_find_their_own_scrobble(cli: Cli, tmp_path: Path) -> No
     assert _plays(cli, tmp_path, "two", lastfm, extended) == 2
 
 
-def _split_lastfm_from_its_play(data: Path) -> None:
-    """Make the warehouse look as an earlier version left it: the scrobble of a paused play
-    stored as a play of its own (before the pause rule, ids never merged)."""
+def _a_paused_play_stored_as_two(cli: Cli, tmp_path: Path) -> tuple[Path, tuple[str, str]]:
+    """A warehouse as an earlier version left it: the paused play's extended row and its
+    scrobble imported, the scrobble stored as a play of its own (before the pause rule,
+    ids never merged). Returns the data folder and its --data-dir option."""
     import duckdb
 
-    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
-        con.execute("update raw.lastfm_scrobbles set play_id = md5('lastfm:' || source_key)")
-
-
-def test_plays_stored_twice_are_merged_by_rematch_and_the_star_schema_follows(
-    cli: Cli, tmp_path: Path
-) -> None:
     data = tmp_path / "data"
     dd = ("--data-dir", str(data))
     extended = _extended(tmp_path / "export", [(START + timedelta(minutes=8), 180_000)])
     lastfm = _scrobbles(tmp_path / "scrobbles.csv", [START])
     cli("import", str(extended), *dd)
     cli("import", str(lastfm), *dd)
-    _split_lastfm_from_its_play(data)
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        con.execute("update raw.lastfm_scrobbles set play_id = md5('lastfm:' || source_key)")
+    return data, dd
+
+
+def test_plays_stored_twice_are_merged_by_rematch_and_the_star_schema_follows(
+    cli: Cli, tmp_path: Path
+) -> None:
+    data, dd = _a_paused_play_stored_as_two(cli, tmp_path)
     assert cli_json(cli, "status", *dd)["plays"] == 2
     cli("transform", *dd)
     assert query(data, "select count(*) from dw.fact_track_played") == [(2,)]
@@ -137,13 +139,7 @@ def test_plays_stored_twice_are_merged_by_rematch_and_the_star_schema_follows(
 
 def test_a_later_richer_row_merges_plays_stored_twice(cli: Cli, tmp_path: Path) -> None:
     """The import of one more row of the play (its account-data row) merges the two."""
-    data = tmp_path / "data"
-    dd = ("--data-dir", str(data))
-    extended = _extended(tmp_path / "export", [(START + timedelta(minutes=8), 180_000)])
-    lastfm = _scrobbles(tmp_path / "scrobbles.csv", [START])
-    cli("import", str(extended), *dd)
-    cli("import", str(lastfm), *dd)
-    _split_lastfm_from_its_play(data)
+    _, dd = _a_paused_play_stored_as_two(cli, tmp_path)
     template = _template()
     account = tmp_path / "account" / "StreamingHistory_music_0.json"
     account.parent.mkdir()

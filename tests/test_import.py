@@ -228,11 +228,12 @@ def test_lastfm_quoted_fields_and_header(cli: Cli, data_dir: Path, tmp_path: Pat
     assert rows[1][1] == datetime(2021, 3, 22, 16, 55, tzinfo=UTC)
 
 
-def test_old_account_data_mixes_podcasts(
-    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
-) -> None:
-    """StreamingHistory0.json (before 2023) lists episodes as artist=show, track=episode."""
-    music = load_rows(ACCOUNT_DIR / "StreamingHistory_music_0.json")[:500]
+def _old_account_export(
+    folder: Path, music_rows: int | None = None
+) -> tuple[list[dict], list[dict]]:
+    """The real 2024 account export as an old one writes it: its podcast plays mixed into
+    StreamingHistory0.json as artist = show, track = episode, and no podcast file."""
+    music = load_rows(*sorted(ACCOUNT_DIR.glob("StreamingHistory_music_*.json")))[:music_rows]
     podcasts = load_rows(ACCOUNT_DIR / "StreamingHistory_podcast_0.json")
     mixed = music + [
         {
@@ -243,9 +244,17 @@ def test_old_account_data_mixes_podcasts(
         }
         for p in podcasts
     ]
-    folder = tmp_path / "old"
     folder.mkdir()
     (folder / "StreamingHistory0.json").write_text(json.dumps(mixed))
+    return music, podcasts
+
+
+def test_old_account_data_mixes_podcasts(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """StreamingHistory0.json (before 2023) lists episodes as artist=show, track=episode."""
+    folder = tmp_path / "old"
+    music, podcasts = _old_account_export(folder, music_rows=500)
     (folder / "StreamingHistory_podcast_0.json").write_text(json.dumps(podcasts))
     summary = cli_json(cli, "import", str(folder))
     assert summary["new_plays"] == len(
@@ -392,25 +401,6 @@ def test_a_question_mark_in_the_data_folder_is_refused(cli: Cli, tmp_path: Path)
     assert f"MUSIC_TRACKER_DATA_DIR='{data}': contains '?'" in result.output
     assert "Traceback" not in result.output
     assert not data.exists()
-
-
-def _old_account_export(folder: Path) -> tuple[list[dict], list[dict]]:
-    """The real 2024 account export as an old one writes it: its podcast plays mixed into
-    StreamingHistory0.json as artist = show, track = episode, and no podcast file."""
-    music = load_rows(*sorted(ACCOUNT_DIR.glob("StreamingHistory_music_*.json")))
-    podcasts = load_rows(ACCOUNT_DIR / "StreamingHistory_podcast_0.json")
-    mixed = music + [
-        {
-            "endTime": p["endTime"],
-            "artistName": p["podcastName"],
-            "trackName": p["episodeName"],
-            "msPlayed": p["msPlayed"],
-        }
-        for p in podcasts
-    ]
-    folder.mkdir()
-    (folder / "StreamingHistory0.json").write_text(json.dumps(mixed))
-    return music, podcasts
 
 
 def test_podcasts_in_old_account_data_without_a_podcast_file(
