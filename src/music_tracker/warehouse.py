@@ -20,7 +20,7 @@ import duckdb
 if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
     import polars as pl
 
-RAW_SCHEMA_VERSION = 5
+RAW_SCHEMA_VERSION = 6
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -61,7 +61,7 @@ create schema if not exists raw;
 create table if not exists raw.schema_version (version integer not null);
 
 create table if not exists raw.import_runs (
-    run_id varchar primary key,
+    run_id varchar not null,           -- unique: a new uuid per run
     command varchar not null,
     started_at timestamptz not null,
     finished_at timestamptz not null,
@@ -69,7 +69,7 @@ create table if not exists raw.import_runs (
 );
 
 create table if not exists raw.import_files (
-    file_sha256 varchar primary key,
+    file_sha256 varchar not null,      -- unique: a known file is never imported again
     source varchar not null,
     original_name varchar not null,
     landing_path varchar not null,
@@ -193,8 +193,8 @@ create table if not exists raw.other_plays (
     skipped boolean,
     file_sha256 varchar not null,
     file_row bigint not null,
-    imported_at timestamptz not null,
-    primary key (source, content_type, source_key)
+    imported_at timestamptz not null   -- (source, content_type, source_key) unique: checked
+                                       -- against what is stored before each insert
 );
 
 -- Enrichment caches (filled by `ingest` and `enrich`; one row per id, fetched once).
@@ -287,8 +287,7 @@ create table if not exists raw.set_aside_rows (
     source varchar not null,
     reason varchar not null,
     record json,
-    imported_at timestamptz not null,
-    primary key (file_sha256, file_row)
+    imported_at timestamptz not null   -- (file_sha256, file_row) unique: a file is read once
 );
 """
 
@@ -332,6 +331,8 @@ def open_warehouse(
             con.execute(_DDL)
             if current < 4:
                 _rekey_api_plays(con)
+            if current < 6:
+                _drop_primary_keys(con)
             con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
     return con
 
@@ -365,6 +366,30 @@ def _connect(
                     f"{path} is open in another process{by} (waited {LOCK_WAIT_S:.0f} s)"
                 ) from None
             time.sleep(0.2)
+
+
+# Tables whose primary key cost every write (raw schema 6 dropped them): DuckDB rewrites a
+# table's index at each checkpoint, and a poll's connection checkpoints when it closes: with
+# a few thousand rows in these tables that was half of a poll's 0.1 s open-write-close,
+# measured. Their uniqueness is kept by the code that writes them (comments in _DDL).
+_WERE_KEYED = ("import_runs", "import_files", "other_plays", "set_aside_rows")
+
+
+def _drop_primary_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Raw schema 6: the same tables, rows and columns, without their primary keys."""
+    for table in _WERE_KEYED:
+        con.execute(f"create table raw._unkeyed as select * from raw.{table}")
+        con.execute(f"drop table raw.{table}")
+        con.execute(f"alter table raw._unkeyed rename to {table}")
+    # not null as the DDL has it (CREATE TABLE AS keeps types, not constraints)
+    for table, columns in (
+        ("import_runs", ("run_id", "command", "started_at", "finished_at", "summary")),
+        ("import_files", ("file_sha256", "source", "original_name", "landing_path")),
+        ("other_plays", ("source_key", "source", "content_type", "played_at", "ms_played")),
+        ("set_aside_rows", ("file_sha256", "file_row", "source", "reason", "imported_at")),
+    ):
+        for column in columns:
+            con.execute(f"alter table raw.{table} alter column {column} set not null")
 
 
 def _rekey_api_plays(con: duckdb.DuckDBPyConnection) -> None:
