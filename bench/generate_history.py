@@ -23,9 +23,14 @@ def generate(out: Path, plays: int, years: int, seed: int) -> list[Path]:
     return write_extended(history, out, rng, new_generation=True)
 
 
+# bumped when the generator changes what it writes (2: sessions never overlap), so that a
+# history cached by an older version is not measured as if it were current
+GENERATOR_VERSION = 2
+
+
 def ensure_history(out: Path, plays: int) -> Path:
     """The benchmark history for ``plays`` plays under ``out``, generated on first use."""
-    history = out / f"history-{plays}"
+    history = out / f"history-{plays}-v{GENERATOR_VERSION}"
     if not history.is_dir():
         print(f"generating {plays:,} plays over 20 years into {history} ...")
         generate(history, plays, 20, seed=2026)

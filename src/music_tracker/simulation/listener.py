@@ -157,6 +157,9 @@ def listen(
                 tzinfo=zone,
             )
             clock = local.astimezone(UTC)
+            if result and clock < result[-1].ended_at:
+                # one account plays one stream at a time: a session starts after the last
+                clock = result[-1].ended_at + timedelta(minutes=rng.randint(1, 30))
             session = min(remaining, rng.randint(3, 30))
             remaining -= session
             shuffle = rng.random() < 0.5
