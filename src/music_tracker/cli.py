@@ -907,6 +907,13 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
         for gap in report["gaps"]
         if not gap["closed"]
     ]
+    from music_tracker.transform import UNFINISHED_MARK
+
+    if (settings.data_dir / UNFINISHED_MARK).exists():
+        warnings.append(
+            "the last `music-tracker transform` did not finish (stopped or failed): the star"
+            " schema may be incomplete until the next one, which rebuilds everything"
+        )
     try:
         token = TokenStore(settings.state_dir).load()
     except ReauthorizeRequired as exc:  # a damaged token file: status still answers

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from music_tracker import files
 from music_tracker.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "transform"
@@ -115,6 +116,10 @@ def project_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
+# Written when a build starts, removed when it has been recorded as finished
+UNFINISHED_MARK = ".transform-unfinished"
+
+
 def run_build(
     settings: Settings,
     *,
@@ -137,9 +142,12 @@ def run_build(
     # opening also brings the raw schema up to date before dbt reads it
     with warehouse.connect(settings.warehouse_path) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
+    # a build that started and never recorded its end (killed, or failed) may have left a
+    # seed or table half replaced: the next build makes everything again
+    unfinished = settings.data_dir / UNFINISHED_MARK
     if select:
         scope = SELECTION
-    elif full_refresh or unit_tests or last_fingerprint != fingerprint:
+    elif full_refresh or unit_tests or last_fingerprint != fingerprint or unfinished.exists():
         scope = EVERYTHING
     else:
         scope = CHANGED_DATA
@@ -189,6 +197,8 @@ def run_build(
         # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
         args += ["--exclude-resource-type", "unit_test"]
     started_at = datetime.now(UTC)
+    if scope != SELECTION:
+        files.write_text(unfinished, started_at.isoformat())
     # dbt prints its errors to stdout: they go to stderr, so that stdout carries only what
     # music-tracker itself prints (one JSON document with --json)
     with _environment(settings), contextlib.redirect_stdout(sys.stderr):
@@ -215,6 +225,7 @@ def run_build(
                 finished_at=datetime.now(UTC),
                 nodes=result.succeeded,
             )
+        unfinished.unlink(missing_ok=True)
     return result
 
 

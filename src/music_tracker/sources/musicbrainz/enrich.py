@@ -81,35 +81,43 @@ def pending_artists(
         raise ArtistsUnknown(
             "the star schema has not been built yet: run `music-tracker transform` first"
         )
-    rows = con.execute(
-        """
-        with latest as (
-            select lookup_key, status, looked_up_at from raw.musicbrainz_artists
-            qualify row_number() over (partition by lookup_key order by looked_up_at desc) = 1
-        ),
-        track_artists as (
-            select credited.artist_id, tracks.isrc
-            from raw.spotify_tracks as tracks, unnest(tracks.artist_ids) as credited (artist_id)
-            where tracks.isrc is not null
-            union all
-            select artist_id, isrc from raw.spotify_api_plays where isrc is not null
-        ),
-        isrcs as (
-            select artist_id, list(distinct isrc order by isrc) as isrcs
-            from track_artists group by artist_id
-        )
-        select artists.musicbrainz_lookup_key, artists.artist_id,
-               artists.unmasked_artist_name, coalesce(isrcs.isrcs, [])
-        from intermediate.int_artists as artists
-        left join latest on artists.musicbrainz_lookup_key = latest.lookup_key
-        left join isrcs on artists.artist_id = isrcs.artist_id
-        where latest.lookup_key is null
-           or (latest.status = 'missing' and latest.looked_up_at < $cutoff)
-        order by artists.play_count desc, artists.musicbrainz_lookup_key
-        """
-        + ("limit $limit" if limit else ""),
-        {"cutoff": datetime.now(UTC) - retry_after, **({"limit": limit} if limit else {})},
-    ).fetchall()
+    try:
+        rows = con.execute(
+            """
+            with latest as (
+                select lookup_key, status, looked_up_at from raw.musicbrainz_artists
+                qualify row_number() over (partition by lookup_key order by looked_up_at desc) = 1
+            ),
+            track_artists as (
+                select credited.artist_id, tracks.isrc
+                from raw.spotify_tracks as tracks, unnest(tracks.artist_ids) as credited (artist_id)
+                where tracks.isrc is not null
+                union all
+                select artist_id, isrc from raw.spotify_api_plays where isrc is not null
+            ),
+            isrcs as (
+                select artist_id, list(distinct isrc order by isrc) as isrcs
+                from track_artists group by artist_id
+            )
+            select artists.musicbrainz_lookup_key, artists.artist_id,
+                   artists.unmasked_artist_name, coalesce(isrcs.isrcs, [])
+            from intermediate.int_artists as artists
+            left join latest on artists.musicbrainz_lookup_key = latest.lookup_key
+            left join isrcs on artists.artist_id = isrcs.artist_id
+            where latest.lookup_key is null
+               or (latest.status = 'missing' and latest.looked_up_at < $cutoff)
+            order by artists.play_count desc, artists.musicbrainz_lookup_key
+            """
+            + ("limit $limit" if limit else ""),
+            {"cutoff": datetime.now(UTC) - retry_after, **({"limit": limit} if limit else {})},
+        ).fetchall()
+    except duckdb.CatalogException as exc:
+        # the view reads tables the star schema builds: a build that was interrupted (or
+        # failed) may have left one missing until the next build makes it again
+        raise ArtistsUnknown(
+            f"the star schema is incomplete ({str(exc).splitlines()[0]}): run"
+            " `music-tracker transform`"
+        ) from None
     return [Pending(key, artist_id, name, list(isrcs)[:3]) for key, artist_id, name, isrcs in rows]
 
 
