@@ -256,78 +256,55 @@ def _import(
         for stale in landing.glob(".staging-*"):
             shutil.rmtree(stale, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=landing, prefix=".staging-") as staging_dir:
-            return _import_into(
-                con, Path(staging_dir), paths, candidates, forced, tolerances, progress,
-                summary, started, store_unchanged, max_file_bytes, podcast_rules, api_gap,
-                landing,
+            staging = Staging(con, Path(staging_dir))
+            known = warehouse.imported_file_hashes(con)
+            read, with_history = _read_all(
+                con, staging, candidates, Path(staging_dir), known, forced, summary, progress,
+                max_file_bytes,
             )  # fmt: skip
-
-
-def _import_into(
-    con: duckdb.DuckDBPyConnection,
-    staging_dir: Path,
-    paths: list[Path],
-    candidates: list[Candidate],
-    forced: Format | None,
-    tolerances: dedupe.Tolerances,
-    progress: ProgressCallback | None,
-    summary: ImportSummary,
-    started: datetime,
-    store_unchanged: bool,
-    max_file_bytes: int,
-    podcast_rules: podcasts.PodcastRules,
-    api_gap: tuple[datetime, datetime] | None,
-    landing: Path,
-) -> ImportSummary:
-    """The import with the warehouse open and a staging folder made: read, match, store."""
-    staging = Staging(con, staging_dir)
-    known = warehouse.imported_file_hashes(con)
-    read, with_history = _read_all(
-        con, staging, candidates, staging_dir, known, forced, summary, progress,
-        max_file_bytes,
-    )  # fmt: skip
-    _check_archives(paths, with_history)
-    _check_found_history(paths, read, summary)
-    if progress:
-        progress("de-duplicating")
-    old_account = [
-        item.sha256
-        for item in read
-        if item.format is Format.ACCOUNT_MUSIC and _OLD_ACCOUNT_NAME.match(item.candidate.base_name)
-    ]
-    shows = podcasts.decide_shows(
-        staging.old_account_rows(old_account), staging.known_show_names(), podcast_rules
-    )
-    staging.move_old_account_podcasts(old_account, shows)
-    assignments, overrides = _assign(con, staging, tolerances, summary)
-    nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
-    if not store_unchanged and nothing_new:
-        # nothing new (rows set aside, such as a local file's play, come back in every
-        # poll while they stay among the last 50): no landing file, no import record
-        return summary
-    if progress:
-        progress("storing")
-    _check_free_space(landing, sum(item.size for item in read), "landing/")
-    landed = [_land(item, landing) for item in read]
-    with warehouse.transaction(con):
-        now = datetime.now(UTC)
-        for source, assigned in assignments.items():
-            staging.store_music(source, assigned, now)
-        warehouse.store_play_id_overrides(con, overrides, now)
-        other = staging.store_other(now)
-        summary.other_content.update(other.new_by_type)
-        summary.duplicates_in_input += other.repeated_in_input
-        summary.already_stored += other.already_stored
-        staging.store_set_aside(now)
-        staging.store_podcast_decisions(now)
-        _record_files(con, read, landed, summary, now)
-        summary.files_imported = len(read)
-        if api_gap is not None:
-            warehouse.insert_row(
-                con, "raw.api_gaps", gap_from=api_gap[0], gap_to=api_gap[1], detected_at=now
+            _check_archives(paths, with_history)
+            _check_found_history(paths, read, summary)
+            if progress:
+                progress("de-duplicating")
+            old_account = [
+                item.sha256
+                for item in read
+                if item.format is Format.ACCOUNT_MUSIC
+                and _OLD_ACCOUNT_NAME.match(item.candidate.base_name)
+            ]
+            shows = podcasts.decide_shows(
+                staging.old_account_rows(old_account), staging.known_show_names(), podcast_rules
             )
-        warehouse.record_run(con, summary.run_id, "import", started, summary.as_dict())
-    return summary
+            staging.move_old_account_podcasts(old_account, shows)
+            assignments, overrides = _assign(con, staging, tolerances, summary)
+            nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
+            if not store_unchanged and nothing_new:
+                # nothing new (rows set aside, such as a local file's play, come back in every
+                # poll while they stay among the last 50): no landing file, no import record
+                return summary
+            if progress:
+                progress("storing")
+            _check_free_space(landing, sum(item.size for item in read), "landing/")
+            landed = [_land(item, landing) for item in read]
+            with warehouse.transaction(con):
+                now = datetime.now(UTC)
+                for source, assigned in assignments.items():
+                    staging.store_music(source, assigned, now)
+                warehouse.store_play_id_overrides(con, overrides, now)
+                other = staging.store_other(now)
+                summary.other_content.update(other.new_by_type)
+                summary.duplicates_in_input += other.repeated_in_input
+                summary.already_stored += other.already_stored
+                staging.store_set_aside(now)
+                staging.store_podcast_decisions(now)
+                _record_files(con, read, landed, summary, now)
+                summary.files_imported = len(read)
+                if api_gap is not None:
+                    warehouse.insert_row(
+                        con, "raw.api_gaps", gap_from=api_gap[0], gap_to=api_gap[1], detected_at=now
+                    )
+                warehouse.record_run(con, summary.run_id, "import", started, summary.as_dict())
+            return summary
 
 
 def _read_all(
