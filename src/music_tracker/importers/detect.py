@@ -96,7 +96,10 @@ def _detect_json(name: str, text: str) -> Format:
 
 def _detect_csv(name: str, text: str) -> Format:
     lines = [line for line in text.splitlines()[:5] if line.strip()]
-    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    try:
+        rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    except csv.Error:  # a field past the csv module's limit (128 KB): no scrobble line
+        raise NotHistory(name) from None
     data_rows = [row for row in rows if [c.strip().lower() for c in row] != HEADER]
     if data_rows and all(len(r) == 4 and _LASTFM_DATE.match(r[3].strip()) for r in data_rows):
         return Format.LASTFM

@@ -211,7 +211,13 @@ def _read_extended(
         .then(pl.lit("music"))  # a local file: track name without a Spotify URI
         .otherwise(pl.lit(None)),
     )
-    music = frame.filter(pl.col("content_type") == "music").select(
+    frame = frame.with_columns(
+        reason=pl.when(pl.col("content_type").is_null())
+        .then(pl.lit("no track, episode or chapter in the row"))
+        .otherwise(_missing_reason({"ms_played": "ms_played"}))
+    )
+    kept = frame.filter(pl.col("reason").is_null())
+    music = kept.filter(pl.col("content_type") == "music").select(
         "source_key",
         "played_at",
         "ms_played",
@@ -237,7 +243,7 @@ def _read_extended(
         "incognito_mode",
         "file_row",
     )
-    other = frame.filter(pl.col("content_type").is_in(["podcast", "audiobook", "video"])).select(
+    other = kept.filter(pl.col("content_type").is_in(["podcast", "audiobook", "video"])).select(
         "source_key",
         pl.lit(Format.EXTENDED.value).alias("source"),
         "content_type",
@@ -255,15 +261,26 @@ def _read_extended(
         "skipped",
         "file_row",
     )
-    unknown = frame.filter(pl.col("content_type").is_null())
-    set_aside = unknown.select(
-        "file_row",
-        pl.lit("no track, episode or chapter in the row").alias("reason"),
-        pl.struct(pl.exclude("file_row", "played_at", "source_key", "content_type", "offline_at"))
-        .struct.json_encode()
-        .alias("record"),
-    )
+    set_aside = _set_aside(frame, EXTENDED_COLUMNS)
     return Parsed(Format.EXTENDED, raw.height, music, other.cast(OTHER_SCHEMA), set_aside)
+
+
+def _missing_reason(required: dict[str, str]) -> pl.Expr:
+    """ "no <field> in the row" for a row without a field its raw table requires
+    (``required``: column -> the export's name for it); null for a complete row."""
+    missing = pl.concat_str(
+        [pl.when(pl.col(column).is_null()).then(pl.lit(name)) for column, name in required.items()],
+        separator=", ",
+        ignore_nulls=True,
+    )
+    return pl.when(missing != "").then(pl.lit("no ") + missing + pl.lit(" in the row"))
+
+
+def _set_aside(frame: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
+    """The rows of ``frame`` with a ``reason``, as the export wrote them (``columns``)."""
+    return frame.filter(pl.col("reason").is_not_null()).select(
+        "file_row", "reason", pl.struct(*columns).struct.json_encode().alias("record")
+    )
 
 
 def _read_account_music(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
@@ -276,7 +293,13 @@ def _read_account_music(con: duckdb.DuckDBPyConnection, path: Path, display_name
     key = ("endTime", "artistName", "trackName", "msPlayed")
     raw = _read_json(con, path, display_name, columns, key, "Spotify account data (music)")
     played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
-    music = raw.with_columns(played_at=played_at).select(
+    raw = raw.with_columns(
+        played_at=played_at,
+        reason=_missing_reason(
+            {"artistName": "artistName", "trackName": "trackName", "msPlayed": "msPlayed"}
+        ),
+    )
+    music = raw.filter(pl.col("reason").is_null()).select(
         "source_key",
         "played_at",
         pl.col("msPlayed").alias("ms_played"),
@@ -285,7 +308,7 @@ def _read_account_music(con: duckdb.DuckDBPyConnection, path: Path, display_name
         name_key(pl.col("artistName"), pl.col("trackName")).alias("name_key"),
         "file_row",
     )
-    return Parsed(Format.ACCOUNT_MUSIC, raw.height, music)
+    return Parsed(Format.ACCOUNT_MUSIC, raw.height, music, set_aside=_set_aside(raw, columns))
 
 
 def _read_account_other(
@@ -311,7 +334,8 @@ def _read_account_other(
     key = ("endTime", show, item, "msPlayed")
     raw = _read_json(con, path, display_name, columns, key, f"Spotify account data ({content})")
     played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
-    other = raw.with_columns(played_at=played_at).select(
+    raw = raw.with_columns(played_at=played_at, reason=_missing_reason({"msPlayed": "msPlayed"}))
+    other = raw.filter(pl.col("reason").is_null()).select(
         "source_key",
         pl.lit(Format.ACCOUNT_MUSIC.value).alias("source"),
         pl.lit(content).alias("content_type"),
@@ -329,7 +353,7 @@ def _read_account_other(
         "file_row",
     )
     empty = pl.DataFrame(schema=ACCOUNT_MUSIC_SCHEMA)
-    return Parsed(fmt, raw.height, empty, other.cast(OTHER_SCHEMA))
+    return Parsed(fmt, raw.height, empty, other.cast(OTHER_SCHEMA), _set_aside(raw, columns))
 
 
 ACCOUNT_MUSIC_SCHEMA = pl.Schema(
@@ -354,11 +378,11 @@ def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
             schema_overrides=dict.fromkeys(HEADER, pl.String),
             quote_char='"',
         )
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+    except pl.exceptions.PolarsError as exc:
         raise ImportInputError(
             display_name,
             f"cannot be read as a Last.fm scrobble export: {str(exc).splitlines()[0]}",
-            hint="expected headerless CSV lines: artist,album,track,date",
+            hint="expected headerless CSV lines of four fields: artist,album,track,date",
         ) from exc
     raw = raw.with_row_index("file_row", offset=1).with_columns(pl.col("file_row").cast(pl.Int64))
     is_header = pl.concat_list([pl.col(c).str.to_lowercase() for c in HEADER]) == pl.lit(HEADER)
