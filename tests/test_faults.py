@@ -1,21 +1,29 @@
-"""A process killed (SIGKILL) in the middle of its work: the warehouse opens, holds what it
-held before or everything, and a re-run ends with exactly the plays a clean run gives.
+"""Faults: a process killed (SIGKILL) in the middle of its work, a disk that fills up. The
+warehouse opens, holds what it held before or everything, and a re-run ends with exactly
+the plays a clean run gives.
 
-(`publish` killed mid-copy: tests/test_publish.py.)
+(`publish` killed mid-copy: tests/test_publish.py; mutated input files:
+tests/test_malformed_input.py; faults of the Spotify API: tests/test_spotify_ingest.py.)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, query
+from conftest import ACCOUNT_DIR, EXTENDED_DIR, SPOTIFY_DATA, Cli, cli_json, query
+from music_tracker.fakes.spotify import FakeSpotify
+from music_tracker.settings import Settings
+from music_tracker.sources.spotify import auth
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))
 FIRST = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
@@ -62,6 +70,72 @@ def test_a_killed_import_loses_and_doubles_nothing(cli: Cli, shared: Path, tmp_p
     assert rows == clean_rows
 
 
+def test_killed_polls_lose_and_double_nothing(tmp_path: Path) -> None:
+    """`music-tracker ingest` killed while Spotify has not answered yet, while it stores
+    the poll, and while it fetches the tracks' metadata: the next poll catches up, and
+    every play is stored once (a poll killed after its commit and before it saved the
+    cursor fetches those plays again: rule 1 keeps them once)."""
+    data = tmp_path / "data"
+    with FakeSpotify(seed=3, plays_per_day=300, slow_s=4) as fake:
+        settings = Settings(
+            data_dir=data,
+            spotify_api_base=fake.api_base,
+            spotify_accounts_base=fake.accounts_base,
+            spotify_client_id="test-client",
+        )
+        access, refresh = fake.grant_tokens()
+        now = datetime.now(UTC)
+        auth.TokenStore(settings.state_dir).save(
+            auth.Token(access, refresh, now + timedelta(hours=1), now)
+        )
+        env = {
+            **os.environ,
+            "MUSIC_TRACKER_DATA_DIR": str(data),
+            "MUSIC_TRACKER_SPOTIFY_API_BASE": fake.api_base,
+            "MUSIC_TRACKER_SPOTIFY_ACCOUNTS_BASE": fake.accounts_base,
+            "MUSIC_TRACKER_SPOTIFY_CLIENT_ID": "test-client",
+        }
+
+        def poll_killed_when(ready: Callable[[], bool]) -> bool:
+            proc = subprocess.Popen(
+                [CLI, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            while proc.poll() is None and not ready():
+                time.sleep(0.005)
+            if proc.poll() is not None:
+                return False
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+
+        fake.advance(timedelta(hours=1))  # a first poll, to have a warehouse and a cursor
+        subprocess.run([CLI, "ingest"], env=env, check=True, capture_output=True)
+        first_poll = len(fake.plays)
+        killed_storing = 0
+        for _ in range(3):  # while it stores the poll (its import's staging folder)
+            fake.advance(timedelta(minutes=20))
+            killed_storing += poll_killed_when(lambda: any((data / "landing").glob(".staging-*")))
+        assert killed_storing  # (3 of 3 here: the staging folder lives about 0.3 s)
+        fake.advance(timedelta(minutes=20))
+        fake.inject("slow")  # the poll's request hangs
+        sent = fake.api_requests_received
+        assert poll_killed_when(lambda: fake.api_requests_received > sent)
+        fake.advance(timedelta(minutes=20))
+        fake.inject("ok", "slow")  # the poll is answered; the metadata request hangs
+        sent = fake.api_requests_received
+        assert poll_killed_when(lambda: fake.api_requests_received > sent + 1)
+        # the plays since the first poll are fewer than the 50 Spotify lists: the next poll
+        # can catch up with every killed one
+        assert len(fake.plays) - first_poll < 50
+
+        subprocess.run([CLI, "ingest"], env=env, check=True, capture_output=True)
+        truth = {(p.played_at, p.track.track_id) for p in fake.plays}
+    stored = query(data, "select played_at, track_id from raw.spotify_api_plays")
+    assert len(stored) == len(set(stored)), "a play was stored twice"
+    assert set(stored) == truth, "plays were lost or invented"
+    assert not list((data / "landing").glob(".staging-*"))
+
+
 def test_a_killed_transform_is_rebuilt_by_the_next(cli: Cli, built_copy: Path) -> None:
     data = built_copy
     cli("import", str(ACCOUNT_DIR), "--data-dir", str(data))  # nothing new: it is built
@@ -80,3 +154,55 @@ def test_a_killed_transform_is_rebuilt_by_the_next(cli: Cli, built_copy: Path) -
     status = cli_json(cli, "status", "--data-dir", str(data))
     assert status["plays_imported_since_build"] == 0
     assert not any("did not finish" in warning for warning in status["warnings"])
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 96 MB tmpfs: a disk that can really fill up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def _fill(disk: Path, leave_bytes: int) -> Path:
+    """Take all the free space of ``disk`` but ``leave_bytes``."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        os.posix_fallocate(out.fileno(), 0, shutil.disk_usage(disk).free - leave_bytes)
+    return filler
+
+
+def test_a_full_disk_fails_cleanly_and_loses_nothing(
+    cli: Cli, built: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = small_disk / "data"
+    shutil.copytree(built, data, ignore=shutil.ignore_patterns("serving", "report"))
+    cli("publish", "--data-dir", str(data))
+    served = sorted(p.name for p in (data / "serving").iterdir())
+    plays, facts = _plays(cli, data), query(data, "select count(*) from dw.fact_track_played")
+    poll = SPOTIFY_DATA / "api_samples" / "recently-played__spotify-web-api-java.json"
+    monkeypatch.setenv("MUSIC_TRACKER_MIN_FREE_MB", "0")  # past the import's own check
+
+    filler = _fill(small_disk, 0)
+    for command in (["import", str(poll)], ["transform", "--full-refresh"], ["publish"]):
+        failed = cli(*command, "--data-dir", str(data), expect=74)
+        assert "No space left on device" in failed.output, failed.output
+        assert f"the disk holding {data} is full" in " ".join(failed.output.split())
+        assert "Traceback" not in failed.output
+    assert sorted(p.name for p in (data / "serving").iterdir()) == served  # nothing half-made
+
+    filler.unlink()  # space again: everything stored before is there, and the runs succeed
+    assert _plays(cli, data) == plays
+    imported = cli_json(cli, "import", str(poll), "--data-dir", str(data))
+    assert imported["rows_read"] == 2
+    cli("transform", "--data-dir", str(data))  # dbt's tests pass; a full rebuild (marker)
+    ((after,),) = query(data, "select count(*) from dw.fact_track_played")
+    assert after == facts[0][0] + imported["new_plays"]
+    assert _plays(cli, data)[0] == plays[0] + imported["new_plays"]
+    cli("publish", "--data-dir", str(data))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from music_tracker import __version__
+from music_tracker.files import disk_full
 from music_tracker.settings import Settings, get_settings, unknown_settings
 
 app = typer.Typer(
@@ -51,6 +53,8 @@ DEMO_MARKER = ".music-tracker-demo"
 # Another process is writing (or has the warehouse open): try again later (sysexits'
 # EX_TEMPFAIL), told apart from bad input (1) and bad settings (2)
 EXIT_BUSY = 75
+# The disk is full (sysexits' EX_IOERR): nothing stored was lost; free space and run again
+EXIT_DISK_FULL = 74
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -94,6 +98,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _writing(settings: Settings, what: str) -> Iterator[None]:
     """The writer lock around a command that writes the warehouse: one writer at a time
     (the scheduler's flows take it too); a clear message instead of DuckDB's lock error."""
+    import duckdb
+
     from music_tracker.orchestration.lock import WriterBusy, writer_lock
     from music_tracker.warehouse import WarehouseBusy
 
@@ -110,8 +116,33 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
         raise _fail(
             f"{exc}: nothing was changed; run it again when it is free", EXIT_BUSY
         ) from None
+    except (OSError, duckdb.Error) as exc:
+        if not disk_full(exc):
+            raise
+        raise _fail(f"{exc}{_disk_full_hint(settings, what)}", EXIT_DISK_FULL) from None
     finally:
         lock.__exit__(None, None, None)
+
+
+def _disk_full_hint(settings: Settings, what: str) -> str:
+    """What to do when a write failed for want of disk space (DuckDB rolls the failed
+    transaction back: what was stored before stays)."""
+    try:
+        free = f"{shutil.disk_usage(settings.data_dir).free / 2**20:,.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"\nthe disk holding {settings.data_dir} is full ({free}): `{what}` stopped and the "
+        f"write that failed was rolled back; no stored play was lost. Free some space, then "
+        f"run `music-tracker {what}` again"
+    )
+
+
+def _fail_disk_aware(settings: Settings, what: str, message: str) -> typer.Exit:
+    """``_fail``, with the full-disk hint and exit code when the message says so."""
+    if disk_full(message):
+        return _fail(message + _disk_full_hint(settings, what), EXIT_DISK_FULL)
+    return _fail(message)
 
 
 def _progress(label: str, *, quiet: bool) -> Progress:
@@ -209,6 +240,7 @@ def import_command(
                 on_files=on_files,
                 memory_limit=settings.duckdb_memory_limit,
                 max_file_bytes=settings.import_max_file_mb * 2**20,
+                min_free_bytes=settings.min_free_mb * 2**20,
                 podcast_rules=PodcastRules(
                     frozenset(settings.podcast_shows), frozenset(settings.not_podcasts)
                 ),
@@ -321,7 +353,7 @@ def transform(
                 on_node=on_node,
             )
         except TransformError as exc:
-            raise _fail(f"dbt build failed:\n{exc}") from None
+            raise _fail_disk_aware(settings, "transform", f"dbt build failed:\n{exc}") from None
         except NothingToBuild as exc:  # dbt never ran: not a "dbt build failed"
             raise _fail(str(exc)) from None
     summary = {
@@ -354,7 +386,7 @@ def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
         try:
             return publish(settings, on_table=on_table).as_dict()
         except PublishError as exc:
-            raise _fail(str(exc)) from None
+            raise _fail_disk_aware(settings, "publish", str(exc)) from None
 
 
 @app.command()

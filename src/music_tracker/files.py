@@ -8,6 +8,7 @@ target, so a crash or a full disk leaves the previous file, never half of one.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -46,3 +47,14 @@ def _partial(path: Path) -> Path:
     for folder in reversed(missing):
         folder.mkdir(mode=0o700, exist_ok=True)
     return path.with_name(path.name + ".partial")
+
+
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def disk_full(error: BaseException | str) -> bool:
+    """Whether an error (an OSError, DuckDB's or dbt's message) says the disk is full."""
+    if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+        return True
+    return any(text in str(error) for text in _DISK_FULL_TEXTS)

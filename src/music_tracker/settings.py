@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         description="The largest file (uncompressed) an import reads: history files are "
         "10-20 MB; a larger one is refused before it is extracted (zip bombs).",
     )
+    min_free_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Free disk space an import leaves beside the files it copies into "
+        "landing/ (the warehouse and its write-ahead log grow too); below it the import is "
+        "refused before anything is written.",
+    )
     lock_wait_s: float = Field(
         default=10,
         ge=0,

@@ -81,7 +81,8 @@ class FakeSpotify(LoopbackServer):
         self.queued_faults: list[str] = []
         # faults of the accounts service's token endpoint, in order ("429", "500"-"503")
         self.token_faults: list[str] = []
-        self.requests: list[RequestRecord] = []
+        self.requests: list[RequestRecord] = []  # answered requests
+        self.api_requests_received = 0  # counted on arrival, before any (slow) fault
         self.access_tokens: dict[str, datetime] = {}
         self.refresh_tokens: set[str] = set()
         self.revoked = False
@@ -135,7 +136,8 @@ class FakeSpotify(LoopbackServer):
             return new
 
     def inject(self, *faults: str) -> None:
-        """Queue faults for the next API requests, in order (see ``FAULTS``).
+        """Queue faults for the next API requests, in order (see ``FAULTS``; ``ok`` holds
+        a place for a request answered normally).
 
         ``invalid_grant`` applies to the next refresh at the accounts service instead.
         """
@@ -163,6 +165,7 @@ class FakeSpotify(LoopbackServer):
     def handle_api(
         self, path: str, query: dict[str, str], authorization: str | None
     ) -> tuple[int, dict[str, str], Any]:
+        self.api_requests_received += 1
         fault = self._next_fault()
         if fault == "slow":
             time.sleep(self.slow_s)

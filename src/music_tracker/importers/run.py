@@ -51,6 +51,9 @@ DEFAULT_MAX_FILE_BYTES = 1024 * 2**20
 # every play a new row can touch lies well inside; three hours leave room for a one-hour
 # track, and keep a poll's window small.
 _MATCH_WINDOW = timedelta(hours=3)
+# Room an import leaves on the disk beside its copies: the warehouse and its write-ahead
+# log grow too (MUSIC_TRACKER_MIN_FREE_MB)
+DEFAULT_MIN_FREE_BYTES = 256 * 2**20
 
 ProgressCallback = Callable[[str], None]
 
@@ -197,9 +200,11 @@ def run_import(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     podcast_rules: podcasts.PodcastRules | None = None,
     api_gap: tuple[datetime, datetime] | None = None,
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
 ) -> ImportSummary:
     """Import ``paths`` into the warehouse under ``data_dir``; all or nothing.
 
+    ``min_free_bytes``: the disk space left free beside the copies (``_check_free_space``).
     ``api_gap`` (a poll's: from, to) is recorded in ``raw.api_gaps`` in the same
     transaction as the poll's plays.
 
@@ -219,7 +224,7 @@ def run_import(
         return _import(
             paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
             started, store_unchanged, max_file_bytes, podcast_rules or podcasts.PodcastRules(),
-            api_gap,
+            api_gap, min_free_bytes,
         )  # fmt: skip
     except BaseException:
         # a failed first import leaves no empty warehouse or folders behind ("unchanged")
@@ -246,6 +251,7 @@ def _import(
     max_file_bytes: int,
     podcast_rules: podcasts.PodcastRules,
     api_gap: tuple[datetime, datetime] | None,
+    min_free_bytes: int,
 ) -> ImportSummary:
     landing = data_dir / "landing"
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -260,7 +266,7 @@ def _import(
             known = warehouse.imported_file_hashes(con)
             read, with_history = _read_all(
                 con, staging, candidates, Path(staging_dir), known, forced, summary, progress,
-                max_file_bytes,
+                max_file_bytes, min_free_bytes,
             )  # fmt: skip
             _check_archives(paths, with_history)
             _check_found_history(paths, read, summary)
@@ -284,7 +290,8 @@ def _import(
                 return summary
             if progress:
                 progress("storing")
-            _check_free_space(landing, sum(item.size for item in read), "landing/")
+            needed = sum(item.size for item in read) + min_free_bytes
+            _check_free_space(landing, needed, "landing/")
             landed = [_land(item, landing) for item in read]
             with warehouse.transaction(con):
                 now = datetime.now(UTC)
@@ -317,6 +324,7 @@ def _read_all(
     summary: ImportSummary,
     progress: ProgressCallback | None,
     max_bytes: int,
+    min_free_bytes: int,
 ) -> tuple[list[_ReadFile], set[Path]]:
     """Read and stage every candidate; also return the archives that held history."""
     read: list[_ReadFile] = []
@@ -330,7 +338,7 @@ def _read_all(
         fmt = _format_of(candidate, candidate.head(SNIFF_BYTES), forced, summary)
         if fmt is None:
             continue
-        staged, sha256, size = _stage(candidate, staging_dir, max_bytes)
+        staged, sha256, size = _stage(candidate, staging_dir, max_bytes, min_free_bytes)
         if sha256 in known or sha256 in seen:
             summary.files_already_imported += 1
             if candidate.archive is not None:
@@ -349,7 +357,9 @@ def _read_all(
     return read, with_history
 
 
-def _stage(candidate: Candidate, staging: Path, max_bytes: int) -> tuple[Path, str, int]:
+def _stage(
+    candidate: Candidate, staging: Path, max_bytes: int, min_free_bytes: int
+) -> tuple[Path, str, int]:
     """Hash a candidate; zip members are extracted into ``staging`` so DuckDB can read them.
 
     A file larger than ``max_bytes`` is refused before anything is written (by the size the
@@ -371,7 +381,7 @@ def _stage(candidate: Candidate, staging: Path, max_bytes: int) -> tuple[Path, s
             digest.update(chunk)
             size += len(chunk)
         return candidate.path, digest.hexdigest(), size
-    _check_free_space(staging, candidate.size, candidate.display_name)
+    _check_free_space(staging, candidate.size + min_free_bytes, candidate.display_name)
     target = staging / f"{uuid.uuid4().hex}-{candidate.base_name}"
     with target.open("wb") as out:
         for chunk in candidate.open_bytes():
@@ -383,17 +393,15 @@ def _stage(candidate: Candidate, staging: Path, max_bytes: int) -> tuple[Path, s
     return target, digest.hexdigest(), size
 
 
-# Room left on the disk after a copy: the warehouse and its write-ahead log grow too
-_FREE_SPACE_MARGIN = 256 * 2**20
-
-
 def _check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, before writing, a copy that would leave less free than ``needed`` says (the
+    copy's size plus the margin, MUSIC_TRACKER_MIN_FREE_MB)."""
     free = shutil.disk_usage(folder).free
-    if free < needed + _FREE_SPACE_MARGIN:
+    if free < needed:
         raise ImportInputError(
             what,
             f"not enough free disk space in {folder} ({free // 2**20:,} MB free,"
-            f" {(needed + _FREE_SPACE_MARGIN) // 2**20:,} MB needed)",
+            f" {needed // 2**20:,} MB needed, MUSIC_TRACKER_MIN_FREE_MB included)",
             hint="free some space and import again; nothing was changed",
         )
 

@@ -6,6 +6,8 @@ warehouse (``store_*`` call it inside the import's transaction).
 
 from __future__ import annotations
 
+import errno
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +54,13 @@ class Staging:
         self._parts += 1
         target = self.folder / kind
         target.mkdir(exist_ok=True)
-        frame.write_parquet(target / f"{self._parts:06d}.parquet")
+        try:
+            frame.write_parquet(target / f"{self._parts:06d}.parquet")
+        except pl.exceptions.PolarsError as exc:
+            # Polars reports a full disk as a damaged Parquet stream ("Invalid thrift")
+            if shutil.disk_usage(target).free < frame.estimated_size():
+                raise OSError(errno.ENOSPC, "No space left on device", str(target)) from exc
+            raise
 
     def _files(self, kind: str) -> list[str]:
         """The staged Parquet files of ``kind``, listed, never a glob: a data folder may

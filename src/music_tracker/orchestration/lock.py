@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,7 +67,8 @@ def writer_lock(
                 time.sleep(poll_s)
         info = {"pid": os.getpid(), "what": what, "since": datetime.now(UTC).isoformat()}
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        with suppress(OSError):  # a full disk: the lock holds, unnamed
+            os.pwrite(fd, json.dumps(info).encode(), 0)
         try:
             yield
         finally:

@@ -156,6 +156,7 @@ def _poll(
                 memory_limit=settings.duckdb_memory_limit,
                 store_unchanged=False,
                 api_gap=gap,
+                min_free_bytes=settings.min_free_mb * 2**20,
             ).as_dict()
         summary.new_plays = result["new_plays"]
         summary.duplicates = sum(result["duplicates"].values())
