@@ -54,6 +54,9 @@ _MATCH_WINDOW = timedelta(hours=3)
 # Room an import leaves on the disk beside its copies: the warehouse and its write-ahead
 # log grow too (MUSIC_TRACKER_MIN_FREE_MB)
 DEFAULT_MIN_FREE_BYTES = 256 * 2**20
+# Music rows matched and stored at a time (whole months): a 20-year history of 350,000
+# plays is one part; 10 million plays are about 40
+DEFAULT_PART_ROWS = 400_000
 
 ProgressCallback = Callable[[str], None]
 
@@ -201,10 +204,13 @@ def run_import(
     podcast_rules: podcasts.PodcastRules | None = None,
     api_gap: tuple[datetime, datetime] | None = None,
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+    part_rows: int = DEFAULT_PART_ROWS,
 ) -> ImportSummary:
     """Import ``paths`` into the warehouse under ``data_dir``; all or nothing.
 
     ``min_free_bytes``: the disk space left free beside the copies (``_check_free_space``).
+    ``part_rows``: an import of more music rows is matched and stored in parts of about as
+    many rows, by time (``Staging.plan_parts``): memory stays bounded at any history size.
     ``api_gap`` (a poll's: from, to) is recorded in ``raw.api_gaps`` in the same
     transaction as the poll's plays.
 
@@ -224,7 +230,7 @@ def run_import(
         return _import(
             paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
             started, store_unchanged, max_file_bytes, podcast_rules or podcasts.PodcastRules(),
-            api_gap, min_free_bytes,
+            api_gap, min_free_bytes, part_rows,
         )  # fmt: skip
     except BaseException:
         # a failed first import leaves no empty warehouse or folders behind ("unchanged")
@@ -252,6 +258,7 @@ def _import(
     podcast_rules: podcasts.PodcastRules,
     api_gap: tuple[datetime, datetime] | None,
     min_free_bytes: int,
+    part_rows: int,
 ) -> ImportSummary:
     landing = data_dir / "landing"
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -282,9 +289,10 @@ def _import(
                 staging.old_account_rows(old_account), staging.known_show_names(), podcast_rules
             )
             staging.move_old_account_podcasts(old_account, shows)
-            assignments, overrides = _assign(con, staging, tolerances, summary)
+            parts = staging.plan_parts(part_rows)
+            first = _assign(con, staging, tolerances, summary, part=0)
             nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
-            if not store_unchanged and nothing_new:
+            if not store_unchanged and nothing_new and parts == 1:
                 # nothing new (rows set aside, such as a local file's play, come back in every
                 # poll while they stay among the last 50): no landing file, no import record
                 return summary
@@ -295,9 +303,15 @@ def _import(
             landed = [_land(item, landing) for item in read]
             with warehouse.transaction(con):
                 now = datetime.now(UTC)
-                for source, assigned in assignments.items():
-                    staging.store_music(source, assigned, now)
-                warehouse.store_play_id_overrides(con, overrides, now)
+                _store(con, staging, first, now, part=0)
+                # a large import, part by part in time order: each part is matched against
+                # what the parts before it stored (in this transaction), as if they had been
+                # imported first; the de-duplication rules give the same plays either way
+                for part in range(1, parts):
+                    if progress:
+                        progress(f"de-duplicating and storing part {part + 1} of {parts}")
+                    assigned = _assign(con, staging, tolerances, summary, part=part)
+                    _store(con, staging, assigned, now, part=part)
                 other = staging.store_other(now)
                 summary.other_content.update(other.new_by_type)
                 summary.duplicates_in_input += other.repeated_in_input
@@ -468,18 +482,36 @@ def _check_found_history(paths: list[Path], read: list[_ReadFile], summary: Impo
     )
 
 
+def _store(
+    con: duckdb.DuckDBPyConnection,
+    staging: Staging,
+    assigned: tuple[dict[str, pl.DataFrame], pl.DataFrame],
+    now: datetime,
+    *,
+    part: int,
+) -> None:
+    """Store one part's matched rows and the stored rows it moved to another play."""
+    rows, overrides = assigned
+    for source, chosen in rows.items():
+        staging.store_music(source, chosen, now, part=part)
+    warehouse.store_play_id_overrides(con, overrides, now)
+
+
 def _assign(
     con: duckdb.DuckDBPyConnection,
     staging: Staging,
     tolerances: dedupe.Tolerances,
     summary: ImportSummary,
+    *,
+    part: int,
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """Apply the de-duplication rules: rule 1 per source, then rule 2 over the batch's window.
+    """Apply the de-duplication rules to one part of the staged rows: rule 1 per source,
+    then rule 2 over the part's window.
 
     Returns, per source, the staged rows to store (``_stage_row``) with their ``play_id``,
     and the stored rows whose play changes (``dedupe.regroup``'s overrides).
     """
-    batches = {source: staging.match_columns(source) for source in staging.music_sources}
+    batches = {source: staging.match_columns(source, part) for source in staging.music_sources}
     fresh: dict[str, pl.DataFrame] = {}
     for source, batch in batches.items():
         known_keys = staging.stored_keys(source, batch["source_key"])

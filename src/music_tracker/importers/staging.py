@@ -40,6 +40,9 @@ class Staging:
         self.con = con
         self.folder = folder
         self.music_sources: list[str] = []
+        # after plan_parts: each music source's staged files, per part (time slice)
+        self._parts_files: dict[str, list[list[str]]] = {}
+        self._schemas: dict[str, dict[str, pl.DataType]] = {}
         self._rows = 0
         self._parts = 0
         self._moved_podcasts: pl.DataFrame | None = None
@@ -68,6 +71,7 @@ class Staging:
         return sorted(str(path) for path in (self.folder / kind).iterdir())
 
     def _scan(self, kind: str) -> pl.LazyFrame:
+        """Every staged file of ``kind`` (a music source's: before ``plan_parts``)."""
         return pl.scan_parquet(self._files(kind), glob=False)
 
     def _has(self, kind: str) -> bool:
@@ -127,12 +131,75 @@ class Staging:
             self._moved_podcasts = moved
             self.podcast_decisions = shows
 
-    def match_columns(self, source: str) -> pl.DataFrame:
-        """The staged rows of ``source`` in read order, narrowed to what matching needs."""
+    def plan_parts(self, max_rows: int) -> int:
+        """Split the staged music rows into parts by time, to be matched and stored one
+        after the other (``match_columns``, ``store_music``), and return how many.
 
-        frame = self._scan(source).select(
-            "_stage_row", "source_key", *warehouse.MATCH_COLUMNS[source]
-        )
+        A part is a run of whole UTC months with at most ``max_rows`` rows (a month with
+        more is a part of its own), so memory is bounded by the part, not by the history.
+        An import that fits in one part (a poll, a yearly export) is left as it is; a larger
+        one has its staged files split by part (one more read and write of them).
+        """
+        months = self._month_counts()
+        if months.is_empty() or int(months["rows"].sum()) <= max_rows:
+            self._parts_files = {source: [self._files(source)] for source in self.music_sources}
+            return 1
+        starts: list[datetime] = []
+        in_part = 0
+        for month, rows in months.iter_rows():
+            if not starts or in_part + rows > max_rows:
+                starts.append(month)
+                in_part = 0
+            in_part += rows
+        bounds = pl.Series("start", starts, dtype=months["month"].dtype)
+        for source in self.music_sources:
+            self._schemas[source] = pl.read_parquet_schema(self._files(source)[0])
+            self._parts_files[source] = self._split(source, bounds)
+        return len(starts)
+
+    def _month_counts(self) -> pl.DataFrame:
+        """Staged music rows per UTC month (``month``, ``rows``), in time order."""
+        frames = [
+            self._scan(source)
+            .select(pl.col(warehouse.TIME_COLUMN[source]).dt.truncate("1mo").alias("month"))
+            .group_by("month")
+            .len("rows")
+            .collect()
+            for source in self.music_sources
+        ]
+        if not frames:
+            return pl.DataFrame(schema={"month": pl.Datetime("us", "UTC"), "rows": pl.UInt32})
+        return pl.concat(frames).group_by("month").agg(pl.col("rows").sum()).sort("month")
+
+    def _split(self, source: str, bounds: pl.Series) -> list[list[str]]:
+        """Rewrite ``source``'s staged files by part (``bounds``: each part's first month);
+        one staged file in memory at a time."""
+        parts: list[list[str]] = [[] for _ in range(len(bounds))]
+        time = warehouse.TIME_COLUMN[source]
+        for number, path in enumerate(self._files(source)):
+            frame = pl.read_parquet(path)
+            index = bounds.search_sorted(frame[time].dt.truncate("1mo"), side="right") - 1
+            for (part,), rows in (
+                frame.with_columns(_part=index)
+                .partition_by("_part", as_dict=True, include_key=False)
+                .items()
+            ):
+                folder = self.folder / f"{source}-part{part:04d}"
+                folder.mkdir(exist_ok=True)
+                target = folder / f"{number:06d}.parquet"
+                rows.write_parquet(target)
+                parts[int(part)].append(str(target))
+            Path(path).unlink()
+        return parts
+
+    def match_columns(self, source: str, part: int = 0) -> pl.DataFrame:
+        """The staged rows of ``source`` in ``part``, in read order, narrowed to what
+        matching needs."""
+        columns = ["_stage_row", "source_key", *warehouse.MATCH_COLUMNS[source]]
+        files = self._parts_files[source][part]
+        if not files:  # nothing of this source in this part's months
+            return pl.DataFrame(schema={c: self._schemas[source][c] for c in columns})
+        frame = pl.scan_parquet(files, glob=False).select(columns)
         if source == "spotify_account_data" and self._moved_podcasts is not None:
             frame = frame.join(
                 self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti"
@@ -143,9 +210,14 @@ class Staging:
         """Which of ``keys`` (natural keys of ``source`` rows) the warehouse already holds."""
         return warehouse.stored_keys(self.con, warehouse.MUSIC_TABLES[source], keys)
 
-    def store_music(self, source: str, assigned: pl.DataFrame, now: datetime) -> None:
-        """Insert the staged rows chosen in ``assigned`` (``_stage_row``, ``play_id``)."""
-        warehouse.insert_staged_music(self.con, source, self._files(source), assigned, now)
+    def store_music(
+        self, source: str, assigned: pl.DataFrame, now: datetime, part: int = 0
+    ) -> None:
+        """Insert the staged rows of ``part`` chosen in ``assigned`` (``_stage_row``,
+        ``play_id``)."""
+        files = self._parts_files[source][part]
+        if files and assigned.height:
+            warehouse.insert_staged_music(self.con, source, files, assigned, now)
 
     def store_other(self, now: datetime) -> OtherStored:
         """Insert new podcast, audiobook and video rows (rule 1 within each source)."""
