@@ -28,6 +28,33 @@ OUT = Path(__file__).parent / "out"
 TARGET_MS = 100.0
 
 
+def card_timings(warehouse: Path, repeat: int) -> list[tuple[float, str]]:
+    """Every dashboard card's query on the default page and, where a year filter exists,
+    all time: (median ms of ``repeat`` runs, name), slowest first."""
+    timings: list[tuple[float, str]] = []
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        years = [
+            int(y)
+            for (y,) in con.execute(
+                "select distinct year(date_sid) from dw.agg_daily_listening order by 1 desc"
+            ).fetchall()
+        ]
+        for dashboard in load_dashboards():
+            pages = variants(con, dashboard, years)
+            chosen = {stem: values for stem, _, values in pages[:2]}
+            for stem, values in chosen.items():
+                for card in dashboard.cards:
+                    runs = []
+                    for _ in range(repeat):
+                        begun = time.perf_counter()
+                        run_card(con, card, values)
+                        runs.append((time.perf_counter() - begun) * 1000)
+                    timings.append(
+                        (statistics.median(runs), f"{dashboard.slug}/{stem} {card.name}")
+                    )
+    return sorted(timings, reverse=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plays", type=int, default=350_000)
@@ -42,30 +69,8 @@ def main() -> None:
         measure(f"import {args.plays:,} plays (setup)", [cli, "import", str(history), *dd]),
         measure("transform (setup)", [cli, "transform", *dd]),
     ]
-    timings: list[tuple[float, str]] = []
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        years = [
-            int(y)
-            for (y,) in con.execute(
-                "select distinct year(date_sid) from dw.agg_daily_listening order by 1 desc"
-            ).fetchall()
-        ]
-        for dashboard in load_dashboards():
-            pages = variants(con, dashboard, years)
-            # the default page and, where a year filter exists, all time
-            chosen = {stem: values for stem, _, values in pages[:2]}
-            for stem, values in chosen.items():
-                for card in dashboard.cards:
-                    runs = []
-                    for _ in range(args.repeat):
-                        begun = time.perf_counter()
-                        run_card(con, card, values)
-                        runs.append((time.perf_counter() - begun) * 1000)
-                    timings.append(
-                        (statistics.median(runs), f"{dashboard.slug}/{stem} {card.name}")
-                    )
+    timings = card_timings(data_dir / "warehouse.duckdb", args.repeat)
     steps.append(measure("report: every dashboard, every page", [cli, "report", *dd]))
-    timings.sort(reverse=True)
     over = [t for t in timings if t[0] >= TARGET_MS]
     print(f"\n{len(timings)} card queries (median of {args.repeat} runs each)")
     print(f"median of medians {statistics.median(t[0] for t in timings):.1f} ms;"

@@ -13,19 +13,26 @@ from pathlib import Path
 
 from music_tracker.simulation.listener import build_catalogue, listen, write_extended
 
+# Above this many plays a day, one account playing one stream at a time cannot fit them in
+# a day: the sessions of a larger history overlap (10 million plays in 20 years is a stress
+# test, not a listener)
+ONE_STREAM_MAX_PER_DAY = 300
+
 
 def generate(out: Path, plays: int, years: int, seed: int) -> list[Path]:
     rng = random.Random(seed)
     catalogue = build_catalogue(rng)
     end = date(2026, 10, 31)
     start = date(end.year - years, end.month, 1)
-    history = listen(rng, catalogue, start, end, plays)
+    one_stream = plays / ((end - start).days + 1) <= ONE_STREAM_MAX_PER_DAY
+    history = listen(rng, catalogue, start, end, plays, one_stream=one_stream)
     return write_extended(history, out, rng, new_generation=True)
 
 
-# bumped when the generator changes what it writes (2: sessions never overlap), so that a
-# history cached by an older version is not measured as if it were current
-GENERATOR_VERSION = 2
+# bumped when the generator changes what it writes (2: sessions never overlap; 3: files
+# written one at a time, sessions overlap above 300 plays a day), so that a history cached
+# by an older version is not measured as if it were current
+GENERATOR_VERSION = 3
 
 
 def ensure_history(out: Path, plays: int) -> Path:

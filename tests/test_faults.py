@@ -109,7 +109,8 @@ def test_killed_polls_lose_and_double_nothing(tmp_path: Path) -> None:
             return True
 
         fake.advance(timedelta(hours=1))  # a first poll, to have a warehouse and a cursor
-        subprocess.run([CLI, "ingest"], env=env, check=True, capture_output=True)
+        ran = subprocess.run([CLI, "ingest"], env=env, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
         first_poll = len(fake.plays)
         killed_storing = 0
         for _ in range(3):  # while it stores the poll (its import's staging folder)
@@ -128,7 +129,8 @@ def test_killed_polls_lose_and_double_nothing(tmp_path: Path) -> None:
         # can catch up with every killed one
         assert len(fake.plays) - first_poll < 50
 
-        subprocess.run([CLI, "ingest"], env=env, check=True, capture_output=True)
+        ran = subprocess.run([CLI, "ingest"], env=env, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
         truth = {(p.played_at, p.track.track_id) for p in fake.plays}
     stored = query(data, "select played_at, track_id from raw.spotify_api_plays")
     assert len(stored) == len(set(stored)), "a play was stored twice"

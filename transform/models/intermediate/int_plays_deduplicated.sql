@@ -47,21 +47,32 @@ per_play as (
         bool_or(source = 'spotify_account_data') as seen_by_account_data,
         bool_or(source = 'spotify_api') as seen_by_api,
         bool_or(source = 'spotify_extended_history') as seen_by_extended_history,
-        max(imported_at) as changed_at
+        max(imported_at) as changed_at,
+        count(*) filter (where source = 'spotify_extended_history') as extended_rows
     from unioned
     group by play_id
 ),
 
-richest as (
-    select unioned.*
+at_richest as (
+    select
+        unioned.*,
+        per_play.extended_rows
     from unioned
     inner join per_play
         on
             unioned.play_id = per_play.play_id
             and unioned.source_rank = per_play.richest_rank
-    qualify row_number() over (
-        partition by unioned.play_id order by unioned.played_at, unioned.source_key
-    ) = 1
+),
+
+-- only a play the export wrote twice has two rows at its richest rank: the window runs on
+-- those few rows alone (over every play it ran out of its memory cap at 10 million plays)
+richest as (
+    select * exclude (extended_rows) from at_richest
+    where extended_rows < 2
+    union all
+    select * exclude (extended_rows) from at_richest
+    where extended_rows >= 2
+    qualify row_number() over (partition by play_id order by played_at, source_key) = 1
 ),
 
 -- only account data lacks an album among richer sources; Last.fm may know it

@@ -1,3 +1,8 @@
+-- a table, not a view: every dw model joins it to the plays, and as a view its
+-- aggregate over every play ran inside that join, which ran out of its memory cap at
+-- 10 million plays (a table: the fact's join takes 20 s there)
+{{ config(materialized='table') }}
+
 -- grain: one row per track (track_sid), with length and the owner's own stream counts
 with
 
