@@ -79,7 +79,10 @@ def run_size(plays: int, repeat: int) -> list[Step]:
     def step(name: str, command: list[str], bare: Measurement | None = None) -> None:
         ours = measure(name, command)
         steps.append(Step(name, ours, bare))
-        floor = f"  (bare {bare.seconds:.1f} s, {bare.peak_mb:.0f} MB)" if bare else ""
+        floor = ""
+        if bare:  # an in-process baseline (the bare copy) has no peak of its own
+            memory = f", {bare.peak_mb:.0f} MB" if bare.peak_mb else ""
+            floor = f"  (bare {bare.seconds:.1f} s{memory})"
         print(f"  {name:<36} {ours.seconds:8.1f} s {ours.peak_mb:7.0f} MB{floor}", flush=True)
 
     bare_db = OUT / "scale-bare.duckdb"

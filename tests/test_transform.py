@@ -9,6 +9,8 @@ import duckdb
 import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
+from music_tracker.settings import Settings
+from music_tracker.transform import ONE_MODEL_AT_A_TIME_BYTES, dbt_threads
 
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
@@ -287,3 +289,14 @@ def test_an_upgrade_recomputes_every_stored_row(cli: Cli, shared: Path, data_dir
     assert (stale, midnight) == (0, 0)
     # and the next run, with nothing changed, is incremental again
     assert cli_json(cli, "transform")["scope"] == "changed data"
+
+
+def test_a_large_warehouse_is_built_one_model_at_a_time(tmp_path: Path) -> None:
+    """At 10 million plays two models over every play ran out of their shared memory cap
+    together: above 1.5 GB of warehouse dbt builds one model at a time."""
+    settings = Settings(data_dir=tmp_path)
+    assert dbt_threads(settings) == 4  # no warehouse yet
+    with settings.warehouse_path.open("wb") as file:  # sparse: its size, not its blocks
+        file.truncate(ONE_MODEL_AT_A_TIME_BYTES + 1)
+    assert dbt_threads(settings) == 1
+    assert dbt_threads(Settings(data_dir=tmp_path, dbt_threads=2)) == 2

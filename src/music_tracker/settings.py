@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     dbt_memory_limit: str = Field(
         default="256MB", description="DuckDB memory cap while dbt builds the star schema."
     )
+    dbt_threads: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description=(
+            "Models dbt builds at once; they share the memory cap. 0: automatic, 4 while the "
+            "warehouse file is under 1.5 GB (about 2.5 million plays), 1 above, where two "
+            "models over every play no longer fit the cap together."
+        ),
+    )
     dbt_target_dir: Path | None = Field(
         default=None,
         description=(

@@ -79,6 +79,7 @@ def _environment(settings: Settings) -> Iterator[None]:
         "MUSIC_TRACKER_TIMEZONE": settings.timezone,
         "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
         "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
+        "MUSIC_TRACKER_DBT_THREADS": str(dbt_threads(settings)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     saved = {key: os.environ.get(key) for key in values}
@@ -94,6 +95,23 @@ def _environment(settings: Settings) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# Above this warehouse size dbt builds one model at a time (settings.dbt_threads): at 10
+# million plays two models over every play at once ran out of their shared 256 MB cap
+# (agg_listening_sessions beside agg_monthly_artist); one at a time, each fits
+ONE_MODEL_AT_A_TIME_BYTES = 1_500_000_000
+
+
+def dbt_threads(settings: Settings) -> int:
+    """How many models dbt builds at once (``settings.dbt_threads``, 0 for automatic)."""
+    if settings.dbt_threads:
+        return settings.dbt_threads
+    try:
+        size = settings.warehouse_path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    return 1 if size > ONE_MODEL_AT_A_TIME_BYTES else 4
 
 
 def target_dir(settings: Settings) -> Path:
