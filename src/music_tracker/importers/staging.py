@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,9 @@ import duckdb
 import polars as pl
 
 from music_tracker import warehouse
+
+# the month of a music row without a time (none reaches staging: readers refuse them)
+_NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Staging:
         self.con = con
         self.folder = folder
         self.music_sources: list[str] = []
+        # each music source's staged files by the UTC month of their rows, with row counts
+        self._by_month: dict[str, list[tuple[datetime, str, int]]] = {}
         # after plan_parts: each music source's staged files, per part (time slice)
         self._parts_files: dict[str, list[list[str]]] = {}
         self._schemas: dict[str, dict[str, pl.DataType]] = {}
@@ -57,12 +62,29 @@ class Staging:
         self._parts += 1
         target = self.folder / kind
         target.mkdir(exist_ok=True)
+        if kind not in warehouse.TIME_COLUMN:
+            self._write_file(frame, target / f"{self._parts:06d}.parquet")
+            return
+        # music rows: one file per UTC month, so that a large import's parts (whole
+        # months) are groups of files, never a second pass over the rows
+        self._schemas.setdefault(kind, dict(frame.schema))
+        month = pl.col(warehouse.TIME_COLUMN[kind]).dt.truncate("1mo").fill_null(_NO_TIME)
+        by_month = frame.with_columns(month.alias("_month")).partition_by(
+            "_month", as_dict=True, include_key=False, maintain_order=True
+        )
+        for (start,), rows in by_month.items():
+            path = target / f"{self._parts:06d}-{start:%Y%m}.parquet"
+            self._write_file(rows, path)
+            self._by_month.setdefault(kind, []).append((start, str(path), rows.height))
+
+    @staticmethod
+    def _write_file(frame: pl.DataFrame, path: Path) -> None:
         try:
-            frame.write_parquet(target / f"{self._parts:06d}.parquet")
+            frame.write_parquet(path)
         except pl.exceptions.PolarsError as exc:
             # Polars reports a full disk as a damaged Parquet stream ("Invalid thrift")
-            if shutil.disk_usage(target).free < frame.estimated_size():
-                raise OSError(errno.ENOSPC, "No space left on device", str(target)) from exc
+            if shutil.disk_usage(path.parent).free < frame.estimated_size():
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from exc
             raise
 
     def _files(self, kind: str) -> list[str]:
@@ -71,7 +93,7 @@ class Staging:
         return sorted(str(path) for path in (self.folder / kind).iterdir())
 
     def _scan(self, kind: str) -> pl.LazyFrame:
-        """Every staged file of ``kind`` (a music source's: before ``plan_parts``)."""
+        """Every staged file of ``kind``."""
         return pl.scan_parquet(self._files(kind), glob=False)
 
     def _has(self, kind: str) -> bool:
@@ -137,8 +159,7 @@ class Staging:
 
         A part is a run of whole UTC months with at most ``max_rows`` rows (a month with
         more is a part of its own), so memory is bounded by the part, not by the history.
-        An import that fits in one part (a poll, a yearly export) is left as it is; a larger
-        one has its staged files split by part (one more read and write of them).
+        Rows were staged one file per month, so a part is a list of files.
         """
         months = self._month_counts()
         if months.is_empty() or int(months["rows"].sum()) <= max_rows:
@@ -153,44 +174,25 @@ class Staging:
             in_part += rows
         bounds = pl.Series("start", starts, dtype=months["month"].dtype)
         for source in self.music_sources:
-            self._schemas[source] = pl.read_parquet_schema(self._files(source)[0])
-            self._parts_files[source] = self._split(source, bounds)
+            staged = self._by_month[source]
+            index = bounds.search_sorted(pl.Series([m for m, _, _ in staged]), side="right") - 1
+            parts: list[list[str]] = [[] for _ in starts]
+            for part, (_, path, _) in zip(index, staged, strict=True):
+                parts[part].append(path)
+            self._parts_files[source] = parts
         return len(starts)
 
     def _month_counts(self) -> pl.DataFrame:
         """Staged music rows per UTC month (``month``, ``rows``), in time order."""
-        frames = [
-            self._scan(source)
-            .select(pl.col(warehouse.TIME_COLUMN[source]).dt.truncate("1mo").alias("month"))
-            .group_by("month")
-            .len("rows")
-            .collect()
+        staged = [
+            (month, rows)
             for source in self.music_sources
+            for month, _, rows in self._by_month[source]
         ]
-        if not frames:
-            return pl.DataFrame(schema={"month": pl.Datetime("us", "UTC"), "rows": pl.UInt32})
-        return pl.concat(frames).group_by("month").agg(pl.col("rows").sum()).sort("month")
-
-    def _split(self, source: str, bounds: pl.Series) -> list[list[str]]:
-        """Rewrite ``source``'s staged files by part (``bounds``: each part's first month);
-        one staged file in memory at a time."""
-        parts: list[list[str]] = [[] for _ in range(len(bounds))]
-        time = warehouse.TIME_COLUMN[source]
-        for number, path in enumerate(self._files(source)):
-            frame = pl.read_parquet(path)
-            index = bounds.search_sorted(frame[time].dt.truncate("1mo"), side="right") - 1
-            for (part,), rows in (
-                frame.with_columns(_part=index)
-                .partition_by("_part", as_dict=True, include_key=False)
-                .items()
-            ):
-                folder = self.folder / f"{source}-part{part:04d}"
-                folder.mkdir(exist_ok=True)
-                target = folder / f"{number:06d}.parquet"
-                rows.write_parquet(target)
-                parts[int(part)].append(str(target))
-            Path(path).unlink()
-        return parts
+        frame = pl.DataFrame(
+            staged, schema={"month": pl.Datetime("us", "UTC"), "rows": pl.Int64}, orient="row"
+        )
+        return frame.group_by("month").agg(pl.col("rows").sum()).sort("month")
 
     def match_columns(self, source: str, part: int = 0) -> pl.DataFrame:
         """The staged rows of ``source`` in ``part``, in read order, narrowed to what
