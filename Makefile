@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements/constraints.txt
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python --no-deps -r requirements/constraints.txt
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python --no-deps --no-build-isolation -e .
 	$(BIN)/python -m compileall -q src
 	@touch $(STAMP)
@@ -77,7 +77,8 @@ bench-scale: $(STAMP) $(WORLD)
 	$(BIN)/python bench/bench_scale.py
 
 lock:
-	uv pip compile requirements/requirements.in --python-version 3.11 --no-header -o requirements/constraints.txt
+	uv pip compile requirements/requirements.in --python-version 3.11 --no-header \
+	  --no-emit-package pandas --no-emit-package numpy -o requirements/constraints.txt
 
 # The pipeline image's dependencies, downloaded on the host (a build needs no package
 # index): the project's runtime requirements at the pinned versions, as wheels.

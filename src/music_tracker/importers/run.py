@@ -514,7 +514,7 @@ def _assign(
     batches = {source: staging.match_columns(source, part) for source in staging.music_sources}
     fresh: dict[str, pl.DataFrame] = {}
     for source, batch in batches.items():
-        known_keys = staging.stored_keys(source, batch["source_key"])
+        known_keys = staging.stored_keys(source, batch)
         fresh[source], in_batch, already = dedupe.drop_known(batch, known_keys)
         summary.duplicates_in_input += in_batch
         summary.already_stored += already
