@@ -72,7 +72,7 @@ bench-orchestration: $(STAMP)
 	$(BIN)/python bench/bench_orchestration.py
 
 # every step at 350,000 and 10,000,000 plays beside its bare baseline, and its growth
-# (about 45 minutes and 14 GB of disk here; the 10M history is generated once, 4 min)
+# (about 17 minutes and 14 GB of disk here; the 10M history is generated once, 4 min)
 bench-scale: $(STAMP) $(WORLD)
 	$(BIN)/python bench/bench_scale.py
 
