@@ -450,7 +450,9 @@ def imported_file_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
 # FRAMES_BY_NAME: what an import runs once per part of a large history reads its Polars
 # frame by its variable's name (DuckDB's replacement scan), not through con.register: a
 # view registered and unregistered inside a transaction keeps its frame alive until the
-# transaction ends (measured: 25-40 MB per part of 400,000 rows, 1.6 GB at 10 million plays)
+# transaction ends (measured: 25-40 MB per part of 400,000 rows, 1.6 GB at 10 million plays).
+# A table of the same name in the search path would win over the frame: these names
+# (import_probe_keys, import_overrides, import_assigned) are no table's.
 
 
 def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame) -> pl.Series:
@@ -460,7 +462,7 @@ def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame
     the batch's times are compared: a part of a large import is checked against its own
     months, not against every row the parts before it stored.
     """
-    probe_keys = batch.select("source_key")  # noqa: F841 (read by name: FRAMES_BY_NAME)
+    import_probe_keys = batch.select("source_key")  # noqa: F841 (read by name: FRAMES_BY_NAME)
     times = batch[TIME_COLUMN[source]]
     if batch.is_empty() or times.null_count():
         start, end = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
@@ -469,7 +471,7 @@ def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame
         end = cast(datetime, times.max()) + timedelta(days=1)
     return con.execute(
         f"select t.source_key from {MUSIC_TABLES[source]} as t"
-        f" semi join probe_keys as p using (source_key)"
+        f" semi join import_probe_keys as p using (source_key)"
         f" where t.{TIME_COLUMN[source]} between $start and $end",
         {"start": start, "end": end},
     ).pl()["source_key"]
@@ -554,15 +556,15 @@ def store_play_id_overrides(
     ``previous_play_id``), replacing any earlier move of the same row."""
     if overrides.is_empty():
         return
-    # overrides is read by name (FRAMES_BY_NAME)
+    import_overrides = overrides  # noqa: F841 (read by name: FRAMES_BY_NAME)
     con.execute(
-        "delete from raw.play_id_overrides as o using overrides as n"
+        "delete from raw.play_id_overrides as o using import_overrides as n"
         " where o.source = n.source and o.source_key = n.source_key"
     )
     con.execute(
         "insert into raw.play_id_overrides by name"
         " select source, source_key, play_id, previous_play_id, $now as changed_at"
-        " from overrides",
+        " from import_overrides",
         {"now": now},
     )
 
@@ -756,13 +758,13 @@ def insert_staged_music(
     """Insert the staged rows of ``source`` (the run's Parquet ``files``, listed: DuckDB
     reads a listed path as it is, ``[`` and ``*`` included) that ``assigned``
     (``_stage_row``, ``play_id``) chose. DuckDB streams the files within its memory cap."""
-    # assigned is read by name (FRAMES_BY_NAME)
+    import_assigned = assigned  # noqa: F841 (read by name: FRAMES_BY_NAME)
     con.execute(
         f"""
         insert into {MUSIC_TABLES[source]} by name
         select staged.* exclude (_stage_row), assigned.play_id, $now as imported_at
         from read_parquet($files) as staged
-        join assigned using (_stage_row)
+        join import_assigned as assigned using (_stage_row)
         """,
         {"now": now, "files": files},
     )
