@@ -76,14 +76,16 @@ def run_size(plays: int, repeat: int) -> list[Step]:
     warehouse = data_dir / "warehouse.duckdb"
     steps: list[Step] = []
 
-    def step(name: str, command: list[str], bare: Measurement | None = None) -> None:
-        ours = measure(name, command)
+    def record(name: str, ours: Measurement, bare: Measurement | None = None) -> None:
         steps.append(Step(name, ours, bare))
         floor = ""
         if bare:  # an in-process baseline (the bare copy) has no peak of its own
             memory = f", {bare.peak_mb:.0f} MB" if bare.peak_mb else ""
             floor = f"  (bare {bare.seconds:.1f} s{memory})"
         print(f"  {name:<36} {ours.seconds:8.1f} s {ours.peak_mb:7.0f} MB{floor}", flush=True)
+
+    def step(name: str, command: list[str], bare: Measurement | None = None) -> None:
+        record(name, measure(name, command), bare)
 
     bare_db = OUT / "scale-bare.duckdb"
     bare_db.unlink(missing_ok=True)
@@ -100,12 +102,7 @@ def run_size(plays: int, repeat: int) -> list[Step]:
         "bare CREATE TABLE AS of the fact",
         [sys.executable, "-c", BARE_BUILD, str(warehouse), str(fact_sql), _dbt_memory_limit()],
     )
-    steps.append(Step("full build", ours_build, bare_build))
-    print(
-        f"  {'full build':<36} {ours_build.seconds:8.1f} s {ours_build.peak_mb:7.0f} MB"
-        f"  (bare {bare_build.seconds:.1f} s, {bare_build.peak_mb:.0f} MB)",
-        flush=True,
-    )
+    record("full build", ours_build, bare_build)  # the bare build needs ours' compiled SQL
 
     daily = OUT / f"scale-daily-{plays}"
     shutil.rmtree(daily, ignore_errors=True)
