@@ -127,3 +127,9 @@ def extended_plays(*paths: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
             continue
         plays[key] = rows[key]
     return plays
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest test first (building and running the containers, minutes): the other
+    worker gets through the rest meanwhile instead of waiting for it at the end."""
+    items.sort(key=lambda item: "test_stack.py" not in item.nodeid)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -84,3 +86,77 @@ def test_old_backups_are_pruned_and_landing_files_stored_once(
     assert [p.name for p in backups(root)] == [Path(m["path"]).name for m in made[1:]]
     assert made[1]["landing_files_new"] == 0  # landing files are stored once
     assert made[2]["removed"] == [Path(made[0]["path"]).name]
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An S3 server on 127.0.0.1 (moto's, real HTTP) with an empty bucket; its client."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "MUSIC_TRACKER_BACKUP_BUCKET": "s3://music-backups/vm-1",
+        "MUSIC_TRACKER_BACKUP_BUCKET_ENDPOINT": endpoint,
+        "MUSIC_TRACKER_BACKUP_BUCKET_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="music-backups")
+    yield client
+    server.stop()
+
+
+def _keys(client: Any) -> list[str]:
+    answer = client.list_objects_v2(Bucket="music-backups", Prefix="vm-1/")
+    return sorted(item["Key"] for item in answer.get("Contents", []))
+
+
+def test_backups_go_to_the_bucket_and_come_back_from_it(
+    cli: Cli, data_dir: Path, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_KEEP", "2")
+    made = []
+    for _ in range(3):
+        made.append(cli_json(cli, "backup"))
+        time.sleep(1.05)
+    names = [Path(m["path"]).name for m in made]
+    keys = _keys(bucket)
+    # the bucket mirrors the folder: the two kept backups, each complete, landing files once
+    assert {k.split("/")[1] for k in keys} == {"landing", *names[1:]}
+    for name in names[1:]:
+        assert f"vm-1/{name}/{MANIFEST}" in keys and f"vm-1/{name}/warehouse.duckdb" in keys
+    landing = sorted(p for p in (data_dir / "landing").rglob("*") if p.is_file())
+    assert len([k for k in keys if k.startswith("vm-1/landing/")]) == len(landing)
+    assert made[0]["bucket"]["uploaded_files"] > len(landing)
+    assert made[1]["bucket"]["uploaded_files"] < made[0]["bucket"]["uploaded_files"]
+    assert made[2]["bucket"]["deleted_files"] > 0  # the first backup, pruned in both places
+
+    # a new machine: no local backups, an empty data folder; the newest comes from the bucket
+    fresh = tmp_path / "new-vm" / "data"
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_DIR", str(tmp_path / "new-vm" / "backups"))
+    cli("restore", "s3://music-backups/vm-1", "--data-dir", str(fresh))
+    assert _contents(fresh / "warehouse.duckdb") == _contents(data_dir / "warehouse.duckdb")
+    assert (fresh / "state" / "cursor.json").read_text() == '{"after_ms": 1}'
+    assert [p.name for p in backups(tmp_path / "new-vm" / "backups")] == [names[2]]
+    # a named one, and one the bucket does not have
+    other = tmp_path / "other" / "data"
+    cli("restore", f"s3://music-backups/vm-1/{names[1]}", "--data-dir", str(other))
+    assert _contents(other / "warehouse.duckdb") == _contents(data_dir / "warehouse.duckdb")
+    gone = cli("restore", f"s3://music-backups/vm-1/{names[0]}", "--data-dir", str(other), expect=1)
+    assert "no complete backup of that name" in gone.output
+
+
+def test_an_unreachable_bucket_keeps_the_local_backup_and_says_so(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch, bucket: Any
+) -> None:
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_BUCKET", "s3://no-such-bucket")
+    result = cli("backup", expect=1)
+    text = " ".join(result.output.split())
+    assert "but not to the bucket" in text and "MUSIC_TRACKER_BACKUP_BUCKET" in text
+    assert len(backups(data_dir.parent / "backups")) == 1  # the local one is complete

@@ -20,7 +20,9 @@ Layout of the backup folder (``MUSIC_TRACKER_BACKUP_DIR``, default ``<data dir>/
 Consistency: the backup holds the writer lock (no flow or command writes meanwhile) and
 copies the warehouse after a checkpoint, so the copy is the database as of that moment,
 without a write-ahead log. A backup is written under a hidden name and renamed when
-complete; older backups beyond ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards.
+complete; older backups beyond ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards. With
+``MUSIC_TRACKER_BACKUP_BUCKET`` set, the folder is then mirrored to that bucket
+(``bucket.py``), and ``restore s3://...`` fetches a backup from it first.
 ``restore`` checks every file against the manifest before it touches the data folder,
 and refuses a folder that already holds a warehouse unless told to replace it.
 """
@@ -57,6 +59,7 @@ class BackupResult:
     landing_new: int
     seconds: float
     removed: list[str] = field(default_factory=list)
+    bucket: dict[str, int] | None = None  # what the copy to the bucket did, when configured
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,7 @@ class BackupResult:
             "landing_files_new": self.landing_new,
             "seconds": round(self.seconds, 2),
             "removed": self.removed,
+            "bucket": self.bucket,
         }
 
 
@@ -153,6 +157,14 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
         raise
     partial.rename(target)
     removed = _prune(root, settings.backup_keep)
+    copied = None
+    if settings.backup_bucket:
+        from music_tracker.bucket import BucketError, mirror
+
+        try:
+            copied = mirror(settings, root)
+        except BucketError as exc:
+            raise BackupError(f"backed up to {target}, but not to the bucket: {exc}") from exc
     size = sum(v["bytes"] for v in manifest["files"].values())
     return BackupResult(
         path=target,
@@ -161,6 +173,7 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
         landing_new=landing_new,
         seconds=time.perf_counter() - started,
         removed=removed,
+        bucket=copied,
     )
 
 

@@ -475,7 +475,13 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
 
 @app.command("restore")
 def restore_command(
-    backup: Annotated[Path, typer.Argument(help="A backup folder (backups/<UTC time>).")],
+    backup: Annotated[
+        str,
+        typer.Argument(
+            help="A backup folder (backups/<UTC time>), or the bucket's s3://bucket/prefix"
+            " (its newest backup) or s3://bucket/prefix/<UTC time>.",
+        ),
+    ],
     data_dir: DataDirOption = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite the data folder's warehouse.")
@@ -489,7 +495,10 @@ def restore_command(
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     try:
-        result = restore(settings, backup, replace=replace)
+        if backup.startswith("s3://"):
+            result = _restore_from_bucket(settings, backup, replace=replace)
+        else:
+            result = restore(settings, Path(backup), replace=replace)
     except (BackupError, WriterBusy) as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -502,6 +511,27 @@ def restore_command(
                  "is stopped, or run `music-tracker metabase provision` on a new one")
         )  # fmt: skip
     out.print("then: `music-tracker transform` and `music-tracker publish`")
+
+
+def _restore_from_bucket(settings: Settings, url: str, *, replace: bool) -> dict[str, Any]:
+    """Fetch a backup from the bucket into the local backup folder, then restore it from
+    there (checksums first, as for any backup)."""
+    import re
+
+    from music_tracker.backup import BackupError, backup_root, restore
+    from music_tracker.bucket import BucketError, download
+
+    match = re.fullmatch(r"(s3://.+?)(?:/(\d{8}T\d{6}Z))?/?", url)
+    if match is None:
+        raise BackupError(f"{url}: not a bucket URL (s3://bucket/prefix[/<UTC time>])")
+    root = backup_root(settings)
+    out.print(f"fetching {match.group(2) or 'the newest backup'} from {match.group(1)} into {root}")
+    try:
+        where = settings.model_copy(update={"backup_bucket": match.group(1)})
+        folder = download(where, root, match.group(2))
+    except BucketError as exc:
+        raise BackupError(str(exc)) from exc
+    return restore(settings, folder, replace=replace)
 
 
 metabase_app = typer.Typer(help="Set up and update the Metabase dashboards.", no_args_is_help=True)

@@ -192,6 +192,17 @@ class Settings(BaseSettings):
     backup_cron: str = Field(
         default="30 3 * * *", description="When `serve` backs up (cron, schedule_timezone)."
     )
+    backup_bucket: str = Field(
+        default="",
+        description="Also keep the backups in this S3-compatible bucket, as s3://bucket/prefix"
+        " (a Lightsail bucket); credentials from the environment or the instance.",
+    )
+    backup_bucket_endpoint: str = Field(
+        default="", description="The bucket's endpoint URL when it is not AWS S3 (empty: AWS)."
+    )
+    backup_bucket_region: str = Field(
+        default="", description="The bucket's AWS region (empty: the SDK's default)."
+    )
     metabase_app_db_dir: Path | None = Field(
         default=None,
         description="Metabase's application database folder (H2), backed up when set.",
@@ -290,6 +301,14 @@ class Settings(BaseSettings):
             msg = "the serving folder's path inside the Metabase container, absolute: /serving"
             raise ValueError(msg)
         return value
+
+    @field_validator("backup_bucket")
+    @classmethod
+    def _bucket_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/].*)?", value):
+            msg = "not a bucket URL: s3://bucket-name or s3://bucket-name/prefix"
+            raise ValueError(msg)
+        return value.rstrip("/")
 
     @field_validator("refresh_cron", "backup_cron")
     @classmethod
