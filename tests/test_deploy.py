@@ -1,9 +1,11 @@
 """The deployment files, checked offline: compose (with a Compose v2 binary), Dockerfiles
-(hadolint), the Caddyfile (caddy validate) and the memory budget of the 2 GB VM."""
+(hadolint), the Caddyfile (caddy validate), Terraform (python-hcl2, checkov), the launch
+script (shellcheck) and the memory budget of the 2 GB VM. tests/test_stack.py runs them."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -65,6 +67,33 @@ def test_the_compose_file_is_valid_and_fits_the_vm(tmp_path: Path) -> None:
     }
     assert published["metabase"] == ["127.0.0.1"] and published["prefect"] == ["127.0.0.1"]
     assert services["pipeline"]["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
+
+
+def test_the_stack_tests_override_is_valid_compose(tmp_path: Path) -> None:
+    """tests/stack/compose.test.yaml (tests/test_stack.py) checked by Compose v2 as well as
+    podman-compose: the fakes replace the outside world, and nothing listens beyond 127.0.0.1."""
+    project = _env(tmp_path)
+    override = REPO / "tests" / "stack" / "compose.test.yaml"
+    values = {"STACK_INGEST_INTERVAL_MINUTES": "0.1", "STACK_SPOTIFY_REFRESH_TOKEN": "t"}
+    files = ["-f", str(project / "compose.yaml"), "-f", str(override)]
+    done = subprocess.run(
+        [str(BIN / "docker-compose"), *files, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=project,
+        env={**os.environ, **values},
+    )
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert set(services) == {"pipeline", "prefect", "metabase", "caddy", "spotify", "musicbrainz"}
+    assert services["metabase"]["image"] == services["pipeline"]["image"]
+    assert "music_tracker.fakes" in services["metabase"]["command"]
+    addresses = {p.get("host_ip") for s in services.values() for p in s.get("ports", [])}
+    assert addresses == {"127.0.0.1"}
+    assert services["pipeline"]["environment"]["MUSIC_TRACKER_SPOTIFY_API_BASE"].startswith(
+        "http://spotify:"
+    )
 
 
 def test_compose_fails_fast_on_a_missing_setting(tmp_path: Path) -> None:
@@ -173,3 +202,34 @@ def test_compose_trims_the_prefect_server_like_serve_does(tmp_path: Path) -> Non
     config = json.loads(_compose(_env(tmp_path), "config", "--format", "json").stdout)
     environment = config["services"]["prefect"]["environment"]
     assert {k: environment.get(k) for k in SERVER_SERVICES} == SERVER_SERVICES
+
+
+CHECKOV = "checkov==3.3.30"
+
+
+def test_terraform_and_dockerfiles_pass_checkov() -> None:
+    """checkov, offline (--skip-download), on the Terraform and both Dockerfiles: no failed
+    check at all (without Prisma's API there are no severities to filter on). It pins about
+    90 packages of its own, so it runs in its own environment (uvx), not the project's."""
+    tool = [str(BIN / "uvx"), "--python", sys.executable, "--from", CHECKOV, "checkov"]
+    options = ["--skip-download", "--quiet", "--compact", "--output", "json"]
+    done = subprocess.run(
+        [*tool, *options, "-d", str(DEPLOY), "--framework", "terraform", "dockerfile"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.stdout, done.stderr[-2000:]
+    reports = json.loads(done.stdout)
+    summaries = {r["check_type"]: r["summary"] for r in reports}
+    assert set(summaries) == {"terraform", "dockerfile"}, summaries
+    failed = [
+        (c["check_id"], c["file_path"], c["resource"])
+        for r in reports
+        for c in r["results"]["failed_checks"]
+    ]
+    assert failed == [], failed
+    assert summaries["terraform"]["parsing_errors"] == 0
+    assert summaries["terraform"]["resource_count"] >= 10
+    assert summaries["dockerfile"]["resource_count"] == 2
