@@ -168,7 +168,6 @@ TERRAFORM = DEPLOY / "terraform"
 
 
 def test_terraform_parses_and_the_launch_script_passes_shellcheck(tmp_path: Path) -> None:
-
     import hcl2
 
     for path in sorted(TERRAFORM.glob("*.tf")):
