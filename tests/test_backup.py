@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,8 +149,15 @@ def test_backups_go_to_the_bucket_and_come_back_from_it(
     other = tmp_path / "other" / "data"
     cli("restore", f"s3://music-backups/vm-1/{names[1]}", "--data-dir", str(other))
     assert _contents(other / "warehouse.duckdb") == _contents(data_dir / "warehouse.duckdb")
-    gone = cli("restore", f"s3://music-backups/vm-1/{names[0]}", "--data-dir", str(other), expect=1)
+    empty = str(tmp_path / "empty")
+    gone = cli("restore", f"s3://music-backups/vm-1/{names[0]}", "--data-dir", empty, expect=1)
     assert "no complete backup of that name" in gone.output
+    # over a warehouse: refused before anything is fetched
+    local = tmp_path / "new-vm" / "backups" / names[1]
+    shutil.rmtree(local)
+    url = f"s3://music-backups/vm-1/{names[1]}"
+    refused = cli("restore", url, "--data-dir", str(fresh), expect=1)
+    assert "--replace" in refused.output and not local.exists()
 
 
 def test_an_unreachable_bucket_keeps_the_local_backup_and_says_so(

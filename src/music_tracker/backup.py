@@ -204,6 +204,15 @@ def _prune(root: Path, keep: int) -> list[str]:
     return removed
 
 
+def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
+    """A restore goes into a data folder without a warehouse, unless told to replace it."""
+    if settings.warehouse_path.exists() and not replace:
+        raise BackupError(
+            f"{settings.warehouse_path} exists: restore into an empty data folder "
+            "(--data-dir), or pass --replace to overwrite it"
+        )
+
+
 def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[str, Any]:
     """Put a backup back into the data folder, after checking every file's checksum."""
     source = source.resolve()
@@ -229,11 +238,7 @@ def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[
             f"{source}: {len(problems)} files missing or damaged ({', '.join(problems[:3])}"
             f"{' ...' if len(problems) > 3 else ''}); nothing was restored: use an older backup"
         )
-    if settings.warehouse_path.exists() and not replace:
-        raise BackupError(
-            f"{settings.warehouse_path} exists: restore into an empty data folder "
-            "(--data-dir), or pass --replace to overwrite it"
-        )
+    refuse_to_overwrite(settings, replace=replace)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with writer_lock(settings.data_dir, "restore", wait_s=settings.writer_wait_s):
         partial = settings.data_dir / f".warehouse.duckdb{PARTIAL}"

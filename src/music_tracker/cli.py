@@ -518,12 +518,13 @@ def _restore_from_bucket(settings: Settings, url: str, *, replace: bool) -> dict
     there (checksums first, as for any backup)."""
     import re
 
-    from music_tracker.backup import BackupError, backup_root, restore
+    from music_tracker.backup import BackupError, backup_root, refuse_to_overwrite, restore
     from music_tracker.bucket import BucketError, download
 
     match = re.fullmatch(r"(s3://.+?)(?:/(\d{8}T\d{6}Z))?/?", url)
     if match is None:
         raise BackupError(f"{url}: not a bucket URL (s3://bucket/prefix[/<UTC time>])")
+    refuse_to_overwrite(settings, replace=replace)  # before fetching anything
     root = backup_root(settings)
     out.print(f"fetching {match.group(2) or 'the newest backup'} from {match.group(1)} into {root}")
     try:
