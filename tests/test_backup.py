@@ -158,6 +158,12 @@ def test_backups_go_to_the_bucket_and_come_back_from_it(
     url = f"s3://music-backups/vm-1/{names[1]}"
     refused = cli("restore", url, "--data-dir", str(fresh), expect=1)
     assert "--replace" in refused.output and not local.exists()
+    # the new machine backs up: the bucket keeps its own newest, not only what this
+    # machine holds (one backup of its own and one fetched)
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_KEEP", "3")
+    time.sleep(1.05)
+    newest = Path(cli_json(cli, "backup", "--data-dir", str(fresh))["path"]).name
+    assert {k.split("/")[1] for k in _keys(bucket)} == {"landing", names[1], names[2], newest}
 
 
 def test_an_unreachable_bucket_keeps_the_local_backup_and_says_so(

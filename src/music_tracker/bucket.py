@@ -6,9 +6,10 @@ The bucket mirrors the local backup folder (``backup.py``) under its prefix::
     s3://bucket/prefix/20261128T031500Z/...                 one backup, manifest.json last
 
 After every local backup, ``mirror`` uploads what the bucket lacks (a backup's manifest
-after its other files, so a backup without a manifest in the bucket is an incomplete one)
-and deletes the backups the local pruning removed and the landing files no kept backup
-names: the bucket keeps ``MUSIC_TRACKER_BACKUP_KEEP`` backups, like the folder.
+after its other files, so a backup without a manifest in the bucket is an incomplete one),
+then keeps the bucket's newest ``MUSIC_TRACKER_BACKUP_KEEP`` backups and the landing files
+they name, deleting the rest: its own retention, so a new machine with one local backup
+does not empty it.
 ``download`` fetches one backup (the newest unless named) and its landing files into the
 local backup folder, for ``restore`` to check and put back (a new VM starts with none).
 
@@ -86,41 +87,53 @@ def _listing(bucket: Bucket) -> dict[str, int]:
 
 
 def mirror(settings: Settings, root: Path) -> dict[str, int]:
-    """Make the bucket hold what the local backup folder ``root`` holds; return counts."""
+    """Copy to the bucket what the local backup folder ``root`` has and the bucket lacks,
+    then keep the newest ``backup_keep`` backups there; return counts."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket = open_bucket(settings)
     try:
-        return _mirror(bucket, root)
+        return _mirror(bucket, root, settings.backup_keep)
     except (BotoCoreError, ClientError, OSError) as exc:
         raise _fail(bucket, "copying the backups", exc) from exc
 
 
-def _mirror(bucket: Bucket, root: Path) -> dict[str, int]:
+def _manifest(bucket: Bucket, root: Path, name: str) -> dict[str, Any]:
+    """A backup's manifest: the local copy if there is one, else the bucket's."""
+    local = root / name / MANIFEST
+    if local.is_file():
+        return dict(json.loads(local.read_text(encoding="utf-8")))
+    answer = bucket.client.get_object(Bucket=bucket.name, Key=bucket.key(f"{name}/{MANIFEST}"))
+    return dict(json.loads(answer["Body"].read().decode("utf-8")))
+
+
+def _mirror(bucket: Bucket, root: Path, keep: int) -> dict[str, int]:
     remote = _listing(bucket)
-    kept = sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
-    named: set[str] = set()
+    local = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    in_bucket = {rel.split("/", 1)[0] for rel in remote if rel.endswith(f"/{MANIFEST}")}
+    # the bucket's own retention: its newest backups, whatever this machine holds (a new
+    # VM restored from the bucket has one local backup and must not prune the rest)
+    kept = sorted(in_bucket | set(local))[-keep:]
     uploads: list[tuple[Path, str]] = []
-    for folder in kept:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    named: set[str] = set()
+    for name in kept:
+        manifest = _manifest(bucket, root, name)
         named |= {f"landing/{rel}" for rel in manifest["landing"]}
-        if f"{folder.name}/{MANIFEST}" in remote:
-            continue  # that backup is in the bucket already, complete
-        uploads += [(folder / rel, f"{folder.name}/{rel}") for rel in manifest["files"]]
-        uploads.append((folder / MANIFEST, f"{folder.name}/{MANIFEST}"))  # last: complete
-    missing = sorted(rel for rel in named if rel not in remote)
+        if name not in in_bucket:
+            folder = root / name
+            uploads += [(folder / rel, f"{name}/{rel}") for rel in manifest["files"]]
+            uploads.append((folder / MANIFEST, f"{name}/{MANIFEST}"))  # last: complete
     # landing files first: a manifest in the bucket means everything it names is there
-    uploads = [(root / rel, rel) for rel in missing] + uploads
+    uploads = [(root / rel, rel) for rel in sorted(named - set(remote))] + uploads
     sent = 0
     for path, relative in uploads:
         bucket.client.upload_file(str(path), bucket.name, bucket.key(relative))
         sent += path.stat().st_size
-    backups = {p.name for p in kept}
     stale = [
         rel
         for rel in remote
         if (rel.startswith("landing/") and rel not in named)
-        or (not rel.startswith("landing/") and rel.split("/", 1)[0] not in backups)
+        or (not rel.startswith("landing/") and rel.split("/", 1)[0] not in kept)
     ]
     for start in range(0, len(stale), 1000):  # DeleteObjects takes 1,000 keys at a time
         chunk = stale[start : start + 1000]
