@@ -25,7 +25,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -193,11 +193,11 @@ def _logs(env: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
-def _wait(what: str, env: dict[str, str], probe: object, timeout_s: float) -> None:
+def _wait(what: str, env: dict[str, str], probe: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if probe():  # type: ignore[operator]
+            if probe():
                 return
         except (httpx.HTTPError, ValueError, KeyError):
             pass
