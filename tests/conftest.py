@@ -129,6 +129,22 @@ def extended_plays(*paths: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
     return plays
 
 
+def completed_runs(api: str, deployment: str) -> int:
+    """Flow runs of ``deployment`` that completed, as the Prefect API at ``api`` tells."""
+    import httpx
+
+    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=5).json()
+    deployments = {
+        d["id"]: d["name"]
+        for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=5).json()
+    }
+    return sum(
+        1
+        for run in answer
+        if run["state_type"] == "COMPLETED" and deployments.get(run["deployment_id"]) == deployment
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest test first (building and running the containers, minutes): the other
     worker gets through the rest meanwhile instead of waiting for it at the end."""

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import stamina
 
-from conftest import EXTENDED_DIR, Cli, cli_json, query
+from conftest import EXTENDED_DIR, Cli, cli_json, completed_runs, query
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.orchestration import notify
 from music_tracker.settings import Settings
@@ -214,19 +214,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _completed_runs(api: str, deployment: str) -> int:
-    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=5).json()
-    deployments = {
-        d["id"]: d["name"]
-        for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=5).json()
-    }
-    return sum(
-        1
-        for run in answer
-        if run["state_type"] == "COMPLETED" and deployments.get(run["deployment_id"]) == deployment
-    )
-
-
 def test_serve_fires_the_schedule_and_stops_cleanly(
     spotify: FakeSpotify, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -266,7 +253,7 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
         while time.monotonic() < deadline:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             try:
-                if _completed_runs(api, "every-10-minutes") >= 2:
+                if completed_runs(api, "every-10-minutes") >= 2:
                     break
             except (httpx.HTTPError, ValueError):
                 pass

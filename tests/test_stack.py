@@ -34,7 +34,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, completed_runs
 from music_tracker.sources.spotify import auth
 
 pytestmark = pytest.mark.timeout(900)
@@ -205,19 +205,6 @@ def _wait(what: str, env: dict[str, str], probe: Callable[[], bool], timeout_s: 
     pytest.fail(f"{what} within {timeout_s:.0f} s\n{_logs(env)}")
 
 
-def _completed_ingests() -> int:
-    deployments = {
-        d["id"]: d["name"]
-        for d in httpx.post(f"{PREFECT_API}/deployments/filter", json={}, timeout=5).json()
-    }
-    runs = httpx.post(f"{PREFECT_API}/flow_runs/filter", json={"limit": 200}, timeout=5).json()
-    return sum(
-        run["state_type"] == "COMPLETED"
-        and deployments.get(run["deployment_id"]) == "every-10-minutes"
-        for run in runs
-    )
-
-
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[Path]:
     """The VM's /srv/music-tracker: data, backups and Metabase's folder, owned by uid 10001."""
@@ -324,7 +311,12 @@ def test_the_images_build_and_the_stack_runs(
                 240,
             )
             # the schedule fired again on its own, as Prefect's API tells
-            _wait("the schedule did not fire twice", env, lambda: _completed_ingests() >= 2, 120)
+            _wait(
+                "the schedule did not fire twice",
+                env,
+                lambda: completed_runs(PREFECT_API, "every-10-minutes") >= 2,
+                120,
+            )
 
         # the proxy: the report, the redirects, the public pages; nothing else of Metabase
         assert web.get("/").headers["location"] == "/report/"

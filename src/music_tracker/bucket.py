@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from music_tracker.backup import MANIFEST, backups
 from music_tracker.settings import Settings
-
-MANIFEST = "manifest.json"
 
 
 class BucketError(Exception):
@@ -98,6 +97,15 @@ def mirror(settings: Settings, root: Path) -> dict[str, int]:
         raise _fail(bucket, "copying the backups", exc) from exc
 
 
+def _complete(remote: dict[str, int]) -> list[str]:
+    """The backups in the bucket whose manifest is there (uploaded last), oldest first."""
+    return sorted(
+        rel.split("/", 1)[0]
+        for rel in remote
+        if rel.endswith(f"/{MANIFEST}") and rel.count("/") == 1
+    )
+
+
 def _manifest(bucket: Bucket, root: Path, name: str) -> dict[str, Any]:
     """A backup's manifest: the local copy if there is one, else the bucket's."""
     local = root / name / MANIFEST
@@ -109,8 +117,8 @@ def _manifest(bucket: Bucket, root: Path, name: str) -> dict[str, Any]:
 
 def _mirror(bucket: Bucket, root: Path, keep: int) -> dict[str, int]:
     remote = _listing(bucket)
-    local = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
-    in_bucket = {rel.split("/", 1)[0] for rel in remote if rel.endswith(f"/{MANIFEST}")}
+    local = [p.name for p in backups(root)]
+    in_bucket = set(_complete(remote))
     # the bucket's own retention: its newest backups, whatever this machine holds (a new
     # VM restored from the bucket has one local backup and must not prune the rest)
     kept = sorted(in_bucket | set(local))[-keep:]
@@ -154,11 +162,7 @@ def download(settings: Settings, root: Path, name: str | None = None) -> Path:
     bucket = open_bucket(settings)
     try:
         remote = _listing(bucket)
-        complete = sorted(
-            rel.split("/", 1)[0]
-            for rel in remote
-            if rel.endswith(f"/{MANIFEST}") and rel.count("/") == 1
-        )
+        complete = _complete(remote)
         if not complete:
             raise BucketError(f"s3://{bucket.name}/{bucket.prefix}: no complete backup there")
         chosen = name or complete[-1]
