@@ -214,6 +214,46 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_WORKER_POLL = """
+from docket import Docket
+from docket.worker import Worker
+from music_tracker.orchestration.prefect_server import poll_seconds, slow_down_the_worker
+slow_down_the_worker(poll_seconds())
+worker = Worker(Docket(name="probe", url="memory://"))
+print(worker.minimum_check_interval.total_seconds(), worker.scheduling_resolution.total_seconds())
+"""
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, "5.0 5.0"),  # Prefect's defaults: its fastest loops run every 5 s
+        ({"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}, "1.0 1.0"),
+        ({"PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "2"}, "2.0 2.0"),
+        # a disabled service does not count
+        (
+            {
+                "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "2",
+                "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+            },
+            "5.0 5.0",
+        ),
+    ],
+)
+def test_the_prefect_server_worker_polls_as_often_as_its_fastest_service(
+    settings: dict[str, str], expected: str
+) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _WORKER_POLL],
+        env={**environment, **settings},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == expected  # docket's own default is 0.25 s
+
+
 def test_serve_fires_the_schedule_and_stops_cleanly(
     spotify: FakeSpotify, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -264,7 +304,7 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
             )
         # the Prefect server it supervises dies (an out-of-memory kill): it comes back
         server = subprocess.run(
-            ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {port}"],
+            ["pgrep", "-f", f"orchestration.prefect_server --host 127.0.0.1 --port {port}"],
             capture_output=True,
             text=True,
             check=True,
@@ -294,7 +334,7 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/health", timeout=2)
     leftovers = subprocess.run(
-        ["pgrep", "-f", f"prefect server start --host 127.0.0.1 --port {port}"],
+        ["pgrep", "-f", f"orchestration.prefect_server --host 127.0.0.1 --port {port}"],
         capture_output=True,
         text=True,
         check=False,

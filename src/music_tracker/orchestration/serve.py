@@ -4,8 +4,9 @@ Prefect's temporary server (what a flow uses when ``PREFECT_API_URL`` is unset) 
 run the scheduler service, so served flows would register and never fire. With
 ``PREFECT_API_URL`` set (the compose stack runs a Prefect server, which also gives the
 owner its UI) that server is used. Without it, ``serve`` starts ``prefect server start``
-on 127.0.0.1 with its SQLite database under ``<data dir>/prefect/``, restarts it if it
-dies, and stops it when ``serve`` stops (SIGTERM or Ctrl+C): no process is left behind.
+(through ``prefect_server.py``: its background worker polls less) on 127.0.0.1 with its
+SQLite database under ``<data dir>/prefect/``, restarts it if it dies, and stops it when
+``serve`` stops (SIGTERM or Ctrl+C): no process is left behind.
 
 Nothing here imports Prefect at module level: its settings are read when it is imported,
 so the environment (``PREFECT_HOME``, ``PREFECT_API_URL``) is set first.
@@ -99,9 +100,7 @@ class LocalPrefectServer:
             [
                 sys.executable,
                 "-m",
-                "prefect",
-                "server",
-                "start",
+                "music_tracker.orchestration.prefect_server",  # `prefect server start`
                 "--host",
                 "127.0.0.1",
                 "--port",
