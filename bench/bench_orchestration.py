@@ -215,11 +215,13 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
     time.sleep(5)
     after = rss_mb(proc.pid)
     # what a served poll that brought plays costs: its process, a cold dbt build of the
-    # changed data and a publish (the poll itself is skipped: no Spotify app here)
-    _new_plays(history, OUT / "daily", 100)
+    # changed data and a publish (the poll itself is skipped: no Spotify app here); the
+    # next day's plays, since the same plays again would be duplicates and build nothing
+    _new_plays(history, OUT / "daily", 100, start=datetime(2026, 11, 2, 8, tzinfo=UTC))
     subprocess.run([CLI, "import", str(OUT / "daily"), "--data-dir", str(data_dir)],
                    check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
     shutil.rmtree(OUT / "daily")
+    plays_before = _published_plays(data_dir)
     cpu2 = cpu_s(proc.pid)
     build = httpx.post(
         f"{api}/deployments/{_deployment_id(api, 'every-10-minutes')}/create_flow_run",
@@ -228,7 +230,10 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
     ).json()
     build_state = _wait_run(api, build["id"], proc.pid, [])
     build_run_cpu = cpu_s(proc.pid) - cpu2
+    built = _published_plays(data_dir) - plays_before
     _stop(proc)
+    if built != 100:
+        raise SystemExit(f"the served build run published {built} new plays, not 100")
     log.close()
     return {
         "idle_rss": idle_rss,
@@ -319,10 +324,22 @@ def _cpu_here() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _new_plays(history: Path, target: Path, count: int) -> None:
+def _new_plays(history: Path, target: Path, count: int, **start: datetime) -> None:
     from bench_transform import _new_plays as make
 
-    make(history, target, count)
+    make(history, target, count, **start)
+
+
+def _published_plays(data_dir: Path) -> int:
+    """Music plays in the serving copy Metabase reads."""
+    import duckdb
+
+    from music_tracker.settings import Settings
+
+    serving = Settings(data_dir=data_dir).serving_path
+    with duckdb.connect(str(serving), read_only=True) as con:
+        (count,) = con.execute("select count(*) from dw.fact_track_played").fetchone() or (0,)
+    return int(count)
 
 
 def main() -> None:

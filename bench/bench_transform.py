@@ -26,12 +26,15 @@ from measure import measure, report
 OUT = Path(__file__).parent / "out"
 
 
-def _new_plays(history: Path, target: Path, count: int) -> None:
-    """``count`` plays after the last one, of tracks already heard (as a daily export would)."""
+def _new_plays(
+    history: Path, target: Path, count: int, start: datetime = datetime(2026, 11, 1, 8, tzinfo=UTC)
+) -> None:
+    """``count`` plays from ``start`` on, after the history's last one, of tracks already
+    heard (as a daily export would). The same ``start`` gives the same plays."""
     rows = json.loads(sorted(history.glob("Streaming_History_Audio_*.json"))[-1].read_text())
     rows = [r for r in rows if r["spotify_track_uri"]]
     rng = random.Random(100)
-    clock = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    clock = start
     new = []
     for _ in range(count):
         row = dict(rng.choice(rows))
