@@ -201,6 +201,9 @@ def test_compose_trims_the_prefect_server_like_serve_does(tmp_path: Path) -> Non
     config = json.loads(_compose(_env(tmp_path), "config", "--format", "json").stdout)
     environment = config["services"]["prefect"]["environment"]
     assert {k: environment.get(k) for k in SERVER_SERVICES} == SERVER_SERVICES
+    # and the same entry point: `prefect server start` with the worker polling less
+    command = config["services"]["prefect"]["command"]
+    assert command[:3] == ["python3", "-m", "music_tracker.orchestration.prefect_server"]
 
 
 CHECKOV = "checkov==3.3.30"
