@@ -186,10 +186,26 @@ def _container(service: str) -> str:
 
 
 def _logs(env: dict[str, str]) -> str:
+    """Each container's last log lines, and the newest flow runs with their states (a run
+    that holds the runner's one slot shows here, not in the logs)."""
     parts = []
     for service in SERVICES:
         done = _run(["podman", "logs", "--tail", "25", _container(service)], env, check=False)
         parts.append(f"--- {service}\n{(done.stdout + done.stderr)[-2500:]}")
+    try:
+        runs = httpx.post(
+            f"{PREFECT_API}/flow_runs/filter",
+            json={"sort": "START_TIME_DESC", "limit": 8},
+            timeout=10,
+        ).json()
+        parts.append("--- newest flow runs")
+        parts += [
+            f"{r['name']} {r['state']['name']} started {r['start_time']}: "
+            f"{(r['state'].get('message') or '')[:300]}"
+            for r in runs
+        ]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        parts.append(f"--- flow runs unavailable: {exc}")
     return "\n".join(parts)
 
 
