@@ -140,3 +140,17 @@ def test_a_downloads_folder_reads_only_the_history_in_it(
         "ubuntu.img": "not listening history",
         "clip.mp4": "not listening history",  # named holiday.zip:holiday/clip.mp4
     }
+
+
+def test_a_memory_cap_too_small_names_the_setting_and_changes_nothing(
+    cli: Cli, loaded: dict, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's out-of-memory error is the setting's fault, not the file's: no traceback,
+    no "download the export again", and the warehouse as it was."""
+    monkeypatch.setenv("MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT", "8MB")
+    result = cli("import", str(EXTENDED_DIR), expect=1)
+    output = " ".join(result.output.split())
+    assert "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT=8MB" in output
+    assert "nothing stored was lost" in output
+    assert "download the export again" not in output
+    assert cli_json(cli, "status") == loaded

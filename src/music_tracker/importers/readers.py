@@ -119,6 +119,8 @@ def _read_json(
             f" from read_json(?, format='array', columns={spec})",
             [str(path)],
         ).to_arrow_table()
+    except duckdb.OutOfMemoryException:
+        raise  # not the file's fault: the command names the memory setting
     except duckdb.Error as exc:
         detail = re.sub(r'in file "[^"]*", ', "", str(exc).splitlines()[0])
         raise ImportInputError(
