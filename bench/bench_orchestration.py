@@ -169,6 +169,31 @@ def _wait_run(api: str, run_id: str, watch: int, samples: list[float]) -> str:
         time.sleep(0.2)
 
 
+def _served_run(
+    api: str, root: int, deployment: str, samples: list[float] | None = None
+) -> tuple[str, float]:
+    """Start a run of ``deployment`` now and wait for it: (its final state, the CPU seconds
+    ``root``'s process tree spent meanwhile)."""
+    before = cpu_s(root)
+    run = httpx.post(
+        f"{api}/deployments/{_deployment_id(api, deployment)}/create_flow_run",
+        json={},
+        timeout=10,
+    ).json()
+    state = _wait_run(api, run["id"], root, [] if samples is None else samples)
+    return state, cpu_s(root) - before
+
+
+def _import_new_plays(
+    history: Path, data_dir: Path, env: dict[str, str], **start: datetime
+) -> None:
+    """100 new plays from ``_new_plays`` imported into ``data_dir``."""
+    _new_plays(history, OUT / "daily", 100, **start)
+    subprocess.run([CLI, "import", str(OUT / "daily"), "--data-dir", str(data_dir)],
+                   check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
+    shutil.rmtree(OUT / "daily")
+
+
 def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str, float]:
     """`music-tracker serve` on the built history: idle memory and CPU, then one refresh
     with a transform of the whole history (peak memory, memory after)."""
@@ -192,44 +217,19 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
     idle_cpu = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
     # what one served run costs on its own: a process that imports Prefect and the flow
     # (no Spotify app here: the poll itself is skipped)
-    cpu_run = cpu_s(proc.pid)
-    poll = httpx.post(
-        f"{api}/deployments/{_deployment_id(api, 'every-10-minutes')}/create_flow_run",
-        json={},
-        timeout=10,
-    ).json()
-    _wait_run(api, poll["id"], proc.pid, [])
-    run_overhead = cpu_s(proc.pid) - cpu_run
+    _, run_overhead = _served_run(api, proc.pid, "every-10-minutes")
     # a refresh that rebuilds: 100 new plays first, then the hourly flow, now
-    _new_plays(history, OUT / "daily", 100)
-    subprocess.run([CLI, "import", str(OUT / "daily"), "--data-dir", str(data_dir)],
-                   check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
-    shutil.rmtree(OUT / "daily")
-    run = httpx.post(
-        f"{api}/deployments/{_deployment_id(api, 'hourly')}/create_flow_run", json={}, timeout=10
-    ).json()
+    _import_new_plays(history, data_dir, env)
     samples: list[float] = []
-    cpu1 = cpu_s(proc.pid)
-    state = _wait_run(api, run["id"], proc.pid, samples)
-    refresh_cpu = cpu_s(proc.pid) - cpu1
+    state, refresh_cpu = _served_run(api, proc.pid, "hourly", samples)
     time.sleep(5)
     after = rss_mb(proc.pid)
     # what a served poll that brought plays costs: its process, a cold dbt build of the
     # changed data and a publish (the poll itself is skipped: no Spotify app here); the
     # next day's plays, since the same plays again would be duplicates and build nothing
-    _new_plays(history, OUT / "daily", 100, start=datetime(2026, 11, 2, 8, tzinfo=UTC))
-    subprocess.run([CLI, "import", str(OUT / "daily"), "--data-dir", str(data_dir)],
-                   check=True, stdout=subprocess.DEVNULL, env=env)  # fmt: skip
-    shutil.rmtree(OUT / "daily")
+    _import_new_plays(history, data_dir, env, start=datetime(2026, 11, 2, 8, tzinfo=UTC))
     plays_before = _published_plays(data_dir)
-    cpu2 = cpu_s(proc.pid)
-    build = httpx.post(
-        f"{api}/deployments/{_deployment_id(api, 'every-10-minutes')}/create_flow_run",
-        json={},
-        timeout=10,
-    ).json()
-    build_state = _wait_run(api, build["id"], proc.pid, [])
-    build_run_cpu = cpu_s(proc.pid) - cpu2
+    build_state, build_run_cpu = _served_run(api, proc.pid, "every-10-minutes")
     built = _published_plays(data_dir) - plays_before
     _stop(proc)
     if built <= 0:  # of the 100 rows a few are not plays (0 ms played)
