@@ -6,11 +6,11 @@ Prefect 3.9's server runs its services (the scheduler, lease reclaiming, clean-u
 tasks of a `docket` worker over an in-process Redis stand-in. That worker asks for due
 tasks every 250 ms and moves scheduled ones every 250 ms, whatever the services' own loops
 are (5 s and slower here): measured idle, the trimmed server took 0.97 CPU-seconds a minute
-(1.6% of a core) that way and 0.60 (1.0%) with both at 5 s. Prefect has no setting for it,
-so this entry point sets the two worker arguments (`minimum_check_interval`,
+(1.6% of a core) that way and 0.55-0.60 (0.9-1.0%) with both at 5 s. Prefect has no setting
+for it, so this entry point sets the two worker arguments (`minimum_check_interval`,
 `scheduling_resolution`) to the most frequent enabled service loop, at most 5 s, and then
-runs Prefect's own CLI. Work the API hands to the worker is read as it arrives (a blocking
-read), so only timed service runs can start up to that much later.
+runs Prefect's own CLI. Background work (service loops, clean-ups after state changes) can
+start up to that much later; flow runs and their states go through the API, not the worker.
 
 Used by ``music-tracker serve`` for the server it starts and by the compose file's
 ``prefect`` service.
