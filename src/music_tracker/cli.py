@@ -117,11 +117,12 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
             f"{exc}: nothing was changed; run it again when it is free", EXIT_BUSY
         ) from None
     except duckdb.OutOfMemoryException as exc:
+        default = Settings.model_fields["duckdb_memory_limit"].default
         raise _fail(
             f"{str(exc).splitlines()[0]}\n`{what}` needed more than DuckDB's memory cap "
             f"(MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit}); the write "
             f"was rolled back and nothing stored was lost. Raise the cap (the default is "
-            f"128MB) or free memory, then run `music-tracker {what}` again"
+            f"{default}) or free memory, then run `music-tracker {what}` again"
         ) from None
     except (OSError, duckdb.Error) as exc:
         if not disk_full(exc):
