@@ -455,3 +455,35 @@ def test_podcasts_in_old_account_data_without_a_podcast_file(
         "select count(*) from raw.spotify_account_data where artist_name = 'Sleeping Vibrations'",
     )[0]
     assert music_rows == sum(1 for m in music if m["artistName"] == "Sleeping Vibrations")
+
+
+_FREED_MEMORY_SCRIPT = """
+import duckdb
+from music_tracker import warehouse
+
+def resident_mb():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) // 1024 for l in status if l.startswith("VmRSS"))
+
+con = duckdb.connect(config={"memory_limit": "400MB"})
+con.execute("create table t as select repeat(i::varchar, 20) s from range(2000000) r(i)")
+con.execute("drop table t")
+held = resident_mb()
+warehouse.release_freed_memory()
+print(held, resident_mb())
+"""
+
+
+def test_memory_duckdb_freed_is_handed_back_to_the_system() -> None:
+    """What an import purges between its steps (warehouse.release_freed_memory): DuckDB
+    keeps freed memory for reuse; the purge returns it, so the next step starts lower."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads resident memory from /proc (Linux)")
+    result = subprocess.run(
+        [sys.executable, "-c", _FREED_MEMORY_SCRIPT], capture_output=True, text=True, check=True
+    )
+    held, after = map(int, result.stdout.split())
+    assert held - after > 50, (held, after)

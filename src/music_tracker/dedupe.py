@@ -383,7 +383,12 @@ def regroup(
     linked = pl.DataFrame(schema=LINKED_SCHEMA)
     parts: list[pl.DataFrame] = []
     fresh_twins = 0
-    order = sorted(set(stored) | set(fresh), key=SOURCE_RANK.__getitem__, reverse=True)
+    # the sources with rows in the window, richest first
+    order = [
+        source
+        for source in sorted(set(stored) | set(fresh), key=SOURCE_RANK.__getitem__, reverse=True)
+        if _has_rows(stored.get(source)) or _has_rows(fresh.get(source))
+    ]
     for position, source in enumerate(order):
         rows = _window_rows(source, stored.get(source), fresh.get(source), time_column[source])
         if rows is None:
@@ -468,18 +473,22 @@ def regroup(
     )
 
 
+def _has_rows(frame: pl.DataFrame | None) -> bool:
+    return frame is not None and frame.height > 0
+
+
 def _window_rows(
     source: str, stored: pl.DataFrame | None, fresh: pl.DataFrame | None, time_column: str
 ) -> pl.DataFrame | None:
     """Stored and fresh rows of one source in one frame, in a canonical order (time, key)."""
     frames = []
-    if stored is not None and stored.height:
+    if stored is not None and _has_rows(stored):
         frames.append(
             stored.rename({"play_id": "_stored_id"}).with_columns(
                 _stage_row=pl.lit(None, pl.UInt32)
             )
         )
-    if fresh is not None and fresh.height:
+    if fresh is not None and _has_rows(fresh):
         frames.append(fresh.with_columns(_stored_id=pl.lit(None, pl.String)))
     if not frames:
         return None

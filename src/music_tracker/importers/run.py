@@ -275,6 +275,8 @@ def _import(
                 con, staging, candidates, Path(staging_dir), known, forced, summary, progress,
                 max_file_bytes, min_free_bytes,
             )  # fmt: skip
+            # DuckDB's JSON reader freed its buffers; matching should not stack on them
+            warehouse.release_freed_memory()
             _check_archives(paths, with_history)
             _check_found_history(paths, read, summary)
             if progress:
@@ -495,6 +497,8 @@ def _store(
     for source, chosen in rows.items():
         staging.store_music(source, chosen, now, part=part)
     warehouse.store_play_id_overrides(con, overrides, now)
+    # the insert's buffers are free: the next part, or the commit, starts from less
+    warehouse.release_freed_memory()
 
 
 def _assign(
@@ -511,11 +515,14 @@ def _assign(
     Returns, per source, the staged rows to store (``_stage_row``) with their ``play_id``,
     and the stored rows whose play changes (``dedupe.regroup``'s overrides).
     """
-    batches = {source: staging.match_columns(source, part) for source in staging.music_sources}
     fresh: dict[str, pl.DataFrame] = {}
-    for source, batch in batches.items():
+    for source in staging.music_sources:
+        # one source's batch at a time, kept only as its fresh rows (a first import's
+        # batch is the whole history)
+        batch = staging.match_columns(source, part)
         known_keys = staging.stored_keys(source, batch)
         fresh[source], in_batch, already = dedupe.drop_known(batch, known_keys)
+        del batch, known_keys
         summary.duplicates_in_input += in_batch
         summary.already_stored += already
     stored: dict[str, pl.DataFrame] = {}
