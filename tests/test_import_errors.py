@@ -83,6 +83,28 @@ def test_bad_input_changes_nothing(
     assert not list((data_dir / "landing").rglob("Streaming_History_Audio_2018.json"))
 
 
+@pytest.mark.parametrize("second", ["impossible_ts", "too_big"])
+def test_of_two_bad_files_the_first_is_named(
+    cli: Cli, loaded: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    """Files are parsed a file ahead of the one being staged (importers/run.py, _read_all):
+    whichever fails first on the clock, the message names the first bad file in order,
+    whether the second fails in parsing (another thread) or in hashing (this one)."""
+    first = _bad_file(tmp_path, "truncated")
+    if second == "too_big":
+        cap_mb = GOOD.stat().st_size // 2**20 + 1  # the good and the truncated file pass
+        monkeypatch.setenv("MUSIC_TRACKER_IMPORT_MAX_FILE_MB", str(cap_mb))
+        later = tmp_path / "Streaming_History_Audio_2024.json"
+        later.write_text(GOOD.read_text() + " " * cap_mb * 2**20)
+    else:
+        later = _bad_file(tmp_path, second)
+    result = cli("import", str(GOOD), str(first), str(later), expect=1)
+    output = " ".join(result.output.split())
+    assert first.name in output and later.name not in output, output
+    assert "cannot be read as Spotify extended streaming history" in output
+    assert cli_json(cli, "status") == loaded
+
+
 def test_bad_file_inside_a_folder_is_an_error(cli: Cli, loaded: dict, tmp_path: Path) -> None:
     bad = _bad_file(tmp_path, "truncated")
     result = cli("import", str(bad.parent), expect=1)
