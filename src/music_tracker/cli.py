@@ -812,6 +812,7 @@ def _write_report(settings: Settings, *, quiet: bool) -> dict[str, Any]:
                 context,
                 dashboards=dashboards,
                 on_page=lambda name: bar.update(task, advance=1, description=name),
+                memory_limit=settings.duckdb_memory_limit,
             )
         except ReportError as exc:
             raise _fail(str(exc)) from None

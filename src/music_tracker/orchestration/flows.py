@@ -93,7 +93,11 @@ def report_task(settings: Settings) -> dict[str, Any]:
         built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     summary = build_report(
-        settings.warehouse_path, settings.report_dir, context, dashboards=load_dashboards()
+        settings.warehouse_path,
+        settings.report_dir,
+        context,
+        dashboards=load_dashboards(),
+        memory_limit=settings.duckdb_memory_limit,
     )
     return {"pages": summary.as_dict()["pages"]}
 
