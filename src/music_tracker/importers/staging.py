@@ -45,8 +45,10 @@ class Staging:
         self.music_sources: list[str] = []
         # each music source's staged files by the UTC month of their rows, with row counts
         self._by_month: dict[str, list[tuple[datetime, str, int]]] = {}
-        # after plan_parts: each music source's staged files, per part (time slice)
+        # after plan_parts: each music source's staged files, per part (time slice), and
+        # each part's times [start, end) (None: open)
         self._parts_files: dict[str, list[list[str]]] = {}
+        self._part_bounds: list[tuple[datetime | None, datetime | None]] = [(None, None)]
         self._schemas: dict[str, dict[str, pl.DataType]] = {}
         self._rows = 0
         self._parts = 0
@@ -62,20 +64,18 @@ class Staging:
         self._parts += 1
         target = self.folder / kind
         target.mkdir(exist_ok=True)
+        path = target / f"{self._parts:06d}.parquet"
+        self._write_file(frame, path)
         if kind not in warehouse.TIME_COLUMN:
-            self._write_file(frame, target / f"{self._parts:06d}.parquet")
             return
-        # music rows: one file per UTC month, so that a large import's parts (whole
-        # months) are groups of files, never a second pass over the rows
+        # music rows: the months each file holds, so that a large import's parts (whole
+        # months) are the files holding them, read with a filter on time, never a second
+        # pass over the rows (one file per month was 285 files at 350,000 plays and made
+        # the import 0.5-0.7 s slower)
         self._schemas.setdefault(kind, dict(frame.schema))
         month = pl.col(warehouse.TIME_COLUMN[kind]).dt.truncate("1mo").fill_null(_NO_TIME)
-        by_month = frame.with_columns(month.alias("_month")).partition_by(
-            "_month", as_dict=True, include_key=False, maintain_order=True
-        )
-        for (start,), rows in by_month.items():
-            path = target / f"{self._parts:06d}-{start:%Y%m}.parquet"
-            self._write_file(rows, path)
-            self._by_month.setdefault(kind, []).append((start, str(path), rows.height))
+        for start, rows in frame.group_by(month.alias("_month")).len().sort("_month").iter_rows():
+            self._by_month.setdefault(kind, []).append((start, str(path), rows))
 
     @staticmethod
     def _write_file(frame: pl.DataFrame, path: Path) -> None:
@@ -159,11 +159,12 @@ class Staging:
 
         A part is a run of whole UTC months with at most ``max_rows`` rows (a month with
         more is a part of its own), so memory is bounded by the part, not by the history.
-        Rows were staged one file per month, so a part is a list of files.
+        A part reads the staged files holding any of its months, filtered on time.
         """
         months = self._month_counts()
         if months.is_empty() or int(months["rows"].sum()) <= max_rows:
             self._parts_files = {source: [self._files(source)] for source in self.music_sources}
+            self._part_bounds = [(None, None)]
             return 1
         starts: list[datetime] = []
         in_part = 0
@@ -178,8 +179,11 @@ class Staging:
             index = bounds.search_sorted(pl.Series([m for m, _, _ in staged]), side="right") - 1
             parts: list[list[str]] = [[] for _ in starts]
             for part, (_, path, _) in zip(index, staged, strict=True):
-                parts[part].append(path)
+                if path not in parts[part][-1:]:  # a file's months are listed in order
+                    parts[part].append(path)
             self._parts_files[source] = parts
+        ends: list[datetime | None] = [*starts[1:], None]
+        self._part_bounds = [(None, ends[0]), *zip(starts[1:], ends[1:], strict=True)]
         return len(starts)
 
     def _month_counts(self) -> pl.DataFrame:
@@ -201,7 +205,14 @@ class Staging:
         files = self._parts_files[source][part]
         if not files:  # nothing of this source in this part's months
             return pl.DataFrame(schema={c: self._schemas[source][c] for c in columns})
-        frame = pl.scan_parquet(files, glob=False).select(columns)
+        time = pl.col(warehouse.TIME_COLUMN[source])
+        start, end = self._part_bounds[part]
+        frame = pl.scan_parquet(files, glob=False)
+        if start is not None:
+            frame = frame.filter(time >= start)
+        if end is not None:
+            frame = frame.filter(time < end)
+        frame = frame.select(columns)
         if source == "spotify_account_data" and self._moved_podcasts is not None:
             frame = frame.join(
                 self._moved_podcasts.lazy().select("_stage_row"), on="_stage_row", how="anti"
@@ -216,7 +227,8 @@ class Staging:
         self, source: str, assigned: pl.DataFrame, now: datetime, part: int = 0
     ) -> None:
         """Insert the staged rows of ``part`` chosen in ``assigned`` (``_stage_row``,
-        ``play_id``)."""
+        ``play_id``; its files' rows of other parts are in no part's ``assigned`` but
+        their own)."""
         files = self._parts_files[source][part]
         if files and assigned.height:
             warehouse.insert_staged_music(self.con, source, files, assigned, now)
