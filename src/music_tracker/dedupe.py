@@ -482,13 +482,13 @@ def _window_rows(
 ) -> pl.DataFrame | None:
     """Stored and fresh rows of one source in one frame, in a canonical order (time, key)."""
     frames = []
-    if stored is not None and _has_rows(stored):
+    if stored is not None and stored.height:
         frames.append(
             stored.rename({"play_id": "_stored_id"}).with_columns(
                 _stage_row=pl.lit(None, pl.UInt32)
             )
         )
-    if fresh is not None and _has_rows(fresh):
+    if fresh is not None and fresh.height:
         frames.append(fresh.with_columns(_stored_id=pl.lit(None, pl.String)))
     if not frames:
         return None

@@ -227,8 +227,8 @@ class Staging:
         self, source: str, assigned: pl.DataFrame, now: datetime, part: int = 0
     ) -> None:
         """Insert the staged rows of ``part`` chosen in ``assigned`` (``_stage_row``,
-        ``play_id``; its files' rows of other parts are in no part's ``assigned`` but
-        their own)."""
+        ``play_id``). The part's files may hold rows of other parts too: the join on
+        ``assigned`` leaves them to their own part."""
         files = self._parts_files[source][part]
         if files and assigned.height:
             warehouse.insert_staged_music(self.con, source, files, assigned, now)
