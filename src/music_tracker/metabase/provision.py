@@ -484,20 +484,23 @@ def _layout_key(dashcards: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     )
 
 
-def _open_copy(copy: Path) -> duckdb.DuckDBPyConnection:
+def _open_copy(copy: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     """The serving copy, read-only, as the default database of a fresh in-memory instance
-    (a plain connect would share a process-wide instance with other settings)."""
-    con = duckdb.connect()
+    (a plain connect would share a process-wide instance with other settings), under the
+    pipeline's memory cap (uncapped, DuckDB caches up to 80% of the machine's memory)."""
+    con = duckdb.connect(config={"memory_limit": memory_limit})
     con.execute(f"attach '{str(copy).replace(chr(39), chr(39) * 2)}' as serving (read_only)")
     con.execute("use serving")
     return con
 
 
-def _filter_defaults(copy: Path, dashboards: list[Dashboard]) -> dict[str, dict[str, Any]]:
+def _filter_defaults(
+    copy: Path, dashboards: list[Dashboard], memory_limit: str
+) -> dict[str, dict[str, Any]]:
     """Per dashboard: the year a "current" filter starts on and each text filter's values
     (the most relevant first), read from the serving copy."""
     found: dict[str, dict[str, Any]] = {}
-    with _open_copy(copy) as con:
+    with _open_copy(copy, memory_limit) as con:
         newest = con.execute(
             "select max(year_num) from dw.dim_date"
             " where date_sid in (select date_sid from dw.fact_track_played)"
@@ -532,7 +535,7 @@ def provision(
         raise MetabaseError(
             f"no serving copy in {settings.serving_dir}: run `music-tracker publish` first"
         )
-    with _open_copy(copy) as con:
+    with _open_copy(copy, settings.duckdb_memory_limit) as con:
         tables = {
             name
             for (name,) in con.execute(
@@ -563,7 +566,7 @@ def provision(
         metadata = _push_dbt_metadata(mb, settings, manifest)
         step("collection")
         collection_id = _ensure_collection(mb, settings, created)
-        defaults = _filter_defaults(copy, dashboards)
+        defaults = _filter_defaults(copy, dashboards, settings.duckdb_memory_limit)
         result = ProvisionResult(
             url=mb.url,
             set_up=set_up,
