@@ -10,13 +10,18 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # the dependencies first, in a layer of their own: a change to the project's code or docs
-# reinstalls only the project (seconds), not the whole pinned set (a minute)
+# reinstalls only the project (seconds), not the whole pinned set (a minute). The Prefect
+# UI's files are prepared here too (ui_build/, ui_v2_build/ beside Prefect's code): the
+# server would write them into the venv at its first start, which uid 10001 may not do
 COPY deploy/wheels /wheels
 COPY deploy/wheels.txt requirements/constraints.txt requirements/
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels --upgrade pip \
  && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
-      -c requirements/constraints.txt -r requirements/wheels.txt
+      -c requirements/constraints.txt -r requirements/wheels.txt \
+ && PREFECT_HOME=/tmp/prefect /opt/venv/bin/python -c \
+      "from prefect.server.api.server import create_ui_app; create_ui_app(ephemeral=False)" \
+ && rm -rf /tmp/prefect
 COPY pyproject.toml README.md ./
 COPY src src
 COPY transform transform
@@ -46,8 +51,11 @@ USER 10001:10001
 # /data is the owner's folder, bind-mounted by compose; no VOLUME here, or every other
 # container of this image (the Prefect server, `run --rm` commands) would leave an
 # anonymous volume behind
-# healthy while the scheduler's Prefect API answers (serve); other commands exit anyway
+# serve's liveness: its watchdog found the schedule running (a successful poll within three
+# intervals, a refresh within two hours) and wrote so within three minutes; a serve silent
+# for ten is stopped so that the restart policy starts it again
+# (src/music_tracker/orchestration/healthcheck.py); other commands exit anyway
 HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
-  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('PREFECT_API_URL', 'http://127.0.0.1:4200/api') + '/health', timeout=5)"]
+  CMD ["python3", "-m", "music_tracker.orchestration.healthcheck", "--stop-stuck"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["music-tracker", "serve"]

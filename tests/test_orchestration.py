@@ -20,7 +20,7 @@ import httpx
 import pytest
 import stamina
 
-from conftest import EXTENDED_DIR, Cli, cli_json, completed_runs, query
+from conftest import EXTENDED_DIR, SHARED, Cli, cli_json, completed_runs, query
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.orchestration import notify
 from music_tracker.settings import Settings
@@ -373,3 +373,98 @@ def test_run_is_the_whole_pipeline_once(
     assert Path(result["publish"]["path"]).is_file()
     assert result["report"]["pages"] > 10 and (data_dir / "report" / "index.html").is_file()
     assert cli_json(cli, "status")["flows"]["pipeline"]["failing"] is False
+
+
+# -- a hung dependency delays one run, by its timeouts; the next run goes on ----------------
+
+
+def _timed(flow: Any, data_dir: Path) -> tuple[float, Any]:
+    started = time.monotonic()
+    try:
+        result = flow(data_dir=str(data_dir))
+    except Exception as exc:  # the run failed: what matters is that it ended
+        result = exc
+    return time.monotonic() - started, result
+
+
+@pytest.fixture
+def hang_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request waits at most 1 s for an answer; a network task is tried twice."""
+    monkeypatch.setenv("MUSIC_TRACKER_HTTP_TIMEOUT_S", "1")
+    monkeypatch.setenv("MUSIC_TRACKER_TASK_RETRIES", "1")
+
+
+def test_a_hung_spotify_fails_one_run_within_its_timeouts(
+    harness: None, hang_env: None, spotify: FakeSpotify, data_dir: Path, receiver: Receiver
+) -> None:
+    from music_tracker.orchestration.flows import ingest_flow
+
+    spotify.hang()  # it accepts every connection and never answers
+    with stamina.set_testing(True, attempts=2):
+        seconds, result = _timed(ingest_flow, data_dir)
+    assert isinstance(result, HttpError), result
+    assert seconds < 30, seconds  # 2 tries x 2 requests x 1 s, plus the run's own start
+    assert "timed out" in str(result) or "timeout" in str(result).lower(), str(result)
+    assert receiver.messages and receiver.messages[0]["text"].startswith("ingest failed")
+    spotify.release()
+    seconds, result = _timed(ingest_flow, data_dir)
+    assert isinstance(result, dict) and result["ingest"]["new_plays"] > 0, result
+
+
+def test_a_hung_musicbrainz_delays_a_run_and_stops_nothing(
+    harness: None,
+    hang_env: None,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from music_tracker.fakes.musicbrainz import FakeMusicBrainz
+    from music_tracker.orchestration.flows import ingest_flow
+
+    with FakeMusicBrainz([], min_interval_s=0.01) as musicbrainz:
+        monkeypatch.setenv("MUSIC_TRACKER_MUSICBRAINZ_BASE", f"{musicbrainz.root_url}/ws/2")
+        monkeypatch.setenv("MUSIC_TRACKER_CONTACT", "tests@example.com")
+        monkeypatch.setenv("MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S", "0.01")
+        monkeypatch.setenv("MUSIC_TRACKER_ENRICH_ARTISTS_PER_RUN", "3")
+        musicbrainz.hang()
+        with stamina.set_testing(True, attempts=1):
+            seconds, result = _timed(ingest_flow, data_dir)
+        assert isinstance(result, dict), result
+        assert result["ingest"]["new_plays"] > 0 and "publish" in result  # it went on
+        assert result["enrich"]["failed"] == 3 and result["enrich"]["found"] == 0, result
+        assert seconds < 60, seconds
+
+
+def test_a_metabase_hung_on_the_repoint_fails_one_run_and_the_next_publishes(
+    harness: None,
+    hang_env: None,
+    spotify: FakeSpotify,
+    data_dir: Path,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from music_tracker.fakes.metabase import FakeMetabase
+    from music_tracker.orchestration.flows import ingest_flow
+
+    spec = SHARED / "specs" / "metabase" / "metabase-openapi-subset.json"
+    with FakeMetabase(spec=spec, path_map={"/serving": str(data_dir / "serving")}) as metabase:
+        for key, value in {
+            "MUSIC_TRACKER_METABASE_URL": metabase.root_url,
+            "MUSIC_TRACKER_METABASE_SITE_URL": "https://music.example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_EMAIL": "owner@example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_PASSWORD": "a-long-Passw0rd-for-tests",
+            "MUSIC_TRACKER_METABASE_WAIT_S": "1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        cli("publish")
+        cli("metabase", "provision")
+        metabase.hang()
+        spotify.advance(timedelta(hours=2))
+        seconds, result = _timed(ingest_flow, data_dir)
+        # the copy is published; Metabase is pointed at it by the next run
+        assert isinstance(result, dict), result
+        assert result["publish"]["metabase"].startswith("not updated"), result
+        assert seconds < 60, seconds
+        metabase.release()
+        spotify.advance(timedelta(hours=2))
+        seconds, result = _timed(ingest_flow, data_dir)
+        assert isinstance(result, dict) and "now reads" in result["publish"]["metabase"], result

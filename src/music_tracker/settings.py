@@ -172,6 +172,19 @@ class Settings(BaseSettings):
         description="How long a flow waits for another writer to finish before it skips.",
     )
     task_retries: int = Field(default=3, ge=0, description="Retries of network tasks.")
+    run_timeout_minutes: float = Field(
+        default=20,
+        gt=0,
+        description="A scheduled ingest or refresh run still going after this long is "
+        "stopped (its process killed), reported as crashed and alerted, and the next run goes "
+        "on; a backup gets three times as long (docs/orchestration.md).",
+    )
+    watchdog_interval_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often `serve` checks its runs' time limits and its liveness "
+        "(state/health.json, which the container healthcheck reads).",
+    )
     task_retry_delay_s: float = Field(
         default=20, ge=0, description="First retry delay; it doubles with each retry."
     )

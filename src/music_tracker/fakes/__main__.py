@@ -70,8 +70,18 @@ def spotify(
     stop = threading.Event()
 
     def listen() -> None:
+        warned = False
         while not stop.wait(1.0):
             fake.advance(timedelta(minutes=minutes_per_second))
+            if not warned and fake.clock > datetime.now(UTC) + timedelta(hours=20):
+                # the importer refuses plays more than a day ahead of now: every poll from
+                # then on fails (the stack test's stall of 2026-12-02 was this)
+                print(
+                    "warning: the simulated clock is 20 hours ahead of real time; plays more "
+                    "than a day ahead are refused by the importer (lower --minutes-per-second)",
+                    flush=True,
+                )
+                warned = True
 
     threading.Thread(target=listen, daemon=True).start()
     _serve(fake, "Spotify", stop)

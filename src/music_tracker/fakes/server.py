@@ -2,6 +2,9 @@
 
 ``host`` is the loopback unless a fake runs as its own service (``python -m
 music_tracker.fakes``, in the stack test's containers), where it listens on every interface.
+
+``hang()`` makes a fake accept connections and never answer (until ``release()``): the
+outside service that is up but stuck, which only the client's timeouts get out of.
 """
 
 from __future__ import annotations
@@ -21,12 +24,39 @@ class LoopbackServer:
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError
 
+    _answering: threading.Event | None = None
+
+    @property
+    def answering(self) -> threading.Event:
+        """Set while requests are answered; cleared by ``hang()``."""
+        if self._answering is None:
+            self._answering = threading.Event()
+            self._answering.set()
+        return self._answering
+
+    def hang(self) -> None:
+        """Accept every request from now on and answer none until ``release()``."""
+        self.answering.clear()
+
+    def release(self) -> None:
+        """Answer again (requests held by ``hang()`` are answered now)."""
+        self.answering.set()
+
     def __enter__(self) -> Self:
-        self._server = ThreadingHTTPServer((self.host, self.port), self.handler_class())
+        answering = self.answering
+
+        class Handler(self.handler_class()):  # type: ignore[misc]
+            def handle_one_request(self) -> None:
+                answering.wait()
+                super().handle_one_request()
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True  # a held request never blocks shutdown
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -10,7 +10,8 @@
 
 Every flow holds the writer lock while it writes (waiting at most ``writer_wait_s``, then
 skipping with a log line). Network tasks retry with a doubling delay; every task has a
-timeout; a MusicBrainz or Metabase failure is logged and the rest of the flow goes on.
+timeout, and under ``serve`` every run a time limit (``watchdog.py`` kills a run that
+exceeds it); a MusicBrainz or Metabase failure is logged and the rest of the flow goes on.
 A failed or crashed flow (an out-of-memory kill included) sends one message per cause;
 the next success sends a recovery message (``notify.py``).
 """
@@ -117,10 +118,16 @@ def _flow_settings(flow_run: FlowRun) -> Settings:
 
 
 def _on_failure(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+    from music_tracker.orchestration.watchdog import stopped_cause
+
+    settings = _flow_settings(flow_run)
     cause = state.message or state.name or "failed"
     if state.is_crashed():
-        cause = f"crashed ({cause}); an out-of-memory kill looks like this"
-    notify.record_failure(_flow_settings(flow_run), flow.name, cause)
+        # killed by serve's watchdog at its time limit, or by something else (the kernel)
+        cause = stopped_cause(settings, str(flow_run.id)) or (
+            f"crashed ({cause}); an out-of-memory kill looks like this"
+        )
+    notify.record_failure(settings, flow.name, cause)
 
 
 def _on_success(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -194,6 +201,7 @@ def _poll_and_enrich(settings: Settings) -> dict[str, Any]:
         done["ingest"] = ingest_task.with_options(
             retries=settings.task_retries, retry_delay_seconds=_delays(settings)
         )(settings)
+        notify.record_poll(settings)
     else:
         get_run_logger().info(
             "no Spotify app configured (MUSIC_TRACKER_SPOTIFY_CLIENT_ID): no poll"

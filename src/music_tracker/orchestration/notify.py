@@ -92,6 +92,14 @@ def record_success(settings: Settings, flow: str, summary: str = "") -> bool:
     return sent
 
 
+def record_poll(settings: Settings) -> None:
+    """Remember that Spotify was polled successfully (the watchdog's liveness rule: an
+    ingest run that skipped, the writer lock being busy, polled nothing)."""
+    health = load_health(settings)
+    health.setdefault("ingest", {})["last_poll"] = datetime.now(UTC).isoformat()
+    _save(settings, health)
+
+
 def send(settings: Settings, title: str, text: str) -> bool:
     """POST one message to the webhook; False (and a log line) when none is set or it fails.
     A message that cannot be delivered never fails the flow that sends it."""

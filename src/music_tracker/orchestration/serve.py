@@ -8,6 +8,10 @@ owner its UI) that server is used. Without it, ``serve`` starts ``prefect server
 SQLite database under ``<data dir>/prefect/``, restarts it if it dies, and stops it when
 ``serve`` stops (SIGTERM or Ctrl+C): no process is left behind.
 
+A watchdog thread (``watchdog.py``) stops a run that exceeds its time limit, writes the
+liveness the container healthcheck reads, and stops ``serve`` (to be restarted) if the
+runner no longer starts runs.
+
 Nothing here imports Prefect at module level: its settings are read when it is imported,
 so the environment (``PREFECT_HOME``, ``PREFECT_API_URL``) is set first.
 """
@@ -214,6 +218,20 @@ def serve(settings: Settings) -> None:
         log.info("starting a Prefect server on 127.0.0.1:%s", server.port)
         server.start()
         os.environ["PREFECT_API_URL"] = server.api_url
+    from music_tracker.orchestration.watchdog import Watchdog
+
+    stalled: list[str] = []
+
+    def restart(cause: str) -> None:
+        # the runner starts no more runs: stop (SIGTERM is the runner's own clean shutdown)
+        # and exit non-zero, so that the container's restart policy starts serve again
+        if not stalled:
+            stalled.append(cause)
+            log.error("the runner starts no more runs; stopping serve to be restarted")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    watchdog = Watchdog(settings, os.environ["PREFECT_API_URL"], on_stall=restart)
+    watchdog.start()
     try:
         from prefect import serve as prefect_serve
 
@@ -228,9 +246,12 @@ def serve(settings: Settings) -> None:
             pause_on_shutdown=False,
         )
     finally:
+        watchdog.stop()
         if server is not None:
             _flush_to_api()
             server.stop()
+    if stalled:
+        raise ServeError(f"stopped to be restarted: {stalled[0]}")
 
 
 def _wait_for_api(api_url: str, timeout_s: float = START_TIMEOUT_S) -> None:

@@ -1,0 +1,389 @@
+"""`serve`'s watchdog: no run holds the schedule past its time limit, and a stall is told.
+
+Prefect's runner runs one flow run at a time (``limit=1``): a run that never ends would
+keep every later run waiting as "Scheduled" while ``serve`` itself looks fine. So a thread
+of ``serve`` checks, every ``MUSIC_TRACKER_WATCHDOG_INTERVAL_S`` (60 s):
+
+- **Time limits.** A run still Pending or Running after ``MUSIC_TRACKER_RUN_TIMEOUT_MINUTES``
+  (20; a backup three times that) has its process killed (SIGKILL: a SIGTERM would make
+  Prefect reschedule it). Prefect's runner then reports it crashed and runs the flow's
+  crash hook, which sends the cause written here ("timed out ...") once. A run whose
+  process is gone (left by a ``serve`` that was itself killed) is marked crashed through
+  the API and told the same way. DuckDB rolls back what the killed process had not
+  committed, and the kernel frees the writer lock it held.
+- **Liveness.** Unhealthy when the newest successful poll of Spotify (or, without a
+  Spotify app, the newest successful ingest run) is older than three ingest intervals, or
+  the newest successful refresh older than two hours (or two of its cron periods), counted
+  from when ``serve`` started. The verdict goes to ``state/health.json`` (the container
+  healthcheck reads it: ``python -m music_tracker.orchestration.healthcheck``), to
+  ``status``, and to the webhook once per cause ("no successful ingest for 35 minutes:
+  the last run is stuck in Running since 14:03 UTC"), with a recovery message after.
+- **A runner that no longer starts runs** (nothing in progress, yet ingest runs overdue by
+  three intervals): ``serve`` stops itself with an error, so that the container's
+  ``restart: unless-stopped`` starts it again; no amount of waiting would help.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from music_tracker import files
+from music_tracker.orchestration import notify
+from music_tracker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEALTH_FILE = "health.json"
+STOPPED_FILE = "stopped-runs.json"
+LIVENESS = "schedule"  # its entry in flows.json: one message per cause, a recovery message
+STALE_INGEST_INTERVALS = 3
+STALE_REFRESH = timedelta(hours=2)
+IN_PROGRESS = ["PENDING", "RUNNING"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A flow run as the Prefect API tells it."""
+
+    id: str
+    name: str
+    flow: str
+    state: str  # the state's name: Running, Pending, Failed, ...
+    state_type: str
+    since: datetime  # when it started (or entered its state, if it never started)
+    message: str
+
+    @classmethod
+    def from_api(cls, row: dict[str, Any], flows: dict[str, str]) -> Run:
+        state = row.get("state") or {}
+        since = row.get("start_time") or state.get("timestamp") or row["expected_start_time"]
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            flow=flows.get(row["flow_id"], "?"),
+            state=state.get("name") or row.get("state_name") or "?",
+            state_type=row.get("state_type") or state.get("type") or "?",
+            since=datetime.fromisoformat(since),
+            message=(state.get("message") or "")[:300],
+        )
+
+
+class PrefectRuns:
+    """The few questions the watchdog asks the Prefect API (plain HTTP: no event loop)."""
+
+    def __init__(self, api_url: str, timeout_s: float = 10) -> None:
+        self._http = httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=timeout_s)
+        self._flows: dict[str, str] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _flow_names(self) -> dict[str, str]:
+        answer = self._http.post("flows/filter", json={"limit": 200})
+        answer.raise_for_status()
+        self._flows = {row["id"]: row["name"] for row in answer.json()}
+        return self._flows
+
+    def _runs(self, body: dict[str, Any]) -> list[Run]:
+        answer = self._http.post("flow_runs/filter", json=body)
+        answer.raise_for_status()
+        rows = answer.json()
+        flows = self._flows
+        if any(row["flow_id"] not in flows for row in rows):
+            flows = self._flow_names()
+        return [Run.from_api(row, flows) for row in rows]
+
+    def in_progress(self) -> list[Run]:
+        """Runs of served deployments that are Pending or Running (a `music-tracker run`
+        elsewhere has no deployment and is not this serve's to stop)."""
+        return self._runs(
+            {
+                "flow_runs": {
+                    "state": {"type": {"any_": IN_PROGRESS}},
+                    "deployment_id": {"is_null_": False},
+                },
+                "limit": 50,
+            }
+        )
+
+    def newest(self, flow: str) -> Run | None:
+        """The newest run of ``flow`` that has left Scheduled."""
+        runs = self._runs(
+            {
+                "flows": {"name": {"any_": [flow]}},
+                "flow_runs": {"state": {"type": {"not_any_": ["SCHEDULED"]}}},
+                "sort": "EXPECTED_START_TIME_DESC",
+                "limit": 1,
+            }
+        )
+        return runs[0] if runs else None
+
+    def overdue(self, flow: str, before: datetime) -> int:
+        """Scheduled runs of ``flow`` that were due before ``before`` and never started."""
+        answer = self._http.post(
+            "flow_runs/count",
+            json={
+                "flows": {"name": {"any_": [flow]}},
+                "flow_runs": {
+                    "state": {"type": {"any_": ["SCHEDULED"]}},
+                    "expected_start_time": {"before_": before.isoformat()},
+                },
+            },
+        )
+        answer.raise_for_status()
+        return int(answer.json())
+
+    def crash(self, run: Run, message: str) -> None:
+        answer = self._http.post(
+            f"flow_runs/{run.id}/set_state",
+            json={"state": {"type": "CRASHED", "message": message}, "force": True},
+        )
+        answer.raise_for_status()
+
+
+def time_limit(settings: Settings, flow: str) -> timedelta:
+    minutes = settings.run_timeout_minutes * (3 if flow == "backup" else 1)
+    return timedelta(minutes=minutes)
+
+
+def run_processes(run_id: str, parent: int | None = None) -> list[int]:
+    """Processes (children of ``parent``, default this one) running flow run ``run_id``:
+    Prefect's runner starts each with ``PREFECT__FLOW_RUN_ID`` in its environment."""
+    parent = os.getpid() if parent is None else parent
+    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == parent and marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def stopped_cause(settings: Settings, run_id: str) -> str | None:
+    """Why the watchdog stopped ``run_id``, if it did (the crash hook's message)."""
+    try:
+        stopped = json.loads((settings.state_dir / STOPPED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cause = stopped.get(run_id) if isinstance(stopped, dict) else None
+    return cause if isinstance(cause, str) else None
+
+
+def _remember_stopped(settings: Settings, run_id: str, cause: str) -> None:
+    path = settings.state_dir / STOPPED_FILE
+    try:
+        stopped = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stopped = {}
+    stopped = dict(list(stopped.items())[-50:]) if isinstance(stopped, dict) else {}
+    stopped[run_id] = cause
+    files.write_text(path, json.dumps(stopped, indent=2))
+
+
+def _clock(moment: datetime, settings: Settings) -> str:
+    from zoneinfo import ZoneInfo
+
+    return f"{moment.astimezone(ZoneInfo(settings.timezone)):%Y-%m-%d %H:%M %Z}"
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
+
+
+def refresh_limit(settings: Settings) -> timedelta:
+    """Two hours, or two periods of a refresh cron that fires less often than hourly."""
+    from cronsim import CronSim
+
+    zone = settings.schedule_timezone or settings.timezone
+    from zoneinfo import ZoneInfo
+
+    fires = CronSim(settings.refresh_cron, datetime.now(ZoneInfo(zone)))
+    first, second = next(fires), next(fires)
+    return max(STALE_REFRESH, 2 * (second - first))
+
+
+@dataclass
+class Verdict:
+    healthy: bool
+    reasons: list[str]
+    stalled_runner: bool = False
+
+
+def assess(
+    settings: Settings,
+    *,
+    now: datetime,
+    serve_started_at: datetime,
+    flows: dict[str, dict[str, Any]],
+    last_ingest_run: Run | None,
+    in_progress: list[Run],
+    overdue_ingest_runs: int,
+) -> Verdict:
+    """The liveness rule (the module's docstring), from what serve and Prefect know."""
+    reasons = []
+    ingest = flows.get("ingest", {})
+    last = ingest.get("last_poll") if settings.spotify_client_id else ingest.get("last_success")
+    since = max(serve_started_at, datetime.fromisoformat(last)) if last else serve_started_at
+    interval = timedelta(minutes=settings.ingest_interval_minutes)
+    stalled_runner = False
+    if now - since > STALE_INGEST_INTERVALS * interval:
+        what = "poll of Spotify" if settings.spotify_client_id else "ingest"
+        reason = f"no successful {what} for {_minutes(now - since)}"
+        if last_ingest_run is None:
+            reason += ": no ingest run has started"
+        elif last_ingest_run.state_type in IN_PROGRESS:
+            reason += (
+                f": the last run is stuck in {last_ingest_run.state} since "
+                f"{_clock(last_ingest_run.since, settings)}"
+            )
+        else:
+            reason += (
+                f": the last run ended {last_ingest_run.state} at "
+                f"{_clock(last_ingest_run.since, settings)}"
+            )
+            if last_ingest_run.message:
+                reason += f" ({last_ingest_run.message})"
+            elif ingest.get("summary"):
+                reason += f" ({str(ingest['summary'])[:200]})"
+        stalled_runner = not in_progress and overdue_ingest_runs > 0
+        if stalled_runner:
+            reason += f"; {overdue_ingest_runs} due runs were never started"
+        reasons.append(reason)
+    refreshed = flows.get("refresh", {}).get("last_success")
+    since = (
+        max(serve_started_at, datetime.fromisoformat(refreshed)) if refreshed else serve_started_at
+    )
+    if now - since > refresh_limit(settings):
+        reasons.append(f"no successful refresh for {_minutes(now - since)}")
+    return Verdict(not reasons, reasons, stalled_runner)
+
+
+def write_health(settings: Settings, verdict: Verdict, now: datetime, started: datetime) -> None:
+    files.write_text(
+        settings.state_dir / HEALTH_FILE,
+        json.dumps(
+            {
+                "healthy": verdict.healthy,
+                "reasons": verdict.reasons,
+                "checked_at": now.isoformat(),
+                "serve_started_at": started.isoformat(),
+                "check_interval_s": settings.watchdog_interval_s,
+                "pid": os.getpid(),  # serve's: the healthcheck stops it if it goes silent
+            },
+            indent=2,
+        ),
+    )
+
+
+def load_health(settings: Settings) -> dict[str, Any] | None:
+    try:
+        health = json.loads((settings.state_dir / HEALTH_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return health if isinstance(health, dict) else None
+
+
+class Watchdog:
+    """The checks of the module's docstring, on a thread of ``serve``."""
+
+    def __init__(
+        self, settings: Settings, api_url: str, *, on_stall: Callable[[str], None]
+    ) -> None:
+        self.settings = settings
+        self.api = PrefectRuns(api_url)
+        self.started = datetime.now(UTC)
+        self._on_stall = on_stall
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+        self._killed: dict[str, datetime] = {}
+
+    def start(self) -> None:
+        # healthy until the first check can tell otherwise (the healthcheck's start period)
+        write_health(self.settings, Verdict(True, []), self.started, self.started)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.api.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.watchdog_interval_s):
+            try:
+                self.check()
+            except Exception as exc:  # the Prefect server restarting, a full disk: next time
+                log.warning("watchdog: check failed, trying again next time: %s", exc)
+
+    def check(self, now: datetime | None = None) -> Verdict:
+        now = now or datetime.now(UTC)
+        in_progress = self.api.in_progress()
+        for run in in_progress:
+            if now - run.since > time_limit(self.settings, run.flow):
+                self._stop_run(run, now)
+        in_progress = [run for run in in_progress if run.id not in self._killed]
+        interval = timedelta(minutes=self.settings.ingest_interval_minutes)
+        verdict = assess(
+            self.settings,
+            now=now,
+            serve_started_at=self.started,
+            flows=notify.load_health(self.settings),
+            last_ingest_run=self.api.newest("ingest"),
+            in_progress=in_progress,
+            overdue_ingest_runs=self.api.overdue("ingest", now - STALE_INGEST_INTERVALS * interval),
+        )
+        write_health(self.settings, verdict, now, self.started)
+        if verdict.healthy:
+            if notify.load_health(self.settings).get(LIVENESS, {}).get("failing"):
+                notify.record_success(self.settings, LIVENESS, "runs again")
+        else:
+            cause = "; ".join(verdict.reasons)
+            log.error("watchdog: %s", cause)
+            notify.record_failure(self.settings, LIVENESS, cause)
+            if verdict.stalled_runner:
+                self._on_stall(cause)
+        return verdict
+
+    def _stop_run(self, run: Run, now: datetime) -> None:
+        limit = time_limit(self.settings, run.flow)
+        cause = (
+            f"timed out: the {run.flow} run '{run.name}' was still {run.state} after "
+            f"{_minutes(limit)} (since {_clock(run.since, self.settings)}); it was stopped "
+            "and the next run goes on (MUSIC_TRACKER_RUN_TIMEOUT_MINUTES)"
+        )
+        if run.id in self._killed and now - self._killed[run.id] < 3 * timedelta(
+            seconds=self.settings.watchdog_interval_s
+        ):
+            return  # the runner is still reporting the kill
+        pids = run_processes(run.id)
+        _remember_stopped(self.settings, run.id, cause)
+        self._killed[run.id] = now
+        if pids:
+            log.error("watchdog: %s (process %s)", cause, ", ".join(map(str, pids)))
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return  # the runner reports it crashed and runs the crash hook (one message)
+        # no process of this serve runs it (an earlier serve was killed): nobody else will
+        # ever end it, and while it counts as running its deployment starts no other run
+        log.error("watchdog: %s (no process of it left)", cause)
+        self.api.crash(run, cause)
+        notify.record_failure(self.settings, run.flow, cause)
