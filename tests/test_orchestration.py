@@ -468,3 +468,117 @@ def test_a_metabase_hung_on_the_repoint_fails_one_run_and_the_next_publishes(
         spotify.advance(timedelta(hours=2))
         seconds, result = _timed(ingest_flow, data_dir)
         assert isinstance(result, dict) and "now reads" in result["publish"]["metabase"], result
+
+
+def _health(data_dir: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((data_dir / "state" / "health.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _until(what: str, probe: Any, timeout_s: float, log: Path) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if probe():
+            return time.monotonic() - started
+        time.sleep(0.5)
+    pytest.fail(f"{what} within {timeout_s:.0f} s:\n" + log.read_text()[-4000:])
+
+
+def test_a_hung_run_is_stopped_told_and_the_schedule_goes_on(
+    spotify: FakeSpotify, data_dir: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """serve on a 6 s schedule; Spotify hangs and the client waits (no timeout of its own):
+    unhealthy within three intervals, a message, the run stopped at its time limit, and
+    runs resume with a recovery message once Spotify answers again."""
+    from music_tracker.orchestration.healthcheck import verdict
+
+    port = _free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MUSIC_TRACKER_", "PREFECT_"))},
+        **_environment(spotify, data_dir),
+        "MUSIC_TRACKER_INGEST_INTERVAL_MINUTES": "0.1",  # 6 s
+        "MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES": "100000",  # polls only
+        "MUSIC_TRACKER_HTTP_TIMEOUT_S": "600",  # the request itself would wait 10 minutes
+        "MUSIC_TRACKER_RUN_TIMEOUT_MINUTES": "0.5",  # 30 s
+        "MUSIC_TRACKER_WATCHDOG_INTERVAL_S": "1",
+        "MUSIC_TRACKER_NOTIFY_WEBHOOK_URL": receiver.url,
+        "MUSIC_TRACKER_PREFECT_PORT": str(port),
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    if os.environ.get("MUSIC_TRACKER_DBT_TARGET_DIR"):
+        environment["MUSIC_TRACKER_DBT_TARGET_DIR"] = os.environ["MUSIC_TRACKER_DBT_TARGET_DIR"]
+    access, refresh = spotify.grant_tokens()
+    now = datetime.now(UTC)
+    auth.TokenStore(data_dir / "state").save(
+        auth.Token(access, refresh, now + timedelta(hours=1), now)
+    )
+    settings = Settings(data_dir=data_dir)
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen([CLI, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+    def texts() -> list[str]:
+        return [message["text"] for message in receiver.messages]
+
+    def last_poll() -> str | None:
+        return notify.load_health(settings).get("ingest", {}).get("last_poll")
+
+    try:
+        _until("no poll", lambda: last_poll() is not None, 150, log_path)
+        assert _health(data_dir)["healthy"] is True
+        assert verdict(data_dir) == (True, "healthy")
+        spotify.hang()  # accepts every request, answers none
+        hung_after = last_poll()
+        waited = _until(
+            "not unhealthy",
+            lambda: _health(data_dir).get("healthy") is False,
+            60,
+            log_path,
+        )
+        stale_for = datetime.now(UTC) - datetime.fromisoformat(hung_after or "")
+        # three intervals (18 s) after the last poll, and a watchdog check (1 s)
+        assert stale_for < timedelta(seconds=18 + 3), (stale_for, waited)
+        reason = _health(data_dir)["reasons"][0]
+        assert reason.startswith("no successful poll of Spotify for"), reason
+        assert "the last run is stuck in Running since" in reason, reason
+        healthy, why = verdict(data_dir)
+        assert not healthy and why.startswith("no successful poll of Spotify"), why
+        _until(
+            "no liveness message",
+            lambda: any("schedule failed" in t for t in texts()),
+            10,
+            log_path,
+        )
+        # the run is stopped at its time limit, reported crashed with why, told once
+        _until(
+            "the hung run was not stopped",
+            lambda: any("timed out" in t for t in texts()),
+            40,
+            log_path,
+        )
+        stopped = [t for t in texts() if "timed out" in t]
+        assert len(stopped) == 1 and stopped[0].startswith(
+            "ingest failed: timed out: the ingest run"
+        )
+        assert "was still Running after 30 seconds" in stopped[0], stopped
+        spotify.release()
+        _until("no poll after the release", lambda: last_poll() != hung_after, 60, log_path)
+        _until("not healthy again", lambda: _health(data_dir).get("healthy") is True, 30, log_path)
+        _until(
+            "no recovery message",
+            lambda: any(t.startswith("schedule works again") for t in texts()),
+            10,
+            log_path,
+        )
+        # one message per cause: the liveness failure once, however many checks saw it
+        assert sum("schedule failed" in t for t in texts()) == 1, "\n".join(texts())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+    finally:
+        spotify.release()
+        if proc.poll() is None:
+            proc.kill()
+        log.close()

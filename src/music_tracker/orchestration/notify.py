@@ -47,17 +47,17 @@ def _cause_key(cause: str) -> str:
     return re.sub(r"\d+", "#", cause)[:300]
 
 
-def record_failure(settings: Settings, flow: str, cause: str) -> bool:
-    """Remember a failure; True when a message was sent (a new cause)."""
+def record_failure(settings: Settings, flow: str, cause: str, *, key: str | None = None) -> bool:
+    """Remember a failure; True when a message was sent (a new cause). ``key`` names the
+    cause when its text carries details that change while the cause stays the same."""
     health = load_health(settings)
     entry = health.setdefault(flow, {})
     now = datetime.now(UTC).isoformat()
-    new_cause = entry.get("cause_key") != _cause_key(cause) or not entry.get("failing")
+    cause_key = key or _cause_key(cause)
+    new_cause = entry.get("cause_key") != cause_key or not entry.get("failing")
     if not entry.get("failing_since"):
         entry["failing_since"] = now
-    entry.update(
-        {"failing": True, "last_failure": now, "cause": cause, "cause_key": _cause_key(cause)}
-    )
+    entry.update({"failing": True, "last_failure": now, "cause": cause, "cause_key": cause_key})
     sent = False
     if new_cause:
         sent = send(settings, f"Music Tracker: {flow} failed", f"{flow} failed: {cause}")

@@ -205,8 +205,10 @@ def _clock(moment: datetime, settings: Settings) -> str:
 
 
 def _minutes(delta: timedelta) -> str:
-    minutes = delta.total_seconds() / 60
-    return f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
+    seconds = delta.total_seconds()
+    if seconds < 120:
+        return f"{seconds:.0f} seconds"
+    return f"{seconds / 60:.0f} minutes" if seconds < 7200 else f"{seconds / 3600:.1f} hours"
 
 
 def refresh_limit(settings: Settings) -> timedelta:
@@ -226,6 +228,7 @@ class Verdict:
     healthy: bool
     reasons: list[str]
     stalled_runner: bool = False
+    kinds: tuple[str, ...] = ()  # what is stale, without the details: one message per kind
 
 
 def assess(
@@ -235,16 +238,16 @@ def assess(
     serve_started_at: datetime,
     flows: dict[str, dict[str, Any]],
     last_ingest_run: Run | None,
-    in_progress: list[Run],
-    overdue_ingest_runs: int,
+    stalled_runner: bool = False,
+    overdue_ingest_runs: int = 0,
 ) -> Verdict:
     """The liveness rule (the module's docstring), from what serve and Prefect know."""
     reasons = []
+    stale = [False, False]  # ingest, refresh
     ingest = flows.get("ingest", {})
     last = ingest.get("last_poll") if settings.spotify_client_id else ingest.get("last_success")
     since = max(serve_started_at, datetime.fromisoformat(last)) if last else serve_started_at
     interval = timedelta(minutes=settings.ingest_interval_minutes)
-    stalled_runner = False
     if now - since > STALE_INGEST_INTERVALS * interval:
         what = "poll of Spotify" if settings.spotify_client_id else "ingest"
         reason = f"no successful {what} for {_minutes(now - since)}"
@@ -264,17 +267,19 @@ def assess(
                 reason += f" ({last_ingest_run.message})"
             elif ingest.get("summary"):
                 reason += f" ({str(ingest['summary'])[:200]})"
-        stalled_runner = not in_progress and overdue_ingest_runs > 0
         if stalled_runner:
             reason += f"; {overdue_ingest_runs} due runs were never started"
         reasons.append(reason)
+        stale[0] = True
     refreshed = flows.get("refresh", {}).get("last_success")
     since = (
         max(serve_started_at, datetime.fromisoformat(refreshed)) if refreshed else serve_started_at
     )
     if now - since > refresh_limit(settings):
         reasons.append(f"no successful refresh for {_minutes(now - since)}")
-    return Verdict(not reasons, reasons, stalled_runner)
+        stale[1] = True
+    kinds = tuple(kind for kind, late in zip(("ingest", "refresh"), stale, strict=True) if late)
+    return Verdict(not reasons, reasons, stalled_runner and bool(reasons), kinds)
 
 
 def write_health(settings: Settings, verdict: Verdict, now: datetime, started: datetime) -> None:
@@ -315,6 +320,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
         self._killed: dict[str, datetime] = {}
+        self._idle_since: datetime | None = None
 
     def start(self) -> None:
         # healthy until the first check can tell otherwise (the healthcheck's start period)
@@ -339,16 +345,26 @@ class Watchdog:
         for run in in_progress:
             if now - run.since > time_limit(self.settings, run.flow):
                 self._stop_run(run, now)
-        in_progress = [run for run in in_progress if run.id not in self._killed]
         interval = timedelta(minutes=self.settings.ingest_interval_minutes)
+        # the runner no longer starts runs: none in progress, yet runs due for more than an
+        # interval, and so for longer than the runner could take to notice (3 of its polls)
+        overdue = self.api.overdue("ingest", now - interval)
+        if in_progress or not overdue:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        runner_poll = timedelta(
+            seconds=3 * float(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", 30))
+        )
         verdict = assess(
             self.settings,
             now=now,
             serve_started_at=self.started,
             flows=notify.load_health(self.settings),
             last_ingest_run=self.api.newest("ingest"),
-            in_progress=in_progress,
-            overdue_ingest_runs=self.api.overdue("ingest", now - STALE_INGEST_INTERVALS * interval),
+            stalled_runner=self._idle_since is not None
+            and now - self._idle_since > max(interval, runner_poll),
+            overdue_ingest_runs=overdue,
         )
         write_health(self.settings, verdict, now, self.started)
         if verdict.healthy:
@@ -357,7 +373,9 @@ class Watchdog:
         else:
             cause = "; ".join(verdict.reasons)
             log.error("watchdog: %s", cause)
-            notify.record_failure(self.settings, LIVENESS, cause)
+            notify.record_failure(
+                self.settings, LIVENESS, cause, key="stale: " + ", ".join(verdict.kinds)
+            )
             if verdict.stalled_runner:
                 self._on_stall(cause)
         return verdict
