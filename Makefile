@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-scale lock clean wheels image stack-test
+.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-scale lock clean wheels image stack-test stack-soak soak-serve
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -100,6 +100,20 @@ image: wheels
 # `make test` too): as root, with podman, runc and debootstrap installed
 stack-test: $(STAMP)
 	$(BIN)/pytest -n 0 -s tests/test_stack.py
+
+# The stack test STACK_RUNS times in a row (10; not part of `make test`: about 4 minutes a
+# run once the images are built); stops at the first failure, which prints its logs
+STACK_RUNS ?= 10
+stack-soak: $(STAMP)
+	@for run in $$(seq 1 $(STACK_RUNS)); do \
+	  echo "== stack test $$run of $(STACK_RUNS)"; \
+	  CI=1 $(BIN)/pytest -n 0 -s -p no:cacheprovider tests/test_stack.py || exit 1; \
+	done; echo "== $(STACK_RUNS) stack tests in a row passed"
+
+# serve for an hour on a 6-second schedule against the fakes, a hang injected every 5
+# minutes (Spotify, MusicBrainz, Metabase, a stuck writer): runs complete throughout
+soak-serve: $(STAMP)
+	$(BIN)/python bench/soak_serve.py
 
 clean:
 	rm -rf $(VENV) data transform/target transform/logs

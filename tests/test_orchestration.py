@@ -582,3 +582,40 @@ def test_a_hung_run_is_stopped_told_and_the_schedule_goes_on(
         if proc.poll() is None:
             proc.kill()
         log.close()
+
+
+def test_a_stuck_writer_delays_each_run_by_its_wait_and_a_dead_one_by_nothing(
+    harness: None, env: dict[str, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that took the writer lock and hangs (stopped): each run waits
+    MUSIC_TRACKER_WRITER_WAIT_S, skips and polls nothing, which liveness counts; once the
+    process is dead the kernel has freed its lock and the next run polls at once."""
+    from music_tracker.orchestration.flows import ingest_flow
+
+    monkeypatch.setenv("MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES", "100000")  # polls only
+    monkeypatch.setenv("MUSIC_TRACKER_WRITER_WAIT_S", "2")
+    settings = Settings(data_dir=data_dir)
+    code = (
+        "import sys, time; from pathlib import Path\n"
+        "from music_tracker.orchestration.lock import writer_lock\n"
+        "with writer_lock(Path(sys.argv[1]), 'a stuck writer'):\n"
+        "    print('held', flush=True); time.sleep(600)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        holder.send_signal(signal.SIGSTOP)  # alive, holding the lock, never done
+        for _ in range(2):  # two scheduled runs in a row
+            seconds, result = _timed(ingest_flow, data_dir)
+            assert "a stuck writer" in result["skipped"] and 2 <= seconds < 15, (seconds, result)
+        assert notify.load_health(settings).get("ingest", {}).get("last_poll") is None
+        holder.kill()  # it dies still holding the lock: the kernel lets go of it
+        holder.wait()
+        assert "a stuck writer" in (data_dir / ".writer.lock").read_text()  # its name stays
+        seconds, result = _timed(ingest_flow, data_dir)
+        assert result["ingest"]["new_plays"] > 0 and seconds < 20, (seconds, result)
+        assert notify.load_health(settings)["ingest"]["last_poll"]
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()

@@ -883,6 +883,7 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         report = json.loads(cache.read_text())
         busy = f"{exc}; showing the warehouse as it was at {report['read_at']}"
     report["flows"] = _flow_health(settings)
+    report["schedule"] = _schedule_health(settings)
     report["warehouse"] = str(settings.warehouse_path.resolve())
     report["timezone"] = settings.timezone
     report["warnings"] = _warnings(settings, report) + ([busy] if busy else [])
@@ -937,8 +938,36 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         if health.get("failing"):
             line += f"; [red]failing[/] since {_local(health.get('failing_since'), zone)}"
         out.print(line)
+    schedule = report["schedule"]
+    if schedule is not None:
+        checked = _local(schedule["checked_at"], zone)
+        if not schedule["running"]:
+            out.print(f"schedule (serve): not running (last checked {checked})")
+        elif schedule["healthy"]:
+            out.print(f"schedule (serve): healthy (checked {checked})")
+        else:
+            out.print(f"schedule (serve): [red]unhealthy[/] (checked {checked})")
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}")
+
+
+def _schedule_health(settings: Settings) -> dict[str, Any] | None:
+    """serve's liveness as its watchdog last wrote it (None when serve never ran here)."""
+    from music_tracker.orchestration.healthcheck import verdict
+    from music_tracker.orchestration.watchdog import load_health
+
+    health = load_health(settings)
+    if health is None:
+        return None
+    healthy, why = verdict(settings.data_dir)
+    running = healthy or not why.startswith("serve's watchdog has not checked")
+    return {
+        "running": running,
+        "healthy": healthy,
+        "reasons": health.get("reasons", []) if running else [why],
+        "checked_at": health.get("checked_at"),
+        "serve_started_at": health.get("serve_started_at"),
+    }
 
 
 def _enrichment_backlog(con: Any, settings: Settings) -> int | None:
@@ -999,6 +1028,9 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
                 f"the {name} flow has been failing since {health.get('failing_since')}: "
                 f"{health.get('cause')}"
             )
+    schedule = report.get("schedule")
+    if schedule and schedule["running"] and not schedule["healthy"]:
+        warnings += [f"the schedule is stalled: {reason}" for reason in schedule["reasons"]]
     backlog = report.get("enrichment_backlog")
     if backlog and backlog > 100:
         warnings.append(

@@ -14,6 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client gave up on a held (hung) request: what a hang is for
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class LoopbackServer:
     """Serve ``handler_class()`` on 127.0.0.1 while used as a context manager."""
 
@@ -50,7 +59,7 @@ class LoopbackServer:
                 answering.wait()
                 super().handle_one_request()
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server = _Server((self.host, self.port), Handler)
         self._server.daemon_threads = True  # a held request never blocks shutdown
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -125,7 +125,9 @@ def _on_failure(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> N
     if state.is_crashed():
         # killed by serve's watchdog at its time limit, or by something else (the kernel)
         cause = stopped_cause(settings, str(flow_run.id)) or (
-            f"crashed ({cause}); an out-of-memory kill looks like this"
+            f"stopped when serve shut down ({cause})"
+            if "status code: -15" in cause
+            else f"crashed ({cause}); an out-of-memory kill looks like this"
         )
     notify.record_failure(settings, flow.name, cause)
 
