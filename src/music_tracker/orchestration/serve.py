@@ -78,6 +78,17 @@ SERVER_SERVICES = {
 }
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: SIGTERM it when serve dies, SIGKILL included (Linux's
+    PR_SET_PDEATHSIG), so a killed serve leaves no Prefect server behind."""
+    import contextlib
+    import ctypes
+
+    # not Linux: serve's own stop() is all there is
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 class LocalPrefectServer:
     """``prefect server start`` as a supervised child process."""
 
@@ -114,6 +125,7 @@ class LocalPrefectServer:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole
+            preexec_fn=_die_with_parent,
         )
         log_file.close()
 
