@@ -13,6 +13,7 @@ WORKDIR /app
 # reinstalls only the project (seconds), not the whole pinned set (a minute). The Prefect
 # UI's files are prepared here too (ui_build/, ui_v2_build/ beside Prefect's code): the
 # server would write them into the venv at its first start, which uid 10001 may not do
+# (Prefect writes some of them owner-only: made readable to all)
 COPY deploy/wheels /wheels
 COPY deploy/wheels.txt requirements/constraints.txt requirements/
 RUN python3 -m venv /opt/venv \
@@ -21,6 +22,7 @@ RUN python3 -m venv /opt/venv \
       -c requirements/constraints.txt -r requirements/wheels.txt \
  && PREFECT_HOME=/tmp/prefect /opt/venv/bin/python -c \
       "from prefect.server.api.server import create_ui_app; create_ui_app(ephemeral=False)" \
+ && chmod -R a+rX /opt/venv/lib/python3*/site-packages/prefect/server/ui_*build \
  && rm -rf /tmp/prefect
 COPY pyproject.toml README.md ./
 COPY src src
