@@ -18,9 +18,10 @@ of ``serve`` checks, every ``MUSIC_TRACKER_WATCHDOG_INTERVAL_S`` (60 s):
   healthcheck reads it: ``python -m music_tracker.orchestration.healthcheck``), to
   ``status``, and to the webhook once per cause ("no successful ingest for 35 minutes:
   the last run is stuck in Running since 14:03 UTC"), with a recovery message after.
-- **A runner that no longer starts runs** (nothing in progress, yet ingest runs overdue by
-  three intervals): ``serve`` stops itself with an error, so that the container's
-  ``restart: unless-stopped`` starts it again; no amount of waiting would help.
+- **A runner that no longer starts runs** (nothing in progress, while ingest runs have been
+  due for more than an interval, for longer than an interval and at least two minutes):
+  ``serve`` stops itself with an error, so that the container's ``restart:
+  unless-stopped`` starts it again; no amount of waiting would help.
 """
 
 from __future__ import annotations
@@ -353,8 +354,14 @@ class Watchdog:
             self._idle_since = None
         elif self._idle_since is None:
             self._idle_since = now
-        runner_poll = timedelta(
-            seconds=3 * float(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", 30))
+        # at least two minutes: a busy machine (a slow Prefect server, a run's process that
+        # takes seconds to start) leaves gaps of tens of seconds between runs (seen in the
+        # soak on a 6 s schedule, with other work on both cores)
+        idle_limit = max(
+            interval,
+            timedelta(seconds=3 * float(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", 30))),
+            timedelta(seconds=5 * self.settings.watchdog_interval_s),
+            timedelta(minutes=2),
         )
         verdict = assess(
             self.settings,
@@ -362,8 +369,7 @@ class Watchdog:
             serve_started_at=self.started,
             flows=notify.load_health(self.settings),
             last_ingest_run=self.api.newest("ingest"),
-            stalled_runner=self._idle_since is not None
-            and now - self._idle_since > max(interval, runner_poll),
+            stalled_runner=self._idle_since is not None and now - self._idle_since > idle_limit,
             overdue_ingest_runs=overdue,
         )
         write_health(self.settings, verdict, now, self.started)
