@@ -99,6 +99,13 @@ def _runs(api: str, since: datetime) -> list[dict[str, Any]]:
     return list(answer.json())
 
 
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):  # not written yet
+        return {}
+
+
 def _hold_lock(data_dir: Path) -> subprocess.Popen[bytes]:
     """A writer that takes the lock and is then stopped (SIGSTOP): alive, never done."""
     code = (
@@ -227,17 +234,17 @@ def main() -> int:
                     counts = {k: sum(r["state_type"] == k for r in runs) for k in totals}
                     for key, value in counts.items():
                         totals[key] += value
-                    flows = json.loads((data_dir / "state" / "flows.json").read_text())
+                    flows = _json(data_dir / "state" / "flows.json")
                     last_poll = flows.get("ingest", {}).get("last_poll")
                     if last_poll:
                         polls_seen.append(datetime.fromisoformat(last_poll))
-                    health = json.loads((data_dir / "state" / "health.json").read_text())
+                    health = _json(data_dir / "state" / "health.json")
                     polled = bool(last_poll) and datetime.fromisoformat(last_poll) >= minute_start
                     quiet = not hung and clock - last_hang_end > recovery_s
                     line = (
                         f"{datetime.now(UTC):%H:%M:%S} minute: {counts['COMPLETED']} completed, "
                         f"{counts['FAILED']} failed, {counts['CRASHED']} crashed; polled: "
-                        f"{'yes' if polled else 'no'}; healthy: {health['healthy']}"
+                        f"{'yes' if polled else 'no'}; healthy: {health.get('healthy')}"
                         + (f" (hang: {hung})" if hung else "")
                     )
                     print(line, flush=True)
@@ -253,11 +260,11 @@ def main() -> int:
                 serve.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 serve.kill()
-        health = json.loads((data_dir / "state" / "health.json").read_text())
+        health = _json(data_dir / "state" / "health.json")
         print(
             f"\n{args.minutes:g} minutes: {totals['COMPLETED']} runs completed, "
             f"{totals['FAILED']} failed, {totals['CRASHED']} crashed (stopped at their limit); "
-            f"serve exited {serve.returncode}; healthy at the end: {health['healthy']}"
+            f"serve exited {serve.returncode}; healthy at the end: {health.get('healthy')}"
         )
         print("messages:")
         for message in hook.messages:
@@ -266,7 +273,7 @@ def main() -> int:
             print("minutes without a poll outside a hang:")
             for line in bad_minutes:
                 print(f"  {line}")
-        return 0 if not bad_minutes and health["healthy"] and serve.returncode == 0 else 1
+        return 0 if not bad_minutes and health.get("healthy") and serve.returncode == 0 else 1
 
 
 if __name__ == "__main__":
