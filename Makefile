@@ -110,8 +110,8 @@ stack-soak: $(STAMP)
 	  CI=1 $(BIN)/pytest -n 0 -s -p no:cacheprovider tests/test_stack.py || exit 1; \
 	done; echo "== $(STACK_RUNS) stack tests in a row passed"
 
-# serve for an hour on a 6-second schedule against the fakes, a hang injected every 5
-# minutes (Spotify, MusicBrainz, Metabase, a stuck writer): runs complete throughout
+# serve for an hour on a 6-second schedule against the fakes, a hang of 200 s injected
+# every 7 minutes (Spotify, MusicBrainz, Metabase, a stuck writer): runs complete throughout
 soak-serve: $(STAMP)
 	$(BIN)/python bench/soak_serve.py
 

@@ -1,14 +1,17 @@
 """Soak: `serve` for an hour on a 6-second schedule against the fakes, with injected hangs.
 
-    python bench/soak_serve.py [--minutes 60] [--interval-s 6] [--hang-every-s 300]
-                               [--hang-for-s 90] [--data-dir DIR]
+    python bench/soak_serve.py [--minutes 60] [--interval-s 6] [--hang-every-s 420]
+                               [--hang-for-s 200] [--data-dir DIR]
 
 What it shows (issue 32): runs complete throughout, whatever hangs. Every
 ``--hang-every-s`` one outside service stops answering for ``--hang-for-s`` (accepts the
 connection, never replies), in turn: Spotify, MusicBrainz, Metabase, and a writer that
 holds the warehouse's lock from a stopped process. The HTTP timeout is left at its default
-(20 s), the run time limit at 1 minute and the watchdog checks every 5 s, so a hang is got
-out of by the client's timeouts or, failing those, by the watchdog. Every minute it prints
+(20 s), the run time limit at 3 minutes and the watchdog checks every 5 s, so a hang is
+got out of by the client's timeouts or, failing those, by the watchdog (a hung Metabase is
+waited for up to MUSIC_TRACKER_METABASE_WAIT_S, 300 s: those runs are stopped at their
+limit). A limit of 1 minute was too short on a busy machine: builds took longer, were
+killed, and a killed build makes the next one a full rebuild. Every minute it prints
 the runs that completed, failed and crashed in that minute, the longest gap between two
 successful polls so far, and the schedule's health; at the end, the totals and the webhook
 messages. It fails (exit 1) when a minute outside a hang (and its recovery) had no
@@ -111,7 +114,7 @@ def _hold_lock(data_dir: Path) -> subprocess.Popen[bytes]:
     code = (
         "import sys, time; from pathlib import Path\n"
         "from music_tracker.orchestration.lock import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1]), 'a stuck writer (soak)'):\n"
+        "with writer_lock(Path(sys.argv[1]), 'a stuck writer (soak)', wait_s=600):\n"
         "    print('held', flush=True); time.sleep(3600)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE)
@@ -125,8 +128,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60)
     parser.add_argument("--interval-s", type=float, default=6)
-    parser.add_argument("--hang-every-s", type=float, default=300)
-    parser.add_argument("--hang-for-s", type=float, default=90)
+    parser.add_argument("--hang-every-s", type=float, default=420)
+    parser.add_argument("--hang-for-s", type=float, default=200)
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="soak-serve-"))
@@ -169,7 +172,7 @@ def main() -> int:
             "MUSIC_TRACKER_INGEST_INTERVAL_MINUTES": str(args.interval_s / 60),
             "MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES": "1",
             "MUSIC_TRACKER_REFRESH_CRON": "* * * * *",
-            "MUSIC_TRACKER_RUN_TIMEOUT_MINUTES": "1",
+            "MUSIC_TRACKER_RUN_TIMEOUT_MINUTES": "3",
             "MUSIC_TRACKER_WATCHDOG_INTERVAL_S": "5",
             "MUSIC_TRACKER_WRITER_WAIT_S": "20",
             "MUSIC_TRACKER_TASK_RETRY_DELAY_S": "2",
@@ -200,7 +203,7 @@ def main() -> int:
         totals = {"COMPLETED": 0, "FAILED": 0, "CRASHED": 0}
         polls_seen: list[datetime] = []
         bad_minutes: list[str] = []
-        recovery_s = args.hang_for_s + 120  # a hang, its run's time limit and a poll
+        recovery_s = 4 * 60  # after a hang: its run's time limit (3 minutes) and a poll
         last_hang_end = 0.0
         try:
             while time.monotonic() < end:

@@ -40,6 +40,7 @@ from typing import Any
 
 import duckdb
 
+from music_tracker.files import copy as copy_file
 from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
 
@@ -113,6 +114,11 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
     landing_new = 0
     try:
         with writer_lock(settings.data_dir, "backup", wait_s=settings.writer_wait_s):
+            # what a backup killed midway left (serve's time limit, the kernel): only one
+            # backup runs at a time, under this lock
+            for left in root.glob(f".*{PARTIAL}"):
+                if left != partial:
+                    shutil.rmtree(left, ignore_errors=True)
             # a checkpoint folds the write-ahead log into the file: the copy is complete
             config: dict[str, str | bool | int | float | list[str]] = {
                 "memory_limit": settings.duckdb_memory_limit
@@ -133,9 +139,11 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
                     relative = path.relative_to(settings.landing_dir)
                     stored = root / "landing" / relative
                     landing.append(str(relative))
-                    if not stored.exists():  # content-addressed: same name, same bytes
-                        stored.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                        shutil.copy2(path, stored)
+                    # content-addressed: same name, same bytes; a copy is whole or absent
+                    # (copied under another name, then renamed), and one cut short by an
+                    # older version is copied again
+                    if not stored.exists() or stored.stat().st_size != path.stat().st_size:
+                        copy_file(path, stored)
                         landing_new += 1
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(),
@@ -143,10 +151,12 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
                 str(f.relative_to(partial)): {"bytes": f.stat().st_size, "sha256": _sha256(f)}
                 for f in files
             },
+            # the checksums of the landing files themselves, not of the stored copies: a
+            # damaged copy then fails restore's check instead of passing it
             "landing": {
                 rel: {
-                    "bytes": (root / "landing" / rel).stat().st_size,
-                    "sha256": _sha256(root / "landing" / rel),
+                    "bytes": (settings.landing_dir / rel).stat().st_size,
+                    "sha256": _sha256(settings.landing_dir / rel),
                 }
                 for rel in landing
             },

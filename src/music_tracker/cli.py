@@ -984,10 +984,13 @@ def _enrichment_backlog(con: Any, settings: Settings) -> int | None:
 
 def _flow_health(settings: Settings) -> dict[str, dict[str, Any]]:
     from music_tracker.orchestration.notify import load_health
+    from music_tracker.orchestration.watchdog import LIVENESS
 
+    # the schedule's liveness is not a flow: `schedule` reports it (from health.json)
     return {
         name: {k: v for k, v in health.items() if k != "cause_key"}
         for name, health in sorted(load_health(settings).items())
+        if name != LIVENESS
     }
 
 

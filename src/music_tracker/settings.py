@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     )
     task_retries: int = Field(default=3, ge=0, description="Retries of network tasks.")
     run_timeout_minutes: float = Field(
-        default=20,
+        default=45,
         gt=0,
         description="A scheduled ingest or refresh run still going after this long is "
         "stopped (its process killed), reported as crashed and alerted, and the next run goes "

@@ -118,18 +118,21 @@ def _flow_settings(flow_run: FlowRun) -> Settings:
 
 
 def _on_failure(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
-    from music_tracker.orchestration.watchdog import stopped_cause
+    from music_tracker.orchestration.watchdog import stopped_cause, timed_out_key
 
     settings = _flow_settings(flow_run)
     cause = state.message or state.name or "failed"
+    key = None
     if state.is_crashed():
         # killed by serve's watchdog at its time limit, or by something else (the kernel)
-        cause = stopped_cause(settings, str(flow_run.id)) or (
-            f"stopped when serve shut down ({cause})"
-            if "status code: -15" in cause
-            else f"crashed ({cause}); an out-of-memory kill looks like this"
-        )
-    notify.record_failure(settings, flow.name, cause)
+        stopped = stopped_cause(settings, str(flow_run.id))
+        if stopped:
+            cause, key = stopped, timed_out_key(flow.name)
+        elif "status code: -15" in cause:
+            cause = f"stopped when serve shut down ({cause})"
+        else:
+            cause = f"crashed ({cause}); an out-of-memory kill looks like this"
+    notify.record_failure(settings, flow.name, cause, key=key)
 
 
 def _on_success(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:

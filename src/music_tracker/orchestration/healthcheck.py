@@ -39,25 +39,40 @@ def verdict(
     if age > max(180.0, 3 * interval):
         why = f"serve's watchdog has not checked for {age / 60:.0f} minutes ({path})"
         if stop_stuck and age > max(600.0, 10 * interval):
-            why += "; " + _stop(health.get("pid"))
+            why += "; " + _stop(health.get("pid"), checked)
         return False, why
     if not health.get("healthy"):
         return False, "; ".join(health.get("reasons") or ["unhealthy"])
     return True, "healthy"
 
 
-def _stop(pid: object) -> str:
-    """Kill the stuck ``serve`` (only a process whose command line is serve's)."""
+def _stop(pid: object, checked: float) -> str:
+    """Kill the stuck ``serve``: only a process whose command line is serve's and that was
+    already running when health.json was written (a pid from an earlier container or boot
+    can belong to another process now, even to a new serve)."""
     if not isinstance(pid, int):
         return "its process is unknown"
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         if b"serve" not in command:
             return f"process {pid} is not serve"
+        if _started_at(pid) > checked:
+            return f"process {pid} started after that: not the serve that wrote it"
         os.kill(pid, signal.SIGKILL)
-    except (OSError, ProcessLookupError) as exc:
+    except (OSError, ValueError, StopIteration) as exc:
         return f"could not stop process {pid}: {exc}"
     return f"stopped serve (process {pid}) to be restarted"
+
+
+def _started_at(pid: int) -> float:
+    """When process ``pid`` started, in seconds since the epoch (Linux's /proc)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    boot = next(
+        float(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str]) -> int:

@@ -9,9 +9,13 @@ new message; the first success after a failure sends a recovery message.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,21 @@ def _save(settings: Settings, health: dict[str, dict[str, Any]]) -> None:
     files.write_text(_path(settings), json.dumps(health, indent=2, sort_keys=True))
 
 
+@contextmanager
+def _updating(settings: Settings) -> Iterator[dict[str, dict[str, Any]]]:
+    """flows.json read, changed and written under an exclusive lock: serve's watchdog, the
+    runner's crash hook (a thread of serve) and each run's process all write it."""
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(settings.state_dir / f"{STATE_FILE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        health = load_health(settings)
+        yield health
+        _save(settings, health)
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def _cause_key(cause: str) -> str:
     """The cause without what changes from one run to the next (numbers, ids, times)."""
     return re.sub(r"\d+", "#", cause)[:300]
@@ -50,54 +69,53 @@ def _cause_key(cause: str) -> str:
 def record_failure(settings: Settings, flow: str, cause: str, *, key: str | None = None) -> bool:
     """Remember a failure; True when a message was sent (a new cause). ``key`` names the
     cause when its text carries details that change while the cause stays the same."""
-    health = load_health(settings)
-    entry = health.setdefault(flow, {})
     now = datetime.now(UTC).isoformat()
     cause_key = key or _cause_key(cause)
-    new_cause = entry.get("cause_key") != cause_key or not entry.get("failing")
-    if not entry.get("failing_since"):
-        entry["failing_since"] = now
-    entry.update({"failing": True, "last_failure": now, "cause": cause, "cause_key": cause_key})
-    sent = False
-    if new_cause:
-        sent = send(settings, f"Music Tracker: {flow} failed", f"{flow} failed: {cause}")
-        entry["notified"] = sent
-    _save(settings, health)
+    with _updating(settings) as health:
+        entry = health.setdefault(flow, {})
+        new_cause = entry.get("cause_key") != cause_key or not entry.get("failing")
+        if not entry.get("failing_since"):
+            entry["failing_since"] = now
+        entry.update({"failing": True, "last_failure": now, "cause": cause, "cause_key": cause_key})
+    if not new_cause:
+        return False
+    # outside the lock: a slow webhook never holds up the writers
+    sent = send(settings, f"Music Tracker: {flow} failed", f"{flow} failed: {cause}")
+    with _updating(settings) as health:
+        health.setdefault(flow, {})["notified"] = sent
     return sent
 
 
 def record_success(settings: Settings, flow: str, summary: str = "") -> bool:
     """Remember a success; True when a recovery message was sent."""
-    health = load_health(settings)
-    entry = health.setdefault(flow, {})
-    was_failing = bool(entry.get("failing"))
-    since = entry.get("failing_since")
-    entry.update(
-        {
-            "failing": False,
-            "last_success": datetime.now(UTC).isoformat(),
-            "summary": summary,
-            "failing_since": None,
-            "cause_key": None,
-        }
-    )
-    sent = False
-    if was_failing:
-        sent = send(
-            settings,
-            f"Music Tracker: {flow} works again",
-            f"{flow} works again (failing since {since}; last cause: {entry.get('cause')})",
+    with _updating(settings) as health:
+        entry = health.setdefault(flow, {})
+        was_failing = bool(entry.get("failing"))
+        since = entry.get("failing_since")
+        entry.update(
+            {
+                "failing": False,
+                "last_success": datetime.now(UTC).isoformat(),
+                "summary": summary,
+                "failing_since": None,
+                "cause_key": None,
+            }
         )
-    _save(settings, health)
-    return sent
+        cause = entry.get("cause")
+    if not was_failing:
+        return False
+    return send(
+        settings,
+        f"Music Tracker: {flow} works again",
+        f"{flow} works again (failing since {since}; last cause: {cause})",
+    )
 
 
 def record_poll(settings: Settings) -> None:
     """Remember that Spotify was polled successfully (the watchdog's liveness rule: an
     ingest run that skipped, the writer lock being busy, polled nothing)."""
-    health = load_health(settings)
-    health.setdefault("ingest", {})["last_poll"] = datetime.now(UTC).isoformat()
-    _save(settings, health)
+    with _updating(settings) as health:
+        health.setdefault("ingest", {})["last_poll"] = datetime.now(UTC).isoformat()
 
 
 def send(settings: Settings, title: str, text: str) -> bool:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -220,7 +220,13 @@ def _deployments(settings: Settings) -> list[Any]:
 
 def serve(settings: Settings) -> None:
     """Run the schedules until SIGTERM or Ctrl+C (see the module's docstring)."""
+    from music_tracker.orchestration.watchdog import Verdict, write_health
+
     os.environ.update(prefect_environment(settings))
+    # this serve's pid and start, at once: the healthcheck must never take the pid of a
+    # serve before it (left in health.json) for this one while it waits for its API
+    started = datetime.now(UTC)
+    write_health(settings, Verdict(True, ["starting"]), started, started)
     server: LocalPrefectServer | None = None
     if os.environ.get("PREFECT_API_URL"):
         # a server of its own (compose): it may still be starting, as this process is
@@ -236,11 +242,13 @@ def serve(settings: Settings) -> None:
 
     def restart(cause: str) -> None:
         # the runner starts no more runs: stop (SIGTERM is the runner's own clean shutdown)
-        # and exit non-zero, so that the container's restart policy starts serve again
+        # and exit non-zero, so that the container's restart policy starts serve again; a
+        # runner too stuck to shut down is left behind after a minute
         if not stalled:
             stalled.append(cause)
             log.error("the runner starts no more runs; stopping serve to be restarted")
             os.kill(os.getpid(), signal.SIGTERM)
+            threading.Timer(60, os._exit, (1,)).start()
 
     watchdog = Watchdog(settings, os.environ["PREFECT_API_URL"], on_stall=restart)
     watchdog.start()

@@ -146,12 +146,15 @@ class PrefectRuns:
         answer.raise_for_status()
         return int(answer.json())
 
-    def crash(self, run: Run, message: str) -> None:
+    def crash(self, run: Run, message: str) -> bool:
+        """Mark ``run`` crashed; False when Prefect refuses (it ended meanwhile: a final
+        state is never replaced)."""
         answer = self._http.post(
             f"flow_runs/{run.id}/set_state",
-            json={"state": {"type": "CRASHED", "message": message}, "force": True},
+            json={"state": {"type": "CRASHED", "message": message}, "force": False},
         )
         answer.raise_for_status()
+        return bool(answer.json().get("status") == "ACCEPT")
 
 
 def time_limit(settings: Settings, flow: str) -> timedelta:
@@ -176,6 +179,11 @@ def run_processes(run_id: str, parent: int | None = None) -> list[int]:
         except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
             continue
     return found
+
+
+def timed_out_key(flow: str) -> str:
+    """One message for a run stopped at its time limit, however many runs in a row are."""
+    return f"timed out: {flow}"
 
 
 def stopped_cause(settings: Settings, run_id: str) -> str | None:
@@ -212,16 +220,28 @@ def _minutes(delta: timedelta) -> str:
     return f"{seconds / 60:.0f} minutes" if seconds < 7200 else f"{seconds / 3600:.1f} hours"
 
 
-def refresh_limit(settings: Settings) -> timedelta:
-    """Two hours, or two periods of a refresh cron that fires less often than hourly."""
-    from cronsim import CronSim
-
-    zone = settings.schedule_timezone or settings.timezone
+def refresh_limit(settings: Settings, now: datetime | None = None) -> timedelta:
+    """Two hours, or twice the longest gap between two refreshes in the coming week (a
+    cron that skips weekends or fires twice in a morning has gaps of days)."""
     from zoneinfo import ZoneInfo
 
-    fires = CronSim(settings.refresh_cron, datetime.now(ZoneInfo(zone)))
-    first, second = next(fires), next(fires)
-    return max(STALE_REFRESH, 2 * (second - first))
+    from cronsim import CronSim
+
+    zone = ZoneInfo(settings.schedule_timezone or settings.timezone)
+    start = (now or datetime.now(UTC)).astimezone(zone)
+    fires = CronSim(settings.refresh_cron, start)
+    previous, longest = next(fires), timedelta(0)
+    while previous - start < timedelta(days=8):
+        following = next(fires)
+        longest = max(longest, following - previous)
+        previous = following
+    return max(STALE_REFRESH, 2 * longest)
+
+
+def _age(now: datetime, last: str | None, serve_started_at: datetime) -> str:
+    if last:
+        return f"for {_minutes(now - datetime.fromisoformat(last))}"
+    return f"since serve started {_minutes(now - serve_started_at)} ago"
 
 
 @dataclass
@@ -241,6 +261,7 @@ def assess(
     last_ingest_run: Run | None,
     stalled_runner: bool = False,
     overdue_ingest_runs: int = 0,
+    runs_known: bool = True,
 ) -> Verdict:
     """The liveness rule (the module's docstring), from what serve and Prefect know."""
     reasons = []
@@ -251,8 +272,11 @@ def assess(
     interval = timedelta(minutes=settings.ingest_interval_minutes)
     if now - since > STALE_INGEST_INTERVALS * interval:
         what = "poll of Spotify" if settings.spotify_client_id else "ingest"
-        reason = f"no successful {what} for {_minutes(now - since)}"
-        if last_ingest_run is None:
+        # the age is the real one: serve's start (a restart) only defers the verdict
+        reason = f"no successful {what} " + _age(now, last, serve_started_at)
+        if not runs_known:  # the Prefect API did not answer: no word on the runs
+            pass
+        elif last_ingest_run is None:
             reason += ": no ingest run has started"
         elif last_ingest_run.state_type in IN_PROGRESS:
             reason += (
@@ -276,8 +300,8 @@ def assess(
     since = (
         max(serve_started_at, datetime.fromisoformat(refreshed)) if refreshed else serve_started_at
     )
-    if now - since > refresh_limit(settings):
-        reasons.append(f"no successful refresh for {_minutes(now - since)}")
+    if now - since > refresh_limit(settings, now):
+        reasons.append("no successful refresh " + _age(now, refreshed, serve_started_at))
         stale[1] = True
     kinds = tuple(kind for kind, late in zip(("ingest", "refresh"), stale, strict=True) if late)
     return Verdict(not reasons, reasons, stalled_runner and bool(reasons), kinds)
@@ -308,6 +332,25 @@ def load_health(settings: Settings) -> dict[str, Any] | None:
     return health if isinstance(health, dict) else None
 
 
+def _recovered(
+    flows: dict[str, dict[str, Any]], liveness: dict[str, Any], settings: Settings
+) -> bool:
+    """Whether what was stale has succeeded since the schedule was found failing: after a
+    restart of serve the verdict is healthy for three intervals, with nothing run yet."""
+    since = liveness.get("failing_since")
+    if not since:
+        return True
+    ingest = flows.get("ingest", {})
+    times = {
+        "ingest": ingest.get("last_poll" if settings.spotify_client_id else "last_success"),
+        "refresh": flows.get("refresh", {}).get("last_success"),
+    }
+    stale = str(liveness.get("cause_key") or "").removeprefix("stale: ").split(", ")
+    return all(
+        (times[kind] or "") > since for kind in stale if kind in times
+    )  # ISO times in UTC compare as text
+
+
 class Watchdog:
     """The checks of the module's docstring, on a thread of ``serve``."""
 
@@ -322,6 +365,7 @@ class Watchdog:
         self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
         self._killed: dict[str, datetime] = {}
         self._idle_since: datetime | None = None
+        self._api_failures = 0
 
     def start(self) -> None:
         # healthy until the first check can tell otherwise (the healthcheck's start period)
@@ -342,17 +386,32 @@ class Watchdog:
 
     def check(self, now: datetime | None = None) -> Verdict:
         now = now or datetime.now(UTC)
-        in_progress = self.api.in_progress()
-        for run in in_progress:
-            if now - run.since > time_limit(self.settings, run.flow):
-                self._stop_run(run, now)
         interval = timedelta(minutes=self.settings.ingest_interval_minutes)
+        flows = notify.load_health(self.settings)
+        in_progress: list[Run] = []
+        newest: Run | None = None
+        overdue = 0
+        api_error: Exception | None = None
+        try:
+            in_progress = self.api.in_progress()
+            for run in in_progress:
+                if now - run.since > time_limit(self.settings, run.flow):
+                    self._stop_run(run, now)
+            newest = self.api.newest("ingest")
+            overdue = self.api.overdue("ingest", now - interval)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            # the liveness rule needs only what serve itself wrote: it is judged and told
+            # all the same; only the details, time limits and the stalled runner wait
+            api_error = exc
+            self._api_failures += 1
+            log.warning("watchdog: the Prefect API did not answer: %s", exc)
+        else:
+            self._api_failures = 0
         # the runner no longer starts runs: none in progress, yet runs due for more than an
-        # interval, and so for longer than the runner could take to notice (3 of its polls)
-        overdue = self.api.overdue("ingest", now - interval)
-        if in_progress or not overdue:
+        # interval, and so for longer than the runner could take to notice them
+        if api_error is None and (in_progress or not overdue):
             self._idle_since = None
-        elif self._idle_since is None:
+        elif api_error is None and self._idle_since is None:
             self._idle_since = now
         # at least two minutes: a busy machine (a slow Prefect server, a run's process that
         # takes seconds to start) leaves gaps of tens of seconds between runs (seen in the
@@ -367,14 +426,23 @@ class Watchdog:
             self.settings,
             now=now,
             serve_started_at=self.started,
-            flows=notify.load_health(self.settings),
-            last_ingest_run=self.api.newest("ingest"),
+            flows=flows,
+            last_ingest_run=newest,
             stalled_runner=self._idle_since is not None and now - self._idle_since > idle_limit,
             overdue_ingest_runs=overdue,
+            runs_known=api_error is None,
         )
+        if api_error is not None and self._api_failures >= 3:
+            verdict.healthy = False
+            verdict.reasons.append(
+                f"the Prefect API has not answered {self._api_failures} checks in a row "
+                f"({api_error}): no run can start"
+            )
+            verdict.kinds += ("prefect api",)
         write_health(self.settings, verdict, now, self.started)
+        liveness = flows.get(LIVENESS, {})
         if verdict.healthy:
-            if notify.load_health(self.settings).get(LIVENESS, {}).get("failing"):
+            if liveness.get("failing") and _recovered(flows, liveness, self.settings):
                 notify.record_success(self.settings, LIVENESS, "runs again")
         else:
             cause = "; ".join(verdict.reasons)
@@ -408,6 +476,6 @@ class Watchdog:
             return  # the runner reports it crashed and runs the crash hook (one message)
         # no process of this serve runs it (an earlier serve was killed): nobody else will
         # ever end it, and while it counts as running its deployment starts no other run
-        log.error("watchdog: %s (no process of it left)", cause)
-        self.api.crash(run, cause)
-        notify.record_failure(self.settings, run.flow, cause)
+        if self.api.crash(run, cause):
+            log.error("watchdog: %s (no process of it left)", cause)
+            notify.record_failure(self.settings, run.flow, cause, key=timed_out_key(run.flow))
