@@ -20,9 +20,7 @@ at 19:13: either scrobble fits it), so it is not asserted; no count depends on i
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import os
 import random
 from datetime import UTC, datetime
@@ -117,28 +115,9 @@ class MusicTables:
 
 def _write_and_read(source: str, plays: list[listener.TruePlay], folder: Path) -> pl.DataFrame:
     """Write what ``source`` records of ``plays`` in its real format, and parse it back."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if source == dedupe.EXTENDED:
-        records = listener.extended_rows(plays)
-        path = folder / "Streaming_History_Audio_2021.json"
-        path.write_text(json.dumps([row for _, row in records]))
-    elif source == dedupe.ACCOUNT:
-        records = listener.account_rows(plays)
-        path = folder / "StreamingHistory_music_0.json"
-        path.write_text(json.dumps([row for _, row in records]))
-    elif source == dedupe.API:
-        records = listener.api_items(plays)
-        path = folder / "recently_played.json"
-        page = {"items": [item for _, item in records], "cursors": None, "limit": 50}
-        path.write_text(json.dumps(page))
-    else:
-        lastfm = listener.lastfm_rows(plays)
-        path = folder / "scrobbles.csv"
-        with path.open("w", newline="") as handle:
-            csv.writer(handle).writerows(row for _, row in lastfm)
-        records = [(index, {}) for index, _ in lastfm]
+    path, indexes = listener.write_records(source, plays, folder)
     truth = pl.DataFrame(
-        {"file_row": list(range(1, len(records) + 1)), "_truth": [i for i, _ in records]},
+        {"file_row": list(range(1, len(indexes) + 1)), "_truth": indexes},
         schema={"file_row": pl.Int64, "_truth": pl.Int64},
     )
     with duckdb.connect() as con:

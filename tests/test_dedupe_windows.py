@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from conftest import EXTENDED_DIR, Cli, cli_json, query
+from music_tracker import dedupe
+from music_tracker.simulation import listener
 
 START = datetime(2019, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -158,3 +160,66 @@ def test_a_later_richer_row_merges_plays_stored_twice(cli: Cli, tmp_path: Path) 
     summary = cli_json(cli, "import", str(account), *dd)
     assert summary["duplicates"]["stored_plays_merged"] == 1
     assert cli_json(cli, "status", *dd)["plays"] == 1
+
+
+def _on_repeat(ms: int, ends: list[datetime], copy_after_s: int) -> list[listener.TruePlay]:
+    """A real track on repeat, heard in full (``ms``) each time, ending at ``ends``; the
+    export writes the first play twice, its copy ``copy_after_s`` seconds later."""
+    template = _template()
+    track = listener.Track(
+        template["spotify_track_uri"].rsplit(":", 1)[-1],
+        template["master_metadata_track_name"],
+        template["master_metadata_album_artist_name"],
+        template["master_metadata_album_album_name"],
+        ms,
+    )
+    return [
+        listener.TruePlay(
+            index, track, end - timedelta(milliseconds=ms), ms, 0, True, 0,
+            copy_after_s if index == 0 else 0,
+        )
+        for index, end in enumerate(ends)
+    ]  # fmt: skip
+
+
+def test_a_repeat_right_after_a_copy_the_export_wrote_is_a_play_of_its_own(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Rows ending 06:43:50, 06:43:53 (the export's copy) and 06:45:06, all 75,822 ms: the
+    copy overlaps the first play, the repeat ends 76 s after it (longer than the track) and
+    only 73 s after the copy. Two plays, alone and with every other source's rows of them
+    (which must join them, not make plays of their own)."""
+    day = datetime(2019, 3, 2, tzinfo=UTC)
+    plays = _on_repeat(
+        75_822, [day + timedelta(hours=6, minutes=43, seconds=s) for s in (50, 126)], 3
+    )
+    files = {
+        source: listener.write_records(source, plays, tmp_path / source)[0]
+        for source in (dedupe.EXTENDED, dedupe.API, dedupe.ACCOUNT, dedupe.LASTFM)
+    }
+    assert [r["ts"][11:] for r in json.loads(files[dedupe.EXTENDED].read_text())] == [
+        "06:43:50Z", "06:43:53Z", "06:45:06Z",
+    ]  # fmt: skip
+
+    alone = tmp_path / "alone"
+    summary = cli_json(cli, "import", str(files[dedupe.EXTENDED]), "--data-dir", str(alone))
+    assert summary["duplicates"]["same_play_written_twice"] == 1
+    assert cli_json(cli, "status", "--data-dir", str(alone))["plays"] == 2
+    assert query(
+        alone,
+        "select sum(ms) from (select play_id, any_value(ms_played) as ms"
+        " from raw.spotify_extended_history group by play_id)",
+    ) == [(151_644,)]
+
+    for name, order in {
+        "at once": [list(files.values())],
+        "extended history last": [[files[s]] for s in reversed(files)],
+    }.items():
+        data = tmp_path / name
+        for paths in order:
+            cli("import", *map(str, paths), "--data-dir", str(data))
+        status = cli_json(cli, "status", "--data-dir", str(data))
+        assert (status["plays"], status["plays_per_source"]) == (
+            2,
+            dict.fromkeys(files, 2),
+        ), name

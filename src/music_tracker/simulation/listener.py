@@ -402,6 +402,9 @@ class TruePlay:
     paused_ms: int  # time spent paused in the middle
     on_spotify: bool  # False: another player, heard by Last.fm only
     scrobble_clock_s: int  # the scrobbling device's clock error, in seconds
+    # the extended history writes this play twice, the copy's ``ts`` this many seconds
+    # later (0: once), as real exports do with a few plays
+    written_twice_after_s: int = 0
 
     @property
     def ended_at(self) -> datetime:
@@ -464,7 +467,9 @@ def listen_messily(
         else:
             heard = track.duration_ms
         started = clock + timedelta(milliseconds=rng.randint(0, 3_000))
-        play = TruePlay(index, track, started, heard, paused, on_spotify, clock_error)
+        # every 29th play is written twice by the extended history, 1-3 s later
+        copy_after = 1 + index % 3 if index % 29 == 7 else 0
+        play = TruePlay(index, track, started, heard, paused, on_spotify, clock_error, copy_after)
         result.append(play)
         clock = play.ended_at
         previous = track
@@ -486,8 +491,7 @@ def short_catalogue(rng: random.Random, tracks: int = 40) -> list[Track]:
 def extended_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
     """(truth index, row) of the extended history: the end to the second, the time heard.
 
-    As in real exports, some plays are written twice, the copy's ``ts`` 1-3 s later
-    (every 29th play here).
+    As in real exports, some plays are written twice (``TruePlay.written_twice_after_s``).
     """
     rows = []
     for play in plays:
@@ -495,8 +499,8 @@ def extended_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
             continue
         row = _extended_row(play)
         rows.append((play.index, row))
-        if play.index % 29 == 7:
-            again = play.ended_at + timedelta(seconds=1 + play.index % 3)
+        if play.written_twice_after_s:
+            again = play.ended_at + timedelta(seconds=play.written_twice_after_s)
             rows.append((play.index, row | {"ts": again.strftime("%Y-%m-%dT%H:%M:%SZ")}))
     return rows
 
@@ -589,6 +593,38 @@ def lastfm_rows(plays: list[TruePlay]) -> list[tuple[int, list[str]]]:
             )
         )
     return rows
+
+
+def write_records(source: str, plays: list[TruePlay], folder: Path) -> tuple[Path, list[int]]:
+    """Write what ``source`` records of ``plays`` as that source's file in ``folder``.
+
+    ``source`` is a source's name in the warehouse (``dedupe.EXTENDED`` and the others).
+    Returns the file and, for each of its rows in order, the index of the true play it
+    records: the independent truth the de-duplication is checked against.
+    """
+    from music_tracker import dedupe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if source == dedupe.LASTFM:
+        lastfm = lastfm_rows(plays)
+        path = folder / "scrobbles.csv"
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows(row for _, row in lastfm)
+        return path, [index for index, _ in lastfm]
+    if source == dedupe.API:
+        items = api_items(plays)
+        path = folder / "recently_played.json"
+        page = {"items": [item for _, item in items], "cursors": None, "limit": 50}
+        path.write_text(json.dumps(page))
+        return path, [index for index, _ in items]
+    if source == dedupe.EXTENDED:
+        records, path = extended_rows(plays), folder / "Streaming_History_Audio_2021.json"
+    elif source == dedupe.ACCOUNT:
+        records, path = account_rows(plays), folder / "StreamingHistory_music_0.json"
+    else:
+        raise ValueError(f"unknown source {source!r}")
+    path.write_text(json.dumps([row for _, row in records]))
+    return path, [index for index, _ in records]
 
 
 def _stable_id(kind: str, name: str) -> str:
