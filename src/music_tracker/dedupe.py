@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -186,11 +186,13 @@ def assign_plays(
         _row=plays["_row"]
     )
     taken = linked.filter(pl.col("source") == source)["play_id"].unique()
-    # a play is represented by its richest row: its times are the best known
+    # a play is represented by its richest row: its times are the best known; of a play the
+    # export wrote twice, by its first row (the copy ends up to 44 s late), whatever order
+    # the rows came in
     candidates = (
         linked.filter(~pl.col("play_id").is_in(taken.implode()))
         .with_columns(_rank=pl.col("source").replace_strict(SOURCE_RANK, return_dtype=pl.Int32))
-        .sort("_rank", "play_id", descending=[True, False])
+        .sort("_rank", "play_id", "end_at", descending=[True, False, False], maintain_order=True)
         .unique(subset="play_id", keep="first", maintain_order=True)
     )
     pairs = _feasible_pairs(source, view, candidates, tolerances)
@@ -217,7 +219,17 @@ def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame({"_row": plays["_row"], "_own_play_id": ids})
 
 
-_NO_PAIRS = pl.Schema({"_row": pl.UInt32(), "play_id": pl.String(), "_cost": pl.Float64()})
+# a candidate pair: the fresh row, the play, its distance (microseconds), and the play's
+# time and source, which order the pairs for ties (``_one_to_one``)
+_NO_PAIRS = pl.Schema(
+    {
+        "_row": pl.UInt32(),
+        "play_id": pl.String(),
+        "_cost": pl.Int64(),
+        "_t_play": pl.Datetime("us", "UTC"),
+        "source": pl.String(),
+    }
+)
 
 
 def _feasible_pairs(
@@ -269,7 +281,9 @@ def _feasible_pairs(
         .select(
             "_row",
             "play_id",
-            _cost=(pl.col("_t") - pl.col("_t_play")).abs().dt.total_microseconds() / 1e6,
+            _cost=(pl.col("_t") - pl.col("_t_play")).abs().dt.total_microseconds(),
+            _t_play="_t_play",
+            source="source",
         )
         .unique(subset=["_row", "play_id"])
         .cast(_NO_PAIRS)
@@ -282,8 +296,11 @@ def _one_to_one(pairs: pl.DataFrame) -> pl.DataFrame:
     Most rows have one possible play and most plays one possible row: those pairs are kept
     as they are. Where rows compete (the same track played twice within minutes), the
     choice is a maximum matching of least total distance, so one paused play can never
-    take the scrobble that only its neighbour could have had. Ties are broken by row
-    (fresh rows come in a canonical order) and play id, so every run decides alike.
+    take the scrobble that only its neighbour could have had. Matchings that tie (two
+    account-data rows of one minute, each as near to two plays of it) are decided by a
+    total order of the pairs, never by set order: the row's (its time, then natural key:
+    fresh rows come in that order), then the play's time, source and id. So every run
+    decides alike, in any process, with any ``PYTHONHASHSEED``.
     """
     if pairs.is_empty():
         return pairs.select("_row", "play_id")
@@ -294,27 +311,48 @@ def _one_to_one(pairs: pl.DataFrame) -> pl.DataFrame:
     contested = pairs.filter((pl.col("_row_options") > 1) | (pl.col("_play_options") > 1))
     chosen = [simple.select("_row", "play_id")]
     if contested.height:
-        chosen.append(_best_matching(contested.sort("_row", "play_id")))
+        chosen.append(
+            _best_matching(contested.sort("_row", "_t_play", "source", "play_id", nulls_last=True))
+        )
     return pl.concat(chosen)
+
+
+# larger than any distance in microseconds (a day): every weight stays positive
+_COST_CEILING_US = 86_400_000_000
 
 
 def _best_matching(pairs: pl.DataFrame) -> pl.DataFrame:
     """A maximum-cardinality, minimum-cost matching of ``pairs`` (networkx's blossom, on
-    each connected group of competing rows; the groups are small)."""
+    each connected group of competing rows; the groups are small), the one preferring the
+    earliest pairs in ``pairs``' order among those that tie.
+
+    The preference is in the weights, so that the best matching is unique and the search's
+    own order (set order) cannot choose: in a group of n pairs, the pair at position i
+    weighs (ceiling - distance) * 2**n + 2**(n-1-i). Distances are whole microseconds, so
+    a microsecond less in total outweighs any preference, and no two sets of pairs have
+    the same sum of preferences. networkx computes exactly with integer weights.
+    """
     import networkx as nx
 
     graph: nx.Graph[tuple[str, object]] = nx.Graph()
-    # integer weights: most pairs first, then least distance (in milliseconds)
-    for row, play_id, cost in pairs.select("_row", "play_id", "_cost").iter_rows():
-        graph.add_edge(("row", row), ("play", play_id), weight=10**9 - round(cost * 1000))
+    for order, (row, play_id, cost) in enumerate(
+        pairs.select("_row", "play_id", "_cost").iter_rows()
+    ):
+        graph.add_edge(("row", row), ("play", play_id), cost=cost, order=order)
     rows: list[int] = []
     play_ids: list[str] = []
     for component in nx.connected_components(graph):
-        matching = nx.max_weight_matching(graph.subgraph(component), maxcardinality=True)
-        for a, b in matching:
+        edges = sorted(graph.subgraph(component).edges(data=True), key=lambda e: e[2]["order"])
+        count = len(edges)
+        weighted: nx.Graph[tuple[str, object]] = nx.Graph()
+        for position, (a, b, data) in enumerate(edges):
+            preference = 1 << (count - 1 - position)
+            weight = ((_COST_CEILING_US - data["cost"]) << count) + preference
+            weighted.add_edge(a, b, weight=weight)
+        for a, b in nx.max_weight_matching(weighted, maxcardinality=True):
             row_node, play_node = (a, b) if a[0] == "row" else (b, a)
-            rows.append(row_node[1])
-            play_ids.append(play_node[1])
+            rows.append(cast(int, row_node[1]))
+            play_ids.append(cast(str, play_node[1]))
     return pl.DataFrame(
         {"_row": rows, "play_id": play_ids}, schema={"_row": pl.UInt32(), "play_id": pl.String()}
     )
