@@ -307,7 +307,7 @@ def open_warehouse(
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if read_only:
         con = _connect(path, read_only=True, config=config)
-        con.execute("set TimeZone = 'UTC'")
+        _session(con)
         return con
     new = not path.exists()
     # the warehouse holds personal data (IP addresses, user agents in raw): a new data
@@ -316,7 +316,7 @@ def open_warehouse(
     con = _connect(path, read_only=False, config=config)
     if new:
         path.chmod(0o600)
-    con.execute("set TimeZone = 'UTC'")
+    _session(con)
     (exists,) = con.execute(
         "select count(*) from duckdb_tables()"
         " where schema_name = 'raw' and table_name = 'schema_version'"
@@ -336,6 +336,13 @@ def open_warehouse(
                 _drop_primary_keys(con)
             con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
     return con
+
+
+def _session(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("set TimeZone = 'UTC'")
+    # DuckDB draws a progress bar on stdout for any query past 2 s (a large import, or a
+    # busy machine): stdout is the command's own, and `--json` is read by machines
+    con.execute("set enable_progress_bar = false")
 
 
 class WarehouseBusy(Exception):
