@@ -18,6 +18,7 @@ from music_tracker import warehouse
 from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
 from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings, _cached_settings
+from music_tracker.sources.http import Budget
 from music_tracker.sources.musicbrainz import client as musicbrainz_client
 
 AREAS = standard_areas()
@@ -214,24 +215,30 @@ def test_a_few_hundred_artists(
     assert usa == ("North America",)
 
 
-def test_requests_that_queue_on_the_way_are_neither_refused_nor_miscounted(
-    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch, musicbrainz_env: None
-) -> None:
+def test_requests_that_queue_on_the_way_are_neither_refused_nor_miscounted() -> None:
     """A busy machine: every other request reaches the fake 95 ms late, just before the
     next one (sent 105 ms after it). Two arrivals come closer than the service's interval,
     yet the client kept its spacing: no request is refused, and the rate is told as it was.
     At a tenth of the real second: a round trip under load must stay below the interval."""
-    dataset = _dataset(8)
+    artists = _fake_artists(_dataset(8))
     interval = FAST_S * 10
-    with FakeMusicBrainz(_fake_artists(dataset), min_interval_s=interval) as fake:
-        _prepare(cli, data_dir, dataset, fake, monkeypatch)
+    with FakeMusicBrainz(artists, min_interval_s=interval) as fake:
         fake.late_s, fake.late_every = interval * 0.95, 2
+        client = musicbrainz_client.MusicBrainzClient(
+            fake.base_url,
+            "owner@example.org",
+            timeout_s=10,
+            budget=Budget(limit=100),
+            min_interval_s=interval * CLIENT_MARGIN,
+        )
         started = time.monotonic()
-        result = json.loads(cli("enrich", "--json").stdout)
+        with stamina.set_testing(True, attempts=1):  # a refusal fails, not retried
+            for artist in artists * 4:
+                assert client.artist(artist.mbid)["name"] == artist.name
+        client.close()
         arrivals = sorted(r.at for r in fake.log)
         assert min(b - a for a, b in itertools.pairwise(arrivals)) < interval
         _assert_the_rate_kept(fake, started, interval * CLIENT_MARGIN)
-    assert result["looked_up"] == 8 and result["failed"] == 0
 
 
 def test_resume_retry_interval_and_faults(
