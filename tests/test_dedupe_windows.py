@@ -295,3 +295,52 @@ def test_plays_written_twice_are_matched_at_their_first_row(cli: Cli, tmp_path: 
             name,
             status["plays_per_source"],
         )
+
+
+def test_a_track_length_learned_later_moves_a_scrobble_to_its_play(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A 39 s track stopped after 18 s, then started again, paused and heard for 21 s: only
+    the second was scrobbled (half the track). While the track's length is unknown, either
+    could have been; its scrobble is nearer the first. An API row days later tells the
+    length: the scrobble moves to the second play, as if the API row had come first."""
+    template = _template()
+    track = listener.Track(
+        template["spotify_track_uri"].rsplit(":", 1)[-1],
+        template["master_metadata_track_name"],
+        template["master_metadata_album_artist_name"],
+        template["master_metadata_album_album_name"],
+        39_000,
+    )
+    first = listener.TruePlay(0, track, START, 18_000, 0, True, 0)
+    second = listener.TruePlay(
+        1, track, first.ended_at + timedelta(seconds=1), 21_000, 42_000, True, 0
+    )
+    later = listener.TruePlay(2, track, START + timedelta(days=3), 39_000, 0, True, 0)
+    plays = [first, second, later]
+    assert [p.scrobbled for p in plays] == [False, True, True]
+    files = {
+        source: listener.write_records(source, plays, tmp_path / source)[0]
+        for source in (dedupe.EXTENDED, dedupe.LASTFM, dedupe.API)
+    }
+    scrobbled_play = (
+        "select e.ms_played from raw.spotify_extended_history e"
+        " join raw.lastfm_scrobbles l on coalesce(("
+        "  select o.play_id from raw.play_id_overrides o"
+        "  where o.source = 'lastfm' and o.source_key = l.source_key), l.play_id)"
+        " = coalesce(("
+        "  select o.play_id from raw.play_id_overrides o"
+        "  where o.source = 'spotify_extended_history' and o.source_key = e.source_key),"
+        "  e.play_id)"
+        " where l.started_at < $day order by 1"
+    )
+    for name, order in {
+        "length first": [dedupe.API, dedupe.EXTENDED, dedupe.LASTFM],
+        "length last": [dedupe.EXTENDED, dedupe.LASTFM, dedupe.API],
+    }.items():
+        data = tmp_path / name
+        for source in order:
+            cli("import", str(files[source]), "--data-dir", str(data))
+        held = query(data, scrobbled_play, {"day": START + timedelta(days=1)})
+        assert held == [(21_000,)], name
+        assert cli_json(cli, "rematch", "--data-dir", str(data))["rows_moved"] == 0, name

@@ -139,7 +139,8 @@ def linked_view(
         # the start is only compared with Last.fm's: a play heard too briefly for any
         # scrobble has none to match
         if source == EXTENDED and durations is not None and durations.height:
-            rows = rows.join(durations, on="track_id", how="left")
+            # the rows' order is kept: callers line the view up with their rows
+            rows = rows.join(durations, on="track_id", how="left", maintain_order="left")
             length = pl.col("duration_ms")
             needed = (
                 pl.when(length <= _LASTFM_SHORTEST_TRACK_MS)
@@ -463,7 +464,11 @@ def regroup(
         # its own id; no adoption to work out
         every = every.with_columns(_final=pl.col("_group"))
     else:
-        adopted = every["_group"].drop_nulls().unique() if everything else _adopted_groups(every)
+        adopted = (
+            every["_group"].drop_nulls().unique()
+            if everything
+            else _adopted_groups(every, _scrobbles_held_too_briefly(stored, durations))
+        )
         final = _final_ids(every.filter(pl.col("_group").is_in(adopted.implode())))
         every = every.join(final, on="_group", how="left")
     fresh_rows = every.filter(pl.col("_stage_row").is_not_null())
@@ -608,10 +613,42 @@ def _empty_window() -> pl.DataFrame:
     )
 
 
-def _adopted_groups(every: pl.DataFrame) -> pl.Series:
-    """Groups holding a fresh row, closed over the stored plays they touch."""
+def _scrobbles_held_too_briefly(
+    stored: dict[str, pl.DataFrame], durations: pl.DataFrame | None
+) -> pl.Series:
+    """Stored plays holding a scrobble that, by the track lengths known now, they were
+    heard too briefly to have.
+
+    A play's chance of a scrobble depends on its track's length (half of it heard), which
+    is often learned after the play was matched: from an API row or the track's metadata,
+    imported later. Until then a play heard for 18 s of a 39 s track could have been
+    scrobbled, and may hold the scrobble of the next play of the track. These are matched
+    again as if the length had been known from the start.
+    """
+    extended, lastfm = stored.get(EXTENDED), stored.get(LASTFM)
+    if extended is None or lastfm is None or not extended.height or not lastfm.height:
+        return pl.Series("play_id", [], pl.String)
+    too_brief = too_brief_for_a_scrobble(extended, durations)["play_id"]
+    return lastfm.filter(pl.col("play_id").is_in(too_brief.implode()))["play_id"].unique()
+
+
+def too_brief_for_a_scrobble(rows: pl.DataFrame, durations: pl.DataFrame | None) -> pl.DataFrame:
+    """The stored extended-history ``rows`` (``play_id``, ``played_at``, ``ms_played``,
+    ``track_id``) heard too briefly for Last.fm to have scrobbled them, by the track
+    lengths in ``durations``."""
+    if "name_key" not in rows.columns:  # not read here; the view has a place for it
+        rows = rows.with_columns(name_key=pl.lit(None, pl.String))
+    view = linked_view(EXTENDED, rows, durations)
+    return rows.filter(view["start_at"].is_null())
+
+
+def _adopted_groups(every: pl.DataFrame, revisit: pl.Series) -> pl.Series:
+    """Groups holding a fresh row or a row of a stored play in ``revisit``, closed over the
+    stored plays they touch."""
     plays = every.filter(pl.col("_group").is_not_null())
-    adopted = plays.filter(pl.col("_stage_row").is_not_null())["_group"].unique()
+    adopted = plays.filter(
+        pl.col("_stage_row").is_not_null() | pl.col("_stored_id").is_in(revisit.implode())
+    )["_group"].unique()
     for _ in range(_MAX_ROUNDS):
         touched = plays.filter(pl.col("_group").is_in(adopted.implode()))["_stored_id"]
         reached = plays.filter(pl.col("_stored_id").is_in(touched.drop_nulls().implode()))

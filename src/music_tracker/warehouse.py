@@ -566,6 +566,36 @@ def linked_rows(
     )
 
 
+def scrobbled_extended_rows(con: duckdb.DuckDBPyConnection, track_ids: pl.Series) -> pl.DataFrame:
+    """(played_at, ms_played, track_id, play_id) of the stored extended-history rows of
+    these tracks whose play holds a Last.fm scrobble, at any time."""
+    con.register("_scrobbled_tracks", ArrowStream(track_ids.to_frame("track_id")))
+    try:
+        return frame_of(
+            con.sql(
+                """
+                with scrobbled as (
+                    select coalesce(o.play_id, t.play_id) as play_id
+                    from raw.lastfm_scrobbles as t
+                    left join raw.play_id_overrides as o
+                        on o.source = 'lastfm' and o.source_key = t.source_key
+                    where t.play_id is not null
+                )
+                select t.played_at, t.ms_played, t.track_id,
+                       coalesce(o.play_id, t.play_id) as play_id
+                from raw.spotify_extended_history as t
+                left join raw.play_id_overrides as o
+                    on o.source = 'spotify_extended_history' and o.source_key = t.source_key
+                where t.play_id is not null
+                  and t.track_id in (select track_id from _scrobbled_tracks)
+                  and coalesce(o.play_id, t.play_id) in (select play_id from scrobbled)
+                """
+            )
+        )
+    finally:
+        con.unregister("_scrobbled_tracks")
+
+
 def track_durations(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """(track_id, duration_ms) of every track whose length is known: fetched metadata
     first, else what the recently-played endpoint said."""
