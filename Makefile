@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-scale lock clean wheels image stack-test stack-soak soak-serve
+.PHONY: setup demo test test-deep lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-scale lock clean wheels image stack-test stack-soak soak-serve
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -53,6 +53,14 @@ unit: $(STAMP) $(WORLD)
 	$(BIN)/pytest -n 2 --dist worksteal
 
 test: lint typecheck sqllint unit
+
+# The de-duplication's property suite, deep (not part of `make test`, which runs three):
+# PROPERTY_SEEDS simulated histories of 120 plays, each imported in all 24 orders of its
+# four sources, on two workers with one Polars thread each (the frames are small)
+PROPERTY_SEEDS ?= 200
+test-deep: $(STAMP)
+	MUSIC_TRACKER_PROPERTY_SEEDS=$(PROPERTY_SEEDS) POLARS_MAX_THREADS=1 $(BIN)/pytest -n 2 \
+	  --dist worksteal -p no:cacheprovider tests/test_dedupe_properties.py
 
 bench: bench-import bench-transform bench-report bench-publish bench-orchestration
 

@@ -106,9 +106,10 @@ def extended_plays(*paths: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
 
     Rows with one natural key (ts, track uri, ms_played) are one row, the first kept. And
     a row that ends less than its ms_played (less 2 s, ts being cut to the second) after
-    the previous row of the same track and ms_played is that play written twice: the real
-    export holds 12 (a 210,024 ms play ending at 22:16:08 and again at 22:16:11), and plays
-    of one track cannot overlap.
+    the first row of a play of the same track and ms_played is that play written twice:
+    the real export holds 12 (a 210,024 ms play ending at 22:16:08 and again at 22:16:11),
+    and plays of one track cannot overlap. A row further from the play's first row is a
+    play of its own, however near the copy before it.
     """
     from datetime import datetime, timedelta
 
@@ -117,14 +118,14 @@ def extended_plays(*paths: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
         if row["spotify_track_uri"] and row["ms_played"] > 0:
             rows.setdefault((row["ts"], row["spotify_track_uri"], row["ms_played"]), row)
     plays: dict[tuple[str, str, int], dict[str, Any]] = {}
-    previous: dict[tuple[str, int], datetime] = {}
+    first_end: dict[tuple[str, int], datetime] = {}  # of the latest play of a track and ms
     for key in sorted(rows, key=lambda k: (k[1], k[2], k[0])):
         ts, uri, ms = key
         end = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
-        before = previous.get((uri, ms))
-        previous[(uri, ms)] = end
-        if before is not None and end - before + timedelta(seconds=2) < timedelta(milliseconds=ms):
+        first = first_end.get((uri, ms))
+        if first is not None and end - first + timedelta(seconds=2) < timedelta(milliseconds=ms):
             continue
+        first_end[(uri, ms)] = end
         plays[key] = rows[key]
     return plays
 

@@ -466,12 +466,41 @@ def resident_mb():
         return next(int(l.split()[1]) // 1024 for l in status if l.startswith("VmRSS"))
 
 con = duckdb.connect(config={"memory_limit": "400MB"})
+# no progress bar: DuckDB draws one on stdout for a query past 2 s (on a busy machine)
+con.execute("set enable_progress_bar = false")
 con.execute("create table t as select repeat(i::varchar, 20) s from range(2000000) r(i)")
 con.execute("drop table t")
 held = resident_mb()
 warehouse.release_freed_memory()
 print(held, resident_mb())
 """
+
+
+_PROGRESS_BAR_SCRIPT = """
+import sys
+from pathlib import Path
+from music_tracker import warehouse
+
+for read_only in (False, True):
+    with warehouse.connect(Path(sys.argv[1]), read_only=read_only) as con:
+        print(con.execute("select current_setting('enable_progress_bar')").fetchone()[0])
+"""
+
+
+def test_the_warehouse_never_draws_on_stdout(tmp_path: Path) -> None:
+    """A query past 2 s (a large import, a busy machine) would have DuckDB draw a progress
+    bar on stdout, inside the JSON that `--json` prints. In a process of its own, as the
+    command runs (under pytest DuckDB starts without it)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRESS_BAR_SCRIPT, str(tmp_path / "warehouse.duckdb")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["False", "False"], done.stdout
 
 
 def test_memory_duckdb_freed_is_handed_back_to_the_system() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -139,7 +139,8 @@ def linked_view(
         # the start is only compared with Last.fm's: a play heard too briefly for any
         # scrobble has none to match
         if source == EXTENDED and durations is not None and durations.height:
-            rows = rows.join(durations, on="track_id", how="left")
+            # the rows' order is kept: callers line the view up with their rows
+            rows = rows.join(durations, on="track_id", how="left", maintain_order="left")
             length = pl.col("duration_ms")
             needed = (
                 pl.when(length <= _LASTFM_SHORTEST_TRACK_MS)
@@ -186,11 +187,13 @@ def assign_plays(
         _row=plays["_row"]
     )
     taken = linked.filter(pl.col("source") == source)["play_id"].unique()
-    # a play is represented by its richest row: its times are the best known
+    # a play is represented by its richest row: its times are the best known; of a play the
+    # export wrote twice, by its first row (the copy ends up to 44 s late), whatever order
+    # the rows came in
     candidates = (
         linked.filter(~pl.col("play_id").is_in(taken.implode()))
         .with_columns(_rank=pl.col("source").replace_strict(SOURCE_RANK, return_dtype=pl.Int32))
-        .sort("_rank", "play_id", descending=[True, False])
+        .sort("_rank", "play_id", "end_at", descending=[True, False, False], maintain_order=True)
         .unique(subset="play_id", keep="first", maintain_order=True)
     )
     pairs = _feasible_pairs(source, view, candidates, tolerances)
@@ -217,7 +220,17 @@ def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame({"_row": plays["_row"], "_own_play_id": ids})
 
 
-_NO_PAIRS = pl.Schema({"_row": pl.UInt32(), "play_id": pl.String(), "_cost": pl.Float64()})
+# a candidate pair: the fresh row, the play, its distance (microseconds), and the play's
+# time and source, which order the pairs for ties (``_one_to_one``)
+_NO_PAIRS = pl.Schema(
+    {
+        "_row": pl.UInt32(),
+        "play_id": pl.String(),
+        "_cost": pl.Int64(),
+        "_t_play": pl.Datetime("us", "UTC"),
+        "source": pl.String(),
+    }
+)
 
 
 def _feasible_pairs(
@@ -269,7 +282,9 @@ def _feasible_pairs(
         .select(
             "_row",
             "play_id",
-            _cost=(pl.col("_t") - pl.col("_t_play")).abs().dt.total_microseconds() / 1e6,
+            _cost=(pl.col("_t") - pl.col("_t_play")).abs().dt.total_microseconds(),
+            _t_play="_t_play",
+            source="source",
         )
         .unique(subset=["_row", "play_id"])
         .cast(_NO_PAIRS)
@@ -282,8 +297,11 @@ def _one_to_one(pairs: pl.DataFrame) -> pl.DataFrame:
     Most rows have one possible play and most plays one possible row: those pairs are kept
     as they are. Where rows compete (the same track played twice within minutes), the
     choice is a maximum matching of least total distance, so one paused play can never
-    take the scrobble that only its neighbour could have had. Ties are broken by row
-    (fresh rows come in a canonical order) and play id, so every run decides alike.
+    take the scrobble that only its neighbour could have had. Matchings that tie (two
+    account-data rows of one minute, each as near to two plays of it) are decided by a
+    total order of the pairs, never by set order: the row's (its time, then natural key:
+    fresh rows come in that order), then the play's time, source and id. So every run
+    decides alike, in any process, with any ``PYTHONHASHSEED``.
     """
     if pairs.is_empty():
         return pairs.select("_row", "play_id")
@@ -294,27 +312,48 @@ def _one_to_one(pairs: pl.DataFrame) -> pl.DataFrame:
     contested = pairs.filter((pl.col("_row_options") > 1) | (pl.col("_play_options") > 1))
     chosen = [simple.select("_row", "play_id")]
     if contested.height:
-        chosen.append(_best_matching(contested.sort("_row", "play_id")))
+        chosen.append(
+            _best_matching(contested.sort("_row", "_t_play", "source", "play_id", nulls_last=True))
+        )
     return pl.concat(chosen)
+
+
+# larger than any distance in microseconds (a day): every weight stays positive
+_COST_CEILING_US = 86_400_000_000
 
 
 def _best_matching(pairs: pl.DataFrame) -> pl.DataFrame:
     """A maximum-cardinality, minimum-cost matching of ``pairs`` (networkx's blossom, on
-    each connected group of competing rows; the groups are small)."""
+    each connected group of competing rows; the groups are small), the one preferring the
+    earliest pairs in ``pairs``' order among those that tie.
+
+    The preference is in the weights, so that the best matching is unique and the search's
+    own order (set order) cannot choose: in a group of n pairs, the pair at position i
+    weighs (ceiling - distance) * 2**n + 2**(n-1-i). Distances are whole microseconds, so
+    a microsecond less in total outweighs any preference, and no two sets of pairs have
+    the same sum of preferences. networkx computes exactly with integer weights.
+    """
     import networkx as nx
 
     graph: nx.Graph[tuple[str, object]] = nx.Graph()
-    # integer weights: most pairs first, then least distance (in milliseconds)
-    for row, play_id, cost in pairs.select("_row", "play_id", "_cost").iter_rows():
-        graph.add_edge(("row", row), ("play", play_id), weight=10**9 - round(cost * 1000))
+    for order, (row, play_id, cost) in enumerate(
+        pairs.select("_row", "play_id", "_cost").iter_rows()
+    ):
+        graph.add_edge(("row", row), ("play", play_id), cost=cost, order=order)
     rows: list[int] = []
     play_ids: list[str] = []
     for component in nx.connected_components(graph):
-        matching = nx.max_weight_matching(graph.subgraph(component), maxcardinality=True)
-        for a, b in matching:
+        edges = sorted(graph.subgraph(component).edges(data=True), key=lambda e: e[2]["order"])
+        count = len(edges)
+        weighted: nx.Graph[tuple[str, object]] = nx.Graph()
+        for position, (a, b, data) in enumerate(edges):
+            preference = 1 << (count - 1 - position)
+            weight = ((_COST_CEILING_US - data["cost"]) << count) + preference
+            weighted.add_edge(a, b, weight=weight)
+        for a, b in nx.max_weight_matching(weighted, maxcardinality=True):
             row_node, play_node = (a, b) if a[0] == "row" else (b, a)
-            rows.append(row_node[1])
-            play_ids.append(play_node[1])
+            rows.append(cast(int, row_node[1]))
+            play_ids.append(cast(str, play_node[1]))
     return pl.DataFrame(
         {"_row": rows, "play_id": play_ids}, schema={"_row": pl.UInt32(), "play_id": pl.String()}
     )
@@ -425,7 +464,11 @@ def regroup(
         # its own id; no adoption to work out
         every = every.with_columns(_final=pl.col("_group"))
     else:
-        adopted = every["_group"].drop_nulls().unique() if everything else _adopted_groups(every)
+        adopted = (
+            every["_group"].drop_nulls().unique()
+            if everything
+            else _adopted_groups(every, _scrobbles_held_too_briefly(stored, durations))
+        )
         final = _final_ids(every.filter(pl.col("_group").is_in(adopted.implode())))
         every = every.join(final, on="_group", how="left")
     fresh_rows = every.filter(pl.col("_stage_row").is_not_null())
@@ -505,9 +548,11 @@ def _split_written_twice(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     Real exports hold rows of one track with the same ``ms_played`` to the millisecond
     whose ends are a second or a few apart: a 210,024 ms play ending at 22:16:08 and again
     at 22:16:11. Two real plays of one track cannot overlap (an account plays one stream at
-    a time), so rows of one track and one ``ms_played`` whose ends are closer than that
-    ``ms_played`` (less 2 s for ``ts``'s precision) are one play: the first keeps it, the
-    others join it (``_first_key``).
+    a time), so a row of one track and one ``ms_played`` that ends closer than that
+    ``ms_played`` (less 2 s for ``ts``'s precision) after a play's first row is that play
+    written again; it joins it (``_first_key``). The comparison is with the first row, not
+    with the row before: a copy 3 s after a 76 s play and a repeat ending 76 s after the
+    play are 73 s apart, yet the repeat is a play of its own.
     Returns (rows to match, twins with the ``source_key`` of their first row).
     """
     # the comparison runs on a narrow copy; the wide rows are only filtered once
@@ -521,22 +566,30 @@ def _split_written_twice(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     overlaps = (pl.col("played_at") - pl.col("played_at").shift(1)) + _TS_PRECISION < (
         pl.duration(milliseconds=pl.col("ms_played"))
     )
-    marked = ordered.select(
-        "_at",
-        "source_key",
-        _twin=(same & overlaps & (pl.col("ms_played") > 0)).fill_null(False),
-        _previous_key=pl.col("source_key").shift(1),
-    )
-    twin_rows = marked.filter(pl.col("_twin"))
-    if twin_rows.is_empty():
+    # A row that does not overlap the row before it overlaps no earlier first row either
+    # (those end earlier still): it starts a play. Only the rows after one that may be a
+    # copy are decided one by one, against the first row of their play (a few in a
+    # history; 12 pairs in the real export).
+    marked = ordered.with_columns(
+        _maybe=(same & overlaps & (pl.col("ms_played") > 0)).fill_null(False)
+    ).with_columns(_run=(~pl.col("_maybe")).cum_sum())
+    runs = marked.filter(pl.col("_maybe").any().over("_run"))
+    first_of: dict[str, str] = {}
+    first_key, first_end = "", None
+    for key, end, ms, maybe in runs.select(
+        "source_key", "played_at", "ms_played", "_maybe"
+    ).iter_rows():
+        if (
+            maybe
+            and first_end is not None
+            and end - first_end + _TS_PRECISION < timedelta(milliseconds=ms)
+        ):
+            first_of[key] = first_key
+        else:  # the start of a run, or a repeat after the copies of the play before it
+            first_key, first_end = key, end
+    if not first_of:
         return rows, rows.clear().with_columns(_first_key=pl.lit(None, pl.String))
-    # a twin's first row is its predecessor's first row (chains of three are rare)
-    first_of = dict(zip(twin_rows["source_key"], twin_rows["_previous_key"], strict=True))
-    for key, previous in first_of.items():
-        while previous in first_of:
-            previous = first_of[previous]
-        first_of[key] = previous
-    twin_at = twin_rows["_at"]
+    twin_at = marked.filter(pl.col("source_key").is_in(list(first_of)))["_at"]
     indexed = rows.with_row_index("_at")
     firsts = indexed.filter(~pl.col("_at").is_in(twin_at.implode())).drop("_at")
     twins = (
@@ -560,10 +613,42 @@ def _empty_window() -> pl.DataFrame:
     )
 
 
-def _adopted_groups(every: pl.DataFrame) -> pl.Series:
-    """Groups holding a fresh row, closed over the stored plays they touch."""
+def _scrobbles_held_too_briefly(
+    stored: dict[str, pl.DataFrame], durations: pl.DataFrame | None
+) -> pl.Series:
+    """Stored plays holding a scrobble that, by the track lengths known now, they were
+    heard too briefly to have.
+
+    A play's chance of a scrobble depends on its track's length (half of it heard), which
+    is often learned after the play was matched: from an API row or the track's metadata,
+    imported later. Until then a play heard for 18 s of a 39 s track could have been
+    scrobbled, and may hold the scrobble of the next play of the track. These are matched
+    again as if the length had been known from the start.
+    """
+    extended, lastfm = stored.get(EXTENDED), stored.get(LASTFM)
+    if extended is None or lastfm is None or not extended.height or not lastfm.height:
+        return pl.Series("play_id", [], pl.String)
+    too_brief = too_brief_for_a_scrobble(extended, durations)["play_id"]
+    return lastfm.filter(pl.col("play_id").is_in(too_brief.implode()))["play_id"].unique()
+
+
+def too_brief_for_a_scrobble(rows: pl.DataFrame, durations: pl.DataFrame | None) -> pl.DataFrame:
+    """The stored extended-history ``rows`` (``play_id``, ``played_at``, ``ms_played``,
+    ``track_id``) heard too briefly for Last.fm to have scrobbled them, by the track
+    lengths in ``durations``."""
+    if "name_key" not in rows.columns:  # not read here; the view has a place for it
+        rows = rows.with_columns(name_key=pl.lit(None, pl.String))
+    view = linked_view(EXTENDED, rows, durations)
+    return rows.filter(view["start_at"].is_null())
+
+
+def _adopted_groups(every: pl.DataFrame, revisit: pl.Series) -> pl.Series:
+    """Groups holding a fresh row or a row of a stored play in ``revisit``, closed over the
+    stored plays they touch."""
     plays = every.filter(pl.col("_group").is_not_null())
-    adopted = plays.filter(pl.col("_stage_row").is_not_null())["_group"].unique()
+    adopted = plays.filter(
+        pl.col("_stage_row").is_not_null() | pl.col("_stored_id").is_in(revisit.implode())
+    )["_group"].unique()
     for _ in range(_MAX_ROUNDS):
         touched = plays.filter(pl.col("_group").is_in(adopted.implode()))["_stored_id"]
         reached = plays.filter(pl.col("_stored_id").is_in(touched.drop_nulls().implode()))

@@ -307,7 +307,7 @@ def open_warehouse(
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if read_only:
         con = _connect(path, read_only=True, config=config)
-        con.execute("set TimeZone = 'UTC'")
+        _session(con)
         return con
     new = not path.exists()
     # the warehouse holds personal data (IP addresses, user agents in raw): a new data
@@ -316,7 +316,7 @@ def open_warehouse(
     con = _connect(path, read_only=False, config=config)
     if new:
         path.chmod(0o600)
-    con.execute("set TimeZone = 'UTC'")
+    _session(con)
     (exists,) = con.execute(
         "select count(*) from duckdb_tables()"
         " where schema_name = 'raw' and table_name = 'schema_version'"
@@ -336,6 +336,13 @@ def open_warehouse(
                 _drop_primary_keys(con)
             con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
     return con
+
+
+def _session(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("set TimeZone = 'UTC'")
+    # DuckDB draws a progress bar on stdout for any query past 2 s (a large import, or a
+    # busy machine): stdout is the command's own, and `--json` is read by machines
+    con.execute("set enable_progress_bar = false")
 
 
 class WarehouseBusy(Exception):
@@ -557,6 +564,36 @@ def linked_rows(
             params={"start": start, "end": end, "source": source},
         )
     )
+
+
+def scrobbled_extended_rows(con: duckdb.DuckDBPyConnection, track_ids: pl.Series) -> pl.DataFrame:
+    """(played_at, ms_played, track_id, play_id) of the stored extended-history rows of
+    these tracks whose play holds a Last.fm scrobble, at any time."""
+    con.register("_scrobbled_tracks", ArrowStream(track_ids.to_frame("track_id")))
+    try:
+        return frame_of(
+            con.sql(
+                """
+                with scrobbled as (
+                    select coalesce(o.play_id, t.play_id) as play_id
+                    from raw.lastfm_scrobbles as t
+                    left join raw.play_id_overrides as o
+                        on o.source = 'lastfm' and o.source_key = t.source_key
+                    where t.play_id is not null
+                )
+                select t.played_at, t.ms_played, t.track_id,
+                       coalesce(o.play_id, t.play_id) as play_id
+                from raw.spotify_extended_history as t
+                left join raw.play_id_overrides as o
+                    on o.source = 'spotify_extended_history' and o.source_key = t.source_key
+                where t.play_id is not null
+                  and t.track_id in (select track_id from _scrobbled_tracks)
+                  and coalesce(o.play_id, t.play_id) in (select play_id from scrobbled)
+                """
+            )
+        )
+    finally:
+        con.unregister("_scrobbled_tracks")
 
 
 def track_durations(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -3,18 +3,19 @@
 Endpoints: URL lookup with artist relationships (``/ws/2/url?resource=...``), ISRC lookup
 with artist credits, artist search (scored), artist lookup (area, begin/end area, life
 span, genres, tags) and area lookup with area relationships (the parent as a backward
-"part of"). Like the real service it answers 503 to a request that comes less than a
-second after the previous one, and it logs every request with its arrival time.
+"part of"). Like the real service it measures the rate of requests and answers 503 while
+it is over one a second, and it logs every request with its arrival time.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import itertools
 import json
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -23,6 +24,13 @@ from urllib.parse import parse_qs, urlparse
 from music_tracker.fakes.server import LoopbackServer
 
 MIN_INTERVAL_S = 1.0
+# The rate is measured over this many intervals. Not the gap between two arrivals: requests
+# a client spaced a second apart reach a busy machine's server together when they queued on
+# the way (30 ms apart, seen 2 ms apart). A client that waits for each answer and spaces
+# its requests ``interval`` apart has at most RATE_WINDOW + 2 arrivals in any RATE_WINDOW
+# intervals (each arrives after it was sent and before the next is sent).
+RATE_WINDOW = 10
+RATE_SLACK = 2
 
 
 @dataclass
@@ -102,7 +110,12 @@ class FakeMusicBrainz(LoopbackServer):
         self.fail_next: list[int] = []  # statuses to answer with, regardless of the path
         self.slow_s = 0.0
         self.slow_next = 0  # how many of the next answers come after slow_s
-        self._last = 0.0
+        # a busy machine: every ``late_every``-th request reaches the service ``late_s``
+        # after it was sent, so that it arrives just before the next one (0: never)
+        self.late_s = 0.0
+        self.late_every = 0
+        self._seen = 0
+        self._recent: deque[float] = deque()  # arrivals within the rate's window
         self._lock = threading.Lock()
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -112,16 +125,30 @@ class FakeMusicBrainz(LoopbackServer):
     def base_url(self) -> str:
         return f"{self.root_url}/ws/2"
 
-    def shortest_interval(self) -> float | None:
-        """The smallest gap between two requests that reached the service."""
+    @property
+    def rate_window_s(self) -> float:
+        return RATE_WINDOW * self.min_interval_s
+
+    def most_requests_in(self, window_s: float) -> int:
+        """The most requests that arrived within any ``window_s`` seconds."""
         times = sorted(r.at for r in self.log)
-        return min((b - a for a, b in itertools.pairwise(times)), default=None)
+        return max(
+            (bisect.bisect_right(times, at + window_s) - i for i, at in enumerate(times)),
+            default=0,
+        )
 
     def handle(self, path: str, query: dict[str, str], user_agent: str) -> tuple[int, Any]:
         with self._lock:
+            self._seen += 1
+            late = self.late_every and self._seen % self.late_every == 0
+        if late:
+            time.sleep(self.late_s)
+        with self._lock:
             now = time.monotonic()
-            too_fast = now - self._last < self.min_interval_s
-            self._last = now
+            while self._recent and now - self._recent[0] >= self.rate_window_s:
+                self._recent.popleft()
+            too_fast = self.min_interval_s > 0 and len(self._recent) >= RATE_WINDOW + RATE_SLACK
+            self._recent.append(now)
             status, body = (
                 (503, {"error": "Your requests are exceeding the allowable rate limit."})
                 if too_fast

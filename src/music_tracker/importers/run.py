@@ -567,23 +567,30 @@ def _assign(
         del batch, known_keys
         summary.duplicates_in_input += in_batch
         summary.already_stored += already
-    stored: dict[str, pl.DataFrame] = {}
+    windows: list[tuple[datetime, datetime]] = []
     times = [b[warehouse.TIME_COLUMN[s]] for s, b in fresh.items() if b.height]
     if times:
         all_times = pl.concat(times)
         start = cast(datetime, all_times.min()) - _MATCH_WINDOW
         end = cast(datetime, all_times.max()) + _MATCH_WINDOW
-        stored = {
-            source: warehouse.linked_rows(con, source, start, end)
-            for source in warehouse.MUSIC_TABLES
-        }
+        windows.append((start, end))
     durations = warehouse.track_durations(con)
     if dedupe.API in fresh:  # this batch's API rows say their tracks' lengths too
+        known = durations["track_id"]
         durations = (
             pl.concat([durations, fresh[dedupe.API].select("track_id", "duration_ms")])
             .drop_nulls()
             .unique(subset="track_id", keep="first", maintain_order=True)
         )
+        windows += _windows_of_stale_scrobbles(con, durations, known)
+    stored: dict[str, pl.DataFrame] = {}
+    if windows:
+        stored = {
+            source: pl.concat(
+                [warehouse.linked_rows(con, source, start, end) for start, end in windows]
+            ).unique(subset="source_key", keep="first", maintain_order=True)
+            for source in warehouse.MUSIC_TABLES
+        }
     result = dedupe.regroup(stored, fresh, tolerances, warehouse.TIME_COLUMN, durations)
     summary.linked_to_other_source += result.linked
     summary.written_twice += result.written_twice
@@ -595,6 +602,30 @@ def _assign(
     if not_plays:
         summary.set_aside["0 ms played (not a play; row kept in raw)"] += not_plays
     return result.assigned, result.overrides
+
+
+def _windows_of_stale_scrobbles(
+    con: duckdb.DuckDBPyConnection, durations: pl.DataFrame, known: pl.Series
+) -> list[tuple[datetime, datetime]]:
+    """Where stored plays hold a scrobble that the track lengths this batch tells first
+    show they were heard too briefly to have (``dedupe.regroup`` matches them again).
+
+    Such a play can lie anywhere in the history, far from the batch: a first poll of the
+    API tells the lengths of tracks heard for years. Only the plays that now hold a
+    scrobble they cannot have are looked at, so a poll reads a few windows at most.
+    """
+    learned = durations.filter(~pl.col("track_id").is_in(known.implode()))["track_id"]
+    if learned.is_empty():
+        return []
+    held = warehouse.scrobbled_extended_rows(con, learned)
+    stale = dedupe.too_brief_for_a_scrobble(held, durations)["played_at"].sort()
+    windows: list[tuple[datetime, datetime]] = []
+    for at in stale:
+        if windows and at - _MATCH_WINDOW <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], at + _MATCH_WINDOW)
+        else:
+            windows.append((at - _MATCH_WINDOW, at + _MATCH_WINDOW))
+    return windows
 
 
 def run_rematch(

@@ -389,6 +389,8 @@ def write_lastfm(plays: list[Play], path: Path) -> Path:
 
 LASTFM_MIN_TRACK_MS = 30_000  # Last.fm scrobbles no track shorter than 30 s...
 LASTFM_ENOUGH_MS = 240_000  # ...once half of it, or 4 minutes, has been heard
+# a scrobbled play of a track this long lasts a minute at least (half of it heard)
+_TWO_MINUTES_MS = 120_000
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,9 @@ class TruePlay:
     paused_ms: int  # time spent paused in the middle
     on_spotify: bool  # False: another player, heard by Last.fm only
     scrobble_clock_s: int  # the scrobbling device's clock error, in seconds
+    # the extended history writes this play twice, the copy's ``ts`` this many seconds
+    # later (0: once), as real exports do with a few plays
+    written_twice_after_s: int = 0
 
     @property
     def ended_at(self) -> datetime:
@@ -425,35 +430,82 @@ def listen_messily(
     """``plays`` plays in a row from ``start``, with the habits that make sources disagree.
 
     About a third of the plays are paused (10 s to 10 min) or stopped early, some are seeks
-    to the end, short tracks are repeated back to back, and one in twenty is on another
+    to the end, short tracks are repeated back to back, and now and then any track is put
+    on repeat (two to five more plays, each heard in full). One in twenty is on another
     player. Each session's scrobbling device has its clock off by up to
-    ``max_clock_error_s``.
+    ``max_clock_error_s``. The extended history writes one Spotify play in twenty twice,
+    the copy 1-44 s later (as real exports do), and half of those plays are repeated
+    straight after: the copy then lies between the two plays' rows.
 
     Another player's plays come from their own tenth of the catalogue (tracks the listener
     owns elsewhere): a scrobble from another player of a track heard on Spotify within the
     same few minutes cannot be told from that Spotify play's scrobble by any record (the
     device's clock may be a minute off), so no rule could get it right and none is tested.
+    The exception is the one case the records do decide: the track just heard on Spotify
+    and scrobbled, played again straight after on another player (its own scrobble is the
+    Spotify play's nearest). The same track then goes through two players. Only a track of
+    two minutes or more: its two scrobbles start a minute apart at least, whereas two
+    scrobbles of one track in one minute are one row of Last.fm's export (its natural key
+    is to the minute: docs/deduplication.md).
     """
     elsewhere = catalogue[9::10]
     on_spotify_only = [t for i, t in enumerate(catalogue) if i % 10 != 9]
     result: list[TruePlay] = []
     clock = start
     clock_error = rng.randint(-max_clock_error_s, max_clock_error_s)
-    previous: Track | None = None
+    previous: TruePlay | None = None
+    on_repeat = 0  # plays still to come of the track on repeat
     for index in range(plays):
-        if rng.random() < 0.1:  # a new session: another hour, maybe another device
-            clock += timedelta(minutes=rng.randint(20, 180))
-            clock_error = rng.randint(-max_clock_error_s, max_clock_error_s)
-        on_spotify = rng.random() >= 0.05
-        if not on_spotify:
-            track = rng.choice(elsewhere)
-        elif previous is not None and previous.duration_ms < 90_000 and rng.random() < 0.5:
-            track = previous  # a short track on repeat
+        in_full = False
+        if (
+            previous is not None
+            and previous.on_spotify
+            and (
+                on_repeat > 0
+                or (
+                    previous.written_twice_after_s
+                    and previous.heard_ms == previous.track.duration_ms
+                    and rng.random() < 0.5
+                )
+            )
+        ):  # on repeat: the same track straight after, heard in full
+            track, on_spotify, in_full = previous.track, True, True
+            on_repeat = max(0, on_repeat - 1)
         else:
-            track = rng.choice(on_spotify_only)
+            on_repeat = 0
+            if rng.random() < 0.1:  # a new session: another hour, maybe another device
+                clock += timedelta(minutes=rng.randint(20, 180))
+                clock_error = rng.randint(-max_clock_error_s, max_clock_error_s)
+                previous = None
+            player = rng.random()
+            on_spotify = player >= 0.05
+            if not on_spotify:
+                track = rng.choice(elsewhere)
+            elif (
+                player < 0.07
+                and previous is not None
+                and previous.on_spotify
+                and previous.scrobbled
+                and previous.track.duration_ms >= _TWO_MINUTES_MS
+            ):  # the same track again on another player
+                track, on_spotify = previous.track, False
+            elif (
+                previous is not None
+                and previous.on_spotify
+                and previous.track.duration_ms < 90_000
+                and rng.random() < 0.5
+            ):
+                track = previous.track  # a short track on repeat
+            else:
+                track = rng.choice(on_spotify_only)
+                if rng.random() < 0.03:  # put on repeat, starting with this play
+                    on_repeat, in_full = rng.randint(2, 5), True
         roll = rng.random()
         paused = 0
-        if roll < 0.15:  # paused in the middle, then heard to the end
+        if in_full:  # heard to the end, perhaps after a pause
+            heard = track.duration_ms
+            paused = rng.randint(10_000, 600_000) if roll < 0.15 else 0
+        elif roll < 0.15:  # paused in the middle, then heard to the end
             heard, paused = track.duration_ms, rng.randint(10_000, 600_000)
         elif roll < 0.27:  # stopped early
             heard = rng.randint(5_000, track.duration_ms)
@@ -463,11 +515,16 @@ def listen_messily(
             heard, paused = rng.randint(5_000, track.duration_ms), rng.randint(10_000, 300_000)
         else:
             heard = track.duration_ms
+        # a copy is one only while it overlaps its play (docs/deduplication.md): at most
+        # the time heard less the 2 s of ``ts``'s precision, and 1-44 s as in real exports
+        copy_after = 0
+        if on_spotify and heard >= 5_000 and rng.random() < 0.05:
+            copy_after = rng.randint(1, min(44, heard // 1000 - 3))
         started = clock + timedelta(milliseconds=rng.randint(0, 3_000))
-        play = TruePlay(index, track, started, heard, paused, on_spotify, clock_error)
+        play = TruePlay(index, track, started, heard, paused, on_spotify, clock_error, copy_after)
         result.append(play)
         clock = play.ended_at
-        previous = track
+        previous = play
     return result
 
 
@@ -486,8 +543,7 @@ def short_catalogue(rng: random.Random, tracks: int = 40) -> list[Track]:
 def extended_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
     """(truth index, row) of the extended history: the end to the second, the time heard.
 
-    As in real exports, some plays are written twice, the copy's ``ts`` 1-3 s later
-    (every 29th play here).
+    As in real exports, some plays are written twice (``TruePlay.written_twice_after_s``).
     """
     rows = []
     for play in plays:
@@ -495,8 +551,8 @@ def extended_rows(plays: list[TruePlay]) -> list[tuple[int, dict[str, object]]]:
             continue
         row = _extended_row(play)
         rows.append((play.index, row))
-        if play.index % 29 == 7:
-            again = play.ended_at + timedelta(seconds=1 + play.index % 3)
+        if play.written_twice_after_s:
+            again = play.ended_at + timedelta(seconds=play.written_twice_after_s)
             rows.append((play.index, row | {"ts": again.strftime("%Y-%m-%dT%H:%M:%SZ")}))
     return rows
 
@@ -589,6 +645,38 @@ def lastfm_rows(plays: list[TruePlay]) -> list[tuple[int, list[str]]]:
             )
         )
     return rows
+
+
+def write_records(source: str, plays: list[TruePlay], folder: Path) -> tuple[Path, list[int]]:
+    """Write what ``source`` records of ``plays`` as that source's file in ``folder``.
+
+    ``source`` is a source's name in the warehouse (``dedupe.EXTENDED`` and the others).
+    Returns the file and, for each of its rows in order, the index of the true play it
+    records: the independent truth the de-duplication is checked against.
+    """
+    from music_tracker import dedupe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if source == dedupe.LASTFM:
+        lastfm = lastfm_rows(plays)
+        path = folder / "scrobbles.csv"
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows(row for _, row in lastfm)
+        return path, [index for index, _ in lastfm]
+    if source == dedupe.API:
+        items = api_items(plays)
+        path = folder / "recently_played.json"
+        page = {"items": [item for _, item in items], "cursors": None, "limit": 50}
+        path.write_text(json.dumps(page))
+        return path, [index for index, _ in items]
+    if source == dedupe.EXTENDED:
+        records, path = extended_rows(plays), folder / "Streaming_History_Audio_2021.json"
+    elif source == dedupe.ACCOUNT:
+        records, path = account_rows(plays), folder / "StreamingHistory_music_0.json"
+    else:
+        raise ValueError(f"unknown source {source!r}")
+    path.write_text(json.dumps([row for _, row in records]))
+    return path, [index for index, _ in records]
 
 
 def _stable_id(kind: str, name: str) -> str:

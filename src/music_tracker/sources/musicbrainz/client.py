@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import httpx
@@ -20,11 +21,15 @@ from music_tracker.sources.http import Budget, HttpClient, NotFound
 
 
 class _RateLimit:
-    """One request per ``interval_s`` for the whole process."""
+    """One request per ``interval_s`` for the whole process, and when each was let go."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.last = 0.0
+        # The spacing is the client's to keep, and only the client sees it: requests sent a
+        # second apart can reach the service together when they queued on the way (a busy
+        # machine). Bounded: the latest few thousand, a few tens of kilobytes.
+        self.sent: deque[float] = deque(maxlen=4096)
 
     def wait(self, interval_s: float) -> None:
         with self.lock:
@@ -32,9 +37,19 @@ class _RateLimit:
             if delay > 0:
                 time.sleep(delay)
             self.last = time.monotonic()
+            self.sent.append(self.last)
 
 
 _RATE = _RateLimit()
+
+
+def send_times(since: float = 0.0) -> list[float]:
+    """When this process let MusicBrainz requests go (``time.monotonic()``), oldest first,
+    from ``since`` on: retries included, the latest 4,096 at most."""
+    with _RATE.lock:
+        return [at for at in _RATE.sent if at >= since]
+
+
 # a little over one second, so network jitter never makes two requests arrive closer
 MIN_INTERVAL_S = 1.05
 
