@@ -37,7 +37,8 @@ import yaml
 from conftest import REPO, completed_runs
 from music_tracker.sources.spotify import auth
 
-pytestmark = pytest.mark.timeout(1500)  # images, the demo in the image, the stack: 15 min on a busy machine
+# images, the demo in the image and the stack: 15 minutes on a busy machine
+pytestmark = pytest.mark.timeout(1500)
 
 IMAGE = "localhost/music-tracker:latest"
 CADDY_IMAGE = "localhost/music-tracker-caddy:test"
