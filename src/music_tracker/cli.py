@@ -22,7 +22,13 @@ from rich.text import Text
 
 from music_tracker import __version__
 from music_tracker.files import disk_full
-from music_tracker.settings import Settings, get_settings, unknown_settings
+from music_tracker.settings import (
+    Settings,
+    get_settings,
+    settings_files,
+    unknown_settings,
+    user_config_dir,
+)
 
 app = typer.Typer(
     name="music-tracker",
@@ -868,7 +874,10 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
 
     settings = _settings(data_dir)
     if not settings.warehouse_path.exists():
-        raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
+        raise _fail(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+            f" ({_settings_read()})"
+        )
     cache = settings.state_dir / "status.json"
     busy = None
     try:
@@ -885,6 +894,7 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     report["flows"] = _flow_health(settings)
     report["schedule"] = _schedule_health(settings)
     report["warehouse"] = str(settings.warehouse_path.resolve())
+    report["settings_files"] = [str(path) for path in settings_files()]
     report["timezone"] = settings.timezone
     report["warnings"] = _warnings(settings, report) + ([busy] if busy else [])
     zone = ZoneInfo(settings.timezone)
@@ -947,8 +957,21 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
             out.print(f"schedule (serve): healthy (checked {checked})")
         else:
             out.print(f"schedule (serve): [red]unhealthy[/] (checked {checked})")
+    out.print(Text(_settings_read()), soft_wrap=True)
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}")
+
+
+def _settings_read() -> str:
+    """Where the settings came from, for people: the files read, or where none was found."""
+    read = settings_files()
+    if read:
+        return "settings read from " + ", ".join(str(path) for path in read)
+    places = [str(Path.cwd())] + [str(folder) for folder in [user_config_dir()] if folder]
+    return (
+        "settings: no .env or music-tracker.toml in " + " or ".join(places)
+        + "; only the environment, options and defaults"
+    )  # fmt: skip
 
 
 def _schedule_health(settings: Settings) -> dict[str, Any] | None:
