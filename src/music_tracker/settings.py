@@ -420,12 +420,19 @@ def user_config_dir() -> Path | None:
     return Path(base) / USER_CONFIG_FOLDER
 
 
+def _working_directory_files() -> list[Path]:
+    """The working directory's .env and TOML file (or MUSIC_TRACKER_CONFIG's)."""
+    named = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE)).expanduser()
+    try:
+        here = Path.cwd()
+    except FileNotFoundError:  # run from a folder since deleted: it holds no file either
+        return [named] if named.is_absolute() else []
+    return [here / ENV_FILE, here / named]
+
+
 def _candidate_files() -> list[Path]:
     """Every file settings may come from, highest priority first (the module's docstring)."""
-    candidates = [
-        Path.cwd() / ENV_FILE,
-        Path.cwd() / Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE)).expanduser(),
-    ]
+    candidates = _working_directory_files()
     folder = user_config_dir()
     if folder is not None:
         candidates += [folder / ENV_FILE, folder / DEFAULT_CONFIG_FILE]
@@ -464,7 +471,8 @@ def unknown_settings() -> list[str]:
         if field.lower() not in known and field not in _NOT_SETTINGS:
             warnings.append(f"{name} is not a Music Tracker setting and is ignored")
     named = os.environ.get(CONFIG_FILE_ENV)
-    if named and not (Path.cwd() / Path(named).expanduser()).is_file():
+    toml = _working_directory_files()[-1:]  # the file it names, where it is looked for
+    if named and not (toml and toml[0].is_file()):
         warnings.append(f"{CONFIG_FILE_ENV}={named}: no such file; no TOML file was read there")
     for config in (path for path in files if path.name != ENV_FILE):
         import tomllib
