@@ -20,12 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from music_tracker import __version__
+from music_tracker import __version__, interrupts
 from music_tracker.files import disk_full
 from music_tracker.settings import (
     Settings,
     get_settings,
     settings_files,
+    settings_folder_here,
     unknown_settings,
     user_config_dir,
 )
@@ -967,7 +968,7 @@ def _settings_read() -> str:
     read = settings_files()
     if read:
         return "settings read from " + ", ".join(str(path) for path in read)
-    places = [str(Path.cwd())] + [str(folder) for folder in [user_config_dir()] if folder]
+    places = [str(folder) for folder in (settings_folder_here(), user_config_dir()) if folder]
     return (
         "settings: no .env or music-tracker.toml in " + " or ".join(places)
         + "; only the environment, options and defaults"

@@ -420,12 +420,19 @@ def user_config_dir() -> Path | None:
     return Path(base) / USER_CONFIG_FOLDER
 
 
+def settings_folder_here() -> Path | None:
+    """The working directory (None when it was deleted under the command: no file there)."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        return None
+
+
 def _working_directory_files() -> list[Path]:
     """The working directory's .env and TOML file (or MUSIC_TRACKER_CONFIG's)."""
     named = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE)).expanduser()
-    try:
-        here = Path.cwd()
-    except FileNotFoundError:  # run from a folder since deleted: it holds no file either
+    here = settings_folder_here()
+    if here is None:
         return [named] if named.is_absolute() else []
     return [here / ENV_FILE, here / named]
 
