@@ -44,6 +44,7 @@ from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
 
 PARTIAL = ".partial"
+_DELETING = ".deleting"
 MANIFEST = "manifest.json"
 
 
@@ -135,7 +136,11 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
                     landing.append(str(relative))
                     if not stored.exists():  # content-addressed: same name, same bytes
                         stored.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                        shutil.copy2(path, stored)
+                        # whole or not at all: a half copy left by Ctrl+C or a crash would
+                        # count as stored, and every later backup would name it
+                        copying = stored.with_name(f".{stored.name}{PARTIAL}")
+                        shutil.copy2(path, copying)
+                        copying.replace(stored)
                         landing_new += 1
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(),
@@ -181,7 +186,12 @@ def backups(root: Path) -> list[Path]:
     """Complete backups, oldest first."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    return sorted(
+        p
+        for p in root.iterdir()
+        # hidden: one being written, or being deleted (``_prune``)
+        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
+    )
 
 
 def _prune(root: Path, keep: int) -> list[str]:
@@ -189,8 +199,14 @@ def _prune(root: Path, keep: int) -> list[str]:
     complete = backups(root)
     removed = []
     for old in complete[: max(0, len(complete) - keep)]:
-        shutil.rmtree(old)
+        # no longer a backup before any of it goes: a half-deleted one stopped by Ctrl+C
+        # or a crash is never listed as complete (and the next prune finishes it)
+        going = root / f".{old.name}{_DELETING}"
+        old.rename(going)
+        shutil.rmtree(going)
         removed.append(old.name)
+    for left in root.glob(f".*{_DELETING}"):
+        shutil.rmtree(left, ignore_errors=True)
     named: set[str] = set()
     for kept in backups(root):
         named |= set(json.loads((kept / MANIFEST).read_text(encoding="utf-8"))["landing"])
