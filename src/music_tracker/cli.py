@@ -97,6 +97,10 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
+    if interrupts.received():
+        # an error Ctrl+C caused (a query interrupted, a file half read): the command's
+        # one line says what state things are in, not this (music_tracker.__main__)
+        return typer.Exit(interrupts.EXIT_INTERRUPTED)
     err.print("[red]error:[/]", Text(message), soft_wrap=True)
     return typer.Exit(code)
 
@@ -236,6 +240,8 @@ def import_command(
             raise _fail(f"--source {source!r} is not one of {', '.join(choices)}", 2)
         forced = choices[source]
     tolerances = tolerances_from(settings)
+    # stored at its commit: a Ctrl+C after it lets the summary print (and exit 0)
+    interrupts.settles_on_commit()
     with _writing(settings, "import"), _progress("import", quiet=as_json) as bar:
         task = bar.add_task("finding files", total=None)
 
@@ -314,6 +320,7 @@ def rematch(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None
     _setup_logging(settings.log_level)
     if not (settings.data_dir / "warehouse.duckdb").exists():
         raise _fail(f"no warehouse in {settings.data_dir}: import your history first")
+    interrupts.settles_on_commit()
     with _writing(settings, "rematch"), _progress("rematch", quiet=as_json) as bar:
         bar.add_task("matching every stored play again", total=None)
         result = run_rematch(
@@ -371,6 +378,7 @@ def transform(
             raise _fail_disk_aware(settings, "transform", f"dbt build failed:\n{exc}") from None
         except NothingToBuild as exc:  # dbt never ran: not a "dbt build failed"
             raise _fail(str(exc)) from None
+    interrupts.settle()
     summary = {
         "scope": result.scope,
         "succeeded": result.succeeded,
@@ -390,8 +398,10 @@ def transform(
 
 def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
     """Write the serving copy (and point Metabase at it); exit 1 with the reason if not."""
-    from music_tracker.publish import PublishError, publish
+    from music_tracker.publish import PublishError, current_copy, publish
 
+    before = current_copy(settings.serving_dir)
+    interrupts.say(lambda: _publish_interrupted(settings, before))
     with _writing(settings, "publish"), _progress("publish", quiet=quiet) as bar:
         task = bar.add_task("", total=None)
 
@@ -404,12 +414,28 @@ def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
             raise _fail_disk_aware(settings, "publish", str(exc)) from None
 
 
+def _publish_interrupted(settings: Settings, before: Path | None) -> str:
+    """The state a Ctrl+C left publishing in: a copy is visible only once complete."""
+    from music_tracker.publish import current_copy
+
+    after = current_copy(settings.serving_dir)
+    if after == before:
+        return interrupts.LINES["publish"]
+    if settings.metabase_url:
+        return (
+            f"interrupted: {after} is complete, but Metabase may still read the copy before"
+            " it: run `music-tracker publish` again"
+        )
+    return f"interrupted: {after} was published; replaced copies are removed next time"
+
+
 @app.command()
 def publish(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Write the serving copy Metabase reads (serving/) and point Metabase at it."""
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     result = _publish(settings, quiet=as_json)
+    interrupts.settle()
     if as_json:
         out.print_json(data=result)
         return
@@ -467,15 +493,18 @@ def serve(data_dir: DataDirOption = None) -> None:
 @app.command("backup")
 def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Copy the warehouse, landing files, state (and Metabase's database) to the backups."""
-    from music_tracker.backup import BackupError, backup
+    from music_tracker.backup import BackupError, backup, backup_root, backups
     from music_tracker.orchestration.lock import WriterBusy
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
+    before = set(backups(backup_root(settings)))
+    interrupts.say(lambda: _backup_interrupted(settings, before))
     try:
         result = backup(settings).as_dict()
     except (BackupError, WriterBusy) as exc:
         raise _fail(str(exc)) from None
+    interrupts.settle()
     if as_json:
         out.print_json(data=result)
         return
@@ -486,6 +515,17 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
     )
     if result["removed"]:
         out.print(f"removed {len(result['removed'])} old backups")
+
+
+def _backup_interrupted(settings: Settings, before: set[Path]) -> str:
+    """The state a Ctrl+C left backing up in: a backup is listed only once complete."""
+    from music_tracker.backup import backup_root, backups
+
+    new = [path for path in backups(backup_root(settings)) if path not in before]
+    if not new:
+        return interrupts.LINES["backup"]
+    bucket = "; the bucket may lag until the next backup" if settings.backup_bucket else ""
+    return f"interrupted: the backup in {new[-1]} is complete{bucket}"
 
 
 @app.command("restore")
@@ -699,6 +739,7 @@ def ingest(
         raise _fail(str(exc)) from None
     except (HttpError, ImportInputError) as exc:
         raise _fail(f"{exc}; nothing was lost: the next run polls from the same cursor") from None
+    interrupts.settle()
     result = summary.as_dict()
     if as_json:
         out.print_json(data=result)
@@ -773,6 +814,7 @@ def enrich(
             raise _fail(str(exc), code) from None
         except ArtistsUnknown as exc:
             raise _fail(str(exc)) from None
+    interrupts.settle()
     result = summary.as_dict()
     if as_json:
         out.print_json(data=result)
@@ -841,6 +883,8 @@ def report(
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     result = _write_report(settings, quiet=as_json)
+    if not serve:  # --serve stops on Ctrl+C, and that is no interruption
+        interrupts.settle()
     if as_json:
         out.print_json(data=result)
     else:
