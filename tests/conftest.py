@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,22 @@ import pytest
 from typer.testing import CliRunner
 
 from music_tracker.cli import app
+from music_tracker.settings import DEFAULT_CONFIG_FILE, ENV_FILE, user_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MUSIC_TRACKER_SHARED", REPO.parent / "shared"))
 SPOTIFY_DATA = SHARED / "data" / "spotify"
 EXTENDED_DIR = SPOTIFY_DATA / "extended_history_2026"
 ACCOUNT_DIR = SPOTIFY_DATA / "account_data_2024"
+
+# The owner's own settings (~/.config/music-tracker/, read wherever a command runs) must not
+# reach the tests: their data folder or time zone would. Only when there are any, so that
+# other tools' XDG_CONFIG_HOME (podman's, Chromium's) is left alone otherwise.
+_OWN_SETTINGS = user_config_dir()
+if _OWN_SETTINGS is not None and any(
+    (_OWN_SETTINGS / name).is_file() for name in (ENV_FILE, DEFAULT_CONFIG_FILE)
+):
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="music-tracker-no-config-")
 
 # Parallel workers (pytest-xdist, `make test` runs two) each keep their own dbt parse cache
 # and compiled SQL: two dbt runs writing one target/ at once would trip over each other.

@@ -87,6 +87,69 @@ def test_home_in_a_data_dir_setting_is_expanded(tmp_path: Path) -> None:
     assert not (tmp_path / "~").exists()
 
 
+def test_settings_come_from_the_config_folder_wherever_the_command_runs(
+    tmp_path: Path,
+) -> None:
+    """The user's config folder is read from any working directory (before, the same
+    command run elsewhere silently used ./data); `status` names the files it read."""
+    config = tmp_path / "xdg" / "music-tracker"
+    config.mkdir(parents=True)
+    data = tmp_path / "music-data"
+    (config / ".env").write_text(f"MUSIC_TRACKER_DATA_DIR={data}\n")
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    (here / "music-tracker.toml").write_text('timezone = "Europe/Berlin"\n')
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert run("import", str(AUDIO_2018), cwd=here, env=env).returncode == 0
+    assert (data / "warehouse.duckdb").is_file() and not (here / "data").exists()
+    read = json.loads(run("status", "--json", cwd=here, env=env).stdout)
+    assert read["settings_files"] == [str(here / "music-tracker.toml"), str(config / ".env")]
+    assert read["timezone"] == "Europe/Berlin"
+    # without XDG_CONFIG_HOME the folder is ~/.config/music-tracker; without any file,
+    # status says where it looked
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    config.rename(home / ".config" / "music-tracker")
+    text = run("status", cwd=here, env={"XDG_CONFIG_HOME": "", "HOME": str(home)}).stdout
+    assert f"settings read from {here / 'music-tracker.toml'}, {home / '.config'}" in text
+    nothing = run("status", cwd=tmp_path, env={**env, "HOME": str(home / "none")})
+    assert "no warehouse at" in nothing.stderr
+    assert f"no .env or music-tracker.toml in {tmp_path} or {tmp_path / 'xdg'}" in nothing.stderr
+
+
+def test_the_order_of_the_settings_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nearer wins: the environment, the working directory's .env, its music-tracker.toml (or
+    MUSIC_TRACKER_CONFIG's file), the config folder's .env, its music-tracker.toml."""
+    from music_tracker.settings import Settings, settings_files
+
+    config = tmp_path / "xdg" / "music-tracker"
+    config.mkdir(parents=True)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("MUSIC_TRACKER_TIMEZONE", raising=False)
+    monkeypatch.delenv("MUSIC_TRACKER_CONFIG", raising=False)
+    layers = [  # farthest first: each overrides the ones before
+        (config / "music-tracker.toml", 'timezone = "Asia/Tokyo"\n', "Asia/Tokyo"),
+        (config / ".env", "MUSIC_TRACKER_TIMEZONE=UTC\n", "UTC"),
+        (here / "music-tracker.toml", 'timezone = "Europe/Berlin"\n', "Europe/Berlin"),
+        (here / ".env", "MUSIC_TRACKER_TIMEZONE=America/Lima\n", "America/Lima"),
+    ]
+    for path, text, zone in layers:
+        path.write_text(text)
+        assert Settings().timezone == zone, path
+    assert settings_files() == [path for path, _, _ in reversed(layers)]
+    monkeypatch.setenv("MUSIC_TRACKER_TIMEZONE", "Africa/Lagos")
+    assert Settings().timezone == "Africa/Lagos"
+    monkeypatch.delenv("MUSIC_TRACKER_TIMEZONE")
+    (here / ".env").unlink()
+    (tmp_path / "other.toml").write_text('timezone = "Asia/Seoul"\n')
+    monkeypatch.setenv("MUSIC_TRACKER_CONFIG", str(tmp_path / "other.toml"))
+    assert Settings().timezone == "Asia/Seoul"  # instead of ./music-tracker.toml
+    assert settings_files()[0] == tmp_path / "other.toml"
+
+
 def test_a_data_dir_that_is_the_warehouse_file_says_so(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert run("import", str(AUDIO_2018), "--data-dir", str(data), cwd=tmp_path).returncode == 0

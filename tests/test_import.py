@@ -298,6 +298,36 @@ def test_forced_source(cli: Cli, tmp_path: Path) -> None:
     assert "content is spotify_extended_history" in result.output
 
 
+def test_a_forced_source_on_the_export_as_downloaded(cli: Cli, tmp_path: Path) -> None:
+    """`--source` on the export folder or zip as downloaded reads its history files as that
+    format and skips the read-me with a note, as the same import without it does."""
+    archive = tmp_path / "my_spotify_data.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(EXTENDED_DIR.iterdir()):
+            zipped.write(path, f"Spotify Extended Streaming History/{path.name}")
+    for export, source, read_me in (
+        (ACCOUNT_DIR, "spotify_account_data", "Read_Me_First.txt"),
+        (archive, "spotify_extended_history", "ReadMeFirst_ExtendedStreamingHistory.txt"),
+    ):
+        plain = cli_json(cli, "import", str(export), "--data-dir", str(tmp_path / "plain"))
+        forced = cli_json(
+            cli, "import", str(export), "--source", source, "--data-dir", str(tmp_path / "forced")
+        )  # fmt: skip
+        assert forced["new_plays"] == plain["new_plays"] > 0
+        assert forced["files_imported"] == plain["files_imported"]
+        assert [s["file"] for s in forced["files_skipped"]] == [
+            s["file"] for s in plain["files_skipped"]
+        ]
+        assert any(s["file"].endswith(read_me) for s in forced["files_skipped"])
+    # a file of the format's shape in the folder is still read as that format
+    folder = tmp_path / "lastfm"
+    folder.mkdir()
+    (folder / "Read_Me.txt").write_text("Your scrobbles, one a line.\n")
+    (folder / "scrobbles.txt").write_text("Radiohead,OK Computer,Airbag,2009-01-01 00:01\n")
+    result = cli("import", str(folder), "--source", "lastfm", expect=1)
+    assert "scrobbles.txt" in result.output and "impossible timestamp" in result.output
+
+
 def test_older_warehouse_is_brought_up_to_date(cli: Cli, shared: Path, data_dir: Path) -> None:
     """A warehouse of raw schema version 1 (before transform_runs and play_id_overrides)
     keeps its plays, answers `status` read-only as it is, and gains what versions 2 and 3

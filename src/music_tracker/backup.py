@@ -45,6 +45,7 @@ from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
 
 PARTIAL = ".partial"
+_DELETING = ".deleting"
 MANIFEST = "manifest.json"
 
 
@@ -191,7 +192,12 @@ def backups(root: Path) -> list[Path]:
     """Complete backups, oldest first."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    return sorted(
+        p
+        for p in root.iterdir()
+        # hidden: one being written, or being deleted (``_prune``)
+        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
+    )
 
 
 def _prune(root: Path, keep: int) -> list[str]:
@@ -199,8 +205,14 @@ def _prune(root: Path, keep: int) -> list[str]:
     complete = backups(root)
     removed = []
     for old in complete[: max(0, len(complete) - keep)]:
-        shutil.rmtree(old)
+        # no longer a backup before any of it goes: a half-deleted one stopped by Ctrl+C
+        # or a crash is never listed as complete (and the next prune finishes it)
+        going = root / f".{old.name}{_DELETING}"
+        old.rename(going)
+        shutil.rmtree(going)
         removed.append(old.name)
+    for left in root.glob(f".*{_DELETING}"):
+        shutil.rmtree(left, ignore_errors=True)
     named: set[str] = set()
     for kept in backups(root):
         named |= set(json.loads((kept / MANIFEST).read_text(encoding="utf-8"))["landing"])

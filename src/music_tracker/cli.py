@@ -20,9 +20,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from music_tracker import __version__
+from music_tracker import __version__, interrupts
 from music_tracker.files import disk_full
-from music_tracker.settings import Settings, get_settings, unknown_settings
+from music_tracker.settings import (
+    Settings,
+    get_settings,
+    settings_files,
+    settings_folder_here,
+    unknown_settings,
+    user_config_dir,
+)
 
 app = typer.Typer(
     name="music-tracker",
@@ -90,6 +97,10 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
+    if interrupts.received():
+        # an error Ctrl+C caused (a query interrupted, a file half read): the command's
+        # one line says what state things are in, not this (music_tracker.__main__)
+        return typer.Exit(interrupts.EXIT_INTERRUPTED)
     err.print("[red]error:[/]", Text(message), soft_wrap=True)
     return typer.Exit(code)
 
@@ -229,6 +240,8 @@ def import_command(
             raise _fail(f"--source {source!r} is not one of {', '.join(choices)}", 2)
         forced = choices[source]
     tolerances = tolerances_from(settings)
+    # stored at its commit: a Ctrl+C after it lets the summary print (and exit 0)
+    interrupts.settles_on_commit()
     with _writing(settings, "import"), _progress("import", quiet=as_json) as bar:
         task = bar.add_task("finding files", total=None)
 
@@ -307,6 +320,7 @@ def rematch(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None
     _setup_logging(settings.log_level)
     if not (settings.data_dir / "warehouse.duckdb").exists():
         raise _fail(f"no warehouse in {settings.data_dir}: import your history first")
+    interrupts.settles_on_commit()
     with _writing(settings, "rematch"), _progress("rematch", quiet=as_json) as bar:
         bar.add_task("matching every stored play again", total=None)
         result = run_rematch(
@@ -364,6 +378,7 @@ def transform(
             raise _fail_disk_aware(settings, "transform", f"dbt build failed:\n{exc}") from None
         except NothingToBuild as exc:  # dbt never ran: not a "dbt build failed"
             raise _fail(str(exc)) from None
+    interrupts.settle()
     summary = {
         "scope": result.scope,
         "succeeded": result.succeeded,
@@ -383,8 +398,10 @@ def transform(
 
 def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
     """Write the serving copy (and point Metabase at it); exit 1 with the reason if not."""
-    from music_tracker.publish import PublishError, publish
+    from music_tracker.publish import PublishError, current_copy, publish
 
+    before = current_copy(settings.serving_dir)
+    interrupts.say(lambda: _publish_interrupted(settings, before))
     with _writing(settings, "publish"), _progress("publish", quiet=quiet) as bar:
         task = bar.add_task("", total=None)
 
@@ -397,12 +414,28 @@ def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
             raise _fail_disk_aware(settings, "publish", str(exc)) from None
 
 
+def _publish_interrupted(settings: Settings, before: Path | None) -> str:
+    """The state a Ctrl+C left publishing in: a copy is visible only once complete."""
+    from music_tracker.publish import current_copy
+
+    after = current_copy(settings.serving_dir)
+    if after == before:
+        return interrupts.LINES["publish"]
+    if settings.metabase_url:
+        return (
+            f"interrupted: {after} is complete, but Metabase may still read the copy before"
+            " it: run `music-tracker publish` again"
+        )
+    return f"interrupted: {after} was published; replaced copies are removed next time"
+
+
 @app.command()
 def publish(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Write the serving copy Metabase reads (serving/) and point Metabase at it."""
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     result = _publish(settings, quiet=as_json)
+    interrupts.settle()
     if as_json:
         out.print_json(data=result)
         return
@@ -460,15 +493,18 @@ def serve(data_dir: DataDirOption = None) -> None:
 @app.command("backup")
 def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Copy the warehouse, landing files, state (and Metabase's database) to the backups."""
-    from music_tracker.backup import BackupError, backup
+    from music_tracker.backup import BackupError, backup, backup_root, backups
     from music_tracker.orchestration.lock import WriterBusy
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
+    before = set(backups(backup_root(settings)))
+    interrupts.say(lambda: _backup_interrupted(settings, before))
     try:
         result = backup(settings).as_dict()
     except (BackupError, WriterBusy) as exc:
         raise _fail(str(exc)) from None
+    interrupts.settle()
     if as_json:
         out.print_json(data=result)
         return
@@ -479,6 +515,17 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
     )
     if result["removed"]:
         out.print(f"removed {len(result['removed'])} old backups")
+
+
+def _backup_interrupted(settings: Settings, before: set[Path]) -> str:
+    """The state a Ctrl+C left backing up in: a backup is listed only once complete."""
+    from music_tracker.backup import backup_root, backups
+
+    new = [path for path in backups(backup_root(settings)) if path not in before]
+    if not new:
+        return interrupts.LINES["backup"]
+    bucket = "; the bucket may lag until the next backup" if settings.backup_bucket else ""
+    return f"interrupted: the backup in {new[-1]} is complete{bucket}"
 
 
 @app.command("restore")
@@ -692,6 +739,7 @@ def ingest(
         raise _fail(str(exc)) from None
     except (HttpError, ImportInputError) as exc:
         raise _fail(f"{exc}; nothing was lost: the next run polls from the same cursor") from None
+    interrupts.settle()
     result = summary.as_dict()
     if as_json:
         out.print_json(data=result)
@@ -766,6 +814,7 @@ def enrich(
             raise _fail(str(exc), code) from None
         except ArtistsUnknown as exc:
             raise _fail(str(exc)) from None
+    interrupts.settle()
     result = summary.as_dict()
     if as_json:
         out.print_json(data=result)
@@ -834,6 +883,8 @@ def report(
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     result = _write_report(settings, quiet=as_json)
+    if not serve:  # --serve stops on Ctrl+C, and that is no interruption
+        interrupts.settle()
     if as_json:
         out.print_json(data=result)
     else:
@@ -868,7 +919,10 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
 
     settings = _settings(data_dir)
     if not settings.warehouse_path.exists():
-        raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
+        raise _fail(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+            f" ({_settings_read()})"
+        )
     cache = settings.state_dir / "status.json"
     busy = None
     try:
@@ -885,6 +939,7 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     report["flows"] = _flow_health(settings)
     report["schedule"] = _schedule_health(settings)
     report["warehouse"] = str(settings.warehouse_path.resolve())
+    report["settings_files"] = [str(path) for path in settings_files()]
     report["timezone"] = settings.timezone
     report["warnings"] = _warnings(settings, report) + ([busy] if busy else [])
     zone = ZoneInfo(settings.timezone)
@@ -947,8 +1002,21 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
             out.print(f"schedule (serve): healthy (checked {checked})")
         else:
             out.print(f"schedule (serve): [red]unhealthy[/] (checked {checked})")
+    out.print(Text(_settings_read()), soft_wrap=True)
     for warning in report["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}")
+
+
+def _settings_read() -> str:
+    """Where the settings came from, for people: the files read, or where none was found."""
+    read = settings_files()
+    if read:
+        return "settings read from " + ", ".join(str(path) for path in read)
+    places = [str(folder) for folder in (settings_folder_here(), user_config_dir()) if folder]
+    return (
+        "settings: no .env or music-tracker.toml in " + " or ".join(places)
+        + "; only the environment, options and defaults"
+    )  # fmt: skip
 
 
 def _schedule_health(settings: Settings) -> dict[str, Any] | None:

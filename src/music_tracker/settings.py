@@ -1,10 +1,18 @@
 """All configuration, in one typed class.
 
-Values come from (highest priority first) command-line overrides, environment variables
-prefixed ``MUSIC_TRACKER_``, a ``.env`` file in the working directory, and a TOML config
-file (``music-tracker.toml`` in the working directory, or the path in
-``MUSIC_TRACKER_CONFIG``). No secret lives here: with PKCE Spotify needs no client secret,
-and tokens are kept in ``state/`` (mode 0600), never printed or logged.
+Values come from, highest priority first (the nearer wins):
+
+1. command-line options (``--data-dir``);
+2. environment variables prefixed ``MUSIC_TRACKER_``;
+3. the working directory: its ``.env``, then its ``music-tracker.toml`` (or the TOML file
+   named by ``MUSIC_TRACKER_CONFIG`` instead);
+4. the user's config folder, ``$XDG_CONFIG_HOME/music-tracker/`` (``~/.config/music-tracker/``
+   by default): its ``.env``, then its ``music-tracker.toml``; read wherever the command runs;
+5. the defaults below.
+
+``settings_files()`` names the files that exist, which are the ones read (``status`` shows
+them). No secret lives here: with PKCE Spotify needs no client secret, and tokens are kept
+in ``state/`` (mode 0600), never printed or logged.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -28,6 +37,8 @@ from pydantic_settings import (
 
 CONFIG_FILE_ENV = "MUSIC_TRACKER_CONFIG"
 DEFAULT_CONFIG_FILE = "music-tracker.toml"
+ENV_FILE = ".env"
+USER_CONFIG_FOLDER = "music-tracker"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
@@ -38,7 +49,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="MUSIC_TRACKER_",
-        env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
     )
@@ -367,13 +377,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
-        return (
-            init_settings,
-            env_settings,
-            dotenv_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
-        )
+        files: list[PydanticBaseSettingsSource] = [
+            DotEnvSettingsSource(settings_cls, env_file=path)
+            if path.name == ENV_FILE
+            else TomlConfigSettingsSource(settings_cls, toml_file=path)
+            for path in _candidate_files()
+        ]
+        return (init_settings, env_settings, *files)
 
     # Paths under the data dir (DESIGN.md, "Contracts").
     @property
@@ -397,6 +407,53 @@ class Settings(BaseSettings):
         return self.data_dir / "report"
 
 
+def user_config_dir() -> Path | None:
+    """The user's config folder for Music Tracker (XDG: ``$XDG_CONFIG_HOME/music-tracker``,
+    ``~/.config/music-tracker`` when that is unset); None without a home folder (a service
+    account), where only the working directory and the environment count."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    if not Path(base).is_absolute():  # the XDG spec: a relative value is to be ignored
+        try:
+            base = str(Path.home() / ".config")
+        except RuntimeError:
+            return None
+    return Path(base) / USER_CONFIG_FOLDER
+
+
+def settings_folder_here() -> Path | None:
+    """The working directory (None when it was deleted under the command: no file there)."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        return None
+
+
+def _working_directory_files() -> list[Path]:
+    """The working directory's .env and TOML file (or MUSIC_TRACKER_CONFIG's)."""
+    named = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE)).expanduser()
+    here = settings_folder_here()
+    if here is None:
+        return [named] if named.is_absolute() else []
+    return [here / ENV_FILE, here / named]
+
+
+def _candidate_files() -> list[Path]:
+    """Every file settings may come from, highest priority first (the module's docstring)."""
+    candidates = _working_directory_files()
+    folder = user_config_dir()
+    if folder is not None:
+        candidates += [folder / ENV_FILE, folder / DEFAULT_CONFIG_FILE]
+    unique: dict[Path, None] = {}
+    for path in candidates:  # run from the config folder itself, its files count once
+        unique.setdefault(path.absolute(), None)
+    return list(unique)
+
+
+def settings_files() -> list[Path]:
+    """The files settings were read from, highest priority first: those that exist."""
+    return [path for path in _candidate_files() if path.is_file()]
+
+
 # MUSIC_TRACKER_ variables that are not settings: the config file's path, what the tests
 # read, and what `transform` sets for dbt while it runs
 _NOT_SETTINGS = {"CONFIG", "SHARED", "TEST_ARTIFACTS", "WAREHOUSE"}
@@ -404,23 +461,27 @@ _NOT_SETTINGS = {"CONFIG", "SHARED", "TEST_ARTIFACTS", "WAREHOUSE"}
 
 def unknown_settings() -> list[str]:
     """Warnings for names that look like settings but are none (a typo is otherwise
-    silently ignored): MUSIC_TRACKER_ variables in the environment or .env, and keys of
-    the TOML config file (spelled like the fields: ``timezone = "Europe/Berlin"``)."""
+    silently ignored): MUSIC_TRACKER_ variables in the environment or a .env file, and keys
+    of a TOML file (spelled like the fields: ``timezone = "Europe/Berlin"``)."""
     from dotenv import dotenv_values
 
     known = set(Settings.model_fields)
     warnings: list[str] = []
     env_names = dict.fromkeys(os.environ)
-    if Path(".env").is_file():
-        env_names.update(dict.fromkeys(k for k in dotenv_values(".env") if k))
+    files = settings_files()
+    for env_file in (path for path in files if path.name == ENV_FILE):
+        env_names.update(dict.fromkeys(k for k in dotenv_values(env_file) if k))
     for name in env_names:
         if not name.startswith("MUSIC_TRACKER_"):
             continue
         field = name.removeprefix("MUSIC_TRACKER_")
         if field.lower() not in known and field not in _NOT_SETTINGS:
             warnings.append(f"{name} is not a Music Tracker setting and is ignored")
-    config = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
-    if config.is_file():
+    named = os.environ.get(CONFIG_FILE_ENV)
+    toml = _working_directory_files()[-1:]  # the file it names, where it is looked for
+    if named and not (toml and toml[0].is_file()):
+        warnings.append(f"{CONFIG_FILE_ENV}={named}: no such file; no TOML file was read there")
+    for config in (path for path in files if path.name != ENV_FILE):
         import tomllib
 
         try:

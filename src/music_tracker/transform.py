@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from music_tracker import files
+from music_tracker import files, interrupts
 from music_tracker.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "transform"
@@ -217,9 +218,7 @@ def run_build(
     started_at = datetime.now(UTC)
     if scope != SELECTION:
         files.write_text(unfinished, started_at.isoformat())
-    # dbt prints its errors to stdout: they go to stderr, so that stdout carries only what
-    # music-tracker itself prints (one JSON document with --json)
-    with _environment(settings), contextlib.redirect_stdout(sys.stderr):
+    with _environment(settings), _dbt_output():
         try:
             outcome = dbtRunner(callbacks=[callback]).invoke(args)
         finally:
@@ -267,7 +266,7 @@ def write_manifest(settings: Settings) -> Path:
         "--quiet",
         "--no-use-colors",
     ]
-    with _environment(settings), contextlib.redirect_stdout(sys.stderr):
+    with _environment(settings), _dbt_output():
         try:
             outcome = dbtRunner().invoke(args)
         finally:
@@ -275,6 +274,21 @@ def write_manifest(settings: Settings) -> Path:
     if not outcome.success:
         raise TransformError(f"dbt parse failed: {outcome.exception or 'see dbt/logs'}")
     return target / "manifest.json"
+
+
+@contextmanager
+def _dbt_output() -> Iterator[None]:
+    """dbt's printed errors, on stderr once it returns: stdout carries only what
+    music-tracker itself prints (one JSON document with --json). Not after Ctrl+C: dbt
+    then prints "Encountered an error" and a stack trace of where the signal fell, and the
+    command's one line says what happened (music_tracker.interrupts)."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        if not interrupts.received():
+            sys.stderr.write(printed.getvalue())
 
 
 def _release_warehouse() -> None:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 
+from music_tracker import interrupts
+
 if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
     import polars as pl
 
@@ -328,7 +330,7 @@ def open_warehouse(
         con.execute(_DDL)
         con.execute("insert into raw.schema_version values (?)", [RAW_SCHEMA_VERSION])
     elif current < RAW_SCHEMA_VERSION:  # an older warehouse: add what later versions added
-        with transaction(con):
+        with transaction(con, work=False):
             con.execute(_DDL)
             if current < 4:
                 _rekey_api_plays(con)
@@ -439,15 +441,25 @@ def connect(
 
 
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All or nothing: commit when the block ends normally, roll back on any exception."""
+def transaction(
+    con: duckdb.DuckDBPyConnection, *, work: bool = True
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: commit when the block ends normally, roll back on any exception.
+
+    Ctrl+C during the commit waits for it to return (``interrupts.held``): the command then
+    knows whether it was stored. ``work=False``: a schema upgrade on opening, which does
+    not finish the command that opened the warehouse (``interrupts.committed``).
+    """
     con.execute("begin transaction")
     try:
         yield con
     except BaseException:
         con.execute("rollback")
         raise
-    con.execute("commit")
+    with interrupts.held():
+        con.execute("commit")
+        if work:
+            interrupts.committed()
 
 
 def imported_file_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:

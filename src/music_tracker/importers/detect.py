@@ -107,3 +107,30 @@ def _detect_csv(name: str, text: str) -> Format:
 
 
 HEADER = ["artist", "album", "track", "date"]
+
+
+def is_data_for(fmt: Format, head: bytes) -> bool:
+    """Whether a file that holds no listening history by its content still has the shape
+    ``fmt``'s reader reads, so that ``--source`` applies to it: a JSON array of objects
+    (Spotify's history files), a JSON object with ``items`` (a recently-played response),
+    or lines of four CSV fields (Last.fm). A read-me, a PDF, an image is none of these: in
+    a folder or zip it is skipped, with or without ``--source``."""
+    text = head.decode("utf-8-sig", errors="replace").lstrip()
+    if fmt is Format.LASTFM:
+        if text.startswith(("[", "{", "%PDF")) or "\x00" in text[:1024]:
+            return False
+        lines = [line for line in text.splitlines()[:5] if line.strip()]
+        try:
+            rows = list(csv.reader(io.StringIO("\n".join(lines))))
+        except csv.Error:
+            return False
+        return bool(rows) and all(len(row) == len(HEADER) for row in rows)
+    if fmt is Format.API:
+        return text.startswith("{") and '"items"' in text
+    if not text.startswith("["):
+        return False
+    try:
+        first, _ = json.JSONDecoder().raw_decode(text[1:].lstrip())
+    except json.JSONDecodeError:
+        return False
+    return isinstance(first, dict)

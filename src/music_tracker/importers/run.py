@@ -34,6 +34,7 @@ from music_tracker.importers.detect import (
     Format,
     NotHistory,
     detect_format,
+    is_data_for,
 )
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.readers import Parsed, read_file
@@ -473,7 +474,9 @@ def _format_of(
         summary.skipped.append({"file": candidate.display_name, "reason": "empty list, no plays"})
         return None
     except NotHistory:
-        if forced is not None:
+        # a forced format applies to a file named on the command line, and to the files
+        # of a folder or zip that hold data of its shape; the export's read-me is skipped
+        if forced is not None and (candidate.explicit or is_data_for(forced, head)):
             return forced
         if candidate.explicit:
             raise ImportInputError(

@@ -1,0 +1,28 @@
+"""``music-tracker`` (and ``python -m music_tracker``): the command line, with Ctrl+C handled
+from its first moment (``music_tracker.interrupts``), before the slow imports."""
+
+from __future__ import annotations
+
+import sys
+
+from music_tracker import interrupts
+
+
+def main() -> None:
+    interrupts.install(interrupts.line_for(sys.argv[1:]))
+    try:
+        from music_tracker.cli import app
+
+        app()  # typer's standalone mode: ends in SystemExit
+    except SystemExit as exc:
+        if exc.code not in (0, None) and interrupts.received():
+            interrupts.report()
+        raise
+    except BaseException:
+        if interrupts.received():
+            interrupts.report()
+        raise
+
+
+if __name__ == "__main__":
+    main()

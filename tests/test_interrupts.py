@@ -1,0 +1,192 @@
+"""Ctrl+C (SIGINT) at any moment: one line saying what state things are in, exit code 130,
+and things in that state afterwards. Real commands in their own processes, interrupted at
+moments their own files (or the fake service's log) mark.
+
+(SIGKILL at such moments: tests/test_faults.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import EXTENDED_DIR, Cli, cli_json, query
+from music_tracker.fakes.musicbrainz import FakeMusicBrainz
+from music_tracker.orchestration.lock import writer_lock
+
+CLI = str(Path(sys.executable).with_name("music-tracker"))
+FIRST = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
+
+
+def _interrupted(
+    args: list[str], data: Path, ready: Callable[[int], bool], *, after_s: float = 0.0, **env: str
+) -> tuple[int, str, str]:
+    """Start ``music-tracker ARGS``, send SIGINT ``after_s`` after ``ready(pid)`` holds,
+    and return its exit code, stdout and stderr; fail if it finishes first."""
+    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MUSIC_TRACKER_") or k in keep}
+    proc = subprocess.Popen(
+        [CLI, *args],
+        env={**base, "MUSIC_TRACKER_DATA_DIR": str(data), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not ready(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(after_s)
+    if proc.poll() is not None:
+        pytest.fail(f"`{' '.join(args)}` finished before it could be interrupted: {ready}")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def _loading(pid: int) -> bool:
+    """The command is loading its libraries (pydantic's, the first of them)."""
+    try:
+        return "_pydantic_core" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _large_export(folder: Path, copies: int = 9) -> Path:
+    """The real extended history, repeated ``copies`` times 400 days earlier (about 50,000
+    rows in three files): an import long enough to interrupt at each of its steps."""
+    rows = [
+        row
+        for path in sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
+        for row in json.loads(path.read_text())
+    ]
+    folder.mkdir()
+    for part in range(3):
+        shifted = []
+        for copy in range(part * copies // 3, (part + 1) * copies // 3):
+            for row in rows:
+                ts = datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%SZ")
+                ts -= timedelta(days=400 * (copy + 1))  # no play in the future
+                shifted.append({**row, "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        (folder / f"Streaming_History_Audio_{part}.json").write_text(json.dumps(shifted))
+    return folder
+
+
+IMPORT_LINE = "interrupted: nothing was imported; the warehouse is as it was\n"
+
+
+def test_an_import_interrupted_at_any_step(cli: Cli, shared: Path, tmp_path: Path) -> None:
+    export = _large_export(tmp_path / "export")
+    data = tmp_path / "data"
+    cli("import", str(FIRST), "--data-dir", str(data))
+    before = cli_json(cli, "status", "--data-dir", str(data))
+
+    def glob(pattern: str, count: int = 1) -> Callable[[int], bool]:
+        return lambda _pid: len(list(data.glob(pattern))) >= count
+
+    moments = {  # each marked by what the import writes as it goes
+        "loading its libraries": (_loading, 0.0),
+        "reading the files": (glob("landing/.staging-*"), 0.3),
+        "matching plays": (glob("landing/.staging-*/spotify_extended_history/*", 3), 0.1),
+        "storing, in its transaction": (glob("landing/spotify_extended_history/*/*", 4), 0.2),
+    }
+    for moment, (ready, after_s) in moments.items():
+        args = ["import", str(export), "--json"]
+        code, out, err = _interrupted(args, data, ready, after_s=after_s)
+        assert (code, out, err) == (130, "", IMPORT_LINE), moment
+        after = cli_json(cli, "status", "--data-dir", str(data))
+        assert (after["plays"], after["plays_per_source"]) == (
+            before["plays"],
+            before["plays_per_source"],
+        ), moment
+        assert after["last_import_at"] == before["last_import_at"], moment
+    # and the next import stores everything, once
+    summary = cli_json(cli, "import", str(export), "--data-dir", str(data))
+    assert summary["files_imported"] == 3 and summary["new_plays"] > 40_000
+    assert cli_json(cli, "status", "--data-dir", str(data))["plays"] == (
+        before["plays"] + summary["new_plays"]
+    )
+    assert not list((data / "landing").glob(".staging-*"))
+
+
+def test_transform_interrupted(cli: Cli, built_copy: Path) -> None:
+    data = built_copy
+    plays = cli_json(cli, "status", "--data-dir", str(data))["plays"]
+    # while dbt writes (the write-ahead log appears when it starts)
+    code, out, err = _interrupted(
+        ["transform", "--full-refresh"], data, lambda _: (data / "warehouse.duckdb.wal").exists(),
+        after_s=1.0,
+    )  # fmt: skip
+    assert (code, out) == (130, "")
+    assert err == (
+        "interrupted: no play was changed; the star schema may be half built until"
+        " `music-tracker transform` runs again\n"
+    )
+    status = cli_json(cli, "status", "--data-dir", str(data))
+    assert status["plays"] == plays
+    assert any("did not finish" in warning for warning in status["warnings"])
+
+
+def test_publish_and_backup_interrupted(cli: Cli, built_copy: Path) -> None:
+    data = built_copy
+    serving = data / "serving"
+    # while the copy is written (under its hidden name)
+    code, out, err = _interrupted(
+        ["publish"], data, lambda _: any(serving.glob(".dw-*.partial")), after_s=0.2
+    )
+    assert (code, out) == (130, "")
+    assert err == "interrupted: nothing was published; the serving copies are as they were\n"
+    assert not list(serving.iterdir())  # no copy, and no half of one
+    cli("publish", "--data-dir", str(data))
+    assert len(list(serving.iterdir())) == 1
+
+    backups = data.parent / "backups"
+    # while it waits for another writer (its folder is begun)
+    with writer_lock(data, "a test"):
+        code, out, err = _interrupted(
+            ["backup"], data, lambda _: any(backups.glob(".*.partial")), after_s=0.3
+        )
+    assert (code, out) == (130, "")
+    assert err == "interrupted: no backup was made; earlier backups are as they were\n"
+    assert not [path.name for path in backups.iterdir() if path.name != "landing"]
+    made = cli_json(cli, "backup", "--data-dir", str(data))
+    assert Path(made["path"]).parent == backups
+
+
+def test_enrich_interrupted_keeps_its_lookups(
+    cli: Cli, built_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = built_copy
+    with FakeMusicBrainz([], min_interval_s=0.01) as fake:  # every artist a miss
+        env = {
+            "MUSIC_TRACKER_CONTACT": "owner@example.org",
+            "MUSIC_TRACKER_MUSICBRAINZ_BASE": fake.base_url,
+            "MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S": "0.04",
+        }
+        # after a few artists were looked up and stored
+        code, out, err = _interrupted(["enrich"], data, lambda _: len(fake.log) >= 15, **env)
+        assert (code, out) == (130, "")
+        assert err == (
+            "interrupted: the lookups stored so far are kept; `music-tracker enrich` goes on"
+            " with the rest\n"
+        )
+        ((stored, distinct),) = query(
+            data, "select count(*), count(distinct lookup_key) from raw.musicbrainz_artists"
+        )
+        assert stored == distinct >= 1
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        again = cli_json(cli, "enrich", "--limit", "2", "--data-dir", str(data))
+    assert again["looked_up"] == 2
+    ((stored_after, distinct_after),) = query(
+        data, "select count(*), count(distinct lookup_key) from raw.musicbrainz_artists"
+    )
+    assert stored_after == distinct_after == stored + 2
