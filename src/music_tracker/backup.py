@@ -25,12 +25,20 @@ complete; older backups beyond ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwa
 (``bucket.py``), and ``restore s3://...`` fetches a backup from it first.
 ``restore`` checks every file against the manifest before it touches the data folder,
 and refuses a folder that already holds a warehouse unless told to replace it.
+
+A manifest is trusted only once read whole: valid JSON in the shape ``backup`` writes,
+every path in it inside its folder (``files.inside``). A backup whose manifest is not
+(cut short by a full disk, edited) is damaged: ``restore`` refuses it, naming the entry,
+before anything is written; ``backup`` warns about it each time and goes on, and never
+prunes it nor counts it among the kept ones. While one is there no landing file is
+pruned either: which ones it needs cannot be known.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -40,15 +48,28 @@ from typing import Any
 
 import duckdb
 
+from music_tracker.files import OutsideFolder, inside, plain_relative
 from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
 
 PARTIAL = ".partial"
 MANIFEST = "manifest.json"
+# what ``backup`` names its folders (UTC time); nothing else in the backup folder or the
+# bucket is taken for a backup, pruned or fetched
+BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BackupError(Exception):
     """A backup or restore that cannot be done; the message says why and what to do."""
+
+
+class DamagedBackup(BackupError):
+    """A backup whose manifest cannot be trusted; ``why`` says what is wrong with it."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where} is damaged: {why}")
+        self.why = why
 
 
 @dataclass
@@ -60,6 +81,8 @@ class BackupResult:
     seconds: float
     removed: list[str] = field(default_factory=list)
     bucket: dict[str, int] | None = None  # what the copy to the bucket did, when configured
+    # damaged backups skipped (here and in the bucket): where -> what is wrong
+    damaged: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +93,17 @@ class BackupResult:
             "seconds": round(self.seconds, 2),
             "removed": self.removed,
             "bucket": self.bucket,
+            "damaged": [Path(where).name for where in self.damaged],
+            "warnings": [damaged_warning(where, why) for where, why in self.damaged.items()],
         }
+
+
+def damaged_warning(where: str, why: str) -> str:
+    """What a backup says about a damaged one it skipped."""
+    return (
+        f"{where} is damaged ({why}): skipped, neither pruned nor counted among the backups"
+        " kept, and `restore` refuses it; look at it, then delete it yourself"
+    )
 
 
 def backup_root(settings: Settings) -> Path:
@@ -156,15 +189,16 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     partial.rename(target)
-    removed = _prune(root, settings.backup_keep)
+    removed, damaged = _prune(root, settings.backup_keep)
     copied = None
     if settings.backup_bucket:
         from music_tracker.bucket import BucketError, mirror
 
         try:
-            copied = mirror(settings, root)
+            copied, in_bucket = mirror(settings, root)
         except BucketError as exc:
             raise BackupError(f"backed up to {target}, but not to the bucket: {exc}") from exc
+        damaged |= in_bucket
     size = sum(v["bytes"] for v in manifest["files"].values())
     return BackupResult(
         path=target,
@@ -174,26 +208,99 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
         seconds=time.perf_counter() - started,
         removed=removed,
         bucket=copied,
+        damaged=damaged,
     )
 
 
 def backups(root: Path) -> list[Path]:
-    """Complete backups, oldest first."""
+    """Complete backups (a folder named by its time, with a manifest), oldest first; their
+    manifests may still be damaged (``read_backups``)."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    return sorted(
+        p
+        for p in root.iterdir()
+        if BACKUP_NAME.fullmatch(p.name) and p.is_dir() and (p / MANIFEST).is_file()
+    )
 
 
-def _prune(root: Path, keep: int) -> list[str]:
-    """Delete backups beyond the newest ``keep``, and landing files no backup names."""
-    complete = backups(root)
+def parse_manifest(text: str, where: str) -> dict[str, Any]:
+    """A manifest's content, checked to be what ``backup`` writes; DamagedBackup if not.
+
+    Every path in it must be relative and free of ``..``: it is joined onto the backup's
+    folder, the shared landing folder and, on restore, the data folder."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise DamagedBackup(where, f"not valid JSON, cut short or edited: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise DamagedBackup(where, "not a JSON object")
+    for section in ("files", "landing"):
+        entries = manifest.get(section)
+        if not isinstance(entries, dict):
+            raise DamagedBackup(where, f"no {section!r} section")
+        for key, facts in entries.items():
+            if not plain_relative(key):
+                raise DamagedBackup(where, f"its {section} entry {key!r} points outside its folder")
+            if not (
+                isinstance(facts, dict)
+                and isinstance(facts.get("bytes"), int)
+                and isinstance(facts.get("sha256"), str)
+                and _SHA256.fullmatch(facts["sha256"])
+            ):
+                raise DamagedBackup(where, f"its {section} entry {key!r} has no size and checksum")
+    if "warehouse.duckdb" not in manifest["files"]:
+        raise DamagedBackup(where, "it names no warehouse.duckdb")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of the backup in ``folder``, checked (``parse_manifest``), its paths
+    resolving inside the backup's folder and the landing folder beside it."""
+    path = folder / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DamagedBackup(str(path), f"not text: {exc}") from None
+    manifest = parse_manifest(text, str(path))
+    try:
+        for rel in manifest["files"]:
+            inside(folder, rel)
+        for rel in manifest["landing"]:
+            inside(folder.parent / "landing", rel)
+    except OutsideFolder as exc:
+        raise DamagedBackup(str(path), f"its entry {exc}") from None
+    return manifest
+
+
+def read_backups(root: Path) -> tuple[dict[Path, dict[str, Any]], dict[str, str]]:
+    """The complete backups under ``root`` whose manifests are whole, oldest first, with
+    their manifests; and the damaged ones (folder -> what is wrong)."""
+    good: dict[Path, dict[str, Any]] = {}
+    damaged: dict[str, str] = {}
+    for folder in backups(root):
+        try:
+            good[folder] = read_manifest(folder)
+        except DamagedBackup as exc:
+            damaged[str(folder)] = exc.why
+    return good, damaged
+
+
+def _prune(root: Path, keep: int) -> tuple[list[str], dict[str, str]]:
+    """Delete good backups beyond the newest ``keep``, and landing files no backup names;
+    return what was deleted and the damaged backups (left as they are)."""
+    good, damaged = read_backups(root)
+    complete = list(good)
     removed = []
     for old in complete[: max(0, len(complete) - keep)]:
         shutil.rmtree(old)
         removed.append(old.name)
+        del good[old]
+    if damaged:  # the landing files a damaged backup needs are unknown: all stay
+        return removed, damaged
     named: set[str] = set()
-    for kept in backups(root):
-        named |= set(json.loads((kept / MANIFEST).read_text(encoding="utf-8"))["landing"])
+    for manifest in good.values():
+        named |= set(manifest["landing"])
     landing = root / "landing"
     if landing.is_dir():
         for path in sorted(landing.rglob("*"), reverse=True):
@@ -201,7 +308,7 @@ def _prune(root: Path, keep: int) -> list[str]:
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
-    return removed
+    return removed, damaged
 
 
 def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
@@ -214,7 +321,8 @@ def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
 
 
 def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[str, Any]:
-    """Put a backup back into the data folder, after checking every file's checksum."""
+    """Put a backup back into the data folder, after checking every file's checksum and
+    that every path its manifest names stays inside its folder."""
     source = source.resolve()
     manifest_path = source / MANIFEST
     if not manifest_path.is_file():
@@ -222,7 +330,11 @@ def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[
             f"{source} is not a complete backup (no {MANIFEST}); backups are the dated "
             f"folders in {backup_root(settings)}"
         )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    nothing = f"nothing was restored: use another backup (the dated folders in {source.parent})"
+    try:
+        manifest = read_manifest(source)
+    except DamagedBackup as exc:
+        raise BackupError(f"{exc}; {nothing}") from None
     landing_root = source.parent / "landing"
     problems = [
         rel
@@ -239,6 +351,17 @@ def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[
             f"{' ...' if len(problems) > 3 else ''}); nothing was restored: use an older backup"
         )
     refuse_to_overwrite(settings, replace=replace)
+    try:  # where each file goes, checked before anything is written
+        state = [
+            (source / rel, inside(settings.state_dir, rel.removeprefix("state/")))
+            for rel in manifest["files"]
+            if rel.startswith("state/")
+        ]
+        landing = [
+            (landing_root / rel, inside(settings.landing_dir, rel)) for rel in manifest["landing"]
+        ]
+    except OutsideFolder as exc:
+        raise BackupError(f"{manifest_path}: its entry {exc}; {nothing}") from None
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with writer_lock(settings.data_dir, "restore", wait_s=settings.writer_wait_s):
         partial = settings.data_dir / f".warehouse.duckdb{PARTIAL}"
@@ -246,13 +369,11 @@ def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[
         partial.chmod(0o600)
         Path(f"{settings.warehouse_path}.wal").unlink(missing_ok=True)
         partial.replace(settings.warehouse_path)
-        if (source / "state").is_dir():
-            _copy_tree(source / "state", settings.state_dir)
-        for rel in manifest["landing"]:
-            target = settings.landing_dir / rel
-            if not target.exists():
-                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                shutil.copy2(landing_root / rel, target)
+        # the files the manifest names (and were checked), not whatever else is there;
+        # landing files are named by their content: one already there is the same
+        for origin, target in state + [(o, t) for o, t in landing if not t.exists()]:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
     return {
         "restored_from": str(source),
         "warehouse": str(settings.warehouse_path),

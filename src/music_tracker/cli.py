@@ -469,6 +469,8 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
         result = backup(settings).as_dict()
     except (BackupError, WriterBusy) as exc:
         raise _fail(str(exc)) from None
+    for warning in result["warnings"]:
+        err.print("[yellow]warning:[/]", Text(warning), soft_wrap=True)
     if as_json:
         out.print_json(data=result)
         return

@@ -267,4 +267,7 @@ def pipeline_flow(data_dir: str | None = None) -> dict[str, Any]:
 @flow(name="backup", **HOOKS)
 def backup_flow(data_dir: str | None = None) -> dict[str, Any]:
     """Daily: a consistent backup of what cannot be rebuilt (it takes the writer lock)."""
-    return backup_task(_settings(data_dir))
+    result = backup_task(_settings(data_dir))
+    for warning in result["warnings"]:  # damaged backups, skipped: the owner should look
+        get_run_logger().warning(warning)
+    return result
