@@ -171,15 +171,25 @@ def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
         return [Candidate(display, path=path, explicit=explicit, size=path.stat().st_size)]
     try:
         with zipfile.ZipFile(path) as archive:
-            members = [
-                info
-                for info in archive.infolist()
-                if not info.is_dir()
-                and not info.filename.startswith("__MACOSX/")
-                and not Path(info.filename).name.startswith(".")
-            ]
+            infos = archive.infolist()
     except zipfile.BadZipFile as exc:
         raise ImportInputError(display, f"not a readable zip archive ({exc})") from exc
+    # only a member's file name is ever used as a path (staged, then landed under its
+    # content's hash), never its folders: a name that climbs (../) or starts at the root
+    # stays inside like any other. A member with no file name at all is refused.
+    entries = [info for info in infos if not info.filename.endswith("/")]  # not folders
+    for info in entries:
+        if not Path(info.filename).name:
+            why = "a damaged or malicious archive"
+            raise ImportInputError(
+                display, f"a member without a file name ({info.filename!r}): {why}"
+            )
+    members = [
+        info
+        for info in entries
+        if not info.filename.startswith("__MACOSX/")
+        and not Path(info.filename).name.startswith(".")
+    ]
     return [
         Candidate(
             f"{display}:{info.filename}",
@@ -451,7 +461,7 @@ def _stage(
             size += len(chunk)
         return candidate.path, digest.hexdigest(), size
     _check_free_space(staging, candidate.size + min_free_bytes, candidate.display_name)
-    target = staging / f"{uuid.uuid4().hex}-{candidate.base_name}"
+    target = files.inside(staging, f"{uuid.uuid4().hex}-{candidate.base_name}")
     with target.open("wb") as out:
         for chunk in candidate.open_bytes():
             digest.update(chunk)
@@ -665,7 +675,9 @@ def _music_source(fmt: Format) -> str:
 
 def _land(item: _ReadFile, landing: Path) -> Path:
     """Keep the file as received under landing/<source>/<sha256>/<name> (write once)."""
-    target = landing / _family(item.format) / item.sha256 / item.candidate.base_name
+    target = files.inside(
+        landing, f"{_family(item.format)}/{item.sha256}/{item.candidate.base_name}"
+    )
     if not target.exists():
         # exports hold personal data (IP addresses, user agents): private to the owner
         files.copy(item.staged, target)
