@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,3 +275,63 @@ def test_a_damaged_backup_is_reported_and_skipped_never_pruned_nor_fatal(
     assert not restored.exists()
     # the newest good one restores
     cli("restore", made[2]["path"], "--data-dir", str(restored))
+
+
+CLI = str(Path(sys.executable).with_name("music-tracker"))
+_HOLDERS = {
+    # the owner's DuckDB shell, holding the warehouse file itself
+    "duckdb": (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1] + '/warehouse.duckdb')\n"
+        "print('held', flush=True); sys.stdin.readline()\n"
+    ),
+    # another writer of ours, holding the writer lock
+    "writer": (
+        "import sys; from pathlib import Path\n"
+        "from music_tracker.orchestration.lock import writer_lock\n"
+        "with writer_lock(Path(sys.argv[1]), 'a long transform'):\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("holder", list(_HOLDERS))
+def test_backup_and_restore_wait_for_another_holder_then_exit_75_naming_it(
+    cli: Cli, data_dir: Path, holder: str
+) -> None:
+    """Issue 26, item 7: like every command that writes, `backup` (and `restore --replace`)
+    waits MUSIC_TRACKER_LOCK_WAIT_S for whoever holds the warehouse, then exits 75 naming
+    it, with nothing made or changed: no DuckDB lock traceback, no waiting a flow's
+    MUSIC_TRACKER_WRITER_WAIT_S."""
+    copy = Path(cli_json(cli, "backup")["path"])
+    before = _contents(data_dir / "warehouse.duckdb")
+    env = {
+        **os.environ,
+        "MUSIC_TRACKER_DATA_DIR": str(data_dir),
+        "MUSIC_TRACKER_LOCK_WAIT_S": "1",
+        "MUSIC_TRACKER_WRITER_WAIT_S": "600",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDERS[holder], str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+        for args in (["backup"], ["restore", str(copy), "--replace"]):
+            started = time.monotonic()
+            done = subprocess.run(
+                [CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            seconds = time.monotonic() - started
+            said = " ".join(done.stderr.split())
+            assert done.returncode == 75, (args, done.returncode, done.stderr)
+            assert "Traceback" not in done.stdout + done.stderr
+            named = f"(PID {process.pid})" if holder == "duckdb" else "`a long transform` (process"
+            assert named in said and f"run `music-tracker {args[0]}` again" in said, said
+            assert seconds >= 1, seconds  # it waited its MUSIC_TRACKER_LOCK_WAIT_S first
+    finally:
+        process.communicate("\n", timeout=30)
+    assert backups(data_dir.parent / "backups") == [copy]  # no backup made, none half-made
+    assert not [p for p in (data_dir.parent / "backups").iterdir() if p.name.startswith(".")]
+    assert _contents(data_dir / "warehouse.duckdb") == before

@@ -19,10 +19,15 @@ Layout of the backup folder (``MUSIC_TRACKER_BACKUP_DIR``, default ``<data dir>/
 
 Consistency: the backup holds the writer lock (no flow or command writes meanwhile) and
 copies the warehouse after a checkpoint, so the copy is the database as of that moment,
-without a write-ahead log. A backup is written under a hidden name and renamed when
-complete; older backups beyond ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards. With
-``MUSIC_TRACKER_BACKUP_BUCKET`` set, the folder is then mirrored to that bucket
-(``bucket.py``), and ``restore s3://...`` fetches a backup from it first.
+without a write-ahead log. Both wait like every writer: for the lock ``wait_s`` (the
+command's MUSIC_TRACKER_LOCK_WAIT_S, a flow's MUSIC_TRACKER_WRITER_WAIT_S), then
+WriterBusy; for another process holding the file itself (a DuckDB shell)
+``warehouse.LOCK_WAIT_S``, then WarehouseBusy; both name the holder.
+
+A backup is written under a hidden name and renamed when complete; older backups beyond
+``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards. With ``MUSIC_TRACKER_BACKUP_BUCKET``
+set, the folder is then mirrored to that bucket (``bucket.py``), and ``restore s3://...``
+fetches a backup from it first.
 ``restore`` checks every file against the manifest before it touches the data folder,
 and refuses a folder that already holds a warehouse unless told to replace it.
 
@@ -46,8 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from music_tracker import warehouse
 from music_tracker.files import OutsideFolder, inside, plain_relative
 from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
@@ -129,8 +133,11 @@ def _copy_tree(source: Path, target: Path) -> list[Path]:
     return copied
 
 
-def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
-    """Write one backup (see the module's docstring)."""
+def backup(
+    settings: Settings, *, now: datetime | None = None, wait_s: float | None = None
+) -> BackupResult:
+    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock
+    (default: a flow's, ``writer_wait_s``)."""
     started = time.perf_counter()
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
@@ -145,13 +152,10 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
     partial.mkdir(mode=0o700)
     landing_new = 0
     try:
-        with writer_lock(settings.data_dir, "backup", wait_s=settings.writer_wait_s):
+        wait = settings.writer_wait_s if wait_s is None else wait_s
+        with writer_lock(settings.data_dir, "backup", wait_s=wait):
             # a checkpoint folds the write-ahead log into the file: the copy is complete
-            config: dict[str, str | bool | int | float | list[str]] = {
-                "memory_limit": settings.duckdb_memory_limit
-            }
-            with duckdb.connect(str(settings.warehouse_path), config=config) as con:
-                con.execute("checkpoint")
+            warehouse.checkpoint(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
             files = [partial / "warehouse.duckdb"]
             shutil.copy2(settings.warehouse_path, files[0])
             if settings.state_dir.is_dir():
@@ -320,9 +324,13 @@ def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
         )
 
 
-def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[str, Any]:
+def restore(
+    settings: Settings, source: Path, *, replace: bool = False, wait_s: float | None = None
+) -> dict[str, Any]:
     """Put a backup back into the data folder, after checking every file's checksum and
-    that every path its manifest names stays inside its folder."""
+    that every path its manifest names stays inside its folder; ``wait_s`` for the writer
+    lock (default ``writer_wait_s``), and ``warehouse.LOCK_WAIT_S`` for another process to
+    let go of the warehouse it replaces."""
     source = source.resolve()
     manifest_path = source / MANIFEST
     if not manifest_path.is_file():
@@ -363,7 +371,12 @@ def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[
     except OutsideFolder as exc:
         raise BackupError(f"{manifest_path}: its entry {exc}; {nothing}") from None
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with writer_lock(settings.data_dir, "restore", wait_s=settings.writer_wait_s):
+    wait = settings.writer_wait_s if wait_s is None else wait_s
+    with writer_lock(settings.data_dir, "restore", wait_s=wait):
+        refuse_to_overwrite(settings, replace=replace)  # again: an import may have run meanwhile
+        if settings.warehouse_path.exists():
+            # a DuckDB shell writing into the file would go on writing into the one replaced
+            warehouse.wait_until_free(settings.warehouse_path)
         partial = settings.data_dir / f".warehouse.duckdb{PARTIAL}"
         shutil.copy2(source / "warehouse.duckdb", partial)
         partial.chmod(0o600)
