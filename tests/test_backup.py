@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import pytest
 
 from conftest import Cli, cli_json
@@ -99,6 +105,8 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps its buckets per process, not per server: start from none
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     for key, value in {
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
@@ -174,3 +182,156 @@ def test_an_unreachable_bucket_keeps_the_local_backup_and_says_so(
     text = " ".join(result.output.split())
     assert "but not to the bucket" in text and "MUSIC_TRACKER_BACKUP_BUCKET" in text
     assert len(backups(data_dir.parent / "backups")) == 1  # the local one is complete
+
+
+def _tamper(manifest: Path, section: str, key: str, target: Path) -> None:
+    """Add to a backup's manifest an entry ``key`` that stands for ``target``, with its true
+    size and checksum: only the path is wrong."""
+    entries = json.loads(manifest.read_text())
+    data = target.read_bytes()
+    entries[section][key] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest.write_text(json.dumps(entries))
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("landing", "../../escaped.txt"), ("files", "state/../../../escaped.txt")],
+)
+def test_a_manifest_naming_a_path_outside_its_folder_is_refused(
+    cli: Cli, data_dir: Path, tmp_path: Path, section: str, key: str
+) -> None:
+    """Issue 26, item 6: a manifest's paths are joined onto the backup's folders and the data
+    folder; one that climbs out of them refuses the whole restore, before anything is
+    written, naming the entry."""
+    copy = Path(cli_json(cli, "backup")["path"])
+    # both keys name this file from the backup's folders (backups/landing, backups/<time>)
+    escaped = tmp_path / "escaped.txt"
+    escaped.write_text("someone else's file")
+    _tamper(copy / MANIFEST, section, key, escaped)
+    target = tmp_path / "restored" / "data"
+    result = cli("restore", str(copy), "--data-dir", str(target), expect=1)
+    text = " ".join(result.output.split())
+    assert f"{section} entry {key!r}" in text and "outside" in text, text
+    assert "nothing was restored" in text
+    assert not (tmp_path / "restored").exists()  # landing/../../escaped.txt would be here
+
+
+def test_a_bucket_manifest_naming_a_path_outside_is_refused_before_fetching(
+    cli: Cli, data_dir: Path, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same from the bucket: its manifest is checked before anything is fetched, so an
+    object under a climbing key never lands outside the local backup folder."""
+    name = Path(cli_json(cli, "backup")["path"]).name
+    key = f"vm-1/{name}/{MANIFEST}"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_bytes(bucket.get_object(Bucket="music-backups", Key=key)["Body"].read())
+    payload = tmp_path / "payload.txt"
+    payload.write_text("not a landing file")
+    _tamper(manifest, "landing", "../../escaped.txt", payload)
+    bucket.put_object(Bucket="music-backups", Key=key, Body=manifest.read_bytes())
+    bucket.put_object(
+        Bucket="music-backups", Key="vm-1/landing/../../escaped.txt", Body=payload.read_bytes()
+    )
+    machine = tmp_path / "new-vm"
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_DIR", str(machine / "backups"))
+    result = cli("restore", "s3://music-backups/vm-1", "--data-dir", str(machine / "data"),
+                 expect=1)  # fmt: skip
+    text = " ".join(result.output.split())
+    assert "landing entry '../../escaped.txt'" in text and "outside" in text, text
+    assert not (machine / "escaped.txt").exists()  # backups/landing/../../escaped.txt
+    assert not (machine / "data").exists() and not (machine / "backups" / name).exists()
+
+
+def test_a_damaged_backup_is_reported_and_skipped_never_pruned_nor_fatal(
+    cli: Cli, data_dir: Path, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26, item 8: a backup whose manifest was cut short is named in a warning on every
+    later backup, which otherwise goes on (pruning, the bucket); it is neither deleted nor
+    counted among the kept ones; restoring it says what is wrong."""
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_KEEP", "2")
+    damaged = Path(cli_json(cli, "backup")["path"])
+    text = (damaged / MANIFEST).read_text()
+    (damaged / MANIFEST).write_text(text[: len(text) // 2])
+    made = []
+    for _ in range(3):
+        time.sleep(1.05)  # one backup per second at most
+        result = cli("backup", "--json")
+        assert f"{damaged} is damaged" in " ".join(result.stderr.split()), result.stderr
+        made.append(json.loads(result.stdout))
+    names = [Path(m["path"]).name for m in made]
+    assert [m["damaged"] for m in made] == [[damaged.name]] * 3
+    # the newest two good ones kept: the damaged one neither counted nor deleted
+    assert [m["removed"] for m in made] == [[], [], [names[0]]]
+    root = data_dir.parent / "backups"
+    assert sorted(p.name for p in root.iterdir() if p.name != "landing") == sorted(
+        [damaged.name, *names[1:]]
+    )
+    # the bucket got each new backup (the damaged one was whole when it went there)
+    assert {k.split("/")[1] for k in _keys(bucket)} == {"landing", *names[1:]}
+    restored = tmp_path / "restored"
+    refused = cli("restore", str(damaged), "--data-dir", str(restored), expect=1)
+    words = " ".join(refused.output.split())
+    assert f"{damaged / MANIFEST} is damaged" in words and "nothing was restored" in words
+    assert not restored.exists()
+    # the newest good one restores
+    cli("restore", made[2]["path"], "--data-dir", str(restored))
+
+
+CLI = str(Path(sys.executable).with_name("music-tracker"))
+_HOLDERS = {
+    # the owner's DuckDB shell, holding the warehouse file itself
+    "duckdb": (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1] + '/warehouse.duckdb')\n"
+        "print('held', flush=True); sys.stdin.readline()\n"
+    ),
+    # another writer of ours, holding the writer lock
+    "writer": (
+        "import sys; from pathlib import Path\n"
+        "from music_tracker.orchestration.lock import writer_lock\n"
+        "with writer_lock(Path(sys.argv[1]), 'a long transform'):\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("holder", list(_HOLDERS))
+def test_backup_and_restore_wait_for_another_holder_then_exit_75_naming_it(
+    cli: Cli, data_dir: Path, holder: str
+) -> None:
+    """Issue 26, item 7: like every command that writes, `backup` (and `restore --replace`)
+    waits MUSIC_TRACKER_LOCK_WAIT_S for whoever holds the warehouse, then exits 75 naming
+    it, with nothing made or changed: no DuckDB lock traceback, no waiting a flow's
+    MUSIC_TRACKER_WRITER_WAIT_S."""
+    copy = Path(cli_json(cli, "backup")["path"])
+    before = _contents(data_dir / "warehouse.duckdb")
+    env = {
+        **os.environ,
+        "MUSIC_TRACKER_DATA_DIR": str(data_dir),
+        "MUSIC_TRACKER_LOCK_WAIT_S": "1",
+        "MUSIC_TRACKER_WRITER_WAIT_S": "600",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDERS[holder], str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+        for args in (["backup"], ["restore", str(copy), "--replace"]):
+            started = time.monotonic()
+            done = subprocess.run(
+                [CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            seconds = time.monotonic() - started
+            said = " ".join(done.stderr.split())
+            assert done.returncode == 75, (args, done.returncode, done.stderr)
+            assert "Traceback" not in done.stdout + done.stderr
+            named = f"(PID {process.pid})" if holder == "duckdb" else "`a long transform` (process"
+            assert named in said and f"run `music-tracker {args[0]}` again" in said, said
+            assert seconds >= 1, seconds  # it waited its MUSIC_TRACKER_LOCK_WAIT_S first
+    finally:
+        process.communicate("\n", timeout=30)
+    assert backups(data_dir.parent / "backups") == [copy]  # no backup made, none half-made
+    assert not [p for p in (data_dir.parent / "backups").iterdir() if p.name.startswith(".")]
+    assert _contents(data_dir / "warehouse.duckdb") == before

@@ -143,6 +143,44 @@ def test_a_zip_bomb_is_refused_before_it_is_extracted(
     assert (after["plays"], after["last_import_at"]) == (loaded["plays"], loaded["last_import_at"])
 
 
+def test_paths_inside_a_zip_never_lead_out_of_the_data_folder(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 26, item 6, for zips: a member's folders are not kept (only its file name is,
+    under landing/), so one that climbs (``../``) or starts at the root lands inside like
+    any other; a member without a file name at all (cut at a NUL byte) is refused, named,
+    and creates nothing, not a traceback."""
+    export = tmp_path / "zips" / "my_spotify_data.zip"
+    export.parent.mkdir()
+    with zipfile.ZipFile(export, "w") as zf:
+        zf.writestr("../../escaped/Streaming_History_Audio_2018.json", GOOD.read_bytes())
+        # another file (a byte more), so that it is landed too
+        zf.writestr("/escaped/Streaming_History_Audio_2019.json", GOOD.read_bytes() + b"\n")
+    before = set(tmp_path.rglob("*"))
+    cli("import", str(export))
+    written = {
+        p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and p not in before
+    }
+    assert written and all(p.parts[0] == "data" for p in written), written
+    landed = sorted(p.name for p in (data_dir / "landing").rglob("*.json"))
+    assert landed == ["Streaming_History_Audio_2018.json", "Streaming_History_Audio_2019.json"]
+
+    nameless = tmp_path / "zips" / "nameless.zip"
+    with zipfile.ZipFile(nameless, "w") as zf:
+        zf.writestr("Q", GOOD.read_bytes())
+    data = bytearray(nameless.read_bytes())
+    # the name's one byte, in the local and the central header, becomes a NUL: zipfile
+    # reads the name up to it, which leaves nothing
+    data[data.find(b"PK\x03\x04") + 30] = 0
+    data[data.find(b"PK\x01\x02") + 46] = 0
+    nameless.write_bytes(bytes(data))
+    fresh = tmp_path / "fresh"
+    result = cli("import", str(nameless), "--data-dir", str(fresh), expect=1)
+    assert f"{nameless}: a member without a file name" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not fresh.exists()
+
+
 def test_a_downloads_folder_reads_only_the_history_in_it(
     cli: Cli, shared: Path, tmp_path: Path
 ) -> None:

@@ -638,3 +638,88 @@ def test_a_stuck_writer_delays_each_run_by_its_wait_and_a_dead_one_by_nothing(
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_a_writer_waiting_on_a_folder_removed_under_it_takes_a_lock_that_holds(
+    tmp_path: Path,
+) -> None:
+    """The first holder made the data folder and leaves it empty, so it removes the folder
+    and its lock file as it lets go; the writer that was waiting on that file must not
+    believe itself alone: it takes the lock anew, and a third one is kept out."""
+    from music_tracker.orchestration.lock import WriterBusy, writer_lock
+
+    data = tmp_path / "new" / "data"
+    events: list[str] = []
+    first_holds, release_first, second_done = (threading.Event() for _ in range(3))
+
+    def first() -> None:
+        with writer_lock(data, "first"):
+            first_holds.set()
+            release_first.wait(30)
+
+    def second() -> None:
+        with writer_lock(data, "second", wait_s=30, poll_s=0.05):
+            events.append("second holds")
+            try:
+                with writer_lock(data, "third"):
+                    events.append("third holds too")
+            except WriterBusy as exc:
+                events.append(str(exc))
+            (data / "warehouse.duckdb").write_text("")  # it writes: the folder stays
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_holds.wait(30)
+    threads[1].start()
+    time.sleep(0.3)  # the second is waiting, on the lock file the first will remove
+    release_first.set()
+    assert second_done.wait(30)
+    for thread in threads:
+        thread.join()
+    assert events[0] == "second holds", events
+    assert events[1].startswith("`second` (process") and "is writing" in events[1], events
+    assert sorted(p.name for p in data.iterdir()) == [".writer.lock", "warehouse.duckdb"]
+
+
+def test_a_backup_flow_that_finds_the_warehouse_held_fails_with_the_cause_alone(
+    harness: None,
+    env: dict[str, str],
+    data_dir: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 26, item 7: the scheduled backup, with the warehouse held by a DuckDB shell,
+    waits MUSIC_TRACKER_LOCK_WAIT_S, then fails naming the holder: its one failure message
+    says why, and no traceback is logged."""
+    from music_tracker.orchestration.flows import backup_flow
+
+    monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.5")
+    code = (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1])\n"
+        "print('held', flush=True); sys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(data_dir / "warehouse.duckdb")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        capfd.readouterr()
+        state = backup_flow(data_dir=str(data_dir), return_state=True)
+        logged = "".join(capfd.readouterr())
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert state.is_failed(), state
+    assert f"(PID {holder.pid})" in str(state.message), state.message
+    assert "Traceback" not in logged, logged
+    assert [m["text"].split(":", 1)[0] for m in receiver.messages] == ["backup failed"]
+    assert f"(PID {holder.pid})" in receiver.messages[0]["text"]
+    assert not (data_dir.parent / "backups").is_dir() or not any(
+        (data_dir.parent / "backups").iterdir()
+    )
+    # free again: the next one is made
+    assert backup_flow(data_dir=str(data_dir))["files"] > 0

@@ -19,18 +19,31 @@ Layout of the backup folder (``MUSIC_TRACKER_BACKUP_DIR``, default ``<data dir>/
 
 Consistency: the backup holds the writer lock (no flow or command writes meanwhile) and
 copies the warehouse after a checkpoint, so the copy is the database as of that moment,
-without a write-ahead log. A backup is written under a hidden name and renamed when
-complete; older backups beyond ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards. With
-``MUSIC_TRACKER_BACKUP_BUCKET`` set, the folder is then mirrored to that bucket
-(``bucket.py``), and ``restore s3://...`` fetches a backup from it first.
+without a write-ahead log. Both wait like every writer: for the lock ``wait_s`` (the
+command's MUSIC_TRACKER_LOCK_WAIT_S, a flow's MUSIC_TRACKER_WRITER_WAIT_S), then
+WriterBusy; for another process holding the file itself (a DuckDB shell)
+``warehouse.LOCK_WAIT_S``, then WarehouseBusy; both name the holder.
+
+A backup is written under a hidden name and renamed when complete; older backups beyond
+``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards. With ``MUSIC_TRACKER_BACKUP_BUCKET``
+set, the folder is then mirrored to that bucket (``bucket.py``), and ``restore s3://...``
+fetches a backup from it first.
 ``restore`` checks every file against the manifest before it touches the data folder,
 and refuses a folder that already holds a warehouse unless told to replace it.
+
+A manifest is trusted only once read whole: valid JSON in the shape ``backup`` writes,
+every path in it inside its folder (``files.inside``). A backup whose manifest is not
+(cut short by a full disk, edited) is damaged: ``restore`` refuses it, naming the entry,
+before anything is written; ``backup`` warns about it each time and goes on, and never
+prunes it nor counts it among the kept ones. While one is there no landing file is
+pruned either: which ones it needs cannot be known.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -38,8 +51,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from music_tracker import warehouse
+from music_tracker.files import OutsideFolder, inside, plain_relative
 from music_tracker.files import copy as copy_file
 from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
@@ -47,10 +60,22 @@ from music_tracker.settings import Settings
 PARTIAL = ".partial"
 _DELETING = ".deleting"
 MANIFEST = "manifest.json"
+# what ``backup`` names its folders (UTC time); nothing else in the backup folder or the
+# bucket is taken for a backup, pruned or fetched
+BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BackupError(Exception):
     """A backup or restore that cannot be done; the message says why and what to do."""
+
+
+class DamagedBackup(BackupError):
+    """A backup whose manifest cannot be trusted; ``why`` says what is wrong with it."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"{where} is damaged: {why}")
+        self.why = why
 
 
 @dataclass
@@ -62,6 +87,8 @@ class BackupResult:
     seconds: float
     removed: list[str] = field(default_factory=list)
     bucket: dict[str, int] | None = None  # what the copy to the bucket did, when configured
+    # damaged backups skipped (here and in the bucket): where -> what is wrong
+    damaged: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +99,17 @@ class BackupResult:
             "seconds": round(self.seconds, 2),
             "removed": self.removed,
             "bucket": self.bucket,
+            "damaged": [Path(where).name for where in self.damaged],
+            "warnings": [damaged_warning(where, why) for where, why in self.damaged.items()],
         }
+
+
+def damaged_warning(where: str, why: str) -> str:
+    """What a backup says about a damaged one it skipped."""
+    return (
+        f"{where} is damaged ({why}): skipped, neither pruned nor counted among the backups"
+        " kept, and `restore` refuses it; look at it, then delete it yourself"
+    )
 
 
 def backup_root(settings: Settings) -> Path:
@@ -98,8 +135,11 @@ def _copy_tree(source: Path, target: Path) -> list[Path]:
     return copied
 
 
-def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
-    """Write one backup (see the module's docstring)."""
+def backup(
+    settings: Settings, *, now: datetime | None = None, wait_s: float | None = None
+) -> BackupResult:
+    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock
+    (default: a flow's, ``writer_wait_s``)."""
     started = time.perf_counter()
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
@@ -114,18 +154,15 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
     partial.mkdir(mode=0o700)
     landing_new = 0
     try:
-        with writer_lock(settings.data_dir, "backup", wait_s=settings.writer_wait_s):
+        wait = settings.writer_wait_s if wait_s is None else wait_s
+        with writer_lock(settings.data_dir, "backup", wait_s=wait):
             # what a backup killed midway left (serve's time limit, the kernel): only one
             # backup runs at a time, under this lock
             for left in root.glob(f".*{PARTIAL}"):
                 if left != partial:
                     shutil.rmtree(left, ignore_errors=True)
             # a checkpoint folds the write-ahead log into the file: the copy is complete
-            config: dict[str, str | bool | int | float | list[str]] = {
-                "memory_limit": settings.duckdb_memory_limit
-            }
-            with duckdb.connect(str(settings.warehouse_path), config=config) as con:
-                con.execute("checkpoint")
+            warehouse.checkpoint(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
             files = [partial / "warehouse.duckdb"]
             shutil.copy2(settings.warehouse_path, files[0])
             if settings.state_dir.is_dir():
@@ -167,15 +204,16 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     partial.rename(target)
-    removed = _prune(root, settings.backup_keep)
+    removed, damaged = _prune(root, settings.backup_keep)
     copied = None
     if settings.backup_bucket:
         from music_tracker.bucket import BucketError, mirror
 
         try:
-            copied = mirror(settings, root)
+            copied, in_bucket = mirror(settings, root)
         except BucketError as exc:
             raise BackupError(f"backed up to {target}, but not to the bucket: {exc}") from exc
+        damaged |= in_bucket
     size = sum(v["bytes"] for v in manifest["files"].values())
     return BackupResult(
         path=target,
@@ -185,24 +223,90 @@ def backup(settings: Settings, *, now: datetime | None = None) -> BackupResult:
         seconds=time.perf_counter() - started,
         removed=removed,
         bucket=copied,
+        damaged=damaged,
     )
 
 
 def backups(root: Path) -> list[Path]:
-    """Complete backups, oldest first."""
+    """Complete backups (a folder named by its time, with a manifest), oldest first; their
+    manifests may still be damaged (``read_backups``)."""
     if not root.is_dir():
         return []
     return sorted(
         p
         for p in root.iterdir()
-        # hidden: one being written, or being deleted (``_prune``)
-        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
+        # a backup's name only: not one being written or deleted (hidden, ``_prune``)
+        if BACKUP_NAME.fullmatch(p.name) and p.is_dir() and (p / MANIFEST).is_file()
     )
 
 
-def _prune(root: Path, keep: int) -> list[str]:
-    """Delete backups beyond the newest ``keep``, and landing files no backup names."""
-    complete = backups(root)
+def parse_manifest(text: str, where: str) -> dict[str, Any]:
+    """A manifest's content, checked to be what ``backup`` writes; DamagedBackup if not.
+
+    Every path in it must be relative and free of ``..``: it is joined onto the backup's
+    folder, the shared landing folder and, on restore, the data folder."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise DamagedBackup(where, f"not valid JSON, cut short or edited: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise DamagedBackup(where, "not a JSON object")
+    for section in ("files", "landing"):
+        entries = manifest.get(section)
+        if not isinstance(entries, dict):
+            raise DamagedBackup(where, f"no {section!r} section")
+        for key, facts in entries.items():
+            if not plain_relative(key):
+                raise DamagedBackup(where, f"its {section} entry {key!r} points outside its folder")
+            if not (
+                isinstance(facts, dict)
+                and isinstance(facts.get("bytes"), int)
+                and isinstance(facts.get("sha256"), str)
+                and _SHA256.fullmatch(facts["sha256"])
+            ):
+                raise DamagedBackup(where, f"its {section} entry {key!r} has no size and checksum")
+    if "warehouse.duckdb" not in manifest["files"]:
+        raise DamagedBackup(where, "it names no warehouse.duckdb")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of the backup in ``folder``, checked (``parse_manifest``), its paths
+    resolving inside the backup's folder and the landing folder beside it."""
+    path = folder / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DamagedBackup(str(path), f"not text: {exc}") from None
+    manifest = parse_manifest(text, str(path))
+    try:
+        for rel in manifest["files"]:
+            inside(folder, rel)
+        for rel in manifest["landing"]:
+            inside(folder.parent / "landing", rel)
+    except OutsideFolder as exc:
+        raise DamagedBackup(str(path), f"its entry {exc}") from None
+    return manifest
+
+
+def read_backups(root: Path) -> tuple[dict[Path, dict[str, Any]], dict[str, str]]:
+    """The complete backups under ``root`` whose manifests are whole, oldest first, with
+    their manifests; and the damaged ones (folder -> what is wrong)."""
+    good: dict[Path, dict[str, Any]] = {}
+    damaged: dict[str, str] = {}
+    for folder in backups(root):
+        try:
+            good[folder] = read_manifest(folder)
+        except DamagedBackup as exc:
+            damaged[str(folder)] = exc.why
+    return good, damaged
+
+
+def _prune(root: Path, keep: int) -> tuple[list[str], dict[str, str]]:
+    """Delete good backups beyond the newest ``keep``, and landing files no backup names;
+    return what was deleted and the damaged backups (left as they are)."""
+    good, damaged = read_backups(root)
+    complete = list(good)
     removed = []
     for old in complete[: max(0, len(complete) - keep)]:
         # no longer a backup before any of it goes: a half-deleted one stopped by Ctrl+C
@@ -211,11 +315,14 @@ def _prune(root: Path, keep: int) -> list[str]:
         old.rename(going)
         shutil.rmtree(going)
         removed.append(old.name)
+        del good[old]
     for left in root.glob(f".*{_DELETING}"):
         shutil.rmtree(left, ignore_errors=True)
+    if damaged:  # the landing files a damaged backup needs are unknown: all stay
+        return removed, damaged
     named: set[str] = set()
-    for kept in backups(root):
-        named |= set(json.loads((kept / MANIFEST).read_text(encoding="utf-8"))["landing"])
+    for manifest in good.values():
+        named |= set(manifest["landing"])
     landing = root / "landing"
     if landing.is_dir():
         for path in sorted(landing.rglob("*"), reverse=True):
@@ -223,7 +330,7 @@ def _prune(root: Path, keep: int) -> list[str]:
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
-    return removed
+    return removed, damaged
 
 
 def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
@@ -235,8 +342,13 @@ def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
         )
 
 
-def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[str, Any]:
-    """Put a backup back into the data folder, after checking every file's checksum."""
+def restore(
+    settings: Settings, source: Path, *, replace: bool = False, wait_s: float | None = None
+) -> dict[str, Any]:
+    """Put a backup back into the data folder, after checking every file's checksum and
+    that every path its manifest names stays inside its folder; ``wait_s`` for the writer
+    lock (default ``writer_wait_s``), and ``warehouse.LOCK_WAIT_S`` for another process to
+    let go of the warehouse it replaces."""
     source = source.resolve()
     manifest_path = source / MANIFEST
     if not manifest_path.is_file():
@@ -244,7 +356,11 @@ def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[
             f"{source} is not a complete backup (no {MANIFEST}); backups are the dated "
             f"folders in {backup_root(settings)}"
         )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    nothing = f"nothing was restored: use another backup (the dated folders in {source.parent})"
+    try:
+        manifest = read_manifest(source)
+    except DamagedBackup as exc:
+        raise BackupError(f"{exc}; {nothing}") from None
     landing_root = source.parent / "landing"
     problems = [
         rel
@@ -261,20 +377,34 @@ def restore(settings: Settings, source: Path, *, replace: bool = False) -> dict[
             f"{' ...' if len(problems) > 3 else ''}); nothing was restored: use an older backup"
         )
     refuse_to_overwrite(settings, replace=replace)
+    try:  # where each file goes, checked before anything is written
+        state = [
+            (source / rel, inside(settings.state_dir, rel.removeprefix("state/")))
+            for rel in manifest["files"]
+            if rel.startswith("state/")
+        ]
+        landing = [
+            (landing_root / rel, inside(settings.landing_dir, rel)) for rel in manifest["landing"]
+        ]
+    except OutsideFolder as exc:
+        raise BackupError(f"{manifest_path}: its entry {exc}; {nothing}") from None
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with writer_lock(settings.data_dir, "restore", wait_s=settings.writer_wait_s):
+    wait = settings.writer_wait_s if wait_s is None else wait_s
+    with writer_lock(settings.data_dir, "restore", wait_s=wait):
+        refuse_to_overwrite(settings, replace=replace)  # again: an import may have run meanwhile
+        if settings.warehouse_path.exists():
+            # a DuckDB shell writing into the file would go on writing into the one replaced
+            warehouse.wait_until_free(settings.warehouse_path)
         partial = settings.data_dir / f".warehouse.duckdb{PARTIAL}"
         shutil.copy2(source / "warehouse.duckdb", partial)
         partial.chmod(0o600)
         Path(f"{settings.warehouse_path}.wal").unlink(missing_ok=True)
         partial.replace(settings.warehouse_path)
-        if (source / "state").is_dir():
-            _copy_tree(source / "state", settings.state_dir)
-        for rel in manifest["landing"]:
-            target = settings.landing_dir / rel
-            if not target.exists():
-                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                shutil.copy2(landing_root / rel, target)
+        # the files the manifest names (and were checked), not whatever else is there;
+        # landing files are named by their content: one already there is the same
+        for origin, target in state + [(o, t) for o, t in landing if not t.exists()]:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
     return {
         "restored_from": str(source),
         "warehouse": str(settings.warehouse_path),

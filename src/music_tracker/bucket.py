@@ -13,6 +13,11 @@ does not empty it.
 ``download`` fetches one backup (the newest unless named) and its landing files into the
 local backup folder, for ``restore`` to check and put back (a new VM starts with none).
 
+Only keys under ``landing/`` and under folders named like a backup (``BACKUP_NAME``) are
+taken for backups, uploaded to or pruned; a damaged manifest (``backup.parse_manifest``)
+is skipped with a warning by ``mirror``, and refused, before anything is fetched, by
+``download``: every path in it must stay inside the local backup folder.
+
 Credentials come from boto3's usual chain: the environment (``AWS_ACCESS_KEY_ID`` ...) or,
 on a Lightsail instance given access to the bucket, the instance's own credentials.
 boto3 retries throttling and transient errors itself (standard mode, 5 attempts).
@@ -20,12 +25,19 @@ boto3 retries throttling and transient errors itself (standard mode, 5 attempts)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from music_tracker.backup import MANIFEST, backups
+from music_tracker.backup import (
+    BACKUP_NAME,
+    MANIFEST,
+    BackupError,
+    DamagedBackup,
+    parse_manifest,
+    read_backups,
+)
+from music_tracker.files import OutsideFolder, inside
 from music_tracker.settings import Settings
 
 
@@ -41,6 +53,9 @@ class Bucket:
 
     def key(self, relative: str) -> str:
         return f"{self.prefix}{relative}"
+
+    def url(self, relative: str = "") -> str:
+        return f"s3://{self.name}/{self.prefix}{relative}"
 
 
 def open_bucket(settings: Settings) -> Bucket:
@@ -85,9 +100,10 @@ def _listing(bucket: Bucket) -> dict[str, int]:
     return found
 
 
-def mirror(settings: Settings, root: Path) -> dict[str, int]:
+def mirror(settings: Settings, root: Path) -> tuple[dict[str, int], dict[str, str]]:
     """Copy to the bucket what the local backup folder ``root`` has and the bucket lacks,
-    then keep the newest ``backup_keep`` backups there; return counts."""
+    then keep the newest ``backup_keep`` backups there; return counts, and the damaged
+    backups in the bucket that were skipped (where -> what is wrong)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket = open_bucket(settings)
@@ -100,56 +116,75 @@ def mirror(settings: Settings, root: Path) -> dict[str, int]:
 def _complete(remote: dict[str, int]) -> list[str]:
     """The backups in the bucket whose manifest is there (uploaded last), oldest first."""
     return sorted(
-        rel.split("/", 1)[0]
-        for rel in remote
-        if rel.endswith(f"/{MANIFEST}") and rel.count("/") == 1
+        name
+        for name, _, rest in (rel.partition("/") for rel in remote)
+        if rest == MANIFEST and BACKUP_NAME.fullmatch(name)
     )
 
 
-def _manifest(bucket: Bucket, root: Path, name: str) -> dict[str, Any]:
-    """A backup's manifest: the local copy if there is one, else the bucket's."""
-    local = root / name / MANIFEST
-    if local.is_file():
-        return dict(json.loads(local.read_text(encoding="utf-8")))
+def _bucket_manifest(bucket: Bucket, name: str) -> tuple[str, dict[str, Any]]:
+    """A backup's manifest in the bucket: its text, and its content checked."""
     answer = bucket.client.get_object(Bucket=bucket.name, Key=bucket.key(f"{name}/{MANIFEST}"))
-    return dict(json.loads(answer["Body"].read().decode("utf-8")))
+    try:
+        text = answer["Body"].read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DamagedBackup(bucket.url(f"{name}/{MANIFEST}"), f"not text: {exc}") from None
+    return text, parse_manifest(text, bucket.url(f"{name}/{MANIFEST}"))
 
 
-def _mirror(bucket: Bucket, root: Path, keep: int) -> dict[str, int]:
+def _mirror(bucket: Bucket, root: Path, keep: int) -> tuple[dict[str, int], dict[str, str]]:
     remote = _listing(bucket)
-    local = [p.name for p in backups(root)]
+    local = {folder.name: manifest for folder, manifest in read_backups(root)[0].items()}
     in_bucket = set(_complete(remote))
+    # each backup's manifest: the local copy when it is whole, else the bucket's; a backup
+    # damaged here and absent there is not uploaded (the local prune warned about it)
+    manifests: dict[str, dict[str, Any]] = {}
+    damaged: dict[str, str] = {}
+    for name in sorted(in_bucket | set(local)):
+        if name in local:
+            manifests[name] = local[name]
+            continue
+        try:
+            manifests[name] = _bucket_manifest(bucket, name)[1]
+        except DamagedBackup as exc:
+            damaged[bucket.url(name)] = exc.why
     # the bucket's own retention: its newest backups, whatever this machine holds (a new
-    # VM restored from the bucket has one local backup and must not prune the rest)
-    kept = sorted(in_bucket | set(local))[-keep:]
+    # VM restored from the bucket has one local backup and must not prune the rest);
+    # damaged ones are neither counted nor pruned
+    kept = sorted(manifests)[-keep:]
     uploads: list[tuple[Path, str]] = []
     named: set[str] = set()
     for name in kept:
-        manifest = _manifest(bucket, root, name)
-        named |= {f"landing/{rel}" for rel in manifest["landing"]}
+        named |= set(manifests[name]["landing"])
         if name not in in_bucket:
             folder = root / name
-            uploads += [(folder / rel, f"{name}/{rel}") for rel in manifest["files"]]
+            uploads += [(inside(folder, rel), f"{name}/{rel}") for rel in manifests[name]["files"]]
             uploads.append((folder / MANIFEST, f"{name}/{MANIFEST}"))  # last: complete
     # landing files first: a manifest in the bucket means everything it names is there
-    uploads = [(root / rel, rel) for rel in sorted(named - set(remote))] + uploads
+    missing = sorted(rel for rel in named if f"landing/{rel}" not in remote)
+    uploads = [(inside(root / "landing", rel), f"landing/{rel}") for rel in missing] + uploads
     sent = 0
     for path, relative in uploads:
         bucket.client.upload_file(str(path), bucket.name, bucket.key(relative))
         sent += path.stat().st_size
-    stale = [
-        rel
-        for rel in remote
-        if (rel.startswith("landing/") and rel not in named)
-        or (not rel.startswith("landing/") and rel.split("/", 1)[0] not in kept)
-    ]
+    spared = {Path(where).name for where in damaged}
+
+    def is_stale(rel: str) -> bool:
+        folder, _, rest = rel.partition("/")
+        if folder == "landing":
+            # the landing files a damaged backup needs are unknown: all stay while one is
+            return not damaged and rest not in named
+        return bool(BACKUP_NAME.fullmatch(folder)) and folder not in kept and folder not in spared
+
+    stale = [rel for rel in remote if is_stale(rel)]
     for start in range(0, len(stale), 1000):  # DeleteObjects takes 1,000 keys at a time
         chunk = stale[start : start + 1000]
         bucket.client.delete_objects(
             Bucket=bucket.name,
             Delete={"Objects": [{"Key": bucket.key(rel)} for rel in chunk], "Quiet": True},
         )
-    return {"uploaded_files": len(uploads), "uploaded_bytes": sent, "deleted_files": len(stale)}
+    counts = {"uploaded_files": len(uploads), "uploaded_bytes": sent, "deleted_files": len(stale)}
+    return counts, damaged
 
 
 def download(settings: Settings, root: Path, name: str | None = None) -> Path:
@@ -171,19 +206,22 @@ def download(settings: Settings, root: Path, name: str | None = None) -> Path:
                 f"s3://{bucket.name}/{bucket.prefix}{chosen}: no complete backup of that name;"
                 f" the bucket has {', '.join(complete)}"
             )
-        answer = bucket.client.get_object(
-            Bucket=bucket.name, Key=bucket.key(f"{chosen}/{MANIFEST}")
-        )
-        text = answer["Body"].read().decode("utf-8")
-        manifest = json.loads(text)
-        wanted = [f"{chosen}/{rel}" for rel in manifest["files"]]
-        wanted += [
-            f"landing/{rel}"
-            for rel in manifest["landing"]
-            if not (root / "landing" / rel).is_file()
-        ]
-        for relative in wanted:
-            path = root / relative
+        nothing = "nothing was fetched or restored: name another backup (s3://.../<UTC time>)"
+        try:
+            text, manifest = _bucket_manifest(bucket, chosen)
+            # where each object goes, checked before the first is fetched
+            wanted = [(f"{chosen}/{rel}", inside(root / chosen, rel)) for rel in manifest["files"]]
+            wanted += [
+                (f"landing/{rel}", inside(root / "landing", rel)) for rel in manifest["landing"]
+            ]
+        except OutsideFolder as exc:
+            where = bucket.url(f"{chosen}/{MANIFEST}")
+            raise BackupError(f"{where} is damaged: its entry {exc}; {nothing}") from None
+        except DamagedBackup as exc:
+            raise BackupError(f"{exc}; {nothing}") from None
+        for relative, path in wanted:
+            if relative.startswith("landing/") and path.is_file():
+                continue  # named by its content: the same file
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             bucket.client.download_file(bucket.name, bucket.key(relative), str(path))
         (root / chosen / MANIFEST).write_text(text, encoding="utf-8")

@@ -495,16 +495,24 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
     """Copy the warehouse, landing files, state (and Metabase's database) to the backups."""
     from music_tracker.backup import BackupError, backup, backup_root, backups
     from music_tracker.orchestration.lock import WriterBusy
+    from music_tracker.warehouse import WarehouseBusy
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
     before = set(backups(backup_root(settings)))
     interrupts.say(lambda: _backup_interrupted(settings, before))
     try:
-        result = backup(settings).as_dict()
-    except (BackupError, WriterBusy) as exc:
+        result = backup(settings, wait_s=settings.lock_wait_s).as_dict()
+    except (WriterBusy, WarehouseBusy) as exc:
+        raise _fail(
+            f"{exc}: no backup was made; run `music-tracker backup` again when it has finished",
+            EXIT_BUSY,
+        ) from None
+    except BackupError as exc:
         raise _fail(str(exc)) from None
     interrupts.settle()
+    for warning in result["warnings"]:
+        err.print("[yellow]warning:[/]", Text(warning), soft_wrap=True)
     if as_json:
         out.print_json(data=result)
         return
@@ -546,6 +554,7 @@ def restore_command(
     """Put a backup back, after checking every file against its checksum."""
     from music_tracker.backup import BackupError, restore
     from music_tracker.orchestration.lock import WriterBusy
+    from music_tracker.warehouse import WarehouseBusy
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
@@ -553,8 +562,13 @@ def restore_command(
         if backup.startswith("s3://"):
             result = _restore_from_bucket(settings, backup, replace=replace)
         else:
-            result = restore(settings, Path(backup), replace=replace)
-    except (BackupError, WriterBusy) as exc:
+            result = restore(settings, Path(backup), replace=replace, wait_s=settings.lock_wait_s)
+    except (WriterBusy, WarehouseBusy) as exc:
+        raise _fail(
+            f"{exc}: nothing was restored; run `music-tracker restore` again when it has finished",
+            EXIT_BUSY,
+        ) from None
+    except BackupError as exc:
         raise _fail(str(exc)) from None
     if as_json:
         out.print_json(data=result)
@@ -587,7 +601,7 @@ def _restore_from_bucket(settings: Settings, url: str, *, replace: bool) -> dict
         folder = download(where, root, match.group(2))
     except BucketError as exc:
         raise BackupError(str(exc)) from exc
-    return restore(settings, folder, replace=replace)
+    return restore(settings, folder, replace=replace, wait_s=settings.lock_wait_s)
 
 
 metabase_app = typer.Typer(help="Set up and update the Metabase dashboards.", no_args_is_help=True)

@@ -4,6 +4,9 @@ Every small state file (token, cursor, flow health, the last status, cached asse
 every landed export goes through here: written under a ``.partial`` name beside the
 target, made private (0600, in a 0700 folder when it creates one), then renamed over the
 target, so a crash or a full disk leaves the previous file, never half of one.
+
+And paths that come from outside (a backup's manifest, a bucket's listing) are joined onto
+a folder only through ``inside``: one that would climb out of it is refused.
 """
 
 from __future__ import annotations
@@ -47,6 +50,29 @@ def _partial(path: Path) -> Path:
     for folder in reversed(missing):
         folder.mkdir(mode=0o700, exist_ok=True)
     return path.with_name(path.name + ".partial")
+
+
+class OutsideFolder(ValueError):
+    """A relative path from outside that would lead out of the folder it is joined onto."""
+
+
+def plain_relative(relative: str) -> bool:
+    """Whether ``relative``, by its text alone, stays inside any folder it is joined onto:
+    not absolute, no ``..``, ``.`` or empty part (what ``Path.relative_to`` gives)."""
+    return (
+        bool(relative)
+        and "\x00" not in relative
+        and all(part not in ("", ".", "..") for part in relative.split("/"))
+    )
+
+
+def inside(folder: Path, relative: str) -> Path:
+    """``folder / relative``, when it is and resolves (symlinks followed) inside ``folder``;
+    else OutsideFolder naming it."""
+    path = folder / relative
+    if not plain_relative(relative) or not path.resolve().is_relative_to(folder.resolve()):
+        raise OutsideFolder(f"{relative!r} points outside its folder ({folder})")
+    return path
 
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

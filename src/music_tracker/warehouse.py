@@ -378,6 +378,25 @@ def _connect(
             time.sleep(0.2)
 
 
+def checkpoint(path: Path, *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
+    """Fold the write-ahead log into the file (a backup copies it then), as it is: no
+    schema upgrade. Waits for another process to let go of the file like every writer
+    (``LOCK_WAIT_S``), then WarehouseBusy naming it."""
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
+    with _connect(path, read_only=False, config=config) as con:
+        con.execute("checkpoint")
+
+
+def wait_until_free(path: Path) -> None:
+    """Return once no other process has the file open (waiting ``LOCK_WAIT_S``, then
+    WarehouseBusy naming it): before a restore replaces it. A file DuckDB cannot read
+    (the damaged one a restore replaces) is free as far as this goes."""
+    try:
+        _connect(path, read_only=False, config={"memory_limit": DEFAULT_MEMORY_LIMIT}).close()
+    except duckdb.Error:
+        return
+
+
 # Tables whose primary key cost every write (raw schema 6 dropped them): DuckDB rewrites a
 # table's index at each checkpoint, and a poll's connection checkpoints when it closes: with
 # a few thousand rows in these tables that was half of a poll's 0.1 s open-write-close,

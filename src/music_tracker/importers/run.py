@@ -39,6 +39,7 @@ from music_tracker.importers.detect import (
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
+from music_tracker.orchestration.lock import make_folders
 
 log = logging.getLogger(__name__)
 
@@ -171,15 +172,25 @@ def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
         return [Candidate(display, path=path, explicit=explicit, size=path.stat().st_size)]
     try:
         with zipfile.ZipFile(path) as archive:
-            members = [
-                info
-                for info in archive.infolist()
-                if not info.is_dir()
-                and not info.filename.startswith("__MACOSX/")
-                and not Path(info.filename).name.startswith(".")
-            ]
+            infos = archive.infolist()
     except zipfile.BadZipFile as exc:
         raise ImportInputError(display, f"not a readable zip archive ({exc})") from exc
+    # only a member's file name is ever used as a path (staged, then landed under its
+    # content's hash), never its folders: a name that climbs (../) or starts at the root
+    # stays inside like any other. A member with no file name at all is refused.
+    entries = [info for info in infos if not info.filename.endswith("/")]  # not folders
+    for info in entries:
+        if not Path(info.filename).name:
+            why = "a damaged or malicious archive"
+            raise ImportInputError(
+                display, f"a member without a file name ({info.filename!r}): {why}"
+            )
+    members = [
+        info
+        for info in entries
+        if not info.filename.startswith("__MACOSX/")
+        and not Path(info.filename).name.startswith(".")
+    ]
     return [
         Candidate(
             f"{display}:{info.filename}",
@@ -225,18 +236,18 @@ def run_import(
     candidates = discover(paths)
     if on_files:
         on_files(len(candidates))
-    landing = data_dir / "landing"
-    warehouse_path = data_dir / "warehouse.duckdb"
-    created = [p for p in (data_dir, landing, warehouse_path) if not p.exists()]
+    made: list[Path] = []
     try:
         return _import(
             paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
             started, store_unchanged, max_file_bytes, podcast_rules or podcasts.PodcastRules(),
-            api_gap, min_free_bytes, part_rows,
+            api_gap, min_free_bytes, part_rows, made,
         )  # fmt: skip
     except BaseException:
-        # a failed first import leaves no empty warehouse or folders behind ("unchanged")
-        for path in reversed(created):
+        # a failed first import leaves no empty warehouse or folders behind ("unchanged"):
+        # only what this run made, never what merely did not exist when it looked (another
+        # process may have made it since: its warehouse, open and being written)
+        for path in reversed(made):
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
             elif path.is_file():
@@ -261,11 +272,21 @@ def _import(
     api_gap: tuple[datetime, datetime] | None,
     min_free_bytes: int,
     part_rows: int,
+    made: list[Path],
 ) -> ImportSummary:
+    """The import itself; ``made`` collects what it creates (folders, the warehouse), for
+    ``run_import`` to remove should it fail."""
     landing = data_dir / "landing"
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    landing.mkdir(mode=0o700, exist_ok=True)
-    with warehouse.connect(data_dir / "warehouse.duckdb", memory_limit=memory_limit) as con:
+    made += make_folders(data_dir)
+    made += make_folders(landing)
+    warehouse_path = data_dir / "warehouse.duckdb"
+    new = not warehouse_path.exists()
+    with warehouse.connect(warehouse_path, memory_limit=memory_limit) as con:
+        if new:
+            # the file was not there and this connection, the only one DuckDB allows beside
+            # it, opened it: this run created it (under the writer lock no other writer of
+            # ours runs; a stranger holding it would have failed the connect instead)
+            made.append(warehouse_path)
         # holding the warehouse, no other import runs: a staging folder left here is what
         # a killed run left behind (its rows never committed)
         for stale in landing.glob(".staging-*"):
@@ -441,7 +462,7 @@ def _stage(
             size += len(chunk)
         return candidate.path, digest.hexdigest(), size
     _check_free_space(staging, candidate.size + min_free_bytes, candidate.display_name)
-    target = staging / f"{uuid.uuid4().hex}-{candidate.base_name}"
+    target = files.inside(staging, f"{uuid.uuid4().hex}-{candidate.base_name}")
     with target.open("wb") as out:
         for chunk in candidate.open_bytes():
             digest.update(chunk)
@@ -688,7 +709,9 @@ def _music_source(fmt: Format) -> str:
 
 def _land(item: _ReadFile, landing: Path) -> Path:
     """Keep the file as received under landing/<source>/<sha256>/<name> (write once)."""
-    target = landing / _family(item.format) / item.sha256 / item.candidate.base_name
+    target = files.inside(
+        landing, f"{_family(item.format)}/{item.sha256}/{item.candidate.base_name}"
+    )
     if not target.exists():
         # exports hold personal data (IP addresses, user agents): private to the owner
         files.copy(item.staged, target)

@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.flows import Flow
+from prefect.states import Failed
 
 from music_tracker.orchestration import notify
 from music_tracker.orchestration.lock import WriterBusy, writer_lock
@@ -43,7 +44,11 @@ TIMEOUTS = {
 
 
 def _settings(data_dir: str | None) -> Settings:
+    from music_tracker import warehouse
+
     settings = get_settings(data_dir=Path(data_dir)) if data_dir else get_settings()
+    # how long opening the warehouse waits for another process, as in the commands
+    warehouse.LOCK_WAIT_S = settings.lock_wait_s
     return settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
 
 
@@ -105,9 +110,18 @@ def report_task(settings: Settings) -> dict[str, Any]:
 
 @task(name="backup", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["backup"])
 def backup_task(settings: Settings) -> dict[str, Any]:
-    from music_tracker.backup import backup
+    """The backup, or ``{"not_made": why}`` when it could not be made for a reason the
+    message says in full (busy, no warehouse, the bucket): returned, not raised, since
+    Prefect logs a raised exception with its traceback."""
+    from music_tracker.backup import BackupError, backup
+    from music_tracker.warehouse import WarehouseBusy
 
-    return backup(settings).as_dict()
+    try:
+        return backup(settings).as_dict()
+    except (WriterBusy, WarehouseBusy) as exc:
+        return {"not_made": f"{exc}; the next backup is on schedule, or run `music-tracker backup`"}
+    except BackupError as exc:
+        return {"not_made": str(exc)}
 
 
 # -- health hooks: one message per cause, a recovery message ------------------------------
@@ -268,6 +282,15 @@ def pipeline_flow(data_dir: str | None = None) -> dict[str, Any]:
 
 
 @flow(name="backup", **HOOKS)
-def backup_flow(data_dir: str | None = None) -> dict[str, Any]:
-    """Daily: a consistent backup of what cannot be rebuilt (it takes the writer lock)."""
-    return backup_task(_settings(data_dir))
+def backup_flow(data_dir: str | None = None) -> dict[str, Any] | State[Any]:
+    """Daily: a consistent backup of what cannot be rebuilt (it takes the writer lock).
+
+    A backup not made fails the run with the cause as its message (one failure message,
+    no traceback): unlike a poll, the next chance is a day away."""
+    result = backup_task(_settings(data_dir))
+    if "not_made" in result:
+        get_run_logger().error("no backup: %s", result["not_made"])
+        return Failed(message=f"no backup: {result['not_made']}")
+    for warning in result["warnings"]:  # damaged backups, skipped: the owner should look
+        get_run_logger().warning(warning)
+    return result

@@ -5,6 +5,12 @@ before they open the warehouse. A flow that finds it taken waits (bounded), then
 with a log line: never a DuckDB lock traceback, never two transforms at once. The lock
 file names the holder (process, what it runs, since when) for the messages; the kernel
 releases the lock when its process dies, even by SIGKILL, so a crash never leaves it stuck.
+
+The lock comes before any other file: a data folder that does not exist yet is created
+here, to hold it (two first imports at once would otherwise both write unlocked, and the
+one that lost DuckDB's own lock used to delete the warehouse the other was writing). A
+folder made here that holds nothing but the lock file when the lock is let go is removed
+again, so a command that fails on bad input still leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -44,27 +50,34 @@ def writer_lock(
 ) -> Iterator[None]:
     """Hold the writer lock for the block; WriterBusy when ``wait_s`` passes first.
 
-    A data folder that does not exist yet holds no warehouse to protect: the block runs
-    without a lock and the folder is not created here (commands that fail on bad input
-    create nothing)."""
-    if not data_dir.is_dir():
-        yield
-        return
+    Creates ``data_dir`` (0700) when it is missing, and removes what it created when the
+    block leaves the folder holding only the lock file (see the module's docstring)."""
     path = data_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait_s
+    made: list[Path] = []
+    while True:
+        made += make_folders(data_dir)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the holder before us removed its empty folder just now
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise WriterBusy(
+                    f"{holder(data_dir)} is writing the warehouse"
+                    + (f" (waited {wait_s:.0f} s)" if wait_s else "")
+                ) from None
+            time.sleep(poll_s)
+            continue
+        if _still_named(fd, path):
+            break
+        # the holder before us removed the lock file as it let go of a folder it had made
+        # and left empty: this lock guards nothing any more; take the one the name holds now
+        os.close(fd)
     try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WriterBusy(
-                        f"{holder(data_dir)} is writing the warehouse"
-                        + (f" (waited {wait_s:.0f} s)" if wait_s else "")
-                    ) from None
-                time.sleep(poll_s)
         info = {"pid": os.getpid(), "what": what, "since": datetime.now(UTC).isoformat()}
         os.ftruncate(fd, 0)
         with suppress(OSError):  # a full disk: the lock holds, unnamed
@@ -73,6 +86,49 @@ def writer_lock(
             yield
         finally:
             os.ftruncate(fd, 0)
+            if made:
+                _remove_if_unused(data_dir, made)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` (0700) and its missing parents; return those this call created,
+    outermost first (one another process created meanwhile is not among them)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    made = []
+    for candidate in reversed(missing):
+        try:
+            candidate.mkdir(mode=0o700 if candidate == folder else 0o777)
+        except FileExistsError:
+            continue
+        made.append(candidate)
+    return made
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _remove_if_unused(data_dir: Path, made: list[Path]) -> None:
+    """Remove the folders this lock made if the block left nothing in the data folder but
+    the lock file; called holding the lock, which a waiter then finds no longer named."""
+    if data_dir not in made:
+        return
+    with suppress(OSError):
+        if [entry.name for entry in data_dir.iterdir()] != [LOCK_FILE]:
+            return
+        (data_dir / LOCK_FILE).unlink()
+        for folder in reversed(made):
+            folder.rmdir()  # another process's file in it: it stays, and so do its parents
