@@ -144,9 +144,7 @@ def test_publish_and_backup_interrupted(cli: Cli, built_copy: Path) -> None:
     data = built_copy
     serving = data / "serving"
     # while the copy is written (under its hidden name)
-    code, out, err = _interrupted(
-        ["publish"], data, lambda _: any(serving.glob(".dw-*.partial")), after_s=0.2
-    )
+    code, out, err = _interrupted(["publish"], data, lambda _: any(serving.glob(".dw-*.partial")))
     assert (code, out) == (130, "")
     assert err == "interrupted: nothing was published; the serving copies are as they were\n"
     assert not list(serving.iterdir())  # no copy, and no half of one
