@@ -46,8 +46,10 @@ LINES = {
     "ingest": "interrupted: the plays stored so far are kept; the next `music-tracker ingest`"
     " catches up (no play is stored twice)",
     "report": "interrupted: the report may be incomplete: run `music-tracker report` again",
-    "restore": "interrupted: the data folder may be partly restored: run the same"
-    " `music-tracker restore` again with --replace",
+    # not "run it again with --replace": stopped before its checks, that could overwrite a
+    # warehouse the restore had refused to touch
+    "restore": "interrupted: the data folder may be partly restored (`music-tracker status`"
+    " shows what it holds)",
     "metabase": "interrupted: Metabase may be partly updated: `music-tracker metabase"
     " provision` again makes it match dashboards/",
 }
