@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +46,8 @@ sys.path.insert(0, str(REPO / "src"))
 from music_tracker.fakes.metabase import FakeMetabase  # noqa: E402
 from music_tracker.fakes.musicbrainz import FakeMusicBrainz  # noqa: E402
 from music_tracker.fakes.spotify import FakeSpotify  # noqa: E402
+from music_tracker.fakes.webhook import FakeWebhook  # noqa: E402
 from music_tracker.sources.spotify import auth  # noqa: E402
-
-
-class Hook:
-    """The webhook: keeps every message."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-        messages = self.messages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                messages.append(f"{datetime.now(UTC):%H:%M:%S} {body['text']}")
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
@@ -141,10 +119,10 @@ def main() -> int:
         _run([CLI, "import", str(SHARED / "data" / "spotify" / "extended_history_2026")], env)
         _run([CLI, "transform"], env)
 
-    hook = Hook()
     spotify = FakeSpotify(seed=5, plays_per_day=300, start=datetime.now(UTC) - timedelta(days=2))
     musicbrainz = FakeMusicBrainz([], min_interval_s=0.01)
     with (
+        FakeWebhook() as hook,
         spotify,
         musicbrainz,
         FakeMetabase(path_map={"/serving": str(data_dir / "serving")}) as metabase,
@@ -270,8 +248,8 @@ def main() -> int:
             f"serve exited {serve.returncode}; healthy at the end: {health.get('healthy')}"
         )
         print("messages:")
-        for message in hook.messages:
-            print(f"  {message[:300]}")
+        for at, text in zip(hook.times, hook.texts, strict=True):
+            print(f"  {at:%H:%M:%S} {text[:300]}")
         if bad_minutes:
             print("minutes without a poll outside a hang:")
             for line in bad_minutes:

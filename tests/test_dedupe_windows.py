@@ -33,6 +33,18 @@ def _template() -> dict[str, Any]:
     return next(r for r in json.loads(path.read_text()) if r["spotify_track_uri"])
 
 
+def _real_track(ms: int) -> listener.Track:
+    """The template's real track, lasting ``ms``."""
+    template = _template()
+    return listener.Track(
+        template["spotify_track_uri"].rsplit(":", 1)[-1],
+        template["master_metadata_track_name"],
+        template["master_metadata_album_artist_name"],
+        template["master_metadata_album_album_name"],
+        ms,
+    )
+
+
 def _extended(folder: Path, rows: list[tuple[datetime, int]]) -> Path:
     """Extended-history rows of one real track: (end of play, ms heard)."""
     template = _template()
@@ -172,14 +184,7 @@ def test_a_later_richer_row_merges_plays_stored_twice(cli: Cli, tmp_path: Path) 
 def _on_repeat(ms: int, ends: list[datetime], copy_after_s: int) -> list[listener.TruePlay]:
     """A real track on repeat, heard in full (``ms``) each time, ending at ``ends``; the
     export writes the first play twice, its copy ``copy_after_s`` seconds later."""
-    template = _template()
-    track = listener.Track(
-        template["spotify_track_uri"].rsplit(":", 1)[-1],
-        template["master_metadata_track_name"],
-        template["master_metadata_album_artist_name"],
-        template["master_metadata_album_album_name"],
-        ms,
-    )
+    track = _real_track(ms)
     return [
         listener.TruePlay(
             index, track, end - timedelta(milliseconds=ms), ms, 0, True, 0,
@@ -304,14 +309,7 @@ def test_a_track_length_learned_later_moves_a_scrobble_to_its_play(
     the second was scrobbled (half the track). While the track's length is unknown, either
     could have been; its scrobble is nearer the first. An API row days later tells the
     length: the scrobble moves to the second play, as if the API row had come first."""
-    template = _template()
-    track = listener.Track(
-        template["spotify_track_uri"].rsplit(":", 1)[-1],
-        template["master_metadata_track_name"],
-        template["master_metadata_album_artist_name"],
-        template["master_metadata_album_album_name"],
-        39_000,
-    )
+    track = _real_track(39_000)
     first = listener.TruePlay(0, track, START, 18_000, 0, True, 0)
     second = listener.TruePlay(
         1, track, first.ended_at + timedelta(seconds=1), 21_000, 42_000, True, 0

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import stamina
 
 from conftest import EXTENDED_DIR, SHARED, Cli, cli_json, completed_runs, query
 from music_tracker.fakes.spotify import FakeSpotify
+from music_tracker.fakes.webhook import FakeWebhook
 from music_tracker.orchestration import notify
 from music_tracker.settings import Settings
 from music_tracker.sources.http import HttpError
@@ -40,37 +40,13 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-class Receiver:
-    """A webhook on 127.0.0.1 that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        received = self.messages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+Receiver = FakeWebhook  # the webhook the messages go to
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
+    with FakeWebhook() as hook:
+        yield hook
 
 
 @pytest.fixture

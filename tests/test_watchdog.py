@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from music_tracker.fakes.webhook import FakeWebhook
 from music_tracker.orchestration import healthcheck, notify
 from music_tracker.orchestration.watchdog import LIVENESS, Watchdog, refresh_limit
 from music_tracker.settings import Settings
@@ -25,22 +26,8 @@ from music_tracker.settings import Settings
 @pytest.fixture
 def messages() -> Iterator[tuple[str, list[str]]]:
     """A webhook on 127.0.0.1: its URL and the texts it was sent."""
-    texts: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            texts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["text"])
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", texts
-    server.shutdown()
-    server.server_close()
+    with FakeWebhook() as hook:
+        yield hook.url, hook.texts
 
 
 @pytest.fixture

@@ -226,7 +226,7 @@ def serve(settings: Settings) -> None:
     # this serve's pid and start, at once: the healthcheck must never take the pid of a
     # serve before it (left in health.json) for this one while it waits for its API
     started = datetime.now(UTC)
-    write_health(settings, Verdict(True, ["starting"]), started, started)
+    write_health(settings, Verdict(True, []), started, started)
     server: LocalPrefectServer | None = None
     if os.environ.get("PREFECT_API_URL"):
         # a server of its own (compose): it may still be starting, as this process is

@@ -366,6 +366,16 @@ class Watchdog:
         self._killed: dict[str, datetime] = {}
         self._idle_since: datetime | None = None
         self._api_failures = 0
+        # the runner counts as stalled after this long without a run while runs are due: at
+        # least two minutes, as a busy machine (a slow Prefect server, a run's process that
+        # takes seconds to start) leaves gaps of tens of seconds between runs (seen in the
+        # soak on a 6 s schedule, with other work on both cores)
+        self._idle_limit = max(
+            timedelta(minutes=settings.ingest_interval_minutes),
+            timedelta(seconds=3 * float(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", 30))),
+            timedelta(seconds=5 * settings.watchdog_interval_s),
+            timedelta(minutes=2),
+        )
 
     def start(self) -> None:
         # healthy until the first check can tell otherwise (the healthcheck's start period)
@@ -413,22 +423,14 @@ class Watchdog:
             self._idle_since = None
         elif api_error is None and self._idle_since is None:
             self._idle_since = now
-        # at least two minutes: a busy machine (a slow Prefect server, a run's process that
-        # takes seconds to start) leaves gaps of tens of seconds between runs (seen in the
-        # soak on a 6 s schedule, with other work on both cores)
-        idle_limit = max(
-            interval,
-            timedelta(seconds=3 * float(os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", 30))),
-            timedelta(seconds=5 * self.settings.watchdog_interval_s),
-            timedelta(minutes=2),
-        )
         verdict = assess(
             self.settings,
             now=now,
             serve_started_at=self.started,
             flows=flows,
             last_ingest_run=newest,
-            stalled_runner=self._idle_since is not None and now - self._idle_since > idle_limit,
+            stalled_runner=self._idle_since is not None
+            and now - self._idle_since > self._idle_limit,
             overdue_ingest_runs=overdue,
             runs_known=api_error is None,
         )
