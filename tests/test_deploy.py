@@ -69,6 +69,83 @@ def test_the_compose_file_is_valid_and_fits_the_vm(tmp_path: Path) -> None:
     assert services["pipeline"]["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
 
 
+def test_the_lite_plan_fits_the_1_gb_vm_from_the_same_definitions(tmp_path: Path) -> None:
+    """COMPOSE_PROFILES=lite: the pipeline without a Prefect server or Metabase, and Caddy;
+    their limits fit a 1 GB VM with room for the OS; the Metabase settings are not needed;
+    the pipeline is the full plan's, specialised (one definition, not a copy)."""
+    project = _env(
+        tmp_path,
+        COMPOSE_PROFILES="lite",
+        METABASE_ADMIN_PASSWORD="",
+        METABASE_SHA256="",
+        DUCKDB_DRIVER_SHA256="",
+    )
+    done = _compose(project, "config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert set(services) == {"pipeline-lite", "caddy"}
+    limits = {name: int(s["mem_limit"]) // 2**20 for name, s in services.items()}
+    assert sum(limits.values()) + OS_MB < 1024 - 150, limits  # and the page cache's share
+    lite = services["pipeline-lite"]
+    assert lite["environment"]["MUSIC_TRACKER_SCHEDULER"] == "lite"
+    assert not any(
+        k.startswith(("PREFECT_", "MUSIC_TRACKER_METABASE")) for k in lite["environment"]
+    )
+    assert lite["restart"] == "unless-stopped" and "depends_on" not in lite
+    (project / ".env").write_text(
+        (project / ".env").read_text().replace("COMPOSE_PROFILES=lite", "COMPOSE_PROFILES=full")
+    )
+    full = json.loads(_compose(project, "config", "--format", "json").stdout)
+    pipeline = full["services"]["pipeline"]
+    for key in ("build", "image", "restart"):
+        assert lite[key] == pipeline[key], key
+    assert lite["volumes"] == pipeline["volumes"][:2]  # the data and the backups
+    for name, value in lite["environment"].items():
+        assert pipeline["environment"].get(name, value) == value or name == "COMPOSE_PROFILES"
+
+
+def test_terraform_refuses_the_full_plan_on_1_gb(tmp_path: Path) -> None:
+    """Terraform's own validation (no provider needed: the variables alone are planned)."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not installed")
+    shutil.copy2(TERRAFORM / "variables.tf", tmp_path / "variables.tf")
+    environment = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+
+    def plan(*values: str) -> subprocess.CompletedProcess[str]:
+        required = [
+            "domain=music.example.com",
+            "acme_email=owner@example.com",
+            "ssh_cidr=203.0.113.7/32",
+            "ssh_public_key=ssh-ed25519 AAAAC3 owner",
+        ]
+        args = [arg for value in (*required, *values) for arg in ("-var", value)]
+        return subprocess.run(
+            [terraform, "plan", "-input=false", "-no-color", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+            env=environment,
+        )
+
+    init = subprocess.run(
+        [terraform, "init", "-input=false", "-no-color"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=environment,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    refused = plan("plan=full", "bundle_id=micro_3_0")
+    assert refused.returncode != 0
+    assert "The full plan runs Metabase and needs 2 GB" in " ".join(refused.stderr.split())
+    for values in (("plan=lite", "bundle_id=micro_3_0"), ("plan=full", "bundle_id=small_3_0")):
+        accepted = plan(*values)
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
 def test_the_stack_tests_override_is_valid_compose(tmp_path: Path) -> None:
     """tests/stack/compose.test.yaml (tests/test_stack.py) checked by Compose v2 as well as
     podman-compose: the fakes replace the outside world, and nothing listens beyond 127.0.0.1."""
@@ -183,6 +260,7 @@ def test_terraform_parses_and_the_launch_script_passes_shellcheck(tmp_path: Path
         "repository_ref": "main",
         "bucket": "music-tracker-backups-1a2b3c4d",
         "region": "us-east-1",
+        "plan": "lite",
     }
     template = (TERRAFORM / "cloud-init.sh.tftpl").read_text()
     rendered = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], template)

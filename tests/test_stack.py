@@ -49,6 +49,7 @@ PREFECT_API = "http://127.0.0.1:14200/api"  # the ports the override publishes
 SITE = "https://localhost:14443"
 UID = "10001"
 SERVICES = ("pipeline", "prefect", "metabase", "caddy", "spotify", "musicbrainz")
+LITE_SERVICES = ("pipeline-lite", "caddy", "spotify", "musicbrainz")
 
 
 def _missing() -> str | None:
@@ -124,7 +125,7 @@ class MemorySampler:
     figure a limit must cover; ``usage`` adds the page cache (files read and written),
     which the kernel reclaims at the limit and `podman stats` counts in."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], services: tuple[str, ...] = SERVICES) -> None:
         self.anon: dict[str, float] = {}
         self.usage: dict[str, float] = {}
         self._groups = {
@@ -132,7 +133,7 @@ class MemorySampler:
                 ["podman", "inspect", "--format", "{{.State.CgroupPath}}", _container(service)],
                 env,
             ).stdout.strip()
-            for service in SERVICES
+            for service in services
         }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -186,12 +187,12 @@ def _container(service: str) -> str:
     return f"{PROJECT}_{service}_1"
 
 
-def _logs(env: dict[str, str]) -> str:
+def _logs(env: dict[str, str], services: tuple[str, ...] = SERVICES) -> str:
     """Each container's last log lines, and the flow runs that have left Scheduled with their
     states. The runner's "N scheduled runs skipped (at capacity)" line comes every second
     while a run holds its one slot: left out, or it hides what the run itself logged."""
     parts = []
-    for service in SERVICES:
+    for service in services:
         done = _run(["podman", "logs", _container(service)], env, check=False)
         lines = [
             line
@@ -224,7 +225,13 @@ def _logs(env: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
-def _wait(what: str, env: dict[str, str], probe: Callable[[], bool], timeout_s: float) -> None:
+def _wait(
+    what: str,
+    env: dict[str, str],
+    probe: Callable[[], bool],
+    timeout_s: float,
+    services: tuple[str, ...] = SERVICES,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -233,7 +240,7 @@ def _wait(what: str, env: dict[str, str], probe: Callable[[], bool], timeout_s: 
         except (httpx.HTTPError, ValueError, KeyError):
             pass
         time.sleep(1)
-    pytest.fail(f"{what} within {timeout_s:.0f} s\n{_logs(env)}")
+    pytest.fail(f"{what} within {timeout_s:.0f} s\n{_logs(env, services)}")
 
 
 @pytest.fixture
@@ -395,7 +402,11 @@ def test_the_images_build_and_the_stack_runs(
     finally:
         _compose(env, "down", "-v", check=False)
 
-    # 3. nothing left behind
+    # 3. the same VM switched to the lite plan: no Prefect server, no Metabase (their
+    # settings gone), the same data; a new play reaches the report through the proxy
+    _lite_plan(env, data)
+
+    # 4. nothing left behind
     label = f"label=io.podman.compose.project={PROJECT}"
     for kind in ("ps", "volume"):
         args = ["podman", kind] + (["ls"] if kind == "volume" else ["-a"])
@@ -403,3 +414,89 @@ def test_the_images_build_and_the_stack_runs(
         assert left == [], f"podman {kind}: {left}"
     networks = _run(["podman", "network", "ls", "--format", "{{.Name}}"], env).stdout.split()
     assert f"{PROJECT}_default" not in networks
+
+
+def _plays_in(data: Path) -> tuple[int, int]:
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        plays, distinct = con.sql(
+            "select count(*), count(distinct play_sid) from dw.fact_track_played"
+        ).fetchone()  # type: ignore[misc]
+    return int(plays), int(distinct)
+
+
+def _lite_plan(full_env: dict[str, str], data: Path) -> None:
+    """The lite profile on the full plan's data folder: `serve --lite` polls the fake
+    Spotify, builds and rewrites the report, which Caddy serves over HTTPS."""
+    env = {
+        key: value
+        for key, value in full_env.items()
+        if not key.startswith(("METABASE_", "DUCKDB_DRIVER_"))  # not needed by lite
+    }
+    env["COMPOSE_PROFILES"] = "lite"
+    plays_before, _ = _plays_in(data)
+    _compose(env, "down", "-v", check=False)
+    try:
+        _compose(env, "up", "-d", "--no-build")
+        up = time.monotonic()
+        running = _run(["podman", "ps", "--format", "{{.Names}}"], env).stdout.split()
+        project = sorted(name for name in running if name.startswith(PROJECT))
+        assert project == sorted(_container(s) for s in LITE_SERVICES), project
+        _wait(
+            "the lite pipeline's healthcheck did not pass",
+            env,
+            lambda: (
+                _run(
+                    ["podman", "healthcheck", "run", _container("pipeline-lite")],
+                    env,
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            120,
+            LITE_SERVICES,
+        )
+        root_ca = _run(
+            [
+                "podman", "exec", _container("caddy"),
+                "cat", "/data/caddy/pki/authorities/local/root.crt",
+            ],
+            env,
+        ).stdout  # fmt: skip
+        web = httpx.Client(
+            base_url=SITE, verify=ssl.create_default_context(cadata=root_ca), timeout=10
+        )
+
+        def plays_on_the_report() -> int:
+            page = web.get("/report/overview/")
+            page.raise_for_status()
+            # the Overview's first card is the number of plays, its rows inlined as JSON
+            found = re.search(r'"rows":\s*\[\[(\d+)', page.text)
+            return int(found.group(1)) if found else 0
+
+        with MemorySampler(env, LITE_SERVICES) as memory:
+            _wait(
+                "no new play reached the report",
+                env,
+                lambda: plays_on_the_report() > plays_before,
+                300,
+                LITE_SERVICES,
+            )
+            print(f"lite: a new play on the report {time.monotonic() - up:.0f} s after up")
+        assert web.get("/").headers["location"] == "/report/"
+        web.close()
+        runs = [
+            json.loads(line) for line in (data / "state" / "runs.jsonl").read_text().splitlines()
+        ]
+        assert any(r["flow"] == "ingest" and r["state"] == "Completed" for r in runs), runs
+        limits = _limits_mib()
+        print(f"{'container':<14} {'anon MiB':>9} {'with cache':>11} {'limit MiB':>10}")
+        for service in LITE_SERVICES:
+            anon, usage = memory.anon.get(service, 0), memory.usage.get(service, 0)
+            print(f"{service:<14} {anon:>9.0f} {usage:>11.0f} {limits[service]:>10}")
+        for service in LITE_SERVICES:
+            assert 0 < memory.anon[service] < limits[service], (service, memory.anon)
+    finally:
+        _compose(env, "down", "-v", check=False)
+    # every play of the full plan is still there, once
+    plays, distinct = _plays_in(data)
+    assert plays == distinct >= plays_before

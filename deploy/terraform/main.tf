@@ -13,6 +13,7 @@ locals {
     repository_ref = var.repository_ref
     bucket         = aws_lightsail_bucket.backups.name
     region         = var.region
+    plan           = var.plan
   })
 }
 

@@ -24,13 +24,28 @@ variable "name" {
   }
 }
 
+variable "plan" {
+  description = "What runs on the VM: full (Metabase, Prefect's UI and the static report; a 2 GB plan or larger) or lite (the static report only; fits the 1 GB plan). docs/deployment.md compares them."
+  type        = string
+  default     = "full"
+  validation {
+    condition     = contains(["full", "lite"], var.plan)
+    error_message = "full or lite."
+  }
+}
+
 variable "bundle_id" {
-  description = "Lightsail plan: small_3_0 is 2 GB ($12/month; 1 GB micro_3_0 is too small for Metabase)."
+  description = "Lightsail plan: micro_3_0 is 1 GB ($7/month, lite only), small_3_0 2 GB ($12), medium_3_0 4 GB ($24), large_3_0 8 GB ($44)."
   type        = string
   default     = "small_3_0"
   validation {
-    condition     = contains(["small_3_0", "medium_3_0", "large_3_0"], var.bundle_id)
-    error_message = "small_3_0 (2 GB), medium_3_0 (4 GB) or large_3_0 (8 GB)."
+    condition     = contains(["micro_3_0", "small_3_0", "medium_3_0", "large_3_0"], var.bundle_id)
+    error_message = "micro_3_0 (1 GB), small_3_0 (2 GB), medium_3_0 (4 GB) or large_3_0 (8 GB)."
+  }
+  validation {
+    # Metabase's JVM and the Prefect server need the 2 GB plan (deploy/compose.yaml)
+    condition     = var.plan == "lite" || var.bundle_id != "micro_3_0"
+    error_message = "The full plan runs Metabase and needs 2 GB: choose bundle_id = \"small_3_0\" or larger, or plan = \"lite\" for micro_3_0 (docs/deployment.md)."
   }
 }
 

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.9" # a validation that reads another variable
   required_providers {
     aws = {
       source  = "hashicorp/aws"

@@ -475,12 +475,24 @@ def run(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def serve(data_dir: DataDirOption = None) -> None:
+def serve(
+    data_dir: DataDirOption = None,
+    lite: Annotated[
+        bool,
+        typer.Option(
+            "--lite",
+            help="Without a Prefect server (the 1 GB plan): a loop of its own runs the same "
+            "jobs and records each run in state/runs.jsonl (MUSIC_TRACKER_SCHEDULER=lite).",
+        ),
+    ] = False,
+) -> None:
     """Run the schedules until stopped: ingest every 10 minutes, the hourly refresh."""
     from music_tracker.orchestration.serve import ServeError
     from music_tracker.orchestration.serve import serve as serve_schedules
 
     settings = _settings(data_dir)
+    if lite:
+        settings = settings.model_copy(update={"scheduler": "lite"})
     _setup_logging(settings.log_level)
     try:
         serve_schedules(settings)

@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         "stopped (its process killed), reported as crashed and alerted, and the next run goes "
         "on; a backup gets three times as long (docs/orchestration.md).",
     )
+    scheduler: Literal["prefect", "lite"] = Field(
+        default="prefect",
+        description="What `serve` runs the schedules with: a Prefect server (the full plan; "
+        "its UI shows every run) or, on the 1 GB lite plan, a loop of its own without one "
+        "(docs/orchestration.md, 'The lite plan').",
+    )
     watchdog_interval_s: float = Field(
         default=60,
         gt=0,

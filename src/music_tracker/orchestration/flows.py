@@ -1,4 +1,4 @@
-"""Prefect flows over the functions the commands run (no second copy of the logic).
+"""Prefect flows over the jobs in ``jobs.py`` (no second copy of the logic).
 
 - ``ingest``: every 10 minutes. Poll Spotify, look up a bounded number of new artists in
   MusicBrainz, then transform and publish when the poll stored new plays (at most every
@@ -6,19 +6,19 @@
 - ``refresh``: hourly (cron). Transform, publish and rewrite the static report when
   anything arrived since the last build (plays from any source, artists from MusicBrainz),
   else nothing.
+- ``backup``: daily (cron).
 - ``pipeline``: ``music-tracker run``, everything once.
 
-Every flow holds the writer lock while it writes (waiting at most ``writer_wait_s``, then
-skipping with a log line). Network tasks retry with a doubling delay; every task has a
-timeout, and under ``serve`` every run a time limit (``watchdog.py`` kills a run that
-exceeds it); a MusicBrainz or Metabase failure is logged and the rest of the flow goes on.
-A failed or crashed flow (an out-of-memory kill included) sends one message per cause;
-the next success sends a recovery message (``notify.py``).
+Each step of a job is a Prefect task here (retries with a doubling delay, a timeout, its
+own record in the UI); under ``serve`` every run has a time limit (``watchdog.py`` kills
+a run that exceeds it); a MusicBrainz or Metabase failure is logged and the rest of the
+flow goes on. A failed or crashed flow (an out-of-memory kill included) sends one message
+per cause; the next success sends a recovery message (``notify.py``). The lite plan runs
+the same jobs without Prefect (``lite.py``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +28,10 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.flows import Flow
 from prefect.states import Failed
 
-from music_tracker.orchestration import notify
-from music_tracker.orchestration.lock import WriterBusy, writer_lock
+from music_tracker.orchestration import jobs, notify
 from music_tracker.settings import Settings, get_settings
 
-# Seconds a task may take before it is stopped (a hung request, a runaway build).
-TIMEOUTS = {
-    "ingest": 300,
-    "enrich": 1_800,
-    "transform": 1_800,
-    "publish": 600,
-    "report": 900,
-    "backup": 1_800,
-}
+TIMEOUTS = jobs.TIMEOUTS
 
 
 def _settings(data_dir: str | None) -> Settings:
@@ -52,76 +43,39 @@ def _settings(data_dir: str | None) -> Settings:
     return settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
 
 
-def _delays(settings: Settings) -> list[float]:
-    return [settings.task_retry_delay_s * 2**n for n in range(settings.task_retries)]
+# -- tasks: each one a step of jobs.py ------------------------------------------------------
+
+TASKS = {
+    name: task(name=name, cache_policy=NO_CACHE, timeout_seconds=jobs.TIMEOUTS[name])(function)
+    for name, function in jobs.STEPS.items()
+}
 
 
-# -- tasks: each one the function a command runs -------------------------------------------
+class PrefectSteps:
+    """jobs.Steps as Prefect tasks, inside a flow run."""
 
+    def __init__(self) -> None:
+        self.log = get_run_logger()
+        self.last_error = ""
 
-@task(name="ingest", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["ingest"])
-def ingest_task(settings: Settings) -> dict[str, Any]:
-    from music_tracker.sources.spotify.ingest import ingest
-
-    return ingest(settings).as_dict()
-
-
-@task(name="enrich", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["enrich"])
-def enrich_task(settings: Settings) -> dict[str, Any]:
-    from music_tracker.sources.musicbrainz.enrich import run_enrichment
-
-    return run_enrichment(settings, limit=settings.enrich_artists_per_run).as_dict()
-
-
-@task(name="transform", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["transform"])
-def transform_task(settings: Settings) -> dict[str, Any]:
-    from music_tracker.transform import run_build
-
-    result = run_build(settings)
-    return {"scope": result.scope, "succeeded": result.succeeded, "seconds": result.seconds}
-
-
-@task(name="publish", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["publish"])
-def publish_task(settings: Settings) -> dict[str, Any]:
-    from music_tracker.publish import publish
-
-    return publish(settings).as_dict()
-
-
-@task(name="report", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["report"])
-def report_task(settings: Settings) -> dict[str, Any]:
-    from music_tracker.reporting.definitions import load_dashboards
-    from music_tracker.reporting.static_site import Context, build_report
-
-    context = Context(
-        timezone=settings.timezone,
-        stream_threshold_ms=settings.stream_threshold_ms,
-        built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    )
-    summary = build_report(
-        settings.warehouse_path,
-        settings.report_dir,
-        context,
-        dashboards=load_dashboards(),
-        memory_limit=settings.duckdb_memory_limit,
-    )
-    return {"pages": summary.as_dict()["pages"]}
-
-
-@task(name="backup", cache_policy=NO_CACHE, timeout_seconds=TIMEOUTS["backup"])
-def backup_task(settings: Settings) -> dict[str, Any]:
-    """The backup, or ``{"not_made": why}`` when it could not be made for a reason the
-    message says in full (busy, no warehouse, the bucket): returned, not raised, since
-    Prefect logs a raised exception with its traceback."""
-    from music_tracker.backup import BackupError, backup
-    from music_tracker.warehouse import WarehouseBusy
-
-    try:
-        return backup(settings).as_dict()
-    except (WriterBusy, WarehouseBusy) as exc:
-        return {"not_made": f"{exc}; the next backup is on schedule, or run `music-tracker backup`"}
-    except BackupError as exc:
-        return {"not_made": str(exc)}
+    def __call__(
+        self, step: str, settings: Settings, *, retry: bool = False, optional: str = ""
+    ) -> dict[str, Any] | None:
+        runnable = TASKS[step]
+        if retry:
+            runnable = runnable.with_options(
+                retries=settings.task_retries, retry_delay_seconds=jobs.retry_delays(settings)
+            )
+        if not optional:
+            result: dict[str, Any] = runnable(settings)
+            return result
+        state = runnable(settings, return_state=True)
+        if state.is_completed():
+            completed: dict[str, Any] = state.result()
+            return completed
+        self.last_error = state.message or ""
+        self.log.warning("%s failed, the flow goes on: %s", optional, state.message)
+        return None
 
 
 # -- health hooks: one message per cause, a recovery message ------------------------------
@@ -163,122 +117,29 @@ HOOKS: dict[str, Any] = {
 # -- flows ----------------------------------------------------------------------------------
 
 
-def _needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[bool, str]:
-    """(build?, why): data arrived since the last build, and the last build is old enough."""
-    from music_tracker import warehouse
-
-    if not settings.warehouse_path.exists():
-        return False, "no warehouse yet (import an export first)"
-    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
-        report = warehouse.status(con)
-        (enriched,) = con.execute(
-            "select max(looked_up_at) from raw.musicbrainz_artists"
-        ).fetchone() or (None,)
-    built = report["star_schema_built_at"]
-    if built is None:
-        return True, "the star schema was never built"
-    built_at = datetime.fromisoformat(built)
-    age = datetime.now(UTC) - built_at
-    new_artists = enriched is not None and enriched > built_at
-    if not report["plays_imported_since_build"] and not new_artists:
-        return False, "nothing arrived since the last build"
-    if age < timedelta(minutes=min_interval_minutes):
-        return False, (
-            f"built {age.total_seconds() / 60:.0f} min ago; at most every "
-            f"{min_interval_minutes:g} min (MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES)"
-        )
-    return True, f"{report['plays_imported_since_build']} plays arrived since the last build"
-
-
-def _optional(name: str, future_state: State[Any]) -> Any:
-    """A task whose failure must not stop the flow: its result, or None with a warning."""
-    logger = get_run_logger()
-    if future_state.is_completed():
-        return future_state.result()
-    logger.warning("%s failed, the flow goes on: %s", name, future_state.message)
-    return None
-
-
-def _build_and_publish(settings: Settings, *, report: bool) -> dict[str, Any]:
-    done: dict[str, Any] = {"transform": transform_task(settings)}
-    published = publish_task.with_options(
-        retries=settings.task_retries, retry_delay_seconds=_delays(settings)
-    )(settings, return_state=True)
-    done["publish"] = _optional("publish", published)
-    if done["publish"] is None:
-        raise RuntimeError(f"publish failed: {published.message}")
-    if report:
-        done["report"] = _optional("report", report_task(settings, return_state=True))
-    return done
-
-
-def _poll_and_enrich(settings: Settings) -> dict[str, Any]:
-    """The poll (retried) when a Spotify app is configured, then a bounded MusicBrainz
-    round when a contact is set (its failure is logged; the flow goes on)."""
-    done: dict[str, Any] = {}
-    if settings.spotify_client_id:
-        done["ingest"] = ingest_task.with_options(
-            retries=settings.task_retries, retry_delay_seconds=_delays(settings)
-        )(settings)
-        notify.record_poll(settings)
-    else:
-        get_run_logger().info(
-            "no Spotify app configured (MUSIC_TRACKER_SPOTIFY_CLIENT_ID): no poll"
-        )
-    if settings.contact and settings.enrich_artists_per_run:
-        done["enrich"] = _optional(
-            "MusicBrainz enrichment", enrich_task(settings, return_state=True)
-        )
-    return done
+def _job(name: str, data_dir: str | None) -> dict[str, Any]:
+    try:
+        return jobs.JOBS[name](_settings(data_dir), PrefectSteps())
+    except jobs.JobFailed as exc:  # the cause is the whole message: no traceback
+        raise RuntimeError(str(exc)) from None
 
 
 @flow(name="ingest", **HOOKS)
 def ingest_flow(data_dir: str | None = None) -> dict[str, Any]:
     """Poll Spotify, enrich a few artists, transform and publish when plays arrived."""
-    settings = _settings(data_dir)
-    logger = get_run_logger()
-    summary: dict[str, Any] = {}
-    try:
-        with writer_lock(settings.data_dir, "ingest flow", wait_s=settings.writer_wait_s):
-            summary |= _poll_and_enrich(settings)
-            build, why = _needs_build(
-                settings, min_interval_minutes=settings.transform_min_interval_minutes
-            )
-            logger.info("transform and publish: %s (%s)", "yes" if build else "no", why)
-            if build:
-                summary |= _build_and_publish(settings, report=False)
-    except WriterBusy as exc:
-        logger.info("skipped: %s", exc)
-        summary["skipped"] = str(exc)
-    return summary
+    return _job("ingest", data_dir)
 
 
 @flow(name="refresh", **HOOKS)
 def refresh_flow(data_dir: str | None = None) -> dict[str, Any]:
     """Hourly: transform, publish and rewrite the report if anything arrived."""
-    settings = _settings(data_dir)
-    logger = get_run_logger()
-    try:
-        with writer_lock(settings.data_dir, "refresh flow", wait_s=settings.writer_wait_s):
-            build, why = _needs_build(settings, min_interval_minutes=0)
-            logger.info("transform, publish, report: %s (%s)", "yes" if build else "no", why)
-            return _build_and_publish(settings, report=True) if build else {"skipped": why}
-    except WriterBusy as exc:
-        logger.info("skipped: %s", exc)
-        return {"skipped": str(exc)}
+    return _job("refresh", data_dir)
 
 
 @flow(name="pipeline", **HOOKS)
 def pipeline_flow(data_dir: str | None = None) -> dict[str, Any]:
     """`music-tracker run`: ingest, enrich, transform, publish and the report, once."""
-    settings = _settings(data_dir)
-    summary: dict[str, Any] = {}
-    with writer_lock(settings.data_dir, "run", wait_s=settings.writer_wait_s):
-        summary |= _poll_and_enrich(settings)
-        if not settings.warehouse_path.exists():
-            raise RuntimeError(f"no warehouse at {settings.warehouse_path}: import an export first")
-        summary |= _build_and_publish(settings, report=True)
-    return summary
+    return _job("pipeline", data_dir)
 
 
 @flow(name="backup", **HOOKS)
@@ -287,10 +148,7 @@ def backup_flow(data_dir: str | None = None) -> dict[str, Any] | State[Any]:
 
     A backup not made fails the run with the cause as its message (one failure message,
     no traceback): unlike a poll, the next chance is a day away."""
-    result = backup_task(_settings(data_dir))
-    if "not_made" in result:
-        get_run_logger().error("no backup: %s", result["not_made"])
-        return Failed(message=f"no backup: {result['not_made']}")
-    for warning in result["warnings"]:  # damaged backups, skipped: the owner should look
-        get_run_logger().warning(warning)
-    return result
+    try:
+        return jobs.backup(_settings(data_dir), PrefectSteps())
+    except jobs.JobFailed as exc:
+        return Failed(message=str(exc))

@@ -78,7 +78,7 @@ SERVER_SERVICES = {
 }
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before it runs: SIGTERM it when serve dies, SIGKILL included (Linux's
     PR_SET_PDEATHSIG), so a killed serve leaves no Prefect server behind."""
     import contextlib
@@ -125,7 +125,7 @@ class LocalPrefectServer:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log_file.close()
 
@@ -219,7 +219,13 @@ def _deployments(settings: Settings) -> list[Any]:
 
 
 def serve(settings: Settings) -> None:
-    """Run the schedules until SIGTERM or Ctrl+C (see the module's docstring)."""
+    """Run the schedules until SIGTERM or Ctrl+C (see the module's docstring); on the
+    lite plan (``MUSIC_TRACKER_SCHEDULER=lite``) without a Prefect server (``lite.py``)."""
+    if settings.scheduler == "lite":
+        from music_tracker.orchestration.lite import serve_lite
+
+        serve_lite(settings)
+        return
     from music_tracker.orchestration.watchdog import Verdict, write_health
 
     os.environ.update(prefect_environment(settings))

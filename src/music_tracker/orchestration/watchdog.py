@@ -207,13 +207,13 @@ def _remember_stopped(settings: Settings, run_id: str, cause: str) -> None:
     files.write_text(path, json.dumps(stopped, indent=2))
 
 
-def _clock(moment: datetime, settings: Settings) -> str:
+def clock_text(moment: datetime, settings: Settings) -> str:
     from zoneinfo import ZoneInfo
 
     return f"{moment.astimezone(ZoneInfo(settings.timezone)):%Y-%m-%d %H:%M %Z}"
 
 
-def _minutes(delta: timedelta) -> str:
+def duration_text(delta: timedelta) -> str:
     seconds = delta.total_seconds()
     if seconds < 120:
         return f"{seconds:.0f} seconds"
@@ -240,8 +240,8 @@ def refresh_limit(settings: Settings, now: datetime | None = None) -> timedelta:
 
 def _age(now: datetime, last: str | None, serve_started_at: datetime) -> str:
     if last:
-        return f"for {_minutes(now - datetime.fromisoformat(last))}"
-    return f"since serve started {_minutes(now - serve_started_at)} ago"
+        return f"for {duration_text(now - datetime.fromisoformat(last))}"
+    return f"since serve started {duration_text(now - serve_started_at)} ago"
 
 
 @dataclass
@@ -281,12 +281,12 @@ def assess(
         elif last_ingest_run.state_type in IN_PROGRESS:
             reason += (
                 f": the last run is stuck in {last_ingest_run.state} since "
-                f"{_clock(last_ingest_run.since, settings)}"
+                f"{clock_text(last_ingest_run.since, settings)}"
             )
         else:
             reason += (
                 f": the last run ended {last_ingest_run.state} at "
-                f"{_clock(last_ingest_run.since, settings)}"
+                f"{clock_text(last_ingest_run.since, settings)}"
             )
             if last_ingest_run.message:
                 reason += f" ({last_ingest_run.message})"
@@ -349,6 +349,26 @@ def _recovered(
     return all(
         (times[kind] or "") > since for kind in stale if kind in times
     )  # ISO times in UTC compare as text
+
+
+def tell(
+    settings: Settings,
+    verdict: Verdict,
+    flows: dict[str, dict[str, Any]],
+    now: datetime,
+    started: datetime,
+) -> None:
+    """The verdict to health.json, and to the owner once per cause, with a recovery
+    message after (both schedulers: Prefect's watchdog and the lite loop)."""
+    write_health(settings, verdict, now, started)
+    liveness = flows.get(LIVENESS, {})
+    if verdict.healthy:
+        if liveness.get("failing") and _recovered(flows, liveness, settings):
+            notify.record_success(settings, LIVENESS, "runs again")
+    else:
+        cause = "; ".join(verdict.reasons)
+        log.error("watchdog: %s", cause)
+        notify.record_failure(settings, LIVENESS, cause, key="stale: " + ", ".join(verdict.kinds))
 
 
 class Watchdog:
@@ -441,27 +461,17 @@ class Watchdog:
                 f"({api_error}): no run can start"
             )
             verdict.kinds += ("prefect api",)
-        write_health(self.settings, verdict, now, self.started)
-        liveness = flows.get(LIVENESS, {})
-        if verdict.healthy:
-            if liveness.get("failing") and _recovered(flows, liveness, self.settings):
-                notify.record_success(self.settings, LIVENESS, "runs again")
-        else:
-            cause = "; ".join(verdict.reasons)
-            log.error("watchdog: %s", cause)
-            notify.record_failure(
-                self.settings, LIVENESS, cause, key="stale: " + ", ".join(verdict.kinds)
-            )
-            if verdict.stalled_runner:
-                self._on_stall(cause)
+        tell(self.settings, verdict, flows, now, self.started)
+        if verdict.stalled_runner:
+            self._on_stall("; ".join(verdict.reasons))
         return verdict
 
     def _stop_run(self, run: Run, now: datetime) -> None:
         limit = time_limit(self.settings, run.flow)
         cause = (
             f"timed out: the {run.flow} run '{run.name}' was still {run.state} after "
-            f"{_minutes(limit)} (since {_clock(run.since, self.settings)}); it was stopped "
-            "and the next run goes on (MUSIC_TRACKER_RUN_TIMEOUT_MINUTES)"
+            f"{duration_text(limit)} (since {clock_text(run.since, self.settings)}); it was "
+            "stopped and the next run goes on (MUSIC_TRACKER_RUN_TIMEOUT_MINUTES)"
         )
         if run.id in self._killed and now - self._killed[run.id] < 3 * timedelta(
             seconds=self.settings.watchdog_interval_s
