@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test test-deep lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-scale lock clean wheels image stack-test stack-soak soak-serve
+.PHONY: setup demo test test-deep lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-lite bench-scale lock clean wheels image stack-test stack-soak soak-serve
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -78,6 +78,11 @@ bench-publish: $(STAMP)
 
 bench-orchestration: $(STAMP)
 	$(BIN)/python bench/bench_orchestration.py
+
+# the lite plan (1 GB VM): serve --lite's memory with a full rebuild, its idle CPU and a
+# served day of 144 polls at 100 plays a day (about 40 minutes)
+bench-lite: $(STAMP)
+	$(BIN)/python bench/bench_lite.py
 
 # every step at 350,000 and 10,000,000 plays beside its bare baseline, and its growth
 # (about 17 minutes and 14 GB of disk here; the 10M history is generated once, 4 min)
