@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import socket
 import threading
 import time
@@ -150,6 +151,20 @@ def test_a_new_instance_is_set_up_with_every_dashboard_and_public_links(
     assert links["overview"]["url"].startswith("https://music.example.com/public/dashboard/")
     caddy = (data_dir / LINKS_CADDY).read_text()
     assert f"redir /dashboards/overview /public/dashboard/{links['overview']['uuid']}" in caddy
+    # a snippet per dashboard for the owner's own pages: the public link, sized to its grid
+    for definition in dashboards:
+        snippet = (data_dir / "embeds" / f"{definition.slug}.html").read_text()
+        frame = re.fullmatch(
+            r'<iframe src="([^"#]+)#bordered=false&amp;titled=false" title="([^"]+)" '
+            r'width="100%" height="(\d+)" loading="lazy" [^>]*></iframe>\n',
+            snippet,
+        )
+        assert frame, snippet
+        assert frame.group(1) == links[definition.slug]["url"]
+        assert frame.group(2) == definition.title
+        bottom = max(c.layout.row + c.layout.height for c in definition.cards)
+        assert int(frame.group(3)) >= 40 * bottom
+    assert (data_dir / "embeds" / "index.html").read_text().count("<iframe") == len(dashboards)
 
     # a visitor's view: the public dashboard and one card's rows, computed on the copy
     overview = httpx.get(f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}")

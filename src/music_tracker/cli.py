@@ -894,6 +894,47 @@ def _write_report(settings: Settings, *, quiet: bool) -> dict[str, Any]:
     return summary.as_dict()
 
 
+REPORT_MARK = "assets/report.js"  # a folder holding this is a report written here
+
+
+def _check_report_output(output: Path, settings: Settings) -> None:
+    """Refuse a folder the copy would wrongly replace: one holding other files (the
+    owner's site), or the data folder's own report."""
+    if output == settings.report_dir.resolve():
+        raise _fail(f"--output {output} is the data folder's report itself: choose another")
+    if output.exists() and (not output.is_dir() or (
+        any(output.iterdir()) and not (output / REPORT_MARK).is_file()
+    )):  # fmt: skip
+        raise _fail(
+            f"--output {output} holds files that are not a report written by music-tracker, "
+            "and the copy replaces the folder as a whole: choose a new or empty folder "
+            f"(e.g. {output / 'music'})"
+        )
+
+
+def _copy_report(report_dir: Path, output: Path) -> Path:
+    """The finished report copied beside ``output``, then swapped in by renames."""
+    import shutil
+
+    partial = output.with_name(f".{output.name}.partial")
+    old = output.with_name(f".{output.name}.old")
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(report_dir, partial)
+        if output.exists():
+            output.rename(old)
+        partial.rename(output)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if old.exists() and not output.exists():
+            old.rename(output)  # the copy that was there stays
+        raise _fail(f"cannot copy the report to {output}: {exc}") from None
+    shutil.rmtree(old, ignore_errors=True)
+    return output
+
+
 @app.command()
 def report(
     data_dir: DataDirOption = None,
@@ -901,6 +942,15 @@ def report(
         bool, typer.Option("--serve", help="Then serve it on 127.0.0.1 until Ctrl+C.")
     ] = False,
     port: Annotated[int, typer.Option("--port", help="Port for --serve.")] = 8000,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            metavar="<dir>",
+            help="Also copy the finished report to this folder (a folder of another site, "
+            "e.g. ~/site/music: every link in it is relative). It is replaced as a whole.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write every dashboard as a static HTML site under the data folder's report/."""
@@ -908,7 +958,11 @@ def report(
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
+    if output is not None:
+        _check_report_output(output.expanduser().resolve(), settings)
     result = _write_report(settings, quiet=as_json)
+    if output is not None:
+        result["copied_to"] = str(_copy_report(settings.report_dir, output.expanduser().resolve()))
     if not serve:  # --serve stops on Ctrl+C, and that is no interruption
         interrupts.settle()
     if as_json:
@@ -919,6 +973,8 @@ def report(
             f" ({result['queries']} card queries) in {result['seconds']} s"
         )
         out.print(f"open {result['index']}")
+        if output is not None:
+            out.print(f"copied to {result['copied_to']}")
     if serve:
         url = f"http://127.0.0.1:{port}/index.html"
         out.print(f"serving the report at {url} (Ctrl+C stops)")

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 
 from music_tracker.metabase.client import MetabaseClient, MetabaseError
+from music_tracker.metabase.embed import write_embeds
 from music_tracker.publish import current_copy
 from music_tracker.reporting.definitions import Card, Dashboard, Filter
 from music_tracker.settings import Settings
@@ -579,6 +580,9 @@ def provision(
         )
         _sync_content(mb, settings, dashboards, defaults, result, step)
     result.links_file = write_links(settings, result.links)
+    rows = {d.slug: max((c.layout.row + c.layout.height for c in d.cards), default=0)
+            for d in dashboards}  # fmt: skip
+    write_embeds(settings.data_dir, result.links, rows)
     return result
 
 

@@ -1,0 +1,92 @@
+"""The reports on a site the owner already has: the static report copied under a path of
+another site (`report --output`), every link followed there from a real HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+
+from conftest import Cli
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            # a filter's choices are pages too (a select that navigates)
+            choice = tag == "option" and name == "value" and (value or "").endswith(".html")
+            if value and (name in ("href", "src") or choice):
+                self.found.append(value)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """Another site's document root, served over HTTP as a web server would."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text("<!doctype html><title>The owner's site</title>")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_report_works_under_a_path_of_another_site(
+    built_copy: Path, cli: Cli, site: tuple[Path, str]
+) -> None:
+    root, base = site
+    done = cli("report", "--data-dir", str(built_copy), "--output", str(root / "music"))
+    assert "copied to" in done.stdout
+    start = f"{base}/music/"
+    seen: set[str] = set()
+    todo = [start]
+    with httpx.Client(timeout=10) as web:
+        while todo:
+            url = todo.pop()
+            if url in seen:
+                continue
+            seen.add(url)
+            answer = web.get(url)
+            assert answer.status_code == 200, url
+            if not answer.headers.get("content-type", "").startswith("text/html"):
+                continue
+            parser = _Links()
+            parser.feed(answer.text)
+            for link in parser.found:
+                target = urljoin(url, link).split("#", 1)[0]
+                parts = urlsplit(target)
+                if parts.scheme not in ("http", "https") or not target.startswith(base):
+                    continue  # outside links (none expected) are not this test's
+                # every link stays inside the copied folder
+                assert parts.path.startswith("/music/"), (url, link)
+                todo.append(target)
+    reached = {urlsplit(u).path.removeprefix("/music/") or "index.html" for u in seen}
+    written = {str(p.relative_to(root / "music")) for p in (root / "music").rglob("*.html")}
+    # every dashboard reached from the front page, and every page reached is one written
+    dashboards = {str(p.relative_to(root / "music")) for p in (root / "music").glob("*/index.html")}
+    assert dashboards <= reached and len(dashboards) >= 14, dashboards - reached
+    assert {r for r in reached if r.endswith(".html")} <= written
+    assert len(reached & written) > 2 * len(dashboards)  # the filters' pages too
+    assert (root / "index.html").read_text().startswith("<!doctype html><title>The owner's")
+
+
+def test_report_output_refuses_a_folder_of_other_files(
+    built_copy: Path, cli: Cli, site: tuple[Path, str]
+) -> None:
+    root, _ = site
+    done = cli("report", "--data-dir", str(built_copy), "--output", str(root), expect=1)
+    assert "holds files that are not a report" in done.stdout + done.stderr
+    assert (root / "index.html").is_file() and not (root / "assets").exists()
