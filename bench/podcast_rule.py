@@ -69,7 +69,8 @@ def main() -> None:
     spotify = args.shared / "spotify"
     report("real account export 2024", legacy.from_account_export(spotify / "account_data_2024"))
     report(
-        "real extended history 2026", legacy.from_extended_history(spotify / "extended_history_2026")
+        "real extended history 2026",
+        legacy.from_extended_history(spotify / "extended_history_2026"),
     )
     for seed in args.seeds.split(","):
         report(f"simulated legacy history (seed {seed})", legacy.legacy_history(int(seed)))

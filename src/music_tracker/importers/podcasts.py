@@ -43,6 +43,8 @@ SITTING_MS = 60_000
 FULL_PLAY_SLACK_MS = 2_000
 EPISODE_MS = 10 * 60_000
 LONG_PLAY_MS = 15 * 60_000
+LONGEST_EPISODE_SITTING_MS = 3 * 3_600_000
+ONE_EPISODE_MAX_DAYS = 2
 MIN_EPISODE_SHARE = 0.75
 MAX_REPEATED_SHARE = 0.05
 _EPISODE_TITLE = (
@@ -68,21 +70,27 @@ def title_evidence(rows: pl.DataFrame) -> pl.DataFrame:
     ``track_name``, ``ms_played``, ``played_at``): how it was heard."""
     ms = pl.col("ms_played")
     longest = ms.max()
-    return rows.group_by("artist_name", "track_name").agg(
-        plays=pl.len(),
-        total_ms=ms.sum(),
-        longest_ms=longest,
-        sittings=(ms >= SITTING_MS).sum(),
-        full_plays=((ms >= SITTING_MS) & (ms >= longest - FULL_PLAY_SLACK_MS)).sum(),
-        days=pl.col("played_at").dt.date().n_unique(),
-    ).with_columns(
-        heard_twice_in_full=pl.col("full_plays") >= 2,
-        numbered=pl.col("track_name").str.contains(_EPISODE_TITLE).fill_null(False),
-    ).with_columns(
-        episode_like=~pl.col("heard_twice_in_full") & (pl.col("total_ms") >= EPISODE_MS),
-    ).with_columns(
-        resumed=pl.col("episode_like") & (pl.col("sittings") >= 2),
-        long=pl.col("episode_like") & (pl.col("longest_ms") >= LONG_PLAY_MS),
+    return (
+        rows.group_by("artist_name", "track_name")
+        .agg(
+            plays=pl.len(),
+            total_ms=ms.sum(),
+            longest_ms=longest,
+            sittings=(ms >= SITTING_MS).sum(),
+            full_plays=((ms >= SITTING_MS) & (ms >= longest - FULL_PLAY_SLACK_MS)).sum(),
+            days=pl.col("played_at").dt.date().n_unique(),
+        )
+        .with_columns(
+            heard_twice_in_full=pl.col("full_plays") >= 2,
+            numbered=pl.col("track_name").str.contains(_EPISODE_TITLE).fill_null(False),
+        )
+        .with_columns(
+            episode_like=~pl.col("heard_twice_in_full") & (pl.col("total_ms") >= EPISODE_MS),
+        )
+        .with_columns(
+            resumed=pl.col("episode_like") & (pl.col("sittings") >= 2),
+            long=pl.col("episode_like") & (pl.col("longest_ms") >= LONG_PLAY_MS),
+        )
     )
 
 
@@ -100,58 +108,73 @@ def artist_evidence(rows: pl.DataFrame) -> pl.DataFrame:
         resumed_titles=pl.col("resumed").sum(),
         long_titles=pl.col("long").sum(),
         numbered_titles=pl.col("numbered").sum(),
+        longest_ms=pl.col("longest_ms").max(),
+        episode_days=pl.col("days").filter(pl.col("episode_like")).max(),
     )
     days = rows.group_by("artist_name").agg(days=pl.col("played_at").dt.date().n_unique())
     return per_artist.join(days, on="artist_name")
 
 
+def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
+    """The ways an artist's titles are episodes of a show: (condition, reason, its
+    numbers), the first that holds is the reason given."""
+    col = pl.col
+    episodes_dominate = (
+        (col("episode_titles") >= 2)
+        & (col("episode_ms") >= MIN_EPISODE_SHARE * col("total_ms"))
+        & (col("repeated_ms") <= MAX_REPEATED_SHARE * col("total_ms"))
+    )
+    numbered = col("numbered_titles") * 2 >= col("titles")
+    return [
+        (
+            episodes_dominate & (col("resumed_titles") >= 2),
+            "episodes: {} titles heard over several sittings, {} of {} titles episode-long,"
+            " none heard twice in full",
+            ["resumed_titles", "episode_titles", "titles"],
+        ),
+        (
+            # on two days at least: not one album of long works played through
+            episodes_dominate & (col("long_titles") >= 2) & (col("days") >= 2),
+            "episodes: {} titles with a play of 15 minutes or more, {} of {} titles"
+            " episode-long, none heard twice in full",
+            ["long_titles", "episode_titles", "titles"],
+        ),
+        (
+            episodes_dominate & numbered & (col("days") >= 2),
+            "episodes: {} of {} titles numbered or dated like episodes, {} episode-long,"
+            " none heard twice in full",
+            ["numbered_titles", "titles", "episode_titles"],
+        ),
+        (
+            numbered
+            & (col("numbered_titles") >= 3)
+            & (col("days") >= 3)
+            & (col("repeated_titles") == 0),
+            "episodes: {} of {} titles numbered or dated like episodes, heard on {} days,"
+            " none heard twice in full",
+            ["numbered_titles", "titles", "days"],
+        ),
+        (
+            # one episode of a show sampled once; a single play of over 3 hours is
+            # someone asleep to sound, and a title heard on more days is heard again
+            (col("long_titles") == 1)
+            & (col("episode_titles") == 1)
+            & (col("repeated_titles") == 0)
+            & (col("episode_ms") * 2 >= col("total_ms"))
+            & (col("episode_days") <= ONE_EPISODE_MAX_DAYS)
+            & (col("longest_ms") <= LONGEST_EPISODE_SITTING_MS),
+            "an episode: one title of {} with a play of 15 minutes or more, heard on {} days,"
+            " none heard twice in full",
+            ["titles", "episode_days"],
+        ),
+    ]
+
+
 def _reason() -> pl.Expr:
     """Why an artist's titles are episodes of a show, or null when they are not."""
-    episodes_dominate = (
-        (pl.col("episode_titles") >= 2)
-        & (pl.col("episode_ms") >= MIN_EPISODE_SHARE * pl.col("total_ms"))
-        & (pl.col("repeated_ms") <= MAX_REPEATED_SHARE * pl.col("total_ms"))
-    )
-    numbered = pl.col("numbered_titles") * 2 >= pl.col("titles")
-    count = pl.format
-    return (
-        pl.when(episodes_dominate & (pl.col("resumed_titles") >= 2))
-        .then(
-            count(
-                "episodes: {} titles heard over several sittings, {} of {} titles episode-long,"
-                " none heard twice in full",
-                "resumed_titles", "episode_titles", "titles",
-            )  # fmt: skip
-        )
-        .when(episodes_dominate & (pl.col("long_titles") >= 2))
-        .then(
-            count(
-                "episodes: {} titles with a play of 15 minutes or more, {} of {} titles"
-                " episode-long, none heard twice in full",
-                "long_titles", "episode_titles", "titles",
-            )  # fmt: skip
-        )
-        .when(episodes_dominate & numbered)
-        .then(
-            count(
-                "episodes: {} of {} titles numbered or dated like episodes, {} episode-long,"
-                " none heard twice in full",
-                "numbered_titles", "titles", "episode_titles",
-            )  # fmt: skip
-        )
-        .when(
-            numbered
-            & (pl.col("numbered_titles") >= 3)
-            & (pl.col("days") >= 3)
-            & (pl.col("repeated_titles") == 0)
-        )
-        .then(
-            count(
-                "episodes: {} of {} titles numbered or dated like episodes, heard on {} days,"
-                " none heard twice in full",
-                "numbered_titles", "titles", "days",
-            )  # fmt: skip
-        )
+    return pl.coalesce(
+        pl.when(condition).then(pl.format(template, *numbers))
+        for condition, template, numbers in _reasons()
     )
 
 

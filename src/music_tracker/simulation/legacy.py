@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -129,7 +130,9 @@ def _full(rng: random.Random, item: _Item) -> int:
     return item.length_ms - rng.randint(0, 1_500)
 
 
-def legacy_history(seed: int = 26, start: date = date(2021, 1, 4), days: int = 365) -> list[LegacyRow]:
+def legacy_history(
+    seed: int = 26, start: date = date(2021, 1, 4), days: int = 365
+) -> list[LegacyRow]:
     """A year of one listener's account data, music and episodes mixed, in time order."""
     rng = random.Random(seed)
     albums, sleep, tracks = _music_catalogue(rng)
@@ -146,7 +149,9 @@ def legacy_history(seed: int = 26, start: date = date(2021, 1, 4), days: int = 3
 
     def play(at: datetime, item: _Item, ms: int, is_podcast: bool) -> datetime:
         end = at + timedelta(milliseconds=ms)
-        rows.append(LegacyRow(end.replace(second=0, microsecond=0), item.artist, item.title, ms, is_podcast))
+        rows.append(
+            LegacyRow(end.replace(second=0, microsecond=0), item.artist, item.title, ms, is_podcast)
+        )
         return end + timedelta(seconds=rng.randint(1, 20))
 
     for offset in range(days):
@@ -161,7 +166,11 @@ def legacy_history(seed: int = 26, start: date = date(2021, 1, 4), days: int = 3
                     open_episodes.append((day + timedelta(hours=rng.randint(0, 40)), item, length))
         if day.weekday() == 0 and rng.random() < 0.8:
             guest = rng.choice(_GUESTS)
-            item = _Item("Conversations", f"{guest} on {_words(rng, 3).lower()}", rng.randint(35, 70) * _MINUTE)
+            item = _Item(
+                "Conversations",
+                f"{guest} on {_words(rng, 3).lower()}",
+                rng.randint(35, 70) * _MINUTE,
+            )
             open_episodes.append((day + timedelta(hours=rng.randint(10, 60)), item, item.length_ms))
         clock = day + timedelta(hours=6, minutes=rng.randint(0, 90))
         if day.weekday() < 5 and rng.random() < 0.7:
@@ -178,11 +187,13 @@ def legacy_history(seed: int = 26, start: date = date(2021, 1, 4), days: int = 3
                 _, item, left = entry
                 if rng.random() < 0.15:  # finding the place again
                     clock = play(clock, item, rng.randint(1_000, 20_000), True)
-                sitting = min(left, rng.choice([5, 10, 15, 15, 20, 25, 40]) * _MINUTE + rng.randint(0, 59_999))
+                sitting = min(left, rng.randint(3 * _MINUTE, 45 * _MINUTE))
                 clock = play(clock, item, sitting, True)
                 open_episodes.remove(entry)
                 if left - sitting > _MINUTE and rng.random() < 0.97:
-                    open_episodes.append((clock + timedelta(hours=rng.randint(2, 30)), item, left - sitting))
+                    open_episodes.append(
+                        (clock + timedelta(hours=rng.randint(2, 30)), item, left - sitting)
+                    )
                 continue
             clock = _music_session(rng, clock, albums, favourites, weights, on_repeat, play)
         # drop episodes never finished after three weeks
@@ -194,12 +205,25 @@ def legacy_history(seed: int = 26, start: date = date(2021, 1, 4), days: int = 3
                 for _ in range(rng.randint(1, 2)):
                     night = play(night, item, _full(rng, item), False)
             else:  # until the sleep timer stops it
-                play(night, item, min(item.length_ms, rng.randint(15, 90) * _MINUTE + rng.randint(0, 59_999)), False)
+                play(
+                    night,
+                    item,
+                    min(item.length_ms, rng.randint(15, 90) * _MINUTE + rng.randint(0, 59_999)),
+                    False,
+                )
     rows.sort(key=lambda row: row.ended_at)
     return rows
 
 
-def _music_session(rng, clock, albums, favourites, weights, on_repeat, play):  # type: ignore[no-untyped-def]
+def _music_session(
+    rng: random.Random,
+    clock: datetime,
+    albums: list[list[_Item]],
+    favourites: list[_Item],
+    weights: list[float],
+    on_repeat: _Item,
+    play: Callable[[datetime, _Item, int, bool], datetime],
+) -> datetime:
     kind = rng.random()
     if kind < 0.35:  # an album played through, now and then a track skipped
         for item in rng.choice(albums):
@@ -215,13 +239,17 @@ def _music_session(rng, clock, albums, favourites, weights, on_repeat, play):  #
     return clock
 
 
-def write_legacy_export(rows: list[LegacyRow], folder: Path, rows_per_file: int = 10_000) -> list[Path]:
+def write_legacy_export(
+    rows: list[LegacyRow], folder: Path, rows_per_file: int = 10_000
+) -> list[Path]:
     """Write ``StreamingHistory0.json``, ``1``, ... as an old account export has them."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for number, first in enumerate(range(0, len(rows), rows_per_file)):
         path = folder / f"StreamingHistory{number}.json"
-        path.write_text(json.dumps([row.record() for row in rows[first : first + rows_per_file]], indent=2))
+        path.write_text(
+            json.dumps([row.record() for row in rows[first : first + rows_per_file]], indent=2)
+        )
         paths.append(path)
     return paths
 
@@ -255,11 +283,19 @@ def from_extended_history(folder: Path) -> list[LegacyRow]:
     for path in sorted(folder.glob("Streaming_History_Audio_*.json")):
         for record in json.loads(path.read_text()):
             is_podcast = record.get("episode_show_name") is not None
-            artist = record["episode_show_name"] if is_podcast else record.get("master_metadata_album_artist_name")
-            title = record["episode_name"] if is_podcast else record.get("master_metadata_track_name")
+            artist = (
+                record["episode_show_name"]
+                if is_podcast
+                else record.get("master_metadata_album_artist_name")
+            )
+            title = (
+                record["episode_name"] if is_podcast else record.get("master_metadata_track_name")
+            )
             if artist is None or title is None:
                 continue
-            ended = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC, second=0)
+            ended = datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=UTC, second=0
+            )
             # the account export has one row per (minute, artist, track, ms): the extended
             # history's copies of a play collapse into it
             rows.add(LegacyRow(ended, artist, title, record["ms_played"], is_podcast))
