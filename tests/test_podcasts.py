@@ -72,3 +72,26 @@ def test_real_exports_written_as_old_ones(
     _, score = _import_old_export(cli, data_dir, rows, tmp_path / "old")
     assert score.podcast_found >= 0.9
     assert score.music_taken < 0.005
+
+
+def test_overlapping_old_exports_imported_together(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """Two downloads of old account data that overlap, imported at once: a row in both
+    files is one play, not an episode heard twice in full; the shows are those of the
+    history imported whole."""
+    rows = legacy.legacy_history(seed=27, days=120)
+    whole = tmp_path / "whole"
+    legacy.write_legacy_export(rows, whole)
+    cli_json(cli, "import", str(whole), "--data-dir", str(tmp_path / "once"))
+    expected = cli_json(cli, "status", "--data-dir", str(tmp_path / "once"))[
+        "podcast_shows_in_old_account_data"
+    ]
+    legacy.write_legacy_export(rows[: len(rows) * 2 // 3], tmp_path / "first")
+    legacy.write_legacy_export(rows[len(rows) // 3 :], tmp_path / "second")
+    cli_json(cli, "import", str(tmp_path / "first"), str(tmp_path / "second"))
+    decided = cli_json(cli, "status")["podcast_shows_in_old_account_data"]
+    assert {(s["show"], s["reason"]) for s in decided} == {
+        (s["show"], s["reason"]) for s in expected
+    }
+    assert len(expected) >= 4

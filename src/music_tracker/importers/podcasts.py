@@ -70,8 +70,11 @@ def title_evidence(rows: pl.DataFrame) -> pl.DataFrame:
     ``track_name``, ``ms_played``, ``played_at``): how it was heard."""
     ms = pl.col("ms_played")
     longest = ms.max()
+    # a row in two files (overlapping exports imported together) is one play, not a
+    # title heard twice in full
+    distinct = rows.unique(["played_at", "artist_name", "track_name", "ms_played"])
     return (
-        rows.group_by("artist_name", "track_name")
+        distinct.group_by("artist_name", "track_name")
         .agg(
             plays=pl.len(),
             total_ms=ms.sum(),
