@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import warehouse
-from music_tracker.files import OutsideFolder, inside, plain_relative
+from music_tracker.files import OutsideFolder, disk_full, inside, plain_relative
 from music_tracker.files import copy as copy_file
 from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
@@ -68,6 +68,23 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class BackupError(Exception):
     """A backup or restore that cannot be done; the message says why and what to do."""
+
+
+class BackupDiskFull(BackupError):
+    """The disk holding the backups filled up while a backup was written: the new backup
+    was removed, the earlier ones are untouched."""
+
+    def __init__(self, root: Path, error: OSError) -> None:
+        try:
+            free = f"{shutil.disk_usage(root).free / 2**20:,.0f} MB free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(
+            f"the disk holding the backups in {root} is full ({free}; {error.strerror}):"
+            " no backup was made, the earlier ones are as they were; free space there, or"
+            " keep fewer backups (MUSIC_TRACKER_BACKUP_KEEP) or back up elsewhere"
+            " (MUSIC_TRACKER_BACKUP_DIR), then run `music-tracker backup` again"
+        )
 
 
 class DamagedBackup(BackupError):
@@ -200,6 +217,11 @@ def backup(
             },
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if disk_full(exc):
+            raise BackupDiskFull(root, exc) from exc
+        raise
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
