@@ -28,9 +28,9 @@ A backup is written under a hidden name and renamed when complete; older backups
 ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards (renamed to a hidden name first, so a
 prune cut short leaves nothing counted as a backup). A full disk stops the backup with
 BackupDiskFull and nothing of it left; a landing file that no longer matches the checksum
-in its name never replaces the whole copy earlier backups name (docs/deployment.md). With ``MUSIC_TRACKER_BACKUP_BUCKET``
-set, the folder is then mirrored to that bucket (``bucket.py``), and ``restore s3://...``
-fetches a backup from it first.
+in its name never replaces the whole copy earlier backups name (docs/deployment.md).
+With ``MUSIC_TRACKER_BACKUP_BUCKET`` set, the folder is then mirrored to that bucket
+(``bucket.py``), and ``restore s3://...`` fetches a backup from it first.
 ``restore`` checks every file against the manifest before it touches the data folder,
 and refuses a folder that already holds a warehouse unless told to replace it.
 

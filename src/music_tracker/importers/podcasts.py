@@ -145,21 +145,21 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
         (
             episodes_dominate & (col("resumed_titles") >= 2),
             "episodes: {} titles heard over several sittings, {} of {} titles episode-long,"
-            " none heard twice in full",
-            ["resumed_titles", "episode_titles", "titles"],
+            " {} heard twice in full",
+            ["resumed_titles", "episode_titles", "titles", "repeated_titles"],
         ),
         (
             # on two days at least: not one album of long works played through
             episodes_dominate & (col("long_titles") >= 2) & (col("days") >= 2),
             "episodes: {} titles with a play of 15 minutes or more, {} of {} titles"
-            " episode-long, none heard twice in full",
-            ["long_titles", "episode_titles", "titles"],
+            " episode-long, {} heard twice in full",
+            ["long_titles", "episode_titles", "titles", "repeated_titles"],
         ),
         (
             episodes_dominate & numbered & (col("days") >= 2),
             "episodes: {} of {} titles numbered or dated like episodes, {} episode-long,"
-            " none heard twice in full",
-            ["numbered_titles", "titles", "episode_titles"],
+            " {} heard twice in full",
+            ["numbered_titles", "titles", "episode_titles", "repeated_titles"],
         ),
         (
             numbered
