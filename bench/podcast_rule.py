@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="26,27,28")
     args = parser.parse_args()
     spotify = args.shared / "spotify"
+    if not spotify.is_dir():
+        raise SystemExit(f"{spotify}: the real exports are not there; pass --shared")
     report("real account export 2024", legacy.from_account_export(spotify / "account_data_2024"))
     report(
         "real extended history 2026",

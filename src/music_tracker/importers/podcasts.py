@@ -20,8 +20,9 @@ show is found by what listening to episodes looks like, title by title:
   2 titles with a play of 15 minutes or more, or at least half its titles numbered or
   dated like episodes ("Ep 20", "#163 - ...", "Session 344:", "180. ...", "March 4, 2024").
   A show of short numbered or dated episodes (a daily news bulletin) is a show without
-  long titles when at least 3 titles, on 3 days or more, are numbered or dated and none
-  is heard twice in full.
+  long titles when at least 3 titles, on 3 days or more, are numbered or dated, none is
+  heard twice in full, and there are at most 2 titles a day it was heard on (a live
+  album's dated tracks are played through in one evening).
 
 One episode of a show sampled once is a show too: an artist whose only episode-like
 title has a play of 15 minutes or more, heard on 1 or 2 days, with no title heard twice
@@ -49,6 +50,7 @@ The owner corrects either way with ``MUSIC_TRACKER_PODCAST_SHOWS`` (always shows
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import polars as pl
 
@@ -58,8 +60,10 @@ EPISODE_MS = 10 * 60_000
 LONG_PLAY_MS = 15 * 60_000
 LONGEST_EPISODE_SITTING_MS = 3 * 3_600_000
 ONE_EPISODE_MAX_DAYS = 2
+EPISODE_SPAN = timedelta(days=30)
 MIN_EPISODE_SHARE = 0.75
 MAX_REPEATED_SHARE = 0.05
+MAX_LATE_SHARE = 0.3
 _EPISODE_TITLE = (
     r"(?i)(\bep(isode)?\.?\s*#?\d+|^#\d+|\s#\d+\b|\bsession \d+|^\d+\.\s|^\d+\s*[-:|]\s"
     r"|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2},? \d{4}\b"
@@ -95,6 +99,15 @@ def title_evidence(rows: pl.DataFrame) -> pl.DataFrame:
             sittings=(ms >= SITTING_MS).sum(),
             full_plays=((ms >= SITTING_MS) & (ms >= longest - FULL_PLAY_SLACK_MS)).sum(),
             days=pl.col("played_at").dt.date().n_unique(),
+            # heard again more than EPISODE_SPAN after its first sitting: an episode is
+            # finished within weeks now and then, sleep sounds come back night after night
+            late_ms=ms.filter(
+                (ms >= SITTING_MS)
+                & (
+                    pl.col("played_at")
+                    > pl.col("played_at").filter(ms >= SITTING_MS).min() + EPISODE_SPAN
+                )
+            ).sum(),
         )
         .with_columns(
             heard_twice_in_full=pl.col("full_plays") >= 2,
@@ -110,6 +123,32 @@ def title_evidence(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _played_through(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per artist, the time of its plays heard back to back with another of its titles
+    (``through_ms``): an album played through. One play starts within 2 minutes of the
+    other's end, both a minute or more, nothing between them."""
+    ms = pl.col("ms_played")
+    ordered = rows.unique(["played_at", "artist_name", "track_name", "ms_played"]).sort(
+        "played_at", "ms_played"
+    )
+    started = pl.col("played_at") - pl.duration(milliseconds=ms)
+    after_another = (
+        (pl.col("artist_name") == pl.col("artist_name").shift(1))
+        & (pl.col("track_name") != pl.col("track_name").shift(1))
+        & (ms >= SITTING_MS)
+        & (ms.shift(1) >= SITTING_MS)
+        & ((started - pl.col("played_at").shift(1)).abs() <= pl.duration(minutes=2))
+    ).fill_null(False)
+    return (
+        ordered.with_columns(after_another=after_another)
+        .with_columns(
+            through=pl.col("after_another") | pl.col("after_another").shift(-1).fill_null(False)
+        )
+        .group_by("artist_name")
+        .agg(through_ms=ms.filter(pl.col("through")).sum())
+    )
+
+
 def artist_evidence(rows: pl.DataFrame) -> pl.DataFrame:
     """One row per ``artist_name``: its titles' evidence summed (see the module's rule)."""
     titles = title_evidence(rows)
@@ -121,6 +160,7 @@ def artist_evidence(rows: pl.DataFrame) -> pl.DataFrame:
         episode_ms=pl.col("total_ms").filter(pl.col("episode_like")).sum(),
         repeated_ms=pl.col("total_ms").filter(pl.col("heard_twice_in_full")).sum(),
         repeated_titles=pl.col("heard_twice_in_full").sum(),
+        late_ms=pl.col("late_ms").sum(),
         resumed_titles=pl.col("resumed").sum(),
         long_titles=pl.col("long").sum(),
         numbered_titles=pl.col("numbered").sum(),
@@ -128,7 +168,9 @@ def artist_evidence(rows: pl.DataFrame) -> pl.DataFrame:
         episode_days=pl.col("days").filter(pl.col("episode_like")).max(),
     )
     days = rows.group_by("artist_name").agg(days=pl.col("played_at").dt.date().n_unique())
-    return per_artist.join(days, on="artist_name")
+    return per_artist.join(days, on="artist_name").join(
+        _played_through(rows), on="artist_name", how="left"
+    )
 
 
 def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
@@ -139,6 +181,7 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
         (col("episode_titles") >= 2)
         & (col("episode_ms") >= MIN_EPISODE_SHARE * col("total_ms"))
         & (col("repeated_ms") <= MAX_REPEATED_SHARE * col("total_ms"))
+        & (col("late_ms") <= MAX_LATE_SHARE * col("total_ms"))
     )
     numbered = col("numbered_titles") * 2 >= col("titles")
     return [
@@ -149,22 +192,32 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
             ["resumed_titles", "episode_titles", "titles", "repeated_titles"],
         ),
         (
-            # on two days at least: not one album of long works played through
-            episodes_dominate & (col("long_titles") >= 2) & (col("days") >= 2),
+            # on two days at least, mostly not back to back: not an album of long works
+            # played through
+            episodes_dominate
+            & (col("long_titles") >= 2)
+            & (col("days") >= 2)
+            & (col("through_ms") * 2 < col("total_ms")),
             "episodes: {} titles with a play of 15 minutes or more, {} of {} titles"
             " episode-long, {} heard twice in full",
             ["long_titles", "episode_titles", "titles", "repeated_titles"],
         ),
         (
-            episodes_dominate & numbered & (col("days") >= 2),
+            episodes_dominate
+            & numbered
+            & (col("days") >= 2)
+            & (col("through_ms") * 2 < col("total_ms")),
             "episodes: {} of {} titles numbered or dated like episodes, {} episode-long,"
             " {} heard twice in full",
             ["numbered_titles", "titles", "episode_titles", "repeated_titles"],
         ),
         (
+            # a bulletin: a new episode a day or so, not a live album's dated tracks
+            # played through in an evening
             numbered
             & (col("numbered_titles") >= 3)
             & (col("days") >= 3)
+            & (col("titles") <= 2 * col("days"))
             & (col("repeated_titles") == 0),
             "episodes: {} of {} titles numbered or dated like episodes, heard on {} days,"
             " none heard twice in full",
@@ -176,7 +229,7 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
             (col("long_titles") == 1)
             & (col("episode_titles") == 1)
             & (col("repeated_titles") == 0)
-            & (col("episode_ms") * 2 >= col("total_ms"))
+            & (col("episode_ms") >= MIN_EPISODE_SHARE * col("total_ms"))
             & (col("episode_days") <= ONE_EPISODE_MAX_DAYS)
             & (col("longest_ms") <= LONGEST_EPISODE_SITTING_MS),
             "an episode: one title of {} with a play of 15 minutes or more, heard on {} days,"

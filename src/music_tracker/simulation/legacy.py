@@ -6,15 +6,17 @@ listening that makes podcasts hard to tell from music, and labels every row, so 
 podcast rule (importers/podcasts.py) can be measured against the truth:
 
 * podcasts: weekly shows followed for the year, numbered ("#156 - Guest"), one to three
-  hours an episode, each heard over one to a dozen sittings of a few to forty minutes,
-  resumed where it stopped, within a few days of its release, now and then a few seconds
-  to find the place; a weekly interview show without numbers; a daily news bulletin of 5
-  to 25 minutes titled with its date, on weekdays;
+  hours an episode, each heard over one to a dozen sittings of 3 to 45 minutes, resumed
+  where it stopped, within a few days of its release, now and then a few seconds to find
+  the place; one in seven sampled for a few minutes and dropped, one in ten not heard; a
+  weekly interview show without numbers; a daily news bulletin of 5 to 25 minutes titled
+  with its date, on weekdays;
 * music: albums played through, shuffled favourites (heard in full again and again, or
   skipped), a favourite song on repeat, classical works with numbered titles
-  ("Symphony No. 5 ...: I. Allegro con brio", "Op. 27 No. 2") including single tracks of 20
-  to 45 minutes, a band with "Part 1" / "Part 2" titles, and sleep sounds of one to eight
-  hours (a sound bath, rain) heard at night to the end of a sleep timer or on repeat.
+  ("Symphony No. 5 ...: I. Allegro con brio", "Op. 27 No. 2") including single tracks of
+  20 to 45 minutes, a band with "Part 1" / "Part 2" titles, a live album whose titles are
+  dated ("... - Live at Fillmore West, San Francisco, 2/27/1969"), and sleep sounds of one
+  to eight hours (a sound bath, rain) heard at night to a sleep timer or on repeat.
 
 A full play's ``msPlayed`` is the track's length less up to 1.5 s, as in real exports.
 """
@@ -99,6 +101,18 @@ def _music_catalogue(rng: random.Random) -> tuple[list[list[_Item]], list[_Item]
                 for movement in movements
             ]
         )
+    # a live album: every title dated like a daily show's episode
+    albums.append(
+        [
+            _Item(
+                "The Wandering Ones",
+                f"{_words(rng, 2)} - Live at Fillmore West, San Francisco, 2/{day}/1969",
+                rng.randint(240_000, 1_400_000),
+            )
+            for day in range(26, 28)
+            for _ in range(5)
+        ]
+    )
     # whole works as single tracks of 20 to 45 minutes
     albums.append(
         [
@@ -162,8 +176,14 @@ def legacy_history(
                 guest = rng.choice(_GUESTS)
                 length = (length_minutes + rng.randint(-20, 20)) * _MINUTE
                 item = _Item(show, f"#{number} - {guest}", length)
-                if rng.random() < 0.9:  # one in ten is left unheard
-                    open_episodes.append((day + timedelta(hours=rng.randint(0, 40)), item, length))
+                heard = rng.random()
+                if heard < 0.15:  # sampled for a few minutes, then dropped
+                    left = rng.randint(_MINUTE, 8 * _MINUTE)
+                elif heard < 0.25:  # left unheard
+                    continue
+                else:
+                    left = length
+                open_episodes.append((day + timedelta(hours=rng.randint(0, 40)), item, left))
         if day.weekday() == 0 and rng.random() < 0.8:
             guest = rng.choice(_GUESTS)
             item = _Item(
@@ -191,8 +211,10 @@ def legacy_history(
                 clock = play(clock, item, sitting, True)
                 open_episodes.remove(entry)
                 if left - sitting > _MINUTE and rng.random() < 0.97:
-                    open_episodes.append(
-                        (clock + timedelta(hours=rng.randint(2, 30)), item, left - sitting)
+                    # mostly the episode begun is the one resumed next
+                    open_episodes.insert(
+                        0 if rng.random() < 0.8 else len(open_episodes),
+                        (clock + timedelta(hours=rng.randint(2, 30)), item, left - sitting),
                     )
                 continue
             clock = _music_session(rng, clock, albums, favourites, weights, on_repeat, play)
