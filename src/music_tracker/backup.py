@@ -126,8 +126,8 @@ class BackupResult:
             + [
                 f"landing/{rel} changed after it landed (its content no longer matches the"
                 " checksum in its name: appended to or damaged): the backup keeps the copy"
-                " made when it was whole; put that copy back with `music-tracker restore`, or"
-                " move the file out of landing/"
+                f" made when it was whole; copy {self.path.parent / 'landing' / rel} back"
+                " over it"
                 for rel in self.landing_changed
             ],
         }
