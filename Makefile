@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: setup demo test test-deep lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-lite bench-scale lock clean wheels image stack-test stack-soak soak-serve
+.PHONY: setup demo test test-deep lint typecheck sqllint unit bench bench-import bench-transform bench-report bench-publish bench-orchestration bench-lite bench-scale bench-podcasts lock clean wheels image stack-test stack-soak soak-serve
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -63,6 +63,9 @@ test-deep: $(STAMP)
 	  --dist worksteal -p no:cacheprovider tests/test_dedupe_properties.py
 
 bench: bench-import bench-transform bench-report bench-publish bench-orchestration
+
+bench-podcasts: $(STAMP)
+	$(BIN)/python bench/podcast_rule.py
 
 bench-import: $(STAMP)
 	$(BIN)/python bench/bench_import.py

@@ -25,9 +25,12 @@ WriterBusy; for another process holding the file itself (a DuckDB shell)
 ``warehouse.LOCK_WAIT_S``, then WarehouseBusy; both name the holder.
 
 A backup is written under a hidden name and renamed when complete; older backups beyond
-``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards. With ``MUSIC_TRACKER_BACKUP_BUCKET``
-set, the folder is then mirrored to that bucket (``bucket.py``), and ``restore s3://...``
-fetches a backup from it first.
+``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards (renamed to a hidden name first, so a
+prune cut short leaves nothing counted as a backup). A full disk stops the backup with
+BackupDiskFull and nothing of it left; a landing file that no longer matches the checksum
+in its name never replaces the whole copy earlier backups name (docs/deployment.md).
+With ``MUSIC_TRACKER_BACKUP_BUCKET`` set, the folder is then mirrored to that bucket
+(``bucket.py``), and ``restore s3://...`` fetches a backup from it first.
 ``restore`` checks every file against the manifest before it touches the data folder,
 and refuses a folder that already holds a warehouse unless told to replace it.
 
@@ -52,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import warehouse
-from music_tracker.files import OutsideFolder, inside, plain_relative
+from music_tracker.files import OutsideFolder, disk_full, inside, plain_relative
 from music_tracker.files import copy as copy_file
 from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
@@ -68,6 +71,23 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class BackupError(Exception):
     """A backup or restore that cannot be done; the message says why and what to do."""
+
+
+class BackupDiskFull(BackupError):
+    """The disk holding the backups filled up while a backup was written: the new backup
+    was removed, the earlier ones are untouched."""
+
+    def __init__(self, root: Path, error: OSError) -> None:
+        try:
+            free = f"{shutil.disk_usage(root).free / 2**20:,.0f} MB free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(
+            f"the disk holding the backups in {root} is full ({free}; {error.strerror}):"
+            " no backup was made, the earlier ones are as they were; free space there, or"
+            " keep fewer backups (MUSIC_TRACKER_BACKUP_KEEP) or back up elsewhere"
+            " (MUSIC_TRACKER_BACKUP_DIR), then run `music-tracker backup` again"
+        )
 
 
 class DamagedBackup(BackupError):
@@ -89,6 +109,8 @@ class BackupResult:
     bucket: dict[str, int] | None = None  # what the copy to the bucket did, when configured
     # damaged backups skipped (here and in the bucket): where -> what is wrong
     damaged: dict[str, str] = field(default_factory=dict)
+    # landing files changed after they landed: the backup kept the copy made before
+    landing_changed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +122,14 @@ class BackupResult:
             "removed": self.removed,
             "bucket": self.bucket,
             "damaged": [Path(where).name for where in self.damaged],
-            "warnings": [damaged_warning(where, why) for where, why in self.damaged.items()],
+            "warnings": [damaged_warning(where, why) for where, why in self.damaged.items()]
+            + [
+                f"landing/{rel} changed after it landed (its content no longer matches the"
+                " checksum in its name: appended to or damaged): the backup keeps the copy"
+                f" made when it was whole; copy {self.path.parent / 'landing' / rel} back"
+                " over it"
+                for rel in self.landing_changed
+            ],
         }
 
 
@@ -135,6 +164,51 @@ def _copy_tree(source: Path, target: Path) -> list[Path]:
     return copied
 
 
+def _back_up_landing_file(
+    path: Path, stored_root: Path, relative: str
+) -> tuple[dict[str, Any], int]:
+    """Store one landing file in the shared landing folder of the backups; its manifest
+    entry (``bytes``, ``sha256``, ``changed``) and 1 when a copy was made.
+
+    A landing file is named by its content (``<source>/<sha256>/<name>``) and never
+    changes, so its stored copy is shared by every backup. A copy is made under another
+    name, checked against the name's checksum and then renamed: a file appended to while
+    it is copied never replaces a whole copy (which earlier backups name). A landing file
+    that no longer matches its name keeps the stored copy that does, said as ``changed``;
+    with no such copy there is nothing whole to back up, and the backup stops."""
+    stored = stored_root / relative
+    expected = path.parent.name if _SHA256.fullmatch(path.parent.name) else None
+    size = path.stat().st_size
+    if expected is None:  # not named by its content: copied, and the copy checksummed
+        if not stored.exists() or stored.stat().st_size != size:
+            copy_file(path, stored)
+            return {"bytes": stored.stat().st_size, "sha256": _sha256(stored)}, 1
+        return {"bytes": size, "sha256": _sha256(path)}, 0
+    if stored.exists() and stored.stat().st_size == size:
+        # the source's checksum, not the stored copy's: a damaged copy then fails
+        # restore's check instead of passing it
+        digest = _sha256(path)
+        if digest == expected:
+            return {"bytes": size, "sha256": digest}, 0
+    else:
+        partial = stored.with_name(stored.name + PARTIAL)
+        try:
+            copy_file(path, partial)
+            if _sha256(partial) == expected:
+                partial.replace(stored)
+                return {"bytes": stored.stat().st_size, "sha256": expected}, 1
+        finally:
+            partial.unlink(missing_ok=True)
+    if stored.is_file() and _sha256(stored) == expected:
+        return {"bytes": stored.stat().st_size, "sha256": expected, "changed": True}, 0
+    raise BackupError(
+        f"landing/{relative} changed after it landed (its content no longer matches the"
+        " checksum in its name: appended to or damaged) and no backup holds it whole: no"
+        " backup was made; move it out of landing/ (its plays are in the warehouse), then"
+        " run `music-tracker backup` again"
+    )
+
+
 def backup(
     settings: Settings, *, now: datetime | None = None, wait_s: float | None = None
 ) -> BackupResult:
@@ -153,6 +227,7 @@ def backup(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(mode=0o700)
     landing_new = 0
+    changed: list[str] = []
     try:
         wait = settings.writer_wait_s if wait_s is None else wait_s
         with writer_lock(settings.data_dir, "backup", wait_s=wait):
@@ -169,37 +244,33 @@ def backup(
                 files += _copy_tree(settings.state_dir, partial / "state")
             if settings.metabase_app_db_dir and settings.metabase_app_db_dir.is_dir():
                 files += _copy_tree(settings.metabase_app_db_dir, partial / "metabase")
-            landing: list[str] = []
+            landing: dict[str, dict[str, Any]] = {}
             if settings.landing_dir.is_dir():
                 for path in sorted(settings.landing_dir.rglob("*")):
-                    if not path.is_file():
-                        continue
-                    relative = path.relative_to(settings.landing_dir)
-                    stored = root / "landing" / relative
-                    landing.append(str(relative))
-                    # content-addressed: same name, same bytes; a copy is whole or absent
-                    # (copied under another name, then renamed), and one cut short by an
-                    # older version is copied again
-                    if not stored.exists() or stored.stat().st_size != path.stat().st_size:
-                        copy_file(path, stored)
-                        landing_new += 1
+                    if path.is_file():
+                        relative = str(path.relative_to(settings.landing_dir))
+                        facts, new = _back_up_landing_file(path, root / "landing", relative)
+                        landing[relative] = facts
+                        landing_new += new
+                        if facts.get("changed"):
+                            changed.append(relative)
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(),
             "files": {
                 str(f.relative_to(partial)): {"bytes": f.stat().st_size, "sha256": _sha256(f)}
                 for f in files
             },
-            # the checksums of the landing files themselves, not of the stored copies: a
-            # damaged copy then fails restore's check instead of passing it
             "landing": {
-                rel: {
-                    "bytes": (settings.landing_dir / rel).stat().st_size,
-                    "sha256": _sha256(settings.landing_dir / rel),
-                }
-                for rel in landing
+                rel: {"bytes": facts["bytes"], "sha256": facts["sha256"]}
+                for rel, facts in landing.items()
             },
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if disk_full(exc):
+            raise BackupDiskFull(root, exc) from exc
+        raise
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -224,6 +295,7 @@ def backup(
         removed=removed,
         bucket=copied,
         damaged=damaged,
+        landing_changed=changed,
     )
 
 

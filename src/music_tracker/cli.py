@@ -505,7 +505,7 @@ def serve(
 @app.command("backup")
 def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Copy the warehouse, landing files, state (and Metabase's database) to the backups."""
-    from music_tracker.backup import BackupError, backup, backup_root, backups
+    from music_tracker.backup import BackupDiskFull, BackupError, backup, backup_root, backups
     from music_tracker.orchestration.lock import WriterBusy
     from music_tracker.warehouse import WarehouseBusy
 
@@ -520,6 +520,8 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
             f"{exc}: no backup was made; run `music-tracker backup` again when it has finished",
             EXIT_BUSY,
         ) from None
+    except BackupDiskFull as exc:
+        raise _fail(str(exc), EXIT_DISK_FULL) from None
     except BackupError as exc:
         raise _fail(str(exc)) from None
     interrupts.settle()

@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from music_tracker.connections import connect_duckdb
 from music_tracker.metabase import SERVING_STORAGE_VERSION
 from music_tracker.settings import Settings
 
@@ -109,7 +110,7 @@ def write_copy(
     serving_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     name = _copy_name(serving_dir, now or datetime.now(UTC))
     partial = serving_dir / f".{name}{PARTIAL}"
-    con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit, "threads": 2})
+    con = connect_duckdb(config={"memory_limit": settings.duckdb_memory_limit, "threads": 2})
     try:
         try:
             con.execute(f"attach '{_quote(warehouse)}' as wh (read_only)")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import duckdb
 
 from music_tracker import interrupts
+from music_tracker.connections import connect_duckdb
 
 if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
     import polars as pl
@@ -342,9 +343,6 @@ def open_warehouse(
 
 def _session(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set TimeZone = 'UTC'")
-    # DuckDB draws a progress bar on stdout for any query past 2 s (a large import, or a
-    # busy machine): stdout is the command's own, and `--json` is read by machines
-    con.execute("set enable_progress_bar = false")
 
 
 class WarehouseBusy(Exception):
@@ -365,7 +363,7 @@ def _connect(
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=config)
+            return connect_duckdb(path, read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if _LOCK_HELD not in str(exc):
                 raise

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, urlparse
 
 import duckdb
 
+from music_tracker.connections import connect_duckdb
 from music_tracker.fakes.server import LoopbackServer
 
 VERSION = {"tag": "v0.63.3", "major": 63}
@@ -489,8 +490,8 @@ class FakeMetabase(LoopbackServer):
             if not host.is_file():
                 raise duckdb.IOException(f"IO Error: Cannot open file {file!r}")
             # what the driver does: read-only, its memory limit, temp files beside the file
-            database.con = duckdb.connect(
-                str(host),
+            database.con = connect_duckdb(
+                host,
                 read_only=True,
                 config={
                     "memory_limit": str(database.row["details"].get("memory_limit") or "256MB"),

@@ -126,12 +126,17 @@ class Staging:
         """The staged rows of old-format account-data files (music and episodes mixed)."""
         if not file_hashes or "spotify_account_data" not in self.music_sources:
             return pl.DataFrame(
-                schema={"artist_name": pl.String, "track_name": pl.String, "ms_played": pl.Int64}
+                schema={
+                    "artist_name": pl.String,
+                    "track_name": pl.String,
+                    "ms_played": pl.Int64,
+                    "played_at": pl.Datetime("us", "UTC"),
+                }
             )
         return (
             self._scan("spotify_account_data")
             .filter(pl.col("file_sha256").is_in(file_hashes))
-            .select("artist_name", "track_name", "ms_played")
+            .select("artist_name", "track_name", "ms_played", "played_at")
             .collect()
         )
 

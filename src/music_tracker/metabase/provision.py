@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from music_tracker.connections import connect_duckdb
 from music_tracker.metabase.client import MetabaseClient, MetabaseError
 from music_tracker.metabase.embed import write_embeds
 from music_tracker.publish import current_copy
@@ -489,7 +490,7 @@ def _open_copy(copy: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     """The serving copy, read-only, as the default database of a fresh in-memory instance
     (a plain connect would share a process-wide instance with other settings), under the
     pipeline's memory cap (uncapped, DuckDB caches up to 80% of the machine's memory)."""
-    con = duckdb.connect(config={"memory_limit": memory_limit})
+    con = connect_duckdb(config={"memory_limit": memory_limit})
     con.execute(f"attach '{str(copy).replace(chr(39), chr(39) * 2)}' as serving (read_only)")
     con.execute("use serving")
     return con

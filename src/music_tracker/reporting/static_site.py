@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 from music_tracker import files
+from music_tracker.connections import connect_duckdb
 from music_tracker.reporting import charts
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
@@ -364,9 +365,7 @@ def build_report(
             "`music-tracker transform` first"
         )
     try:
-        con = duckdb.connect(
-            str(warehouse_path), read_only=True, config={"memory_limit": memory_limit}
-        )
+        con = connect_duckdb(warehouse_path, read_only=True, config={"memory_limit": memory_limit})
     except duckdb.IOException as exc:
         raise ReportError(
             f"{warehouse_path} is in use by another music-tracker command; try again when "
