@@ -18,7 +18,7 @@ CHROME_PX = 48
 DESCRIPTION_PX = 22
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
 SCHEME = "tableau10"
-LEGEND = {"labelLimit": 110, "columns": 3, "symbolLimit": 30}
+LEGEND = {"labelLimit": 170, "columns": 3, "symbolLimit": 30}
 _TIME_UNITS = {"year": "year", "month": "yearmonth", "week": "yearweek", "day": "yearmonthdate"}
 _TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d %b %Y"}
 
@@ -189,12 +189,13 @@ def _heatmap(card: Card) -> dict[str, Any]:
     A calendar (``time: week``) names only the first week of each month on its axis."""
     x = _nominal(card, card.x, "x")
     x["type"] = "ordinal"
-    x["axis"] = {"labelAngle": 0, "labelOverlap": "greedy", "ticks": False}
+    x["axis"] = {"labelAngle": 0, "labelOverlap": "greedy", "labelSeparation": 4, "ticks": False}
     if card.time == "week":
-        first_week = "utcdate(toDate(datum.value)) <= 7"
+        # month names, their first letter on a phone; whatever still collides is dropped
+        month = "utcFormat(toDate(datum.value), '%b')"
+        name = f"(width < 560 ? slice({month}, 0, 1) : {month})"
         x["axis"] |= {
-            "labelExpr": f"{first_week} ? utcFormat(toDate(datum.value), '%b') : ''",
-            "labelOverlap": False,
+            "labelExpr": f"utcdate(toDate(datum.value)) <= 7 ? {name} : ''",
             "labelAlign": "left",
         }
         x["title"] = None
@@ -229,7 +230,8 @@ def _pie(card: Card) -> dict[str, Any]:
                 "sort": None,
                 "scale": {"scheme": SCHEME},
                 "title": card.title_of(card.label),
-                "legend": {"orient": "right", "labelLimit": 110},
+                # below the ring, one entry a line: long labels keep their words
+                "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 280},
             },
             "tooltip": _tooltip(card, card.label, card.size),
         },
@@ -262,10 +264,10 @@ def _map(card: Card) -> dict[str, Any]:
                     "size": {
                         "field": card.size,
                         "type": "quantitative",
-                        "scale": {"range": [30, 2000]},
+                        "scale": {"range": [20, 1200]},
                         "title": _title(card, card.size),
-                        # below the map, not over it
-                        "legend": {"orient": "bottom", "direction": "horizontal"},
+                        # below the map, not over it, and narrow enough for a phone
+                        "legend": {"orient": "bottom", "direction": "horizontal", "tickCount": 3},
                     },
                     "tooltip": _tooltip(card, *card.tooltip, card.size),
                 },

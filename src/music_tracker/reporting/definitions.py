@@ -111,7 +111,7 @@ class Card(_Strict):
         """The words shown for a result column."""
         if not column:
             return ""
-        return self.titles.get(column) or column_title(column)
+        return self.titles[column] if column in self.titles else column_title(column)
 
     def tags(self) -> set[str]:
         return set(_TAG.findall(self.sql))

@@ -22,7 +22,11 @@
   function empty(body, card) {
     const p = document.createElement("p");
     p.className = "empty";
-    p.textContent = (card && card.empty) || "Nothing to show for this period.";
+    // `command` in a definition's text is shown as code
+    ((card && card.empty) || "Nothing to show for this period.").split("`").forEach(function (part, i) {
+      if (i % 2) { const code = document.createElement("code"); code.textContent = part; p.append(code); }
+      else p.append(part);
+    });
     body.replaceChildren(p);
   }
 
