@@ -160,9 +160,9 @@ def _inspect(
     shots.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     cards: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
     for width in WIDTHS:
         page = browser.new_page(viewport={"width": width, "height": 900})
-        errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.route(

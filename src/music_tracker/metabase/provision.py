@@ -30,7 +30,7 @@ import duckdb
 
 from music_tracker.metabase.client import MetabaseClient, MetabaseError
 from music_tracker.publish import current_copy
-from music_tracker.reporting.definitions import Card, Dashboard, Filter
+from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -306,17 +306,16 @@ def column_key(column: str) -> str:
     return json.dumps(["name", column], separators=(",", ":"))
 
 
-def _column_settings(card: Card) -> dict[str, Any]:
-    """Each named column's title, and the unit after the measures: what the static report
+def _column_settings(card: Card, columns: list[str]) -> dict[str, Any]:
+    """Each result column's title, and the unit after the measures: what the static report
     shows on its axes and table heads."""
     measures = {c for c in (card.x, card.y, card.size, card.color) if c}
     if card.viz == "bar":
         measures -= {card.y}
     elif card.viz not in ("kpi", "heatmap"):
         measures -= {card.x, card.color}
-    columns = dict.fromkeys([*card.columns(), *card.titles])
     settings: dict[str, Any] = {}
-    for column in columns:
+    for column in dict.fromkeys([*columns, *card.columns()]):
         entry: dict[str, Any] = {"column_title": card.title_of(column) or column}
         if card.unit and column in measures:
             entry["suffix"] = _UNIT_SUFFIX.get(card.unit, f" {card.unit}")
@@ -324,7 +323,7 @@ def _column_settings(card: Card) -> dict[str, Any]:
     return settings
 
 
-def _visualization(card: Card) -> dict[str, Any]:
+def _visualization(card: Card, columns: list[str]) -> dict[str, Any]:
     """Metabase's visualization settings for a definition card (the closest chart Metabase
     has: no treemap, so a row chart; a heatmap is a pivoted table with a color range)."""
     settings: dict[str, Any] = {"card.title": card.title}
@@ -381,7 +380,7 @@ def _visualization(card: Card) -> dict[str, Any]:
             "graph.y_axis.title_text": card.title_of(metric)
             + (f" ({card.unit})" if card.unit and card.unit != "%" else ""),
         }
-    column_settings = _column_settings(card)
+    column_settings = _column_settings(card, columns)
     if column_settings:
         settings["column_settings"] = column_settings
     return settings
@@ -432,9 +431,15 @@ def _template_tags(dashboard: Dashboard, card: Card, eid: str) -> dict[str, Any]
 
 
 def card_payload(
-    dashboard: Dashboard, card: Card, *, database_id: int, collection_id: int
+    dashboard: Dashboard,
+    card: Card,
+    *,
+    database_id: int,
+    collection_id: int,
+    columns: list[str] | None = None,
 ) -> dict[str, Any]:
-    """What POST/PUT /api/card sends for one definition card (a native SQL question)."""
+    """What POST/PUT /api/card sends for one definition card (a native SQL question);
+    ``columns``: the names its SQL returns (titled for Metabase)."""
     eid = entity_id("card", dashboard.source_file, card.name)
     tags = _template_tags(dashboard, card, eid)
     return {
@@ -459,7 +464,7 @@ def card_payload(
             }
             for name, tag in tags.items()
         ],
-        "visualization_settings": _visualization(card),
+        "visualization_settings": _visualization(card, columns or []),
     }
 
 
@@ -571,6 +576,21 @@ def _open_copy(copy: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def result_columns(
+    copy: Path, dashboards: list[Dashboard], memory_limit: str
+) -> dict[tuple[str, str], list[str]]:
+    """Per (dashboard, card): the names of the columns its SQL returns on the serving copy
+    (no rows are read)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    with _open_copy(copy, memory_limit) as con:
+        for dashboard in dashboards:
+            for card in dashboard.cards:
+                sql, params = bind(card.sql, {})
+                cursor = con.execute(f"select * from ({sql}) limit 0", params)
+                found[dashboard.slug, card.name] = [d[0] for d in cursor.description]
+    return found
+
+
 def _filter_defaults(
     copy: Path, dashboards: list[Dashboard], memory_limit: str
 ) -> dict[str, dict[str, Any]]:
@@ -654,6 +674,7 @@ def provision(
         step("collection")
         collection_id = _ensure_collection(mb, settings, created)
         defaults = _filter_defaults(copy, dashboards, settings.duckdb_memory_limit)
+        columns = result_columns(copy, dashboards, settings.duckdb_memory_limit)
         result = ProvisionResult(
             url=mb.url,
             set_up=set_up,
@@ -664,7 +685,7 @@ def provision(
             archived=archived,
             metadata=metadata,
         )
-        _sync_content(mb, settings, dashboards, defaults, result, step)
+        _sync_content(mb, settings, dashboards, defaults, columns, result, step)
     result.links_file = write_links(settings, result.links)
     return result
 
@@ -710,6 +731,7 @@ def _sync_content(
     settings: Settings,
     dashboards: list[Dashboard],
     defaults: dict[str, dict[str, Any]],
+    columns: dict[tuple[str, str], list[str]],
     result: ProvisionResult,
     step: Callable[[str], None],
 ) -> None:
@@ -754,7 +776,11 @@ def _sync_content(
         card_ids: dict[str, int] = {}
         for card in dashboard.cards:
             wanted = card_payload(
-                dashboard, card, database_id=result.database_id, collection_id=collection_id
+                dashboard,
+                card,
+                database_id=result.database_id,
+                collection_id=collection_id,
+                columns=columns[dashboard.slug, card.name],
             )
             eid = wanted["entity_id"]
             wanted_eids.add(eid)
