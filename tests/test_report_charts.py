@@ -95,7 +95,7 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     _run(data_dir, "transform")
     enrich_with_fake_musicbrainz(
-        Settings(data_dir=data_dir), inputs.catalogue, limit=60, interval_s=0.002
+        Settings(data_dir=data_dir), inputs.catalogue, limit=20, interval_s=0.002
     )
     _run(data_dir, "transform")
     _run(data_dir, "report")
@@ -263,3 +263,22 @@ def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     assert not (demo_report / "behaviour" / "2010.html").exists()
     # places drew for real
     assert cards["places/index#world_map"]["empty"] is None
+
+
+def test_a_card_that_ignores_the_year_says_all_time() -> None:
+    from music_tracker.reporting.definitions import load_dashboards
+
+    for dashboard in load_dashboards():
+        years = [f.name for f in dashboard.filters if f.kind == "year"]
+        for card in dashboard.cards:
+            if years and not card.tags() & set(years):
+                assert "all time" in card.title.lower(), (dashboard.slug, card.name)
+
+
+def test_columns_get_words() -> None:
+    from music_tracker.reporting.definitions import column_title
+
+    assert column_title("share_of_all_plays_pct") == "Share of all plays (%)"
+    assert column_title("year_num") == "Year"
+    assert column_title("longest_streak_days") == "Longest streak (days)"
+    assert column_title("plays") == "Plays"
