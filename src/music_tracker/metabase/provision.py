@@ -309,15 +309,12 @@ def column_key(column: str) -> str:
 def _column_settings(card: Card, columns: list[str]) -> dict[str, Any]:
     """Each result column's title, and the unit after the measures: what the static report
     shows on its axes and table heads."""
-    measures = {c for c in (card.x, card.y, card.size, card.color) if c}
-    if card.viz == "bar":
-        measures -= {card.y}
-    elif card.viz not in ("kpi", "heatmap"):
-        measures -= {card.x, card.color}
+    measure = {"bar": card.x, "heatmap": card.color, "treemap": card.size, "pie": card.size,
+               "map": card.size}.get(card.viz, card.y)  # fmt: skip
     settings: dict[str, Any] = {}
     for column in dict.fromkeys([*columns, *card.columns()]):
         entry: dict[str, Any] = {"column_title": card.title_of(column) or column}
-        if card.unit and column in measures:
+        if card.unit and column == measure:
             entry["suffix"] = _UNIT_SUFFIX.get(card.unit, f" {card.unit}")
         settings[column_key(column)] = entry
     return settings
