@@ -383,3 +383,121 @@ def test_the_demo_provisions_its_fake_metabase(data_dir: Path) -> None:
         for link in result["public_links"].values()
     )
     assert (data_dir / LINKS_JSON).is_file() and len(serving_copies(data_dir / "serving")) == 1
+
+
+def _dashboard_named(fake: FakeMetabase, title: str) -> dict[str, Any]:
+    return next(d for d in fake.dashboards.values() if d["name"] == title and not d["archived"])
+
+
+def _dashcard(fake: FakeMetabase, dashboard: dict[str, Any], card_title: str) -> dict[str, Any]:
+    return next(
+        dc for dc in dashboard["dashcards"] if fake.cards[dc["card_id"]]["name"] == card_title
+    )
+
+
+def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_dir: Path) -> None:
+    """Time axes, column titles and units, descriptions, a click from an artist to its
+    dashboard, and year filters that offer only the years with something to draw: the fake
+    checked every setting against the results of the card's SQL on the serving copy."""
+    settings = _settings(data_dir, fake.root_url)
+    publish(settings)
+    result = _provision(settings)
+    cards = {c["name"]: c["visualization_settings"] for c in fake.cards.values()}
+    months = cards["Hours by month"]
+    assert months["graph.x_axis.scale"] == "timeseries"
+    assert months["graph.y_axis.title_text"] == "Hours (h)"
+    assert months["column_settings"]['["name","hours"]'] == {
+        "column_title": "Hours",
+        "suffix": " h",
+    }
+    assert cards["Plays by year"]["graph.x_axis.scale"] == "ordinal"
+    facts = cards["The artist"]["column_settings"]
+    assert facts['["name","share_of_all_plays_pct"]']["column_title"] == "Share of all plays (%)"
+    places = next(c for c in fake.cards.values() if c["name"] == "Plays by artist country")
+    assert "music-tracker enrich" in places["description"]  # what an empty map means
+
+    # the top artists link to the Artist dashboard, filtered on the artist clicked
+    artist_page = _dashboard_named(fake, "Artist")
+    (artist_filter,) = artist_page["parameters"]
+    top = _dashcard(fake, _dashboard_named(fake, "Top artists, tracks and albums"), "Top artists")
+    click = top["visualization_settings"]["column_settings"]['["name","artist"]']["click_behavior"]
+    assert (click["linkType"], click["targetId"]) == ("dashboard", artist_page["id"])
+    assert set(click["parameterMapping"]) == {artist_filter["id"]}
+    chart = _dashcard(
+        fake, _dashboard_named(fake, "Artists, last 24 hours"), "Artists by minutes played"
+    )
+    assert chart["visualization_settings"]["click_behavior"]["targetId"] == artist_page["id"]
+    # following the click: the artist's dashboard answers for that artist
+    links = result.links
+    facts_card = _dashcard(fake, artist_page, "The artist")
+    top_rows = httpx.get(
+        f"{fake.root_url}/api/public/dashboard/{links['top-lists']['uuid']}"
+        f"/dashcard/{top['id']}/card/{top['card_id']}"
+    ).json()["data"]
+    first_artist = top_rows["rows"][0][[c["name"] for c in top_rows["cols"]].index("artist")]
+    answer = httpx.get(
+        f"{fake.root_url}/api/public/dashboard/{links['artist']['uuid']}"
+        f"/dashcard/{facts_card['id']}/card/{facts_card['card_id']}",
+        params={"parameters": json.dumps([{"id": artist_filter["id"], "value": [first_artist]}])},
+    ).json()
+    assert answer["status"] == "completed" and answer["data"]["rows"][0][2] == 1  # rank 1
+
+    # Behaviour offers the extended history's years only (2018 and 2023, not 2024's
+    # account data); Places none at all before any MusicBrainz lookup
+    (behaviour_year,) = _dashboard_named(fake, "Behaviour")["parameters"]
+    assert behaviour_year["values_source_config"]["values"] == [2023, 2018]
+    (places_year,) = _dashboard_named(fake, "Places")["parameters"]
+    assert places_year["values_source_config"]["values"] == []
+
+
+def test_the_fake_rejects_settings_metabase_could_not_draw(
+    fake: FakeMetabase, data_dir: Path
+) -> None:
+    settings = _settings(data_dir, fake.root_url)
+    publish(settings)
+    _provision(settings)
+    session = httpx.post(f"{fake.root_url}/api/session", json={
+        "username": ADMIN["email"], "password": ADMIN["password"]}).json()["id"]  # fmt: skip
+    headers = {"X-Metabase-Session": session}
+    card = next(c for c in fake.cards.values() if c["name"] == "Plays per source per month")
+    query = {
+        "database": card["database_id"],
+        "type": "native",
+        # the old month: text, which Metabase cannot put on a time axis
+        "native": {"query": "select strftime(date_sid, '%Y-%m') as month, 1 as plays "
+                            "from dw.agg_daily_listening"},
+    }  # fmt: skip
+    artist_page = _dashboard_named(fake, "Artist")
+    old_month = {"graph.dimensions": ["month"], "graph.metrics": ["plays"]}
+    bad_settings = [
+        old_month | {"graph.x_axis.scale": "timeseries"},
+        {"graph.dimensions": ["no_such_column"], "graph.metrics": ["plays"]},
+        {"graph.x_axis.scale": "sideways"},
+        {"graph.colour": "red"},
+        {"column_settings": {"plays": {"column_title": "Plays"}}},
+        {"click_behavior": {"type": "link", "linkType": "dashboard", "targetId": 99999}},
+        {"click_behavior": {
+            "type": "link", "linkType": "dashboard", "targetId": artist_page["id"],
+            "parameterMapping": {"nope": {"id": "nope", "source": {"type": "column", "id": "month"},
+                                          "target": {"type": "parameter", "id": "nope"}}}}},
+    ]  # fmt: skip
+    for viz in bad_settings:
+        answer = httpx.put(
+            f"{fake.root_url}/api/card/{card['id']}",
+            json={"dataset_query": query, "visualization_settings": viz},
+            headers=headers,
+        )
+        assert answer.status_code == 400, viz
+    good = {
+        "graph.dimensions": ["month"],
+        "graph.metrics": ["plays"],
+        "graph.x_axis.scale": "ordinal",
+    }
+    answer = httpx.put(
+        f"{fake.root_url}/api/card/{card['id']}",
+        json={"dataset_query": query, "visualization_settings": good},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(fake.rejected) == len(bad_settings)
+    fake.rejected.clear()

@@ -68,6 +68,68 @@ _DUCKDB_TYPES = {
 }
 
 
+# Visualization settings. The OpenAPI document leaves ``visualization_settings`` an open
+# object; Metabase's frontend reads these keys (its visualizations' settings definitions),
+# with these values. Checked by hand here: an unknown key, a wrong value, a column the
+# card's result does not have, a time-series axis on a column that is not a date, a click
+# to a dashboard or filter that does not exist, is a 400 the provisioner must not cause.
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _columns(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _one_of(*allowed: Any) -> Any:
+    return lambda value: value in allowed
+
+
+_CARD_SETTINGS: dict[str, Any] = {
+    "card.title": _text,
+    "card.description": _text,
+    "graph.dimensions": _columns,
+    "graph.metrics": _columns,
+    "graph.x_axis.scale": _one_of("timeseries", "linear", "pow", "log", "ordinal", "histogram"),
+    "graph.x_axis.title_text": _text,
+    "graph.y_axis.title_text": _text,
+    "stackable.stack_type": _one_of(None, "stacked", "normalized"),
+    "scalar.field": _text,
+    "pie.dimension": _text,
+    "pie.metric": _text,
+    "table.pivot": _one_of(True, False),
+    "table.pivot_column": _text,
+    "table.cell_column": _text,
+    "table.column_formatting": lambda value: isinstance(value, list),
+    "map.type": _one_of("pin", "region", "grid"),
+    "map.pin_type": _one_of("markers", "tiles", "heat", "grid"),
+    "map.latitude_column": _text,
+    "map.longitude_column": _text,
+    "map.metric": _text,
+    "column_settings": lambda value: isinstance(value, dict),
+    "click_behavior": lambda value: isinstance(value, dict),
+}
+_DASHCARD_SETTINGS = {"column_settings", "click_behavior", "card.title", "card.description"}
+_COLUMN_SETTINGS: dict[str, Any] = {
+    "column_title": _text,
+    "suffix": _text,
+    "prefix": _text,
+    "decimals": lambda value: isinstance(value, int) and value >= 0,
+    "number_style": _one_of("decimal", "percent", "scientific", "currency"),
+    "scale": lambda value: isinstance(value, int | float),
+    "date_style": _text,
+    "view_as": _one_of(None, "link", "email_link", "image", "auto"),
+    "click_behavior": lambda value: isinstance(value, dict),
+}
+# settings whose value names result columns
+_COLUMN_NAMING = (
+    "graph.dimensions", "graph.metrics", "scalar.field", "pie.dimension", "pie.metric",
+    "table.pivot_column", "table.cell_column", "map.latitude_column", "map.longitude_column",
+    "map.metric",
+)  # fmt: skip
+_DATE_TYPES = {"type/Date", "type/DateTime", "type/DateTimeWithLocalTZ"}
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -266,10 +328,119 @@ class FakeMetabase(LoopbackServer):
         )
         if not public and not self._authenticated(headers):
             return 401, "Unauthenticated"
+        if self.spec is not None and method in ("POST", "PUT") and isinstance(body, dict):
+            why = self._check_visualizations(parts, body)
+            if why:
+                self.rejected.append(f"{method} {path}: {why}")
+                return 400, {"message": why}
         try:
             return self._route(method, parts, query, body or {})
         except KeyError as exc:
             return 404, {"message": f"Not found: {exc}"}
+
+    # -- visualization settings ---------------------------------------------------------
+
+    def _check_visualizations(self, parts: list[str], body: dict[str, Any]) -> str | None:
+        """Why the visualization settings of a card or of a dashboard's cards are wrong,
+        or None (see ``_CARD_SETTINGS``)."""
+        if parts == ["card"] or (parts[:1] == ["card"] and len(parts) == 2):
+            settings = body.get("visualization_settings")
+            if settings is None:
+                return None
+            stored = self.cards.get(int(parts[1])) if len(parts) == 2 else None
+            query = body.get("dataset_query") or (stored or {}).get("dataset_query") or {}
+            return self._check_card_settings(settings, self._result_columns(query))
+        if parts[:1] == ["dashboard"] and len(parts) == 2 and body.get("dashcards"):
+            for dashcard in body["dashcards"]:
+                card = self.cards.get(dashcard.get("card_id"))
+                settings = dashcard.get("visualization_settings") or {}
+                unknown = sorted(set(settings) - _DASHCARD_SETTINGS)
+                if unknown:
+                    return (
+                        f"dashcard {dashcard.get('id')}: unknown visualization settings {unknown}"
+                    )
+                columns = self._result_columns(card["dataset_query"]) if card else {}
+                why = self._check_card_settings(settings, columns)
+                if why:
+                    return f"dashcard {dashcard.get('id')}: {why}"
+        return None
+
+    def _result_columns(self, query: dict[str, Any]) -> dict[str, str]:
+        """The columns (name -> base type) a native query returns, with no filter values."""
+        database = self.databases.get(query.get("database"))  # type: ignore[arg-type]
+        if database is None:
+            return {}
+        _, answer = self._run({"dataset_query": _to_mbql5(query),
+                               "database_id": query.get("database")}, {})  # fmt: skip
+        if answer.get("status") != "completed":
+            return {}
+        return {col["name"]: col["base_type"] for col in answer["data"]["cols"]}
+
+    def _check_card_settings(self, settings: Any, columns: dict[str, str]) -> str | None:
+        if not isinstance(settings, dict):
+            return "visualization_settings is not an object"
+        for key, value in settings.items():
+            check = _CARD_SETTINGS.get(key)
+            if check is None:
+                return f"unknown visualization setting {key!r}"
+            if not check(value):
+                return f"visualization setting {key!r} has a wrong value: {value!r}"
+        named = [settings[k] for k in _COLUMN_NAMING if k in settings]
+        named = [c for value in named for c in (value if isinstance(value, list) else [value])]
+        for key, entry in (settings.get("column_settings") or {}).items():
+            try:
+                kind, column = json.loads(key)
+            except (ValueError, TypeError):
+                return f'column_settings key {key!r} is not ["name", column]'
+            if kind != "name" or not isinstance(entry, dict):
+                return f'column_settings key {key!r} is not ["name", column]'
+            named.append(column)
+            for name, value in entry.items():
+                check = _COLUMN_SETTINGS.get(name)
+                if check is None or not check(value):
+                    return f"column_settings {key}: {name!r} = {value!r} is not a column setting"
+                if name == "click_behavior":
+                    why = self._check_click(value, columns)
+                    if why:
+                        return f"column_settings {key}: {why}"
+        if columns:
+            missing = sorted({c for c in named if c not in columns})
+            if missing:
+                return f"visualization settings name columns the query does not return: {missing}"
+            dimensions = settings.get("graph.dimensions") or []
+            if settings.get("graph.x_axis.scale") == "timeseries" and (
+                not dimensions or columns.get(dimensions[0]) not in _DATE_TYPES
+            ):
+                return "a timeseries x axis needs a date or datetime column as its dimension"
+        if "click_behavior" in settings:
+            return self._check_click(settings["click_behavior"], columns)
+        return None
+
+    def _check_click(self, behaviour: Any, columns: dict[str, str]) -> str | None:
+        """A click behaviour: a link to a dashboard that exists, filled from result columns
+        into that dashboard's filters."""
+        kind = behaviour.get("type")
+        if kind not in ("link", "crossfilter", "actionMenu"):
+            return f"click_behavior type {kind!r}"
+        if kind != "link":
+            return None
+        if behaviour.get("linkType") not in ("dashboard", "question", "url"):
+            return f"click_behavior linkType {behaviour.get('linkType')!r}"
+        if behaviour["linkType"] != "dashboard":
+            return None
+        target = self.dashboards.get(behaviour.get("targetId", 0))
+        if target is None or target["archived"]:
+            return f"click_behavior targetId {behaviour.get('targetId')!r} is no dashboard"
+        parameters = {p["id"] for p in target.get("parameters") or []}
+        for key, mapping in (behaviour.get("parameterMapping") or {}).items():
+            source, goal = mapping.get("source") or {}, mapping.get("target") or {}
+            if mapping.get("id") != key or goal.get("id") != key:
+                return f"click_behavior parameterMapping {key!r}: ids disagree"
+            if goal.get("type") != "parameter" or key not in parameters:
+                return f"click_behavior: dashboard {target['id']} has no filter {key!r}"
+            if source.get("type") != "column" or (columns and source.get("id") not in columns):
+                return f"click_behavior: source {source!r} is not a column of the card"
+        return None
 
     def _page(self, path: str) -> tuple[int, Any]:
         """The web application's pages: Metabase answers every public dashboard's address

@@ -32,7 +32,7 @@ from music_tracker.connections import connect_duckdb
 from music_tracker.metabase.client import MetabaseClient, MetabaseError
 from music_tracker.metabase.embed import write_embeds
 from music_tracker.publish import current_copy
-from music_tracker.reporting.definitions import Card, Dashboard, Filter
+from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,32 @@ _DISPLAY = {
 }
 
 
-def _visualization(card: Card) -> dict[str, Any]:
+_UNIT_SUFFIX = {"%": "%"}  # other units follow the number after a space: "12 h"
+# the artist page every artist links to, and its filter
+ARTIST_DASHBOARD = "artist"
+ARTIST_FILTER = "artist"
+
+
+def column_key(column: str) -> str:
+    """How Metabase names a result column in ``column_settings``: ``["name","plays"]``."""
+    return json.dumps(["name", column], separators=(",", ":"))
+
+
+def _column_settings(card: Card, columns: list[str]) -> dict[str, Any]:
+    """Each result column's title, and the unit after the measures: what the static report
+    shows on its axes and table heads."""
+    measure = {"bar": card.x, "heatmap": card.color, "treemap": card.size, "pie": card.size,
+               "map": card.size}.get(card.viz, card.y)  # fmt: skip
+    settings: dict[str, Any] = {}
+    for column in dict.fromkeys([*columns, *card.columns()]):
+        entry: dict[str, Any] = {"column_title": card.title_of(column) or column}
+        if card.unit and column == measure:
+            entry["suffix"] = _UNIT_SUFFIX.get(card.unit, f" {card.unit}")
+        settings[column_key(column)] = entry
+    return settings
+
+
+def _visualization(card: Card, columns: list[str]) -> dict[str, Any]:
     """Metabase's visualization settings for a definition card (the closest chart Metabase
     has: no treemap, so a row chart; a heatmap is a pivoted table with a color range)."""
     settings: dict[str, Any] = {"card.title": card.title}
@@ -345,7 +370,50 @@ def _visualization(card: Card) -> dict[str, Any]:
             "map.longitude_column": "long",
             "map.metric": card.size,
         }
+    if "graph.dimensions" in settings:
+        dimension, metric = settings["graph.dimensions"][0], settings["graph.metrics"][0]
+        settings |= {
+            # a time axis is continuous in Metabase too: empty months are empty stretches
+            "graph.x_axis.scale": "timeseries" if card.time else "ordinal",
+            "graph.x_axis.title_text": card.title_of(dimension),
+            "graph.y_axis.title_text": card.title_of(metric)
+            + (f" ({card.unit})" if card.unit and card.unit != "%" else ""),
+        }
+    column_settings = _column_settings(card, columns)
+    if column_settings:
+        settings["column_settings"] = column_settings
     return settings
+
+
+def _description(card: Card) -> str | None:
+    """The card's description, and what it means when it is empty (Metabase shows only
+    "No results")."""
+    parts = [card.description, f"When empty: {card.empty}" if card.empty else ""]
+    return " ".join(p for p in parts if p) or None
+
+
+def click_to_artist(
+    card: Card, artist_dashboard_id: int | None, parameter_id: str | None
+) -> dict[str, Any]:
+    """A dashcard's visualization settings: a click on an artist opens the Artist dashboard
+    filtered on that artist (on a table, the artist column's cells; on a chart, its bars)."""
+    if not card.artist_column or artist_dashboard_id is None or parameter_id is None:
+        return {}
+    behaviour = {
+        "type": "link",
+        "linkType": "dashboard",
+        "targetId": artist_dashboard_id,
+        "parameterMapping": {
+            parameter_id: {
+                "id": parameter_id,
+                "source": {"type": "column", "id": card.artist_column, "name": card.artist_column},
+                "target": {"type": "parameter", "id": parameter_id},
+            }
+        },
+    }
+    if card.viz == "table":
+        return {"column_settings": {column_key(card.artist_column): {"click_behavior": behaviour}}}
+    return {"click_behavior": behaviour}
 
 
 def _template_tags(dashboard: Dashboard, card: Card, eid: str) -> dict[str, Any]:
@@ -362,14 +430,20 @@ def _template_tags(dashboard: Dashboard, card: Card, eid: str) -> dict[str, Any]
 
 
 def card_payload(
-    dashboard: Dashboard, card: Card, *, database_id: int, collection_id: int
+    dashboard: Dashboard,
+    card: Card,
+    *,
+    database_id: int,
+    collection_id: int,
+    columns: list[str] | None = None,
 ) -> dict[str, Any]:
-    """What POST/PUT /api/card sends for one definition card (a native SQL question)."""
+    """What POST/PUT /api/card sends for one definition card (a native SQL question);
+    ``columns``: the names its SQL returns (titled for Metabase)."""
     eid = entity_id("card", dashboard.source_file, card.name)
     tags = _template_tags(dashboard, card, eid)
     return {
         "name": card.title,
-        "description": card.description or None,
+        "description": _description(card),
         "type": "question",
         "display": _DISPLAY[card.viz],
         "collection_id": collection_id,
@@ -389,7 +463,7 @@ def card_payload(
             }
             for name, tag in tags.items()
         ],
-        "visualization_settings": _visualization(card),
+        "visualization_settings": _visualization(card, columns or []),
     }
 
 
@@ -427,7 +501,7 @@ def _dashboard_parameters(dashboard: Dashboard, defaults: dict[str, Any]) -> lis
         }
         if defaults.get(flt.name) is not None:
             parameter["default"] = [defaults[flt.name]]
-        if flt.kind == "text" and (values := defaults.get(f"{flt.name}:values")):
+        if (values := defaults.get(f"{flt.name}:values")) is not None:
             parameter["values_source_type"] = "static-list"
             parameter["values_source_config"] = {"values": values}
         parameters.append(parameter)
@@ -435,9 +509,13 @@ def _dashboard_parameters(dashboard: Dashboard, defaults: dict[str, Any]) -> lis
 
 
 def _dashcards(
-    dashboard: Dashboard, card_ids: dict[str, int], existing: list[dict[str, Any]]
+    dashboard: Dashboard,
+    card_ids: dict[str, int],
+    existing: list[dict[str, Any]],
+    artist_link: tuple[int | None, str | None] = (None, None),
 ) -> list[dict[str, Any]]:
-    """The whole dashcards array: existing dashcards keep their ids, new ones are negative."""
+    """The whole dashcards array: existing dashcards keep their ids, new ones are negative;
+    artists link to the Artist dashboard (``artist_link``: its id and filter's id)."""
     by_card = {dc.get("card_id"): dc.get("id") for dc in existing}
     cards: list[dict[str, Any]] = []
     for n, card in enumerate(dashboard.cards, start=1):
@@ -461,7 +539,7 @@ def _dashcards(
                 "size_y": card.layout.height,
                 "parameter_mappings": mappings,
                 "series": [],
-                "visualization_settings": {},
+                "visualization_settings": click_to_artist(card, *artist_link),
             }
         )
     return cards
@@ -481,6 +559,7 @@ def _layout_key(dashcards: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
                     for m in dc.get("parameter_mappings") or []
                 )
             ),
+            json.dumps(dc.get("visualization_settings") or {}, sort_keys=True),
         )
         for dc in dashcards
     )
@@ -496,11 +575,27 @@ def _open_copy(copy: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def result_columns(
+    copy: Path, dashboards: list[Dashboard], memory_limit: str
+) -> dict[tuple[str, str], list[str]]:
+    """Per (dashboard, card): the names of the columns its SQL returns on the serving copy
+    (no rows are read)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    with _open_copy(copy, memory_limit) as con:
+        for dashboard in dashboards:
+            for card in dashboard.cards:
+                sql, params = bind(card.sql, {})
+                cursor = con.execute(f"select * from ({sql}) limit 0", params)
+                found[dashboard.slug, card.name] = [d[0] for d in cursor.description]
+    return found
+
+
 def _filter_defaults(
     copy: Path, dashboards: list[Dashboard], memory_limit: str
 ) -> dict[str, dict[str, Any]]:
-    """Per dashboard: the year a "current" filter starts on and each text filter's values
-    (the most relevant first), read from the serving copy."""
+    """Per dashboard: the year a "current" filter starts on, the years a year filter with
+    ``options_sql`` offers, and each text filter's values (the most relevant first), read
+    from the serving copy."""
     found: dict[str, dict[str, Any]] = {}
     with _open_copy(copy, memory_limit) as con:
         newest = con.execute(
@@ -510,8 +605,17 @@ def _filter_defaults(
         for dashboard in dashboards:
             values: dict[str, Any] = {}
             for flt in dashboard.filters:
-                if flt.kind == "year" and flt.default == "current" and newest:
-                    values[flt.name] = newest[0]
+                years: list[int] | None = None
+                if flt.kind == "year" and flt.options_sql:  # the years it has data for
+                    years = [int(y) for (y,) in con.execute(flt.options_sql).fetchall() if y]
+                    values[f"{flt.name}:values"] = sorted(years, reverse=True)
+                if flt.kind == "year" and flt.default == "current":
+                    pool: list[int | None] = (
+                        list(years) if years is not None else [newest[0] if newest else None]
+                    )
+                    current = max((y for y in pool if y is not None), default=None)
+                    if current is not None:
+                        values[flt.name] = current
                 if flt.kind == "text" and flt.options_sql:
                     rows = con.execute(f"select * from ({flt.options_sql}) limit 500").fetchall()
                     values[f"{flt.name}:values"] = [str(r[0]) for r in rows if r[0] is not None]
@@ -569,6 +673,7 @@ def provision(
         step("collection")
         collection_id = _ensure_collection(mb, settings, created)
         defaults = _filter_defaults(copy, dashboards, settings.duckdb_memory_limit)
+        columns = result_columns(copy, dashboards, settings.duckdb_memory_limit)
         result = ProvisionResult(
             url=mb.url,
             set_up=set_up,
@@ -579,7 +684,7 @@ def provision(
             archived=archived,
             metadata=metadata,
         )
-        _sync_content(mb, settings, dashboards, defaults, result, step)
+        _sync_content(mb, settings, dashboards, defaults, columns, result, step)
     result.links_file = write_links(settings, result.links)
     rows = {d.slug: max((c.layout.row + c.layout.height for c in d.cards), default=0)
             for d in dashboards}  # fmt: skip
@@ -628,6 +733,7 @@ def _sync_content(
     settings: Settings,
     dashboards: list[Dashboard],
     defaults: dict[str, dict[str, Any]],
+    columns: dict[tuple[str, str], list[str]],
     result: ProvisionResult,
     step: Callable[[str], None],
 ) -> None:
@@ -642,13 +748,41 @@ def _sync_content(
     live_dashboards = {
         i["name"]: i for i in items if i.get("model") == "dashboard" and not i.get("archived")
     }
+    # every dashboard exists before any is laid out: artists link to the Artist one by id
+    fresh: set[str] = set()
+    for dashboard in dashboards:
+        if dashboard.title not in live_dashboards:
+            made = mb.call(
+                "POST",
+                "/api/dashboard/",
+                {
+                    "name": dashboard.title,
+                    "description": dashboard.description,
+                    "collection_id": collection_id,
+                    "parameters": _dashboard_parameters(dashboard, defaults[dashboard.slug]),
+                },
+            )
+            live_dashboards[dashboard.title] = {"id": made["id"], "name": dashboard.title}
+            fresh.add(dashboard.title)
+            result.created.append(f"dashboard {dashboard.slug}")
+    artist_link: tuple[int | None, str | None] = (None, None)
+    artist = next((d for d in dashboards if d.slug == ARTIST_DASHBOARD), None)
+    if artist is not None and any(f.name == ARTIST_FILTER for f in artist.filters):
+        artist_link = (
+            int(live_dashboards[artist.title]["id"]),
+            _parameter_id(artist, artist.filter(ARTIST_FILTER)),
+        )
     wanted_eids: set[str] = set()
     for dashboard in dashboards:
         step(dashboard.title)
         card_ids: dict[str, int] = {}
         for card in dashboard.cards:
             wanted = card_payload(
-                dashboard, card, database_id=result.database_id, collection_id=collection_id
+                dashboard,
+                card,
+                database_id=result.database_id,
+                collection_id=collection_id,
+                columns=columns[dashboard.slug, card.name],
             )
             eid = wanted["entity_id"]
             wanted_eids.add(eid)
@@ -667,7 +801,15 @@ def _sync_content(
             else:
                 result.unchanged += 1
         _sync_dashboard(
-            mb, settings, dashboard, card_ids, live_dashboards, defaults[dashboard.slug], result
+            mb,
+            settings,
+            dashboard,
+            card_ids,
+            int(live_dashboards[dashboard.title]["id"]),
+            defaults[dashboard.slug],
+            result,
+            fresh=dashboard.title in fresh,
+            artist_link=artist_link,
         )
     wanted_names = {d.title for d in dashboards}
     for name, item in live_dashboards.items():
@@ -686,30 +828,17 @@ def _sync_dashboard(
     settings: Settings,
     dashboard: Dashboard,
     card_ids: dict[str, int],
-    live: dict[str, dict[str, Any]],
+    dashboard_id: int,
     defaults: dict[str, Any],
     result: ProvisionResult,
+    *,
+    fresh: bool,
+    artist_link: tuple[int | None, str | None],
 ) -> None:
     label = f"dashboard {dashboard.slug}"
     parameters = _dashboard_parameters(dashboard, defaults)
-    item = live.get(dashboard.title)
-    if item is None:
-        made = mb.call(
-            "POST",
-            "/api/dashboard/",
-            {
-                "name": dashboard.title,
-                "description": dashboard.description,
-                "collection_id": result.collection_id,
-                "parameters": parameters,
-            },
-        )
-        dashboard_id = int(made["id"])
-        result.created.append(label)
-    else:
-        dashboard_id = int(item["id"])
     current = mb.call("GET", f"/api/dashboard/{dashboard_id}")
-    dashcards = _dashcards(dashboard, card_ids, current.get("dashcards") or [])
+    dashcards = _dashcards(dashboard, card_ids, current.get("dashcards") or [], artist_link)
     if (
         _layout_key(current.get("dashcards") or []) != _layout_key(dashcards)
         or current.get("parameters") != parameters
@@ -726,7 +855,7 @@ def _sync_dashboard(
                 "dashcards": dashcards,
             },
         )
-        if item is not None:
+        if not fresh:
             result.updated.append(label)
     public = current.get("public_uuid")
     if not public:

@@ -12,10 +12,15 @@ from typing import Any
 from music_tracker.reporting.definitions import Card
 
 ROW_HEIGHT_PX = 40
-# the card's header and padding, taken off its grid height
-CHROME_PX = 56
+GRID_GAP_PX = 12  # between grid rows (the page's CSS)
+# the card's border, padding and title, taken off its grid cell; a description adds a line
+CHROME_PX = 48
+DESCRIPTION_PX = 22
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
 SCHEME = "tableau10"
+LEGEND = {"labelLimit": 170, "columns": 3, "symbolLimit": 30}
+_TIME_UNITS = {"year": "year", "month": "yearmonth", "week": "yearweek", "day": "yearmonthdate"}
+_TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d %b %Y"}
 
 
 def needs_world(card: Card) -> bool:
@@ -26,21 +31,22 @@ def spec(card: Card) -> dict[str, Any] | None:
     """The card's chart spec, or None for cards drawn as HTML (KPIs and tables)."""
     if card.viz in ("kpi", "table"):
         return None
-    # the grid cell less the card's title, its description and a legend above the chart
-    chrome = CHROME_PX + (18 if card.description else 0) + (34 if card.color else 0)
-    if card.viz in ("column", "stacked_column", "line", "area"):
-        chrome += 20  # slanted category labels below the axis
-    height = max(80, card.layout.height * ROW_HEIGHT_PX - chrome)
+    # The chart gets its whole grid cell less the card's title (and description), and
+    # Vega-Lite fits axes, labels and legends inside that ("fit"): nothing drawn outside
+    # the card, where the card's overflow would cut it ("Night" read "ight").
+    cell = card.layout.height * ROW_HEIGHT_PX + (card.layout.height - 1) * GRID_GAP_PX
+    height = max(120, cell - CHROME_PX - (DESCRIPTION_PX if card.description else 0))
     if card.viz == "treemap":
         return _treemap(card, height)
     base: dict[str, Any] = {
         "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
         "width": "container",
         "height": height,
+        "autosize": {"type": "fit", "contains": "padding"},
         "data": {"name": "rows"},
         "config": {
             "view": {"stroke": None},
-            "axis": {"labelFontSize": 11, "titleFontSize": 11, "labelLimit": 180},
+            "axis": {"labelFontSize": 11, "titleFontSize": 11, "labelLimit": 160},
             "legend": {"labelFontSize": 11, "titleFontSize": 11},
         },
     }
@@ -59,13 +65,26 @@ def spec(card: Card) -> dict[str, Any] | None:
 
 def _title(card: Card, column: str | None) -> str:
     """A measure's axis or legend title, with the card's unit."""
-    name = (column or "").replace("_", " ")
+    name = card.title_of(column)
     return f"{name} ({card.unit})" if card.unit and card.unit != "%" else name
 
 
-def _tooltip(card: Card, *columns: str | None) -> list[dict[str, str]]:
+def _tooltip(card: Card, *columns: str | None) -> list[dict[str, Any]]:
     names = [c for c in (*columns, *card.tooltip) if c]
-    return [{"field": name, "title": name.replace("_", " ")} for name in dict.fromkeys(names)]
+    tips: list[dict[str, Any]] = []
+    for name in dict.fromkeys(names):
+        tip: dict[str, Any] = {"field": name, "title": card.title_of(name)}
+        if card.time and name == card.x:
+            tip |= {"type": "temporal", "timeUnit": _time_unit(card),
+                    "format": _TIME_FORMATS[card.time]}  # fmt: skip
+        tips.append(tip)
+    return tips
+
+
+def _time_unit(card: Card) -> dict[str, Any]:
+    # dates come as ISO days, which browsers read as UTC midnight: UTC units keep a month a
+    # month for a visitor west of Greenwich
+    return {"unit": _TIME_UNITS[card.time or "day"], "utc": True}
 
 
 def _nominal(card: Card, field: str | None, axis: str) -> dict[str, Any]:
@@ -81,11 +100,7 @@ def _nominal(card: Card, field: str | None, axis: str) -> dict[str, Any]:
         sort = "ascending"
     elif axis == "x" and card.sort in ("-y", "y"):
         sort = card.sort
-    return {"field": field, "type": "nominal", "sort": sort, "title": _label(field)}
-
-
-def _label(column: str | None) -> str:
-    return (column or "").replace("_", " ")
+    return {"field": field, "type": "nominal", "sort": sort, "title": card.title_of(field)}
 
 
 def _quantitative(card: Card, field: str | None) -> dict[str, Any]:
@@ -95,14 +110,18 @@ def _quantitative(card: Card, field: str | None) -> dict[str, Any]:
 def _color(card: Card) -> dict[str, Any]:
     if not card.color:
         return {}
+    # colouring the bars by their own category needs no legend: the axis names them
+    legend = (
+        None if card.color == card.x else {"orient": "top", "direction": "horizontal", **LEGEND}
+    )
     return {
         "color": {
             "field": card.color,
             "type": "nominal",
             "sort": None,
             "scale": {"scheme": SCHEME},
-            "title": card.color.replace("_", " "),
-            "legend": {"orient": "top"},
+            "title": card.title_of(card.color),
+            "legend": legend,
         }
     }
 
@@ -118,11 +137,29 @@ def _bar(card: Card) -> dict[str, Any]:
     }
 
 
+def _time_axis(card: Card) -> dict[str, Any]:
+    """x on a continuous UTC time scale: a month without plays is an empty stretch."""
+    return {
+        "field": card.x,
+        "type": "temporal",
+        "timeUnit": _time_unit(card),
+        "title": card.title_of(card.x),
+        "axis": {"labelAngle": 0, "labelOverlap": True, "labelFlush": True,
+                 "labelSeparation": 6, "grid": False},
+    }  # fmt: skip
+
+
 def _over_categories(card: Card, mark: dict[str, Any], x_type: str) -> dict[str, Any]:
-    """Columns, lines and areas: a measure (y) over slanted categories (x), by color."""
-    x = _nominal(card, card.x, "x")
-    x["type"] = x_type
-    x["axis"] = {"labelAngle": -45, "labelOverlap": "greedy"}
+    """Columns, lines and areas: a measure (y) over time or categories (x), by color.
+
+    Labels stay level and the ones that would collide are left out (greedy), so a phone
+    shows every other year rather than a smear of overlapping ones."""
+    if card.time:
+        x = _time_axis(card)
+    else:
+        x = _nominal(card, card.x, "x")
+        x["type"] = x_type
+        x["axis"] = {"labelAngle": 0, "labelOverlap": "greedy", "labelSeparation": 4}
     return {
         "mark": {**mark, "tooltip": True},
         "encoding": {
@@ -139,17 +176,32 @@ def _column(card: Card) -> dict[str, Any]:
 
 
 def _line(card: Card) -> dict[str, Any]:
+    # the cards' SQL gives every period a row (0 when nothing happened): a line never
+    # joins two months across an empty stretch
     if card.viz == "area":
         return _over_categories(card, {"type": "area"}, "ordinal")
     return _over_categories(card, {"type": "line", "point": True}, "ordinal")
 
 
 def _heatmap(card: Card) -> dict[str, Any]:
+    """Cells in the SQL's order (it gives every cell a row, so no hour or week is missing).
+
+    A calendar (``time: week``) names only the first week of each month on its axis."""
     x = _nominal(card, card.x, "x")
     x["type"] = "ordinal"
-    x["axis"] = {"labelAngle": 0, "labelOverlap": "greedy"}
+    x["axis"] = {"labelAngle": 0, "labelOverlap": "greedy", "labelSeparation": 4, "ticks": False}
+    if card.time == "week":
+        # month names, their first letter on a phone; whatever still collides is dropped
+        month = "utcFormat(toDate(datum.value), '%b')"
+        name = f"(width < 560 ? slice({month}, 0, 1) : {month})"
+        x["axis"] |= {
+            "labelExpr": f"utcdate(toDate(datum.value)) <= 7 ? {name} : ''",
+            "labelAlign": "left",
+        }
+        x["title"] = None
     y = _nominal(card, card.y, "y")
     y["type"] = "ordinal"
+    y["axis"] = {"ticks": False}
     return {
         "mark": {"type": "rect", "tooltip": True},
         "encoding": {
@@ -160,6 +212,7 @@ def _heatmap(card: Card) -> dict[str, Any]:
                 "type": "quantitative",
                 "scale": {"scheme": "blues"},
                 "title": _title(card, card.color),
+                "legend": {"orient": "top", "direction": "horizontal", "gradientLength": 140},
             },
             "tooltip": _tooltip(card, card.x, card.y, card.color),
         },
@@ -176,10 +229,10 @@ def _pie(card: Card) -> dict[str, Any]:
                 "type": "nominal",
                 "sort": None,
                 "scale": {"scheme": SCHEME},
-                "title": card.label.replace("_", " ") if card.label else None,
-                "legend": {"orient": "right"},
+                "title": card.title_of(card.label),
+                # below the ring, one entry a line: long labels keep their words
+                "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 280},
             },
-            "order": {"field": card.size, "type": "quantitative", "sort": "descending"},
             "tooltip": _tooltip(card, card.label, card.size),
         },
     }
@@ -211,9 +264,10 @@ def _map(card: Card) -> dict[str, Any]:
                     "size": {
                         "field": card.size,
                         "type": "quantitative",
-                        "scale": {"range": [30, 2000]},
+                        "scale": {"range": [20, 1200]},
                         "title": _title(card, card.size),
-                        "legend": {"orient": "bottom-left"},
+                        # below the map, not over it, and narrow enough for a phone
+                        "legend": {"orient": "bottom", "direction": "horizontal", "tickCount": 3},
                     },
                     "tooltip": _tooltip(card, *card.tooltip, card.size),
                 },
@@ -225,7 +279,7 @@ def _map(card: Card) -> dict[str, Any]:
 def _treemap(card: Card, height: int) -> dict[str, Any]:
     """A squarified treemap (Vega: Vega-Lite has none); rows are the leaves."""
     tooltip = ", ".join(
-        f"'{name.replace('_', ' ')}': datum.{name}"
+        f"'{card.title_of(name)}': datum.{name}"
         for name in dict.fromkeys([card.label or "", card.size or "", *card.tooltip])
         if name
     )

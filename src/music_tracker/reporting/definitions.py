@@ -22,6 +22,11 @@ VIZ = Literal[
     "pie", "table",
 ]  # fmt: skip
 GRID_COLUMNS = 24  # Metabase's dashboard grid
+# a time axis: x holds the first day of each period (a date) and is drawn on a continuous
+# time scale, so that a period without plays is an empty stretch, not a missing category
+TIME_GRAIN = Literal["year", "month", "week", "day"]
+# words for the suffixes of column names, used when a card gives no title of its own
+_SUFFIX_WORDS = {"_pct": " (%)", "_num": "", "_sid": "", "_ms": " (ms)", "_days": " (days)"}
 
 _TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
@@ -45,7 +50,9 @@ class Filter(_Strict):
     kind: Literal["year", "text"]
     # year: "current" (the newest year with plays) or "all"; text: the first of ``options``
     default: str = "all"
-    # text filters: a query whose first column lists the values (most relevant first)
+    # text filters: a query whose first column lists the values (most relevant first);
+    # year filters may have one too: the years in which the dashboard has something to draw
+    # (without it, every year with plays)
     options_sql: str | None = None
     # how many values of a text filter the static report renders (one page each)
     static_values: int = Field(default=12, ge=1, le=100)
@@ -89,7 +96,22 @@ class Card(_Strict):
     tooltip: list[str] = Field(default_factory=list)
     unit: str = ""
     sort: Literal["x", "-x", "y", "-y", "none"] = "none"
+    # x is a date, the first day of each period of this length: a continuous time axis
+    time: TIME_GRAIN | None = None
+    # column -> the words shown for it (axes, legends, table heads, Metabase's columns);
+    # columns not named here get column_title(name)
+    titles: dict[str, str] = Field(default_factory=dict)
+    # a column of artist names (as in dw.dim_artist): each links to the Artist dashboard
+    artist_column: str | None = None
+    # what the card says when it has no rows: what is missing and what to do
+    empty: str = ""
     layout: Layout
+
+    def title_of(self, column: str | None) -> str:
+        """The words shown for a result column."""
+        if not column:
+            return ""
+        return self.titles[column] if column in self.titles else column_title(column)
 
     def tags(self) -> set[str]:
         return set(_TAG.findall(self.sql))
@@ -116,6 +138,8 @@ class Card(_Strict):
         missing = [f for f in needs[self.viz] if getattr(self, f) is None]
         if missing:
             raise ValueError(f"a {self.viz} card needs {', '.join(missing)}")
+        if self.time and self.viz not in ("column", "stacked_column", "line", "area", "heatmap"):
+            raise ValueError(f"a {self.viz} card has no time axis (time: is for x axes)")
         schemas = {s.lower() for s in _SCHEMA_REF.findall(self.sql)}
         if schemas - {"dw"}:
             raise ValueError(
@@ -151,6 +175,17 @@ class Dashboard(_Strict):
             if unknown:
                 raise ValueError(f"card {card.name!r} uses undefined filter {sorted(unknown)}")
         return self
+
+
+def column_title(name: str) -> str:
+    """Words for a column name: ``share_of_all_plays_pct`` -> "Share of all plays (%)",
+    ``year_num`` -> "Year"."""
+    for suffix, words in _SUFFIX_WORDS.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)] + words
+            break
+    text = name.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
 
 
 def load_dashboard(path: Path) -> Dashboard:

@@ -119,6 +119,8 @@ def variants(
         return [("index", "", {})]
     first = dashboard.filters[0]
     if first.kind == "year":
+        if first.options_sql:  # the years in which this dashboard has something to draw
+            years = [int(year) for year in _options(con, first)]
         pages = [(str(year), str(year), {first.name: year}) for year in years]
         all_time = (ALL, "All time", {first.name: None})
         if first.default == "current" and pages:
@@ -134,6 +136,8 @@ def variants(
 
 def _options(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[str]:
     assert flt.options_sql is not None
+    if flt.kind == "year":
+        return [str(year) for (year,) in con.execute(flt.options_sql).fetchall() if year]
     rows = con.execute(flt.options_sql).fetchmany(flt.static_values)
     return [str(row[0]) for row in rows if row[0] is not None]
 
@@ -203,6 +207,8 @@ def write_report(
                         "viz": card.viz,
                         "unit": card.unit,
                         "columns": columns,
+                        "titles": [card.title_of(column) for column in columns],
+                        "empty": card.empty,
                         "rows": [[_jsonable(v) for v in row] for row in rows],
                         "spec": charts.spec(card),
                     }

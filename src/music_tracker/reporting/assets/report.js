@@ -19,8 +19,15 @@
     return typeof value === "number" ? format.format(value) : String(value);
   }
 
-  function empty(body) {
-    body.innerHTML = "<p class='empty'>Nothing to show for this period.</p>";
+  function empty(body, card) {
+    const p = document.createElement("p");
+    p.className = "empty";
+    // `command` in a definition's text is shown as code
+    ((card && card.empty) || "Nothing to show for this period.").split("`").forEach(function (part, i) {
+      if (i % 2) { const code = document.createElement("code"); code.textContent = part; p.append(code); }
+      else p.append(part);
+    });
+    body.replaceChildren(p);
   }
 
   function kpi(card, body) {
@@ -30,12 +37,13 @@
   }
 
   function table(card, body) {
-    if (!card.rows.length) return empty(body);
+    if (!card.rows.length) return empty(body, card);
     const numeric = card.columns.map(function (c, i) {
       return card.rows.some(function (row) { return typeof row[i] === "number"; });
     });
     const head = card.columns.map(function (c, i) {
-      return "<th" + (numeric[i] ? " class='num'" : "") + ">" + c.replace(/_/g, " ") + "</th>";
+      const title = (card.titles && card.titles[i]) || c.replace(/_/g, " ");
+      return "<th" + (numeric[i] ? " class='num'" : "") + ">" + title + "</th>";
     }).join("");
     const rows = card.rows.map(function (row) {
       return "<tr>" + row.map(function (v) {
@@ -49,7 +57,7 @@
   }
 
   function chart(card, body) {
-    if (!card.rows.length) { empty(body); return Promise.resolve(); }
+    if (!card.rows.length) { empty(body, card); return Promise.resolve(); }
     const spec = JSON.parse(JSON.stringify(card.spec));
     const values = objects(card);
     let mode = "vega-lite";

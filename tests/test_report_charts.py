@@ -1,0 +1,282 @@
+"""What the report's charts must get right, checked in Chromium on two histories: the real
+exports (2018, then nothing until 2023: four empty years; not enriched, so the places and
+genres pages have nothing to draw) and a small demo history (Last.fm from 2008, Spotify
+from 2012, artists placed by a fake MusicBrainz).
+
+At 390 and 1440 px: time axes keep the empty years, the clock's hours and weekdays are in
+order, no raw code or column name shows, no text leaves its card or collides with its
+neighbour, empty cards say why, the console stays clean. Screenshots of every page checked
+are kept in test-artifacts/report-charts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO
+from music_tracker.cli import app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
+WIDTHS = (390, 1440)
+PAGES = [
+    "tracks-history-time-of-day/index",
+    "tracks-history-artist-genre/index",
+    "tracks-history-geography/index",
+    "artists-last-24-hours/index",
+    "overview/index",
+    "overview/2024",
+    "top-lists/index",
+    "artist/index",
+    "listening-clock/index",
+    "discovery/index",
+    "places/index",
+    "popularity-and-genres/index",
+    "behaviour/index",
+    "coverage/index",
+]
+# what a visitor must never read: Spotify's codes, our sources, column names, sort prefixes
+RAW = re.compile(
+    r"\b(trackdone|fwdbtn|backbtn|clickrow|playbtn|appload|trackerror|endplay|logout"
+    r"|unexpected-exit\S*|spotify_\w+|lastfm|[a-z]+_[a-z_]+|\d [A-Z][a-z]+ter|Pct|Num"
+    r"|No Artist Popularity Data|no genre defined|null|undefined|NaN)\b"
+)
+ENRICH_HINT = "music-tracker enrich"
+
+
+def _run(data_dir: Path, *args: str) -> None:
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def real_report(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real exports' report, before any MusicBrainz lookup."""
+    data_dir = tmp_path_factory.mktemp("charts-real") / "data"
+    shutil.copytree(built, data_dir, ignore=shutil.ignore_patterns("serving", "report"))
+    _run(data_dir, "report")
+    return data_dir / "report"
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo history (as `music-tracker demo` writes it, 150 plays a year), its
+    artists looked up in a fake MusicBrainz, and its report."""
+    from music_tracker.demo.run import enrich_with_fake_musicbrainz, generate_inputs
+    from music_tracker.settings import Settings
+
+    root = tmp_path_factory.mktemp("charts-demo")
+    data_dir = root / "data"
+    inputs = generate_inputs(root / "exports", plays_per_year=150)
+    _run(
+        data_dir,
+        "import",
+        str(inputs.lastfm_csv),
+        str(inputs.old_extended),
+        str(inputs.new_extended),
+        str(inputs.account_data),
+    )
+    _run(data_dir, "transform")
+    enrich_with_fake_musicbrainz(
+        Settings(data_dir=data_dir), inputs.catalogue, limit=20, interval_s=0.002
+    )
+    _run(data_dir, "transform")
+    _run(data_dir, "report")
+    return data_dir / "report"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (.ci/run installs it)")
+        pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        yield launched
+        launched.close()
+
+
+# Per card: its id, the text of its title, description and body (HTML and SVG), the
+# boxes of its SVG texts that leave the card, axis labels that overlap a neighbour, and
+# each axis's labels in order.
+_INSPECT = """() => [...document.querySelectorAll('section.card')].map(card => {
+  const box = card.getBoundingClientRect();
+  const outside = [], collisions = [], axes = [];
+  for (const text of card.querySelectorAll('svg text')) {
+    const r = text.getBoundingClientRect();
+    if (!text.textContent.trim() || r.width === 0) continue;
+    if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1
+        || r.bottom > box.bottom + 1) outside.push(text.textContent);
+  }
+  for (const axis of card.querySelectorAll('g.role-axis')) {
+    const labels = [...axis.querySelectorAll('g.role-axis-label text')]
+      .filter(t => t.textContent.trim() && t.getAttribute('opacity') !== '0');
+    const boxes = labels.map(t => t.getBoundingClientRect());
+    for (let i = 1; i < boxes.length; i++) {
+      const a = boxes[i - 1], b = boxes[i];
+      const across = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const down = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      // side by side, closer than 2 px counts ("8910" is three labels touching);
+      // one above the other, only an overlap
+      const level = Math.abs(a.top - b.top) < Math.abs(a.left - b.left);
+      const overlap = level ? across > -2 && down > 0 : down > 0.5 && across > 0;
+      if (overlap) collisions.push(labels[i - 1].textContent + ' / ' + labels[i].textContent);
+    }
+    const title = axis.querySelector('g.role-axis-title text');
+    axes.push({title: title ? title.textContent : '', labels: labels.map(t => t.textContent)});
+  }
+  return {id: card.id, text: card.innerText + ' ' +
+            [...card.querySelectorAll('svg text')].map(t => t.textContent).join(' '),
+          outside, collisions, axes,
+          empty: (card.querySelector('.empty') || {}).textContent || null};
+})"""
+
+
+def _inspect(
+    browser: Any, report: Path, label: str, pages: list[str] = PAGES
+) -> dict[str, dict[str, Any]]:
+    """Every page of PAGES at both widths: problems found, and the cards at 1440 px."""
+    shots = ARTIFACTS / "report-charts"
+    shots.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    cards: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    for width in WIDTHS:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.route(
+            "**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+            else route.abort()
+        )  # fmt: skip
+        for name in pages:
+            path = report / f"{name}.html"
+            if not path.exists():
+                continue  # a year the history does not have
+            errors.clear()
+            page.goto(path.as_uri())
+            page.wait_for_selector("body[data-rendered]", timeout=30_000)
+            where = f"{label} {name} @{width}"
+            page.screenshot(
+                path=str(shots / f"{label}__{name.replace('/', '__')}__{width}.png"),
+                full_page=True,
+            )
+            problems += [f"{where}: console: {e}" for e in errors]
+            problems += [f"{where}: {e}" for e in page.evaluate("window.MT_ERRORS")]
+            page_text = page.evaluate("document.body.innerText")
+            problems += [f"{where}: raw code {m!r}" for m in RAW.findall(page_text)]
+            for card in page.evaluate(_INSPECT):
+                problems += [
+                    f"{where} {card['id']}: raw code {m!r}" for m in RAW.findall(card["text"])
+                ]
+                problems += [
+                    f"{where} {card['id']}: {t!r} outside the card" for t in card["outside"]
+                ]
+                problems += [
+                    f"{where} {card['id']}: labels collide: {c}" for c in card["collisions"]
+                ]
+                if card["empty"] is not None and "Nothing to show" in card["empty"]:
+                    problems.append(f"{where} {card['id']}: empty without saying why")
+                if width == 1440:
+                    cards[f"{name}#{card['id'].split('--')[1]}"] = card
+        page.close()
+    assert not problems, "\n".join(problems[:80])
+    return cards
+
+
+def _labels(card: dict[str, Any], title: str) -> list[str]:
+    return next(a["labels"] for a in card["axes"] if a["title"] == title)
+
+
+def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None:
+    cards = _inspect(browser, real_report, "real")
+    # 2018, then nothing until 2023: the four empty years are on the axes
+    years = _labels(cards["overview/index#plays_by_year"], "Year")
+    assert years == [str(y) for y in range(2018, 2025)], years
+    by_year = _labels(cards["tracks-history-time-of-day/index#tracks_by_year"], "Year")
+    assert by_year == [str(y) for y in range(2018, 2025)], by_year
+    for key in ("overview/index#hours_by_month", "coverage/index#plays_per_source"):
+        months = " ".join(_labels(cards[key], "Month"))  # a continuous time line
+        assert all(year in months for year in ("2020", "2021", "2022")), (key, months)
+    # the listening clock: hours 0..23, Monday first
+    clock = cards["listening-clock/index#hour_by_weekday"]
+    hours = [int(h) for h in _labels(clock, "Hour of day")]
+    assert hours == sorted(hours) and hours[0] == 0 and hours[-1] >= 22, hours
+    assert _labels(clock, "Weekday") == [
+        "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+    ]  # fmt: skip
+    parts = _labels(cards["tracks-history-time-of-day/index#tracks_by_time_of_day"], "Time of day")
+    assert parts == ["Night", "Morning", "Afternoon", "Evening"]
+    seasons = _labels(cards["listening-clock/index#season"], "Season")
+    assert seasons == ["Winter", "Spring", "Summer", "Autumn"]
+    # the calendar has every week of 2024 up to the newest play (October)
+    calendar = _labels(cards["overview/2024#calendar_heatmap"], "Weekday")
+    assert calendar[0] == "Monday"
+    # not looked up in MusicBrainz: the places and genres say what to do
+    for key in (
+        "places/index#world_map",
+        "tracks-history-geography/index#country_map",
+        "tracks-history-artist-genre/index#genre_treemap",
+        "popularity-and-genres/index#primary_genres",
+    ):
+        assert ENRICH_HINT in (cards[key]["empty"] or ""), key
+    assert "popularity" in (cards["popularity-and-genres/index#artist_popularity"]["empty"] or "")
+    # Spotify's "Unknown Artist" is counted on Coverage, not ranked
+    assert "Unknown Artist" not in cards["top-lists/index#top_artists"]["text"]
+    assert "Unknown Artist" in cards["coverage/index#unnamed_plays"]["text"]
+    # the last 24 hours say which 24 hours (a day in October 2024)
+    assert "2024-10-03" in cards["artists-last-24-hours/index#period"]["text"]
+
+
+def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
+    pages = ["overview/index", "listening-clock/index", "places/index", "behaviour/index"]
+    cards = _inspect(browser, demo_report, "demo", pages)
+    # 19 years in a third of the page: every other label may be left out, in order
+    years = [int(y) for y in _labels(cards["overview/index#plays_by_year"], "Year")]
+    assert years == sorted(years) and years[0] == 2008 and years[-1] >= 2025, years
+    # Behaviour offers only the years of the extended history (Spotify, from 2012)
+    options = (demo_report / "behaviour" / "index.html").read_text()
+    offered = [int(y) for y in re.findall(r"<option value='(\d{4})\.html'", options)]
+    assert offered and min(offered) >= 2012, offered
+    assert not (demo_report / "behaviour" / "2010.html").exists()
+    # places drew for real
+    assert cards["places/index#world_map"]["empty"] is None
+
+
+def test_a_card_that_ignores_the_year_says_all_time() -> None:
+    from music_tracker.reporting.definitions import load_dashboards
+
+    for dashboard in load_dashboards():
+        years = [f.name for f in dashboard.filters if f.kind == "year"]
+        for card in dashboard.cards:
+            if years and not card.tags() & set(years):
+                assert "all time" in card.title.lower(), (dashboard.slug, card.name)
+
+
+def test_columns_get_words() -> None:
+    from music_tracker.reporting.definitions import column_title
+
+    assert column_title("share_of_all_plays_pct") == "Share of all plays (%)"
+    assert column_title("year_num") == "Year"
+    assert column_title("longest_streak_days") == "Longest streak (days)"
+    assert column_title("plays") == "Plays"
