@@ -63,6 +63,9 @@ EPISODE_MS = 10 * 60_000
 LONG_PLAY_MS = 15 * 60_000
 LONGEST_EPISODE_SITTING_MS = 3 * 3_600_000
 ONE_EPISODE_MAX_DAYS = 2
+BULLETIN_MAX_MS = 15 * 60_000
+RESTART_SHARE = 0.8
+RESUME_SPAN = timedelta(days=7)
 EPISODE_SPAN = timedelta(days=30)
 MIN_EPISODE_SHARE = 0.75
 MAX_REPEATED_SHARE = 0.05
@@ -72,6 +75,14 @@ _EPISODE_TITLE = (
     r"|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2},? \d{4}\b"
     r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b)"
 )
+
+# words of music titles, not of episodes: a live recording, a DJ mix, a classical work
+_MUSIC_TITLE = (
+    r"(?i)(\blive (at|from|in)\b|\(live\b|- live\b|\bremaster|\bremix|\b(dj|continuous)"
+    r" mix\b|\(mixed\)|\bmixed by\b|\bsymphon|\bconcerto\b|\bsonata\b|\bop\. ?\d|\bbwv\b"
+    r"|\bmovement\b|\bfeat\. )"
+)
+_EPISODE_MARK = r"(?i)(\bep(isode)?\.?\s*#?\d+|^#\d+|\s#\d+\b)"
 
 BY_PODCAST_FILE = "named in a podcast file"
 BY_SETTING = "MUSIC_TRACKER_PODCAST_SHOWS"
@@ -83,6 +94,29 @@ class PodcastRules:
 
     shows: frozenset[str] = field(default_factory=frozenset)
     not_shows: frozenset[str] = field(default_factory=frozenset)
+
+
+def _runs(distinct: pl.DataFrame) -> pl.DataFrame:
+    """Per (``artist_name``, ``track_name``), in how many runs its sittings lie (``runs``):
+    the artist's sittings in time order, a run ending where another of its titles is heard.
+    An episode resumed is finished before the next is begun, mostly; a song or a movement
+    restarted weeks later comes after others of the artist."""
+    sittings = distinct.filter(pl.col("ms_played") >= SITTING_MS).sort("played_at", "ms_played")
+    return (
+        sittings.with_columns(
+            run=(pl.col("track_name") != pl.col("track_name").shift(1))
+            .fill_null(True)
+            .cum_sum()
+            .over("artist_name", order_by="played_at")
+        )
+        .group_by("artist_name", "track_name")
+        .agg(
+            runs=pl.col("run").n_unique(),
+            span=pl.col("played_at").max() - pl.col("played_at").min(),
+            # the longest sitting came first: a full play, then a restart
+            longest_first=pl.col("ms_played").arg_max() == 0,
+        )
+    )
 
 
 def title_evidence(rows: pl.DataFrame) -> pl.DataFrame:
@@ -112,16 +146,37 @@ def title_evidence(rows: pl.DataFrame) -> pl.DataFrame:
                 )
             ).sum(),
         )
+        .join(_runs(distinct), on=["artist_name", "track_name"], how="left")
         .with_columns(
             heard_twice_in_full=pl.col("full_plays") >= 2,
             numbered=pl.col("track_name").str.contains(_EPISODE_TITLE).fill_null(False),
+            music_titled=(
+                pl.col("track_name").str.contains(_MUSIC_TITLE)
+                & ~pl.col("track_name").str.contains(_EPISODE_MARK)
+            ).fill_null(False),
         )
         .with_columns(
             episode_like=~pl.col("heard_twice_in_full") & (pl.col("total_ms") >= EPISODE_MS),
         )
         .with_columns(
-            resumed=pl.col("episode_like") & (pl.col("sittings") >= 2),
+            # heard again after other titles of the artist and over a week later: a piece
+            # come back to, not an episode resumed (an episode's sittings are days apart, or
+            # with no other episode begun between them)
+            revisited=pl.col("episode_like")
+            & (pl.col("runs").fill_null(0) >= 2)
+            & (pl.col("span") > RESUME_SPAN),
+            # a full play and a restart of a few minutes: the longest play first and most of
+            # the time
+            restarted=pl.col("longest_first").fill_null(False)
+            & (pl.col("longest_ms") >= RESTART_SHARE * pl.col("total_ms")),
+        )
+        .with_columns(
+            resumed=pl.col("episode_like")
+            & (pl.col("sittings") >= 2)
+            & ~pl.col("revisited")
+            & ~pl.col("restarted"),
             long=pl.col("episode_like") & (pl.col("longest_ms") >= LONG_PLAY_MS),
+            short_numbered=pl.col("numbered") & (pl.col("longest_ms") < BULLETIN_MAX_MS),
         )
     )
 
@@ -167,6 +222,11 @@ def artist_evidence(rows: pl.DataFrame) -> pl.DataFrame:
         resumed_titles=pl.col("resumed").sum(),
         long_titles=pl.col("long").sum(),
         numbered_titles=pl.col("numbered").sum(),
+        numbered_ms=pl.col("total_ms").filter(pl.col("numbered")).sum(),
+        short_numbered_titles=pl.col("short_numbered").sum(),
+        music_titled=pl.col("music_titled").sum(),
+        revisited_titles=pl.col("revisited").sum(),
+        numbered_days_max=pl.col("days").filter(pl.col("numbered")).max(),
         longest_ms=pl.col("longest_ms").max(),
         episode_days=pl.col("days").filter(pl.col("episode_like")).max(),
     )
@@ -180,16 +240,23 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
     """The ways an artist's titles are episodes of a show: (condition, reason, its
     numbers), the first that holds is the reason given."""
     col = pl.col
+    # most titles named like music (a live recording, a DJ mix, a symphony): not a show
+    music_named = col("music_titled") * 2 >= col("titles")
+    not_played_through = col("through_ms") * 2 < col("total_ms")
     episodes_dominate = (
         (col("episode_titles") >= 2)
         & (col("episode_ms") >= MIN_EPISODE_SHARE * col("total_ms"))
         & (col("repeated_ms") <= MAX_REPEATED_SHARE * col("total_ms"))
         & (col("late_ms") <= MAX_LATE_SHARE * col("total_ms"))
+        & ~music_named
     )
     numbered = col("numbered_titles") * 2 >= col("titles")
+    # long pieces come back to weeks later (ambient, post-rock) are not episodes heard once
+    few_revisited = col("revisited_titles") * 4 <= col("episode_titles")
     return [
         (
-            episodes_dominate & (col("resumed_titles") >= 2),
+            # not back to back either: a symphony played through with a movement resumed
+            episodes_dominate & (col("resumed_titles") >= 2) & not_played_through,
             "episodes: {} titles heard over several sittings, {} of {} titles episode-long,"
             " {} heard twice in full",
             ["resumed_titles", "episode_titles", "titles", "repeated_titles"],
@@ -200,30 +267,33 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
             episodes_dominate
             & (col("long_titles") >= 2)
             & (col("days") >= 2)
-            & (col("through_ms") * 2 < col("total_ms")),
+            & not_played_through
+            & few_revisited,
             "episodes: {} titles with a play of 15 minutes or more, {} of {} titles"
             " episode-long, {} heard twice in full",
             ["long_titles", "episode_titles", "titles", "repeated_titles"],
         ),
         (
-            episodes_dominate
-            & numbered
-            & (col("days") >= 2)
-            & (col("through_ms") * 2 < col("total_ms")),
+            episodes_dominate & numbered & (col("days") >= 2) & not_played_through,
             "episodes: {} of {} titles numbered or dated like episodes, {} episode-long,"
             " {} heard twice in full",
             ["numbered_titles", "titles", "episode_titles", "repeated_titles"],
         ),
         (
-            # a bulletin: a new episode a day or so, not a live album's dated tracks
-            # played through in an evening
-            numbered
+            # a bulletin: a short new episode a day or so, each heard on its day, most of
+            # the artist's time; not a live album's dated tracks played through in an
+            # evening, nor live recordings of songs heard now and then
+            (col("short_numbered_titles") * 4 >= 3 * col("titles"))
+            & (col("numbered_ms") >= MIN_EPISODE_SHARE * col("total_ms"))
             & (col("numbered_titles") >= 3)
             & (col("days") >= 3)
             & (col("titles") <= 2 * col("days"))
-            & (col("repeated_titles") == 0),
-            "episodes: {} of {} titles numbered or dated like episodes, heard on {} days,"
-            " none heard twice in full",
+            & (col("numbered_days_max") <= ONE_EPISODE_MAX_DAYS)
+            & (col("repeated_titles") == 0)
+            & not_played_through
+            & ~music_named,
+            "episodes: {} of {} titles numbered or dated like episodes, under 15 minutes,"
+            " heard on {} days, none heard twice in full",
             ["numbered_titles", "titles", "days"],
         ),
         (
@@ -234,7 +304,8 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
             & (col("repeated_titles") == 0)
             & (col("episode_ms") >= MIN_EPISODE_SHARE * col("total_ms"))
             & (col("episode_days") <= ONE_EPISODE_MAX_DAYS)
-            & (col("longest_ms") <= LONGEST_EPISODE_SITTING_MS),
+            & (col("longest_ms") <= LONGEST_EPISODE_SITTING_MS)
+            & ~music_named,
             "an episode: one title of {} with a play of 15 minutes or more, heard on {} days,"
             " none heard twice in full",
             ["titles", "episode_days"],
