@@ -4,6 +4,7 @@ listener, every row labelled with what it really was."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,82 @@ def test_overlapping_old_exports_imported_together(
         (s["show"], s["reason"]) for s in expected
     }
     assert len(expected) >= 4
+
+
+def _long_form_music(start: datetime) -> list[legacy.LegacyRow]:
+    """The review's music of an episode's shape (issue 26): each artist's rows, as an old
+    export lists them, all music."""
+    rows: list[legacy.LegacyRow] = []
+    minute = 60_000
+
+    def play(day: int, hour: float, artist: str, title: str, ms: int) -> None:
+        rows.append(
+            legacy.LegacyRow(start + timedelta(days=day, hours=hour), artist, title, ms, False)
+        )
+
+    # Mahler's symphonies played through once each (movements back to back), two
+    # movements restarted for a few minutes weeks later
+    day = 300
+    for number, lengths in {
+        1: [16, 10, 11, 20],
+        2: [22, 10, 11, 5, 35],
+        5: [13, 15, 18, 10, 15],
+        9: [28, 16, 12, 25],
+    }.items():
+        ended = timedelta(hours=20)
+        for movement, length in enumerate(lengths, 1):
+            ended += timedelta(minutes=length, seconds=1)
+            rows.append(
+                legacy.LegacyRow(
+                    start + timedelta(days=day) + ended,
+                    "Gustav Mahler",
+                    f"Symphony No. {number}: {movement}. Satz",
+                    length * minute - 700,
+                    False,
+                )
+            )
+        day += 4
+    play(320, 9, "Gustav Mahler", "Symphony No. 5: 4. Satz", 4 * minute)
+    play(322, 9, "Gustav Mahler", "Symphony No. 9: 4. Satz", 6 * minute)
+    # DJ mixes of 1-2 hours, each heard once over 1-3 morning sittings, or in one
+    for number in range(12):
+        title = f"Live at Printworks London (DJ Mix) Vol. {number}"
+        for sitting, length in enumerate([40, 35, 20][: 1 + number % 3]):
+            play(20 + number * 20 + sitting, 8.7, "Solomun", title, length * minute)
+    # post-rock: each long track heard in full, then again without its drone 10 days on
+    for number, (title, length) in enumerate(
+        [("Storm", 20), ("Moya", 14), ("Sleep", 16), ("East Hastings", 18)]
+    ):
+        play(200 + number, 18, "Godspeed You! Black Emperor", title, length * minute - 400)
+        play(210 + number, 18, "Godspeed You! Black Emperor", title, (length - 2) * minute)
+    # ambient "Part N", each heard once in full on its evening, some later for minutes
+    for number in range(8):
+        play(100 + 2 * number, 23, "Stars of the Lid", f"Part {number + 1}", (15 + number) * minute)
+        if number % 3 == 0:
+            play(130 + number, 23, "Stars of the Lid", f"Part {number + 1}", 5 * minute)
+    # Grateful Dead live tracks titled with their dates, one or two a day for months
+    songs = ["Bertha", "Deal", "Loser", "Jack Straw", "Tennessee Jed", "Ramble On Rose"]
+    for day in range(60, 300, 2):
+        song = songs[day % len(songs)]
+        play(
+            day,
+            12,
+            "Grateful Dead",
+            f"{song} - Live at Winterland {day % 12 + 1}/{day % 28 + 1}/77",
+            (5 + day % 7) * minute,
+        )
+    return rows
+
+
+def test_long_form_music_stays_music(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Music of an episode's shape, mixed into the simulated legacy listener's history:
+    a symphony played through with movements restarted weeks later (a full play and a
+    restart is not an episode resumed), DJ mixes heard over sittings, post-rock and ambient
+    pieces come back to, live tracks titled with dates. Before issue 26's fix they were all
+    taken for shows (1.2%, 5.4%, 0.7%, 0.7% and 4.6% of the music in the review)."""
+    background = legacy.legacy_history(seed=26)
+    music = _long_form_music(min(r.ended_at for r in background))
+    decided, score = _import_old_export(cli, data_dir, background + music, tmp_path / "old")
+    assert not {r.artist for r in music} & set(decided), decided
+    assert score.podcast_found >= 0.9
+    assert score.music_taken < 0.005
