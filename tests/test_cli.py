@@ -60,6 +60,12 @@ def run(
             ["enrich"],
             "MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S=0.2: MusicBrainz allows one request a",
         ),
+        (
+            # a list setting as a bare name: pydantic-settings' 73-line traceback before
+            {"MUSIC_TRACKER_NOT_PODCASTS": "Gustav Mahler"},
+            ["import", str(AUDIO_2018)],
+            "MUSIC_TRACKER_NOT_PODCASTS='Gustav Mahler': not a JSON list; use a JSON list",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_before_anything_is_touched(

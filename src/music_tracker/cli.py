@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -76,6 +79,18 @@ def _settings(data_dir: Path | None) -> Settings:
             shown = str(value) if isinstance(value, Path) else value
             line = f"MUSIC_TRACKER_{field.upper()}={shown!r}: {reason}" if field else reason
             err.print("[red]error:[/]", Text(line), soft_wrap=True)
+        raise typer.Exit(2) from None
+    except SettingsError as exc:
+        # a list setting whose value is not JSON: pydantic-settings fails before validating
+        named = re.search(r'field "(\w+)"', str(exc))
+        name = f"MUSIC_TRACKER_{named.group(1).upper()}" if named else "a MUSIC_TRACKER_ setting"
+        value = os.environ.get(name)
+        shown = f"{name}={value!r}" if value is not None else name
+        err.print(
+            "[red]error:[/]",
+            Text(f'{shown}: not a JSON list; use a JSON list, such as ["Name A", "Name B"]'),
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
     for warning in unknown_settings():
         err.print("[yellow]warning:[/]", Text(warning), soft_wrap=True)
