@@ -175,3 +175,17 @@ def test_long_form_music_stays_music(cli: Cli, data_dir: Path, tmp_path: Path) -
     assert not {r.artist for r in music} & set(decided), decided
     assert score.podcast_found >= 0.9
     assert score.music_taken < 0.005
+
+
+def test_a_renamed_download_is_old_account_data(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """A browser's second download is "StreamingHistory0 (1).json": its episodes are
+    found as in StreamingHistory0.json (the rule was skipped silently before)."""
+    rows = legacy.legacy_history(seed=27, days=120)
+    folder = tmp_path / "old"
+    legacy.write_legacy_export(rows, folder)
+    for path in folder.glob("StreamingHistory*.json"):
+        path.rename(path.with_name(f"{path.stem} (1).json"))
+    cli_json(cli, "import", str(folder))
+    decided = {s["show"] for s in cli_json(cli, "status")["podcast_shows_in_old_account_data"]}
+    assert len(decided) >= 4
+    assert legacy.score(rows, set(decided)).podcast_found >= 0.9

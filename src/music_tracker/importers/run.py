@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
-_OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+\.json$", re.IGNORECASE)
+# a browser names a second download "StreamingHistory0 (1).json"
+_OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IGNORECASE)
 # The largest file an import extracts or reads (MUSIC_TRACKER_IMPORT_MAX_FILE_MB): real
 # history files are 10-20 MB; anything near a gigabyte is something else, or a zip bomb
 DEFAULT_MAX_FILE_BYTES = 1024 * 2**20
