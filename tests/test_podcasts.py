@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, query
+from music_tracker.importers import podcasts
 from music_tracker.simulation import legacy
 
 
@@ -189,3 +190,48 @@ def test_a_renamed_download_is_old_account_data(cli: Cli, data_dir: Path, tmp_pa
     decided = {s["show"] for s in cli_json(cli, "status")["podcast_shows_in_old_account_data"]}
     assert len(decided) >= 4
     assert legacy.score(rows, set(decided)).podcast_found >= 0.9
+
+
+def test_old_exports_imported_in_two_parts(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Old account data imported a year at a time, the downloads overlapping (issue 26's
+    review): the second import decides on the rows stored before and its own, so its shows
+    are those of the history imported whole; a decision carried over says where it came
+    from (no podcast file was imported, so none is "named in a podcast file"), and no play
+    is both music and a podcast episode."""
+    rows = legacy.legacy_history(seed=27, days=240)
+    cli_json(
+        cli, "import", str(_written(rows, tmp_path / "whole")), "--data-dir", str(tmp_path / "once")
+    )
+    expected = {
+        s["show"]
+        for s in cli_json(cli, "status", "--data-dir", str(tmp_path / "once"))[
+            "podcast_shows_in_old_account_data"
+        ]
+    }
+    first = rows[: len(rows) * 3 // 5]
+    cli_json(cli, "import", str(_written(first, tmp_path / "first")))
+    cli_json(cli, "import", str(_written(rows[len(rows) * 2 // 5 :], tmp_path / "second")))
+    decided = {
+        s["show"]: s["reason"] for s in cli_json(cli, "status")["podcast_shows_in_old_account_data"]
+    }
+    assert set(decided) >= expected
+    assert not any(podcasts.BY_PODCAST_FILE in reason for reason in decided.values()), decided
+    ((both,),) = query(
+        data_dir,
+        "select count(*) from raw.spotify_account_data m join raw.other_plays o"
+        " on o.source = 'spotify_account_data' and o.source_key = m.source_key",
+    )
+    assert both == 0
+    # every distinct row stored once: as music or as an episode
+    ((music, episodes),) = query(
+        data_dir,
+        "select (select count(*) from raw.spotify_account_data where ms_played > 0),"
+        " (select count(*) from raw.other_plays where source = 'spotify_account_data')",
+    )
+    distinct = {(r.ended_at, r.artist, r.title, r.ms_played) for r in rows if r.ms_played > 0}
+    assert music + episodes == len(distinct)
+
+
+def _written(rows: list[legacy.LegacyRow], folder: Path) -> Path:
+    legacy.write_legacy_export(rows, folder)
+    return folder

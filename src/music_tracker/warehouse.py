@@ -944,11 +944,45 @@ def replace_podcast_decisions(
         con.unregister("_decided")
 
 
-def known_show_names(con: duckdb.DuckDBPyConnection) -> pl.Series:
-    """Podcast shows the warehouse knows: from podcast data, or decided before."""
+def known_show_names(con: duckdb.DuckDBPyConnection, old_account_files: list[str]) -> pl.Series:
+    """Podcast shows named by podcast data: not the episodes moved out of old account-data
+    files (``old_account_files``, their hashes), which a decision put there."""
     return frame_of(
         con.sql(
-            "select show_name from raw.other_plays where content_type = 'podcast'"
-            " union select show_name from raw.podcast_decisions"
+            "select distinct show_name from raw.other_plays where content_type = 'podcast'"
+            " and not list_contains($files, file_sha256)",
+            params={"files": old_account_files},
         )
     )["show_name"]
+
+
+def earlier_podcast_decisions(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The shows decided at earlier imports (``show_name``, ``reason``)."""
+    return frame_of(con.sql("select show_name, reason from raw.podcast_decisions"))
+
+
+def old_account_files(con: duckdb.DuckDBPyConnection, name: re.Pattern[str]) -> list[str]:
+    """Hashes of the stored account-data files whose name is ``name`` (old format)."""
+    return [
+        sha
+        for sha, original in con.execute(
+            "select file_sha256, original_name from raw.import_files"
+            " where source = 'spotify_account_data'"
+        ).fetchall()
+        # "export.zip:MyData/StreamingHistory0.json", or a path
+        if name.match(re.split(r"[/\\:]", original)[-1])
+    ]
+
+
+def stored_old_account_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> pl.DataFrame:
+    """The stored rows of old account-data ``files``: music, and episodes moved out."""
+    return frame_of(
+        con.sql(
+            "select artist_name, track_name, ms_played, played_at"
+            " from raw.spotify_account_data where list_contains($files, file_sha256)"
+            " union all select show_name, item_name, ms_played, played_at"
+            " from raw.other_plays where source = 'spotify_account_data'"
+            " and content_type = 'podcast' and list_contains($files, file_sha256)",
+            params={"files": files},
+        )
+    )

@@ -99,6 +99,7 @@ _EPISODE_MARK = r"(?i)(\bep(isode)?\.?\s*#?\d+|^#\d+|\s#\d+\b)"
 
 BY_PODCAST_FILE = "named in a podcast file"
 BY_SETTING = "MUSIC_TRACKER_PODCAST_SHOWS"
+BY_EARLIER_IMPORT = "decided at an earlier import: "
 
 
 @dataclass(frozen=True)
@@ -334,10 +335,22 @@ def _reason() -> pl.Expr:
     )
 
 
-def decide_shows(rows: pl.DataFrame, known_shows: pl.Series, rules: PodcastRules) -> pl.DataFrame:
+def decide_shows(
+    rows: pl.DataFrame,
+    known_shows: pl.Series,
+    rules: PodcastRules,
+    earlier: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """Which "artists" of old account-data ``rows`` (``artist_name``, ``track_name``,
     ``ms_played``, ``played_at``) are podcast shows: (``show_name``, ``reason``,
-    ``plays``)."""
+    ``plays``). ``known_shows`` are named by podcast files; ``earlier`` (``show_name``,
+    ``reason``) were decided at earlier imports and stay shows (their episodes were moved),
+    said so with the reason given then."""
+    if earlier is None:
+        earlier = pl.DataFrame(schema={"show_name": pl.String, "reason": pl.String})
+    carried = pl.lit(BY_EARLIER_IMPORT) + pl.col("earlier_reason").str.strip_prefix(
+        BY_EARLIER_IMPORT
+    )
     reason = (
         pl.when(pl.col("artist_name").is_in(list(rules.not_shows)))
         .then(None)
@@ -345,10 +358,18 @@ def decide_shows(rows: pl.DataFrame, known_shows: pl.Series, rules: PodcastRules
         .then(pl.lit(BY_SETTING))
         .when(pl.col("artist_name").is_in(known_shows.implode()))
         .then(pl.lit(BY_PODCAST_FILE))
+        .when(pl.col("earlier_reason").is_not_null())
+        .then(carried)
         .otherwise(_reason())
     )
     return (
         artist_evidence(rows)
+        .join(
+            earlier.select("show_name", earlier_reason="reason").unique("show_name"),
+            left_on="artist_name",
+            right_on="show_name",
+            how="left",
+        )
         .with_columns(reason=reason)
         .filter(pl.col("reason").is_not_null())
         .select(pl.col("artist_name").alias("show_name"), "reason", "plays")

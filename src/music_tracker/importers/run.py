@@ -311,8 +311,14 @@ def _import(
                 if item.format is Format.ACCOUNT_MUSIC
                 and _OLD_ACCOUNT_NAME.match(item.candidate.base_name)
             ]
+            # the old-format files imported before: a history imported a year at a time is
+            # decided on as a whole, and their episodes are not "named in a podcast file"
+            stored_old = warehouse.old_account_files(con, _OLD_ACCOUNT_NAME)
             shows = podcasts.decide_shows(
-                staging.old_account_rows(old_account), staging.known_show_names(), podcast_rules
+                staging.old_account_rows(old_account, stored_old),
+                staging.known_show_names(stored_old),
+                podcast_rules,
+                warehouse.earlier_podcast_decisions(con),
             )
             staging.move_old_account_podcasts(old_account, shows)
             parts = staging.plan_parts(part_rows)

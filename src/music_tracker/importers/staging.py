@@ -112,9 +112,10 @@ class Staging:
                 "set_aside", parsed.set_aside, file_sha256=file_sha256, source=parsed.format.value
             )
 
-    def known_show_names(self) -> pl.Series:
-        """Podcast shows named by podcast data, stored or staged in this run."""
-        shows = warehouse.known_show_names(self.con)
+    def known_show_names(self, stored_old_files: list[str]) -> pl.Series:
+        """Podcast shows named by podcast data, stored or staged in this run (not the
+        episodes moved out of stored old account-data files, ``stored_old_files``)."""
+        shows = warehouse.known_show_names(self.con, stored_old_files)
         if self._has("other"):
             staged = self._scan("other")
             shows = pl.concat(
@@ -122,28 +123,27 @@ class Staging:
             )
         return shows.unique()
 
-    def old_account_rows(self, file_hashes: list[str]) -> pl.DataFrame:
-        """The staged rows of old-format account-data files (music and episodes mixed)."""
+    def old_account_rows(self, file_hashes: list[str], stored_files: list[str]) -> pl.DataFrame:
+        """The staged rows of old-format account-data files (music and episodes mixed),
+        and the stored rows of the old-format files imported before (``stored_files``):
+        a history imported a year at a time is decided on as a whole."""
+        stored = warehouse.stored_old_account_rows(self.con, stored_files)
         if not file_hashes or "spotify_account_data" not in self.music_sources:
-            return pl.DataFrame(
-                schema={
-                    "artist_name": pl.String,
-                    "track_name": pl.String,
-                    "ms_played": pl.Int64,
-                    "played_at": pl.Datetime("us", "UTC"),
-                }
-            )
-        return (
+            return stored
+        staged = (
             self._scan("spotify_account_data")
             .filter(pl.col("file_sha256").is_in(file_hashes))
             .select("artist_name", "track_name", "ms_played", "played_at")
             .collect()
         )
+        return pl.concat([staged, stored.cast(staged.schema)]) if stored.height else staged
 
     def move_old_account_podcasts(self, file_hashes: list[str], shows: pl.DataFrame) -> None:
         """Old account data lists podcast episodes as "artist" = show, "track" = episode:
         the rows of old-format files whose "artist" is one of ``shows`` (``show_name``,
-        ``reason``, ``plays``: importers/podcasts.py decided) go to other plays."""
+        ``reason``, ``plays``: importers/podcasts.py decided) go to other plays. A row an
+        earlier import stored as music (overlapping downloads) stays music: one play is
+        never both."""
         if not file_hashes or not shows.height:
             return
         moved = (
@@ -154,6 +154,9 @@ class Staging:
             )
             .collect()
         )
+        if moved.height:
+            as_music = warehouse.stored_keys(self.con, "spotify_account_data", moved)
+            moved = moved.filter(~pl.col("source_key").is_in(as_music.implode()))
         if moved.height:
             self._moved_podcasts = moved
             self.podcast_decisions = shows
