@@ -186,7 +186,10 @@ def test_a_renamed_download_is_old_account_data(cli: Cli, data_dir: Path, tmp_pa
     legacy.write_legacy_export(rows, folder)
     for path in folder.glob("StreamingHistory*.json"):
         path.rename(path.with_name(f"{path.stem} (1).json"))
-    cli_json(cli, "import", str(folder))
+    imported = cli_json(cli, "import", str(folder))
+    assert [Path(name).name for name in imported["old_account_data_files"]] == [
+        "StreamingHistory0 (1).json"
+    ]
     decided = {s["show"] for s in cli_json(cli, "status")["podcast_shows_in_old_account_data"]}
     assert len(decided) >= 4
     assert legacy.score(rows, set(decided)).podcast_found >= 0.9

@@ -316,6 +316,13 @@ def _print_import_summary(result: dict[str, Any]) -> None:
     for kind, count in result["new_other_content"].items():
         table.add_row(f"new {kind} plays (kept apart)", f"{count:,}")
     out.print(table)
+    for name in result.get("old_account_data_files", []):
+        out.print(
+            Text(
+                f"old account data (podcasts mixed in, told apart by the evidence; see"
+                f" status): {name}"
+            )
+        )
     for skipped in result["files_skipped"]:
         # Text: a file name like "[2024] playlist.json" is not rich markup
         out.print(Text(f"skipped {skipped['file']}: {skipped['reason']}"))

@@ -117,6 +117,8 @@ class ImportSummary:
     set_aside: Counter[str] = field(default_factory=Counter)
     other_content: Counter[str] = field(default_factory=Counter)
     per_source: Counter[str] = field(default_factory=Counter)
+    # files read as old account data (before 2023): podcasts told apart by the evidence
+    old_account_files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +138,7 @@ class ImportSummary:
             },
             "set_aside": dict(self.set_aside),
             "new_other_content": dict(self.other_content),
+            "old_account_data_files": self.old_account_files,
         }
 
 
@@ -305,12 +308,14 @@ def _import(
             _check_found_history(paths, read, summary)
             if progress:
                 progress("de-duplicating")
-            old_account = [
-                item.sha256
+            old_files = [
+                item
                 for item in read
                 if item.format is Format.ACCOUNT_MUSIC
                 and _OLD_ACCOUNT_NAME.match(item.candidate.base_name)
             ]
+            old_account = [item.sha256 for item in old_files]
+            summary.old_account_files = [item.candidate.display_name for item in old_files]
             # the old-format files imported before: a history imported a year at a time is
             # decided on as a whole, and their episodes are not "named in a podcast file"
             stored_old = warehouse.old_account_files(con, _OLD_ACCOUNT_NAME)
