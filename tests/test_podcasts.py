@@ -238,3 +238,27 @@ def test_old_exports_imported_in_two_parts(cli: Cli, data_dir: Path, tmp_path: P
 def _written(rows: list[legacy.LegacyRow], folder: Path) -> Path:
     legacy.write_legacy_export(rows, folder)
     return folder
+
+
+def test_binged_and_dated_bulletins_are_found(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Shows missed before issue 26's review: a show titled "Episode N" binged three
+    episodes back to back on weekend drives (back to back was taken for an album), and an
+    hourly news bulletin dated "NPR News: 03-02-2019 7AM EST" (MM-DD-YYYY)."""
+    background = legacy.legacy_history(seed=28, days=120)
+    start = min(r.ended_at for r in background)
+    shows: list[legacy.LegacyRow] = []
+    for week in range(8):
+        ended = start + timedelta(days=3 + 7 * week, hours=9)
+        for number in range(3):
+            length = (50 + 10 * ((week + number) % 3)) * 60_000
+            ended += timedelta(milliseconds=length, seconds=5)
+            title = f"Episode {300 + 3 * week + number}: The Great Molasses Flood {number}"
+            shows.append(legacy.LegacyRow(ended, "The Dollop", title, length, True))
+    for day in range(100):
+        if day % 7 < 5:
+            at = start + timedelta(days=day, hours=7, minutes=10)
+            title = f"NPR News: {at:%m-%d-%Y} 7AM EST"
+            shows.append(legacy.LegacyRow(at, "NPR News Now", title, (240 + day % 60) * 1000, True))
+    decided, score = _import_old_export(cli, data_dir, background + shows, tmp_path / "old")
+    assert {"The Dollop", "NPR News Now"} <= set(decided), decided
+    assert score.music_taken < 0.005

@@ -86,7 +86,7 @@ MAX_LATE_SHARE = 0.3
 _EPISODE_TITLE = (
     r"(?i)(\bep(isode)?\.?\s*#?\d+|^#\d+|\s#\d+\b|\bsession \d+|^\d+\.\s|^\d+\s*[-:|]\s"
     r"|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2},? \d{4}\b"
-    r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b)"
+    r"|\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b|\b\d{2}-\d{2}-\d{4}\b)"
 )
 
 # words of music titles, not of episodes: a live recording, a DJ mix, a classical work
@@ -164,6 +164,7 @@ def title_evidence(rows: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             heard_twice_in_full=pl.col("full_plays") >= 2,
             numbered=pl.col("track_name").str.contains(_EPISODE_TITLE).fill_null(False),
+            episode_marked=pl.col("track_name").str.contains(_EPISODE_MARK).fill_null(False),
             music_titled=(
                 pl.col("track_name").str.contains(_MUSIC_TITLE)
                 & ~pl.col("track_name").str.contains(_EPISODE_MARK)
@@ -239,6 +240,7 @@ def artist_evidence(rows: pl.DataFrame) -> pl.DataFrame:
         numbered_ms=pl.col("total_ms").filter(pl.col("numbered")).sum(),
         short_numbered_titles=pl.col("short_numbered").sum(),
         music_titled=pl.col("music_titled").sum(),
+        episode_marked_titles=pl.col("episode_marked").sum(),
         revisited_titles=pl.col("revisited").sum(),
         numbered_days_max=pl.col("days").filter(pl.col("numbered")).max(),
         longest_ms=pl.col("longest_ms").max(),
@@ -288,7 +290,11 @@ def _reasons() -> list[tuple[pl.Expr, str, list[str]]]:
             ["long_titles", "episode_titles", "titles", "repeated_titles"],
         ),
         (
-            episodes_dominate & numbered & (col("days") >= 2) & not_played_through,
+            # back to back too when titled "Episode 12", "Ep. 3", "#163": a show binged
+            episodes_dominate
+            & numbered
+            & (col("days") >= 2)
+            & (not_played_through | (col("episode_marked_titles") * 2 >= col("titles"))),
             "episodes: {} of {} titles numbered or dated like episodes, {} episode-long,"
             " {} heard twice in full",
             ["numbered_titles", "titles", "episode_titles", "repeated_titles"],
