@@ -57,9 +57,9 @@ scenarios: Mahler 1.17-1.82% of the music taken -> 0, DJ mixes 5.39% and 0.82% -
 ambient 0.72% -> 0, post-rock 0.69% -> 0, dated live tracks 4.63% -> 0; the real exports
 and seeds 26-28 unchanged (92.0%, 100% found, 0.00% taken). An artist with half its titles
 "Episode N", "Ep. N" or "#N" may be heard back to back (a show binged: 0% -> 100% found),
-and "03-02-2019" is a date (an hourly bulletin: 0% -> 100%). Still taken: one 17-minute song heard once (0.07%,
-a sampled episode's shape) and 30 guided meditations heard once a day (2.83%, an
-unnumbered daily show's shape). Imported in parts, the rows stored before count too, a
+and "03-02-2019" is a date (an hourly bulletin: 0% -> 100%). Still taken: one 17-minute
+song heard once (0.07%, a sampled episode's shape) and 30 guided meditations heard once a
+day (2.83%, an unnumbered daily show's shape). Imported in parts, the rows stored before count too, a
 decision carried over says so (``BY_EARLIER_IMPORT``), and a row stored as music stays
 music (importers/staging.py).
 
