@@ -59,9 +59,9 @@ and seeds 26-28 unchanged (92.0%, 100% found, 0.00% taken). An artist with half 
 "Episode N", "Ep. N" or "#N" may be heard back to back (a show binged: 0% -> 100% found),
 and "03-02-2019" is a date (an hourly bulletin: 0% -> 100%). Still taken: one 17-minute
 song heard once (0.07%, a sampled episode's shape) and 30 guided meditations heard once a
-day (2.83%, an unnumbered daily show's shape). Imported in parts, the rows stored before count too, a
-decision carried over says so (``BY_EARLIER_IMPORT``), and a row stored as music stays
-music (importers/staging.py).
+day (2.83%, an unnumbered daily show's shape). Imported in parts, the rows stored before
+count too, a decision carried over says so (``BY_EARLIER_IMPORT``), and a row stored as
+music stays music (importers/staging.py).
 
 The owner corrects either way with ``MUSIC_TRACKER_PODCAST_SHOWS`` (always shows) and
 ``MUSIC_TRACKER_NOT_PODCASTS`` (never), and `status` lists every show decided and why.
