@@ -316,16 +316,18 @@ def _import(
             ]
             old_account = [item.sha256 for item in old_files]
             summary.old_account_files = [item.candidate.display_name for item in old_files]
-            # the old-format files imported before: a history imported a year at a time is
-            # decided on as a whole, and their episodes are not "named in a podcast file"
-            stored_old = warehouse.old_account_files(con, _OLD_ACCOUNT_NAME)
-            shows = podcasts.decide_shows(
-                staging.old_account_rows(old_account, stored_old),
-                staging.known_show_names(stored_old),
-                podcast_rules,
-                warehouse.earlier_podcast_decisions(con),
-            )
-            staging.move_old_account_podcasts(old_account, shows)
+            if old_account:  # not on every poll: only when old account data comes in
+                # the old-format files imported before: a history imported a year at a time
+                # is decided on as a whole, and their episodes are not "named in a podcast
+                # file"
+                stored_old = warehouse.old_account_files(con, _OLD_ACCOUNT_NAME)
+                shows = podcasts.decide_shows(
+                    staging.old_account_rows(old_account, stored_old),
+                    staging.known_show_names(stored_old),
+                    podcast_rules,
+                    warehouse.earlier_podcast_decisions(con),
+                )
+                staging.move_old_account_podcasts(old_account, shows)
             parts = staging.plan_parts(part_rows)
             first = _assign(con, staging, tolerances, summary, part=0)
             nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
