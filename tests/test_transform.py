@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
 from music_tracker.settings import Settings
-from music_tracker.transform import ONE_MODEL_AT_A_TIME_BYTES, dbt_threads
+from music_tracker.transform import BYTES_OF_CAP_PER_PLAY, dbt_threads
+from music_tracker.warehouse import stored_play_rows
 
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
@@ -291,12 +292,19 @@ def test_an_upgrade_recomputes_every_stored_row(cli: Cli, shared: Path, data_dir
     assert cli_json(cli, "transform")["scope"] == "changed data"
 
 
-def test_a_large_warehouse_is_built_one_model_at_a_time(tmp_path: Path) -> None:
-    """At 10 million plays two models over every play ran out of their shared memory cap
-    together: above 1.5 GB of warehouse dbt builds one model at a time."""
-    settings = Settings(data_dir=tmp_path)
-    assert dbt_threads(settings) == 4  # no warehouse yet
-    with settings.warehouse_path.open("wb") as file:  # sparse: its size, not its blocks
-        file.truncate(ONE_MODEL_AT_A_TIME_BYTES + 1)
-    assert dbt_threads(settings) == 1
-    assert dbt_threads(Settings(data_dir=tmp_path, dbt_threads=2)) == 2
+def test_threads_follow_the_stored_plays_not_the_file_size(
+    cli: Cli, shared: Path, data_dir: Path
+) -> None:
+    """At 10 million plays the first build of a freshly imported warehouse (raw tables
+    only, under the old 1.5 GB file threshold) got four threads, and models over every play
+    ran out of their shared cap together. The threads follow the plays the build will hold,
+    per byte of the cap: here the real export against a cap scaled down to hold it."""
+    cli("import", str(AUDIO_2018))
+    ((rows,),) = query(data_dir, "select count(*) from raw.spotify_extended_history")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert stored_play_rows(con) == rows
+    scaled = rows * BYTES_OF_CAP_PER_PLAY // 1000  # a cap of fewer bytes than it needs
+    assert dbt_threads(Settings(data_dir=data_dir, dbt_memory_limit=f"{scaled}KB"), rows) == 1
+    assert dbt_threads(Settings(data_dir=data_dir), rows) == 4  # 256MB
+    assert dbt_threads(Settings(data_dir=data_dir, dbt_threads=2), 10**9) == 2
+    assert cli_json(cli, "transform")["threads"] == 4

@@ -852,6 +852,25 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
+# the tables whose rows become plays: what a build holds grows with them
+PLAY_TABLES = (
+    "spotify_extended_history",
+    "spotify_account_data",
+    "spotify_api_plays",
+    "lastfm_scrobbles",
+)
+
+
+def stored_play_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of the raw play tables, from DuckDB's catalogue (no table is scanned)."""
+    listed = ", ".join(f"'{table}'" for table in PLAY_TABLES)
+    (rows,) = con.execute(
+        "select coalesce(sum(estimated_size), 0) from duckdb_tables()"
+        f" where schema_name = 'raw' and table_name in ({listed})"
+    ).fetchone()  # type: ignore[misc]
+    return int(rows)
+
+
 def last_transform_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     """The project fingerprint of the newest successful whole-project transform, if any."""
     row = con.execute(
