@@ -90,7 +90,11 @@ _COMPARED = [
     "dw.dim_artist_genre",
     "dw.agg_daily_listening",
     "dw.agg_monthly_track",
+    "dw.agg_monthly_artist",
+    "dw.agg_monthly_album",
     "dw.agg_first_listens",
+    "dw.agg_listening_sessions",
+    "dw.agg_listening_streaks",
 ]
 
 

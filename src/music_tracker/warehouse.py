@@ -861,6 +861,10 @@ PLAY_TABLES = (
 )
 
 
+# written by the dbt project's fact_track_played (transform/macros/play_changes.sql)
+PLAY_CHANGES_TABLE = "fact_track_played_changes"
+
+
 def stored_play_rows(con: duckdb.DuckDBPyConnection) -> int:
     """Rows of the raw play tables, from DuckDB's catalogue (no table is scanned)."""
     listed = ", ".join(f"'{table}'" for table in PLAY_TABLES)
@@ -889,11 +893,21 @@ def record_transform(
     finished_at: datetime,
     nodes: int,
 ) -> None:
-    """Remember a successful whole-project transform (see :func:`last_transform_fingerprint`)."""
-    con.execute(
-        "insert into raw.transform_runs values (?, ?, ?, ?, ?, ?)",
-        [fingerprint, scope, full_refresh, started_at, finished_at, nodes],
-    )
+    """Remember a successful whole-project transform (see :func:`last_transform_fingerprint`).
+
+    Every aggregate has now consumed the fact's change log (transform/macros/
+    play_changes.sql): it is emptied in the same transaction."""
+    with transaction(con):
+        con.execute(
+            "insert into raw.transform_runs values (?, ?, ?, ?, ?, ?)",
+            [fingerprint, scope, full_refresh, started_at, finished_at, nodes],
+        )
+        (logged,) = con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'intermediate'"
+            f" and table_name = '{PLAY_CHANGES_TABLE}'"
+        ).fetchone()  # type: ignore[misc]
+        if logged:
+            con.execute(f"delete from intermediate.{PLAY_CHANGES_TABLE}")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -2,12 +2,24 @@
     config(
         materialized='incremental',
         unique_key='play_sid',
-        incremental_strategy='delete+insert',
+        incremental_strategy='logged_delete_insert',
         on_schema_change='fail',
+        pre_hook=[
+            "{{ create_play_changes(this) }}",
+            "{% if not is_incremental() %}"
+            " insert into {{ play_changes_relation(this) }} (logged_at)"
+            " values (current_timestamp)"
+            "{% endif %}",
+        ],
         post_hook=[
+            "insert into {{ play_changes_relation(this) }}"
+            " select {{ play_change_columns('kept') }} from {{ this }} as kept"
+            " where not exists ("
+            " select 1 from {{ ref('int_plays_conformed') }} as plays"
+            " where plays.play_sid = kept.play_sid)",
             "delete from {{ this }} as kept where not exists ("
             " select 1 from {{ ref('int_plays_conformed') }} as plays"
-            " where plays.play_sid = kept.play_sid)"
+            " where plays.play_sid = kept.play_sid)",
         ],
     )
 }}
@@ -16,7 +28,9 @@
 -- grain: one row per distinct listening event of a music track (a play with ms_played > 0,
 -- or an API or Last.fm play, which count with the track's length and say so). Incremental:
 -- a run merges only plays that are new or whose row changed (a richer source joined the
--- play, a track was enriched or conformed), found by comparing a hash of the row.
+-- play, a track was enriched or conformed), found by comparing a hash of the row. Every
+-- row it writes or deletes is logged, old and new (macros/play_changes.sql): the
+-- aggregates recompute what those rows touch, and only that.
 with
 
 plays as (
