@@ -861,8 +861,9 @@ PLAY_TABLES = (
 )
 
 
-# written by the dbt project's fact_track_played (transform/macros/play_changes.sql)
-PLAY_CHANGES_TABLE = "fact_track_played_changes"
+# the change logs the dbt project's int_plays_conformed and fact_track_played write
+# (transform/macros/play_changes.sql), in schema intermediate
+CHANGE_LOGS = ("int_plays_conformed_changes", "fact_track_played_changes")
 
 
 def stored_play_rows(con: duckdb.DuckDBPyConnection) -> int:
@@ -895,19 +896,20 @@ def record_transform(
 ) -> None:
     """Remember a successful whole-project transform (see :func:`last_transform_fingerprint`).
 
-    Every aggregate has now consumed the fact's change log (transform/macros/
-    play_changes.sql): it is emptied in the same transaction."""
+    Every model has now consumed the change logs (transform/macros/play_changes.sql):
+    they are emptied in the same transaction."""
     with transaction(con):
         con.execute(
             "insert into raw.transform_runs values (?, ?, ?, ?, ?, ?)",
             [fingerprint, scope, full_refresh, started_at, finished_at, nodes],
         )
-        (logged,) = con.execute(
-            "select count(*) from duckdb_tables() where schema_name = 'intermediate'"
-            f" and table_name = '{PLAY_CHANGES_TABLE}'"
-        ).fetchone()  # type: ignore[misc]
-        if logged:
-            con.execute(f"delete from intermediate.{PLAY_CHANGES_TABLE}")
+        logs = con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'intermediate'"
+            " and list_contains(?, table_name)",
+            [list(CHANGE_LOGS)],
+        ).fetchall()
+        for (table,) in logs:
+            con.execute(f"delete from intermediate.{table}")
 
 
 def _iso(value: datetime | None) -> str | None:

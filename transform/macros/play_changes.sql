@@ -1,40 +1,57 @@
-{#- The fact's change log: what every incremental aggregate of `dw` recomputes.
+{#- Change logs: what the models downstream of a play recompute.
 
-    `fact_track_played` writes, in the transaction that changes it, one row per play it
-    inserts, replaces or deletes: the old row's keys and times and the new row's
-    (get_incremental_logged_delete_insert_sql, and its post-hook for deleted plays). A
-    build of the fact from scratch writes one row of nulls instead: every aggregate is
-    then rebuilt whole. music-tracker empties the log when a whole-project build has
+    `fact_track_played` (and `int_plays_conformed`) write, in the transaction that changes
+    them, one row per play they insert, replace or delete: the old row's keys and times and
+    the new row's (get_incremental_logged_delete_insert_sql, and delete_plays_gone for
+    plays merged away). A build from scratch writes one row of nulls instead: everything
+    downstream is then rebuilt whole. The fact's log steers the aggregates of `dw`, the
+    conformed plays' log the fact. music-tracker empties the log when a whole-project build has
     succeeded (warehouse.record_transform), so an aggregate that failed or was not built
     finds every change since the last good build on its next run. -#}
 
-{% macro play_changes_relation(fact) -%}
-    {%- set path = {"schema": "intermediate", "identifier": "fact_track_played_changes"} -%}
-    {{ return(fact.incorporate(path=path)) }}
+{#- A model's change log: intermediate.<model>_changes, with the columns its
+    `logged_columns` config names (and their types), and logged_at. -#}
+{% macro changes_relation(model) -%}
+    {%- set path = {"schema": "intermediate", "identifier": model.identifier ~ "_changes"} -%}
+    {{ return(model.incorporate(path=path)) }}
 {%- endmacro %}
 
 {% macro play_changes() -%}
-    {{ play_changes_relation(ref('fact_track_played')) }}
+    {{ changes_relation(ref('fact_track_played')) }}
 {%- endmacro %}
 
-{#- the columns logged of a fact row, old or new -#}
-{% macro play_change_columns(alias) -%}
-    {{ alias }}.play_sid,
-    {{ alias }}.date_sid,
-    {{ alias }}.track_sid,
-    {{ alias }}.artist_sid,
-    {{ alias }}.played_at,
+{% macro logged(alias) -%}
+    {#- configs are read when the model runs (execute); parsing renders hooks too -#}
+    {%- for column in (config.require("logged_columns") if execute else {}) %}
+    {{ alias }}.{{ column }},
+    {%- endfor %}
     current_timestamp as logged_at
 {%- endmacro %}
 
-{% macro create_play_changes(fact) -%}
-    create table if not exists {{ play_changes_relation(fact) }} (
-        play_sid varchar,
-        date_sid date,
-        track_sid varchar,
-        artist_sid varchar,
-        played_at timestamptz,
+{#- pre-hooks of a logged model: the log exists, and a build from scratch says so -#}
+{% macro start_changes_log(model) -%}
+    create table if not exists {{ changes_relation(model) }} (
+        {%- for column, type in (config.require("logged_columns") if execute else {}).items() %}
+        {{ column }} {{ type }},
+        {%- endfor %}
         logged_at timestamptz
+    );
+    {% if not is_incremental() -%}
+        insert into {{ changes_relation(model) }} (logged_at) values (current_timestamp)
+    {%- endif %}
+{%- endmacro %}
+
+{#- post-hook of a logged model: a play merged into another by a later import has no
+    row upstream any more; it is logged and deleted -#}
+{% macro delete_plays_gone(model, upstream, upstream_key='play_sid') -%}
+    insert into {{ changes_relation(model) }}
+    select {{ logged('kept') }} from {{ model }} as kept
+    where not exists (
+        select 1 from {{ upstream }} as plays where plays.{{ upstream_key }} = kept.play_sid
+    );
+    delete from {{ model }} as kept
+    where not exists (
+        select 1 from {{ upstream }} as plays where plays.{{ upstream_key }} = kept.play_sid
     )
 {%- endmacro %}
 
@@ -55,18 +72,18 @@
     )
 {%- endmacro %}
 
-{#- delete+insert that logs both sides first (fact_track_played) -#}
+{#- delete+insert that logs both sides first (int_plays_conformed, fact_track_played) -#}
 {% macro get_incremental_logged_delete_insert_sql(arg_dict) -%}
     {%- set target = arg_dict["target_relation"] -%}
     {%- set source = arg_dict["temp_relation"] -%}
     {%- set key = arg_dict["unique_key"] -%}
     {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
-    insert into {{ play_changes_relation(target) }}
-    select {{ play_change_columns('old') }}
+    insert into {{ changes_relation(target) }}
+    select {{ logged('old') }}
     from {{ target }} as old
     where old.{{ key }} in (select {{ key }} from {{ source }});
-    insert into {{ play_changes_relation(target) }}
-    select {{ play_change_columns('new') }}
+    insert into {{ changes_relation(target) }}
+    select {{ logged('new') }}
     from {{ source }} as new;
     delete from {{ target }}
     where {{ key }} in (select {{ key }} from {{ source }});

@@ -4,23 +4,15 @@
         unique_key='play_sid',
         incremental_strategy='logged_delete_insert',
         on_schema_change='fail',
-        pre_hook=[
-            "{{ create_play_changes(this) }}",
-            "{% if not is_incremental() %}"
-            " insert into {{ play_changes_relation(this) }} (logged_at)"
-            " values (current_timestamp)"
-            "{% endif %}",
-        ],
-        post_hook=[
-            "insert into {{ play_changes_relation(this) }}"
-            " select {{ play_change_columns('kept') }} from {{ this }} as kept"
-            " where not exists ("
-            " select 1 from {{ ref('int_plays_conformed') }} as plays"
-            " where plays.play_sid = kept.play_sid)",
-            "delete from {{ this }} as kept where not exists ("
-            " select 1 from {{ ref('int_plays_conformed') }} as plays"
-            " where plays.play_sid = kept.play_sid)",
-        ],
+        logged_columns={
+            'play_sid': 'varchar',
+            'date_sid': 'date',
+            'track_sid': 'varchar',
+            'artist_sid': 'varchar',
+            'played_at': 'timestamptz',
+        },
+        pre_hook="{{ start_changes_log(this) }}",
+        post_hook="{{ delete_plays_gone(this, ref('int_plays_conformed')) }}",
     )
 }}
 -- a play merged into another by a later import has no row upstream any more: the
@@ -33,16 +25,68 @@
 -- aggregates recompute what those rows touch, and only that.
 with
 
-plays as (
-    select * from {{ ref('int_plays_conformed') }}
-),
-
 tracks as (
     select * from {{ ref('int_tracks') }}
 ),
 
 artists as (
     select * from {{ ref('int_artists') }}
+),
+
+{% if is_incremental() %}
+    {%- set conformed_changes = changes_relation(ref('int_plays_conformed')) %}
+    -- a play's row changes when its conformed row did (logged), or when what its track or
+    -- artist lends it did: those are compared with what the stored rows hold
+    changed_tracks as (
+        select track_sid from (
+            (
+                select
+                    track_sid,
+                    duration_ms
+                from tracks
+            )
+            except
+            (
+                select distinct
+                    track_sid,
+                    duration_ms
+                from {{ this }}
+            )
+        )
+    ),
+
+    changed_artists as (
+        select artist_sid from (
+            (
+                select
+                    artist_sid,
+                    artist_name,
+                    artist_popularity
+                from artists
+            )
+            except
+            (
+                select distinct
+                    artist_sid,
+                    artist_name,
+                    artist_popularity
+                from {{ this }}
+            )
+        )
+    ),
+{% endif %}
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+    {% if is_incremental() %}
+        where
+            exists (select 1 from {{ conformed_changes }} where play_sid is null)
+            or play_sid in (
+                select play_sid from {{ conformed_changes }} where play_sid is not null
+            )
+            or track_sid in (select track_sid from changed_tracks)
+            or artist_sid in (select artist_sid from changed_artists)
+    {% endif %}
 ),
 
 final as (
