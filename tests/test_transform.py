@@ -187,6 +187,21 @@ def test_failure_names_the_failing_test(cli: Cli, shared: Path, data_dir: Path) 
     assert "source_unique_raw_spotify_extended_history_source_key" in output
 
 
+def test_a_new_row_repeating_an_old_key_fails_the_next_build(
+    cli: Cli, shared: Path, data_dir: Path
+) -> None:
+    """A scheduled run checks the keys imported since the last build, against every row."""
+    cli("import", str(AUDIO_2018))
+    cli("transform")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute(
+            "insert into raw.spotify_extended_history select * replace (now() as imported_at)"
+            " from raw.spotify_extended_history order by imported_at limit 1"
+        )
+    output = " ".join(cli("transform", expect=1).output.split())
+    assert "source_unique_raw_spotify_extended_history_source_key" in output
+
+
 def test_a_play_missed_by_an_incremental_run_fails_the_build(
     cli: Cli, shared: Path, data_dir: Path
 ) -> None:
