@@ -396,6 +396,16 @@ def main() -> None:
         f"refresh run: {served['refresh_state']}; served build run: {served['build_run_state']}; "
         f"day wall {day['wall_minutes']:.1f} min"
     )
+    failed = [
+        f"{name}: {state}"
+        for name, state in (
+            ("refresh run", served["refresh_state"]),
+            ("served build run", served["build_run_state"]),
+        )
+        if state != "COMPLETED"
+    ]
+    if failed:  # a run that failed measured nothing: the figures above mean nothing
+        raise SystemExit("runs failed (see the serve log): " + "; ".join(failed))
 
 
 if __name__ == "__main__":

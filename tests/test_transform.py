@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
 from music_tracker.settings import Settings
-from music_tracker.transform import ONE_MODEL_AT_A_TIME_BYTES, dbt_threads
+from music_tracker.transform import BYTES_OF_CAP_PER_PLAY, dbt_threads
+from music_tracker.warehouse import stored_play_rows
 
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
@@ -89,7 +92,11 @@ _COMPARED = [
     "dw.dim_artist_genre",
     "dw.agg_daily_listening",
     "dw.agg_monthly_track",
+    "dw.agg_monthly_artist",
+    "dw.agg_monthly_album",
     "dw.agg_first_listens",
+    "dw.agg_listening_sessions",
+    "dw.agg_listening_streaks",
 ]
 
 
@@ -177,6 +184,21 @@ def test_failure_names_the_failing_test(cli: Cli, shared: Path, data_dir: Path) 
     result = cli("transform", expect=1)
     output = " ".join(result.output.split())
     assert "dbt build failed" in output
+    assert "source_unique_raw_spotify_extended_history_source_key" in output
+
+
+def test_a_new_row_repeating_an_old_key_fails_the_next_build(
+    cli: Cli, shared: Path, data_dir: Path
+) -> None:
+    """A scheduled run checks the keys imported since the last build, against every row."""
+    cli("import", str(AUDIO_2018))
+    cli("transform")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute(
+            "insert into raw.spotify_extended_history select * replace (now() as imported_at)"
+            " from raw.spotify_extended_history order by imported_at limit 1"
+        )
+    output = " ".join(cli("transform", expect=1).output.split())
     assert "source_unique_raw_spotify_extended_history_source_key" in output
 
 
@@ -291,12 +313,147 @@ def test_an_upgrade_recomputes_every_stored_row(cli: Cli, shared: Path, data_dir
     assert cli_json(cli, "transform")["scope"] == "changed data"
 
 
-def test_a_large_warehouse_is_built_one_model_at_a_time(tmp_path: Path) -> None:
-    """At 10 million plays two models over every play ran out of their shared memory cap
-    together: above 1.5 GB of warehouse dbt builds one model at a time."""
-    settings = Settings(data_dir=tmp_path)
-    assert dbt_threads(settings) == 4  # no warehouse yet
-    with settings.warehouse_path.open("wb") as file:  # sparse: its size, not its blocks
-        file.truncate(ONE_MODEL_AT_A_TIME_BYTES + 1)
-    assert dbt_threads(settings) == 1
-    assert dbt_threads(Settings(data_dir=tmp_path, dbt_threads=2)) == 2
+def test_threads_follow_the_stored_plays_not_the_file_size(
+    cli: Cli, shared: Path, data_dir: Path
+) -> None:
+    """At 10 million plays the first build of a freshly imported warehouse (raw tables
+    only, under the old 1.5 GB file threshold) got four threads, and models over every play
+    ran out of their shared cap together. The threads follow the plays the build will hold,
+    per byte of the cap: here the real export against a cap scaled down to hold it."""
+    cli("import", str(AUDIO_2018))
+    ((rows,),) = query(data_dir, "select count(*) from raw.spotify_extended_history")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert stored_play_rows(con) == rows
+    scaled = rows * BYTES_OF_CAP_PER_PLAY // 1000  # a cap of fewer bytes than it needs
+    assert dbt_threads(Settings(data_dir=data_dir, dbt_memory_limit=f"{scaled}KB"), rows) == 1
+    assert dbt_threads(Settings(data_dir=data_dir), rows) == 4  # 256MB
+    assert dbt_threads(Settings(data_dir=data_dir, dbt_threads=2), 10**9) == 2
+    assert cli_json(cli, "transform")["threads"] == 4
+
+
+# Late data: each case builds, lets something old change, and checks what the next build's
+# fact logs (what the aggregates then recompute) and that the result equals a full refresh.
+
+
+def _logged_changes(cli: Cli, data_dir: Path) -> set[str]:
+    """The plays the next build changes in the fact: a selection run of the fact and its
+    parents logs them and leaves the log as it is (only a whole build empties it); tests
+    that also read a model it leaves out (a dimension) are not run."""
+    os.environ["DBT_INDIRECT_SELECTION"] = "cautious"
+    try:
+        cli("transform", "--select", "+fact_track_played")
+    finally:
+        del os.environ["DBT_INDIRECT_SELECTION"]
+    rows = query(data_dir, "select play_sid from intermediate.fact_track_played_changes")
+    return {play_sid for (play_sid,) in rows}
+
+
+def _equals_full_refresh(cli: Cli, data_dir: Path) -> dict[str, list[tuple]]:
+    assert cli_json(cli, "transform")["scope"] == "changed data"
+    assert query(data_dir, "select count(*) from intermediate.fact_track_played_changes") == [(0,)]
+    incremental = _tables(data_dir)
+    cli("transform", "--full-refresh")
+    refreshed = _tables(data_dir)
+    for table in _COMPARED:
+        assert refreshed[table] == incremental[table], table
+    return refreshed
+
+
+def test_late_plays_for_an_old_month(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """A new export covering years brings plays of an old month after newer ones were built."""
+    rows = load_rows(AUDIO_2018)
+    late = [r for r in rows if r["ts"].startswith("2018-10")]
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "Streaming_History_Audio_2018.json").write_text(
+        json.dumps([r for r in rows if not r["ts"].startswith("2018-10")])
+    )
+    cli("import", str(early), str(AUDIO_2023))
+    cli("transform")
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "Streaming_History_Audio_2018_1.json").write_text(json.dumps(late))
+    cli("import", str(later))
+    logged = _logged_changes(cli, data_dir)
+    late_plays = {
+        play_sid
+        for (play_sid,) in query(
+            data_dir,
+            "select play_sid from dw.fact_track_played"
+            " where strftime(played_at, '%Y-%m') = '2018-10'",
+        )
+    }
+    assert len(late_plays) == len(extended_plays(later / "Streaming_History_Audio_2018_1.json"))
+    # besides the late plays, only plays of their tracks (a track's length, from its
+    # longest complete play, or its key, from its largest id, may have changed)
+    (others,) = query(
+        data_dir,
+        "select count(*) from dw.fact_track_played where list_contains(?, play_sid)"
+        " and track_sid not in (select track_sid from dw.fact_track_played"
+        " where list_contains(?, play_sid))",
+        [sorted(logged - late_plays), sorted(late_plays)],
+    )[0]
+    assert late_plays <= logged and others == 0
+    tables = _equals_full_refresh(cli, data_dir)
+    assert any(str(row[0]).startswith("2018-10") for row in tables["dw.agg_monthly_track"])
+
+
+def test_a_merge_of_two_old_plays(cli: Cli, shared: Path, tmp_path: Path) -> None:
+    """Rematch merges two plays an earlier version stored apart (a paused play and its
+    scrobble, 2019) below a newer history: the survivor changes, the other leaves."""
+    from test_dedupe_windows import _a_paused_play_stored_as_two
+
+    data, dd = _a_paused_play_stored_as_two(cli, tmp_path)
+    cli("import", str(AUDIO_2023), *dd)
+    cli("transform", *dd)
+    pair = query(data, "select play_sid from dw.fact_track_played where year(played_at) = 2019")
+    assert len(pair) == 2
+    assert cli_json(cli, "rematch", *dd)["plays_merged"] == 1
+
+    def run(*args: str, expect: int = 0) -> Any:
+        return cli(*args, *dd, expect=expect)
+
+    assert _logged_changes(run, data) == {play_sid for (play_sid,) in pair}
+    _equals_full_refresh(run, data)
+    assert query(
+        data, "select count(*) from dw.fact_track_played where year(played_at) = 2019"
+    ) == [(1,)]
+
+
+def test_an_enrichment_that_moves_an_artist(cli: Cli, shared: Path, data_dir: Path) -> None:
+    """MusicBrainz places the most played artist in Germany, then (a newer lookup) in
+    France: the artist's rows change; no play does, so no aggregate of plays is rebuilt."""
+    cli("import", str(AUDIO_2018))
+    cli("transform")
+    ((lookup_key, artist_sid),) = query(
+        data_dir,
+        "select musicbrainz_lookup_key, artist_sid from intermediate.int_artists"
+        " order by play_count desc limit 1",
+    )
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute(
+            "insert into raw.musicbrainz_areas values"
+            " ('area-de', 'Germany', 'Country', 'DE', null, null, now()),"
+            " ('area-fr', 'France', 'Country', 'FR', null, null, now())"
+        )
+        con.execute(
+            "insert into raw.musicbrainz_artists (lookup_key, status, mbid, artist_name,"
+            " area_id, genres, looked_up_at) values (?, 'found', 'mbid-1', 'Someone',"
+            " 'area-de', ['krautrock'], now() - interval 1 day)",
+            [lookup_key],
+        )
+    _equals_full_refresh(cli, data_dir)  # enriched: a country and a genre
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.execute(
+            "insert into raw.musicbrainz_artists (lookup_key, status, mbid, artist_name,"
+            " area_id, genres, looked_up_at) values (?, 'found', 'mbid-1', 'Someone',"
+            " 'area-fr', ['krautrock'], now())",
+            [lookup_key],
+        )
+    assert _logged_changes(cli, data_dir) == set()
+    _equals_full_refresh(cli, data_dir)
+    assert query(
+        data_dir, "select country from dw.dim_artist where artist_sid = ?", [artist_sid]
+    ) == [("France",)]

@@ -407,6 +407,7 @@ def transform(
         "skipped": result.skipped,
         "node_seconds": round(result.seconds, 2),
         "full_refresh": result.full_refresh,
+        "threads": result.threads,
     }
     if as_json:
         out.print_json(data=summary)

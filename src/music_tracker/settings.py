@@ -113,9 +113,10 @@ class Settings(BaseSettings):
         ge=0,
         le=16,
         description=(
-            "Models dbt builds at once; they share the memory cap. 0: automatic, 4 while the "
-            "warehouse file is under 1.5 GB (about 2.5 million plays), 1 above, where two "
-            "models over every play no longer fit the cap together."
+            "Models dbt builds at once; they share the memory cap. 0: automatic, 4 up to one "
+            "stored play per 128 bytes of MUSIC_TRACKER_DBT_MEMORY_LIMIT (about 2.1 million "
+            "plays at 256MB), 1 above, where two models over every play no longer fit the "
+            "cap together."
         ),
     )
     dbt_target_dir: Path | None = Field(

@@ -27,6 +27,7 @@ import hashlib
 import importlib.metadata
 import io
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,10 +65,11 @@ class TransformResult:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     full_refresh: bool = False
+    threads: int = 1
 
 
 @contextmanager
-def _environment(settings: Settings) -> Iterator[None]:
+def _environment(settings: Settings, threads: int = 1) -> Iterator[None]:
     """dbt's environment; the working directory is the warehouse's folder while dbt runs.
 
     The profile names the warehouse relative to that folder: dbt keys its parse cache
@@ -80,7 +82,7 @@ def _environment(settings: Settings) -> Iterator[None]:
         "MUSIC_TRACKER_TIMEZONE": settings.timezone,
         "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
         "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
-        "MUSIC_TRACKER_DBT_THREADS": str(dbt_threads(settings)),
+        "MUSIC_TRACKER_DBT_THREADS": str(threads),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     saved = {key: os.environ.get(key) for key in values}
@@ -98,21 +100,36 @@ def _environment(settings: Settings) -> Iterator[None]:
                 os.environ[key] = value
 
 
-# Above this warehouse size dbt builds one model at a time (settings.dbt_threads): at 10
-# million plays two models over every play at once ran out of their shared 256 MB cap
-# (agg_listening_sessions beside agg_monthly_artist); one at a time, each fits
-ONE_MODEL_AT_A_TIME_BYTES = 1_500_000_000
+# What a build holds grows with the plays, not with the warehouse file: a freshly imported
+# 10-million-play warehouse (raw tables only) was under the old 1.5 GB file threshold, got
+# four threads, and its first build ran out of the shared 256 MB cap in a uniqueness test
+# over every play beside other models. Models share one cap, so above this many plays per
+# byte of it dbt builds one model at a time (256 MB: about 2.1 million plays; 1.94 million
+# built with four threads within 256 MB, docs/benchmarks.md).
+BYTES_OF_CAP_PER_PLAY = 128
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
 
-def dbt_threads(settings: Settings) -> int:
-    """How many models dbt builds at once (``settings.dbt_threads``, 0 for automatic)."""
+def memory_bytes(size: str) -> int:
+    """``256MB`` or ``1.5GiB`` (the settings' memory sizes) in bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", size)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a memory size: {size!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def max_parallel_plays(settings: Settings) -> int:
+    """Up to this many stored play rows, dbt builds several models at once."""
+    return memory_bytes(settings.dbt_memory_limit) // BYTES_OF_CAP_PER_PLAY
+
+
+def dbt_threads(settings: Settings, play_rows: int) -> int:
+    """How many models dbt builds at once (``settings.dbt_threads``, 0 for automatic), for
+    a warehouse holding ``play_rows`` rows in its raw play tables."""
     if settings.dbt_threads:
         return settings.dbt_threads
-    try:
-        size = settings.warehouse_path.stat().st_size
-    except FileNotFoundError:
-        size = 0
-    return 1 if size > ONE_MODEL_AT_A_TIME_BYTES else 4
+    return 1 if play_rows > max_parallel_plays(settings) else 4
 
 
 def target_dir(settings: Settings) -> Path:
@@ -161,6 +178,7 @@ def run_build(
     # opening also brings the raw schema up to date before dbt reads it
     with warehouse.connect(settings.warehouse_path) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
+        threads = dbt_threads(settings, warehouse.stored_play_rows(con))
     # a build that started and never recorded its end (killed, or failed) may have left a
     # seed or table half replaced: the next build makes everything again
     unfinished = settings.data_dir / UNFINISHED_MARK
@@ -218,7 +236,7 @@ def run_build(
     started_at = datetime.now(UTC)
     if scope != SELECTION:
         files.write_text(unfinished, started_at.isoformat())
-    with _environment(settings), _dbt_output():
+    with _environment(settings, threads), _dbt_output():
         try:
             outcome = dbtRunner(callbacks=[callback]).invoke(args)
         finally:
@@ -226,6 +244,7 @@ def run_build(
     result = _summarize(outcome)
     result.scope = scope
     result.full_refresh = full_refresh
+    result.threads = threads
     if scope == SELECTION and result.succeeded + result.skipped == 0:
         raise TransformError(
             f"--select {select!r} matches no model, seed or test of the dbt project "

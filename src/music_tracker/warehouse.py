@@ -850,6 +850,30 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
+# the tables whose rows become plays: what a build holds grows with them
+PLAY_TABLES = (
+    "spotify_extended_history",
+    "spotify_account_data",
+    "spotify_api_plays",
+    "lastfm_scrobbles",
+)
+
+
+# the change logs the dbt project's int_plays_conformed and fact_track_played write
+# (transform/macros/play_changes.sql), in schema intermediate
+CHANGE_LOGS = ("int_plays_conformed_changes", "fact_track_played_changes")
+
+
+def stored_play_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of the raw play tables, from DuckDB's catalogue (no table is scanned)."""
+    listed = ", ".join(f"'{table}'" for table in PLAY_TABLES)
+    (rows,) = con.execute(
+        "select coalesce(sum(estimated_size), 0) from duckdb_tables()"
+        f" where schema_name = 'raw' and table_name in ({listed})"
+    ).fetchone()  # type: ignore[misc]
+    return int(rows)
+
+
 def last_transform_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     """The project fingerprint of the newest successful whole-project transform, if any."""
     row = con.execute(
@@ -868,11 +892,22 @@ def record_transform(
     finished_at: datetime,
     nodes: int,
 ) -> None:
-    """Remember a successful whole-project transform (see :func:`last_transform_fingerprint`)."""
-    con.execute(
-        "insert into raw.transform_runs values (?, ?, ?, ?, ?, ?)",
-        [fingerprint, scope, full_refresh, started_at, finished_at, nodes],
-    )
+    """Remember a successful whole-project transform (see :func:`last_transform_fingerprint`).
+
+    Every model has now consumed the change logs (transform/macros/play_changes.sql):
+    they are emptied in the same transaction."""
+    with transaction(con):
+        con.execute(
+            "insert into raw.transform_runs values (?, ?, ?, ?, ?, ?)",
+            [fingerprint, scope, full_refresh, started_at, finished_at, nodes],
+        )
+        logs = con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'intermediate'"
+            " and list_contains(?, table_name)",
+            [list(CHANGE_LOGS)],
+        ).fetchall()
+        for (table,) in logs:
+            con.execute(f"delete from intermediate.{table}")
 
 
 def _iso(value: datetime | None) -> str | None:

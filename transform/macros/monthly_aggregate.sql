@@ -1,10 +1,23 @@
 {#- One row per local month and `entity` (artist, track or album): plays, streams and time
-    played, summed in ms and converted once. -#}
+    played, summed in ms and converted once. Incremental: a run recomputes the months in
+    which a play was added, changed or removed (macros/play_changes.sql). -#}
 {% macro monthly_aggregate(entity) -%}
+{%- set month = "cast(date_trunc('month', date_sid) as date)" -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_where',
+        changed_rows='months_changed',
+        on_schema_change='fail',
+    )
+}}
 with
 
 plays as (
     select * from {{ ref('fact_track_played') }}
+    {% if is_incremental() %}
+        where {{ changed(month) }}
+    {% endif %}
 ),
 
 final as (

@@ -1,8 +1,20 @@
--- grain: one row per local day with listening (dashboards read this, not the fact)
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_where',
+        changed_rows='days_changed',
+        on_schema_change='fail',
+    )
+}}
+-- grain: one row per local day with listening (dashboards read this, not the fact).
+-- Incremental: a run recomputes the days in which a play was added, changed or removed.
 with
 
 plays as (
     select * from {{ ref('fact_track_played') }}
+    {% if is_incremental() %}
+        where {{ changed('date_sid') }}
+    {% endif %}
 ),
 
 final as (

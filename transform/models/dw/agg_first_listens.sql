@@ -1,4 +1,14 @@
--- grain: one row per track and per artist: when the owner first heard it (discovery)
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_where',
+        changed_rows='first_listens_changed',
+        on_schema_change='fail',
+    )
+}}
+-- grain: one row per track and per artist: when the owner first heard it (discovery).
+-- Incremental: a run recomputes the tracks and artists of the plays added, changed or
+-- removed (the old and the new keys), over every play of each.
 with
 
 plays as (
@@ -13,6 +23,9 @@ tracks as (
         min(date_sid) as first_date_sid,
         count(*) as tracks_played
     from plays
+    {% if is_incremental() %}
+        where {{ changed('track_sid') }}
+    {% endif %}
     group by track_sid
 ),
 
@@ -24,6 +37,9 @@ artists as (
         min(date_sid) as first_date_sid,
         count(*) as tracks_played
     from plays
+    {% if is_incremental() %}
+        where {{ changed('artist_sid') }}
+    {% endif %}
     group by artist_sid
 ),
 

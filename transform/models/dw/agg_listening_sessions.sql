@@ -1,3 +1,16 @@
+{#- Incremental: a run recomputes the sessions from the last one that began before the
+    earliest play added, changed or removed (that session's first play, and the one before
+    it, are untouched, so a session still begins there), to the newest: after 100 new plays
+    the last session or two. A late play in an old month renumbers every later session
+    (session_number counts from the first play), so those are recomputed too. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_where',
+        changed_rows='sessions_changed',
+        on_schema_change='fail',
+    )
+}}
 -- grain: one row per listening session: plays less than 30 minutes apart (the start of a
 -- play minus the end of the one before), for the Behaviour dashboard's longest sessions
 with
@@ -11,6 +24,20 @@ plays as (
         played_at_local,
         ms_played
     from {{ ref('fact_track_played') }}
+    {% if is_incremental() %}
+        where played_at >= {{ session_window_start(this) }}
+    {% endif %}
+),
+
+-- sessions before the window keep their numbers
+sessions_before as (
+    {% if is_incremental() %}
+        select coalesce(max(session_number), 0) as session_count
+        from {{ this }}
+        where first_played_at < {{ session_window_start(this) }}
+    {% else %}
+        select 0 as session_count
+    {% endif %}
 ),
 
 marked as (
@@ -37,16 +64,19 @@ numbered as (
 
 final as (
     select
-        session_number,
-        min(date_sid) as date_sid,
-        min(started_at) as started_at,
-        max(played_at) as ended_at,
-        min(played_at_local) as first_play_ended_local,
+        numbered.session_number + any_value(sessions_before.session_count) as session_number,
+        min(numbered.date_sid) as date_sid,
+        min(numbered.started_at) as started_at,
+        max(numbered.played_at) as ended_at,
+        min(numbered.played_at_local) as first_play_ended_local,
+        min(numbered.played_at) as first_played_at,
         count(*) as tracks_played,
-        cast(sum(coalesce(ms_played, 0)) as bigint) as ms_played,
-        round(epoch(max(played_at) - min(started_at)) / 3600, 2) as session_hours
+        cast(sum(coalesce(numbered.ms_played, 0)) as bigint) as ms_played,
+        round(epoch(max(numbered.played_at) - min(numbered.started_at)) / 3600, 2)
+            as session_hours
     from numbered
-    group by session_number
+    cross join sessions_before
+    group by numbered.session_number
 )
 
 select * from final

@@ -1,9 +1,23 @@
+{#- Incremental: a run recomputes the rows of the plays added, changed or removed, and of
+    every play of an artist whose genres changed (enrichment): the genres the table holds
+    per artist are compared with int_artist_genres. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_where',
+        changed_rows='genre_rows_changed',
+        on_schema_change='fail',
+    )
+}}
 -- grain: one row per play and genre of the play's artist (artist x genre x play), for the
 -- genre reports; plays of artists without genres count under 'no genre defined'
 with
 
 plays as (
     select * from {{ ref('fact_track_played') }}
+    {% if is_incremental() %}
+        where {{ genre_rows_changed(this) }}
+    {% endif %}
 ),
 
 genres as (

@@ -2,13 +2,17 @@
     config(
         materialized='incremental',
         unique_key='play_sid',
-        incremental_strategy='delete+insert',
+        incremental_strategy='logged_delete_insert',
         on_schema_change='fail',
-        post_hook=[
-            "delete from {{ this }} as kept where not exists ("
-            " select 1 from {{ ref('int_plays_conformed') }} as plays"
-            " where plays.play_sid = kept.play_sid)"
-        ],
+        logged_columns={
+            'play_sid': 'varchar',
+            'date_sid': 'date',
+            'track_sid': 'varchar',
+            'artist_sid': 'varchar',
+            'played_at': 'timestamptz',
+        },
+        pre_hook="{{ start_changes_log(this) }}",
+        post_hook="{{ delete_plays_gone(this, ref('int_plays_conformed')) }}",
     )
 }}
 -- a play merged into another by a later import has no row upstream any more: the
@@ -16,12 +20,10 @@
 -- grain: one row per distinct listening event of a music track (a play with ms_played > 0,
 -- or an API or Last.fm play, which count with the track's length and say so). Incremental:
 -- a run merges only plays that are new or whose row changed (a richer source joined the
--- play, a track was enriched or conformed), found by comparing a hash of the row.
+-- play, a track was enriched or conformed), found by comparing a hash of the row. Every
+-- row it writes or deletes is logged, old and new (macros/play_changes.sql): the
+-- aggregates recompute what those rows touch, and only that.
 with
-
-plays as (
-    select * from {{ ref('int_plays_conformed') }}
-),
 
 tracks as (
     select * from {{ ref('int_tracks') }}
@@ -29,6 +31,62 @@ tracks as (
 
 artists as (
     select * from {{ ref('int_artists') }}
+),
+
+{% if is_incremental() %}
+    {%- set conformed_changes = changes_relation(ref('int_plays_conformed')) %}
+    -- a play's row changes when its conformed row did (logged), or when what its track or
+    -- artist lends it did: those are compared with what the stored rows hold
+    changed_tracks as (
+        select track_sid from (
+            (
+                select
+                    track_sid,
+                    duration_ms
+                from tracks
+            )
+            except
+            (
+                select distinct
+                    track_sid,
+                    duration_ms
+                from {{ this }}
+            )
+        )
+    ),
+
+    changed_artists as (
+        select artist_sid from (
+            (
+                select
+                    artist_sid,
+                    artist_name,
+                    artist_popularity
+                from artists
+            )
+            except
+            (
+                select distinct
+                    artist_sid,
+                    artist_name,
+                    artist_popularity
+                from {{ this }}
+            )
+        )
+    ),
+{% endif %}
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+    {% if is_incremental() %}
+        where
+            exists (select 1 from {{ conformed_changes }} where play_sid is null)
+            or play_sid in (
+                select play_sid from {{ conformed_changes }} where play_sid is not null
+            )
+            or track_sid in (select track_sid from changed_tracks)
+            or artist_sid in (select artist_sid from changed_artists)
+    {% endif %}
 ),
 
 final as (

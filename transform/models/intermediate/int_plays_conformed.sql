@@ -2,17 +2,16 @@
     config(
         materialized='incremental',
         unique_key='play_sid',
-        incremental_strategy='delete+insert',
+        incremental_strategy='logged_delete_insert',
         on_schema_change='fail',
-        post_hook=[
-            "delete from {{ this }} as kept where not exists ("
-            " select 1 from {{ ref('int_plays_deduplicated') }} as plays"
-            " where plays.play_id = kept.play_sid)"
-        ],
+        logged_columns={'play_sid': 'varchar'},
+        pre_hook="{{ start_changes_log(this) }}",
+        post_hook="{{ delete_plays_gone(this, ref('int_plays_deduplicated'), 'play_id') }}",
     )
 }}
 -- a play merged into another by a later import has no row upstream any more: the
--- post-hook deletes it
+-- post-hook deletes it. Every play written or deleted is logged (macros/play_changes.sql):
+-- the fact recomputes those plays.
 -- grain: one row per play, with the track it conforms to and every surrogate key.
 -- A play known only by artist and title takes the Spotify id of its twin (same names after
 -- normalization, src/music_tracker/names.py), the most played twin winning; plays with no

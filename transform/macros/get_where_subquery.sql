@@ -1,0 +1,38 @@
+{#- Data tests over every play, narrowed on a scheduled run to what changed: a test's
+    `where` may name
+
+    * `__new_keys__(column)`: the rows whose `column` value is also that of a row imported
+      since the last successful whole build (raw.transform_runs): a duplicate of an old key
+      among the new rows is still found, without grouping every stored key (a uniqueness
+      test over 10 million keys ran out of its memory cap at 10 million plays);
+    * `__changed_plays__`: the plays the fact's change log holds (macros/play_changes.sql):
+      every play a build from scratch wrote, else the plays this run added, changed or
+      removed.
+
+    Anything else is dbt's own `where`. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get("where", "") -%}
+    {%- if where -%}
+        {%- set new_keys = modules.re.match("^__new_keys__\\((\\w+)\\)$", where.strip()) -%}
+        {%- if new_keys -%}
+            {%- set column = new_keys.group(1) -%}
+            {%- set where -%}
+                {{ column }} in (
+                    select {{ column }} from {{ relation }}
+                    where imported_at > (
+                        select coalesce(max(started_at), timestamptz '-infinity')
+                        from raw.transform_runs
+                    )
+                )
+            {%- endset -%}
+        {%- elif where.strip() == "__changed_plays__" -%}
+            {%- set where = changed("play_sid") -%}
+        {%- endif -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) as dbt_subquery
+        {%- endset -%}
+        {{ return(filtered) }}
+    {%- else -%}
+        {{ return(relation) }}
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,170 @@
+{#- Change logs: what the models downstream of a play recompute.
+
+    `fact_track_played` (and `int_plays_conformed`) write, in the transaction that changes
+    them, one row per play they insert, replace or delete: the old row's keys and times and
+    the new row's (get_incremental_logged_delete_insert_sql, and delete_plays_gone for
+    plays merged away). A build from scratch writes one row of nulls instead: everything
+    downstream is then rebuilt whole. The fact's log steers the aggregates of `dw`, the
+    conformed plays' log the fact. music-tracker empties the log when a whole-project build has
+    succeeded (warehouse.record_transform), so an aggregate that failed or was not built
+    finds every change since the last good build on its next run. -#}
+
+{#- A model's change log: intermediate.<model>_changes, with the columns its
+    `logged_columns` config names (and their types), and logged_at. -#}
+{% macro changes_relation(model) -%}
+    {%- set path = {"schema": "intermediate", "identifier": model.identifier ~ "_changes"} -%}
+    {{ return(model.incorporate(path=path)) }}
+{%- endmacro %}
+
+{% macro play_changes() -%}
+    {{ changes_relation(ref('fact_track_played')) }}
+{%- endmacro %}
+
+{% macro logged(alias) -%}
+    {#- configs are read when the model runs (execute); parsing renders hooks too -#}
+    {%- for column in (config.require("logged_columns") if execute else {}) %}
+    {{ alias }}.{{ column }},
+    {%- endfor %}
+    current_timestamp as logged_at
+{%- endmacro %}
+
+{#- pre-hooks of a logged model: the log exists, and a build from scratch says so -#}
+{% macro start_changes_log(model) -%}
+    create table if not exists {{ changes_relation(model) }} (
+        {%- for column, type in (config.require("logged_columns") if execute else {}).items() %}
+        {{ column }} {{ type }},
+        {%- endfor %}
+        logged_at timestamptz
+    );
+    {% if not is_incremental() -%}
+        insert into {{ changes_relation(model) }} (logged_at) values (current_timestamp)
+    {%- endif %}
+{%- endmacro %}
+
+{#- post-hook of a logged model: a play merged into another by a later import has no
+    row upstream any more; it is logged and deleted -#}
+{% macro delete_plays_gone(model, upstream, upstream_key='play_sid') -%}
+    insert into {{ changes_relation(model) }}
+    select {{ logged('kept') }} from {{ model }} as kept
+    where not exists (
+        select 1 from {{ upstream }} as plays where plays.{{ upstream_key }} = kept.play_sid
+    );
+    delete from {{ model }} as kept
+    where not exists (
+        select 1 from {{ upstream }} as plays where plays.{{ upstream_key }} = kept.play_sid
+    )
+{%- endmacro %}
+
+{#- true when the fact was built from scratch since the last good build -#}
+{% macro everything_changed() -%}
+    exists (select 1 from {{ play_changes() }} where play_sid is null)
+{%- endmacro %}
+
+{#- `expression` of a row (of the fact or of an aggregate) is one that changed: the same
+    expression of a logged row equals it, or everything changed. -#}
+{% macro changed(expression, logged_expression=none) -%}
+    (
+        {{ expression }} in (
+            select {{ logged_expression or expression }} from {{ play_changes() }}
+            where play_sid is not null
+        )
+        or {{ everything_changed() }}
+    )
+{%- endmacro %}
+
+{#- delete+insert that logs both sides first (int_plays_conformed, fact_track_played) -#}
+{% macro get_incremental_logged_delete_insert_sql(arg_dict) -%}
+    {%- set target = arg_dict["target_relation"] -%}
+    {%- set source = arg_dict["temp_relation"] -%}
+    {%- set key = arg_dict["unique_key"] -%}
+    {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
+    insert into {{ changes_relation(target) }}
+    select {{ logged('old') }}
+    from {{ target }} as old
+    where old.{{ key }} in (select {{ key }} from {{ source }});
+    insert into {{ changes_relation(target) }}
+    select {{ logged('new') }}
+    from {{ source }} as new;
+    delete from {{ target }}
+    where {{ key }} in (select {{ key }} from {{ source }});
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }}
+{%- endmacro %}
+
+{#- Replace the rows the model's `changed_rows` config selects by the new ones: for
+    aggregates whose rows for a changed key may vanish (a day with no play left), which
+    delete+insert on the new rows' keys would leave behind. `changed_rows` names a macro
+    called with the model's table, here and in the model's SQL (a condition rendered in
+    the config itself would be rendered at parse time, when refs do not resolve yet). -#}
+{% macro get_incremental_replace_where_sql(arg_dict) -%}
+    {%- set target = arg_dict["target_relation"] -%}
+    {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
+    {%- set changed_rows = context[config.require("changed_rows")] -%}
+    delete from {{ target }}
+    where {{ changed_rows(target) }};
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ arg_dict["temp_relation"] }}
+{%- endmacro %}
+
+{#- the rows of each aggregate a run recomputes -#}
+{% macro days_changed(target) -%}
+    {{ changed('date_sid') }}
+{%- endmacro %}
+
+{% macro months_changed(target) -%}
+    {{ changed('month_start_date', "cast(date_trunc('month', date_sid) as date)") }}
+{%- endmacro %}
+
+{% macro first_listens_changed(target) -%}
+    (
+        (entity_type = 'track' and {{ changed('entity_sid', 'track_sid') }})
+        or (entity_type = 'artist' and {{ changed('entity_sid', 'artist_sid') }})
+    )
+{%- endmacro %}
+
+{#- sessions from the last one that began before the earliest play added, changed or
+    removed: that session's first play and the play before it are untouched, so a
+    session still begins there -#}
+{% macro sessions_changed(target) -%}
+    first_played_at >= {{ session_window_start(target) }}
+{%- endmacro %}
+
+{% macro session_window_start(target) -%}
+    (
+        select
+            case
+                when {{ everything_changed() }} then timestamptz '-infinity'
+                when min(changes.played_at) is null then timestamptz 'infinity'
+                else coalesce((
+                    select max(kept.first_played_at)
+                    from {{ target }} as kept
+                    where kept.first_played_at < min(changes.played_at)
+                ), timestamptz '-infinity')
+            end
+        from {{ play_changes() }} as changes
+        where changes.play_sid is not null
+    )
+{%- endmacro %}
+
+{#- the plays changed, and every play of an artist whose genres changed (enrichment):
+    the genres the table holds per artist are compared with int_artist_genres -#}
+{% macro genre_rows_changed(target) -%}
+    (
+        {{ changed('play_sid') }}
+        or artist_sid in (
+            select artist_sid from (
+                (
+                    select artist_sid, genre_sid from {{ ref('int_artist_genres') }}
+                    except
+                    select artist_sid, genre_sid from {{ target }}
+                )
+                union all
+                (
+                    select artist_sid, genre_sid from {{ target }}
+                    except
+                    select artist_sid, genre_sid from {{ ref('int_artist_genres') }}
+                )
+            )
+        )
+    )
+{%- endmacro %}
