@@ -15,7 +15,7 @@ ROW_HEIGHT_PX = 40
 # the card's header and padding, taken off its grid height
 CHROME_PX = 56
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
-SCHEME = "tableau10"
+SCHEME = "music-tracker"  # report.js registers it: Okabe-Ito, colour-blind safe
 
 
 def needs_world(card: Card) -> bool:
@@ -109,7 +109,7 @@ def _color(card: Card) -> dict[str, Any]:
 
 def _bar(card: Card) -> dict[str, Any]:
     return {
-        "mark": {"type": "bar", "tooltip": True, "color": "#4c78a8"},
+        "mark": {"type": "bar", "tooltip": True},
         "encoding": {
             "y": _nominal(card, card.y, "y"),
             "x": _quantitative(card, card.x),
@@ -194,13 +194,12 @@ def _map(card: Card) -> dict[str, Any]:
                     "name": WORLD_DATA,
                     "format": {"type": "topojson", "feature": "countries"},
                 },
-                "mark": {"type": "geoshape", "fill": "#e8e8e8", "stroke": "#ffffff"},
+                "mark": {"type": "geoshape"},
             },
             {
                 "mark": {
                     "type": "circle",
                     "tooltip": True,
-                    "color": "#d6604d",
                     "opacity": 0.75,
                     "stroke": "#7f2704",
                     "strokeWidth": 0.5,
@@ -257,7 +256,7 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
                 "name": "color",
                 "type": "ordinal",
                 "domain": {"data": "rows", "field": card.label},
-                "range": {"scheme": "tableau20"},
+                "range": {"scheme": SCHEME},
             }
         ],
         "marks": [

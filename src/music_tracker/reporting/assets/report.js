@@ -1,10 +1,20 @@
-// Draws the cards of a report page from window.MT_CARDS (rows inline, specs without data).
-// Sets data-rendered on <body> when every card is drawn, and collects errors in
-// window.MT_ERRORS, so a headless browser can check the page.
+// Draws the cards of a report page from the JSON in #mt-cards (rows inline, specs without
+// data). Ranked lists of artists, tracks and albums are HTML (names are links, long names
+// wrap on a phone); other charts are Vega-Lite, themed from report.css's colours (light or
+// dark, as the reader's system is set). Sets data-rendered on <body> when every card is
+// drawn, and collects errors in window.MT_ERRORS, so a headless browser can check the page.
 (function () {
   "use strict";
   window.MT_ERRORS = [];
+  const source = document.getElementById("mt-cards");
+  const cards = source ? JSON.parse(source.textContent) : [];
   const format = new Intl.NumberFormat("en", { maximumFractionDigits: 2 });
+  const style = getComputedStyle(document.documentElement);
+  const css = function (name) { return style.getPropertyValue(name).trim(); };
+
+  function words(column) {
+    return column.replace(/_pct$/, " %").replace(/_/g, " ");
+  }
 
   function objects(card) {
     return card.rows.map(function (row) {
@@ -23,6 +33,20 @@
     body.innerHTML = "<p class='empty'>Nothing to show for this period.</p>";
   }
 
+  function cell(tag, value, href, numeric) {
+    const element = document.createElement(tag);
+    if (href) {
+      const link = document.createElement("a");
+      link.href = href;
+      link.textContent = show(value);
+      element.appendChild(link);
+    } else {
+      element.textContent = show(value);
+    }
+    if (numeric) element.className = "num";
+    return element.outerHTML;
+  }
+
   function kpi(card, body) {
     const value = card.rows.length ? card.rows[0][0] : null;
     const unit = card.unit ? "<span class='unit'>" + card.unit + "</span>" : "";
@@ -31,25 +55,82 @@
 
   function table(card, body) {
     if (!card.rows.length) return empty(body);
+    const links = card.links || {};
     const numeric = card.columns.map(function (c, i) {
       return card.rows.some(function (row) { return typeof row[i] === "number"; });
     });
     const head = card.columns.map(function (c, i) {
-      return "<th" + (numeric[i] ? " class='num'" : "") + ">" + c.replace(/_/g, " ") + "</th>";
+      return "<th scope='col'" + (numeric[i] ? " class='num'" : "") + ">" + words(c) + "</th>";
     }).join("");
-    const rows = card.rows.map(function (row) {
-      return "<tr>" + row.map(function (v) {
-        const text = document.createElement("td");
-        text.textContent = show(v);
-        if (typeof v === "number") text.className = "num";
-        return text.outerHTML;
+    const rows = card.rows.map(function (row, r) {
+      return "<tr>" + row.map(function (v, i) {
+        const hrefs = links[card.columns[i]];
+        return cell("td", v, hrefs ? hrefs[r] : null, typeof v === "number");
       }).join("") + "</tr>";
     }).join("");
-    body.innerHTML = "<table><thead><tr>" + head + "</tr></thead><tbody>" + rows + "</tbody></table>";
+    body.innerHTML = "<div class='table-scroll' tabindex='0' role='region' aria-label='" +
+      words(card.name) + "'><table><thead><tr>" + head + "</tr></thead><tbody>" + rows +
+      "</tbody></table></div>";
   }
 
+  // A bar chart of names (artists, tracks, albums) as a ranked list: each name a link
+  // where it has a page, its value, and a bar scaled to the largest.
+  function ranked(card, body) {
+    if (!card.rows.length) return empty(body);
+    const x = card.columns.indexOf(card.x);
+    const y = card.columns.indexOf(card.y);
+    const hrefs = (card.links || {})[card.y] || [];
+    const order = card.rows.map(function (row, i) { return i; });
+    if (card.sort === "-x") order.sort(function (a, b) { return card.rows[b][x] - card.rows[a][x]; });
+    if (card.sort === "x") order.sort(function (a, b) { return card.rows[a][x] - card.rows[b][x]; });
+    const most = Math.max.apply(null, card.rows.map(function (row) { return row[x] || 0; })) || 1;
+    const unit = card.unit ? " " + card.unit : "";
+    const items = order.map(function (i) {
+      const row = card.rows[i];
+      const width = Math.max(0.5, 100 * (row[x] || 0) / most).toFixed(1);
+      return "<li>" + cell("span", row[y], hrefs[i], false).replace("<span", "<span class='name'") +
+        "<span class='value'>" + show(row[x]) + unit + "</span>" +
+        "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>" +
+        "<rect width='" + width + "' height='4'></rect></svg></li>";
+    }).join("");
+    body.innerHTML = "<p class='measure'>" + words(card.x) + unit + "</p><ol class='ranked'>" +
+      items + "</ol>";
+  }
+
+  function palette() {
+    const colours = [];
+    for (let i = 1; i <= 8; i += 1) colours.push(css("--c" + i));
+    return colours;
+  }
+
+  // One theme for every chart: the page's colours and type, the colour-blind-safe palette
+  function theme() {
+    const ink = css("--ink"), muted = css("--muted"), line = css("--line");
+    const colours = palette();
+    window.vega.scheme("music-tracker", colours);
+    const axis = { labelColor: muted, titleColor: ink, gridColor: line, domainColor: line,
+                   tickColor: line };
+    return {
+      background: null,
+      font: css("--font"),
+      axis: axis,
+      legend: { labelColor: muted, titleColor: ink },
+      view: { stroke: null },
+      range: { category: colours },
+      bar: { color: colours[0] },
+      line: { color: colours[0] },
+      area: { color: colours[0] },
+      point: { color: colours[0] },
+      circle: { color: colours[5] },
+      geoshape: { fill: css("--land"), stroke: css("--surface") },
+      text: { color: ink },
+    };
+  }
+
+  let config = null;
   function chart(card, body) {
     if (!card.rows.length) { empty(body); return Promise.resolve(); }
+    config = config || theme();
     const spec = JSON.parse(JSON.stringify(card.spec));
     const values = objects(card);
     let mode = "vega-lite";
@@ -66,24 +147,34 @@
     } else {
       spec.data = { values: values };
     }
-    return window.vegaEmbed(body, spec, { mode: mode, actions: false, renderer: "svg" });
+    return window.vegaEmbed(body, spec, {
+      mode: mode, actions: false, renderer: "svg", config: config,
+    });
   }
 
-  const work = [];
-  document.querySelectorAll("section.card").forEach(function (section) {
-    const card = window.MT_CARDS[Number(section.dataset.card)];
-    const body = section.querySelector(".body");
-    try {
-      if (card.viz === "kpi") kpi(card, body);
-      else if (card.viz === "table") table(card, body);
-      else work.push(chart(card, body).catch(function (error) {
+  // Charts are drawn one per task, so a phone stays responsive while the page fills in
+  function next() {
+    return new Promise(function (resolve) { setTimeout(resolve, 0); });
+  }
+
+  async function draw() {
+    for (const section of document.querySelectorAll("section.card")) {
+      const card = cards[Number(section.dataset.card)];
+      const body = section.querySelector(".body");
+      try {
+        if (card.viz === "kpi") kpi(card, body);
+        else if (card.viz === "table") table(card, body);
+        else if (card.ranked) ranked(card, body);
+        else {
+          await next();
+          await chart(card, body);
+        }
+      } catch (error) {
         window.MT_ERRORS.push(card.name + ": " + error);
-      }));
-    } catch (error) {
-      window.MT_ERRORS.push(card.name + ": " + error);
+      }
     }
-  });
-  Promise.all(work).then(function () {
     document.body.dataset.rendered = String(document.querySelectorAll("section.card").length);
-  });
+  }
+
+  draw();
 })();
