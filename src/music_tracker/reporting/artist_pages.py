@@ -230,6 +230,7 @@ def index_page(pages: list[ArtistPage], context: Context) -> str:
             1,
             description="Every artist in the listening history.",
             scripts=["artists.js"],
+            drawn=True,
         )
         + nav(1)
         + "<header><h1>Artists</h1>"

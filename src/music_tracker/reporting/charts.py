@@ -15,7 +15,8 @@ ROW_HEIGHT_PX = 40
 # the card's header and padding, taken off its grid height
 CHROME_PX = 56
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
-SCHEME = "music-tracker"  # report.js registers it: Okabe-Ito, colour-blind safe
+# No colours here: the page's theme (report.js, from report.css) gives marks, categories
+# and the map theirs, the same palette light or dark.
 
 
 def needs_world(card: Card) -> bool:
@@ -100,7 +101,6 @@ def _color(card: Card) -> dict[str, Any]:
             "field": card.color,
             "type": "nominal",
             "sort": None,
-            "scale": {"scheme": SCHEME},
             "title": card.color.replace("_", " "),
             "legend": {"orient": "top"},
         }
@@ -175,7 +175,6 @@ def _pie(card: Card) -> dict[str, Any]:
                 "field": card.label,
                 "type": "nominal",
                 "sort": None,
-                "scale": {"scheme": SCHEME},
                 "title": card.label.replace("_", " ") if card.label else None,
                 "legend": {"orient": "right"},
             },
@@ -256,7 +255,7 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
                 "name": "color",
                 "type": "ordinal",
                 "domain": {"data": "rows", "field": card.label},
-                "range": {"scheme": SCHEME},
+                "range": "category",  # the theme's palette (report.js)
             }
         ],
         "marks": [

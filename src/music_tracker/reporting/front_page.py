@@ -160,7 +160,7 @@ def _period_html(period: Period, link: Callable[[str | None], str | None]) -> st
     if period.key == "last-30-days":
         heading = f"{period.title}, to {long_date(period.last_date)}"
     else:
-        heading = f"{period.last_date.year}, to {long_date(period.last_date)}"
+        heading = f"{period.last_date.year}, from 1 January to {long_date(period.last_date)}"
     days = f"{period.days_with_music:,} days with music, {period.plays:,} plays"
     track = period.top_track
     track_html = "&mdash;"
@@ -236,7 +236,7 @@ def render(
         "</a>, with a search box.</p>"
     )
     return (
-        head("My listening", 0, description="A music listening history in numbers.")
+        head("My listening", 0, description="A music listening history in numbers.", drawn=True)
         + nav(0)
         + "<header><h1>My listening</h1>"
         + "<p>Every play since the history began, from Spotify's exports and its API.</p>"

@@ -25,8 +25,18 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def head(title: str, depth: int, *, description: str = "", scripts: Iterable[str] = ()) -> str:
-    """The document up to ``<body>``; ``scripts`` are asset names, loaded deferred."""
+def head(
+    title: str,
+    depth: int,
+    *,
+    description: str = "",
+    scripts: Iterable[str] = (),
+    drawn: bool = False,
+) -> str:
+    """The document up to ``<body>``; ``scripts`` are asset names, loaded deferred.
+
+    ``drawn``: the page is complete as written (no charts to draw): its body carries
+    ``data-rendered`` at once, as report.js sets it on pages with charts."""
     up = "../" * depth
     loads = "".join(f"<script defer src='{up}assets/{name}'></script>" for name in scripts)
     meta = f"<meta name='description' content='{esc(description)}'>" if description else ""
@@ -36,7 +46,8 @@ def head(title: str, depth: int, *, description: str = "", scripts: Iterable[str
         "<meta name='color-scheme' content='light dark'>"
         f"<title>{esc(title)} - Music Tracker</title>{meta}"
         f"<link rel='icon' href='{up}assets/favicon.svg' type='image/svg+xml'>"
-        f"<link rel='stylesheet' href='{up}assets/report.css'>{loads}</head><body>"
+        f"<link rel='stylesheet' href='{up}assets/report.css'>{loads}</head>"
+        + ("<body data-rendered='0'>" if drawn else "<body>")
     )
 
 

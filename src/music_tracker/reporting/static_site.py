@@ -303,6 +303,8 @@ def write_report(
         if dashboard is artist_board:
             continue
         choices[dashboard.slug] = variants(con, dashboard, years)
+        if dashboard.page == "story":  # a story is of one year: "all time" is no year
+            choices[dashboard.slug] = [v for v in choices[dashboard.slug] if v[0] != ALL]
         for stem, label, values in choices[dashboard.slug]:
             if on_page:
                 on_page(f"{dashboard.title} {label}".strip())
@@ -467,9 +469,7 @@ def _page(
     charted = any(card["spec"] is not None for card in cards)
     scripts = (["vega.js"] if charted else []) + (["world.js"] if needs_world else [])
     return (
-        head(
-            heading, 1, description=dashboard.description, scripts=[*scripts, "report.js"]
-        )
+        head(heading, 1, description=dashboard.description, scripts=[*scripts, "report.js"])
         + nav(1)
         + f"<header><h1>{html.escape(heading)}</h1>"
         + (f"<p>{html.escape(dashboard.description)}</p>" if not artist else "")

@@ -23,5 +23,4 @@
   }
   input.addEventListener("input", filter);
   if (input.value) filter();  // a value kept by the browser on going back
-  document.body.dataset.rendered = "0";
 })();

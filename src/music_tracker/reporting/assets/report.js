@@ -44,6 +44,7 @@
       element.textContent = show(value);
     }
     if (numeric) element.className = "num";
+    else if (href) element.className = "name";  // names wrap; the numbers stay in view
     return element.outerHTML;
   }
 
@@ -53,8 +54,20 @@
     body.innerHTML = "<div class='kpi'>" + show(value) + unit + "</div>";
   }
 
+  // A one-row table (an artist's facts, the streaks) as labelled figures, which fit a phone
+  function facts(card, body) {
+    const links = card.links || {};
+    const row = card.rows[0];
+    body.innerHTML = "<dl class='facts'>" + card.columns.map(function (c, i) {
+      const hrefs = links[c];
+      return "<div>" + cell("dt", words(c), null, false) +
+        cell("dd", row[i], hrefs ? hrefs[0] : null, false) + "</div>";
+    }).join("") + "</dl>";
+  }
+
   function table(card, body) {
     if (!card.rows.length) return empty(body);
+    if (card.rows.length === 1 && card.columns.length > 1) return facts(card, body);
     const links = card.links || {};
     const numeric = card.columns.map(function (c, i) {
       return card.rows.some(function (row) { return typeof row[i] === "number"; });
@@ -107,7 +120,6 @@
   function theme() {
     const ink = css("--ink"), muted = css("--muted"), line = css("--line");
     const colours = palette();
-    window.vega.scheme("music-tracker", colours);
     const axis = { labelColor: muted, titleColor: ink, gridColor: line, domainColor: line,
                    tickColor: line };
     return {
