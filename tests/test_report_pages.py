@@ -359,6 +359,7 @@ def test_every_kind_of_page_in_chromium_at_390_and_1440(
                 errors.clear()
                 name = str(path.relative_to(report)).replace("/", "__").removesuffix(".html")
                 page.goto(path.as_uri())
+                page.evaluate("window.MT_DRAW_ALL && window.MT_DRAW_ALL()")
                 page.wait_for_selector("body[data-rendered]", state="attached", timeout=30_000)
                 page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
                 where = f"{name} at {width}"

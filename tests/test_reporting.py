@@ -401,6 +401,7 @@ def test_every_page_draws_its_charts_offline(enriched: Path) -> None:
                 assert page.locator("ul.dashboards li").count() == 14
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
                 continue
+            page.evaluate("window.MT_DRAW_ALL()")  # charts off screen too (drawn on scroll)
             page.wait_for_selector("body[data-rendered]", timeout=30_000)
             drawn = page.evaluate(
                 """() => [...document.querySelectorAll('section.card')].map(s => ({

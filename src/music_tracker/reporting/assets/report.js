@@ -164,29 +164,85 @@
     });
   }
 
-  // Charts are drawn one per task, so a phone stays responsive while the page fills in
-  function next() {
-    return new Promise(function (resolve) { setTimeout(resolve, 0); });
+  // Vega (900 kB) and the world map are loaded when the first chart comes near the screen,
+  // not before: the page's text and figures show at once, and a page read on a phone
+  // draws only the charts scrolled to.
+  const assets = (document.currentScript || {}).src
+    ? document.currentScript.src.replace(/report\.js[^/]*$/, "") : "../assets/";
+  const loading = {};
+  function load(name, ready) {
+    if (ready()) return Promise.resolve();
+    loading[name] = loading[name] || new Promise(function (resolve, reject) {
+      const script = document.createElement("script");
+      script.src = assets + name;
+      script.onload = resolve;
+      script.onerror = function () { reject(new Error(name + " could not be loaded")); };
+      document.head.appendChild(script);
+    });
+    return loading[name];
   }
 
-  async function draw() {
-    for (const section of document.querySelectorAll("section.card")) {
-      const card = cards[Number(section.dataset.card)];
-      const body = section.querySelector(".body");
-      try {
-        if (card.viz === "kpi") kpi(card, body);
-        else if (card.viz === "table") table(card, body);
-        else if (card.ranked) ranked(card, body);
-        else {
-          await next();
-          await chart(card, body);
-        }
-      } catch (error) {
-        window.MT_ERRORS.push(card.name + ": " + error);
-      }
+  async function drawChart(card, body) {
+    await load("vega.js", function () { return !!window.vegaEmbed; });
+    if (card.viz === "map") await load("world.js", function () { return "MT_WORLD" in window; });
+    await chart(card, body);
+  }
+
+  const sections = Array.from(document.querySelectorAll("section.card"));
+  const pending = new Map();  // section -> its chart, not drawn yet
+  let queue = Promise.resolve();
+
+  function finished() {
+    if (!pending.size) document.body.dataset.rendered = String(sections.length);
+  }
+
+  // one chart at a time, each in its own task, so the page stays responsive meanwhile
+  function draw(section) {
+    const job = pending.get(section);
+    if (!job) return queue;
+    pending.delete(section);
+    queue = queue.then(function () {
+      return new Promise(function (resolve) { setTimeout(resolve, 0); });
+    }).then(function () { return drawChart(job.card, job.body); }).catch(function (error) {
+      window.MT_ERRORS.push(job.card.name + ": " + error);
+    }).then(finished);
+    return queue;
+  }
+
+  // Every chart now, wherever it is on the page (printing, screenshots of whole pages)
+  window.MT_DRAW_ALL = function () {
+    sections.forEach(draw);
+    return queue.then(finished);
+  };
+  window.addEventListener("beforeprint", window.MT_DRAW_ALL);
+
+  sections.forEach(function (section) {
+    const card = cards[Number(section.dataset.card)];
+    const body = section.querySelector(".body");
+    try {
+      if (card.viz === "kpi") kpi(card, body);
+      else if (card.viz === "table") table(card, body);
+      else if (card.ranked) ranked(card, body);
+      else if (!card.rows.length) empty(body);
+      else pending.set(section, { card: card, body: body });
+    } catch (error) {
+      window.MT_ERRORS.push(card.name + ": " + error);
     }
-    document.body.dataset.rendered = String(document.querySelectorAll("section.card").length);
+  });
+  if (!("IntersectionObserver" in window)) {
+    window.MT_DRAW_ALL();
+  } else {
+    const observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (entry.isIntersecting) { observer.unobserve(entry.target); draw(entry.target); }
+      });
+    }, { rootMargin: "200px 0px" });
+    // after the first paint: the page's words and figures come before the chart library
+    requestAnimationFrame(function () {
+      setTimeout(function () {
+        pending.forEach(function (job, section) { observer.observe(section); });
+      }, 0);
+    });
+    finished();
   }
-
-  draw();
 })();
