@@ -139,11 +139,17 @@
     };
   }
 
+  const TYPE = { labelFontSize: 12, titleFontSize: 12 };
   let config = null;
   function chart(card, body) {
     if (!card.rows.length) { empty(body); return Promise.resolve(); }
     config = config || theme();
     const spec = JSON.parse(JSON.stringify(card.spec));
+    // the type scale: no chart text under 12 px (a phone's smallest legible size)
+    spec.config = spec.config || {};
+    ["axis", "legend"].forEach(function (part) {
+      spec.config[part] = Object.assign({}, spec.config[part], TYPE);
+    });
     const values = objects(card);
     let mode = "vega-lite";
     if (Array.isArray(spec.data)) {  // a Vega spec (treemap): no "container" width in Vega
