@@ -201,7 +201,7 @@ def _figures(page: Path) -> dict[str, str]:
     text = page.read_text(encoding="utf-8")
     figures = {}
     for key, body in re.findall(r"data-figure='([^']+)'>(.*?)</(?:div|p)>", text, re.DOTALL):
-        figures[key] = html.unescape(re.sub(r"<[^>]+>", " ", body))
+        figures[key] = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
     return figures
 
 
