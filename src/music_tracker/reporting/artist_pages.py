@@ -229,7 +229,7 @@ def index_page(pages: list[ArtistPage], context: Context) -> str:
             "Artists",
             1,
             description="Every artist in the listening history.",
-            scripts=["artists.js"],
+            scripts=["artists.js", "report.js"],
             drawn=True,
         )
         + nav(1)

@@ -257,10 +257,14 @@ class Links:
         return links
 
 
+def _is_ranked(card: Card) -> bool:
+    return card.viz == "bar" and card.y in RANKED
+
+
 def _card_payload(
     card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Links
 ) -> dict[str, Any]:
-    ranked = card.viz == "bar" and card.y in RANKED
+    ranked = _is_ranked(card)
     return {
         "name": card.name,
         "viz": card.viz,
@@ -495,7 +499,8 @@ def _tile(dashboard: Dashboard, card: Card, index: int) -> str:
         else ""
     )
     return (
-        f"<section class='card card-{card.viz}' style='{style}' data-card='{index}'"
+        f"<section class='card card-{'ranked' if _is_ranked(card) else card.viz}'"
+        f" style='{style}' data-card='{index}'"
         f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
         f"{description}<div class='body'></div></section>"
     )

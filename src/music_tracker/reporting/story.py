@@ -228,7 +228,13 @@ def render(
         for label, file in years
     )
     return (
-        head(f"{title}: {year}", 1, description=f"A year of listening: {year}.", drawn=True)
+        head(
+            f"{title}: {year}",
+            1,
+            description=f"A year of listening: {year}.",
+            scripts=["report.js"],
+            drawn=True,
+        )
         + nav(1)
         + f"<header><h1>{esc(heading)}</h1>"
         + f"<nav class='years' aria-label='Other years'>{choices}</nav></header>"
