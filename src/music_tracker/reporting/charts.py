@@ -17,7 +17,8 @@ GRID_GAP_PX = 12  # between grid rows (the page's CSS)
 CHROME_PX = 48
 DESCRIPTION_PX = 22
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
-SCHEME = "tableau10"
+# No colours here: the page's theme (report.js, from report.css) gives marks, categories
+# and the map theirs, the same palette light or dark.
 LEGEND = {"labelLimit": 170, "columns": 3, "symbolLimit": 30}
 _TIME_UNITS = {"year": "year", "month": "yearmonth", "week": "yearweek", "day": "yearmonthdate"}
 _TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d %b %Y"}
@@ -119,7 +120,6 @@ def _color(card: Card) -> dict[str, Any]:
             "field": card.color,
             "type": "nominal",
             "sort": None,
-            "scale": {"scheme": SCHEME},
             "title": card.title_of(card.color),
             "legend": legend,
         }
@@ -128,7 +128,7 @@ def _color(card: Card) -> dict[str, Any]:
 
 def _bar(card: Card) -> dict[str, Any]:
     return {
-        "mark": {"type": "bar", "tooltip": True, "color": "#4c78a8"},
+        "mark": {"type": "bar", "tooltip": True},
         "encoding": {
             "y": _nominal(card, card.y, "y"),
             "x": _quantitative(card, card.x),
@@ -228,7 +228,6 @@ def _pie(card: Card) -> dict[str, Any]:
                 "field": card.label,
                 "type": "nominal",
                 "sort": None,
-                "scale": {"scheme": SCHEME},
                 "title": card.title_of(card.label),
                 # below the ring, one entry a line: long labels keep their words
                 "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 280},
@@ -247,13 +246,12 @@ def _map(card: Card) -> dict[str, Any]:
                     "name": WORLD_DATA,
                     "format": {"type": "topojson", "feature": "countries"},
                 },
-                "mark": {"type": "geoshape", "fill": "#e8e8e8", "stroke": "#ffffff"},
+                "mark": {"type": "geoshape"},
             },
             {
                 "mark": {
                     "type": "circle",
                     "tooltip": True,
-                    "color": "#d6604d",
                     "opacity": 0.75,
                     "stroke": "#7f2704",
                     "strokeWidth": 0.5,
@@ -311,7 +309,7 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
                 "name": "color",
                 "type": "ordinal",
                 "domain": {"data": "rows", "field": card.label},
-                "range": {"scheme": "tableau20"},
+                "range": "category",  # the theme's palette (report.js)
             }
         ],
         "marks": [
