@@ -175,7 +175,9 @@ def _inspect(
                 continue  # a year the history does not have
             errors.clear()
             page.goto(path.as_uri())
-            page.wait_for_selector("body[data-rendered]", timeout=30_000)
+            # charts are drawn as they come near the screen: every one, for the checks
+            page.evaluate("window.MT_DRAW_ALL && window.MT_DRAW_ALL()")
+            page.wait_for_selector("body[data-rendered]", state="attached", timeout=60_000)
             where = f"{label} {name} @{width}"
             page.screenshot(
                 path=str(shots / f"{label}__{name.replace('/', '__')}__{width}.png"),

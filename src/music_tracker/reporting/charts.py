@@ -19,7 +19,14 @@ DESCRIPTION_PX = 22
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
 # No colours here: the page's theme (report.js, from report.css) gives marks, categories
 # and the map theirs, the same palette light or dark.
-LEGEND = {"labelLimit": 170, "columns": 3, "symbolLimit": 30}
+# a legend's entries in as many columns as the chart's width holds (one on a phone)
+LEGEND = {
+    "labelLimit": 170,
+    "columns": {"expr": "width < 360 ? 1 : width < 540 ? 2 : 3"},
+    "symbolLimit": 30,
+}
+# the theme's type scale: no chart text under 12 px (report.js holds every chart to it)
+FONT_PX = 12
 _TIME_UNITS = {"year": "year", "month": "yearmonth", "week": "yearweek", "day": "yearmonthdate"}
 _TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d %b %Y"}
 
@@ -47,8 +54,14 @@ def spec(card: Card) -> dict[str, Any] | None:
         "data": {"name": "rows"},
         "config": {
             "view": {"stroke": None},
-            "axis": {"labelFontSize": 11, "titleFontSize": 11, "labelLimit": 160},
-            "legend": {"labelFontSize": 11, "titleFontSize": 11},
+            # quantitative axes too leave out labels closer than 4 px ("10,00012,000")
+            "axis": {
+                "labelFontSize": FONT_PX,
+                "titleFontSize": FONT_PX,
+                "labelLimit": 160,
+                "labelSeparation": 4,
+            },
+            "legend": {"labelFontSize": FONT_PX, "titleFontSize": FONT_PX},
         },
     }
     builder = {
@@ -212,7 +225,13 @@ def _heatmap(card: Card) -> dict[str, Any]:
                 "type": "quantitative",
                 "scale": {"scheme": "blues"},
                 "title": _title(card, card.color),
-                "legend": {"orient": "top", "direction": "horizontal", "gradientLength": 140},
+                # the title beside the gradient, not above it: the rows keep their height
+                "legend": {
+                    "orient": "top",
+                    "direction": "horizontal",
+                    "gradientLength": 140,
+                    "titleOrient": "left",
+                },
             },
             "tooltip": _tooltip(card, card.x, card.y, card.color),
         },
