@@ -123,7 +123,8 @@
         "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>" +
         "<rect width='" + width + "' height='4'></rect></svg></li>";
     }).join("");
-    body.innerHTML = "<p class='measure'>" + cell("span", title(card, card.x) + unit) +
+    // the measure's words ("Hours"); its unit is on every value
+    body.innerHTML = "<p class='measure'>" + cell("span", title(card, card.x)) +
       "</p><ol class='ranked'>" +
       items + "</ol>";
   }
