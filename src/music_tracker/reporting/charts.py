@@ -17,8 +17,16 @@ GRID_GAP_PX = 12  # between grid rows (the page's CSS)
 CHROME_PX = 48
 DESCRIPTION_PX = 22
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
-SCHEME = "tableau10"
-LEGEND = {"labelLimit": 170, "columns": 3, "symbolLimit": 30}
+# No colours here: the page's theme (report.js, from report.css) gives marks, categories
+# and the map theirs, the same palette light or dark.
+# a legend's entries in as many columns as the chart's width holds (one on a phone)
+LEGEND = {
+    "labelLimit": 170,
+    "columns": {"expr": "width < 360 ? 1 : width < 540 ? 2 : 3"},
+    "symbolLimit": 30,
+}
+# the theme's type scale: no chart text under 12 px (report.js holds every chart to it)
+FONT_PX = 12
 _TIME_UNITS = {"year": "year", "month": "yearmonth", "week": "yearweek", "day": "yearmonthdate"}
 _TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d %b %Y"}
 
@@ -46,8 +54,14 @@ def spec(card: Card) -> dict[str, Any] | None:
         "data": {"name": "rows"},
         "config": {
             "view": {"stroke": None},
-            "axis": {"labelFontSize": 11, "titleFontSize": 11, "labelLimit": 160},
-            "legend": {"labelFontSize": 11, "titleFontSize": 11},
+            # quantitative axes too leave out labels closer than 4 px ("10,00012,000")
+            "axis": {
+                "labelFontSize": FONT_PX,
+                "titleFontSize": FONT_PX,
+                "labelLimit": 160,
+                "labelSeparation": 4,
+            },
+            "legend": {"labelFontSize": FONT_PX, "titleFontSize": FONT_PX},
         },
     }
     builder = {
@@ -119,7 +133,6 @@ def _color(card: Card) -> dict[str, Any]:
             "field": card.color,
             "type": "nominal",
             "sort": None,
-            "scale": {"scheme": SCHEME},
             "title": card.title_of(card.color),
             "legend": legend,
         }
@@ -128,7 +141,7 @@ def _color(card: Card) -> dict[str, Any]:
 
 def _bar(card: Card) -> dict[str, Any]:
     return {
-        "mark": {"type": "bar", "tooltip": True, "color": "#4c78a8"},
+        "mark": {"type": "bar", "tooltip": True},
         "encoding": {
             "y": _nominal(card, card.y, "y"),
             "x": _quantitative(card, card.x),
@@ -212,7 +225,13 @@ def _heatmap(card: Card) -> dict[str, Any]:
                 "type": "quantitative",
                 "scale": {"scheme": "blues"},
                 "title": _title(card, card.color),
-                "legend": {"orient": "top", "direction": "horizontal", "gradientLength": 140},
+                # the title beside the gradient, not above it: the rows keep their height
+                "legend": {
+                    "orient": "top",
+                    "direction": "horizontal",
+                    "gradientLength": 140,
+                    "titleOrient": "left",
+                },
             },
             "tooltip": _tooltip(card, card.x, card.y, card.color),
         },
@@ -228,7 +247,6 @@ def _pie(card: Card) -> dict[str, Any]:
                 "field": card.label,
                 "type": "nominal",
                 "sort": None,
-                "scale": {"scheme": SCHEME},
                 "title": card.title_of(card.label),
                 # below the ring, one entry a line: long labels keep their words
                 "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 280},
@@ -247,13 +265,12 @@ def _map(card: Card) -> dict[str, Any]:
                     "name": WORLD_DATA,
                     "format": {"type": "topojson", "feature": "countries"},
                 },
-                "mark": {"type": "geoshape", "fill": "#e8e8e8", "stroke": "#ffffff"},
+                "mark": {"type": "geoshape"},
             },
             {
                 "mark": {
                     "type": "circle",
                     "tooltip": True,
-                    "color": "#d6604d",
                     "opacity": 0.75,
                     "stroke": "#7f2704",
                     "strokeWidth": 0.5,
@@ -311,7 +328,7 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
                 "name": "color",
                 "type": "ordinal",
                 "domain": {"data": "rows", "field": card.label},
-                "range": {"scheme": "tableau20"},
+                "range": "category",  # the theme's palette (report.js)
             }
         ],
         "marks": [

@@ -158,6 +158,8 @@ class Dashboard(_Strict):
     description: str
     origin: Literal["original", "new"]
     order: int
+    # how the static report draws it: a grid of cards, or (year in review) a story page
+    page: Literal["dashboard", "story"] = "dashboard"
     filters: list[Filter] = Field(default_factory=list)
     cards: list[Card]
 

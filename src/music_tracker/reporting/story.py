@@ -1,0 +1,250 @@
+"""Year in review as a story: the year's figures as sentences and short ranked lists, one
+page per year, drawn as plain HTML (no chart library: it opens at once on a phone).
+
+The figures are the rows of the dashboard's cards (``dashboards/13_year_in_review.yml``),
+the same ones Metabase shows as tables; a card the story does not know is left to
+Metabase, a card that is missing leaves its section out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from music_tracker.reporting.front_page import long_date
+from music_tracker.reporting.layout import Context, esc, footer, head, nav
+
+Rows = dict[str, list[dict[str, Any]]]  # card name: its rows as column -> value
+Link = Callable[[str, Any], str | None]  # (column, value) -> a page, or None
+
+_LISTS = (
+    ("top_artists", "Top artists", "artist"),
+    ("top_tracks", "Top songs", "track"),
+    ("top_albums", "Top albums", "album"),
+    ("top_genres", "Top genres", "genre"),
+)
+_UP = "<span aria-hidden='true'>&#9650;</span>"
+_DOWN = "<span aria-hidden='true'>&#9660;</span>"
+NO_GENRES = (
+    "No genres yet: the artists have not been looked up. Run <code>music-tracker enrich"
+    "</code> (one request a second: about an hour for 1,000 artists), then "
+    "<code>music-tracker transform</code>."
+)
+
+
+def _date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and value:
+        return dt.date.fromisoformat(value[:10])
+    return None
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "0"
+    return f"{float(value):,.{digits}f}"
+
+
+def _against(now: Any, before: Any, what: str) -> str:
+    """'+12% on 2023' style comparison; nothing when the year before is empty."""
+    if not before:
+        return "nothing the year before"
+    change = (float(now or 0) - float(before)) / float(before) * 100
+    if abs(change) < 0.5:
+        return f"as many {what} as the year before"
+    sign = "+" if change > 0 else "\u2212"
+    previous = _number(before, 1 if what == "hours" else 0)
+    return f"{sign}{abs(change):.0f}% on the year before ({previous})"
+
+
+def _change(row: dict[str, Any]) -> str:
+    change = row.get("change")
+    before = row.get("rank_year_before")
+    if change == "new":
+        return "<span class='change new'>new</span>"
+    if change == "up":
+        return f"<span class='change up'>{_UP} up from #{before}</span>"
+    if change == "down":
+        return f"<span class='change down'>{_DOWN} down from #{before}</span>"
+    if change == "same":
+        return "<span class='change same'>same as the year before</span>"
+    return ""
+
+
+def _ranked(rows: list[dict[str, Any]], column: str, link: Link) -> str:
+    items = []
+    for row in rows:
+        value = row.get(column)
+        href = link(column, value)
+        name = f"<a href='{esc(href)}'>{esc(value)}</a>" if href else esc(value)
+        items.append(
+            f"<li data-rank='{esc(row.get('rank'))}'><span class='name'>{name}</span>"
+            f"<span class='plays'>{_number(row.get('plays'))} plays</span>{_change(row)}</li>"
+        )
+    return f"<ol class='ranked-story'>{''.join(items)}</ol>"
+
+
+def _months(rows: list[dict[str, Any]]) -> str:
+    """Hours per month as a small bar chart, drawn here as SVG."""
+    if not rows:
+        return ""
+    by_month = {int(row["month_num"]): row for row in rows}
+    most = max(float(row["hours"] or 0) for row in rows) or 1.0
+    bars = []
+    for month in range(1, 13):
+        row = by_month.get(month)
+        hours = float(row["hours"] or 0) if row else 0.0
+        height = round(hours / most * 100, 1)
+        name = dt.date(2000, month, 1).strftime("%B")
+        bars.append(
+            f"<g><title>{name}: {hours:,.1f} hours</title>"
+            f"<rect x='{(month - 1) * 10 + 1}' y='{100 - height}' width='8' height='{height}'>"
+            f"</rect></g>"
+        )
+    labels = "".join(
+        f"<span>{dt.date(2000, month, 1).strftime('%b')}</span>" for month in range(1, 13)
+    )
+    return (
+        "<figure class='months'><svg viewBox='0 0 120 100' preserveAspectRatio='none' "
+        "role='img' aria-label='Hours of music by month'>" + "".join(bars) + "</svg>"
+        f"<div class='month-labels' aria-hidden='true'>{labels}</div>"
+        "<figcaption>Hours of music, month by month</figcaption></figure>"
+    )
+
+
+def _moments(data: Rows, link: Link) -> str:
+    parts = []
+    day_rows = data.get("most_played_day") or []
+    if day_rows:
+        row = day_rows[0]
+        day = _date(row["day"])
+        when = f"{day.strftime('%A')} {long_date(day)}" if day else ""
+        parts.append(
+            "<div class='moment' data-figure='most-played-day'><h3>The biggest day</h3>"
+            f"<p><strong>{esc(when)}</strong>: {_number(row['plays'])} plays, "
+            f"{_number(row['hours'], 1)} hours.</p></div>"
+        )
+    month_rows = data.get("hours_by_month") or []
+    if month_rows:
+        top = max(month_rows, key=lambda r: (r["plays"] or 0, -int(r["month_num"])))
+        parts.append(
+            "<div class='moment' data-figure='most-played-month'><h3>The biggest month</h3>"
+            f"<p><strong>{esc(top['month'])}</strong>: {_number(top['plays'])} plays, "
+            f"{_number(top['hours'], 1)} hours.</p></div>"
+        )
+    first_rows = data.get("first_song") or []
+    if first_rows:
+        row = first_rows[0]
+        played = row["played_at"]
+        when = (
+            f"{long_date(played.date())} at {played.strftime('%H:%M')}"
+            if isinstance(played, dt.datetime)
+            else esc(played)
+        )
+        href = link("artist", row["artist"])
+        artist = f"<a href='{esc(href)}'>{esc(row['artist'])}</a>" if href else esc(row["artist"])
+        parts.append(
+            "<div class='moment' data-figure='first-song'><h3>The first song</h3>"
+            f"<p><strong>{esc(row['song'])}</strong> by {artist}, {when}.</p></div>"
+        )
+    return f"<section class='moments'>{''.join(parts)}</section>" if parts else ""
+
+
+def _discoveries(data: Rows, link: Link) -> str:
+    counts = (data.get("discovery_counts") or [{}])[0]
+    if not counts:
+        return ""
+    names = data.get("discoveries") or []
+    listed = ""
+    if names:
+        items = []
+        for row in names:
+            href = link("artist", row["artist"])
+            name = f"<a href='{esc(href)}'>{esc(row['artist'])}</a>" if href else esc(row["artist"])
+            first = _date(row["first_listen"])
+            items.append(
+                f"<li><span class='name'>{name}</span><span class='plays'>"
+                f"{_number(row['plays_that_year'])} plays</span>"
+                f"<span class='change'>first on {esc(long_date(first) if first else '')}"
+                "</span></li>"
+            )
+        listed = f"<ol class='ranked-story'>{''.join(items)}</ol>"
+    return (
+        "<section class='story-list' data-figure='discoveries'><h2>Discoveries</h2>"
+        f"<p><strong class='big'>{_number(counts.get('new_artists'))}</strong> new artists "
+        f"and <strong class='big'>{_number(counts.get('new_tracks'))}</strong> new songs, "
+        f"heard for the first time ever.</p>{listed}</section>"
+    )
+
+
+def render(
+    title: str,
+    year_label: str,
+    years: list[tuple[str, str]],
+    data: Rows,
+    context: Context,
+    link: Link,
+) -> str:
+    """The story page of one year; ``years`` are (label, file) of every year's page."""
+    summary = (data.get("summary") or [{}])[0]
+    year = summary.get("year") or year_label
+    heading = f"{year} in music"
+    figures = (
+        "<div class='kpis story-kpis'>"
+        + "".join(
+            f"<div class='kpi-card' data-figure='{key}'><span class='kpi-label'>{label}</span>"
+            f"<span class='kpi-value'>{_number(summary.get(key), digits)}</span>"
+            f"<span class='kpi-detail'>"
+            f"{esc(_against(summary.get(key), summary.get(f'{key}_year_before'), what))}"
+            "</span></div>"
+            for key, label, digits, what in (
+                ("hours", "Hours of music", 1, "hours"),
+                ("days_with_music", "Days with music", 0, "days"),
+                ("plays", "Plays", 0, "plays"),
+            )
+        )
+        + "</div>"
+    )
+    lists = []
+    for card, label, column in _LISTS:
+        if card not in data:
+            continue
+        rows = data[card]
+        if rows:
+            body = _ranked(rows, column, link)
+        elif card == "top_genres":
+            body = f"<p class='empty'>{NO_GENRES}</p>"
+        else:
+            body = "<p class='empty'>Nothing played this year.</p>"
+        lists.append(
+            f"<section class='story-list' data-card='{card}'><h2>{label}</h2>{body}</section>"
+        )
+    choices = "".join(
+        f"<a href='{esc(file)}'{' aria-current=page' if label == year else ''}>{esc(label)}</a>"
+        for label, file in years
+    )
+    return (
+        head(
+            f"{title}: {year}",
+            1,
+            description=f"A year of listening: {year}.",
+            scripts=["report.js"],
+            drawn=True,
+        )
+        + nav(1)
+        + f"<header><h1>{esc(heading)}</h1>"
+        + f"<nav class='years' aria-label='Other years'>{choices}</nav></header>"
+        + "<main class='story'>"
+        + figures
+        + _months(data.get("hours_by_month") or [])
+        + f"<div class='story-lists'>{''.join(lists)}</div>"
+        + _moments(data, link)
+        + _discoveries(data, link)
+        + "</main>"
+        + footer(context)
+        + "</body></html>"
+    )

@@ -1,0 +1,392 @@
+"""The static report as a product: every listed artist linked to a page that exists, the
+front page's headline numbers and the year in review's story equal to the star schema
+(computed here from the fact table, not from the report's own queries), the artist pages'
+batched rows equal to the Artist dashboard's SQL, and every kind of page drawn in Chromium
+at a phone's and a desktop's width with a clean console, screenshots kept for a person.
+
+Two reports: the real exports (patchy: 2018, then 2023-2024; no genres looked up) and a
+small generated history shaped like the demo's (2008-2026, its artists placed and given
+genres by a fake MusicBrainz).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO, query
+from music_tracker.cli import app
+from music_tracker.reporting import artist_pages
+from music_tracker.reporting.definitions import load_dashboards
+from music_tracker.reporting.static_site import LINKED, run_card
+
+ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+UNKNOWN = "Unknown Artist"
+
+
+def _report(data_dir: Path) -> Path:
+    result = CliRunner().invoke(app, ["report", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    return data_dir / "report"
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Path:
+    """The real exports' star schema (conftest's ``built``), copied, and its report."""
+    data_dir = tmp_path_factory.mktemp("real-report") / "data"
+    shutil.copytree(built, data_dir, ignore=shutil.ignore_patterns("serving", "report"))
+    _report(data_dir)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's generator at a tenth of its plays, imported and built, its 25 most
+    played artists looked up in the fake MusicBrainz, built again, and its report."""
+    from music_tracker.demo.run import enrich_with_fake_musicbrainz, generate_inputs
+    from music_tracker.importers.run import run_import
+    from music_tracker.settings import Settings
+    from music_tracker.transform import run_build
+
+    data_dir = tmp_path_factory.mktemp("demo-report") / "data"
+    inputs = generate_inputs(data_dir / "demo-inputs", plays_per_year=300)
+    for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
+        run_import([path], data_dir)
+    settings = Settings(data_dir=data_dir)
+    run_build(settings)
+    enrich_with_fake_musicbrainz(settings, inputs.catalogue, limit=25, interval_s=0)
+    run_build(settings)
+    _report(data_dir)
+    return data_dir
+
+
+@pytest.fixture(params=["real", "demo"])
+def data_dir(request: pytest.FixtureRequest) -> Path:
+    return Path(request.getfixturevalue(request.param))
+
+
+# -- links ------------------------------------------------------------------------------
+
+
+def _cards(page: Path) -> list[dict[str, Any]]:
+    found = re.search(r"<script type='application/json' id='mt-cards'>(.*?)</script>",
+                      page.read_text(encoding="utf-8"), re.DOTALL)  # fmt: skip
+    return json.loads(found.group(1).replace("<\\/", "</")) if found else []
+
+
+def _heading(page: Path) -> str:
+    found = re.search(r"<h1>(.*?)</h1>", page.read_text(encoding="utf-8"))
+    assert found, page
+    return html.unescape(found.group(1))
+
+
+def _artists_of(data_dir: Path, column: str) -> dict[str, set[str]]:
+    """Track ("artist - track") or album ("artist - album") to the artists who played it,
+    from the fact table."""
+    dimension, key, name = {
+        "track": ("dim_track", "track_sid", "artist_track"),
+        "album": ("dim_album", "album_sid", "artist_album"),
+    }[column]
+    mapping: dict[str, set[str]] = {}
+    for value, artist in query(
+        data_dir,
+        f"select distinct entity.{name}, artist.artist_name from dw.fact_track_played as fact"
+        f" join dw.{dimension} as entity on entity.{key} = fact.{key}"
+        " join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid",
+    ):
+        mapping.setdefault(value, set()).add(artist)
+    return mapping
+
+
+def test_every_listed_artist_links_to_its_page(data_dir: Path) -> None:
+    """Every artist, track and album in every list of every page leads to the page of its
+    artist, which exists and is headed with that name; every artist with 10 plays has one."""
+    report = data_dir / "report"
+    owners = {column: _artists_of(data_dir, column) for column in ("track", "album")}
+    checked = 0
+    problems: list[str] = []
+    for page in sorted(report.glob("*/*.html")):
+        if page.parent.name == artist_pages.FOLDER:
+            continue
+        for card in _cards(page):
+            for i, column in enumerate(card["columns"]):
+                if column not in LINKED:
+                    continue
+                hrefs = card["links"].get(column, [None] * len(card["rows"]))
+                for row, href in zip(card["rows"], hrefs, strict=True):
+                    value = row[i]
+                    if value is None or value == UNKNOWN or str(value).startswith(UNKNOWN):
+                        continue
+                    where = f"{page.relative_to(report)} {card['name']} {value!r}"
+                    if href is None:
+                        problems.append(f"{where}: no link")
+                        continue
+                    target = (page.parent / href).resolve()
+                    expected = (
+                        {value} if LINKED[column] == "artist" else owners[LINKED[column]][value]
+                    )
+                    if not target.is_file():
+                        problems.append(f"{where}: {href} does not exist")
+                    elif _heading(target) not in expected:
+                        problems.append(f"{where}: {href} is {_heading(target)!r}")
+                    checked += 1
+    # the story pages' names are links too
+    for page in sorted((report / "year-in-review").glob("*.html")):
+        for href in re.findall(r"<a href='(\.\./artist/[^']+)'>", page.read_text("utf-8")):
+            target = (page.parent / href).resolve()
+            if not target.is_file():
+                problems.append(f"{page.name}: {href} does not exist")
+            checked += 1
+    assert not problems, problems[:20]
+    assert checked > 100
+    # every artist with at least 10 plays has a page, in the index
+    regulars = {
+        name
+        for (name,) in query(
+            data_dir,
+            "select artist.artist_name from dw.fact_track_played as fact"
+            " join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid"
+            " where artist.artist_name is not null and artist.artist_name <> $unknown"
+            " group by artist.artist_name having count(*) >= 10",
+            {"unknown": UNKNOWN},
+        )
+    }
+    index = (report / "artist" / "index.html").read_text(encoding="utf-8")
+    listed = {html.unescape(n) for n in re.findall(r"\.html'>([^<]+)</a><span", index)}
+    assert regulars and regulars <= listed
+
+
+def test_artist_pages_rows_equal_the_dashboard_sql(demo: Path) -> None:
+    """The batched queries of the artist pages answer as the Artist dashboard's own SQL."""
+    dashboard = next(d for d in load_dashboards() if artist_pages.is_artist_dashboard(d))
+    with duckdb.connect(str(demo / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        pages = artist_pages.choose(con, set())
+        names = [pages[0].name, pages[len(pages) // 2].name, pages[-1].name]
+        batched = artist_pages.card_rows(con, dashboard, names, run_card)
+        assert set(batched) == {card.name for card in dashboard.cards}
+        for card in dashboard.cards:
+            assert card.name in artist_pages.BATCH_SQL, f"{card.name}: not batched"
+            for name in names:
+                columns, rows = run_card(con, card, {"artist": name})
+                assert batched[card.name][name] == (columns, rows), (card.name, name)
+
+
+# -- the front page ---------------------------------------------------------------------
+
+
+def _figures(page: Path) -> dict[str, str]:
+    """data-figure -> its text, from the page as written."""
+    text = page.read_text(encoding="utf-8")
+    figures = {}
+    for key, body in re.findall(r"data-figure='([^']+)'>(.*?)</(?:div|p)>", text, re.DOTALL):
+        figures[key] = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+    return figures
+
+
+def _plays(data_dir: Path) -> list[tuple[dt.date, str | None, str, int, bool]]:
+    """(local date, artist, "artist - track", ms played, is stream) of every play."""
+    return [
+        (row[0], row[1], row[2], int(row[3]), bool(row[4]))
+        for row in query(
+            data_dir,
+            "select fact.date_sid, artist.artist_name, track.artist_track,"
+            " coalesce(fact.ms_played, 0), fact.is_stream from dw.fact_track_played as fact"
+            " join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid"
+            " join dw.dim_track as track on track.track_sid = fact.track_sid",
+        )
+    ]
+
+
+def _top(counter: Counter[str]) -> str:
+    return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[0][0]
+
+
+def test_front_page_headlines_match_the_warehouse(data_dir: Path) -> None:
+    plays = _plays(data_dir)
+    newest = max(day for day, *_ in plays)
+    first_heard: dict[str, dt.date] = {}
+    for day, artist, *_ in sorted(plays, key=lambda p: p[0]):
+        if artist is not None:
+            first_heard.setdefault(artist, day)
+    figures = _figures(data_dir / "report" / "index.html")
+    for key, start in (
+        ("last-30-days", newest - dt.timedelta(days=29)),
+        ("year", dt.date(newest.year, 1, 1)),
+    ):
+        window = [p for p in plays if start <= p[0] <= newest]
+        hours = round(sum(p[3] for p in window) / 3_600_000, 1)
+        assert f"{hours:,.1f}" in figures[f"{key}-hours"]
+        named = [p for p in window if p[1] is not None and p[1] != UNKNOWN]
+        assert _top(Counter(p[1] for p in named)) in figures[f"{key}-top-artist"]  # type: ignore[misc]
+        assert _top(Counter(p[2] for p in named)) in figures[f"{key}-top-track"]
+        new = sum(1 for day in first_heard.values() if start <= day <= newest)
+        assert figures[f"{key}-new-artists"].split()[2] == f"{new:,}", figures
+    # the streak: days in a row with a stream, ending on the newest such day
+    days = sorted({p[0] for p in plays if p[4]}, reverse=True)
+    streak = 1
+    while streak < len(days) and days[streak - 1] - days[streak] == dt.timedelta(days=1):
+        streak += 1
+    assert (f"{streak} days" if streak > 1 else "1 day") in figures["streak"]
+    # the last play of the real exports is years old: the page says "to <that date>"
+    text = (data_dir / "report" / "index.html").read_text(encoding="utf-8")
+    assert f"The last 30 days of listening, to {newest.day} {newest.strftime('%B %Y')}" in text
+
+
+# -- year in review ---------------------------------------------------------------------
+
+
+def _ranking(counter: Counter[str]) -> list[str]:
+    return [name for name, _ in sorted(counter.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def test_year_in_review_tells_the_year_from_the_star_schema(data_dir: Path) -> None:
+    plays = _plays(data_dir)
+    year = max(day for day, *_ in plays).year
+    page = data_dir / "report" / "year-in-review" / f"{year}.html"
+    text = page.read_text(encoding="utf-8")
+    figures = _figures(page)
+    this = [p for p in plays if p[0].year == year]
+    before = [p for p in plays if p[0].year == year - 1]
+    assert f"{round(sum(p[3] for p in this) / 3_600_000, 1):,.1f}" in figures["hours"]
+    assert f"{len({p[0] for p in this}):,}" in figures["days_with_music"]
+    assert f"{len(this):,}" in figures["plays"]
+    # top artists in order, each with its change against the year before
+    named = [p for p in this if p[1] is not None and p[1] != UNKNOWN]
+    ranking = _ranking(Counter(p[1] for p in named))[:5]  # type: ignore[misc]
+    previous = _ranking(Counter(p[1] for p in before if p[1] and p[1] != UNKNOWN))  # type: ignore[misc]
+    section = text.split("data-card='top_artists'>")[1].split("</section>")[0]
+    items = re.findall(r"<li data-rank='(\d+)'>(.*?)</li>", section)
+    for (rank, body), name in zip(items, ranking, strict=True):
+        shown = html.unescape(re.sub(r"<[^>]+>", "", body))
+        assert shown.startswith(name), (rank, shown, name)
+        if name not in previous:
+            assert "new" in shown
+        else:
+            was = previous.index(name) + 1
+            word = "up" if was > int(rank) else "down" if was < int(rank) else "same"
+            assert word in shown and (word == "same" or f"#{was}" in shown), (shown, was)
+    # the biggest day, and the first song of the year
+    per_day = Counter(p[0] for p in this)
+    biggest = sorted(per_day.items(), key=lambda item: (-item[1], item[0]))[0]
+    assert f"{biggest[0].day} {biggest[0].strftime('%B %Y')}" in figures["most-played-day"]
+    assert f"{biggest[1]:,} plays" in figures["most-played-day"]
+    (first,) = query(
+        data_dir,
+        "select track.track_name from dw.fact_track_played as fact"
+        " join dw.dim_track as track on track.track_sid = fact.track_sid"
+        " where year(fact.played_at_local) = $year order by fact.played_at_local limit 1",
+        {"year": year},
+    )
+    assert first[0] in figures["first-song"]
+    # discoveries: artists first heard this year
+    first_heard: dict[str, int] = {}
+    for day, artist, *_ in sorted(plays, key=lambda p: p[0]):
+        if artist is not None:
+            first_heard.setdefault(artist, day.year)
+    new = sum(1 for y in first_heard.values() if y == year)
+    assert f"{new:,} new artists" in figures["discoveries"]
+
+
+# -- in a browser -----------------------------------------------------------------------
+
+
+def _pages(report: Path) -> list[Path]:
+    """One page of each kind: the front page, every dashboard's default page, the artist
+    index and the most played artist's page, a year of the story."""
+    pages = [report / "index.html"]
+    pages += sorted(p / "index.html" for p in report.iterdir() if p.is_dir() and p.name != "assets")
+    first_artist = re.search(
+        r"<a href='([^']+)'>", (report / "artist" / "index.html").read_text(encoding="utf-8")
+    )
+    assert first_artist
+    pages.append(report / "artist" / first_artist.group(1))
+    return pages
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+@pytest.mark.parametrize("which", ["real", "demo"])
+def test_every_kind_of_page_in_chromium_at_390_and_1440(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "Chromium is required in CI (.ci/run installs it)"
+    data_dir: Path = request.getfixturevalue(which)
+    report = data_dir / "report"
+    shots = ARTIFACTS / "report-pages" / which
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        for width in (390, 1440):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
+            page.route(
+                "**/*",
+                lambda route: (
+                    route.continue_() if route.request.url.startswith("file:") else route.abort()
+                ),
+            )
+            for path in _pages(report):
+                errors.clear()
+                name = str(path.relative_to(report)).replace("/", "__").removesuffix(".html")
+                page.goto(path.as_uri())
+                page.evaluate("window.MT_DRAW_ALL && window.MT_DRAW_ALL()")
+                page.wait_for_selector("body[data-rendered]", state="attached", timeout=30_000)
+                page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+                where = f"{name} at {width}"
+                problems += [f"{where}: {e}" for e in errors]
+                problems += [f"{where}: {e}" for e in page.evaluate("window.MT_ERRORS || []")]
+                # nothing makes the page itself wider than the screen (tables scroll inside)
+                wide = page.evaluate("document.scrollingElement.scrollWidth")
+                if wide > width + 1:
+                    problems.append(f"{where}: the page is {wide} px wide")
+                # every name in a drawn ranked list or table is a link where the data has one
+                missing = page.evaluate(
+                    """() => [...document.querySelectorAll('ol.ranked li .name, td.name')]
+                        .filter(e => !e.querySelector('a')).length"""
+                )
+                if missing:
+                    problems.append(f"{where}: {missing} linked names drawn without a link")
+            # the search box narrows the artist index, accents aside
+            page.goto((report / "artist" / "index.html").as_uri())
+            total = page.locator("ol.artist-list li").count()
+            name = page.locator("ol.artist-list li a").first.inner_text()
+            page.fill("#artist-search", name.upper())
+            shown = page.locator("ol.artist-list li:not([hidden]) a").all_inner_texts()
+            assert name in shown and len(shown) < total, (name, shown[:5], total)
+            page.fill("#artist-search", "zzzz-no-such-artist")
+            assert page.locator("ol.artist-list li:not([hidden])").count() == 0
+            assert page.locator("#artist-none").is_visible()
+            page.close()
+        browser.close()
+    assert not problems, problems
+    assert len(list(shots.glob("*.png"))) == 2 * len(_pages(report))
