@@ -295,6 +295,7 @@ def test_the_images_build_and_the_stack_runs(
     env = {
         **env,
         "DATA_ROOT": str(srv),
+        "COMPOSE_PROFILES": "full",  # deploy/.env's choice on the VM
         "DOMAIN": "localhost",
         "ACME_EMAIL": "owner@example.org",
         "METABASE_ADMIN_EMAIL": "owner@example.org",
