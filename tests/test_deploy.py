@@ -177,6 +177,10 @@ def test_compose_fails_fast_on_a_missing_setting(tmp_path: Path) -> None:
     project = _env(tmp_path, DOMAIN="")
     done = _compose(project, "config", "-q")
     assert done.returncode != 0 and "set DOMAIN" in done.stderr
+    # a deploy/.env from before the plans names none: only Caddy would start, silently
+    project = _env(tmp_path / "no-plan", COMPOSE_PROFILES="")
+    done = _compose(project, "config", "-q")
+    assert done.returncode != 0 and "set COMPOSE_PROFILES in deploy/.env" in done.stderr
 
 
 @pytest.mark.parametrize("dockerfile", ["pipeline.Dockerfile", "metabase/Dockerfile"])

@@ -863,3 +863,32 @@ def test_a_hung_lite_run_is_stopped_told_and_the_schedule_goes_on(
         spotify.release()
         _stop(proc)
         log.close()
+
+
+def test_the_lite_loop_outlives_a_state_file_it_cannot_write(tmp_path: Path) -> None:
+    """health.json cannot be replaced (a full disk, say): the loop logs it and goes on
+    scheduling; the healthcheck sees health.json go stale instead of serve dying."""
+    data_dir = tmp_path / "data"
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MUSIC_TRACKER_", "PREFECT_"))},
+        "MUSIC_TRACKER_DATA_DIR": str(data_dir),
+        "MUSIC_TRACKER_INGEST_INTERVAL_MINUTES": "0.05",  # 3 s; no Spotify app: a skip
+        "MUSIC_TRACKER_WATCHDOG_INTERVAL_S": "1",
+    }
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [CLI, "serve", "--lite"], env=environment, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _until("no run", lambda: len(_runs(data_dir)) >= 1, 60, log_path)
+        (data_dir / "state" / "health.json.partial").mkdir()  # every replace now fails
+        runs = len(_runs(data_dir))
+        _until("no runs after", lambda: len(_runs(data_dir)) >= runs + 2, 60, log_path)
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        assert "could not record the schedule's health" in log_path.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+    finally:
+        _stop(proc)
+        log.close()

@@ -90,3 +90,23 @@ def test_report_output_refuses_a_folder_of_other_files(
     done = cli("report", "--data-dir", str(built_copy), "--output", str(root), expect=1)
     assert "holds files that are not a report" in done.stdout + done.stderr
     assert (root / "index.html").is_file() and not (root / "assets").exists()
+
+
+def test_report_output_never_replaces_the_data_folder_or_the_owners_files(
+    built_copy: Path, cli: Cli, site: tuple[Path, str]
+) -> None:
+    """A data folder inside the copy (an import run from the site's folder) is never
+    replaced with it; a folder of the owner's beside the copy is left alone."""
+    root, _ = site
+    cli("report", "--data-dir", str(built_copy), "--output", str(root / "music"))
+    keep = root / ".music.old"
+    keep.mkdir()
+    (keep / "precious.html").write_text("the owner's")
+    cli("report", "--data-dir", str(built_copy), "--output", str(root / "music"))
+    assert (keep / "precious.html").read_text() == "the owner's"
+    assert sorted(p.name for p in root.iterdir()) == [".music.old", "index.html", "music"]
+    inside = root / "music" / "data"
+    built_copy.rename(inside)
+    done = cli("report", "--data-dir", str(inside), "--output", str(root / "music"), expect=1)
+    assert "holds or lies inside the data folder" in done.stdout + done.stderr
+    assert (inside / "warehouse.duckdb").is_file()

@@ -925,8 +925,14 @@ REPORT_MARK = "assets/report.js"  # a folder holding this is a report written he
 def _check_report_output(output: Path, settings: Settings) -> None:
     """Refuse a folder the copy would wrongly replace: one holding other files (the
     owner's site), or the data folder's own report."""
-    if output == settings.report_dir.resolve():
-        raise _fail(f"--output {output} is the data folder's report itself: choose another")
+    data, report = settings.data_dir.resolve(), settings.report_dir.resolve()
+    for folder in (data, report):
+        # replacing the output would take the data folder (or the report) with it
+        if output == folder or folder.is_relative_to(output) or output.is_relative_to(folder):
+            raise _fail(
+                f"--output {output} holds or lies inside the data folder ({data}): the copy "
+                "replaces its folder as a whole; choose a folder outside it"
+            )
     if output.exists() and (not output.is_dir() or (
         any(output.iterdir()) and not (output / REPORT_MARK).is_file()
     )):  # fmt: skip
@@ -940,23 +946,23 @@ def _check_report_output(output: Path, settings: Settings) -> None:
 def _copy_report(report_dir: Path, output: Path) -> Path:
     """The finished report copied beside ``output``, then swapped in by renames."""
     import shutil
+    import tempfile
 
-    partial = output.with_name(f".{output.name}.partial")
-    old = output.with_name(f".{output.name}.old")
-    for leftover in (partial, old):
-        shutil.rmtree(leftover, ignore_errors=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # names of our own beside it: a folder of the owner's is never taken for a leftover
+    scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    partial, old = scratch / "new", scratch / "old"
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(report_dir, partial)
         if output.exists():
             output.rename(old)
         partial.rename(output)
     except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
         if old.exists() and not output.exists():
             old.rename(output)  # the copy that was there stays
+        shutil.rmtree(scratch, ignore_errors=True)
         raise _fail(f"cannot copy the report to {output}: {exc}") from None
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     return output
 
 

@@ -184,12 +184,14 @@ def load_runs(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
     """The newest ``limit`` runs recorded, oldest first."""
     try:
         lines = (settings.state_dir / RUNS_FILE).read_text(encoding="utf-8").splitlines()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return []
     runs = []
     for line in lines[-limit:]:
         with contextlib.suppress(ValueError):
-            runs.append(json.loads(line))
+            run = json.loads(line)
+            if isinstance(run, dict):
+                runs.append(run)
     return runs
 
 
@@ -235,12 +237,20 @@ class LiteScheduler:
                 self.run(flow)
                 continue
             if time.monotonic() >= next_check:
-                self.check(now)
+                self.check_safely(now)
                 next_check = time.monotonic() + interval
             wait = min(
                 (min(self.due.values()) - now).total_seconds(), next_check - time.monotonic()
             )
             self._stop.wait(max(0.05, wait))
+
+    def check_safely(self, now: datetime, running: Record | None = None) -> None:
+        """The check, whose failure (a full disk, a state folder gone read-only) is logged:
+        the schedule goes on, and the healthcheck sees health.json go stale."""
+        try:
+            self.check(now, running)
+        except OSError as exc:
+            log.error("could not record the schedule's health: %s", exc)
 
     def check(self, now: datetime, running: Record | None = None) -> Verdict:
         flows = notify.load_health(self.settings)
@@ -259,13 +269,22 @@ class LiteScheduler:
         record = Record(flow, datetime.now(UTC), None, "Running")
         log.info("%s: run started", flow)
         result_path = self.settings.state_dir / RESULT_FILE
-        result_path.unlink(missing_ok=True)
-        child = subprocess.Popen(
-            [self.python, "-m", "music_tracker.orchestration.lite", "run", flow],
-            env={**os.environ, "MUSIC_TRACKER_DATA_DIR": str(self.settings.data_dir)},
-            start_new_session=True,  # its own process group: stopped as a whole
-            preexec_fn=die_with_parent,
-        )
+        try:
+            result_path.unlink(missing_ok=True)
+            child = subprocess.Popen(
+                [self.python, "-m", "music_tracker.orchestration.lite", "run", flow],
+                env={**os.environ, "MUSIC_TRACKER_DATA_DIR": str(self.settings.data_dir)},
+                start_new_session=True,  # its own process group: stopped as a whole
+                preexec_fn=die_with_parent,
+            )
+        except OSError as exc:  # no memory to fork, a state folder gone: told, and go on
+            record.ended_at, record.state = datetime.now(UTC), "Crashed"
+            record.message = f"the run could not start: {exc}"
+            log.error("%s: %s", flow, record.message)
+            with contextlib.suppress(OSError):
+                notify.record_failure(self.settings, flow, record.message)
+                self._remember(record, None)
+            return record
         self._child = child
         limit = time_limit(self.settings, flow)
         deadline = time.monotonic() + limit.total_seconds()
@@ -287,7 +306,7 @@ class LiteScheduler:
                     os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
                 break
-            self.check(datetime.now(UTC), running=record)
+            self.check_safely(datetime.now(UTC), running=record)
         self._child = None
         record.ended_at = datetime.now(UTC)
         outcome = _read_outcome(result_path)
@@ -315,12 +334,16 @@ class LiteScheduler:
             record.message = str(
                 outcome.get("message") or f"the run's process exited with {child.returncode}"
             )
-        self._remember(record, outcome.get("result"))
-        if record.state == "Completed":
-            notify.record_success(self.settings, flow, "")
-        elif not stopped:
+        if record.state != "Completed" and not stopped:
             log.error("%s: %s", flow, record.message)
-            notify.record_failure(self.settings, flow, record.message, key=key)
+        try:
+            self._remember(record, outcome.get("result"))
+            if record.state == "Completed":
+                notify.record_success(self.settings, flow, "")
+            elif not stopped:
+                notify.record_failure(self.settings, flow, record.message, key=key)
+        except OSError as exc:  # the run itself is done; its record could not be kept
+            log.error("%s: could not record the run: %s", flow, exc)
         log.info("%s: run %s in %.1f s", flow, record.state.lower(), _seconds(record))
         if flow == "ingest":
             self._last_ingest = record
@@ -336,7 +359,8 @@ class LiteScheduler:
             "message": record.message,
             "result": result,
         }
-        with path.open("a", encoding="utf-8") as out:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # as state files
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
             out.write(json.dumps(line, default=str) + "\n")
         if path.stat().st_size > 4_000_000:  # about a month and a half of runs
             lines = path.read_text(encoding="utf-8").splitlines()[-KEEP_RUNS:]
