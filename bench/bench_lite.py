@@ -178,7 +178,11 @@ def main() -> None:
         (f"idle CPU over {args.idle_minutes:g} min (% of one core)", idle["idle_cpu_pct"], "< 1"),
         (f"served polls: {day['polls']}, {day['builds']} with a build and the report",
          day["polls"], ""),
-        ("  peak of the loop and a run (MiB)", day["peak_mib"], f"< {LIMIT_MIB}"),
+        # host RSS, shared pages counted in each process, and this process holds the fake
+        # Spotify too: an upper bound; the container's own figure is measured by hand
+        # (docs/deployment.md, "The lite plan")
+        ("  peak of this process (loop, fake Spotify) and a run, RSS (MiB)", day["peak_mib"],
+         "upper bound"),
         ("  CPU of a poll without a build (s)", day["poll_cpu_s"], ""),
         ("  CPU of a poll with a build and the report (s)", day["build_cpu_s"], ""),
         ("  the day at 144 polls (CPU min)", per_day,
