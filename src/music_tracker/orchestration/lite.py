@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -371,7 +372,7 @@ def _seconds(record: Record) -> float:
     return ((record.ended_at or record.started_at) - record.started_at).total_seconds()
 
 
-def _read_outcome(path: Any) -> dict[str, Any]:
+def _read_outcome(path: Path) -> dict[str, Any]:
     try:
         outcome = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
