@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,19 @@ from music_tracker.settings import DEFAULT_CONFIG_FILE, ENV_FILE, user_config_di
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MUSIC_TRACKER_SHARED", REPO.parent / "shared"))
+# Chromium for the report's browser tests (Debian's package; .ci/run installs it), and
+# where they keep screenshots for a person to look at
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
 SPOTIFY_DATA = SHARED / "data" / "spotify"
 EXTENDED_DIR = SPOTIFY_DATA / "extended_history_2026"
 ACCOUNT_DIR = SPOTIFY_DATA / "account_data_2024"

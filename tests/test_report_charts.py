@@ -21,20 +21,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO
+from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM
 from music_tracker.cli import app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
 WIDTHS = (390, 1440)
 # the Artist dashboard of the most played artist (artist/index.html lists the artists)
 TOP_ARTIST = "(most played)"

@@ -25,23 +25,12 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO, query
+from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, query
 from music_tracker.cli import app
 from music_tracker.reporting import artist_pages
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import LINKED, run_card
 
-ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UNKNOWN = "Unknown Artist"
 
 

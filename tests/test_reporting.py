@@ -16,8 +16,10 @@ import pytest
 
 from conftest import (
     ACCOUNT_DIR,
+    ARTIFACTS,
+    BROWSER_FLAGS,
+    CHROMIUM,
     EXTENDED_DIR,
-    REPO,
     Cli,
     cli_json,
     extended_plays,
@@ -35,7 +37,6 @@ from music_tracker.reporting.static_site import Context, ReportError, run_card, 
 
 DENVER = ZoneInfo("America/Denver")
 CONTEXT = Context(timezone="America/Denver", stream_threshold_ms=30_000, built_at="test")
-ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
 # -- definitions ------------------------------------------------------------------------
@@ -348,18 +349,6 @@ def test_report_command_writes_every_dashboard(enriched: Path, cli: Cli) -> None
 def test_report_without_a_star_schema_says_what_to_do(cli: Cli) -> None:
     result = cli("report", expect=1)
     assert "run `music-tracker import`" in result.output
-
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.mark.skipif(

@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 from music_tracker import files
 from music_tracker.orchestration import jobs, notify
-from music_tracker.orchestration.serve import die_with_parent
+from music_tracker.orchestration.serve import die_with_parent, stop_group
 from music_tracker.orchestration.watchdog import (
     Run,
     Verdict,
@@ -299,7 +299,7 @@ class LiteScheduler:
                 pass
             if self._stop.is_set():
                 stopped = True
-                _stop_group(child)
+                stop_group(child)  # DuckDB rolls back what the run had not committed
                 break
             if time.monotonic() >= deadline:
                 timed_out = True
@@ -378,19 +378,6 @@ def _read_outcome(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return outcome if isinstance(outcome, dict) else {}
-
-
-def _stop_group(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the run's process group (DuckDB rolls back what was not committed), then
-    SIGKILL after 20 s."""
-    try:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-    except ProcessLookupError:
-        pass
 
 
 def serve_lite(settings: Settings, *, install_signals: bool = True) -> None:

@@ -89,6 +89,19 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
+def stop_group(proc: subprocess.Popen[bytes], wait_s: float = 20) -> None:
+    """SIGTERM a child's process group (started with ``start_new_session``), then SIGKILL
+    after ``wait_s``."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
 class LocalPrefectServer:
     """``prefect server start`` as a supervised child process."""
 
@@ -170,14 +183,7 @@ class LocalPrefectServer:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
+        stop_group(proc)
 
 
 def _deployments(settings: Settings) -> list[Any]:
