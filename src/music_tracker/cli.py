@@ -1017,6 +1017,72 @@ def report(
             raise _fail(f"cannot serve on 127.0.0.1:{port} ({exc}): choose --port") from None
 
 
+@app.command("export")
+def export_command(
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="listenbrainz (JSON lines of listens), csv or parquet."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", help="Folder to write into (made if missing).")
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only plays on or after this local date (YYYY-MM-DD)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write every play out of the star schema: to leave with your data, or to keep a copy.
+
+    Music goes to one file, podcasts, audiobooks and videos to a second (docs/export.md).
+    """
+    from datetime import date
+
+    from music_tracker import export, warehouse
+
+    settings = _settings(data_dir)
+    _setup_logging(settings.log_level)
+    choices = [f.value for f in export.ExportFormat]
+    if fmt not in choices:
+        raise _fail(f"--format {fmt!r} is not one of {', '.join(choices)}", 2)
+    try:
+        since_date = date.fromisoformat(since) if since else None
+    except ValueError:
+        raise _fail(
+            f"--since {since!r} is not a date: use YYYY-MM-DD, such as 2024-01-31", 2
+        ) from None
+    if not settings.warehouse_path.exists():
+        raise _fail(f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first")
+    with _progress("export", quiet=as_json) as bar:
+        task = bar.add_task("writing plays", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            summary = export.export_history(
+                settings.warehouse_path,
+                output.resolve(),
+                export.ExportFormat(fmt),
+                timezone=settings.timezone,
+                since=since_date,
+                progress=step,
+            )
+        except export.ExportError as exc:
+            raise _fail(str(exc)) from None
+        except warehouse.WarehouseBusy as exc:
+            raise _fail(f"{exc}: run `music-tracker export` again in a moment", EXIT_BUSY) from None
+    result = summary.as_dict()
+    if as_json:
+        out.print_json(data=result)
+        return
+    for written in result["files"]:
+        out.print(Text(f"{written['rows']:,} {written['content']} plays -> {written['path']}"))
+    if since_date:
+        out.print(f"plays on or after {since_date} ({settings.timezone})")
+
+
 def _save_status(path: Path, report: dict[str, Any]) -> None:
     """What `status` read, for the moments another process holds the warehouse."""
     from music_tracker import files
