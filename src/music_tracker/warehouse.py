@@ -24,7 +24,7 @@ from music_tracker.connections import connect_duckdb
 if TYPE_CHECKING:  # Polars is imported where rows are written, not by readers (transform)
     import polars as pl
 
-RAW_SCHEMA_VERSION = 6
+RAW_SCHEMA_VERSION = 7
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -32,6 +32,7 @@ MUSIC_TABLES = {
     "spotify_api": "raw.spotify_api_plays",
     "spotify_account_data": "raw.spotify_account_data",
     "lastfm": "raw.lastfm_scrobbles",
+    "listenbrainz": "raw.listenbrainz_listens",
 }
 # An API play's natural key: md5 of its instant written one way (UTC, microseconds) and the
 # track id, never the text Spotify sent ("…:33.750Z" and "…:33.75Z" are one play). Raw
@@ -48,6 +49,7 @@ TIME_COLUMN = {
     "spotify_api": "played_at",
     "spotify_account_data": "played_at",
     "lastfm": "started_at",
+    "listenbrainz": "started_at",
 }
 
 # What the matching step reads of each staged music table (dedupe.linked_view's inputs).
@@ -56,6 +58,7 @@ MATCH_COLUMNS = {
     "spotify_api": ["played_at", "duration_ms", "track_id", "name_key"],
     "spotify_account_data": ["played_at", "ms_played", "name_key"],
     "lastfm": ["started_at", "name_key"],
+    "listenbrainz": ["started_at", "played_at", "ms_played", "track_id", "name_key"],
 }
 
 
@@ -132,6 +135,33 @@ create table if not exists raw.lastfm_scrobbles (
     artist_name varchar not null,
     album_name varchar,
     name_key varchar,
+    file_sha256 varchar not null,
+    file_row bigint not null,
+    imported_at timestamptz not null
+);
+
+-- listens from a ListenBrainz export (docs/listenbrainz.md); ours carry the end of play and
+-- the time heard, other tools' only the start
+create table if not exists raw.listenbrainz_listens (
+    source_key varchar not null,   -- md5(listened_at, artist, track[, ms_played, ended_at])
+    play_id varchar,
+    started_at timestamptz not null,  -- listened_at: start of play, UTC, whole seconds
+    played_at timestamptz,            -- end of play, when the listen says (ended_at)
+    ms_played bigint,                 -- time heard, when the listen says
+    duration_ms bigint,               -- the track's length
+    track_id varchar,                 -- Spotify id (from spotify_id or origin_url)
+    track_name varchar not null,
+    artist_name varchar not null,
+    album_name varchar,
+    name_key varchar,
+    recording_mbid varchar,
+    exported_source varchar,          -- the source a Music Tracker export named
+    platform varchar,
+    conn_country varchar,
+    reason_start varchar,
+    reason_end varchar,
+    shuffle boolean,
+    skipped boolean,
     file_sha256 varchar not null,
     file_row bigint not null,
     imported_at timestamptz not null
@@ -754,6 +784,8 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     params = _play_id_params() if moves else {}
     per_source: dict[str, Any] = {}
     for source, table in MUSIC_TABLES.items():
+        if not _has_raw_table(con, table.removeprefix("raw.")):
+            continue  # an older warehouse opened read-only: no such source yet
         time_col = TIME_COLUMN[source]
         # plays, not rows: a play the export wrote twice is two rows of one play
         play_id = _EFFECTIVE_PLAY_ID if moves else "t.play_id"
@@ -856,6 +888,7 @@ PLAY_TABLES = (
     "spotify_account_data",
     "spotify_api_plays",
     "lastfm_scrobbles",
+    "listenbrainz_listens",
 )
 
 

@@ -718,6 +718,8 @@ def _music_source(fmt: Format) -> str:
         return dedupe.API
     if fmt is Format.LASTFM:
         return dedupe.LASTFM
+    if fmt is Format.LISTENBRAINZ:
+        return dedupe.LISTENBRAINZ
     return dedupe.ACCOUNT
 
 

@@ -110,9 +110,11 @@ final as (
         1 as tracks_played,
         plays.ms_played,
         plays.is_ms_played_estimated,
-        -- a scrobble of a track of unknown length still met Last.fm's own 30 s rule
+        -- a scrobble (or a listen) of a track of unknown length still met the scrobbling
+        -- rule (Last.fm's and ListenBrainz's: half the track or 4 minutes)
         coalesce(
-            plays.ms_played >= {{ var('stream_threshold_ms') }}, plays.source = 'lastfm'
+            plays.ms_played >= {{ var('stream_threshold_ms') }},
+            plays.source in ('lastfm', 'listenbrainz')
         ) as is_stream,
         -- context
         plays.source,
