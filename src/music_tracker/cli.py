@@ -1093,8 +1093,8 @@ def _save_status(path: Path, report: dict[str, Any]) -> None:
 
 @app.command()
 def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
-    """Plays per source, freshness of each flow, what was set aside, warnings."""
-    from music_tracker import warehouse
+    """Plays per source, freshness of each flow, what was set aside or excluded, warnings."""
+    from music_tracker import exclusions, warehouse
 
     settings = _settings(data_dir)
     if not settings.warehouse_path.exists():
@@ -1108,6 +1108,7 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         with warehouse.connect(settings.warehouse_path, read_only=True) as con:
             report = warehouse.status(con)
             report["enrichment_backlog"] = _enrichment_backlog(con, settings)
+            report["exclusions"] = exclusions.status(con, settings.data_dir)
         _save_status(cache, report)
     except warehouse.WarehouseBusy as exc:
         # DuckDB lets no reader open the file beside a writer: say what it last held
@@ -1153,6 +1154,11 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         out.print(table)
     for reason, count in report["set_aside_rows"].items():
         out.print(f"set aside: {count:,} rows: {reason}")
+    for entry in report.get("exclusions", {}).get("entries", []):
+        out.print(
+            Text(f"excluded (exclusions.yaml): {entry['plays']:,} plays of {entry['kind']}"
+                 f" {entry['entry']}: {entry['reason']}")
+        )  # fmt: skip
     for show in report["podcast_shows_in_old_account_data"]:
         out.print(
             Text(f"podcast, not music (old account data): {show['show']},"
@@ -1252,7 +1258,8 @@ def _local(iso: str | None, zone: ZoneInfo, *, date_only: bool = False) -> str:
 def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
     from music_tracker.sources.spotify.auth import ReauthorizeRequired, TokenStore, expiry_warning
 
-    warnings = [
+    warnings = list(report.get("exclusions", {}).get("warnings", []))
+    warnings += [
         f"plays may be missing between {gap['from']} and {gap['to']} (polling gap): "
         "import an extended export covering it"
         for gap in report["gaps"]

@@ -140,6 +140,17 @@ create table if not exists raw.lastfm_scrobbles (
     imported_at timestamptz not null
 );
 
+-- exclusions.yaml as the last transform read it (music_tracker/exclusions.py): the plays
+-- it matches stay here in raw and are left out of the star schema
+create table if not exists raw.exclusions (
+    kind varchar not null,         -- artist, track, album, genre
+    entry varchar not null,        -- as written in the file
+    match_name varchar,            -- the name, case-folded (null for an id)
+    spotify_id varchar,
+    reason varchar,
+    line_number integer not null
+);
+
 -- listens from a ListenBrainz export (docs/listenbrainz.md); ours carry the end of play and
 -- the time heard, other tools' only the start
 create table if not exists raw.listenbrainz_listens (

@@ -33,6 +33,10 @@ artists as (
     select * from {{ ref('int_artists') }}
 ),
 
+excluded as (
+    select * from {{ ref('int_plays_excluded') }}
+),
+
 {% if is_incremental() %}
     {%- set conformed_changes = changes_relation(ref('int_plays_conformed')) %}
     -- a play's row changes when its conformed row did (logged), or when what its track or
@@ -134,7 +138,11 @@ final as (
         on plays.track_sid = tracks.track_sid
     inner join artists
         on plays.artist_sid = artists.artist_sid
-    where plays.ms_played > 0 or plays.is_ms_played_estimated
+    where
+        (plays.ms_played > 0 or plays.is_ms_played_estimated)
+        -- what exclusions.yaml keeps out of the stats (a change of the file rebuilds the
+        -- whole table: src/music_tracker/transform.py)
+        and plays.play_sid not in (select excluded.play_sid from excluded)
 ),
 
 hashed as (
