@@ -77,10 +77,16 @@ def load(path: Path) -> list[Exclusion]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # where what went wrong began (an unclosed bracket), then where it was noticed
+        mark = exc.context_mark or exc.problem_mark
         where = f", line {mark.line + 1}" if mark else ""
+        what = "; ".join(
+            f"{text} (line {at.line + 1})" if at else text
+            for text, at in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark))
+            if text
+        )
         raise ExclusionsError(
-            f"{path}{where}: not valid YAML ({exc.problem or exc.context}); fix it and run"
+            f"{path}{where}: not valid YAML: {what}; fix it and run"
             " `music-tracker transform` again (nothing was changed)"
         ) from exc
     except yaml.YAMLError as exc:
