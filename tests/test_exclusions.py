@@ -136,7 +136,7 @@ def test_names_and_ids(tmp_path: Path) -> None:
     ]
     # moving entries around does not change what the build depends on; removing one does
     path.write_text(
-        "genres:\n  - name: sleep\n    reason: at night\n"
+        "genres:\n  - name: Sleep\n    reason: at night\n"
         "albums: [spotify:album:4aawyAB9vmqN3uQ7FjRGTy]\n"
         "artists:\n  - https://open.spotify.com/artist/0LyfQWJT6nXafLPZqxe9Of?si=x\n"
         "  - Kidz Bop Kids\n"
