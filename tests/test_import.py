@@ -284,6 +284,7 @@ def test_status_json(cli: Cli, shared: Path) -> None:
         "spotify_api",
         "spotify_account_data",
         "lastfm",
+        "listenbrainz",
     }
 
 
