@@ -224,14 +224,16 @@ def main(
 def import_command(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Export files, folders or .zip archives (Spotify or Last.fm)."),
+        typer.Argument(
+            help="Export files, folders or .zip archives (Spotify, Last.fm or ListenBrainz)."
+        ),
     ],
     source: Annotated[
         str | None,
         typer.Option(
             "--source",
             help="Force the format: spotify_extended_history, spotify_account_data, lastfm,"
-            " spotify_api (a saved recently-played response).",
+            " spotify_api (a saved recently-played response), listenbrainz.",
         ),
     ] = None,
     data_dir: DataDirOption = None,

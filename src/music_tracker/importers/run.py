@@ -516,8 +516,8 @@ def _format_of(
         if candidate.explicit:
             raise ImportInputError(
                 candidate.display_name,
-                "unknown format: not Spotify extended history, Spotify account data "
-                "or a Last.fm scrobble CSV",
+                "unknown format: not Spotify extended history, Spotify account data, "
+                "a Last.fm scrobble CSV or ListenBrainz listens",
                 hint="pass --source to force a format if you know what it is",
             ) from None
         summary.skipped.append({"file": candidate.display_name, "reason": "not listening history"})
