@@ -471,3 +471,27 @@ def test_podcasts_add_up_to_the_plays_kept_apart(built: Path) -> None:
     }
     assert sum(found.values()) == len(first_year)
     assert found == {y: list(first_year.values()).count(y) for y in set(first_year.values())}
+
+
+def test_top_lists_rank_by_plays_or_time_listened(built: Path) -> None:
+    """The Rank by filter (Metabase) and the by-time cards (the static report) rank by
+    time listened; unset, the tables rank by plays. On the real exports the two orders
+    differ."""
+    for card, measure in (
+        ("top_artists", "hours"),
+        ("top_albums", "hours"),
+        ("top_tracks", "minutes"),
+    ):
+        by_plays = _card_rows(built, "top-lists", card, {})
+        by_time = _card_rows(built, "top-lists", card, {"rank_by": "time listened"})
+        for rows, key in ((by_plays, "plays"), (by_time, measure)):
+            assert [row[key] for row in rows] == sorted((row[key] for row in rows), reverse=True)
+            assert [row["rank"] for row in rows] == list(range(1, len(rows) + 1))
+        assert [row["rank"] for row in by_time] == [row["rank"] for row in by_plays]
+        assert [r[measure] for r in by_time] != [r[measure] for r in by_plays], card
+    for card, measure in (("top_tracks_by_time", "minutes"), ("top_albums_by_time", "hours")):
+        rows = _card_rows(built, "top-lists", card, {})
+        assert [row[measure] for row in rows] == sorted(
+            (row[measure] for row in rows), reverse=True
+        )
+        assert [row["rank"] for row in rows] == list(range(1, len(rows) + 1))
