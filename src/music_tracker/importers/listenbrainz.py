@@ -46,6 +46,7 @@ _KEY = (
 # a Spotify id in a URL (open.spotify.com/track/ID) or a URI (spotify:track:ID)
 _SPOTIFY_ID = r"(?:open\.spotify\.com/|spotify:)(track|episode|chapter)[/:]([A-Za-z0-9]{22})"
 _OTHER_CONTENT = ("podcast", "audiobook", "video")
+_FLAGS = ("shuffle", "skipped")
 
 
 def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
@@ -70,8 +71,8 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         exported_source=_info(export.SOURCE),
         content_type=_info(export.CONTENT_TYPE),
         author_name=_info("author_name"),
-        **{key: _info(key) for key in ("platform", "conn_country", "reason_start", "reason_end")},
-        **{key: _info(key) == "true" for key in ("shuffle", "skipped")},
+        **{key: _info(key) for key in export.CONTEXT_KEYS if key not in _FLAGS},
+        **{key: _info(key) == "true" for key in _FLAGS},
     )
     frame = _with_times(frame, display_name).with_columns(
         kind=pl.col("spotify_url").str.extract(_SPOTIFY_ID, 1),
@@ -95,12 +96,7 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         name_key(pl.col("artist_name"), pl.col("track_name")).alias("name_key"),
         "recording_mbid",
         "exported_source",
-        "platform",
-        "conn_country",
-        "reason_start",
-        "reason_end",
-        "shuffle",
-        "skipped",
+        *export.CONTEXT_KEYS,
         "file_row",
     )
     other = kept.filter(is_other & pl.col("ms_played").is_not_null()).select(
@@ -115,12 +111,7 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         .then(pl.concat_str(pl.lit("spotify:"), "kind", pl.lit(":"), "spotify_id"))
         .alias("item_uri"),
         "author_name",
-        "platform",
-        "conn_country",
-        "reason_start",
-        "reason_end",
-        "shuffle",
-        "skipped",
+        *export.CONTEXT_KEYS,
         "file_row",
     )
     set_aside = frame.filter(pl.col("reason").is_not_null()).select(

@@ -43,33 +43,24 @@ id_rules as (
 -- nested loop over every play
 matched as (
     {% for kind in ['artist', 'track', 'album'] %}
-        select
-            play_keys.play_sid,
-            name_rules.kind,
-            name_rules.entry,
-            name_rules.reason,
-            name_rules.line_number
-        from play_keys
-        inner join name_rules
-            on
-                name_rules.kind = '{{ kind }}'
-                and play_keys.{{ kind }}_match_name = name_rules.match_name
+        {% for rules, play_key, rule_key in [
+            ('name_rules', kind ~ '_match_name', 'match_name'),
+            ('id_rules', kind ~ '_id', 'spotify_id'),
+        ] %}
+            select
+                play_keys.play_sid,
+                {{ rules }}.kind,
+                {{ rules }}.entry,
+                {{ rules }}.reason,
+                {{ rules }}.line_number
+            from play_keys
+            inner join {{ rules }}
+                on
+                    {{ rules }}.kind = '{{ kind }}'
+                    and play_keys.{{ play_key }} = {{ rules }}.{{ rule_key }}
 
-        union all
-
-        select
-            play_keys.play_sid,
-            id_rules.kind,
-            id_rules.entry,
-            id_rules.reason,
-            id_rules.line_number
-        from play_keys
-        inner join id_rules
-            on
-                id_rules.kind = '{{ kind }}'
-                and play_keys.{{ kind }}_id = id_rules.spotify_id
-
-        union all
+            union all
+        {% endfor %}
     {% endfor %}
 
     select
