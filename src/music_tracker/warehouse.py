@@ -691,13 +691,15 @@ _OVERRIDES_JOIN = (
 _EFFECTIVE_PLAY_ID = "coalesce(o.play_id, t.play_id)"
 
 
-def _play_ids_query(*, since: bool = False, overrides: bool = True) -> str:
+def _play_ids_query(
+    *, since: bool = False, overrides: bool = True, sources: tuple[str, ...] = tuple(MUSIC_TABLES)
+) -> str:
     """Every source's stored plays' ids (``$source_<n>`` parameters name the sources).
 
     ``overrides=False`` for a warehouse older than raw.play_id_overrides, read as it is.
     """
     parts = []
-    for n, table in enumerate(MUSIC_TABLES.values()):
+    for n, table in enumerate(MUSIC_TABLES[source] for source in sources):
         join = _OVERRIDES_JOIN.replace("$source", f"$source_{n}") if overrides else ""
         play_id = _EFFECTIVE_PLAY_ID if overrides else "t.play_id"
         imported_at = "greatest(t.imported_at, o.changed_at)" if overrides else "t.imported_at"
@@ -709,8 +711,8 @@ def _play_ids_query(*, since: bool = False, overrides: bool = True) -> str:
     return " union ".join(parts)
 
 
-def _play_id_params() -> dict[str, str]:
-    return {f"source_{n}": source for n, source in enumerate(MUSIC_TABLES)}
+def _play_id_params(sources: tuple[str, ...] = tuple(MUSIC_TABLES)) -> dict[str, str]:
+    return {f"source_{n}": source for n, source in enumerate(sources)}
 
 
 def _has_raw_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -792,11 +794,12 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Plays per source, distinct plays, first and last play, other content, last import."""
     # an older warehouse opened read-only may predate raw.play_id_overrides
     moves = _has_raw_table(con, "play_id_overrides")
-    params = _play_id_params() if moves else {}
+    # an older warehouse opened read-only may predate a source's table (ListenBrainz's)
+    sources = tuple(s for s in MUSIC_TABLES if _has_raw_table(con, MUSIC_TABLES[s][4:]))
+    params = _play_id_params(sources) if moves else {}
     per_source: dict[str, Any] = {}
-    for source, table in MUSIC_TABLES.items():
-        if not _has_raw_table(con, table.removeprefix("raw.")):
-            continue  # an older warehouse opened read-only: no such source yet
+    for source in sources:
+        table = MUSIC_TABLES[source]
         time_col = TIME_COLUMN[source]
         # plays, not rows: a play the export wrote twice is two rows of one play
         play_id = _EFFECTIVE_PLAY_ID if moves else "t.play_id"
@@ -817,7 +820,7 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "rows_not_plays": not_plays,
         }
     (distinct,) = con.execute(
-        f"select count(*) from ({_play_ids_query(overrides=moves)})", params
+        f"select count(*) from ({_play_ids_query(overrides=moves, sources=sources)})", params
     ).fetchone()  # type: ignore[misc]
     starts = [v["first_play_at"] for v in per_source.values() if v["first_play_at"]]
     ends = [v["last_play_at"] for v in per_source.values() if v["last_play_at"]]
@@ -857,8 +860,9 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     built_at = star[0] if star else None
     plays_since_build = None
     if built_at is not None:
+        since_build = _play_ids_query(since=True, overrides=moves, sources=sources)
         (plays_since_build,) = con.execute(
-            f"select count(*) from ({_play_ids_query(since=True, overrides=moves)})",
+            f"select count(*) from ({since_build})",
             {"built": built_at, **params},
         ).fetchone()  # type: ignore[misc]
     gaps = [
