@@ -22,7 +22,7 @@ copies the warehouse after a checkpoint, so the copy is the database as of that 
 without a write-ahead log. Both wait like every writer: for the lock ``wait_s`` (the
 command's MUSIC_TRACKER_LOCK_WAIT_S, a flow's MUSIC_TRACKER_WRITER_WAIT_S), then
 WriterBusy; for another process holding the file itself (a DuckDB shell)
-``warehouse.LOCK_WAIT_S``, then WarehouseBusy; both name the holder.
+MUSIC_TRACKER_LOCK_WAIT_S, then WarehouseBusy; both name the holder.
 
 A backup is written under a hidden name and renamed when complete; older backups beyond
 ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards (renamed to a hidden name first, so a
@@ -57,8 +57,8 @@ from typing import Any
 from music_tracker import warehouse
 from music_tracker.files import OutsideFolder, disk_full, inside, plain_relative
 from music_tracker.files import copy as copy_file
-from music_tracker.orchestration.lock import writer_lock
 from music_tracker.settings import Settings
+from music_tracker.warehouse.lock import writer_lock
 
 PARTIAL = ".partial"
 _DELETING = ".deleting"
@@ -209,11 +209,9 @@ def _back_up_landing_file(
     )
 
 
-def backup(
-    settings: Settings, *, now: datetime | None = None, wait_s: float | None = None
-) -> BackupResult:
-    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock
-    (default: a flow's, ``writer_wait_s``)."""
+def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) -> BackupResult:
+    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock (a
+    command's ``lock_wait_s``, a flow's ``writer_wait_s``)."""
     started = time.perf_counter()
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
@@ -229,15 +227,18 @@ def backup(
     landing_new = 0
     changed: list[str] = []
     try:
-        wait = settings.writer_wait_s if wait_s is None else wait_s
-        with writer_lock(settings.data_dir, "backup", wait_s=wait):
+        with writer_lock(settings.data_dir, "backup", wait_s=wait_s):
             # what a backup killed midway left (serve's time limit, the kernel): only one
             # backup runs at a time, under this lock
             for left in root.glob(f".*{PARTIAL}"):
                 if left != partial:
                     shutil.rmtree(left, ignore_errors=True)
             # a checkpoint folds the write-ahead log into the file: the copy is complete
-            warehouse.checkpoint(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
+            warehouse.checkpoint(
+                settings.warehouse_path,
+                memory_limit=settings.duckdb_memory_limit,
+                file_wait_s=settings.lock_wait_s,
+            )
             files = [partial / "warehouse.duckdb"]
             shutil.copy2(settings.warehouse_path, files[0])
             if settings.state_dir.is_dir():
@@ -415,11 +416,11 @@ def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
 
 
 def restore(
-    settings: Settings, source: Path, *, replace: bool = False, wait_s: float | None = None
+    settings: Settings, source: Path, *, wait_s: float, replace: bool = False
 ) -> dict[str, Any]:
     """Put a backup back into the data folder, after checking every file's checksum and
     that every path its manifest names stays inside its folder; ``wait_s`` for the writer
-    lock (default ``writer_wait_s``), and ``warehouse.LOCK_WAIT_S`` for another process to
+    lock (a command's ``lock_wait_s``), and ``lock_wait_s`` for another process to
     let go of the warehouse it replaces."""
     source = source.resolve()
     manifest_path = source / MANIFEST
@@ -461,12 +462,11 @@ def restore(
     except OutsideFolder as exc:
         raise BackupError(f"{manifest_path}: its entry {exc}; {nothing}") from None
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    wait = settings.writer_wait_s if wait_s is None else wait_s
-    with writer_lock(settings.data_dir, "restore", wait_s=wait):
+    with writer_lock(settings.data_dir, "restore", wait_s=wait_s):
         refuse_to_overwrite(settings, replace=replace)  # again: an import may have run meanwhile
         if settings.warehouse_path.exists():
             # a DuckDB shell writing into the file would go on writing into the one replaced
-            warehouse.wait_until_free(settings.warehouse_path)
+            warehouse.wait_until_free(settings.warehouse_path, file_wait_s=settings.lock_wait_s)
         partial = settings.data_dir / f".warehouse.duckdb{PARTIAL}"
         shutil.copy2(source / "warehouse.duckdb", partial)
         partial.chmod(0o600)

@@ -96,9 +96,6 @@ def _settings(data_dir: Path | None) -> Settings:
         err.print("[yellow]warning:[/]", Text(warning), soft_wrap=True)
     # messages name absolute paths: "data/warehouse.duckdb" depends on where one stands
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
-    from music_tracker import warehouse
-
-    warehouse.LOCK_WAIT_S = settings.lock_wait_s
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         hint = (
             f"; use its folder, --data-dir {settings.data_dir.parent}"
@@ -126,8 +123,8 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
     (the scheduler's flows take it too); a clear message instead of DuckDB's lock error."""
     import duckdb
 
-    from music_tracker.orchestration.lock import WriterBusy, writer_lock
     from music_tracker.warehouse import WarehouseBusy
+    from music_tracker.warehouse.lock import WriterBusy, writer_lock
 
     try:
         lock = writer_lock(settings.data_dir, what, wait_s=settings.lock_wait_s)
@@ -482,7 +479,7 @@ def run(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     _setup_logging(settings.log_level)
     os.environ.update(prefect_environment(settings))
     from music_tracker.orchestration.flows import pipeline_flow
-    from music_tracker.orchestration.lock import WriterBusy
+    from music_tracker.warehouse.lock import WriterBusy
 
     try:
         result = pipeline_flow(data_dir=str(settings.data_dir))
@@ -529,8 +526,8 @@ def serve(
 def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Copy the warehouse, landing files, state (and Metabase's database) to the backups."""
     from music_tracker.backup import BackupDiskFull, BackupError, backup, backup_root, backups
-    from music_tracker.orchestration.lock import WriterBusy
     from music_tracker.warehouse import WarehouseBusy
+    from music_tracker.warehouse.lock import WriterBusy
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
@@ -590,8 +587,8 @@ def restore_command(
 ) -> None:
     """Put a backup back, after checking every file against its checksum."""
     from music_tracker.backup import BackupError, restore
-    from music_tracker.orchestration.lock import WriterBusy
     from music_tracker.warehouse import WarehouseBusy
+    from music_tracker.warehouse.lock import WriterBusy
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
@@ -823,12 +820,12 @@ def enrich(
 ) -> None:
     """Look up artists in MusicBrainz: country, type, genres (1 request per second)."""
     from music_tracker import warehouse
-    from music_tracker.orchestration.lock import WriterBusy, writer_lock
     from music_tracker.sources.musicbrainz.enrich import (
         ArtistsUnknown,
         EnrichNotPossible,
         run_enrichment,
     )
+    from music_tracker.warehouse.lock import WriterBusy, writer_lock
 
     settings = _settings(data_dir)
     _setup_logging(settings.log_level)
@@ -840,7 +837,9 @@ def enrich(
         with (
             writer_lock(settings.data_dir, "enrich", wait_s=settings.writer_wait_s),
             warehouse.connect(
-                settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
+                settings.warehouse_path,
+                file_wait_s=settings.lock_wait_s,
+                memory_limit=settings.duckdb_memory_limit,
             ) as con,
         ):
             yield con
@@ -1039,7 +1038,9 @@ def status(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     cache = settings.state_dir / "status.json"
     busy = None
     try:
-        with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+        with warehouse.connect(
+            settings.warehouse_path, file_wait_s=settings.lock_wait_s, read_only=True
+        ) as con:
             report = warehouse.status(con)
             report["enrichment_backlog"] = _enrichment_backlog(con, settings)
         _save_status(cache, report)

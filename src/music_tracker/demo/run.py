@@ -145,7 +145,7 @@ def enrich_with_fake_musicbrainz(
         )
 
     def writer() -> Any:
-        return warehouse.connect(settings.warehouse_path)
+        return warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s)
 
     # the fake enforces the interval too, with room for the two clocks' jitter
     with FakeMusicBrainz(artists, min_interval_s=interval_s / 2) as fake:

@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from music_tracker.orchestration import notify
-from music_tracker.orchestration.lock import WriterBusy, writer_lock
 from music_tracker.settings import Settings
+from music_tracker.warehouse.lock import WriterBusy, writer_lock
 
 # Seconds a step may take before it is stopped (a hung request, a runaway build).
 TIMEOUTS = {
@@ -119,7 +119,7 @@ def backup_step(settings: Settings) -> dict[str, Any]:
     from music_tracker.warehouse import WarehouseBusy
 
     try:
-        return backup(settings).as_dict()
+        return backup(settings, wait_s=settings.writer_wait_s).as_dict()
     except (WriterBusy, WarehouseBusy) as exc:
         return {"not_made": f"{exc}; the next backup is on schedule, or run `music-tracker backup`"}
     except BackupError as exc:
@@ -145,7 +145,9 @@ def needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[boo
 
     if not settings.warehouse_path.exists():
         return False, "no warehouse yet (import an export first)"
-    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+    with warehouse.connect(
+        settings.warehouse_path, file_wait_s=settings.lock_wait_s, read_only=True
+    ) as con:
         report = warehouse.status(con)
         (enriched,) = con.execute(
             "select max(looked_up_at) from raw.musicbrainz_artists"

@@ -309,7 +309,11 @@ def run_enrichment(
         )
 
     def connect() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return warehouse.connect(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
+        return warehouse.connect(
+            settings.warehouse_path,
+            file_wait_s=settings.lock_wait_s,
+            memory_limit=settings.duckdb_memory_limit,
+        )
 
     writer = writer or connect
     client = MusicBrainzClient(

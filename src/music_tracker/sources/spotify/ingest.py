@@ -119,7 +119,9 @@ def ingest(settings: Settings, *, enrich: bool = True) -> IngestSummary:
         _poll(settings, client, cursors, summary)
         if enrich:
             with warehouse.connect(
-                settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
+                settings.warehouse_path,
+                file_wait_s=settings.lock_wait_s,
+                memory_limit=settings.duckdb_memory_limit,
             ) as con:
                 summary.enrichment = enrich_metadata(con, client)
                 summary.stopped = summary.enrichment.stopped
@@ -173,7 +175,7 @@ def _poll(
 def _newest_stored(settings: Settings) -> datetime | None:
     if not settings.warehouse_path.exists():
         return None
-    with warehouse.connect(settings.warehouse_path) as con:
+    with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         (newest,) = con.execute(
             """
             select max(played_at) from (
