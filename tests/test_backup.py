@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from conftest import Cli, cli_json
-from music_tracker.backup import MANIFEST, backups
+from music_tracker.backup_layout import MANIFEST, backups
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from pydantic import SecretStr
 from conftest import SHARED, Cli
 from music_tracker.fakes.metabase import FakeMetabase
 from music_tracker.metabase.client import MetabaseError
+from music_tracker.metabase.handoff import serving_copies
 from music_tracker.metabase.provision import LINKS_CADDY, LINKS_JSON, provision
-from music_tracker.publish import publish, serving_copies
+from music_tracker.publish import publish
 from music_tracker.reporting.definitions import Dashboard, load_dashboards
 from music_tracker.settings import Settings
 from music_tracker.transform import write_manifest

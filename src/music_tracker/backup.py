@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -55,22 +54,24 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import warehouse
-from music_tracker.files import OutsideFolder, disk_full, inside, plain_relative
+from music_tracker.backup_layout import (
+    MANIFEST,
+    SHA256_HEX,
+    BackupError,
+    DamagedBackup,
+    backup_root,
+    damaged_warning,
+    read_backups,
+    read_manifest,
+)
+from music_tracker.bucket import BucketError, mirror
+from music_tracker.files import OutsideFolder, disk_full, inside
 from music_tracker.files import copy as copy_file
 from music_tracker.settings import Settings
 from music_tracker.warehouse.lock import writer_lock
 
 PARTIAL = ".partial"
 _DELETING = ".deleting"
-MANIFEST = "manifest.json"
-# what ``backup`` names its folders (UTC time); nothing else in the backup folder or the
-# bucket is taken for a backup, pruned or fetched
-BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class BackupError(Exception):
-    """A backup or restore that cannot be done; the message says why and what to do."""
 
 
 class BackupDiskFull(BackupError):
@@ -88,14 +89,6 @@ class BackupDiskFull(BackupError):
             " keep fewer backups (MUSIC_TRACKER_BACKUP_KEEP) or back up elsewhere"
             " (MUSIC_TRACKER_BACKUP_DIR), then run `music-tracker backup` again"
         )
-
-
-class DamagedBackup(BackupError):
-    """A backup whose manifest cannot be trusted; ``why`` says what is wrong with it."""
-
-    def __init__(self, where: str, why: str) -> None:
-        super().__init__(f"{where} is damaged: {why}")
-        self.why = why
 
 
 @dataclass
@@ -133,18 +126,6 @@ class BackupResult:
         }
 
 
-def damaged_warning(where: str, why: str) -> str:
-    """What a backup says about a damaged one it skipped."""
-    return (
-        f"{where} is damaged ({why}): skipped, neither pruned nor counted among the backups"
-        " kept, and `restore` refuses it; look at it, then delete it yourself"
-    )
-
-
-def backup_root(settings: Settings) -> Path:
-    return settings.backup_dir or settings.data_dir.parent / "backups"
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -177,7 +158,7 @@ def _back_up_landing_file(
     that no longer matches its name keeps the stored copy that does, said as ``changed``;
     with no such copy there is nothing whole to back up, and the backup stops."""
     stored = stored_root / relative
-    expected = path.parent.name if _SHA256.fullmatch(path.parent.name) else None
+    expected = path.parent.name if SHA256_HEX.fullmatch(path.parent.name) else None
     size = path.stat().st_size
     if expected is None:  # not named by its content: copied, and the copy checksummed
         if not stored.exists() or stored.stat().st_size != size:
@@ -279,8 +260,6 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
     removed, damaged = _prune(root, settings.backup_keep)
     copied = None
     if settings.backup_bucket:
-        from music_tracker.bucket import BucketError, mirror
-
         try:
             copied, in_bucket = mirror(settings, root)
         except BucketError as exc:
@@ -298,81 +277,6 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
         damaged=damaged,
         landing_changed=changed,
     )
-
-
-def backups(root: Path) -> list[Path]:
-    """Complete backups (a folder named by its time, with a manifest), oldest first; their
-    manifests may still be damaged (``read_backups``)."""
-    if not root.is_dir():
-        return []
-    return sorted(
-        p
-        for p in root.iterdir()
-        # a backup's name only: not one being written or deleted (hidden, ``_prune``)
-        if BACKUP_NAME.fullmatch(p.name) and p.is_dir() and (p / MANIFEST).is_file()
-    )
-
-
-def parse_manifest(text: str, where: str) -> dict[str, Any]:
-    """A manifest's content, checked to be what ``backup`` writes; DamagedBackup if not.
-
-    Every path in it must be relative and free of ``..``: it is joined onto the backup's
-    folder, the shared landing folder and, on restore, the data folder."""
-    try:
-        manifest = json.loads(text)
-    except ValueError as exc:
-        raise DamagedBackup(where, f"not valid JSON, cut short or edited: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise DamagedBackup(where, "not a JSON object")
-    for section in ("files", "landing"):
-        entries = manifest.get(section)
-        if not isinstance(entries, dict):
-            raise DamagedBackup(where, f"no {section!r} section")
-        for key, facts in entries.items():
-            if not plain_relative(key):
-                raise DamagedBackup(where, f"its {section} entry {key!r} points outside its folder")
-            if not (
-                isinstance(facts, dict)
-                and isinstance(facts.get("bytes"), int)
-                and isinstance(facts.get("sha256"), str)
-                and _SHA256.fullmatch(facts["sha256"])
-            ):
-                raise DamagedBackup(where, f"its {section} entry {key!r} has no size and checksum")
-    if "warehouse.duckdb" not in manifest["files"]:
-        raise DamagedBackup(where, "it names no warehouse.duckdb")
-    return manifest
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of the backup in ``folder``, checked (``parse_manifest``), its paths
-    resolving inside the backup's folder and the landing folder beside it."""
-    path = folder / MANIFEST
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DamagedBackup(str(path), f"not text: {exc}") from None
-    manifest = parse_manifest(text, str(path))
-    try:
-        for rel in manifest["files"]:
-            inside(folder, rel)
-        for rel in manifest["landing"]:
-            inside(folder.parent / "landing", rel)
-    except OutsideFolder as exc:
-        raise DamagedBackup(str(path), f"its entry {exc}") from None
-    return manifest
-
-
-def read_backups(root: Path) -> tuple[dict[Path, dict[str, Any]], dict[str, str]]:
-    """The complete backups under ``root`` whose manifests are whole, oldest first, with
-    their manifests; and the damaged ones (folder -> what is wrong)."""
-    good: dict[Path, dict[str, Any]] = {}
-    damaged: dict[str, str] = {}
-    for folder in backups(root):
-        try:
-            good[folder] = read_manifest(folder)
-        except DamagedBackup as exc:
-            damaged[str(folder)] = exc.why
-    return good, damaged
 
 
 def _prune(root: Path, keep: int) -> tuple[list[str], dict[str, str]]:

@@ -418,7 +418,8 @@ def transform(
 
 def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
     """Write the serving copy (and point Metabase at it); exit 1 with the reason if not."""
-    from music_tracker.publish import PublishError, current_copy, publish
+    from music_tracker.metabase.handoff import current_copy
+    from music_tracker.publish import PublishError, publish
 
     before = current_copy(settings.serving_dir)
     interrupts.say(lambda: _publish_interrupted(settings, before))
@@ -436,7 +437,7 @@ def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
 
 def _publish_interrupted(settings: Settings, before: Path | None) -> str:
     """The state a Ctrl+C left publishing in: a copy is visible only once complete."""
-    from music_tracker.publish import current_copy
+    from music_tracker.metabase.handoff import current_copy
 
     after = current_copy(settings.serving_dir)
     if after == before:
@@ -525,7 +526,8 @@ def serve(
 @app.command("backup")
 def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Copy the warehouse, landing files, state (and Metabase's database) to the backups."""
-    from music_tracker.backup import BackupDiskFull, BackupError, backup, backup_root, backups
+    from music_tracker.backup import BackupDiskFull, backup
+    from music_tracker.backup_layout import BackupError, backup_root, backups
     from music_tracker.warehouse import WarehouseBusy
     from music_tracker.warehouse.lock import WriterBusy
 
@@ -561,7 +563,7 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
 
 def _backup_interrupted(settings: Settings, before: set[Path]) -> str:
     """The state a Ctrl+C left backing up in: a backup is listed only once complete."""
-    from music_tracker.backup import backup_root, backups
+    from music_tracker.backup_layout import backup_root, backups
 
     new = [path for path in backups(backup_root(settings)) if path not in before]
     if not new:
@@ -586,7 +588,8 @@ def restore_command(
     as_json: JsonOption = False,
 ) -> None:
     """Put a backup back, after checking every file against its checksum."""
-    from music_tracker.backup import BackupError, restore
+    from music_tracker.backup import restore
+    from music_tracker.backup_layout import BackupError
     from music_tracker.warehouse import WarehouseBusy
     from music_tracker.warehouse.lock import WriterBusy
 
@@ -621,7 +624,8 @@ def _restore_from_bucket(settings: Settings, url: str, *, replace: bool) -> dict
     there (checksums first, as for any backup)."""
     import re
 
-    from music_tracker.backup import BackupError, backup_root, refuse_to_overwrite, restore
+    from music_tracker.backup import refuse_to_overwrite, restore
+    from music_tracker.backup_layout import BackupError, backup_root
     from music_tracker.bucket import BucketError, download
 
     match = re.fullmatch(r"(s3://.+?)(?:/(\d{8}T\d{6}Z))?/?", url)

@@ -29,12 +29,11 @@ import duckdb
 
 from music_tracker.connections import connect_duckdb
 from music_tracker.metabase import SERVING_STORAGE_VERSION
+from music_tracker.metabase.handoff import PREFIX, SUFFIX, point_database_at, serving_copies
 from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PREFIX = "dw-"
-SUFFIX = ".duckdb"
 PARTIAL = ".partial"
 
 
@@ -62,18 +61,6 @@ class PublishResult:
             "metabase": self.metabase,
             "removed": self.removed,
         }
-
-
-def serving_copies(serving_dir: Path) -> list[Path]:
-    """Complete serving copies, oldest first (names sort by their UTC time)."""
-    if not serving_dir.is_dir():
-        return []
-    return sorted(p for p in serving_dir.glob(f"{PREFIX}*{SUFFIX}") if p.is_file())
-
-
-def current_copy(serving_dir: Path) -> Path | None:
-    copies = serving_copies(serving_dir)
-    return copies[-1] if copies else None
 
 
 def _copy_name(serving_dir: Path, now: datetime) -> str:
@@ -224,7 +211,6 @@ def publish(
 ) -> PublishResult:
     """Write a serving copy, point Metabase at it when configured, remove old copies."""
     from music_tracker.metabase.client import MetabaseError
-    from music_tracker.metabase.provision import point_database_at
 
     started = time.perf_counter()
     path, tables, rows = write_copy(settings, now=now, on_table=on_table)

@@ -115,7 +115,8 @@ def backup_step(settings: Settings) -> dict[str, Any]:
     """The backup, or ``{"not_made": why}`` when it could not be made for a reason the
     message says in full (busy, no warehouse, the bucket): returned, not raised, since a
     raised exception is logged with its traceback."""
-    from music_tracker.backup import BackupError, backup
+    from music_tracker.backup import backup
+    from music_tracker.backup_layout import BackupError
     from music_tracker.warehouse import WarehouseBusy
 
     try:
