@@ -373,10 +373,10 @@ def test_the_fake_rejects_requests_outside_the_spec(fake: FakeMetabase) -> None:
 
 
 def test_the_demo_provisions_its_fake_metabase(data_dir: Path) -> None:
-    from music_tracker.cli import _demo_metabase
+    from music_tracker.demo.run import demo_metabase
 
     # the demo's step 8: publish, then the same provisioner on a fake checked against the spec
-    result = _demo_metabase(Settings(data_dir=data_dir))
+    result = demo_metabase(Settings(data_dir=data_dir), print, spec=SPEC)
     assert result["site"] == "https://music.example.com"
     assert set(result["public_links"]) == {d.slug for d in load_dashboards()}
     assert all(

@@ -46,25 +46,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from music_tracker import warehouse
+from music_tracker import interrupts, warehouse
 from music_tracker.backup_layout import (
     MANIFEST,
     SHA256_HEX,
     BackupError,
     DamagedBackup,
     backup_root,
+    backups,
     damaged_warning,
     read_backups,
     read_manifest,
 )
-from music_tracker.bucket import BucketError, mirror
+from music_tracker.bucket import BucketError, download, mirror
 from music_tracker.files import OutsideFolder, disk_full, inside
 from music_tracker.files import copy as copy_file
 from music_tracker.settings import Settings
@@ -387,3 +390,37 @@ def restore(
         "files": len(manifest["files"]) + len(manifest["landing"]),
         "metabase": str(source / "metabase") if (source / "metabase").is_dir() else None,
     }
+
+
+def restore_from_bucket(
+    settings: Settings,
+    url: str,
+    *,
+    wait_s: float,
+    say: Callable[[str], None],
+    replace: bool = False,
+) -> dict[str, Any]:
+    """Fetch a backup from the bucket (``s3://bucket/prefix``: its newest, or
+    ``.../<UTC time>``) into the local backup folder, then restore it from there
+    (checksums first, as for any backup)."""
+    match = re.fullmatch(r"(s3://.+?)(?:/(\d{8}T\d{6}Z))?/?", url)
+    if match is None:
+        raise BackupError(f"{url}: not a bucket URL (s3://bucket/prefix[/<UTC time>])")
+    refuse_to_overwrite(settings, replace=replace)  # before fetching anything
+    root = backup_root(settings)
+    say(f"fetching {match.group(2) or 'the newest backup'} from {match.group(1)} into {root}")
+    try:
+        where = settings.model_copy(update={"backup_bucket": match.group(1)})
+        folder = download(where, root, match.group(2))
+    except BucketError as exc:
+        raise BackupError(str(exc)) from exc
+    return restore(settings, folder, replace=replace, wait_s=wait_s)
+
+
+def interrupted_line(settings: Settings, before: set[Path]) -> str:
+    """The state a Ctrl+C left backing up in: a backup is listed only once complete."""
+    new = [path for path in backups(backup_root(settings)) if path not in before]
+    if not new:
+        return interrupts.LINES["backup"]
+    bucket = "; the bucket may lag until the next backup" if settings.backup_bucket else ""
+    return f"interrupted: the backup in {new[-1]} is complete{bucket}"

@@ -27,9 +27,16 @@ from typing import Any
 
 import duckdb
 
+from music_tracker import interrupts
 from music_tracker.connections import connect_duckdb
 from music_tracker.metabase import SERVING_STORAGE_VERSION
-from music_tracker.metabase.handoff import PREFIX, SUFFIX, point_database_at, serving_copies
+from music_tracker.metabase.handoff import (
+    PREFIX,
+    SUFFIX,
+    current_copy,
+    point_database_at,
+    serving_copies,
+)
 from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -246,3 +253,16 @@ def _quote(path: Path) -> str:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
+
+
+def interrupted_line(settings: Settings, before: Path | None) -> str:
+    """The state a Ctrl+C left publishing in: a copy is visible only once complete."""
+    after = current_copy(settings.serving_dir)
+    if after == before:
+        return interrupts.LINES["publish"]
+    if settings.metabase_url:
+        return (
+            f"interrupted: {after} is complete, but Metabase may still read the copy before"
+            " it: run `music-tracker publish` again"
+        )
+    return f"interrupted: {after} was published; replaced copies are removed next time"

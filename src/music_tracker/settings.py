@@ -26,12 +26,20 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -412,6 +420,26 @@ class Settings(BaseSettings):
     @property
     def report_dir(self) -> Path:
         return self.data_dir / "report"
+
+
+def problems(exc: ValidationError | SettingsError) -> list[str]:
+    """Settings that failed to load, one line each naming the variable and what to do."""
+    if isinstance(exc, SettingsError):
+        # a list setting whose value is not JSON: pydantic-settings fails before validating
+        named = re.search(r'field "(\w+)"', str(exc))
+        name = f"MUSIC_TRACKER_{named.group(1).upper()}" if named else "a MUSIC_TRACKER_ setting"
+        value = os.environ.get(name)
+        shown = f"{name}={value!r}" if value is not None else name
+        return [f'{shown}: not a JSON list; use a JSON list, such as ["Name A", "Name B"]']
+    lines = []
+    for problem in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in problem["loc"])
+        reason = str(problem["msg"]).removeprefix("Value error, ")
+        # a rule across settings names them itself; one setting is named with its value
+        value = problem.get("input")
+        shown = str(value) if isinstance(value, Path) else value
+        lines.append(f"MUSIC_TRACKER_{field.upper()}={shown!r}: {reason}" if field else reason)
+    return lines
 
 
 def user_config_dir() -> Path | None:

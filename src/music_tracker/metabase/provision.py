@@ -36,8 +36,9 @@ from music_tracker.metabase.handoff import (
     current_copy,
     ensure_database,
 )
-from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
+from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind, load_dashboards
 from music_tracker.settings import Settings
+from music_tracker.transform import write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -524,6 +525,19 @@ def _filter_defaults(
 
 
 # -- the whole run ---------------------------------------------------------------------------
+
+
+def provision_project(
+    settings: Settings, *, on_step: Callable[[str], None] | None = None
+) -> ProvisionResult:
+    """The project's dashboards (``dashboards/*.yml``) and dbt descriptions into Metabase:
+    what ``metabase provision`` runs. DefinitionError, TransformError or MetabaseError say
+    what stopped it."""
+    dashboards = load_dashboards()
+    if on_step:
+        on_step("dbt manifest")
+    manifest = write_manifest(settings) if settings.data_dir.is_dir() else None
+    return provision(settings, dashboards, manifest=manifest, on_step=on_step)
 
 
 def provision(

@@ -68,7 +68,7 @@ def retry_delays(settings: Settings) -> list[float]:
 
 
 def ingest_step(settings: Settings) -> dict[str, Any]:
-    from music_tracker.sources.spotify.ingest import ingest
+    from music_tracker.ingest import ingest
 
     return ingest(settings).as_dict()
 
@@ -93,22 +93,9 @@ def publish_step(settings: Settings) -> dict[str, Any]:
 
 
 def report_step(settings: Settings) -> dict[str, Any]:
-    from music_tracker.reporting.definitions import load_dashboards
-    from music_tracker.reporting.static_site import Context, build_report
+    from music_tracker.report import report
 
-    context = Context(
-        timezone=settings.timezone,
-        stream_threshold_ms=settings.stream_threshold_ms,
-        built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    )
-    summary = build_report(
-        settings.warehouse_path,
-        settings.report_dir,
-        context,
-        dashboards=load_dashboards(),
-        memory_limit=settings.duckdb_memory_limit,
-    )
-    return {"pages": summary.as_dict()["pages"]}
+    return {"pages": report(settings)["pages"]}
 
 
 def backup_step(settings: Settings) -> dict[str, Any]:
