@@ -12,7 +12,6 @@ command shadows the job it runs.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from rich.text import Text
 
 from music_tracker import __version__, console, interrupts
 from music_tracker.console import err, out
-from music_tracker.files import disk_full
+from music_tracker.files import disk_full, disk_full_hint
 from music_tracker.settings import Settings, get_settings, problems, unknown_settings
 
 app = typer.Typer(
@@ -123,29 +122,15 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
     except (OSError, duckdb.Error) as exc:
         if not disk_full(exc):
             raise
-        raise _fail(f"{exc}{_disk_full_hint(settings, what)}", EXIT_DISK_FULL) from None
+        raise _fail(f"{exc}{disk_full_hint(settings.data_dir, what)}", EXIT_DISK_FULL) from None
     finally:
         lock.__exit__(None, None, None)
-
-
-def _disk_full_hint(settings: Settings, what: str) -> str:
-    """What to do when a write failed for want of disk space (DuckDB rolls the failed
-    transaction back: what was stored before stays)."""
-    try:
-        free = f"{shutil.disk_usage(settings.data_dir).free / 2**20:,.0f} MB free"
-    except OSError:
-        free = "free space unknown"
-    return (
-        f"\nthe disk holding {settings.data_dir} is full ({free}): `{what}` stopped and the "
-        f"write that failed was rolled back; no stored play was lost. Free some space, then "
-        f"run `music-tracker {what}` again"
-    )
 
 
 def _fail_disk_aware(settings: Settings, what: str, message: str) -> typer.Exit:
     """``_fail``, with the full-disk hint and exit code when the message says so."""
     if disk_full(message):
-        return _fail(message + _disk_full_hint(settings, what), EXIT_DISK_FULL)
+        return _fail(message + disk_full_hint(settings.data_dir, what), EXIT_DISK_FULL)
     return _fail(message)
 
 
@@ -596,33 +581,29 @@ def report_command(
     as_json: JsonOption = False,
 ) -> None:
     """Write every dashboard as a static HTML site under the data folder's report/."""
-    from music_tracker.report import OutputRefused, check_output, copy_report
-    from music_tracker.reporting.static_site import serve
+    from music_tracker.report import OutputRefused, check_output, copy_report, report
+    from music_tracker.reporting.definitions import DefinitionError
+    from music_tracker.reporting.static_site import ReportError, serve
 
     settings = _settings(data_dir)
     target = output.expanduser().resolve() if output is not None else None
     try:
         if target is not None:
             check_output(target, settings)
-        result = _write_report(settings, quiet=as_json)
+        with console.progress("report", quiet=as_json) as bar:
+            task = bar.add_task("", total=None)
+            result = report(
+                settings, on_page=lambda page: bar.update(task, advance=1, description=page)
+            )
         if target is not None:
             result["copied_to"] = str(copy_report(settings.report_dir, target))
-    except OutputRefused as exc:
+    except (OutputRefused, DefinitionError, ReportError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot copy the report to {target}: {exc}") from None
     if not serve_it:  # --serve stops on Ctrl+C, and that is no interruption
         interrupts.settle()
-    if as_json:
-        out.print_json(data=result)
-    else:
-        out.print(
-            f"wrote {result['pages']} pages of {result['dashboards']} dashboards"
-            f" ({result['queries']} card queries) in {result['seconds']} s"
-        )
-        out.print(f"open {result['index']}")
-        if target is not None:
-            out.print(f"copied to {result['copied_to']}")
+    _show(result, as_json, console.report_summary)
     if serve_it:
         out.print(f"serving the report at http://127.0.0.1:{port}/index.html (Ctrl+C stops)")
         try:
@@ -631,22 +612,6 @@ def report_command(
             pass
         except OSError as exc:
             raise _fail(f"cannot serve on 127.0.0.1:{port} ({exc}): choose --port") from None
-
-
-def _write_report(settings: Settings, *, quiet: bool) -> dict[str, Any]:
-    """Render the dashboards into ``report/``; a clear error and exit 1 when it cannot."""
-    from music_tracker.report import report
-    from music_tracker.reporting.definitions import DefinitionError
-    from music_tracker.reporting.static_site import ReportError
-
-    with console.progress("report", quiet=quiet) as bar:
-        task = bar.add_task("", total=None)
-        try:
-            return report(
-                settings, on_page=lambda name: bar.update(task, advance=1, description=name)
-            )
-        except (DefinitionError, ReportError) as exc:
-            raise _fail(str(exc)) from None
 
 
 @app.command("status")
@@ -662,10 +627,7 @@ def status_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
         raise _fail(str(exc)) from None
     except WarehouseBusy as exc:  # and no earlier status saved to show instead
         raise _fail(f"{exc}: run `music-tracker status` again in a moment", EXIT_BUSY) from None
-    if as_json:
-        out.print_json(data=report)
-        return
-    console.status_report(report, settings_read())
+    _show(report, as_json, lambda report: console.status_report(report, settings_read()))
 
 
 @app.command("demo")
@@ -689,7 +651,13 @@ def demo_command(
     ] = 1.0,
 ) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
-    from music_tracker.demo.run import DEMO_DATA_DIR, DemoError, claim_folder, run_demo
+    from music_tracker.demo.run import (
+        DEMO_DATA_DIR,
+        DemoError,
+        claim_folder,
+        reference_spec,
+        run_demo,
+    )
     from music_tracker.metabase.client import MetabaseError
     from music_tracker.publish import PublishError
     from music_tracker.reporting.definitions import DefinitionError
@@ -702,31 +670,11 @@ def demo_command(
     try:
         claim_folder(settings)
         done = run_demo(
-            settings, out.print, musicbrainz_interval=musicbrainz_interval, spec=_metabase_spec()
+            settings, out.print, musicbrainz_interval=musicbrainz_interval, spec=reference_spec()
         )
     except TransformError as exc:
         raise _fail(f"dbt build failed:\n{exc}") from None
     except (DemoError, PublishError, MetabaseError, DefinitionError, ReportError) as exc:
         raise _fail(str(exc)) from None
     status_command(data_dir=settings.data_dir, as_json=False)
-    out.print(
-        f"\n[bold]Public Metabase dashboards[/] (the links a real instance at"
-        f" {done['metabase']['site']} would give; the demo's Metabase is a stand-in that is"
-        " gone now):"
-    )
-    for link in done["metabase"]["public_links"].values():
-        out.print(Text(f"  {link['title']}: {link['url']}"), soft_wrap=True)
-    written = done["report"]
-    out.print(
-        f"\n[bold]The report:[/] {written['index']} ({written['pages']} pages; open it in a "
-        f"browser, or run `music-tracker report --serve --data-dir {settings.data_dir}`)"
-    )
-
-
-def _metabase_spec() -> Path | None:
-    """The Metabase API subset the demo's fake checks every request against, in the
-    project's reference folder when MUSIC_TRACKER_SHARED names one."""
-    import os
-
-    shared = os.environ.get("MUSIC_TRACKER_SHARED")
-    return Path(shared) / "specs" / "metabase" / "metabase-openapi-subset.json" if shared else None
+    console.demo_summary(done, settings.data_dir)

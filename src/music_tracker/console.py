@@ -261,3 +261,29 @@ def transform_summary(summary: dict[str, Any]) -> None:
         f"dbt build ({summary['scope']}{rebuilt}): {summary['succeeded']} models, seeds and"
         " tests passed"
     )
+
+
+def report_summary(result: dict[str, Any]) -> None:
+    out.print(
+        f"wrote {result['pages']} pages of {result['dashboards']} dashboards"
+        f" ({result['queries']} card queries) in {result['seconds']} s"
+    )
+    out.print(f"open {result['index']}")
+    if "copied_to" in result:
+        out.print(f"copied to {result['copied_to']}")
+
+
+def demo_summary(done: dict[str, Any], data_dir: Path) -> None:
+    """The demo's last words: the public links and where the report is."""
+    out.print(
+        f"\n[bold]Public Metabase dashboards[/] (the links a real instance at"
+        f" {done['metabase']['site']} would give; the demo's Metabase is a stand-in that is"
+        " gone now):"
+    )
+    for link in done["metabase"]["public_links"].values():
+        out.print(Text(f"  {link['title']}: {link['url']}"), soft_wrap=True)
+    written = done["report"]
+    out.print(
+        f"\n[bold]The report:[/] {written['index']} ({written['pages']} pages; open it in a "
+        f"browser, or run `music-tracker report --serve --data-dir {data_dir}`)"
+    )

@@ -43,6 +43,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The checkout the package runs from (src/music_tracker/settings.py, two folders up): its
+# transform/ (the dbt project) and dashboards/ belong to the code, not to a data folder
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE_ENV = "MUSIC_TRACKER_CONFIG"
 DEFAULT_CONFIG_FILE = "music-tracker.toml"
 ENV_FILE = ".env"
@@ -73,7 +76,7 @@ class Settings(BaseSettings):
         ge=0,
         description="A play counts as a stream at or above this many ms (Spotify's rule: 30 s).",
     )
-    # Cross-source matching tolerances (DESIGN.md, "Play identity and de-duplication").
+    # Cross-source matching tolerances (docs/deduplication.md, "Across sources").
     match_tolerance_api_s: int = Field(default=10, ge=0)
     match_tolerance_account_s: int = Field(default=60, ge=0)
     match_tolerance_lastfm_s: int = Field(default=90, ge=0)
@@ -400,7 +403,7 @@ class Settings(BaseSettings):
         ]
         return (init_settings, env_settings, *files)
 
-    # Paths under the data dir (DESIGN.md, "Contracts").
+    # Paths under the data dir (docs/architecture.md, "The data folder").
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"

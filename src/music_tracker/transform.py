@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import files, interrupts
-from music_tracker.settings import Settings
+from music_tracker.settings import PROJECT_ROOT, Settings
 
-PROJECT_DIR = Path(__file__).resolve().parents[2] / "transform"
+PROJECT_DIR = PROJECT_ROOT / "transform"
 # what dbt writes into the project folder; not part of the project
 _GENERATED = {"target", "logs", "dbt_packages", ".user.yml", "__pycache__"}
 EVERYTHING = "everything"

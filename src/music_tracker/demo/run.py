@@ -9,6 +9,7 @@ with the demo's settings (its tolerances and memory cap are the configured ones)
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 from collections.abc import Callable
@@ -191,6 +192,14 @@ def enrich_with_fake_musicbrainz(
         )
         client.close()
     return summary.as_dict()
+
+
+def reference_spec() -> Path | None:
+    """The Metabase API subset the demo's fake checks every request against, in the
+    project's reference folder when MUSIC_TRACKER_SHARED names one (docs/architecture.md,
+    "Reference data")."""
+    shared = os.environ.get("MUSIC_TRACKER_SHARED")
+    return Path(shared) / "specs" / "metabase" / "metabase-openapi-subset.json" if shared else None
 
 
 def claim_folder(settings: Settings) -> None:
