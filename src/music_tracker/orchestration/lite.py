@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 from music_tracker import files
 from music_tracker.orchestration import jobs, notify
-from music_tracker.orchestration.serve import die_with_parent, stop_group
+from music_tracker.orchestration.processes import die_with_parent, stop_group
 from music_tracker.orchestration.watchdog import (
     Run,
     Verdict,
