@@ -288,7 +288,7 @@ _HOLDERS = {
     "writer": (
         "import sys; from pathlib import Path\n"
         "from music_tracker.warehouse.lock import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1]), 'a long transform'):\n"
+        "with writer_lock(Path(sys.argv[1]), 'a long transform', wait_s=0):\n"
         "    print('held', flush=True); sys.stdin.readline()\n"
     ),
 }

@@ -153,7 +153,7 @@ def test_publish_and_backup_interrupted(cli: Cli, built_copy: Path) -> None:
 
     backups = data.parent / "backups"
     # while it waits for another writer (its folder is begun)
-    with writer_lock(data, "a test"):
+    with writer_lock(data, "a test", wait_s=0):
         code, out, err = _interrupted(
             ["backup"], data, lambda _: any(backups.glob(".*.partial")), after_s=0.3
         )

@@ -330,7 +330,7 @@ def test_a_command_that_writes_says_who_else_is_writing(
     monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.3")  # it waits that long, then 75
     monkeypatch.setenv("MUSIC_TRACKER_WRITER_WAIT_S", "0.3")  # enrich, before each write
     monkeypatch.setenv("MUSIC_TRACKER_CONTACT", "owner@example.org")
-    with writer_lock(data_dir, "ingest flow"):
+    with writer_lock(data_dir, "ingest flow", wait_s=0):
         for command in ("transform", "publish", "ingest", "enrich"):
             result = cli(command, expect=75)
             assert "`ingest flow` (process" in result.output, result.output
@@ -602,7 +602,7 @@ def test_a_stuck_writer_delays_each_run_by_its_wait_and_a_dead_one_by_nothing(
     code = (
         "import sys, time; from pathlib import Path\n"
         "from music_tracker.warehouse.lock import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1]), 'a stuck writer'):\n"
+        "with writer_lock(Path(sys.argv[1]), 'a stuck writer', wait_s=0):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE)
@@ -638,7 +638,7 @@ def test_a_writer_waiting_on_a_folder_removed_under_it_takes_a_lock_that_holds(
     first_holds, release_first, second_done = (threading.Event() for _ in range(3))
 
     def first() -> None:
-        with writer_lock(data, "first"):
+        with writer_lock(data, "first", wait_s=0):
             first_holds.set()
             release_first.wait(30)
 
@@ -646,7 +646,7 @@ def test_a_writer_waiting_on_a_folder_removed_under_it_takes_a_lock_that_holds(
         with writer_lock(data, "second", wait_s=30, poll_s=0.05):
             events.append("second holds")
             try:
-                with writer_lock(data, "third"):
+                with writer_lock(data, "third", wait_s=0):
                     events.append("third holds too")
             except WriterBusy as exc:
                 events.append(str(exc))

@@ -185,13 +185,15 @@ class Settings(BaseSettings):
     lock_wait_s: float = Field(
         default=10,
         ge=0,
-        description="How long a command waits for another process to let go of the "
-        "warehouse file (a DuckDB shell, a moment of `status`) before it gives up.",
+        description="How long a command waits for another writer (the writer lock), and how "
+        "long anything opening the warehouse waits for another process to let go of the file "
+        "(DuckDB's own lock: a DuckDB shell, a moment of `status`), before it gives up.",
     )
     writer_wait_s: float = Field(
         default=240,
         ge=0,
-        description="How long a flow waits for another writer to finish before it skips.",
+        description="How long a flow (and `enrich`, before each stored lookup) waits for "
+        "another writer to finish (the writer lock) before it skips.",
     )
     task_retries: int = Field(default=3, ge=0, description="Retries of network tasks.")
     run_timeout_minutes: float = Field(
