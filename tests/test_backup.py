@@ -287,7 +287,7 @@ _HOLDERS = {
     # another writer of ours, holding the writer lock
     "writer": (
         "import sys; from pathlib import Path\n"
-        "from music_tracker.warehouse.lock import writer_lock\n"
+        "from music_tracker.lock import writer_lock\n"
         "with writer_lock(Path(sys.argv[1]), 'a long transform', wait_s=0):\n"
         "    print('held', flush=True); sys.stdin.readline()\n"
     ),

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import EXTENDED_DIR, Cli, cli_json, query
 from music_tracker.fakes.musicbrainz import FakeMusicBrainz
-from music_tracker.warehouse.lock import writer_lock
+from music_tracker.lock import writer_lock
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))
 FIRST = EXTENDED_DIR / "Streaming_History_Audio_2018.json"

@@ -171,7 +171,7 @@ def test_a_second_flow_skips_or_waits_while_another_writes(
         target=lambda: results.update(first=ingest_flow(data_dir=str(data_dir)))
     )
     first.start()
-    from music_tracker.warehouse.lock import holder
+    from music_tracker.lock import holder
 
     deadline = time.monotonic() + 60  # a busy machine takes seconds to start a flow run
     while "ingest flow" not in holder(data_dir) and time.monotonic() < deadline:
@@ -324,7 +324,7 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
 def test_a_command_that_writes_says_who_else_is_writing(
     cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from music_tracker.warehouse.lock import writer_lock
+    from music_tracker.lock import writer_lock
 
     cli("import", str(EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"))
     monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.3")  # it waits that long, then 75
@@ -601,7 +601,7 @@ def test_a_stuck_writer_delays_each_run_by_its_wait_and_a_dead_one_by_nothing(
     settings = Settings(data_dir=data_dir)
     code = (
         "import sys, time; from pathlib import Path\n"
-        "from music_tracker.warehouse.lock import writer_lock\n"
+        "from music_tracker.lock import writer_lock\n"
         "with writer_lock(Path(sys.argv[1]), 'a stuck writer', wait_s=0):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
@@ -631,7 +631,7 @@ def test_a_writer_waiting_on_a_folder_removed_under_it_takes_a_lock_that_holds(
     """The first holder made the data folder and leaves it empty, so it removes the folder
     and its lock file as it lets go; the writer that was waiting on that file must not
     believe itself alone: it takes the lock anew, and a third one is kept out."""
-    from music_tracker.warehouse.lock import WriterBusy, writer_lock
+    from music_tracker.lock import WriterBusy, writer_lock
 
     data = tmp_path / "new" / "data"
     events: list[str] = []

@@ -70,8 +70,8 @@ from music_tracker.backup_layout import (
 from music_tracker.bucket import BucketError, download, mirror
 from music_tracker.files import OutsideFolder, disk_full, inside
 from music_tracker.files import copy as copy_file
+from music_tracker.lock import writer_lock
 from music_tracker.settings import Settings
-from music_tracker.warehouse.lock import writer_lock
 
 PARTIAL = ".partial"
 _DELETING = ".deleting"

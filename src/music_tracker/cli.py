@@ -95,8 +95,8 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
     (the scheduler's flows take it too); a clear message instead of DuckDB's lock error."""
     import duckdb
 
+    from music_tracker.lock import WriterBusy, writer_lock
     from music_tracker.warehouse import WarehouseBusy
-    from music_tracker.warehouse.lock import WriterBusy, writer_lock
 
     try:
         lock = writer_lock(settings.data_dir, what, wait_s=settings.lock_wait_s)
@@ -314,8 +314,8 @@ def run_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> 
 
     settings = _settings(data_dir)
     os.environ.update(prefect_environment(settings))
+    from music_tracker.lock import WriterBusy
     from music_tracker.orchestration.flows import pipeline_flow
-    from music_tracker.warehouse.lock import WriterBusy
 
     try:
         result = pipeline_flow(data_dir=str(settings.data_dir))
@@ -362,8 +362,8 @@ def backup_command(data_dir: DataDirOption = None, as_json: JsonOption = False) 
     """Copy the warehouse, landing files, state (and Metabase's database) to the backups."""
     from music_tracker.backup import BackupDiskFull, backup, interrupted_line
     from music_tracker.backup_layout import BackupError, backup_root, backups
+    from music_tracker.lock import WriterBusy
     from music_tracker.warehouse import WarehouseBusy
-    from music_tracker.warehouse.lock import WriterBusy
 
     settings = _settings(data_dir)
     before = set(backups(backup_root(settings)))
@@ -403,8 +403,8 @@ def restore_command(
     """Put a backup back, after checking every file against its checksum."""
     from music_tracker.backup import restore, restore_from_bucket
     from music_tracker.backup_layout import BackupError
+    from music_tracker.lock import WriterBusy
     from music_tracker.warehouse import WarehouseBusy
-    from music_tracker.warehouse.lock import WriterBusy
 
     settings = _settings(data_dir)
     wait = settings.lock_wait_s
@@ -527,13 +527,13 @@ def enrich_command(
 ) -> None:
     """Look up artists in MusicBrainz: country, type, genres (1 request per second)."""
     from music_tracker import warehouse
+    from music_tracker.lock import WriterBusy
     from music_tracker.sources.musicbrainz.enrich import (
         ArtistsUnknown,
         EnrichNotPossible,
         locked_writer,
         run_enrichment,
     )
-    from music_tracker.warehouse.lock import WriterBusy
 
     settings = _settings(data_dir)
 

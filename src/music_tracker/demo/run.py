@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from music_tracker.console import matched_in_words
 from music_tracker.importers.run import run_import
 from music_tracker.ingest import ingest
+from music_tracker.lock import writer_lock
 from music_tracker.metabase.provision import provision_project
 from music_tracker.publish import publish
 from music_tracker.report import report
@@ -36,7 +37,6 @@ from music_tracker.simulation.listener import (
     write_lastfm,
 )
 from music_tracker.transform import run_build
-from music_tracker.warehouse.lock import writer_lock
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_MARKER = ".music-tracker-demo"

@@ -39,8 +39,8 @@ from music_tracker.importers.detect import (
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
+from music_tracker.lock import make_folders
 from music_tracker.settings import Settings
-from music_tracker.warehouse.lock import make_folders
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from music_tracker.lock import WriterBusy, writer_lock
 from music_tracker.orchestration import notify
 from music_tracker.settings import Settings
-from music_tracker.warehouse.lock import WriterBusy, writer_lock
 
 # Seconds a step may take before it is stopped (a hung request, a runaway build).
 TIMEOUTS = {

@@ -3,14 +3,13 @@
 DuckDB allows one read-write process per file; everything that writes goes through
 :func:`connect`, and a whole import is one transaction (:func:`transaction`), so a failed
 run leaves the warehouse exactly as it was. Our own writers take turns first by the writer
-lock beside it (:mod:`music_tracker.warehouse.lock`).
+lock beside it (:mod:`music_tracker.lock`).
 
 - ``schema``: the raw tables, their version and the migrations from older ones
 - ``connection``: opening it (DuckDB's file lock, waited for), transactions
 - ``arrow``: frames between DuckDB and Polars without pyarrow; memory handed back
 - ``rows``: what imports read and write
 - ``contents``: what it holds (for ``status``), the transform record
-- ``lock``: one writer at a time, across processes
 """
 
 from __future__ import annotations

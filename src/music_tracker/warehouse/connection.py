@@ -23,7 +23,7 @@ from music_tracker.warehouse.schema import (
 DEFAULT_MEMORY_LIMIT = "128MB"
 # How long opening the warehouse waits, by default, for another process to let go of the
 # file (DuckDB's own file lock: a DuckDB shell, a moment of `status`). Not the writer lock
-# (warehouse.lock), which our own writers take first. Callers with settings pass
+# (music_tracker/lock.py), which our own writers take first. Callers with settings pass
 # MUSIC_TRACKER_LOCK_WAIT_S (``Settings.lock_wait_s``).
 FILE_WAIT_S = 10.0
 

@@ -25,10 +25,10 @@ from typing import Any
 import duckdb
 
 from music_tracker import warehouse
+from music_tracker.lock import writer_lock
 from music_tracker.settings import Settings
 from music_tracker.sources.http import BudgetExhausted, HttpError, QuotaExceeded, RateLimited
 from music_tracker.sources.musicbrainz.client import MusicBrainzClient
-from music_tracker.warehouse.lock import writer_lock
 
 log = logging.getLogger(__name__)
 
