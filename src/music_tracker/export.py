@@ -21,11 +21,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from music_tracker import __version__, warehouse
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from music_tracker.settings import Settings
 
 # What a listen's ``additional_info`` says about where it came from (ListenBrainz's fields)
 SUBMISSION_CLIENT = "music-tracker"
@@ -54,7 +59,54 @@ class ExportFormat(StrEnum):
 
 
 class ExportError(Exception):
-    """An export that cannot run: no star schema yet, an output that is not a folder."""
+    """An export that cannot run: a bad option (exit 2), no star schema yet, an output
+    that is not a folder (exit 1)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run(
+    settings: Settings, fmt: str, output: Path, since: str | None, bar: Progress
+) -> dict[str, Any]:
+    """``music-tracker export``: the options checked, then :func:`export_history` with its
+    progress on ``bar``."""
+    choices = [f.value for f in ExportFormat]
+    if fmt not in choices:
+        raise ExportError(f"--format {fmt!r} is not one of {', '.join(choices)}", 2)
+    try:
+        since_date = date.fromisoformat(since) if since else None
+    except ValueError:
+        raise ExportError(
+            f"--since {since!r} is not a date: use YYYY-MM-DD, such as 2024-01-31", 2
+        ) from None
+    if not settings.warehouse_path.exists():
+        raise ExportError(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+        )
+    task = bar.add_task("writing plays", total=None)
+    try:
+        summary = export_history(
+            settings.warehouse_path,
+            output.resolve(),
+            ExportFormat(fmt),
+            timezone=settings.timezone,
+            since=since_date,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    except warehouse.WarehouseBusy as exc:
+        # another process writes: try again later (sysexits' EX_TEMPFAIL, as other commands)
+        raise ExportError(f"{exc}: run `music-tracker export` again in a moment", 75) from None
+    return summary.as_dict()
+
+
+def in_words(result: dict[str, Any]) -> str:
+    """The summary for people."""
+    lines = [f"{f['rows']:,} {f['content']} plays -> {f['path']}" for f in result["files"]]
+    if result["since"]:
+        lines.append(f"plays on or after {result['since']} ({result['timezone']})")
+    return "\n".join(lines)
 
 
 @dataclass

@@ -92,15 +92,12 @@ def read_file(
         return _read_account_other(con, path, fmt, display_name)
     if fmt is Format.API:
         return _read_api_page(con, path, display_name)
-    if fmt is Format.LISTENBRAINZ:
-        from music_tracker.importers.listenbrainz import read_listens
-
-        return read_listens(con, path, display_name)
     return _read_lastfm(con, path, display_name)
 
 
 def _key_sql(columns: tuple[str, ...]) -> str:
-    """md5 over the natural-key fields (DESIGN.md rule 1): stable across library versions."""
+    """md5 over the natural-key fields (docs/deduplication.md, "Within one source"):
+    stable across library versions."""
     parts = ", ".join(f"coalesce(cast({c} as varchar), '')" for c in columns)
     return f"md5(concat_ws(chr(31), {parts}))"
 
