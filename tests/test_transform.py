@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
 from music_tracker.settings import Settings
-from music_tracker.transform import BYTES_OF_CAP_PER_PLAY, dbt_threads
+from music_tracker.transform import BYTES_OF_CAP_PER_PLAY, MODEL_INPUT_FILES, dbt_threads
 from music_tracker.warehouse import stored_play_rows
 
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
@@ -310,6 +310,21 @@ def test_an_upgrade_recomputes_every_stored_row(cli: Cli, shared: Path, data_dir
     )
     assert (stale, midnight) == (0, 0)
     # and the next run, with nothing changed, is incremental again
+    assert cli_json(cli, "transform")["scope"] == "changed data"
+
+
+def test_an_input_file_edit_rebuilds_everything(cli: Cli, shared: Path, data_dir: Path) -> None:
+    """A file of the data folder the models read as a setting (exclusions) applies to the
+    whole history: creating or removing it makes the next build a full refresh."""
+    cli("import", str(AUDIO_2018))
+    cli("transform")
+    (path,) = [data_dir / name for name in MODEL_INPUT_FILES]
+    path.write_text("a: 1\n")
+    result = cli_json(cli, "transform")
+    assert result["scope"] == "everything" and result["full_refresh"] is True
+    path.unlink()
+    result = cli_json(cli, "transform")
+    assert result["scope"] == "everything" and result["full_refresh"] is True
     assert cli_json(cli, "transform")["scope"] == "changed data"
 
 

@@ -9,7 +9,8 @@ What a run builds (its *scope*):
 
 * ``everything``: every seed, model and test. The first run, ``--full-refresh``, and any run
   after the dbt project, the versions of dbt or DuckDB, or a setting the models read
-  (time zone, stream threshold) changed since the last successful run.
+  (time zone, stream threshold, the data folder's ``MODEL_INPUT_FILES``) changed since
+  the last successful run.
 * ``changed data``: otherwise only the data can have changed, and the run uses the
   ``changed_data`` selector (``transform/selectors.yml``): every table and its tests, but not
   the views (they read live data), the seeds, or models that depend on code alone. This is
@@ -137,8 +138,16 @@ def target_dir(settings: Settings) -> Path:
     return settings.dbt_target_dir or PROJECT_DIR / "target"
 
 
+# Files of the data folder that the models read as settings, not as data: an edit must apply
+# to the whole history, so it changes the fingerprint and the next build refreshes every
+# table (as a new time zone does). A file that is absent hashes as absent.
+MODEL_INPUT_FILES: tuple[str, ...] = ("exclusions.yaml",)
+
+
 def project_fingerprint(settings: Settings) -> str:
-    """A hash of everything a build's output depends on apart from the data."""
+    """A hash of everything a build's output depends on apart from the data: the dbt
+    project, the dbt and DuckDB versions, the settings the models read, and the data
+    folder's ``MODEL_INPUT_FILES``."""
     digest = hashlib.sha256()
     for path in sorted(PROJECT_DIR.rglob("*")):
         relative = path.relative_to(PROJECT_DIR)
@@ -149,6 +158,10 @@ def project_fingerprint(settings: Settings) -> str:
     for package in ("dbt-core", "dbt-duckdb", "duckdb"):
         digest.update(f"{package}=={importlib.metadata.version(package)}\0".encode())
     digest.update(f"{settings.timezone}\0{settings.stream_threshold_ms}".encode())
+    for name in MODEL_INPUT_FILES:
+        path = settings.data_dir / name
+        digest.update(f"\0{name}\0".encode())
+        digest.update(path.read_bytes() if path.is_file() else b"\0absent")
     return digest.hexdigest()
 
 
