@@ -366,6 +366,18 @@ def _logged_changes(cli: Cli, data_dir: Path) -> set[str]:
     return {play_sid for (play_sid,) in rows}
 
 
+def _import_late(cli: Cli, data_dir: Path, folder: Path, name: str, rows: list[Any]) -> set[str]:
+    """Import ``rows`` as the export file ``name``; the plays the next build logs."""
+    folder.mkdir()
+    (folder / name).write_text(json.dumps(rows))
+    cli("import", str(folder))
+    return _logged_changes(cli, data_dir)
+
+
+def _ids(data_dir: Path, sql: str, parameters: list[Any] | None = None) -> set[str]:
+    return {value for (value,) in query(data_dir, sql, parameters)}
+
+
 def _equals_full_refresh(cli: Cli, data_dir: Path) -> dict[str, list[tuple]]:
     assert cli_json(cli, "transform")["scope"] == "changed data"
     assert query(data_dir, "select count(*) from intermediate.fact_track_played_changes") == [(0,)]
@@ -391,18 +403,11 @@ def test_late_plays_for_an_old_month(
     cli("import", str(early), str(AUDIO_2023))
     cli("transform")
     later = tmp_path / "later"
-    later.mkdir()
-    (later / "Streaming_History_Audio_2018_1.json").write_text(json.dumps(late))
-    cli("import", str(later))
-    logged = _logged_changes(cli, data_dir)
-    late_plays = {
-        play_sid
-        for (play_sid,) in query(
-            data_dir,
-            "select play_sid from dw.fact_track_played"
-            " where strftime(played_at, '%Y-%m') = '2018-10'",
-        )
-    }
+    logged = _import_late(cli, data_dir, later, "Streaming_History_Audio_2018_1.json", late)
+    late_plays = _ids(
+        data_dir,
+        "select play_sid from dw.fact_track_played where strftime(played_at, '%Y-%m') = '2018-10'",
+    )
     assert len(late_plays) == len(extended_plays(later / "Streaming_History_Audio_2018_1.json"))
     # besides the late plays, only plays of their tracks (a track's length, from its
     # longest complete play, or its key, from its largest id, may have changed)
@@ -498,24 +503,19 @@ def test_a_larger_id_rekeys_its_group(
         and r["master_metadata_track_name"] == track
         and r["ms_played"] > 0
     ][:1]
-    late = tmp_path / "late"
-    late.mkdir()
     rerelease = row | {
         "ts": "2018-12-31T23:59:00Z",
         "spotify_track_uri": "spotify:track:" + "z" * 22,
     }
-    (late / "Streaming_History_Audio_2018_9.json").write_text(json.dumps([rerelease]))
-    cli("import", str(late))
-    logged = _logged_changes(cli, data_dir)
-    group = {
-        play_sid
-        for (play_sid,) in query(
-            data_dir,
-            "select play_id from intermediate.int_plays_deduplicated"
-            " where artist_name = ? and track_name = ?",
-            [artist, track],
-        )
-    }
+    logged = _import_late(
+        cli, data_dir, tmp_path / "late", "Streaming_History_Audio_2018_9.json", [rerelease]
+    )
+    group = _ids(
+        data_dir,
+        "select play_id from intermediate.int_plays_deduplicated"
+        " where artist_name = ? and track_name = ?",
+        [artist, track],
+    )
     assert len(group) == plays + 1
     assert logged == group
     (conformed,) = query(

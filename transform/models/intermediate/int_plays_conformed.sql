@@ -169,22 +169,10 @@ artist_by_name as (
     ),
 
     group_rows_now as (
-        select
-            artist_name,
-            track_name,
-            album_name,
-            track_id,
-            album_id
-        from group_rows
+        select * from with_track_candidates
+        union all by name
+        select * exclude (play_sid, is_replaced) from group_rows
         where not is_replaced
-        union all
-        select
-            artist_name,
-            track_name,
-            album_name,
-            track_id,
-            album_id
-        from with_track_candidates
     ),
 
     group_keys_before as (
@@ -273,57 +261,33 @@ artist_by_name as (
 -- version are one track); a new, larger id changes the key of every play of the group,
 -- which the hash below notices
 group_ids as (
-    select
-        artist_name,
-        track_name,
-        album_name,
-        track_id,
-        album_id
-    from with_track
+    select * from with_track
     {% if is_incremental() %}
-        union all
-        select
-            artist_name,
-            track_name,
-            album_name,
-            track_id,
-            album_id
-        from unchanged
+        union all by name
+        select * exclude (play_sid) from unchanged
     {% endif %}
 ),
 
-track_key_ids as (
-    select
-        artist_name,
-        track_name,
-        max(track_id) as key_track_id
-    from group_ids
-    group by artist_name, track_name
-),
-
-album_key_ids as (
-    select
-        artist_name,
-        album_name,
-        max(album_id) as key_album_id
-    from group_ids
-    group by artist_name, album_name
+group_keys as (
+    {{ group_keys('group_ids') }}
 ),
 
 keyed as (
     select
         with_track.*,
-        track_key_ids.key_track_id,
-        album_key_ids.key_album_id
+        track_keys.key_id as key_track_id,
+        album_keys.key_id as key_album_id
     from with_track
-    left join track_key_ids
+    left join group_keys as track_keys
         on
-            with_track.artist_name is not distinct from track_key_ids.artist_name
-            and with_track.track_name is not distinct from track_key_ids.track_name
-    left join album_key_ids
+            track_keys.kind = 'track'
+            and with_track.artist_name is not distinct from track_keys.artist_name
+            and with_track.track_name is not distinct from track_keys.group_name
+    left join group_keys as album_keys
         on
-            with_track.artist_name is not distinct from album_key_ids.artist_name
-            and with_track.album_name is not distinct from album_key_ids.album_name
+            album_keys.kind = 'album'
+            and with_track.artist_name is not distinct from album_keys.artist_name
+            and with_track.album_name is not distinct from album_keys.group_name
 ),
 
 -- DuckDB's 64-bit hash: only compared with itself, so its value may change across DuckDB
