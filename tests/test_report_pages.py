@@ -61,7 +61,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("demo-report") / "data"
     inputs = generate_inputs(data_dir / "demo-inputs", plays_per_year=300)
     for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
-        run_import([path], data_dir)
+        run_import(Settings(data_dir=data_dir), [path])
     settings = Settings(data_dir=data_dir)
     run_build(settings)
     enrich_with_fake_musicbrainz(settings, inputs.catalogue, limit=25, interval_s=0)

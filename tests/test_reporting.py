@@ -226,7 +226,7 @@ def _export_plays() -> list[tuple[datetime, str, int]]:
          r["master_metadata_album_artist_name"], r["ms_played"])
         for r in extended_plays(
             *sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
-        ).values()  # the natural key and plays written twice (DESIGN.md, conftest)
+        ).values()  # the natural key and plays written twice (docs/deduplication.md, conftest)
     ]  # fmt: skip
     account = {
         tuple(r.values()): r

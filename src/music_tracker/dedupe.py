@@ -1,4 +1,4 @@
-"""Play identity: the de-duplication rules of DESIGN.md, as Polars transforms.
+"""Play identity: the de-duplication rules (docs/deduplication.md), as Polars transforms.
 
 Rule 1 (within a source) is a natural key per source, hashed into ``source_key``; a row
 whose key is already stored, or repeated in the same batch, is a duplicate.
@@ -23,7 +23,7 @@ matching of least total distance (``_one_to_one``). A play keeps its ``play_id``
 join it; when two stored plays turn out to be one, the survivor keeps its id and the other's
 rows move to it (``Regrouped.overrides``, stored in ``raw.play_id_overrides``). The dbt
 model then takes the richest row of each play: extended history > API > account data >
-Last.fm. docs/deduplication.md explains the rules for the owner.
+Last.fm.
 """
 
 from __future__ import annotations

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import files, interrupts
-from music_tracker.settings import Settings
+from music_tracker.settings import PROJECT_ROOT, Settings
 
-PROJECT_DIR = Path(__file__).resolve().parents[2] / "transform"
+PROJECT_DIR = PROJECT_ROOT / "transform"
 # what dbt writes into the project folder; not part of the project
 _GENERATED = {"target", "logs", "dbt_packages", ".user.yml", "__pycache__"}
 EVERYTHING = "everything"
@@ -189,7 +189,7 @@ def run_build(
         )
     fingerprint = project_fingerprint(settings)
     # opening also brings the raw schema up to date before dbt reads it
-    with warehouse.connect(settings.warehouse_path) as con:
+    with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
         threads = dbt_threads(settings, warehouse.stored_play_rows(con))
     # a build that started and never recorded its end (killed, or failed) may have left a
@@ -264,7 +264,7 @@ def run_build(
             "(names are like fact_track_played or dim_artist; `+name` adds its parents)"
         )
     if scope != SELECTION:
-        with warehouse.connect(settings.warehouse_path) as con:
+        with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
             warehouse.record_transform(
                 con,
                 fingerprint=fingerprint,

@@ -96,7 +96,8 @@ def read_file(
 
 
 def _key_sql(columns: tuple[str, ...]) -> str:
-    """md5 over the natural-key fields (DESIGN.md rule 1): stable across library versions."""
+    """md5 over the natural-key fields (docs/deduplication.md, "Within one source"):
+    stable across library versions."""
     parts = ", ".join(f"coalesce(cast({c} as varchar), '')" for c in columns)
     return f"md5(concat_ws(chr(31), {parts}))"
 
