@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -47,6 +48,11 @@ def _new_plays(
     (target / "Streaming_History_Audio_2026_99.json").write_text(json.dumps(new))
 
 
+def _load() -> str:
+    """The machine's load average (1, 5, 15 minutes): other work stretches wall times."""
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plays", type=int, default=350_000)
@@ -75,7 +81,10 @@ def main() -> None:
     print(
         f"full {full.seconds:.1f} s (target < 20), incremental {incremental.seconds:.1f} s "
         f"= {ratio:.2f} of full (target <= 0.15; < 4 s at 350,000), peak {peak:.0f} MB "
-        "(target < 600)"
+        f"(target < 600); CPU time: incremental {incremental.cpu_seconds:.1f} s = "
+        f"{incremental.cpu_seconds / full.cpu_seconds:.2f} of full "
+        f"({full.cpu_seconds:.1f} s), of the full refresh "
+        f"{incremental.cpu_seconds / refresh.cpu_seconds:.2f}; load {_load()}"
     )
     missed = full.seconds >= 20 or ratio > 0.15 or peak >= 600
     if args.plays <= 350_000 and incremental.seconds >= 4:

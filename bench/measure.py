@@ -1,4 +1,5 @@
-"""Run a command in a child process and report its wall time and peak resident memory."""
+"""Run a command in a child process and report its wall time, CPU time and peak resident
+memory. CPU time (user + system) varies less than wall time on a machine others share."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ class Measurement:
     label: str
     seconds: float
     peak_mb: float
+    cpu_seconds: float = 0.0
 
 
 def measure(label: str, command: list[str]) -> Measurement:
@@ -21,8 +23,8 @@ def measure(label: str, command: list[str]) -> Measurement:
         "t = time.perf_counter();"
         "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode;"
         "e = time.perf_counter() - t;"
-        "m = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"
-        "print(f'{e} {m}');"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(f'{e} {u.ru_maxrss} {u.ru_utime + u.ru_stime}');"
         "sys.exit(rc)"
     )
     done = subprocess.run(
@@ -30,11 +32,11 @@ def measure(label: str, command: list[str]) -> Measurement:
     )
     if done.returncode != 0:
         raise SystemExit(f"{label} failed:\n{done.stderr}")
-    seconds, peak_kb = done.stdout.split()
-    return Measurement(label, float(seconds), int(peak_kb) / 1024)
+    seconds, peak_kb, cpu = done.stdout.split()
+    return Measurement(label, float(seconds), int(peak_kb) / 1024, float(cpu))
 
 
 def report(rows: list[Measurement]) -> None:
-    print(f"{'step':<44} {'wall s':>8} {'peak MB':>8}")
+    print(f"{'step':<44} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}")
     for row in rows:
-        print(f"{row.label:<44} {row.seconds:>8.2f} {row.peak_mb:>8.0f}")
+        print(f"{row.label:<44} {row.seconds:>8.2f} {row.cpu_seconds:>8.2f} {row.peak_mb:>8.0f}")

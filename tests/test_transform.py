@@ -83,6 +83,9 @@ def test_other_content_is_not_music(built: Path) -> None:
 _COMPARED = [
     "intermediate.int_plays_deduplicated",
     "intermediate.int_plays_conformed",
+    "intermediate.int_tracks_identified",
+    "intermediate.int_tracks",
+    "intermediate.int_artists",
     "dw.fact_track_played",
     "dw.fact_artist_genre",
     "dw.fact_other_played",
@@ -348,6 +351,18 @@ def _logged_changes(cli: Cli, data_dir: Path) -> set[str]:
     return {play_sid for (play_sid,) in rows}
 
 
+def _import_late(cli: Cli, data_dir: Path, folder: Path, name: str, rows: list[Any]) -> set[str]:
+    """Import ``rows`` as the export file ``name``; the plays the next build logs."""
+    folder.mkdir()
+    (folder / name).write_text(json.dumps(rows))
+    cli("import", str(folder))
+    return _logged_changes(cli, data_dir)
+
+
+def _ids(data_dir: Path, sql: str, parameters: list[Any] | None = None) -> set[str]:
+    return {value for (value,) in query(data_dir, sql, parameters)}
+
+
 def _equals_full_refresh(cli: Cli, data_dir: Path) -> dict[str, list[tuple]]:
     assert cli_json(cli, "transform")["scope"] == "changed data"
     assert query(data_dir, "select count(*) from intermediate.fact_track_played_changes") == [(0,)]
@@ -373,18 +388,11 @@ def test_late_plays_for_an_old_month(
     cli("import", str(early), str(AUDIO_2023))
     cli("transform")
     later = tmp_path / "later"
-    later.mkdir()
-    (later / "Streaming_History_Audio_2018_1.json").write_text(json.dumps(late))
-    cli("import", str(later))
-    logged = _logged_changes(cli, data_dir)
-    late_plays = {
-        play_sid
-        for (play_sid,) in query(
-            data_dir,
-            "select play_sid from dw.fact_track_played"
-            " where strftime(played_at, '%Y-%m') = '2018-10'",
-        )
-    }
+    logged = _import_late(cli, data_dir, later, "Streaming_History_Audio_2018_1.json", late)
+    late_plays = _ids(
+        data_dir,
+        "select play_sid from dw.fact_track_played where strftime(played_at, '%Y-%m') = '2018-10'",
+    )
     assert len(late_plays) == len(extended_plays(later / "Streaming_History_Audio_2018_1.json"))
     # besides the late plays, only plays of their tracks (a track's length, from its
     # longest complete play, or its key, from its largest id, may have changed)
@@ -457,3 +465,49 @@ def test_an_enrichment_that_moves_an_artist(cli: Cli, shared: Path, data_dir: Pa
     assert query(
         data_dir, "select country from dw.dim_artist where artist_sid = ?", [artist_sid]
     ) == [("France",)]
+
+
+def test_a_larger_id_rekeys_its_group(
+    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """A track is keyed by the largest Spotify id of its (artist, name) group: a late play of
+    the same song under a larger id (a re-release) changes the key of every play of the
+    group, and only those are conformed and logged again."""
+    rows = load_rows(AUDIO_2018)
+    cli("import", str(AUDIO_2018))
+    cli("transform")
+    ((artist, track, plays),) = query(
+        data_dir,
+        "select artist_name, track_name, count(*) from intermediate.int_plays_conformed"
+        " group by all order by 3 desc, 1, 2 limit 1",
+    )
+    (row,) = [
+        r
+        for r in rows
+        if r["master_metadata_album_artist_name"] == artist
+        and r["master_metadata_track_name"] == track
+        and r["ms_played"] > 0
+    ][:1]
+    rerelease = row | {
+        "ts": "2018-12-31T23:59:00Z",
+        "spotify_track_uri": "spotify:track:" + "z" * 22,
+    }
+    logged = _import_late(
+        cli, data_dir, tmp_path / "late", "Streaming_History_Audio_2018_9.json", [rerelease]
+    )
+    group = _ids(
+        data_dir,
+        "select play_id from intermediate.int_plays_deduplicated"
+        " where artist_name = ? and track_name = ?",
+        [artist, track],
+    )
+    assert len(group) == plays + 1
+    assert logged == group
+    (conformed,) = query(
+        data_dir,
+        "select count(*) from intermediate.int_plays_conformed_changes where play_sid is not null",
+    )
+    assert conformed == (2 * plays + 1,)  # each old row and its new one, and the new play
+    tables = _equals_full_refresh(cli, data_dir)
+    keyed = [r for r in tables["intermediate.int_tracks"] if r[2:4] == (track, artist)]
+    assert [r[1] for r in keyed] == ["z" * 22]

@@ -9,7 +9,8 @@ What a run builds (its *scope*):
 
 * ``everything``: every seed, model and test. The first run, ``--full-refresh``, and any run
   after the dbt project, the versions of dbt or DuckDB, or a setting the models read
-  (time zone, stream threshold) changed since the last successful run.
+  (time zone, stream threshold) or what ``exclusions.yaml`` says changed since
+  the last successful run.
 * ``changed data``: otherwise only the data can have changed, and the run uses the
   ``changed_data`` selector (``transform/selectors.yml``): every table and its tests, but not
   the views (they read live data), the seeds, or models that depend on code alone. This is
@@ -138,7 +139,9 @@ def target_dir(settings: Settings) -> Path:
 
 
 def project_fingerprint(settings: Settings) -> str:
-    """A hash of everything a build's output depends on apart from the data."""
+    """A hash of everything a build's output depends on apart from the data: the dbt
+    project, the dbt and DuckDB versions and the settings the models read (the exclusions
+    join it in ``_combined``, by what they say rather than how the file is written)."""
     digest = hashlib.sha256()
     for path in sorted(PROJECT_DIR.rglob("*")):
         relative = path.relative_to(PROJECT_DIR)

@@ -5,8 +5,14 @@
         incremental_strategy='logged_delete_insert',
         on_schema_change='fail',
         logged_columns={'play_sid': 'varchar'},
-        pre_hook="{{ start_changes_log(this) }}",
-        post_hook="{{ delete_plays_gone(this, ref('int_plays_deduplicated'), 'play_id') }}",
+        pre_hook=[
+            "{{ start_changes_log(this) }}",
+            "{{ start_lookups_snapshot(this) }}",
+        ],
+        post_hook=[
+            "{{ delete_plays_gone(this, ref('int_plays_deduplicated'), 'play_id') }}",
+            "{{ store_lookups_snapshot(this, ref('int_tracks_identified')) }}",
+        ],
     )
 }}
 -- a play merged into another by a later import has no row upstream any more: the
@@ -16,12 +22,17 @@
 -- A play known only by artist and title takes the Spotify id of its twin (same names after
 -- normalization, src/music_tracker/names.py), the most played twin winning; plays with no
 -- twin stay tracks of their own, keyed by their names.
--- Incremental: a new play, a richer row, enrichment or a new twin can change any play, so
--- every play's inputs (the joined row before keys and local time are computed, and the time
--- zone) are hashed and only plays whose hash differs from the stored one are rebuilt.
+-- Incremental (macros/conformed_lookups.sql): a run conforms the plays that can have
+-- changed, and writes those whose inputs (the joined row before keys and local time are
+-- computed, and the time zone) hash differently from their stored row. Those are the plays
+-- imported or moved since the newest one stored, the plays whose track, twin or
+-- artist-by-name lookup differs from the snapshot of the last run, and every stored play of
+-- a track or album group (artist and name) one of those left or joined: the group's
+-- largest id is its key.
 with
 
-plays as (
+-- not materialized: DuckDB would otherwise copy every play once for the CTE's many readers
+plays as not materialized (
     select * from {{ ref('int_plays_deduplicated') }}
 ),
 
@@ -30,135 +41,253 @@ tracks as (
 ),
 
 twin_by_name as (
-    select
-        name_key,
-        arg_max(track_id, play_count) as track_id
-    from tracks
-    where name_key is not null
-    group by name_key
+    {{ twin_by_name('tracks') }}
 ),
 
 -- artists conform the same way: a name-only artist takes the id of the most played
 -- identified artist with the same normalized name
 artist_by_name as (
-    select
-        split_part(name_key, chr(31), 1) as artist_key,
-        arg_max(artist_id, play_count) as artist_id,
-        arg_max(artist_name, play_count) as artist_name
-    from tracks
-    where artist_id is not null
-    group by artist_key
+    {{ artist_by_name('tracks') }}
 ),
 
--- join keys as plain columns: a condition mixing "is null" with an expression makes
--- DuckDB fall back to a nested-loop join (minutes instead of milliseconds at 350k plays)
-lookup_keys as (
-    select
-        *,
-        case when track_id is null then name_key end as twin_lookup_key
-    from plays
-),
+{% if is_incremental() %}
+    -- lookups that differ from the last run's snapshot, either way
+    current_lookups as (
+        {{ lookup_hashes('tracks', 'twin_by_name', 'artist_by_name') }}
+    ),
 
-conformed as (
-    select
-        lookup_keys.*,
-        coalesce(lookup_keys.track_id, twin_by_name.track_id) as conformed_track_id
-    from lookup_keys
-    left join twin_by_name
-        on lookup_keys.twin_lookup_key = twin_by_name.name_key
-),
+    touched_lookups as (
+        select
+            kind,
+            lookup_key
+        from (
+            (select * from current_lookups)
+            except
+            (select * from {{ lookups_relation(this) }})
+        ) as only_now
+        union
+        select
+            kind,
+            lookup_key
+        from (
+            (select * from {{ lookups_relation(this) }})
+            except
+            (select * from current_lookups)
+        ) as only_before
+    ),
 
-conformed_keys as (
-    select
-        conformed.*,
-        tracks.artist_id as track_artist_id,
-        case
-            when tracks.artist_id is null then split_part(conformed.name_key, chr(31), 1)
-        end as artist_lookup_key
-    from conformed
-    left join tracks
-        on conformed.conformed_track_id = tracks.track_id
-),
+    stored as not materialized (
+        select
+            play_sid,
+            track_id,
+            album_id,
+            artist_name,
+            track_name,
+            album_name
+        from {{ this }}
+    ),
 
-with_track as (
-    select
-        conformed.play_id,
-        conformed.conformed_track_id as track_id,
-        coalesce(tracks.artist_id, artist_by_name.artist_id) as artist_id,
-        tracks.album_id,
-        coalesce(tracks.track_name, conformed.track_name) as track_name,
-        coalesce(
-            tracks.artist_name, artist_by_name.artist_name, conformed.artist_name
-        ) as artist_name,
-        split_part(conformed.name_key, chr(31), 1) as artist_key,
-        coalesce(tracks.album_name, conformed.album_name) as album_name,
-        tracks.duration_ms,
-        tracks.track_popularity,
-        -- API, Last.fm and most ListenBrainz plays carry no ms_played: they count with the
-        -- track's length
-        coalesce(conformed.ms_played, tracks.duration_ms) as ms_played,
-        conformed.ms_played is null as is_ms_played_estimated,
-        conformed.source,
-        conformed.seen_by_sources,
-        conformed.platform,
-        conformed.conn_country,
-        conformed.reason_start,
-        conformed.reason_end,
-        conformed.is_shuffle,
-        conformed.is_skipped,
-        -- Last.fm (and a listen that says no more) gives the start of play: its end is
-        -- start + length when the length is known
-        case
-            when
-                conformed.source = 'lastfm'
-                or (conformed.source = 'listenbrainz' and conformed.ms_played is null)
-                then conformed.played_at + to_milliseconds(coalesce(tracks.duration_ms, 0))
-            else conformed.played_at
-        end as played_at,
-        conformed.changed_at
-    from conformed_keys as conformed
-    left join tracks
-        on conformed.conformed_track_id = tracks.track_id
-    left join artist_by_name
-        on conformed.artist_lookup_key = artist_by_name.artist_key
-),
+    -- imported or moved since the newest play stored (a move is stamped with its time:
+    -- int_plays_unioned), or reading a lookup that changed
+    candidates as (
+        select plays.play_id
+        from plays
+        where
+            plays.changed_at > (
+                select coalesce(max(changed_at), timestamptz '-infinity') from {{ this }}
+            )
+            or plays.track_id in (
+                select lookup_key from touched_lookups where kind = 'track'
+            )
+            or plays.name_key in (
+                select lookup_key from touched_lookups where kind = 'name'
+            )
+            or split_part(plays.name_key, chr(31), 1) in (
+                select lookup_key from touched_lookups where kind = 'artist'
+            )
+        union
+        -- conformed to a twin whose track row changed
+        select stored.play_sid
+        from stored
+        where stored.track_id in (select lookup_key from touched_lookups where kind = 'track')
+    ),
+
+    -- the candidates' plays and, below, their groups as stored (plays merged away
+    -- included) and as they are now
+    candidate_plays as (
+        select * from plays
+        where play_id in (select play_id from candidates)
+    ),
+
+    with_track_candidates as (
+        {{ conform_plays('candidate_plays') }}
+    ),
+
+    gone as (
+        select * from stored
+        where not exists (select 1 from plays where plays.play_id = stored.play_sid)
+    ),
+
+    -- the track and album groups (artist and name) a candidate or a play merged away
+    -- belonged to, or belongs to now: each group's key is its largest id, which may have
+    -- changed. Stored plays are found by a hash of the names (null-safe); a collision only
+    -- reads a few more.
+    touched_groups as (
+        select
+            artist_name,
+            track_name,
+            album_name
+        from with_track_candidates
+        union all
+        select
+            artist_name,
+            track_name,
+            album_name
+        from stored
+        where play_sid in (select play_id from candidates)
+        union all
+        select
+            artist_name,
+            track_name,
+            album_name
+        from gone
+    ),
+
+    group_rows as (
+        select
+            *,
+            play_sid in (select play_id from candidates)
+            or play_sid in (select play_sid from gone) as is_replaced
+        from stored
+        where
+            hash(artist_name, track_name) in (
+                select hash(artist_name, track_name) from touched_groups
+            )
+            or hash(artist_name, album_name) in (
+                select hash(artist_name, album_name) from touched_groups
+            )
+    ),
+
+    group_rows_now as (
+        select * from with_track_candidates
+        union all by name
+        select * exclude (play_sid, is_replaced) from group_rows
+        where not is_replaced
+    ),
+
+    group_keys_before as (
+        {{ group_keys('group_rows') }}
+    ),
+
+    group_keys_now as (
+        {{ group_keys('group_rows_now') }}
+    ),
+
+    changed_groups as (
+        select
+            kind,
+            artist_name,
+            group_name
+        from (
+            (select * from group_keys_before)
+            except
+            (select * from group_keys_now)
+        ) as only_before
+        union
+        select
+            kind,
+            artist_name,
+            group_name
+        from (
+            (select * from group_keys_now)
+            except
+            (select * from group_keys_before)
+        ) as only_now
+    ),
+
+    -- every other stored play of a group whose key changed: its keys change with it
+    group_members as (
+        select group_rows.play_sid
+        from group_rows
+        inner join changed_groups
+            on
+                group_rows.artist_name is not distinct from changed_groups.artist_name
+                and (
+                    changed_groups.kind = 'track'
+                    and group_rows.track_name is not distinct from changed_groups.group_name
+                    or changed_groups.kind = 'album'
+                    and group_rows.album_name is not distinct from changed_groups.group_name
+                )
+        where not group_rows.is_replaced
+    ),
+
+    member_plays as (
+        select * from plays
+        where
+            play_id in (select play_sid from group_members)
+            and play_id not in (select play_id from candidates)
+    ),
+
+    with_track as (
+        select * from with_track_candidates
+        union all
+        select * from ({{ conform_plays('member_plays') }})
+    ),
+
+    -- the stored plays of the same groups not conformed again, as they are: the rest of
+    -- each group
+    unchanged as (
+        select * from stored
+        where
+            (
+                hash(artist_name, track_name) in (
+                    select hash(artist_name, track_name) from with_track
+                )
+                or hash(artist_name, album_name) in (
+                    select hash(artist_name, album_name) from with_track
+                )
+            )
+            and not exists (select 1 from with_track where with_track.play_id = stored.play_sid)
+            and not exists (select 1 from gone where gone.play_sid = stored.play_sid)
+    ),
+{% else %}
+    with_track as (
+        {{ conform_plays('plays') }}
+    ),
+{% endif %}
 
 -- the original's grain: one track per (artist, track name) and one album per (artist,
 -- album name), keyed by the largest Spotify id of the group (a single and its album
 -- version are one track); a new, larger id changes the key of every play of the group,
 -- which the hash below notices
-track_key_ids as (
-    select
-        artist_name,
-        track_name,
-        max(track_id) as key_track_id
-    from with_track
-    group by artist_name, track_name
+group_ids as (
+    select * from with_track
+    {% if is_incremental() %}
+        union all by name
+        select * exclude (play_sid) from unchanged
+    {% endif %}
 ),
 
-album_key_ids as (
-    select
-        artist_name,
-        album_name,
-        max(album_id) as key_album_id
-    from with_track
-    group by artist_name, album_name
+group_keys as (
+    {{ group_keys('group_ids') }}
 ),
 
 keyed as (
     select
         with_track.*,
-        track_key_ids.key_track_id,
-        album_key_ids.key_album_id
+        track_keys.key_id as key_track_id,
+        album_keys.key_id as key_album_id
     from with_track
-    left join track_key_ids
+    left join group_keys as track_keys
         on
-            with_track.artist_name is not distinct from track_key_ids.artist_name
-            and with_track.track_name is not distinct from track_key_ids.track_name
-    left join album_key_ids
+            track_keys.kind = 'track'
+            and with_track.artist_name is not distinct from track_keys.artist_name
+            and with_track.track_name is not distinct from track_keys.group_name
+    left join group_keys as album_keys
         on
-            with_track.artist_name is not distinct from album_key_ids.artist_name
-            and with_track.album_name is not distinct from album_key_ids.album_name
+            album_keys.kind = 'album'
+            and with_track.artist_name is not distinct from album_keys.artist_name
+            and with_track.album_name is not distinct from album_keys.group_name
 ),
 
 -- DuckDB's 64-bit hash: only compared with itself, so its value may change across DuckDB

@@ -1,3 +1,6 @@
+-- a table: the conformed plays read it, and so does their snapshot of it
+{{ config(materialized='table') }}
+
 -- grain: one row per Spotify track id heard, with its best-known names and length
 with
 
