@@ -30,7 +30,7 @@ import duckdb
 
 from music_tracker import files
 from music_tracker.connections import connect_duckdb
-from music_tracker.reporting import artist_pages, charts, front_page, story
+from music_tracker.reporting import artist_pages, cards_html, charts, front_page, story
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, data_script, footer, head, nav
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
@@ -281,26 +281,32 @@ def _is_ranked(card: Card) -> bool:
     return card.viz == "bar" and (card.y in RANKED or card.y == card.artist_column)
 
 
-def _card_payload(
-    card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Links
-) -> dict[str, Any]:
-    ranked = _is_ranked(card)
-    return {
-        "name": card.name,
-        "viz": card.viz,
-        "unit": card.unit,
-        "columns": columns,
-        # the words for each column and what an empty card says (the definition's)
-        "titles": [card.title_of(column) for column in columns],
-        "empty": card.empty,
-        "rows": [[_jsonable(v) for v in row] for row in rows],
-        "spec": None if ranked else charts.spec(card),
-        "ranked": ranked,
-        "links": links.for_card(card, columns, rows),
-        "sort": card.sort,
-        "x": card.x,
-        "y": card.y,
-    }
+def _body(card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Links) -> str | None:
+    """The card as HTML, or None for a chart with rows (report.js draws it)."""
+    kinds = linked(card, columns)
+    if card.viz == "kpi":
+        return cards_html.kpi(card, rows)
+    if card.viz == "table":
+        return cards_html.table(card, columns, rows, links.for_card(card, columns, rows), kinds)
+    if _is_ranked(card):
+        hrefs = links.for_card(card, columns, rows).get(card.y or "", [])
+        return cards_html.ranked(card, columns, rows, hrefs, kinds.get(card.y or ""))
+    if not rows:
+        return cards_html.empty(card)
+    return None
+
+
+class _Specs:
+    """Each card's chart spec, made once for all the pages that show the card."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, dashboard: Dashboard, card: Card) -> Any:
+        key = (dashboard.slug, card.name)
+        if key not in self._made:
+            self._made[key] = charts.spec(card)
+        return self._made[key]
 
 
 def write_report(
@@ -346,6 +352,7 @@ def write_report(
                 links.collect(card, *results[card.name])
             pages.append(_Page(dashboard, stem, label, results))
     links.resolve(con)
+    specs = _Specs()
     artists: list[artist_pages.ArtistPage] = []
     if artist_board is not None:
         artists = artist_pages.choose(con, links.listed)
@@ -356,17 +363,13 @@ def write_report(
         if page.dashboard.page == "story":
             text = _story(page, choices[page.dashboard.slug], context, links)
         else:
-            cards = [
-                _card_payload(card, *page.results[card.name], links)
-                for card in page.dashboard.cards
-            ]
             text = _page(page.dashboard, choices[page.dashboard.slug], page.stem, page.label,
-                         cards, context)  # fmt: skip
+                         page.results, links, specs, context)  # fmt: skip
         (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
         summary.pages += 1
     if artist_board is not None:
         summary.pages += _write_artist_pages(
-            con, artist_board, artists, partial, context, links, summary, on_page
+            con, artist_board, artists, partial, context, links, specs, summary, on_page
         )
     summary.dashboards = len(dashboards)
     today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
@@ -410,6 +413,7 @@ def _write_artist_pages(
     partial: Path,
     context: Context,
     links: Links,
+    specs: _Specs,
     summary: ReportSummary,
     on_page: Callable[[str], None] | None,
 ) -> int:
@@ -432,10 +436,9 @@ def _write_artist_pages(
     for artist in artists:
         if on_page:
             on_page(f"{dashboard.title} {artist.name}")
-        cards = [
-            _card_payload(card, *rows[card.name][artist.name], links) for card in dashboard.cards
-        ]
-        text = _page(dashboard, [], artist.stem, artist.name, cards, context, artist=True)
+        results = {card.name: rows[card.name][artist.name] for card in dashboard.cards}
+        text = _page(dashboard, [], artist.stem, artist.name, results, links, specs, context,
+                     artist=True)  # fmt: skip
         (target / f"{artist.stem}.html").write_text(text, encoding="utf-8")
     (target / "index.html").write_text(artist_pages.index_page(artists, context), "utf-8")
     return len(artists) + 1
@@ -469,7 +472,9 @@ def _page(
     pages: list[tuple[str, str, dict[str, Any]]],
     current: str,
     label: str,
-    cards: list[dict[str, Any]],
+    results: dict[str, tuple[list[str], list[tuple[Any, ...]]]],
+    links: Links,
+    specs: _Specs,
     context: Context,
     *,
     artist: bool = False,
@@ -492,24 +497,36 @@ def _page(
         )
     elif artist:
         selector = "<p class='filter'><a href='index.html'>All artists</a> (with a search box)</p>"
-    tiles = "".join(_tile(dashboard, card, i) for i, card in enumerate(dashboard.cards))
-    data = json.dumps(cards, separators=(",", ":"), default=str).replace("</", "<\\/")
+    tiles = []
+    charts_to_draw = []  # only charts travel as data: the rest is in the page already
+    for i, card in enumerate(dashboard.cards):
+        columns, rows = results[card.name]
+        body = _body(card, columns, rows, links)
+        if body is None:
+            charts_to_draw.append({
+                "card": i, "name": card.name, "viz": card.viz, "columns": columns,
+                "rows": [[_jsonable(v) for v in row] for row in rows],
+                "spec": specs(dashboard, card),
+            })  # fmt: skip
+        tiles.append(_tile(dashboard, card, i, body))
+    data = json.dumps(charts_to_draw, separators=(",", ":"), default=str).replace("</", "<\\/")
     heading = label if artist else f"{dashboard.title}" + (f": {label}" if label else "")
     return (
-        head(heading, 1, description=dashboard.description, scripts=["report.js"])
+        head(heading, 1, description=dashboard.description,
+             scripts=["report.js"] if charts_to_draw else [], drawn=not charts_to_draw)
         + nav(1)
         + f"<header><h1>{html.escape(heading)}</h1>"
         + (f"<p>{html.escape(dashboard.description)}</p>" if not artist else "")
         + selector
         + "</header>"
-        + f"<main class='grid'>{tiles}</main>"
+        + f"<main class='grid'>{''.join(tiles)}</main>"
         + footer(context)
-        + data_script("mt-cards", data)
+        + (data_script("mt-cards", data) if charts_to_draw else "")
         + "</body></html>"
-    )
+    )  # fmt: skip
 
 
-def _tile(dashboard: Dashboard, card: Card, index: int) -> str:
+def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str:
     layout = card.layout
     # placed on the 24-column grid from 800 px wide (report.css); one column below
     style = (
@@ -521,11 +538,12 @@ def _tile(dashboard: Dashboard, card: Card, index: int) -> str:
         if card.description
         else ""
     )
+    kind = "ranked" if _is_ranked(card) else card.viz
+    drawn = " drawn" if body is not None else ""
     return (
-        f"<section class='card card-{'ranked' if _is_ranked(card) else card.viz}'"
-        f" style='{style}' data-card='{index}'"
+        f"<section class='card card-{kind}{drawn}' style='{style}' data-card='{index}'"
         f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
-        f"{description}<div class='body'></div></section>"
+        f"{description}<div class='body'>{body or ''}</div></section>"
     )
 
 
