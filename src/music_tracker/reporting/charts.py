@@ -1,8 +1,12 @@
-"""Card definitions as Vega-Lite (and, for treemaps, Vega) specifications.
+"""Card definitions as Vega-Lite (and, for treemaps, Vega) specifications, compiled to
+Vega when the report is written.
 
-The specs carry no data: the page fills ``data.values`` with the card's rows when it draws
-them, so one spec serves every filter value of a card. Axis order follows the SQL's
+The specs carry no data: the page fills the ``rows`` data set with the card's rows when it
+draws them, so one spec serves every filter value of a card. Axis order follows the SQL's
 ``order by`` unless the card asks for a sort (``sort: -x`` ranks bars by their value).
+The browser gets Vega specs (``compiled``), compiled once per card here, so that it loads
+Vega's runtime alone and compiles nothing: Vega-Lite's compiler stays off the reader's
+main thread.
 """
 
 from __future__ import annotations
@@ -17,8 +21,28 @@ GRID_GAP_PX = 12  # between grid rows (the page's CSS)
 CHROME_PX = 48
 DESCRIPTION_PX = 22
 WORLD_DATA = "world"  # the page puts the world map's TopoJSON under this name
-# No colours here: the page's theme (report.js, from report.css) gives marks, categories
-# and the map theirs, the same palette light or dark.
+# No colours here: every colour is one of report.css's variables, named as ``var(--name)``
+# and replaced by its value, light or dark, when the page draws the chart (report.js).
+PALETTE = [f"var(--c{i})" for i in range(1, 9)]
+THEME: dict[str, Any] = {
+    "background": None,
+    "font": "var(--font)",
+    "axis": {"labelColor": "var(--muted)", "titleColor": "var(--ink)",
+             "gridColor": "var(--line)", "domainColor": "var(--line)",
+             "tickColor": "var(--line)"},
+    "legend": {"labelColor": "var(--muted)", "titleColor": "var(--ink)"},
+    "title": {"color": "var(--ink)"},
+    "view": {"stroke": None},
+    "range": {"category": PALETTE, "heatmap": ["var(--seq-low)", "var(--seq-high)"],
+              "ramp": ["var(--seq-low)", "var(--seq-high)"]},
+    "bar": {"color": PALETTE[0]},
+    "line": {"color": PALETTE[0]},
+    "area": {"color": PALETTE[0]},
+    "point": {"color": PALETTE[0]},
+    "circle": {"color": PALETTE[5]},
+    "geoshape": {"fill": "var(--land)", "stroke": "var(--surface)"},
+    "text": {"color": "var(--ink)"},
+}  # fmt: skip
 # a legend's entries in as many columns as the chart's width holds (one on a phone)
 LEGEND = {
     "labelLimit": 170,
@@ -33,6 +57,30 @@ _TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d 
 
 def needs_world(card: Card) -> bool:
     return card.viz == "map"
+
+
+def compiled(card: Card) -> dict[str, Any] | None:
+    """The card's chart as a Vega spec, themed with report.css's variables; None for cards
+    drawn as HTML."""
+    chart = spec(card)
+    if chart is None:
+        return None
+    if card.viz == "treemap":  # Vega already
+        return {**chart, "config": {**THEME, **chart.get("config", {})}}
+    import vl_convert
+
+    vega: dict[str, Any] = vl_convert.vegalite_to_vega(
+        {**chart, "config": _merged(THEME, chart.get("config", {}))}
+    )
+    return vega
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merged(merged[key], value) if both else value
+    return merged
 
 
 def spec(card: Card) -> dict[str, Any] | None:
@@ -223,7 +271,7 @@ def _heatmap(card: Card) -> dict[str, Any]:
             "color": {
                 "field": card.color,
                 "type": "quantitative",
-                "scale": {"scheme": "blues"},
+                "scale": {"range": "heatmap"},  # the theme's light-to-strong ramp
                 "title": _title(card, card.color),
                 # the title beside the gradient, not above it: the rows keep their height
                 "legend": {
@@ -328,7 +376,7 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
                 "name": "color",
                 "type": "ordinal",
                 "domain": {"data": "rows", "field": card.label},
-                "range": "category",  # the theme's palette (report.js)
+                "range": "category",  # the theme's palette
             }
         ],
         "marks": [
@@ -338,7 +386,7 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
                 "encode": {
                     "enter": {
                         "fill": {"scale": "color", "field": card.label},
-                        "stroke": {"value": "#ffffff"},
+                        "stroke": {"value": "var(--surface)"},
                         "tooltip": {"signal": "{" + tooltip + "}"},
                     },
                     "update": {

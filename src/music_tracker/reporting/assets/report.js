@@ -1,7 +1,7 @@
 // Draws the charts of a report page from the JSON in #mt-cards (each chart's rows inline,
 // its spec without data). Every other card (figures, tables, ranked lists, empty cards) is
-// in the page as written. Charts are Vega-Lite, themed from report.css's colours (light or
-// dark, as the reader's system is set). Sets data-rendered on <body> when every chart is
+// in the page as written. Charts are Vega specs compiled when the report was written,
+// themed from report.css's colours (light or dark, as the reader's system is set). Sets data-rendered on <body> when every chart is
 // drawn, and collects errors in window.MT_ERRORS, so a headless browser can check the page.
 (function () {
   "use strict";
@@ -19,66 +19,34 @@
     });
   }
 
-  function palette() {
-    const colours = [];
-    for (let i = 1; i <= 8; i += 1) colours.push(css("--c" + i));
-    return colours;
+  // The specs name report.css's variables for their colours and font ("var(--ink)"): each
+  // becomes its value, light or dark as the reader's system is set
+  function themed(spec) {
+    return JSON.parse(JSON.stringify(spec).replace(/var\((--[a-z0-9-]+)\)/g, function (m, name) {
+      return JSON.stringify(css(name)).slice(1, -1);
+    }));
   }
 
-  // One theme for every chart: the page's colours and type, the colour-blind-safe palette
-  function theme() {
-    const ink = css("--ink"), muted = css("--muted"), line = css("--line");
-    const colours = palette();
-    const axis = { labelColor: muted, titleColor: ink, gridColor: line, domainColor: line,
-                   tickColor: line };
-    return {
-      background: null,
-      font: css("--font"),
-      axis: axis,
-      legend: { labelColor: muted, titleColor: ink },
-      view: { stroke: null },
-      range: { category: colours },
-      bar: { color: colours[0] },
-      line: { color: colours[0] },
-      area: { color: colours[0] },
-      point: { color: colours[0] },
-      circle: { color: colours[5] },
-      geoshape: { fill: css("--land"), stroke: css("--surface") },
-      text: { color: ink },
-    };
-  }
+  // no map data installed (make setup fetches it): the bubbles without the coastlines
+  const NO_WORLD = { type: "Topology", arcs: [],
+                     objects: { countries: { type: "GeometryCollection", geometries: [] } } };
 
-  const TYPE = { labelFontSize: 12, titleFontSize: 12 };
-  let config = null;
+  // A Vega spec compiled when the report was written (charts.py): its "rows" data set gets
+  // the card's rows, the map's "world" the countries
   function chart(card, body) {
-    config = config || theme();
-    const spec = JSON.parse(JSON.stringify(card.spec));
-    // the type scale: no chart text under 12 px (a phone's smallest legible size)
-    spec.config = spec.config || {};
-    ["axis", "legend"].forEach(function (part) {
-      spec.config[part] = Object.assign({}, spec.config[part], TYPE);
+    const spec = themed(card.spec);
+    spec.data.forEach(function (data) {
+      if (data.name === "rows") data.values = objects(card);
+      if (data.name === "world") data.values = window.MT_WORLD || NO_WORLD;
     });
-    const values = objects(card);
-    let mode = "vega-lite";
-    if (Array.isArray(spec.data)) {  // a Vega spec (treemap): no "container" width in Vega
-      spec.data[0].values = values;
-      spec.width = Math.max(200, body.clientWidth - 10);
-      mode = "vega";
-    } else if (spec.layer) {  // the map: the world's outline, then the bubbles
-      spec.layer[0].data = window.MT_WORLD
-        ? { values: window.MT_WORLD, format: { type: "topojson", feature: "countries" } }
-        : { graticule: { step: [30, 30] } };  // no map data installed: a grid instead
-      spec.layer[1].data = { values: values };
-      delete spec.data;
-    } else {
-      spec.data = { values: values };
-    }
-    return window.vegaEmbed(body, spec, {
-      mode: mode, actions: false, renderer: "svg", config: config,
+    if (card.viz === "treemap") spec.width = Math.max(200, body.clientWidth - 10);
+    const view = new window.vega.View(window.vega.parse(spec), {
+      renderer: "svg", container: body, hover: true,
     });
+    return view.runAsync();
   }
 
-  // Vega (900 kB) and the world map are loaded when the first chart comes near the screen,
+  // Vega's runtime (580 kB) and the world map are loaded when the first chart comes near the screen,
   // not before: the page's text and figures show at once, and a page read on a phone
   // draws only the charts scrolled to.
   const assets = (document.currentScript || {}).src
@@ -97,7 +65,7 @@
   }
 
   async function drawChart(card, body) {
-    await load("vega.js", function () { return !!window.vegaEmbed; });
+    await load("vega.js", function () { return !!window.vega; });
     if (card.viz === "map") await load("world.js", function () { return "MT_WORLD" in window; });
     await chart(card, body);
   }
