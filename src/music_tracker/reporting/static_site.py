@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import gzip
+import hashlib
 import html
 import io
 import json
@@ -460,9 +461,16 @@ def _write_assets(target: Path, cache: Path) -> None:
         snippet = f'import {{ View, parse }} from "{module}"; window.vega = {{ View, parse }};'
         files.write_text(bundle, vl_convert.javascript_bundle(snippet))
     shutil.copy(bundle, target / "vega.js")
-    world_file = ASSETS / "countries-110m.json"  # fetched at setup (Makefile); optional
-    world = world_file.read_text(encoding="utf-8") if world_file.exists() else "null"
-    (target / "world.js").write_text(f"window.MT_WORLD = {world};\n", encoding="utf-8")
+    # the countries as one picture (charts.world_svg), made once per map file and
+    # vl-convert version; without the map file (fetched at setup) the bubbles have none
+    world_file = ASSETS / "countries-110m.json"
+    if world_file.exists():
+        topojson = world_file.read_text(encoding="utf-8")
+        digest = hashlib.sha256(topojson.encode()).hexdigest()[:12]
+        picture = cache / f"world-{digest}-{importlib.metadata.version('vl-convert-python')}.svg"
+        if not picture.exists():
+            files.write_text(picture, charts.world_svg(topojson))
+        shutil.copy(picture, target / "world.svg")
     for name in ("report.css", "report.js", "artists.js", "favicon.svg"):
         shutil.copy(ASSETS / name, target / name)
 

@@ -27,17 +27,12 @@
     }));
   }
 
-  // no map data installed (make setup fetches it): the bubbles without the coastlines
-  const NO_WORLD = { type: "Topology", arcs: [],
-                     objects: { countries: { type: "GeometryCollection", geometries: [] } } };
-
   // A Vega spec compiled when the report was written (charts.py): its "rows" data set gets
-  // the card's rows, the map's "world" the countries
+  // the card's rows (the map's countries are a picture, assets/world.svg)
   function chart(card, body) {
     const spec = themed(card.spec);
     spec.data.forEach(function (data) {
       if (data.name === "rows") data.values = objects(card);
-      if (data.name === "world") data.values = window.MT_WORLD || NO_WORLD;
     });
     if (card.viz === "treemap") spec.width = Math.max(200, body.clientWidth - 10);
     const view = new window.vega.View(window.vega.parse(spec), {
@@ -46,7 +41,7 @@
     return view.runAsync();
   }
 
-  // Vega's runtime (580 kB) and the world map are loaded when the first chart comes near the screen,
+  // Vega's runtime (580 kB) is loaded when the first chart comes near the screen,
   // not before: the page's text and figures show at once, and a page read on a phone
   // draws only the charts scrolled to.
   const assets = (document.currentScript || {}).src
@@ -66,7 +61,6 @@
 
   async function drawChart(card, body) {
     await load("vega.js", function () { return !!window.vega; });
-    if (card.viz === "map") await load("world.js", function () { return "MT_WORLD" in window; });
     await chart(card, body);
   }
 
