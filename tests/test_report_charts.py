@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM
-from music_tracker.cli import app
 
 WIDTHS = (390, 1440)
 # the Artist dashboard of the most played artist (artist/index.html lists the artists)
@@ -50,47 +47,6 @@ RAW = re.compile(
     r"|No Artist Popularity Data|no genre defined|null|undefined|NaN)\b"
 )
 ENRICH_HINT = "music-tracker enrich"
-
-
-def _run(data_dir: Path, *args: str) -> None:
-    result = CliRunner().invoke(app, [*args, "--data-dir", str(data_dir)])
-    assert result.exit_code == 0, result.output
-
-
-@pytest.fixture(scope="module")
-def real_report(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real exports' report, before any MusicBrainz lookup."""
-    data_dir = tmp_path_factory.mktemp("charts-real") / "data"
-    shutil.copytree(built, data_dir, ignore=shutil.ignore_patterns("serving", "report"))
-    _run(data_dir, "report")
-    return data_dir / "report"
-
-
-@pytest.fixture(scope="module")
-def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo history (as `music-tracker demo` writes it, 150 plays a year), its
-    artists looked up in a fake MusicBrainz, and its report."""
-    from music_tracker.demo.run import enrich_with_fake_musicbrainz, generate_inputs
-    from music_tracker.settings import Settings
-
-    root = tmp_path_factory.mktemp("charts-demo")
-    data_dir = root / "data"
-    inputs = generate_inputs(root / "exports", plays_per_year=150)
-    _run(
-        data_dir,
-        "import",
-        str(inputs.lastfm_csv),
-        str(inputs.old_extended),
-        str(inputs.new_extended),
-        str(inputs.account_data),
-    )
-    _run(data_dir, "transform")
-    enrich_with_fake_musicbrainz(
-        Settings(data_dir=data_dir), inputs.catalogue, limit=20, interval_s=0.002
-    )
-    _run(data_dir, "transform")
-    _run(data_dir, "report")
-    return data_dir / "report"
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +163,8 @@ def _labels(card: dict[str, Any], title: str) -> list[str]:
 
 
 def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None:
-    cards = _inspect(browser, real_report, "real")
+    """The real exports' report (conftest), before any MusicBrainz lookup."""
+    cards = _inspect(browser, real_report / "report", "real")
     # 2018, then nothing until 2023: the four empty years are on the axes
     years = _labels(cards["overview/index#plays_by_year"], "Year")
     assert years == [str(y) for y in range(2018, 2025)], years
@@ -232,7 +189,7 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     assert calendar[0] == "Monday"
     # not looked up in MusicBrainz: the places and genres say what to do
     for key in (
-        "places/index#world_map",
+        "places/index#empty",  # every card of the page empty: said once
         "tracks-history-geography/index#country_map",
         "tracks-history-artist-genre/index#genre_treemap",
         "popularity-and-genres/index#primary_genres",
@@ -247,16 +204,18 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
 
 
 def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
+    """A small demo history (conftest), its artists placed by a fake MusicBrainz."""
     pages = ["overview/index", "listening-clock/index", "places/index", "behaviour/index"]
-    cards = _inspect(browser, demo_report, "demo", pages)
+    report = demo_report / "report"
+    cards = _inspect(browser, report, "demo", pages)
     # 19 years in a third of the page: every other label may be left out, in order
     years = [int(y) for y in _labels(cards["overview/index#plays_by_year"], "Year")]
     assert years == sorted(years) and years[0] == 2008 and years[-1] >= 2025, years
     # Behaviour offers only the years of the extended history (Spotify, from 2012)
-    options = (demo_report / "behaviour" / "index.html").read_text()
+    options = (report / "behaviour" / "index.html").read_text()
     offered = [int(y) for y in re.findall(r"<option value='(\d{4})\.html'", options)]
     assert offered and min(offered) >= 2012, offered
-    assert not (demo_report / "behaviour" / "2010.html").exists()
+    assert not (report / "behaviour" / "2010.html").exists()
     # places drew for real
     assert cards["places/index#world_map"]["empty"] is None
 

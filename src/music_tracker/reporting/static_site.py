@@ -517,6 +517,9 @@ def _page(
                 "spec": specs(dashboard, card),
             })  # fmt: skip
         tiles.append(_tile(dashboard, card, i, body))
+    grid = f"<main class='grid' style='--rows: {_grid_rows(dashboard)}'>{''.join(tiles)}</main>"
+    if len(dashboard.cards) > 1 and not any(rows for _, rows in results.values()):
+        grid = _nothing_to_show(dashboard)
     data = json.dumps(charts_to_draw, separators=(",", ":"), default=str).replace("</", "<\\/")
     heading = label if artist else f"{dashboard.title}" + (f": {label}" if label else "")
     return (
@@ -527,11 +530,39 @@ def _page(
         + (f"<p>{html.escape(dashboard.description)}</p>" if not artist else "")
         + selector
         + "</header>"
-        + f"<main class='grid'>{''.join(tiles)}</main>"
+        + grid
         + footer(context)
         + (data_script("mt-cards", data) if charts_to_draw else "")
         + "</body></html>"
     )  # fmt: skip
+
+
+def _grid_rows(dashboard: Dashboard) -> str:
+    """The rows of the desktop grid (report.css): 40 px each, as Metabase's, except rows
+    that hold KPI figures alone, which take the figures' height (the definitions give them
+    three rows, which Metabase needs and a figure does not)."""
+    height = max((c.layout.row + c.layout.height for c in dashboard.cards), default=0)
+    kinds: list[set[str]] = [set() for _ in range(height)]
+    for card in dashboard.cards:
+        for row in range(card.layout.row, card.layout.row + card.layout.height):
+            kinds[row].add(card.viz)
+    return " ".join("auto" if kind == {"kpi"} else "40px" for kind in kinds)
+
+
+def _nothing_to_show(dashboard: Dashboard) -> str:
+    """A page whose every card is empty says so once: the cards' words when they share
+    them (places before any MusicBrainz lookup), else that the period has nothing."""
+    messages = {card.empty for card in dashboard.cards}
+    card = (
+        dashboard.cards[0]
+        if len(messages) == 1
+        else dashboard.cards[0].model_copy(update={"empty": ""})
+    )
+    return (
+        f"<main class='grid nothing'><section class='card card-empty'"
+        f" id='{dashboard.slug}--empty'><div class='body'>{cards_html.empty(card)}</div>"
+        "</section></main>"
+    )
 
 
 def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str:
@@ -548,6 +579,8 @@ def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str
     )
     kind = "ranked" if _is_ranked(card) else card.viz
     drawn = " drawn" if body is not None else ""
+    if body is not None and body.startswith("<p class='empty'>"):
+        drawn += " is-empty"
     return (
         f"<section class='card card-{kind}{drawn}' style='{style}' data-card='{index}'"
         f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
