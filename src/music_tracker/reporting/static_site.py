@@ -453,12 +453,14 @@ def _write_assets(target: Path, cache: Path) -> None:
 
     # Vega's runtime alone (the specs are compiled: charts.compiled). vl-convert assembles
     # the bundle on every call (about 2 s here): keep it in the data folder's cache, one
-    # file per vl-convert version
-    bundle = cache / f"vega-runtime-{importlib.metadata.version('vl-convert-python')}.js"
+    # file per vl-convert version and snippet. The snippet names the module as
+    # vl-convert's bundler knows it (nothing is downloaded).
+    module = f"https://cdn.jsdelivr.net/npm/vega@{vl_convert.get_vega_version()}/+esm"
+    names = "View, parse, loader"
+    snippet = f'import {{ {names} }} from "{module}"; window.vega = {{ {names} }};'
+    digest = hashlib.sha256(snippet.encode()).hexdigest()[:12]
+    bundle = cache / f"vega-{importlib.metadata.version('vl-convert-python')}-{digest}.js"
     if not bundle.exists():
-        # the snippet names the module as vl-convert's bundler knows it (no download)
-        module = f"https://cdn.jsdelivr.net/npm/vega@{vl_convert.get_vega_version()}/+esm"
-        snippet = f'import {{ View, parse }} from "{module}"; window.vega = {{ View, parse }};'
         files.write_text(bundle, vl_convert.javascript_bundle(snippet))
     shutil.copy(bundle, target / "vega.js")
     # the countries as one picture (charts.world_svg), made once per map file and
