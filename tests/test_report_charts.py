@@ -136,7 +136,7 @@ def _inspect(
                 full_page=True,
             )
             problems += [f"{where}: console: {e}" for e in errors]
-            problems += [f"{where}: {e}" for e in page.evaluate("window.MT_ERRORS")]
+            problems += [f"{where}: {e}" for e in page.evaluate("window.MT_ERRORS || []")]
             page_text = page.evaluate("document.body.innerText")
             problems += [f"{where}: raw code {m!r}" for m in RAW.findall(page_text)]
             for card in page.evaluate(_INSPECT):

@@ -72,8 +72,15 @@
     return loading[name];
   }
 
+  function nextTask() {
+    return new Promise(function (resolve) { setTimeout(resolve, 0); });
+  }
+
   async function drawChart(card, body) {
-    await load("vega.js", function () { return !!window.vega; });
+    if (!window.vega) {
+      await load("vega.js", function () { return !!window.vega; });
+      await nextTask();  // Vega's own start-up and the first chart: two tasks, not one
+    }
     await chart(card, body);
   }
 
@@ -89,9 +96,7 @@
     const job = pending.get(section);
     if (!job) return queue;
     pending.delete(section);
-    queue = queue.then(function () {
-      return new Promise(function (resolve) { setTimeout(resolve, 0); });
-    }).then(function () { return drawChart(job.card, job.body); }).catch(function (error) {
+    queue = queue.then(nextTask).then(function () { return drawChart(job.card, job.body); }).catch(function (error) {
       window.MT_ERRORS.push(job.card.name + ": " + error);
     }).then(finished);
     return queue;
