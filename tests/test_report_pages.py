@@ -270,8 +270,9 @@ def _pages(report: Path) -> list[Path]:
     index and the most played artist's page, a year of the story."""
     pages = [report / "index.html"]
     pages += sorted(p / "index.html" for p in report.iterdir() if p.is_dir() and p.name != "assets")
-    first_artist = re.search(
-        r"<a href='([^']+)'>", (report / "artist" / "index.html").read_text(encoding="utf-8")
+    first_artist = re.search(  # the list's first, not the navigation's
+        r"<li data-key='[^']*'><a href='([^']+)'>",
+        (report / "artist" / "index.html").read_text(encoding="utf-8"),
     )
     assert first_artist
     pages.append(report / "artist" / first_artist.group(1))
