@@ -79,8 +79,10 @@ def table(
         )
         return f"<dl class='facts'>{figures}</dl>"
     numeric = [any(_is_number(row[i]) for row in rows) for i in range(len(columns))]
+    # dates are the columns a phone drops (report.css) when the names need the width
+    dates = [any(isinstance(row[i], dt.date) for row in rows) for i in range(len(columns))]
     header = "".join(
-        _cell("th", card.title_of(column), None, "num" if numeric[i] else "").replace(
+        _cell("th", card.title_of(column), None, _kind(numeric[i], dates[i], False)).replace(
             "<th", "<th scope='col'", 1
         )
         for i, column in enumerate(columns)
@@ -92,10 +94,10 @@ def table(
                 "td",
                 value,
                 (links.get(column) or [None] * len(rows))[r],
-                "num" if _is_number(value) else ("name" if column in kinds else ""),
+                _kind(_is_number(value), dates[i], column in kinds),
                 kinds.get(column),
             )
-            for column, value in zip(columns, row, strict=True)
+            for i, (column, value) in enumerate(zip(columns, row, strict=True))
         )
         + "</tr>"
         for r, row in enumerate(rows)
@@ -140,6 +142,11 @@ def ranked(
     )
     # the measure's words ("Hours"); its unit is on every value
     return f"<p class='measure'>{esc(card.title_of(card.x))}</p><ol class='ranked'>{items}</ol>"
+
+
+def _kind(numeric: bool, date: bool, name: bool) -> str:
+    """A cell's classes: numbers right-aligned, dates droppable, names wrapping."""
+    return "num" if numeric else "date" if date else "name" if name else ""
 
 
 def _is_number(value: Any) -> bool:
