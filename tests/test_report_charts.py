@@ -191,7 +191,7 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     for key in (
         "places/index#empty",  # every card of the page empty: said once
         "tracks-history-geography/index#country_map",
-        "tracks-history-artist-genre/index#genre_treemap",
+        "tracks-history-artist-genre/index#empty",
         "popularity-and-genres/index#primary_genres",
     ):
         assert ENRICH_HINT in (cards[key]["empty"] or ""), key

@@ -552,18 +552,17 @@ def _grid_rows(dashboard: Dashboard) -> str:
 
 
 def _nothing_to_show(dashboard: Dashboard) -> str:
-    """A page whose every card is empty says so once: the cards' words when they share
-    them (places before any MusicBrainz lookup), else that the period has nothing."""
-    messages = {card.empty for card in dashboard.cards}
-    card = (
-        dashboard.cards[0]
-        if len(messages) == 1
-        else dashboard.cards[0].model_copy(update={"empty": ""})
-    )
+    """A page whose every card is empty says why once: each of the cards' own words once
+    (places before any MusicBrainz lookup: one sentence, not four cards of it)."""
+    said: dict[str, Card] = {}
+    for card in dashboard.cards:
+        said.setdefault(card.empty, card)
+    reasons = [card for words, card in said.items() if words] or [dashboard.cards[0]]
     return (
         f"<main class='grid nothing'><section class='card card-empty'"
-        f" id='{dashboard.slug}--empty'><div class='body'>{cards_html.empty(card)}</div>"
-        "</section></main>"
+        f" id='{dashboard.slug}--empty'><div class='body'>"
+        + "".join(cards_html.empty(card) for card in reasons)
+        + "</div></section></main>"
     )
 
 
