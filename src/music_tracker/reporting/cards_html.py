@@ -15,6 +15,9 @@ from music_tracker.reporting.layout import esc
 
 NO_VALUE = "\u2014"
 DEFAULT_EMPTY = "Nothing to show for this period."
+# a table this wide drops its dates on a phone (report.css), so the names keep the width
+WIDE_COLUMNS = 5
+WIDE = " class='wide'"
 
 
 def show(value: Any) -> str:
@@ -104,7 +107,8 @@ def table(
     )
     return (
         f"<div class='table-scroll' tabindex='0' role='region' aria-label='{esc(card.title)}'>"
-        f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>"
+        f"<table{WIDE if len(columns) >= WIDE_COLUMNS else ''}><thead><tr>{header}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
     )
 
 

@@ -54,7 +54,7 @@
     return view.runAsync();
   }
 
-  // Vega's runtime (580 kB) is loaded when the first chart comes near the screen,
+  // Vega's runtime (580 kB) is loaded when the first chart comes near the screen (100 px),
   // not before: the page's text and figures show at once, and a page read on a phone
   // draws only the charts scrolled to.
   const assets = (document.currentScript || {}).src
@@ -120,7 +120,7 @@
       entries.forEach(function (entry) {
         if (entry.isIntersecting) { observer.unobserve(entry.target); draw(entry.target); }
       });
-    }, { rootMargin: "200px 0px" });
+    }, { rootMargin: "100px 0px" });
     // after the first paint: the page's words and figures come before the chart library
     requestAnimationFrame(function () {
       setTimeout(function () {
