@@ -237,3 +237,31 @@ def test_columns_get_words() -> None:
     assert column_title("year_num") == "Year"
     assert column_title("longest_streak_days") == "Longest streak (days)"
     assert column_title("plays") == "Plays"
+
+
+def test_chart_colours_are_the_page_theme() -> None:
+    """Every colour of every compiled chart is one of report.css's variables (so it follows
+    the reader's dark mode), and every variable a chart names is defined, light and dark."""
+    import json
+
+    from music_tracker.reporting import charts
+    from music_tracker.reporting.definitions import load_dashboards
+    from music_tracker.reporting.static_site import ASSETS
+
+    css = (ASSETS / "report.css").read_text(encoding="utf-8")
+    light, dark = css.split("@media (prefers-color-scheme: dark)", 1)
+    named: set[str] = set()
+    for dashboard in load_dashboards():
+        for card in dashboard.cards:
+            spec = charts.compiled(card)
+            if spec is None:
+                continue
+            text = json.dumps(spec)
+            # the map's bubbles keep their dark outline on either page, the treemap's labels
+            # their dark ink on the palette's tiles
+            literal = set(re.findall(r'"(#[0-9a-fA-F]{3,8})"', text)) - {"#7f2704", "#1a1a1a"}
+            assert not literal, (dashboard.slug, card.name, literal)
+            named |= set(re.findall(r"var\((--[a-z0-9-]+)\)", text))
+    assert {"--c1", "--ink", "--seq-low", "--seq-high"} <= named
+    for name in named - {"--font"}:  # the font is one for both
+        assert f"{name}:" in light and f"{name}:" in dark, name
