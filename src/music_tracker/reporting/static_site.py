@@ -239,10 +239,10 @@ class Links:
                 f" from dw.fact_track_played as fact"
                 f" join dw.{dimension} as entity on entity.{key} = fact.{key}"
                 f" join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid"
-                f" where entity.{column} in (select unnest($names))"
+                f" where entity.{column} in {artist_pages.NAMES}"
                 f"   and artist.artist_name is not null"
                 f" group by all order by plays, artist.artist_name desc",
-                {"names": sorted(self.wanted[kind])},
+                {"names": artist_pages.names_param(sorted(self.wanted[kind]))},
             ).fetchall()
             self.artist_of[kind] = {name: artist for name, artist, _ in rows}
             self.listed |= set(self.artist_of[kind].values())
