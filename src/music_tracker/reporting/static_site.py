@@ -337,6 +337,7 @@ def write_report(
     artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
     pages: list[_Page] = []
     choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    answered: dict[tuple[str, str, str], tuple[list[str], list[tuple[Any, ...]]]] = {}
     for dashboard in dashboards:
         if dashboard is artist_board:
             continue
@@ -346,10 +347,16 @@ def write_report(
         for stem, label, values in choices[dashboard.slug]:
             if on_page:
                 on_page(f"{dashboard.title} {label}".strip())
-            results = {
-                card.name: _run(con, summary, dashboard, card, values, stem)
-                for card in dashboard.cards
-            }
+            results = {}
+            for card in dashboard.cards:
+                # a card answers the same on every page that gives it the same values (the
+                # default page repeats a year; an all-time card ignores the year): once
+                key = (dashboard.slug, card.name, repr(sorted(
+                    (name, value) for name, value in values.items() if name in card.tags()
+                )))  # fmt: skip
+                if key not in answered:
+                    answered[key] = _run(con, summary, dashboard, card, values, stem)
+                results[card.name] = answered[key]
             for card in dashboard.cards:
                 links.collect(card, *results[card.name])
             pages.append(_Page(dashboard, stem, label, results))
