@@ -183,6 +183,37 @@ def test_compose_fails_fast_on_a_missing_setting(tmp_path: Path) -> None:
     assert done.returncode != 0 and "set COMPOSE_PROFILES in deploy/.env" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("plan", "serves"), [("full", True), ("lite", True), ("ful", False), ("full,lite", False)]
+)
+def test_caddy_serves_only_under_one_known_plan(tmp_path: Path, plan: str, serves: bool) -> None:
+    """A misspelt plan would start Caddy alone, both plans two pipelines on one warehouse:
+    Caddy's entrypoint (run here by sh as the container would, `$$` unescaped as the engine
+    does) starts Caddy only for `full` or `lite`, and otherwise says what to set."""
+    done = _compose(_env(tmp_path, COMPOSE_PROFILES=plan), "config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    caddy = json.loads(done.stdout)["services"]["caddy"]
+    assert caddy["environment"]["PLAN"] == plan
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "caddy").write_text('#!/bin/sh\necho "caddy $*"\n')
+    (bin_dir / "caddy").chmod(0o755)
+    entrypoint = [part.replace("$$", "$") for part in caddy["entrypoint"]]
+    ran = subprocess.run(
+        entrypoint,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PLAN": plan, "PATH": f"{bin_dir}:/usr/bin:/bin"},
+    )
+    if serves:
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.startswith("caddy run --config /etc/caddy/Caddyfile"), ran.stdout
+    else:
+        assert ran.returncode == 78 and ran.stdout == ""
+        assert f"COMPOSE_PROFILES={plan} in deploy/.env: set it to full" in ran.stderr
+
+
 @pytest.mark.parametrize("dockerfile", ["pipeline.Dockerfile", "metabase/Dockerfile"])
 def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
     done = subprocess.run(
