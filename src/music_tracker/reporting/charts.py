@@ -79,6 +79,13 @@ def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def chart_height(card: Card) -> int:
+    """The chart's height in px: its grid cell less the card's title (and description).
+    The page keeps that room for it before it is drawn, so nothing moves when it is."""
+    cell = card.layout.height * ROW_HEIGHT_PX + (card.layout.height - 1) * GRID_GAP_PX
+    return max(120, cell - CHROME_PX - (DESCRIPTION_PX if card.description else 0))
+
+
 def spec(card: Card) -> dict[str, Any] | None:
     """The card's chart spec, or None for cards drawn as HTML (KPIs and tables)."""
     if card.viz in ("kpi", "table"):
@@ -86,8 +93,7 @@ def spec(card: Card) -> dict[str, Any] | None:
     # The chart gets its whole grid cell less the card's title (and description), and
     # Vega-Lite fits axes, labels and legends inside that ("fit"): nothing drawn outside
     # the card, where the card's overflow would cut it ("Night" read "ight").
-    cell = card.layout.height * ROW_HEIGHT_PX + (card.layout.height - 1) * GRID_GAP_PX
-    height = max(120, cell - CHROME_PX - (DESCRIPTION_PX if card.description else 0))
+    height = chart_height(card)
     if card.viz == "treemap":
         return _treemap(card, height)
     base: dict[str, Any] = {
@@ -334,6 +340,10 @@ _EQUAL_EARTH_ASPECT = 2.0546
 WORLD_WIDTH_PX = 960
 
 
+def world_height() -> int:
+    return round(WORLD_WIDTH_PX / _EQUAL_EARTH_ASPECT)
+
+
 def world_svg(topojson: str) -> str:
     """The countries (Natural Earth's TopoJSON) as an SVG picture of the whole sphere in
     Equal Earth, the projection and fit of the map cards: drawing them in the reader's
@@ -341,7 +351,7 @@ def world_svg(topojson: str) -> str:
     on light and dark pages alike."""
     import vl_convert
 
-    height = round(WORLD_WIDTH_PX / _EQUAL_EARTH_ASPECT)
+    height = world_height()
     svg: str = vl_convert.vega_to_svg({
         "width": WORLD_WIDTH_PX, "height": height, "padding": 0, "autosize": "none",
         "data": [{"name": "world", "values": json.loads(topojson),

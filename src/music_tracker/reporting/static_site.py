@@ -41,6 +41,7 @@ __all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card"
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 ALL = "all"
+WORLD_FILE = "countries-110m.json"  # fetched at setup (Makefile); optional
 # result columns whose values name an artist, a track ("artist - track") or an album
 # ("artist - album"): each value links to its artist's page. A card's ``artist_column``
 # (the column that links to the Artist dashboard in Metabase) is an artist's whatever its
@@ -472,7 +473,7 @@ def _write_assets(target: Path, cache: Path) -> None:
     shutil.copy(bundle, target / "vega.js")
     # the countries as one picture (charts.world_svg), made once per map file and
     # vl-convert version; without the map file (fetched at setup) the bubbles have none
-    world_file = ASSETS / "countries-110m.json"
+    world_file = ASSETS / WORLD_FILE
     if world_file.exists():
         topojson = world_file.read_text(encoding="utf-8")
         digest = hashlib.sha256(topojson.encode()).hexdigest()[:12]
@@ -587,12 +588,21 @@ def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str
     )
     kind = "ranked" if _is_ranked(card) else card.viz
     drawn = " drawn" if body is not None else ""
+    if body is None:  # a chart to draw: its room kept, the map's countries shown at once
+        height = charts.chart_height(card)
+        world = (
+            f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
+            f" height='{charts.world_height()}' style='height: {height}px'>"
+            if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
+            else ""
+        )
+        body = f"<div class='chart' style='min-height: {height}px'>{world}</div>"
     if body is not None and body.startswith("<p class='empty'>"):
         drawn += " is-empty"
     return (
         f"<section class='card card-{kind}{drawn}' style='{style}' data-card='{index}'"
         f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
-        f"{description}<div class='body'>{body or ''}</div></section>"
+        f"{description}<div class='body'>{body}</div></section>"
     )
 
 

@@ -48,6 +48,7 @@
       if (data.name === "rows") data.values = objects(card);
     });
     if (card.viz === "treemap") spec.width = Math.max(200, body.clientWidth - 10);
+    body.replaceChildren();  // the map's picture, shown until the chart is drawn
     const view = new window.vega.View(window.vega.parse(spec), {
       renderer: "svg", container: body, hover: true, loader: plainImages(),
     });
@@ -111,7 +112,7 @@
 
   charts.forEach(function (card) {
     const section = document.querySelector("section.card[data-card='" + card.card + "']");
-    if (section) pending.set(section, { card: card, body: section.querySelector(".body") });
+    if (section) pending.set(section, { card: card, body: section.querySelector(".body .chart") });
   });
   if (!("IntersectionObserver" in window)) {
     window.MT_DRAW_ALL();
