@@ -12,6 +12,7 @@ main thread.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from music_tracker.reporting.definitions import Card
@@ -366,7 +367,8 @@ def world_svg(topojson: str) -> str:
             "transform": [{"type": "geoshape", "projection": "projection"}],
         }],
     })  # fmt: skip
-    return svg
+    # a tenth of a pixel is finer than any screen shows it: a third less to download
+    return re.sub(r"(\d+\.\d)\d+", r"\1", svg)
 
 
 SPHERE = "{type: 'Sphere'}"
