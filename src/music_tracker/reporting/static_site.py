@@ -300,15 +300,28 @@ def _body(card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Li
 
 
 class _Specs:
-    """Each card's chart spec, made once for all the pages that show the card."""
+    """Each card's chart spec, compiled once for all the pages that show the card, and kept
+    in the report's cache from one report to the next (by the Vega-Lite spec, charts.py and
+    vl-convert's version): a report whose cards did not change starts no compiler."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: Path) -> None:
+        import importlib.metadata
+
         self._made: dict[tuple[str, str], Any] = {}
+        code = hashlib.sha256(Path(charts.__file__).read_bytes()).hexdigest()[:12]
+        version = importlib.metadata.version("vl-convert-python")
+        self._cache = cache / f"specs-{version}-{code}"
 
     def __call__(self, dashboard: Dashboard, card: Card) -> Any:
         key = (dashboard.slug, card.name)
         if key not in self._made:
-            self._made[key] = charts.compiled(card)
+            chart = json.dumps([card.viz, charts.spec(card)], sort_keys=True, default=str)
+            kept = self._cache / f"{hashlib.sha256(chart.encode()).hexdigest()[:20]}.json"
+            if kept.exists():
+                self._made[key] = json.loads(kept.read_text(encoding="utf-8"))
+            else:
+                self._made[key] = charts.compiled(card)
+                files.write_text(kept, json.dumps(self._made[key]))
         return self._made[key]
 
 
@@ -362,7 +375,7 @@ def write_report(
                 links.collect(card, *results[card.name])
             pages.append(_Page(dashboard, stem, label, results))
     links.resolve(con)
-    specs = _Specs()
+    specs = _Specs(folder.with_name(".report-cache"))
     artists: list[artist_pages.ArtistPage] = []
     if artist_board is not None:
         artists = artist_pages.choose(con, links.listed)
