@@ -334,7 +334,7 @@ def _published_plays(data_dir: Path) -> int:
     """Music plays in the serving copy Metabase reads."""
     import duckdb
 
-    from music_tracker.publish import current_copy
+    from music_tracker.metabase.handoff import current_copy
     from music_tracker.settings import Settings
 
     serving = current_copy(Settings(data_dir=data_dir).serving_dir)

@@ -91,7 +91,7 @@ def _hold_lock(data_dir: Path) -> subprocess.Popen[bytes]:
     """A writer that takes the lock and is then stopped (SIGSTOP): alive, never done."""
     code = (
         "import sys, time; from pathlib import Path\n"
-        "from music_tracker.orchestration.lock import writer_lock\n"
+        "from music_tracker.lock import writer_lock\n"
         "with writer_lock(Path(sys.argv[1]), 'a stuck writer (soak)', wait_s=600):\n"
         "    print('held', flush=True); time.sleep(3600)\n"
     )

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from conftest import Cli, cli_json
-from music_tracker.backup import MANIFEST, backups
+from music_tracker.backup_layout import MANIFEST, backups
 
 
 @pytest.fixture
@@ -287,8 +287,8 @@ _HOLDERS = {
     # another writer of ours, holding the writer lock
     "writer": (
         "import sys; from pathlib import Path\n"
-        "from music_tracker.orchestration.lock import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1]), 'a long transform'):\n"
+        "from music_tracker.lock import writer_lock\n"
+        "with writer_lock(Path(sys.argv[1]), 'a long transform', wait_s=0):\n"
         "    print('held', flush=True); sys.stdin.readline()\n"
     ),
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ACCOUNT_DIR, Cli, cli_json
-from music_tracker.backup import MANIFEST, backups
+from music_tracker.backup_layout import MANIFEST, backups
 
 MUSIC_TRACKER = [sys.executable, "-m", "music_tracker"]
 

@@ -415,8 +415,8 @@ def test_the_writer_lock_exists_before_the_data_folder_does(tmp_path: Path) -> N
     data = tmp_path / "new" / "data"
     code = (
         "import sys; from pathlib import Path\n"
-        "from music_tracker.orchestration.lock import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1]), 'a first writer'):\n"
+        "from music_tracker.lock import writer_lock\n"
+        "with writer_lock(Path(sys.argv[1]), 'a first writer', wait_s=0):\n"
         "    print('held', flush=True); sys.stdin.readline()\n"
     )
     holder = subprocess.Popen(

@@ -40,7 +40,8 @@ import pytest
 from music_tracker import dedupe, warehouse
 from music_tracker.importers.detect import Format
 from music_tracker.importers.readers import read_file
-from music_tracker.importers.run import run_import
+from music_tracker.importers.run import ImportOptions, run_import
+from music_tracker.settings import Settings
 from music_tracker.simulation import listener
 
 SOURCES = (dedupe.EXTENDED, dedupe.API, dedupe.ACCOUNT, dedupe.LASTFM)
@@ -320,7 +321,9 @@ def test_a_large_import_in_parts_gives_the_plays_of_one_part(tmp_path: Path) -> 
     groupings = []
     for part_rows in (1_000_000, 50):
         data_dir = tmp_path / f"parts-of-{part_rows}"
-        summary = run_import([inputs], data_dir, part_rows=part_rows)
+        summary = run_import(
+            Settings(data_dir=data_dir), [inputs], ImportOptions(part_rows=part_rows)
+        )
         groupings.append(_grouping(data_dir))
         assert summary.new_plays == len(groupings[-1])
     # the plays that happened, by richest source, either way; which of two rows of one

@@ -284,6 +284,7 @@ def test_status_json(cli: Cli, shared: Path) -> None:
         "spotify_api",
         "spotify_account_data",
         "lastfm",
+        "listenbrainz",
     }
 
 
@@ -329,9 +330,10 @@ def test_a_forced_source_on_the_export_as_downloaded(cli: Cli, tmp_path: Path) -
 
 
 def test_older_warehouse_is_brought_up_to_date(cli: Cli, shared: Path, data_dir: Path) -> None:
-    """A warehouse of raw schema version 1 (before transform_runs and play_id_overrides)
-    keeps its plays, answers `status` read-only as it is, and gains what versions 2 and 3
-    added the next time a command that writes opens it."""
+    """A warehouse of raw schema version 1 (before transform_runs, play_id_overrides and
+    the ListenBrainz and exclusions tables) keeps its plays, answers `status` read-only as
+    it is, and gains what later versions added the next time a command that writes opens
+    it."""
     import duckdb
 
     cli("import", str(AUDIO_FILES[0]))
@@ -339,6 +341,8 @@ def test_older_warehouse_is_brought_up_to_date(cli: Cli, shared: Path, data_dir:
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         con.execute("drop table raw.transform_runs")
         con.execute("drop table raw.play_id_overrides")
+        con.execute("drop table raw.listenbrainz_listens")  # schema 7 added these two
+        con.execute("drop table raw.exclusions")
         # import_runs as versions before 6 had it: with a primary key
         con.execute("create table raw.keyed as select * from raw.import_runs")
         con.execute("drop table raw.import_runs")
@@ -363,6 +367,9 @@ def test_older_warehouse_is_brought_up_to_date(cli: Cli, shared: Path, data_dir:
     # schema 6 dropped the primary keys (each cost the checkpoint of every poll); the run
     # recorded before is still there, beside the one that brought the schema up
     assert (version, runs, moved, keys, imports) == (RAW_SCHEMA_VERSION, 0, 0, 0, 2)
+    assert query(data_dir, "select count(*) from raw.listenbrainz_listens, raw.exclusions") == [
+        (0,)
+    ]
 
 
 API_PAGE = SPOTIFY_DATA / "api_samples" / "recently-played__zmb3-spotify.json"

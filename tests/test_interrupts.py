@@ -21,7 +21,7 @@ import pytest
 
 from conftest import EXTENDED_DIR, Cli, cli_json, query
 from music_tracker.fakes.musicbrainz import FakeMusicBrainz
-from music_tracker.orchestration.lock import writer_lock
+from music_tracker.lock import writer_lock
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))
 FIRST = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
@@ -153,7 +153,7 @@ def test_publish_and_backup_interrupted(cli: Cli, built_copy: Path) -> None:
 
     backups = data.parent / "backups"
     # while it waits for another writer (its folder is begun)
-    with writer_lock(data, "a test"):
+    with writer_lock(data, "a test", wait_s=0):
         code, out, err = _interrupted(
             ["backup"], data, lambda _: any(backups.glob(".*.partial")), after_s=0.3
         )

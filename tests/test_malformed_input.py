@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, load_rows
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.run import run_import
+from music_tracker.settings import Settings
 
 EXAMPLES = int(os.environ.get("MUSIC_TRACKER_FUZZ_EXAMPLES", "25"))
 SAMPLE_ROWS = 8
@@ -148,7 +149,7 @@ def _check(data: bytes, kind: str, folder: Path) -> None:
     path.write_bytes(data)
     data_dir = folder / "data"
     try:
-        summary = run_import([path], data_dir)
+        summary = run_import(Settings(data_dir=data_dir), [path])
     except ImportInputError as exc:
         assert str(path) in str(exc)  # the file is named
         assert not (data_dir / "warehouse.duckdb").exists()  # nothing stored, nothing left

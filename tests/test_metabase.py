@@ -24,8 +24,9 @@ from pydantic import SecretStr
 from conftest import SHARED, Cli
 from music_tracker.fakes.metabase import FakeMetabase
 from music_tracker.metabase.client import MetabaseError
+from music_tracker.metabase.handoff import serving_copies
 from music_tracker.metabase.provision import LINKS_CADDY, LINKS_JSON, provision
-from music_tracker.publish import publish, serving_copies
+from music_tracker.publish import publish
 from music_tracker.reporting.definitions import Dashboard, load_dashboards
 from music_tracker.settings import Settings
 from music_tracker.transform import write_manifest
@@ -372,10 +373,10 @@ def test_the_fake_rejects_requests_outside_the_spec(fake: FakeMetabase) -> None:
 
 
 def test_the_demo_provisions_its_fake_metabase(data_dir: Path) -> None:
-    from music_tracker.cli import _demo_metabase
+    from music_tracker.demo.run import demo_metabase
 
     # the demo's step 8: publish, then the same provisioner on a fake checked against the spec
-    result = _demo_metabase(Settings(data_dir=data_dir))
+    result = demo_metabase(Settings(data_dir=data_dir), print, spec=SPEC)
     assert result["site"] == "https://music.example.com"
     assert set(result["public_links"]) == {d.slug for d in load_dashboards()}
     assert all(

@@ -16,7 +16,7 @@ import stamina
 from conftest import Cli, query
 from music_tracker import warehouse
 from music_tracker.fakes.musicbrainz import FakeArtist, FakeMusicBrainz, standard_areas
-from music_tracker.orchestration.lock import writer_lock
+from music_tracker.lock import writer_lock
 from music_tracker.settings import Settings, _cached_settings
 from music_tracker.sources.http import Budget
 from music_tracker.sources.musicbrainz import client as musicbrainz_client

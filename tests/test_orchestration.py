@@ -171,7 +171,7 @@ def test_a_second_flow_skips_or_waits_while_another_writes(
         target=lambda: results.update(first=ingest_flow(data_dir=str(data_dir)))
     )
     first.start()
-    from music_tracker.orchestration.lock import holder
+    from music_tracker.lock import holder
 
     deadline = time.monotonic() + 60  # a busy machine takes seconds to start a flow run
     while "ingest flow" not in holder(data_dir) and time.monotonic() < deadline:
@@ -324,13 +324,13 @@ def test_serve_fires_the_schedule_and_stops_cleanly(
 def test_a_command_that_writes_says_who_else_is_writing(
     cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from music_tracker.orchestration.lock import writer_lock
+    from music_tracker.lock import writer_lock
 
     cli("import", str(EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"))
     monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.3")  # it waits that long, then 75
     monkeypatch.setenv("MUSIC_TRACKER_WRITER_WAIT_S", "0.3")  # enrich, before each write
     monkeypatch.setenv("MUSIC_TRACKER_CONTACT", "owner@example.org")
-    with writer_lock(data_dir, "ingest flow"):
+    with writer_lock(data_dir, "ingest flow", wait_s=0):
         for command in ("transform", "publish", "ingest", "enrich"):
             result = cli(command, expect=75)
             assert "`ingest flow` (process" in result.output, result.output
@@ -601,8 +601,8 @@ def test_a_stuck_writer_delays_each_run_by_its_wait_and_a_dead_one_by_nothing(
     settings = Settings(data_dir=data_dir)
     code = (
         "import sys, time; from pathlib import Path\n"
-        "from music_tracker.orchestration.lock import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1]), 'a stuck writer'):\n"
+        "from music_tracker.lock import writer_lock\n"
+        "with writer_lock(Path(sys.argv[1]), 'a stuck writer', wait_s=0):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE)
@@ -631,14 +631,14 @@ def test_a_writer_waiting_on_a_folder_removed_under_it_takes_a_lock_that_holds(
     """The first holder made the data folder and leaves it empty, so it removes the folder
     and its lock file as it lets go; the writer that was waiting on that file must not
     believe itself alone: it takes the lock anew, and a third one is kept out."""
-    from music_tracker.orchestration.lock import WriterBusy, writer_lock
+    from music_tracker.lock import WriterBusy, writer_lock
 
     data = tmp_path / "new" / "data"
     events: list[str] = []
     first_holds, release_first, second_done = (threading.Event() for _ in range(3))
 
     def first() -> None:
-        with writer_lock(data, "first"):
+        with writer_lock(data, "first", wait_s=0):
             first_holds.set()
             release_first.wait(30)
 
@@ -646,7 +646,7 @@ def test_a_writer_waiting_on_a_folder_removed_under_it_takes_a_lock_that_holds(
         with writer_lock(data, "second", wait_s=30, poll_s=0.05):
             events.append("second holds")
             try:
-                with writer_lock(data, "third"):
+                with writer_lock(data, "third", wait_s=0):
                     events.append("third holds too")
             except WriterBusy as exc:
                 events.append(str(exc))

@@ -20,7 +20,8 @@ from music_tracker.metabase import (
     DUCKDB_DRIVER_VERSION,
     SERVING_STORAGE_VERSION,
 )
-from music_tracker.publish import PARTIAL, current_copy, remove_old_copies, serving_copies
+from music_tracker.metabase.handoff import current_copy, serving_copies
+from music_tracker.publish import PARTIAL, remove_old_copies
 from music_tracker.reporting.definitions import bind, load_dashboards
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))

@@ -42,9 +42,9 @@ CONTEXT = Context(timezone="America/Denver", stream_threshold_ms=30_000, built_a
 # -- definitions ------------------------------------------------------------------------
 
 
-def test_fourteen_dashboards_the_owner_four_first() -> None:
+def test_fifteen_dashboards_the_owner_four_first() -> None:
     dashboards = load_dashboards()
-    assert len(dashboards) == 14
+    assert len(dashboards) == 15
     assert [d.origin for d in dashboards[:4]] == ["original"] * 4
     assert [d.title for d in dashboards[:4]] == [
         "Artists, last 24 hours",
@@ -226,7 +226,7 @@ def _export_plays() -> list[tuple[datetime, str, int]]:
          r["master_metadata_album_artist_name"], r["ms_played"])
         for r in extended_plays(
             *sorted(EXTENDED_DIR.glob("Streaming_History_Audio_*.json"))
-        ).values()  # the natural key and plays written twice (DESIGN.md, conftest)
+        ).values()  # the natural key and plays written twice (docs/deduplication.md, conftest)
     ]  # fmt: skip
     account = {
         tuple(r.values()): r
@@ -332,7 +332,7 @@ def enriched(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Path:
 
 def test_report_command_writes_every_dashboard(enriched: Path, cli: Cli) -> None:
     result = cli_json(cli, "report", "--data-dir", str(enriched))
-    assert result["dashboards"] == 14
+    assert result["dashboards"] == 15
     years = query(enriched, "select count(distinct year(date_sid)) from dw.agg_daily_listening")
     assert result["pages"] > 14 + years[0][0]
     report = enriched / "report"
@@ -389,7 +389,7 @@ def test_every_page_draws_its_charts_offline(enriched: Path) -> None:
             page.goto(path.as_uri())
             name = str(path.relative_to(report)).replace("/", "__").removesuffix(".html")
             if path.parent == report:
-                assert page.locator("ul.dashboards li").count() == 14
+                assert page.locator("ul.dashboards li").count() == 15
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
                 continue
             page.evaluate("window.MT_DRAW_ALL && window.MT_DRAW_ALL()")  # off screen too
@@ -431,3 +431,67 @@ def test_page_names_are_safe_and_unique(built: Path) -> None:
         pages = variants(con, artist, [2024, 2023, 2018])
     stems = [stem for stem, _, _ in pages]
     assert len(stems) == len(set(stems)) == 15 and stems[0] == "index"
+
+
+def test_podcasts_add_up_to_the_plays_kept_apart(built: Path) -> None:
+    """The Podcasts dashboard on the real exports: hours per show, episodes started and
+    finished, the clock and the shows found each year agree with the podcast plays."""
+    podcasts = query(
+        built,
+        "select show_name, item_name, ms_played, reason_end, year(played_at_local)"
+        " from dw.fact_other_played where content_type = 'podcast'",
+    )
+    assert len(podcasts) > 100
+    hours = {
+        row["show_name"]: row["hours"]
+        for row in _card_rows(built, "podcasts", "hours_per_show", {})
+    }
+    totals: dict[str, int] = {}
+    for show, _, ms, _, _ in podcasts:
+        totals[show] = totals.get(show, 0) + ms
+    top = max(totals, key=lambda show: totals[show])
+    assert hours[top] == round(totals[top] / 3_600_000, 1)
+    episodes = {r["show_name"]: r for r in _card_rows(built, "podcasts", "episodes", {})}
+    started = {item for show, item, *_ in podcasts if show == top}
+    finished = {item for show, item, _, end, _ in podcasts if show == top and end == "trackdone"}
+    assert (episodes[top]["episodes_started"], episodes[top]["episodes_finished"]) == (
+        len(started),
+        len(finished),
+    )
+    clock = _card_rows(built, "podcasts", "hour_by_weekday", {})
+    assert len(clock) == 7 * 24
+    assert sum(r["minutes"] for r in clock) == pytest.approx(
+        sum(ms for _, _, ms, _, _ in podcasts) / 60_000, abs=7 * 24
+    )
+    first_year: dict[str, int] = {}
+    for show, _, _, _, year in podcasts:
+        first_year[show] = min(year, first_year.get(show, year))
+    found = {
+        int(r["year"]): r["shows"] for r in _card_rows(built, "podcasts", "shows_discovered", {})
+    }
+    assert sum(found.values()) == len(first_year)
+    assert found == {y: list(first_year.values()).count(y) for y in set(first_year.values())}
+
+
+def test_top_lists_rank_by_plays_or_time_listened(built: Path) -> None:
+    """The Rank by filter (Metabase) and the by-time cards (the static report) rank by
+    time listened; unset, the tables rank by plays. On the real exports the two orders
+    differ."""
+    for card, measure in (
+        ("top_artists", "hours"),
+        ("top_albums", "hours"),
+        ("top_tracks", "minutes"),
+    ):
+        by_plays = _card_rows(built, "top-lists", card, {})
+        by_time = _card_rows(built, "top-lists", card, {"rank_by": "time listened"})
+        for rows, key in ((by_plays, "plays"), (by_time, measure)):
+            assert [row[key] for row in rows] == sorted((row[key] for row in rows), reverse=True)
+            assert [row["rank"] for row in rows] == list(range(1, len(rows) + 1))
+        assert [row["rank"] for row in by_time] == [row["rank"] for row in by_plays]
+        assert [r[measure] for r in by_time] != [r[measure] for r in by_plays], card
+    for card, measure in (("top_tracks_by_time", "minutes"), ("top_albums_by_time", "hours")):
+        rows = _card_rows(built, "top-lists", card, {})
+        assert [row[measure] for row in rows] == sorted(
+            (row[measure] for row in rows), reverse=True
+        )
+        assert [row["rank"] for row in rows] == list(range(1, len(rows) + 1))

@@ -20,11 +20,11 @@ import stamina
 
 from conftest import query
 from music_tracker.fakes.spotify import FakeSpotify
+from music_tracker.ingest import CursorStore, ingest
 from music_tracker.settings import Settings
 from music_tracker.simulation.listener import build_catalogue
 from music_tracker.sources import http
 from music_tracker.sources.spotify import auth
-from music_tracker.sources.spotify.ingest import CursorStore, ingest
 
 POLL = timedelta(minutes=10)
 

@@ -273,7 +273,7 @@ def test_the_images_build_and_the_stack_runs(
     printed = re.search(r"([\d,]+) plays in /data/warehouse\.duckdb", demo.stdout)
     assert printed, demo.stdout[-3000:]
     assert (data / "report" / "index.html").is_file()
-    assert len(json.loads((data / "public-links.json").read_text())) == 14
+    assert len(json.loads((data / "public-links.json").read_text())) == 15
     assert {p.stat().st_uid for p in data.rglob("*")} == {int(UID)}  # written as 10001
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         plays, distinct = con.sql(

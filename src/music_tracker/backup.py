@@ -22,7 +22,7 @@ copies the warehouse after a checkpoint, so the copy is the database as of that 
 without a write-ahead log. Both wait like every writer: for the lock ``wait_s`` (the
 command's MUSIC_TRACKER_LOCK_WAIT_S, a flow's MUSIC_TRACKER_WRITER_WAIT_S), then
 WriterBusy; for another process holding the file itself (a DuckDB shell)
-``warehouse.LOCK_WAIT_S``, then WarehouseBusy; both name the holder.
+MUSIC_TRACKER_LOCK_WAIT_S, then WarehouseBusy; both name the holder.
 
 A backup is written under a hidden name and renamed when complete; older backups beyond
 ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards (renamed to a hidden name first, so a
@@ -49,28 +49,32 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from music_tracker import warehouse
-from music_tracker.files import OutsideFolder, disk_full, inside, plain_relative
+from music_tracker import interrupts, warehouse
+from music_tracker.backup_layout import (
+    MANIFEST,
+    SHA256_HEX,
+    BackupError,
+    DamagedBackup,
+    backup_root,
+    backups,
+    damaged_warning,
+    read_backups,
+    read_manifest,
+)
+from music_tracker.bucket import BucketError, download, mirror
+from music_tracker.files import OutsideFolder, disk_full, inside
 from music_tracker.files import copy as copy_file
-from music_tracker.orchestration.lock import writer_lock
+from music_tracker.lock import writer_lock
 from music_tracker.settings import Settings
 
 PARTIAL = ".partial"
 _DELETING = ".deleting"
-MANIFEST = "manifest.json"
-# what ``backup`` names its folders (UTC time); nothing else in the backup folder or the
-# bucket is taken for a backup, pruned or fetched
-BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class BackupError(Exception):
-    """A backup or restore that cannot be done; the message says why and what to do."""
 
 
 class BackupDiskFull(BackupError):
@@ -88,14 +92,6 @@ class BackupDiskFull(BackupError):
             " keep fewer backups (MUSIC_TRACKER_BACKUP_KEEP) or back up elsewhere"
             " (MUSIC_TRACKER_BACKUP_DIR), then run `music-tracker backup` again"
         )
-
-
-class DamagedBackup(BackupError):
-    """A backup whose manifest cannot be trusted; ``why`` says what is wrong with it."""
-
-    def __init__(self, where: str, why: str) -> None:
-        super().__init__(f"{where} is damaged: {why}")
-        self.why = why
 
 
 @dataclass
@@ -133,18 +129,6 @@ class BackupResult:
         }
 
 
-def damaged_warning(where: str, why: str) -> str:
-    """What a backup says about a damaged one it skipped."""
-    return (
-        f"{where} is damaged ({why}): skipped, neither pruned nor counted among the backups"
-        " kept, and `restore` refuses it; look at it, then delete it yourself"
-    )
-
-
-def backup_root(settings: Settings) -> Path:
-    return settings.backup_dir or settings.data_dir.parent / "backups"
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -177,7 +161,7 @@ def _back_up_landing_file(
     that no longer matches its name keeps the stored copy that does, said as ``changed``;
     with no such copy there is nothing whole to back up, and the backup stops."""
     stored = stored_root / relative
-    expected = path.parent.name if _SHA256.fullmatch(path.parent.name) else None
+    expected = path.parent.name if SHA256_HEX.fullmatch(path.parent.name) else None
     size = path.stat().st_size
     if expected is None:  # not named by its content: copied, and the copy checksummed
         if not stored.exists() or stored.stat().st_size != size:
@@ -209,11 +193,9 @@ def _back_up_landing_file(
     )
 
 
-def backup(
-    settings: Settings, *, now: datetime | None = None, wait_s: float | None = None
-) -> BackupResult:
-    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock
-    (default: a flow's, ``writer_wait_s``)."""
+def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) -> BackupResult:
+    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock (a
+    command's ``lock_wait_s``, a flow's ``writer_wait_s``)."""
     started = time.perf_counter()
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
@@ -229,15 +211,18 @@ def backup(
     landing_new = 0
     changed: list[str] = []
     try:
-        wait = settings.writer_wait_s if wait_s is None else wait_s
-        with writer_lock(settings.data_dir, "backup", wait_s=wait):
+        with writer_lock(settings.data_dir, "backup", wait_s=wait_s):
             # what a backup killed midway left (serve's time limit, the kernel): only one
             # backup runs at a time, under this lock
             for left in root.glob(f".*{PARTIAL}"):
                 if left != partial:
                     shutil.rmtree(left, ignore_errors=True)
             # a checkpoint folds the write-ahead log into the file: the copy is complete
-            warehouse.checkpoint(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
+            warehouse.checkpoint(
+                settings.warehouse_path,
+                memory_limit=settings.duckdb_memory_limit,
+                file_wait_s=settings.lock_wait_s,
+            )
             files = [partial / "warehouse.duckdb"]
             shutil.copy2(settings.warehouse_path, files[0])
             if settings.state_dir.is_dir():
@@ -278,8 +263,6 @@ def backup(
     removed, damaged = _prune(root, settings.backup_keep)
     copied = None
     if settings.backup_bucket:
-        from music_tracker.bucket import BucketError, mirror
-
         try:
             copied, in_bucket = mirror(settings, root)
         except BucketError as exc:
@@ -297,81 +280,6 @@ def backup(
         damaged=damaged,
         landing_changed=changed,
     )
-
-
-def backups(root: Path) -> list[Path]:
-    """Complete backups (a folder named by its time, with a manifest), oldest first; their
-    manifests may still be damaged (``read_backups``)."""
-    if not root.is_dir():
-        return []
-    return sorted(
-        p
-        for p in root.iterdir()
-        # a backup's name only: not one being written or deleted (hidden, ``_prune``)
-        if BACKUP_NAME.fullmatch(p.name) and p.is_dir() and (p / MANIFEST).is_file()
-    )
-
-
-def parse_manifest(text: str, where: str) -> dict[str, Any]:
-    """A manifest's content, checked to be what ``backup`` writes; DamagedBackup if not.
-
-    Every path in it must be relative and free of ``..``: it is joined onto the backup's
-    folder, the shared landing folder and, on restore, the data folder."""
-    try:
-        manifest = json.loads(text)
-    except ValueError as exc:
-        raise DamagedBackup(where, f"not valid JSON, cut short or edited: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise DamagedBackup(where, "not a JSON object")
-    for section in ("files", "landing"):
-        entries = manifest.get(section)
-        if not isinstance(entries, dict):
-            raise DamagedBackup(where, f"no {section!r} section")
-        for key, facts in entries.items():
-            if not plain_relative(key):
-                raise DamagedBackup(where, f"its {section} entry {key!r} points outside its folder")
-            if not (
-                isinstance(facts, dict)
-                and isinstance(facts.get("bytes"), int)
-                and isinstance(facts.get("sha256"), str)
-                and _SHA256.fullmatch(facts["sha256"])
-            ):
-                raise DamagedBackup(where, f"its {section} entry {key!r} has no size and checksum")
-    if "warehouse.duckdb" not in manifest["files"]:
-        raise DamagedBackup(where, "it names no warehouse.duckdb")
-    return manifest
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of the backup in ``folder``, checked (``parse_manifest``), its paths
-    resolving inside the backup's folder and the landing folder beside it."""
-    path = folder / MANIFEST
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DamagedBackup(str(path), f"not text: {exc}") from None
-    manifest = parse_manifest(text, str(path))
-    try:
-        for rel in manifest["files"]:
-            inside(folder, rel)
-        for rel in manifest["landing"]:
-            inside(folder.parent / "landing", rel)
-    except OutsideFolder as exc:
-        raise DamagedBackup(str(path), f"its entry {exc}") from None
-    return manifest
-
-
-def read_backups(root: Path) -> tuple[dict[Path, dict[str, Any]], dict[str, str]]:
-    """The complete backups under ``root`` whose manifests are whole, oldest first, with
-    their manifests; and the damaged ones (folder -> what is wrong)."""
-    good: dict[Path, dict[str, Any]] = {}
-    damaged: dict[str, str] = {}
-    for folder in backups(root):
-        try:
-            good[folder] = read_manifest(folder)
-        except DamagedBackup as exc:
-            damaged[str(folder)] = exc.why
-    return good, damaged
 
 
 def _prune(root: Path, keep: int) -> tuple[list[str], dict[str, str]]:
@@ -415,11 +323,11 @@ def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
 
 
 def restore(
-    settings: Settings, source: Path, *, replace: bool = False, wait_s: float | None = None
+    settings: Settings, source: Path, *, wait_s: float, replace: bool = False
 ) -> dict[str, Any]:
     """Put a backup back into the data folder, after checking every file's checksum and
     that every path its manifest names stays inside its folder; ``wait_s`` for the writer
-    lock (default ``writer_wait_s``), and ``warehouse.LOCK_WAIT_S`` for another process to
+    lock (a command's ``lock_wait_s``), and ``lock_wait_s`` for another process to
     let go of the warehouse it replaces."""
     source = source.resolve()
     manifest_path = source / MANIFEST
@@ -461,12 +369,11 @@ def restore(
     except OutsideFolder as exc:
         raise BackupError(f"{manifest_path}: its entry {exc}; {nothing}") from None
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    wait = settings.writer_wait_s if wait_s is None else wait_s
-    with writer_lock(settings.data_dir, "restore", wait_s=wait):
+    with writer_lock(settings.data_dir, "restore", wait_s=wait_s):
         refuse_to_overwrite(settings, replace=replace)  # again: an import may have run meanwhile
         if settings.warehouse_path.exists():
             # a DuckDB shell writing into the file would go on writing into the one replaced
-            warehouse.wait_until_free(settings.warehouse_path)
+            warehouse.wait_until_free(settings.warehouse_path, file_wait_s=settings.lock_wait_s)
         partial = settings.data_dir / f".warehouse.duckdb{PARTIAL}"
         shutil.copy2(source / "warehouse.duckdb", partial)
         partial.chmod(0o600)
@@ -483,3 +390,37 @@ def restore(
         "files": len(manifest["files"]) + len(manifest["landing"]),
         "metabase": str(source / "metabase") if (source / "metabase").is_dir() else None,
     }
+
+
+def restore_from_bucket(
+    settings: Settings,
+    url: str,
+    *,
+    wait_s: float,
+    say: Callable[[str], None],
+    replace: bool = False,
+) -> dict[str, Any]:
+    """Fetch a backup from the bucket (``s3://bucket/prefix``: its newest, or
+    ``.../<UTC time>``) into the local backup folder, then restore it from there
+    (checksums first, as for any backup)."""
+    match = re.fullmatch(r"(s3://.+?)(?:/(\d{8}T\d{6}Z))?/?", url)
+    if match is None:
+        raise BackupError(f"{url}: not a bucket URL (s3://bucket/prefix[/<UTC time>])")
+    refuse_to_overwrite(settings, replace=replace)  # before fetching anything
+    root = backup_root(settings)
+    say(f"fetching {match.group(2) or 'the newest backup'} from {match.group(1)} into {root}")
+    try:
+        where = settings.model_copy(update={"backup_bucket": match.group(1)})
+        folder = download(where, root, match.group(2))
+    except BucketError as exc:
+        raise BackupError(str(exc)) from exc
+    return restore(settings, folder, replace=replace, wait_s=wait_s)
+
+
+def interrupted_line(settings: Settings, before: set[Path]) -> str:
+    """The state a Ctrl+C left backing up in: a backup is listed only once complete."""
+    new = [path for path in backups(backup_root(settings)) if path not in before]
+    if not new:
+        return interrupts.LINES["backup"]
+    bucket = "; the bucket may lag until the next backup" if settings.backup_bucket else ""
+    return f"interrupted: the backup in {new[-1]} is complete{bucket}"

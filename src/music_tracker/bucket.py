@@ -1,6 +1,7 @@
 """The backups' second home: an S3-compatible bucket (a Lightsail bucket in production).
 
-The bucket mirrors the local backup folder (``backup.py``) under its prefix::
+The bucket mirrors the local backup folder (``backup.py``, laid out as ``backup_layout.py``
+says) under its prefix::
 
     s3://bucket/prefix/landing/<source>/<sha256>/<file>    once each, shared by every backup
     s3://bucket/prefix/20261128T031500Z/...                 one backup, manifest.json last
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from music_tracker.backup import (
+from music_tracker.backup_layout import (
     BACKUP_NAME,
     MANIFEST,
     BackupError,

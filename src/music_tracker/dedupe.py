@@ -1,4 +1,4 @@
-"""Play identity: the de-duplication rules of DESIGN.md, as Polars transforms.
+"""Play identity: the de-duplication rules (docs/deduplication.md), as Polars transforms.
 
 Rule 1 (within a source) is a natural key per source, hashed into ``source_key``; a row
 whose key is already stored, or repeated in the same batch, is a duplicate.
@@ -9,6 +9,8 @@ track (Spotify id when both have one, else normalized artist + title) and their 
 
 * API vs a play: end times, seconds apart (both report the end of play);
 * account data vs a play: end times, a minute apart (``endTime`` has minute precision);
+* ListenBrainz vs a play: a listen with its end (our own exports) like an API or
+  account-data row, one with only its start like a scrobble (``_listenbrainz_pairs``);
 * Last.fm vs a play: the scrobble's start against the play's estimated start. An
   end-time source knows its start only as end minus ``ms_played`` (export rows) or minus
   the track's length (API rows); a pause makes the real start earlier (``Tolerances.pause``),
@@ -23,7 +25,7 @@ matching of least total distance (``_one_to_one``). A play keeps its ``play_id``
 join it; when two stored plays turn out to be one, the survivor keeps its id and the other's
 rows move to it (``Regrouped.overrides``, stored in ``raw.play_id_overrides``). The dbt
 model then takes the richest row of each play: extended history > API > account data >
-Last.fm. docs/deduplication.md explains the rules for the owner.
+ListenBrainz > Last.fm.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ EXTENDED = "spotify_extended_history"
 API = "spotify_api"
 ACCOUNT = "spotify_account_data"
 LASTFM = "lastfm"
-SOURCE_RANK = {EXTENDED: 4, API: 3, ACCOUNT: 2, LASTFM: 1}
+LISTENBRAINZ = "listenbrainz"
+# richest first; a ListenBrainz listen knows its start to the second (Last.fm's to the
+# minute), and the listens Music Tracker exports also their end and time heard
+SOURCE_RANK = {EXTENDED: 5, API: 4, ACCOUNT: 3, LISTENBRAINZ: 2, LASTFM: 1}
 
 # Columns of the "linked rows" frame: every stored music row that belongs to a play.
 LINKED_SCHEMA = pl.Schema(
@@ -126,6 +131,9 @@ def linked_view(
     if source == LASTFM:
         end_at = pl.lit(None, pl.Datetime("us", "UTC"))
         start_at = pl.col("started_at") + _HALF_MINUTE
+    elif source == LISTENBRAINZ:  # the end only when the listen says (Music Tracker's do)
+        end_at = pl.col("played_at")
+        start_at = pl.col("started_at")
     elif source == API:
         end_at = pl.col("played_at")
         start_at = pl.col("played_at") - pl.duration(milliseconds=pl.col("duration_ms"))
@@ -180,7 +188,9 @@ def assign_plays(
     ``play_id`` (null for rows that are not plays: 0 ms played), and the counts (linked to
     an existing play, new plays, not plays).
     """
-    is_play = pl.col("ms_played") > 0 if "ms_played" in fresh.columns else pl.lit(True)
+    # a row without ms_played (a listen that does not say) is a play
+    has_ms = "ms_played" in fresh.columns
+    is_play = (pl.col("ms_played") > 0).fill_null(True) if has_ms else pl.lit(True)
     fresh = fresh.with_row_index("_row")
     plays = fresh.filter(is_play)
     view = linked_view(source, plays.with_columns(play_id=pl.lit("")), durations).with_columns(
@@ -248,15 +258,59 @@ def _feasible_pairs(
       play started earlier than its end and time heard say). An API row's estimate is too
       early when the track was stopped early, so its scrobble may also lie up to the end
       plus 15 s. The cost is the distance to the estimate.
+    * ListenBrainz against a play: ``_listenbrainz_pairs``.
     """
     if source == API:
-        on, key, before, after = "end_at", "track_id", tol.api, tol.api
-    elif source == ACCOUNT:
-        on, key, before, after = "end_at", "name_key", tol.account, tol.account
-    elif source == LASTFM:
-        on, key, before, after = "start_at", "name_key", tol.lastfm + tol.pause, tol.lastfm
-    else:  # the richest source starts the plays
-        return pl.DataFrame(schema=_NO_PAIRS)
+        return _pairs(source, view, candidates, "end_at", "track_id", tol.api, tol.api)
+    if source == ACCOUNT:
+        return _pairs(source, view, candidates, "end_at", "name_key", tol.account, tol.account)
+    if source == LASTFM:
+        before, after = tol.lastfm + tol.pause, tol.lastfm
+        return _pairs(source, view, candidates, "start_at", "name_key", before, after)
+    if source == LISTENBRAINZ:
+        return _listenbrainz_pairs(view, candidates, tol)
+    # the richest source starts the plays
+    return pl.DataFrame(schema=_NO_PAIRS)
+
+
+def _listenbrainz_pairs(
+    view: pl.DataFrame, candidates: pl.DataFrame, tol: Tolerances
+) -> pl.DataFrame:
+    """A listen that says its end (a Music Tracker export: ``ended_at``) is matched on the
+    end like an API row (the same Spotify track, ``tol.api``) or like account data (the same
+    names, ``tol.account``: the play may be account data's, at the middle of its minute);
+    a listen that knows only its start (another scrobbler's) is matched like a scrobble,
+    whose start is to the second rather than the minute. Of a listen's pairs with one
+    play, the nearest counts."""
+    with_end = view.filter(pl.col("end_at").is_not_null())
+    start_only = view.filter(pl.col("end_at").is_null())
+    source = LISTENBRAINZ
+    pairs = pl.concat(
+        [
+            _pairs(source, with_end, candidates, "end_at", "track_id", tol.api, tol.api),
+            _pairs(source, with_end, candidates, "end_at", "name_key", tol.account, tol.account),
+            _pairs(
+                source, start_only, candidates, "start_at", "name_key",
+                tol.lastfm + tol.pause, tol.lastfm,
+            ),
+        ]
+    )  # fmt: skip
+    return pairs.sort("_row", "play_id", "_cost").unique(
+        subset=["_row", "play_id"], keep="first", maintain_order=True
+    )
+
+
+def _pairs(
+    source: str,
+    view: pl.DataFrame,
+    candidates: pl.DataFrame,
+    on: str,
+    key: str,
+    before: timedelta,
+    after: timedelta,
+) -> pl.DataFrame:
+    """The pairs of rows of ``view`` and ``candidates`` with the same ``key`` whose times
+    ``on`` lie at most ``before`` earlier or ``after`` later than the play's."""
     left = view.select("_row", pl.col(key).alias("_key"), pl.col(on).alias("_t")).drop_nulls()
     right = candidates.select(
         "play_id", "source", "end_at", pl.col(key).alias("_key"), pl.col(on).alias("_t_play")

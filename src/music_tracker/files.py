@@ -84,3 +84,17 @@ def disk_full(error: BaseException | str) -> bool:
     if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
         return True
     return any(text in str(error) for text in _DISK_FULL_TEXTS)
+
+
+def disk_full_hint(folder: Path, what: str) -> str:
+    """What to do when a write failed for want of disk space (DuckDB rolls the failed
+    transaction back: what was stored before stays)."""
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:,.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"\nthe disk holding {folder} is full ({free}): `{what}` stopped and the "
+        f"write that failed was rolled back; no stored play was lost. Free some space, then "
+        f"run `music-tracker {what}` again"
+    )

@@ -27,14 +27,20 @@ from typing import Any
 
 import duckdb
 
+from music_tracker import interrupts
 from music_tracker.connections import connect_duckdb
 from music_tracker.metabase import SERVING_STORAGE_VERSION
+from music_tracker.metabase.handoff import (
+    PREFIX,
+    SUFFIX,
+    current_copy,
+    point_database_at,
+    serving_copies,
+)
 from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PREFIX = "dw-"
-SUFFIX = ".duckdb"
 PARTIAL = ".partial"
 
 
@@ -62,18 +68,6 @@ class PublishResult:
             "metabase": self.metabase,
             "removed": self.removed,
         }
-
-
-def serving_copies(serving_dir: Path) -> list[Path]:
-    """Complete serving copies, oldest first (names sort by their UTC time)."""
-    if not serving_dir.is_dir():
-        return []
-    return sorted(p for p in serving_dir.glob(f"{PREFIX}*{SUFFIX}") if p.is_file())
-
-
-def current_copy(serving_dir: Path) -> Path | None:
-    copies = serving_copies(serving_dir)
-    return copies[-1] if copies else None
 
 
 def _copy_name(serving_dir: Path, now: datetime) -> str:
@@ -224,7 +218,6 @@ def publish(
 ) -> PublishResult:
     """Write a serving copy, point Metabase at it when configured, remove old copies."""
     from music_tracker.metabase.client import MetabaseError
-    from music_tracker.metabase.provision import point_database_at
 
     started = time.perf_counter()
     path, tables, rows = write_copy(settings, now=now, on_table=on_table)
@@ -260,3 +253,16 @@ def _quote(path: Path) -> str:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
+
+
+def interrupted_line(settings: Settings, before: Path | None) -> str:
+    """The state a Ctrl+C left publishing in: a copy is visible only once complete."""
+    after = current_copy(settings.serving_dir)
+    if after == before:
+        return interrupts.LINES["publish"]
+    if settings.metabase_url:
+        return (
+            f"interrupted: {after} is complete, but Metabase may still read the copy before"
+            " it: run `music-tracker publish` again"
+        )
+    return f"interrupted: {after} was published; replaced copies are removed next time"

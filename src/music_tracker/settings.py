@@ -26,15 +26,26 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+# The checkout the package runs from (src/music_tracker/settings.py, two folders up): its
+# transform/ (the dbt project) and dashboards/ belong to the code, not to a data folder
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE_ENV = "MUSIC_TRACKER_CONFIG"
 DEFAULT_CONFIG_FILE = "music-tracker.toml"
 ENV_FILE = ".env"
@@ -65,7 +76,7 @@ class Settings(BaseSettings):
         ge=0,
         description="A play counts as a stream at or above this many ms (Spotify's rule: 30 s).",
     )
-    # Cross-source matching tolerances (DESIGN.md, "Play identity and de-duplication").
+    # Cross-source matching tolerances (docs/deduplication.md, "Across sources").
     match_tolerance_api_s: int = Field(default=10, ge=0)
     match_tolerance_account_s: int = Field(default=60, ge=0)
     match_tolerance_lastfm_s: int = Field(default=90, ge=0)
@@ -174,13 +185,15 @@ class Settings(BaseSettings):
     lock_wait_s: float = Field(
         default=10,
         ge=0,
-        description="How long a command waits for another process to let go of the "
-        "warehouse file (a DuckDB shell, a moment of `status`) before it gives up.",
+        description="How long a command waits for another writer (the writer lock), and how "
+        "long anything opening the warehouse waits for another process to let go of the file "
+        "(DuckDB's own lock: a DuckDB shell, a moment of `status`), before it gives up.",
     )
     writer_wait_s: float = Field(
         default=240,
         ge=0,
-        description="How long a flow waits for another writer to finish before it skips.",
+        description="How long a flow (and `enrich`, before each stored lookup) waits for "
+        "another writer to finish (the writer lock) before it skips.",
     )
     task_retries: int = Field(default=3, ge=0, description="Retries of network tasks.")
     run_timeout_minutes: float = Field(
@@ -392,7 +405,7 @@ class Settings(BaseSettings):
         ]
         return (init_settings, env_settings, *files)
 
-    # Paths under the data dir (DESIGN.md, "Contracts").
+    # Paths under the data dir (docs/architecture.md, "The data folder").
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
@@ -412,6 +425,26 @@ class Settings(BaseSettings):
     @property
     def report_dir(self) -> Path:
         return self.data_dir / "report"
+
+
+def problems(exc: ValidationError | SettingsError) -> list[str]:
+    """Settings that failed to load, one line each naming the variable and what to do."""
+    if isinstance(exc, SettingsError):
+        # a list setting whose value is not JSON: pydantic-settings fails before validating
+        named = re.search(r'field "(\w+)"', str(exc))
+        name = f"MUSIC_TRACKER_{named.group(1).upper()}" if named else "a MUSIC_TRACKER_ setting"
+        value = os.environ.get(name)
+        shown = f"{name}={value!r}" if value is not None else name
+        return [f'{shown}: not a JSON list; use a JSON list, such as ["Name A", "Name B"]']
+    lines = []
+    for problem in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in problem["loc"])
+        reason = str(problem["msg"]).removeprefix("Value error, ")
+        # a rule across settings names them itself; one setting is named with its value
+        value = problem.get("input")
+        shown = str(value) if isinstance(value, Path) else value
+        lines.append(f"MUSIC_TRACKER_{field.upper()}={shown!r}: {reason}" if field else reason)
+    return lines
 
 
 def user_config_dir() -> Path | None:

@@ -36,10 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from music_tracker import files, interrupts
-from music_tracker.settings import Settings
+from music_tracker import exclusions, files, interrupts
+from music_tracker.settings import PROJECT_ROOT, Settings
 
-PROJECT_DIR = Path(__file__).resolve().parents[2] / "transform"
+PROJECT_DIR = PROJECT_ROOT / "transform"
 # what dbt writes into the project folder; not part of the project
 _GENERATED = {"target", "logs", "dbt_packages", ".user.yml", "__pycache__"}
 EVERYTHING = "everything"
@@ -152,6 +152,14 @@ def project_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
+def _combined(project: str, excluded: str) -> str:
+    """The build's fingerprint: the project's and, when there are any, the exclusions'
+    (an edit of exclusions.yaml rebuilds the whole history: plays come back or go)."""
+    if excluded == exclusions.fingerprint([]):
+        return project
+    return hashlib.sha256(f"{project}\0{excluded}".encode()).hexdigest()
+
+
 # Written when a build starts, removed when it has been recorded as finished
 UNFINISHED_MARK = ".transform-unfinished"
 
@@ -174,11 +182,19 @@ def run_build(
         raise NothingToBuild(
             f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
         )
-    fingerprint = project_fingerprint(settings)
+    # a bad exclusions.yaml stops the run before anything is changed
+    try:
+        excluded = exclusions.load(exclusions.path_in(settings.data_dir))
+    except exclusions.ExclusionsError as exc:
+        raise NothingToBuild(str(exc)) from None
+    fingerprint = _combined(project_fingerprint(settings), exclusions.fingerprint(excluded))
     # opening also brings the raw schema up to date before dbt reads it
-    with warehouse.connect(settings.warehouse_path) as con:
+    with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
         threads = dbt_threads(settings, warehouse.stored_play_rows(con))
+        if select is None:  # a selection builds with what the last whole build stored
+            with warehouse.transaction(con, work=False):
+                exclusions.store(con, excluded)
     # a build that started and never recorded its end (killed, or failed) may have left a
     # seed or table half replaced: the next build makes everything again
     unfinished = settings.data_dir / UNFINISHED_MARK
@@ -251,7 +267,7 @@ def run_build(
             "(names are like fact_track_played or dim_artist; `+name` adds its parents)"
         )
     if scope != SELECTION:
-        with warehouse.connect(settings.warehouse_path) as con:
+        with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
             warehouse.record_transform(
                 con,
                 fingerprint=fingerprint,

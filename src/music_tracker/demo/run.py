@@ -1,13 +1,32 @@
-"""``music-tracker demo``: the whole pipeline on a generated history, no credentials needed."""
+"""``music-tracker demo``: the whole pipeline on a generated history, no credentials needed.
+
+``run_demo`` is the sequence (the CLI prints its lines and the status at the end): a
+generated listening life imported from four overlapping exports, a fake Spotify polled,
+the star schema built, a fake MusicBrainz asked, the report written, the serving copy
+published and a fake Metabase provisioned. Every step runs the same job a command runs,
+with the demo's settings (its tolerances and memory cap are the configured ones).
+"""
 
 from __future__ import annotations
 
+import os
 import random
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from music_tracker.console import matched_in_words
+from music_tracker.importers.run import run_import
+from music_tracker.ingest import ingest
+from music_tracker.lock import writer_lock
+from music_tracker.metabase.provision import provision_project
+from music_tracker.publish import publish
+from music_tracker.report import report
 from music_tracker.settings import Settings
 from music_tracker.simulation.listener import (
     Track,
@@ -17,6 +36,16 @@ from music_tracker.simulation.listener import (
     write_extended,
     write_lastfm,
 )
+from music_tracker.transform import run_build
+
+DEMO_DATA_DIR = Path("data/demo")
+DEMO_MARKER = ".music-tracker-demo"
+
+Say = Callable[[str], None]  # one line of the demo's story (rich markup)
+
+
+class DemoError(Exception):
+    """The demo cannot run here, or a step of it went wrong; the message says which."""
 
 
 @dataclass
@@ -72,7 +101,6 @@ def poll_fake_spotify(
 
     from music_tracker.fakes.spotify import FakeSpotify
     from music_tracker.sources.spotify import auth
-    from music_tracker.sources.spotify.ingest import ingest
 
     start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
     totals = {"polls": 0, "new_plays": 0, "duplicates": 0, "tracks": 0}
@@ -145,7 +173,7 @@ def enrich_with_fake_musicbrainz(
         )
 
     def writer() -> Any:
-        return warehouse.connect(settings.warehouse_path)
+        return warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s)
 
     # the fake enforces the interval too, with room for the two clocks' jitter
     with FakeMusicBrainz(artists, min_interval_s=interval_s / 2) as fake:
@@ -164,3 +192,117 @@ def enrich_with_fake_musicbrainz(
         )
         client.close()
     return summary.as_dict()
+
+
+def reference_spec() -> Path | None:
+    """The Metabase API subset the demo's fake checks every request against, in the
+    project's reference folder when MUSIC_TRACKER_SHARED names one (docs/architecture.md,
+    "Reference data")."""
+    shared = os.environ.get("MUSIC_TRACKER_SHARED")
+    return Path(shared) / "specs" / "metabase" / "metabase-openapi-subset.json" if shared else None
+
+
+def claim_folder(settings: Settings) -> None:
+    """Make the data folder the demo's own: never one with a warehouse or tokens that the
+    demo did not make (real data), DemoError then."""
+    marker = settings.data_dir / DEMO_MARKER
+    real = [
+        path
+        for path in (settings.warehouse_path, settings.state_dir / "spotify_token.json")
+        if path.exists()
+    ]
+    if real and not marker.exists():
+        raise DemoError(
+            f"{settings.data_dir.resolve()} holds real data ({', '.join(p.name for p in real)}):"
+            " the demo needs a folder of its own; run it without --data-dir (it uses"
+            f" {DEMO_DATA_DIR}) or name an empty folder"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by `music-tracker demo`: generated data, safe to delete\n")
+
+
+def demo_metabase(settings: Settings, say: Say, *, spec: Path | None = None) -> dict[str, Any]:
+    """Publish, then provision a fake Metabase (the real one is a Java service the demo
+    does not need); every request checked against the Metabase API subset ``spec`` when
+    one is given."""
+    from music_tracker.fakes.metabase import FakeMetabase
+
+    site = settings.metabase_site_url or "https://music.example.com"
+    with FakeMetabase(
+        spec=spec if spec is not None and spec.is_file() else None,
+        path_map={settings.metabase_serving_dir: str(settings.serving_dir)},
+    ) as fake:
+        demo_settings = settings.model_copy(
+            update={
+                "metabase_url": fake.root_url,
+                "metabase_site_url": site,
+                "metabase_admin_email": "demo@example.com",
+                "metabase_admin_password": SecretStr(secrets.token_urlsafe(16)),
+                "metabase_api_key": SecretStr(""),
+            }
+        )
+        # the first copy is written before Metabase has a database to point at it
+        with writer_lock(settings.data_dir, "publish", wait_s=settings.lock_wait_s):
+            published = publish(demo_settings.model_copy(update={"metabase_url": ""})).as_dict()
+        say(
+            f"  {Path(published['path']).name}: {published['tables']} tables,"
+            f" {published['rows']:,} rows"
+        )
+        result = provision_project(demo_settings).as_dict()
+        if fake.rejected:  # a request outside the spec is a bug in the provisioner
+            raise DemoError("the fake Metabase rejected: " + "; ".join(fake.rejected))
+    say(
+        f"  {len(result['created'])} objects created; {len(result['public_links'])} public"
+        f" dashboards; links in {result['links_file']}"
+    )
+    return {"site": site, **result}
+
+
+def run_demo(
+    settings: Settings, say: Say, *, musicbrainz_interval: float = 1.0, spec: Path | None = None
+) -> dict[str, Any]:
+    """The demo's eight steps in ``settings.data_dir`` (``claim_folder`` first); the
+    report's summary and the fake Metabase's public links."""
+    inputs_dir = settings.data_dir / "demo-inputs"
+    say(f"[bold]1/8[/] generating a listening history in {inputs_dir}")
+    inputs = generate_inputs(inputs_dir)
+    say("[bold]2/8[/] importing Last.fm scrobbles and three overlapping Spotify exports")
+    for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
+        result = run_import(settings, [path]).as_dict()
+        say(
+            f"  {path.parent.name}/{path.name}: {result['new_plays']:,} new plays, "
+            f"{sum(result['duplicates'].values()):,} duplicates"
+        )
+    say(
+        "[bold]3/8[/] polling a fake Spotify on 127.0.0.1 every 10 simulated minutes "
+        "for 12 hours, then fetching track, album and artist metadata"
+    )
+    polled = poll_fake_spotify(settings, inputs.catalogue)
+    say(
+        f"  {polled['polls']} polls: {polled['new_plays']} new plays, "
+        f"{polled['duplicates']} overlapping rows ignored; {polled['tracks']} tracks enriched"
+    )
+    say("[bold]4/8[/] building the star schema with dbt (models and data tests)")
+    built = run_build(settings)
+    say(f"  {built.succeeded} models, seeds and tests passed")
+    say(
+        "[bold]5/8[/] looking up the 25 most played artists in a fake MusicBrainz "
+        f"(a request every {musicbrainz_interval:g} s; the real service allows one a second)"
+    )
+    found = enrich_with_fake_musicbrainz(
+        settings, inputs.catalogue, limit=25, interval_s=musicbrainz_interval
+    )
+    say(
+        f"  {found['found']} found ({matched_in_words(found['matched_by'])}),"
+        f" {found['areas_fetched']} areas"
+    )
+    say("[bold]6/8[/] rebuilding the star schema with the artists' countries and genres")
+    built = run_build(settings)
+    say(f"  {built.succeeded} models, seeds and tests passed")
+    say("[bold]7/8[/] writing the dashboards as a static report")
+    written = report(settings)
+    say(
+        "[bold]8/8[/] publishing the serving copy and provisioning a fake Metabase on 127.0.0.1"
+        " (setup, database, cards, dashboards, public links)"
+    )
+    return {"report": written, "metabase": demo_metabase(settings, say, spec=spec)}

@@ -3,13 +3,13 @@
 It keeps state like an instance does (setup token until the first admin exists, sessions,
 API keys, settings, databases with their synced tables and fields, collections, cards,
 dashboards with dashcards, public links), answers in the shapes of a real Metabase's
-responses (``../shared/specs/metabase/real-responses``: cards come back in MBQL 5 like
-Metabase 0.57+), and, given the OpenAPI subset (``metabase-openapi-subset.json``), rejects
-any request that does not match it: unknown path or method, unknown query parameter, a
-path id that is not an integer, a body that fails the request schema. Four endpoints
-outside the subset, used by dbt-metabase and for listing a collection, are served in the
-shapes of the recorded responses: database metadata, table and field updates, and
-collection items.
+responses (recorded from a real instance: docs/architecture.md, "Reference data"; cards
+come back in MBQL 5 like Metabase 0.57+), and, given the OpenAPI subset
+(``metabase-openapi-subset.json``), rejects any request that does not match it: unknown
+path or method, unknown query parameter, a path id that is not an integer, a body that
+fails the request schema. Four endpoints outside the subset, used by dbt-metabase and for
+listing a collection, are served in the shapes of the recorded responses: database
+metadata, table and field updates, and collection items.
 
 Like Metabase with the DuckDB driver it opens a database's file read-only when it syncs
 and keeps it open (a DuckDB lock) until the database is pointed at another file; public

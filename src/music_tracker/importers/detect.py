@@ -22,6 +22,7 @@ class Format(StrEnum):
     ACCOUNT_AUDIOBOOK = "spotify_account_audiobook"
     LASTFM = "lastfm"
     API = "spotify_api"
+    LISTENBRAINZ = "listenbrainz"
 
 
 class NotHistory(Exception):
@@ -36,6 +37,7 @@ _EXTENDED_KEYS = {"ts", "ms_played"}
 _ACCOUNT_MUSIC_KEYS = {"endTime", "artistName", "trackName", "msPlayed"}
 _ACCOUNT_PODCAST_KEYS = {"endTime", "podcastName", "episodeName", "msPlayed"}
 _ACCOUNT_AUDIOBOOK_KEYS = {"endTime", "audiobookName", "chapterName", "msPlayed"}
+_LISTEN_KEYS = {"listened_at", "track_metadata"}
 LASTFM_DATE_FORMAT = "%d %b %Y %H:%M"
 _LASTFM_DATE = re.compile(r"^\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}$")
 
@@ -68,6 +70,8 @@ def _detect_json(name: str, text: str) -> Format:
         # a recently-played response as the API sent it (ingest's landing files)
         if '"items"' in text and '"played_at"' in text:
             return Format.API
+        if _is_listen(text):  # JSON lines of listens (a ListenBrainz export)
+            return Format.LISTENBRAINZ
         raise NotHistory(name)
     body = text[1:].lstrip()
     if body.startswith("]"):
@@ -83,6 +87,8 @@ def _detect_json(name: str, text: str) -> Format:
     if not isinstance(first, dict):
         raise NotHistory(name)
     keys = set(first)
+    if keys >= _LISTEN_KEYS:  # ListenBrainz's older export: one JSON array of listens
+        return Format.LISTENBRAINZ
     if keys >= _EXTENDED_KEYS:
         return Format.EXTENDED
     if keys >= _ACCOUNT_MUSIC_KEYS:
@@ -92,6 +98,15 @@ def _detect_json(name: str, text: str) -> Format:
     if keys >= _ACCOUNT_AUDIOBOOK_KEYS:
         return Format.ACCOUNT_AUDIOBOOK
     raise NotHistory(name)
+
+
+def _is_listen(text: str) -> bool:
+    """Whether the first line is a JSON object with a listen's keys."""
+    try:
+        first = json.loads(text.split("\n", 1)[0])
+    except json.JSONDecodeError:
+        return False
+    return isinstance(first, dict) and set(first) >= _LISTEN_KEYS
 
 
 def _detect_csv(name: str, text: str) -> Format:
@@ -127,6 +142,8 @@ def is_data_for(fmt: Format, head: bytes) -> bool:
         return bool(rows) and all(len(row) == len(HEADER) for row in rows)
     if fmt is Format.API:
         return text.startswith("{") and '"items"' in text
+    if fmt is Format.LISTENBRAINZ:
+        return text.startswith("{") and _is_listen(text)
     if not text.startswith("["):
         return False
     try:

@@ -96,18 +96,20 @@ def read_file(
 
 
 def _key_sql(columns: tuple[str, ...]) -> str:
-    """md5 over the natural-key fields (DESIGN.md rule 1): stable across library versions."""
+    """md5 over the natural-key fields (docs/deduplication.md, "Within one source"):
+    stable across library versions."""
     parts = ", ".join(f"coalesce(cast({c} as varchar), '')" for c in columns)
     return f"md5(concat_ws(chr(31), {parts}))"
 
 
-def _read_json(
+def read_json_rows(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     display_name: str,
     columns: dict[str, str],
     key: tuple[str, ...],
     what: str,
+    json_format: str = "array",
 ) -> pl.DataFrame:
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
     try:
@@ -116,8 +118,8 @@ def _read_json(
         # Polars took 1.5-2x as long (10 history files)
         con.execute(
             f"create or replace temp table _read_json_rows as select *, {_key_sql(key)}"
-            f" as source_key from read_json($path, format='array', columns={spec})",
-            {"path": str(path)},
+            f" as source_key from read_json($path, format=$format, columns={spec})",
+            {"path": str(path), "format": json_format},
         )
     except duckdb.OutOfMemoryException:
         raise  # not the file's fault: the command names the memory setting
@@ -188,7 +190,7 @@ EXTENDED_COLUMNS = {
 def _read_extended(
     con: duckdb.DuckDBPyConnection, path: Path, display_name: str, *, is_video: bool
 ) -> Parsed:
-    raw = _read_json(
+    raw = read_json_rows(
         con,
         path,
         display_name,
@@ -300,7 +302,7 @@ def _read_account_music(con: duckdb.DuckDBPyConnection, path: Path, display_name
         "msPlayed": "BIGINT",
     }
     key = ("endTime", "artistName", "trackName", "msPlayed")
-    raw = _read_json(con, path, display_name, columns, key, "Spotify account data (music)")
+    raw = read_json_rows(con, path, display_name, columns, key, "Spotify account data (music)")
     played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
     raw = raw.with_columns(
         played_at=played_at,
@@ -341,7 +343,7 @@ def _read_account_other(
         }
         show, item, author, content = "audiobookName", "chapterName", "authorName", "audiobook"
     key = ("endTime", show, item, "msPlayed")
-    raw = _read_json(con, path, display_name, columns, key, f"Spotify account data ({content})")
+    raw = read_json_rows(con, path, display_name, columns, key, f"Spotify account data ({content})")
     played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
     raw = raw.with_columns(played_at=played_at, reason=_missing_reason({"msPlayed": "msPlayed"}))
     other = raw.filter(pl.col("reason").is_null()).select(

@@ -37,9 +37,11 @@ from music_tracker.importers.detect import (
     is_data_for,
 )
 from music_tracker.importers.errors import ImportInputError
+from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
-from music_tracker.orchestration.lock import make_folders
+from music_tracker.lock import make_folders
+from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +49,11 @@ _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
 # a browser names a second download "StreamingHistory0 (1).json"
 _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IGNORECASE)
-# The largest file an import extracts or reads (MUSIC_TRACKER_IMPORT_MAX_FILE_MB): real
-# history files are 10-20 MB; anything near a gigabyte is something else, or a zip bomb
-DEFAULT_MAX_FILE_BYTES = 1024 * 2**20
 # How far outside a batch's time span stored rows are matched again with it (dedupe.regroup).
 # A play's rows lie within its length plus the pause allowance (15 min) of each other, so
 # every play a new row can touch lies well inside; three hours leave room for a one-hour
 # track, and keep a poll's window small.
 _MATCH_WINDOW = timedelta(hours=3)
-# Room an import leaves on the disk beside its copies: the warehouse and its write-ahead
-# log grow too (MUSIC_TRACKER_MIN_FREE_MB)
-DEFAULT_MIN_FREE_BYTES = 256 * 2**20
 # Music rows matched and stored at a time (whole months): a 20-year history of 350,000
 # plays is one part; 10 million plays in 20 years are 27 (measured)
 DEFAULT_PART_ROWS = 400_000
@@ -207,46 +203,45 @@ def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
     ]
 
 
-def run_import(
-    paths: list[Path],
-    data_dir: Path,
-    *,
-    forced: Format | None = None,
-    tolerances: dedupe.Tolerances | None = None,
-    progress: ProgressCallback | None = None,
-    on_files: Callable[[int], None] | None = None,
-    memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT,
-    store_unchanged: bool = True,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    podcast_rules: podcasts.PodcastRules | None = None,
-    api_gap: tuple[datetime, datetime] | None = None,
-    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
-    part_rows: int = DEFAULT_PART_ROWS,
-) -> ImportSummary:
-    """Import ``paths`` into the warehouse under ``data_dir``; all or nothing.
+@dataclass(frozen=True)
+class ImportOptions:
+    """How one import runs, beyond the settings.
 
-    ``min_free_bytes``: the disk space left free beside the copies (``_check_free_space``).
-    ``part_rows``: an import of more music rows is matched and stored in parts of about as
-    many rows, by time (``Staging.plan_parts``): memory stays bounded at any history size.
-    ``api_gap`` (a poll's: from, to) is recorded in ``raw.api_gaps`` in the same
-    transaction as the poll's plays.
-
-    With ``store_unchanged=False`` (API polls) an input that brings nothing new is neither
-    landed nor recorded: a poll every 10 minutes would otherwise add a file each time.
+    ``forced``: the format of every file named (``--source``). ``progress``, ``on_files``:
+    each step's name, and how many files were found. ``store_unchanged=False`` (API polls):
+    an input that brings nothing new is neither landed nor recorded, since a poll every 10
+    minutes would otherwise add a file each time. ``api_gap`` (a poll's: from, to) is
+    recorded in ``raw.api_gaps`` in the same transaction as the poll's plays. ``part_rows``:
+    an import of more music rows is matched and stored in parts of about as many rows, by
+    time (``Staging.plan_parts``): memory stays bounded at any history size.
     """
-    tolerances = tolerances or dedupe.Tolerances()
+
+    forced: Format | None = None
+    progress: ProgressCallback | None = None
+    on_files: Callable[[int], None] | None = None
+    store_unchanged: bool = True
+    api_gap: tuple[datetime, datetime] | None = None
+    part_rows: int = DEFAULT_PART_ROWS
+
+
+def run_import(
+    settings: Settings, paths: list[Path], options: ImportOptions | None = None
+) -> ImportSummary:
+    """Import ``paths`` into the settings' warehouse; all or nothing.
+
+    From the settings: the matching tolerances, DuckDB's memory cap and file-lock wait,
+    the largest file read (``import_max_file_mb``), the disk space left free beside the
+    copies (``min_free_mb``, ``_check_free_space``) and the podcast rules.
+    """
+    options = options or ImportOptions()
     started = datetime.now(UTC)
     summary = ImportSummary(run_id=f"import-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
     candidates = discover(paths)
-    if on_files:
-        on_files(len(candidates))
+    if options.on_files:
+        options.on_files(len(candidates))
     made: list[Path] = []
     try:
-        return _import(
-            paths, candidates, data_dir, forced, tolerances, progress, memory_limit, summary,
-            started, store_unchanged, max_file_bytes, podcast_rules or podcasts.PodcastRules(),
-            api_gap, min_free_bytes, part_rows, made,
-        )  # fmt: skip
+        return _import(settings, options, paths, candidates, summary, started, made)
     except BaseException:
         # a failed first import leaves no empty warehouse or folders behind ("unchanged"):
         # only what this run made, never what merely did not exist when it looked (another
@@ -261,31 +256,29 @@ def run_import(
 
 
 def _import(
+    settings: Settings,
+    options: ImportOptions,
     paths: list[Path],
     candidates: list[Candidate],
-    data_dir: Path,
-    forced: Format | None,
-    tolerances: dedupe.Tolerances,
-    progress: ProgressCallback | None,
-    memory_limit: str,
     summary: ImportSummary,
     started: datetime,
-    store_unchanged: bool,
-    max_file_bytes: int,
-    podcast_rules: podcasts.PodcastRules,
-    api_gap: tuple[datetime, datetime] | None,
-    min_free_bytes: int,
-    part_rows: int,
     made: list[Path],
 ) -> ImportSummary:
     """The import itself; ``made`` collects what it creates (folders, the warehouse), for
     ``run_import`` to remove should it fail."""
-    landing = data_dir / "landing"
-    made += make_folders(data_dir)
+    progress, api_gap = options.progress, options.api_gap
+    tolerances = dedupe.tolerances_from(settings)
+    min_free_bytes = settings.min_free_mb * 2**20
+    landing = settings.landing_dir
+    made += make_folders(settings.data_dir)
     made += make_folders(landing)
-    warehouse_path = data_dir / "warehouse.duckdb"
+    warehouse_path = settings.warehouse_path
     new = not warehouse_path.exists()
-    with warehouse.connect(warehouse_path, memory_limit=memory_limit) as con:
+    with warehouse.connect(
+        warehouse_path,
+        memory_limit=settings.duckdb_memory_limit,
+        file_wait_s=settings.lock_wait_s,
+    ) as con:
         if new:
             # the file was not there and this connection, the only one DuckDB allows beside
             # it, opened it: this run created it (under the writer lock no other writer of
@@ -299,8 +292,8 @@ def _import(
             staging = Staging(con, Path(staging_dir))
             known = warehouse.imported_file_hashes(con)
             read, with_history = _read_all(
-                con, staging, candidates, Path(staging_dir), known, forced, summary, progress,
-                max_file_bytes, min_free_bytes,
+                con, staging, candidates, Path(staging_dir), known, options.forced, summary,
+                progress, settings.import_max_file_mb * 2**20, min_free_bytes,
             )  # fmt: skip
             # DuckDB's JSON reader freed its buffers; matching should not stack on them
             warehouse.release_freed_memory()
@@ -324,14 +317,16 @@ def _import(
                 shows = podcasts.decide_shows(
                     staging.old_account_rows(old_account, stored_old),
                     staging.known_show_names(stored_old),
-                    podcast_rules,
+                    podcasts.PodcastRules(
+                        frozenset(settings.podcast_shows), frozenset(settings.not_podcasts)
+                    ),
                     warehouse.earlier_podcast_decisions(con),
                 )
                 staging.move_old_account_podcasts(old_account, shows)
-            parts = staging.plan_parts(part_rows)
+            parts = staging.plan_parts(options.part_rows)
             first = _assign(con, staging, tolerances, summary, part=0)
             nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
-            if not store_unchanged and nothing_new and parts == 1:
+            if not options.store_unchanged and nothing_new and parts == 1:
                 # nothing new (rows set aside, such as a local file's play, come back in every
                 # poll while they stay among the last 50): no landing file, no import record
                 return summary
@@ -446,6 +441,8 @@ def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> P
     """Parse one file on the reader thread, through a cursor of its own (a DuckDB
     connection runs one query at a time)."""
     with con.cursor() as cursor:
+        if item.format is Format.LISTENBRAINZ:
+            return read_listens(cursor, item.staged, item.candidate.display_name)
         return read_file(
             cursor, item.staged, item.format, item.candidate.display_name, is_video=is_video
         )
@@ -516,8 +513,8 @@ def _format_of(
         if candidate.explicit:
             raise ImportInputError(
                 candidate.display_name,
-                "unknown format: not Spotify extended history, Spotify account data "
-                "or a Last.fm scrobble CSV",
+                "unknown format: not Spotify extended history, Spotify account data, "
+                "a Last.fm scrobble CSV or ListenBrainz listens",
                 hint="pass --source to force a format if you know what it is",
             ) from None
         summary.skipped.append({"file": candidate.display_name, "reason": "not listening history"})
@@ -666,22 +663,21 @@ def _windows_of_stale_scrobbles(
     return windows
 
 
-def run_rematch(
-    data_dir: Path,
-    *,
-    tolerances: dedupe.Tolerances | None = None,
-    memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT,
-) -> dict[str, Any]:
+def run_rematch(settings: Settings) -> dict[str, Any]:
     """Match every stored play again under the current rules, in one transaction.
 
     Plays an earlier version stored twice (before a rule existed) are merged into the
     survivor; rows move by ``raw.play_id_overrides``, nothing is deleted. Running it again
     changes nothing.
     """
-    tolerances = tolerances or dedupe.Tolerances()
+    tolerances = dedupe.tolerances_from(settings)
     started = datetime.now(UTC)
     run_id = f"rematch-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    with warehouse.connect(data_dir / "warehouse.duckdb", memory_limit=memory_limit) as con:
+    with warehouse.connect(
+        settings.warehouse_path,
+        memory_limit=settings.duckdb_memory_limit,
+        file_wait_s=settings.lock_wait_s,
+    ) as con:
         stored = {
             source: warehouse.linked_rows(con, source, datetime.min.replace(tzinfo=UTC),
                                           datetime.max.replace(tzinfo=UTC))
@@ -718,6 +714,8 @@ def _music_source(fmt: Format) -> str:
         return dedupe.API
     if fmt is Format.LASTFM:
         return dedupe.LASTFM
+    if fmt is Format.LISTENBRAINZ:
+        return dedupe.LISTENBRAINZ
     return dedupe.ACCOUNT
 
 

@@ -9,7 +9,7 @@ exact version). The Metabase image (``deploy/``) is built from the same pins.
 # Metabase patch release and the jars' checksums are pinned where the image is built).
 METABASE_VERSION = "0.63"
 DUCKDB_DRIVER_VERSION = "1.5.5.0"
-# The DuckDB that driver release embeds (../shared/specs/metabase/driver-versions.csv).
+# The DuckDB that driver release embeds (its release notes; docs/metabase.md).
 DRIVER_DUCKDB_VERSION = "1.5.5"
 # The storage format of the serving copy: the newest the driver's DuckDB writes itself,
 # so it reads it, with that release's compression (smaller than the v1.0 default format).

@@ -31,13 +31,17 @@ import duckdb
 from music_tracker.connections import connect_duckdb
 from music_tracker.metabase.client import MetabaseClient, MetabaseError
 from music_tracker.metabase.embed import write_embeds
-from music_tracker.publish import current_copy
-from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
+from music_tracker.metabase.handoff import (
+    SITE_NAME,
+    current_copy,
+    ensure_database,
+)
+from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind, load_dashboards
 from music_tracker.settings import Settings
+from music_tracker.transform import write_manifest
 
 log = logging.getLogger(__name__)
 
-SITE_NAME = "Music Tracker"
 LINKS_JSON = "public-links.json"
 LINKS_CADDY = "public-links.caddy"
 SYNC_POLL_S = 1.0
@@ -95,109 +99,6 @@ def _parameter_id(dashboard: Dashboard, flt: Filter) -> str:
 
 
 # -- the database ----------------------------------------------------------------------------
-
-
-def container_path(settings: Settings, name: str) -> str:
-    """A serving copy's path as Metabase sees it (the serving folder's mount point)."""
-    return f"{settings.metabase_serving_dir.rstrip('/')}/{name}"
-
-
-def database_details(settings: Settings, copy_name: str) -> dict[str, Any]:
-    return {
-        "database_file": container_path(settings, copy_name),
-        "read_only": True,
-        "memory_limit": settings.metabase_duckdb_memory_limit,
-        "old_implicit_casting": True,
-        "allow_unsigned_extensions": False,
-    }
-
-
-def _find_database(mb: MetabaseClient, name: str) -> dict[str, Any] | None:
-    for database in mb.call("GET", "/api/database/"):
-        if database.get("name") == name:
-            return dict(database)
-    return None
-
-
-def _files_in_use(databases: list[dict[str, Any]]) -> set[str]:
-    """The serving copies (file names) any DuckDB database in Metabase points at."""
-    return {
-        Path(str(db.get("details", {}).get("database_file", ""))).name
-        for db in databases
-        if db.get("engine") == "duckdb" and db.get("details", {}).get("database_file")
-    }
-
-
-def _details_match(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    return all(current.get(key) == value for key, value in wanted.items())
-
-
-def point_database_at(settings: Settings, copy_name: str) -> set[str]:
-    """Point the provisioned database at a new serving copy (what ``publish`` calls).
-
-    Returns the copies Metabase still points at afterwards. Metabase must be up and
-    provisioned; otherwise MetabaseError, and the copy waits for the next publish."""
-    with MetabaseClient(settings) as mb:
-        mb.wait_until_up(0)
-        _sign_in_provisioned(mb)
-        databases = [dict(db) for db in mb.call("GET", "/api/database/")]
-        database = next(
-            (db for db in databases if db.get("name") == settings.metabase_database_name), None
-        )
-        if database is None:
-            raise MetabaseError(
-                f"Metabase has no database named {settings.metabase_database_name!r} yet: run "
-                "`music-tracker metabase provision`"
-            )
-        wanted = database_details(settings, copy_name)
-        if not _details_match(database.get("details") or {}, wanted):
-            database["details"] = {**(database.get("details") or {}), **wanted}
-            mb.call("PUT", f"/api/database/{database['id']}", {"details": database["details"]})
-        return _files_in_use(databases)
-
-
-def _sign_in_provisioned(mb: MetabaseClient) -> None:
-    properties = mb.call("GET", "/api/session/properties")
-    if properties.get("setup-token") and not properties.get("has-user-setup"):
-        raise MetabaseError(
-            f"Metabase at {mb.url} is not set up yet: run `music-tracker metabase provision`"
-        )
-    mb.sign_in(site_name=SITE_NAME)
-
-
-def _ensure_database(
-    mb: MetabaseClient, settings: Settings, copy: Path, result_log: list[str]
-) -> tuple[dict[str, Any], bool]:
-    """The DuckDB database on ``copy``; True when it was created or re-pointed."""
-    wanted = database_details(settings, copy.name)
-    database = _find_database(mb, settings.metabase_database_name)
-    if database is None:
-        database = mb.call(
-            "POST",
-            "/api/database/",
-            {
-                "name": settings.metabase_database_name,
-                "engine": "duckdb",
-                "details": wanted,
-                "is_full_sync": True,
-                "is_on_demand": False,
-                "connection_source": "admin",
-                "auto_run_queries": True,
-            },
-        )
-        result_log.append(f"database {settings.metabase_database_name!r}")
-        return database, True
-    if database.get("engine") != "duckdb":
-        raise MetabaseError(
-            f"Metabase's database {settings.metabase_database_name!r} uses the "
-            f"{database.get('engine')!r} engine, not duckdb: rename it in Metabase or set "
-            "MUSIC_TRACKER_METABASE_DATABASE_NAME to another name"
-        )
-    if _details_match(database.get("details") or {}, wanted):
-        return database, False
-    details = {**(database.get("details") or {}), **wanted}
-    database = mb.call("PUT", f"/api/database/{database['id']}", {"details": details})
-    return database, True
 
 
 def _sync_state(mb: MetabaseClient, database_id: int) -> tuple[Any, set[str], Any]:
@@ -626,6 +527,19 @@ def _filter_defaults(
 # -- the whole run ---------------------------------------------------------------------------
 
 
+def provision_project(
+    settings: Settings, *, on_step: Callable[[str], None] | None = None
+) -> ProvisionResult:
+    """The project's dashboards (``dashboards/*.yml``) and dbt descriptions into Metabase:
+    what ``metabase provision`` runs. DefinitionError, TransformError or MetabaseError say
+    what stopped it."""
+    dashboards = load_dashboards()
+    if on_step:
+        on_step("dbt manifest")
+    manifest = write_manifest(settings) if settings.data_dir.is_dir() else None
+    return provision(settings, dashboards, manifest=manifest, on_step=on_step)
+
+
 def provision(
     settings: Settings,
     dashboards: list[Dashboard],
@@ -660,7 +574,7 @@ def provision(
         step("settings")
         _ensure_settings(mb, settings, updated)
         step(f"database on {copy.name}")
-        database, repointed = _ensure_database(mb, settings, copy, created)
+        database, repointed = ensure_database(mb, settings, copy, created)
         database_id = int(database["id"])
         if repointed and f"database {settings.metabase_database_name!r}" not in created:
             updated.append(f"database {settings.metabase_database_name!r} -> {copy.name}")

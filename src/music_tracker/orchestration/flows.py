@@ -35,11 +35,7 @@ TIMEOUTS = jobs.TIMEOUTS
 
 
 def _settings(data_dir: str | None) -> Settings:
-    from music_tracker import warehouse
-
     settings = get_settings(data_dir=Path(data_dir)) if data_dir else get_settings()
-    # how long opening the warehouse waits for another process, as in the commands
-    warehouse.LOCK_WAIT_S = settings.lock_wait_s
     return settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
 
 

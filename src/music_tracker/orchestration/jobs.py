@@ -26,8 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from music_tracker.lock import WriterBusy, writer_lock
 from music_tracker.orchestration import notify
-from music_tracker.orchestration.lock import WriterBusy, writer_lock
 from music_tracker.settings import Settings
 
 # Seconds a step may take before it is stopped (a hung request, a runaway build).
@@ -68,7 +68,7 @@ def retry_delays(settings: Settings) -> list[float]:
 
 
 def ingest_step(settings: Settings) -> dict[str, Any]:
-    from music_tracker.sources.spotify.ingest import ingest
+    from music_tracker.ingest import ingest
 
     return ingest(settings).as_dict()
 
@@ -93,33 +93,21 @@ def publish_step(settings: Settings) -> dict[str, Any]:
 
 
 def report_step(settings: Settings) -> dict[str, Any]:
-    from music_tracker.reporting.definitions import load_dashboards
-    from music_tracker.reporting.static_site import Context, build_report
+    from music_tracker.report import report
 
-    context = Context(
-        timezone=settings.timezone,
-        stream_threshold_ms=settings.stream_threshold_ms,
-        built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    )
-    summary = build_report(
-        settings.warehouse_path,
-        settings.report_dir,
-        context,
-        dashboards=load_dashboards(),
-        memory_limit=settings.duckdb_memory_limit,
-    )
-    return {"pages": summary.as_dict()["pages"]}
+    return {"pages": report(settings)["pages"]}
 
 
 def backup_step(settings: Settings) -> dict[str, Any]:
     """The backup, or ``{"not_made": why}`` when it could not be made for a reason the
     message says in full (busy, no warehouse, the bucket): returned, not raised, since a
     raised exception is logged with its traceback."""
-    from music_tracker.backup import BackupError, backup
+    from music_tracker.backup import backup
+    from music_tracker.backup_layout import BackupError
     from music_tracker.warehouse import WarehouseBusy
 
     try:
-        return backup(settings).as_dict()
+        return backup(settings, wait_s=settings.writer_wait_s).as_dict()
     except (WriterBusy, WarehouseBusy) as exc:
         return {"not_made": f"{exc}; the next backup is on schedule, or run `music-tracker backup`"}
     except BackupError as exc:
@@ -145,7 +133,9 @@ def needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[boo
 
     if not settings.warehouse_path.exists():
         return False, "no warehouse yet (import an export first)"
-    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+    with warehouse.connect(
+        settings.warehouse_path, file_wait_s=settings.lock_wait_s, read_only=True
+    ) as con:
         report = warehouse.status(con)
         (enriched,) = con.execute(
             "select max(looked_up_at) from raw.musicbrainz_artists"

@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 from music_tracker import files
 from music_tracker.orchestration import jobs, notify
-from music_tracker.orchestration.serve import die_with_parent, stop_group
+from music_tracker.orchestration.processes import die_with_parent, stop_group
 from music_tracker.orchestration.watchdog import (
     Run,
     Verdict,
@@ -400,10 +400,6 @@ def main(argv: list[str], run: Callable[[Settings, str], int] = run_once) -> int
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
-    from music_tracker import warehouse
-
-    # how long opening the warehouse waits for another process, as in the commands
-    warehouse.LOCK_WAIT_S = settings.lock_wait_s
     return run(settings, argv[1])
 
 

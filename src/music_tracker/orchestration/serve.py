@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from music_tracker.orchestration.processes import die_with_parent, stop_group
 from music_tracker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,30 +77,6 @@ SERVER_SERVICES = {
     "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS": "300",
     "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_LOOP_SECONDS": "300",
 }
-
-
-def die_with_parent() -> None:
-    """In the child, before it runs: SIGTERM it when serve dies, SIGKILL included (Linux's
-    PR_SET_PDEATHSIG), so a killed serve leaves no Prefect server behind."""
-    import contextlib
-    import ctypes
-
-    # not Linux: serve's own stop() is all there is
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-
-
-def stop_group(proc: subprocess.Popen[bytes], wait_s: float = 20) -> None:
-    """SIGTERM a child's process group (started with ``start_new_session``), then SIGKILL
-    after ``wait_s``."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
 
 
 class LocalPrefectServer:

@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DASHBOARDS_DIR = Path(__file__).resolve().parents[3] / "dashboards"
+from music_tracker.settings import PROJECT_ROOT
+
+DASHBOARDS_DIR = PROJECT_ROOT / "dashboards"
 
 VIZ = Literal[
     "kpi", "bar", "column", "stacked_column", "line", "area", "heatmap", "treemap", "map",

@@ -33,6 +33,10 @@ artists as (
     select * from {{ ref('int_artists') }}
 ),
 
+excluded as (
+    select * from {{ ref('int_plays_excluded') }}
+),
+
 {% if is_incremental() %}
     {%- set conformed_changes = changes_relation(ref('int_plays_conformed')) %}
     -- a play's row changes when its conformed row did (logged), or when what its track or
@@ -110,9 +114,11 @@ final as (
         1 as tracks_played,
         plays.ms_played,
         plays.is_ms_played_estimated,
-        -- a scrobble of a track of unknown length still met Last.fm's own 30 s rule
+        -- a scrobble (or a listen) of a track of unknown length still met the scrobbling
+        -- rule (Last.fm's and ListenBrainz's: half the track or 4 minutes)
         coalesce(
-            plays.ms_played >= {{ var('stream_threshold_ms') }}, plays.source = 'lastfm'
+            plays.ms_played >= {{ var('stream_threshold_ms') }},
+            plays.source in ('lastfm', 'listenbrainz')
         ) as is_stream,
         -- context
         plays.source,
@@ -132,7 +138,11 @@ final as (
         on plays.track_sid = tracks.track_sid
     inner join artists
         on plays.artist_sid = artists.artist_sid
-    where plays.ms_played > 0 or plays.is_ms_played_estimated
+    where
+        (plays.ms_played > 0 or plays.is_ms_played_estimated)
+        -- what exclusions.yaml keeps out of the stats (a change of the file rebuilds the
+        -- whole table: src/music_tracker/transform.py)
+        and plays.play_sid not in (select excluded.play_sid from excluded)
 ),
 
 hashed as (

@@ -94,7 +94,8 @@ with_track as (
         coalesce(tracks.album_name, conformed.album_name) as album_name,
         tracks.duration_ms,
         tracks.track_popularity,
-        -- API and Last.fm plays carry no ms_played: they count with the track's length
+        -- API, Last.fm and most ListenBrainz plays carry no ms_played: they count with the
+        -- track's length
         coalesce(conformed.ms_played, tracks.duration_ms) as ms_played,
         conformed.ms_played is null as is_ms_played_estimated,
         conformed.source,
@@ -105,9 +106,12 @@ with_track as (
         conformed.reason_end,
         conformed.is_shuffle,
         conformed.is_skipped,
-        -- Last.fm gives the start of play: its end is start + length when the length is known
+        -- Last.fm (and a listen that says no more) gives the start of play: its end is
+        -- start + length when the length is known
         case
-            when conformed.source = 'lastfm'
+            when
+                conformed.source = 'lastfm'
+                or (conformed.source = 'listenbrainz' and conformed.ms_played is null)
                 then conformed.played_at + to_milliseconds(coalesce(tracks.duration_ms, 0))
             else conformed.played_at
         end as played_at,

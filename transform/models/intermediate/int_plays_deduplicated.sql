@@ -13,7 +13,7 @@
 }}
 -- grain: one row per play (play_id). The importer linked rows of different sources that are
 -- one listening event (src/music_tracker/dedupe.py); here the richest row wins (extended
--- history > API > account data > Last.fm) and gaps are filled from the others.
+-- history > API > account data > ListenBrainz > Last.fm) and gaps are filled from the others.
 -- Incremental: raw rows are only ever appended, so a play changes only when a row joins it;
 -- a run rebuilds the plays with a row imported after the newest import it has seen. Imports
 -- are transactions, one at a time, each stamped with one time: a build sees all of an import
@@ -44,6 +44,7 @@ per_play as (
         play_id,
         max(source_rank) as richest_rank,
         bool_or(source = 'lastfm') as seen_by_lastfm,
+        bool_or(source = 'listenbrainz') as seen_by_listenbrainz,
         bool_or(source = 'spotify_account_data') as seen_by_account_data,
         bool_or(source = 'spotify_api') as seen_by_api,
         bool_or(source = 'spotify_extended_history') as seen_by_extended_history,
@@ -101,6 +102,7 @@ final as (
         concat_ws(
             ',',
             case when per_play.seen_by_lastfm then 'lastfm' end,
+            case when per_play.seen_by_listenbrainz then 'listenbrainz' end,
             case when per_play.seen_by_account_data then 'spotify_account_data' end,
             case when per_play.seen_by_api then 'spotify_api' end,
             case when per_play.seen_by_extended_history then 'spotify_extended_history' end

@@ -20,6 +20,11 @@ account as (
     where play_id is not null
 ),
 
+listenbrainz as (
+    select * from {{ ref('stg_listenbrainz__listens') }}
+    where play_id is not null
+),
+
 lastfm as (
     select * from {{ ref('stg_lastfm__scrobbles') }}
     where play_id is not null
@@ -30,7 +35,7 @@ unioned as (
         extended.play_id,
         extended.source_key,
         'spotify_extended_history' as source,
-        4 as source_rank,
+        5 as source_rank,
         extended.played_at,
         extended.ms_played,
         extended.track_id,
@@ -53,7 +58,7 @@ unioned as (
         api.play_id,
         api.source_key,
         'spotify_api' as source,
-        3 as source_rank,
+        4 as source_rank,
         api.played_at,
         null as ms_played,
         api.track_id,
@@ -76,7 +81,7 @@ unioned as (
         account.play_id,
         account.source_key,
         'spotify_account_data' as source,
-        2 as source_rank,
+        3 as source_rank,
         account.played_at,
         account.ms_played,
         null as track_id,
@@ -92,6 +97,35 @@ unioned as (
         null as is_skipped,
         account.imported_at
     from account
+
+    union all
+
+    -- a listen says its end and time heard when Music Tracker exported it; one that says
+    -- only its start is placed like a scrobble (int_plays_conformed)
+    select
+        listenbrainz.play_id,
+        listenbrainz.source_key,
+        'listenbrainz' as source,
+        2 as source_rank,
+        coalesce(
+            listenbrainz.played_at,
+            listenbrainz.started_at + to_milliseconds(listenbrainz.ms_played),
+            listenbrainz.started_at
+        ) as played_at,
+        listenbrainz.ms_played,
+        listenbrainz.track_id,
+        listenbrainz.track_name,
+        listenbrainz.artist_name,
+        listenbrainz.album_name,
+        listenbrainz.name_key,
+        listenbrainz.platform,
+        listenbrainz.conn_country,
+        listenbrainz.reason_start,
+        listenbrainz.reason_end,
+        listenbrainz.is_shuffle,
+        listenbrainz.is_skipped,
+        listenbrainz.imported_at
+    from listenbrainz
 
     union all
 

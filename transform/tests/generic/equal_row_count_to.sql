@@ -1,7 +1,10 @@
 {#- Fails when the model has a different number of rows from `compare_model` filtered by
-    `where` (or, with `distinct_column`, from its number of distinct values of that column):
+    `where` (or, with `distinct_column`, from its number of distinct values of that column),
+    less the rows whose play_sid `except_model` lists (the plays exclusions.yaml keeps out):
     proves that no play is lost or doubled between layers, incremental runs included. -#}
-{% test equal_row_count_to(model, compare_model, where='true', distinct_column=none) %}
+{% test equal_row_count_to(
+    model, compare_model, where='true', distinct_column=none, except_model=none
+) %}
     with
 
     actual as (
@@ -16,7 +19,11 @@
                 count(*) as row_count
             {% endif %}
         from {{ compare_model }}
-        where {{ where }}
+        where
+            ({{ where }})
+            {% if except_model %}
+                and play_sid not in (select play_sid from {{ except_model }})
+            {% endif %}
     )
 
     select

@@ -16,8 +16,8 @@ artist (5xx after retries, timeouts) is logged and skipped without being recorde
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 from music_tracker import warehouse
+from music_tracker.lock import writer_lock
 from music_tracker.settings import Settings
 from music_tracker.sources.http import BudgetExhausted, HttpError, QuotaExceeded, RateLimited
 from music_tracker.sources.musicbrainz.client import MusicBrainzClient
@@ -283,6 +284,26 @@ class EnrichNotPossible(Exception):
     """Enrichment cannot start (no warehouse, no contact); the message says what to do."""
 
 
+def locked_writer(settings: Settings) -> Writer:
+    """A writer that takes the writer lock (``writer_wait_s``) and the warehouse only for
+    each stored lookup: a run of an hour lets the scheduled polls in between (they are
+    short; it waits for them). What the command uses; a flow already holds the lock."""
+
+    @contextmanager
+    def writer() -> Iterator[duckdb.DuckDBPyConnection]:
+        with (
+            writer_lock(settings.data_dir, "enrich", wait_s=settings.writer_wait_s),
+            warehouse.connect(
+                settings.warehouse_path,
+                file_wait_s=settings.lock_wait_s,
+                memory_limit=settings.duckdb_memory_limit,
+            ) as con,
+        ):
+            yield con
+
+    return writer
+
+
 def run_enrichment(
     settings: Settings,
     *,
@@ -309,7 +330,11 @@ def run_enrichment(
         )
 
     def connect() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return warehouse.connect(settings.warehouse_path, memory_limit=settings.duckdb_memory_limit)
+        return warehouse.connect(
+            settings.warehouse_path,
+            file_wait_s=settings.lock_wait_s,
+            memory_limit=settings.duckdb_memory_limit,
+        )
 
     writer = writer or connect
     client = MusicBrainzClient(

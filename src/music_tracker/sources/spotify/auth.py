@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import httpx
 
 from music_tracker import files
+from music_tracker.settings import Settings
 from music_tracker.sources import http
 
 SCOPES = "user-read-recently-played"
@@ -278,3 +280,37 @@ def expiry_warning(token: Token, now: datetime | None = None) -> str | None:
 
 def redirect_uri(port: int) -> str:
     return f"http://127.0.0.1:{port}/callback"
+
+
+def authorize(
+    settings: Settings, redirected: Callable[[str, str], str]
+) -> tuple[SpotifyAuth, Token]:
+    """``auth spotify``: the whole Authorization Code + PKCE exchange, tokens stored.
+
+    ``redirected(url, redirect_uri)`` shows the owner the authorization address and
+    returns the address the browser was sent to ('' when none came). ReauthorizeRequired
+    says what went wrong (no client id, no redirect, a refusal)."""
+    redirect = redirect_uri(settings.spotify_redirect_port)
+    if not settings.spotify_client_id:
+        raise ReauthorizeRequired(
+            "setting MUSIC_TRACKER_SPOTIFY_CLIENT_ID is empty: create an app in Spotify's "
+            f"developer dashboard with the redirect URI {redirect} and set its client id"
+        )
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(16)
+    url = authorize_url(
+        settings.spotify_accounts_base, settings.spotify_client_id, redirect, challenge, state
+    )
+    received = redirected(url, redirect)
+    if not received:
+        raise ReauthorizeRequired(
+            "no redirect arrived in time: run again, or use --paste on a server"
+        )
+    spotify = SpotifyAuth(
+        settings.spotify_accounts_base,
+        settings.spotify_client_id,
+        TokenStore(settings.state_dir),
+        settings.http_timeout_s,
+    )
+    token = spotify.exchange_code(code_from_redirect(received, state), verifier, redirect)
+    return spotify, token

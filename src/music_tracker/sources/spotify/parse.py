@@ -1,6 +1,6 @@
 """Spotify Web API objects into warehouse rows (Polars), shared by ingest and import.
 
-Recorded real responses (``../shared/data/spotify/api_samples``) and the fake's responses
+Recorded real responses (docs/architecture.md, "Reference data") and the fake's responses
 go through these same functions. Fields Spotify removed for development-mode apps in 2026
 (popularity, followers, genres, label, available_markets) are read when present and left
 null when not.

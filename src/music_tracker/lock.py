@@ -46,9 +46,11 @@ def holder(data_dir: Path) -> str:
 
 @contextmanager
 def writer_lock(
-    data_dir: Path, what: str, *, wait_s: float = 0.0, poll_s: float = POLL_S
+    data_dir: Path, what: str, *, wait_s: float, poll_s: float = POLL_S
 ) -> Iterator[None]:
-    """Hold the writer lock for the block; WriterBusy when ``wait_s`` passes first.
+    """Hold the writer lock for the block; WriterBusy when ``wait_s`` passes first (a
+    command passes ``lock_wait_s``, a flow ``writer_wait_s``: docs/architecture.md, "Two
+    waits"). DuckDB's own file lock is another wait (``warehouse.connect``'s ``file_wait_s``).
 
     Creates ``data_dir`` (0700) when it is missing, and removes what it created when the
     block leaves the folder holding only the lock file (see the module's docstring)."""

@@ -1,4 +1,7 @@
-"""``music-tracker ingest``: one poll of recently-played, then metadata for new ids.
+"""``music-tracker ingest``: one poll of Spotify's recently-played, then metadata for new ids.
+
+A job above the sources: ``sources/spotify`` fetches and parses, ``importers`` lands and
+stores; this runs one after the other.
 
 Every poll asks for the newest plays without an ``after`` filter: the endpoint holds only
 the last 50, and a play Spotify learns of late (offline listening synced hours later) is
@@ -23,9 +26,8 @@ from typing import Any
 import httpx
 
 from music_tracker import files, warehouse
-from music_tracker.dedupe import tolerances_from
 from music_tracker.importers.detect import Format
-from music_tracker.importers.run import run_import
+from music_tracker.importers.run import ImportOptions, run_import
 from music_tracker.settings import Settings
 from music_tracker.sources.http import Budget
 from music_tracker.sources.spotify.auth import SpotifyAuth, TokenStore
@@ -119,7 +121,9 @@ def ingest(settings: Settings, *, enrich: bool = True) -> IngestSummary:
         _poll(settings, client, cursors, summary)
         if enrich:
             with warehouse.connect(
-                settings.warehouse_path, memory_limit=settings.duckdb_memory_limit
+                settings.warehouse_path,
+                file_wait_s=settings.lock_wait_s,
+                memory_limit=settings.duckdb_memory_limit,
             ) as con:
                 summary.enrichment = enrich_metadata(con, client)
                 summary.stopped = summary.enrichment.stopped
@@ -148,16 +152,8 @@ def _poll(
         with tempfile.TemporaryDirectory(prefix="poll-") as folder:
             received = Path(folder) / f"recently-played-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
             received.write_bytes(raw.content)
-            result = run_import(
-                [received],
-                settings.data_dir,
-                forced=Format.API,
-                tolerances=tolerances_from(settings),
-                memory_limit=settings.duckdb_memory_limit,
-                store_unchanged=False,
-                api_gap=gap,
-                min_free_bytes=settings.min_free_mb * 2**20,
-            ).as_dict()
+            options = ImportOptions(forced=Format.API, store_unchanged=False, api_gap=gap)
+            result = run_import(settings, [received], options).as_dict()
         summary.new_plays = result["new_plays"]
         summary.duplicates = sum(result["duplicates"].values())
     if gap is not None:
@@ -173,7 +169,7 @@ def _poll(
 def _newest_stored(settings: Settings) -> datetime | None:
     if not settings.warehouse_path.exists():
         return None
-    with warehouse.connect(settings.warehouse_path) as con:
+    with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         (newest,) = con.execute(
             """
             select max(played_at) from (

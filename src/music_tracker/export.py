@@ -1,0 +1,408 @@
+"""``music-tracker export``: every play out of the star schema, in a format another tool reads.
+
+Three formats (docs/export.md says what each holds):
+
+* ``csv`` and ``parquet``: the play grain of ``dw.fact_track_played`` with the names of its
+  track, artist and album, UTC and local times and the source; podcasts, audiobooks and
+  videos (``dw.fact_other_played``) in a second file. Written by DuckDB's own writers.
+* ``listenbrainz``: JSON lines of listens as ListenBrainz exports and imports them
+  (``listened_at`` and ``track_metadata``), music in ``listens.jsonl`` and the other
+  content in ``other_listens.jsonl``. ``importers/listenbrainz.py`` reads them back.
+
+The warehouse is opened read-only; each file is written beside its final name and renamed
+into place, so an interrupted export never leaves half a file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from music_tracker import __version__, warehouse
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from music_tracker.settings import Settings
+
+# What a listen's ``additional_info`` says about where it came from (ListenBrainz's fields)
+SUBMISSION_CLIENT = "music-tracker"
+SPOTIFY_SERVICE = "spotify.com"
+SPOTIFY_URL = "https://open.spotify.com"
+# Our own ``additional_info`` keys (ListenBrainz keeps keys it does not know): the time heard,
+# the exact end of play, where the play came from, and what kind of content it is
+MS_PLAYED = "ms_played"
+ENDED_AT = "ended_at"
+SOURCE = "music_tracker_source"
+CONTENT_TYPE = "music_tracker_content_type"
+# the play's context, kept under the extended history's own names
+CONTEXT_KEYS = ("platform", "conn_country", "reason_start", "reason_end", "shuffle", "skipped")
+# rows fetched from DuckDB at a time while writing listens
+_BATCH_ROWS = 20_000
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class ExportFormat(StrEnum):
+    """Values ``--format`` accepts."""
+
+    LISTENBRAINZ = "listenbrainz"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+class ExportError(Exception):
+    """An export that cannot run: a bad option (exit 2), no star schema yet, an output
+    that is not a folder (exit 1)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run(
+    settings: Settings, fmt: str, output: Path, since: str | None, bar: Progress
+) -> dict[str, Any]:
+    """``music-tracker export``: the options checked, then :func:`export_history` with its
+    progress on ``bar``."""
+    choices = [f.value for f in ExportFormat]
+    if fmt not in choices:
+        raise ExportError(f"--format {fmt!r} is not one of {', '.join(choices)}", 2)
+    try:
+        since_date = date.fromisoformat(since) if since else None
+    except ValueError:
+        raise ExportError(
+            f"--since {since!r} is not a date: use YYYY-MM-DD, such as 2024-01-31", 2
+        ) from None
+    if not settings.warehouse_path.exists():
+        raise ExportError(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+        )
+    task = bar.add_task("writing plays", total=None)
+    try:
+        summary = export_history(
+            settings.warehouse_path,
+            output.resolve(),
+            ExportFormat(fmt),
+            timezone=settings.timezone,
+            since=since_date,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    except warehouse.WarehouseBusy as exc:
+        # another process writes: try again later (sysexits' EX_TEMPFAIL, as other commands)
+        raise ExportError(f"{exc}: run `music-tracker export` again in a moment", 75) from None
+    return summary.as_dict()
+
+
+def in_words(result: dict[str, Any]) -> str:
+    """The summary for people."""
+    lines = [f"{f['rows']:,} {f['content']} plays -> {f['path']}" for f in result["files"]]
+    if result["since"]:
+        lines.append(f"plays on or after {result['since']} ({result['timezone']})")
+    return "\n".join(lines)
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote; printed for people and as JSON for machines."""
+
+    format: str
+    output: str
+    since: str | None
+    timezone: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "output": self.output,
+            "since": self.since,
+            "timezone": self.timezone,
+            "files": self.files,
+            "plays": sum(f["rows"] for f in self.files if f["content"] == "music"),
+            "other_plays": sum(f["rows"] for f in self.files if f["content"] != "music"),
+        }
+
+
+# The play grain with names: one row per row of dw.fact_track_played
+_PLAYS_SQL = """
+select
+    fact.play_sid,
+    fact.played_at,
+    fact.started_at,
+    fact.played_at_local,
+    fact.date_sid as played_date_local,
+    fact.ms_played,
+    fact.is_ms_played_estimated,
+    fact.is_stream,
+    fact.duration_ms as track_duration_ms,
+    fact.track_id,
+    track.track_name,
+    artist.artist_id,
+    fact.artist_name,
+    artist.mbid as artist_mbid,
+    album.album_id,
+    album.album_name,
+    fact.source,
+    fact.seen_by_sources,
+    fact.skipped,
+    fact.shuffle,
+    fact.platform,
+    fact.conn_country,
+    fact.reason_start,
+    fact.reason_end
+from dw.fact_track_played as fact
+left join dw.dim_track as track on fact.track_sid = track.track_sid
+left join dw.dim_artist as artist on fact.artist_sid = artist.artist_sid
+left join dw.dim_album as album on fact.album_sid = album.album_sid
+where $since is null or fact.date_sid >= $since
+order by fact.played_at, fact.play_sid
+"""
+
+_OTHER_SQL = """
+select
+    other.play_sid,
+    other.played_at,
+    other.played_at - to_milliseconds(other.ms_played) as started_at,
+    other.played_at_local,
+    other.date_sid as played_date_local,
+    other.ms_played,
+    other.is_stream,
+    other.content_type,
+    other.show_name,
+    other.item_name,
+    other.item_uri,
+    other.author_name,
+    other.source,
+    other.skipped,
+    other.shuffle,
+    other.platform,
+    other.conn_country,
+    other.reason_start,
+    other.reason_end
+from dw.fact_other_played as other
+where $since is null or other.date_sid >= $since
+order by other.played_at, other.play_sid
+"""
+
+_FILE_NAMES = {
+    ExportFormat.LISTENBRAINZ: ("listens.jsonl", "other_listens.jsonl"),
+    ExportFormat.CSV: ("plays.csv", "other_plays.csv"),
+    ExportFormat.PARQUET: ("plays.parquet", "other_plays.parquet"),
+}
+
+
+def output_files(fmt: ExportFormat) -> tuple[str, str]:
+    """The names an export writes into its folder: (music, other content)."""
+    return _FILE_NAMES[fmt]
+
+
+def export_history(
+    warehouse_path: Path,
+    output: Path,
+    fmt: ExportFormat,
+    *,
+    timezone: str,
+    since: date | None = None,
+    progress: ProgressCallback | None = None,
+) -> ExportSummary:
+    """Write every play (on or after the local date ``since``) into the folder ``output``."""
+    if output.exists() and not output.is_dir():
+        raise ExportError(f"--output {output} is a file: name a folder (it is made if missing)")
+    summary = ExportSummary(fmt.value, str(output), since.isoformat() if since else None, timezone)
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        _check_built(con)
+        output.mkdir(parents=True, exist_ok=True)
+        music_name, other_name = output_files(fmt)
+        for name, sql, content in (
+            (music_name, _PLAYS_SQL, "music"),
+            (other_name, _OTHER_SQL, "other"),
+        ):
+            relation = con.sql(sql, params={"since": since})
+            total = _count(con, sql, since)
+            target = output / name
+            if fmt is ExportFormat.LISTENBRAINZ:
+                lines = _listens(relation, content=content)
+                rows = _write_lines(target, lines, total, progress)
+            else:
+                rows = _copy(con, sql, since, target, fmt, timezone)
+                if progress:
+                    progress(rows, total)
+            summary.files.append({"path": str(target), "content": content, "rows": rows})
+    return summary
+
+
+def _check_built(con: duckdb.DuckDBPyConnection) -> None:
+    built = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'dw'"
+        " and table_name in ('fact_track_played', 'fact_other_played')"
+    ).fetchone()
+    if not built or built[0] < 2:
+        raise ExportError("the star schema is not built yet: run `music-tracker transform` first")
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str, since: date | None) -> int:
+    row = con.execute(f"select count(*) from ({sql})", {"since": since}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _copy(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    since: date | None,
+    target: Path,
+    fmt: ExportFormat,
+    timezone: str,
+) -> int:
+    """DuckDB's CSV or Parquet writer (the warehouse connection's zone is UTC); a column
+    names the zone of the local times."""
+    partial = target.with_name(f".{target.name}.partial")
+    select = "select *"
+    if fmt is ExportFormat.CSV:
+        # ISO 8601 text that says which times are UTC (Z) and which are local (no offset)
+        select = (
+            "select * replace ("
+            + ", ".join(
+                f"strftime({column}, '%Y-%m-%dT%H:%M:%S.%g{zone}') as {column}"
+                for column, zone in (
+                    ("played_at", "Z"),
+                    ("started_at", "Z"),
+                    ("played_at_local", ""),
+                )
+            )
+            + ")"
+        )
+        options = "format csv, header true"
+    else:
+        options = "format parquet, compression zstd"
+    con.execute(
+        f"copy ({select}, $timezone as timezone from ({sql})) to '{_quoted(partial)}' ({options})",
+        {"since": since, "timezone": timezone},
+    )
+    partial.replace(target)
+    return _count(con, sql, since)
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _write_lines(
+    target: Path, lines: Iterator[str], total: int, progress: ProgressCallback | None
+) -> int:
+    partial = target.with_name(f".{target.name}.partial")
+    written = 0
+    try:
+        with partial.open("w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(line)
+                out.write("\n")
+                written += 1
+                if progress and written % _BATCH_ROWS == 0:
+                    progress(written, total)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    if progress:
+        progress(written, total)
+    return written
+
+
+def _listens(relation: duckdb.DuckDBPyRelation, *, content: str) -> Iterator[str]:
+    columns = relation.columns
+    while batch := relation.fetchmany(_BATCH_ROWS):
+        for values in batch:
+            row = dict(zip(columns, values, strict=True))
+            listen = _music_listen(row) if content == "music" else _other_listen(row)
+            yield json.dumps(listen, ensure_ascii=False, separators=(",", ":"))
+
+
+def _music_listen(row: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "duration_ms": row["track_duration_ms"],
+        "spotify_id": _spotify_url("track", row["track_id"]),
+        "origin_url": _spotify_url("track", row["track_id"]),
+        "spotify_artist_ids": [_spotify_url("artist", row["artist_id"])]
+        if row["artist_id"]
+        else None,
+        "spotify_album_id": _spotify_url("album", row["album_id"]),
+        "artist_mbids": [row["artist_mbid"]] if row["artist_mbid"] else None,
+    }
+    info.update(_common_info(row))
+    if row["is_ms_played_estimated"]:  # a scrobble or an API play: the time heard is unknown
+        info.pop(MS_PLAYED)
+        info.pop(ENDED_AT)
+    return {
+        "listened_at": _epoch_seconds(row["started_at"]),
+        "track_metadata": _without_nulls(
+            {
+                "artist_name": row["artist_name"],
+                "track_name": row["track_name"],
+                "release_name": row["album_name"],
+                "additional_info": _without_nulls(info),
+            }
+        ),
+    }
+
+
+def _other_listen(row: dict[str, Any]) -> dict[str, Any]:
+    uri = row["item_uri"] or ""
+    kind, _, item_id = uri.removeprefix("spotify:").partition(":")
+    info: dict[str, Any] = {
+        CONTENT_TYPE: row["content_type"],
+        "spotify_id": _spotify_url(kind, item_id) if item_id else None,
+        "origin_url": _spotify_url(kind, item_id) if item_id else None,
+        "author_name": row["author_name"],
+    }
+    info.update(_common_info(row))
+    return {
+        "listened_at": _epoch_seconds(row["started_at"]),
+        "track_metadata": _without_nulls(
+            {
+                # ListenBrainz has no podcasts: the show stands as artist and release
+                "artist_name": row["show_name"] or row["author_name"] or row["content_type"],
+                "track_name": row["item_name"] or row["show_name"] or row["content_type"],
+                "release_name": row["show_name"],
+                "additional_info": _without_nulls(info),
+            }
+        ),
+    }
+
+
+def _common_info(row: dict[str, Any]) -> dict[str, Any]:
+    source = row["source"]
+    info: dict[str, Any] = {
+        MS_PLAYED: row["ms_played"],
+        ENDED_AT: _iso_ms(row["played_at"]),
+        "music_service": SPOTIFY_SERVICE if source.startswith("spotify") else None,
+        "submission_client": SUBMISSION_CLIENT,
+        "submission_client_version": __version__,
+        SOURCE: source,
+    }
+    info.update({key: row[key] for key in CONTEXT_KEYS})
+    return info
+
+
+def _spotify_url(kind: str, spotify_id: str | None) -> str | None:
+    return f"{SPOTIFY_URL}/{kind}/{spotify_id}" if spotify_id else None
+
+
+def _epoch_seconds(at: datetime) -> int:
+    """ListenBrainz's ``listened_at``: whole seconds since 1970 (the start, rounded down)."""
+    return int(at.timestamp() // 1)
+
+
+def _iso_ms(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _without_nulls(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

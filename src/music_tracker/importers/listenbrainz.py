@@ -1,0 +1,162 @@
+"""Read a ListenBrainz export: JSON lines of listens (or the older single JSON array).
+
+The facts relied on are in docs/listenbrainz.md: ``listened_at`` is the start of play in
+whole seconds since 1970 (UTC); ``track_metadata`` holds ``artist_name``, ``track_name``,
+``release_name`` and ``additional_info`` (any keys; ``duration_ms``, ``spotify_id`` and
+``origin_url``, ``recording_mbid`` are ListenBrainz's own). The listens ``music-tracker
+export`` writes add the time heard (``ms_played``), the exact end of play (``ended_at``),
+the source the play came from and, for podcasts, audiobooks and videos, the content type:
+with those a listen round-trips to the same play.
+
+Natural key (rule 1): ``(listened_at, artist_name, track_name)``, as ListenBrainz itself
+tells listens apart, and for our own listens also the time heard and the end.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from music_tracker import export
+from music_tracker.importers.detect import Format
+from music_tracker.importers.errors import ImportInputError
+from music_tracker.importers.readers import (
+    EARLIEST_PLAY,
+    FUTURE_SLACK,
+    OTHER_SCHEMA,
+    UTC_TYPE,
+    Parsed,
+    read_json_rows,
+)
+from music_tracker.names import name_key
+
+_COLUMNS = {"listened_at": "BIGINT", "track_metadata": "JSON"}
+_KEY = (
+    "listened_at",
+    "json_extract_string(track_metadata, '$.artist_name')",
+    "json_extract_string(track_metadata, '$.track_name')",
+    # our own listens: plays of one track ending in one minute (account data) can start in
+    # the same second
+    f"json_extract_string(track_metadata, '$.additional_info.{export.MS_PLAYED}')",
+    f"json_extract_string(track_metadata, '$.additional_info.{export.ENDED_AT}')",
+)
+# a Spotify id in a URL (open.spotify.com/track/ID) or a URI (spotify:track:ID)
+_SPOTIFY_ID = r"(?:open\.spotify\.com/|spotify:)(track|episode|chapter)[/:]([A-Za-z0-9]{22})"
+_OTHER_CONTENT = ("podcast", "audiobook", "video")
+_FLAGS = ("shuffle", "skipped")
+
+
+def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
+    """Music listens in ``raw.listenbrainz_listens``' shape; podcasts, audiobooks and videos
+    (listens our own export marked so) as other content; listens without an artist or
+    title set aside with the reason."""
+    raw = read_json_rows(
+        con, path, display_name, _COLUMNS, _KEY, "ListenBrainz listens", json_format="auto"
+    )
+    frame = raw.with_columns(
+        artist_name=_meta("$.artist_name"),
+        track_name=_meta("$.track_name"),
+        album_name=_meta("$.release_name"),
+        ms_played=_info(export.MS_PLAYED).cast(pl.Int64, strict=False),
+        ended_text=_info(export.ENDED_AT),
+        duration_ms=pl.coalesce(
+            _info("duration_ms").cast(pl.Int64, strict=False),
+            _info("duration").cast(pl.Int64, strict=False) * 1000,
+        ),
+        spotify_url=pl.coalesce(_info("spotify_id"), _info("origin_url")),
+        recording_mbid=pl.coalesce(_info("recording_mbid"), _meta("$.mbid_mapping.recording_mbid")),
+        exported_source=_info(export.SOURCE),
+        content_type=_info(export.CONTENT_TYPE),
+        author_name=_info("author_name"),
+        **{key: _info(key) for key in export.CONTEXT_KEYS if key not in _FLAGS},
+        **{key: _info(key) == "true" for key in _FLAGS},
+    )
+    frame = _with_times(frame, display_name).with_columns(
+        kind=pl.col("spotify_url").str.extract(_SPOTIFY_ID, 1),
+        spotify_id=pl.col("spotify_url").str.extract(_SPOTIFY_ID, 2),
+        reason=pl.when(pl.col("artist_name").is_null() | pl.col("track_name").is_null()).then(
+            pl.lit("no artist_name or track_name in the listen")
+        ),
+    )
+    kept = frame.filter(pl.col("reason").is_null())
+    is_other = pl.col("content_type").is_in(_OTHER_CONTENT).fill_null(False)
+    music = kept.filter(~is_other).select(
+        "source_key",
+        "started_at",
+        "played_at",
+        "ms_played",
+        "duration_ms",
+        pl.when(pl.col("kind") == "track").then(pl.col("spotify_id")).alias("track_id"),
+        "track_name",
+        "artist_name",
+        "album_name",
+        name_key(pl.col("artist_name"), pl.col("track_name")).alias("name_key"),
+        "recording_mbid",
+        "exported_source",
+        *export.CONTEXT_KEYS,
+        "file_row",
+    )
+    other = kept.filter(is_other & pl.col("ms_played").is_not_null()).select(
+        "source_key",
+        pl.lit(Format.LISTENBRAINZ.value).alias("source"),
+        "content_type",
+        pl.coalesce("played_at", "started_at").alias("played_at"),
+        "ms_played",
+        pl.col("album_name").alias("show_name"),
+        pl.col("track_name").alias("item_name"),
+        pl.when(pl.col("spotify_id").is_not_null())
+        .then(pl.concat_str(pl.lit("spotify:"), "kind", pl.lit(":"), "spotify_id"))
+        .alias("item_uri"),
+        "author_name",
+        *export.CONTEXT_KEYS,
+        "file_row",
+    )
+    set_aside = frame.filter(pl.col("reason").is_not_null()).select(
+        "file_row", "reason", pl.struct(*_COLUMNS).struct.json_encode().alias("record")
+    )
+    return Parsed(Format.LISTENBRAINZ, raw.height, music, other.cast(OTHER_SCHEMA), set_aside)
+
+
+def _meta(path: str) -> pl.Expr:
+    return pl.col("track_metadata").str.json_path_match(path)
+
+
+def _info(key: str) -> pl.Expr:
+    return _meta(f"$.additional_info.{key}")
+
+
+def _with_times(frame: pl.DataFrame, display_name: str) -> pl.DataFrame:
+    """``started_at`` and, when the listen says, ``played_at`` (its end). A listen with its
+    end and time heard starts exactly that long before the end (``listened_at`` is the
+    start cut to the second). An impossible time is an error naming the listen."""
+    frame = frame.with_columns(
+        played_at=pl.col("ended_text").str.strptime(
+            UTC_TYPE, "%Y-%m-%dT%H:%M:%S%.fZ", strict=False
+        ),
+        listened=pl.from_epoch("listened_at", time_unit="s").dt.replace_time_zone("UTC"),
+    )
+    now = datetime.now(UTC)
+    times = pl.coalesce("played_at", "listened")
+    bad = frame.filter(
+        pl.col("listened").is_null()
+        | (pl.col("ended_text").is_not_null() & pl.col("played_at").is_null())
+        | (times < EARLIEST_PLAY)
+        | (times > now + FUTURE_SLACK)
+    ).head(1)
+    if bad.height:
+        raise ImportInputError(
+            display_name,
+            f"impossible time in a listen (listened_at={bad['listened_at'][0]!r},"
+            f" ended_at={bad['ended_text'][0]!r})",
+            row=int(bad["file_row"][0]),
+            hint=f"listened_at is whole seconds since 1970 (UTC), between {EARLIEST_PLAY:%Y}"
+            " and one day after now; fix or delete that line and import again",
+        )
+    exact_start = pl.col("played_at") - pl.duration(milliseconds=pl.col("ms_played"))
+    return frame.with_columns(
+        started_at=pl.coalesce(exact_start, pl.col("listened")).cast(UTC_TYPE),
+        played_at=pl.col("played_at").cast(UTC_TYPE),
+    ).drop("listened", "ended_text")

@@ -1,0 +1,159 @@
+"""``music-tracker status``: what the warehouse holds, how the flows and the schedule
+fare, and what needs the owner's attention, gathered in one report (the CLI prints it).
+
+The warehouse is read for a moment, read-only. DuckDB lets no reader open the file beside
+a writer: then the report is what the last `status` read (``state/status.json``), said so
+in a warning.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from music_tracker import exclusions, files, warehouse
+from music_tracker.console import local
+from music_tracker.orchestration.healthcheck import verdict
+from music_tracker.orchestration.notify import load_health as load_flow_health
+from music_tracker.orchestration.watchdog import LIVENESS, load_health
+from music_tracker.settings import (
+    Settings,
+    settings_files,
+    settings_folder_here,
+    user_config_dir,
+)
+from music_tracker.sources.musicbrainz.enrich import ArtistsUnknown, pending_artists
+from music_tracker.sources.spotify.auth import ReauthorizeRequired, TokenStore, expiry_warning
+from music_tracker.transform import UNFINISHED_MARK
+
+CACHE = "status.json"  # in state/: what the last `status` read
+LOCAL_TIMES = ("first_play_at", "last_play_at", "last_import_at", "star_schema_built_at")
+
+
+class NoWarehouse(Exception):
+    """Nothing imported yet in this data folder; the message says what to run."""
+
+
+def gather(settings: Settings) -> dict[str, Any]:
+    """The status report; NoWarehouse before the first import, WarehouseBusy when another
+    process holds the warehouse and no earlier `status` was saved."""
+    if not settings.warehouse_path.exists():
+        raise NoWarehouse(
+            f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
+            f" ({settings_read()})"
+        )
+    cache = settings.state_dir / CACHE
+    busy = None
+    try:
+        with warehouse.connect(
+            settings.warehouse_path, read_only=True, file_wait_s=settings.lock_wait_s
+        ) as con:
+            report = warehouse.status(con)
+            report["enrichment_backlog"] = _enrichment_backlog(con, settings)
+            report["exclusions"] = exclusions.status(con, settings.data_dir)
+        files.write_text(
+            cache, json.dumps({**report, "read_at": datetime.now(UTC).isoformat()}, default=str)
+        )
+    except warehouse.WarehouseBusy as exc:
+        if not cache.is_file():
+            raise
+        report = json.loads(cache.read_text())
+        busy = f"{exc}; showing the warehouse as it was at {report['read_at']}"
+    report["flows"] = _flow_health(settings)
+    report["schedule"] = _schedule_health(settings)
+    report["warehouse"] = str(settings.warehouse_path.resolve())
+    report["settings_files"] = [str(path) for path in settings_files()]
+    report["timezone"] = settings.timezone
+    report["warnings"] = _warnings(settings, report) + ([busy] if busy else [])
+    zone = ZoneInfo(settings.timezone)
+    # the same instants, in the configured zone, for people
+    report["local"] = {key: local(report[key], zone) for key in LOCAL_TIMES}
+    return report
+
+
+def settings_read() -> str:
+    """Where the settings came from, for people: the files read, or where none was found."""
+    read = settings_files()
+    if read:
+        return "settings read from " + ", ".join(str(path) for path in read)
+    places = [str(folder) for folder in (settings_folder_here(), user_config_dir()) if folder]
+    return (
+        "settings: no .env or music-tracker.toml in " + " or ".join(places)
+        + "; only the environment, options and defaults"
+    )  # fmt: skip
+
+
+def _schedule_health(settings: Settings) -> dict[str, Any] | None:
+    """serve's liveness as its watchdog last wrote it (None when serve never ran here)."""
+    health = load_health(settings)
+    if health is None:
+        return None
+    healthy, why = verdict(settings.data_dir)
+    running = healthy or not why.startswith("serve's watchdog has not checked")
+    return {
+        "running": running,
+        "healthy": healthy,
+        "reasons": health.get("reasons", []) if running else [why],
+        "checked_at": health.get("checked_at"),
+        "serve_started_at": health.get("serve_started_at"),
+    }
+
+
+def _enrichment_backlog(con: duckdb.DuckDBPyConnection, settings: Settings) -> int | None:
+    """Artists MusicBrainz has not been asked about yet (None before the first build)."""
+    try:
+        return len(pending_artists(con, timedelta(days=settings.musicbrainz_retry_days), None))
+    except ArtistsUnknown:
+        return None
+
+
+def _flow_health(settings: Settings) -> dict[str, dict[str, Any]]:
+    # the schedule's liveness is not a flow: `schedule` reports it (from health.json)
+    return {
+        name: {k: v for k, v in health.items() if k != "cause_key"}
+        for name, health in sorted(load_flow_health(settings).items())
+        if name != LIVENESS
+    }
+
+
+def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
+    warnings = list(report.get("exclusions", {}).get("warnings", []))
+    warnings += [
+        f"plays may be missing between {gap['from']} and {gap['to']} (polling gap): "
+        "import an extended export covering it"
+        for gap in report["gaps"]
+        if not gap["closed"]
+    ]
+    if (settings.data_dir / UNFINISHED_MARK).exists():
+        warnings.append(
+            "the last `music-tracker transform` did not finish (stopped or failed): the star"
+            " schema may be incomplete until the next one, which rebuilds everything"
+        )
+    try:
+        token = TokenStore(settings.state_dir).load()
+    except ReauthorizeRequired as exc:  # a damaged token file: status still answers
+        warnings.append(str(exc))
+        token = None
+    if token is not None and (warning := expiry_warning(token)):
+        warnings.append(warning)
+    for name, health in report.get("flows", {}).items():
+        if health.get("failing"):
+            warnings.append(
+                f"the {name} flow has been failing since {health.get('failing_since')}: "
+                f"{health.get('cause')}"
+            )
+    schedule = report.get("schedule")
+    if schedule and schedule["running"] and not schedule["healthy"]:
+        warnings += [f"the schedule is stalled: {reason}" for reason in schedule["reasons"]]
+    backlog = report.get("enrichment_backlog")
+    if backlog and backlog > 100:
+        warnings.append(
+            f"{backlog:,} artists wait for their MusicBrainz lookup "
+            "(`music-tracker enrich`; the schedule looks up "
+            f"{settings.enrich_artists_per_run} after each ingest)"
+        )
+    return warnings

@@ -1,0 +1,175 @@
+"""Opening the warehouse: one read-write process per file (DuckDB's own lock), the schema
+in place on first use, and all-or-nothing transactions."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from music_tracker import interrupts
+from music_tracker.connections import connect_duckdb
+from music_tracker.warehouse.schema import (
+    DDL,
+    RAW_SCHEMA_VERSION,
+    drop_primary_keys,
+    rekey_api_plays,
+)
+
+DEFAULT_MEMORY_LIMIT = "128MB"
+# How long opening the warehouse waits, by default, for another process to let go of the
+# file (DuckDB's own file lock: a DuckDB shell, a moment of `status`). Not the writer lock
+# (music_tracker/lock.py), which our own writers take first. Callers with settings pass
+# MUSIC_TRACKER_LOCK_WAIT_S (``Settings.lock_wait_s``).
+FILE_WAIT_S = 10.0
+
+
+def open_warehouse(
+    path: Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    file_wait_s: float = FILE_WAIT_S,
+) -> duckdb.DuckDBPyConnection:
+    """Open (and on first use create) the warehouse with the raw schema in place.
+
+    DuckDB would otherwise cache up to 80% of the machine's memory; the production VM has
+    2 GB shared with Metabase, so the limit is explicit (it spills to disk beyond it).
+    ``file_wait_s``: how long to wait for another process to let go of the file.
+    """
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
+    if read_only:
+        con = _connect(path, read_only=True, config=config, wait_s=file_wait_s)
+        _session(con)
+        return con
+    new = not path.exists()
+    # the warehouse holds personal data (IP addresses, user agents in raw): a new data
+    # folder and warehouse are private to the owner; existing ones keep their modes
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    con = _connect(path, read_only=False, config=config, wait_s=file_wait_s)
+    if new:
+        path.chmod(0o600)
+    _session(con)
+    (exists,) = con.execute(
+        "select count(*) from duckdb_tables()"
+        " where schema_name = 'raw' and table_name = 'schema_version'"
+    ).fetchone()  # type: ignore[misc]
+    current = None
+    if exists:
+        (current,) = con.execute("select max(version) from raw.schema_version").fetchone()  # type: ignore[misc]
+    if current is None:  # a new warehouse (the DDL is idempotent, but costs time per open)
+        con.execute(DDL)
+        con.execute("insert into raw.schema_version values (?)", [RAW_SCHEMA_VERSION])
+    elif current < RAW_SCHEMA_VERSION:  # an older warehouse: add what later versions added
+        with transaction(con, work=False):
+            con.execute(DDL)
+            if current < 4:
+                rekey_api_plays(con)
+            if current < 6:
+                drop_primary_keys(con)
+            con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
+    return con
+
+
+def _session(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("set TimeZone = 'UTC'")
+
+
+class WarehouseBusy(Exception):
+    """Another process has the warehouse open: DuckDB allows one writer and no reader
+    beside it (our own commands take turns by the writer lock; this is anyone else, or a
+    `status` reading for a moment)."""
+
+
+_LOCK_HELD = "Could not set lock"
+
+
+def _connect(
+    path: Path,
+    *,
+    read_only: bool,
+    config: dict[str, str | bool | int | float | list[str]],
+    wait_s: float,
+) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return connect_duckdb(path, read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            if _LOCK_HELD not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                held = re.search(r"Conflicting lock is held in (.*?)\.(?: See|$)", str(exc))
+                by = f" by {held.group(1)}" if held else ""
+                raise WarehouseBusy(
+                    f"{path} is open in another process{by} (waited {wait_s:.0f} s)"
+                ) from None
+            time.sleep(0.2)
+
+
+def checkpoint(
+    path: Path, *, memory_limit: str = DEFAULT_MEMORY_LIMIT, file_wait_s: float = FILE_WAIT_S
+) -> None:
+    """Fold the write-ahead log into the file (a backup copies it then), as it is: no
+    schema upgrade. Waits for another process to let go of the file like every writer
+    (``file_wait_s``), then WarehouseBusy naming it."""
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
+    with _connect(path, read_only=False, config=config, wait_s=file_wait_s) as con:
+        con.execute("checkpoint")
+
+
+def wait_until_free(path: Path, *, file_wait_s: float = FILE_WAIT_S) -> None:
+    """Return once no other process has the file open (waiting ``file_wait_s``, then
+    WarehouseBusy naming it): before a restore replaces it. A file DuckDB cannot read
+    (the damaged one a restore replaces) is free as far as this goes."""
+    try:
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": DEFAULT_MEMORY_LIMIT
+        }
+        _connect(path, read_only=False, config=config, wait_s=file_wait_s).close()
+    except duckdb.Error:
+        return
+
+
+@contextmanager
+def connect(
+    path: Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    file_wait_s: float = FILE_WAIT_S,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Context-managed :func:`open_warehouse`; the connection is closed on exit."""
+    con = open_warehouse(
+        path, read_only=read_only, memory_limit=memory_limit, file_wait_s=file_wait_s
+    )
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(
+    con: duckdb.DuckDBPyConnection, *, work: bool = True
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: commit when the block ends normally, roll back on any exception.
+
+    Ctrl+C during the commit waits for it to return (``interrupts.held``): the command then
+    knows whether it was stored. ``work=False``: a schema upgrade on opening, which does
+    not finish the command that opened the warehouse (``interrupts.committed``).
+    """
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    with interrupts.held():
+        con.execute("commit")
+        if work:
+            interrupts.committed()

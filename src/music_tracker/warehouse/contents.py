@@ -1,0 +1,191 @@
+"""What the warehouse holds, for `status`, and the record of each whole-project transform."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from music_tracker.warehouse.connection import transaction
+from music_tracker.warehouse.schema import (
+    EFFECTIVE_PLAY_ID,
+    MUSIC_TABLES,
+    OVERRIDES_JOIN,
+    TIME_COLUMN,
+    has_raw_table,
+    play_id_params,
+    play_ids_query,
+)
+
+
+def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Plays per source, distinct plays, first and last play, other content, last import."""
+    # an older warehouse opened read-only may predate raw.play_id_overrides
+    moves = has_raw_table(con, "play_id_overrides")
+    # an older warehouse opened read-only may predate a source's table (ListenBrainz's)
+    sources = tuple(s for s in MUSIC_TABLES if has_raw_table(con, MUSIC_TABLES[s][4:]))
+    params = play_id_params(sources) if moves else {}
+    per_source: dict[str, Any] = {}
+    for source in sources:
+        table = MUSIC_TABLES[source]
+        time_col = TIME_COLUMN[source]
+        # plays, not rows: a play the export wrote twice is two rows of one play
+        play_id = EFFECTIVE_PLAY_ID if moves else "t.play_id"
+        join = OVERRIDES_JOIN if moves else ""
+        plays, first, last, not_plays, last_import = con.execute(
+            f"select count(distinct {play_id}),"
+            f" min(t.{time_col}) filter (where t.play_id is not null),"
+            f" max(t.{time_col}) filter (where t.play_id is not null),"
+            f" count(*) filter (where t.play_id is null), max(t.imported_at)"
+            f" from {table} as t {join}",
+            {"source": source} if moves else {},
+        ).fetchone()  # type: ignore[misc]
+        per_source[source] = {
+            "plays": plays,
+            "first_play_at": _iso(first),
+            "last_play_at": _iso(last),
+            "last_import_at": _iso(last_import),
+            "rows_not_plays": not_plays,
+        }
+    (distinct,) = con.execute(
+        f"select count(*) from ({play_ids_query(overrides=moves, sources=sources)})", params
+    ).fetchone()  # type: ignore[misc]
+    starts = [v["first_play_at"] for v in per_source.values() if v["first_play_at"]]
+    ends = [v["last_play_at"] for v in per_source.values() if v["last_play_at"]]
+    other = dict(
+        con.execute(
+            "select content_type, count(*) from raw.other_plays group by all order by 1"
+        ).fetchall()
+    )
+    set_aside = dict(
+        con.execute(
+            "select reason, count(*) from raw.set_aside_rows group by all order by 1"
+        ).fetchall()
+    )
+    podcast_shows = (
+        [
+            {"show": show, "reason": reason, "plays": plays}
+            for show, reason, plays in con.execute(
+                "select show_name, reason, plays from raw.podcast_decisions order by show_name"
+            ).fetchall()
+        ]
+        if has_raw_table(con, "podcast_decisions")
+        else []
+    )
+    # rows kept in raw that are not plays (0 ms played), as the import summary counts them
+    not_plays = sum(v["rows_not_plays"] for v in per_source.values())
+    if not_plays:
+        set_aside["0 ms played (not a play; row kept in raw)"] = not_plays
+    # an older warehouse opened read-only may predate raw.transform_runs: never built then
+    has_runs = has_raw_table(con, "transform_runs")
+    star = (
+        con.execute(
+            "select finished_at from raw.transform_runs order by finished_at desc limit 1"
+        ).fetchone()
+        if has_runs
+        else None
+    )
+    built_at = star[0] if star else None
+    plays_since_build = None
+    if built_at is not None:
+        since_build = play_ids_query(since=True, overrides=moves, sources=sources)
+        (plays_since_build,) = con.execute(
+            f"select count(*) from ({since_build})",
+            {"built": built_at, **params},
+        ).fetchone()  # type: ignore[misc]
+    gaps = [
+        {"from": _iso(gap_from), "to": _iso(gap_to), "closed": closed}
+        for gap_from, gap_to, closed in con.execute(
+            """
+            select gap_from, gap_to,
+                   gap_to <= (select max(played_at) from raw.spotify_extended_history)
+                   and gap_from >= (select min(played_at) from raw.spotify_extended_history)
+            from raw.api_gaps order by gap_from
+            """
+        ).fetchall()
+    ]
+    files, last_import = con.execute(
+        "select count(*), max(imported_at) from raw.import_files"
+    ).fetchone()  # type: ignore[misc]
+    return {
+        "plays": distinct,
+        "plays_per_source": {k: v["plays"] for k, v in per_source.items()},
+        "sources": per_source,
+        "first_play_at": min(starts) if starts else None,
+        "last_play_at": max(ends) if ends else None,
+        "other_content": other,
+        "set_aside_rows": set_aside,
+        "podcast_shows_in_old_account_data": podcast_shows,
+        "gaps": gaps,
+        "open_gaps": sum(1 for gap in gaps if not gap["closed"]),
+        "star_schema_built_at": _iso(built_at),
+        "plays_imported_since_build": plays_since_build,
+        "files_imported": files,
+        "last_import_at": _iso(last_import),
+    }
+
+
+# the tables whose rows become plays: what a build holds grows with them
+PLAY_TABLES = (
+    "spotify_extended_history",
+    "spotify_account_data",
+    "spotify_api_plays",
+    "lastfm_scrobbles",
+    "listenbrainz_listens",
+)
+
+
+# the change logs the dbt project's int_plays_conformed and fact_track_played write
+# (transform/macros/play_changes.sql), in schema intermediate
+CHANGE_LOGS = ("int_plays_conformed_changes", "fact_track_played_changes")
+
+
+def stored_play_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of the raw play tables, from DuckDB's catalogue (no table is scanned)."""
+    listed = ", ".join(f"'{table}'" for table in PLAY_TABLES)
+    (rows,) = con.execute(
+        "select coalesce(sum(estimated_size), 0) from duckdb_tables()"
+        f" where schema_name = 'raw' and table_name in ({listed})"
+    ).fetchone()  # type: ignore[misc]
+    return int(rows)
+
+
+def last_transform_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The project fingerprint of the newest successful whole-project transform, if any."""
+    row = con.execute(
+        "select fingerprint from raw.transform_runs order by finished_at desc limit 1"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def record_transform(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    fingerprint: str,
+    scope: str,
+    full_refresh: bool,
+    started_at: datetime,
+    finished_at: datetime,
+    nodes: int,
+) -> None:
+    """Remember a successful whole-project transform (see :func:`last_transform_fingerprint`).
+
+    Every model has now consumed the change logs (transform/macros/play_changes.sql):
+    they are emptied in the same transaction."""
+    with transaction(con):
+        con.execute(
+            "insert into raw.transform_runs values (?, ?, ?, ?, ?, ?)",
+            [fingerprint, scope, full_refresh, started_at, finished_at, nodes],
+        )
+        logs = con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'intermediate'"
+            " and list_contains(?, table_name)",
+            [list(CHANGE_LOGS)],
+        ).fetchall()
+        for (table,) in logs:
+            con.execute(f"delete from intermediate.{table}")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,303 @@
+"""What imports read and write in the raw schema: keys already stored, rows to match again,
+staged rows inserted, podcast decisions, run records."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import duckdb
+
+from music_tracker.warehouse.arrow import ArrowStream, frame_of
+from music_tracker.warehouse.schema import (
+    EFFECTIVE_PLAY_ID,
+    MATCH_COLUMNS,
+    MUSIC_TABLES,
+    OVERRIDES_JOIN,
+    TIME_COLUMN,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def imported_file_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Content hashes of every file imported so far."""
+    return {row[0] for row in con.execute("select file_sha256 from raw.import_files").fetchall()}
+
+
+# FRAMES_BY_NAME: what an import runs once per part of a large history reads its Polars
+# frame by its variable's name (DuckDB's replacement scan), not through con.register: a
+# view registered and unregistered inside a transaction keeps its frame alive until the
+# transaction ends (measured: 25-40 MB per part of 400,000 rows, 1.6 GB at 10 million plays).
+# A table of the same name in the search path would win over the frame: these names
+# (import_probe_keys, import_overrides, import_assigned) are no table's.
+
+
+def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame) -> pl.Series:
+    """Which of the ``batch``'s keys (``source_key``) are already stored for ``source``.
+
+    A natural key includes the time it was read from, so only stored rows within a day of
+    the batch's times are compared: a part of a large import is checked against its own
+    months, not against every row the parts before it stored.
+    """
+    import_probe_keys = ArrowStream(batch.select("source_key"))  # noqa: F841 (FRAMES_BY_NAME)
+    times = batch[TIME_COLUMN[source]]
+    if batch.is_empty() or times.null_count():
+        start, end = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    else:
+        start = cast(datetime, times.min()) - timedelta(days=1)
+        end = cast(datetime, times.max()) + timedelta(days=1)
+    found = con.sql(
+        f"select t.source_key from {MUSIC_TABLES[source]} as t"
+        f" semi join import_probe_keys as p using (source_key)"
+        f" where t.{TIME_COLUMN[source]} between $start and $end",
+        params={"start": start, "end": end},
+    )
+    return frame_of(found)["source_key"]
+
+
+def linked_rows(
+    con: duckdb.DuckDBPyConnection, source: str, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """Stored rows of ``source`` that belong to a play, in the columns matching reads.
+
+    ``play_id`` is the row's play now (after any override), with its ``source_key``. Only
+    rows whose time lies in [start, end] are read, so a daily batch of 100 plays does not
+    load 20 years of history.
+    """
+    time_column = TIME_COLUMN[source]
+    columns = ", ".join(f"t.{column}" for column in MATCH_COLUMNS[source])
+    return frame_of(
+        con.sql(
+            f"select {EFFECTIVE_PLAY_ID} as play_id, t.source_key, {columns}"
+            f" from {MUSIC_TABLES[source]} as t {OVERRIDES_JOIN}"
+            f" where t.play_id is not null and t.{time_column} between $start and $end",
+            params={"start": start, "end": end, "source": source},
+        )
+    )
+
+
+def scrobbled_extended_rows(con: duckdb.DuckDBPyConnection, track_ids: pl.Series) -> pl.DataFrame:
+    """(played_at, ms_played, track_id, play_id) of the stored extended-history rows of
+    these tracks whose play holds a Last.fm scrobble, at any time."""
+    con.register("_scrobbled_tracks", ArrowStream(track_ids.to_frame("track_id")))
+    try:
+        return frame_of(
+            con.sql(
+                """
+                with scrobbled as (
+                    select coalesce(o.play_id, t.play_id) as play_id
+                    from raw.lastfm_scrobbles as t
+                    left join raw.play_id_overrides as o
+                        on o.source = 'lastfm' and o.source_key = t.source_key
+                    where t.play_id is not null
+                )
+                select t.played_at, t.ms_played, t.track_id,
+                       coalesce(o.play_id, t.play_id) as play_id
+                from raw.spotify_extended_history as t
+                left join raw.play_id_overrides as o
+                    on o.source = 'spotify_extended_history' and o.source_key = t.source_key
+                where t.play_id is not null
+                  and t.track_id in (select track_id from _scrobbled_tracks)
+                  and coalesce(o.play_id, t.play_id) in (select play_id from scrobbled)
+                """
+            )
+        )
+    finally:
+        con.unregister("_scrobbled_tracks")
+
+
+def track_durations(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """(track_id, duration_ms) of every track whose length is known: fetched metadata
+    first, else what the recently-played endpoint said."""
+    return frame_of(
+        con.sql(
+            """
+            select track_id, arg_max(duration_ms, priority) as duration_ms from (
+                select track_id, duration_ms, 2 as priority from raw.spotify_tracks
+                union all
+                select track_id, duration_ms, 1 as priority from raw.spotify_api_plays
+            )
+            where duration_ms is not null
+            group by track_id
+            """
+        )
+    )
+
+
+def store_play_id_overrides(
+    con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame, now: datetime
+) -> None:
+    """Move stored rows to another play (``source``, ``source_key``, ``play_id``,
+    ``previous_play_id``), replacing any earlier move of the same row."""
+    if overrides.is_empty():
+        return
+    import_overrides = ArrowStream(overrides)  # noqa: F841 (read by name: FRAMES_BY_NAME)
+    con.execute(
+        "delete from raw.play_id_overrides as o using import_overrides as n"
+        " where o.source = n.source and o.source_key = n.source_key"
+    )
+    con.execute(
+        "insert into raw.play_id_overrides by name"
+        " select source, source_key, play_id, previous_play_id, $now as changed_at"
+        " from import_overrides",
+        {"now": now},
+    )
+
+
+def insert_row(con: duckdb.DuckDBPyConnection, table: str, **values: Any) -> None:
+    """Append one row to ``table`` (a ``raw`` table), naming its columns."""
+    if not table.startswith("raw.") or not all(name.isidentifier() for name in values):
+        raise ValueError(f"not a raw table and columns: {table} {sorted(values)}")
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"${name}" for name in values)
+    con.execute(f"insert into {table} ({columns}) values ({placeholders})", values)
+
+
+def record_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    command: str,
+    started: datetime,
+    summary: dict[str, Any],
+) -> None:
+    """The record of an import-like run (import, rematch), in its own transaction."""
+    import json
+
+    insert_row(
+        con,
+        "raw.import_runs",
+        run_id=run_id,
+        command=command,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        summary=json.dumps(summary),
+    )
+
+
+def insert_frame(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, **constants: Any
+) -> None:
+    """Append ``frame`` (plus constant columns) to ``table``, matching columns by name."""
+    import polars as pl
+
+    if frame.is_empty():
+        return
+    if constants:
+        frame = frame.with_columns(**{k: pl.lit(v) for k, v in constants.items()})
+    con.register("_insert_frame", ArrowStream(frame))
+    try:
+        con.execute(f"insert into {table} by name select * from _insert_frame")
+    finally:
+        con.unregister("_insert_frame")
+
+
+def insert_staged_music(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    files: list[str],
+    assigned: pl.DataFrame,
+    now: datetime,
+) -> None:
+    """Insert the staged rows of ``source`` (the run's Parquet ``files``, listed: DuckDB
+    reads a listed path as it is, ``[`` and ``*`` included) that ``assigned``
+    (``_stage_row``, ``play_id``) chose. DuckDB streams the files within its memory cap."""
+    import_assigned = ArrowStream(assigned)  # noqa: F841 (read by name: FRAMES_BY_NAME)
+    con.execute(
+        f"""
+        insert into {MUSIC_TABLES[source]} by name
+        select staged.* exclude (_stage_row), assigned.play_id, $now as imported_at
+        from read_parquet($files) as staged
+        join import_assigned as assigned using (_stage_row)
+        """,
+        {"now": now, "files": files},
+    )
+
+
+def insert_staged(
+    con: duckdb.DuckDBPyConnection, table: str, files: list[str], now: datetime
+) -> None:
+    """Insert every staged row (the listed Parquet ``files``) into ``table``."""
+    con.execute(
+        f"insert into {table} by name"
+        " select * exclude (_stage_row), $now as imported_at from read_parquet($files)",
+        {"now": now, "files": files},
+    )
+
+
+def stored_other_keys(con: duckdb.DuckDBPyConnection, probe: pl.DataFrame) -> pl.DataFrame:
+    """Which (source, content_type, source_key) of ``probe`` raw.other_plays holds."""
+    con.register("_other_probe", ArrowStream(probe))
+    try:
+        return frame_of(
+            con.sql(
+                "select source, content_type, source_key from raw.other_plays"
+                " semi join _other_probe using (source, content_type, source_key)"
+            )
+        )
+    finally:
+        con.unregister("_other_probe")
+
+
+def replace_podcast_decisions(
+    con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, now: datetime
+) -> None:
+    """Each show's latest decision (``show_name``, ``reason``, ``plays``)."""
+    con.register("_decided", ArrowStream(decided))
+    try:
+        con.execute(
+            "delete from raw.podcast_decisions where show_name in (select show_name from _decided)"
+        )
+        con.execute(
+            "insert into raw.podcast_decisions by name"
+            " select show_name, reason, plays, $now as decided_at from _decided",
+            {"now": now},
+        )
+    finally:
+        con.unregister("_decided")
+
+
+def known_show_names(con: duckdb.DuckDBPyConnection, old_account_files: list[str]) -> pl.Series:
+    """Podcast shows named by podcast data: not the episodes moved out of old account-data
+    files (``old_account_files``, their hashes), which a decision put there."""
+    return frame_of(
+        con.sql(
+            "select distinct show_name from raw.other_plays where content_type = 'podcast'"
+            " and not list_contains($files, file_sha256)",
+            params={"files": old_account_files},
+        )
+    )["show_name"]
+
+
+def earlier_podcast_decisions(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The shows decided at earlier imports (``show_name``, ``reason``)."""
+    return frame_of(con.sql("select show_name, reason from raw.podcast_decisions"))
+
+
+def old_account_files(con: duckdb.DuckDBPyConnection, name: re.Pattern[str]) -> list[str]:
+    """Hashes of the stored account-data files whose name is ``name`` (old format)."""
+    return [
+        sha
+        for sha, original in con.execute(
+            "select file_sha256, original_name from raw.import_files"
+            " where source = 'spotify_account_data'"
+        ).fetchall()
+        # "export.zip:MyData/StreamingHistory0.json", or a path
+        if name.match(re.split(r"[/\\:]", original)[-1])
+    ]
+
+
+def stored_old_account_rows(con: duckdb.DuckDBPyConnection, files: list[str]) -> pl.DataFrame:
+    """The stored rows of old account-data ``files``: music, and episodes moved out."""
+    return frame_of(
+        con.sql(
+            "select artist_name, track_name, ms_played, played_at"
+            " from raw.spotify_account_data where list_contains($files, file_sha256)"
+            " union all select show_name, item_name, ms_played, played_at"
+            " from raw.other_plays where source = 'spotify_account_data'"
+            " and content_type = 'podcast' and list_contains($files, file_sha256)",
+            params={"files": files},
+        )
+    )

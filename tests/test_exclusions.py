@@ -1,0 +1,146 @@
+"""exclusions.yaml, through the CLI on the real exports: plays left out of the star schema
+(and so of every dashboard), counted per entry, back when the entry goes; a bad file
+changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import Cli, cli_json, query
+from music_tracker import exclusions
+
+_RAW_ROWS = (
+    "select (select count(*) from raw.spotify_extended_history)"
+    " + (select count(*) from raw.spotify_account_data)"
+)
+
+
+def _most_played(data_dir: Path, column: str, source: str) -> tuple[str, int]:
+    """The most played value of a column of dw's plays (names as the dashboards show them)."""
+    (row,) = query(
+        data_dir,
+        f"select {column}, count(*) from dw.fact_track_played as fact"
+        " join dw.dim_track as track using (track_sid)"
+        " join dw.dim_album as album using (album_sid)"
+        f" where fact.source = '{source}' and {column} is not null"
+        f" group by 1 order by 2 desc, 1 limit 1",
+    )
+    return row
+
+
+def test_exclusions_leave_the_star_schema_and_come_back(built_copy: Path, cli: Cli) -> None:
+    data = built_copy
+    plays_before = query(data, "select count(*) from dw.fact_track_played")[0][0]
+    raw_before = query(data, _RAW_ROWS)[0][0]
+    artist, artist_plays = _most_played(data, "fact.artist_name", "spotify_account_data")
+    album, _ = _most_played(data, "album.album_name", "spotify_extended_history")
+    track_id, track_plays = _most_played(data, "fact.track_id", "spotify_extended_history")
+    (data / "exclusions.yaml").write_text(
+        "artists:\n"
+        f"  - name: {artist.upper()}\n"  # case does not matter
+        "    reason: a shared account\n"
+        "  - Nobody By This Name\n"
+        "tracks:\n"
+        f"  - id: spotify:track:{track_id}\n"
+        "    reason: sleep sounds\n"
+        "albums:\n"
+        f"  - {album}\n"
+    )
+    result = cli_json(cli, "transform", "--data-dir", str(data))
+    assert result["full_refresh"]  # an edit rebuilds the whole history
+    gone = query(
+        data,
+        "select count(*) from dw.fact_track_played as fact"
+        " join dw.dim_album as album using (album_sid)"
+        " where lower(fact.artist_name) = lower($artist) or fact.track_id = $track"
+        " or album.album_name = $album",
+        {"artist": artist, "track": track_id, "album": album},
+    )
+    assert gone == [(0,)]
+    counted = {
+        entry: (reason, plays)
+        for entry, reason, plays in query(
+            data, "select entry, reason, play_count from dw.agg_excluded_plays"
+        )
+    }
+    assert counted[artist.upper()] == ("a shared account", artist_plays)
+    assert counted[f"spotify:track:{track_id}"] == ("sleep sounds", track_plays)
+    assert counted["Nobody By This Name"] == ("no reason given", 0)
+    excluded = query(data, "select count(distinct play_sid) from intermediate.int_plays_excluded")
+    after = query(data, "select count(*) from dw.fact_track_played")[0][0]
+    assert after == plays_before - excluded[0][0] < plays_before - artist_plays
+    # the plays stay stored
+    assert query(data, _RAW_ROWS)[0][0] == raw_before
+    # aggregates the dashboards read leave them out too
+    assert query(data, "select sum(tracks_played) from dw.agg_daily_listening") == [(after,)]
+    status = cli_json(cli, "status", "--data-dir", str(data))
+    assert status["exclusions"]["excluded_plays"] == excluded[0][0]
+    assert any("line 4" in w and "Nobody By This Name" in w for w in status["warnings"])
+    # removing the entries brings every play back
+    (data / "exclusions.yaml").write_text("artists: []\n")
+    cli("transform", "--data-dir", str(data))
+    assert query(data, "select count(*) from dw.fact_track_played") == [(plays_before,)]
+    assert query(data, "select count(*) from dw.agg_excluded_plays") == [(0,)]
+
+
+def test_bad_yaml_names_file_and_line_and_changes_nothing(built_copy: Path, cli: Cli) -> None:
+    data = built_copy
+    before = query(data, "select count(*), max(finished_at) from raw.transform_runs")
+    (data / "exclusions.yaml").write_text("artists:\n  - name: Raffi\n    reason: [oops\n")
+    result = cli("transform", "--data-dir", str(data), expect=1)
+    assert "exclusions.yaml, line 3" in result.output and "not valid YAML" in result.output
+    assert query(data, "select count(*), max(finished_at) from raw.transform_runs") == before
+    assert query(data, "select count(*) from raw.exclusions") == [(0,)]
+    status = cli_json(cli, "status", "--data-dir", str(data))
+    assert any("exclusions.yaml, line 3" in w for w in status["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("singers:\n  - Raffi\n", "line 1: unknown list 'singers'"),
+        ("artists: Raffi\n", "line 1: artists: expected a list"),
+        ("artists:\n  - name: Raffi\n    id: 0LyfQWJT6nXafLPZqxe9Of\n", "line 2: an entry needs"),
+        ("tracks:\n  - id: not-an-id\n", "line 2: 'not-an-id' is not a Spotify track id"),
+        ("artists:\n  - name: Raffi\n    why: kids\n", "line 3: an entry takes name:"),
+    ],
+)
+def test_entries_that_cannot_be_used(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "exclusions.yaml"
+    path.write_text(text)
+    with pytest.raises(exclusions.ExclusionsError, match=problem):
+        exclusions.load(path)
+
+
+def test_names_and_ids(tmp_path: Path) -> None:
+    path = tmp_path / "exclusions.yaml"
+    path.write_text(
+        "artists:\n"
+        "  - Kidz Bop Kids\n"
+        "  - https://open.spotify.com/artist/0LyfQWJT6nXafLPZqxe9Of?si=x\n"
+        "albums:\n"
+        "  - spotify:album:4aawyAB9vmqN3uQ7FjRGTy\n"
+        "genres:\n"
+        "  - name: Sleep\n"
+        "    reason: at night\n"
+        "tracks:\n"
+    )
+    found = exclusions.load(path)
+    assert [(e.kind, e.name, e.spotify_id, e.reason, e.line) for e in found] == [
+        ("artist", "kidz bop kids", None, None, 2),
+        ("artist", None, "0LyfQWJT6nXafLPZqxe9Of", None, 3),
+        ("album", None, "4aawyAB9vmqN3uQ7FjRGTy", None, 5),
+        ("genre", "sleep", None, "at night", 7),
+    ]
+    # moving entries around does not change what the build depends on; removing one does
+    path.write_text(
+        "genres:\n  - name: Sleep\n    reason: at night\n"
+        "albums: [spotify:album:4aawyAB9vmqN3uQ7FjRGTy]\n"
+        "artists:\n  - https://open.spotify.com/artist/0LyfQWJT6nXafLPZqxe9Of?si=x\n"
+        "  - Kidz Bop Kids\n"
+    )
+    moved = exclusions.load(path)
+    assert exclusions.fingerprint(moved) == exclusions.fingerprint(found)
+    assert exclusions.fingerprint(moved[:-1]) != exclusions.fingerprint(found)

@@ -1,0 +1,140 @@
+"""`music-tracker export`: the star schema's plays out again, through the CLI, on the real
+exports (the `built` warehouse)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ACCOUNT_DIR, Cli, cli_json, query
+from music_tracker.cli import app
+
+
+@pytest.fixture(scope="module")
+def exported(built: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The built warehouse exported once in each format (read-only for the tests)."""
+    folders = {}
+    for fmt in ("csv", "parquet", "listenbrainz"):
+        folders[fmt] = tmp_path_factory.mktemp("export") / fmt
+        args = ["export", "--format", fmt, "--output", str(folders[fmt]), "--data-dir", str(built)]
+        result = CliRunner().invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["format"] == fmt
+    return folders
+
+
+def test_parquet_and_csv_hold_every_play_with_names_and_local_time(
+    built: Path, exported: dict[str, Path]
+) -> None:
+    (plays, ms, sids) = query(
+        built, "select count(*), sum(ms_played), md5(string_agg(play_sid, ',' order by play_sid))"
+        " from dw.fact_track_played",
+    )[0]  # fmt: skip
+    parquet = pl.read_parquet(exported["parquet"] / "plays.parquet")
+    csv = pl.read_csv(exported["csv"] / "plays.csv", infer_schema=False)
+    for frame in (parquet, csv):
+        assert frame.height == plays
+        assert frame["ms_played"].cast(pl.Int64).sum() == ms
+        joined = ",".join(sorted(frame["play_sid"].to_list()))
+        assert query(built, "select md5($s)", {"s": joined})[0][0] == sids
+        assert frame["track_name"].null_count() == 0
+        assert frame["artist_name"].null_count() == 0
+        assert set(frame["source"]) == {"spotify_extended_history", "spotify_account_data"}
+    # local time is the UTC end of play in the configured zone, to the millisecond
+    zone = ZoneInfo(parquet["timezone"][0])
+    sample = parquet.sample(200, seed=1)
+    for utc, local in sample.select("played_at", "played_at_local").iter_rows():
+        assert utc.astimezone(zone).replace(tzinfo=None) == local
+    csv_row = csv.filter(pl.col("play_sid") == sample["play_sid"][0]).row(0, named=True)
+    assert csv_row["played_at_local"] == sample["played_at_local"][0].isoformat(
+        timespec="milliseconds"
+    )
+    assert csv_row["played_at"].endswith("Z")
+    # album names where the export had them (account data has none)
+    assert (
+        csv.filter(pl.col("source") == "spotify_extended_history")["album_name"].null_count() == 0
+    )
+
+
+def test_other_content_goes_to_its_own_file(built: Path, exported: dict[str, Path]) -> None:
+    counts = dict(
+        query(built, "select content_type, count(*) from dw.fact_other_played group by 1")
+    )
+    other = pl.read_parquet(exported["parquet"] / "other_plays.parquet")
+    assert dict(other.group_by("content_type").len().iter_rows()) == counts
+    assert {"podcast", "audiobook", "video"} <= set(counts)
+    listens = (exported["listenbrainz"] / "other_listens.jsonl").read_text().splitlines()
+    kinds = [
+        json.loads(line)["track_metadata"]["additional_info"]["music_tracker_content_type"]
+        for line in listens
+    ]
+    assert {kind: kinds.count(kind) for kind in set(kinds)} == counts
+
+
+def test_listenbrainz_lines_are_listens(built: Path, exported: dict[str, Path]) -> None:
+    lines = (exported["listenbrainz"] / "listens.jsonl").read_text().splitlines()
+    assert len(lines) == query(built, "select count(*) from dw.fact_track_played")[0][0]
+    extended = 0
+    for line in lines:
+        listen = json.loads(line)
+        assert set(listen) == {"listened_at", "track_metadata"}
+        assert isinstance(listen["listened_at"], int)
+        meta = listen["track_metadata"]
+        assert meta["artist_name"] and meta["track_name"]
+        info = meta["additional_info"]
+        assert info["submission_client"] == "music-tracker"
+        assert info["music_service"] == "spotify.com"
+        assert info["ms_played"] > 0
+        assert None not in info.values()
+        if info["music_tracker_source"] == "spotify_extended_history":
+            extended += 1
+            track_id = info["spotify_id"].removeprefix("https://open.spotify.com/track/")
+            assert len(track_id) == 22
+            assert "release_name" in meta
+    assert (
+        extended
+        == query(
+            built,
+            "select count(*) from dw.fact_track_played where source = 'spotify_extended_history'",
+        )[0][0]
+    )
+
+
+def test_since_is_a_local_date(built: Path, cli: Cli, tmp_path: Path) -> None:
+    summary = cli_json(
+        cli, "export", "--format", "parquet", "--output", str(tmp_path / "x"),
+        "--since", "2023-06-01", "--data-dir", str(built),
+    )  # fmt: skip
+    expected = query(
+        built, "select count(*) from dw.fact_track_played where date_sid >= '2023-06-01'"
+    )[0][0]
+    assert summary["plays"] == expected > 0
+    plays = pl.read_parquet(tmp_path / "x" / "plays.parquet")
+    assert plays["played_date_local"].min() >= date(2023, 6, 1)  # type: ignore[operator]
+
+
+def test_bad_requests_say_what_to_do(built: Path, cli: Cli, tmp_path: Path) -> None:
+    args = ["--output", str(tmp_path / "x"), "--data-dir", str(built)]
+    result = cli("export", "--format", "xml", *args, expect=2)
+    assert "listenbrainz, csv, parquet" in result.output
+    result = cli("export", "--format", "csv", "--since", "June", *args, expect=2)
+    assert "YYYY-MM-DD" in result.output
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    result = cli("export", "--format", "csv", "--output", str(a_file), "--data-dir", str(built),
+                 expect=1)  # fmt: skip
+    assert "is a file" in result.output
+    assert a_file.read_text() == "keep me"
+
+
+def test_nothing_to_export_before_transform(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    cli("import", str(ACCOUNT_DIR))
+    result = cli("export", "--format", "csv", "--output", str(tmp_path / "x"), expect=1)
+    assert "run `music-tracker transform` first" in result.output
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,154 @@
+"""ListenBrainz in both directions, through the CLI on the real exports: export to listens,
+import them into an empty warehouse (the same plays, milliseconds and local times) and into
+the first one (nothing added); a ListenBrainz export as ListenBrainz ships it."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from conftest import Cli, cli_json, query
+
+# what a play is, as the dashboards see it: its end (UTC and local), time heard, context
+_PLAYS = (
+    "select played_at, played_at_local, date_sid, time_sid, ms_played, is_stream, skipped,"
+    " shuffle, platform, conn_country, reason_start, reason_end"
+    " from dw.fact_track_played order by all"
+)
+_OTHER = (
+    "select played_at, played_at_local, ms_played, content_type, source"
+    " from dw.fact_other_played order by all"
+)
+
+
+def _export(cli: Cli, data_dir: Path, folder: Path) -> dict[str, int]:
+    summary = cli_json(
+        cli, "export", "--format", "listenbrainz", "--output", str(folder),
+        "--data-dir", str(data_dir),
+    )  # fmt: skip
+    return {"plays": summary["plays"], "other_plays": summary["other_plays"]}
+
+
+def test_round_trip_into_an_empty_warehouse(
+    built: Path, cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    exported = _export(cli, built, tmp_path / "lb")
+    summary = cli_json(cli, "import", str(tmp_path / "lb"))
+    assert summary["new_plays_per_source"] == {"listenbrainz": exported["plays"]}
+    assert summary["duplicates"]["repeated_in_input"] == 0
+    cli("transform")
+    before, after = query(built, _PLAYS), query(data_dir, _PLAYS)
+    assert len(after) == exported["plays"] > 20_000
+    assert after == before
+    # podcasts, audiobooks and videos come back as such, from the new source
+    other_before = [row[:4] for row in query(built, _OTHER)]
+    other_after = query(data_dir, _OTHER)
+    assert [row[:4] for row in other_after] == other_before
+    assert {row[4] for row in other_after} == {"listenbrainz"}
+    assert query(data_dir, "select distinct source from dw.fact_track_played") == [
+        ("listenbrainz",)
+    ]
+
+
+def test_reimport_into_the_first_warehouse_adds_nothing(
+    built_copy: Path, cli: Cli, tmp_path: Path
+) -> None:
+    _export(cli, built_copy, tmp_path / "lb")
+    sids = "select play_sid, ms_played, played_at_local from dw.fact_track_played order by all"
+    plays_before, other_before = query(built_copy, sids), query(built_copy, _OTHER)
+    summary = cli_json(cli, "import", str(tmp_path / "lb"), "--data-dir", str(built_copy))
+    assert summary["new_plays"] == 0
+    assert summary["duplicates"]["same_play_from_other_source"] == len(plays_before)
+    assert summary["duplicates"]["stored_plays_merged"] == 0
+    cli("transform", "--data-dir", str(built_copy))
+    assert query(built_copy, sids) == plays_before
+    assert query(built_copy, _OTHER) == other_before
+    # every play now says ListenBrainz saw it too
+    assert query(
+        built_copy,
+        "select count(*) from dw.fact_track_played where seen_by_sources like '%listenbrainz%'",
+    ) == [(len(plays_before),)]
+    again = cli_json(cli, "import", str(tmp_path / "lb"), "--data-dir", str(built_copy))
+    assert again["files_already_imported"] == 2
+    assert again["new_plays"] == 0
+
+
+def _listen(at: int, artist: str, track: str, **info: object) -> str:
+    meta = {"artist_name": artist, "track_name": track, "release_name": "An Album"}
+    if info:
+        meta["additional_info"] = info  # type: ignore[assignment]
+    return json.dumps({"listened_at": at, "track_metadata": meta, "recording_msid": "x"})
+
+
+def test_a_listenbrainz_user_export_zip(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Listens from other scrobblers say only their start; the zip also holds files that
+    are not listens (the profile, feedback)."""
+    archive = tmp_path / "listenbrainz_someone.zip"
+    start = 1_700_000_000
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("user.json", json.dumps({"user_id": 1, "username": "someone"}))
+        out.writestr("feedback.jsonl", json.dumps({"recording_msid": "x", "score": 1}) + "\n")
+        out.writestr(
+            "listens/2023/11.jsonl",
+            "\n".join(
+                [
+                    _listen(start, "Radiohead", "Airbag", duration_ms=284_000),
+                    _listen(start + 300, "Radiohead", "Paranoid Android"),
+                    _listen(
+                        start + 900, "Björk", "Jóga",
+                        spotify_id="https://open.spotify.com/track/0AVFVsY6a6tVZK2ZgCPGpm",
+                    ),
+                ]
+            ) + "\n",
+        )  # fmt: skip
+    summary = cli_json(cli, "import", str(archive))
+    assert summary["new_plays_per_source"] == {"listenbrainz": 3}
+    skipped = {Path(item["file"].split(":")[-1]).name for item in summary["files_skipped"]}
+    assert skipped == {"user.json", "feedback.jsonl"}
+    cli("transform")
+    rows = query(
+        data_dir,
+        "select track_id, ms_played, is_ms_played_estimated, is_stream, started_at, played_at"
+        " from dw.fact_track_played order by started_at",
+    )
+    airbag, paranoid, joga = rows
+    # no time heard: each counts with its track's length once Spotify's metadata says it
+    # (enrich), like a scrobble; until then its length is unknown and it still counts
+    for play in rows:
+        assert play[1] is None and play[2] and play[3]
+        assert play[4] == play[5]
+    assert joga[0] == "0AVFVsY6a6tVZK2ZgCPGpm"
+    assert airbag[0] is None and paranoid[0] is None
+    status = cli_json(cli, "status")
+    assert status["sources"]["listenbrainz"]["plays"] == 3
+
+
+def test_listens_matched_to_a_scrobble(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """A Last.fm scrobble (start to the minute) and the same listen on ListenBrainz (to the
+    second) are one play, kept as the listen."""
+    (tmp_path / "scrobbles.csv").write_text("Radiohead,OK Computer,Airbag,14 Nov 2023 22:13\n")
+    (tmp_path / "listens.jsonl").write_text(_listen(1_700_000_020, "radiohead", "Airbag") + "\n")
+    cli("import", str(tmp_path / "scrobbles.csv"))
+    summary = cli_json(cli, "import", str(tmp_path / "listens.jsonl"))
+    assert summary["new_plays"] == 0
+    assert summary["duplicates"]["same_play_from_other_source"] == 1
+    cli("transform")
+    assert query(data_dir, "select source, seen_by_sources from dw.fact_track_played") == [
+        ("listenbrainz", "lastfm,listenbrainz")
+    ]
+
+
+def test_a_broken_listen_names_file_and_line(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_text(_listen(1_700_000_000, "Radiohead", "Airbag") + "\n")
+    cli("import", str(good))
+    bad = tmp_path / "listens.jsonl"
+    bad.write_text(
+        _listen(1_700_000_100, "Radiohead", "Creep") + "\n"
+        + _listen(99, "Radiohead", "Creep") + "\n"
+    )  # fmt: skip
+    result = cli("import", str(bad), expect=1)
+    assert "listens.jsonl" in result.output and "row 2" in result.output
+    assert "nothing was imported" in result.output
+    assert query(data_dir, "select count(*) from raw.listenbrainz_listens") == [(1,)]

@@ -1,0 +1,91 @@
+-- grain: one row per play and entry of exclusions.yaml that matches it (a play matched by
+-- two entries has two rows). The one place the exclusion rule lives: an artist, track or
+-- album by its name (case-insensitive) or Spotify id, a genre by the artist's genres.
+-- fact_track_played leaves these plays out; agg_excluded_plays counts them per entry.
+with
+
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+artist_genres as (
+    select * from {{ ref('int_artist_genres') }}
+),
+
+rules as (
+    select * from {{ ref('stg_pipeline__exclusions') }}
+),
+
+play_keys as (
+    select
+        play_sid,
+        artist_sid,
+        artist_id,
+        track_id,
+        album_id,
+        lower(trim(artist_name)) as artist_match_name,
+        lower(trim(track_name)) as track_match_name,
+        lower(trim(album_name)) as album_match_name
+    from plays
+),
+
+name_rules as (
+    select * from rules
+    where match_name is not null
+),
+
+id_rules as (
+    select * from rules
+    where spotify_id is not null
+),
+
+-- equality joins only, one per kind and key: a join on "name or id" would fall back to a
+-- nested loop over every play
+matched as (
+    {% for kind in ['artist', 'track', 'album'] %}
+        {% for rules, play_key, rule_key in [
+            ('name_rules', kind ~ '_match_name', 'match_name'),
+            ('id_rules', kind ~ '_id', 'spotify_id'),
+        ] %}
+            select
+                play_keys.play_sid,
+                {{ rules }}.kind,
+                {{ rules }}.entry,
+                {{ rules }}.reason,
+                {{ rules }}.line_number
+            from play_keys
+            inner join {{ rules }}
+                on
+                    {{ rules }}.kind = '{{ kind }}'
+                    and play_keys.{{ play_key }} = {{ rules }}.{{ rule_key }}
+
+            union all
+        {% endfor %}
+    {% endfor %}
+
+    select
+        play_keys.play_sid,
+        name_rules.kind,
+        name_rules.entry,
+        name_rules.reason,
+        name_rules.line_number
+    from play_keys
+    inner join artist_genres
+        on play_keys.artist_sid = artist_genres.artist_sid
+    inner join name_rules
+        on
+            name_rules.kind = 'genre'
+            and lower(trim(artist_genres.genre)) = name_rules.match_name
+),
+
+final as (
+    select distinct
+        play_sid,
+        kind,
+        entry,
+        reason,
+        line_number
+    from matched
+)
+
+select * from final
