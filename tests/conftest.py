@@ -77,6 +77,68 @@ def built(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     return data_dir
 
 
+def _once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """A folder made once for the whole test run, by whichever worker asks first (the
+    others wait for it): the report fixtures take a minute each to build."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if _WORKER:  # every worker's base folder is a child of the run's
+        root = root.parent
+    target = root / name
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            make(target)
+            (target / ".complete").touch()
+    return target
+
+
+def _invoke(data_dir: Path, *args: str) -> None:
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="session")
+def real_report(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """The real exports' star schema (``built``), copied, and its report: the data folder.
+    Shared by the report's tests, read-only."""
+
+    def make(folder: Path) -> None:
+        built = request.getfixturevalue("built")
+        shutil.copytree(built, folder / "data", ignore=shutil.ignore_patterns("serving", "report"))
+        _invoke(folder / "data", "report")
+
+    return _once_per_run(tmp_path_factory, "real-report", make) / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's generator at a tenth of its plays (300 a year, 2008 on), imported and
+    built, its 25 most played artists looked up in the fake MusicBrainz, built again, and
+    its report: the data folder. Shared by the report's tests, read-only."""
+
+    def make(folder: Path) -> None:
+        from music_tracker.demo.run import enrich_with_fake_musicbrainz, generate_inputs
+        from music_tracker.settings import Settings
+
+        data_dir = folder / "data"
+        inputs = generate_inputs(folder / "exports", plays_per_year=300)
+        exports = (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data)
+        _invoke(data_dir, "import", *map(str, exports))
+        _invoke(data_dir, "transform")
+        enrich_with_fake_musicbrainz(
+            Settings(data_dir=data_dir), inputs.catalogue, limit=25, interval_s=0
+        )
+        _invoke(data_dir, "transform")
+        _invoke(data_dir, "report")
+
+    return _once_per_run(tmp_path_factory, "demo-report", make) / "data"
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

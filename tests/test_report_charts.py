@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM
-from music_tracker.cli import app
 
 WIDTHS = (390, 1440)
 # the Artist dashboard of the most played artist (artist/index.html lists the artists)
@@ -50,47 +47,6 @@ RAW = re.compile(
     r"|No Artist Popularity Data|no genre defined|null|undefined|NaN)\b"
 )
 ENRICH_HINT = "music-tracker enrich"
-
-
-def _run(data_dir: Path, *args: str) -> None:
-    result = CliRunner().invoke(app, [*args, "--data-dir", str(data_dir)])
-    assert result.exit_code == 0, result.output
-
-
-@pytest.fixture(scope="module")
-def real_report(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real exports' report, before any MusicBrainz lookup."""
-    data_dir = tmp_path_factory.mktemp("charts-real") / "data"
-    shutil.copytree(built, data_dir, ignore=shutil.ignore_patterns("serving", "report"))
-    _run(data_dir, "report")
-    return data_dir / "report"
-
-
-@pytest.fixture(scope="module")
-def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo history (as `music-tracker demo` writes it, 150 plays a year), its
-    artists looked up in a fake MusicBrainz, and its report."""
-    from music_tracker.demo.run import enrich_with_fake_musicbrainz, generate_inputs
-    from music_tracker.settings import Settings
-
-    root = tmp_path_factory.mktemp("charts-demo")
-    data_dir = root / "data"
-    inputs = generate_inputs(root / "exports", plays_per_year=150)
-    _run(
-        data_dir,
-        "import",
-        str(inputs.lastfm_csv),
-        str(inputs.old_extended),
-        str(inputs.new_extended),
-        str(inputs.account_data),
-    )
-    _run(data_dir, "transform")
-    enrich_with_fake_musicbrainz(
-        Settings(data_dir=data_dir), inputs.catalogue, limit=20, interval_s=0.002
-    )
-    _run(data_dir, "transform")
-    _run(data_dir, "report")
-    return data_dir / "report"
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +136,7 @@ def _inspect(
                 full_page=True,
             )
             problems += [f"{where}: console: {e}" for e in errors]
-            problems += [f"{where}: {e}" for e in page.evaluate("window.MT_ERRORS")]
+            problems += [f"{where}: {e}" for e in page.evaluate("window.MT_ERRORS || []")]
             page_text = page.evaluate("document.body.innerText")
             problems += [f"{where}: raw code {m!r}" for m in RAW.findall(page_text)]
             for card in page.evaluate(_INSPECT):
@@ -207,7 +163,8 @@ def _labels(card: dict[str, Any], title: str) -> list[str]:
 
 
 def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None:
-    cards = _inspect(browser, real_report, "real")
+    """The real exports' report (conftest), before any MusicBrainz lookup."""
+    cards = _inspect(browser, real_report / "report", "real")
     # 2018, then nothing until 2023: the four empty years are on the axes
     years = _labels(cards["overview/index#plays_by_year"], "Year")
     assert years == [str(y) for y in range(2018, 2025)], years
@@ -232,9 +189,9 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     assert calendar[0] == "Monday"
     # not looked up in MusicBrainz: the places and genres say what to do
     for key in (
-        "places/index#world_map",
+        "places/index#empty",  # every card of the page empty: said once
         "tracks-history-geography/index#country_map",
-        "tracks-history-artist-genre/index#genre_treemap",
+        "tracks-history-artist-genre/index#empty",
         "popularity-and-genres/index#primary_genres",
     ):
         assert ENRICH_HINT in (cards[key]["empty"] or ""), key
@@ -247,16 +204,18 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
 
 
 def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
+    """A small demo history (conftest), its artists placed by a fake MusicBrainz."""
     pages = ["overview/index", "listening-clock/index", "places/index", "behaviour/index"]
-    cards = _inspect(browser, demo_report, "demo", pages)
+    report = demo_report / "report"
+    cards = _inspect(browser, report, "demo", pages)
     # 19 years in a third of the page: every other label may be left out, in order
     years = [int(y) for y in _labels(cards["overview/index#plays_by_year"], "Year")]
     assert years == sorted(years) and years[0] == 2008 and years[-1] >= 2025, years
     # Behaviour offers only the years of the extended history (Spotify, from 2012)
-    options = (demo_report / "behaviour" / "index.html").read_text()
+    options = (report / "behaviour" / "index.html").read_text()
     offered = [int(y) for y in re.findall(r"<option value='(\d{4})\.html'", options)]
     assert offered and min(offered) >= 2012, offered
-    assert not (demo_report / "behaviour" / "2010.html").exists()
+    assert not (report / "behaviour" / "2010.html").exists()
     # places drew for real
     assert cards["places/index#world_map"]["empty"] is None
 
@@ -278,3 +237,31 @@ def test_columns_get_words() -> None:
     assert column_title("year_num") == "Year"
     assert column_title("longest_streak_days") == "Longest streak (days)"
     assert column_title("plays") == "Plays"
+
+
+def test_chart_colours_are_the_page_theme() -> None:
+    """Every colour of every compiled chart is one of report.css's variables (so it follows
+    the reader's dark mode), and every variable a chart names is defined, light and dark."""
+    import json
+
+    from music_tracker.reporting import charts
+    from music_tracker.reporting.definitions import load_dashboards
+    from music_tracker.reporting.static_site import ASSETS
+
+    css = (ASSETS / "report.css").read_text(encoding="utf-8")
+    light, dark = css.split("@media (prefers-color-scheme: dark)", 1)
+    named: set[str] = set()
+    for dashboard in load_dashboards():
+        for card in dashboard.cards:
+            spec = charts.compiled(card)
+            if spec is None:
+                continue
+            text = json.dumps(spec)
+            # the map's bubbles keep their dark outline on either page, the treemap's labels
+            # their dark ink on the palette's tiles
+            literal = set(re.findall(r'"(#[0-9a-fA-F]{3,8})"', text)) - {"#7f2704", "#1a1a1a"}
+            assert not literal, (dashboard.slug, card.name, literal)
+            named |= set(re.findall(r"var\((--[a-z0-9-]+)\)", text))
+    assert {"--c1", "--ink", "--seq-low", "--seq-high"} <= named
+    for name in named - {"--font"}:  # the font is one for both
+        assert f"{name}:" in light and f"{name}:" in dark, name

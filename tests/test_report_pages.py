@@ -13,75 +13,47 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import os
 import re
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
-from typer.testing import CliRunner
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, query
-from music_tracker.cli import app
 from music_tracker.reporting import artist_pages
 from music_tracker.reporting.definitions import load_dashboards
-from music_tracker.reporting.static_site import LINKED, run_card
+from music_tracker.reporting.static_site import run_card
 
 UNKNOWN = "Unknown Artist"
 
 
-def _report(data_dir: Path) -> Path:
-    result = CliRunner().invoke(app, ["report", "--data-dir", str(data_dir)])
-    assert result.exit_code == 0, result.output
-    return data_dir / "report"
+# the report fixtures (conftest: built once per test run, shared with test_report_charts)
+REPORTS = {"real": "real_report", "demo": "demo_report"}
 
 
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Path:
-    """The real exports' star schema (conftest's ``built``), copied, and its report."""
-    data_dir = tmp_path_factory.mktemp("real-report") / "data"
-    shutil.copytree(built, data_dir, ignore=shutil.ignore_patterns("serving", "report"))
-    _report(data_dir)
-    return data_dir
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's generator at a tenth of its plays, imported and built, its 25 most
-    played artists looked up in the fake MusicBrainz, built again, and its report."""
-    from music_tracker.demo.run import enrich_with_fake_musicbrainz, generate_inputs
-    from music_tracker.importers.run import run_import
-    from music_tracker.settings import Settings
-    from music_tracker.transform import run_build
-
-    data_dir = tmp_path_factory.mktemp("demo-report") / "data"
-    inputs = generate_inputs(data_dir / "demo-inputs", plays_per_year=300)
-    for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
-        run_import(Settings(data_dir=data_dir), [path])
-    settings = Settings(data_dir=data_dir)
-    run_build(settings)
-    enrich_with_fake_musicbrainz(settings, inputs.catalogue, limit=25, interval_s=0)
-    run_build(settings)
-    _report(data_dir)
-    return data_dir
-
-
-@pytest.fixture(params=["real", "demo"])
+@pytest.fixture(params=list(REPORTS))
 def data_dir(request: pytest.FixtureRequest) -> Path:
-    return Path(request.getfixturevalue(request.param))
+    return Path(request.getfixturevalue(REPORTS[request.param]))
 
 
 # -- links ------------------------------------------------------------------------------
 
 
-def _cards(page: Path) -> list[dict[str, Any]]:
-    found = re.search(r"<script type='application/json' id='mt-cards'>(.*?)</script>",
-                      page.read_text(encoding="utf-8"), re.DOTALL)  # fmt: skip
-    return json.loads(found.group(1).replace("<\\/", "</")) if found else []
+# a name in a list or table of a page as written: (kind, href or None, the name)
+_NAMED = re.compile(
+    r"<(span|td|dd)(?: class='[^']*')? data-link='(artist|track|album)'>"
+    r"(?:<a href='([^']+)'>)?(.*?)(?:</a>)?</\1>"
+)
+
+
+def _names(page: Path) -> list[tuple[str, str | None, str]]:
+    return [
+        (kind, html.unescape(href) if href else None, html.unescape(name))
+        for _, kind, href, name in _NAMED.findall(page.read_text(encoding="utf-8"))
+    ]
 
 
 def _heading(page: Path) -> str:
@@ -118,28 +90,20 @@ def test_every_listed_artist_links_to_its_page(data_dir: Path) -> None:
     for page in sorted(report.glob("*/*.html")):
         if page.parent.name == artist_pages.FOLDER:
             continue
-        for card in _cards(page):
-            for i, column in enumerate(card["columns"]):
-                if column not in LINKED:
-                    continue
-                hrefs = card["links"].get(column, [None] * len(card["rows"]))
-                for row, href in zip(card["rows"], hrefs, strict=True):
-                    value = row[i]
-                    if value is None or value == UNKNOWN or str(value).startswith(UNKNOWN):
-                        continue
-                    where = f"{page.relative_to(report)} {card['name']} {value!r}"
-                    if href is None:
-                        problems.append(f"{where}: no link")
-                        continue
-                    target = (page.parent / href).resolve()
-                    expected = (
-                        {value} if LINKED[column] == "artist" else owners[LINKED[column]][value]
-                    )
-                    if not target.is_file():
-                        problems.append(f"{where}: {href} does not exist")
-                    elif _heading(target) not in expected:
-                        problems.append(f"{where}: {href} is {_heading(target)!r}")
-                    checked += 1
+        for kind, href, value in _names(page):
+            if value == UNKNOWN or value.startswith(UNKNOWN):
+                continue
+            where = f"{page.relative_to(report)} {kind} {value!r}"
+            if href is None:
+                problems.append(f"{where}: no link")
+                continue
+            target = (page.parent / href).resolve()
+            expected = {value} if kind == "artist" else owners[kind][value]
+            if not target.is_file():
+                problems.append(f"{where}: {href} does not exist")
+            elif _heading(target) not in expected:
+                problems.append(f"{where}: {href} is {_heading(target)!r}")
+            checked += 1
     # the story pages' names are links too
     for page in sorted((report / "year-in-review").glob("*.html")):
         for href in re.findall(r"<a href='(\.\./artist/[^']+)'>", page.read_text("utf-8")):
@@ -166,10 +130,10 @@ def test_every_listed_artist_links_to_its_page(data_dir: Path) -> None:
     assert regulars and regulars <= listed
 
 
-def test_artist_pages_rows_equal_the_dashboard_sql(demo: Path) -> None:
+def test_artist_pages_rows_equal_the_dashboard_sql(demo_report: Path) -> None:
     """The batched queries of the artist pages answer as the Artist dashboard's own SQL."""
     dashboard = next(d for d in load_dashboards() if artist_pages.is_artist_dashboard(d))
-    with duckdb.connect(str(demo / "warehouse.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(demo_report / "warehouse.duckdb"), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         pages = artist_pages.choose(con, set())
         names = [pages[0].name, pages[len(pages) // 2].name, pages[-1].name]
@@ -306,8 +270,9 @@ def _pages(report: Path) -> list[Path]:
     index and the most played artist's page, a year of the story."""
     pages = [report / "index.html"]
     pages += sorted(p / "index.html" for p in report.iterdir() if p.is_dir() and p.name != "assets")
-    first_artist = re.search(
-        r"<a href='([^']+)'>", (report / "artist" / "index.html").read_text(encoding="utf-8")
+    first_artist = re.search(  # the list's first, not the navigation's
+        r"<li data-key='[^']*'><a href='([^']+)'>",
+        (report / "artist" / "index.html").read_text(encoding="utf-8"),
     )
     assert first_artist
     pages.append(report / "artist" / first_artist.group(1))
@@ -325,7 +290,7 @@ def test_every_kind_of_page_in_chromium_at_390_and_1440(
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "Chromium is required in CI (.ci/run installs it)"
-    data_dir: Path = request.getfixturevalue(which)
+    data_dir: Path = request.getfixturevalue(REPORTS[which])
     report = data_dir / "report"
     shots = ARTIFACTS / "report-pages" / which
     shutil.rmtree(shots, ignore_errors=True)

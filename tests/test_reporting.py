@@ -413,7 +413,7 @@ def test_every_page_draws_its_charts_offline(enriched: Path) -> None:
                 if not charted and not card["text"]:
                     problems.append(f"{name}: {card['id']} shows nothing")
             problems += [f"{name}: {e}" for e in errors]
-            problems += [f"{name}: {e}" for e in page.evaluate("window.MT_ERRORS")]
+            problems += [f"{name}: {e}" for e in page.evaluate("window.MT_ERRORS || []")]
         browser.close()
     assert not remote, f"pages tried to reach the network: {remote[:5]}"
     assert not problems, problems

@@ -2,9 +2,10 @@
 
 One page per dashboard and filter value (all time, each year with plays, or the most
 played values of a text filter such as the artist), with the rows inline and the charts
-drawn in the browser by Vega-Lite. Vega's JavaScript (vl-convert's bundle) and the world
-map (Natural Earth, via world-atlas) are files of the site: nothing is fetched at view
-time, so the pages work from a file system, behind a proxy or with the network cut off.
+drawn in the browser by Vega (Vega-Lite specs compiled to Vega as the report is written).
+Vega's runtime (vl-convert's bundle) and the world map (Natural Earth, via world-atlas) are
+files of the site: nothing is fetched at view time, so the pages work from a file system,
+behind a proxy or with the network cut off.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import gzip
+import hashlib
 import html
 import io
 import json
@@ -30,7 +32,7 @@ import duckdb
 
 from music_tracker import files
 from music_tracker.connections import connect_duckdb
-from music_tracker.reporting import artist_pages, charts, front_page, story
+from music_tracker.reporting import artist_pages, cards_html, charts, front_page, story
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, data_script, footer, head, nav
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
@@ -39,6 +41,7 @@ __all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card"
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 ALL = "all"
+WORLD_FILE = "countries-110m.json"  # fetched at setup (Makefile); optional
 # result columns whose values name an artist, a track ("artist - track") or an album
 # ("artist - album"): each value links to its artist's page. A card's ``artist_column``
 # (the column that links to the Artist dashboard in Metabase) is an artist's whatever its
@@ -237,10 +240,10 @@ class Links:
                 f" from dw.fact_track_played as fact"
                 f" join dw.{dimension} as entity on entity.{key} = fact.{key}"
                 f" join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid"
-                f" where entity.{column} in (select unnest($names))"
+                f" where entity.{column} in {artist_pages.NAMES}"
                 f"   and artist.artist_name is not null"
                 f" group by all order by plays, artist.artist_name desc",
-                {"names": sorted(self.wanted[kind])},
+                {"names": artist_pages.names_param(sorted(self.wanted[kind]))},
             ).fetchall()
             self.artist_of[kind] = {name: artist for name, artist, _ in rows}
             self.listed |= set(self.artist_of[kind].values())
@@ -281,26 +284,45 @@ def _is_ranked(card: Card) -> bool:
     return card.viz == "bar" and (card.y in RANKED or card.y == card.artist_column)
 
 
-def _card_payload(
-    card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Links
-) -> dict[str, Any]:
-    ranked = _is_ranked(card)
-    return {
-        "name": card.name,
-        "viz": card.viz,
-        "unit": card.unit,
-        "columns": columns,
-        # the words for each column and what an empty card says (the definition's)
-        "titles": [card.title_of(column) for column in columns],
-        "empty": card.empty,
-        "rows": [[_jsonable(v) for v in row] for row in rows],
-        "spec": None if ranked else charts.spec(card),
-        "ranked": ranked,
-        "links": links.for_card(card, columns, rows),
-        "sort": card.sort,
-        "x": card.x,
-        "y": card.y,
-    }
+def _body(card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Links) -> str | None:
+    """The card as HTML, or None for a chart with rows (report.js draws it)."""
+    kinds = linked(card, columns)
+    if card.viz == "kpi":
+        return cards_html.kpi(card, rows)
+    if card.viz == "table":
+        return cards_html.table(card, columns, rows, links.for_card(card, columns, rows), kinds)
+    if _is_ranked(card):
+        hrefs = links.for_card(card, columns, rows).get(card.y or "", [])
+        return cards_html.ranked(card, columns, rows, hrefs, kinds.get(card.y or ""))
+    if not rows:
+        return cards_html.empty(card)
+    return None
+
+
+class _Specs:
+    """Each card's chart spec, compiled once for all the pages that show the card, and kept
+    in the report's cache from one report to the next (by the Vega-Lite spec, charts.py and
+    vl-convert's version): a report whose cards did not change starts no compiler."""
+
+    def __init__(self, cache: Path) -> None:
+        import importlib.metadata
+
+        self._made: dict[tuple[str, str], Any] = {}
+        code = hashlib.sha256(Path(charts.__file__).read_bytes()).hexdigest()[:12]
+        version = importlib.metadata.version("vl-convert-python")
+        self._cache = cache / f"specs-{version}-{code}"
+
+    def __call__(self, dashboard: Dashboard, card: Card) -> Any:
+        key = (dashboard.slug, card.name)
+        if key not in self._made:
+            chart = json.dumps([card.viz, charts.spec(card)], sort_keys=True, default=str)
+            kept = self._cache / f"{hashlib.sha256(chart.encode()).hexdigest()[:20]}.json"
+            if kept.exists():
+                self._made[key] = json.loads(kept.read_text(encoding="utf-8"))
+            else:
+                self._made[key] = charts.compiled(card)
+                files.write_text(kept, json.dumps(self._made[key]))
+        return self._made[key]
 
 
 def write_report(
@@ -329,6 +351,7 @@ def write_report(
     artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
     pages: list[_Page] = []
     choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    answered: dict[tuple[str, str, str], tuple[list[str], list[tuple[Any, ...]]]] = {}
     for dashboard in dashboards:
         if dashboard is artist_board:
             continue
@@ -338,14 +361,21 @@ def write_report(
         for stem, label, values in choices[dashboard.slug]:
             if on_page:
                 on_page(f"{dashboard.title} {label}".strip())
-            results = {
-                card.name: _run(con, summary, dashboard, card, values, stem)
-                for card in dashboard.cards
-            }
+            results = {}
+            for card in dashboard.cards:
+                # a card answers the same on every page that gives it the same values (the
+                # default page repeats a year; an all-time card ignores the year): once
+                key = (dashboard.slug, card.name, repr(sorted(
+                    (name, value) for name, value in values.items() if name in card.tags()
+                )))  # fmt: skip
+                if key not in answered:
+                    answered[key] = _run(con, summary, dashboard, card, values, stem)
+                results[card.name] = answered[key]
             for card in dashboard.cards:
                 links.collect(card, *results[card.name])
             pages.append(_Page(dashboard, stem, label, results))
     links.resolve(con)
+    specs = _Specs(folder.with_name(".report-cache"))
     artists: list[artist_pages.ArtistPage] = []
     if artist_board is not None:
         artists = artist_pages.choose(con, links.listed)
@@ -356,17 +386,13 @@ def write_report(
         if page.dashboard.page == "story":
             text = _story(page, choices[page.dashboard.slug], context, links)
         else:
-            cards = [
-                _card_payload(card, *page.results[card.name], links)
-                for card in page.dashboard.cards
-            ]
             text = _page(page.dashboard, choices[page.dashboard.slug], page.stem, page.label,
-                         cards, context)  # fmt: skip
+                         page.results, links, specs, context)  # fmt: skip
         (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
         summary.pages += 1
     if artist_board is not None:
         summary.pages += _write_artist_pages(
-            con, artist_board, artists, partial, context, links, summary, on_page
+            con, artist_board, artists, partial, context, links, specs, summary, on_page
         )
     summary.dashboards = len(dashboards)
     today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
@@ -410,6 +436,7 @@ def _write_artist_pages(
     partial: Path,
     context: Context,
     links: Links,
+    specs: _Specs,
     summary: ReportSummary,
     on_page: Callable[[str], None] | None,
 ) -> int:
@@ -432,10 +459,9 @@ def _write_artist_pages(
     for artist in artists:
         if on_page:
             on_page(f"{dashboard.title} {artist.name}")
-        cards = [
-            _card_payload(card, *rows[card.name][artist.name], links) for card in dashboard.cards
-        ]
-        text = _page(dashboard, [], artist.stem, artist.name, cards, context, artist=True)
+        results = {card.name: rows[card.name][artist.name] for card in dashboard.cards}
+        text = _page(dashboard, [], artist.stem, artist.name, results, links, specs, context,
+                     artist=True)  # fmt: skip
         (target / f"{artist.stem}.html").write_text(text, encoding="utf-8")
     (target / "index.html").write_text(artist_pages.index_page(artists, context), "utf-8")
     return len(artists) + 1
@@ -446,20 +472,28 @@ def _write_assets(target: Path, cache: Path) -> None:
 
     import vl_convert
 
-    # vl-convert assembles its Vega bundle on every call (about 3 s here): keep it in the
-    # data folder's cache, one file per vl-convert version
-    bundle = cache / f"vega-{importlib.metadata.version('vl-convert-python')}.js"
+    # Vega's runtime alone (the specs are compiled: charts.compiled). vl-convert assembles
+    # the bundle on every call (about 2 s here): keep it in the data folder's cache, one
+    # file per vl-convert version and snippet. The snippet names the module as
+    # vl-convert's bundler knows it (nothing is downloaded).
+    module = f"https://cdn.jsdelivr.net/npm/vega@{vl_convert.get_vega_version()}/+esm"
+    names = "View, parse, loader"
+    snippet = f'import {{ {names} }} from "{module}"; window.vega = {{ {names} }};'
+    digest = hashlib.sha256(snippet.encode()).hexdigest()[:12]
+    bundle = cache / f"vega-{importlib.metadata.version('vl-convert-python')}-{digest}.js"
     if not bundle.exists():
-        files.write_text(
-            bundle,
-            vl_convert.javascript_bundle(
-                "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
-            ),
-        )
+        files.write_text(bundle, vl_convert.javascript_bundle(snippet))
     shutil.copy(bundle, target / "vega.js")
-    world_file = ASSETS / "countries-110m.json"  # fetched at setup (Makefile); optional
-    world = world_file.read_text(encoding="utf-8") if world_file.exists() else "null"
-    (target / "world.js").write_text(f"window.MT_WORLD = {world};\n", encoding="utf-8")
+    # the countries as one picture (charts.world_svg), made once per map file and
+    # vl-convert version; without the map file (fetched at setup) the bubbles have none
+    world_file = ASSETS / WORLD_FILE
+    if world_file.exists():
+        topojson = world_file.read_text(encoding="utf-8")
+        digest = hashlib.sha256(topojson.encode()).hexdigest()[:12]
+        picture = cache / f"world-{digest}-{importlib.metadata.version('vl-convert-python')}.svg"
+        if not picture.exists():
+            files.write_text(picture, charts.world_svg(topojson))
+        shutil.copy(picture, target / "world.svg")
     for name in ("report.css", "report.js", "artists.js", "favicon.svg"):
         shutil.copy(ASSETS / name, target / name)
 
@@ -469,7 +503,9 @@ def _page(
     pages: list[tuple[str, str, dict[str, Any]]],
     current: str,
     label: str,
-    cards: list[dict[str, Any]],
+    results: dict[str, tuple[list[str], list[tuple[Any, ...]]]],
+    links: Links,
+    specs: _Specs,
     context: Context,
     *,
     artist: bool = False,
@@ -492,24 +528,66 @@ def _page(
         )
     elif artist:
         selector = "<p class='filter'><a href='index.html'>All artists</a> (with a search box)</p>"
-    tiles = "".join(_tile(dashboard, card, i) for i, card in enumerate(dashboard.cards))
-    data = json.dumps(cards, separators=(",", ":"), default=str).replace("</", "<\\/")
+    tiles = []
+    charts_to_draw = []  # only charts travel as data: the rest is in the page already
+    for i, card in enumerate(dashboard.cards):
+        columns, rows = results[card.name]
+        body = _body(card, columns, rows, links)
+        if body is None:
+            charts_to_draw.append({
+                "card": i, "name": card.name, "viz": card.viz, "columns": columns,
+                "rows": [[_jsonable(v) for v in row] for row in rows],
+                "spec": specs(dashboard, card),
+            })  # fmt: skip
+        tiles.append(_tile(dashboard, card, i, body))
+    grid = f"<main class='grid' style='--rows: {_grid_rows(dashboard)}'>{''.join(tiles)}</main>"
+    if len(dashboard.cards) > 1 and not any(rows for _, rows in results.values()):
+        grid = _nothing_to_show(dashboard)
+    data = json.dumps(charts_to_draw, separators=(",", ":"), default=str).replace("</", "<\\/")
     heading = label if artist else f"{dashboard.title}" + (f": {label}" if label else "")
     return (
-        head(heading, 1, description=dashboard.description, scripts=["report.js"])
+        head(heading, 1, description=dashboard.description,
+             scripts=["report.js"] if charts_to_draw else [], drawn=not charts_to_draw)
         + nav(1)
         + f"<header><h1>{html.escape(heading)}</h1>"
         + (f"<p>{html.escape(dashboard.description)}</p>" if not artist else "")
         + selector
         + "</header>"
-        + f"<main class='grid'>{tiles}</main>"
+        + grid
         + footer(context)
-        + data_script("mt-cards", data)
+        + (data_script("mt-cards", data) if charts_to_draw else "")
         + "</body></html>"
+    )  # fmt: skip
+
+
+def _grid_rows(dashboard: Dashboard) -> str:
+    """The rows of the desktop grid (report.css): 40 px each, as Metabase's, except rows
+    that hold KPI figures alone, which take the figures' height (the definitions give them
+    three rows, which Metabase needs and a figure does not)."""
+    height = max((c.layout.row + c.layout.height for c in dashboard.cards), default=0)
+    kinds: list[set[str]] = [set() for _ in range(height)]
+    for card in dashboard.cards:
+        for row in range(card.layout.row, card.layout.row + card.layout.height):
+            kinds[row].add(card.viz)
+    return " ".join("auto" if kind == {"kpi"} else "40px" for kind in kinds)
+
+
+def _nothing_to_show(dashboard: Dashboard) -> str:
+    """A page whose every card is empty says why once: each of the cards' own words once
+    (places before any MusicBrainz lookup: one sentence, not four cards of it)."""
+    said: dict[str, Card] = {}
+    for card in dashboard.cards:
+        said.setdefault(card.empty, card)
+    reasons = [card for words, card in said.items() if words] or [dashboard.cards[0]]
+    return (
+        f"<main class='grid nothing'><section class='card card-empty'"
+        f" id='{dashboard.slug}--empty'><div class='body'>"
+        + "".join(cards_html.empty(card) for card in reasons)
+        + "</div></section></main>"
     )
 
 
-def _tile(dashboard: Dashboard, card: Card, index: int) -> str:
+def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str:
     layout = card.layout
     # placed on the 24-column grid from 800 px wide (report.css); one column below
     style = (
@@ -521,11 +599,23 @@ def _tile(dashboard: Dashboard, card: Card, index: int) -> str:
         if card.description
         else ""
     )
+    kind = "ranked" if _is_ranked(card) else card.viz
+    drawn = " drawn" if body is not None else ""
+    if body is None:  # a chart to draw: its room kept, the map's countries shown at once
+        height = charts.chart_height(card)
+        world = (
+            f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
+            f" height='{charts.world_height()}' style='height: {height}px'>"
+            if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
+            else ""
+        )
+        body = f"<div class='chart' style='min-height: {height}px'>{world}</div>"
+    if body is not None and body.startswith("<p class='empty'>"):
+        drawn += " is-empty"
     return (
-        f"<section class='card card-{'ranked' if _is_ranked(card) else card.viz}'"
-        f" style='{style}' data-card='{index}'"
+        f"<section class='card card-{kind}{drawn}' style='{style}' data-card='{index}'"
         f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
-        f"{description}<div class='body'></div></section>"
+        f"{description}<div class='body'>{body}</div></section>"
     )
 
 
@@ -570,7 +660,7 @@ def build_report(
 
 def serve(folder: Path, port: int) -> None:
     """Serve the report on 127.0.0.1 until interrupted (Ctrl+C), compressed as the deployed
-    proxy serves it (Caddy's ``encode``): Vega's 900 kB of JavaScript travel as 250."""
+    proxy serves it (Caddy's ``encode``): Vega's 580 kB of JavaScript travel as 200."""
     import functools
     from http.server import ThreadingHTTPServer
 

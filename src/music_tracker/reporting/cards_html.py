@@ -1,0 +1,157 @@
+"""The cards that need no chart library, written into the page as HTML: KPI figures,
+tables (a one-row table as labelled figures), ranked lists of names, and what an empty
+card says. A reader sees every number before (and without) any JavaScript; only charts
+are left for ``report.js`` to draw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from typing import Any
+
+from music_tracker.reporting.definitions import Card
+from music_tracker.reporting.layout import esc
+
+NO_VALUE = "\u2014"
+DEFAULT_EMPTY = "Nothing to show for this period."
+# a table this wide drops its dates on a phone (report.css), so the names keep the width
+WIDE_COLUMNS = 5
+WIDE = " class='wide'"
+
+
+def show(value: Any) -> str:
+    """A value as a reader sees it: thousands grouped, at most two decimals."""
+    if value is None:
+        return NO_VALUE
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float | decimal.Decimal):
+        text = f"{float(value):,.2f}".rstrip("0").rstrip(".")
+        return "0" if text == "-0" else text
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def empty(card: Card) -> str:
+    """The card's own words for an empty card (`command` in them shown as code)."""
+    parts = (card.empty or DEFAULT_EMPTY).split("`")
+    text = "".join(
+        f"<code>{esc(part)}</code>" if i % 2 else esc(part) for i, part in enumerate(parts)
+    )
+    return f"<p class='empty'>{text}</p>"
+
+
+def _cell(tag: str, value: Any, href: str | None, css: str = "", kind: str | None = None) -> str:
+    shown = esc(show(value))
+    content = f"<a href='{esc(href)}'>{shown}</a>" if href else shown
+    attributes = f" class='{css}'" if css else ""
+    if kind:  # a name that leads to its artist's page (tests find them by this)
+        attributes += f" data-link='{kind}'"
+    return f"<{tag}{attributes}>{content}</{tag}>"
+
+
+def kpi(card: Card, rows: list[tuple[Any, ...]]) -> str:
+    value = rows[0][0] if rows else None
+    if value is None and card.empty:  # no figure: the card says why
+        return empty(card)
+    unit = f"<span class='unit'>{esc(card.unit)}</span>" if card.unit else ""
+    return f"<div class='kpi'>{esc(show(value))}{unit}</div>"
+
+
+def table(
+    card: Card,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    links: dict[str, list[str | None]],
+    kinds: dict[str, str],
+) -> str:
+    """Rows as a table that scrolls sideways in its card; one row as labelled figures."""
+    if not rows:
+        return empty(card)
+    if len(rows) == 1 and len(columns) > 1:
+        figures = "".join(
+            "<div>"
+            + _cell("dt", card.title_of(column), None)
+            + _cell("dd", rows[0][i], (links.get(column) or [None])[0], kind=kinds.get(column))
+            + "</div>"
+            for i, column in enumerate(columns)
+        )
+        return f"<dl class='facts'>{figures}</dl>"
+    numeric = [any(_is_number(row[i]) for row in rows) for i in range(len(columns))]
+    # dates are the columns a phone drops (report.css) when the names need the width
+    dates = [any(isinstance(row[i], dt.date) for row in rows) for i in range(len(columns))]
+    header = "".join(
+        _cell("th", card.title_of(column), None, _kind(numeric[i], dates[i], False)).replace(
+            "<th", "<th scope='col'", 1
+        )
+        for i, column in enumerate(columns)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            _cell(
+                "td",
+                value,
+                (links.get(column) or [None] * len(rows))[r],
+                _kind(_is_number(value), dates[i], column in kinds),
+                kinds.get(column),
+            )
+            for i, (column, value) in enumerate(zip(columns, row, strict=True))
+        )
+        + "</tr>"
+        for r, row in enumerate(rows)
+    )
+    return (
+        f"<div class='table-scroll' tabindex='0' role='region' aria-label='{esc(card.title)}'>"
+        f"<table{WIDE if len(columns) >= WIDE_COLUMNS else ''}><thead><tr>{header}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def ranked(
+    card: Card,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    hrefs: list[str | None],
+    kind: str | None,
+) -> str:
+    """A bar chart of names as a ranked list: each name (a link where it has a page), its
+    value with the card's unit, and a bar scaled to the largest value."""
+    if not rows:
+        return empty(card)
+    x, y = columns.index(card.x or ""), columns.index(card.y or "")
+    order = list(range(len(rows)))
+    if card.sort in ("x", "-x"):
+        order.sort(key=lambda i: rows[i][x] or 0, reverse=card.sort == "-x")
+    most = max((float(row[x] or 0) for row in rows), default=0) or 1
+    unit = f" {esc(card.unit)}" if card.unit else ""
+    items = "".join(
+        "<li>"
+        + _cell(
+            "span",
+            rows[i][y],
+            hrefs[i] if i < len(hrefs) else None,
+            "name" if kind else "label",
+            kind,
+        )
+        + f"<span class='value'>{esc(show(rows[i][x]))}{unit}</span>"
+        + "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>"
+        + f"<rect width='{max(0.5, 100 * float(rows[i][x] or 0) / most):.1f}' height='4'>"
+        + "</rect></svg></li>"
+        for i in order
+    )
+    # the measure's words ("Hours"); its unit is on every value
+    return f"<p class='measure'>{esc(card.title_of(card.x))}</p><ol class='ranked'>{items}</ol>"
+
+
+def _kind(numeric: bool, date: bool, name: bool) -> str:
+    """A cell's classes: numbers right-aligned, dates droppable, names wrapping."""
+    return "num" if numeric else "date" if date else "name" if name else ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
