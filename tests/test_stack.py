@@ -485,10 +485,19 @@ def _lite_plan(full_env: dict[str, str], data: Path) -> None:
             print(f"lite: a new play on the report {time.monotonic() - up:.0f} s after up")
         assert web.get("/").headers["location"] == "/report/"
         web.close()
-        runs = [
-            json.loads(line) for line in (data / "state" / "runs.jsonl").read_text().splitlines()
-        ]
-        assert any(r["flow"] == "ingest" and r["state"] == "Completed" for r in runs), runs
+        # the run rewrites the report before it ends, and the loop records it once the
+        # run's process has exited: the record can come a moment after the page
+        runs_file = data / "state" / "runs.jsonl"
+
+        def ingest_recorded() -> bool:
+            runs = runs_file.read_text().splitlines() if runs_file.exists() else []
+            return any(
+                r["flow"] == "ingest" and r["state"] == "Completed" for r in map(json.loads, runs)
+            )
+
+        _wait(
+            "no completed ingest run in state/runs.jsonl", env, ingest_recorded, 120, LITE_SERVICES
+        )
         limits = _limits_mib()
         print(f"{'container':<14} {'anon MiB':>9} {'with cache':>11} {'limit MiB':>10}")
         for service in LITE_SERVICES:
