@@ -595,12 +595,15 @@ def report_command(
             result = report(
                 settings, on_page=lambda page: bar.update(task, advance=1, description=page)
             )
-        if target is not None:
-            result["copied_to"] = str(copy_report(settings.report_dir, target))
     except (OutputRefused, DefinitionError, ReportError) as exc:
         raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot copy the report to {target}: {exc}") from None
+    except OSError as exc:  # the report itself, before any copy
+        raise _fail(f"cannot write the report in {settings.report_dir}: {exc}") from None
+    if target is not None:
+        try:
+            result["copied_to"] = str(copy_report(settings.report_dir, target))
+        except OSError as exc:
+            raise _fail(f"cannot copy the report to {target}: {exc}") from None
     if not serve_it:  # --serve stops on Ctrl+C, and that is no interruption
         interrupts.settle()
     _show(result, as_json, console.report_summary)
