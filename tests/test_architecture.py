@@ -87,3 +87,29 @@ def test_code_cites_only_what_the_repository_holds() -> None:
         text = path.read_text(errors="replace")
         assert "DESIGN.md" not in text, name
         assert "../shared" not in text, name
+
+
+def test_paths_cited_in_the_repository_exist() -> None:
+    """A module moved (warehouse.py into warehouse/) leaves no text naming its old file."""
+    import re
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "src", "transform", "requirements", "docs", "README.md"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout.split()
+    cited = re.compile(r"\b(?:src/music_tracker|music_tracker)/[\w/]+\.py\b|\bwarehouse\.py\b")
+    missing = []
+    for name in tracked:
+        path = REPO / name
+        if path.suffix in {".whl", ".png", ".svg", ".json", ".duckdb"} or not path.is_file():
+            continue
+        for match in cited.finditer(path.read_text(errors="replace")):
+            text = match.group()
+            relative = "src/music_tracker/warehouse.py" if text == "warehouse.py" else text
+            file = REPO / (relative if relative.startswith("src/") else f"src/{relative}")
+            if not file.is_file():
+                missing.append(f"{name}: {text}")
+    assert missing == [], missing

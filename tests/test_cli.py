@@ -438,3 +438,23 @@ def test_the_writer_lock_exists_before_the_data_folder_does(tmp_path: Path) -> N
         holder.communicate("\n", timeout=30)
     assert holder.returncode == 0
     assert not (tmp_path / "new").exists()
+
+
+def test_the_demo_finding_another_writer_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer in the demo's folder (its publish takes the writer lock): one line
+    and the busy exit, as every writing command, not a traceback."""
+    from typer.testing import CliRunner
+
+    from music_tracker.cli import app
+    from music_tracker.demo import run as demo_run
+    from music_tracker.lock import WriterBusy
+
+    def busy(*args: object, **kwargs: object) -> None:
+        raise WriterBusy("another music-tracker process is writing the warehouse (waited 1 s)")
+
+    monkeypatch.setattr(demo_run, "run_demo", busy)
+    done = CliRunner().invoke(app, ["demo", "--data-dir", str(tmp_path / "demo")])
+    assert done.exit_code == 75, (done.output, done.exception)
+    assert "is writing the warehouse (waited 1 s): run `music-tracker demo` again" in done.output

@@ -110,3 +110,18 @@ def test_report_output_never_replaces_the_data_folder_or_the_owners_files(
     done = cli("report", "--data-dir", str(inside), "--output", str(root / "music"), expect=1)
     assert "holds or lies inside the data folder" in done.stdout + done.stderr
     assert (inside / "warehouse.duckdb").is_file()
+
+
+def test_report_that_cannot_be_written_is_not_called_a_failed_copy(
+    built_copy: Path, cli: Cli, site: tuple[Path, str]
+) -> None:
+    """Writing the report itself fails (a file where the report swaps its folder aside):
+    the error names the report folder, not a copy that never started."""
+    root, _ = site
+    (built_copy / "report").mkdir()
+    (built_copy / ".report.old").write_text("in the way")
+    done = cli("report", "--data-dir", str(built_copy), "--output", str(root / "music"), expect=1)
+    said = done.stdout + done.stderr
+    assert f"cannot write the report in {built_copy / 'report'}" in said, said
+    assert "cannot copy" not in said and "None" not in said, said
+    assert not (root / "music").exists()

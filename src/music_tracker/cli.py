@@ -595,12 +595,15 @@ def report_command(
             result = report(
                 settings, on_page=lambda page: bar.update(task, advance=1, description=page)
             )
-        if target is not None:
-            result["copied_to"] = str(copy_report(settings.report_dir, target))
     except (OutputRefused, DefinitionError, ReportError) as exc:
         raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot copy the report to {target}: {exc}") from None
+    except OSError as exc:  # the report itself, before any copy
+        raise _fail(f"cannot write the report in {settings.report_dir}: {exc}") from None
+    if target is not None:
+        try:
+            result["copied_to"] = str(copy_report(settings.report_dir, target))
+        except OSError as exc:
+            raise _fail(f"cannot copy the report to {target}: {exc}") from None
     if not serve_it:  # --serve stops on Ctrl+C, and that is no interruption
         interrupts.settle()
     _show(result, as_json, console.report_summary)
@@ -677,11 +680,13 @@ def demo_command(
         reference_spec,
         run_demo,
     )
+    from music_tracker.lock import WriterBusy
     from music_tracker.metabase.client import MetabaseError
     from music_tracker.publish import PublishError
     from music_tracker.reporting.definitions import DefinitionError
     from music_tracker.reporting.static_site import ReportError
     from music_tracker.transform import TransformError
+    from music_tracker.warehouse import WarehouseBusy
 
     # the demo never writes where real data lives: its own folder unless one is named,
     # and never a folder with a warehouse or tokens that the demo did not make
@@ -693,6 +698,10 @@ def demo_command(
         )
     except TransformError as exc:
         raise _fail(f"dbt build failed:\n{exc}") from None
+    except (WriterBusy, WarehouseBusy) as exc:  # its publish takes the writer lock
+        raise _fail(
+            f"{exc}: run `music-tracker demo` again when it has finished", EXIT_BUSY
+        ) from None
     except (DemoError, PublishError, MetabaseError, DefinitionError, ReportError) as exc:
         raise _fail(str(exc)) from None
     status_command(data_dir=settings.data_dir, as_json=False)

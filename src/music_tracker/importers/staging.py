@@ -1,6 +1,6 @@
 """The rows of one import, staged in Parquet files until the run commits.
 
-Polars reads, narrows and de-duplicates here; warehouse.py does every write to the
+Polars reads, narrows and de-duplicates here; the warehouse package does every write to the
 warehouse (``store_*`` call it inside the import's transaction).
 """
 
