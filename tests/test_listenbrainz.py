@@ -152,3 +152,22 @@ def test_a_broken_listen_names_file_and_line(cli: Cli, data_dir: Path, tmp_path:
     assert "listens.jsonl" in result.output and "row 2" in result.output
     assert "nothing was imported" in result.output
     assert query(data_dir, "select count(*) from raw.listenbrainz_listens") == [(1,)]
+
+
+def test_a_user_export_with_empty_feedback(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """A user who never gave feedback or pinned a recording gets those files empty in the
+    export: skipped, the listens imported (an empty file named alone is still an error)."""
+    archive = tmp_path / "listenbrainz_someone.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("user.json", json.dumps({"user_id": 1, "username": "someone"}))
+        out.writestr("feedback.jsonl", "")
+        out.writestr("pinned_recording.jsonl", "")
+        out.writestr("listens/2023/11.jsonl", _listen(1_700_000_000, "Radiohead", "Airbag") + "\n")
+    summary = cli_json(cli, "import", str(archive))
+    assert summary["new_plays_per_source"] == {"listenbrainz": 1}
+    skipped = {Path(item["file"].split(":")[-1]).name for item in summary["files_skipped"]}
+    assert skipped == {"user.json", "feedback.jsonl", "pinned_recording.jsonl"}
+    empty = tmp_path / "feedback.jsonl"
+    empty.write_text("")
+    result = cli("import", str(empty), expect=1)
+    assert "feedback.jsonl" in result.output and "empty" in result.output
