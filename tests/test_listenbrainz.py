@@ -171,3 +171,18 @@ def test_a_user_export_with_empty_feedback(cli: Cli, data_dir: Path, tmp_path: P
     empty.write_text("")
     result = cli("import", str(empty), expect=1)
     assert "feedback.jsonl" in result.output and "empty" in result.output
+
+
+def test_a_line_that_is_not_json_is_named(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Garbage or a cut-off line in JSON lines: the message names that line (DuckDB's own
+    number is one past it), and nothing is stored."""
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(4)]
+    bad = tmp_path / "listens.jsonl"
+    bad.write_text("\n".join([*lines[:2], "not a listen", *lines[2:]]) + "\n")
+    result = cli("import", str(bad), expect=1)
+    assert "listens.jsonl, row 3:" in result.output
+    assert "nothing was imported" in result.output
+    bad.write_text("\n".join([*lines, lines[0][:25]]) + "\n")
+    result = cli("import", str(bad), expect=1)
+    assert "listens.jsonl, row 5:" in result.output
+    assert not (data_dir / "warehouse.duckdb").exists()
