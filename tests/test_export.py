@@ -138,3 +138,20 @@ def test_nothing_to_export_before_transform(cli: Cli, data_dir: Path, tmp_path: 
     result = cli("export", "--format", "csv", "--output", str(tmp_path / "x"), expect=1)
     assert "run `music-tracker transform` first" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_an_output_that_cannot_be_written_says_so(built: Path, cli: Cli, tmp_path: Path) -> None:
+    """A folder under a file, a file that cannot be replaced: an error naming it, exit 1
+    (not a traceback), and no half-written file left behind."""
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    args = ["--data-dir", str(built)]
+    result = cli("export", "--format", "csv", "--output", str(a_file / "sub"), *args, expect=1)
+    assert f"cannot write {a_file / 'sub'}" in result.output
+    assert "Traceback" not in result.output and a_file.read_text() == "keep me"
+    for fmt, name in (("csv", "plays.csv"), ("listenbrainz", "listens.jsonl")):
+        folder = tmp_path / fmt
+        (folder / name).mkdir(parents=True)  # a folder where the file goes
+        result = cli("export", "--format", fmt, "--output", str(folder), *args, expect=1)
+        assert f"cannot write {folder / name}" in result.output
+        assert sorted(p.name for p in folder.iterdir()) == [name]

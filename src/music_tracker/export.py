@@ -15,6 +15,7 @@ into place, so an interrupted export never leaves half a file under the final na
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -220,7 +221,10 @@ def export_history(
     with warehouse.connect(warehouse_path, read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         _check_built(con)
-        output.mkdir(parents=True, exist_ok=True)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(_cannot_write(output, exc)) from None
         music_name, other_name = output_files(fmt)
         for name, sql, content in (
             (music_name, _PLAYS_SQL, "music"),
@@ -229,15 +233,23 @@ def export_history(
             relation = con.sql(sql, params={"since": since})
             total = _count(con, sql, since)
             target = output / name
-            if fmt is ExportFormat.LISTENBRAINZ:
-                lines = _listens(relation, content=content)
-                rows = _write_lines(target, lines, total, progress)
-            else:
-                rows = _copy(con, sql, since, target, fmt, timezone)
-                if progress:
-                    progress(rows, total)
+            try:
+                if fmt is ExportFormat.LISTENBRAINZ:
+                    lines = _listens(relation, content=content)
+                    rows = _write_lines(target, lines, total, progress)
+                else:
+                    rows = _copy(con, sql, since, target, fmt, timezone)
+            except (OSError, duckdb.IOException) as exc:
+                raise ExportError(_cannot_write(target, exc)) from None
+            if progress and fmt is not ExportFormat.LISTENBRAINZ:
+                progress(rows, total)
             summary.files.append({"path": str(target), "content": content, "rows": rows})
     return summary
+
+
+def _cannot_write(path: Path, exc: Exception) -> str:
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+    return f"cannot write {path}: {why}; name a folder you can write to with --output"
 
 
 def _check_built(con: duckdb.DuckDBPyConnection) -> None:
@@ -283,11 +295,16 @@ def _copy(
         options = "format csv, header true"
     else:
         options = "format parquet, compression zstd"
-    con.execute(
-        f"copy ({select}, $timezone as timezone from ({sql})) to '{_quoted(partial)}' ({options})",
-        {"since": since, "timezone": timezone},
-    )
-    partial.replace(target)
+    try:
+        con.execute(
+            f"copy ({select}, $timezone as timezone from ({sql}))"
+            f" to '{_quoted(partial)}' ({options})",
+            {"since": since, "timezone": timezone},
+        )
+        partial.replace(target)
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
     return _count(con, sql, since)
 
 
