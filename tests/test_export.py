@@ -125,6 +125,9 @@ def test_bad_requests_say_what_to_do(built: Path, cli: Cli, tmp_path: Path) -> N
     assert "listenbrainz, csv, parquet" in result.output
     result = cli("export", "--format", "csv", "--since", "June", *args, expect=2)
     assert "YYYY-MM-DD" in result.output
+    result = cli("export", "--format", "csv", "--since", "2999-01-01", *args, expect=2)
+    assert "in the future" in result.output
+    assert not (tmp_path / "x").exists()
     a_file = tmp_path / "file"
     a_file.write_text("keep me")
     result = cli("export", "--format", "csv", "--output", str(a_file), "--data-dir", str(built),

@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -82,6 +83,13 @@ def run(
         raise ExportError(
             f"--since {since!r} is not a date: use YYYY-MM-DD, such as 2024-01-31", 2
         ) from None
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    if since_date is not None and since_date > today:
+        raise ExportError(
+            f"--since {since} is in the future ({settings.timezone}): no play is on or after"
+            f" it; give a date up to {today.isoformat()}",
+            2,
+        )
     if not settings.warehouse_path.exists():
         raise ExportError(
             f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
