@@ -158,3 +158,18 @@ def test_an_output_that_cannot_be_written_says_so(built: Path, cli: Cli, tmp_pat
         result = cli("export", "--format", fmt, "--output", str(folder), *args, expect=1)
         assert f"cannot write {folder / name}" in result.output
         assert sorted(p.name for p in folder.iterdir()) == [name]
+
+
+def test_not_into_the_folders_music_tracker_manages(
+    built_copy: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """landing/ holds what was imported as it came (an export there passes for an imported
+    file), report/ is replaced as a whole: refused; a folder of its own in the data folder
+    is fine."""
+    args = ["--format", "listenbrainz", "--data-dir", str(built_copy)]
+    for inside in ("landing", "landing/new", "report", "serving", "state"):
+        result = cli("export", "--output", str(built_copy / inside), *args, expect=1)
+        assert "which music-tracker manages" in result.output
+        assert not (built_copy / inside / "listens.jsonl").exists()
+    summary = cli_json(cli, "export", "--output", str(built_copy / "exports"), *args)
+    assert summary["plays"] > 0

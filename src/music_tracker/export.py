@@ -94,11 +94,25 @@ def run(
         raise ExportError(
             f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
         )
+    target = output.resolve()
+    for managed in (
+        settings.landing_dir,
+        settings.state_dir,
+        settings.serving_dir,
+        settings.report_dir,
+    ):
+        if target.is_relative_to(managed.resolve()):
+            # landing/ holds what was imported, as it was; report/ and serving/ are replaced
+            raise ExportError(
+                f"--output {output} lies inside {managed}, which music-tracker manages (its"
+                " files are replaced or taken for imported ones): choose a folder outside it,"
+                f" such as {settings.data_dir / 'exports'}"
+            )
     task = bar.add_task("writing plays", total=None)
     try:
         summary = export_history(
             settings.warehouse_path,
-            output.resolve(),
+            target,
             ExportFormat(fmt),
             timezone=settings.timezone,
             since=since_date,
