@@ -57,6 +57,7 @@ def test_reimport_into_the_first_warehouse_adds_nothing(
     _export(cli, built_copy, tmp_path / "lb")
     sids = "select play_sid, ms_played, played_at_local from dw.fact_track_played order by all"
     plays_before, other_before = query(built_copy, sids), query(built_copy, _OTHER)
+    status_before = cli_json(cli, "status", "--data-dir", str(built_copy))["other_content"]
     summary = cli_json(cli, "import", str(tmp_path / "lb"), "--data-dir", str(built_copy))
     assert summary["new_plays"] == 0
     assert summary["duplicates"]["same_play_from_other_source"] == len(plays_before)
@@ -64,6 +65,8 @@ def test_reimport_into_the_first_warehouse_adds_nothing(
     cli("transform", "--data-dir", str(built_copy))
     assert query(built_copy, sids) == plays_before
     assert query(built_copy, _OTHER) == other_before
+    # status counts the podcasts, audiobooks and videos once too
+    assert cli_json(cli, "status", "--data-dir", str(built_copy))["other_content"] == status_before
     # every play now says ListenBrainz saw it too
     assert query(
         built_copy,
