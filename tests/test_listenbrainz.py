@@ -189,3 +189,17 @@ def test_a_line_that_is_not_json_is_named(cli: Cli, data_dir: Path, tmp_path: Pa
     result = cli("import", str(bad), expect=1)
     assert "listens.jsonl, row 5:" in result.output
     assert not (data_dir / "warehouse.duckdb").exists()
+
+
+def test_a_listen_with_an_empty_artist_is_set_aside(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    listens = tmp_path / "listens.jsonl"
+    listens.write_text(
+        _listen(1_700_000_000, "", "Airbag") + "\n"
+        + _listen(1_700_000_300, "Radiohead", "  ") + "\n"
+        + _listen(1_700_000_600, "Radiohead", "Creep") + "\n"
+    )  # fmt: skip
+    summary = cli_json(cli, "import", str(listens))
+    assert summary["new_plays"] == 1
+    assert summary["set_aside"] == {"no artist_name or track_name in the listen": 2}
