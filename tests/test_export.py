@@ -125,6 +125,9 @@ def test_bad_requests_say_what_to_do(built: Path, cli: Cli, tmp_path: Path) -> N
     assert "listenbrainz, csv, parquet" in result.output
     result = cli("export", "--format", "csv", "--since", "June", *args, expect=2)
     assert "YYYY-MM-DD" in result.output
+    result = cli("export", "--format", "csv", "--since", "2999-01-01", *args, expect=2)
+    assert "in the future" in result.output
+    assert not (tmp_path / "x").exists()
     a_file = tmp_path / "file"
     a_file.write_text("keep me")
     result = cli("export", "--format", "csv", "--output", str(a_file), "--data-dir", str(built),
@@ -138,3 +141,35 @@ def test_nothing_to_export_before_transform(cli: Cli, data_dir: Path, tmp_path: 
     result = cli("export", "--format", "csv", "--output", str(tmp_path / "x"), expect=1)
     assert "run `music-tracker transform` first" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_an_output_that_cannot_be_written_says_so(built: Path, cli: Cli, tmp_path: Path) -> None:
+    """A folder under a file, a file that cannot be replaced: an error naming it, exit 1
+    (not a traceback), and no half-written file left behind."""
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    args = ["--data-dir", str(built)]
+    result = cli("export", "--format", "csv", "--output", str(a_file / "sub"), *args, expect=1)
+    assert f"cannot write {a_file / 'sub'}" in result.output
+    assert "Traceback" not in result.output and a_file.read_text() == "keep me"
+    for fmt, name in (("csv", "plays.csv"), ("listenbrainz", "listens.jsonl")):
+        folder = tmp_path / fmt
+        (folder / name).mkdir(parents=True)  # a folder where the file goes
+        result = cli("export", "--format", fmt, "--output", str(folder), *args, expect=1)
+        assert f"cannot write {folder / name}" in result.output
+        assert sorted(p.name for p in folder.iterdir()) == [name]
+
+
+def test_not_into_the_folders_music_tracker_manages(
+    built_copy: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """landing/ holds what was imported as it came (an export there passes for an imported
+    file), report/ is replaced as a whole: refused; a folder of its own in the data folder
+    is fine."""
+    args = ["--format", "listenbrainz", "--data-dir", str(built_copy)]
+    for inside in ("landing", "landing/new", "report", "serving", "state"):
+        result = cli("export", "--output", str(built_copy / inside), *args, expect=1)
+        assert "which music-tracker manages" in result.output
+        assert not (built_copy / inside / "listens.jsonl").exists()
+    summary = cli_json(cli, "export", "--output", str(built_copy / "exports"), *args)
+    assert summary["plays"] > 0

@@ -57,6 +57,7 @@ def test_reimport_into_the_first_warehouse_adds_nothing(
     _export(cli, built_copy, tmp_path / "lb")
     sids = "select play_sid, ms_played, played_at_local from dw.fact_track_played order by all"
     plays_before, other_before = query(built_copy, sids), query(built_copy, _OTHER)
+    status_before = cli_json(cli, "status", "--data-dir", str(built_copy))["other_content"]
     summary = cli_json(cli, "import", str(tmp_path / "lb"), "--data-dir", str(built_copy))
     assert summary["new_plays"] == 0
     assert summary["duplicates"]["same_play_from_other_source"] == len(plays_before)
@@ -64,6 +65,8 @@ def test_reimport_into_the_first_warehouse_adds_nothing(
     cli("transform", "--data-dir", str(built_copy))
     assert query(built_copy, sids) == plays_before
     assert query(built_copy, _OTHER) == other_before
+    # status counts the podcasts, audiobooks and videos once too
+    assert cli_json(cli, "status", "--data-dir", str(built_copy))["other_content"] == status_before
     # every play now says ListenBrainz saw it too
     assert query(
         built_copy,
@@ -152,3 +155,51 @@ def test_a_broken_listen_names_file_and_line(cli: Cli, data_dir: Path, tmp_path:
     assert "listens.jsonl" in result.output and "row 2" in result.output
     assert "nothing was imported" in result.output
     assert query(data_dir, "select count(*) from raw.listenbrainz_listens") == [(1,)]
+
+
+def test_a_user_export_with_empty_feedback(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """A user who never gave feedback or pinned a recording gets those files empty in the
+    export: skipped, the listens imported (an empty file named alone is still an error)."""
+    archive = tmp_path / "listenbrainz_someone.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("user.json", json.dumps({"user_id": 1, "username": "someone"}))
+        out.writestr("feedback.jsonl", "")
+        out.writestr("pinned_recording.jsonl", "")
+        out.writestr("listens/2023/11.jsonl", _listen(1_700_000_000, "Radiohead", "Airbag") + "\n")
+    summary = cli_json(cli, "import", str(archive))
+    assert summary["new_plays_per_source"] == {"listenbrainz": 1}
+    skipped = {Path(item["file"].split(":")[-1]).name for item in summary["files_skipped"]}
+    assert skipped == {"user.json", "feedback.jsonl", "pinned_recording.jsonl"}
+    empty = tmp_path / "feedback.jsonl"
+    empty.write_text("")
+    result = cli("import", str(empty), expect=1)
+    assert "feedback.jsonl" in result.output and "empty" in result.output
+
+
+def test_a_line_that_is_not_json_is_named(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Garbage or a cut-off line in JSON lines: the message names that line (DuckDB's own
+    number is one past it), and nothing is stored."""
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(4)]
+    bad = tmp_path / "listens.jsonl"
+    bad.write_text("\n".join([*lines[:2], "not a listen", *lines[2:]]) + "\n")
+    result = cli("import", str(bad), expect=1)
+    assert "listens.jsonl, row 3:" in result.output
+    assert "nothing was imported" in result.output
+    bad.write_text("\n".join([*lines, lines[0][:25]]) + "\n")
+    result = cli("import", str(bad), expect=1)
+    assert "listens.jsonl, row 5:" in result.output
+    assert not (data_dir / "warehouse.duckdb").exists()
+
+
+def test_a_listen_with_an_empty_artist_is_set_aside(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    listens = tmp_path / "listens.jsonl"
+    listens.write_text(
+        _listen(1_700_000_000, "", "Airbag") + "\n"
+        + _listen(1_700_000_300, "Radiohead", "  ") + "\n"
+        + _listen(1_700_000_600, "Radiohead", "Creep") + "\n"
+    )  # fmt: skip
+    summary = cli_json(cli, "import", str(listens))
+    assert summary["new_plays"] == 1
+    assert summary["set_aside"] == {"no artist_name or track_name in the listen": 2}

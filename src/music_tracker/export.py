@@ -15,6 +15,7 @@ into place, so an interrupted export never leaves half a file under the final na
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -81,15 +83,36 @@ def run(
         raise ExportError(
             f"--since {since!r} is not a date: use YYYY-MM-DD, such as 2024-01-31", 2
         ) from None
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    if since_date is not None and since_date > today:
+        raise ExportError(
+            f"--since {since} is in the future ({settings.timezone}): no play is on or after"
+            f" it; give a date up to {today.isoformat()}",
+            2,
+        )
     if not settings.warehouse_path.exists():
         raise ExportError(
             f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
         )
+    target = output.resolve()
+    for managed in (
+        settings.landing_dir,
+        settings.state_dir,
+        settings.serving_dir,
+        settings.report_dir,
+    ):
+        if target.is_relative_to(managed.resolve()):
+            # landing/ holds what was imported, as it was; report/ and serving/ are replaced
+            raise ExportError(
+                f"--output {output} lies inside {managed}, which music-tracker manages (its"
+                " files are replaced or taken for imported ones): choose a folder outside it,"
+                f" such as {settings.data_dir / 'exports'}"
+            )
     task = bar.add_task("writing plays", total=None)
     try:
         summary = export_history(
             settings.warehouse_path,
-            output.resolve(),
+            target,
             ExportFormat(fmt),
             timezone=settings.timezone,
             since=since_date,
@@ -220,7 +243,10 @@ def export_history(
     with warehouse.connect(warehouse_path, read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         _check_built(con)
-        output.mkdir(parents=True, exist_ok=True)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(_cannot_write(output, exc)) from None
         music_name, other_name = output_files(fmt)
         for name, sql, content in (
             (music_name, _PLAYS_SQL, "music"),
@@ -229,15 +255,23 @@ def export_history(
             relation = con.sql(sql, params={"since": since})
             total = _count(con, sql, since)
             target = output / name
-            if fmt is ExportFormat.LISTENBRAINZ:
-                lines = _listens(relation, content=content)
-                rows = _write_lines(target, lines, total, progress)
-            else:
-                rows = _copy(con, sql, since, target, fmt, timezone)
-                if progress:
-                    progress(rows, total)
+            try:
+                if fmt is ExportFormat.LISTENBRAINZ:
+                    lines = _listens(relation, content=content)
+                    rows = _write_lines(target, lines, total, progress)
+                else:
+                    rows = _copy(con, sql, since, target, fmt, timezone)
+            except (OSError, duckdb.IOException) as exc:
+                raise ExportError(_cannot_write(target, exc)) from None
+            if progress and fmt is not ExportFormat.LISTENBRAINZ:
+                progress(rows, total)
             summary.files.append({"path": str(target), "content": content, "rows": rows})
     return summary
+
+
+def _cannot_write(path: Path, exc: Exception) -> str:
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+    return f"cannot write {path}: {why}; name a folder you can write to with --output"
 
 
 def _check_built(con: duckdb.DuckDBPyConnection) -> None:
@@ -283,11 +317,16 @@ def _copy(
         options = "format csv, header true"
     else:
         options = "format parquet, compression zstd"
-    con.execute(
-        f"copy ({select}, $timezone as timezone from ({sql})) to '{_quoted(partial)}' ({options})",
-        {"since": since, "timezone": timezone},
-    )
-    partial.replace(target)
+    try:
+        con.execute(
+            f"copy ({select}, $timezone as timezone from ({sql}))"
+            f" to '{_quoted(partial)}' ({options})",
+            {"since": since, "timezone": timezone},
+        )
+        partial.replace(target)
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
     return _count(con, sql, since)
 
 

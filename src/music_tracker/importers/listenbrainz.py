@@ -77,9 +77,11 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
     frame = _with_times(frame, display_name).with_columns(
         kind=pl.col("spotify_url").str.extract(_SPOTIFY_ID, 1),
         spotify_id=pl.col("spotify_url").str.extract(_SPOTIFY_ID, 2),
-        reason=pl.when(pl.col("artist_name").is_null() | pl.col("track_name").is_null()).then(
-            pl.lit("no artist_name or track_name in the listen")
-        ),
+        # ListenBrainz requires both, non-empty
+        reason=pl.when(
+            (pl.col("artist_name").str.strip_chars() == "").fill_null(True)
+            | (pl.col("track_name").str.strip_chars() == "").fill_null(True)
+        ).then(pl.lit("no artist_name or track_name in the listen")),
     )
     kept = frame.filter(pl.col("reason").is_null())
     is_other = pl.col("content_type").is_in(_OTHER_CONTENT).fill_null(False)

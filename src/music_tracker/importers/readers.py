@@ -125,6 +125,16 @@ def read_json_rows(
         raise  # not the file's fault: the command names the memory setting
     except duckdb.Error as exc:
         detail = re.sub(r'in file "[^"]*", ', "", str(exc).splitlines()[0])
+        bad_line = _first_bad_json_line(path)
+        if bad_line is not None:
+            # DuckDB's line number for malformed JSON lines is one past the line (1.5)
+            raise ImportInputError(
+                display_name,
+                f"cannot be read as {what}: that line is not JSON ({bad_line[1]})",
+                row=bad_line[0],
+                hint="the file may be truncated or edited; fix or delete that line, or"
+                " download the export again",
+            ) from exc
         raise ImportInputError(
             display_name,
             f"cannot be read as {what}: {detail}",
@@ -137,6 +147,22 @@ def read_json_rows(
     return frame.with_row_index("file_row", offset=1).with_columns(
         pl.col("file_row").cast(pl.Int64)
     )
+
+
+def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
+    """In JSON lines, the number (from 1) of the first line that is not JSON, and why."""
+    with path.open("rb") as handle:
+        if not handle.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
+            return None  # a JSON array: DuckDB's message stands
+        handle.seek(0)
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line.removeprefix(b"\xef\xbb\xbf"))
+            except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+                return number, getattr(exc, "msg", None) or str(exc)
+    return None
 
 
 def _parse_utc(frame: pl.DataFrame, column: str, fmt: str, display_name: str) -> pl.Series:

@@ -500,6 +500,11 @@ def _check_free_space(folder: Path, needed: int, what: str) -> None:
 def _format_of(
     candidate: Candidate, head: bytes, forced: Format | None, summary: ImportSummary
 ) -> Format | None:
+    if not head.strip() and not candidate.explicit and candidate.base_name.endswith(".jsonl"):
+        # JSON lines without a line: a ListenBrainz export's feedback.jsonl or
+        # pinned_recording.jsonl when there is none (named alone, an empty file is an error)
+        summary.skipped.append({"file": candidate.display_name, "reason": "empty, no records"})
+        return None
     try:
         detected = detect_format(candidate.display_name, head)
     except EmptyHistory:

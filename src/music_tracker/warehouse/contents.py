@@ -53,9 +53,21 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     ).fetchone()  # type: ignore[misc]
     starts = [v["first_play_at"] for v in per_source.values() if v["first_play_at"]]
     ends = [v["last_play_at"] for v in per_source.values() if v["last_play_at"]]
+    # a listen of our own export that a Spotify file also holds counts once, as in
+    # dw.fact_other_played (the same kind and time heard, ending within a minute)
     other = dict(
         con.execute(
-            "select content_type, count(*) from raw.other_plays group by all order by 1"
+            """
+            select o.content_type, count(*) from raw.other_plays as o
+            where o.source != 'listenbrainz' or not exists (
+                select 1 from raw.other_plays as s
+                where s.source != 'listenbrainz' and s.content_type = o.content_type
+                and s.ms_played = o.ms_played
+                and s.played_at between o.played_at - interval 1 minute
+                and o.played_at + interval 1 minute
+            )
+            group by all order by 1
+            """
         ).fetchall()
     )
     set_aside = dict(
