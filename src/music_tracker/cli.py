@@ -673,36 +673,25 @@ def demo_command(
     ] = 1.0,
 ) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
-    from music_tracker.demo.run import (
-        DEMO_DATA_DIR,
-        DemoError,
-        claim_folder,
-        reference_spec,
-        run_demo,
-    )
-    from music_tracker.lock import WriterBusy
-    from music_tracker.metabase.client import MetabaseError
-    from music_tracker.publish import PublishError
-    from music_tracker.reporting.definitions import DefinitionError
-    from music_tracker.reporting.static_site import ReportError
+    from music_tracker.demo import run as demo
     from music_tracker.transform import TransformError
-    from music_tracker.warehouse import WarehouseBusy
 
     # the demo never writes where real data lives: its own folder unless one is named,
     # and never a folder with a warehouse or tokens that the demo did not make
-    settings = _settings(data_dir or DEMO_DATA_DIR)
+    settings = _settings(data_dir or demo.DEMO_DATA_DIR)
     try:
-        claim_folder(settings)
-        done = run_demo(
-            settings, out.print, musicbrainz_interval=musicbrainz_interval, spec=reference_spec()
+        demo.claim_folder(settings)
+        spec = demo.reference_spec()
+        done = demo.run_demo(
+            settings, out.print, musicbrainz_interval=musicbrainz_interval, spec=spec
         )
     except TransformError as exc:
         raise _fail(f"dbt build failed:\n{exc}") from None
-    except (WriterBusy, WarehouseBusy) as exc:  # its publish takes the writer lock
+    except demo.BUSY as exc:
         raise _fail(
             f"{exc}: run `music-tracker demo` again when it has finished", EXIT_BUSY
         ) from None
-    except (DemoError, PublishError, MetabaseError, DefinitionError, ReportError) as exc:
+    except demo.FAILURES as exc:
         raise _fail(str(exc)) from None
     status_command(data_dir=settings.data_dir, as_json=False)
     console.demo_summary(done, settings.data_dir)

@@ -23,10 +23,13 @@ from pydantic import SecretStr
 from music_tracker.console import matched_in_words
 from music_tracker.importers.run import run_import
 from music_tracker.ingest import ingest
-from music_tracker.lock import writer_lock
+from music_tracker.lock import WriterBusy, writer_lock
+from music_tracker.metabase.client import MetabaseError
 from music_tracker.metabase.provision import provision_project
-from music_tracker.publish import publish
+from music_tracker.publish import PublishError, publish
 from music_tracker.report import report
+from music_tracker.reporting.definitions import DefinitionError
+from music_tracker.reporting.static_site import ReportError
 from music_tracker.settings import Settings
 from music_tracker.simulation.listener import (
     Track,
@@ -37,6 +40,7 @@ from music_tracker.simulation.listener import (
     write_lastfm,
 )
 from music_tracker.transform import run_build
+from music_tracker.warehouse import WarehouseBusy
 
 DEMO_DATA_DIR = Path("data/demo")
 DEMO_MARKER = ".music-tracker-demo"
@@ -46,6 +50,12 @@ Say = Callable[[str], None]  # one line of the demo's story (rich markup)
 
 class DemoError(Exception):
     """The demo cannot run here, or a step of it went wrong; the message says which."""
+
+
+# what stops the demo with one line: another writer (its publish takes the writer lock) and
+# the failures of its steps that say what went wrong
+BUSY = (WriterBusy, WarehouseBusy)
+FAILURES = (DemoError, PublishError, MetabaseError, DefinitionError, ReportError)
 
 
 @dataclass
