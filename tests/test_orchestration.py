@@ -784,7 +784,9 @@ def test_lite_serve_polls_builds_the_report_and_stops_cleanly(
             log_path,
         )
         assert report.is_file()
-        assert _health(data_dir)["healthy"] is True
+        # on a 3 s schedule a build under load outlasts three intervals: the verdict is
+        # healthy again once the next poll is on time
+        _until("healthy", lambda: _health(data_dir).get("healthy") is True, 60, log_path)
         assert "serving the schedules without a Prefect server" in log_path.read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]

@@ -470,9 +470,11 @@ def _lite_plan(full_env: dict[str, str], data: Path) -> None:
         def plays_on_the_report() -> int:
             page = web.get("/report/overview/")
             page.raise_for_status()
-            # the Overview's first card is the number of plays, its rows inlined as JSON
-            found = re.search(r'"rows":\s*\[\[(\d+)', page.text)
-            return int(found.group(1)) if found else 0
+            # the Overview's Plays card, its figure written into the page
+            found = re.search(
+                r"id='overview--plays'>.*?<div class='kpi'>([\d,]+)<", page.text, re.DOTALL
+            )
+            return int(found.group(1).replace(",", "")) if found else 0
 
         with MemorySampler(env, LITE_SERVICES) as memory:
             _wait(
