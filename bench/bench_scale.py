@@ -1,18 +1,25 @@
 """Scale benchmark: every step at 350,000 and at 10,000,000 plays, each beside a bare
 baseline run in the same session, and how each step's cost grows with the history.
 
-    python bench/bench_scale.py [--plays 350000 10000000] [--repeat 3]   (make bench-scale)
+    python bench/bench_scale.py [--plays 350000 10000000] [--repeat 3] [--builds-only]
+    (make bench-scale)
 
 Per size, on one data folder (the other benchmarks' steps, composed: bench_import's bare
 read, bench_transform's 100 new plays, bench_publish's bare copy, bench_report's cards):
 - import the generated export, beside DuckDB's own ``read_json`` of the same files into a
   table on disk;
-- the full dbt build, beside a plain ``CREATE TABLE AS`` of the fact table's compiled SQL
-  (the build's one big table, without dbt, tests or the other models), same memory cap;
+- the first dbt build of the freshly imported history (raw tables only: the build that ran
+  out of memory at 10M with threads chosen from the file's size; a failure stops the run
+  with dbt's message and a non-zero exit), beside a plain ``CREATE TABLE AS`` of the fact
+  table's compiled SQL (the build's one big table, without dbt, tests or the other
+  models), same memory cap;
 - 100 new plays imported, and the incremental build after them;
 - publish, beside a bare ``CREATE TABLE AS`` copy of every ``dw`` table;
 - every dashboard card's query (median of ``--repeat`` runs each, summed; slowest named);
 - the static report, every dashboard and page.
+
+``--builds-only`` stops after the incremental build (import, first build, 100 new plays,
+incremental build): the builds' figures at a fraction of the time.
 
 Wall time and peak memory (the process and its children, ru_maxrss) of each. Targets (the
 benchmarks issue): everything finishes (a step that fails, the first build of a freshly
@@ -66,7 +73,7 @@ def _dbt_memory_limit() -> str:
     return get_settings().dbt_memory_limit
 
 
-def run_size(plays: int, repeat: int) -> list[Step]:
+def run_size(plays: int, repeat: int, builds_only: bool = False) -> list[Step]:
     history = ensure_history(OUT, plays)
     files = sorted(history.glob("*.json"))
     size_mb = sum(f.stat().st_size for f in files) / 1e6
@@ -85,7 +92,11 @@ def run_size(plays: int, repeat: int) -> list[Step]:
         if bare:  # an in-process baseline (the bare copy) has no peak of its own
             memory = f", {bare.peak_mb:.0f} MB" if bare.peak_mb else ""
             floor = f"  (bare {bare.seconds:.1f} s{memory})"
-        print(f"  {name:<36} {ours.seconds:8.1f} s {ours.peak_mb:7.0f} MB{floor}", flush=True)
+        print(
+            f"  {name:<36} {ours.seconds:8.1f} s {ours.cpu_seconds:8.1f} s CPU"
+            f" {ours.peak_mb:7.0f} MB{floor}  load {_load()}",
+            flush=True,
+        )
 
     def step(name: str, command: list[str], bare: Measurement | None = None) -> None:
         record(name, measure(name, command), bare)
@@ -99,7 +110,8 @@ def run_size(plays: int, repeat: int) -> list[Step]:
     step("import", [cli, "import", str(history), *dd], bare_read)
 
     build_cmd = [cli, "transform", *dd]
-    ours_build = measure("full build", build_cmd)
+    # the first build of a freshly imported history: measure() stops the run if it fails
+    ours_build = measure(f"the first build at {plays:,} plays", build_cmd)
     fact_sql = TARGET_DIR / "compiled/music_tracker/models/dw/fact_track_played.sql"
     bare_build = measure(
         "bare CREATE TABLE AS of the fact",
@@ -113,6 +125,8 @@ def run_size(plays: int, repeat: int) -> list[Step]:
     step("import 100 new plays", [cli, "import", str(daily), *dd])
     shutil.rmtree(daily)
     step("incremental build", build_cmd)
+    if builds_only:
+        return steps
 
     bare_copy = OUT / "scale-bare-copy.duckdb"
     copy_s = _bare_copy(warehouse, bare_copy)
@@ -129,6 +143,10 @@ def run_size(plays: int, repeat: int) -> list[Step]:
     return steps
 
 
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -137,11 +155,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plays", type=int, nargs="+", default=[350_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--builds-only", action="store_true")
     args = parser.parse_args()
     os.environ["MUSIC_TRACKER_DBT_TARGET_DIR"] = str(TARGET_DIR)
     print(f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}")
     sizes = sorted(args.plays)
-    results = {plays: run_size(plays, args.repeat) for plays in sizes}
+    results = {plays: run_size(plays, args.repeat, args.builds_only) for plays in sizes}
 
     small, large = sizes[0], sizes[-1]
     print()

@@ -7,9 +7,11 @@ incremental build after 100 new plays at most 15% of the full build measured in 
 run, at any size, and under 4 s at 350,000 plays (issue 31). A build that fails stops the
 benchmark with dbt's message. Reuses bench/out from bench_import.py when present.
 
-Also measured, to show what any run costs before it does work: a transform of the smallest
-node, a one-line seed (Python and dbt start-up, dbt's parse check, opening and closing the
-warehouse).
+Also measured, to show what any run costs before it does work (dbt's start-up floor), each
+in a fresh process: Python alone; importing music-tracker's command line; importing dbt's
+runner; ``dbt parse`` with the parse cache warm (imports, project and profile, the parse
+check, no warehouse); and a transform of the smallest node, a one-line seed (all of it,
+plus the adapter, opening and closing the warehouse).
 """
 
 from __future__ import annotations
@@ -27,6 +29,22 @@ from generate_history import ensure_history
 from measure import measure, report
 
 OUT = Path(__file__).parent / "out"
+
+# dbt parse as a transform runs it (the same profile values and target: the cache is warm)
+WARM_PARSE = """
+import sys
+from pathlib import Path
+from dbt.cli.main import dbtRunner
+from music_tracker import transform
+from music_tracker.settings import Settings
+settings = Settings(data_dir=Path(sys.argv[1]))
+project = str(transform.PROJECT_DIR)
+args = ["parse", "--project-dir", project, "--profiles-dir", project, "--target-path",
+        str(transform.target_dir(settings)), "--log-path", sys.argv[1] + "/dbt/logs",
+        "--quiet", "--no-write-json"]
+with transform._environment(settings, transform.dbt_threads(settings, 0)):
+    sys.exit(0 if dbtRunner().invoke(args).success else 1)
+"""
 
 
 def _new_plays(
@@ -74,8 +92,15 @@ def main() -> None:
         "transform of one tiny seed (fixed cost)",
         [cli, "transform", "--select", "mask_artists", *dd],
     )
+    python = [sys.executable, "-c"]
+    start_up = [
+        measure("  Python alone", [*python, "pass"]),
+        measure("  import music_tracker.cli", [*python, "import music_tracker.cli"]),
+        measure("  import dbt.cli.main", [*python, "import dbt.cli.main"]),
+        measure("  dbt parse, cache warm", [*python, WARM_PARSE, str(data_dir)]),
+    ]
     shutil.rmtree(OUT / "daily")
-    report([imported, full, daily, incremental, refresh, floor])
+    report([imported, full, daily, incremental, refresh, floor, *start_up])
     peak = max(full.peak_mb, incremental.peak_mb, refresh.peak_mb)
     ratio = incremental.seconds / full.seconds
     print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -340,13 +339,9 @@ def test_threads_follow_the_stored_plays_not_the_file_size(
 
 def _logged_changes(cli: Cli, data_dir: Path) -> set[str]:
     """The plays the next build changes in the fact: a selection run of the fact and its
-    parents logs them and leaves the log as it is (only a whole build empties it); tests
-    that also read a model it leaves out (a dimension) are not run."""
-    os.environ["DBT_INDIRECT_SELECTION"] = "cautious"
-    try:
-        cli("transform", "--select", "+fact_track_played")
-    finally:
-        del os.environ["DBT_INDIRECT_SELECTION"]
+    parent models (no tests: the build after it runs them) logs them and leaves the log as
+    it is (only a whole build empties it)."""
+    cli("transform", "--select", "+fact_track_played,resource_type:model")
     rows = query(data_dir, "select play_sid from intermediate.fact_track_played_changes")
     return {play_sid for (play_sid,) in rows}
 
@@ -430,41 +425,56 @@ def test_a_merge_of_two_old_plays(cli: Cli, shared: Path, tmp_path: Path) -> Non
     ) == [(1,)]
 
 
-def test_an_enrichment_that_moves_an_artist(cli: Cli, shared: Path, data_dir: Path) -> None:
+def test_an_enrichment_that_moves_an_artist_or_excludes_it(
+    cli: Cli, shared: Path, data_dir: Path
+) -> None:
     """MusicBrainz places the most played artist in Germany, then (a newer lookup) in
-    France: the artist's rows change; no play does, so no aggregate of plays is rebuilt."""
+    France: the artist's rows change; no play does, so no aggregate of plays is rebuilt.
+    Then a lookup gives it a genre exclusions.yaml lists: the next build (not a full
+    refresh: the file did not change) leaves its plays out, and a lookup without the genre
+    brings them back. Each step equals a full refresh."""
+    data_dir.mkdir(parents=True)
+    (data_dir / "exclusions.yaml").write_text("genres:\n  - name: Krautrock\n")
     cli("import", str(AUDIO_2018))
-    cli("transform")
+    cli("transform", "--select", "+int_artists,resource_type:model")  # the lookup keys
     ((lookup_key, artist_sid),) = query(
         data_dir,
         "select musicbrainz_lookup_key, artist_sid from intermediate.int_artists"
         " order by play_count desc limit 1",
     )
+    of_artist = "select play_sid from dw.fact_track_played where artist_sid = ?"
+
+    def lookup(area: str, genre: str) -> None:
+        with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+            con.execute(
+                "insert into raw.musicbrainz_artists (lookup_key, status, mbid, artist_name,"
+                " area_id, genres, looked_up_at) values (?, 'found', 'mbid-1', 'Someone',"
+                " ?, [?], now())",
+                [lookup_key, area, genre],
+            )
+
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         con.execute(
             "insert into raw.musicbrainz_areas values"
             " ('area-de', 'Germany', 'Country', 'DE', null, null, now()),"
             " ('area-fr', 'France', 'Country', 'FR', null, null, now())"
         )
-        con.execute(
-            "insert into raw.musicbrainz_artists (lookup_key, status, mbid, artist_name,"
-            " area_id, genres, looked_up_at) values (?, 'found', 'mbid-1', 'Someone',"
-            " 'area-de', ['krautrock'], now() - interval 1 day)",
-            [lookup_key],
-        )
-    _equals_full_refresh(cli, data_dir)  # enriched: a country and a genre
-    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
-        con.execute(
-            "insert into raw.musicbrainz_artists (lookup_key, status, mbid, artist_name,"
-            " area_id, genres, looked_up_at) values (?, 'found', 'mbid-1', 'Someone',"
-            " 'area-fr', ['krautrock'], now())",
-            [lookup_key],
-        )
+    lookup("area-de", "rock")
+    cli("transform")  # enriched from the start: a country and a genre
+    plays = _ids(data_dir, of_artist, [artist_sid])
+    lookup("area-fr", "rock")
     assert _logged_changes(cli, data_dir) == set()
     _equals_full_refresh(cli, data_dir)
     assert query(
         data_dir, "select country from dw.dim_artist where artist_sid = ?", [artist_sid]
     ) == [("France",)]
+    lookup("area-fr", "krautrock")
+    assert _logged_changes(cli, data_dir) == plays  # they leave, and only they
+    _equals_full_refresh(cli, data_dir)
+    assert _ids(data_dir, of_artist, [artist_sid]) == set()
+    lookup("area-fr", "rock")
+    _equals_full_refresh(cli, data_dir)
+    assert _ids(data_dir, of_artist, [artist_sid]) == plays  # back
 
 
 def test_a_larger_id_rekeys_its_group(

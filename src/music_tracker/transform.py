@@ -11,10 +11,11 @@ What a run builds (its *scope*):
   after the dbt project, the versions of dbt or DuckDB, or a setting the models read
   (time zone, stream threshold) or what ``exclusions.yaml`` says changed since
   the last successful run.
-* ``changed data``: otherwise only the data can have changed, and the run uses the
-  ``changed_data`` selector (``transform/selectors.yml``): every table and its tests, but not
-  the views (they read live data), the seeds, or models that depend on code alone. This is
-  the hourly run's scope.
+* ``changed data``: otherwise only the data can have changed, and the run builds what data
+  can change (:func:`changed_data_selection`): every table and its tests, but not the views
+  (they read live data), the seeds, models and tests that depend on code alone (tag
+  ``code_only``), or the side tables whose raw tables gained no row since the last whole
+  build (:data:`SIDE_TABLES`). This is the scheduled runs' scope.
 * ``selection``: ``--select``, exactly what was asked.
 
 The project's fingerprint (a hash of the project files, versions and those settings) is
@@ -163,6 +164,43 @@ def _combined(project: str, excluded: str) -> str:
     return hashlib.sha256(f"{project}\0{excluded}".encode()).hexdigest()
 
 
+# The dw tables each fed by a raw table or two of their own, beside the plays, and the column
+# stamped with the time a row of it was written (append-only tables, written by imports and
+# polls): a changed-data run leaves such a table and its tests alone when none of its raw
+# tables gained a row since the last whole build began. No model reads these tables (the
+# exclusion takes everything downstream of them too: keep it that way).
+SIDE_TABLES: dict[str, dict[str, str]] = {
+    "fact_other_played": {"other_plays": "imported_at"},
+    "agg_set_aside_rows": {"set_aside_rows": "imported_at"},
+    # a gap closes when the extended history covers it
+    "agg_polling_gaps": {"api_gaps": "detected_at", "spotify_extended_history": "imported_at"},
+}
+
+
+def changed_data_selection(changed_raw_tables: set[str]) -> list[str]:
+    """dbt's selection for a run where only the data changed: every node, less the seeds,
+    the views (they read live data), what depends on code alone (tag ``code_only``: new
+    data cannot change it) and the side tables none of whose raw tables changed. Cautious
+    indirect selection: a test goes with an excluded node only when every node it reads is
+    excluded, so a test reading a view and a table still runs."""
+    unchanged = [
+        f"{model}+"
+        for model, stamps in SIDE_TABLES.items()
+        if not changed_raw_tables.intersection(stamps)
+    ]
+    return [
+        "--select",
+        "fqn:*",
+        "--exclude",
+        "resource_type:seed",
+        "tag:code_only",
+        "config.materialized:view",
+        *unchanged,
+        "--indirect-selection",
+        "cautious",
+    ]
+
+
 # Written when a build starts, removed when it has been recorded as finished
 UNFINISHED_MARK = ".transform-unfinished"
 
@@ -195,6 +233,10 @@ def run_build(
     with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
         threads = dbt_threads(settings, warehouse.stored_play_rows(con))
+        stamps = {
+            table: column for tables in SIDE_TABLES.values() for table, column in tables.items()
+        }
+        changed_raw_tables = warehouse.stamped_since_last_transform(con, stamps)
         if select is None:  # a selection builds with what the last whole build stored
             with warehouse.transaction(con, work=False):
                 exclusions.store(con, excluded)
@@ -248,7 +290,7 @@ def run_build(
     if scope == SELECTION:
         args += ["--select", str(select)]
     elif scope == CHANGED_DATA:
-        args += ["--selector", "changed_data"]
+        args += changed_data_selection(changed_raw_tables)
     if not unit_tests:
         # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
         args += ["--exclude-resource-type", "unit_test"]

@@ -55,6 +55,34 @@
     )
 {%- endmacro %}
 
+{#- Exclusions that change without exclusions.yaml changing: enrichment gives an artist a
+    genre the file lists, or takes it away. The fact keeps the plays it left out on its
+    last run (intermediate.<model>_excluded); a run recomputes the plays excluded then and
+    not now (they come back), and its post-hook logs and deletes the stored plays excluded
+    now (they go), then stores what is excluded now. An edit of the file itself rebuilds
+    everything (src/music_tracker/transform.py). -#}
+{% macro excluded_relation(model) -%}
+    {%- set path = {"schema": "intermediate", "identifier": model.identifier ~ "_excluded"} -%}
+    {{ return(model.incorporate(path=path)) }}
+{%- endmacro %}
+
+{% macro start_excluded_snapshot(model) -%}
+    create table if not exists {{ excluded_relation(model) }} (play_sid varchar)
+{%- endmacro %}
+
+{% macro delete_plays_excluded(model, excluded) -%}
+    create or replace temporary table plays_excluded_now as
+    select distinct play_sid from {{ excluded }};
+    insert into {{ changes_relation(model) }}
+    select {{ logged('kept') }} from {{ model }} as kept
+    where kept.play_sid in (select play_sid from plays_excluded_now);
+    delete from {{ model }}
+    where play_sid in (select play_sid from plays_excluded_now);
+    delete from {{ excluded_relation(model) }};
+    insert into {{ excluded_relation(model) }} select play_sid from plays_excluded_now;
+    drop table plays_excluded_now
+{%- endmacro %}
+
 {#- true when the fact was built from scratch since the last good build -#}
 {% macro everything_changed() -%}
     exists (select 1 from {{ play_changes() }} where play_sid is null)

@@ -34,6 +34,7 @@ from music_tracker.warehouse.contents import (
     PLAY_TABLES,
     last_transform_fingerprint,
     record_transform,
+    stamped_since_last_transform,
     status,
     stored_play_rows,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "release_freed_memory",
     "replace_podcast_decisions",
     "scrobbled_extended_rows",
+    "stamped_since_last_transform",
     "status",
     "store_play_id_overrides",
     "stored_keys",

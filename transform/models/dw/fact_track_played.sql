@@ -11,12 +11,20 @@
             'artist_sid': 'varchar',
             'played_at': 'timestamptz',
         },
-        pre_hook="{{ start_changes_log(this) }}",
-        post_hook="{{ delete_plays_gone(this, ref('int_plays_conformed')) }}",
+        pre_hook=[
+            "{{ start_changes_log(this) }}",
+            "{{ start_excluded_snapshot(this) }}",
+        ],
+        post_hook=[
+            "{{ delete_plays_gone(this, ref('int_plays_conformed')) }}",
+            "{{ delete_plays_excluded(this, ref('int_plays_excluded')) }}",
+        ],
     )
 }}
 -- a play merged into another by a later import has no row upstream any more: the
--- post-hook deletes it
+-- post-hook deletes it; so it does a stored play that exclusions.yaml now keeps out (an
+-- artist enriched with a genre the file lists), and a play the last run left out that it
+-- no longer does is computed again (macros/play_changes.sql)
 -- grain: one row per distinct listening event of a music track (a play with ms_played > 0,
 -- or an API or Last.fm play, which count with the track's length and say so). Incremental:
 -- a run merges only plays that are new or whose row changed (a richer source joined the
@@ -90,6 +98,11 @@ plays as (
             )
             or track_sid in (select track_sid from changed_tracks)
             or artist_sid in (select artist_sid from changed_artists)
+            or play_sid in (
+                select play_sid from {{ excluded_relation(this) }}
+                except
+                select play_sid from excluded
+            )
     {% endif %}
 ),
 
@@ -141,7 +154,8 @@ final as (
     where
         (plays.ms_played > 0 or plays.is_ms_played_estimated)
         -- what exclusions.yaml keeps out of the stats (a change of the file rebuilds the
-        -- whole table: src/music_tracker/transform.py)
+        -- whole table: src/music_tracker/transform.py; a change of an artist's genres
+        -- the rows of its plays, above)
         and plays.play_sid not in (select excluded.play_sid from excluded)
 ),
 
