@@ -28,9 +28,12 @@
     current_timestamp as logged_at
 {%- endmacro %}
 
-{#- pre-hooks of a logged model: the log exists, and a build from scratch says so -#}
+{#- pre-hooks of a logged model: the log exists, and a build from scratch says so (and
+    makes the log anew: its columns follow the model's config, which an upgrade may have
+    changed; the row of nulls says that everything changed anyway) -#}
 {% macro start_changes_log(model) -%}
-    create table if not exists {{ changes_relation(model) }} (
+    create {{ 'table if not exists' if is_incremental() else 'or replace table' }}
+    {{ changes_relation(model) }} (
         {%- for column, type in (config.require("logged_columns") if execute else {}).items() %}
         {{ column }} {{ type }},
         {%- endfor %}
@@ -81,6 +84,69 @@
     delete from {{ excluded_relation(model) }};
     insert into {{ excluded_relation(model) }} select play_sid from plays_excluded_now;
     drop table plays_excluded_now
+{%- endmacro %}
+
+{#- What the fact's rows take from a track (its length) and an artist (name, popularity):
+    the fact keeps a copy of what it used on its last run (intermediate.<model>_lent_tracks
+    and _lent_artists, one row per track or artist), and a run recomputes the plays of the
+    tracks and artists that differ from it. Comparing with the fact's own rows instead
+    meant a distinct over every stored play on each run. -#}
+{% macro lent_relation(model, kind) -%}
+    {%- set path = {"schema": "intermediate", "identifier": model.identifier ~ "_lent_" ~ kind} -%}
+    {{ return(model.incorporate(path=path)) }}
+{%- endmacro %}
+
+{#- what is lent, by kind: the model it comes from and the columns kept -#}
+{% macro lent_sources() -%}
+    {{ return({
+        'tracks': ('int_tracks', 'track_sid, duration_ms'),
+        'artists': ('int_artists', 'artist_sid, artist_name, artist_popularity'),
+        'genres': ('int_artist_genres', 'artist_sid, genre_sid'),
+    }) }}
+{%- endmacro %}
+
+{% macro lent_columns(kind) -%}
+    {{ lent_sources()[kind][1] }}
+{%- endmacro %}
+
+{#- pre-hook and post-hook: the copies exist; they are replaced by what was lent this run -#}
+{% macro start_lent_snapshots(model, kinds) -%}
+    {% for kind in kinds %}
+        create table if not exists {{ lent_relation(model, kind) }} as
+        select {{ lent_columns(kind) }} from {{ ref(lent_sources()[kind][0]) }} limit 0;
+    {% endfor %}
+{%- endmacro %}
+
+{% macro store_lent_snapshots(model, kinds) -%}
+    {% for kind in kinds %}
+        delete from {{ lent_relation(model, kind) }};
+        insert into {{ lent_relation(model, kind) }}
+        select {{ lent_columns(kind) }} from {{ ref(lent_sources()[kind][0]) }};
+    {% endfor %}
+{%- endmacro %}
+
+{#- `column` (track_sid, artist_sid) of a row of a per-track or per-artist model is one whose
+    plays changed: a conformed play of it was written or deleted since the last good
+    build (its old and its new row are logged), or the conformed plays were built from
+    scratch -#}
+{% macro conformed_changed(column) -%}
+    {%- set log = changes_relation(ref('int_plays_conformed')) -%}
+    (
+        {{ column }} in (
+            select {{ column }} from {{ log }}
+            where play_sid is not null and {{ column }} is not null
+        )
+        or exists (select 1 from {{ log }} where play_sid is null)
+    )
+{%- endmacro %}
+
+{% macro tracks_replayed(target) -%}
+    {{ conformed_changed('track_sid') }}
+{%- endmacro %}
+
+{#- a model computed whole from its stored rows and what changed: every row is replaced -#}
+{% macro every_row(target) -%}
+    true
 {%- endmacro %}
 
 {#- true when the fact was built from scratch since the last good build -#}
@@ -175,8 +241,11 @@
 {%- endmacro %}
 
 {#- the plays changed, and every play of an artist whose genres changed (enrichment):
-    the genres the table holds per artist are compared with int_artist_genres -#}
+    int_artist_genres is compared with the copy of it the model's last run kept
+    (intermediate.<model>_lent_genres, one row per artist and genre; comparing with the
+    model's own rows meant a set difference over every play's genres on each run) -#}
 {% macro genre_rows_changed(target) -%}
+    {%- set lent = lent_relation(target, 'genres') -%}
     (
         {{ changed('play_sid') }}
         or artist_sid in (
@@ -184,11 +253,11 @@
                 (
                     select artist_sid, genre_sid from {{ ref('int_artist_genres') }}
                     except
-                    select artist_sid, genre_sid from {{ target }}
+                    select artist_sid, genre_sid from {{ lent }}
                 )
                 union all
                 (
-                    select artist_sid, genre_sid from {{ target }}
+                    select artist_sid, genre_sid from {{ lent }}
                     except
                     select artist_sid, genre_sid from {{ ref('int_artist_genres') }}
                 )

@@ -1,12 +1,14 @@
 {#- Incremental: a run recomputes the rows of the plays added, changed or removed, and of
-    every play of an artist whose genres changed (enrichment): the genres the table holds
-    per artist are compared with int_artist_genres. -#}
+    every play of an artist whose genres changed (enrichment): int_artist_genres is
+    compared with the copy of it the last run kept (macros/play_changes.sql). -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_where',
         changed_rows='genre_rows_changed',
         on_schema_change='fail',
+        pre_hook="{{ start_lent_snapshots(this, ['genres']) }}",
+        post_hook="{{ store_lent_snapshots(this, ['genres']) }}",
     )
 }}
 -- grain: one row per play and genre of the play's artist (artist x genre x play), for the

@@ -14,10 +14,12 @@
         pre_hook=[
             "{{ start_changes_log(this) }}",
             "{{ start_excluded_snapshot(this) }}",
+            "{{ start_lent_snapshots(this, ['tracks', 'artists']) }}",
         ],
         post_hook=[
             "{{ delete_plays_gone(this, ref('int_plays_conformed')) }}",
             "{{ delete_plays_excluded(this, ref('int_plays_excluded')) }}",
+            "{{ store_lent_snapshots(this, ['tracks', 'artists']) }}",
         ],
     )
 }}
@@ -48,42 +50,21 @@ excluded as (
 {% if is_incremental() %}
     {%- set conformed_changes = changes_relation(ref('int_plays_conformed')) %}
     -- a play's row changes when its conformed row did (logged), or when what its track or
-    -- artist lends it did: those are compared with what the stored rows hold
+    -- artist lends it did: those are compared with what the last run lent
+    -- (macros/play_changes.sql)
     changed_tracks as (
         select track_sid from (
-            (
-                select
-                    track_sid,
-                    duration_ms
-                from tracks
-            )
+            select {{ lent_columns('tracks') }} from tracks
             except
-            (
-                select distinct
-                    track_sid,
-                    duration_ms
-                from {{ this }}
-            )
+            select {{ lent_columns('tracks') }} from {{ lent_relation(this, 'tracks') }}
         )
     ),
 
     changed_artists as (
         select artist_sid from (
-            (
-                select
-                    artist_sid,
-                    artist_name,
-                    artist_popularity
-                from artists
-            )
+            select {{ lent_columns('artists') }} from artists
             except
-            (
-                select distinct
-                    artist_sid,
-                    artist_name,
-                    artist_popularity
-                from {{ this }}
-            )
+            select {{ lent_columns('artists') }} from {{ lent_relation(this, 'artists') }}
         )
     ),
 {% endif %}

@@ -1,13 +1,27 @@
 -- a table, not a view: every dw model joins it to the plays, and as a view its
 -- aggregate over every play ran inside that join, which ran out of its memory cap at
--- 10 million plays (a table: the fact's join takes 20 s there)
-{{ config(materialized='table') }}
+-- 10 million plays (a table: the fact's join takes 20 s there). Incremental: a run
+-- aggregates the plays of the artists with a conformed play written or deleted
+-- (macros/play_changes.sql) and takes the others' from its stored rows; Spotify,
+-- MusicBrainz and the seeds are joined to every artist again (one row each), so
+-- enrichment applies on the next run.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_where',
+        changed_rows='every_row',
+        on_schema_change='fail',
+    )
+}}
 
 -- grain: one row per artist (artist_sid) heard, with Spotify and MusicBrainz facts
 with
 
 plays as (
     select * from {{ ref('int_plays_conformed') }}
+    {% if is_incremental() %}
+        where {{ conformed_changed('artist_sid') }}
+    {% endif %}
 ),
 
 spotify_artists as (
@@ -47,7 +61,7 @@ masks as (
     select * from {{ ref('mask_artists') }}
 ),
 
-heard as (
+replayed as (
     select
         artist_sid,
         any_value(artist_id) as artist_id,
@@ -61,15 +75,36 @@ heard as (
     group by artist_sid
 ),
 
+heard as (
+    select
+        artist_sid,
+        artist_id,
+        artist_name,
+        coalesce('spotify:' || artist_id, 'name:' || artist_key) as lookup_key,
+        play_count,
+        stream_count
+    from replayed
+    {% if is_incremental() %}
+        union all
+        select
+            artist_sid,
+            artist_id,
+            unmasked_artist_name as artist_name,
+            musicbrainz_lookup_key as lookup_key,
+            play_count,
+            stream_count
+        from {{ this }}
+        where not {{ conformed_changed('artist_sid') }}
+    {% endif %}
+),
+
 final as (
     select
         -- keys
         heard.artist_sid,
         heard.artist_id,
         musicbrainz_artists.mbid,
-        coalesce(
-            'spotify:' || heard.artist_id, 'name:' || heard.artist_key
-        ) as musicbrainz_lookup_key,
+        heard.lookup_key as musicbrainz_lookup_key,
         -- names
         heard.artist_name as unmasked_artist_name,
         coalesce(masks.mask_name, heard.artist_name) as artist_name,
@@ -101,9 +136,7 @@ final as (
     left join spotify_artists
         on heard.artist_id = spotify_artists.artist_id
     left join musicbrainz_artists
-        on
-            coalesce('spotify:' || heard.artist_id, 'name:' || heard.artist_key)
-            = musicbrainz_artists.lookup_key
+        on heard.lookup_key = musicbrainz_artists.lookup_key
     left join locations
         on musicbrainz_artists.lookup_key = locations.lookup_key
     left join countries

@@ -4,7 +4,11 @@
         unique_key='play_sid',
         incremental_strategy='logged_delete_insert',
         on_schema_change='fail',
-        logged_columns={'play_sid': 'varchar'},
+        logged_columns={
+            'play_sid': 'varchar',
+            'track_sid': 'varchar',
+            'artist_sid': 'varchar',
+        },
         pre_hook=[
             "{{ start_changes_log(this) }}",
             "{{ start_lookups_snapshot(this) }}",

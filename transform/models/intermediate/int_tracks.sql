@@ -1,13 +1,25 @@
 -- a table, not a view: every dw model joins it to the plays, and as a view its
 -- aggregate over every play ran inside that join, which ran out of its memory cap at
--- 10 million plays (a table: the fact's join takes 20 s there)
-{{ config(materialized='table') }}
+-- 10 million plays (a table: the fact's join takes 20 s there). Incremental: a run
+-- recomputes the tracks with a conformed play written or deleted (macros/play_changes.sql);
+-- a track left without plays disappears.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_where',
+        changed_rows='tracks_replayed',
+        on_schema_change='fail',
+    )
+}}
 
 -- grain: one row per track (track_sid), with length and the owner's own stream counts
 with
 
 plays as (
     select * from {{ ref('int_plays_conformed') }}
+    {% if is_incremental() %}
+        where {{ tracks_replayed(this) }}
+    {% endif %}
 ),
 
 final as (
