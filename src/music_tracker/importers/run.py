@@ -124,7 +124,13 @@ class ImportSummary:
             "files_skipped": self.skipped,
             "rows_read": self.rows_read,
             "new_plays": self.new_plays,
-            "new_plays_per_source": dict(self.per_source),
+            # in the documented source order, richest first (the same on every run)
+            "new_plays_per_source": {
+                source: self.per_source[source]
+                for source in sorted(
+                    self.per_source, key=lambda s: (-dedupe.SOURCE_RANK.get(s, 0), s)
+                )
+            },
             "duplicates": {
                 "repeated_in_input": self.duplicates_in_input,
                 "already_stored": self.already_stored,
