@@ -46,6 +46,7 @@ from music_tracker.settings import Settings
 log = logging.getLogger(__name__)
 
 _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
+_NOT_A_PLAY = "0 ms played (not a play; row kept in raw)"
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
 # a browser names a second download "StreamingHistory0 (1).json"
 _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IGNORECASE)
@@ -356,6 +357,9 @@ def _import(
                 summary.other_content.update(other.new_by_type)
                 summary.duplicates_in_input += other.repeated_in_input
                 summary.already_stored += other.already_stored
+                summary.linked_to_other_source += other.same_play_from_other_source
+                if other.not_plays:
+                    summary.set_aside[_NOT_A_PLAY] += other.not_plays
                 staging.store_set_aside(now)
                 staging.store_podcast_decisions(now)
                 _record_files(con, read, landed, summary, now)
@@ -646,7 +650,7 @@ def _assign(
         summary.per_source[source] += count
     not_plays = sum(result.not_plays.values())
     if not_plays:
-        summary.set_aside["0 ms played (not a play; row kept in raw)"] += not_plays
+        summary.set_aside[_NOT_A_PLAY] += not_plays
     return result.assigned, result.overrides
 
 

@@ -32,6 +32,7 @@ from music_tracker.warehouse.connection import (
 from music_tracker.warehouse.contents import (
     CHANGE_LOGS,
     PLAY_TABLES,
+    counted_other_plays,
     last_transform_fingerprint,
     record_transform,
     status,
@@ -120,4 +121,5 @@ __all__ = [
     "track_durations",
     "transaction",
     "wait_until_free",
+    "counted_other_plays",
 ]
