@@ -232,7 +232,11 @@ def test_status_first_and_last_play_are_starts_in_every_source(
         )
         + "\n"
     )
-    cli("import", str(tmp_path / "Streaming_History_Audio_2023.json"), str(tmp_path / "listens.jsonl"))  # noqa: E501
+    cli(
+        "import",
+        str(tmp_path / "Streaming_History_Audio_2023.json"),
+        str(tmp_path / "listens.jsonl"),
+    )
     status = cli_json(cli, "status")
     sources = status["sources"]
     assert status["play_times"] == "start of play"

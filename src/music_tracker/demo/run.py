@@ -55,9 +55,7 @@ class DemoError(Exception):
 # what stops the demo with one line: another writer (its publish takes the writer lock) and
 # the failures of its steps that say what went wrong
 BUSY = (WriterBusy, WarehouseBusy)
-FAILURES = (
-    DemoError, PublishError, MetabaseError, DefinitionError, ReportError, DataFolderError
-)
+FAILURES = (DemoError, PublishError, MetabaseError, DefinitionError, ReportError, DataFolderError)
 
 
 @dataclass

@@ -90,6 +90,7 @@ __all__ = [
     "WarehouseBusy",
     "checkpoint",
     "connect",
+    "counted_other_plays",
     "drop_primary_keys",
     "earlier_podcast_decisions",
     "frame_of",
@@ -121,5 +122,4 @@ __all__ = [
     "track_durations",
     "transaction",
     "wait_until_free",
-    "counted_other_plays",
 ]

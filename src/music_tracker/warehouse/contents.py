@@ -17,7 +17,6 @@ from music_tracker.warehouse.schema import (
     play_ids_query,
 )
 
-
 # What counts as a podcast, audiobook or video play, as dw.fact_other_played counts them
 # (transform/models/dw/fact_other_played.sql; tests/test_listenbrainz.py checks that both
 # agree on the real exports): time was heard (ms_played > 0), and a listen from a
