@@ -574,3 +574,39 @@ def test_the_fake_rejects_settings_metabase_could_not_draw(
     assert answer.status_code == 200, answer.text
     assert len(fake.rejected) == len(bad_settings)
     fake.rejected.clear()
+
+    # parameters Metabase would refuse or could not filter with
+    board = _dashboard_named(fake, "Overview")
+    (period,) = board["parameters"]
+    plays = _dashcard(fake, board, "Plays")
+    tag = fake.cards[plays["card_id"]]["dataset_query"]["stages"][0]["template-tags"]["year"]
+    text_field = fake.field_by_name("dim_artist", "artist_name")["id"]
+    native = {"query": "select 1 as plays from dw.dim_date where {{year}}"}
+    bad_tags = [
+        tag | {"dimension": ["field", 999_999, None]},  # no such field
+        tag | {"dimension": ["field", text_field, None]},  # a date filter on text
+        tag | {"widget-type": "date/someday"},
+        {k: v for k, v in tag.items() if k != "dimension"},
+    ]
+    for bad in bad_tags:
+        answer = httpx.put(
+            f"{fake.root_url}/api/card/{plays['card_id']}",
+            json={"dataset_query": {**query, "native": native | {"template-tags": {"year": bad}}}},
+            headers=headers,
+        )
+        assert answer.status_code == 400, bad
+    wrong_mapping = {**plays, "parameter_mappings": [{
+        "parameter_id": period["id"], "card_id": plays["card_id"],
+        "target": ["variable", ["template-tag", "year"]]}]}  # fmt: skip
+    bad_boards = [
+        {"parameters": [period | {"type": "date/someday"}]},
+        {"parameters": [period | {"default": "last Tuesday"}]},
+        {"parameters": [period | {"type": "number/="}], "dashcards": [plays]},  # not a date
+        {"parameters": [period], "dashcards": [wrong_mapping]},  # a field filter's target
+    ]
+    for body in bad_boards:
+        answer = httpx.put(f"{fake.root_url}/api/dashboard/{board['id']}", json=body,
+                           headers=headers)  # fmt: skip
+        assert answer.status_code == 400, body
+    assert len(fake.rejected) == len(bad_tags) + len(bad_boards)
+    fake.rejected.clear()
