@@ -176,7 +176,7 @@ def test_a_new_instance_is_set_up_with_every_dashboard_and_public_links(
     answer = httpx.get(
         f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}"
         f"/dashcard/{plays['id']}/card/{plays['card_id']}",
-        params={"parameters": json.dumps([{"id": year["id"], "value": [1999]}])},
+        params={"parameters": json.dumps([{"id": year["id"], "value": "1999-01-01~1999-12-31"}])},
     ).json()
     assert answer["status"] == "completed" and answer["data"]["rows"] == [[0]]
     everything = httpx.get(
