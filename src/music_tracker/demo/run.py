@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from music_tracker.console import matched_in_words
 from music_tracker.importers.run import run_import
 from music_tracker.ingest import ingest
-from music_tracker.lock import DataFolderError, WriterBusy, make_folders, writer_lock
+from music_tracker.lock import DataFolderError as DataFolderError
+from music_tracker.lock import WriterBusy, make_folders, writer_lock
 from music_tracker.metabase.client import MetabaseError
 from music_tracker.metabase.provision import provision_project
 from music_tracker.publish import PublishError, publish

@@ -1279,24 +1279,28 @@ def _date_bounds(value: str, today: date) -> tuple[date | None, date | None]:
     """A date filter value as [start, end) days (either open)."""
     day = date.fromisoformat
     if ("~" in value and not value.endswith("~")) or value.startswith("~"):
-        first, _, last = value.partition("~")
-        return (day(first) if first else None, day(last) + timedelta(days=1) if last else None)
+        low, _, high = value.partition("~")
+        return (day(low) if low else None, day(high) + timedelta(days=1) if high else None)
     if re.fullmatch(_DAY, value.rstrip("~")):
-        return day(value.rstrip("~")), None if value.endswith("~") else day(value) + timedelta(1)
+        start = day(value.rstrip("~"))
+        return start, None if value.endswith("~") else start + timedelta(days=1)
     if re.fullmatch(r"\d{4}-\d{2}", value):
-        first = day(value + "-01")
-        return first, (first + timedelta(days=32)).replace(day=1)
+        start = day(value + "-01")
+        return start, (start + timedelta(days=32)).replace(day=1)
+    quarter = re.fullmatch(r"Q([1-4])-(\d{4})", value)
+    if quarter:
+        start = date(int(quarter.group(2)), 3 * int(quarter.group(1)) - 2, 1)
+        return start, (start + timedelta(days=95)).replace(day=1)
     relative = re.fullmatch(r"past(\d+)(days|months|years)(~?)", value)
     if relative:
         n, unit, current = int(relative.group(1)), relative.group(2), relative.group(3)
         end = today + timedelta(days=1) if current else today
         if unit == "days":
             return end - timedelta(days=n), end
-        months = n * (12 if unit == "years" else 1)
-        first = today.replace(day=1)
-        for _ in range(months):
-            first = (first - timedelta(days=1)).replace(day=1)
-        return first, (today.replace(day=1) if not current else end)
+        start = today.replace(day=1)
+        for _ in range(n * (12 if unit == "years" else 1)):
+            start = (start - timedelta(days=1)).replace(day=1)
+        return start, end if current else today.replace(day=1)
     if value == "thisyear":
         return today.replace(month=1, day=1), today.replace(year=today.year + 1, month=1, day=1)
     raise ValueError(f"{value!r}: a date filter value this fake does not evaluate")
