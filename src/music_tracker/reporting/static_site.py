@@ -341,7 +341,7 @@ def write_report(
     started = time.perf_counter()
     summary = ReportSummary(folder=folder)
     partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    _remove(partial)
     (partial / "assets").mkdir(parents=True)
     _write_assets(partial / "assets", folder.with_name(".report-cache"))
     years = _years(con)
@@ -406,13 +406,21 @@ def write_report(
     (partial / "index.html").write_text(front, encoding="utf-8")
     summary.pages += 1
     old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
+    _remove(old)  # a leftover of an earlier run: a folder, or a file if report/ was one
+    if folder.exists() or folder.is_symlink():
         folder.rename(old)
     partial.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _remove(path: Path) -> None:
+    """A folder with what it holds, or a file or link; nothing when there is none."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _story(
