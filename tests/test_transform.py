@@ -12,8 +12,13 @@ import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
 from music_tracker.settings import Settings
-from music_tracker.transform import BYTES_OF_CAP_PER_PLAY, dbt_threads
-from music_tracker.warehouse import stored_play_rows
+from music_tracker.transform import (
+    BYTES_OF_CAP_PER_PLAY,
+    changed_data_selection,
+    dbt_threads,
+    side_table_stamps,
+)
+from music_tracker.warehouse import stamped_since_last_transform, stored_play_rows
 
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
@@ -526,3 +531,32 @@ def test_a_larger_id_rekeys_its_group(
     tables = _equals_full_refresh(cli, data_dir)
     keyed = [r for r in tables["intermediate.int_tracks"] if r[2:4] == (track, artist)]
     assert [r[1] for r in keyed] == ["z" * 22]
+
+
+def test_side_tables_wait_for_rows_of_their_own(cli: Cli, shared: Path, data_dir: Path) -> None:
+    """A run where only the data changed leaves the podcast, set-aside and polling-gap
+    tables alone unless their raw tables gained a row since the last whole build began:
+    here a later export of music only, after a build recorded on a real import."""
+    cli("import", str(AUDIO_2018))  # music, podcasts and a row set aside
+    stamps = side_table_stamps()
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert stamped_since_last_transform(con, stamps) == set(stamps)  # never built
+        con.execute(
+            "insert into raw.transform_runs values ('built', 'everything', false, now(), now(), 1)"
+        )
+        assert stamped_since_last_transform(con, stamps) == set()
+    music = [
+        r
+        for r in load_rows(AUDIO_2023)
+        if r["spotify_track_uri"] and r["master_metadata_track_name"] and r["ms_played"] > 0
+    ]
+    later = data_dir.parent / "later"
+    later.mkdir()
+    (later / "Streaming_History_Audio_2023_3.json").write_text(json.dumps(music))
+    cli("import", str(later))
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        changed = stamped_since_last_transform(con, stamps)
+    assert changed == {"spotify_extended_history"}
+    selection = changed_data_selection(changed)
+    assert {"fact_other_played+", "agg_set_aside_rows+"} <= set(selection)
+    assert "agg_polling_gaps+" not in selection  # a gap closes when an export covers it

@@ -177,6 +177,11 @@ SIDE_TABLES: dict[str, dict[str, str]] = {
 }
 
 
+def side_table_stamps() -> dict[str, str]:
+    """Each raw table a side table reads, and its stamp column."""
+    return {table: column for stamps in SIDE_TABLES.values() for table, column in stamps.items()}
+
+
 def changed_data_selection(changed_raw_tables: set[str]) -> list[str]:
     """dbt's selection for a run where only the data changed: every node, less the seeds,
     the views (they read live data), what depends on code alone (tag ``code_only``: new
@@ -233,10 +238,7 @@ def run_build(
     with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
         threads = dbt_threads(settings, warehouse.stored_play_rows(con))
-        stamps = {
-            table: column for tables in SIDE_TABLES.values() for table, column in tables.items()
-        }
-        changed_raw_tables = warehouse.stamped_since_last_transform(con, stamps)
+        changed_raw_tables = warehouse.stamped_since_last_transform(con, side_table_stamps())
         if select is None:  # a selection builds with what the last whole build stored
             with warehouse.transaction(con, work=False):
                 exclusions.store(con, excluded)
