@@ -182,17 +182,21 @@ def side_table_stamps() -> dict[str, str]:
     return {table: column for stamps in SIDE_TABLES.values() for table, column in stamps.items()}
 
 
-def changed_data_selection(changed_raw_tables: set[str]) -> list[str]:
+def changed_data_selection(changed_raw_tables: set[str], *, excludes: bool = True) -> list[str]:
     """dbt's selection for a run where only the data changed: every node, less the seeds,
     the views (they read live data), what depends on code alone (tag ``code_only``: new
-    data cannot change it) and the side tables none of whose raw tables changed. Cautious
-    indirect selection: a test goes with an excluded node only when every node it reads is
-    excluded, so a test reading a view and a table still runs."""
+    data cannot change it), the side tables none of whose raw tables changed, and, when
+    exclusions.yaml lists nothing (``excludes`` false), what counts and checks exclusions
+    (tag ``exclusions``). Cautious indirect selection: a test goes with an excluded node
+    only when every node it reads is excluded, so a test reading a view and a table still
+    runs."""
     unchanged = [
         f"{model}+"
         for model, stamps in SIDE_TABLES.items()
         if not changed_raw_tables.intersection(stamps)
     ]
+    if not excludes:
+        unchanged.append("tag:exclusions")
     return [
         "--select",
         "fqn:*",
@@ -292,7 +296,7 @@ def run_build(
     if scope == SELECTION:
         args += ["--select", str(select)]
     elif scope == CHANGED_DATA:
-        args += changed_data_selection(changed_raw_tables)
+        args += changed_data_selection(changed_raw_tables, excludes=bool(excluded))
     if not unit_tests:
         # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
         args += ["--exclude-resource-type", "unit_test"]
