@@ -153,16 +153,19 @@ def _ordered(sql: str, columns: list[str]) -> tuple[str, str] | None:
 
 
 def create_table(con: duckdb.DuckDBPyConnection, periods: list[Period]) -> None:
-    """The periods as a temporary table (replaced)."""
-    con.execute(
-        f"create or replace temp table {TABLE} (stem varchar, first_date date,"
-        " last_date date, year integer)"
+    """The periods as a temporary table (replaced), written as literals: DuckDB's Python
+    client looks for numpy and pandas on every list it is given as a parameter (and
+    executemany costs milliseconds a row), about 0.1 s a table here."""
+    rows = ", ".join(
+        f"('{p.stem}', date '{p.first_date.isoformat()}', date '{p.last_date.isoformat()}',"
+        f" {'null' if p.year is None else int(p.year)})"
+        for p in periods
+        if re.fullmatch(r"[a-z0-9-]+", p.stem)  # our own stems: safe as literals
     )
-    if periods:
-        con.executemany(
-            f"insert into {TABLE} values (?, ?, ?, ?)",
-            [[p.stem, p.first_date, p.last_date, p.year] for p in periods],
-        )
+    con.execute(
+        f"create or replace temp table {TABLE} as select * from (values {rows})"
+        " as periods (stem, first_date, last_date, year)"
+    )
 
 
 Result = tuple[list[str], list[tuple[Any, ...]]]
