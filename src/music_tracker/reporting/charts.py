@@ -263,6 +263,9 @@ def _heatmap(card: Card) -> dict[str, Any]:
             "labelAlign": "left",
         }
         x["title"] = None
+        # weeks in time order, whichever weekday a period starts on (the rows come
+        # weekday by weekday: a period from a Wednesday first meets its first week late)
+        x["sort"] = "ascending"
     y = _nominal(card, card.y, "y")
     y["type"] = "ordinal"
     y["axis"] = {"ticks": False}
