@@ -342,8 +342,8 @@ def _release_warehouse() -> None:
     environment = DuckDBConnectionManager._ENV
     if environment is not None:
         environment.close()
-    DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
-    reset_adapters()  # type: ignore[no-untyped-call]
+    DuckDBConnectionManager.close_all_connections()
+    reset_adapters()
 
 
 def _summarize(outcome: Any) -> TransformResult:
