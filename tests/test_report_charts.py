@@ -226,10 +226,16 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     header = cards["overview/last-30-days#header"]
     assert said in header["text"], header["text"]
     assert header["options"] == [
-        "All time", "Last 12 months", "Last 30 days", "2024", "2023", "2018"
+        "All time",
+        "Last 12 months",
+        "Last 30 days",
+        "2024",
+        "2023",
+        "2018",
     ], header["options"]
-    assert "Last 12 months: 4 Oct 2023 \u2013 3 Oct 2024" in (
-        cards["top-lists/last-12-months#header"]["text"]
+    assert (
+        "Last 12 months: 4 Oct 2023 \u2013 3 Oct 2024"
+        in (cards["top-lists/last-12-months#header"]["text"])
     )
     assert "All time: " in cards["overview/index#header"]["text"]
     # the calendar of the last 30 days: its 30 days, not a whole year
