@@ -521,7 +521,8 @@ def _write_assets(target: Path, cache: Path) -> None:
     if world_file.exists():
         topojson = world_file.read_text(encoding="utf-8")
         digest = hashlib.sha256(topojson.encode()).hexdigest()[:12]
-        picture = cache / f"world-{digest}-{importlib.metadata.version('vl-convert-python')}.svg"
+        version = importlib.metadata.version("vl-convert-python")
+        picture = cache / f"world-{digest}-{version}-{charts.WORLD_VERSION}.svg"
         if not picture.exists():
             files.write_text(picture, charts.world_svg(topojson))
         shutil.copy(picture, target / "world.svg")
