@@ -62,19 +62,17 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
-    """Real exports imported and built once per test worker, with the dbt unit tests.
+    """Real exports imported and built once per test run, with the dbt unit tests.
 
     Read-only for the tests that use it: copy it before changing anything.
     """
-    data_dir = tmp_path_factory.mktemp("built") / "data"
-    runner = CliRunner()
-    for args in (
-        ["import", str(EXTENDED_DIR), str(ACCOUNT_DIR)],
-        ["transform", "--unit-tests"],
-    ):
-        result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
-        assert result.exit_code == 0, result.output
-    return data_dir
+
+    def make(folder: Path) -> None:
+        data_dir = folder / "data"
+        _invoke(data_dir, "import", str(EXTENDED_DIR), str(ACCOUNT_DIR))
+        _invoke(data_dir, "transform", "--unit-tests")
+
+    return _once_per_run(tmp_path_factory, "built", make) / "data"
 
 
 def _once_per_run(

@@ -165,6 +165,17 @@ def test_a_data_dir_that_is_the_warehouse_file_says_so(tmp_path: Path) -> None:
         assert "is a file, not a folder; use its folder, --data-dir" in done.stderr
 
 
+def test_a_data_dir_that_cannot_be_written_says_so(tmp_path: Path) -> None:
+    """/proc/x cannot be created (and nothing under /proc written): one line naming the
+    folder and the setting, exit 2, no traceback, in every command that writes."""
+    for command in (["import", str(AUDIO_2018)], ["publish"], ["transform"], ["demo"]):
+        done = run(*command, "--data-dir", "/proc/x", cwd=tmp_path)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "cannot use the data folder /proc/x" in done.stderr, (command, done.stderr)
+        assert "--data-dir or MUSIC_TRACKER_DATA_DIR" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_a_failed_first_import_creates_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "Streaming_History_Audio_2020.json"
     bad.write_text('[{"ts": "2020-01-01T00:00:00Z", "ms_played": ')  # truncated

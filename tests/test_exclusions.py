@@ -4,12 +4,15 @@ changes nothing."""
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 
 import pytest
 
 from conftest import Cli, cli_json, query
 from music_tracker import exclusions
+from music_tracker.reporting.definitions import load_dashboards
 
 _RAW_ROWS = (
     "select (select count(*) from raw.spotify_extended_history)"
@@ -78,11 +81,58 @@ def test_exclusions_leave_the_star_schema_and_come_back(built_copy: Path, cli: C
     status = cli_json(cli, "status", "--data-dir", str(data))
     assert status["exclusions"]["excluded_plays"] == excluded[0][0]
     assert any("line 4" in w and "Nobody By This Name" in w for w in status["warnings"])
+    _nowhere(data, cli, artist)
     # removing the entries brings every play back
     (data / "exclusions.yaml").write_text("artists: []\n")
     cli("transform", "--data-dir", str(data))
     assert query(data, "select count(*) from dw.fact_track_played") == [(plays_before,)]
     assert query(data, "select count(*) from dw.agg_excluded_plays") == [(0,)]
+    assert query(
+        data, "select play_count from dw.dim_artist where lower(artist_name) = lower($a)",
+        {"a": artist},
+    ) == [(artist_plays,)]  # fmt: skip
+
+
+def _nowhere(data: Path, cli: Cli, artist: str) -> None:
+    """An artist whose every play is excluded is in no dashboard, no filter list (the
+    star schema's names, which Metabase lists a column's values from; every filter's
+    options), and not in the static report (its artist index and pages)."""
+    name = artist.lower()
+    columns = query(
+        data,
+        "select table_name, column_name from duckdb_columns()"
+        " where schema_name = 'dw' and data_type = 'VARCHAR'"
+        " and table_name != 'agg_excluded_plays'",  # it names the entry, with its count
+    )
+    for table, column in columns:
+        found = query(
+            data,
+            f"select count(*) from dw.{table} where lower({column}) = $name"
+            f" or starts_with(lower({column}), $name || ' - ')",  # "artist - track"
+            {"name": name},
+        )
+        assert found == [(0,)], (table, column)
+    # the dimensions count the plays left in, no more
+    assert query(data, "select sum(play_count) from dw.dim_artist") == query(
+        data, "select count(*) from dw.fact_track_played"
+    )
+    assert query(data, "select sum(play_count) from dw.dim_track") == query(
+        data, "select count(*) from dw.fact_track_played"
+    )
+    for dashboard in load_dashboards():
+        for flt in dashboard.filters:
+            if flt.options_sql:
+                values = {str(v).lower() for (v, *_) in query(data, flt.options_sql)}
+                assert name not in values, (dashboard.slug, flt.name)
+    cli("report", "--data-dir", str(data))
+    # Coverage names the entry, with its count and reason: that is where it is counted
+    pages = [p for p in (data / "report").rglob("*.html") if p.parent.name != "coverage"]
+    assert len(pages) > 100
+    shown = html.escape(artist).lower()
+    for page in pages:
+        text = page.read_text(encoding="utf-8").lower()
+        for mention in (f">{shown}<", f"{shown} - ", f"'{name}'", json.dumps(name)):
+            assert mention not in text, (page, mention)
 
 
 def test_bad_yaml_names_file_and_line_and_changes_nothing(built_copy: Path, cli: Cli) -> None:

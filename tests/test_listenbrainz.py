@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import Cli, cli_json, query
+from conftest import EXTENDED_DIR, Cli, cli_json, query
 
 # what a play is, as the dashboards see it: its end (UTC and local), time heard, context
 _PLAYS = (
@@ -60,13 +61,20 @@ def test_reimport_into_the_first_warehouse_adds_nothing(
     status_before = cli_json(cli, "status", "--data-dir", str(built_copy))["other_content"]
     summary = cli_json(cli, "import", str(tmp_path / "lb"), "--data-dir", str(built_copy))
     assert summary["new_plays"] == 0
-    assert summary["duplicates"]["same_play_from_other_source"] == len(plays_before)
+    # podcasts, audiobooks and videos too: not new, the same plays as stored ones
+    assert summary["new_other_content"] == {}
+    assert summary["duplicates"]["same_play_from_other_source"] == len(plays_before) + len(
+        other_before
+    )
     assert summary["duplicates"]["stored_plays_merged"] == 0
     cli("transform", "--data-dir", str(built_copy))
     assert query(built_copy, sids) == plays_before
     assert query(built_copy, _OTHER) == other_before
-    # status counts the podcasts, audiobooks and videos once too
+    # status counts the podcasts, audiobooks and videos once too, as the star schema does
+    # (one rule in SQL for each: warehouse/contents.py and fact_other_played.sql)
     assert cli_json(cli, "status", "--data-dir", str(built_copy))["other_content"] == status_before
+    counted = "select content_type, count(*) from dw.fact_other_played group by all"
+    assert status_before == dict(query(built_copy, counted))
     # every play now says ListenBrainz saw it too
     assert query(
         built_copy,
@@ -203,3 +211,54 @@ def test_a_listen_with_an_empty_artist_is_set_aside(
     summary = cli_json(cli, "import", str(listens))
     assert summary["new_plays"] == 1
     assert summary["set_aside"] == {"no artist_name or track_name in the listen": 2}
+
+
+def test_status_first_and_last_play_are_starts_in_every_source(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """A real extended-history play (its end and time heard) and a listen of it from
+    another scrobbler (its start): `status` gives both sources the same first play."""
+    audio = json.loads((EXTENDED_DIR / "Streaming_History_Audio_2023_3.json").read_text())
+    row = next(r for r in audio if r["master_metadata_track_name"] and r["ms_played"] > 60_000)
+    row = {**row, "ms_played": row["ms_played"] // 1000 * 1000}  # a listen says seconds
+    end = datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    start = end - timedelta(milliseconds=row["ms_played"])
+    (tmp_path / "Streaming_History_Audio_2023.json").write_text(json.dumps([row]))
+    (tmp_path / "listens.jsonl").write_text(
+        _listen(
+            int(start.timestamp()),
+            row["master_metadata_album_artist_name"],
+            row["master_metadata_track_name"],
+        )
+        + "\n"
+    )
+    cli(
+        "import",
+        str(tmp_path / "Streaming_History_Audio_2023.json"),
+        str(tmp_path / "listens.jsonl"),
+    )
+    status = cli_json(cli, "status")
+    sources = status["sources"]
+    assert status["play_times"] == "start of play"
+    assert (
+        sources["spotify_extended_history"]["first_play_at"]
+        == sources["listenbrainz"]["first_play_at"]
+        == status["first_play_at"]
+        == status["last_play_at"]
+        == start.isoformat()
+    )
+    assert "start of play" in cli("status").output
+
+
+def test_a_bad_listen_after_blank_lines_is_named_by_its_line(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """Blank lines between listens (an edited file): the message names the line as an
+    editor shows it."""
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(3)]
+    impossible = _listen(100, "Radiohead", "Before Spotify")  # 1970
+    listens = tmp_path / "listens.jsonl"
+    listens.write_text("\n".join([lines[0], "", lines[1], "   ", "", impossible, lines[2]]) + "\n")
+    result = cli("import", str(listens), expect=1)
+    assert "listens.jsonl, row 6:" in result.output, result.output
+    assert not (data_dir / "warehouse.duckdb").exists()

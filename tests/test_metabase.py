@@ -21,11 +21,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from conftest import SHARED, Cli
+from conftest import SHARED, Cli, query
 from music_tracker.fakes.metabase import FakeMetabase
 from music_tracker.metabase.client import MetabaseError
+from music_tracker.metabase.embed import LINKS_CADDY, LINKS_JSON
 from music_tracker.metabase.handoff import serving_copies
-from music_tracker.metabase.provision import LINKS_CADDY, LINKS_JSON, provision
+from music_tracker.metabase.provision import provision
 from music_tracker.publish import publish
 from music_tracker.reporting.definitions import Dashboard, load_dashboards
 from music_tracker.settings import Settings
@@ -175,7 +176,7 @@ def test_a_new_instance_is_set_up_with_every_dashboard_and_public_links(
     answer = httpx.get(
         f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}"
         f"/dashcard/{plays['id']}/card/{plays['card_id']}",
-        params={"parameters": json.dumps([{"id": year["id"], "value": [1999]}])},
+        params={"parameters": json.dumps([{"id": year["id"], "value": "1999-01-01~1999-12-31"}])},
     ).json()
     assert answer["status"] == "completed" and answer["data"]["rows"] == [[0]]
     everything = httpx.get(
@@ -443,12 +444,83 @@ def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_d
     ).json()
     assert answer["status"] == "completed" and answer["data"]["rows"][0][2] == 1  # rank 1
 
-    # Behaviour offers the extended history's years only (2018 and 2023, not 2024's
-    # account data); Places none at all before any MusicBrainz lookup
-    (behaviour_year,) = _dashboard_named(fake, "Behaviour")["parameters"]
-    assert behaviour_year["values_source_config"]["values"] == [2023, 2018]
-    (places_year,) = _dashboard_named(fake, "Places")["parameters"]
-    assert places_year["values_source_config"]["values"] == []
+    _check_periods(fake, data_dir, result.links)
+
+
+def _check_periods(fake: FakeMetabase, data_dir: Path, links: dict[str, Any]) -> None:
+    """Every dashboard with a year filter takes a date range in Metabase (Year in review,
+    a review of one year against the year before, keeps its year): a date filter wired to
+    the play's day in every card that uses it, the others all time and saying so."""
+    date_field = fake.field_by_name("dim_date", "date")
+    assert date_field["base_type"] == "type/Date"
+    newest = query(
+        data_dir,
+        "select max(year_num) from dw.dim_date where date_sid in"
+        " (select date_sid from dw.fact_track_played)",
+    )[0][0]
+    periods = set()
+    for definition in load_dashboards():
+        made = _dashboard_named(fake, definition.title)
+        by_slug = {p["slug"]: p for p in made["parameters"]}
+        for flt in definition.filters:
+            if flt.kind != "year":
+                continue
+            parameter = by_slug[flt.name]
+            # "current": the newest year with plays (with something to draw, when the
+            # filter lists its years), else all time
+            years = (
+                [y for (y,) in query(data_dir, flt.options_sql)] if flt.options_sql else [newest]
+            )
+            current = max(years, default=None) if flt.default == "current" else None
+            if definition.slug == "year-in-review":
+                assert parameter["type"] == "number/=" and parameter["default"] == [current]
+                continue
+            periods.add(definition.slug)
+            assert (parameter["type"], parameter["sectionId"]) == ("date/all-options", "date")
+            assert "values_source_config" not in parameter  # a range, not a list of years
+            if current is not None:  # that year, whole
+                assert parameter["default"] == f"{current}-01-01~{current}-12-31"
+            else:
+                assert "default" not in parameter  # all time
+            for dashcard in made["dashcards"]:
+                card = fake.cards[dashcard["card_id"]]
+                stage = card["dataset_query"]["stages"][0]
+                wired = [m for m in dashcard["parameter_mappings"]
+                         if m["parameter_id"] == parameter["id"]]  # fmt: skip
+                if flt.name not in stage.get("template-tags", {}):
+                    assert wired == [], card["name"]
+                    assert "All time" in (card["description"] or ""), card["name"]
+                    continue
+                assert [m["target"] for m in wired] == [
+                    ["dimension", ["template-tag", flt.name]]
+                ], card["name"]
+                tag = stage["template-tags"][flt.name]
+                assert tag["type"] == "dimension" and tag["widget-type"] == "date/all-options"
+                assert tag["dimension"][:2] == ["field", date_field["id"]], card["name"]
+                assert f"from dw.dim_date where {{{{{flt.name}}}}}" in stage["native"]
+    assert len(periods) == 11  # every dashboard with a year but Year in review
+    # a visitor picks a range: the cards answer for it, as the report does for a year
+    board = _dashboard_named(fake, "Overview")
+    (period,) = board["parameters"]
+    plays = _dashcard(fake, board, "Plays")
+
+    def plays_in(value: str | None) -> Any:
+        given = [] if value is None else [{"id": period["id"], "value": value}]
+        return httpx.get(
+            f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}"
+            f"/dashcard/{plays['id']}/card/{plays['card_id']}",
+            params={"parameters": json.dumps(given)},
+        ).json()["data"]["rows"][0][0]
+
+    def counted(where: str) -> Any:
+        return query(
+            data_dir,
+            f"select count(*) from dw.fact_track_played as fact where {where}",
+        )[0][0]
+
+    assert plays_in(f"{newest}-01-01~{newest}-12-31") == counted(f"year(date_sid) = {newest}")
+    assert plays_in(f"{newest}-03") == counted(f"strftime(date_sid, '%Y-%m') = '{newest}-03'")
+    assert plays_in(None) == counted("true") > plays_in(f"{newest}-01-01~{newest}-12-31") > 0
 
 
 def test_the_fake_rejects_settings_metabase_could_not_draw(
@@ -501,4 +573,40 @@ def test_the_fake_rejects_settings_metabase_could_not_draw(
     )
     assert answer.status_code == 200, answer.text
     assert len(fake.rejected) == len(bad_settings)
+    fake.rejected.clear()
+
+    # parameters Metabase would refuse or could not filter with
+    board = _dashboard_named(fake, "Overview")
+    (period,) = board["parameters"]
+    plays = _dashcard(fake, board, "Plays")
+    tag = fake.cards[plays["card_id"]]["dataset_query"]["stages"][0]["template-tags"]["year"]
+    text_field = fake.field_by_name("dim_artist", "artist_name")["id"]
+    native = {"query": "select 1 as plays from dw.dim_date where {{year}}"}
+    bad_tags = [
+        tag | {"dimension": ["field", 999_999, None]},  # no such field
+        tag | {"dimension": ["field", text_field, None]},  # a date filter on text
+        tag | {"widget-type": "date/someday"},
+        {k: v for k, v in tag.items() if k != "dimension"},
+    ]
+    for bad in bad_tags:
+        answer = httpx.put(
+            f"{fake.root_url}/api/card/{plays['card_id']}",
+            json={"dataset_query": {**query, "native": native | {"template-tags": {"year": bad}}}},
+            headers=headers,
+        )
+        assert answer.status_code == 400, bad
+    wrong_mapping = {**plays, "parameter_mappings": [{
+        "parameter_id": period["id"], "card_id": plays["card_id"],
+        "target": ["variable", ["template-tag", "year"]]}]}  # fmt: skip
+    bad_boards = [
+        {"parameters": [period | {"type": "date/someday"}]},
+        {"parameters": [period | {"default": "last Tuesday"}]},
+        {"parameters": [period | {"type": "number/="}], "dashcards": [plays]},  # not a date
+        {"parameters": [period], "dashcards": [wrong_mapping]},  # a field filter's target
+    ]
+    for body in bad_boards:
+        answer = httpx.put(f"{fake.root_url}/api/dashboard/{board['id']}", json=body,
+                           headers=headers)  # fmt: skip
+        assert answer.status_code == 400, body
+    assert len(fake.rejected) == len(bad_tags) + len(bad_boards)
     fake.rejected.clear()

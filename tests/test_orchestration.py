@@ -502,8 +502,10 @@ def test_a_hung_run_is_stopped_told_and_the_schedule_goes_on(
     log = log_path.open("w")
     proc = subprocess.Popen([CLI, "serve"], env=environment, stdout=log, stderr=subprocess.STDOUT)
 
+    told_before = 0
+
     def texts() -> list[str]:
-        return [message["text"] for message in receiver.messages]
+        return [message["text"] for message in receiver.messages[told_before:]]
 
     def last_poll() -> str | None:
         return notify.load_health(settings).get("ingest", {}).get("last_poll")
@@ -514,6 +516,9 @@ def test_a_hung_run_is_stopped_told_and_the_schedule_goes_on(
         # check (every second) finds it
         _until("not healthy after the poll", lambda: _health(data_dir).get("healthy"), 10, log_path)
         assert verdict(data_dir) == (True, "healthy")
+        # on a busy machine the first poll can be late enough to be told (and its recovery):
+        # that episode is over; what follows is about the hang alone
+        told_before = len(texts())
         spotify.hang()  # accepts every request, answers none
         hung_after = last_poll()
         waited = _until(

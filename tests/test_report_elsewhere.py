@@ -115,13 +115,28 @@ def test_report_output_never_replaces_the_data_folder_or_the_owners_files(
 def test_report_that_cannot_be_written_is_not_called_a_failed_copy(
     built_copy: Path, cli: Cli, site: tuple[Path, str]
 ) -> None:
-    """Writing the report itself fails (a file where the report swaps its folder aside):
-    the error names the report folder, not a copy that never started."""
+    """Writing the report itself fails (a file where its cache folder goes): the error
+    names the report folder, not a copy that never started."""
     root, _ = site
     (built_copy / "report").mkdir()
-    (built_copy / ".report.old").write_text("in the way")
+    (built_copy / ".report-cache").write_text("in the way")
     done = cli("report", "--data-dir", str(built_copy), "--output", str(root / "music"), expect=1)
     said = done.stdout + done.stderr
     assert f"cannot write the report in {built_copy / 'report'}" in said, said
     assert "cannot copy" not in said and "None" not in said, said
     assert not (root / "music").exists()
+
+
+def test_leftovers_of_an_earlier_report_are_cleared(built_copy: Path, cli: Cli) -> None:
+    """A report/ that was once a file leaves a file where the report swaps its folder
+    aside (.report.old), a run stopped at the wrong moment a file or folder where it
+    writes (.report.partial): the next report clears them and is written."""
+    (built_copy / "report").write_text("once a file")
+    (built_copy / ".report.old").write_text("left by an earlier run")
+    (built_copy / ".report.partial").write_text("left by an earlier run")
+    cli("report", "--data-dir", str(built_copy))
+    assert (built_copy / "report" / "index.html").is_file()
+    assert not (built_copy / ".report.old").exists()
+    assert not (built_copy / ".report.partial").exists()
+    cli("report", "--data-dir", str(built_copy))  # and again, over a folder this time
+    assert (built_copy / "report" / "index.html").is_file()

@@ -95,12 +95,14 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
     (the scheduler's flows take it too); a clear message instead of DuckDB's lock error."""
     import duckdb
 
-    from music_tracker.lock import WriterBusy, writer_lock
+    from music_tracker.lock import DataFolderError, WriterBusy, writer_lock
     from music_tracker.warehouse import WarehouseBusy
 
     try:
         lock = writer_lock(settings.data_dir, what, wait_s=settings.lock_wait_s)
         lock.__enter__()
+    except DataFolderError as exc:
+        raise _fail(str(exc), 2) from None
     except WriterBusy as exc:
         raise _fail(
             f"{exc}: run `music-tracker {what}` again when it has finished", EXIT_BUSY
@@ -691,7 +693,7 @@ def demo_command(
         raise _fail(
             f"{exc}: run `music-tracker demo` again when it has finished", EXIT_BUSY
         ) from None
-    except demo.FAILURES as exc:
-        raise _fail(str(exc)) from None
+    except demo.FAILURES as exc:  # a data folder that cannot be used is a setting: 2
+        raise _fail(str(exc), 2 if isinstance(exc, demo.DataFolderError) else 1) from None
     status_command(data_dir=settings.data_dir, as_json=False)
     console.demo_summary(done, settings.data_dir)

@@ -123,9 +123,12 @@ def status_report(report: dict[str, Any], settings_read: str) -> None:
         out.print(f"[bold]{report['plays']:,}[/] plays in {report['warehouse']}")
         out.print(
             f"from {report['local']['first_play_at']} to {report['local']['last_play_at']}"
-            f" ({report['timezone']})"
+            f" ({report['timezone']}; {report.get('play_times', 'start of play')} in every"
+            " source)"
         )
-    table = Table("source", "plays", "first play", "last play", "last import", box=None)
+    table = Table(
+        "source", "plays", "first play (start)", "last play (start)", "last import", box=None
+    )
     for source, facts in report["sources"].items():
         if facts["plays"] or facts["last_import_at"]:
             table.add_row(

@@ -15,6 +15,7 @@ again, so a command that fails on bad input still leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -30,6 +31,22 @@ POLL_S = 0.2
 
 class WriterBusy(Exception):
     """Another process is writing; the message names it."""
+
+
+class DataFolderError(Exception):
+    """The data folder cannot be created or written (no such place, read-only, not ours);
+    the message names it and the setting that chose it."""
+
+
+def _unusable(folder: Path, exc: OSError) -> Exception:
+    """The error for a data folder we cannot use; a full disk stays an OSError (the
+    commands say so with their own exit code)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    return DataFolderError(
+        f"cannot use the data folder {folder}: {exc.strerror or exc}; name a folder you can"
+        " write with --data-dir or MUSIC_TRACKER_DATA_DIR"
+    )
 
 
 def holder(data_dir: Path) -> str:
@@ -63,6 +80,8 @@ def writer_lock(
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:  # the holder before us removed its empty folder just now
             continue
+        except OSError as exc:  # read-only, not ours
+            raise _unusable(data_dir, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -97,7 +116,8 @@ def writer_lock(
 
 def make_folders(folder: Path) -> list[Path]:
     """Create ``folder`` (0700) and its missing parents; return those this call created,
-    outermost first (one another process created meanwhile is not among them)."""
+    outermost first (one another process created meanwhile is not among them).
+    DataFolderError when it cannot be made (/proc/x, a read-only place)."""
     missing = []
     for candidate in (folder, *folder.parents):
         if candidate.is_dir():
@@ -109,6 +129,8 @@ def make_folders(folder: Path) -> list[Path]:
             candidate.mkdir(mode=0o700 if candidate == folder else 0o777)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise _unusable(folder, exc) from None
         made.append(candidate)
     return made
 

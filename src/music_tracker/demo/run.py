@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from music_tracker.console import matched_in_words
 from music_tracker.importers.run import run_import
 from music_tracker.ingest import ingest
-from music_tracker.lock import WriterBusy, writer_lock
+from music_tracker.lock import DataFolderError as DataFolderError
+from music_tracker.lock import WriterBusy, make_folders, writer_lock
 from music_tracker.metabase.client import MetabaseError
 from music_tracker.metabase.provision import provision_project
 from music_tracker.publish import PublishError, publish
@@ -55,7 +56,7 @@ class DemoError(Exception):
 # what stops the demo with one line: another writer (its publish takes the writer lock) and
 # the failures of its steps that say what went wrong
 BUSY = (WriterBusy, WarehouseBusy)
-FAILURES = (DemoError, PublishError, MetabaseError, DefinitionError, ReportError)
+FAILURES = (DemoError, PublishError, MetabaseError, DefinitionError, ReportError, DataFolderError)
 
 
 @dataclass
@@ -227,7 +228,7 @@ def claim_folder(settings: Settings) -> None:
             " the demo needs a folder of its own; run it without --data-dir (it uses"
             f" {DEMO_DATA_DIR}) or name an empty folder"
         )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_folders(settings.data_dir)
     marker.write_text("made by `music-tracker demo`: generated data, safe to delete\n")
 
 

@@ -30,7 +30,7 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,59 @@ _COLUMN_NAMING = (
     "map.metric",
 )  # fmt: skip
 _DATE_TYPES = {"type/Date", "type/DateTime", "type/DateTimeWithLocalTZ"}
+
+# Parameters. The OpenAPI subset leaves a dashboard's and a card's ``parameters`` and a
+# dashcard's ``parameter_mappings`` open objects ("type is a closed enum"); Metabase's own
+# parameter schema (its ``metabase.lib.schema.parameter`` namespace, "types") defines the
+# enum, and for each parameter type the template-tag types (or, for a field filter, its
+# widget types) it may be passed to. Transcribed here: a parameter type outside the enum,
+# a mapping to a tag the card does not have, a type the tag cannot take, a field filter
+# on a field that does not exist (or a date filter on a column that is not a date) is a
+# 400 the provisioner must not cause.
+_DATE_WIDGETS = {"date/single", "date/range", "date/month-year", "date/quarter-year",
+                 "date/relative", "date/all-options"}  # fmt: skip
+_PARAMETER_TYPES: dict[str, set[str]] = {
+    "number": {"number", "number/=", "id", "category", "location/zip_code"},
+    "text": {"text", "string/=", "id", "category", "location/city", "location/state",
+             "location/zip_code", "location/country"},
+    "date": {"date", "date/single", "date/all-options", "id", "category"},
+    "boolean": {"boolean", "id", "category", "boolean/="},
+    "date/single": {"date", "date/single", "date/all-options", "id", "category"},
+    "id": {"id"},
+    "category": {"category", "number", "text", "date", "boolean"},
+    "location/city": {"location/city"},
+    "location/state": {"location/state"},
+    "location/zip_code": {"location/zip_code"},
+    "location/country": {"location/country"},
+    "date/range": {"date/range", "date/all-options"},
+    "date/month-year": {"date/month-year", "date/all-options"},
+    "date/quarter-year": {"date/quarter-year", "date/all-options"},
+    "date/relative": {"date/relative", "date/all-options"},
+    "date/all-options": {"date/all-options"},
+    "temporal-unit": {"temporal-unit"},
+    "number/!=": {"number/!="},
+    "number/<=": {"number/<="},
+    "number/=": {"number/=", "number", "id", "category", "location/zip_code"},
+    "number/>=": {"number/>="},
+    "number/between": {"number/between"},
+    "string/!=": {"string/!="},
+    "string/=": {"string/=", "text", "id", "category", "location/city", "location/state",
+                 "location/zip_code", "location/country"},
+    "string/contains": {"string/contains"},
+    "string/does-not-contain": {"string/does-not-contain"},
+    "string/ends-with": {"string/ends-with"},
+    "string/starts-with": {"string/starts-with"},
+    "boolean/=": {"boolean", "boolean/="},
+}  # fmt: skip
+_TAG_TYPES = {"snippet", "card", "dimension", "number", "text", "date", "boolean"}
+# a date filter's value (and default): a day, a range of days (open at either end), a
+# month, a quarter, or relative to today (past30days, past12months~, thisyear, ...)
+_DAY = r"\d{4}-\d{2}-\d{2}"
+_DATE_VALUE = re.compile(
+    rf"^(?:{_DAY}|{_DAY}~{_DAY}|~{_DAY}|{_DAY}~|\d{{4}}-\d{{2}}|Q[1-4]-\d{{4}}"
+    r"|(?:past|next)\d+(?:minutes|hours|days|weeks|months|quarters|years)~?"
+    r"|(?:this|last|next)(?:minute|hour|day|week|month|quarter|year))$"
+)
 
 
 def _now() -> str:
@@ -329,7 +382,7 @@ class FakeMetabase(LoopbackServer):
         if not public and not self._authenticated(headers):
             return 401, "Unauthenticated"
         if self.spec is not None and method in ("POST", "PUT") and isinstance(body, dict):
-            why = self._check_visualizations(parts, body)
+            why = self._check_visualizations(parts, body) or self._check_parameters(parts, body)
             if why:
                 self.rejected.append(f"{method} {path}: {why}")
                 return 400, {"message": why}
@@ -363,6 +416,114 @@ class FakeMetabase(LoopbackServer):
                 why = self._check_card_settings(settings, columns)
                 if why:
                     return f"dashcard {dashcard.get('id')}: {why}"
+        return None
+
+    # -- parameters ---------------------------------------------------------------------
+
+    def _check_parameters(self, parts: list[str], body: dict[str, Any]) -> str | None:
+        """Why a card's template tags and parameters, or a dashboard's parameters and its
+        dashcards' mappings, are wrong, or None (see ``_PARAMETER_TYPES``)."""
+        if parts[:1] == ["card"] and len(parts) <= 2:
+            query = body.get("dataset_query") or {}
+            tags = (query.get("native") or {}).get("template-tags") or {}
+            if not tags and "stages" in query:
+                tags = (query["stages"][0] or {}).get("template-tags") or {}
+            for name, tag in tags.items():
+                why = self._check_tag(name, tag)
+                if why:
+                    return f"template tag {name!r}: {why}"
+            for parameter in body.get("parameters") or []:
+                why = self._check_parameter(parameter) or self._check_target(
+                    parameter.get("type"), parameter.get("target"), tags
+                )
+                if why:
+                    return f"card parameter {parameter.get('id')!r}: {why}"
+            return None
+        if parts[:1] != ["dashboard"] or len(parts) > 2:
+            return None
+        stored = self.dashboards.get(int(parts[1])) if len(parts) == 2 else None
+        parameters = body.get("parameters")
+        if parameters is None:
+            parameters = (stored or {}).get("parameters") or []
+        by_id = {}
+        for parameter in parameters:
+            why = self._check_parameter(parameter, dashboard=True)
+            if why:
+                return f"dashboard parameter {parameter.get('id')!r}: {why}"
+            by_id[parameter["id"]] = parameter
+        for dashcard in body.get("dashcards") or []:
+            card = self.cards.get(dashcard.get("card_id"))
+            if card is None:
+                continue
+            tags = card["dataset_query"]["stages"][0].get("template-tags") or {}
+            for mapping in dashcard.get("parameter_mappings") or []:
+                parameter = by_id.get(mapping.get("parameter_id"))
+                if parameter is None:
+                    missing = mapping.get("parameter_id")
+                    return f"dashcard {dashcard.get('id')}: no parameter {missing!r}"
+                if mapping.get("card_id") != dashcard.get("card_id"):
+                    return f"dashcard {dashcard.get('id')}: a mapping names another card"
+                why = self._check_target(parameter["type"], mapping.get("target"), tags)
+                if why:
+                    return f"dashcard {dashcard.get('id')}: {why}"
+        return None
+
+    def _check_tag(self, name: str, tag: Any) -> str | None:
+        if not isinstance(tag, dict) or tag.get("name") != name:
+            return "its name differs from its key"
+        if not tag.get("display-name") or tag.get("type") not in _TAG_TYPES:
+            return f"type {tag.get('type')!r} or display-name missing"
+        if tag["type"] != "dimension":
+            return "a dimension only on a field filter" if "dimension" in tag else None
+        widget = tag.get("widget-type")
+        if widget != "none" and widget not in _PARAMETER_TYPES:
+            return f"widget-type {widget!r} is not a parameter type"
+        dimension = tag.get("dimension")
+        if not (isinstance(dimension, list) and len(dimension) >= 2 and dimension[0] == "field"):
+            return f"dimension {dimension!r} is not a field reference"
+        field = self._field_by_id(dimension[1])
+        if field is None:
+            return f"field {dimension[1]!r} does not exist"
+        if widget in _DATE_WIDGETS and field["base_type"] not in _DATE_TYPES:
+            return f"a date filter on {field['name']!r}, a {field['base_type']} column"
+        return None
+
+    def _check_parameter(self, parameter: Any, *, dashboard: bool = False) -> str | None:
+        if not isinstance(parameter, dict) or not parameter.get("id"):
+            return "no id"
+        kind = parameter.get("type")
+        if kind not in _PARAMETER_TYPES:
+            return f"type {kind!r} is not a parameter type"
+        if dashboard and not (parameter.get("name") and parameter.get("slug")):
+            return "a dashboard parameter needs a name and a slug"
+        default = parameter.get("default")
+        dated = default is not None and str(kind).startswith("date/") and kind != "date/single"
+        if dated and not (isinstance(default, str) and _DATE_VALUE.match(default)):
+            return f"default {default!r} is not a date filter value"
+        return None
+
+    def _check_target(self, kind: Any, target: Any, tags: dict[str, Any]) -> str | None:
+        """A parameter of type ``kind`` aimed at a template tag of the card."""
+        if not (isinstance(target, list) and len(target) == 2 and isinstance(target[1], list)):
+            return f"target {target!r} is not [dimension|variable, [template-tag, name]]"
+        wrapper, (ref, name) = target[0], target[1]
+        tag = tags.get(name) if ref == "template-tag" else None
+        if tag is None:
+            return f"target {target!r} names no template tag of the card"
+        field_filter = tag["type"] == "dimension"
+        if wrapper != ("dimension" if field_filter else "variable"):
+            return f"a {tag['type']} tag is targeted as {wrapper!r}"
+        accepts = tag.get("widget-type") if field_filter else tag["type"]
+        if accepts not in _PARAMETER_TYPES.get(kind, set()):
+            return f"a {kind} parameter cannot be passed to a tag that takes {accepts}"
+        return None
+
+    def _field_by_id(self, field_id: Any) -> dict[str, Any] | None:
+        for database in self.databases.values():
+            for table in database.tables:
+                for fld in table["fields"]:
+                    if fld["id"] == field_id:
+                        return {**fld, "schema": table["schema"], "table": table["name"]}
         return None
 
     def _result_columns(self, query: dict[str, Any]) -> dict[str, str]:
@@ -1017,6 +1178,17 @@ class FakeMetabase(LoopbackServer):
     def _run(self, card: dict[str, Any], values: dict[str, Any]) -> tuple[int, Any]:
         database = self.databases[card["database_id"]]
         stage = card["dataset_query"]["stages"][0]
+        try:
+            values = {
+                **values,
+                **{
+                    name: _FieldFilter(self._field_by_id(tag["dimension"][1]), values.get(name))
+                    for name, tag in (stage.get("template-tags") or {}).items()
+                    if tag.get("type") == "dimension"
+                },
+            }
+        except ValueError as exc:
+            return 400, {"message": str(exc)}
         sql = _substitute(stage["native"], values)
         try:
             con = self._open(database)
@@ -1079,12 +1251,69 @@ _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
+class _FieldFilter:
+    """A field filter's condition, as Metabase writes it: on the column named in full
+    (schema, table, column: no alias), ``1 = 1`` without a value. Date values only."""
+
+    def __init__(self, field: dict[str, Any] | None, value: Any) -> None:
+        if field is None:
+            raise ValueError("the field filter's field does not exist")
+        self.column = '"{schema}"."{table}"."{name}"'.format(**field)
+        self.value = value[0] if isinstance(value, list) and value else value
+        if self.value is not None and not _DATE_VALUE.match(str(self.value)):
+            raise ValueError(f"{self.value!r} is not a date filter value")
+
+    def has_value(self) -> bool:
+        return self.value is not None
+
+    def sql(self, today: date | None = None) -> str:
+        if self.value is None:
+            return "1 = 1"
+        start, end = _date_bounds(str(self.value), today or date.today())
+        parts = [f"{self.column} >= date '{start}'" if start else "",
+                 f"{self.column} < date '{end}'" if end else ""]  # fmt: skip
+        return " and ".join(p for p in parts if p) or "1 = 1"
+
+
+def _date_bounds(value: str, today: date) -> tuple[date | None, date | None]:
+    """A date filter value as [start, end) days (either open)."""
+    day = date.fromisoformat
+    if ("~" in value and not value.endswith("~")) or value.startswith("~"):
+        low, _, high = value.partition("~")
+        return (day(low) if low else None, day(high) + timedelta(days=1) if high else None)
+    if re.fullmatch(_DAY, value.rstrip("~")):
+        start = day(value.rstrip("~"))
+        return start, None if value.endswith("~") else start + timedelta(days=1)
+    if re.fullmatch(r"\d{4}-\d{2}", value):
+        start = day(value + "-01")
+        return start, (start + timedelta(days=32)).replace(day=1)
+    quarter = re.fullmatch(r"Q([1-4])-(\d{4})", value)
+    if quarter:
+        start = date(int(quarter.group(2)), 3 * int(quarter.group(1)) - 2, 1)
+        return start, (start + timedelta(days=95)).replace(day=1)
+    relative = re.fullmatch(r"past(\d+)(days|months|years)(~?)", value)
+    if relative:
+        n, unit, current = int(relative.group(1)), relative.group(2), relative.group(3)
+        end = today + timedelta(days=1) if current else today
+        if unit == "days":
+            return end - timedelta(days=n), end
+        start = today.replace(day=1)
+        for _ in range(n * (12 if unit == "years" else 1)):
+            start = (start - timedelta(days=1)).replace(day=1)
+        return start, end if current else today.replace(day=1)
+    if value == "thisyear":
+        return today.replace(month=1, day=1), today.replace(year=today.year + 1, month=1, day=1)
+    raise ValueError(f"{value!r}: a date filter value this fake does not evaluate")
+
+
 def _substitute(sql: str, values: dict[str, Any]) -> str:
     """Metabase's native-query rules: an optional clause stays only when its tags have
-    values; a tag becomes a literal."""
+    values; a tag becomes a literal, a field filter its condition."""
 
     def literal(match: re.Match[str]) -> str:
         value = values.get(match.group(1))
+        if isinstance(value, _FieldFilter):
+            return value.sql()
         if value is None:
             return "null"
         if isinstance(value, int | float):
@@ -1094,7 +1323,10 @@ def _substitute(sql: str, values: dict[str, Any]) -> str:
     def optional(match: re.Match[str]) -> str:
         body = match.group(1)
         tags = _TAG.findall(body)
-        return body if all(values.get(t) is not None for t in tags) else ""
+        given = [values.get(t) for t in tags]
+        kept = all(v is not None and (not isinstance(v, _FieldFilter) or v.has_value())
+                   for v in given)  # fmt: skip
+        return body if kept else ""
 
     return _TAG.sub(literal, _OPTIONAL.sub(optional, sql))
 

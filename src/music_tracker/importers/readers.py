@@ -144,9 +144,25 @@ def read_json_rows(
         frame = frame_of(con.sql("from _read_json_rows"))
     finally:
         con.execute("drop table _read_json_rows")
+    lines = _record_lines(path)
+    if lines is not None and len(lines) == frame.height:
+        # JSON lines with blank lines: a record's row is its line in the file, as an editor
+        # shows it (DuckDB skips blank lines when it counts)
+        return frame.with_columns(file_row=pl.Series("file_row", lines, dtype=pl.Int64))
     return frame.with_row_index("file_row", offset=1).with_columns(
         pl.col("file_row").cast(pl.Int64)
     )
+
+
+def _record_lines(path: Path) -> list[int] | None:
+    """In JSON lines with blank lines, the line number (from 1) of each record; None for a
+    JSON array or JSON lines without blank lines (a record's row is then its number)."""
+    with path.open("rb") as handle:
+        if not handle.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
+            return None
+        handle.seek(0)
+        numbers = [number for number, line in enumerate(handle, start=1) if line.strip()]
+    return numbers if numbers and numbers[-1] != len(numbers) else None
 
 
 def _first_bad_json_line(path: Path) -> tuple[int, str] | None:

@@ -46,6 +46,7 @@ from music_tracker.settings import Settings
 log = logging.getLogger(__name__)
 
 _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
+_NOT_A_PLAY = "0 ms played (not a play; row kept in raw)"
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
 # a browser names a second download "StreamingHistory0 (1).json"
 _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IGNORECASE)
@@ -124,7 +125,13 @@ class ImportSummary:
             "files_skipped": self.skipped,
             "rows_read": self.rows_read,
             "new_plays": self.new_plays,
-            "new_plays_per_source": dict(self.per_source),
+            # in the documented source order, richest first (the same on every run)
+            "new_plays_per_source": {
+                source: self.per_source[source]
+                for source in sorted(
+                    self.per_source, key=lambda s: (-dedupe.SOURCE_RANK.get(s, 0), s)
+                )
+            },
             "duplicates": {
                 "repeated_in_input": self.duplicates_in_input,
                 "already_stored": self.already_stored,
@@ -350,6 +357,9 @@ def _import(
                 summary.other_content.update(other.new_by_type)
                 summary.duplicates_in_input += other.repeated_in_input
                 summary.already_stored += other.already_stored
+                summary.linked_to_other_source += other.same_play_from_other_source
+                if other.not_plays:
+                    summary.set_aside[_NOT_A_PLAY] += other.not_plays
                 staging.store_set_aside(now)
                 staging.store_podcast_decisions(now)
                 _record_files(con, read, landed, summary, now)
@@ -640,7 +650,7 @@ def _assign(
         summary.per_source[source] += count
     not_plays = sum(result.not_plays.values())
     if not_plays:
-        summary.set_aside["0 ms played (not a play; row kept in raw)"] += not_plays
+        summary.set_aside[_NOT_A_PLAY] += not_plays
     return result.assigned, result.overrides
 
 

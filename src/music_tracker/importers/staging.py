@@ -24,11 +24,15 @@ _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass
 class OtherStored:
-    """Counts from storing non-music rows."""
+    """Counts from storing non-music rows: the plays they add as the star schema counts
+    them (``warehouse.counted_other_plays``), rows of plays another source already holds,
+    rows with no time heard (kept in raw, not plays)."""
 
     new_by_type: dict[str, int]
     repeated_in_input: int
     already_stored: int
+    same_play_from_other_source: int = 0
+    not_plays: int = 0
 
 
 class Staging:
@@ -268,9 +272,24 @@ class Staging:
         unique = staged.unique(subset=key, keep="first", maintain_order=True)
         stored = warehouse.stored_other_keys(self.con, unique.select(key))
         fresh = unique.join(stored, on=key, how="anti").drop("_stage_row")
+        before = warehouse.counted_other_plays(self.con)
         warehouse.insert_frame(self.con, "raw.other_plays", fresh, imported_at=now)
-        new_by_type = dict(fresh.group_by("content_type").len().iter_rows())
-        return OtherStored(new_by_type, staged.height - unique.height, unique.height - fresh.height)
+        after = warehouse.counted_other_plays(self.con)
+        # a play counts once: a row of a play another source holds adds none (a Spotify
+        # row arriving after our own ListenBrainz listen of it takes the listen's place)
+        new_by_type = {
+            kind: after[kind] - before.get(kind, 0)
+            for kind in after
+            if after[kind] > before.get(kind, 0)
+        }
+        not_plays = fresh.filter(pl.col("ms_played") <= 0).height
+        return OtherStored(
+            new_by_type,
+            staged.height - unique.height,
+            unique.height - fresh.height,
+            same_play_from_other_source=fresh.height - not_plays - sum(new_by_type.values()),
+            not_plays=not_plays,
+        )
 
     def store_podcast_decisions(self, now: datetime) -> None:
         if self.podcast_decisions is not None:

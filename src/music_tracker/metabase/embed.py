@@ -1,4 +1,5 @@
-"""HTML snippets that put each public Metabase dashboard on the owner's own pages.
+"""The public links' files, and HTML snippets that put each public Metabase dashboard on
+the owner's own pages.
 
 ``metabase provision`` writes ``embeds/<slug>.html`` beside ``public-links.json``: an
 ``<iframe>`` of the dashboard's public link, sized to the dashboard's grid, titled for
@@ -11,10 +12,14 @@ a preview and a list of what to copy.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 from music_tracker import files
+from music_tracker.settings import Settings
 
+LINKS_JSON = "public-links.json"
+LINKS_CADDY = "public-links.caddy"
 EMBEDS_DIR = "embeds"
 APPEARANCE = "bordered=false&titled=false"
 # Metabase draws a dashboard's grid rows about 40 px high (with their gaps), below a header
@@ -60,3 +65,18 @@ def write_embeds(
         + "</body></html>\n",
     )
     return folder
+
+
+def write_links(settings: Settings, links: dict[str, dict[str, str]]) -> Path:
+    """``public-links.json`` (for people and scripts) and ``public-links.caddy`` (redirects
+    from ``/dashboards/<slug>`` to the public page, imported by the proxy's Caddyfile)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.data_dir / LINKS_JSON
+    target.write_text(json.dumps(links, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    lines = ["# written by `music-tracker metabase provision`; do not edit"]
+    lines += [
+        f"redir /dashboards/{slug} /public/dashboard/{link['uuid']} 302"
+        for slug, link in links.items()
+    ]
+    (settings.data_dir / LINKS_CADDY).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target

@@ -26,24 +26,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from music_tracker.connections import connect_duckdb
 from music_tracker.metabase.client import MetabaseClient, MetabaseError
-from music_tracker.metabase.embed import write_embeds
+from music_tracker.metabase.embed import write_embeds, write_links
+from music_tracker.metabase.from_copy import filter_defaults, open_copy, result_columns
 from music_tracker.metabase.handoff import (
     SITE_NAME,
     current_copy,
     ensure_database,
 )
-from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind, load_dashboards
+from music_tracker.metabase.periods import (
+    ALL_TIME,
+    PERIOD_COLUMN,
+    PERIOD_TABLE,
+    PERIOD_TYPE,
+    period_default,
+    period_filters,
+    period_sql,
+)
+from music_tracker.reporting.definitions import Card, Dashboard, Filter, load_dashboards
 from music_tracker.settings import Settings
 from music_tracker.transform import write_manifest
 
 log = logging.getLogger(__name__)
 
-LINKS_JSON = "public-links.json"
-LINKS_CADDY = "public-links.caddy"
 SYNC_POLL_S = 1.0
 
 
@@ -143,6 +148,19 @@ def _wait_for_sync(
                 "Metabase log; then run `music-tracker metabase provision` again"
             )
         sleep(SYNC_POLL_S)
+
+
+def _field_id(mb: MetabaseClient, database_id: int, schema: str, table: str, column: str) -> int:
+    """The id Metabase gave a column of the synced serving copy."""
+    for found in mb.call("GET", f"/api/database/{database_id}/metadata").get("tables") or []:
+        if (found.get("schema"), found.get("name")) == (schema, table):
+            for fld in found.get("fields") or []:
+                if fld.get("name") == column:
+                    return int(fld["id"])
+    raise MetabaseError(
+        f"Metabase's sync has no column {schema}.{table}.{column}: run `music-tracker "
+        "transform`, `publish` and `metabase provision` again"
+    )
 
 
 def _push_dbt_metadata(mb: MetabaseClient, settings: Settings, manifest: Path | None) -> str:
@@ -286,10 +304,14 @@ def _visualization(card: Card, columns: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _description(card: Card) -> str | None:
-    """The card's description, and what it means when it is empty (Metabase shows only
-    "No results")."""
-    parts = [card.description, f"When empty: {card.empty}" if card.empty else ""]
+def _description(card: Card, all_time: bool = False) -> str | None:
+    """The card's description, that it is all time on a dashboard with a period, and what
+    it means when it is empty (Metabase shows only "No results")."""
+    parts = [
+        card.description,
+        ALL_TIME if all_time else "",
+        f"When empty: {card.empty}" if card.empty else "",
+    ]
     return " ".join(p for p in parts if p) or None
 
 
@@ -317,17 +339,44 @@ def click_to_artist(
     return {"click_behavior": behaviour}
 
 
-def _template_tags(dashboard: Dashboard, card: Card, eid: str) -> dict[str, Any]:
+def _template_tags(
+    dashboard: Dashboard, card: Card, eid: str, date_field: int | None
+) -> dict[str, Any]:
+    """A tag per filter the card uses; a period's is a field filter on the play's day
+    (metabase/periods.py)."""
     tags: dict[str, Any] = {}
+    periods = period_filters(dashboard) if date_field is not None else set()
     for name in sorted(card.tags()):
         flt = dashboard.filter(name)
-        tags[name] = {
-            "id": _uuid(eid, name),
-            "name": name,
-            "display-name": flt.label,
-            "type": "number" if flt.kind == "year" else "text",
-        }
+        tags[name] = {"id": _uuid(eid, name), "name": name, "display-name": flt.label}
+        if name in periods:
+            tags[name] |= {
+                "display-name": "Period",
+                "type": "dimension",
+                "dimension": ["field", date_field, {"base-type": "type/Date"}],
+                "widget-type": PERIOD_TYPE,
+            }
+        else:
+            tags[name]["type"] = "number" if flt.kind == "year" else "text"
     return tags
+
+
+def _parameter_type(tag: dict[str, Any]) -> str:
+    kind = tag["type"]
+    return (
+        tag["widget-type"]
+        if kind == "dimension"
+        else "number/="
+        if kind == "number"
+        else "category"
+    )
+
+
+def _target(tag: dict[str, Any]) -> list[Any]:
+    return [
+        "dimension" if tag["type"] == "dimension" else "variable",
+        ["template-tag", tag["name"]],
+    ]
 
 
 def card_payload(
@@ -337,14 +386,17 @@ def card_payload(
     database_id: int,
     collection_id: int,
     columns: list[str] | None = None,
+    date_field: int | None = None,
 ) -> dict[str, Any]:
     """What POST/PUT /api/card sends for one definition card (a native SQL question);
-    ``columns``: the names its SQL returns (titled for Metabase)."""
+    ``columns``: the names its SQL returns (titled for Metabase); ``date_field``: the id
+    of ``dw.dim_date.date`` in Metabase, for the periods' field filters."""
     eid = entity_id("card", dashboard.source_file, card.name)
-    tags = _template_tags(dashboard, card, eid)
+    tags = _template_tags(dashboard, card, eid, date_field)
+    periods = period_filters(dashboard) if date_field is not None else set()
     return {
         "name": card.title,
-        "description": _description(card),
+        "description": _description(card, all_time=bool(periods) and not periods & card.tags()),
         "type": "question",
         "display": _DISPLAY[card.viz],
         "collection_id": collection_id,
@@ -352,13 +404,13 @@ def card_payload(
         "dataset_query": {
             "database": database_id,
             "type": "native",
-            "native": {"query": card.sql.strip(), "template-tags": tags},
+            "native": {"query": period_sql(card, periods), "template-tags": tags},
         },
         "parameters": [
             {
                 "id": tag["id"],
-                "type": "number/=" if tag["type"] == "number" else "category",
-                "target": ["variable", ["template-tag", name]],
+                "type": _parameter_type(tag),
+                "target": _target(tag),
                 "name": tag["display-name"],
                 "slug": name,
             }
@@ -392,6 +444,7 @@ def _card_differs(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 def _dashboard_parameters(dashboard: Dashboard, defaults: dict[str, Any]) -> list[dict[str, Any]]:
     parameters = []
+    periods = period_filters(dashboard)
     for flt in dashboard.filters:
         parameter: dict[str, Any] = {
             "id": _parameter_id(dashboard, flt),
@@ -400,9 +453,13 @@ def _dashboard_parameters(dashboard: Dashboard, defaults: dict[str, Any]) -> lis
             "type": "number/=" if flt.kind == "year" else "string/=",
             "sectionId": "number" if flt.kind == "year" else "string",
         }
-        if defaults.get(flt.name) is not None:
+        if flt.name in periods:  # a date range (metabase/periods.py), all time by default
+            parameter |= {"name": "Period", "type": PERIOD_TYPE, "sectionId": "date"}
+            if (default := period_default(defaults.get(flt.name))) is not None:
+                parameter["default"] = default
+        elif defaults.get(flt.name) is not None:
             parameter["default"] = [defaults[flt.name]]
-        if (values := defaults.get(f"{flt.name}:values")) is not None:
+        if (values := defaults.get(f"{flt.name}:values")) is not None and flt.name not in periods:
             parameter["values_source_type"] = "static-list"
             parameter["values_source_config"] = {"values": values}
         parameters.append(parameter)
@@ -418,6 +475,7 @@ def _dashcards(
     """The whole dashcards array: existing dashcards keep their ids, new ones are negative;
     artists link to the Artist dashboard (``artist_link``: its id and filter's id)."""
     by_card = {dc.get("card_id"): dc.get("id") for dc in existing}
+    periods = period_filters(dashboard)
     cards: list[dict[str, Any]] = []
     for n, card in enumerate(dashboard.cards, start=1):
         card_id = card_ids[card.name]
@@ -425,7 +483,8 @@ def _dashcards(
             {
                 "parameter_id": _parameter_id(dashboard, dashboard.filter(tag)),
                 "card_id": card_id,
-                "target": ["variable", ["template-tag", tag]],
+                # a period's field filter is a dimension; other tags are plain variables
+                "target": ["dimension" if tag in periods else "variable", ["template-tag", tag]],
             }
             for tag in sorted(card.tags())
         ]
@@ -466,64 +525,6 @@ def _layout_key(dashcards: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     )
 
 
-def _open_copy(copy: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
-    """The serving copy, read-only, as the default database of a fresh in-memory instance
-    (a plain connect would share a process-wide instance with other settings), under the
-    pipeline's memory cap (uncapped, DuckDB caches up to 80% of the machine's memory)."""
-    con = connect_duckdb(config={"memory_limit": memory_limit})
-    con.execute(f"attach '{str(copy).replace(chr(39), chr(39) * 2)}' as serving (read_only)")
-    con.execute("use serving")
-    return con
-
-
-def result_columns(
-    copy: Path, dashboards: list[Dashboard], memory_limit: str
-) -> dict[tuple[str, str], list[str]]:
-    """Per (dashboard, card): the names of the columns its SQL returns on the serving copy
-    (no rows are read)."""
-    found: dict[tuple[str, str], list[str]] = {}
-    with _open_copy(copy, memory_limit) as con:
-        for dashboard in dashboards:
-            for card in dashboard.cards:
-                sql, params = bind(card.sql, {})
-                cursor = con.execute(f"select * from ({sql}) limit 0", params)
-                found[dashboard.slug, card.name] = [d[0] for d in cursor.description]
-    return found
-
-
-def _filter_defaults(
-    copy: Path, dashboards: list[Dashboard], memory_limit: str
-) -> dict[str, dict[str, Any]]:
-    """Per dashboard: the year a "current" filter starts on, the years a year filter with
-    ``options_sql`` offers, and each text filter's values (the most relevant first), read
-    from the serving copy."""
-    found: dict[str, dict[str, Any]] = {}
-    with _open_copy(copy, memory_limit) as con:
-        newest = con.execute(
-            "select max(year_num) from dw.dim_date"
-            " where date_sid in (select date_sid from dw.fact_track_played)"
-        ).fetchone()
-        for dashboard in dashboards:
-            values: dict[str, Any] = {}
-            for flt in dashboard.filters:
-                years: list[int] | None = None
-                if flt.kind == "year" and flt.options_sql:  # the years it has data for
-                    years = [int(y) for (y,) in con.execute(flt.options_sql).fetchall() if y]
-                    values[f"{flt.name}:values"] = sorted(years, reverse=True)
-                if flt.kind == "year" and flt.default == "current":
-                    pool: list[int | None] = (
-                        list(years) if years is not None else [newest[0] if newest else None]
-                    )
-                    current = max((y for y in pool if y is not None), default=None)
-                    if current is not None:
-                        values[flt.name] = current
-                if flt.kind == "text" and flt.options_sql:
-                    rows = con.execute(f"select * from ({flt.options_sql}) limit 500").fetchall()
-                    values[f"{flt.name}:values"] = [str(r[0]) for r in rows if r[0] is not None]
-            found[dashboard.slug] = values
-    return found
-
-
 # -- the whole run ---------------------------------------------------------------------------
 
 
@@ -555,7 +556,7 @@ def provision(
         raise MetabaseError(
             f"no serving copy in {settings.serving_dir}: run `music-tracker publish` first"
         )
-    with _open_copy(copy, settings.duckdb_memory_limit) as con:
+    with open_copy(copy, settings.duckdb_memory_limit) as con:
         tables = {
             name
             for (name,) in con.execute(
@@ -584,9 +585,10 @@ def provision(
         _wait_for_sync(mb, settings, database_id, tables, sleep=sleep)
         step("data model from dbt")
         metadata = _push_dbt_metadata(mb, settings, manifest)
+        date_field = _field_id(mb, database_id, *PERIOD_TABLE, PERIOD_COLUMN)
         step("collection")
         collection_id = _ensure_collection(mb, settings, created)
-        defaults = _filter_defaults(copy, dashboards, settings.duckdb_memory_limit)
+        defaults = filter_defaults(copy, dashboards, settings.duckdb_memory_limit)
         columns = result_columns(copy, dashboards, settings.duckdb_memory_limit)
         result = ProvisionResult(
             url=mb.url,
@@ -598,7 +600,7 @@ def provision(
             archived=archived,
             metadata=metadata,
         )
-        _sync_content(mb, settings, dashboards, defaults, columns, result, step)
+        _sync_content(mb, settings, dashboards, (defaults, columns, date_field), result, step)
     result.links_file = write_links(settings, result.links)
     rows = {d.slug: max((c.layout.row + c.layout.height for c in d.cards), default=0)
             for d in dashboards}  # fmt: skip
@@ -646,11 +648,13 @@ def _sync_content(
     mb: MetabaseClient,
     settings: Settings,
     dashboards: list[Dashboard],
-    defaults: dict[str, dict[str, Any]],
-    columns: dict[tuple[str, str], list[str]],
+    read: tuple[dict[str, dict[str, Any]], dict[tuple[str, str], list[str]], int],
     result: ProvisionResult,
     step: Callable[[str], None],
 ) -> None:
+    """Cards, dashboards and links; ``read``: the filters' defaults and the cards' columns
+    from the serving copy, and the id of the periods' date column in Metabase."""
+    defaults, columns, date_field = read
     collection_id = result.collection_id
     cards_by_eid = {
         c.get("entity_id"): c
@@ -697,6 +701,7 @@ def _sync_content(
                 database_id=result.database_id,
                 collection_id=collection_id,
                 columns=columns[dashboard.slug, card.name],
+                date_field=date_field,
             )
             eid = wanted["entity_id"]
             wanted_eids.add(eid)
@@ -780,18 +785,3 @@ def _sync_dashboard(
         "uuid": public,
         "url": f"{site}/public/dashboard/{public}",
     }
-
-
-def write_links(settings: Settings, links: dict[str, dict[str, str]]) -> Path:
-    """``public-links.json`` (for people and scripts) and ``public-links.caddy`` (redirects
-    from ``/dashboards/<slug>`` to the public page, imported by the proxy's Caddyfile)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.data_dir / LINKS_JSON
-    target.write_text(json.dumps(links, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    lines = ["# written by `music-tracker metabase provision`; do not edit"]
-    lines += [
-        f"redir /dashboards/{slug} /public/dashboard/{link['uuid']} 302"
-        for slug, link in links.items()
-    ]
-    (settings.data_dir / LINKS_CADDY).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return target

@@ -4,7 +4,7 @@ A dashboard with a year filter is written for all time, each year it has somethi
 the last 12 months and the last 30 days, the last two ending at the newest play (a history
 whose last export is two years old shows its last 30 days of listening, not thirty empty
 days). A card's SQL names the year as Metabase does (``[[and calendar.year_num =
-{{year}}]]``); for the static report that clause becomes the period's dates
+{{year}}]]``, any table alias); for the static report that clause becomes the period's dates
 (``calendar.date_sid between ...``: a year is 1 January to 31 December), and any other
 ``{{year}}`` the period's year (NULL for the rolling periods).
 
@@ -36,7 +36,7 @@ TABLE = "report_periods"  # a temporary table of the report's connection
 _ORDER = "__row_order"
 _PERIOD = "__period"
 
-_YEAR_CLAUSE = re.compile(r"calendar\.year_num\s*=\s*\{\{\s*year\s*\}\}")
+_YEAR_CLAUSE = re.compile(r"\b(\w+)\.year_num\s*=\s*\{\{\s*year\s*\}\}")
 _YEAR_TAG = re.compile(r"\{\{\s*year\s*\}\}")
 # what decides where a clause ends: quoted text, brackets and the top-level keywords
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\(|\)|\b(?:select|from|order\s+by|limit)\b", re.I)
@@ -94,7 +94,7 @@ def uses_period(card: Card, filter_name: str) -> bool:
 def _rewrite(sql: str, first: str, last: str, year: str) -> tuple[str, dict[str, Any]]:
     """The card's SQL with the year clause on the period's dates and any other year the
     period's; optional clauses of the other filters dropped (they stay unset)."""
-    text = _YEAR_CLAUSE.sub(f"calendar.date_sid between {first} and {last}", sql)
+    text = _YEAR_CLAUSE.sub(lambda m: f"{m.group(1)}.date_sid between {first} and {last}", sql)
     text = _YEAR_TAG.sub(year, text)
     return bind(text, {})
 

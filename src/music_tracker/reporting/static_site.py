@@ -366,12 +366,12 @@ def write_report(
     started = time.perf_counter()
     summary = ReportSummary(folder=folder)
     partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    _remove(partial)
     # the report before the last one goes while the cards run (deleting 2,500 files took
     # 5-11 s on the build machine): the last one is kept beside the new one until then
     old = folder.with_name(f".{folder.name}.old")
-    sweeper = threading.Thread(target=shutil.rmtree, args=(old,), kwargs={"ignore_errors": True})
-    sweeper.start()
+    sweeper = threading.Thread(target=_remove, args=(old,))  # a folder, or a file if
+    sweeper.start()  # report/ was one
     (partial / "assets").mkdir(parents=True)
     _write_assets(partial / "assets", folder.with_name(".report-cache"))
     span = _span(con)
@@ -439,11 +439,20 @@ def write_report(
     (partial / "index.html").write_text(front, encoding="utf-8")
     summary.pages += 1
     sweeper.join()
-    if folder.exists():
+    _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
+    if folder.exists() or folder.is_symlink():
         folder.rename(old)
     partial.rename(folder)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _remove(path: Path) -> None:
+    """A folder with what it holds, or a file or link; nothing when there is none."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _story(

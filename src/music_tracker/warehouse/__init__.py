@@ -32,6 +32,7 @@ from music_tracker.warehouse.connection import (
 from music_tracker.warehouse.contents import (
     CHANGE_LOGS,
     PLAY_TABLES,
+    counted_other_plays,
     last_transform_fingerprint,
     record_transform,
     status,
@@ -89,6 +90,7 @@ __all__ = [
     "WarehouseBusy",
     "checkpoint",
     "connect",
+    "counted_other_plays",
     "drop_primary_keys",
     "earlier_podcast_decisions",
     "frame_of",

@@ -12,11 +12,45 @@ from music_tracker.warehouse.schema import (
     EFFECTIVE_PLAY_ID,
     MUSIC_TABLES,
     OVERRIDES_JOIN,
-    TIME_COLUMN,
     has_raw_table,
     play_id_params,
     play_ids_query,
 )
+
+# What counts as a podcast, audiobook or video play, as dw.fact_other_played counts them
+# (transform/models/dw/fact_other_played.sql; tests/test_listenbrainz.py checks that both
+# agree on the real exports): time was heard (ms_played > 0), and a listen from a
+# ListenBrainz export (our own) counts only when no Spotify file holds that play (the same
+# kind and time heard, ending within a minute: account data's end has minute precision).
+_COUNTED_OTHER_PLAYS = """
+    select o.content_type, count(*) from raw.other_plays as o
+    where o.ms_played > 0 and (o.source != 'listenbrainz' or not exists (
+        select 1 from raw.other_plays as s
+        where s.source != 'listenbrainz' and s.content_type = o.content_type
+        and s.ms_played = o.ms_played
+        and s.played_at between o.played_at - interval 1 minute
+        and o.played_at + interval 1 minute
+    ))
+    group by all order by 1
+"""
+
+
+# A play's start in each source's table (``t``), the one time every source can tell:
+# Spotify's files say the end and the time heard, the API the end and the track's length
+# (a play it reports was heard whole), Last.fm and ListenBrainz the start. `status`'s first
+# and last plays are starts, whatever the source.
+PLAY_START = {
+    "spotify_extended_history": "t.played_at - to_milliseconds(t.ms_played)",
+    "spotify_account_data": "t.played_at - to_milliseconds(t.ms_played)",
+    "spotify_api": "t.played_at - to_milliseconds(coalesce(t.duration_ms, 0))",
+    "lastfm": "t.started_at",
+    "listenbrainz": "t.started_at",
+}
+
+
+def counted_other_plays(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Podcast, audiobook and video plays per content type, each counted once."""
+    return {kind: int(n) for kind, n in con.execute(_COUNTED_OTHER_PLAYS).fetchall()}
 
 
 def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -29,14 +63,14 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     per_source: dict[str, Any] = {}
     for source in sources:
         table = MUSIC_TABLES[source]
-        time_col = TIME_COLUMN[source]
+        start = PLAY_START[source]
         # plays, not rows: a play the export wrote twice is two rows of one play
         play_id = EFFECTIVE_PLAY_ID if moves else "t.play_id"
         join = OVERRIDES_JOIN if moves else ""
         plays, first, last, not_plays, last_import = con.execute(
             f"select count(distinct {play_id}),"
-            f" min(t.{time_col}) filter (where t.play_id is not null),"
-            f" max(t.{time_col}) filter (where t.play_id is not null),"
+            f" min({start}) filter (where t.play_id is not null),"
+            f" max({start}) filter (where t.play_id is not null),"
             f" count(*) filter (where t.play_id is null), max(t.imported_at)"
             f" from {table} as t {join}",
             {"source": source} if moves else {},
@@ -53,23 +87,7 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     ).fetchone()  # type: ignore[misc]
     starts = [v["first_play_at"] for v in per_source.values() if v["first_play_at"]]
     ends = [v["last_play_at"] for v in per_source.values() if v["last_play_at"]]
-    # a listen of our own export that a Spotify file also holds counts once, as in
-    # dw.fact_other_played (the same kind and time heard, ending within a minute)
-    other = dict(
-        con.execute(
-            """
-            select o.content_type, count(*) from raw.other_plays as o
-            where o.source != 'listenbrainz' or not exists (
-                select 1 from raw.other_plays as s
-                where s.source != 'listenbrainz' and s.content_type = o.content_type
-                and s.ms_played = o.ms_played
-                and s.played_at between o.played_at - interval 1 minute
-                and o.played_at + interval 1 minute
-            )
-            group by all order by 1
-            """
-        ).fetchall()
-    )
+    other = counted_other_plays(con)
     set_aside = dict(
         con.execute(
             "select reason, count(*) from raw.set_aside_rows group by all order by 1"
@@ -124,6 +142,8 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "plays": distinct,
         "plays_per_source": {k: v["plays"] for k, v in per_source.items()},
         "sources": per_source,
+        # the start of the first and of the last play (PLAY_START), in every source
+        "play_times": "start of play",
         "first_play_at": min(starts) if starts else None,
         "last_play_at": max(ends) if ends else None,
         "other_content": other,

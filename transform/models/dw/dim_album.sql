@@ -1,9 +1,13 @@
--- grain: one row per album (album_sid); plays without an album name share their artist's
--- "(no album)" row, keyed the same way as in the fact
+-- grain: one row per album (album_sid) with a play exclusions.yaml leaves in; plays without
+-- an album name share their artist's "(no album)" row, keyed the same way as in the fact
 with
 
 plays as (
     select * from {{ ref('int_plays_conformed') }}
+),
+
+excluded as (
+    select * from {{ ref('int_plays_excluded') }}
 ),
 
 albums as (
@@ -21,6 +25,7 @@ heard as (
         any_value(album_name) as album_name,
         any_value(artist_sid) as artist_sid
     from plays
+    where play_sid not in (select excluded.play_sid from excluded)
     group by album_sid
 ),
 

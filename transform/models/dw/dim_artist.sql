@@ -1,7 +1,9 @@
--- grain: one row per artist (artist_sid)
+-- grain: one row per artist (artist_sid) with a play exclusions.yaml leaves in: an artist
+-- whose every play is excluded has no row (no fact row refers to it), and the counts are
+-- of the plays left in (docs/model.md, "Exclusions")
 with
 
-artists as (
+heard as (
     select * from {{ ref('int_artists') }}
 ),
 
@@ -9,14 +11,49 @@ genres as (
     select * from {{ ref('int_artist_genres') }}
 ),
 
--- primary genre: of an artist's genres, the one most common across all artists
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+excluded as (
+    select * from {{ ref('int_plays_excluded') }}
+),
+
+-- plays exclusions.yaml keeps out, per artist_sid (a play two entries match counts once)
+excluded_counts as (
+    select
+        plays.artist_sid,
+        count(*) as play_count,
+        count(*) filter (
+            where plays.ms_played >= {{ var('stream_threshold_ms') }}
+        ) as stream_count
+    from plays
+    where plays.play_sid in (select excluded.play_sid from excluded)
+    group by plays.artist_sid
+),
+
+artists as (
+    select
+        heard.* replace (
+            heard.play_count - coalesce(excluded_counts.play_count, 0) as play_count,
+            heard.stream_count - coalesce(excluded_counts.stream_count, 0) as stream_count
+        )
+    from heard
+    left join excluded_counts
+        on heard.artist_sid = excluded_counts.artist_sid
+    where excluded_counts.play_count is null or heard.play_count > excluded_counts.play_count
+),
+
+-- primary genre: of an artist's genres, the one most common across all artists left in
 genre_frequency as (
     select
-        genre,
+        genres.genre,
         count(*) as artist_count
     from genres
-    where genre <> 'no genre defined'
-    group by genre
+    inner join artists
+        on genres.artist_sid = artists.artist_sid
+    where genres.genre <> 'no genre defined'
+    group by genres.genre
 ),
 
 primary_genres as (

@@ -7,11 +7,14 @@ facts as (
     select * from {{ ref('fact_artist_genre') }}
 ),
 
+-- the genres of plays left in: a genre whose every play exclusions.yaml keeps out has
+-- no row
 genres as (
     select distinct
         genre_sid,
         genre
     from {{ ref('int_artist_genres') }}
+    where genre_sid in (select facts.genre_sid from facts)
 ),
 
 artists as (

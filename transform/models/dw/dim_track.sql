@@ -1,7 +1,8 @@
--- grain: one row per track (track_sid)
+-- grain: one row per track (track_sid) with a play exclusions.yaml leaves in; the counts
+-- are of those plays (docs/model.md, "Exclusions")
 with
 
-tracks as (
+heard as (
     select * from {{ ref('int_tracks') }}
 ),
 
@@ -9,11 +10,44 @@ artists as (
     select * from {{ ref('int_artists') }}
 ),
 
+plays as (
+    select * from {{ ref('int_plays_conformed') }}
+),
+
+excluded as (
+    select * from {{ ref('int_plays_excluded') }}
+),
+
 track_artists as (
     select distinct
         track_sid,
         artist_sid
-    from {{ ref('int_plays_conformed') }}
+    from plays
+),
+
+-- plays exclusions.yaml keeps out, per track_sid (a play two entries match counts once)
+excluded_counts as (
+    select
+        plays.track_sid,
+        count(*) as play_count,
+        count(*) filter (
+            where plays.ms_played >= {{ var('stream_threshold_ms') }}
+        ) as stream_count
+    from plays
+    where plays.play_sid in (select excluded.play_sid from excluded)
+    group by plays.track_sid
+),
+
+tracks as (
+    select
+        heard.* replace (
+            heard.play_count - coalesce(excluded_counts.play_count, 0) as play_count,
+            heard.stream_count - coalesce(excluded_counts.stream_count, 0) as stream_count
+        )
+    from heard
+    left join excluded_counts
+        on heard.track_sid = excluded_counts.track_sid
+    where excluded_counts.play_count is null or heard.play_count > excluded_counts.play_count
 ),
 
 -- a masked artist stays masked in "artist - track"
