@@ -19,6 +19,7 @@ the rewrite does not fit runs once per period instead (same rows, slower).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from typing import Any
 import duckdb
 
 from music_tracker.reporting.definitions import Card, bind
+
+logger = logging.getLogger(__name__)
 
 ALL = "all"
 LAST_12_MONTHS = "last-12-months"
@@ -175,7 +178,8 @@ def run_grouped(
     con: duckdb.DuckDBPyConnection, card: Card, periods: list[Period], columns: list[str]
 ) -> dict[str, Result] | None:
     """The card's rows for each of ``periods`` (in TABLE) in one query; None when the
-    card's SQL does not take the rewrite (run it per period then). ``columns``: the card's
+    card's SQL does not take the rewrite, or all periods at once do not fit the memory cap
+    (run it per period then). ``columns``: the card's
     result columns (from its all-time run)."""
     ordered = _ordered(card.sql, columns)
     if ordered is None or not periods:
@@ -194,6 +198,11 @@ def run_grouped(
     try:
         cursor = con.execute(query, params)
     except duckdb.BinderException:
+        return None
+    except duckdb.OutOfMemoryException:
+        # every period's groups at once did not fit the memory cap (a top-tracks list
+        # at 10 million plays under 128 MB): one period at a time does
+        logger.info("%s: the periods one at a time (memory cap)", card.name)
         return None
     names = [d[0] for d in cursor.description][1:]
     keep = [i for i, name in enumerate(names) if name != _ORDER]
