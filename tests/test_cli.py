@@ -167,8 +167,11 @@ def test_a_data_dir_that_is_the_warehouse_file_says_so(tmp_path: Path) -> None:
 
 def test_a_data_dir_that_cannot_be_written_says_so(tmp_path: Path) -> None:
     """/proc/x cannot be created (and nothing under /proc written): one line naming the
-    folder and the setting, exit 2, no traceback, in every command that writes."""
-    for command in (["import", str(AUDIO_2018)], ["publish"], ["transform"], ["demo"]):
+    folder and the setting, exit 2, no traceback, in every command that writes (run and
+    serve make Prefect's home and the state folder first)."""
+    commands = (["import", str(AUDIO_2018)], ["publish"], ["transform"], ["demo"], ["run"],
+                ["serve"], ["serve", "--lite"])  # fmt: skip
+    for command in commands:
         done = run(*command, "--data-dir", "/proc/x", cwd=tmp_path)
         assert done.returncode == 2, (command, done.stderr)
         assert "cannot use the data folder /proc/x" in done.stderr, (command, done.stderr)
