@@ -103,8 +103,8 @@ wheels: $(STAMP)
 	$(BIN)/python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); print('\\n'.join(d['project']['dependencies'] + ['hatchling', 'editables', 'async-timeout']))" > $(WHEELS).txt
 	$(BIN)/python -m pip download -q --only-binary=:all: -d $(WHEELS) -c requirements/constraints.txt -r $(WHEELS).txt
 	# async-timeout: needed by redis below Python 3.11.3 (Debian 12 has 3.11.2, so the host's
-	# 3.11.7 would skip it); pip: Debian 12's pip 23 is older than the one the set was tested with
-	$(BIN)/python -m pip download -q --only-binary=:all: --no-deps -d $(WHEELS) pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)
+	# 3.11.7 would skip it); uv, the host's version: it installs the set inside the image
+	$(BIN)/python -m pip download -q --only-binary=:all: --no-deps -d $(WHEELS) uv==$$($(BIN)/uv --version | cut -d' ' -f2)
 
 # The pipeline image, built with docker or podman (see docs/deployment.md); podman needs
 # the docker format to keep the HEALTHCHECK

@@ -4,21 +4,34 @@
 # build host: pyproject's dependencies at the pinned versions of the README install,
 # requirements/constraints.txt), so the build needs no package index and installs exactly
 # the tested versions.
-FROM debian:bookworm-slim AS build
+
+# runtime: what the running image holds (Python, certificates, tini, time zones, its user)
+FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get install -y --no-install-recommends python3 ca-certificates tini tzdata \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 music \
+ && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home music \
+ && mkdir -p /data && chown 10001:10001 /data
+
+# build: the same base, no second apt-get. uv, unpacked from its wheel in the wheelhouse,
+# makes the venv (no python3-venv needed) and installs the pinned set in seconds where pip
+# took a minute.
+FROM runtime AS build
 WORKDIR /app
 # the dependencies first, in a layer of their own: a change to the project's code or docs
-# reinstalls only the project (seconds), not the whole pinned set (a minute). The Prefect
-# UI's files are prepared here too (ui_build/, ui_v2_build/ beside Prefect's code): the
-# server would write them into the venv at its first start, which uid 10001 may not do
-# (Prefect writes some of them owner-only: made readable to all)
+# reinstalls only the project (seconds), not the whole pinned set. The Prefect UI's files
+# are prepared here too (ui_build/, ui_v2_build/ beside Prefect's code): the server would
+# write them into the venv at its first start, which uid 10001 may not do (Prefect writes
+# some of them owner-only: made readable to all)
 COPY deploy/wheels /wheels
 COPY deploy/wheels.txt requirements/constraints.txt requirements/
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels --upgrade pip \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
+ENV VIRTUAL_ENV=/opt/venv UV_NO_CACHE=1 UV_OFFLINE=1
+RUN python3 -m zipfile -e /wheels/uv-*.whl /tmp/uv \
+ && install -m 755 /tmp/uv/uv-*.data/scripts/uv /usr/local/bin/uv \
+ && rm -rf /tmp/uv \
+ && uv venv -q --python /usr/bin/python3 /opt/venv \
+ && uv pip install -q --no-index --find-links /wheels --compile-bytecode \
       -c requirements/constraints.txt -r requirements/wheels.txt \
  && PREFECT_HOME=/tmp/prefect /opt/venv/bin/python -c \
       "from prefect.server.api.server import create_ui_app; create_ui_app(ephemeral=False)" \
@@ -29,18 +42,11 @@ COPY src src
 COPY transform transform
 COPY dashboards dashboards
 # the project itself in editable form: its dbt project and dashboards stay beside the code;
-# pip compiled the bytecode of the dependencies, compileall does the project's
-RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels \
-      --no-build-isolation --no-deps -e . \
+# uv compiled the bytecode of the dependencies, compileall does the project's
+RUN uv pip install -q --no-index --find-links /wheels --no-build-isolation --no-deps -e . \
  && /opt/venv/bin/python -m compileall -q /app/src
 
-FROM debian:bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 ca-certificates tini tzdata \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --gid 10001 music \
- && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home music \
- && mkdir -p /data && chown 10001:10001 /data
+FROM runtime
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 ENV PATH=/opt/venv/bin:$PATH \

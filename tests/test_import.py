@@ -285,8 +285,10 @@ def test_old_account_data_mixes_podcasts(
 def test_status_json(cli: Cli, shared: Path) -> None:
     cli("import", str(EXTENDED_DIR), str(ACCOUNT_DIR))
     status = cli_json(cli, "status")
-    assert status["first_play_at"] == "2018-09-12T20:37:24+00:00"
-    assert status["last_play_at"] == "2024-10-03T20:14:00+00:00"
+    # starts of play: the first ended 20:37:24 after 239,690 ms heard; the last to start
+    # (account data, minute precision) ended 20:14 after 975 ms
+    assert status["first_play_at"] == "2018-09-12T20:33:24.310000+00:00"
+    assert status["last_play_at"] == "2024-10-03T20:13:59.025000+00:00"
     assert status["plays"] == len(_expected_extended_music()) + len(_expected_account_music())
     assert set(status["plays_per_source"]) == {
         "spotify_extended_history",

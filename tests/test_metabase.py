@@ -610,3 +610,27 @@ def test_the_fake_rejects_settings_metabase_could_not_draw(
         assert answer.status_code == 400, body
     assert len(fake.rejected) == len(bad_tags) + len(bad_boards)
     fake.rejected.clear()
+
+
+def test_the_fake_reads_relative_periods_as_metabase_does() -> None:
+    """A relative period is whole calendar units before the current one ("past3years" on
+    2026-12-03: 2023 to 2025, not the 36 months to December), "~" adds the current unit
+    whole; the fake's answers are what the dashboards' checks compare with."""
+    from datetime import date
+
+    from music_tracker.fakes.metabase import _date_bounds
+
+    today = date(2026, 12, 3)
+    cases = {
+        "past3years": (date(2023, 1, 1), date(2026, 1, 1)),
+        "past1years~": (date(2025, 1, 1), date(2027, 1, 1)),
+        "past2months": (date(2026, 10, 1), date(2026, 12, 1)),
+        "past2months~": (date(2026, 10, 1), date(2027, 1, 1)),
+        "past2quarters": (date(2026, 4, 1), date(2026, 10, 1)),
+        "past30days": (date(2026, 11, 3), date(2026, 12, 3)),
+        "past30days~": (date(2026, 11, 3), date(2026, 12, 4)),
+        "2022-12-15~2023-01-15": (date(2022, 12, 15), date(2023, 1, 16)),  # across years
+        "~2018-12-31": (None, date(2019, 1, 1)),
+        "2023-04-01~": (date(2023, 4, 1), None),
+    }
+    assert {value: _date_bounds(value, today) for value in cases} == cases

@@ -11,12 +11,15 @@ are kept in test-artifacts/report-charts/ for a person to look at.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM
@@ -31,7 +34,9 @@ PAGES = [
     "artists-last-24-hours/index",
     "overview/index",
     "overview/2024",
+    "overview/last-30-days",
     "top-lists/index",
+    "top-lists/last-12-months",
     "artist/" + TOP_ARTIST,
     "listening-clock/index",
     "discovery/index",
@@ -153,6 +158,13 @@ def _inspect(
                     problems.append(f"{where} {card['id']}: empty without saying why")
                 if width == 1440:
                     cards[f"{name}#{card['id'].split('--')[1]}"] = card
+            if width == 1440:  # the page's title, description, period and its choices
+                header = page.evaluate(
+                    "(() => { const h = document.querySelector('header');"
+                    " return {text: h.innerText, options: [...h.querySelectorAll('option')]"
+                    ".map(o => o.textContent)}; })()"
+                )
+                cards[f"{name}#header"] = header
         page.close()
     assert not problems, "\n".join(problems[:80])
     return cards
@@ -201,6 +213,36 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     assert "Unknown Artist" in cards["coverage/index#unnamed_plays"]["text"]
     # the last 24 hours say which 24 hours (a day in October 2024)
     assert "2024-10-03" in cards["artists-last-24-hours/index#period"]["text"]
+    # the last 30 days end at the newest play, two years before the report was built, and
+    # say so; the periods offered are the years with plays (none of 2019-2022) and both
+    # rolling periods
+    with duckdb.connect(str(real_report / "warehouse.duckdb"), read_only=True) as con:
+        (newest,) = con.execute("select max(date_sid) from dw.fact_track_played").fetchone()
+    first = newest - dt.timedelta(days=29)
+    said = (
+        f"Last 30 days: {first.day} {first:%b} \u2013 {newest.day} {newest:%b %Y},"
+        " up to the newest play"
+    )
+    header = cards["overview/last-30-days#header"]
+    assert said in header["text"], header["text"]
+    assert header["options"] == [
+        "All time",
+        "Last 12 months",
+        "Last 30 days",
+        "2024",
+        "2023",
+        "2018",
+    ], header["options"]
+    assert (
+        "Last 12 months: 4 Oct 2023 \u2013 3 Oct 2024"
+        in (cards["top-lists/last-12-months#header"]["text"])
+    )
+    assert "All time: " in cards["overview/index#header"]["text"]
+    # the calendar of the last 30 days: its 30 days, not a whole year
+    page = (real_report / "report" / "overview" / "last-30-days.html").read_text()
+    data = json.loads(re.search(r"id='mt-cards'>(.*?)</script>", page, re.S).group(1))
+    calendar = next(c for c in data if c["name"] == "calendar_heatmap")
+    assert len(calendar["rows"]) == 30, len(calendar["rows"])
 
 
 def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:

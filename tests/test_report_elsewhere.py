@@ -130,13 +130,15 @@ def test_report_that_cannot_be_written_is_not_called_a_failed_copy(
 def test_leftovers_of_an_earlier_report_are_cleared(built_copy: Path, cli: Cli) -> None:
     """A report/ that was once a file leaves a file where the report swaps its folder
     aside (.report.old), a run stopped at the wrong moment a file or folder where it
-    writes (.report.partial): the next report clears them and is written."""
+    writes (.report.partial): the next report clears them and is written. The report it
+    replaces stays as .report.old until the next run (deleted while that run's cards run)."""
     (built_copy / "report").write_text("once a file")
     (built_copy / ".report.old").write_text("left by an earlier run")
     (built_copy / ".report.partial").write_text("left by an earlier run")
     cli("report", "--data-dir", str(built_copy))
     assert (built_copy / "report" / "index.html").is_file()
-    assert not (built_copy / ".report.old").exists()
+    assert (built_copy / ".report.old").read_text() == "once a file"  # the one it replaced
     assert not (built_copy / ".report.partial").exists()
     cli("report", "--data-dir", str(built_copy))  # and again, over a folder this time
     assert (built_copy / "report" / "index.html").is_file()
+    assert (built_copy / ".report.old" / "index.html").is_file()

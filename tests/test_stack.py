@@ -50,6 +50,9 @@ SITE = "https://localhost:14443"
 UID = "10001"
 SERVICES = ("pipeline", "prefect", "metabase", "caddy", "spotify", "musicbrainz")
 LITE_SERVICES = ("pipeline-lite", "caddy", "spotify", "musicbrainz")
+# the demo's history in the image: a sixth of its default (about 8,600 plays over 18 years)
+# shows the image works as well, for three quarters of the CPU (docs/deployment.md)
+DEMO_PLAYS_PER_YEAR = 500
 
 
 def _missing() -> str | None:
@@ -266,6 +269,7 @@ def test_the_images_build_and_the_stack_runs(
         [
             "podman", "run", "--rm", "-v", f"{data}:/data", IMAGE,
             "music-tracker", "demo", "--data-dir", "/data", "--musicbrainz-interval", "0.05",
+            "--plays-per-year", str(DEMO_PLAYS_PER_YEAR),
         ],
         env,
     )  # fmt: skip
@@ -279,9 +283,9 @@ def test_the_images_build_and_the_stack_runs(
         plays, distinct = con.sql(
             "select count(*), count(distinct play_sid) from dw.fact_track_played"
         ).fetchone()  # type: ignore[misc]
-    assert plays == distinct > 50_000
-    # the summary the owner reads is the warehouse's own count (51,779 from seed 7 today; the
-    # number follows the simulated listener, so it is not pinned here)
+    assert plays == distinct > DEMO_PLAYS_PER_YEAR * 18 * 0.8
+    # the summary the owner reads is the warehouse's own count (the number follows the
+    # simulated listener, so it is not pinned here)
     assert int(printed.group(1).replace(",", "")) == plays
 
     # 2. the production stack on that data, with the fakes in place of the outside world

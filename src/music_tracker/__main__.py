@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from music_tracker import interrupts
+from music_tracker.lock import DataFolderError
 
 
 def main() -> None:
@@ -18,6 +19,9 @@ def main() -> None:
         if exc.code not in (0, None) and interrupts.received():
             interrupts.report()
         raise
+    except DataFolderError as exc:  # any command, wherever it first writes the folder
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except BaseException:
         if interrupts.received():
             interrupts.report()

@@ -1,13 +1,10 @@
 """The ``music-tracker`` command line: one typer app, one subcommand per job.
 
 Thin on purpose: a command reads its settings, runs one job from the job's own module
-(import: ``importers/run.py``; ingest: ``ingest.py``; transform, publish, report, backup,
-status: the modules of those names; the demo: ``demo/run.py``), turns the job's errors
-into one line and an exit code, and prints the result (``console.py``; ``--json`` prints
-it as it is). Jobs are imported inside their command so that ``--help`` and every command
-start without loading Polars, dbt or Prefect. A new command is one more function here,
-``@app.command("name")`` over its job; command functions end in ``_command`` so that no
-command shadows the job it runs.
+(importers/run.py, ingest.py, transform.py, publish.py, report.py, backup.py, status.py,
+demo/run.py), turns its errors into one line and an exit code, and prints the result
+(console.py; ``--json`` as it is). Jobs are imported inside their command, so ``--help``
+starts without Polars, dbt or Prefect. Command functions end in ``_command``.
 """
 
 from __future__ import annotations
@@ -665,14 +662,12 @@ def demo_command(
         ),
     ] = None,
     musicbrainz_interval: Annotated[
-        float,
-        typer.Option(
-            "--musicbrainz-interval",
-            min=0.0,
-            help="Seconds between requests to the demo's fake MusicBrainz (the real service"
-            " allows one a second; tests pass less to finish sooner).",
-        ),
+        float, typer.Option(min=0.0, help="Seconds between requests (the real MusicBrainz: 1).")
     ] = 1.0,
+    plays_per_year: Annotated[
+        int,
+        typer.Option(min=50, help="Plays a year in the generated history (a quicker run: less)."),
+    ] = 3_000,
 ) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
     from music_tracker.demo import run as demo
@@ -685,7 +680,11 @@ def demo_command(
         demo.claim_folder(settings)
         spec = demo.reference_spec()
         done = demo.run_demo(
-            settings, out.print, musicbrainz_interval=musicbrainz_interval, spec=spec
+            settings,
+            out.print,
+            musicbrainz_interval=musicbrainz_interval,
+            spec=spec,
+            plays_per_year=plays_per_year,
         )
     except TransformError as exc:
         raise _fail(f"dbt build failed:\n{exc}") from None

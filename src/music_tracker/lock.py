@@ -114,10 +114,11 @@ def writer_lock(
         os.close(fd)
 
 
-def make_folders(folder: Path) -> list[Path]:
+def make_folders(folder: Path, data_dir: Path | None = None) -> list[Path]:
     """Create ``folder`` (0700) and its missing parents; return those this call created,
     outermost first (one another process created meanwhile is not among them).
-    DataFolderError when it cannot be made (/proc/x, a read-only place)."""
+    DataFolderError when it cannot be made (/proc/x, a read-only place), naming
+    ``data_dir`` when ``folder`` is one of its folders (what the owner chose)."""
     missing = []
     for candidate in (folder, *folder.parents):
         if candidate.is_dir():
@@ -130,7 +131,7 @@ def make_folders(folder: Path) -> list[Path]:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise _unusable(folder, exc) from None
+            raise _unusable(data_dir or folder, exc) from None
         made.append(candidate)
     return made
 

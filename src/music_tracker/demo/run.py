@@ -270,13 +270,18 @@ def demo_metabase(settings: Settings, say: Say, *, spec: Path | None = None) -> 
 
 
 def run_demo(
-    settings: Settings, say: Say, *, musicbrainz_interval: float = 1.0, spec: Path | None = None
+    settings: Settings,
+    say: Say,
+    *,
+    musicbrainz_interval: float = 1.0,
+    spec: Path | None = None,
+    plays_per_year: int = 3_000,
 ) -> dict[str, Any]:
     """The demo's eight steps in ``settings.data_dir`` (``claim_folder`` first); the
     report's summary and the fake Metabase's public links."""
     inputs_dir = settings.data_dir / "demo-inputs"
     say(f"[bold]1/8[/] generating a listening history in {inputs_dir}")
-    inputs = generate_inputs(inputs_dir)
+    inputs = generate_inputs(inputs_dir, plays_per_year=plays_per_year)
     say("[bold]2/8[/] importing Last.fm scrobbles and three overlapping Spotify exports")
     for path in (inputs.lastfm_csv, inputs.old_extended, inputs.new_extended, inputs.account_data):
         result = run_import(settings, [path]).as_dict()

@@ -1291,16 +1291,21 @@ def _date_bounds(value: str, today: date) -> tuple[date | None, date | None]:
     if quarter:
         start = date(int(quarter.group(2)), 3 * int(quarter.group(1)) - 2, 1)
         return start, (start + timedelta(days=95)).replace(day=1)
-    relative = re.fullmatch(r"past(\d+)(days|months|years)(~?)", value)
+    relative = re.fullmatch(r"past(\d+)(days|months|quarters|years)(~?)", value)
     if relative:
+        # Metabase's time interval: the N whole units before the current one (days, or
+        # calendar months, quarters, years); "~" adds the current unit, whole
         n, unit, current = int(relative.group(1)), relative.group(2), relative.group(3)
-        end = today + timedelta(days=1) if current else today
         if unit == "days":
-            return end - timedelta(days=n), end
-        start = today.replace(day=1)
-        for _ in range(n * (12 if unit == "years" else 1)):
-            start = (start - timedelta(days=1)).replace(day=1)
-        return start, end if current else today.replace(day=1)
+            return today - timedelta(days=n), today + timedelta(days=1 if current else 0)
+        step = {"months": 1, "quarters": 3, "years": 12}[unit]
+        month = today.year * 12 + today.month - 1
+        month -= month % step  # the current unit's first month
+
+        def first(m: int) -> date:
+            return date(m // 12, m % 12 + 1, 1)
+
+        return first(month - n * step), first(month + step if current else month)
     if value == "thisyear":
         return today.replace(month=1, day=1), today.replace(year=today.year + 1, month=1, day=1)
     raise ValueError(f"{value!r}: a date filter value this fake does not evaluate")

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from music_tracker.lock import make_folders
 from music_tracker.orchestration.processes import die_with_parent, stop_group
 from music_tracker.settings import Settings
 
@@ -43,9 +44,10 @@ class ServeError(Exception):
 
 
 def prefect_environment(settings: Settings) -> dict[str, str]:
-    """Prefect's settings for this data folder (applied before Prefect is imported)."""
+    """Prefect's settings for this data folder (applied before Prefect is imported);
+    DataFolderError when the folder cannot be made or written."""
     home = settings.data_dir / "prefect"
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_folders(home, settings.data_dir)
     return {
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -203,7 +205,9 @@ def _deployments(settings: Settings) -> list[Any]:
 
 def serve(settings: Settings) -> None:
     """Run the schedules until SIGTERM or Ctrl+C (see the module's docstring); on the
-    lite plan (``MUSIC_TRACKER_SCHEDULER=lite``) without a Prefect server (``lite.py``)."""
+    lite plan (``MUSIC_TRACKER_SCHEDULER=lite``) without a Prefect server (``lite.py``).
+    DataFolderError, before anything starts, when the data folder cannot be written."""
+    make_folders(settings.state_dir, settings.data_dir)
     if settings.scheduler == "lite":
         from music_tracker.orchestration.lite import serve_lite
 

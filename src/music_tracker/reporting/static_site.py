@@ -19,6 +19,7 @@ import io
 import json
 import re
 import shutil
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -32,24 +33,18 @@ import duckdb
 
 from music_tracker import files
 from music_tracker.connections import connect_duckdb
-from music_tracker.reporting import artist_pages, cards_html, charts, front_page, story
+from music_tracker.reporting import artist_pages, cards_html, charts, front_page, periods, story
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, data_script, footer, head, nav
+from music_tracker.reporting.links import RANKED, Links, linked
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
 
 __all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card", "serve"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-ALL = "all"
+ALL = periods.ALL
+_UNKNOWN_DAY = dt.date(1900, 1, 1)  # dim_date's day for plays of no known day
 WORLD_FILE = "countries-110m.json"  # fetched at setup (Makefile); optional
-# result columns whose values name an artist, a track ("artist - track") or an album
-# ("artist - album"): each value links to its artist's page. A card's ``artist_column``
-# (the column that links to the Artist dashboard in Metabase) is an artist's whatever its
-# name.
-LINKED = {"artist_name": "artist", "artist": "artist", "track": "track", "album": "album"}
-# bar charts of these (names of artists, tracks, albums) are ranked lists in HTML: the
-# names are links and wrap on a phone instead of being cut off
-RANKED = {*LINKED, "track_name", "album_name"}
 
 
 class ReportError(Exception):
@@ -98,49 +93,81 @@ class ReportSummary:
 def run_card(
     con: duckdb.DuckDBPyConnection, card: Card, values: dict[str, Any]
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The card's columns and rows for the given filter values."""
-    sql, params = bind(card.sql, values)
+    """The card's columns and rows for the given filter values (a year filter's value may
+    be a period of the static report: periods.Period)."""
+    period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
+    if period is not None:
+        sql, params = periods.bound(card.sql, period)
+    else:
+        sql, params = bind(card.sql, values)
     cursor = con.execute(sql, params)
     columns = [d[0] for d in cursor.description]
     return columns, cursor.fetchall()
 
 
-def _years(con: duckdb.DuckDBPyConnection) -> list[int]:
-    return [
-        int(year)
-        for (year,) in con.execute(
-            "select distinct calendar.year_num from dw.agg_daily_listening as daily"
-            " join dw.dim_date as calendar on calendar.date_sid = daily.date_sid"
-            " order by 1 desc"
-        ).fetchall()
-    ]
+def _span(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, dt.date] | None:
+    """The first and the newest day with plays."""
+    row = con.execute(
+        "select min(date_sid), max(date_sid) from dw.agg_daily_listening where date_sid > $unknown",
+        {"unknown": _UNKNOWN_DAY},
+    ).fetchone()
+    return (row[0], row[1]) if row and row[0] is not None else None
 
 
 def variants(
-    con: duckdb.DuckDBPyConnection, dashboard: Dashboard, years: list[int]
+    con: duckdb.DuckDBPyConnection,
+    dashboard: Dashboard,
+    years: list[int],
+    newest: dt.date | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """(file stem, label, filter values) of each page; the first is the default page.
 
     Only the dashboard's first filter varies between pages; the others stay unset (all),
-    as the static report is rendered ahead of time (Metabase offers them all at once).
-    """
+    as the static report is rendered ahead of time (Metabase offers them all at once). A
+    year filter gives all time, each year and (given ``newest``, the day of the newest
+    play) the last 12 months and the last 30 days, each only where the dashboard has
+    something to draw (its ``options_sql``); a story (year in review) is of one year."""
     if not dashboard.filters:
         return [("index", "", {})]
     first = dashboard.filters[0]
     if first.kind == "year":
-        if first.options_sql:  # the years in which this dashboard has something to draw
-            years = [int(year) for year in _options(con, first)]
-        pages = [(str(year), str(year), {first.name: year}) for year in years]
+        has: Callable[[periods.Period], bool] = lambda _: True  # noqa: E731
+        if first.options_sql:  # the days on which this dashboard has something to draw
+            years, has = _year_options(con, first)
+        pages = [(str(y), str(y), {first.name: periods.of_year(y)}) for y in years]
+        if dashboard.page == "story":
+            return [("index", pages[0][1], pages[0][2]), *pages] if pages else []
+        recent = [
+            (p.stem, p.label, {first.name: p})
+            for p in (periods.rolling(newest) if newest else [])
+            if has(p)
+        ]
         all_time = (ALL, "All time", {first.name: None})
         if first.default == "current" and pages:
-            return [("index", pages[0][1], pages[0][2]), all_time, *pages]
-        return [("index", "All time", {first.name: None}), *pages]
+            return [("index", pages[0][1], pages[0][2]), all_time, *recent, *pages]
+        return [("index", "All time", {first.name: None}), *recent, *pages]
     options = _options(con, first)
     # numbered: two names can share a slug ("Björk" and "Bjork", or two all-kana names)
     return [
         ("index" if i == 0 else f"{i:02d}-{_slug(value)}", value, {first.name: value})
         for i, value in enumerate(options)
     ]
+
+
+def _year_options(
+    con: duckdb.DuckDBPyConnection, flt: Filter
+) -> tuple[list[int], Callable[[periods.Period], bool]]:
+    """The years of a year filter's ``options_sql``, and whether a period holds any of its
+    days: the same query asked for days (``calendar.date_sid`` for ``calendar.year_num``)."""
+    assert flt.options_sql is not None
+    by_day = flt.options_sql.replace("calendar.year_num", "calendar.date_sid")
+    try:
+        days = sorted(d for (d,) in con.execute(by_day).fetchall() if d and d > _UNKNOWN_DAY)
+    except duckdb.Error:  # not a query of calendar's years: years only
+        years = [int(year) for year in _options(con, flt)]
+        return years, lambda period: period.last_date.year in years
+    years = sorted({day.year for day in days}, reverse=True)
+    return years, lambda period: any(period.first_date <= d <= period.last_date for d in days)
 
 
 def _options(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[str]:
@@ -158,7 +185,12 @@ def _slug(text: str) -> str:
     return slug or "value"
 
 
+_PLAIN = (int, float, str, bool, type(None))
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # most values: 300,000 of them in a report
+        return value
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -192,6 +224,76 @@ def _run(
     return columns, rows
 
 
+def _answer(
+    con: duckdb.DuckDBPyConnection,
+    summary: ReportSummary,
+    dashboard: Dashboard,
+    pages: list[tuple[str, str, dict[str, Any]]],
+) -> dict[str, dict[str, periods.Result]]:
+    """Every card's rows on every page: stem -> card name -> (columns, rows).
+
+    A card answers the same on every page that gives it the same values (the default page
+    repeats one of the others; a card without the year ignores it): run once. A card of
+    the year runs once for all time and once for every period together
+    (periods.run_grouped), or once per period where that cannot be done."""
+    answers: dict[str, dict[str, periods.Result]] = {stem: {} for stem, _, _ in pages}
+    for card in dashboard.cards:
+        done: dict[str, periods.Result] = {}
+        waiting: dict[str, periods.Period] = {}
+        for stem, _, values in pages:
+            used = {name: value for name, value in values.items() if name in card.tags()}
+            period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
+            if period is not None:
+                waiting[period.stem] = period
+                continue
+            key = repr(sorted(used.items()))
+            if key not in done:
+                done[key] = _run(con, summary, dashboard, card, values, stem)
+        if waiting:
+            first = next(iter(waiting.values()))
+            columns = next(iter(done.values()))[0] if done else None
+            if columns is None:  # the columns of one period tell the others'
+                done[first.stem] = _run(con, summary, dashboard, card, {"": first}, first.stem)
+                columns = done[first.stem][0]
+            rest = [p for p in waiting.values() if p.stem not in done]
+            if len(rest) > 1:
+                begun = time.perf_counter()
+                grouped = periods.run_grouped(con, card, rest, columns)
+                if grouped is not None:
+                    summary.queries += 1
+                    summary.timings.append(CardTiming(
+                        dashboard.slug, card.name, "every period", time.perf_counter() - begun,
+                        sum(len(rows) for _, rows in grouped.values()),
+                    ))  # fmt: skip
+                    done.update(grouped)
+            for period in rest:
+                if period.stem not in done:
+                    done[period.stem] = _run(
+                        con, summary, dashboard, card, {"": period}, period.stem
+                    )
+        for stem, _, values in pages:
+            used = {name: value for name, value in values.items() if name in card.tags()}
+            period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
+            answers[stem][card.name] = done[period.stem if period else repr(sorted(used.items()))]
+    return answers
+
+
+def _draws(dashboard: Dashboard, results: dict[str, periods.Result]) -> bool:
+    """Whether a page has something to draw: a card of the page's period with rows (a KPI
+    with a figure other than zero). Cards that ignore the period do not count."""
+    varying = dashboard.filters[0].name if dashboard.filters else None
+    for card in dashboard.cards:
+        if varying is not None and varying not in card.tags():
+            continue
+        _, rows = results[card.name]
+        if card.viz == "kpi":
+            if any(value not in (None, 0) for row in rows for value in row):
+                return True
+        elif rows:
+            return True
+    return False
+
+
 @dataclass
 class _Page:
     """One page of a dashboard, its cards run: card name -> (columns, rows)."""
@@ -200,84 +302,7 @@ class _Page:
     stem: str
     label: str
     results: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
-
-
-class Links:
-    """Where a name in a list leads: every artist, track and album to its artist's page.
-
-    A card's column says what its values are (``LINKED``); tracks ("artist - track") and
-    albums ("artist - album") are looked up to their artist in the star schema, all at
-    once, when every card has run."""
-
-    def __init__(self) -> None:
-        self.wanted: dict[str, set[str]] = {"track": set(), "album": set()}
-        self.listed: set[str] = set()
-        self.artist_of: dict[str, dict[str, str]] = {"track": {}, "album": {}}
-        self.stems: dict[str, str] = {}
-
-    def collect(self, card: Card, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        kinds = linked(card, columns)
-        for i, column in enumerate(columns):
-            kind = kinds.get(column)
-            if kind is None:
-                continue
-            values = {row[i] for row in rows if isinstance(row[i], str)}
-            if kind == "artist":
-                self.listed |= values
-            else:
-                self.wanted[kind] |= values
-
-    def resolve(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Tracks and albums to their artists (plays decide when a name has several)."""
-        for kind, dimension, key, column in (
-            ("track", "dim_track", "track_sid", "artist_track"),
-            ("album", "dim_album", "album_sid", "artist_album"),
-        ):
-            if not self.wanted[kind]:
-                continue
-            rows = con.execute(
-                f"select entity.{column}, artist.artist_name, count(*) as plays"
-                f" from dw.fact_track_played as fact"
-                f" join dw.{dimension} as entity on entity.{key} = fact.{key}"
-                f" join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid"
-                f" where entity.{column} in {artist_pages.NAMES}"
-                f"   and artist.artist_name is not null"
-                f" group by all order by plays, artist.artist_name desc",
-                {"names": artist_pages.names_param(sorted(self.wanted[kind]))},
-            ).fetchall()
-            self.artist_of[kind] = {name: artist for name, artist, _ in rows}
-            self.listed |= set(self.artist_of[kind].values())
-
-    def href(self, column: str, value: Any, depth: int = 1) -> str | None:
-        """The page of the artist behind a value of ``column`` (a column of ``LINKED``, or
-        its kind: artist, track, album); None when it has none."""
-        kind = LINKED.get(column)
-        if kind is None or not isinstance(value, str):
-            return None
-        artist = value if kind == "artist" else self.artist_of[kind].get(value)
-        stem = self.stems.get(artist) if artist else None
-        return f"{'../' * depth}{artist_pages.FOLDER}/{stem}.html" if stem else None
-
-    def for_card(
-        self, card: Card, columns: list[str], rows: list[tuple[Any, ...]]
-    ) -> dict[str, Any]:
-        """Per linked column, each row's page (or null)."""
-        links = {}
-        for column, kind in linked(card, columns).items():
-            i = columns.index(column)
-            hrefs = [self.href(kind, row[i]) for row in rows]
-            if any(hrefs):
-                links[column] = hrefs
-        return links
-
-
-def linked(card: Card, columns: list[str]) -> dict[str, str]:
-    """The card's columns that name an artist, a track or an album: by name
-    (``LINKED``), and the card's ``artist_column`` whatever its name."""
-    kinds = {column: LINKED[column] for column in columns if column in LINKED}
-    if card.artist_column in columns:
-        kinds[card.artist_column] = "artist"
-    return kinds
+    period: str = ""  # what the page says of its period
 
 
 def _is_ranked(card: Card) -> bool:
@@ -342,38 +367,46 @@ def write_report(
     summary = ReportSummary(folder=folder)
     partial = folder.with_name(f".{folder.name}.partial")
     _remove(partial)
+    # the report before the last one goes while the cards run (deleting 2,500 files took
+    # 5-11 s on the build machine): the last one is kept beside the new one until then
+    old = folder.with_name(f".{folder.name}.old")
+    sweeper = threading.Thread(target=_remove, args=(old,))  # a folder, or a file if
+    sweeper.start()  # report/ was one
     (partial / "assets").mkdir(parents=True)
     _write_assets(partial / "assets", folder.with_name(".report-cache"))
-    years = _years(con)
-    if not years:
+    span = _span(con)
+    if span is None:
         raise ReportError("the star schema holds no plays yet: import, then transform")
+    years = [
+        int(year)
+        for (year,) in con.execute(
+            "select distinct year(date_sid) from dw.agg_daily_listening"
+            " where date_sid > $unknown order by 1 desc",
+            {"unknown": _UNKNOWN_DAY},
+        ).fetchall()
+    ]
     links = Links()
     artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
     pages: list[_Page] = []
     choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
-    answered: dict[tuple[str, str, str], tuple[list[str], list[tuple[Any, ...]]]] = {}
     for dashboard in dashboards:
         if dashboard is artist_board:
             continue
-        choices[dashboard.slug] = variants(con, dashboard, years)
-        if dashboard.page == "story":  # a story is of one year: "all time" is no year
-            choices[dashboard.slug] = [v for v in choices[dashboard.slug] if v[0] != ALL]
-        for stem, label, values in choices[dashboard.slug]:
-            if on_page:
-                on_page(f"{dashboard.title} {label}".strip())
-            results = {}
+        if on_page:
+            on_page(dashboard.title)
+        offered = variants(con, dashboard, years, span[1])
+        answers = _answer(con, summary, dashboard, offered)
+        choices[dashboard.slug] = offered = [
+            v for i, v in enumerate(offered) if i == 0 or _draws(dashboard, answers[v[0]])
+        ]
+        for stem, label, values in offered:
             for card in dashboard.cards:
-                # a card answers the same on every page that gives it the same values (the
-                # default page repeats a year; an all-time card ignores the year): once
-                key = (dashboard.slug, card.name, repr(sorted(
-                    (name, value) for name, value in values.items() if name in card.tags()
-                )))  # fmt: skip
-                if key not in answered:
-                    answered[key] = _run(con, summary, dashboard, card, values, stem)
-                results[card.name] = answered[key]
-            for card in dashboard.cards:
-                links.collect(card, *results[card.name])
-            pages.append(_Page(dashboard, stem, label, results))
+                links.collect(card, *answers[stem][card.name])
+            period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
+            if period is None and values:  # all time
+                period = periods.Period(ALL, "All time", span[0], span[1])
+            said = period.statement(span[1]) if period else ""
+            pages.append(_Page(dashboard, stem, label, answers[stem], said))
     links.resolve(con)
     specs = _Specs(folder.with_name(".report-cache"))
     artists: list[artist_pages.ArtistPage] = []
@@ -387,7 +420,7 @@ def write_report(
             text = _story(page, choices[page.dashboard.slug], context, links)
         else:
             text = _page(page.dashboard, choices[page.dashboard.slug], page.stem, page.label,
-                         page.results, links, specs, context)  # fmt: skip
+                         page.results, links, specs, context, period=page.period)  # fmt: skip
         (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
         summary.pages += 1
     if artist_board is not None:
@@ -405,12 +438,11 @@ def write_report(
     )
     (partial / "index.html").write_text(front, encoding="utf-8")
     summary.pages += 1
-    old = folder.with_name(f".{folder.name}.old")
-    _remove(old)  # a leftover of an earlier run: a folder, or a file if report/ was one
+    sweeper.join()
+    _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
     if folder.exists() or folder.is_symlink():
         folder.rename(old)
     partial.rename(folder)
-    _remove(old)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -498,7 +530,8 @@ def _write_assets(target: Path, cache: Path) -> None:
     if world_file.exists():
         topojson = world_file.read_text(encoding="utf-8")
         digest = hashlib.sha256(topojson.encode()).hexdigest()[:12]
-        picture = cache / f"world-{digest}-{importlib.metadata.version('vl-convert-python')}.svg"
+        version = importlib.metadata.version("vl-convert-python")
+        picture = cache / f"world-{digest}-{version}-{charts.WORLD_VERSION}.svg"
         if not picture.exists():
             files.write_text(picture, charts.world_svg(topojson))
         shutil.copy(picture, target / "world.svg")
@@ -517,6 +550,7 @@ def _page(
     context: Context,
     *,
     artist: bool = False,
+    period: str = "",
 ) -> str:
     selector = ""
     if dashboard.filters and not artist:
@@ -531,7 +565,7 @@ def _page(
             for text, stem in choices.items()
         )
         selector = (
-            f"<label class='filter'>{html.escape(first.label)} "
+            f"<label class='filter'>{html.escape(_filter_label(first))} "
             f"<select onchange='location.href=this.value'>{options}</select></label>"
         )
     elif artist:
@@ -560,6 +594,7 @@ def _page(
         + f"<header><h1>{html.escape(heading)}</h1>"
         + (f"<p>{html.escape(dashboard.description)}</p>" if not artist else "")
         + selector
+        + (f"<p class='period'>{html.escape(period)}</p>" if period else "")
         + "</header>"
         + grid
         + footer(context)
@@ -704,3 +739,9 @@ class _CompressingHandler(SimpleHTTPRequestHandler):
         self.send_header("Vary", "Accept-Encoding")
         self.end_headers()
         return io.BytesIO(body)
+
+
+def _filter_label(flt: Filter) -> str:
+    """A year filter offers periods in the static report (all time, the last 12 months,
+    the last 30 days, each year)."""
+    return "Period" if flt.kind == "year" else flt.label

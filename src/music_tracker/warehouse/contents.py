@@ -103,8 +103,12 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         if has_raw_table(con, "podcast_decisions")
         else []
     )
-    # rows kept in raw that are not plays (0 ms played), as the import summary counts them
-    not_plays = sum(v["rows_not_plays"] for v in per_source.values())
+    # rows kept in raw that are not plays (0 ms played), as the import summary counts them:
+    # music rows and podcast, audiobook and video rows alike
+    (other_not_plays,) = con.execute(
+        "select count(*) from raw.other_plays where ms_played <= 0"
+    ).fetchone()  # type: ignore[misc]
+    not_plays = sum(v["rows_not_plays"] for v in per_source.values()) + other_not_plays
     if not_plays:
         set_aside["0 ms played (not a play; row kept in raw)"] = not_plays
     # an older warehouse opened read-only may predate raw.transform_runs: never built then

@@ -1,6 +1,7 @@
 -- grain: one row per play and entry of exclusions.yaml that matches it (a play matched by
 -- two entries has two rows). The one place the exclusion rule lives: an artist, track or
--- album by its name (case-insensitive) or Spotify id, a genre by the artist's genres.
+-- album by its name (case-insensitive: macros/name_match.sql) or Spotify id, a genre by
+-- the artist's genres.
 -- fact_track_played leaves these plays out; agg_excluded_plays counts them per entry.
 with
 
@@ -23,17 +24,19 @@ play_keys as (
         artist_id,
         track_id,
         album_id,
-        lower(trim(artist_name)) as artist_match_name,
-        lower(trim(track_name)) as track_match_name,
-        lower(trim(album_name)) as album_match_name
+        {{ name_match('artist_name') }} as artist_match_name,
+        {{ name_match('track_name') }} as track_match_name,
+        {{ name_match('album_name') }} as album_match_name
     from plays
     -- no play's names are read when the file lists nothing (the usual case): every
     -- scheduled run reads this view, and the joins below cost seconds at a million plays
     where exists (select 1 from rules)
 ),
 
+-- the name as written, folded as the plays' names are (the file's lower-cased name is
+-- Python's folding, which differs: final sigma, dotted capital I)
 name_rules as (
-    select * from rules
+    select * replace ({{ name_match('entry') }} as match_name) from rules
     where match_name is not null
 ),
 
@@ -78,7 +81,7 @@ matched as (
     inner join name_rules
         on
             name_rules.kind = 'genre'
-            and lower(trim(artist_genres.genre)) = name_rules.match_name
+            and {{ name_match('artist_genres.genre') }} = name_rules.match_name
 ),
 
 final as (

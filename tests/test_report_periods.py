@@ -1,0 +1,124 @@
+"""The static report's periods on the real exports' star schema: every card's rows for all
+periods at once (one query) equal its rows period by period, in order; a period's figures
+equal the same sums taken directly on the star schema; and the pages offered are the
+periods a dashboard has something to draw in."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+
+from music_tracker.reporting import periods
+from music_tracker.reporting.definitions import load_dashboards
+from music_tracker.reporting.static_site import run_card, variants
+
+
+def _newest(con: duckdb.DuckDBPyConnection) -> dt.date:
+    (newest,) = con.execute("select max(date_sid) from dw.agg_daily_listening").fetchone()  # type: ignore[misc]
+    return newest  # type: ignore[no-any-return]
+
+
+def test_every_period_in_one_query_equals_one_query_per_period(built: Path) -> None:
+    """Each card of a year filter, over every year with plays and the two rolling periods:
+    the one query (a LATERAL over the periods) gives each period the rows the card gives
+    that period alone, in the same order for lists (tables, bars). Every card takes the one
+    query (none falls back)."""
+    fell_back, differ = [], []
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        newest = _newest(con)
+        years = [y for (y,) in con.execute(
+            "select distinct year(date_sid) from dw.agg_daily_listening order by 1"
+        ).fetchall()]  # fmt: skip
+        chosen = [*map(periods.of_year, years), *periods.rolling(newest)]
+        compared = 0
+        for dashboard in load_dashboards():
+            if not dashboard.filters or dashboard.filters[0].kind != "year":
+                continue
+            name = dashboard.filters[0].name
+            for card in dashboard.cards:
+                if not periods.uses_period(card, name):
+                    continue
+                columns, _ = run_card(con, card, {name: None})
+                grouped = periods.run_grouped(con, card, chosen, columns)
+                if grouped is None:
+                    fell_back.append(f"{dashboard.slug}/{card.name}")
+                    continue
+                for period in chosen:
+                    columns, rows = run_card(con, card, {name: period})
+                    got = grouped[period.stem]
+                    if card.viz not in ("table", "bar"):  # drawn in the chart's own order
+                        got, rows = (got[0], sorted(got[1], key=repr)), sorted(rows, key=repr)
+                    if got != (columns, rows):
+                        differ.append(f"{dashboard.slug}/{card.name} {period.stem}")
+                    compared += 1
+    assert not fell_back, fell_back
+    assert not differ, differ
+    assert compared > 200
+
+
+def test_a_periods_figures_are_the_star_schemas(built: Path) -> None:
+    """The last 30 days on Overview and Top lists, against sums over fact_track_played
+    between the newest play's day and 29 days before it (both included)."""
+    dashboards = {d.slug: d for d in load_dashboards()}
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        newest = _newest(con)
+        last_30 = periods.rolling(newest)[1]
+        assert (last_30.first_date, last_30.last_date) == (newest - dt.timedelta(days=29), newest)
+        bounds = {"first": last_30.first_date, "last": last_30.last_date}
+        plays, hours, artists = con.execute(
+            "select count(*), round(sum(ms_played) / 3600000, 1), count(distinct artist_sid)"
+            " from dw.fact_track_played where date_sid between $first and $last",
+            bounds,
+        ).fetchone()  # type: ignore[misc]
+        assert plays > 0
+        overview = {card.name: card for card in dashboards["overview"].cards}
+        values = {"year": last_30}
+        assert run_card(con, overview["plays"], values)[1] == [(plays,)]
+        assert run_card(con, overview["hours"], values)[1] == [(hours,)]
+        assert run_card(con, overview["distinct_artists"], values)[1] == [(artists,)]
+        # the top artists of the period, by plays and by time listened
+        ranked = con.execute(
+            "select artist.artist_name, count(*), sum(fact.ms_played)"
+            " from dw.fact_track_played as fact"
+            " join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid"
+            " where fact.date_sid between $first and $last"
+            "   and artist.artist_name is not null and artist.artist_name != 'Unknown Artist'"
+            " group by 1",
+            bounds,
+        ).fetchall()
+        by_plays = sorted(ranked, key=lambda r: (-r[1], r[0]))
+        by_time = sorted(ranked, key=lambda r: (-r[2], r[0]))
+        top = {card.name: card for card in dashboards["top-lists"].cards}
+        columns, rows = run_card(con, top["top_artists"], values)
+        assert [row[columns.index("artist")] for row in rows] == [r[0] for r in by_plays[:25]]
+        columns, rows = run_card(con, top["top_artists_chart"], values)
+        assert [row[columns.index("artist")] for row in rows] == [r[0] for r in by_time[:15]]
+
+
+def test_only_periods_with_something_to_draw_are_offered(built: Path) -> None:
+    """Behaviour draws skips and reasons from the extended history only: its periods are
+    those with extended-history plays; Overview offers every year with plays and both
+    rolling periods, each page ending at the newest play."""
+    dashboards = {d.slug: d for d in load_dashboards()}
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        newest = _newest(con)
+        years = [y for (y,) in con.execute(
+            "select distinct year(date_sid) from dw.agg_daily_listening order by 1 desc"
+        ).fetchall()]  # fmt: skip
+        overview = variants(con, dashboards["overview"], years, newest)
+        stems = [stem for stem, _, _ in overview]
+        assert stems == ["index", "last-12-months", "last-30-days", *map(str, years)]
+        extended = con.execute(
+            "select min(date_sid), max(date_sid) from dw.fact_track_played"
+            " where source = 'spotify_extended_history'"
+        ).fetchone()
+        assert extended is not None
+        behaviour = {stem for stem, _, _ in variants(con, dashboards["behaviour"], years, newest)}
+        for period in periods.rolling(newest):
+            # offered when the extended history reaches into the period
+            assert (period.stem in behaviour) == (extended[1] >= period.first_date), period
+    said = periods.rolling(dt.date(2026, 12, 2))[1].statement(dt.date(2026, 12, 2))
+    assert said == "Last 30 days: 3 Nov \u2013 2 Dec 2026, up to the newest play"
+    assert periods.of_year(2024).statement(dt.date(2026, 12, 2)) == "2024: 1 Jan \u2013 31 Dec 2024"
