@@ -186,3 +186,46 @@ def test_every_period_choice_leads_to_a_page_also_without_javascript(real_report
         assert not missing, (page, missing)
         checked += 1
     assert checked > 30
+
+
+_FIRST_SONG_BEFORE = """
+select fact.played_at_local as played_at, track.track_name as song,
+       artist.artist_name as artist
+from dw.fact_track_played as fact
+join dw.dim_date as calendar on calendar.date_sid = fact.date_sid
+join dw.dim_track as track on track.track_sid = fact.track_sid
+join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid
+where calendar.year_num = $year
+order by fact.played_at_local, fact.play_sid
+limit 1
+"""
+
+
+def test_the_first_song_of_each_year_is_one_grouped_arg_min(built: Path) -> None:
+    """Year in review's first song: the old "order by played_at_local, play_sid limit 1"
+    ran for all years at once as a window over every play (40 s at 10 million plays).
+    The arg_min gives each year the same row (none for a year without plays), alone and
+    with every year at once, and the query for all years at once has no window."""
+    story = next(d for d in load_dashboards() if d.page == "story")
+    card = next(c for c in story.cards if c.name == "first_song")
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        years = [y for (y,) in con.execute(
+            "select distinct year(date_sid) from dw.agg_daily_listening order by 1"
+        ).fetchall()]  # fmt: skip
+        chosen = [periods.of_year(y) for y in [*years, years[-1] + 2]]
+        columns, _ = run_card(con, card, {"year": chosen[0]})
+        grouped = periods.run_grouped(con, card, chosen, columns)
+        assert grouped is not None
+        for period in chosen:
+            before = con.execute(_FIRST_SONG_BEFORE, {"year": period.year})
+            expected = ([d[0] for d in before.description], before.fetchall())
+            assert run_card(con, card, {"year": period})[1] == expected[1], period
+            assert grouped[period.stem] == expected, period
+        assert sum(bool(grouped[p.stem][1]) for p in chosen) == len(years)
+        text, params = periods._rewrite(
+            card.sql, "period.first_date", "period.last_date", "cast(period.year as integer)"
+        )
+        plan = con.execute(
+            f"explain select * from {periods.TABLE} as period, lateral ({text}) as card", params
+        ).fetchall()
+        assert "WINDOW" not in str(plan)
