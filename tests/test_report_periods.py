@@ -122,3 +122,110 @@ def test_only_periods_with_something_to_draw_are_offered(built: Path) -> None:
     said = periods.rolling(dt.date(2026, 12, 2))[1].statement(dt.date(2026, 12, 2))
     assert said == "Last 30 days: 3 Nov \u2013 2 Dec 2026, up to the newest play"
     assert periods.of_year(2024).statement(dt.date(2026, 12, 2)) == "2024: 1 Jan \u2013 31 Dec 2024"
+
+
+def test_podcasts_after_the_last_song_end_the_podcast_pages_periods(built_copy: Path) -> None:
+    """Podcasts (fact_other_played) are not in agg_daily_listening: an episode heard after
+    the newest song got a page "2025: 1 Jan 2025 - 3 Oct 2024, up to the newest play" and
+    was left out of the podcast pages' last 30 days. Their periods end at the newest episode
+    now; the music pages still end at the newest song."""
+    import re
+
+    from music_tracker.reporting.layout import Context
+    from music_tracker.reporting.static_site import write_report
+
+    with duckdb.connect(str(built_copy / "warehouse.duckdb")) as con:
+        song = _newest(con)
+        con.execute(
+            "insert into dw.fact_other_played by name select 'review-new-episode' as play_sid,"
+            " date '2025-02-10' as date_sid, * exclude (play_sid, date_sid)"
+            " from dw.fact_other_played where content_type = 'podcast'"
+            " order by date_sid desc, play_sid limit 1"
+        )
+        (hours,) = con.execute(
+            "select round(sum(ms_played) / 3600000, 1) from dw.fact_other_played"
+            " where content_type = 'podcast' and date_sid between $first and $last",
+            {"first": dt.date(2025, 1, 12), "last": dt.date(2025, 2, 10)},
+        ).fetchone()  # type: ignore[misc]
+        boards = [d for d in load_dashboards() if d.slug in ("podcasts", "overview")]
+        write_report(con, boards, built_copy / "report", Context("UTC", 30_000, "now"))
+
+    def said(page: str) -> str:
+        text = (built_copy / "report" / page).read_text(encoding="utf-8")
+        return re.findall(r"<p class='period'>(.*?)</p>", text)[0]  # type: ignore[no-any-return]
+
+    assert song < dt.date(2025, 1, 1)
+    assert said("podcasts/2025.html") == "2025: 1 Jan \u2013 10 Feb 2025, up to the newest play"
+    assert said("podcasts/last-30-days.html") == (
+        "Last 30 days: 12 Jan \u2013 10 Feb 2025, up to the newest play"
+    )
+    assert f"{hours}" in (built_copy / "report/podcasts/last-30-days.html").read_text("utf-8")
+    assert said("overview/last-30-days.html").endswith(
+        f"{song.day} {song:%b %Y}, up to the newest play"
+    )
+
+
+def test_every_period_choice_leads_to_a_page_also_without_javascript(real_report: Path) -> None:
+    """The Period select navigates by JavaScript only: a visitor with it off saw a select
+    that goes nowhere. Every page offers the same choices as plain links (noscript), each
+    choice names a page that exists, and the page shown is marked."""
+    import re
+
+    checked = 0
+    for page in sorted((real_report / "report").glob("*/*.html")):
+        text = page.read_text(encoding="utf-8")
+        select = re.search(r"<select onchange='location.href=this.value'>(.*?)</select>", text)
+        if select is None:
+            continue
+        options = re.findall(r"<option value='([^']+)'", select.group(1))
+        plain = re.search(r"<noscript><p class='filter-links'>(.*?)</p></noscript>", text)
+        assert plain is not None, page
+        assert re.findall(r"<a href='([^']+)'", plain.group(1)) == options, page
+        assert len(re.findall(r"aria-current=page", plain.group(1))) == 1, page
+        missing = [o for o in options if not (page.parent / o).is_file()]
+        assert not missing, (page, missing)
+        checked += 1
+    assert checked > 30
+
+
+_FIRST_SONG_BEFORE = """
+select fact.played_at_local as played_at, track.track_name as song,
+       artist.artist_name as artist
+from dw.fact_track_played as fact
+join dw.dim_date as calendar on calendar.date_sid = fact.date_sid
+join dw.dim_track as track on track.track_sid = fact.track_sid
+join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid
+where calendar.year_num = $year
+order by fact.played_at_local, fact.play_sid
+limit 1
+"""
+
+
+def test_the_first_song_of_each_year_is_one_grouped_arg_min(built: Path) -> None:
+    """Year in review's first song: the old "order by played_at_local, play_sid limit 1"
+    ran for all years at once as a window over every play (40 s at 10 million plays).
+    The arg_min gives each year the same row (none for a year without plays), alone and
+    with every year at once, and the query for all years at once has no window."""
+    story = next(d for d in load_dashboards() if d.page == "story")
+    card = next(c for c in story.cards if c.name == "first_song")
+    with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
+        years = [y for (y,) in con.execute(
+            "select distinct year(date_sid) from dw.agg_daily_listening order by 1"
+        ).fetchall()]  # fmt: skip
+        chosen = [periods.of_year(y) for y in [*years, years[-1] + 2]]
+        columns, _ = run_card(con, card, {"year": chosen[0]})
+        grouped = periods.run_grouped(con, card, chosen, columns)
+        assert grouped is not None
+        for period in chosen:
+            before = con.execute(_FIRST_SONG_BEFORE, {"year": period.year})
+            expected = ([d[0] for d in before.description], before.fetchall())
+            assert run_card(con, card, {"year": period})[1] == expected[1], period
+            assert grouped[period.stem] == expected, period
+        assert sum(bool(grouped[p.stem][1]) for p in chosen) == len(years)
+        text, params = periods._rewrite(
+            card.sql, "period.first_date", "period.last_date", "cast(period.year as integer)"
+        )
+        plan = con.execute(
+            f"explain select * from {periods.TABLE} as period, lateral ({text}) as card", params
+        ).fetchall()
+        assert "WINDOW" not in str(plan)

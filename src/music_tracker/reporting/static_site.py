@@ -133,7 +133,7 @@ def variants(
     if first.kind == "year":
         has: Callable[[periods.Period], bool] = lambda _: True  # noqa: E731
         if first.options_sql:  # the days on which this dashboard has something to draw
-            years, has = _year_options(con, first)
+            years, has, _ = _year_options(con, first)
         pages = [(str(y), str(y), {first.name: periods.of_year(y)}) for y in years]
         if dashboard.page == "story":
             return [("index", pages[0][1], pages[0][2]), *pages] if pages else []
@@ -156,18 +156,31 @@ def variants(
 
 def _year_options(
     con: duckdb.DuckDBPyConnection, flt: Filter
-) -> tuple[list[int], Callable[[periods.Period], bool]]:
-    """The years of a year filter's ``options_sql``, and whether a period holds any of its
-    days: the same query asked for days (``calendar.date_sid`` for ``calendar.year_num``)."""
+) -> tuple[list[int], Callable[[periods.Period], bool], dt.date | None]:
+    """The years of a year filter's ``options_sql``, whether a period holds any of its
+    days (the same query asked for days: ``calendar.date_sid`` for ``calendar.year_num``)
+    and the newest of those days (None when the query gives years only)."""
     assert flt.options_sql is not None
     by_day = flt.options_sql.replace("calendar.year_num", "calendar.date_sid")
     try:
         days = sorted(d for (d,) in con.execute(by_day).fetchall() if d and d > _UNKNOWN_DAY)
     except duckdb.Error:  # not a query of calendar's years: years only
         years = [int(year) for year in _options(con, flt)]
-        return years, lambda period: period.last_date.year in years
+        return years, lambda period: period.last_date.year in years, None
     years = sorted({day.year for day in days}, reverse=True)
-    return years, lambda period: any(period.first_date <= d <= period.last_date for d in days)
+    has = lambda period: any(period.first_date <= d <= period.last_date for d in days)  # noqa: E731
+    return years, has, days[-1] if days else None
+
+
+def newest_of(con: duckdb.DuckDBPyConnection, dashboard: Dashboard, newest: dt.date) -> dt.date:
+    """The day the dashboard's rolling periods end: the newest play, or the newest day of
+    its own data when that is later (podcasts listened to after the last song: fact_other_
+    played is not in agg_daily_listening)."""
+    first = dashboard.filters[0] if dashboard.filters else None
+    if first is None or first.kind != "year" or not first.options_sql:
+        return newest
+    last = _year_options(con, first)[2]
+    return max(newest, last) if last else newest
 
 
 def _options(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[str]:
@@ -394,7 +407,8 @@ def write_report(
             continue
         if on_page:
             on_page(dashboard.title)
-        offered = variants(con, dashboard, years, span[1])
+        newest = newest_of(con, dashboard, span[1])
+        offered = variants(con, dashboard, years, newest)
         answers = _answer(con, summary, dashboard, offered)
         choices[dashboard.slug] = offered = [
             v for i, v in enumerate(offered) if i == 0 or _draws(dashboard, answers[v[0]])
@@ -404,8 +418,8 @@ def write_report(
                 links.collect(card, *answers[stem][card.name])
             period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
             if period is None and values:  # all time
-                period = periods.Period(ALL, "All time", span[0], span[1])
-            said = period.statement(span[1]) if period else ""
+                period = periods.Period(ALL, "All time", span[0], newest)
+            said = period.statement(newest) if period else ""
             pages.append(_Page(dashboard, stem, label, answers[stem], said))
     links.resolve(con)
     specs = _Specs(folder.with_name(".report-cache"))
@@ -564,9 +578,17 @@ def _page(
             f"{html.escape(text)}</option>"
             for text, stem in choices.items()
         )
+        # without JavaScript (a visitor's browser may have it off) the select cannot
+        # navigate: the same choices as plain links
+        plain = " \u00b7 ".join(
+            f"<a href='{stem}.html'{' aria-current=page' if text == label else ''}>"
+            f"{html.escape(text)}</a>"
+            for text, stem in choices.items()
+        )
         selector = (
             f"<label class='filter'>{html.escape(_filter_label(first))} "
             f"<select onchange='location.href=this.value'>{options}</select></label>"
+            f"<noscript><p class='filter-links'>{plain}</p></noscript>"
         )
     elif artist:
         selector = "<p class='filter'><a href='index.html'>All artists</a> (with a search box)</p>"
