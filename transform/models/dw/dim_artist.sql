@@ -19,29 +19,9 @@ excluded as (
     select * from {{ ref('int_plays_excluded') }}
 ),
 
--- plays exclusions.yaml keeps out, per artist_sid (a play two entries match counts once)
-excluded_counts as (
-    select
-        plays.artist_sid,
-        count(*) as play_count,
-        count(*) filter (
-            where plays.ms_played >= {{ var('stream_threshold_ms') }}
-        ) as stream_count
-    from plays
-    where plays.play_sid in (select excluded.play_sid from excluded)
-    group by plays.artist_sid
-),
-
+-- the rows and counts of the plays exclusions.yaml leaves in
 artists as (
-    select
-        heard.* replace (
-            heard.play_count - coalesce(excluded_counts.play_count, 0) as play_count,
-            heard.stream_count - coalesce(excluded_counts.stream_count, 0) as stream_count
-        )
-    from heard
-    left join excluded_counts
-        on heard.artist_sid = excluded_counts.artist_sid
-    where excluded_counts.play_count is null or heard.play_count > excluded_counts.play_count
+    {{ left_in('heard', 'plays', 'excluded', 'artist_sid') }}
 ),
 
 -- primary genre: of an artist's genres, the one most common across all artists left in

@@ -25,29 +25,9 @@ track_artists as (
     from plays
 ),
 
--- plays exclusions.yaml keeps out, per track_sid (a play two entries match counts once)
-excluded_counts as (
-    select
-        plays.track_sid,
-        count(*) as play_count,
-        count(*) filter (
-            where plays.ms_played >= {{ var('stream_threshold_ms') }}
-        ) as stream_count
-    from plays
-    where plays.play_sid in (select excluded.play_sid from excluded)
-    group by plays.track_sid
-),
-
+-- the rows and counts of the plays exclusions.yaml leaves in
 tracks as (
-    select
-        heard.* replace (
-            heard.play_count - coalesce(excluded_counts.play_count, 0) as play_count,
-            heard.stream_count - coalesce(excluded_counts.stream_count, 0) as stream_count
-        )
-    from heard
-    left join excluded_counts
-        on heard.track_sid = excluded_counts.track_sid
-    where excluded_counts.play_count is null or heard.play_count > excluded_counts.play_count
+    {{ left_in('heard', 'plays', 'excluded', 'track_sid') }}
 ),
 
 -- a masked artist stays masked in "artist - track"
