@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from music_tracker.reporting.definitions import Card, Dashboard
+from music_tracker.reporting.definitions import Card, Dashboard, year_clause
 
 PERIOD_TYPE = "date/all-options"  # Metabase's date filter with every option
 PERIOD_TABLE = ("dw", "dim_date")
@@ -28,10 +28,6 @@ PERIOD_COLUMN = "date"
 ALL_TIME = "All time: the period filter does not apply to this card."
 
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
-
-
-def _clause(name: str) -> re.Pattern[str]:
-    return re.compile(rf"\b(\w+)\.year_num\s*=\s*\{{\{{\s*{name}\s*\}}\}}")
 
 
 def _uses(sql: str, name: str) -> int:
@@ -47,7 +43,7 @@ def period_filters(dashboard: Dashboard) -> set[str]:
         cards = [card for card in dashboard.cards if flt.name in card.tags()]
         rewritable = all(
             _uses(card.sql, flt.name)
-            == sum(len(_clause(flt.name).findall(body)) for body in _OPTIONAL.findall(card.sql))
+            == sum(len(year_clause(flt.name).findall(body)) for body in _OPTIONAL.findall(card.sql))
             for card in cards
         )
         if cards and rewritable:
@@ -60,7 +56,7 @@ def period_sql(card: Card, periods: set[str]) -> str:
     day, through the unaliased ``dw.dim_date`` the field filter names."""
     sql = card.sql.strip()
     for name in sorted(periods & card.tags()):
-        sql = _clause(name).sub(
+        sql = year_clause(name).sub(
             rf"\1.date_sid in (select dim_date.date_sid from dw.dim_date where {{{{{name}}}}})",
             sql,
         )

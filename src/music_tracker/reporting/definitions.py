@@ -83,6 +83,12 @@ class Layout(_Strict):
         return self
 
 
+def year_clause(name: str = "year") -> re.Pattern[str]:
+    """A card's year condition on filter ``name`` (``calendar.year_num = {{year}}``), the
+    alias captured: what both renderers turn into a period's dates."""
+    return re.compile(rf"\b(\w+)\.year_num\s*=\s*\{{\{{\s*{name}\s*\}}\}}")
+
+
 class Card(_Strict):
     """One question: SQL against ``dw`` and how to draw its rows."""
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from music_tracker.reporting.definitions import Card, bind
+from music_tracker.reporting.definitions import Card, bind, year_clause
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ TABLE = "report_periods"  # a temporary table of the report's connection
 _ORDER = "__row_order"
 _PERIOD = "__period"
 
-_YEAR_CLAUSE = re.compile(r"\b(\w+)\.year_num\s*=\s*\{\{\s*year\s*\}\}")
+_YEAR_CLAUSE = year_clause()
 _YEAR_TAG = re.compile(r"\{\{\s*year\s*\}\}")
 # what decides where a clause ends: quoted text, brackets and the top-level keywords
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\(|\)|\b(?:select|from|order\s+by|limit)\b", re.I)
