@@ -10,7 +10,7 @@ import datetime as dt
 import decimal
 from typing import Any
 
-from music_tracker.reporting.definitions import Card
+from music_tracker.reporting.definitions import Card, time_unit
 from music_tracker.reporting.layout import esc
 
 NO_VALUE = "\u2014"
@@ -36,6 +36,14 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def show_in(column: str | None, value: Any) -> str:
+    """A value of a result column: hours and minutes always with one decimal (12.0 h
+    beside 9.5 h, not 12 h), everything else as ``show`` has it."""
+    if column and time_unit(column) and _is_number(value):
+        return f"{float(value):,.1f}"
+    return show(value)
+
+
 def empty(card: Card) -> str:
     """The card's own words for an empty card (`command` in them shown as code)."""
     parts = (card.empty or DEFAULT_EMPTY).split("`")
@@ -45,8 +53,15 @@ def empty(card: Card) -> str:
     return f"<p class='empty'>{text}</p>"
 
 
-def _cell(tag: str, value: Any, href: str | None, css: str = "", kind: str | None = None) -> str:
-    shown = esc(show(value))
+def _cell(
+    tag: str,
+    value: Any,
+    href: str | None,
+    css: str = "",
+    kind: str | None = None,
+    column: str | None = None,
+) -> str:
+    shown = esc(show_in(column, value))
     content = f"<a href='{esc(href)}'>{shown}</a>" if href else shown
     attributes = f" class='{css}'" if css else ""
     if kind:  # a name that leads to its artist's page (tests find them by this)
@@ -59,7 +74,7 @@ def kpi(card: Card, rows: list[tuple[Any, ...]]) -> str:
     if value is None and card.empty:  # no figure: the card says why
         return empty(card)
     unit = f"<span class='unit'>{esc(card.unit)}</span>" if card.unit else ""
-    return f"<div class='kpi'>{esc(show(value))}{unit}</div>"
+    return f"<div class='kpi'>{esc(show_in(card.y, value))}{unit}</div>"
 
 
 def table(
@@ -68,15 +83,23 @@ def table(
     rows: list[tuple[Any, ...]],
     links: dict[str, list[str | None]],
     kinds: dict[str, str],
+    sorted_by: str | None = None,
 ) -> str:
-    """Rows as a table that scrolls sideways in its card; one row as labelled figures."""
+    """Rows as a table that scrolls sideways in its card; one row as labelled figures.
+    ``sorted_by``: the column the rows are ranked by (its head says so)."""
     if not rows:
         return empty(card)
     if len(rows) == 1 and len(columns) > 1:
         figures = "".join(
             "<div>"
             + _cell("dt", card.title_of(column), None)
-            + _cell("dd", rows[0][i], (links.get(column) or [None])[0], kind=kinds.get(column))
+            + _cell(
+                "dd",
+                rows[0][i],
+                (links.get(column) or [None])[0],
+                kind=kinds.get(column),
+                column=column,
+            )
             + "</div>"
             for i, column in enumerate(columns)
         )
@@ -86,7 +109,9 @@ def table(
     dates = [any(isinstance(row[i], dt.date) for row in rows) for i in range(len(columns))]
     header = "".join(
         _cell("th", card.title_of(column), None, _kind(numeric[i], dates[i], False)).replace(
-            "<th", "<th scope='col'", 1
+            "<th",
+            "<th scope='col'" + (" aria-sort='descending'" if column == sorted_by else ""),
+            1,
         )
         for i, column in enumerate(columns)
     )
@@ -99,6 +124,7 @@ def table(
                 (links.get(column) or [None] * len(rows))[r],
                 _kind(_is_number(value), dates[i], column in kinds),
                 kinds.get(column),
+                column,
             )
             for i, (column, value) in enumerate(zip(columns, row, strict=True))
         )
@@ -138,7 +164,7 @@ def ranked(
             "name" if kind else "label",
             kind,
         )
-        + f"<span class='value'>{esc(show(rows[i][x]))}{unit}</span>"
+        + f"<span class='value'>{esc(show_in(card.x, rows[i][x]))}{unit}</span>"
         + "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>"
         + f"<rect width='{max(0.5, 100 * float(rows[i][x] or 0) / most):.1f}' height='4'>"
         + "</rect></svg></li>"

@@ -15,13 +15,14 @@ import json
 import re
 from typing import Any
 
-from music_tracker.reporting.definitions import Card
+from music_tracker.reporting.definitions import Card, time_unit
 
 ROW_HEIGHT_PX = 40
 GRID_GAP_PX = 12  # between grid rows (the page's CSS)
 # the card's border, padding and title, taken off its grid cell; a description adds a line
 CHROME_PX = 48
 DESCRIPTION_PX = 22
+SWITCH_PX = 30  # a ranked card's "Rank by" buttons
 # No colours here: every colour is one of report.css's variables, named as ``var(--name)``
 # and replaced by its value, light or dark, when the page draws the chart (report.js).
 PALETTE = [f"var(--c{i})" for i in range(1, 9)]
@@ -84,7 +85,8 @@ def chart_height(card: Card) -> int:
     """The chart's height in px: its grid cell less the card's title (and description).
     The page keeps that room for it before it is drawn, so nothing moves when it is."""
     cell = card.layout.height * ROW_HEIGHT_PX + (card.layout.height - 1) * GRID_GAP_PX
-    return max(120, cell - CHROME_PX - (DESCRIPTION_PX if card.description else 0))
+    chrome = CHROME_PX + (DESCRIPTION_PX if card.description else 0)
+    return max(120, cell - chrome - (SWITCH_PX if card.rank else 0))
 
 
 def spec(card: Card) -> dict[str, Any] | None:
@@ -139,6 +141,8 @@ def _tooltip(card: Card, *columns: str | None) -> list[dict[str, Any]]:
     tips: list[dict[str, Any]] = []
     for name in dict.fromkeys(names):
         tip: dict[str, Any] = {"field": name, "title": card.title_of(name)}
+        if time_unit(name):  # hours and minutes with one decimal, as in the page's lists
+            tip["format"] = ",.1f"
         if card.time and name == card.x:
             tip |= {"type": "temporal", "timeUnit": _time_unit(card),
                     "format": _TIME_FORMATS[card.time]}  # fmt: skip
@@ -406,7 +410,8 @@ def _with_world(vega: dict[str, Any]) -> dict[str, Any]:
 def _treemap(card: Card, height: int) -> dict[str, Any]:
     """A squarified treemap (Vega: Vega-Lite has none); rows are the leaves."""
     tooltip = ", ".join(
-        f"'{card.title_of(name)}': datum.{name}"
+        f"'{card.title_of(name)}': "
+        + (f"format(datum.{name}, ',.1f')" if time_unit(name) else f"datum.{name}")
         for name in dict.fromkeys([card.label or "", card.size or "", *card.tooltip])
         if name
     )

@@ -31,6 +31,20 @@ GRID_COLUMNS = 24  # Metabase's dashboard grid
 TIME_GRAIN = Literal["year", "month", "week", "day"]
 # words for the suffixes of column names, used when a card gives no title of its own
 _SUFFIX_WORDS = {"_pct": " (%)", "_num": "", "_sid": "", "_ms": " (ms)", "_days": " (days)"}
+# A ranked card (``rank:``) ranks by plays or by time listened: a filter of kind ``rank``
+# (Metabase's "Rank by") offers these values; the static report binds ``BOTH`` and shows
+# the two orderings itself (reporting/ranking.py)
+RANK_BY = ("plays", "time listened")
+BOTH = "both"
+# the time measures a ranked card may show, by the end of the column's name, and their unit
+TIME_UNITS = {"hours": "h", "minutes": "min"}
+# words for the rank columns every ranked card returns
+_COLUMN_WORDS = {
+    "plays_rank": "Rank by plays",
+    "time_rank": "Rank by time listened",
+    "plays_rank_year_before": "Rank by plays the year before",
+    "time_rank_year_before": "Rank by time the year before",
+}
 
 _TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
@@ -51,8 +65,10 @@ class Filter(_Strict):
 
     name: Name
     label: str
-    kind: Literal["year", "text"]
-    # year: "current" (the newest year with plays) or "all"; text: the first of ``options``
+    kind: Literal["year", "text", "rank"]
+    # year: "current" (the newest year with plays) or "all"; text: the first of ``options``;
+    # rank: "plays" or "time listened" (what Metabase starts on, the static report's
+    # first ordering)
     default: str = "all"
     # text filters: a query whose first column lists the values (most relevant first);
     # year filters may have one too: the years in which the dashboard has something to draw
@@ -67,6 +83,11 @@ class Filter(_Strict):
             raise ValueError("a text filter needs options_sql")
         if self.kind == "year" and self.default not in ("current", "all"):
             raise ValueError("a year filter's default is 'current' or 'all'")
+        if self.kind == "rank" and (self.default not in RANK_BY or self.options_sql):
+            raise ValueError(
+                f"a rank filter's default is one of {', '.join(map(repr, RANK_BY))} "
+                "(and its values are those: no options_sql)"
+            )
         return self
 
 
@@ -87,6 +108,31 @@ def year_clause(name: str = "year") -> re.Pattern[str]:
     """A card's year condition on filter ``name`` (``calendar.year_num = {{year}}``), the
     alias captured: what both renderers turn into a period's dates."""
     return re.compile(rf"\b(\w+)\.year_num\s*=\s*\{{\{{\s*{name}\s*\}}\}}")
+
+
+class Rank(_Strict):
+    """How a ranked card ranks: by plays or by time listened, its ``top`` rows each way.
+
+    The card's SQL returns ``plays_rank`` and ``time_rank`` (a row number over each
+    measure) and keeps the rows whose rank under the chosen measure is at most ``top``:
+    Metabase's "Rank by" value, or both ways for the static report (``BOTH``), which
+    shows the two orderings with a switch (docs/reporting.md, "Ranked by plays or by
+    time")."""
+
+    plays: str  # the column that counts plays (or tracks played in genre)
+    time: str  # the column of time listened: hours or minutes (TIME_UNITS)
+    top: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _time_column(self) -> Rank:
+        if time_unit(self.time) is None:
+            raise ValueError(f"rank.time names hours or minutes, not {self.time!r}")
+        return self
+
+
+def time_unit(column: str) -> str | None:
+    """The unit of a time measure (``hours`` -> "h", ``minutes_played`` -> "min")."""
+    return next((unit for word, unit in TIME_UNITS.items() if word in column.split("_")), None)
 
 
 class Card(_Strict):
@@ -115,6 +161,8 @@ class Card(_Strict):
     artist_column: str | None = None
     # what the card says when it has no rows: what is missing and what to do
     empty: str = ""
+    # ranked by plays or by time listened (the dashboard's rank filter)
+    rank: Rank | None = None
     layout: Layout
 
     def title_of(self, column: str | None) -> str:
@@ -156,6 +204,8 @@ class Card(_Strict):
                 f"cards read the dw schema only (the serving copy holds nothing else), "
                 f"not {', '.join(sorted(schemas - {'dw'}))}"
             )
+        if self.rank and not re.search(rf"<=\s*{self.rank.top}\b", self.sql):
+            raise ValueError(f"a ranked card's SQL keeps the rows ranked <= {self.rank.top}")
         return self
 
 
@@ -176,22 +226,47 @@ class Dashboard(_Strict):
     def filter(self, name: str) -> Filter:
         return next(f for f in self.filters if f.name == name)
 
+    @property
+    def page_filter(self) -> Filter | None:
+        """The filter the static report writes a page per value of (the first that is not
+        a rank filter: both rankings are on every page)."""
+        return next((f for f in self.filters if f.kind != "rank"), None)
+
+    @property
+    def rank_filter(self) -> Filter | None:
+        return next((f for f in self.filters if f.kind == "rank"), None)
+
     @model_validator(mode="after")
     def _wiring(self) -> Dashboard:
         names = [c.name for c in self.cards]
         if len(names) != len(set(names)):
             raise ValueError("card names must be unique within a dashboard")
         known = {f.name for f in self.filters}
+        ranks = [f.name for f in self.filters if f.kind == "rank"]
+        if len(ranks) > 1:
+            raise ValueError("a dashboard has one rank filter at most")
         for card in self.cards:
             unknown = card.tags() - known
             if unknown:
                 raise ValueError(f"card {card.name!r} uses undefined filter {sorted(unknown)}")
+            # a ranked card is wired to the rank filter, and only ranked cards are
+            ranked = bool(ranks) and ranks[0] in card.tags()
+            if bool(card.rank) != ranked:
+                raise ValueError(
+                    f"card {card.name!r}: a card with rank: uses the dashboard's rank filter "
+                    "and only such a card does"
+                    if ranks
+                    else f"card {card.name!r} is ranked (rank:): the dashboard needs a filter "
+                    "of kind rank"
+                )
         return self
 
 
 def column_title(name: str) -> str:
     """Words for a column name: ``share_of_all_plays_pct`` -> "Share of all plays (%)",
     ``year_num`` -> "Year"."""
+    if name in _COLUMN_WORDS:
+        return _COLUMN_WORDS[name]
     for suffix, words in _SUFFIX_WORDS.items():
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)] + words

@@ -33,7 +33,15 @@ import duckdb
 
 from music_tracker import files
 from music_tracker.connections import connect_duckdb
-from music_tracker.reporting import artist_pages, cards_html, charts, front_page, periods, story
+from music_tracker.reporting import (
+    artist_pages,
+    cards_html,
+    charts,
+    front_page,
+    periods,
+    ranking,
+    story,
+)
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, data_script, footer, head, nav
 from music_tracker.reporting.links import RANKED, Links, linked
@@ -127,9 +135,9 @@ def variants(
     year filter gives all time, each year and (given ``newest``, the day of the newest
     play) the last 12 months and the last 30 days, each only where the dashboard has
     something to draw (its ``options_sql``); a story (year in review) is of one year."""
-    if not dashboard.filters:
+    first = dashboard.page_filter
+    if first is None:
         return [("index", "", {})]
-    first = dashboard.filters[0]
     if first.kind == "year":
         has: Callable[[periods.Period], bool] = lambda _: True  # noqa: E731
         if first.options_sql:  # the days on which this dashboard has something to draw
@@ -176,7 +184,7 @@ def newest_of(con: duckdb.DuckDBPyConnection, dashboard: Dashboard, newest: dt.d
     """The day the dashboard's rolling periods end: the newest play, or the newest day of
     its own data when that is later (podcasts listened to after the last song: fact_other_
     played is not in agg_daily_listening)."""
-    first = dashboard.filters[0] if dashboard.filters else None
+    first = dashboard.page_filter
     if first is None or first.kind != "year" or not first.options_sql:
         return newest
     last = _year_options(con, first)[2]
@@ -294,7 +302,7 @@ def _answer(
 def _draws(dashboard: Dashboard, results: dict[str, periods.Result]) -> bool:
     """Whether a page has something to draw: a card of the page's period with rows (a KPI
     with a figure other than zero). Cards that ignore the period do not count."""
-    varying = dashboard.filters[0].name if dashboard.filters else None
+    varying = dashboard.page_filter.name if dashboard.page_filter else None
     for card in dashboard.cards:
         if varying is not None and varying not in card.tags():
             continue
@@ -322,13 +330,20 @@ def _is_ranked(card: Card) -> bool:
     return card.viz == "bar" and (card.y in RANKED or card.y == card.artist_column)
 
 
-def _body(card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Links) -> str | None:
+def _body(
+    card: Card,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    links: Links,
+    sorted_by: str | None = None,
+) -> str | None:
     """The card as HTML, or None for a chart with rows (report.js draws it)."""
     kinds = linked(card, columns)
     if card.viz == "kpi":
         return cards_html.kpi(card, rows)
     if card.viz == "table":
-        return cards_html.table(card, columns, rows, links.for_card(card, columns, rows), kinds)
+        hrefs = links.for_card(card, columns, rows)
+        return cards_html.table(card, columns, rows, hrefs, kinds, sorted_by)
     if _is_ranked(card):
         hrefs = links.for_card(card, columns, rows).get(card.y or "", [])
         return cards_html.ranked(card, columns, rows, hrefs, kinds.get(card.y or ""))
@@ -350,8 +365,9 @@ class _Specs:
         version = importlib.metadata.version("vl-convert-python")
         self._cache = cache / f"specs-{version}-{code}"
 
-    def __call__(self, dashboard: Dashboard, card: Card) -> Any:
-        key = (dashboard.slug, card.name)
+    def __call__(self, dashboard: Dashboard, card: Card, variant: str = "") -> Any:
+        """``variant``: one ordering of a ranked card (its own measure, its own spec)."""
+        key = (dashboard.slug, card.name, variant)
         if key not in self._made:
             chart = json.dumps([card.viz, charts.spec(card)], sort_keys=True, default=str)
             kept = self._cache / f"{hashlib.sha256(chart.encode()).hexdigest()[:20]}.json"
@@ -399,6 +415,8 @@ def write_report(
         ).fetchall()
     ]
     links = Links()
+    # ranked cards answer both ways at once (their rank filter bound to "both")
+    dashboards = [ranking.for_report(dashboard) for dashboard in dashboards]
     artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
     pages: list[_Page] = []
     choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
@@ -480,7 +498,11 @@ def _story(
         for name, (columns, rows) in page.results.items()
     }
     years = [(label, f"{stem}.html") for stem, label, _ in pages if stem != "index"]
-    return story.render(page.dashboard.title, page.label, years, data, context, links.href)
+    ranks = {card.name: card.rank for card in page.dashboard.cards if card.rank}
+    first = ranking.first_ordering(page.dashboard)
+    return story.render(
+        page.dashboard.title, page.label, years, data, context, links.href, ranks, first
+    )
 
 
 def _write_artist_pages(
@@ -567,8 +589,8 @@ def _page(
     period: str = "",
 ) -> str:
     selector = ""
-    if dashboard.filters and not artist:
-        first = dashboard.filters[0]
+    first = dashboard.page_filter
+    if first is not None and not artist:
         # the default page (index) repeats one of the others: offer each choice once
         choices: dict[str, str] = {}
         for stem, text, _ in pages:
@@ -593,16 +615,16 @@ def _page(
     elif artist:
         selector = "<p class='filter'><a href='index.html'>All artists</a> (with a search box)</p>"
     tiles = []
-    charts_to_draw = []  # only charts travel as data: the rest is in the page already
+    charts_to_draw: list[dict[str, Any]] = []  # only charts travel as data
     for i, card in enumerate(dashboard.cards):
         columns, rows = results[card.name]
+        if card.rank and rows:
+            tiles.append(_ranked_tile(dashboard, card, i, columns, rows, links, specs,
+                                      charts_to_draw))  # fmt: skip
+            continue
         body = _body(card, columns, rows, links)
         if body is None:
-            charts_to_draw.append({
-                "card": i, "name": card.name, "viz": card.viz, "columns": columns,
-                "rows": [[_jsonable(v) for v in row] for row in rows],
-                "spec": specs(dashboard, card),
-            })  # fmt: skip
+            body = _chart(dashboard, card, str(i), columns, rows, specs, charts_to_draw)
         tiles.append(_tile(dashboard, card, i, body))
     grid = f"<main class='grid' style='--rows: {_grid_rows(dashboard)}'>{''.join(tiles)}</main>"
     if len(dashboard.cards) > 1 and not any(rows for _, rows in results.values()):
@@ -652,7 +674,58 @@ def _nothing_to_show(dashboard: Dashboard) -> str:
     )
 
 
-def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str:
+def _chart(
+    dashboard: Dashboard,
+    card: Card,
+    chart: str,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    specs: _Specs,
+    charts_to_draw: list[dict[str, Any]],
+    variant: str = "",
+) -> str:
+    """A chart's room in the page (report.js draws it there from its entry in
+    ``charts_to_draw``, found by ``data-chart``); the map's countries shown at once."""
+    charts_to_draw.append({
+        "chart": chart, "name": card.name, "viz": card.viz, "columns": columns,
+        "rows": [[_jsonable(v) for v in row] for row in rows],
+        "spec": specs(dashboard, card, variant),
+    })  # fmt: skip
+    height = charts.chart_height(card)
+    world = (
+        f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
+        f" height='{charts.world_height()}' style='height: {height}px'>"
+        if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
+        else ""
+    )
+    return f"<div class='chart' data-chart='{chart}' style='min-height: {height}px'>{world}</div>"
+
+
+def _ranked_tile(
+    dashboard: Dashboard,
+    card: Card,
+    index: int,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    links: Links,
+    specs: _Specs,
+    charts_to_draw: list[dict[str, Any]],
+) -> str:
+    """A ranked card: both orderings (ranking.py), a switch between them."""
+    bodies = {}
+    for way in ranking.orderings(card, columns, rows):
+        sorted_by = ranking.measure_of(way) if card.viz == "table" else None
+        body = _body(way.card, way.columns, way.rows, links, sorted_by)
+        if body is None:
+            body = _chart(dashboard, way.card, f"{index}-{way.key}", way.columns, way.rows,
+                          specs, charts_to_draw, way.key)  # fmt: skip
+        bodies[way.key] = body
+    name = f"rank-{dashboard.slug}--{card.name}"
+    controls = ranking.switch(name, ranking.first_ordering(dashboard))
+    return _tile(dashboard, card, index, ranking.parts(bodies), controls)
+
+
+def _tile(dashboard: Dashboard, card: Card, index: int, body: str, controls: str = "") -> str:
     layout = card.layout
     # placed on the 24-column grid from 800 px wide (report.css); one column below
     style = (
@@ -665,22 +738,17 @@ def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str
         else ""
     )
     kind = "ranked" if _is_ranked(card) else card.viz
-    drawn = " drawn" if body is not None else ""
-    if body is None:  # a chart to draw: its room kept, the map's countries shown at once
-        height = charts.chart_height(card)
-        world = (
-            f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
-            f" height='{charts.world_height()}' style='height: {height}px'>"
-            if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
-            else ""
-        )
-        body = f"<div class='chart' style='min-height: {height}px'>{world}</div>"
-    if body is not None and body.startswith("<p class='empty'>"):
-        drawn += " is-empty"
+    classes = f"card card-{kind}"
+    if "data-chart='" not in body:
+        classes += " drawn"
+    if body.startswith("<p class='empty'>"):
+        classes += " is-empty"
+    if controls:
+        classes += " ranks"
     return (
-        f"<section class='card card-{kind}{drawn}' style='{style}' data-card='{index}'"
+        f"<section class='{classes}' style='{style}' data-card='{index}'"
         f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
-        f"{description}<div class='body'>{body}</div></section>"
+        f"{description}{controls}<div class='body'>{body}</div></section>"
     )
 
 

@@ -1,8 +1,10 @@
 // Draws the charts of a report page from the JSON in #mt-cards (each chart's rows inline,
 // its spec without data). Every other card (figures, tables, ranked lists, empty cards) is
 // in the page as written. Charts are Vega specs compiled when the report was written,
-// themed from report.css's colours (light or dark, as the reader's system is set). Sets data-rendered on <body> when every chart is
-// drawn, and collects errors in window.MT_ERRORS, so a headless browser can check the page.
+// themed from report.css's colours (light or dark, as the reader's system is set). Sets
+// data-rendered on <body> when every chart shown is drawn (a ranked card's other ordering
+// is drawn when chosen), and collects errors in window.MT_ERRORS, so a headless browser
+// can check the page.
 (function () {
   "use strict";
   window.MT_ERRORS = [];
@@ -85,34 +87,49 @@
     await chart(card, body);
   }
 
-  const pending = new Map();  // section -> its chart, not drawn yet
+  // A ranked card holds both orderings, one shown (report.css, radio buttons): a chart
+  // of the hidden one waits until it is shown, since a hidden box has no size to fit.
+  function shown(box) { return box.getClientRects().length > 0; }
+
+  const pending = new Map();  // chart box -> its chart, not drawn yet
   let queue = Promise.resolve();
 
   function finished() {
-    if (!pending.size) document.body.dataset.rendered = String(charts.length);
+    const waiting = Array.from(pending.keys()).filter(shown);
+    if (!waiting.length) document.body.dataset.rendered = String(charts.length - pending.size);
   }
 
   // one chart at a time, each in its own task, so the page stays responsive meanwhile
-  function draw(section) {
-    const job = pending.get(section);
+  function draw(box) {
+    const job = pending.get(box);
     if (!job) return queue;
-    pending.delete(section);
-    queue = queue.then(nextTask).then(function () { return drawChart(job.card, job.body); }).catch(function (error) {
+    pending.delete(box);
+    queue = queue.then(nextTask).then(function () { return drawChart(job.card, box); }).then(function () {
+      box.dataset.drawn = "";
+    }).catch(function (error) {
       window.MT_ERRORS.push(job.card.name + ": " + error);
     }).then(finished);
     return queue;
   }
 
-  // Every chart now, wherever it is on the page (printing, screenshots of whole pages)
+  // Every chart shown now, wherever it is on the page (printing, screenshots of whole pages)
   window.MT_DRAW_ALL = function () {
-    Array.from(pending.keys()).forEach(draw);
+    Array.from(pending.keys()).filter(shown).forEach(draw);
     return queue.then(finished);
   };
   window.addEventListener("beforeprint", window.MT_DRAW_ALL);
 
   charts.forEach(function (card) {
-    const section = document.querySelector("section.card[data-card='" + card.card + "']");
-    if (section) pending.set(section, { card: card, body: section.querySelector(".body .chart") });
+    const box = document.querySelector(".chart[data-chart='" + card.chart + "']");
+    if (box) pending.set(box, { card: card });
+  });
+  // the other ordering of a ranked card, chosen: its chart now (when it has one)
+  document.addEventListener("change", function (event) {
+    const section = event.target.closest && event.target.closest("section.ranks");
+    if (!section) return;
+    section.querySelectorAll(".chart[data-chart]").forEach(function (box) {
+      if (pending.has(box) && shown(box)) draw(box);
+    });
   });
   if (!("IntersectionObserver" in window)) {
     window.MT_DRAW_ALL();
@@ -125,7 +142,7 @@
     // after the first paint: the page's words and figures come before the chart library
     requestAnimationFrame(function () {
       setTimeout(function () {
-        pending.forEach(function (job, section) { observer.observe(section); });
+        pending.forEach(function (job, box) { observer.observe(box); });
       }, 0);
     });
     finished();
