@@ -43,7 +43,13 @@ from music_tracker.metabase.periods import (
     period_filters,
     period_sql,
 )
-from music_tracker.reporting.definitions import Card, Dashboard, Filter, load_dashboards
+from music_tracker.reporting.definitions import (
+    Card,
+    Dashboard,
+    Filter,
+    load_dashboards,
+    time_unit,
+)
 from music_tracker.settings import Settings
 from music_tracker.transform import write_manifest
 
@@ -237,6 +243,8 @@ def _column_settings(card: Card, columns: list[str]) -> dict[str, Any]:
         entry: dict[str, Any] = {"column_title": card.title_of(column) or column}
         if card.unit and column == measure:
             entry["suffix"] = _UNIT_SUFFIX.get(card.unit, f" {card.unit}")
+        elif card.rank and column == card.rank.time:  # a ranked card's hours or minutes
+            entry["suffix"] = f" {time_unit(column)}"
         settings[column_key(column)] = entry
     return settings
 
@@ -462,6 +470,8 @@ def _dashboard_parameters(dashboard: Dashboard, defaults: dict[str, Any]) -> lis
         if (values := defaults.get(f"{flt.name}:values")) is not None and flt.name not in periods:
             parameter["values_source_type"] = "static-list"
             parameter["values_source_config"] = {"values": values}
+        if flt.kind == "rank":  # plays or time listened, one at a time
+            parameter["isMultiSelect"] = False
         parameters.append(parameter)
     return parameters
 

@@ -23,6 +23,7 @@ GRID_GAP_PX = 12  # between grid rows (the page's CSS)
 CHROME_PX = 48
 DESCRIPTION_PX = 22
 SWITCH_PX = 30  # a ranked card's "Rank by" buttons
+CAPTION_PX = 18  # and a ranked treemap's line saying what sizes its tiles
 # No colours here: every colour is one of report.css's variables, named as ``var(--name)``
 # and replaced by its value, light or dark, when the page draws the chart (report.js).
 PALETTE = [f"var(--c{i})" for i in range(1, 9)]
@@ -86,7 +87,9 @@ def chart_height(card: Card) -> int:
     The page keeps that room for it before it is drawn, so nothing moves when it is."""
     cell = card.layout.height * ROW_HEIGHT_PX + (card.layout.height - 1) * GRID_GAP_PX
     chrome = CHROME_PX + (DESCRIPTION_PX if card.description else 0)
-    return max(120, cell - chrome - (SWITCH_PX if card.rank else 0))
+    if card.rank:
+        chrome += SWITCH_PX + (CAPTION_PX if card.viz == "treemap" else 0)
+    return max(120, cell - chrome)
 
 
 def spec(card: Card) -> dict[str, Any] | None:

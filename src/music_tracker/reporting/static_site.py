@@ -719,6 +719,9 @@ def _ranked_tile(
         if body is None:
             body = _chart(dashboard, way.card, f"{index}-{way.key}", way.columns, way.rows,
                           specs, charts_to_draw, way.key)  # fmt: skip
+            if card.viz == "treemap":  # no axis says what the tiles measure
+                measure = way.card.title_of(ranking.measure_of(way))
+                body = f"<p class='measure'>Sized by {html.escape(measure.lower())}</p>{body}"
         bodies[way.key] = body
     name = f"rank-{dashboard.slug}--{card.name}"
     controls = ranking.switch(name, ranking.first_ordering(dashboard))
