@@ -241,6 +241,9 @@ class Dashboard(_Strict):
         names = [c.name for c in self.cards]
         if len(names) != len(set(names)):
             raise ValueError("card names must be unique within a dashboard")
+        titles = [c.title for c in self.cards]
+        if len(titles) != len(set(titles)):  # Metabase lists them by title
+            raise ValueError("card titles must be unique within a dashboard")
         known = {f.name for f in self.filters}
         ranks = [f.name for f in self.filters if f.kind == "rank"]
         if len(ranks) > 1:
