@@ -360,7 +360,7 @@ class _Specs:
     def __init__(self, cache: Path) -> None:
         import importlib.metadata
 
-        self._made: dict[tuple[str, str], Any] = {}
+        self._made: dict[tuple[str, str, str], Any] = {}
         code = hashlib.sha256(Path(charts.__file__).read_bytes()).hexdigest()[:12]
         version = importlib.metadata.version("vl-convert-python")
         self._cache = cache / f"specs-{version}-{code}"
