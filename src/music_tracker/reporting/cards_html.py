@@ -36,11 +36,13 @@ def show(value: Any) -> str:
     return str(value)
 
 
-def show_in(column: str | None, value: Any) -> str:
+def show_in(column: str | None, value: Any, *, heard: bool = False) -> str:
     """A value of a result column: hours and minutes always with one decimal (12.0 h
-    beside 9.5 h, not 12 h), everything else as ``show`` has it."""
+    beside 9.5 h, not 12 h), everything else as ``show`` has it. ``heard``: the row is
+    something listened to (a ranked card's), so a time that rounds to 0.0 was not
+    nothing: "< 0.1" (every play has time played)."""
     if column and time_unit(column) and _is_number(value):
-        return f"{float(value):,.1f}"
+        return "< 0.1" if heard and float(value) == 0 else f"{float(value):,.1f}"
     return show(value)
 
 
@@ -60,8 +62,9 @@ def _cell(
     css: str = "",
     kind: str | None = None,
     column: str | None = None,
+    heard: bool = False,
 ) -> str:
-    shown = esc(show_in(column, value))
+    shown = esc(show_in(column, value, heard=heard))
     content = f"<a href='{esc(href)}'>{shown}</a>" if href else shown
     attributes = f" class='{css}'" if css else ""
     if kind:  # a name that leads to its artist's page (tests find them by this)
@@ -125,6 +128,7 @@ def table(
                 _kind(_is_number(value), dates[i], column in kinds),
                 kinds.get(column),
                 column,
+                card.rank is not None,
             )
             for i, (column, value) in enumerate(zip(columns, row, strict=True))
         )
@@ -164,7 +168,8 @@ def ranked(
             "name" if kind else "label",
             kind,
         )
-        + f"<span class='value'>{esc(show_in(card.x, rows[i][x]))}{unit}</span>"
+        + f"<span class='value'>{esc(show_in(card.x, rows[i][x], heard=bool(card.rank)))}"
+        + f"{unit}</span>"
         + "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>"
         + f"<rect width='{max(0.5, 100 * float(rows[i][x] or 0) / most):.1f}' height='4'>"
         + "</rect></svg></li>"

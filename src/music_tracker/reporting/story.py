@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from music_tracker.reporting import ranking
+from music_tracker.reporting.cards_html import show_in
 from music_tracker.reporting.definitions import Rank
 from music_tracker.reporting.front_page import long_date
 from music_tracker.reporting.layout import Context, esc, footer, head, nav
@@ -77,8 +78,8 @@ def _change(now: Any, before: Any) -> str:
 def _figure(row: dict[str, Any], column: str) -> str:
     """A measure as the list says it: "708 plays", "35.2 hours", "12.5 minutes"."""
     words = column.split("_")[0]  # plays_that_year: plays; hours_that_year: hours
-    if words in ("hours", "minutes"):
-        return f"{_number(row.get(column), 1)} {words}"
+    if words in ("hours", "minutes"):  # never "0.0": a play has time played
+        return f"{show_in(column, row.get(column), heard=True)} {words}"
     return f"{_number(row.get(column))} plays"
 
 
