@@ -11,10 +11,13 @@ main thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+from music_tracker import files
 from music_tracker.reporting.definitions import Card, time_unit
 
 ROW_HEIGHT_PX = 40
@@ -489,3 +492,31 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
             },
         ],
     }
+
+
+class SpecCache:
+    """Each card's chart spec, compiled once for all the pages that show the card, and kept
+    in the report's cache from one report to the next (by the Vega-Lite spec, charts.py and
+    vl-convert's version): a report whose cards did not change starts no compiler."""
+
+    def __init__(self, cache: Path) -> None:
+        import importlib.metadata
+
+        self._made: dict[tuple[str, str, str], Any] = {}
+        code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+        version = importlib.metadata.version("vl-convert-python")
+        self._cache = cache / f"specs-{version}-{code}"
+
+    def __call__(self, dashboard: str, card: Card, variant: str = "") -> Any:
+        """``dashboard``: its slug; ``variant``: one ordering of a ranked card (its own
+        measure, its own spec)."""
+        key = (dashboard, card.name, variant)
+        if key not in self._made:
+            chart = json.dumps([card.viz, spec(card)], sort_keys=True, default=str)
+            kept = self._cache / f"{hashlib.sha256(chart.encode()).hexdigest()[:20]}.json"
+            if kept.exists():
+                self._made[key] = json.loads(kept.read_text(encoding="utf-8"))
+            else:
+                self._made[key] = compiled(card)
+                files.write_text(kept, json.dumps(self._made[key]))
+        return self._made[key]

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import gzip
 import hashlib
 import html
-import io
 import json
 import re
 import shutil
@@ -24,9 +22,8 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -45,6 +42,7 @@ from music_tracker.reporting import (
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, data_script, footer, head, nav
 from music_tracker.reporting.links import RANKED, Links, linked
+from music_tracker.reporting.serving import serve
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
 
 __all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card", "serve"]
@@ -352,33 +350,6 @@ def _body(
     return None
 
 
-class _Specs:
-    """Each card's chart spec, compiled once for all the pages that show the card, and kept
-    in the report's cache from one report to the next (by the Vega-Lite spec, charts.py and
-    vl-convert's version): a report whose cards did not change starts no compiler."""
-
-    def __init__(self, cache: Path) -> None:
-        import importlib.metadata
-
-        self._made: dict[tuple[str, str, str], Any] = {}
-        code = hashlib.sha256(Path(charts.__file__).read_bytes()).hexdigest()[:12]
-        version = importlib.metadata.version("vl-convert-python")
-        self._cache = cache / f"specs-{version}-{code}"
-
-    def __call__(self, dashboard: Dashboard, card: Card, variant: str = "") -> Any:
-        """``variant``: one ordering of a ranked card (its own measure, its own spec)."""
-        key = (dashboard.slug, card.name, variant)
-        if key not in self._made:
-            chart = json.dumps([card.viz, charts.spec(card)], sort_keys=True, default=str)
-            kept = self._cache / f"{hashlib.sha256(chart.encode()).hexdigest()[:20]}.json"
-            if kept.exists():
-                self._made[key] = json.loads(kept.read_text(encoding="utf-8"))
-            else:
-                self._made[key] = charts.compiled(card)
-                files.write_text(kept, json.dumps(self._made[key]))
-        return self._made[key]
-
-
 def write_report(
     con: duckdb.DuckDBPyConnection,
     dashboards: list[Dashboard],
@@ -440,7 +411,7 @@ def write_report(
             said = period.statement(newest) if period else ""
             pages.append(_Page(dashboard, stem, label, answers[stem], said))
     links.resolve(con)
-    specs = _Specs(folder.with_name(".report-cache"))
+    specs = charts.SpecCache(folder.with_name(".report-cache"))
     artists: list[artist_pages.ArtistPage] = []
     if artist_board is not None:
         artists = artist_pages.choose(con, links.listed)
@@ -512,7 +483,7 @@ def _write_artist_pages(
     partial: Path,
     context: Context,
     links: Links,
-    specs: _Specs,
+    specs: charts.SpecCache,
     summary: ReportSummary,
     on_page: Callable[[str], None] | None,
 ) -> int:
@@ -582,7 +553,7 @@ def _page(
     label: str,
     results: dict[str, tuple[list[str], list[tuple[Any, ...]]]],
     links: Links,
-    specs: _Specs,
+    specs: charts.SpecCache,
     context: Context,
     *,
     artist: bool = False,
@@ -680,7 +651,7 @@ def _chart(
     chart: str,
     columns: list[str],
     rows: list[tuple[Any, ...]],
-    specs: _Specs,
+    specs: charts.SpecCache,
     charts_to_draw: list[dict[str, Any]],
     variant: str = "",
 ) -> str:
@@ -689,7 +660,7 @@ def _chart(
     charts_to_draw.append({
         "chart": chart, "name": card.name, "viz": card.viz, "columns": columns,
         "rows": [[_jsonable(v) for v in row] for row in rows],
-        "spec": specs(dashboard, card, variant),
+        "spec": specs(dashboard.slug, card, variant),
     })  # fmt: skip
     height = charts.chart_height(card)
     world = (
@@ -708,7 +679,7 @@ def _ranked_tile(
     columns: list[str],
     rows: list[tuple[Any, ...]],
     links: Links,
-    specs: _Specs,
+    specs: charts.SpecCache,
     charts_to_draw: list[dict[str, Any]],
 ) -> str:
     """A ranked card: both orderings (ranking.py), a switch between them."""
@@ -792,46 +763,6 @@ def build_report(
         return write_report(con, dashboards, folder, context, on_page=on_page)
     finally:
         con.close()
-
-
-def serve(folder: Path, port: int) -> None:
-    """Serve the report on 127.0.0.1 until interrupted (Ctrl+C), compressed as the deployed
-    proxy serves it (Caddy's ``encode``): Vega's 580 kB of JavaScript travel as 200."""
-    import functools
-    from http.server import ThreadingHTTPServer
-
-    handler = functools.partial(_CompressingHandler, directory=str(folder))
-    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        server.serve_forever()
-
-
-class _CompressingHandler(SimpleHTTPRequestHandler):
-    """Text files gzip-compressed for clients that accept it (each once per version)."""
-
-    _TEXT = (".html", ".js", ".css", ".json", ".svg")
-    _cache: ClassVar[dict[tuple[str, float], bytes]] = {}
-
-    def send_head(self) -> Any:
-        path = Path(self.translate_path(self.path))
-        if path.is_dir() and self.path.split("?")[0].endswith("/"):
-            path = path / "index.html"
-        accepts = "gzip" in self.headers.get("Accept-Encoding", "")
-        if not accepts or path.suffix not in self._TEXT or not path.is_file():
-            return super().send_head()  # and folders without their "/": the redirect
-        stat = path.stat()
-        key = (str(path), stat.st_mtime)
-        body = self._cache.get(key)
-        if body is None:
-            body = gzip.compress(path.read_bytes(), compresslevel=6)
-            self._cache[key] = body
-        self.send_response(200)
-        self.send_header("Content-Type", self.guess_type(str(path)))
-        self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Last-Modified", self.date_time_string(int(stat.st_mtime)))
-        self.send_header("Vary", "Accept-Encoding")
-        self.end_headers()
-        return io.BytesIO(body)
 
 
 def _filter_label(flt: Filter) -> str:
