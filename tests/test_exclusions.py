@@ -155,6 +155,13 @@ def test_bad_yaml_names_file_and_line_and_changes_nothing(built_copy: Path, cli:
         ("artists:\n  - name: Raffi\n    id: 0LyfQWJT6nXafLPZqxe9Of\n", "line 2: an entry needs"),
         ("tracks:\n  - id: not-an-id\n", "line 2: 'not-an-id' is not a Spotify track id"),
         ("artists:\n  - name: Raffi\n    why: kids\n", "line 3: an entry takes name:"),
+        # a name or id left blank (or YAML's null): said so, not a KeyError
+        ("artists:\n  - name:\n    reason: forgot the name\n", "line 2: an empty entry"),
+        ("artists:\n  - name: ~\n", "line 2: an empty entry"),
+        ("artists:\n  - null\n", "line 2: an empty entry"),
+        ("tracks:\n  - id:\n", "line 2: an empty entry"),
+        # YAML's one-line lists: each entry is counted and warned about by its line
+        ("albums: [Frozen, Moana]\n", "line 1: 'Moana' shares its line with 'Frozen'"),
     ],
 )
 def test_entries_that_cannot_be_used(tmp_path: Path, text: str, problem: str) -> None:

@@ -44,6 +44,7 @@ _SPOTIFY_REF = re.compile(
     r"(?P<id>[A-Za-z0-9]{22})(?:\?.*)?$"
 )
 _BARE_ID = re.compile(r"^[A-Za-z0-9]{22}$")
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 class ExclusionsError(Exception):
@@ -104,7 +105,18 @@ def load(path: Path) -> list[Exclusion]:
             continue  # an empty list written as "artists:"
         if not isinstance(value_node, yaml.SequenceNode):
             _fail(path, value_node, f"{key}: expected a list of entries (lines starting with -)")
-        found.extend(_entry(path, KINDS[key], item) for item in value_node.value)
+        for item in value_node.value:
+            entry = _entry(path, KINDS[key], item)
+            # status and Coverage count and warn by line: one entry a line
+            same_line = next((e for e in found if e.line == entry.line), None)
+            if same_line is not None:
+                _fail(
+                    path,
+                    item,
+                    f"{entry.entry!r} shares its line with {same_line.entry!r}: write each"
+                    " entry on a line of its own, starting with -",
+                )
+            found.append(entry)
     return found
 
 
@@ -112,7 +124,7 @@ def _entry(path: Path, kind: str, node: yaml.Node) -> Exclusion:
     line = node.start_mark.line + 1
     reason = None
     if isinstance(node, yaml.ScalarNode):
-        written, explicit_id = str(node.value).strip(), False
+        written, explicit_id = _text(node), False
     elif isinstance(node, yaml.MappingNode):
         values: dict[str, str] = {}
         for key_node, value_node in node.value:
@@ -120,20 +132,27 @@ def _entry(path: Path, kind: str, node: yaml.Node) -> Exclusion:
                 _fail(
                     path, key_node, f"an entry takes name:, id: and reason:, not {key_node.value!r}"
                 )
-            values[key_node.value] = str(value_node.value).strip()
+            values[key_node.value] = _text(value_node)
         if ("name" in values) == ("id" in values):
             _fail(path, node, "an entry needs either name: or id:")
-        written, explicit_id = values.get("name") or values["id"], "id" in values
+        explicit_id = "id" in values
+        written = values["id"] if explicit_id else values["name"]
         reason = values.get("reason") or None
     else:
         _fail(path, node, "an entry is a name, or name:/id: with an optional reason:")
     if not written:
-        _fail(path, node, "an empty entry")
+        _fail(path, node, "an empty entry (a name written null or ~ goes in quotes)")
     spotify_id = _spotify_id(kind, written, explicit=explicit_id)
     if explicit_id and spotify_id is None:
         _fail(path, node, f"{written!r} is not a Spotify {kind} id (22 letters and digits)")
     name = None if spotify_id else written.lower()
     return Exclusion(kind, written, name, spotify_id, reason, line)
+
+
+def _text(node: yaml.ScalarNode) -> str:
+    """A value as written; "name:" left blank or YAML's null ("~", "null" unquoted) is
+    empty (an empty entry, said so), not the name "~"."""
+    return "" if node.tag == _NULL_TAG else str(node.value).strip()
 
 
 def _spotify_id(kind: str, written: str, *, explicit: bool) -> str | None:
