@@ -173,3 +173,20 @@ def test_not_into_the_folders_music_tracker_manages(
         assert not (built_copy / inside / "listens.jsonl").exists()
     summary = cli_json(cli, "export", "--output", str(built_copy / "exports"), *args)
     assert summary["plays"] > 0
+
+
+def test_a_star_schema_built_by_an_older_version(
+    built_copy: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """After an upgrade, before `transform` rebuilt the star schema with the new version's
+    columns: an error saying to run it (exit 1), not a traceback, and no file written."""
+    import duckdb
+
+    with duckdb.connect(str(built_copy / "warehouse.duckdb")) as con:
+        con.execute("alter table dw.fact_track_played drop column is_played_at_estimated")
+    out = tmp_path / "x"
+    result = cli("export", "--format", "listenbrainz", "--output", str(out),
+                 "--data-dir", str(built_copy), expect=1)  # fmt: skip
+    assert "run `music-tracker transform`" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()

@@ -9,7 +9,7 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import EXTENDED_DIR, Cli, cli_json, query
+from conftest import EXTENDED_DIR, SPOTIFY_DATA, Cli, cli_json, query
 
 # what a play is, as the dashboards see it: its end (UTC and local), time heard, context
 _PLAYS = (
@@ -83,6 +83,32 @@ def test_reimport_into_the_first_warehouse_adds_nothing(
     again = cli_json(cli, "import", str(tmp_path / "lb"), "--data-dir", str(built_copy))
     assert again["files_already_imported"] == 2
     assert again["new_plays"] == 0
+
+
+def test_round_trip_of_api_plays_and_a_scrobble(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Plays polled from the API (every play between two exports is one) know their end to
+    the millisecond and count with the track's length; a scrobble knows its start. Through
+    ListenBrainz into an empty warehouse they are the same plays: the same end and local
+    time, the same milliseconds (still estimated); and into the first, nothing new."""
+    first = tmp_path / "first"
+    api = SPOTIFY_DATA / "api_samples" / "recently-played__zmb3-spotify.json"
+    scrobbles = tmp_path / "scrobbles.csv"
+    scrobbles.write_text("Nobody Else,An Album,A Song,14 Nov 2023 22:13\n")
+    cli("import", str(api), str(scrobbles), "--data-dir", str(first))
+    cli("transform", "--data-dir", str(first))
+    exported = _export(cli, first, tmp_path / "lb")
+    cli("import", str(tmp_path / "lb"))
+    cli("transform")
+    plays = (
+        "select played_at, played_at_local, started_at, date_sid, time_sid, ms_played,"
+        " is_ms_played_estimated, duration_ms, track_id from dw.fact_track_played order by all"
+    )
+    before = query(first, plays)
+    assert len(before) == exported["plays"] == 21
+    assert query(data_dir, plays) == before
+    summary = cli_json(cli, "import", str(tmp_path / "lb"), "--data-dir", str(first))
+    assert summary["new_plays"] == 0
+    assert summary["duplicates"]["same_play_from_other_source"] == 21
 
 
 def _listen(at: int, artist: str, track: str, **info: object) -> str:

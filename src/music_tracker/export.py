@@ -164,6 +164,7 @@ select
     fact.date_sid as played_date_local,
     fact.ms_played,
     fact.is_ms_played_estimated,
+    fact.is_played_at_estimated,
     fact.is_stream,
     fact.duration_ms as track_duration_ms,
     fact.track_id,
@@ -281,6 +282,14 @@ def _check_built(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchone()
     if not built or built[0] < 2:
         raise ExportError("the star schema is not built yet: run `music-tracker transform` first")
+    for sql in (_PLAYS_SQL, _OTHER_SQL):
+        try:  # a column this version reads that the stored tables lack (built before an upgrade)
+            con.execute(f"select * from ({sql}) limit 0", {"since": None})
+        except duckdb.BinderException as exc:
+            raise ExportError(
+                "the star schema was built by an earlier version of music-tracker"
+                f" ({str(exc).splitlines()[0]}): run `music-tracker transform` first"
+            ) from None
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, since: date | None) -> int:
@@ -365,8 +374,11 @@ def _listens(relation: duckdb.DuckDBPyRelation, *, content: str) -> Iterator[str
 
 
 def _music_listen(row: dict[str, Any]) -> dict[str, Any]:
+    estimated = row["is_ms_played_estimated"]
     info: dict[str, Any] = {
-        "duration_ms": row["track_duration_ms"],
+        # a play whose time heard is unknown (API, Last.fm) counted with its track's length:
+        # that length, so that it counts with the same one when read back
+        "duration_ms": row["ms_played"] if estimated else row["track_duration_ms"],
         "spotify_id": _spotify_url("track", row["track_id"]),
         "origin_url": _spotify_url("track", row["track_id"]),
         "spotify_artist_ids": [_spotify_url("artist", row["artist_id"])]
@@ -376,8 +388,10 @@ def _music_listen(row: dict[str, Any]) -> dict[str, Any]:
         "artist_mbids": [row["artist_mbid"]] if row["artist_mbid"] else None,
     }
     info.update(_common_info(row))
-    if row["is_ms_played_estimated"]:  # a scrobble or an API play: the time heard is unknown
+    if estimated:  # a scrobble or an API play: the time heard is unknown
         info.pop(MS_PLAYED)
+    if row["is_played_at_estimated"]:
+        # a scrobble says only its start (an API play's end is Spotify's, to the millisecond)
         info.pop(ENDED_AT)
     return {
         "listened_at": _epoch_seconds(row["started_at"]),

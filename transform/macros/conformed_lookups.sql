@@ -158,14 +158,14 @@
             conformed.is_shuffle,
             conformed.is_skipped,
             -- Last.fm (and a listen that says no more) gives the start of play: its end is
-            -- start + length when the length is known
+            -- start + length when the length is known. A listen that says its end (an API
+            -- play exported and read back) keeps it, as the API play did.
             case
-                when
-                    conformed.source = 'lastfm'
-                    or (conformed.source = 'listenbrainz' and conformed.ms_played is null)
+                when conformed.is_start_only
                     then conformed.played_at + to_milliseconds(coalesce(tracks.duration_ms, 0))
                 else conformed.played_at
             end as played_at,
+            conformed.is_start_only as is_played_at_estimated,
             conformed.changed_at
         from conformed_keys as conformed
         left join tracks

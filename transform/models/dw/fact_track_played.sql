@@ -108,6 +108,7 @@ final as (
         1 as tracks_played,
         plays.ms_played,
         plays.is_ms_played_estimated,
+        plays.is_played_at_estimated,
         -- a scrobble (or a listen) of a track of unknown length still met the scrobbling
         -- rule (Last.fm's and ListenBrainz's: half the track or 4 minutes)
         coalesce(

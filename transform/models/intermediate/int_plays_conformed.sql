@@ -336,6 +336,7 @@ final as (
         track_popularity,
         ms_played,
         is_ms_played_estimated,
+        is_played_at_estimated,
         -- context
         source,
         seen_by_sources,

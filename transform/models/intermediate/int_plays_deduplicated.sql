@@ -115,6 +115,7 @@ final as (
         richest.is_skipped,
         -- times
         richest.played_at,
+        richest.is_start_only,
         per_play.changed_at
     from richest
     inner join per_play

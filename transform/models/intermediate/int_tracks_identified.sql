@@ -16,6 +16,10 @@ api_plays as (
     select * from {{ ref('stg_spotify__api_plays') }}
 ),
 
+listens as (
+    select * from {{ ref('stg_listenbrainz__listens') }}
+),
+
 heard as (
     select
         track_id,
@@ -41,6 +45,18 @@ api_metadata as (
     group by track_id
 ),
 
+-- the length a listen without a time heard gives its track (ListenBrainz's duration_ms):
+-- an API play exported as a listen (the length it counted with) and read back into a
+-- warehouse without the API's metadata counts with the same length
+listen_metadata as (
+    select
+        track_id,
+        max(duration_ms) as duration_ms
+    from listens
+    where track_id is not null and ms_played is null and duration_ms > 0
+    group by track_id
+),
+
 final as (
     select
         -- keys
@@ -56,7 +72,10 @@ final as (
         -- measures
         heard.play_count,
         coalesce(
-            spotify_tracks.duration_ms, api_metadata.duration_ms, heard.full_play_ms
+            spotify_tracks.duration_ms,
+            api_metadata.duration_ms,
+            listen_metadata.duration_ms,
+            heard.full_play_ms
         ) as duration_ms,
         spotify_tracks.track_popularity
     from heard
@@ -64,6 +83,8 @@ final as (
         on heard.track_id = spotify_tracks.track_id
     left join api_metadata
         on heard.track_id = api_metadata.track_id
+    left join listen_metadata
+        on heard.track_id = listen_metadata.track_id
 )
 
 select * from final
