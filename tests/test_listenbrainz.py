@@ -288,3 +288,21 @@ def test_a_bad_listen_after_blank_lines_is_named_by_its_line(
     result = cli("import", str(listens), expect=1)
     assert "listens.jsonl, row 6:" in result.output, result.output
     assert not (data_dir / "warehouse.duckdb").exists()
+
+
+def test_a_podcast_listen_without_its_time_heard_is_set_aside(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """A listen marked as a podcast (audiobook, video) but without ms_played (an edited
+    file): not music, and no time heard to count as other content; set aside with the
+    reason, never dropped without a word."""
+    listens = tmp_path / "listens.jsonl"
+    listens.write_text(
+        _listen(1_700_000_000, "A Show", "Episode 1", music_tracker_content_type="podcast")
+        + "\n" + _listen(1_700_000_600, "Radiohead", "Creep") + "\n"
+    )  # fmt: skip
+    summary = cli_json(cli, "import", str(listens))
+    assert summary["rows_read"] == 2
+    assert summary["new_plays"] == 1 and summary["new_other_content"] == {}
+    assert sum(summary["set_aside"].values()) == 1, summary["set_aside"]
+    assert "podcast" in next(iter(summary["set_aside"]))

@@ -74,6 +74,7 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         **{key: _info(key) for key in export.CONTEXT_KEYS if key not in _FLAGS},
         **{key: _info(key) == "true" for key in _FLAGS},
     )
+    is_other = pl.col("content_type").is_in(_OTHER_CONTENT).fill_null(False)
     frame = _with_times(frame, display_name).with_columns(
         kind=pl.col("spotify_url").str.extract(_SPOTIFY_ID, 1),
         spotify_id=pl.col("spotify_url").str.extract(_SPOTIFY_ID, 2),
@@ -81,10 +82,13 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         reason=pl.when(
             (pl.col("artist_name").str.strip_chars() == "").fill_null(True)
             | (pl.col("track_name").str.strip_chars() == "").fill_null(True)
-        ).then(pl.lit("no artist_name or track_name in the listen")),
+        )
+        .then(pl.lit("no artist_name or track_name in the listen"))
+        # other content is counted by its time heard: without it, not a play of anything
+        .when(is_other & pl.col("ms_played").is_null())
+        .then(pl.format("a {} listen without its time heard (ms_played)", "content_type")),
     )
     kept = frame.filter(pl.col("reason").is_null())
-    is_other = pl.col("content_type").is_in(_OTHER_CONTENT).fill_null(False)
     music = kept.filter(~is_other).select(
         "source_key",
         "started_at",
@@ -101,7 +105,7 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         *export.CONTEXT_KEYS,
         "file_row",
     )
-    other = kept.filter(is_other & pl.col("ms_played").is_not_null()).select(
+    other = kept.filter(is_other).select(
         "source_key",
         pl.lit(Format.LISTENBRAINZ.value).alias("source"),
         "content_type",
