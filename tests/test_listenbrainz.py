@@ -18,8 +18,8 @@ _PLAYS = (
     " from dw.fact_track_played order by all"
 )
 _OTHER = (
-    "select played_at, played_at_local, ms_played, content_type, source"
-    " from dw.fact_other_played order by all"
+    "select played_at, played_at_local, ms_played, content_type, show_name, item_name,"
+    " item_uri, author_name, platform, reason_end, source from dw.fact_other_played order by all"
 )
 
 
@@ -43,10 +43,11 @@ def test_round_trip_into_an_empty_warehouse(
     assert len(after) == exported["plays"] > 20_000
     assert after == before
     # podcasts, audiobooks and videos come back as such, from the new source
-    other_before = [row[:4] for row in query(built, _OTHER)]
+    # (a video Spotify could not name stays unnamed: its listen's names are placeholders)
+    other_before = [row[:-1] for row in query(built, _OTHER)]
     other_after = query(data_dir, _OTHER)
-    assert [row[:4] for row in other_after] == other_before
-    assert {row[4] for row in other_after} == {"listenbrainz"}
+    assert [row[:-1] for row in other_after] == other_before
+    assert {row[-1] for row in other_after} == {"listenbrainz"}
     assert query(data_dir, "select distinct source from dw.fact_track_played") == [
         ("listenbrainz",)
     ]

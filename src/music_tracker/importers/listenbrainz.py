@@ -112,7 +112,12 @@ def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) 
         pl.coalesce("played_at", "started_at").alias("played_at"),
         "ms_played",
         pl.col("album_name").alias("show_name"),
-        pl.col("track_name").alias("item_name"),
+        # our export names an item Spotify left unnamed (and showless) by its kind, since a
+        # listen needs a title: read back, it is unnamed again
+        pl.when(pl.col("album_name").is_null() & (pl.col("track_name") == pl.col("content_type")))
+        .then(None)
+        .otherwise(pl.col("track_name"))
+        .alias("item_name"),
         pl.when(pl.col("spotify_id").is_not_null())
         .then(pl.concat_str(pl.lit("spotify:"), "kind", pl.lit(":"), "spotify_id"))
         .alias("item_uri"),
