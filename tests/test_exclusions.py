@@ -201,3 +201,36 @@ def test_names_and_ids(tmp_path: Path) -> None:
     moved = exclusions.load(path)
     assert exclusions.fingerprint(moved) == exclusions.fingerprint(found)
     assert exclusions.fingerprint(moved[:-1]) != exclusions.fingerprint(found)
+
+
+def test_an_entry_that_matches_nothing_says_what_it_may_need(tmp_path: Path) -> None:
+    """An artist's or album's Spotify id is known once `ingest` fetched its tracks' details
+    (an export alone names no artist or album id), a genre once `enrich` looked its artists
+    up: a warning about such an entry says so, not only "a typo?"."""
+    import duckdb
+
+    path = tmp_path / exclusions.FILE_NAME
+    path.write_text(
+        "artists:\n  - id: spotify:artist:0LyfQWJT6nXafLPZqxe9Of\n"
+        "genres:\n  - sleep\ntracks:\n  - Nope\n"
+    )
+    entries = exclusions.load(path)
+    with duckdb.connect() as con:
+        con.execute(
+            "create schema raw; create schema dw; create schema intermediate;"
+            " create table raw.exclusions (kind varchar, entry varchar, match_name varchar,"
+            " spotify_id varchar, reason varchar, line_number integer);"
+            " create table intermediate.int_plays_excluded (play_sid varchar);"
+            " create table dw.agg_excluded_plays (kind varchar, entry varchar, reason varchar,"
+            " line_number integer, play_count bigint)"
+        )
+        exclusions.store(con, entries)
+        con.execute(
+            "insert into dw.agg_excluded_plays select kind, entry, 'no reason given',"
+            " line_number, 0 from raw.exclusions"
+        )
+        warnings = exclusions.status(con, tmp_path)["warnings"]
+    by_line = {line: next(w for w in warnings if f"line {line}:" in w) for line in (2, 4, 6)}
+    assert "music-tracker ingest" in by_line[2]
+    assert "music-tracker enrich" in by_line[4]
+    assert by_line[6].endswith("(a typo?)")

@@ -229,13 +229,27 @@ def status(con: duckdb.DuckDBPyConnection, data_dir: Path) -> dict[str, Any]:
         warnings.append(
             f"{path} changed since the last build: run `music-tracker transform` to apply it"
         )
+    ids = {(e.kind, e.entry) for e in stored if e.spotify_id}
     for item in entries:
         if item["plays"] == 0:
             warnings.append(
                 f"{path}, line {item['line']}: {item['kind']} {item['entry']!r} matches no"
-                " play (a typo?)"
+                f" play ({_maybe_why(item['kind'], (item['kind'], item['entry']) in ids)})"
             )
     return {"file": str(path), "entries": entries, "excluded_plays": excluded, "warnings": warnings}
+
+
+def _maybe_why(kind: str, is_id: bool) -> str:
+    """Why an entry may match nothing besides a typo: what its key needs first."""
+    if kind in ("artist", "album") and is_id:
+        # the exports name tracks only; artists' and albums' ids come with the track details
+        return (
+            f"a typo? an {kind}'s Spotify id is known once `music-tracker ingest` has fetched"
+            " its tracks' details from Spotify; until then give its name"
+        )
+    if kind == "genre":
+        return "a typo? genres are MusicBrainz's: run `music-tracker enrich` first"
+    return "a typo?"
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
