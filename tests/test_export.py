@@ -190,3 +190,23 @@ def test_a_star_schema_built_by_an_older_version(
     assert "run `music-tracker transform`" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_a_failure_on_the_second_file_leaves_the_folder_as_it_was(
+    built: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """An older export in the folder, and the second file cannot be written (a disk that
+    fills up, here a folder where it is written first): neither file is replaced, so the
+    folder never holds this export's plays beside the older export's podcasts."""
+    folder = tmp_path / "lb"
+    folder.mkdir()
+    (folder / "listens.jsonl").write_text("an older export\n")
+    (folder / ".other_listens.jsonl.partial").mkdir()
+    result = cli("export", "--format", "listenbrainz", "--output", str(folder),
+                 "--data-dir", str(built), expect=1)  # fmt: skip
+    assert f"cannot write {folder / 'other_listens.jsonl'}" in result.output
+    assert (folder / "listens.jsonl").read_text() == "an older export\n"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".other_listens.jsonl.partial",
+        "listens.jsonl",
+    ]

@@ -9,8 +9,9 @@ Three formats (docs/export.md says what each holds):
   (``listened_at`` and ``track_metadata``), music in ``listens.jsonl`` and the other
   content in ``other_listens.jsonl``. ``importers/listenbrainz.py`` reads them back.
 
-The warehouse is opened read-only; each file is written beside its final name and renamed
-into place, so an interrupted export never leaves half a file under the final name.
+The warehouse is opened read-only; both files are written beside their final names and
+renamed into place once both are whole, so an interrupted or failed export never leaves
+half a file under a final name, nor one new file beside an older export's other one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from errno import EISDIR
+from os import strerror
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -249,25 +252,48 @@ def export_history(
         except OSError as exc:
             raise ExportError(_cannot_write(output, exc)) from None
         music_name, other_name = output_files(fmt)
-        for name, sql, content in (
-            (music_name, _PLAYS_SQL, "music"),
-            (other_name, _OTHER_SQL, "other"),
-        ):
-            relation = con.sql(sql, params={"since": since})
-            total = _count(con, sql, since)
-            target = output / name
-            try:
-                if fmt is ExportFormat.LISTENBRAINZ:
-                    lines = _listens(relation, content=content)
-                    rows = _write_lines(target, lines, total, progress)
-                else:
-                    rows = _copy(con, sql, since, target, fmt, timezone)
-            except (OSError, duckdb.IOException) as exc:
-                raise ExportError(_cannot_write(target, exc)) from None
-            if progress and fmt is not ExportFormat.LISTENBRAINZ:
-                progress(rows, total)
-            summary.files.append({"path": str(target), "content": content, "rows": rows})
+        targets = [output / music_name, output / other_name]
+        for target in targets:
+            if target.is_dir():  # found before anything is written
+                in_the_way = IsADirectoryError(EISDIR, strerror(EISDIR))
+                raise ExportError(_cannot_write(target, in_the_way))
+        # both files written beside their names, then both renamed: a failure on the way
+        # leaves the folder as it was (never this export's plays beside an older export's
+        # podcasts)
+        partials = [_partial(target) for target in targets]
+        try:
+            for target, partial, sql, content in (
+                (targets[0], partials[0], _PLAYS_SQL, "music"),
+                (targets[1], partials[1], _OTHER_SQL, "other"),
+            ):
+                relation = con.sql(sql, params={"since": since})
+                total = _count(con, sql, since)
+                try:
+                    if fmt is ExportFormat.LISTENBRAINZ:
+                        lines = _listens(relation, content=content)
+                        rows = _write_lines(partial, lines, total, progress)
+                    else:
+                        rows = _copy(con, sql, since, partial, fmt, timezone)
+                except (OSError, duckdb.IOException) as exc:
+                    raise ExportError(_cannot_write(target, exc)) from None
+                if progress and fmt is not ExportFormat.LISTENBRAINZ:
+                    progress(rows, total)
+                summary.files.append({"path": str(target), "content": content, "rows": rows})
+            for target, partial in zip(targets, partials, strict=True):
+                try:
+                    partial.replace(target)
+                except OSError as exc:
+                    raise ExportError(_cannot_write(target, exc)) from None
+        finally:
+            for partial in partials:
+                with contextlib.suppress(OSError):
+                    partial.unlink(missing_ok=True)
     return summary
+
+
+def _partial(target: Path) -> Path:
+    """Where a file is written before it is renamed to ``target``."""
+    return target.with_name(f".{target.name}.partial")
 
 
 def _cannot_write(path: Path, exc: Exception) -> str:
@@ -301,13 +327,12 @@ def _copy(
     con: duckdb.DuckDBPyConnection,
     sql: str,
     since: date | None,
-    target: Path,
+    partial: Path,
     fmt: ExportFormat,
     timezone: str,
 ) -> int:
-    """DuckDB's CSV or Parquet writer (the warehouse connection's zone is UTC); a column
-    names the zone of the local times."""
-    partial = target.with_name(f".{target.name}.partial")
+    """DuckDB's CSV or Parquet writer into ``partial`` (the warehouse connection's zone is
+    UTC); a column names the zone of the local times."""
     select = "select *"
     if fmt is ExportFormat.CSV:
         # ISO 8601 text that says which times are UTC (Z) and which are local (no offset)
@@ -326,16 +351,10 @@ def _copy(
         options = "format csv, header true"
     else:
         options = "format parquet, compression zstd"
-    try:
-        con.execute(
-            f"copy ({select}, $timezone as timezone from ({sql}))"
-            f" to '{_quoted(partial)}' ({options})",
-            {"since": since, "timezone": timezone},
-        )
-        partial.replace(target)
-    finally:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
+    con.execute(
+        f"copy ({select}, $timezone as timezone from ({sql})) to '{_quoted(partial)}' ({options})",
+        {"since": since, "timezone": timezone},
+    )
     return _count(con, sql, since)
 
 
@@ -344,21 +363,16 @@ def _quoted(path: Path) -> str:
 
 
 def _write_lines(
-    target: Path, lines: Iterator[str], total: int, progress: ProgressCallback | None
+    partial: Path, lines: Iterator[str], total: int, progress: ProgressCallback | None
 ) -> int:
-    partial = target.with_name(f".{target.name}.partial")
     written = 0
-    try:
-        with partial.open("w", encoding="utf-8") as out:
-            for line in lines:
-                out.write(line)
-                out.write("\n")
-                written += 1
-                if progress and written % _BATCH_ROWS == 0:
-                    progress(written, total)
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with partial.open("w", encoding="utf-8") as out:
+        for line in lines:
+            out.write(line)
+            out.write("\n")
+            written += 1
+            if progress and written % _BATCH_ROWS == 0:
+                progress(written, total)
     if progress:
         progress(written, total)
     return written
