@@ -307,3 +307,38 @@ def test_a_podcast_listen_without_its_time_heard_is_set_aside(
     assert summary["new_plays"] == 1 and summary["new_other_content"] == {}
     assert sum(summary["set_aside"].values()) == 1, summary["set_aside"]
     assert "podcast" in next(iter(summary["set_aside"]))
+
+
+def test_listens_listenbrainz_read_from_spotify_join_the_spotify_plays(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """ListenBrainz's own Spotify importer gives a listen Spotify's played_at, the end of
+    play, as listened_at (its importer: listened_at = played_at; submission_client
+    "listenbrainz", music_service "spotify.com"). Someone who linked Spotify to ListenBrainz
+    and imports both exports has each play once: those listens are matched on their end,
+    like API plays, not taken for a start minutes before."""
+    history = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
+    heard = [
+        row for row in json.loads(history.read_text())
+        if row["spotify_track_uri"] and row["master_metadata_track_name"]
+        and row["ms_played"] >= 30_000  # what recently-played lists
+    ]  # fmt: skip
+    lines = []
+    for row in heard:
+        end = datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        url = "https://open.spotify.com/track/" + row["spotify_track_uri"].split(":")[-1]
+        info = {"submission_client": "listenbrainz", "music_service": "spotify.com",
+                "spotify_id": url, "origin_url": url, "duration_ms": row["ms_played"]}  # fmt: skip
+        lines.append(
+            _listen(
+                int(end.timestamp()),
+                row["master_metadata_album_artist_name"],
+                row["master_metadata_track_name"],
+                **info,
+            )
+        )
+    (tmp_path / "listens.jsonl").write_text("\n".join(lines) + "\n")
+    cli("import", str(history))
+    summary = cli_json(cli, "import", str(tmp_path / "listens.jsonl"))
+    assert summary["duplicates"]["same_play_from_other_source"] == len(heard) > 3000
+    assert summary["new_plays"] == 0

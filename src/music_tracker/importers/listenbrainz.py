@@ -166,8 +166,27 @@ def _with_times(frame: pl.DataFrame, display_name: str) -> pl.DataFrame:
             hint=f"listened_at is whole seconds since 1970 (UTC), between {EARLIEST_PLAY:%Y}"
             " and one day after now; fix or delete that line and import again",
         )
+    # ListenBrainz's own Spotify importer gives a listen Spotify's played_at, the end of
+    # play: that listen says its end (matched like an API play), and starts its track's
+    # length before it when the listen says the length
+    client = _info("submission_client")
+    from_spotify = (
+        (client == "listenbrainz")
+        & (_info("music_service") == export.SPOTIFY_SERVICE)
+        & pl.col("ended_text").is_null()
+    ) | (client.is_null() & (_info("listening_from") == "spotify"))  # its importer before 2021
+    frame = frame.with_columns(
+        played_at=pl.when(from_spotify.fill_null(False))
+        .then(pl.col("listened"))
+        .otherwise(pl.col("played_at"))
+    )
     exact_start = pl.col("played_at") - pl.duration(milliseconds=pl.col("ms_played"))
+    spotify_start = pl.col("played_at") - pl.duration(milliseconds=pl.col("duration_ms"))
     return frame.with_columns(
-        started_at=pl.coalesce(exact_start, pl.col("listened")).cast(UTC_TYPE),
+        started_at=pl.coalesce(
+            exact_start,
+            pl.when(from_spotify.fill_null(False)).then(spotify_start),
+            pl.col("listened"),
+        ).cast(UTC_TYPE),
         played_at=pl.col("played_at").cast(UTC_TYPE),
     ).drop("listened", "ended_text")
