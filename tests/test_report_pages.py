@@ -448,3 +448,31 @@ def test_a_ranked_card_switches_between_plays_and_time(request: pytest.FixtureRe
         context.close()
         browser.close()
     assert not problems, problems
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+def test_a_phone_sees_the_figures_of_a_table_of_names(real_report: Path) -> None:
+    """At 390 px a table keeps its names and figures on screen (its dates may go): names
+    that are not links (Podcasts' shows, Coverage's entries) wrap like linked ones, so
+    the figures beside them are not scrolled out of sight."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "Chromium is required in CI (.ci/run installs it)"
+    page_path = real_report / "report" / "podcasts" / "index.html"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 900})
+        page.route("**/*", lambda route: route.continue_()
+                   if route.request.url.startswith("file:") else route.abort())  # fmt: skip
+        page.goto(page_path.as_uri())
+        widths = page.evaluate(
+            """() => [...document.querySelectorAll('#podcasts--episodes .table-scroll')]
+                .map(box => [box.scrollWidth, box.clientWidth])"""
+        )
+        browser.close()
+    assert widths, "the episodes table is on the page"
+    for scroll_width, client_width in widths:
+        assert scroll_width <= client_width + 1, (scroll_width, client_width)

@@ -125,7 +125,7 @@ def table(
                 "td",
                 value,
                 (links.get(column) or [None] * len(rows))[r],
-                _kind(_is_number(value), dates[i], column in kinds),
+                _kind(_is_number(value), dates[i], column in kinds, isinstance(value, str)),
                 kinds.get(column),
                 column,
                 card.rank is not None,
@@ -179,9 +179,10 @@ def ranked(
     return f"<p class='measure'>{esc(card.title_of(card.x))}</p><ol class='ranked'>{items}</ol>"
 
 
-def _kind(numeric: bool, date: bool, name: bool) -> str:
-    """A cell's classes: numbers right-aligned, dates droppable, names wrapping."""
-    return "num" if numeric else "date" if date else "name" if name else ""
+def _kind(numeric: bool, date: bool, name: bool, text: bool = False) -> str:
+    """A cell's classes: numbers right-aligned, dates droppable, names (of pages: links)
+    and other text wrapping, so that a phone keeps a table's figures on screen."""
+    return "num" if numeric else "date" if date else "name" if name else "text" if text else ""
 
 
 def _is_number(value: Any) -> bool:
