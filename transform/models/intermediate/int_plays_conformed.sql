@@ -19,6 +19,7 @@
         ],
     )
 }}
+-- depends_on: {{ ref('stg_pipeline__play_id_moves') }}
 -- a play merged into another by a later import has no row upstream any more: the
 -- post-hook deletes it. Every play written or deleted is logged (macros/play_changes.sql):
 -- the fact recomputes those plays.
@@ -129,7 +130,7 @@ artist_by_name as (
 
     gone as (
         select * from stored
-        where not exists (select 1 from plays where plays.play_id = stored.play_sid)
+        where play_sid in ({{ plays_merged_away('plays', 'play_id') }})
     ),
 
     -- the track and album groups (artist and name) a candidate or a play merged away
@@ -304,15 +305,10 @@ hashed as (
 ),
 
 changed as (
-    select * from hashed
     {% if is_incremental() %}
-        where not exists (
-            select 1
-            from {{ this }} as stored
-            where
-                stored.play_sid = hashed.play_id
-                and stored.inputs_hash = hashed.inputs_hash
-        )
+        {{ not_stored_as_is('hashed', 'play_id', 'play_sid', 'inputs_hash') }}
+    {% else %}
+        select * from hashed
     {% endif %}
 ),
 
