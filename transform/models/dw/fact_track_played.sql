@@ -148,10 +148,14 @@ hashed as (
         -- DuckDB versions (one run then merges every row once)
         hash(final) as row_hash
     from final
+),
+
+changed as (
+    {% if is_incremental() %}
+        {{ not_stored_as_is('hashed', 'play_sid', 'play_sid', 'row_hash') }}
+    {% else %}
+        select * from hashed
+    {% endif %}
 )
 
-{% if is_incremental() %}
-    {{ not_stored_as_is('hashed', 'play_sid', 'play_sid', 'row_hash') }}
-{% else %}
-    select * from hashed
-{% endif %}
+select * from changed

@@ -240,9 +240,10 @@ artist_by_name as (
     ),
 
     -- the stored plays of the same groups not conformed again, as they are: the rest of
-    -- each group
+    -- each group (every group of with_track is a touched group: group_rows holds its
+    -- stored plays, and reading them there saves a scan of every stored play)
     unchanged as (
-        select * from stored
+        select * exclude (is_replaced) from group_rows
         where
             (
                 hash(artist_name, track_name) in (
@@ -252,8 +253,10 @@ artist_by_name as (
                     select hash(artist_name, album_name) from with_track
                 )
             )
-            and not exists (select 1 from with_track where with_track.play_id = stored.play_sid)
-            and not exists (select 1 from gone where gone.play_sid = stored.play_sid)
+            and not is_replaced
+            and not exists (
+                select 1 from with_track where with_track.play_id = group_rows.play_sid
+            )
     ),
 {% else %}
     with_track as (
