@@ -158,7 +158,11 @@ artist_by_name as (
         from gone
     ),
 
-    group_rows as (
+    -- not materialized: a touched group can hold millions of plays (an artist's plays with
+    -- no album name, or a large album: 3.3 million stored rows for 100 new plays in the
+    -- 10M benchmark), which held as a CTE outgrew the memory cap; its readers aggregate
+    -- or join it with a few groups, so each streams it from a scan of the stored plays
+    group_rows as not materialized (
         select
             *,
             play_sid in (select play_id from candidates)
@@ -173,7 +177,7 @@ artist_by_name as (
             )
     ),
 
-    group_rows_now as (
+    group_rows_now as not materialized (
         select * from with_track_candidates
         union all by name
         select * exclude (play_sid, is_replaced) from group_rows
@@ -210,20 +214,26 @@ artist_by_name as (
         ) as only_now
     ),
 
-    -- every other stored play of a group whose key changed: its keys change with it
+    -- every other stored play of a group whose key changed: its keys change with it.
+    -- Found by a hash of the names, as group_rows are (an IN list is always the small side
+    -- of its join; an equality join on the names could build on the group's millions of
+    -- plays instead, and did, out of memory at 10M); a collision re-conforms a play that
+    -- comes out as stored, which the hash comparison below then leaves alone.
     group_members as (
-        select group_rows.play_sid
+        select play_sid
         from group_rows
-        inner join changed_groups
-            on
-                group_rows.artist_name is not distinct from changed_groups.artist_name
-                and (
-                    changed_groups.kind = 'track'
-                    and group_rows.track_name is not distinct from changed_groups.group_name
-                    or changed_groups.kind = 'album'
-                    and group_rows.album_name is not distinct from changed_groups.group_name
+        where
+            not is_replaced
+            and (
+                hash(artist_name, track_name) in (
+                    select hash(artist_name, group_name) from changed_groups
+                    where kind = 'track'
                 )
-        where not group_rows.is_replaced
+                or hash(artist_name, album_name) in (
+                    select hash(artist_name, group_name) from changed_groups
+                    where kind = 'album'
+                )
+            )
     ),
 
     member_plays as (
@@ -238,26 +248,6 @@ artist_by_name as (
         union all
         select * from ({{ conform_plays('member_plays') }})
     ),
-
-    -- the stored plays of the same groups not conformed again, as they are: the rest of
-    -- each group (every group of with_track is a touched group: group_rows holds its
-    -- stored plays, and reading them there saves a scan of every stored play)
-    unchanged as (
-        select * exclude (is_replaced) from group_rows
-        where
-            (
-                hash(artist_name, track_name) in (
-                    select hash(artist_name, track_name) from with_track
-                )
-                or hash(artist_name, album_name) in (
-                    select hash(artist_name, album_name) from with_track
-                )
-            )
-            and not is_replaced
-            and not exists (
-                select 1 from with_track where with_track.play_id = group_rows.play_sid
-            )
-    ),
 {% else %}
     with_track as (
         {{ conform_plays('plays') }}
@@ -268,16 +258,13 @@ artist_by_name as (
 -- album name), keyed by the largest Spotify id of the group (a single and its album
 -- version are one track); a new, larger id changes the key of every play of the group,
 -- which the hash below notices
-group_ids as (
-    select * from with_track
-    {% if is_incremental() %}
-        union all by name
-        select * exclude (play_sid) from unchanged
-    {% endif %}
-),
-
 group_keys as (
-    {{ group_keys('group_ids') }}
+    {% if is_incremental() %}
+        -- every group of with_track is a touched group, keyed as it is now above
+        select * from group_keys_now
+    {% else %}
+        {{ group_keys('with_track') }}
+    {% endif %}
 ),
 
 keyed as (
