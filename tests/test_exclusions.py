@@ -162,6 +162,9 @@ def test_bad_yaml_names_file_and_line_and_changes_nothing(built_copy: Path, cli:
         ("tracks:\n  - id:\n", "line 2: an empty entry"),
         # YAML's one-line lists: each entry is counted and warned about by its line
         ("albums: [Frozen, Moana]\n", "line 1: 'Moana' shares its line with 'Frozen'"),
+        # the genres dashboards' label for artists MusicBrainz gave none: every artist not
+        # looked up, most of a history
+        ("genres:\n  - No Genre Defined\n", "line 2: 'No Genre Defined' is not a genre"),
     ],
 )
 def test_entries_that_cannot_be_used(tmp_path: Path, text: str, problem: str) -> None:
@@ -234,3 +237,21 @@ def test_an_entry_that_matches_nothing_says_what_it_may_need(tmp_path: Path) -> 
     assert "music-tracker ingest" in by_line[2]
     assert "music-tracker enrich" in by_line[4]
     assert by_line[6].endswith("(a typo?)")
+
+
+def test_a_report_of_a_history_wholly_excluded_says_so(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """Every play kept out by exclusions.yaml: `report` says that (and how to undo it),
+    not that nothing was imported."""
+    scrobbles = tmp_path / "scrobbles.csv"
+    scrobbles.write_text(
+        "Raffi,Singable Songs,Baby Beluga,14 Nov 2023 22:13\n"
+        "Raffi,Singable Songs,Down by the Bay,14 Nov 2023 22:18\n"
+    )
+    cli("import", str(scrobbles))
+    (data_dir / exclusions.FILE_NAME).write_text("artists:\n  - raffi\n")
+    cli("transform")
+    result = cli("report", expect=1)
+    assert "exclusions.yaml keeps every play out" in result.output, result.output
+    assert "import, then transform" not in result.output

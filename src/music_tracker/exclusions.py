@@ -45,6 +45,8 @@ _SPOTIFY_REF = re.compile(
 )
 _BARE_ID = re.compile(r"^[A-Za-z0-9]{22}$")
 _NULL_TAG = "tag:yaml.org,2002:null"
+# int_artist_genres' genre for an artist without one: a label, not a genre to exclude
+NO_GENRE = "no genre defined"
 
 
 class ExclusionsError(Exception):
@@ -142,6 +144,14 @@ def _entry(path: Path, kind: str, node: yaml.Node) -> Exclusion:
         _fail(path, node, "an entry is a name, or name:/id: with an optional reason:")
     if not written:
         _fail(path, node, "an empty entry (a name written null or ~ goes in quotes)")
+    if kind == "genre" and " ".join(written.lower().split()) == NO_GENRE:
+        _fail(
+            path,
+            node,
+            f"{written!r} is not a genre: it is what the genre dashboards show for the"
+            " artists MusicBrainz gave none (every artist not looked up yet); list such"
+            " artists by name",
+        )
     spotify_id = _spotify_id(kind, written, explicit=explicit_id)
     if explicit_id and spotify_id is None:
         _fail(path, node, f"{written!r} is not a Spotify {kind} id (22 letters and digits)")

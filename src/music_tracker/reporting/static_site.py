@@ -111,6 +111,18 @@ def run_card(
     return columns, cursor.fetchall()
 
 
+def _why_no_plays(con: duckdb.DuckDBPyConnection) -> str:
+    """Why the star schema has no play to draw: none imported, or every one excluded."""
+    row = con.execute("select count(*) from dw.agg_excluded_plays where play_count > 0").fetchone()
+    if row and row[0]:
+        return (
+            f"exclusions.yaml keeps every play out ({row[0]} of its entries match): nothing to"
+            " draw; remove entries and run `music-tracker transform` (`music-tracker status`"
+            " lists them)"
+        )
+    return "the star schema holds no plays yet: import, then transform"
+
+
 def _span(con: duckdb.DuckDBPyConnection) -> tuple[dt.date, dt.date] | None:
     """The first and the newest day with plays."""
     row = con.execute(
@@ -376,7 +388,7 @@ def write_report(
     _write_assets(partial / "assets", folder.with_name(".report-cache"))
     span = _span(con)
     if span is None:
-        raise ReportError("the star schema holds no plays yet: import, then transform")
+        raise ReportError(_why_no_plays(con))
     years = [
         int(year)
         for (year,) in con.execute(
