@@ -469,7 +469,9 @@ def _check_periods(fake: FakeMetabase, data_dir: Path, links: dict[str, Any]) ->
             # "current": the newest year with plays (with something to draw, when the
             # filter lists its years), else all time
             years = (
-                [y for (y,) in query(data_dir, flt.options_sql)] if flt.options_sql else [newest]
+                [y for (y,) in query(data_dir, flt.options_query())]
+                if flt.options_sql
+                else [newest]
             )
             current = max(years, default=None) if flt.default == "current" else None
             if definition.slug == "year-in-review":

@@ -164,7 +164,7 @@ def _values(dashboard_filters: list, con: duckdb.DuckDBPyConnection) -> list[dic
         if flt.kind == "year":
             sets.append({flt.name: 2024})
         else:
-            (first,) = con.execute(flt.options_sql).fetchone() or (None,)
+            (first,) = con.execute(flt.options_query()).fetchone() or (None,)
             sets.append({flt.name: first})
     return sets
 

@@ -56,7 +56,8 @@ class Filter(_Strict):
     default: str = "all"
     # text filters: a query whose first column lists the values (most relevant first);
     # year filters may have one too: the years in which the dashboard has something to draw
-    # (without it, every year with plays)
+    # (without it, every year with plays), with the cards' year clause ([[and
+    # calendar.year_num = {{year}}]]) so that the static report can ask it for any period
     options_sql: str | None = None
     # how many values of a text filter the static report renders (one page each)
     static_values: int = Field(default=12, ge=1, le=100)
@@ -67,7 +68,14 @@ class Filter(_Strict):
             raise ValueError("a text filter needs options_sql")
         if self.kind == "year" and self.default not in ("current", "all"):
             raise ValueError("a year filter's default is 'current' or 'all'")
+        if self.options_sql and set(_TAG.findall(self.options_sql)) - {self.name}:
+            raise ValueError(f"options_sql may use {{{{{self.name}}}}} only")
         return self
+
+    def options_query(self) -> str:
+        """The options as a plain query: the year clause dropped (every value)."""
+        assert self.options_sql is not None
+        return bind(self.options_sql, {})[0]
 
 
 class Layout(_Strict):

@@ -158,15 +158,14 @@ def _year_options(
     con: duckdb.DuckDBPyConnection, flt: Filter
 ) -> tuple[list[int], Callable[[periods.Period], bool], dt.date | None]:
     """The years of a year filter's ``options_sql``, whether a period holds any of its
-    days (the same query asked for days: ``calendar.date_sid`` for ``calendar.year_num``)
-    and the newest of those days (None when the query gives years only)."""
+    days (the same query asked of each day through its year clause, as cards are asked of
+    a period) and the newest of those days (None when the query has no year clause)."""
     assert flt.options_sql is not None
-    by_day = flt.options_sql.replace("calendar.year_num", "calendar.date_sid")
-    try:
-        days = sorted(d for (d,) in con.execute(by_day).fetchall() if d and d > _UNKNOWN_DAY)
-    except duckdb.Error:  # not a query of calendar's years: years only
+    found = periods.days_with_rows(con, flt.options_sql, flt.name)
+    if found is None:  # a query of years alone
         years = [int(year) for year in _options(con, flt)]
         return years, lambda period: period.last_date.year in years, None
+    days = [day for day in found if day > _UNKNOWN_DAY]
     years = sorted({day.year for day in days}, reverse=True)
     has = lambda period: any(period.first_date <= d <= period.last_date for d in days)  # noqa: E731
     return years, has, days[-1] if days else None
@@ -184,10 +183,9 @@ def newest_of(con: duckdb.DuckDBPyConnection, dashboard: Dashboard, newest: dt.d
 
 
 def _options(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[str]:
-    assert flt.options_sql is not None
     if flt.kind == "year":
-        return [str(year) for (year,) in con.execute(flt.options_sql).fetchall() if year]
-    rows = con.execute(flt.options_sql).fetchmany(flt.static_values)
+        return [str(year) for (year,) in con.execute(flt.options_query()).fetchall() if year]
+    rows = con.execute(flt.options_query()).fetchmany(flt.static_values)
     return [str(row[0]) for row in rows if row[0] is not None]
 
 
