@@ -410,6 +410,7 @@ def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_d
     assert months["graph.y_axis.title_text"] == "Hours (h)"
     assert months["column_settings"]['["name","hours"]'] == {
         "column_title": "Hours",
+        "decimals": 1,  # as the report writes hours: "1.0" beside "35.2"
         "suffix": " h",
     }
     assert cards["Plays by year"]["graph.x_axis.scale"] == "ordinal"

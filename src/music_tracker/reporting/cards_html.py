@@ -20,12 +20,17 @@ WIDE_COLUMNS = 5
 WIDE = " class='wide'"
 
 
-def show(value: Any) -> str:
-    """A value as a reader sees it: thousands grouped, at most two decimals."""
+def show(value: Any, digits: int | None = None) -> str:
+    """A value as a reader sees it: thousands grouped; a measure with ``digits``
+    (Card.digits: hours 1, minutes 0) always with that many decimals, any other
+    number with at most two."""
     if value is None:
         return NO_VALUE
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if digits is not None and isinstance(value, int | float | decimal.Decimal):
+        text = f"{float(value):,.{digits}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float | decimal.Decimal):
@@ -45,8 +50,15 @@ def empty(card: Card) -> str:
     return f"<p class='empty'>{text}</p>"
 
 
-def _cell(tag: str, value: Any, href: str | None, css: str = "", kind: str | None = None) -> str:
-    shown = esc(show(value))
+def _cell(
+    tag: str,
+    value: Any,
+    href: str | None,
+    css: str = "",
+    kind: str | None = None,
+    digits: int | None = None,
+) -> str:
+    shown = esc(show(value, digits))
     content = f"<a href='{esc(href)}'>{shown}</a>" if href else shown
     attributes = f" class='{css}'" if css else ""
     if kind:  # a name that leads to its artist's page (tests find them by this)
@@ -59,7 +71,7 @@ def kpi(card: Card, rows: list[tuple[Any, ...]]) -> str:
     if value is None and card.empty:  # no figure: the card says why
         return empty(card)
     unit = f"<span class='unit'>{esc(card.unit)}</span>" if card.unit else ""
-    return f"<div class='kpi'>{esc(show(value))}{unit}</div>"
+    return f"<div class='kpi'>{esc(show(value, card.digits(card.y)))}{unit}</div>"
 
 
 def table(
@@ -76,7 +88,13 @@ def table(
         figures = "".join(
             "<div>"
             + _cell("dt", card.title_of(column), None)
-            + _cell("dd", rows[0][i], (links.get(column) or [None])[0], kind=kinds.get(column))
+            + _cell(
+                "dd",
+                rows[0][i],
+                (links.get(column) or [None])[0],
+                kind=kinds.get(column),
+                digits=card.digits(column),
+            )
             + "</div>"
             for i, column in enumerate(columns)
         )
@@ -99,6 +117,7 @@ def table(
                 (links.get(column) or [None] * len(rows))[r],
                 _kind(_is_number(value), dates[i], column in kinds),
                 kinds.get(column),
+                card.digits(column),
             )
             for i, (column, value) in enumerate(zip(columns, row, strict=True))
         )
@@ -129,6 +148,7 @@ def ranked(
         order.sort(key=lambda i: rows[i][x] or 0, reverse=card.sort == "-x")
     most = max((float(row[x] or 0) for row in rows), default=0) or 1
     unit = f" {esc(card.unit)}" if card.unit else ""
+    digits = card.digits(card.x)
     items = "".join(
         "<li>"
         + _cell(
@@ -138,7 +158,7 @@ def ranked(
             "name" if kind else "label",
             kind,
         )
-        + f"<span class='value'>{esc(show(rows[i][x]))}{unit}</span>"
+        + f"<span class='value'>{esc(show(rows[i][x], digits))}{unit}</span>"
         + "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>"
         + f"<rect width='{max(0.5, 100 * float(rows[i][x] or 0) / most):.1f}' height='4'>"
         + "</rect></svg></li>"

@@ -134,6 +134,15 @@ def _title(card: Card, column: str | None) -> str:
     return f"{name} ({card.unit})" if card.unit and card.unit != "%" else name
 
 
+def number_format(card: Card, column: str | None) -> str | None:
+    """A d3 format for a measure column (Card.digits: hours "1.0", minutes
+    whole, thousands grouped), as the page's tables write it; None for other columns."""
+    digits = card.digits(column)
+    if digits is not None:
+        return f",.{digits}f"
+    return ",.2~f" if column and column == card.measure() else None
+
+
 def _tooltip(card: Card, *columns: str | None) -> list[dict[str, Any]]:
     names = [c for c in (*columns, *card.tooltip) if c]
     tips: list[dict[str, Any]] = []
@@ -142,6 +151,8 @@ def _tooltip(card: Card, *columns: str | None) -> list[dict[str, Any]]:
         if card.time and name == card.x:
             tip |= {"type": "temporal", "timeUnit": _time_unit(card),
                     "format": _TIME_FORMATS[card.time]}  # fmt: skip
+        elif (shown := number_format(card, name)) is not None:
+            tip |= {"type": "quantitative", "format": shown}
         tips.append(tip)
     return tips
 
@@ -405,8 +416,13 @@ def _with_world(vega: dict[str, Any]) -> dict[str, Any]:
 
 def _treemap(card: Card, height: int) -> dict[str, Any]:
     """A squarified treemap (Vega: Vega-Lite has none); rows are the leaves."""
+
+    def shown(name: str) -> str:
+        form = number_format(card, name)
+        return f"format(datum.{name}, '{form}')" if form else f"datum.{name}"
+
     tooltip = ", ".join(
-        f"'{card.title_of(name)}': datum.{name}"
+        f"'{card.title_of(name)}': {shown(name)}"
         for name in dict.fromkeys([card.label or "", card.size or "", *card.tooltip])
         if name
     )

@@ -32,6 +32,15 @@ TIME_GRAIN = Literal["year", "month", "week", "day"]
 # words for the suffixes of column names, used when a card gives no title of its own
 _SUFFIX_WORDS = {"_pct": " (%)", "_num": "", "_sid": "", "_ms": " (ms)", "_days": " (days)"}
 
+# How a measure is written, by its column's name, wherever it shows (the static report's
+# figures, tables, lists and chart tooltips; Metabase's column settings): hours and
+# percentages to one decimal ("1.0" beside "35.2", not "1"), minutes whole; counts are
+# whole numbers; thousands grouped everywhere.
+_DECIMALS = (
+    (re.compile(r"(?:^|_)hours(?:_|$)"), 1),
+    (re.compile(r"_pct$"), 1),
+    (re.compile(r"(?:^|_)minutes(?:_|$)"), 0),
+)
 _TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _SCHEMA_REF = re.compile(r"\b(?:from|join)\s+([a-z_]+)\.", re.IGNORECASE)
@@ -119,6 +128,8 @@ class Card(_Strict):
     # column -> the words shown for it (axes, legends, table heads, Metabase's columns);
     # columns not named here get column_title(name)
     titles: dict[str, str] = Field(default_factory=dict)
+    # column -> its decimals where the rule by name (decimals()) does not suit it
+    decimals: dict[str, int] = Field(default_factory=dict)
     # a column of artist names (as in dw.dim_artist): each links to the Artist dashboard
     artist_column: str | None = None
     # what the card says when it has no rows: what is missing and what to do
@@ -131,8 +142,21 @@ class Card(_Strict):
             return ""
         return self.titles[column] if column in self.titles else column_title(column)
 
+    def digits(self, column: str | None) -> int | None:
+        """The decimals a result column is written with: the card's own, else the rule by
+        name (decimals())."""
+        if column and column in self.decimals:
+            return self.decimals[column]
+        return decimals(column)
+
     def tags(self) -> set[str]:
         return set(_TAG.findall(self.sql))
+
+    def measure(self) -> str | None:
+        """The column the card measures: bar lengths, column heights, cell colours, sizes."""
+        by_viz = {"bar": self.x, "heatmap": self.color, "treemap": self.size, "pie": self.size,
+                  "map": self.size}  # fmt: skip
+        return by_viz.get(self.viz, self.y)
 
     def columns(self) -> set[str]:
         used = {self.x, self.y, self.color, self.size, self.label, *self.tooltip}
@@ -195,6 +219,15 @@ class Dashboard(_Strict):
             if unknown:
                 raise ValueError(f"card {card.name!r} uses undefined filter {sorted(unknown)}")
         return self
+
+
+def decimals(column: str | None) -> int | None:
+    """The decimals a measure column is written with (hours 1, percentages 1, minutes 0);
+    None for the rest, written as they come (counts are whole)."""
+    for pattern, digits in _DECIMALS:
+        if column and pattern.search(column):
+            return digits
+    return None
 
 
 def column_title(name: str) -> str:
