@@ -134,6 +134,39 @@ cards:
             """,
             "card 'plays' uses undefined filter ['year']",
         ),
+        (  # a month's chart of the last 30 days draws one or two bars
+            HEAD.replace("cards:", "filters: [{name: year, label: Year, kind: year}]\ncards:")
+            + """
+              - name: hours
+                title: Hours by month
+                viz: column
+                x: month
+                y: hours
+                time: month
+                periods: [all, last-30-days]
+                sql: select month_start_date as month, 1 as hours from dw.dim_date
+                  where true [[and year_num = {{year}}]]
+                layout: {row: 0, col: 0, width: 24, height: 6}
+            """,
+            "cards[hours]: Value error, a chart by month is not shown on last-30-days",
+        ),
+        (  # two cards in one place on the same page
+            HEAD.replace("cards:", "filters: [{name: year, label: Year, kind: year}]\ncards:")
+            + """
+              - name: hours
+                title: Hours by month
+                viz: column
+                x: month
+                y: hours
+                time: month
+                sql: select month_start_date as month, 1 as hours from dw.dim_date
+                  where true [[and year_num = {{year}}]]
+                layout: {row: 0, col: 0, width: 24, height: 6}
+                instead:
+                  - {name: hours_by_week, time: week}
+            """,
+            "hours_by_week: shown on last-12-months, year already",
+        ),
     ],
 )
 def test_a_bad_definition_names_the_file_and_the_field(

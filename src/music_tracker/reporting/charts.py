@@ -53,7 +53,7 @@ LEGEND = {
 # the theme's type scale: no chart text under 12 px (report.js holds every chart to it)
 FONT_PX = 12
 _TIME_UNITS = {"year": "year", "month": "yearmonth", "week": "yearweek", "day": "yearmonthdate"}
-_TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d %b %Y"}
+_TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%-d %b %Y", "day": "%a %-d %b %Y"}
 
 
 def compiled(card: Card) -> dict[str, Any] | None:
@@ -213,15 +213,19 @@ def _bar(card: Card) -> dict[str, Any]:
 
 
 def _time_axis(card: Card) -> dict[str, Any]:
-    """x on a continuous UTC time scale: a month without plays is an empty stretch."""
+    """x on a continuous UTC time scale: a month without plays is an empty stretch. Days
+    are named as a reader says them ("4 Sep"), not "Sep 04, 2024"."""
+    axis: dict[str, Any] = {"labelAngle": 0, "labelOverlap": True, "labelFlush": True,
+                            "labelSeparation": 6, "grid": False}  # fmt: skip
+    if card.time == "day":
+        axis["format"] = "%-d %b"
     return {
         "field": card.x,
         "type": "temporal",
         "timeUnit": _time_unit(card),
         "title": card.title_of(card.x),
-        "axis": {"labelAngle": 0, "labelOverlap": True, "labelFlush": True,
-                 "labelSeparation": 6, "grid": False},
-    }  # fmt: skip
+        "axis": axis,
+    }
 
 
 def _over_categories(card: Card, mark: dict[str, Any], x_type: str) -> dict[str, Any]:

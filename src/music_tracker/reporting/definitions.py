@@ -29,6 +29,21 @@ GRID_COLUMNS = 24  # Metabase's dashboard grid
 # a time axis: x holds the first day of each period (a date) and is drawn on a continuous
 # time scale, so that a period without plays is an empty stretch, not a missing category
 TIME_GRAIN = Literal["year", "month", "week", "day"]
+# The kinds of period the static report writes a page for (reporting/periods.py).
+PeriodKind = Literal["all", "year", "last-12-months", "last-30-days"]
+PERIOD_KINDS: tuple[PeriodKind, ...] = ("all", "year", "last-12-months", "last-30-days")
+# The periods a time grain suits: enough bars or points to compare, not too many to read.
+# Years over all time; months over all time, a year or the last 12 months; weeks over a
+# year or the last 12 months; days over the last 30 days. A calendar (a heatmap of weeks
+# by weekday) has a cell per day and suits every period. A chart of a period its grain
+# does not suit draws one or two bars: the card is left out there, or gives a finer card
+# to show in its place (instead:).
+GRAIN_PERIODS: dict[str, tuple[PeriodKind, ...]] = {
+    "year": ("all",),
+    "month": ("all", "year", "last-12-months"),
+    "week": ("year", "last-12-months"),
+    "day": ("last-30-days",),
+}
 # words for the suffixes of column names, used when a card gives no title of its own
 _SUFFIX_WORDS = {"_pct": " (%)", "_num": "", "_sid": "", "_ms": " (ms)", "_days": " (days)"}
 
@@ -135,6 +150,45 @@ class Card(_Strict):
     # what the card says when it has no rows: what is missing and what to do
     empty: str = ""
     layout: Layout
+    # The static report's periods the card is shown on (a card that uses the dashboard's
+    # period filter): all, year, last-12-months, last-30-days. Default: those its time
+    # grain suits (GRAIN_PERIODS), or every one; give them for a chart of years that is
+    # not on a time axis (one bar on a year's page).
+    periods: list[PeriodKind] | None = None
+    # Cards shown in its place (the same cell of the grid) on periods it is not shown on,
+    # e.g. hours by day on the last 30 days for hours by month: each has this card's
+    # fields except those it gives (a name at least) and its own periods. Metabase, which
+    # offers any range of dates, shows the card itself.
+    instead: list[Card] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """Each card of ``instead`` starts from this card's fields."""
+        if not isinstance(data, dict) or not isinstance(data.get("instead"), list):
+            return data
+        base = {k: v for k, v in data.items() if k not in ("instead", "periods")}
+        return {
+            **data,
+            "instead": [{**base, **e} if isinstance(e, dict) else e for e in data["instead"]],
+        }
+
+    def grain_periods(self) -> tuple[PeriodKind, ...]:
+        """The periods the card's time grain suits (GRAIN_PERIODS); every one without."""
+        if self.time is None or self.viz == "heatmap":  # a calendar: a cell per day
+            return PERIOD_KINDS
+        return GRAIN_PERIODS[self.time]
+
+    def shown_on(self) -> tuple[PeriodKind, ...]:
+        return tuple(self.periods) if self.periods is not None else self.grain_periods()
+
+    def on(self, kind: str | None) -> Card | None:
+        """The card a page of this kind of period shows in this card's place: the card
+        itself, one of ``instead`` or none (left out); the card itself when ``kind`` is
+        None (a page without periods, or a card that ignores them)."""
+        if kind is None or kind in self.shown_on():
+            return self
+        return next((card for card in self.instead if kind in card.shown_on()), None)
 
     def title_of(self, column: str | None) -> str:
         """The words shown for a result column."""
@@ -182,6 +236,22 @@ class Card(_Strict):
             raise ValueError(f"a {self.viz} card needs {', '.join(missing)}")
         if self.time and self.viz not in ("column", "stacked_column", "line", "area", "heatmap"):
             raise ValueError(f"a {self.viz} card has no time axis (time: is for x axes)")
+        unsuited = [kind for kind in self.shown_on() if kind not in self.grain_periods()]
+        if unsuited:
+            raise ValueError(
+                f"a chart by {self.time} is not shown on {', '.join(unsuited)}: it would "
+                f"draw one or two bars there (periods: {', '.join(self.grain_periods())})"
+            )
+        taken = set(self.shown_on())
+        for card in self.instead:
+            if card.instead:
+                raise ValueError(f"{card.name}: a card shown instead has no instead: of its own")
+            if card.layout != self.layout:
+                raise ValueError(f"{card.name}: a card shown instead takes the card's place")
+            twice = taken & set(card.shown_on())
+            if twice:
+                raise ValueError(f"{card.name}: shown on {', '.join(sorted(twice))} already")
+            taken |= set(card.shown_on())
         schemas = {s.lower() for s in _SCHEMA_REF.findall(self.sql)}
         if schemas - {"dw"}:
             raise ValueError(
@@ -208,16 +278,32 @@ class Dashboard(_Strict):
     def filter(self, name: str) -> Filter:
         return next(f for f in self.filters if f.name == name)
 
+    def period_filter(self) -> str | None:
+        """The filter the static report writes a page per period for: the first, if it is
+        a year filter."""
+        first = self.filters[0] if self.filters else None
+        return first.name if first is not None and first.kind == "year" else None
+
+    def every_card(self) -> list[Card]:
+        """The cards and those shown instead of them on some periods."""
+        return [variant for card in self.cards for variant in (card, *card.instead)]
+
     @model_validator(mode="after")
     def _wiring(self) -> Dashboard:
-        names = [c.name for c in self.cards]
+        names = [c.name for c in self.every_card()]
         if len(names) != len(set(names)):
             raise ValueError("card names must be unique within a dashboard")
         known = {f.name for f in self.filters}
-        for card in self.cards:
+        for card in self.every_card():
             unknown = card.tags() - known
             if unknown:
                 raise ValueError(f"card {card.name!r} uses undefined filter {sorted(unknown)}")
+            period = self.period_filter()
+            if (card.periods is not None or card.instead) and period not in card.tags():
+                raise ValueError(
+                    f"card {card.name!r}: periods and instead are for cards that use the "
+                    "period filter (the first, a year filter)"
+                )
         return self
 
 

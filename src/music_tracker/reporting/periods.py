@@ -55,6 +55,11 @@ class Period:
     last_date: dt.date
     year: int | None = None
 
+    @property
+    def kind(self) -> str:
+        """Which kind of period (definitions.PERIOD_KINDS): a year, or a rolling one."""
+        return "year" if self.year is not None else self.stem
+
     def statement(self, newest: dt.date) -> str:
         """What the page says it shows: "Last 30 days: 3 Nov - 2 Dec 2026, up to the
         newest play"."""

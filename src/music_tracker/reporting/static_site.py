@@ -33,8 +33,16 @@ import duckdb
 
 from music_tracker import files
 from music_tracker.connections import connect_duckdb
-from music_tracker.reporting import artist_pages, cards_html, charts, front_page, periods, story
-from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
+from music_tracker.reporting import (
+    artist_pages,
+    cards_html,
+    charts,
+    front_page,
+    grid,
+    periods,
+    story,
+)
+from music_tracker.reporting.definitions import Card, Dashboard, Filter, Layout, bind
 from music_tracker.reporting.layout import Context, data_script, footer, head, nav
 from music_tracker.reporting.links import RANKED, Links, linked
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
@@ -235,65 +243,100 @@ def _run(
     return columns, rows
 
 
+def shown(dashboard: Dashboard, values: dict[str, Any]) -> list[tuple[Card, Card]]:
+    """The cards a page with these filter values shows, in order: (the card as defined,
+    the card shown in its place). A card is left out of a period its time grain does not
+    suit, or gives way to a finer one (definitions: periods, instead)."""
+    name = dashboard.period_filter()
+    kind: str | None = None
+    if name is not None and name in values:
+        period = values[name]
+        kind = periods.ALL if period is None else period.kind
+    found = []
+    for card in dashboard.cards:
+        card_shown = card.on(kind if name in card.tags() else None)
+        if card_shown is not None:
+            found.append((card, card_shown))
+    return found
+
+
 def _answer(
     con: duckdb.DuckDBPyConnection,
     summary: ReportSummary,
     dashboard: Dashboard,
     pages: list[tuple[str, str, dict[str, Any]]],
 ) -> dict[str, dict[str, periods.Result]]:
-    """Every card's rows on every page: stem -> card name -> (columns, rows).
+    """Every card's rows on every page that shows it: stem -> card name -> (columns, rows).
 
     A card answers the same on every page that gives it the same values (the default page
     repeats one of the others; a card without the year ignores it): run once. A card of
     the year runs once for all time and once for every period together
     (periods.run_grouped), or once per period where that cannot be done."""
     answers: dict[str, dict[str, periods.Result]] = {stem: {} for stem, _, _ in pages}
-    for card in dashboard.cards:
-        done: dict[str, periods.Result] = {}
-        waiting: dict[str, periods.Period] = {}
-        for stem, _, values in pages:
-            used = {name: value for name, value in values.items() if name in card.tags()}
-            period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
-            if period is not None:
-                waiting[period.stem] = period
-                continue
-            key = repr(sorted(used.items()))
-            if key not in done:
-                done[key] = _run(con, summary, dashboard, card, values, stem)
-        if waiting:
-            first = next(iter(waiting.values()))
-            columns = next(iter(done.values()))[0] if done else None
-            if columns is None:  # the columns of one period tell the others'
-                done[first.stem] = _run(con, summary, dashboard, card, {"": first}, first.stem)
-                columns = done[first.stem][0]
-            rest = [p for p in waiting.values() if p.stem not in done]
-            if len(rest) > 1:
-                begun = time.perf_counter()
-                grouped = periods.run_grouped(con, card, rest, columns)
-                if grouped is not None:
-                    summary.queries += 1
-                    summary.timings.append(CardTiming(
-                        dashboard.slug, card.name, "every period", time.perf_counter() - begun,
-                        sum(len(rows) for _, rows in grouped.values()),
-                    ))  # fmt: skip
-                    done.update(grouped)
-            for period in rest:
-                if period.stem not in done:
-                    done[period.stem] = _run(
-                        con, summary, dashboard, card, {"": period}, period.stem
-                    )
-        for stem, _, values in pages:
-            used = {name: value for name, value in values.items() if name in card.tags()}
-            period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
-            answers[stem][card.name] = done[period.stem if period else repr(sorted(used.items()))]
+    showing: dict[str, tuple[Card, list[tuple[str, str, dict[str, Any]]]]] = {}
+    for page in pages:
+        for _, card in shown(dashboard, page[2]):
+            showing.setdefault(card.name, (card, []))[1].append(page)
+    for card, its_pages in showing.values():
+        done = _answer_card(con, summary, dashboard, card, its_pages)
+        for stem, _, values in its_pages:
+            answers[stem][card.name] = done[_key(card, values)]
     return answers
 
 
-def _draws(dashboard: Dashboard, results: dict[str, periods.Result]) -> bool:
+def _key(card: Card, values: dict[str, Any]) -> str:
+    """What a card's answer on a page depends on: the period, or the values it uses."""
+    used = {name: value for name, value in values.items() if name in card.tags()}
+    period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
+    return period.stem if period is not None else repr(sorted(used.items()))
+
+
+def _answer_card(
+    con: duckdb.DuckDBPyConnection,
+    summary: ReportSummary,
+    dashboard: Dashboard,
+    card: Card,
+    pages: list[tuple[str, str, dict[str, Any]]],
+) -> dict[str, periods.Result]:
+    done: dict[str, periods.Result] = {}
+    waiting: dict[str, periods.Period] = {}
+    for stem, _, values in pages:
+        used = {name: value for name, value in values.items() if name in card.tags()}
+        period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
+        if period is not None:
+            waiting[period.stem] = period
+            continue
+        key = _key(card, values)
+        if key not in done:
+            done[key] = _run(con, summary, dashboard, card, values, stem)
+    if waiting:
+        first = next(iter(waiting.values()))
+        columns = next(iter(done.values()))[0] if done else None
+        if columns is None:  # the columns of one period tell the others'
+            done[first.stem] = _run(con, summary, dashboard, card, {"": first}, first.stem)
+            columns = done[first.stem][0]
+        rest = [p for p in waiting.values() if p.stem not in done]
+        if len(rest) > 1:
+            begun = time.perf_counter()
+            grouped = periods.run_grouped(con, card, rest, columns)
+            if grouped is not None:
+                summary.queries += 1
+                summary.timings.append(CardTiming(
+                    dashboard.slug, card.name, "every period", time.perf_counter() - begun,
+                    sum(len(rows) for _, rows in grouped.values()),
+                ))  # fmt: skip
+                done.update(grouped)
+        for period in rest:
+            if period.stem not in done:
+                done[period.stem] = _run(con, summary, dashboard, card, {"": period}, period.stem)
+    return done
+
+
+def _draws(dashboard: Dashboard, cards: list[Card], results: dict[str, periods.Result]) -> bool:
     """Whether a page has something to draw: a card of the page's period with rows (a KPI
     with a figure other than zero). Cards that ignore the period do not count."""
     varying = dashboard.filters[0].name if dashboard.filters else None
-    for card in dashboard.cards:
+    for card in cards:
         if varying is not None and varying not in card.tags():
             continue
         _, rows = results[card.name]
@@ -313,6 +356,7 @@ class _Page:
     stem: str
     label: str
     results: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+    cards: list[tuple[Card, Card]]  # (as defined, as shown): shown()
     period: str = ""  # what the page says of its period
 
 
@@ -408,17 +452,20 @@ def write_report(
         newest = newest_of(con, dashboard, span[1])
         offered = variants(con, dashboard, years, newest)
         answers = _answer(con, summary, dashboard, offered)
+        cards = {stem: shown(dashboard, values) for stem, _, values in offered}
         choices[dashboard.slug] = offered = [
-            v for i, v in enumerate(offered) if i == 0 or _draws(dashboard, answers[v[0]])
+            v
+            for i, v in enumerate(offered)
+            if i == 0 or _draws(dashboard, [c for _, c in cards[v[0]]], answers[v[0]])
         ]
         for stem, label, values in offered:
-            for card in dashboard.cards:
+            for _, card in cards[stem]:
                 links.collect(card, *answers[stem][card.name])
             period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
             if period is None and values:  # all time
                 period = periods.Period(ALL, "All time", span[0], newest)
             said = period.statement(newest) if period else ""
-            pages.append(_Page(dashboard, stem, label, answers[stem], said))
+            pages.append(_Page(dashboard, stem, label, answers[stem], cards[stem], said))
     links.resolve(con)
     specs = _Specs(folder.with_name(".report-cache"))
     artists: list[artist_pages.ArtistPage] = []
@@ -431,8 +478,9 @@ def write_report(
         if page.dashboard.page == "story":
             text = _story(page, choices[page.dashboard.slug], context, links)
         else:
-            text = _page(page.dashboard, choices[page.dashboard.slug], page.stem, page.label,
-                         page.results, links, specs, context, period=page.period)  # fmt: skip
+            text = _page(page.dashboard, page.cards, choices[page.dashboard.slug], page.stem,
+                         page.label, page.results, links, specs, context,
+                         period=page.period)  # fmt: skip
         (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
         summary.pages += 1
     if artist_board is not None:
@@ -512,8 +560,8 @@ def _write_artist_pages(
         if on_page:
             on_page(f"{dashboard.title} {artist.name}")
         results = {card.name: rows[card.name][artist.name] for card in dashboard.cards}
-        text = _page(dashboard, [], artist.stem, artist.name, results, links, specs, context,
-                     artist=True)  # fmt: skip
+        text = _page(dashboard, [(card, card) for card in dashboard.cards], [], artist.stem,
+                     artist.name, results, links, specs, context, artist=True)  # fmt: skip
         (target / f"{artist.stem}.html").write_text(text, encoding="utf-8")
     (target / "index.html").write_text(artist_pages.index_page(artists, context), "utf-8")
     return len(artists) + 1
@@ -553,6 +601,7 @@ def _write_assets(target: Path, cache: Path) -> None:
 
 def _page(
     dashboard: Dashboard,
+    cards: list[tuple[Card, Card]],
     pages: list[tuple[str, str, dict[str, Any]]],
     current: str,
     label: str,
@@ -592,7 +641,21 @@ def _page(
         selector = "<p class='filter'><a href='index.html'>All artists</a> (with a search box)</p>"
     tiles = []
     charts_to_draw = []  # only charts travel as data: the rest is in the page already
-    for i, card in enumerate(dashboard.cards):
+    # the cards a period leaves out leave no hole: the rest take their room (grid.py)
+    places = grid.reflow(
+        [(card.name, card.layout) for card in dashboard.cards], {card.name for card, _ in cards}
+    )
+    placed = [(card, places[defined.name]) for defined, card in cards]
+    rows_of: list[tuple[Layout, bool]] = []
+    # on a phone KPI figures go two abreast: the last of an odd run takes the whole row
+    lone = {
+        i
+        for i, (card, _) in enumerate(placed)
+        if card.viz == "kpi"
+        and (i + 1 == len(placed) or placed[i + 1][0].viz != "kpi")
+        and _run_length(placed, i) % 2
+    }
+    for i, (card, layout) in enumerate(placed):
         columns, rows = results[card.name]
         body = _body(card, columns, rows, links)
         if body is None:
@@ -601,10 +664,12 @@ def _page(
                 "rows": [[_jsonable(v) for v in row] for row in rows],
                 "spec": specs(dashboard, card),
             })  # fmt: skip
-        tiles.append(_tile(dashboard, card, i, body))
-    grid = f"<main class='grid' style='--rows: {_grid_rows(dashboard)}'>{''.join(tiles)}</main>"
-    if len(dashboard.cards) > 1 and not any(rows for _, rows in results.values()):
-        grid = _nothing_to_show(dashboard)
+        tiles.append(_tile(dashboard, card, layout, i, body, lone=i in lone))
+        rows_of.append((layout, card.viz == "kpi" or _says_empty(body)))
+    main = f"<main class='grid' style='--rows: {_grid_rows(rows_of)}'>{''.join(tiles)}</main>"
+    shown_cards = [card for card, _ in placed]
+    if len(shown_cards) > 1 and not any(results[card.name][1] for card in shown_cards):
+        main = _nothing_to_show(dashboard, shown_cards)
     data = json.dumps(charts_to_draw, separators=(",", ":"), default=str).replace("</", "<\\/")
     heading = label if artist else f"{dashboard.title}" + (f": {label}" if label else "")
     return (
@@ -616,32 +681,33 @@ def _page(
         + selector
         + (f"<p class='period'>{html.escape(period)}</p>" if period else "")
         + "</header>"
-        + grid
+        + main
         + footer(context)
         + (data_script("mt-cards", data) if charts_to_draw else "")
         + "</body></html>"
     )  # fmt: skip
 
 
-def _grid_rows(dashboard: Dashboard) -> str:
+def _grid_rows(placed: list[tuple[Layout, bool]]) -> str:
     """The rows of the desktop grid (report.css): 40 px each, as Metabase's, except rows
-    that hold KPI figures alone, which take the figures' height (the definitions give them
-    three rows, which Metabase needs and a figure does not)."""
-    height = max((c.layout.row + c.layout.height for c in dashboard.cards), default=0)
-    kinds: list[set[str]] = [set() for _ in range(height)]
-    for card in dashboard.cards:
-        for row in range(card.layout.row, card.layout.row + card.layout.height):
-            kinds[row].add(card.viz)
-    return " ".join("auto" if kind == {"kpi"} else "40px" for kind in kinds)
+    that hold only KPI figures or cards that say they are empty (``compact``), which take
+    their words' height: the definitions give a figure three rows, which Metabase needs
+    and a figure does not, and a chart with nothing to draw its chart's room."""
+    height = max((lay.row + lay.height for lay, _ in placed), default=0)
+    compact = [True] * height
+    for lay, small in placed:
+        for row in range(lay.row, lay.row + lay.height):
+            compact[row] = compact[row] and small
+    return " ".join("auto" if small else "40px" for small in compact)
 
 
-def _nothing_to_show(dashboard: Dashboard) -> str:
+def _nothing_to_show(dashboard: Dashboard, cards: list[Card]) -> str:
     """A page whose every card is empty says why once: each of the cards' own words once
     (places before any MusicBrainz lookup: one sentence, not four cards of it)."""
     said: dict[str, Card] = {}
-    for card in dashboard.cards:
+    for card in cards:
         said.setdefault(card.empty, card)
-    reasons = [card for words, card in said.items() if words] or [dashboard.cards[0]]
+    reasons = [card for words, card in said.items() if words] or [cards[0]]
     return (
         f"<main class='grid nothing'><section class='card card-empty'"
         f" id='{dashboard.slug}--empty'><div class='body'>"
@@ -650,8 +716,27 @@ def _nothing_to_show(dashboard: Dashboard) -> str:
     )
 
 
-def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str:
-    layout = card.layout
+def _run_length(placed: list[tuple[Card, Layout]], last: int) -> int:
+    """How many KPI cards in a row end at ``last``."""
+    first = last
+    while first > 0 and placed[first - 1][0].viz == "kpi":
+        first -= 1
+    return last - first + 1
+
+
+def _says_empty(body: str | None) -> bool:
+    return body is not None and body.startswith("<p class='empty'>")
+
+
+def _tile(
+    dashboard: Dashboard,
+    card: Card,
+    layout: Layout,
+    index: int,
+    body: str | None,
+    *,
+    lone: bool = False,
+) -> str:
     # placed on the 24-column grid from 800 px wide (report.css); one column below
     style = (
         f"--col: {layout.col + 1} / span {layout.width};"
@@ -664,6 +749,8 @@ def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str
     )
     kind = "ranked" if _is_ranked(card) else card.viz
     drawn = " drawn" if body is not None else ""
+    if lone:
+        drawn += " lone"
     if body is None:  # a chart to draw: its room kept, the map's countries shown at once
         height = charts.chart_height(card)
         world = (
@@ -673,7 +760,7 @@ def _tile(dashboard: Dashboard, card: Card, index: int, body: str | None) -> str
             else ""
         )
         body = f"<div class='chart' style='min-height: {height}px'>{world}</div>"
-    if body is not None and body.startswith("<p class='empty'>"):
+    if _says_empty(body):
         drawn += " is-empty"
     return (
         f"<section class='card card-{kind}{drawn}' style='{style}' data-card='{index}'"
