@@ -87,6 +87,11 @@ def chart_height(card: Card) -> int:
     return max(120, cell - CHROME_PX - (DESCRIPTION_PX if card.description else 0))
 
 
+def description(card: Card) -> str:
+    """What a screen reader says of the chart: its title and description."""
+    return f"{card.title}. {card.description}" if card.description else card.title
+
+
 def spec(card: Card) -> dict[str, Any] | None:
     """The card's chart spec, or None for cards drawn as HTML (KPIs and tables)."""
     if card.viz in ("kpi", "table"):
@@ -99,6 +104,7 @@ def spec(card: Card) -> dict[str, Any] | None:
         return _treemap(card, height)
     base: dict[str, Any] = {
         "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
+        "description": description(card),
         "width": "container",
         "height": height,
         "autosize": {"type": "fit", "contains": "padding"},
@@ -292,7 +298,9 @@ def _heatmap(card: Card) -> dict[str, Any]:
             "color": {
                 "field": card.color,
                 "type": "quantitative",
-                "scale": {"range": "heatmap"},  # the theme's light-to-strong ramp
+                # the theme's light-to-strong ramp, mixed in RGB: what a picture drawn
+                # ahead writes as a CSS color-mix() of the page's colours (pictures.py)
+                "scale": {"range": "heatmap", "interpolate": "rgb"},
                 "title": _title(card, card.color),
                 # the title beside the gradient, not above it: the rows keep their height
                 "legend": {
@@ -432,6 +440,7 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
     )
     return {
         "$schema": "https://vega.github.io/schema/vega/v6.json",
+        "description": description(card),
         "autosize": {"type": "fit-x", "contains": "padding"},
         "width": 400,
         "height": height,

@@ -40,6 +40,7 @@ from music_tracker.reporting import (
     front_page,
     grid,
     periods,
+    pictures,
     story,
 )
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, Layout, bind
@@ -50,6 +51,9 @@ from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
 __all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card", "serve"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+# the charts drawn ahead on a dashboard page (pictures.py): the first two, which a phone
+# shows on its first screen or on the edge of it (where report.js would start Vega)
+FIRST_SCREEN = 2
 ALL = periods.ALL
 _UNKNOWN_DAY = dt.date(1900, 1, 1)  # dim_date's day for plays of no known day
 WORLD_FILE = "countries-110m.json"  # fetched at setup (Makefile); optional
@@ -76,6 +80,7 @@ class ReportSummary:
     pages: int = 0
     dashboards: int = 0
     queries: int = 0
+    pictures: int = 0  # charts drawn ahead in this run (pictures.py; the rest were kept)
     seconds: float = 0.0
     timings: list[CardTiming] = field(default_factory=list)
 
@@ -89,6 +94,7 @@ class ReportSummary:
             "pages": self.pages,
             "dashboards": self.dashboards,
             "queries": self.queries,
+            "pictures": self.pictures,
             "seconds": round(self.seconds, 2),
             "slowest_cards": [
                 {"dashboard": t.dashboard, "card": t.card, "variant": t.variant,
@@ -358,6 +364,22 @@ class _Page:
     results: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
     cards: list[tuple[Card, Card]]  # (as defined, as shown): shown()
     period: str = ""  # what the page says of its period
+    pictures: dict[str, str] = field(default_factory=dict)  # card name -> Pictures key
+
+
+def _values(row: tuple[Any, ...]) -> list[Any]:
+    return [_jsonable(v) for v in row]
+
+
+def _first_charts(cards: list[tuple[Card, Card]], results: dict[str, periods.Result]) -> list[Card]:
+    """The charts a phone shows on its first screen (FIRST_SCREEN), drawn ahead."""
+    found = [card for _, card in cards if _is_chart(card, results[card.name][1])]
+    return found[:FIRST_SCREEN]
+
+
+def _is_chart(card: Card, rows: list[tuple[Any, ...]]) -> bool:
+    """Whether report.js draws the card (the others are HTML: _body)."""
+    return card.viz not in ("kpi", "table") and not _is_ranked(card) and bool(rows)
 
 
 def _is_ranked(card: Card) -> bool:
@@ -441,70 +463,80 @@ def write_report(
         ).fetchall()
     ]
     links = Links()
-    artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
-    pages: list[_Page] = []
-    choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
-    for dashboard in dashboards:
-        if dashboard is artist_board:
-            continue
-        if on_page:
-            on_page(dashboard.title)
-        newest = newest_of(con, dashboard, span[1])
-        offered = variants(con, dashboard, years, newest)
-        answers = _answer(con, summary, dashboard, offered)
-        cards = {stem: shown(dashboard, values) for stem, _, values in offered}
-        choices[dashboard.slug] = offered = [
-            v
-            for i, v in enumerate(offered)
-            if i == 0 or _draws(dashboard, [c for _, c in cards[v[0]]], answers[v[0]])
-        ]
-        for stem, label, values in offered:
-            for _, card in cards[stem]:
-                links.collect(card, *answers[stem][card.name])
-            period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
-            if period is None and values:  # all time
-                period = periods.Period(ALL, "All time", span[0], newest)
-            said = period.statement(newest) if period else ""
-            pages.append(_Page(dashboard, stem, label, answers[stem], cards[stem], said))
-    links.resolve(con)
     specs = _Specs(folder.with_name(".report-cache"))
-    artists: list[artist_pages.ArtistPage] = []
-    if artist_board is not None:
-        artists = artist_pages.choose(con, links.listed)
-        links.stems = {page.name: page.stem for page in artists}
-    for page in pages:
-        target = partial / page.dashboard.slug
-        target.mkdir(exist_ok=True)
-        if page.dashboard.page == "story":
-            text = _story(page, choices[page.dashboard.slug], context, links)
-        else:
-            text = _page(page.dashboard, page.cards, choices[page.dashboard.slug], page.stem,
-                         page.label, page.results, links, specs, context,
-                         period=page.period)  # fmt: skip
-        (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
-        summary.pages += 1
-    if artist_board is not None:
-        summary.pages += _write_artist_pages(
-            con, artist_board, artists, partial, context, links, specs, summary, on_page
+    # the first charts of each page drawn meanwhile, in a process of their own
+    with pictures.Pictures(folder.with_name(".report-cache"), charts.WORLD_IMAGE) as drawn_ahead:
+        artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
+        pages: list[_Page] = []
+        choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+        for dashboard in dashboards:
+            if dashboard is artist_board:
+                continue
+            if on_page:
+                on_page(dashboard.title)
+            newest = newest_of(con, dashboard, span[1])
+            offered = variants(con, dashboard, years, newest)
+            answers = _answer(con, summary, dashboard, offered)
+            cards = {stem: shown(dashboard, values) for stem, _, values in offered}
+            choices[dashboard.slug] = offered = [
+                v
+                for i, v in enumerate(offered)
+                if i == 0 or _draws(dashboard, [c for _, c in cards[v[0]]], answers[v[0]])
+            ]
+            for stem, label, values in offered:
+                for _, card in cards[stem]:
+                    links.collect(card, *answers[stem][card.name])
+                period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
+                if period is None and values:  # all time
+                    period = periods.Period(ALL, "All time", span[0], newest)
+                said = period.statement(newest) if period else ""
+                page = _Page(dashboard, stem, label, answers[stem], cards[stem], said)
+                if dashboard.page == "dashboard":  # its first charts drawn meanwhile
+                    for card in _first_charts(page.cards, page.results):
+                        columns, rows = page.results[card.name]
+                        named = [dict(zip(columns, _values(row), strict=True)) for row in rows]
+                        page.pictures[card.name] = drawn_ahead.ask(specs(dashboard, card), named)
+                pages.append(page)
+        links.resolve(con)
+        artists: list[artist_pages.ArtistPage] = []
+        if artist_board is not None:
+            artists = artist_pages.choose(con, links.listed)
+            links.stems = {page.name: page.stem for page in artists}
+        for page in pages:
+            target = partial / page.dashboard.slug
+            target.mkdir(exist_ok=True)
+            if page.dashboard.page == "story":
+                text = _story(page, choices[page.dashboard.slug], context, links)
+            else:
+                drawn = {name: drawn_ahead.take(key) for name, key in page.pictures.items()}
+                text = _page(page.dashboard, page.cards, choices[page.dashboard.slug], page.stem,
+                             page.label, page.results, links, specs, context,
+                             period=page.period, drawn=drawn)  # fmt: skip
+            (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
+            summary.pages += 1
+        if artist_board is not None:
+            summary.pages += _write_artist_pages(
+                con, artist_board, artists, partial, context, links, specs, summary, on_page
+            )
+        summary.dashboards = len(dashboards)
+        summary.pictures = drawn_ahead.drawn
+        today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
+        front = front_page.render(
+            front_page.headlines(con, today),
+            dashboards,
+            context,
+            lambda name: links.href("artist", name, depth=0),
+            len(artists),
         )
-    summary.dashboards = len(dashboards)
-    today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
-    front = front_page.render(
-        front_page.headlines(con, today),
-        dashboards,
-        context,
-        lambda name: links.href("artist", name, depth=0),
-        len(artists),
-    )
-    (partial / "index.html").write_text(front, encoding="utf-8")
-    summary.pages += 1
-    sweeper.join()
-    _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
-    if folder.exists() or folder.is_symlink():
-        folder.rename(old)
-    partial.rename(folder)
-    summary.seconds = time.perf_counter() - started
-    return summary
+        (partial / "index.html").write_text(front, encoding="utf-8")
+        summary.pages += 1
+        sweeper.join()
+        _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
+        if folder.exists() or folder.is_symlink():
+            folder.rename(old)
+        partial.rename(folder)
+        summary.seconds = time.perf_counter() - started
+        return summary
 
 
 def _remove(path: Path) -> None:
@@ -612,7 +644,9 @@ def _page(
     *,
     artist: bool = False,
     period: str = "",
+    drawn: dict[str, str | None] | None = None,
 ) -> str:
+    """One dashboard page; ``drawn``: its charts drawn ahead (_first_charts), by name."""
     selector = ""
     if dashboard.filters and not artist:
         first = dashboard.filters[0]
@@ -640,7 +674,7 @@ def _page(
     elif artist:
         selector = "<p class='filter'><a href='index.html'>All artists</a> (with a search box)</p>"
     tiles = []
-    charts_to_draw = []  # only charts travel as data: the rest is in the page already
+    charts_to_draw: list[dict[str, Any]] = []  # only charts travel as data
     # the cards a period leaves out leave no hole: the rest take their room (grid.py)
     places = grid.reflow(
         [(card.name, card.layout) for card in dashboard.cards], {card.name for card, _ in cards}
@@ -658,13 +692,14 @@ def _page(
     for i, (card, layout) in enumerate(placed):
         columns, rows = results[card.name]
         body = _body(card, columns, rows, links)
+        picture = (drawn or {}).get(card.name)
         if body is None:
             charts_to_draw.append({
                 "card": i, "name": card.name, "viz": card.viz, "columns": columns,
-                "rows": [[_jsonable(v) for v in row] for row in rows],
-                "spec": specs(dashboard, card),
+                "rows": [_values(row) for row in rows], "spec": specs(dashboard, card),
+                "ahead": picture is not None,
             })  # fmt: skip
-        tiles.append(_tile(dashboard, card, layout, i, body, lone=i in lone))
+        tiles.append(_tile(dashboard, card, layout, i, body, lone=i in lone, picture=picture))
         rows_of.append((layout, card.viz == "kpi" or _says_empty(body)))
     main = f"<main class='grid' style='--rows: {_grid_rows(rows_of)}'>{''.join(tiles)}</main>"
     shown_cards = [card for card, _ in placed]
@@ -736,6 +771,7 @@ def _tile(
     body: str | None,
     *,
     lone: bool = False,
+    picture: str | None = None,
 ) -> str:
     # placed on the 24-column grid from 800 px wide (report.css); one column below
     style = (
@@ -751,7 +787,7 @@ def _tile(
     drawn = " drawn" if body is not None else ""
     if lone:
         drawn += " lone"
-    if body is None:  # a chart to draw: its room kept, the map's countries shown at once
+    if body is None:  # a chart: drawn ahead, or its room kept (the map's countries shown)
         height = charts.chart_height(card)
         world = (
             f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
@@ -759,7 +795,16 @@ def _tile(
             if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
             else ""
         )
-        body = f"<div class='chart' style='min-height: {height}px'>{world}</div>"
+        # named as Vega names the charts it draws (its spec's description), so that a
+        # picture and a chart drawn live read the same to a screen reader
+        named = (
+            " role='graphics-document' aria-roledescription='visualization'"
+            f" aria-label='{html.escape(charts.description(card))}'"
+        )
+        body = (
+            f"<div class='chart' style='min-height: {height}px'"
+            f"{named if picture else ''}>{picture or world}</div>"
+        )
     if _says_empty(body):
         drawn += " is-empty"
     return (

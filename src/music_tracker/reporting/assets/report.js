@@ -1,15 +1,22 @@
 // Draws the charts of a report page from the JSON in #mt-cards (each chart's rows inline,
 // its spec without data). Every other card (figures, tables, ranked lists, empty cards) is
-// in the page as written. Charts are Vega specs compiled when the report was written,
-// themed from report.css's colours (light or dark, as the reader's system is set). Sets data-rendered on <body> when every chart is
-// drawn, and collects errors in window.MT_ERRORS, so a headless browser can check the page.
+// in the page as written, and so are the first charts of a dashboard, drawn ahead at a
+// phone's width (pictures.py): on a screen about that wide they stay as they are until the
+// reader points at one (then it is drawn live, for its tooltips), so a phone starts no
+// chart library until it scrolls to a chart not drawn ahead. Charts are Vega specs
+// compiled when the report was written, themed from report.css's colours (light or dark,
+// as the reader's system is set). Sets data-rendered on <body> when every chart is drawn,
+// and collects errors in window.MT_ERRORS, so a headless browser can check the page.
 (function () {
   "use strict";
   window.MT_ERRORS = [];
   const source = document.getElementById("mt-cards");
   const charts = source ? JSON.parse(source.textContent) : [];
-  const style = getComputedStyle(document.documentElement);
-  const css = function (name) { return style.getPropertyValue(name).trim(); };
+  let style = null;  // read when the first chart is drawn, not before the first paint
+  const css = function (name) {
+    style = style || getComputedStyle(document.documentElement);
+    return style.getPropertyValue(name).trim();
+  };
 
   function objects(card) {
     return card.rows.map(function (row) {
@@ -55,9 +62,9 @@
     return view.runAsync();
   }
 
-  // Vega's runtime (580 kB) is loaded when the first chart comes near the screen (100 px),
-  // not before: the page's text and figures show at once, and a page read on a phone
-  // draws only the charts scrolled to.
+  // Vega's runtime (580 kB) is loaded when the first chart to draw live comes near the
+  // screen (100 px), not before: the page's text, figures and pictures show at once, and a
+  // page read on a phone draws only the charts scrolled to.
   const assets = (document.currentScript || {}).src
     ? document.currentScript.src.replace(/report\.js[^/]*$/, "") : "../assets/";
   const loading = {};
@@ -88,8 +95,10 @@
   const pending = new Map();  // section -> its chart, not drawn yet
   let queue = Promise.resolve();
 
+  let ready = false;  // every chart sorted into pending and still (setUp)
+
   function finished() {
-    if (!pending.size) document.body.dataset.rendered = String(charts.length);
+    if (ready && !pending.size) document.body.dataset.rendered = String(charts.length);
   }
 
   // one chart at a time, each in its own task, so the page stays responsive meanwhile
@@ -105,15 +114,52 @@
 
   // Every chart now, wherever it is on the page (printing, screenshots of whole pages)
   window.MT_DRAW_ALL = function () {
+    setUp();
     Array.from(pending.keys()).forEach(draw);
     return queue.then(finished);
   };
   window.addEventListener("beforeprint", window.MT_DRAW_ALL);
 
-  charts.forEach(function (card) {
-    const section = document.querySelector("section.card[data-card='" + card.card + "']");
-    if (section) pending.set(section, { card: card, body: section.querySelector(".body .chart") });
-  });
+  // A picture drawn ahead serves a card from three quarters of its width to a third more;
+  // a wider card (a laptop's grid) draws the chart live, as it comes near the screen
+  function fits(body) {
+    const picture = body.querySelector("svg.pre");
+    const drawnAt = picture ? Number(picture.getAttribute("width")) : 0;
+    return drawnAt > 0 && body.clientWidth >= 0.75 * drawnAt && body.clientWidth <= 1.34 * drawnAt;
+  }
+
+  const wakers = ["pointerenter", "focusin", "touchstart"];
+  function wake(event) {
+    const section = event.currentTarget;
+    wakers.forEach(function (name) { section.removeEventListener(name, wake); });
+    const job = still.get(section);
+    if (!job) return;
+    still.delete(section);
+    pending.set(section, job);
+    draw(section);
+  }
+
+  // Each chart either stays as drawn ahead (until pointed at) or waits to be drawn live.
+  // Done after the first paint: measuring the cards' widths lays the page out.
+  const still = new Map();  // section -> its chart, drawn ahead and shown as it is
+  function setUp() {
+    if (ready) return;
+    ready = true;
+    charts.forEach(function (card) {
+      const section = document.querySelector("section.card[data-card='" + card.card + "']");
+      if (!section) return;
+      const job = { card: card, body: section.querySelector(".body .chart") };
+      if (card.ahead && fits(job.body)) {
+        still.set(section, job);
+        wakers.forEach(function (name) {
+          section.addEventListener(name, wake, { passive: true });
+        });
+      } else {
+        pending.set(section, job);
+      }
+    });
+  }
+
   if (!("IntersectionObserver" in window)) {
     window.MT_DRAW_ALL();
   } else {
@@ -122,12 +168,13 @@
         if (entry.isIntersecting) { observer.unobserve(entry.target); draw(entry.target); }
       });
     }, { rootMargin: "100px 0px" });
-    // after the first paint: the page's words and figures come before the chart library
+    // after the first paint: the page's words, figures and pictures come before the rest
     requestAnimationFrame(function () {
       setTimeout(function () {
+        setUp();
         pending.forEach(function (job, section) { observer.observe(section); });
+        finished();
       }, 0);
     });
-    finished();
   }
 })();
