@@ -89,12 +89,20 @@ def draw(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> str:
 
 class Pictures:
     """Charts drawn in a process of their own while the report runs its queries and
-    writes its pages (a picture costs about 50 ms of CPU, a few hundred of them a report),
-    and kept in the report's cache beside report/ (by spec, rows and this module's
-    version): the years before this one do not change from one report to the next, so an
-    hourly report draws only the pictures of the periods that moved.
+    writes its pages, and kept in the report's cache beside report/ (by spec, rows and
+    this module's version).
 
-    ``ask`` as soon as a page's rows are known, ``take`` when the page is written."""
+    A picture costs 40-100 ms of CPU (vl-convert reads the machine's fonts again for each
+    text it measures), and a report of 20 years has some 300 to draw the first time.
+    The pages of the current periods (all time, the rolling ones, this year), which change
+    with every new play, get theirs in every report (``take`` waits for them). Those of
+    the years before, which do not change, are drawn when the process has nothing else to
+    do, newest first: a page whose picture is not ready when it is written draws its
+    charts live, as before, and gets the picture kept meanwhile in a later report. So a
+    first report at 350,000 plays costs the current pictures only.
+
+    ``ask`` as soon as a page's rows are known, ``later`` once every page has asked,
+    ``take`` when the page is written."""
 
     def __init__(self, cache: Path, world: str) -> None:
         import importlib.metadata
@@ -104,28 +112,52 @@ class Pictures:
         self._world = world
         self._pool: ProcessPoolExecutor | None = None
         self._waiting: dict[str, Future[str]] = {}
+        self._current: set[str] = set()  # keys ``take`` waits for
+        self._queued: dict[str, tuple[int, dict[str, Any], list[dict[str, Any]]]] = {}
         self.drawn = 0
 
     def _file(self, key: str) -> Path:
         return self._cache / f"{key}.svg"
 
-    def ask(self, spec: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-        """Start drawing the chart unless it is drawn or kept; its key for ``take``."""
+    def _start(self, key: str, spec: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        if self._pool is None:
+            # spawned, not forked: the report's process holds DuckDB's threads
+            self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+        self._waiting[key] = self._pool.submit(draw, spec, rows, self._world)
+
+    def ask(self, spec: dict[str, Any], rows: list[dict[str, Any]], age: int = 0) -> str:
+        """Draw the chart unless it is kept: at once for a current period (``age`` 0),
+        else in ``later``, ``age`` years old. Its key for ``take``."""
         text = json.dumps([spec, rows], sort_keys=True, separators=(",", ":"), default=str)
         key = hashlib.sha256(text.encode()).hexdigest()[:24]
-        if key not in self._waiting and not self._file(key).exists():
-            if self._pool is None:
-                # spawned, not forked: the report's process holds DuckDB's threads
-                self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
-            self._waiting[key] = self._pool.submit(draw, spec, rows, self._world)
+        if age == 0:
+            self._current.add(key)
+            self._queued.pop(key, None)
+        if key in self._waiting or self._file(key).exists():
+            return key
+        if age == 0:
+            self._start(key, spec, rows)
+        elif key not in self._queued:
+            self._queued[key] = (age, spec, rows)
         return key
 
+    def later(self) -> None:
+        """Queue the pictures of past years, newest first, behind the current ones."""
+        for key, (_, spec, rows) in sorted(self._queued.items(), key=lambda item: item[1][0]):
+            self._start(key, spec, rows)
+        self._queued.clear()
+
     def take(self, key: str) -> str | None:
-        """The picture, or None when vl-convert could not draw it (the page then draws
-        the chart live)."""
-        job = self._waiting.pop(key, None)
-        if job is None:
-            return self._file(key).read_text(encoding="utf-8")
+        """The picture; None when vl-convert could not draw it, or (a past year's) it is
+        not drawn yet: the page then draws the chart live."""
+        job = self._waiting.get(key)
+        if job is None or (key not in self._current and not job.done()):
+            kept = self._file(key)
+            return kept.read_text(encoding="utf-8") if kept.exists() else None
+        del self._waiting[key]
+        return self._kept(key, job)
+
+    def _kept(self, key: str, job: Future[str]) -> str | None:
         try:
             svg = job.result()
         except ValueError as exc:  # vl-convert's errors
@@ -139,6 +171,11 @@ class Pictures:
         return self
 
     def __exit__(self, *_: object) -> None:
+        """Stop drawing; keep what was drawn for the next report."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        for key, job in self._waiting.items():
+            if job.done() and not job.cancelled():
+                self._kept(key, job)
+        self._waiting.clear()

@@ -492,16 +492,25 @@ def write_report(
                 said = period.statement(newest) if period else ""
                 page = _Page(dashboard, stem, label, answers[stem], cards[stem], said)
                 if dashboard.page == "dashboard":  # its first charts drawn meanwhile
+                    # a past year's page does not change: drawn once, when there is time
+                    age = newest.year - period.year if period and period.year else 0
                     for card in _first_charts(page.cards, page.results):
                         columns, rows = page.results[card.name]
                         named = [dict(zip(columns, _values(row), strict=True)) for row in rows]
-                        page.pictures[card.name] = drawn_ahead.ask(specs(dashboard, card), named)
+                        spec = specs(dashboard, card)
+                        page.pictures[card.name] = drawn_ahead.ask(spec, named, age)
                 pages.append(page)
+        drawn_ahead.later()
         links.resolve(con)
         artists: list[artist_pages.ArtistPage] = []
         if artist_board is not None:
             artists = artist_pages.choose(con, links.listed)
             links.stems = {page.name: page.stem for page in artists}
+        # the artist pages first: meanwhile the pictures of the dashboards' pages are drawn
+        if artist_board is not None:
+            summary.pages += _write_artist_pages(
+                con, artist_board, artists, partial, context, links, specs, summary, on_page
+            )
         for page in pages:
             target = partial / page.dashboard.slug
             target.mkdir(exist_ok=True)
@@ -514,10 +523,6 @@ def write_report(
                              period=page.period, drawn=drawn)  # fmt: skip
             (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
             summary.pages += 1
-        if artist_board is not None:
-            summary.pages += _write_artist_pages(
-                con, artist_board, artists, partial, context, links, specs, summary, on_page
-            )
         summary.dashboards = len(dashboards)
         summary.pictures = drawn_ahead.drawn
         today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
