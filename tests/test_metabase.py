@@ -421,14 +421,12 @@ def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_d
 
     # the top artists link to the Artist dashboard, filtered on the artist clicked
     artist_page = _dashboard_named(fake, "Artist")
-    (artist_filter,) = artist_page["parameters"]
+    artist_filter = next(p for p in artist_page["parameters"] if p["slug"] == "artist")
     top = _dashcard(fake, _dashboard_named(fake, "Top artists, tracks and albums"), "Top artists")
     click = top["visualization_settings"]["column_settings"]['["name","artist"]']["click_behavior"]
     assert (click["linkType"], click["targetId"]) == ("dashboard", artist_page["id"])
     assert set(click["parameterMapping"]) == {artist_filter["id"]}
-    chart = _dashcard(
-        fake, _dashboard_named(fake, "Artists, last 24 hours"), "Artists by minutes played"
-    )
+    chart = _dashcard(fake, _dashboard_named(fake, "Artists, last 24 hours"), "Top artists")
     assert chart["visualization_settings"]["click_behavior"]["targetId"] == artist_page["id"]
     # following the click: the artist's dashboard answers for that artist
     links = result.links
@@ -446,6 +444,76 @@ def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_d
     assert answer["status"] == "completed" and answer["data"]["rows"][0][2] == 1  # rank 1
 
     _check_periods(fake, data_dir, result.links)
+    _check_rankings(fake, result.links)
+
+
+def _public_rows(
+    fake: FakeMetabase, link: dict[str, Any], dashcard: dict[str, Any], given: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A visitor's rows of one dashcard, with parameter values by id."""
+    answer = httpx.get(
+        f"{fake.root_url}/api/public/dashboard/{link['uuid']}"
+        f"/dashcard/{dashcard['id']}/card/{dashcard['card_id']}",
+        params={"parameters": json.dumps([{"id": k, "value": [v]} for k, v in given.items()])},
+    ).json()
+    assert answer["status"] == "completed", answer
+    names = [col["name"] for col in answer["data"]["cols"]]
+    return [dict(zip(names, row, strict=True)) for row in answer["data"]["rows"]]
+
+
+def _check_rankings(fake: FakeMetabase, links: dict[str, Any]) -> None:
+    """Every dashboard with a ranked card has a Rank by filter (plays or time listened, one
+    at a time, its default the definition's), wired to every ranked card and to nothing
+    else; no card's tag is left unwired anywhere. A visitor's choice reorders the rows,
+    and a chart's bars show the measure ranked by."""
+    assert fake.unwired_tags() == []
+    ranked = 0
+    for definition in load_dashboards():
+        flt = definition.rank_filter
+        assert (flt is None) == (not any(card.rank for card in definition.cards)), definition.slug
+        if flt is None:
+            continue
+        made = _dashboard_named(fake, definition.title)
+        (parameter,) = [p for p in made["parameters"] if p["slug"] == flt.name]
+        assert parameter["type"] == "string/=" and parameter["isMultiSelect"] is False
+        assert parameter["default"] == [flt.default]
+        assert parameter["values_source_config"]["values"] == ["plays", "time listened"]
+        for card in definition.cards:
+            dashcard = _dashcard(fake, made, card.title)
+            wired = [m["target"] for m in dashcard["parameter_mappings"]
+                     if m["parameter_id"] == parameter["id"]]  # fmt: skip
+            assert wired == ([["variable", ["template-tag", flt.name]]] if card.rank else [])
+            if card.rank:
+                tags = fake.cards[dashcard["card_id"]]["dataset_query"]["stages"][0]
+                assert tags["template-tags"][flt.name]["type"] == "text"
+                ranked += 1
+    assert ranked == sum(1 for d in load_dashboards() for c in d.cards if c.rank)
+    # a visitor: Top lists by time listened, by plays, and unset (the default, plays)
+    board = _dashboard_named(fake, "Top artists, tracks and albums")
+    rank_by = next(p["id"] for p in board["parameters"] if p["slug"] == "rank_by")
+    top = _dashcard(fake, board, "Top artists")
+    by_time = _public_rows(fake, links["top-lists"], top, {rank_by: "time listened"})
+    by_plays = _public_rows(fake, links["top-lists"], top, {rank_by: "plays"})
+    assert [r["time_rank"] for r in by_time] == list(range(1, len(by_time) + 1))
+    assert [r["hours"] for r in by_time] == sorted((r["hours"] for r in by_time), reverse=True)
+    assert [r["plays_rank"] for r in by_plays] == list(range(1, len(by_plays) + 1))
+    assert _public_rows(fake, links["top-lists"], top, {}) == by_plays
+    assert [r["artist"] for r in by_time] != [r["artist"] for r in by_plays]
+    # Last 24 hours: its bars, by time unless asked for plays, show what they rank by
+    board = _dashboard_named(fake, "Artists, last 24 hours")
+    rank_by = next(p["id"] for p in board["parameters"] if p["slug"] == "rank_by")
+    chart = _dashcard(fake, board, "Top artists")
+    settings = fake.cards[chart["card_id"]]["visualization_settings"]
+    assert settings["graph.metrics"] == ["measure"]
+    assert settings["column_settings"]['["name","minutes_played"]']["suffix"] == " min"
+    unset = _public_rows(fake, links["artists-last-24-hours"], chart, {})
+    assert [r["measure"] for r in unset] == [r["minutes_played"] for r in unset]
+    asked = _public_rows(fake, links["artists-last-24-hours"], chart, {rank_by: "plays"})
+    assert [r["measure"] for r in asked] == [r["plays"] for r in asked]
+    assert [r["plays_rank"] for r in asked] == list(range(1, len(asked) + 1))
+    # and the check above would see a mapping that went missing
+    chart["parameter_mappings"] = []
+    assert fake.unwired_tags() == ["Artists, last 24 hours / Top artists: rank_by"]
 
 
 def _check_periods(fake: FakeMetabase, data_dir: Path, links: dict[str, Any]) -> None:

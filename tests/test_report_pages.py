@@ -23,7 +23,7 @@ import duckdb
 import pytest
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, query
-from music_tracker.reporting import artist_pages
+from music_tracker.reporting import artist_pages, ranking
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import run_card
 
@@ -135,10 +135,9 @@ def test_every_listed_artist_links_to_its_page(data_dir: Path) -> None:
 _GROUPED = r"\d{1,3}(?:,\d{3})*"
 # how each measure is written, by the words it is shown under (definitions.decimals)
 _WRITTEN = [
-    (re.compile(r"^Hours"), re.compile(rf"^{_GROUPED}\.\d$")),
+    (re.compile(r"^(Hours|Minutes)"), re.compile(rf"^({_GROUPED}\.\d|< 0\.1)$")),
     (re.compile(r"^Share of all plays"), re.compile(r"^\d+\.\d\d$")),  # the artist's own
     (re.compile(r"^(?!Share of all plays).*\(%\)$"), re.compile(rf"^{_GROUPED}\.\d$")),
-    (re.compile(r"^Minutes"), re.compile(rf"^{_GROUPED}$")),
     (re.compile(r"^(Plays|Streams|Tracks played)$"), re.compile(rf"^{_GROUPED}$")),
 ]
 _TAGS = re.compile(r"<[^>]+>")
@@ -162,7 +161,7 @@ def _shown(page: str) -> list[tuple[str, str]]:
         r"<p class='measure'>(.*?)</p><ol class='ranked'>(.*?)</ol>", page, re.S
     ):
         for value in re.findall(r"<span class='value'>(.*?)</span>", items):
-            found.append((text(measure), text(value).split(" ")[0]))
+            found.append((text(measure), re.sub(r" (h|min)$", "", text(value))))
     for title, value in re.findall(
         r"<h2>([^<]*)</h2>(?:<p class='card-description'>.*?</p>)?"
         r"<div class='body'><div class='kpi'>([^<]*)",
@@ -173,8 +172,9 @@ def _shown(page: str) -> list[tuple[str, str]]:
 
 
 def test_each_measure_is_written_one_way(data_dir: Path) -> None:
-    """Hours with one decimal ("1.0" beside "35.2", not "1"), percentages with one, minutes
-    and counts whole, thousands grouped: in every table, list and figure of every page."""
+    """Hours and minutes with one decimal ("1.0" beside "35.2", not "1"; a ranked row's
+    time that rounds to nothing "< 0.1"), percentages with one, counts whole, thousands
+    grouped: in every table, list and figure of every page."""
     problems, checked = [], 0
     for path in sorted((data_dir / "report").glob("*/*.html")):
         for words, value in _shown(path.read_text(encoding="utf-8")):
@@ -190,6 +190,7 @@ def test_each_measure_is_written_one_way(data_dir: Path) -> None:
 def test_artist_pages_rows_equal_the_dashboard_sql(demo_report: Path) -> None:
     """The batched queries of the artist pages answer as the Artist dashboard's own SQL."""
     dashboard = next(d for d in load_dashboards() if artist_pages.is_artist_dashboard(d))
+    dashboard = ranking.for_report(dashboard)  # ranked both ways, as the report runs it
     with duckdb.connect(str(demo_report / "warehouse.duckdb"), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         pages = artist_pages.choose(con, set())
@@ -267,8 +268,18 @@ def test_front_page_headlines_match_the_warehouse(data_dir: Path) -> None:
 # -- year in review ---------------------------------------------------------------------
 
 
-def _ranking(counter: Counter[str]) -> list[str]:
-    return [name for name, _ in sorted(counter.items(), key=lambda item: (-item[1], item[0]))]
+def _ranking(
+    plays: list[tuple[dt.date, str | None, str, int, bool]], by_time: bool = False
+) -> list[str]:
+    """Artists most played first (ties: more time, then the name), or most time first."""
+    count: Counter[str] = Counter()
+    ms: Counter[str] = Counter()
+    for play in plays:
+        if play[1] is not None and play[1] != UNKNOWN:
+            count[play[1]] += 1
+            ms[play[1]] += play[3]
+    keys = {a: (-ms[a], -count[a], a) if by_time else (-count[a], -ms[a], a) for a in count}
+    return sorted(count, key=keys.__getitem__)
 
 
 def test_year_in_review_tells_the_year_from_the_star_schema(data_dir: Path) -> None:
@@ -282,21 +293,24 @@ def test_year_in_review_tells_the_year_from_the_star_schema(data_dir: Path) -> N
     assert f"{round(sum(p[3] for p in this) / 3_600_000, 1):,.1f}" in figures["hours"]
     assert f"{len({p[0] for p in this}):,}" in figures["days_with_music"]
     assert f"{len(this):,}" in figures["plays"]
-    # top artists in order, each with its change against the year before
-    named = [p for p in this if p[1] is not None and p[1] != UNKNOWN]
-    ranking = _ranking(Counter(p[1] for p in named))[:5]  # type: ignore[misc]
-    previous = _ranking(Counter(p[1] for p in before if p[1] and p[1] != UNKNOWN))  # type: ignore[misc]
+    # top artists in order, by plays and by time listened, each with its change against
+    # its rank the year before by the same measure
     section = text.split("data-card='top_artists'>")[1].split("</section>")[0]
-    items = re.findall(r"<li data-rank='(\d+)'>(.*?)</li>", section)
-    for (rank, body), name in zip(items, ranking, strict=True):
-        shown = html.unescape(re.sub(r"<[^>]+>", "", body))
-        assert shown.startswith(name), (rank, shown, name)
-        if name not in previous:
-            assert "new" in shown
-        else:
-            was = previous.index(name) + 1
-            word = "up" if was > int(rank) else "down" if was < int(rank) else "same"
-            assert word in shown and (word == "same" or f"#{was}" in shown), (shown, was)
+    for key, by_time in (("plays", False), ("time", True)):
+        order = _ranking(this, by_time)[:5]
+        previous = _ranking(before, by_time)
+        part = section.split(f"class='ranking by-{key}'>")[1].split("</ol>")[0]
+        items = re.findall(r"<li data-rank='(\d+)'>(.*?)</li>", part)
+        for (rank, body), name in zip(items, order, strict=True):
+            shown = html.unescape(re.sub(r"<[^>]+>", "", body))
+            assert shown.startswith(name), (key, rank, shown, name)
+            assert ("hours" in shown) == by_time and ("plays" in shown) != by_time, shown
+            if name not in previous:
+                assert "new" in shown
+            else:
+                was = previous.index(name) + 1
+                word = "up" if was > int(rank) else "down" if was < int(rank) else "same"
+                assert word in shown and (word == "same" or f"#{was}" in shown), (shown, was)
     # the biggest day, and the first song of the year
     per_day = Counter(p[0] for p in this)
     biggest = sorted(per_day.items(), key=lambda item: (-item[1], item[0]))[0]
@@ -401,3 +415,93 @@ def test_every_kind_of_page_in_chromium_at_390_and_1440(
         browser.close()
     assert not problems, problems
     assert len(list(shots.glob("*.png"))) == 2 * len(_pages(report))
+
+
+# -- ranked by plays or by time: the switch ---------------------------------------------
+
+# (report, page, the ranked card's section) of every kind of ranked card: a table, a list
+# of names (opening on time), a chart, a treemap and the story's lists
+_SWITCHED = [
+    ("real", "top-lists/index.html", "#top-lists--top_tracks"),
+    ("real", "artists-last-24-hours/index.html", "#artists-last-24-hours--artists_by_minutes"),
+    ("real", "behaviour/index.html", "#behaviour--platforms"),
+    ("real", "year-in-review/index.html", "section[data-card='top_artists']"),
+    ("demo", "tracks-history-artist-genre/all.html", "#tracks-history-artist-genre--genre_treemap"),
+]
+_MEASURE_WORDS = {"plays": re.compile(r"plays|tracks played", re.I),
+                  "time": re.compile(r"hours|minutes", re.I)}  # fmt: skip
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+def test_a_ranked_card_switches_between_plays_and_time(request: pytest.FixtureRequest) -> None:
+    """At 390 and 1440 px, offline: each kind of ranked card opens on its dashboard's
+    default ordering, the other hidden; a click (or the arrow keys) shows the other, its
+    chart drawn then, its values the measure it ranks by; the page stays within the
+    screen and the console clean. With JavaScript off the switch works as well."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "Chromium is required in CI (.ci/run installs it)"
+    reports = {which: Path(request.getfixturevalue(REPORTS[which])) / "report" for which in REPORTS}
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        for width in (390, 1440):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
+            page.route("**/*", lambda route: route.continue_()
+                       if route.request.url.startswith("file:") else route.abort())  # fmt: skip
+            for which, path, selector in _SWITCHED:
+                where = f"{which} {path} {selector} at {width}"
+                errors.clear()
+                page.goto((reports[which] / path).as_uri())
+                page.evaluate("window.MT_DRAW_ALL && window.MT_DRAW_ALL()")
+                page.wait_for_selector("body[data-rendered]", state="attached", timeout=30_000)
+                card = page.locator(selector)
+                first = card.locator("input:checked").get_attribute("value")
+                other = "plays" if first == "time" else "time"
+                texts = {}
+                for shown, hidden in ((first, other), (other, first)):
+                    if shown == other:
+                        card.locator(f"label[for$='-{other}']").click()
+                    part = card.locator(f".by-{shown}")
+                    if not (part.is_visible() and card.locator(f".by-{hidden}").is_hidden()):
+                        problems.append(f"{where}: {shown} chosen, not shown alone")
+                    if part.locator(".chart").count():  # drawn once shown
+                        part.locator(".chart[data-drawn]").wait_for(timeout=30_000)
+                        if not part.locator(".chart svg path, .chart svg rect").count():
+                            problems.append(f"{where}: {shown}'s chart drew nothing")
+                    texts[shown] = part.text_content() or ""
+                    if not _MEASURE_WORDS[shown].search(texts[shown]):
+                        problems.append(f"{where}: {shown} does not say its measure")
+                    wide = page.evaluate("document.scrollingElement.scrollWidth")
+                    if wide > width + 1:
+                        problems.append(f"{where}: {shown}: the page is {wide} px wide")
+                html_values = not card.locator(".chart").count()  # charts: on the axis
+                if html_values and re.search(r"\d\.\d", texts["time"]) is None:
+                    problems.append(f"{where}: time listened without its decimal")
+                # the keyboard: the chosen button takes the arrow keys, as radio buttons do
+                card.locator("input:checked").focus()
+                page.keyboard.press("ArrowLeft")
+                if card.locator("input:checked").get_attribute("value") != first:
+                    problems.append(f"{where}: the arrow key did not go back")
+                problems += [f"{where}: {e}" for e in errors]
+                problems += [f"{where}: {e}" for e in page.evaluate("window.MT_ERRORS || []")]
+            page.close()
+        # no JavaScript: radio buttons and CSS alone
+        context = browser.new_context(
+            java_script_enabled=False, viewport={"width": 390, "height": 900}
+        )
+        page = context.new_page()
+        page.goto((reports["real"] / "top-lists" / "index.html").as_uri())
+        card = page.locator("#top-lists--top_artists")
+        card.locator("label[for$='-time']").click()
+        assert card.locator(".by-time").is_visible() and card.locator(".by-plays").is_hidden()
+        assert card.locator(".by-time th[aria-sort]").inner_text().startswith("Hours")
+        context.close()
+        browser.close()
+    assert not problems, problems

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM
-from music_tracker.reporting import periods
+from music_tracker.reporting import periods, ranking
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import run_card, variants
 
@@ -39,10 +39,11 @@ def test_every_period_in_one_query_equals_one_query_per_period(built: Path) -> N
         ).fetchall()]  # fmt: skip
         chosen = [*map(periods.of_year, years), *periods.rolling(newest)]
         compared = 0
-        for dashboard in load_dashboards():
-            if not dashboard.filters or dashboard.filters[0].kind != "year":
+        for dashboard in map(ranking.for_report, load_dashboards()):  # as the report runs
+            page = dashboard.page_filter
+            if page is None or page.kind != "year":
                 continue
-            name = dashboard.filters[0].name
+            name = page.name
             for card in dashboard.every_card():  # and those shown instead on some periods
                 if not periods.uses_period(card, name):
                     continue
@@ -94,13 +95,16 @@ def test_a_periods_figures_are_the_star_schemas(built: Path) -> None:
             " group by 1",
             bounds,
         ).fetchall()
-        by_plays = sorted(ranked, key=lambda r: (-r[1], r[0]))
-        by_time = sorted(ranked, key=lambda r: (-r[2], r[0]))
-        top = {card.name: card for card in dashboards["top-lists"].cards}
+        by_plays = sorted(ranked, key=lambda r: (-r[1], -r[2], r[0]))
+        by_time = sorted(ranked, key=lambda r: (-r[2], -r[1], r[0]))
+        # as the report has them: one query, both orderings
+        top = {card.name: card for card in ranking.for_report(dashboards["top-lists"]).cards}
         columns, rows = run_card(con, top["top_artists"], values)
-        assert [row[columns.index("artist")] for row in rows] == [r[0] for r in by_plays[:25]]
-        columns, rows = run_card(con, top["top_artists_chart"], values)
-        assert [row[columns.index("artist")] for row in rows] == [r[0] for r in by_time[:15]]
+        ways = {way.key: way for way in ranking.orderings(top["top_artists"], columns, rows)}
+        for key, expected in ((ranking.PLAYS, by_plays), (ranking.TIME, by_time)):
+            at = ways[key].columns.index("artist")
+            assert [row[at] for row in ways[key].rows] == [r[0] for r in expected[:25]], key
+        assert [r[0] for r in by_plays[:25]] != [r[0] for r in by_time[:25]]  # they differ
 
 
 def test_only_periods_with_something_to_draw_are_offered(built: Path) -> None:

@@ -938,6 +938,32 @@ class FakeMetabase(LoopbackServer):
                     return next(f for f in tbl["fields"] if f["name"] == column)
         raise KeyError(f"{table}.{column}")
 
+    def unwired_tags(self) -> list[str]:
+        """For the tests: each template tag of a card on a dashboard that no parameter of
+        that dashboard reaches (Metabase accepts it: the card then runs on the tag's
+        default, or without its optional clause, whatever the visitor picks). As
+        "dashboard / card: tag", for dashboards not archived."""
+        found = []
+        for dashboard in self.dashboards.values():
+            if dashboard.get("archived"):
+                continue
+            parameters = {p["id"] for p in dashboard.get("parameters") or []}
+            for dashcard in dashboard.get("dashcards") or []:
+                card = self.cards.get(dashcard.get("card_id"))
+                if card is None:
+                    continue
+                stage = card["dataset_query"]["stages"][0]
+                reached = {
+                    mapping["target"][1][1]
+                    for mapping in dashcard.get("parameter_mappings") or []
+                    if mapping.get("parameter_id") in parameters
+                }
+                found += [
+                    f"{dashboard['name']} / {card['name']}: {tag}"
+                    for tag in sorted(set(stage.get("template-tags") or {}) - reached)
+                ]
+        return found
+
     def table_by_name(self, table: str) -> dict[str, Any]:
         for database in self.databases.values():
             for tbl in database.tables:

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from music_tracker.connections import connect_duckdb
-from music_tracker.reporting.definitions import Dashboard, bind
+from music_tracker.reporting.definitions import RANK_BY, Dashboard, bind
 
 
 def open_copy(copy: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
@@ -42,7 +42,7 @@ def filter_defaults(
 ) -> dict[str, dict[str, Any]]:
     """Per dashboard: the year a "current" filter starts on, the years a year filter with
     ``options_sql`` offers, and each text filter's values (the most relevant first), read
-    from the serving copy."""
+    from the serving copy; a rank filter's values and default, from its definition."""
     found: dict[str, dict[str, Any]] = {}
     with open_copy(copy, memory_limit) as con:
         newest = con.execute(
@@ -63,6 +63,9 @@ def filter_defaults(
                     current = max((y for y in pool if y is not None), default=None)
                     if current is not None:
                         values[flt.name] = current
+                if flt.kind == "rank":  # plays or time listened, the filter's to start on
+                    values[flt.name] = flt.default
+                    values[f"{flt.name}:values"] = list(RANK_BY)
                 if flt.kind == "text" and flt.options_sql:
                     query = f"select * from ({flt.options_query()}) limit 500"
                     rows = con.execute(query).fetchall()

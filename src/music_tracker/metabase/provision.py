@@ -48,6 +48,7 @@ from music_tracker.reporting.definitions import (
     Dashboard,
     Filter,
     load_dashboards,
+    time_unit,
 )
 from music_tracker.settings import Settings
 from music_tracker.transform import write_manifest
@@ -233,7 +234,7 @@ def column_key(column: str) -> str:
 
 
 def _column_settings(card: Card, columns: list[str]) -> dict[str, Any]:
-    """Each result column's title, its decimals (hours and percentages 1, minutes 0:
+    """Each result column's title, its decimals (hours, minutes and percentages 1:
     Card.digits) and the unit after the measures: what the static report shows on
     its axes, table heads and figures."""
     measure = card.measure()
@@ -244,6 +245,8 @@ def _column_settings(card: Card, columns: list[str]) -> dict[str, Any]:
             entry["decimals"] = digits
         if card.unit and column == measure:
             entry["suffix"] = _UNIT_SUFFIX.get(card.unit, f" {card.unit}")
+        elif card.rank and column == card.rank.time:  # a ranked card's hours or minutes
+            entry["suffix"] = f" {time_unit(column)}"
         settings[column_key(column)] = entry
     return settings
 
@@ -469,6 +472,8 @@ def _dashboard_parameters(dashboard: Dashboard, defaults: dict[str, Any]) -> lis
         if (values := defaults.get(f"{flt.name}:values")) is not None and flt.name not in periods:
             parameter["values_source_type"] = "static-list"
             parameter["values_source_config"] = {"values": values}
+        if flt.kind == "rank":  # plays or time listened, one at a time
+            parameter["isMultiSelect"] = False
         parameters.append(parameter)
     return parameters
 

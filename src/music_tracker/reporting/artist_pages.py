@@ -50,7 +50,12 @@ _BATCH_SQL: dict[str, str] = {
         with ranked as (
             select artist.artist_name, count(*) as plays, sum(fact.ms_played) as ms_played,
                    min(fact.date_sid) as first_listen, max(fact.date_sid) as last_listen,
-                   row_number() over (order by count(*) desc, artist.artist_name) as plays_rank,
+                   row_number() over (
+                       order by count(*) desc, sum(fact.ms_played) desc, artist.artist_name)
+                       as plays_rank,
+                   row_number() over (
+                       order by sum(fact.ms_played) desc, count(*) desc, artist.artist_name)
+                       as time_rank,
                    count(*) / sum(count(*)) over () as share
             from dw.fact_track_played as fact
             join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid
@@ -59,7 +64,7 @@ _BATCH_SQL: dict[str, str] = {
         )
         select ranked.artist_name as mt_artist, ranked.plays,
                round(ranked.ms_played / 3600000, 1) as hours,
-               ranked.plays_rank as rank,
+               ranked.plays_rank, ranked.time_rank,
                round(100 * ranked.share, 2) as share_of_all_plays_pct,
                ranked.first_listen, ranked.last_listen,
                nullif(any_value(artist.country), 'Unknown') as country,
@@ -79,46 +84,72 @@ _BATCH_SQL: dict[str, str] = {
         group by artist.artist_name, calendar.month_start_date
         order by artist.artist_name, calendar.month_start_date
     """,
+    # both orderings at once (the cards' rank filter bound to "both": ranking.py), each
+    # artist's top 15 by plays and by time
     "top_tracks": """
         with counted as (
-            select artist.artist_name, fact.track_sid, count(*) as plays
+            select artist.artist_name, fact.track_sid, count(*) as plays,
+                   sum(fact.ms_played) as ms_played
             from dw.fact_track_played as fact
             join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid
             where artist.artist_name in {NAMES}
             group by artist.artist_name, fact.track_sid
         ),
         named as (
-            select counted.artist_name, track.track_name, sum(counted.plays) as plays
+            select counted.artist_name, track.track_name, sum(counted.plays) as plays,
+                   sum(counted.ms_played) as ms_played
             from counted
             join dw.dim_track as track on track.track_sid = counted.track_sid
             group by counted.artist_name, track.track_name
+        ),
+        ranked as (
+            select *,
+                   row_number() over (partition by artist_name
+                                      order by plays desc, ms_played desc, track_name)
+                       as plays_rank,
+                   row_number() over (partition by artist_name
+                                      order by ms_played desc, plays desc, track_name)
+                       as time_rank
+            from named
         )
-        select named.artist_name as mt_artist, named.track_name, named.plays
-        from named
-        qualify row_number() over (
-            partition by named.artist_name order by named.plays desc, named.track_name) <= 15
-        order by named.artist_name, named.plays desc, named.track_name
+        select artist_name as mt_artist, track_name, plays,
+               round(ms_played / 60000, 1) as minutes, plays as measure, plays_rank, time_rank
+        from ranked
+        where least(plays_rank, time_rank) <= 15
+        order by artist_name, plays_rank
     """,
     "top_albums": """
         with counted as (
-            select artist.artist_name, fact.album_sid, count(*) as plays
+            select artist.artist_name, fact.album_sid, count(*) as plays,
+                   sum(fact.ms_played) as ms_played
             from dw.fact_track_played as fact
             join dw.dim_artist as artist on artist.artist_sid = fact.artist_sid
             where artist.artist_name in {NAMES}
             group by artist.artist_name, fact.album_sid
         ),
         named as (
-            select counted.artist_name, album.album_name, sum(counted.plays) as plays
+            select counted.artist_name, album.album_name, sum(counted.plays) as plays,
+                   sum(counted.ms_played) as ms_played
             from counted
             join dw.dim_album as album on album.album_sid = counted.album_sid
             where album.album_name is not null and album.album_name != '(no album)'
-            group by all
+            group by counted.artist_name, album.album_name
+        ),
+        ranked as (
+            select *,
+                   row_number() over (partition by artist_name
+                                      order by plays desc, ms_played desc, album_name)
+                       as plays_rank,
+                   row_number() over (partition by artist_name
+                                      order by ms_played desc, plays desc, album_name)
+                       as time_rank
+            from named
         )
-        select named.artist_name as mt_artist, named.album_name, named.plays
-        from named
-        qualify row_number() over (
-            partition by named.artist_name order by named.plays desc, named.album_name) <= 15
-        order by named.artist_name, named.plays desc, named.album_name
+        select artist_name as mt_artist, album_name, plays,
+               round(ms_played / 3600000, 1) as hours, plays as measure, plays_rank, time_rank
+        from ranked
+        where least(plays_rank, time_rank) <= 15
+        order by artist_name, plays_rank
     """,
     "genres": """
         select distinct artist.artist_name as mt_artist, genre.genre

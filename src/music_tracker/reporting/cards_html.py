@@ -10,7 +10,7 @@ import datetime as dt
 import decimal
 from typing import Any
 
-from music_tracker.reporting.definitions import Card
+from music_tracker.reporting.definitions import Card, decimals, time_unit
 from music_tracker.reporting.layout import esc
 
 NO_VALUE = "\u2014"
@@ -22,8 +22,8 @@ WIDE = " class='wide'"
 
 def show(value: Any, digits: int | None = None) -> str:
     """A value as a reader sees it: thousands grouped; a measure with ``digits``
-    (Card.digits: hours 1, minutes 0) always with that many decimals, any other
-    number with at most two."""
+    (Card.digits: hours, minutes, percentages 1) always with that many decimals, any
+    other number with at most two."""
     if value is None:
         return NO_VALUE
     if isinstance(value, bool):
@@ -41,6 +41,19 @@ def show(value: Any, digits: int | None = None) -> str:
     return str(value)
 
 
+def show_in(
+    column: str | None, value: Any, *, heard: bool = False, card: Card | None = None
+) -> str:
+    """A value of a result column, with the column's decimals (the card's, else the rule
+    by name: definitions.decimals; hours, minutes and percentages with one, "12.0 h"
+    beside "9.5 h", not "12 h"). ``heard``: the row is something listened to (a ranked
+    card's), so a time that rounds to 0.0 was not nothing: "< 0.1" (every play has time
+    played)."""
+    if heard and column and time_unit(column) and _is_number(value) and float(value) == 0:
+        return "< 0.1"
+    return show(value, card.digits(column) if card else decimals(column))
+
+
 def empty(card: Card) -> str:
     """The card's own words for an empty card (`command` in them shown as code)."""
     parts = (card.empty or DEFAULT_EMPTY).split("`")
@@ -56,9 +69,11 @@ def _cell(
     href: str | None,
     css: str = "",
     kind: str | None = None,
-    digits: int | None = None,
+    column: str | None = None,
+    heard: bool = False,
+    card: Card | None = None,
 ) -> str:
-    shown = esc(show(value, digits))
+    shown = esc(show_in(column, value, heard=heard, card=card))
     content = f"<a href='{esc(href)}'>{shown}</a>" if href else shown
     attributes = f" class='{css}'" if css else ""
     if kind:  # a name that leads to its artist's page (tests find them by this)
@@ -71,7 +86,7 @@ def kpi(card: Card, rows: list[tuple[Any, ...]]) -> str:
     if value is None and card.empty:  # no figure: the card says why
         return empty(card)
     unit = f"<span class='unit'>{esc(card.unit)}</span>" if card.unit else ""
-    return f"<div class='kpi'>{esc(show(value, card.digits(card.y)))}{unit}</div>"
+    return f"<div class='kpi'>{esc(show_in(card.y, value, card=card))}{unit}</div>"
 
 
 def table(
@@ -80,8 +95,10 @@ def table(
     rows: list[tuple[Any, ...]],
     links: dict[str, list[str | None]],
     kinds: dict[str, str],
+    sorted_by: str | None = None,
 ) -> str:
-    """Rows as a table that scrolls sideways in its card; one row as labelled figures."""
+    """Rows as a table that scrolls sideways in its card; one row as labelled figures.
+    ``sorted_by``: the column the rows are ranked by (its head says so)."""
     if not rows:
         return empty(card)
     if len(rows) == 1 and len(columns) > 1:
@@ -93,7 +110,8 @@ def table(
                 rows[0][i],
                 (links.get(column) or [None])[0],
                 kind=kinds.get(column),
-                digits=card.digits(column),
+                column=column,
+                card=card,
             )
             + "</div>"
             for i, column in enumerate(columns)
@@ -104,7 +122,9 @@ def table(
     dates = [any(isinstance(row[i], dt.date) for row in rows) for i in range(len(columns))]
     header = "".join(
         _cell("th", card.title_of(column), None, _kind(numeric[i], dates[i], False)).replace(
-            "<th", "<th scope='col'", 1
+            "<th",
+            "<th scope='col'" + (" aria-sort='descending'" if column == sorted_by else ""),
+            1,
         )
         for i, column in enumerate(columns)
     )
@@ -117,7 +137,9 @@ def table(
                 (links.get(column) or [None] * len(rows))[r],
                 _kind(_is_number(value), dates[i], column in kinds),
                 kinds.get(column),
-                card.digits(column),
+                column,
+                card.rank is not None,
+                card,
             )
             for i, (column, value) in enumerate(zip(columns, row, strict=True))
         )
@@ -148,7 +170,6 @@ def ranked(
         order.sort(key=lambda i: rows[i][x] or 0, reverse=card.sort == "-x")
     most = max((float(row[x] or 0) for row in rows), default=0) or 1
     unit = f" {esc(card.unit)}" if card.unit else ""
-    digits = card.digits(card.x)
     items = "".join(
         "<li>"
         + _cell(
@@ -158,7 +179,9 @@ def ranked(
             "name" if kind else "label",
             kind,
         )
-        + f"<span class='value'>{esc(show(rows[i][x], digits))}{unit}</span>"
+        + "<span class='value'>"
+        + esc(show_in(card.x, rows[i][x], heard=bool(card.rank), card=card))
+        + f"{unit}</span>"
         + "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>"
         + f"<rect width='{max(0.5, 100 * float(rows[i][x] or 0) / most):.1f}' height='4'>"
         + "</rect></svg></li>"

@@ -11,10 +11,13 @@ main thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+from music_tracker import files
 from music_tracker.reporting.definitions import Card
 
 ROW_HEIGHT_PX = 40
@@ -22,6 +25,8 @@ GRID_GAP_PX = 12  # between grid rows (the page's CSS)
 # the card's border, padding and title, taken off its grid cell; a description adds a line
 CHROME_PX = 48
 DESCRIPTION_PX = 22
+SWITCH_PX = 30  # a ranked card's "Rank by" buttons
+CAPTION_PX = 18  # and a ranked treemap's line saying what sizes its tiles
 # No colours here: every colour is one of report.css's variables, named as ``var(--name)``
 # and replaced by its value, light or dark, when the page draws the chart (report.js).
 PALETTE = [f"var(--c{i})" for i in range(1, 9)]
@@ -84,7 +89,10 @@ def chart_height(card: Card) -> int:
     """The chart's height in px: its grid cell less the card's title (and description).
     The page keeps that room for it before it is drawn, so nothing moves when it is."""
     cell = card.layout.height * ROW_HEIGHT_PX + (card.layout.height - 1) * GRID_GAP_PX
-    return max(120, cell - CHROME_PX - (DESCRIPTION_PX if card.description else 0))
+    chrome = CHROME_PX + (DESCRIPTION_PX if card.description else 0)
+    if card.rank:
+        chrome += SWITCH_PX + (CAPTION_PX if card.viz == "treemap" else 0)
+    return max(120, cell - chrome)
 
 
 def description(card: Card) -> str:
@@ -510,3 +518,31 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
             },
         ],
     }
+
+
+class SpecCache:
+    """Each card's chart spec, compiled once for all the pages that show the card, and kept
+    in the report's cache from one report to the next (by the Vega-Lite spec, charts.py and
+    vl-convert's version): a report whose cards did not change starts no compiler."""
+
+    def __init__(self, cache: Path) -> None:
+        import importlib.metadata
+
+        self._made: dict[tuple[str, str, str], Any] = {}
+        code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+        version = importlib.metadata.version("vl-convert-python")
+        self._cache = cache / f"specs-{version}-{code}"
+
+    def __call__(self, dashboard: str, card: Card, variant: str = "") -> Any:
+        """``dashboard``: its slug; ``variant``: one ordering of a ranked card (its own
+        measure, its own spec)."""
+        key = (dashboard, card.name, variant)
+        if key not in self._made:
+            chart = json.dumps([card.viz, spec(card)], sort_keys=True, default=str)
+            kept = self._cache / f"{hashlib.sha256(chart.encode()).hexdigest()[:20]}.json"
+            if kept.exists():
+                self._made[key] = json.loads(kept.read_text(encoding="utf-8"))
+            else:
+                self._made[key] = compiled(card)
+                files.write_text(kept, json.dumps(self._made[key]))
+        return self._made[key]

@@ -46,16 +46,26 @@ GRAIN_PERIODS: dict[str, tuple[PeriodKind, ...]] = {
 }
 # words for the suffixes of column names, used when a card gives no title of its own
 _SUFFIX_WORDS = {"_pct": " (%)", "_num": "", "_sid": "", "_ms": " (ms)", "_days": " (days)"}
+# A ranked card (``rank:``) ranks by plays or by time listened: a filter of kind ``rank``
+# (Metabase's "Rank by") offers these values; the static report binds ``BOTH`` and shows
+# the two orderings itself (reporting/ranking.py)
+RANK_BY = ("plays", "time listened")
+BOTH = "both"
+# the time measures a ranked card may show, by the end of the column's name, and their unit
+TIME_UNITS = {"hours": "h", "minutes": "min"}
+# words for the rank columns every ranked card returns
+_COLUMN_WORDS = {
+    "plays_rank": "Rank by plays",
+    "time_rank": "Rank by time listened",
+    "plays_rank_year_before": "Rank by plays the year before",
+    "time_rank_year_before": "Rank by time the year before",
+}
 
 # How a measure is written, by its column's name, wherever it shows (the static report's
-# figures, tables, lists and chart tooltips; Metabase's column settings): hours and
-# percentages to one decimal ("1.0" beside "35.2", not "1"), minutes whole; counts are
-# whole numbers; thousands grouped everywhere.
-_DECIMALS = (
-    (re.compile(r"(?:^|_)hours(?:_|$)"), 1),
-    (re.compile(r"_pct$"), 1),
-    (re.compile(r"(?:^|_)minutes(?:_|$)"), 0),
-)
+# figures, tables, lists and chart tooltips; Metabase's column settings): times (hours,
+# minutes: TIME_UNITS) and percentages to one decimal ("1.0" beside "35.2", not "1");
+# counts are whole numbers; thousands grouped everywhere.
+_PERCENT = re.compile(r"_pct$")
 _TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _SCHEMA_REF = re.compile(r"\b(?:from|join)\s+([a-z_]+)\.", re.IGNORECASE)
@@ -75,8 +85,10 @@ class Filter(_Strict):
 
     name: Name
     label: str
-    kind: Literal["year", "text"]
-    # year: "current" (the newest year with plays) or "all"; text: the first of ``options``
+    kind: Literal["year", "text", "rank"]
+    # year: "current" (the newest year with plays) or "all"; text: the first of ``options``;
+    # rank: "plays" or "time listened" (what Metabase starts on, the static report's
+    # first ordering)
     default: str = "all"
     # text filters: a query whose first column lists the values (most relevant first);
     # year filters may have one too: the years in which the dashboard has something to draw
@@ -92,6 +104,11 @@ class Filter(_Strict):
             raise ValueError("a text filter needs options_sql")
         if self.kind == "year" and self.default not in ("current", "all"):
             raise ValueError("a year filter's default is 'current' or 'all'")
+        if self.kind == "rank" and (self.default not in RANK_BY or self.options_sql):
+            raise ValueError(
+                f"a rank filter's default is one of {', '.join(map(repr, RANK_BY))} "
+                "(and its values are those: no options_sql)"
+            )
         if self.options_sql and set(_TAG.findall(self.options_sql)) - {self.name}:
             raise ValueError(f"options_sql may use {{{{{self.name}}}}} only")
         return self
@@ -119,6 +136,31 @@ def year_clause(name: str = "year") -> re.Pattern[str]:
     """A card's year condition on filter ``name`` (``calendar.year_num = {{year}}``), the
     alias captured: what both renderers turn into a period's dates."""
     return re.compile(rf"\b(\w+)\.year_num\s*=\s*\{{\{{\s*{name}\s*\}}\}}")
+
+
+class Rank(_Strict):
+    """How a ranked card ranks: by plays or by time listened, its ``top`` rows each way.
+
+    The card's SQL returns ``plays_rank`` and ``time_rank`` (a row number over each
+    measure) and keeps the rows whose rank under the chosen measure is at most ``top``:
+    Metabase's "Rank by" value, or both ways for the static report (``BOTH``), which
+    shows the two orderings with a switch (docs/reporting.md, "Ranked by plays or by
+    time")."""
+
+    plays: str  # the column that counts plays (or tracks played in genre)
+    time: str  # the column of time listened: hours or minutes (TIME_UNITS)
+    top: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _time_column(self) -> Rank:
+        if time_unit(self.time) is None:
+            raise ValueError(f"rank.time names hours or minutes, not {self.time!r}")
+        return self
+
+
+def time_unit(column: str) -> str | None:
+    """The unit of a time measure (``hours`` -> "h", ``minutes_played`` -> "min")."""
+    return next((unit for word, unit in TIME_UNITS.items() if word in column.split("_")), None)
 
 
 class Card(_Strict):
@@ -149,6 +191,8 @@ class Card(_Strict):
     artist_column: str | None = None
     # what the card says when it has no rows: what is missing and what to do
     empty: str = ""
+    # ranked by plays or by time listened (the dashboard's rank filter)
+    rank: Rank | None = None
     layout: Layout
     # The static report's periods the card is shown on (a card that uses the dashboard's
     # period filter): all, year, last-12-months, last-30-days. Default: those its time
@@ -258,6 +302,8 @@ class Card(_Strict):
                 f"cards read the dw schema only (the serving copy holds nothing else), "
                 f"not {', '.join(sorted(schemas - {'dw'}))}"
             )
+        if self.rank and not re.search(rf"<=\s*{self.rank.top}\b", self.sql):
+            raise ValueError(f"a ranked card's SQL keeps the rows ranked <= {self.rank.top}")
         return self
 
 
@@ -278,11 +324,21 @@ class Dashboard(_Strict):
     def filter(self, name: str) -> Filter:
         return next(f for f in self.filters if f.name == name)
 
+    @property
+    def page_filter(self) -> Filter | None:
+        """The filter the static report writes a page per value of (the first that is not
+        a rank filter: both rankings are on every page)."""
+        return next((f for f in self.filters if f.kind != "rank"), None)
+
+    @property
+    def rank_filter(self) -> Filter | None:
+        return next((f for f in self.filters if f.kind == "rank"), None)
+
     def period_filter(self) -> str | None:
-        """The filter the static report writes a page per period for: the first, if it is
-        a year filter."""
-        first = self.filters[0] if self.filters else None
-        return first.name if first is not None and first.kind == "year" else None
+        """The name of the filter the static report writes a page per period for: the
+        page filter, when it is a year filter."""
+        flt = self.page_filter
+        return flt.name if flt is not None and flt.kind == "year" else None
 
     def every_card(self) -> list[Card]:
         """The cards and those shown instead of them on some periods."""
@@ -293,32 +349,49 @@ class Dashboard(_Strict):
         names = [c.name for c in self.every_card()]
         if len(names) != len(set(names)):
             raise ValueError("card names must be unique within a dashboard")
+        titles = [c.title for c in self.cards]
+        if len(titles) != len(set(titles)):  # Metabase lists them by title
+            raise ValueError("card titles must be unique within a dashboard")
         known = {f.name for f in self.filters}
+        ranks = [f.name for f in self.filters if f.kind == "rank"]
+        if len(ranks) > 1:
+            raise ValueError("a dashboard has one rank filter at most")
         for card in self.every_card():
             unknown = card.tags() - known
             if unknown:
                 raise ValueError(f"card {card.name!r} uses undefined filter {sorted(unknown)}")
+            # a ranked card is wired to the rank filter, and only ranked cards are
+            ranked = bool(ranks) and ranks[0] in card.tags()
+            if bool(card.rank) != ranked:
+                raise ValueError(
+                    f"card {card.name!r}: a card with rank: uses the dashboard's rank filter "
+                    "and only such a card does"
+                    if ranks
+                    else f"card {card.name!r} is ranked (rank:): the dashboard needs a filter "
+                    "of kind rank"
+                )
             period = self.period_filter()
             if (card.periods is not None or card.instead) and period not in card.tags():
                 raise ValueError(
                     f"card {card.name!r}: periods and instead are for cards that use the "
-                    "period filter (the first, a year filter)"
+                    "period filter (a year filter, the first that is not a rank filter)"
                 )
         return self
 
 
 def decimals(column: str | None) -> int | None:
-    """The decimals a measure column is written with (hours 1, percentages 1, minutes 0);
-    None for the rest, written as they come (counts are whole)."""
-    for pattern, digits in _DECIMALS:
-        if column and pattern.search(column):
-            return digits
+    """The decimals a measure column is written with (hours, minutes and percentages:
+    1); None for the rest, written as they come (counts are whole)."""
+    if column and (time_unit(column) or _PERCENT.search(column)):
+        return 1
     return None
 
 
 def column_title(name: str) -> str:
     """Words for a column name: ``share_of_all_plays_pct`` -> "Share of all plays (%)",
     ``year_num`` -> "Year"."""
+    if name in _COLUMN_WORDS:
+        return _COLUMN_WORDS[name]
     for suffix, words in _SUFFIX_WORDS.items():
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)] + words

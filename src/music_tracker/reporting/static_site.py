@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import gzip
 import hashlib
 import html
-import io
 import json
 import re
 import shutil
@@ -24,9 +22,8 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -41,11 +38,13 @@ from music_tracker.reporting import (
     grid,
     periods,
     pictures,
+    ranking,
     story,
 )
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, Layout, bind
 from music_tracker.reporting.layout import Context, data_script, footer, head, nav
 from music_tracker.reporting.links import RANKED, Links, linked
+from music_tracker.reporting.serving import serve
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
 
 __all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card", "serve"]
@@ -141,9 +140,9 @@ def variants(
     year filter gives all time, each year and (given ``newest``, the day of the newest
     play) the last 12 months and the last 30 days, each only where the dashboard has
     something to draw (its ``options_sql``); a story (year in review) is of one year."""
-    if not dashboard.filters:
+    first = dashboard.page_filter
+    if first is None:
         return [("index", "", {})]
-    first = dashboard.filters[0]
     if first.kind == "year":
         has: Callable[[periods.Period], bool] = lambda _: True  # noqa: E731
         if first.options_sql:  # the days on which this dashboard has something to draw
@@ -189,7 +188,7 @@ def newest_of(con: duckdb.DuckDBPyConnection, dashboard: Dashboard, newest: dt.d
     """The day the dashboard's rolling periods end: the newest play, or the newest day of
     its own data when that is later (podcasts listened to after the last song: fact_other_
     played is not in agg_daily_listening)."""
-    first = dashboard.filters[0] if dashboard.filters else None
+    first = dashboard.page_filter
     if first is None or first.kind != "year" or not first.options_sql:
         return newest
     last = _year_options(con, first)[2]
@@ -341,7 +340,7 @@ def _answer_card(
 def _draws(dashboard: Dashboard, cards: list[Card], results: dict[str, periods.Result]) -> bool:
     """Whether a page has something to draw: a card of the page's period with rows (a KPI
     with a figure other than zero). Cards that ignore the period do not count."""
-    varying = dashboard.filters[0].name if dashboard.filters else None
+    varying = dashboard.page_filter.name if dashboard.page_filter else None
     for card in cards:
         if varying is not None and varying not in card.tags():
             continue
@@ -364,67 +363,33 @@ class _Page:
     results: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
     cards: list[tuple[Card, Card]]  # (as defined, as shown): shown()
     period: str = ""  # what the page says of its period
-    pictures: dict[str, str] = field(default_factory=dict)  # card name -> Pictures key
-
-
-def _values(row: tuple[Any, ...]) -> list[Any]:
-    return [_jsonable(v) for v in row]
-
-
-def _first_charts(cards: list[tuple[Card, Card]], results: dict[str, periods.Result]) -> list[Card]:
-    """The charts a phone shows on its first screen (FIRST_SCREEN), drawn ahead."""
-    found = [card for _, card in cards if _is_chart(card, results[card.name][1])]
-    return found[:FIRST_SCREEN]
-
-
-def _is_chart(card: Card, rows: list[tuple[Any, ...]]) -> bool:
-    """Whether report.js draws the card (the others are HTML: _body)."""
-    return card.viz not in ("kpi", "table") and not _is_ranked(card) and bool(rows)
+    pictures: dict[str, str] = field(default_factory=dict)  # chart -> Pictures key
 
 
 def _is_ranked(card: Card) -> bool:
     return card.viz == "bar" and (card.y in RANKED or card.y == card.artist_column)
 
 
-def _body(card: Card, columns: list[str], rows: list[tuple[Any, ...]], links: Links) -> str | None:
+def _body(
+    card: Card,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    links: Links,
+    sorted_by: str | None = None,
+) -> str | None:
     """The card as HTML, or None for a chart with rows (report.js draws it)."""
     kinds = linked(card, columns)
     if card.viz == "kpi":
         return cards_html.kpi(card, rows)
     if card.viz == "table":
-        return cards_html.table(card, columns, rows, links.for_card(card, columns, rows), kinds)
+        hrefs = links.for_card(card, columns, rows)
+        return cards_html.table(card, columns, rows, hrefs, kinds, sorted_by)
     if _is_ranked(card):
         hrefs = links.for_card(card, columns, rows).get(card.y or "", [])
         return cards_html.ranked(card, columns, rows, hrefs, kinds.get(card.y or ""))
     if not rows:
         return cards_html.empty(card)
     return None
-
-
-class _Specs:
-    """Each card's chart spec, compiled once for all the pages that show the card, and kept
-    in the report's cache from one report to the next (by the Vega-Lite spec, charts.py and
-    vl-convert's version): a report whose cards did not change starts no compiler."""
-
-    def __init__(self, cache: Path) -> None:
-        import importlib.metadata
-
-        self._made: dict[tuple[str, str], Any] = {}
-        code = hashlib.sha256(Path(charts.__file__).read_bytes()).hexdigest()[:12]
-        version = importlib.metadata.version("vl-convert-python")
-        self._cache = cache / f"specs-{version}-{code}"
-
-    def __call__(self, dashboard: Dashboard, card: Card) -> Any:
-        key = (dashboard.slug, card.name)
-        if key not in self._made:
-            chart = json.dumps([card.viz, charts.spec(card)], sort_keys=True, default=str)
-            kept = self._cache / f"{hashlib.sha256(chart.encode()).hexdigest()[:20]}.json"
-            if kept.exists():
-                self._made[key] = json.loads(kept.read_text(encoding="utf-8"))
-            else:
-                self._made[key] = charts.compiled(card)
-                files.write_text(kept, json.dumps(self._made[key]))
-        return self._made[key]
 
 
 def write_report(
@@ -463,7 +428,9 @@ def write_report(
         ).fetchall()
     ]
     links = Links()
-    specs = _Specs(folder.with_name(".report-cache"))
+    # ranked cards answer both ways at once (their rank filter bound to "both")
+    dashboards = [ranking.for_report(dashboard) for dashboard in dashboards]
+    specs = charts.SpecCache(folder.with_name(".report-cache"))
     # the first charts of each page drawn meanwhile, in a process of their own
     with pictures.Pictures(folder.with_name(".report-cache"), charts.WORLD_IMAGE) as drawn_ahead:
         artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
@@ -494,11 +461,13 @@ def write_report(
                 if dashboard.page == "dashboard":  # its first charts drawn meanwhile
                     # a past year's page does not change: drawn once, when there is time
                     age = newest.year - period.year if period and period.year else 0
-                    for card in _first_charts(page.cards, page.results):
-                        columns, rows = page.results[card.name]
-                        named = [dict(zip(columns, _values(row), strict=True)) for row in rows]
-                        spec = specs(dashboard, card)
-                        page.pictures[card.name] = drawn_ahead.ask(spec, named, age)
+                    shown_cards = [card for _, card in page.cards]
+                    for chart in _first_charts(_charts_of(dashboard, shown_cards, page.results)):
+                        named = [
+                            dict(zip(chart.columns, _values(r), strict=True)) for r in chart.rows
+                        ]
+                        spec = specs(dashboard.slug, chart.card, chart.variant)
+                        page.pictures[chart.chart] = drawn_ahead.ask(spec, named, age)
                 pages.append(page)
         drawn_ahead.later()
         links.resolve(con)
@@ -517,7 +486,7 @@ def write_report(
             if page.dashboard.page == "story":
                 text = _story(page, choices[page.dashboard.slug], context, links)
             else:
-                drawn = {name: drawn_ahead.take(key) for name, key in page.pictures.items()}
+                drawn = {chart: drawn_ahead.take(key) for chart, key in page.pictures.items()}
                 text = _page(page.dashboard, page.cards, choices[page.dashboard.slug], page.stem,
                              page.label, page.results, links, specs, context,
                              period=page.period, drawn=drawn)  # fmt: skip
@@ -525,23 +494,23 @@ def write_report(
             summary.pages += 1
         summary.dashboards = len(dashboards)
         summary.pictures = drawn_ahead.drawn
-        today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
-        front = front_page.render(
-            front_page.headlines(con, today),
-            dashboards,
-            context,
-            lambda name: links.href("artist", name, depth=0),
-            len(artists),
-        )
-        (partial / "index.html").write_text(front, encoding="utf-8")
-        summary.pages += 1
-        sweeper.join()
-        _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
-        if folder.exists() or folder.is_symlink():
-            folder.rename(old)
-        partial.rename(folder)
-        summary.seconds = time.perf_counter() - started
-        return summary
+    today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
+    front = front_page.render(
+        front_page.headlines(con, today),
+        dashboards,
+        context,
+        lambda name: links.href("artist", name, depth=0),
+        len(artists),
+    )
+    (partial / "index.html").write_text(front, encoding="utf-8")
+    summary.pages += 1
+    sweeper.join()
+    _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
+    if folder.exists() or folder.is_symlink():
+        folder.rename(old)
+    partial.rename(folder)
+    summary.seconds = time.perf_counter() - started
+    return summary
 
 
 def _remove(path: Path) -> None:
@@ -563,7 +532,11 @@ def _story(
         for name, (columns, rows) in page.results.items()
     }
     years = [(label, f"{stem}.html") for stem, label, _ in pages if stem != "index"]
-    return story.render(page.dashboard.title, page.label, years, data, context, links.href)
+    ranks = {card.name: card.rank for card in page.dashboard.cards if card.rank}
+    first = ranking.first_ordering(page.dashboard)
+    return story.render(
+        page.dashboard.title, page.label, years, data, context, links.href, ranks, first
+    )
 
 
 def _write_artist_pages(
@@ -573,7 +546,7 @@ def _write_artist_pages(
     partial: Path,
     context: Context,
     links: Links,
-    specs: _Specs,
+    specs: charts.SpecCache,
     summary: ReportSummary,
     on_page: Callable[[str], None] | None,
 ) -> int:
@@ -644,17 +617,18 @@ def _page(
     label: str,
     results: dict[str, tuple[list[str], list[tuple[Any, ...]]]],
     links: Links,
-    specs: _Specs,
+    specs: charts.SpecCache,
     context: Context,
     *,
     artist: bool = False,
     period: str = "",
     drawn: dict[str, str | None] | None = None,
 ) -> str:
-    """One dashboard page; ``drawn``: its charts drawn ahead (_first_charts), by name."""
+    """One page of a dashboard: ``cards`` (shown()) on the grid, the charts among them
+    drawn ahead in ``drawn`` (by their data-chart)."""
     selector = ""
-    if dashboard.filters and not artist:
-        first = dashboard.filters[0]
+    first = dashboard.page_filter
+    if first is not None and not artist:
         # the default page (index) repeats one of the others: offer each choice once
         choices: dict[str, str] = {}
         for stem, text, _ in pages:
@@ -694,17 +668,19 @@ def _page(
         and (i + 1 == len(placed) or placed[i + 1][0].viz != "kpi")
         and _run_length(placed, i) % 2
     }
+    ahead = drawn or {}
     for i, (card, layout) in enumerate(placed):
         columns, rows = results[card.name]
-        body = _body(card, columns, rows, links)
-        picture = (drawn or {}).get(card.name)
-        if body is None:
-            charts_to_draw.append({
-                "card": i, "name": card.name, "viz": card.viz, "columns": columns,
-                "rows": [_values(row) for row in rows], "spec": specs(dashboard, card),
-                "ahead": picture is not None,
-            })  # fmt: skip
-        tiles.append(_tile(dashboard, card, layout, i, body, lone=i in lone, picture=picture))
+        if card.rank and rows:
+            body = _ranked_body(dashboard, card, i, columns, rows, links, specs, charts_to_draw,
+                                ahead)  # fmt: skip
+            tiles.append(_tile(dashboard, card, layout, i, body, _ranking_switch(dashboard, card)))
+            rows_of.append((layout, False))
+            continue
+        html_body = _body(card, columns, rows, links)
+        body = html_body or _chart(dashboard, card, str(i), columns, rows, specs,
+                                   charts_to_draw, picture=ahead.get(str(i)))  # fmt: skip
+        tiles.append(_tile(dashboard, card, layout, i, body, lone=i in lone))
         rows_of.append((layout, card.viz == "kpi" or _says_empty(body)))
     main = f"<main class='grid' style='--rows: {_grid_rows(rows_of)}'>{''.join(tiles)}</main>"
     shown_cards = [card for card, _ in placed]
@@ -756,6 +732,122 @@ def _nothing_to_show(dashboard: Dashboard, cards: list[Card]) -> str:
     )
 
 
+def _chart(
+    dashboard: Dashboard,
+    card: Card,
+    chart: str,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    specs: charts.SpecCache,
+    charts_to_draw: list[dict[str, Any]],
+    variant: str = "",
+    picture: str | None = None,
+) -> str:
+    """A chart's room in the page (report.js draws it there from its entry in
+    ``charts_to_draw``, found by ``data-chart``): the chart as drawn ahead (``picture``),
+    or its room kept, the map's countries shown at once."""
+    charts_to_draw.append({
+        "chart": chart, "name": card.name, "viz": card.viz, "columns": columns,
+        "rows": [_values(row) for row in rows], "spec": specs(dashboard.slug, card, variant),
+        "ahead": picture is not None,
+    })  # fmt: skip
+    height = charts.chart_height(card)
+    if picture is not None:
+        # named as Vega names the charts it draws (its spec's description), so that a
+        # picture and a chart drawn live read the same to a screen reader
+        return (
+            f"<div class='chart' data-chart='{chart}' style='min-height: {height}px'"
+            " role='graphics-document' aria-roledescription='visualization'"
+            f" aria-label='{html.escape(charts.description(card))}'>{picture}</div>"
+        )
+    world = (
+        f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
+        f" height='{charts.world_height()}' style='height: {height}px'>"
+        if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
+        else ""
+    )
+    return f"<div class='chart' data-chart='{chart}' style='min-height: {height}px'>{world}</div>"
+
+
+@dataclass(frozen=True)
+class _Chart:
+    """A chart of a page: its ``data-chart``, the card as drawn (a ranked card's one
+    ordering: ``variant``), its rows, and whether the page opens on it (a ranked card's
+    other ordering is hidden until chosen)."""
+
+    chart: str
+    card: Card
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    variant: str = ""
+    opened: bool = True
+
+
+def _charts_of(
+    dashboard: Dashboard, cards: list[Card], results: dict[str, periods.Result]
+) -> list[_Chart]:
+    """The charts of a page that shows ``cards``, in the page's order (as _page draws
+    them: the others are HTML)."""
+    found = []
+    first = ranking.first_ordering(dashboard)
+    for i, card in enumerate(cards):
+        columns, rows = results[card.name]
+        if card.rank and rows:
+            found += [
+                _Chart(f"{i}-{way.key}", way.card, way.columns, way.rows, way.key, way.key == first)
+                for way in ranking.orderings(card, columns, rows)
+                if _is_chart(way.card, way.rows)
+            ]
+        elif _is_chart(card, rows):
+            found.append(_Chart(str(i), card, columns, rows))
+    return found
+
+
+def _first_charts(found: list[_Chart]) -> list[_Chart]:
+    """The charts a phone shows on its first screen (FIRST_SCREEN), drawn ahead."""
+    return [chart for chart in found if chart.opened][:FIRST_SCREEN]
+
+
+def _is_chart(card: Card, rows: list[tuple[Any, ...]]) -> bool:
+    """Whether report.js draws the card (the others are HTML: _body)."""
+    return card.viz not in ("kpi", "table") and not _is_ranked(card) and bool(rows)
+
+
+def _values(row: tuple[Any, ...]) -> list[Any]:
+    return [_jsonable(v) for v in row]
+
+
+def _ranked_body(
+    dashboard: Dashboard,
+    card: Card,
+    index: int,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    links: Links,
+    specs: charts.SpecCache,
+    charts_to_draw: list[dict[str, Any]],
+    drawn: dict[str, str | None],
+) -> str:
+    """A ranked card's body: both orderings (ranking.py), one shown by its switch."""
+    bodies = {}
+    for way in ranking.orderings(card, columns, rows):
+        sorted_by = ranking.measure_of(way) if card.viz == "table" else None
+        body = _body(way.card, way.columns, way.rows, links, sorted_by)
+        if body is None:
+            chart = f"{index}-{way.key}"
+            body = _chart(dashboard, way.card, chart, way.columns, way.rows, specs,
+                          charts_to_draw, way.key, drawn.get(chart))  # fmt: skip
+            if card.viz == "treemap":  # no axis says what the tiles measure
+                measure = way.card.title_of(ranking.measure_of(way))
+                body = f"<p class='measure'>Sized by {html.escape(measure.lower())}</p>{body}"
+        bodies[way.key] = body
+    return ranking.parts(bodies)
+
+
+def _ranking_switch(dashboard: Dashboard, card: Card) -> str:
+    return ranking.switch(f"rank-{dashboard.slug}--{card.name}", ranking.first_ordering(dashboard))
+
+
 def _run_length(placed: list[tuple[Card, Layout]], last: int) -> int:
     """How many KPI cards in a row end at ``last``."""
     first = last
@@ -773,10 +865,10 @@ def _tile(
     card: Card,
     layout: Layout,
     index: int,
-    body: str | None,
+    body: str,
+    controls: str = "",
     *,
     lone: bool = False,
-    picture: str | None = None,
 ) -> str:
     # placed on the 24-column grid from 800 px wide (report.css); one column below
     style = (
@@ -789,33 +881,19 @@ def _tile(
         else ""
     )
     kind = "ranked" if _is_ranked(card) else card.viz
-    drawn = " drawn" if body is not None else ""
-    if lone:
-        drawn += " lone"
-    if body is None:  # a chart: drawn ahead, or its room kept (the map's countries shown)
-        height = charts.chart_height(card)
-        world = (
-            f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
-            f" height='{charts.world_height()}' style='height: {height}px'>"
-            if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
-            else ""
-        )
-        # named as Vega names the charts it draws (its spec's description), so that a
-        # picture and a chart drawn live read the same to a screen reader
-        named = (
-            " role='graphics-document' aria-roledescription='visualization'"
-            f" aria-label='{html.escape(charts.description(card))}'"
-        )
-        body = (
-            f"<div class='chart' style='min-height: {height}px'"
-            f"{named if picture else ''}>{picture or world}</div>"
-        )
+    classes = f"card card-{kind}"
+    if "data-chart='" not in body:
+        classes += " drawn"
     if _says_empty(body):
-        drawn += " is-empty"
+        classes += " is-empty"
+    if controls:
+        classes += " ranks"
+    if lone:
+        classes += " lone"
     return (
-        f"<section class='card card-{kind}{drawn}' style='{style}' data-card='{index}'"
+        f"<section class='{classes}' style='{style}' data-card='{index}'"
         f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
-        f"{description}<div class='body'>{body}</div></section>"
+        f"{description}{controls}<div class='body'>{body}</div></section>"
     )
 
 
@@ -856,46 +934,6 @@ def build_report(
         return write_report(con, dashboards, folder, context, on_page=on_page)
     finally:
         con.close()
-
-
-def serve(folder: Path, port: int) -> None:
-    """Serve the report on 127.0.0.1 until interrupted (Ctrl+C), compressed as the deployed
-    proxy serves it (Caddy's ``encode``): Vega's 580 kB of JavaScript travel as 200."""
-    import functools
-    from http.server import ThreadingHTTPServer
-
-    handler = functools.partial(_CompressingHandler, directory=str(folder))
-    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        server.serve_forever()
-
-
-class _CompressingHandler(SimpleHTTPRequestHandler):
-    """Text files gzip-compressed for clients that accept it (each once per version)."""
-
-    _TEXT = (".html", ".js", ".css", ".json", ".svg")
-    _cache: ClassVar[dict[tuple[str, float], bytes]] = {}
-
-    def send_head(self) -> Any:
-        path = Path(self.translate_path(self.path))
-        if path.is_dir() and self.path.split("?")[0].endswith("/"):
-            path = path / "index.html"
-        accepts = "gzip" in self.headers.get("Accept-Encoding", "")
-        if not accepts or path.suffix not in self._TEXT or not path.is_file():
-            return super().send_head()  # and folders without their "/": the redirect
-        stat = path.stat()
-        key = (str(path), stat.st_mtime)
-        body = self._cache.get(key)
-        if body is None:
-            body = gzip.compress(path.read_bytes(), compresslevel=6)
-            self._cache[key] = body
-        self.send_response(200)
-        self.send_header("Content-Type", self.guess_type(str(path)))
-        self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Last-Modified", self.date_time_string(int(stat.st_mtime)))
-        self.send_header("Vary", "Accept-Encoding")
-        self.end_headers()
-        return io.BytesIO(body)
 
 
 def _filter_label(flt: Filter) -> str:

@@ -12,6 +12,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from music_tracker.reporting import ranking
+from music_tracker.reporting.cards_html import show_in
+from music_tracker.reporting.definitions import Rank
 from music_tracker.reporting.front_page import long_date
 from music_tracker.reporting.layout import Context, esc, footer, head, nav
 
@@ -61,31 +64,59 @@ def _against(now: Any, before: Any, what: str) -> str:
     return f"{sign}{abs(change):.0f}% on the year before ({previous})"
 
 
-def _change(row: dict[str, Any]) -> str:
-    change = row.get("change")
-    before = row.get("rank_year_before")
-    if change == "new":
+def _change(now: Any, before: Any) -> str:
+    """How a rank moved against the year before (``before`` None: not played then)."""
+    if before is None:
         return "<span class='change new'>new</span>"
-    if change == "up":
+    if before > now:
         return f"<span class='change up'>{_UP} up from #{before}</span>"
-    if change == "down":
+    if before < now:
         return f"<span class='change down'>{_DOWN} down from #{before}</span>"
-    if change == "same":
-        return "<span class='change same'>same as the year before</span>"
-    return ""
+    return "<span class='change same'>same as the year before</span>"
 
 
-def _ranked(rows: list[dict[str, Any]], column: str, link: Link) -> str:
-    items = []
-    for row in rows:
-        value = row.get(column)
-        href = link(column, value)
-        name = f"<a href='{esc(href)}'>{esc(value)}</a>" if href else esc(value)
-        items.append(
-            f"<li data-rank='{esc(row.get('rank'))}'><span class='name'>{name}</span>"
-            f"<span class='plays'>{_number(row.get('plays'))} plays</span>{_change(row)}</li>"
+def _figure(row: dict[str, Any], column: str) -> str:
+    """A measure as the list says it: "708 plays", "35.2 hours", "12.5 minutes"."""
+    words = column.split("_")[0]  # plays_that_year: plays; hours_that_year: hours
+    if words in ("hours", "minutes"):  # never "0.0": a play has time played
+        return f"{show_in(column, row.get(column), heard=True)} {words}"
+    return f"{_number(row.get(column))} plays"
+
+
+def _ranked(
+    rows: list[dict[str, Any]], column: str, rank: Rank, first: str, name: str, link: Link
+) -> str:
+    """The list both ways (plays, time listened), with a switch: each ordering its top,
+    its measure, its change against the year before by the same measure."""
+    bodies = {}
+    for key, _, _ in ranking.ORDERINGS:
+        at = ranking.RANK_COLUMNS[key]
+        measure = rank.plays if key == ranking.PLAYS else rank.time
+        kept = sorted(
+            (row for row in rows if row.get(at) is not None and row[at] <= rank.top),
+            key=lambda row: row[at],
         )
-    return f"<ol class='ranked-story'>{''.join(items)}</ol>"
+        items = []
+        for row in kept:
+            value = row.get(column)
+            href = link(column, value)
+            shown = f"<a href='{esc(href)}'>{esc(value)}</a>" if href else esc(value)
+            change = (
+                _change(row[at], row.get(f"{at}_year_before"))
+                if f"{at}_year_before" in row
+                else _first_listen(row)
+            )
+            items.append(
+                f"<li data-rank='{esc(row[at])}'><span class='name'>{shown}</span>"
+                f"<span class='plays'>{_figure(row, measure)}</span>{change}</li>"
+            )
+        bodies[key] = f"<ol class='ranked-story'>{''.join(items)}</ol>"
+    return ranking.switch(name, first) + ranking.parts(bodies)
+
+
+def _first_listen(row: dict[str, Any]) -> str:
+    first = _date(row.get("first_listen"))
+    return f"<span class='change'>first on {esc(long_date(first) if first else '')}</span>"
 
 
 def _months(rows: list[dict[str, Any]]) -> str:
@@ -154,27 +185,18 @@ def _moments(data: Rows, link: Link) -> str:
     return f"<section class='moments'>{''.join(parts)}</section>" if parts else ""
 
 
-def _discoveries(data: Rows, link: Link) -> str:
+def _discoveries(data: Rows, link: Link, ranks: dict[str, Rank], first: str) -> str:
     counts = (data.get("discovery_counts") or [{}])[0]
     if not counts:
         return ""
     names = data.get("discoveries") or []
     listed = ""
-    if names:
-        items = []
-        for row in names:
-            href = link("artist", row["artist"])
-            name = f"<a href='{esc(href)}'>{esc(row['artist'])}</a>" if href else esc(row["artist"])
-            first = _date(row["first_listen"])
-            items.append(
-                f"<li><span class='name'>{name}</span><span class='plays'>"
-                f"{_number(row['plays_that_year'])} plays</span>"
-                f"<span class='change'>first on {esc(long_date(first) if first else '')}"
-                "</span></li>"
-            )
-        listed = f"<ol class='ranked-story'>{''.join(items)}</ol>"
+    if names and "discoveries" in ranks:
+        name = "rank-year-in-review--discoveries"
+        listed = _ranked(names, "artist", ranks["discoveries"], first, name, link)
     return (
-        "<section class='story-list' data-figure='discoveries'><h2>Discoveries</h2>"
+        f"<section class='story-list{' ranks' if listed else ''}' data-figure='discoveries'>"
+        "<h2>Discoveries</h2>"
         f"<p><strong class='big'>{_number(counts.get('new_artists'))}</strong> new artists "
         f"and <strong class='big'>{_number(counts.get('new_tracks'))}</strong> new songs, "
         f"heard for the first time ever.</p>{listed}</section>"
@@ -188,8 +210,12 @@ def render(
     data: Rows,
     context: Context,
     link: Link,
+    ranks: dict[str, Rank] | None = None,
+    first: str = ranking.PLAYS,
 ) -> str:
-    """The story page of one year; ``years`` are (label, file) of every year's page."""
+    """The story page of one year; ``years`` are (label, file) of every year's page;
+    ``ranks``: how each ranked card ranks (its lists show both ways, ``first`` first)."""
+    ranks = ranks or {}
     summary = (data.get("summary") or [{}])[0]
     year = summary.get("year") or year_label
     heading = f"{year} in music"
@@ -214,14 +240,19 @@ def render(
         if card not in data:
             continue
         rows = data[card]
-        if rows:
-            body = _ranked(rows, column, link)
+        ranked = bool(rows) and card in ranks
+        if rows and not ranked:
+            continue  # a list the definitions do not rank (rank:) is Metabase's alone
+        if ranked:
+            name = f"rank-year-in-review--{card}"
+            body = _ranked(rows, column, ranks[card], first, name, link)
         elif card == "top_genres":
             body = f"<p class='empty'>{NO_GENRES}</p>"
         else:
             body = "<p class='empty'>Nothing played this year.</p>"
         lists.append(
-            f"<section class='story-list' data-card='{card}'><h2>{label}</h2>{body}</section>"
+            f"<section class='story-list{' ranks' if ranked else ''}' data-card='{card}'>"
+            f"<h2>{label}</h2>{body}</section>"
         )
     choices = "".join(
         f"<a href='{esc(file)}'{' aria-current=page' if label == year else ''}>{esc(label)}</a>"
@@ -243,7 +274,7 @@ def render(
         + _months(data.get("hours_by_month") or [])
         + f"<div class='story-lists'>{''.join(lists)}</div>"
         + _moments(data, link)
-        + _discoveries(data, link)
+        + _discoveries(data, link, ranks, first)
         + "</main>"
         + footer(context)
         + "</body></html>"

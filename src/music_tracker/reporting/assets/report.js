@@ -5,8 +5,9 @@
 // reader points at one (then it is drawn live, for its tooltips), so a phone starts no
 // chart library until it scrolls to a chart not drawn ahead. Charts are Vega specs
 // compiled when the report was written, themed from report.css's colours (light or dark,
-// as the reader's system is set). Sets data-rendered on <body> when every chart is drawn,
-// and collects errors in window.MT_ERRORS, so a headless browser can check the page.
+// as the reader's system is set). Sets data-rendered on <body> when every chart shown is
+// drawn (a ranked card's other ordering is drawn when chosen), and collects errors in
+// window.MT_ERRORS, so a headless browser can check the page.
 (function () {
   "use strict";
   window.MT_ERRORS = [];
@@ -63,8 +64,8 @@
   }
 
   // Vega's runtime (580 kB) is loaded when the first chart to draw live comes near the
-  // screen (100 px), not before: the page's text, figures and pictures show at once, and a
-  // page read on a phone draws only the charts scrolled to.
+  // screen (100 px), not before: the page's text, figures and pictures show at once, and
+  // a page read on a phone draws only the charts scrolled to.
   const assets = (document.currentScript || {}).src
     ? document.currentScript.src.replace(/report\.js[^/]*$/, "") : "../assets/";
   const loading = {};
@@ -92,74 +93,86 @@
     await chart(card, body);
   }
 
-  const pending = new Map();  // section -> its chart, not drawn yet
-  let queue = Promise.resolve();
+  // A ranked card holds both orderings, one shown (report.css, radio buttons): a chart
+  // of the hidden one waits until it is shown, since a hidden box has no size to fit.
+  function shown(box) { return box.getClientRects().length > 0; }
 
+  const pending = new Map();  // chart box -> its chart, not drawn yet
+  const still = new Map();  // chart box -> its chart, drawn ahead and shown as it is
+  let queue = Promise.resolve();
   let ready = false;  // every chart sorted into pending and still (setUp)
 
   function finished() {
-    if (ready && !pending.size) document.body.dataset.rendered = String(charts.length);
+    const waiting = Array.from(pending.keys()).filter(shown);
+    if (ready && !waiting.length) {
+      document.body.dataset.rendered = String(charts.length - pending.size);
+    }
   }
 
   // one chart at a time, each in its own task, so the page stays responsive meanwhile
-  function draw(section) {
-    const job = pending.get(section);
+  function draw(box) {
+    const job = pending.get(box);
     if (!job) return queue;
-    pending.delete(section);
-    queue = queue.then(nextTask).then(function () { return drawChart(job.card, job.body); }).catch(function (error) {
+    pending.delete(box);
+    queue = queue.then(nextTask).then(function () { return drawChart(job.card, box); }).then(function () {
+      box.dataset.drawn = "";
+    }).catch(function (error) {
       window.MT_ERRORS.push(job.card.name + ": " + error);
     }).then(finished);
     return queue;
   }
 
-  // Every chart now, wherever it is on the page (printing, screenshots of whole pages)
+  // Every chart shown now, wherever it is on the page (printing, screenshots of whole pages)
   window.MT_DRAW_ALL = function () {
     setUp();
-    Array.from(pending.keys()).forEach(draw);
+    Array.from(pending.keys()).filter(shown).forEach(draw);
     return queue.then(finished);
   };
   window.addEventListener("beforeprint", window.MT_DRAW_ALL);
 
-  // A picture drawn ahead serves a card from three quarters of its width to a third more;
-  // a wider card (a laptop's grid) draws the chart live, as it comes near the screen
-  function fits(body) {
-    const picture = body.querySelector("svg.pre");
+  // A picture drawn ahead serves a box from three quarters of its width to a third more;
+  // a wider box (a laptop's grid) draws the chart live, as it comes near the screen
+  function fits(box) {
+    const picture = box.querySelector("svg.pre");
     const drawnAt = picture ? Number(picture.getAttribute("width")) : 0;
-    return drawnAt > 0 && body.clientWidth >= 0.75 * drawnAt && body.clientWidth <= 1.34 * drawnAt;
+    return drawnAt > 0 && box.clientWidth >= 0.75 * drawnAt && box.clientWidth <= 1.34 * drawnAt;
   }
 
-  const wakers = ["pointerenter", "focusin", "touchstart"];
+  const wakers = ["pointerenter", "touchstart"];
   function wake(event) {
-    const section = event.currentTarget;
-    wakers.forEach(function (name) { section.removeEventListener(name, wake); });
-    const job = still.get(section);
+    const box = event.currentTarget;
+    wakers.forEach(function (name) { box.removeEventListener(name, wake); });
+    const job = still.get(box);
     if (!job) return;
-    still.delete(section);
-    pending.set(section, job);
-    draw(section);
+    still.delete(box);
+    pending.set(box, job);
+    draw(box);
   }
 
-  // Each chart either stays as drawn ahead (until pointed at) or waits to be drawn live.
-  // Done after the first paint: measuring the cards' widths lays the page out.
-  const still = new Map();  // section -> its chart, drawn ahead and shown as it is
+  // Each chart stays as drawn ahead (until pointed at) or waits to be drawn live. Done
+  // after the first paint: measuring the boxes' widths lays the page out.
   function setUp() {
     if (ready) return;
     ready = true;
     charts.forEach(function (card) {
-      const section = document.querySelector("section.card[data-card='" + card.card + "']");
-      if (!section) return;
-      const job = { card: card, body: section.querySelector(".body .chart") };
-      if (card.ahead && fits(job.body)) {
-        still.set(section, job);
-        wakers.forEach(function (name) {
-          section.addEventListener(name, wake, { passive: true });
-        });
+      const box = document.querySelector(".chart[data-chart='" + card.chart + "']");
+      if (!box) return;
+      if (card.ahead && fits(box)) {
+        still.set(box, { card: card });
+        wakers.forEach(function (name) { box.addEventListener(name, wake, { passive: true }); });
       } else {
-        pending.set(section, job);
+        pending.set(box, { card: card });
       }
     });
   }
-
+  // the other ordering of a ranked card, chosen: its chart now (when it has one)
+  document.addEventListener("change", function (event) {
+    const section = event.target.closest && event.target.closest("section.ranks");
+    if (!section) return;
+    section.querySelectorAll(".chart[data-chart]").forEach(function (box) {
+      if (pending.has(box) && shown(box)) draw(box);
+    });
+  });
   if (!("IntersectionObserver" in window)) {
     window.MT_DRAW_ALL();
   } else {
@@ -172,7 +185,7 @@
     requestAnimationFrame(function () {
       setTimeout(function () {
         setUp();
-        pending.forEach(function (job, section) { observer.observe(section); });
+        pending.forEach(function (job, box) { observer.observe(box); });
         finished();
       }, 0);
     });
