@@ -214,7 +214,7 @@ def _chart(
         # named as Vega names the charts it draws (its spec's description), so that a
         # picture and a chart drawn live read the same to a screen reader
         return (
-            f"<div class='chart' data-chart='{chart}' style='min-height: {height}px'"
+            f"<div class='chart' data-chart='{chart}' data-drawn style='min-height: {height}px'"
             " role='graphics-document' aria-roledescription='visualization'"
             f" aria-label='{html.escape(charts.description(card))}'>{picture}</div>"
         )
