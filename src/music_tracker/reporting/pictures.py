@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # the width a picture is drawn at: a phone's card, less its padding (390 px wide: 340;
 # 412: 362); the page scales it to its card, as an SVG with a viewBox
 WIDTH_PX = 360
-VERSION = 1  # of the pictures, in their cached files' names
+VERSION = 2  # of the pictures, in their cached files' names
 _LOW, _HIGH = "#ff0000", "#ff00ff"  # stand-ins for --seq-low and --seq-high
 _RAMP = re.compile(r"rgb\(255, 0, (\d+)\)")
 _BLANK = "data:image/gif;base64,R0lGODlhAQABAAAAACw="  # a stand-in for the map's countries
@@ -60,6 +60,17 @@ def _prepared(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> d
             data["values"] = rows
     signals = [s for s in ready.get("signals", []) if s.get("name") != "width"]
     ready["signals"] = [*signals, {"name": "width", "value": WIDTH_PX}]
+    # as wide as drawn, as tall as it needs: a legend of four lines on a phone's width
+    # sits above the plot instead of off the picture's top (the page's card grows with
+    # it; a chart drawn live fits its height instead)
+    autosize = ready.get("autosize")
+    if isinstance(autosize, dict) and autosize.get("type") == "fit":
+        ready["autosize"] = {**autosize, "type": "fit-x"}
+    # a legend's columns follow the chart's width (charts.LEGEND), which the one pass
+    # vl-convert makes reads before the axes take their room: at a phone's width, one
+    for legend in ready.get("legends", []):
+        if isinstance(legend.get("columns"), dict):
+            legend["columns"] = 1
     if "width" in ready and not isinstance(ready["width"], dict):
         ready["width"] = WIDTH_PX  # a Vega spec of our own (the treemap)
     return ready
@@ -76,7 +87,7 @@ def _restored(svg: str, world: str) -> str:
     svg = svg.replace(f'font-family="{_MEASURED}"', f'font-family="{_FONT}"')
     svg = svg.replace(_BLANK, world)
     # sized by the page (report.css), its proportions kept by the viewBox
-    return svg.replace("<svg ", '<svg class="pre" ', 1)
+    return svg.replace('class="marks"', 'class="marks pre"', 1)
 
 
 def draw(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> str:
