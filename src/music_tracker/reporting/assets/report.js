@@ -130,12 +130,15 @@
   };
   window.addEventListener("beforeprint", window.MT_DRAW_ALL);
 
-  // A picture drawn ahead serves a box from three quarters of its width to a third more;
-  // a wider box (a laptop's grid) draws the chart live, as it comes near the screen
+  // A picture drawn ahead serves a phone's one column (report.css), on a box from three
+  // quarters of its width to a third more; the grid of a wider screen, whose cards have
+  // their rows' height, draws every chart live, as it comes near the screen
+  const grid = window.matchMedia("(min-width: 800px)");
   function fits(box) {
     const picture = box.querySelector("svg.pre");
     const drawnAt = picture ? Number(picture.getAttribute("width")) : 0;
-    return drawnAt > 0 && box.clientWidth >= 0.75 * drawnAt && box.clientWidth <= 1.34 * drawnAt;
+    return drawnAt > 0 && !grid.matches
+      && box.clientWidth >= 0.75 * drawnAt && box.clientWidth <= 1.34 * drawnAt;
   }
 
   const wakers = ["pointerenter", "touchstart"];
