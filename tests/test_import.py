@@ -8,6 +8,7 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import (
@@ -441,6 +442,23 @@ def test_api_rows_stored_under_the_old_key_are_rekeyed(
         [old],
     )
     assert (version, plays, rekeyed) == (RAW_SCHEMA_VERSION, len(page["items"]), len(page["items"]))
+
+
+def test_schema_8_keeps_the_moves_an_older_warehouse_made(cli: Cli, tmp_path: Path) -> None:
+    """raw.play_id_moves (every move, where builds look for plays merged away) starts from
+    the overrides an older warehouse holds, the latest move of each row."""
+    from test_dedupe_windows import _a_paused_play_stored_as_two
+
+    data, dd = _a_paused_play_stored_as_two(cli, tmp_path)
+    assert cli_json(cli, "rematch", *dd)["plays_merged"] == 1
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        con.execute("drop table raw.play_id_moves")
+        con.execute("update raw.schema_version set version = 7")
+    cli("rematch", *dd)  # a writer: nothing moves, the schema is brought up
+    moves = query(data, "select * exclude (changed_at) from raw.play_id_moves")
+    assert len(moves) == 1
+    assert moves == query(data, "select * exclude (changed_at) from raw.play_id_overrides")
+    assert query(data, "select max(version) from raw.schema_version") == [(RAW_SCHEMA_VERSION,)]
 
 
 def test_a_data_folder_with_glob_characters_in_its_path(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
@@ -18,7 +20,11 @@ from music_tracker.transform import (
     dbt_threads,
     side_table_stamps,
 )
-from music_tracker.warehouse import stamped_since_last_transform, stored_play_rows
+from music_tracker.warehouse import (
+    stamped_since_last_transform,
+    store_play_id_overrides,
+    stored_play_rows,
+)
 
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 AUDIO_2023 = EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"
@@ -433,6 +439,44 @@ def test_a_merge_of_two_old_plays(cli: Cli, shared: Path, tmp_path: Path) -> Non
     assert query(
         data, "select count(*) from dw.fact_track_played where year(played_at) = 2019"
     ) == [(1,)]
+
+
+def test_a_play_whose_row_moved_twice_between_builds_leaves(cli: Cli, tmp_path: Path) -> None:
+    """The builds look for plays merged away among the plays rows have left
+    (raw.play_id_moves): a row that moves on again before the next build must not hide the
+    play it left first, which raw.play_id_overrides (the latest move only) no longer names."""
+    from test_dedupe_windows import _a_paused_play_stored_as_two
+
+    data, dd = _a_paused_play_stored_as_two(cli, tmp_path)
+
+    def run(*args: str, expect: int = 0) -> Any:
+        return cli(*args, *dd, expect=expect)
+
+    run("transform")
+    ((scrobble_play, scrobble_key),) = query(
+        data, "select play_id, source_key from raw.lastfm_scrobbles"
+    )
+    assert cli_json(cli, "rematch", *dd)["plays_merged"] == 1  # scrobble_play -> the survivor
+    ((survivor,),) = query(data, "select play_id from raw.play_id_overrides")
+    # a second import moves the scrobble on, to a play of its own, before any build
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        store_play_id_overrides(
+            con,
+            pl.DataFrame(
+                {
+                    "source": ["lastfm"],
+                    "source_key": [scrobble_key],
+                    "play_id": ["moved-on"],
+                    "previous_play_id": [survivor],
+                }
+            ),
+            datetime.now(UTC),
+        )
+    assert query(data, "select previous_play_id from raw.play_id_overrides") == [(survivor,)]
+    tables = _equals_full_refresh(run, data)
+    plays = {row[0] for row in tables["dw.fact_track_played"]}
+    assert scrobble_play not in plays
+    assert {"moved-on", survivor} <= plays
 
 
 def test_an_enrichment_that_moves_an_artist_or_excludes_it(

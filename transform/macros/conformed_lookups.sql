@@ -59,21 +59,15 @@
 
 {#- the key of each track and album group of `plays` (conformed rows): its largest id -#}
 {% macro group_keys(plays) -%}
+    {#- one pass over `plays` for both kinds (grouping sets): a touched group can hold
+        millions of stored plays, read as they stream by -#}
     select
-        'track' as kind,
+        case when grouping(track_name) = 0 then 'track' else 'album' end as kind,
         artist_name,
-        track_name as group_name,
-        max(track_id) as key_id
+        case when grouping(track_name) = 0 then track_name else album_name end as group_name,
+        case when grouping(track_name) = 0 then max(track_id) else max(album_id) end as key_id
     from {{ plays }}
-    group by artist_name, track_name
-    union all
-    select
-        'album' as kind,
-        artist_name,
-        album_name as group_name,
-        max(album_id) as key_id
-    from {{ plays }}
-    group by artist_name, album_name
+    group by grouping sets ((artist_name, track_name), (artist_name, album_name))
 {%- endmacro %}
 
 {#- pre-hook: the snapshot exists (empty before the first run: every lookup then differs) -#}

@@ -44,18 +44,32 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- post-hook of a logged model: a play merged into another by a later import has no
-    row upstream any more; it is logged and deleted -#}
-{% macro delete_plays_gone(model, upstream, upstream_key='play_sid') -%}
-    insert into {{ changes_relation(model) }}
-    select {{ logged('kept') }} from {{ model }} as kept
-    where not exists (
-        select 1 from {{ upstream }} as plays where plays.{{ upstream_key }} = kept.play_sid
-    );
-    delete from {{ model }} as kept
-    where not exists (
-        select 1 from {{ upstream }} as plays where plays.{{ upstream_key }} = kept.play_sid
-    )
+{#- the plays merged away: of the plays a stored row has left (raw.play_id_moves, every
+    move, so a play whose rows moved on again before this build is among them), those
+    `upstream` has no row of now. A play loses its last row only by a move (raw rows are
+    append-only), so these are all the plays gone; looking among them costs a scan of one
+    column instead of a comparison of every play with every other. -#}
+{% macro plays_merged_away(upstream, upstream_key) -%}
+    {%- set moves = ref('stg_pipeline__play_id_moves') -%}
+    select previous_play_id as play_sid from {{ moves }}
+    except
+    select {{ upstream_key }} from {{ upstream }}
+    where {{ upstream_key }} in (select previous_play_id from {{ moves }})
+{%- endmacro %}
+
+{#- post-hook of a model whose rows are plays (`key`): the plays merged away since its last
+    run are deleted, and logged first when the model keeps a change log -#}
+{% macro delete_plays_gone(model, upstream, upstream_key='play_sid', key='play_sid', log=true) -%}
+    create or replace temporary table {{ model.identifier }}_gone as
+    {{ plays_merged_away(upstream, upstream_key) }};
+    {% if log -%}
+        insert into {{ changes_relation(model) }}
+        select {{ logged('kept') }} from {{ model }} as kept
+        where kept.{{ key }} in (select play_sid from {{ model.identifier }}_gone);
+    {%- endif %}
+    delete from {{ model }}
+    where {{ key }} in (select play_sid from {{ model.identifier }}_gone);
+    drop table {{ model.identifier }}_gone
 {%- endmacro %}
 
 {#- Exclusions that change without exclusions.yaml changing: enrichment gives an artist a
@@ -164,6 +178,27 @@
         )
         or {{ everything_changed() }}
     )
+{%- endmacro %}
+
+{#- the rows of `rows` (a CTE) that the model does not hold as they are: a new key, or a
+    stored row whose `hash_column` differs. Only the stored rows of the keys in `rows` are
+    read (a semi-join whose small side is `rows`, materialized first); comparing with the
+    whole table built a hash table of every stored play, which at 10M plays outgrew the
+    memory cap, and a correlated NOT EXISTS was planned as a join over every stored play
+    (11 s of a 14 s run there). -#}
+{% macro not_stored_as_is(rows, key, stored_key, hash_column) -%}
+    with stored_hashes as materialized (
+        select
+            {{ stored_key }},
+            {{ hash_column }}
+        from {{ this }}
+        where {{ stored_key }} in (select {{ key }} from {{ rows }})
+    )
+
+    select {{ rows }}.* from {{ rows }}
+    left join stored_hashes
+        on {{ rows }}.{{ key }} = stored_hashes.{{ stored_key }}
+    where stored_hashes.{{ hash_column }} is distinct from {{ rows }}.{{ hash_column }}
 {%- endmacro %}
 
 {#- delete+insert that logs both sides first (int_plays_conformed, fact_track_played) -#}

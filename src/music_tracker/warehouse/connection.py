@@ -71,6 +71,10 @@ def open_warehouse(
                 rekey_api_plays(con)
             if current < 6:
                 drop_primary_keys(con)
+            if current < 8:  # the moves stored before: the latest of each row
+                con.execute(
+                    "insert into raw.play_id_moves by name select * from raw.play_id_overrides"
+                )
             con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
     return con
 

@@ -131,7 +131,8 @@ def store_play_id_overrides(
     con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame, now: datetime
 ) -> None:
     """Move stored rows to another play (``source``, ``source_key``, ``play_id``,
-    ``previous_play_id``), replacing any earlier move of the same row."""
+    ``previous_play_id``), replacing any earlier move of the same row in
+    ``raw.play_id_overrides``; ``raw.play_id_moves`` keeps every move."""
     if overrides.is_empty():
         return
     import_overrides = ArrowStream(overrides)  # noqa: F841 (read by name: FRAMES_BY_NAME)
@@ -139,12 +140,13 @@ def store_play_id_overrides(
         "delete from raw.play_id_overrides as o using import_overrides as n"
         " where o.source = n.source and o.source_key = n.source_key"
     )
-    con.execute(
-        "insert into raw.play_id_overrides by name"
-        " select source, source_key, play_id, previous_play_id, $now as changed_at"
-        " from import_overrides",
-        {"now": now},
-    )
+    for table in ("raw.play_id_overrides", "raw.play_id_moves"):
+        con.execute(
+            f"insert into {table} by name"
+            " select source, source_key, play_id, previous_play_id, $now as changed_at"
+            " from import_overrides",
+            {"now": now},
+        )
 
 
 def insert_row(con: duckdb.DuckDBPyConnection, table: str, **values: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-RAW_SCHEMA_VERSION = 7
+RAW_SCHEMA_VERSION = 8
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -185,6 +185,18 @@ create table if not exists raw.spotify_api_plays (
 -- plays to be one (dedupe.regroup). Its play is this play_id, not the one in its table; the
 -- music tables stay append-only. One row per stored row (the latest change).
 create table if not exists raw.play_id_overrides (
+    source varchar not null,
+    source_key varchar not null,
+    play_id varchar not null,
+    previous_play_id varchar not null,
+    changed_at timestamptz not null
+);
+
+-- Every move of a stored row, append-only (raw.play_id_overrides keeps only the latest):
+-- a play whose every row moved away is among these previous_play_ids, however many times
+-- its rows moved on before the next build. The builds look for plays merged away among
+-- them instead of comparing every play with every other (docs/deduplication.md).
+create table if not exists raw.play_id_moves (
     source varchar not null,
     source_key varchar not null,
     play_id varchar not null,

@@ -11,18 +11,12 @@ excluded as (
     select * from {{ ref('int_plays_excluded') }}
 ),
 
-plays as (
-    select * from {{ ref('int_plays_conformed') }}
-),
-
 matched as (
     select
         excluded.line_number,
         count(*) as play_count,
-        coalesce(sum(plays.ms_played), 0) as ms_played
+        coalesce(sum(excluded.ms_played), 0) as ms_played
     from excluded
-    inner join plays
-        on excluded.play_sid = plays.play_sid
     group by excluded.line_number
 ),
 

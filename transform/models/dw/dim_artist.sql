@@ -11,17 +11,13 @@ genres as (
     select * from {{ ref('int_artist_genres') }}
 ),
 
-plays as (
-    select * from {{ ref('int_plays_conformed') }}
-),
-
 excluded as (
     select * from {{ ref('int_plays_excluded') }}
 ),
 
 -- the rows and counts of the plays exclusions.yaml leaves in
 artists as (
-    {{ left_in('heard', 'plays', 'excluded', 'artist_sid') }}
+    {{ left_in('heard', 'excluded', 'artist_sid') }}
 ),
 
 -- primary genre: of an artist's genres, the one most common across all artists left in

@@ -10,24 +10,21 @@ artists as (
     select * from {{ ref('int_artists') }}
 ),
 
-plays as (
-    select * from {{ ref('int_plays_conformed') }}
-),
-
 excluded as (
     select * from {{ ref('int_plays_excluded') }}
 ),
 
+-- the artists a track was heard by (int_tracks keeps them: no play is read here)
 track_artists as (
-    select distinct
+    select
         track_sid,
-        artist_sid
-    from plays
+        unnest(artist_sids) as artist_sid
+    from heard
 ),
 
 -- the rows and counts of the plays exclusions.yaml leaves in
 tracks as (
-    {{ left_in('heard', 'plays', 'excluded', 'track_sid') }}
+    {{ left_in('heard', 'excluded', 'track_sid') }}
 ),
 
 -- a masked artist stays masked in "artist - track"
@@ -44,7 +41,7 @@ shown_artists as (
 
 named as (
     select
-        tracks.*,
+        tracks.* exclude (artist_sids),
         coalesce(shown_artists.shown_artist_name, tracks.artist_name) as shown_artist_name,
         coalesce(shown_artists.is_masked, false) as is_masked,
         cast(round(tracks.duration_ms / 1000) as integer) as track_seconds

@@ -23,6 +23,7 @@
         ],
     )
 }}
+-- depends_on: {{ ref('stg_pipeline__play_id_moves') }}
 -- a play merged into another by a later import has no row upstream any more: the
 -- post-hook deletes it; so it does a stored play that exclusions.yaml now keeps out (an
 -- artist enriched with a genre the file lists), and a play the last run left out that it
@@ -147,13 +148,14 @@ hashed as (
         -- DuckDB versions (one run then merges every row once)
         hash(final) as row_hash
     from final
+),
+
+changed as (
+    {% if is_incremental() %}
+        {{ not_stored_as_is('hashed', 'play_sid', 'play_sid', 'row_hash') }}
+    {% else %}
+        select * from hashed
+    {% endif %}
 )
 
-select * from hashed
-{% if is_incremental() %}
-    where not exists (
-        select 1
-        from {{ this }} as loaded
-        where loaded.play_sid = hashed.play_sid and loaded.row_hash = hashed.row_hash
-    )
-{% endif %}
+select * from changed

@@ -19,6 +19,7 @@
         ],
     )
 }}
+-- depends_on: {{ ref('stg_pipeline__play_id_moves') }}
 -- a play merged into another by a later import has no row upstream any more: the
 -- post-hook deletes it. Every play written or deleted is logged (macros/play_changes.sql):
 -- the fact recomputes those plays.
@@ -129,7 +130,7 @@ artist_by_name as (
 
     gone as (
         select * from stored
-        where not exists (select 1 from plays where plays.play_id = stored.play_sid)
+        where play_sid in ({{ plays_merged_away('plays', 'play_id') }})
     ),
 
     -- the track and album groups (artist and name) a candidate or a play merged away
@@ -157,7 +158,11 @@ artist_by_name as (
         from gone
     ),
 
-    group_rows as (
+    -- not materialized: a touched group can hold millions of plays (an artist's plays with
+    -- no album name, or a large album: 3.3 million stored rows for 100 new plays in the
+    -- 10M benchmark), which held as a CTE outgrew the memory cap; its readers aggregate
+    -- or join it with a few groups, so each streams it from a scan of the stored plays
+    group_rows as not materialized (
         select
             *,
             play_sid in (select play_id from candidates)
@@ -172,7 +177,7 @@ artist_by_name as (
             )
     ),
 
-    group_rows_now as (
+    group_rows_now as not materialized (
         select * from with_track_candidates
         union all by name
         select * exclude (play_sid, is_replaced) from group_rows
@@ -209,20 +214,26 @@ artist_by_name as (
         ) as only_now
     ),
 
-    -- every other stored play of a group whose key changed: its keys change with it
+    -- every other stored play of a group whose key changed: its keys change with it.
+    -- Found by a hash of the names, as group_rows are (an IN list is always the small side
+    -- of its join; an equality join on the names could build on the group's millions of
+    -- plays instead, and did, out of memory at 10M); a collision re-conforms a play that
+    -- comes out as stored, which the hash comparison below then leaves alone.
     group_members as (
-        select group_rows.play_sid
+        select play_sid
         from group_rows
-        inner join changed_groups
-            on
-                group_rows.artist_name is not distinct from changed_groups.artist_name
-                and (
-                    changed_groups.kind = 'track'
-                    and group_rows.track_name is not distinct from changed_groups.group_name
-                    or changed_groups.kind = 'album'
-                    and group_rows.album_name is not distinct from changed_groups.group_name
+        where
+            not is_replaced
+            and (
+                hash(artist_name, track_name) in (
+                    select hash(artist_name, group_name) from changed_groups
+                    where kind = 'track'
                 )
-        where not group_rows.is_replaced
+                or hash(artist_name, album_name) in (
+                    select hash(artist_name, group_name) from changed_groups
+                    where kind = 'album'
+                )
+            )
     ),
 
     member_plays as (
@@ -237,23 +248,6 @@ artist_by_name as (
         union all
         select * from ({{ conform_plays('member_plays') }})
     ),
-
-    -- the stored plays of the same groups not conformed again, as they are: the rest of
-    -- each group
-    unchanged as (
-        select * from stored
-        where
-            (
-                hash(artist_name, track_name) in (
-                    select hash(artist_name, track_name) from with_track
-                )
-                or hash(artist_name, album_name) in (
-                    select hash(artist_name, album_name) from with_track
-                )
-            )
-            and not exists (select 1 from with_track where with_track.play_id = stored.play_sid)
-            and not exists (select 1 from gone where gone.play_sid = stored.play_sid)
-    ),
 {% else %}
     with_track as (
         {{ conform_plays('plays') }}
@@ -264,16 +258,13 @@ artist_by_name as (
 -- album name), keyed by the largest Spotify id of the group (a single and its album
 -- version are one track); a new, larger id changes the key of every play of the group,
 -- which the hash below notices
-group_ids as (
-    select * from with_track
-    {% if is_incremental() %}
-        union all by name
-        select * exclude (play_sid) from unchanged
-    {% endif %}
-),
-
 group_keys as (
-    {{ group_keys('group_ids') }}
+    {% if is_incremental() %}
+        -- every group of with_track is a touched group, keyed as it is now above
+        select * from group_keys_now
+    {% else %}
+        {{ group_keys('with_track') }}
+    {% endif %}
 ),
 
 keyed as (
@@ -304,15 +295,10 @@ hashed as (
 ),
 
 changed as (
-    select * from hashed
     {% if is_incremental() %}
-        where not exists (
-            select 1
-            from {{ this }} as stored
-            where
-                stored.play_sid = hashed.play_id
-                and stored.inputs_hash = hashed.inputs_hash
-        )
+        {{ not_stored_as_is('hashed', 'play_id', 'play_sid', 'inputs_hash') }}
+    {% else %}
+        select * from hashed
     {% endif %}
 ),
 

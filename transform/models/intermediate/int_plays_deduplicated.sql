@@ -5,12 +5,11 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         post_hook=[
-            "delete from {{ this }} as kept where not exists ("
-            " select 1 from {{ ref('int_plays_unioned') }} as rows"
-            " where rows.play_id = kept.play_id)"
+            "{{ delete_plays_gone(this, ref('int_plays_unioned'), 'play_id', 'play_id', log=false) }}",
         ],
     )
 }}
+-- depends_on: {{ ref('stg_pipeline__play_id_moves') }}
 -- grain: one row per play (play_id). The importer linked rows of different sources that are
 -- one listening event (src/music_tracker/dedupe.py); here the richest row wins (extended
 -- history > API > account data > ListenBrainz > Last.fm) and gaps are filled from the others.
@@ -20,7 +19,7 @@
 -- or none of it. A test (equal_row_count_to) fails the build if a play was ever missed.
 -- A later import may move stored rows to another play (merging two plays into the
 -- survivor): both the play that gained rows and the one that lost them are rebuilt, and a
--- play left with no rows is deleted (post-hook).
+-- play left with no rows is deleted (post-hook, macros/play_changes.sql).
 with
 
 unioned as (

@@ -20,7 +20,9 @@ rules as (
 play_keys as (
     select
         play_sid,
+        track_sid,
         artist_sid,
+        ms_played,
         artist_id,
         track_id,
         album_id,
@@ -55,6 +57,9 @@ matched as (
         ] %}
             select
                 play_keys.play_sid,
+                play_keys.track_sid,
+                play_keys.artist_sid,
+                play_keys.ms_played,
                 {{ rules }}.kind,
                 {{ rules }}.entry,
                 {{ rules }}.reason,
@@ -71,6 +76,9 @@ matched as (
 
     select
         play_keys.play_sid,
+        play_keys.track_sid,
+        play_keys.artist_sid,
+        play_keys.ms_played,
         name_rules.kind,
         name_rules.entry,
         name_rules.reason,
@@ -87,6 +95,9 @@ matched as (
 final as (
     select distinct
         play_sid,
+        track_sid,
+        artist_sid,
+        ms_played,
         kind,
         entry,
         reason,

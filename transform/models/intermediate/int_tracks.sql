@@ -29,6 +29,9 @@ final as (
         max(track_id) as track_id,
         any_value(track_name) as track_name,
         any_value(artist_name) as artist_name,
+        -- the artists it was heard by (a masked one masks it in dim_track), sorted so
+        -- that a recomputed track compares equal
+        list(distinct artist_sid order by artist_sid) as artist_sids,
         max(duration_ms) as duration_ms,
         max(track_popularity) as track_popularity,
         count(*) as play_count,
