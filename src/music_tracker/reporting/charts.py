@@ -194,7 +194,11 @@ def _nominal(card: Card, field: str | None, axis: str) -> dict[str, Any]:
 
 
 def _quantitative(card: Card, field: str | None) -> dict[str, Any]:
-    return {"field": field, "type": "quantitative", "title": _title(card, field)}
+    title = _title(card, field)
+    encoding: dict[str, Any] = {"field": field, "type": "quantitative", "title": title}
+    if card.digits(field) is None:  # a count: no tick at half a play
+        encoding["axis"] = {"tickMinStep": 1}
+    return encoding
 
 
 def _color(card: Card) -> dict[str, Any]:
