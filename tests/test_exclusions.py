@@ -122,7 +122,7 @@ def _nowhere(data: Path, cli: Cli, artist: str) -> None:
     for dashboard in load_dashboards():
         for flt in dashboard.filters:
             if flt.options_sql:
-                values = {str(v).lower() for (v, *_) in query(data, flt.options_sql)}
+                values = {str(v).lower() for (v, *_) in query(data, flt.options_query())}
                 assert name not in values, (dashboard.slug, flt.name)
     cli("report", "--data-dir", str(data))
     # Coverage names the entry, with its count and reason: that is where it is counted

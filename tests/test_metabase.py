@@ -410,6 +410,7 @@ def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_d
     assert months["graph.y_axis.title_text"] == "Hours (h)"
     assert months["column_settings"]['["name","hours"]'] == {
         "column_title": "Hours",
+        "decimals": 1,  # as the report writes hours: "1.0" beside "35.2"
         "suffix": " h",
     }
     assert cards["Plays by year"]["graph.x_axis.scale"] == "ordinal"
@@ -537,7 +538,9 @@ def _check_periods(fake: FakeMetabase, data_dir: Path, links: dict[str, Any]) ->
             # "current": the newest year with plays (with something to draw, when the
             # filter lists its years), else all time
             years = (
-                [y for (y,) in query(data_dir, flt.options_sql)] if flt.options_sql else [newest]
+                [y for (y,) in query(data_dir, flt.options_query())]
+                if flt.options_sql
+                else [newest]
             )
             current = max(years, default=None) if flt.default == "current" else None
             if definition.slug == "year-in-review":

@@ -262,6 +262,70 @@ def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     assert cards["places/index#world_map"]["empty"] is None
 
 
+# The first screen of a phone: its pictures (drawn ahead), what the page asked for, and
+# the colours a picture's bars and cells take on this page's theme
+_FIRST_SCREEN = """() => {
+  const pictures = [...document.querySelectorAll('.chart > svg.pre')];
+  const fills = pictures.map(svg => {
+    const mark = svg.querySelector('g.role-mark path, g.role-mark rect');
+    return mark ? getComputedStyle(mark).fill : null;
+  });
+  const root = getComputedStyle(document.documentElement);
+  const named = [...document.querySelectorAll('.chart[aria-label]')];
+  return {pictures: pictures.length, fills, c1: root.getPropertyValue('--c1').trim(),
+          marks: pictures.map(s => s.querySelectorAll('.role-mark > *').length),
+          named: named.map(c => c.getAttribute('aria-label')),
+          live: document.querySelectorAll('.chart > svg:not(.pre)').length};
+}"""
+
+
+def test_a_phone_starts_no_chart_library_for_its_first_screen(
+    browser: Any, demo_report: Path
+) -> None:
+    """Vega on the phone's main thread was the pages' blocking time: the first charts are
+    pictures in the page, in the reader's colours (light or dark), named for a screen
+    reader, and Vega is loaded only when the reader scrolls to a chart drawn live. A
+    laptop's wider cards draw every chart live."""
+    report = demo_report / "report"
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 412, "height": 823}, color_scheme=scheme)
+        asked: list[str] = []
+        page.on("request", lambda r, asked=asked: asked.append(r.url))
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else route.abort())  # fmt: skip
+        for name in ("overview/index", "listening-clock/index", "places/index"):
+            asked.clear()
+            page.goto((report / f"{name}.html").as_uri())  # and its load event
+            page.wait_for_timeout(500)  # the first paint, then report.js sorts the charts
+            seen = page.evaluate(_FIRST_SCREEN)
+            assert seen["pictures"] == 2 and all(n > 3 for n in seen["marks"]), (name, seen)
+            assert seen["live"] == 0, (name, seen)
+            assert not [url for url in asked if url.endswith("vega.js")], (name, asked)
+            assert len(seen["named"]) == 2 and all(seen["named"]), (name, seen)
+            for fill in seen["fills"]:  # a palette colour or a mix of the ramp's, never a stand-in
+                assert fill and "255, 0," not in fill and fill != "rgb(0, 0, 0)", (name, fill)
+            if name == "overview/index":  # bars in the theme's first colour, light or dark
+                c1 = seen["c1"].lstrip("#")
+                rgb = f"rgb({int(c1[0:2], 16)}, {int(c1[2:4], 16)}, {int(c1[4:6], 16)})"
+                assert seen["fills"][0] == rgb, (scheme, seen["fills"][0], rgb)
+            # the reader scrolls on: the next chart is drawn live
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+            page.wait_for_function("document.querySelectorAll('.chart > svg:not(.pre)').length > 0")
+            assert [url for url in asked if url.endswith("vega.js")], name
+            # pointing at a picture draws it live (its tooltips)
+            page.hover(".chart > svg.pre")
+            page.wait_for_function(
+                "document.querySelectorAll('.chart > svg.pre').length < 2", timeout=30_000
+            )
+        page.close()
+    wide = browser.new_page(viewport={"width": 1440, "height": 900})
+    wide.goto((report / "overview" / "index.html").as_uri())
+    wide.wait_for_function(
+        "document.querySelectorAll('.chart > svg:not(.pre)').length >= 2", timeout=30_000
+    )
+    wide.close()
+
+
 def test_a_card_that_ignores_the_year_says_all_time() -> None:
     from music_tracker.reporting.definitions import load_dashboards
 
@@ -294,7 +358,7 @@ def test_chart_colours_are_the_page_theme() -> None:
     light, dark = css.split("@media (prefers-color-scheme: dark)", 1)
     named: set[str] = set()
     for dashboard in load_dashboards():
-        for card in dashboard.cards:
+        for card in dashboard.every_card():
             spec = charts.compiled(card)
             if spec is None:
                 continue

@@ -130,6 +130,63 @@ def test_every_listed_artist_links_to_its_page(data_dir: Path) -> None:
     assert regulars and regulars <= listed
 
 
+# -- numbers ----------------------------------------------------------------------------
+
+_GROUPED = r"\d{1,3}(?:,\d{3})*"
+# how each measure is written, by the words it is shown under (definitions.decimals)
+_WRITTEN = [
+    (re.compile(r"^(Hours|Minutes)"), re.compile(rf"^({_GROUPED}\.\d|< 0\.1)$")),
+    (re.compile(r"^Share of all plays"), re.compile(r"^\d+\.\d\d$")),  # the artist's own
+    (re.compile(r"^(?!Share of all plays).*\(%\)$"), re.compile(rf"^{_GROUPED}\.\d$")),
+    (re.compile(r"^(Plays|Streams|Tracks played)$"), re.compile(rf"^{_GROUPED}$")),
+]
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def _shown(page: str) -> list[tuple[str, str]]:
+    """(the words a figure is shown under, the figure) for every table cell, labelled
+    figure, ranked list value and KPI of a page as written."""
+    found: list[tuple[str, str]] = []
+    text = lambda part: html.unescape(_TAGS.sub("", part)).strip()  # noqa: E731
+    for table in re.findall(r"<table[^>]*>(.*?)</table>", page, re.S):
+        heads = [text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table.split("</thead>")[-1]):
+            cells = [text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            found += zip(heads, cells, strict=True)
+    found += [
+        (text(term), text(value))
+        for term, value in re.findall(r"<dt[^>]*>(.*?)</dt><dd[^>]*>(.*?)</dd>", page)
+    ]
+    for measure, items in re.findall(
+        r"<p class='measure'>(.*?)</p><ol class='ranked'>(.*?)</ol>", page, re.S
+    ):
+        for value in re.findall(r"<span class='value'>(.*?)</span>", items):
+            found.append((text(measure), re.sub(r" (h|min)$", "", text(value))))
+    for title, value in re.findall(
+        r"<h2>([^<]*)</h2>(?:<p class='card-description'>.*?</p>)?"
+        r"<div class='body'><div class='kpi'>([^<]*)",
+        page,
+    ):
+        found.append((text(title), value))
+    return found
+
+
+def test_each_measure_is_written_one_way(data_dir: Path) -> None:
+    """Hours and minutes with one decimal ("1.0" beside "35.2", not "1"; a ranked row's
+    time that rounds to nothing "< 0.1"), percentages with one, counts whole, thousands
+    grouped: in every table, list and figure of every page."""
+    problems, checked = [], 0
+    for path in sorted((data_dir / "report").glob("*/*.html")):
+        for words, value in _shown(path.read_text(encoding="utf-8")):
+            for label, written in _WRITTEN:
+                if label.search(words) and value != "\u2014":
+                    checked += 1
+                    if not written.match(value):
+                        problems.append(f"{path.relative_to(data_dir)}: {words} {value!r}")
+    assert not problems, problems[:20]
+    assert checked > 1000
+
+
 def test_artist_pages_rows_equal_the_dashboard_sql(demo_report: Path) -> None:
     """The batched queries of the artist pages answer as the Artist dashboard's own SQL."""
     dashboard = next(d for d in load_dashboards() if artist_pages.is_artist_dashboard(d))

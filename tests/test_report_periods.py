@@ -6,10 +6,16 @@ periods a dashboard has something to draw in."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import re
+import shutil
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM
 from music_tracker.reporting import periods, ranking
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import run_card, variants
@@ -38,7 +44,7 @@ def test_every_period_in_one_query_equals_one_query_per_period(built: Path) -> N
             if page is None or page.kind != "year":
                 continue
             name = page.name
-            for card in dashboard.cards:
+            for card in dashboard.every_card():  # and those shown instead on some periods
                 if not periods.uses_period(card, name):
                     continue
                 columns, _ = run_card(con, card, {name: None})
@@ -233,3 +239,108 @@ def test_the_first_song_of_each_year_is_one_grouped_arg_min(built: Path) -> None
             f"explain select * from {periods.TABLE} as period, lateral ({text}) as card", params
         ).fetchall()
         assert "WINDOW" not in str(plan)
+
+
+# -- short periods in a browser ------------------------------------------------------------
+
+# the dashboards whose cards change with the period (a grain, a card left out)
+_CHANGING = [
+    "overview",
+    "discovery",
+    "listening-clock",
+    "tracks-history-time-of-day",
+    "tracks-history-artist-genre",
+    "places",
+]
+# the page's cards as drawn, and the points of the area they span that no card is near (a
+# hole): a lattice of 8 px, each point within half a grid gap (6 px, and a pixel) of a card
+_HOLES = """() => {
+  const cards = [...document.querySelectorAll('main.grid > section.card')]
+    .map(c => c.getBoundingClientRect());
+  if (!cards.length) return [];
+  const left = Math.min(...cards.map(r => r.left)), right = Math.max(...cards.map(r => r.right));
+  const top = Math.min(...cards.map(r => r.top)), bottom = Math.max(...cards.map(r => r.bottom));
+  const holes = [];
+  for (let y = top; y <= bottom; y += 8) for (let x = left; x <= right; x += 8) {
+    const near = r => x >= r.left - 7 && x <= r.right + 7 && y >= r.top - 7 && y <= r.bottom + 7;
+    if (!cards.some(near))
+      holes.push([Math.round(x), Math.round(y + window.scrollY)]);
+  }
+  return holes;
+}"""
+
+
+def _short_pages(report: Path) -> list[str]:
+    """The last 30 days and the newest year of each dashboard that has them."""
+    pages = []
+    for slug in _CHANGING:
+        years = sorted(p.stem for p in (report / slug).glob("[0-9][0-9][0-9][0-9].html"))
+        pages += [f"{slug}/{stem}" for stem in ("last-30-days", *years[-1:])]
+    return [page for page in pages if (report / f"{page}.html").exists()]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+@pytest.mark.parametrize("which", ["real_report", "demo_report"])
+def test_short_periods_draw_their_own_grain_and_leave_no_hole(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """On the last 30 days and a year: every chart over time has more than two bars or
+    points (a month's chart of 30 days drew two wide bars, a chart of years one), and the
+    cards a period leaves out leave no empty rectangle, at 390 and 1440 px, with the
+    console clean and the network cut off."""
+    from playwright.sync_api import sync_playwright
+
+    report = Path(request.getfixturevalue(which)) / "report"
+    boards = {d.slug: d for d in load_dashboards()}
+    pages = _short_pages(report)
+    assert len(pages) >= 8, pages
+    problems: list[str] = []
+    # the charts' rows as written: a time axis (or years) has more than two values
+    for page in pages:
+        text = (report / f"{page}.html").read_text(encoding="utf-8")
+        found = re.search(r"id='mt-cards'>(.*?)</script>", text, re.S)
+        cards = {c.name: c for c in boards[page.split("/")[0]].every_card()}
+        for chart in json.loads(found.group(1)) if found else []:
+            card = cards[chart["name"]]
+            over_time = card.time is not None or card.x in ("year", "year_num")
+            if over_time and card.viz != "heatmap" and chart["rows"]:
+                x = chart["columns"].index(card.x)
+                buckets = {row[x] for row in chart["rows"]}
+                if len(buckets) <= 2:
+                    problems.append(f"{page} {card.name}: {len(buckets)} {card.time or 'year'}")
+    shots = ARTIFACTS / "report-periods" / which
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        for width in (390, 1440):
+            tab = browser.new_page(viewport={"width": width, "height": 900})
+            errors: list[str] = []
+            tab.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
+            tab.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
+            tab.route(
+                "**/*",
+                lambda route: (
+                    route.continue_() if route.request.url.startswith("file:") else route.abort()
+                ),
+            )
+            for page in pages:
+                errors.clear()
+                tab.goto((report / f"{page}.html").as_uri())
+                tab.evaluate("window.MT_DRAW_ALL && window.MT_DRAW_ALL()")
+                tab.wait_for_selector("body[data-rendered]", state="attached", timeout=60_000)
+                tab.screenshot(
+                    path=str(shots / f"{page.replace('/', '__')}-{width}.png"), full_page=True
+                )
+                where = f"{page} at {width}"
+                problems += [f"{where}: {e}" for e in errors]
+                problems += [f"{where}: {e}" for e in tab.evaluate("window.MT_ERRORS || []")]
+                holes = tab.evaluate(_HOLES)
+                if holes:
+                    problems.append(f"{where}: {len(holes)} points in no card, first {holes[0]}")
+            tab.close()
+        browser.close()
+    assert not problems, problems

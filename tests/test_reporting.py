@@ -159,6 +159,39 @@ cards:
             """,
             "card 'plays' uses undefined filter ['year']",
         ),
+        (  # a month's chart of the last 30 days draws one or two bars
+            HEAD.replace("cards:", "filters: [{name: year, label: Year, kind: year}]\ncards:")
+            + """
+              - name: hours
+                title: Hours by month
+                viz: column
+                x: month
+                y: hours
+                time: month
+                periods: [all, last-30-days]
+                sql: select month_start_date as month, 1 as hours from dw.dim_date
+                  where true [[and year_num = {{year}}]]
+                layout: {row: 0, col: 0, width: 24, height: 6}
+            """,
+            "cards[hours]: Value error, a chart by month is not shown on last-30-days",
+        ),
+        (  # two cards in one place on the same page
+            HEAD.replace("cards:", "filters: [{name: year, label: Year, kind: year}]\ncards:")
+            + """
+              - name: hours
+                title: Hours by month
+                viz: column
+                x: month
+                y: hours
+                time: month
+                sql: select month_start_date as month, 1 as hours from dw.dim_date
+                  where true [[and year_num = {{year}}]]
+                layout: {row: 0, col: 0, width: 24, height: 6}
+                instead:
+                  - {name: hours_by_week, time: week}
+            """,
+            "hours_by_week: shown on last-12-months, year already",
+        ),
         # a ranked card without the dashboard's rank filter (Metabase would not reach it)
         (
             RANKED.replace("{{rank_by}}", "'plays'"),
@@ -202,7 +235,7 @@ def _values(dashboard_filters: list, con: duckdb.DuckDBPyConnection) -> list[dic
         elif flt.kind == "rank":
             sets += [{flt.name: value} for value in RANK_BY]
         else:
-            (first,) = con.execute(flt.options_sql).fetchone() or (None,)
+            (first,) = con.execute(flt.options_query()).fetchone() or (None,)
             sets.append({flt.name: first})
     return sets
 

@@ -54,7 +54,7 @@ def filter_defaults(
             for flt in dashboard.filters:
                 years: list[int] | None = None
                 if flt.kind == "year" and flt.options_sql:  # the years it has data for
-                    years = [int(y) for (y,) in con.execute(flt.options_sql).fetchall() if y]
+                    years = [int(y) for (y,) in con.execute(flt.options_query()).fetchall() if y]
                     values[f"{flt.name}:values"] = sorted(years, reverse=True)
                 if flt.kind == "year" and flt.default == "current":
                     pool: list[int | None] = (
@@ -67,7 +67,8 @@ def filter_defaults(
                     values[flt.name] = flt.default
                     values[f"{flt.name}:values"] = list(RANK_BY)
                 if flt.kind == "text" and flt.options_sql:
-                    rows = con.execute(f"select * from ({flt.options_sql}) limit 500").fetchall()
+                    query = f"select * from ({flt.options_query()}) limit 500"
+                    rows = con.execute(query).fetchall()
                     values[f"{flt.name}:values"] = [str(r[0]) for r in rows if r[0] is not None]
             found[dashboard.slug] = values
     return found

@@ -234,13 +234,15 @@ def column_key(column: str) -> str:
 
 
 def _column_settings(card: Card, columns: list[str]) -> dict[str, Any]:
-    """Each result column's title, and the unit after the measures: what the static report
-    shows on its axes and table heads."""
-    measure = {"bar": card.x, "heatmap": card.color, "treemap": card.size, "pie": card.size,
-               "map": card.size}.get(card.viz, card.y)  # fmt: skip
+    """Each result column's title, its decimals (hours, minutes and percentages 1:
+    Card.digits) and the unit after the measures: what the static report shows on
+    its axes, table heads and figures."""
+    measure = card.measure()
     settings: dict[str, Any] = {}
     for column in dict.fromkeys([*columns, *card.columns()]):
         entry: dict[str, Any] = {"column_title": card.title_of(column) or column}
+        if (digits := card.digits(column)) is not None:
+            entry["decimals"] = digits
         if card.unit and column == measure:
             entry["suffix"] = _UNIT_SUFFIX.get(card.unit, f" {card.unit}")
         elif card.rank and column == card.rank.time:  # a ranked card's hours or minutes

@@ -10,7 +10,7 @@ import datetime as dt
 import decimal
 from typing import Any
 
-from music_tracker.reporting.definitions import Card, time_unit
+from music_tracker.reporting.definitions import Card, decimals, time_unit
 from music_tracker.reporting.layout import esc
 
 NO_VALUE = "\u2014"
@@ -20,12 +20,17 @@ WIDE_COLUMNS = 5
 WIDE = " class='wide'"
 
 
-def show(value: Any) -> str:
-    """A value as a reader sees it: thousands grouped, at most two decimals."""
+def show(value: Any, digits: int | None = None) -> str:
+    """A value as a reader sees it: thousands grouped; a measure with ``digits``
+    (Card.digits: hours, minutes, percentages 1) always with that many decimals, any
+    other number with at most two."""
     if value is None:
         return NO_VALUE
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if digits is not None and isinstance(value, int | float | decimal.Decimal):
+        text = f"{float(value):,.{digits}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float | decimal.Decimal):
@@ -36,14 +41,17 @@ def show(value: Any) -> str:
     return str(value)
 
 
-def show_in(column: str | None, value: Any, *, heard: bool = False) -> str:
-    """A value of a result column: hours and minutes always with one decimal (12.0 h
-    beside 9.5 h, not 12 h), everything else as ``show`` has it. ``heard``: the row is
-    something listened to (a ranked card's), so a time that rounds to 0.0 was not
-    nothing: "< 0.1" (every play has time played)."""
-    if column and time_unit(column) and _is_number(value):
-        return "< 0.1" if heard and float(value) == 0 else f"{float(value):,.1f}"
-    return show(value)
+def show_in(
+    column: str | None, value: Any, *, heard: bool = False, card: Card | None = None
+) -> str:
+    """A value of a result column, with the column's decimals (the card's, else the rule
+    by name: definitions.decimals; hours, minutes and percentages with one, "12.0 h"
+    beside "9.5 h", not "12 h"). ``heard``: the row is something listened to (a ranked
+    card's), so a time that rounds to 0.0 was not nothing: "< 0.1" (every play has time
+    played)."""
+    if heard and column and time_unit(column) and _is_number(value) and float(value) == 0:
+        return "< 0.1"
+    return show(value, card.digits(column) if card else decimals(column))
 
 
 def empty(card: Card) -> str:
@@ -63,8 +71,9 @@ def _cell(
     kind: str | None = None,
     column: str | None = None,
     heard: bool = False,
+    card: Card | None = None,
 ) -> str:
-    shown = esc(show_in(column, value, heard=heard))
+    shown = esc(show_in(column, value, heard=heard, card=card))
     content = f"<a href='{esc(href)}'>{shown}</a>" if href else shown
     attributes = f" class='{css}'" if css else ""
     if kind:  # a name that leads to its artist's page (tests find them by this)
@@ -77,7 +86,7 @@ def kpi(card: Card, rows: list[tuple[Any, ...]]) -> str:
     if value is None and card.empty:  # no figure: the card says why
         return empty(card)
     unit = f"<span class='unit'>{esc(card.unit)}</span>" if card.unit else ""
-    return f"<div class='kpi'>{esc(show_in(card.y, value))}{unit}</div>"
+    return f"<div class='kpi'>{esc(show_in(card.y, value, card=card))}{unit}</div>"
 
 
 def table(
@@ -102,6 +111,7 @@ def table(
                 (links.get(column) or [None])[0],
                 kind=kinds.get(column),
                 column=column,
+                card=card,
             )
             + "</div>"
             for i, column in enumerate(columns)
@@ -129,6 +139,7 @@ def table(
                 kinds.get(column),
                 column,
                 card.rank is not None,
+                card,
             )
             for i, (column, value) in enumerate(zip(columns, row, strict=True))
         )
@@ -168,7 +179,8 @@ def ranked(
             "name" if kind else "label",
             kind,
         )
-        + f"<span class='value'>{esc(show_in(card.x, rows[i][x], heard=bool(card.rank)))}"
+        + "<span class='value'>"
+        + esc(show_in(card.x, rows[i][x], heard=bool(card.rank), card=card))
         + f"{unit}</span>"
         + "<svg class='bar' viewBox='0 0 100 4' preserveAspectRatio='none' aria-hidden='true'>"
         + f"<rect width='{max(0.5, 100 * float(rows[i][x] or 0) / most):.1f}' height='4'>"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import files
-from music_tracker.reporting.definitions import Card, time_unit
+from music_tracker.reporting.definitions import Card
 
 ROW_HEIGHT_PX = 40
 GRID_GAP_PX = 12  # between grid rows (the page's CSS)
@@ -58,7 +58,7 @@ LEGEND = {
 # the theme's type scale: no chart text under 12 px (report.js holds every chart to it)
 FONT_PX = 12
 _TIME_UNITS = {"year": "year", "month": "yearmonth", "week": "yearweek", "day": "yearmonthdate"}
-_TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%d %b %Y", "day": "%d %b %Y"}
+_TIME_FORMATS = {"year": "%Y", "month": "%b %Y", "week": "%-d %b %Y", "day": "%a %-d %b %Y"}
 
 
 def compiled(card: Card) -> dict[str, Any] | None:
@@ -95,6 +95,11 @@ def chart_height(card: Card) -> int:
     return max(120, cell - chrome)
 
 
+def description(card: Card) -> str:
+    """What a screen reader says of the chart: its title and description."""
+    return f"{card.title}. {card.description}" if card.description else card.title
+
+
 def spec(card: Card) -> dict[str, Any] | None:
     """The card's chart spec, or None for cards drawn as HTML (KPIs and tables)."""
     if card.viz in ("kpi", "table"):
@@ -107,6 +112,7 @@ def spec(card: Card) -> dict[str, Any] | None:
         return _treemap(card, height)
     base: dict[str, Any] = {
         "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
+        "description": description(card),
         "width": "container",
         "height": height,
         "autosize": {"type": "fit", "contains": "padding"},
@@ -142,16 +148,25 @@ def _title(card: Card, column: str | None) -> str:
     return f"{name} ({card.unit})" if card.unit and card.unit != "%" else name
 
 
+def number_format(card: Card, column: str | None) -> str | None:
+    """A d3 format for a measure column (Card.digits: hours "1.0", minutes
+    whole, thousands grouped), as the page's tables write it; None for other columns."""
+    digits = card.digits(column)
+    if digits is not None:
+        return f",.{digits}f"
+    return ",.2~f" if column and column == card.measure() else None
+
+
 def _tooltip(card: Card, *columns: str | None) -> list[dict[str, Any]]:
     names = [c for c in (*columns, *card.tooltip) if c]
     tips: list[dict[str, Any]] = []
     for name in dict.fromkeys(names):
         tip: dict[str, Any] = {"field": name, "title": card.title_of(name)}
-        if time_unit(name):  # hours and minutes with one decimal, as in the page's lists
-            tip["format"] = ",.1f"
         if card.time and name == card.x:
             tip |= {"type": "temporal", "timeUnit": _time_unit(card),
                     "format": _TIME_FORMATS[card.time]}  # fmt: skip
+        elif (shown := number_format(card, name)) is not None:
+            tip |= {"type": "quantitative", "format": shown}
         tips.append(tip)
     return tips
 
@@ -179,7 +194,11 @@ def _nominal(card: Card, field: str | None, axis: str) -> dict[str, Any]:
 
 
 def _quantitative(card: Card, field: str | None) -> dict[str, Any]:
-    return {"field": field, "type": "quantitative", "title": _title(card, field)}
+    title = _title(card, field)
+    encoding: dict[str, Any] = {"field": field, "type": "quantitative", "title": title}
+    if card.digits(field) is None:  # a count: no tick at half a play
+        encoding["axis"] = {"tickMinStep": 1}
+    return encoding
 
 
 def _color(card: Card) -> dict[str, Any]:
@@ -212,15 +231,19 @@ def _bar(card: Card) -> dict[str, Any]:
 
 
 def _time_axis(card: Card) -> dict[str, Any]:
-    """x on a continuous UTC time scale: a month without plays is an empty stretch."""
+    """x on a continuous UTC time scale: a month without plays is an empty stretch. Days
+    are named as a reader says them ("4 Sep"), not "Sep 04, 2024"."""
+    axis: dict[str, Any] = {"labelAngle": 0, "labelOverlap": True, "labelFlush": True,
+                            "labelSeparation": 6, "grid": False}  # fmt: skip
+    if card.time == "day":
+        axis["format"] = "%-d %b"
     return {
         "field": card.x,
         "type": "temporal",
         "timeUnit": _time_unit(card),
         "title": card.title_of(card.x),
-        "axis": {"labelAngle": 0, "labelOverlap": True, "labelFlush": True,
-                 "labelSeparation": 6, "grid": False},
-    }  # fmt: skip
+        "axis": axis,
+    }
 
 
 def _over_categories(card: Card, mark: dict[str, Any], x_type: str) -> dict[str, Any]:
@@ -287,7 +310,9 @@ def _heatmap(card: Card) -> dict[str, Any]:
             "color": {
                 "field": card.color,
                 "type": "quantitative",
-                "scale": {"range": "heatmap"},  # the theme's light-to-strong ramp
+                # the theme's light-to-strong ramp, mixed in RGB: what a picture drawn
+                # ahead writes as a CSS color-mix() of the page's colours (pictures.py)
+                "scale": {"range": "heatmap", "interpolate": "rgb"},
                 "title": _title(card, card.color),
                 # the title beside the gradient, not above it: the rows keep their height
                 "legend": {
@@ -415,14 +440,19 @@ def _with_world(vega: dict[str, Any]) -> dict[str, Any]:
 
 def _treemap(card: Card, height: int) -> dict[str, Any]:
     """A squarified treemap (Vega: Vega-Lite has none); rows are the leaves."""
+
+    def shown(name: str) -> str:
+        form = number_format(card, name)
+        return f"format(datum.{name}, '{form}')" if form else f"datum.{name}"
+
     tooltip = ", ".join(
-        f"'{card.title_of(name)}': "
-        + (f"format(datum.{name}, ',.1f')" if time_unit(name) else f"datum.{name}")
+        f"'{card.title_of(name)}': {shown(name)}"
         for name in dict.fromkeys([card.label or "", card.size or "", *card.tooltip])
         if name
     )
     return {
         "$schema": "https://vega.github.io/schema/vega/v6.json",
+        "description": description(card),
         "autosize": {"type": "fit-x", "contains": "padding"},
         "width": 400,
         "height": height,

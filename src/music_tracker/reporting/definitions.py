@@ -29,6 +29,21 @@ GRID_COLUMNS = 24  # Metabase's dashboard grid
 # a time axis: x holds the first day of each period (a date) and is drawn on a continuous
 # time scale, so that a period without plays is an empty stretch, not a missing category
 TIME_GRAIN = Literal["year", "month", "week", "day"]
+# The kinds of period the static report writes a page for (reporting/periods.py).
+PeriodKind = Literal["all", "year", "last-12-months", "last-30-days"]
+PERIOD_KINDS: tuple[PeriodKind, ...] = ("all", "year", "last-12-months", "last-30-days")
+# The periods a time grain suits: enough bars or points to compare, not too many to read.
+# Years over all time; months over all time, a year or the last 12 months; weeks over a
+# year or the last 12 months; days over the last 30 days. A calendar (a heatmap of weeks
+# by weekday) has a cell per day and suits every period. A chart of a period its grain
+# does not suit draws one or two bars: the card is left out there, or gives a finer card
+# to show in its place (instead:).
+GRAIN_PERIODS: dict[str, tuple[PeriodKind, ...]] = {
+    "year": ("all",),
+    "month": ("all", "year", "last-12-months"),
+    "week": ("year", "last-12-months"),
+    "day": ("last-30-days",),
+}
 # words for the suffixes of column names, used when a card gives no title of its own
 _SUFFIX_WORDS = {"_pct": " (%)", "_num": "", "_sid": "", "_ms": " (ms)", "_days": " (days)"}
 # A ranked card (``rank:``) ranks by plays or by time listened: a filter of kind ``rank``
@@ -46,6 +61,11 @@ _COLUMN_WORDS = {
     "time_rank_year_before": "Rank by time the year before",
 }
 
+# How a measure is written, by its column's name, wherever it shows (the static report's
+# figures, tables, lists and chart tooltips; Metabase's column settings): times (hours,
+# minutes: TIME_UNITS) and percentages to one decimal ("1.0" beside "35.2", not "1");
+# counts are whole numbers; thousands grouped everywhere.
+_PERCENT = re.compile(r"_pct$")
 _TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _SCHEMA_REF = re.compile(r"\b(?:from|join)\s+([a-z_]+)\.", re.IGNORECASE)
@@ -72,7 +92,8 @@ class Filter(_Strict):
     default: str = "all"
     # text filters: a query whose first column lists the values (most relevant first);
     # year filters may have one too: the years in which the dashboard has something to draw
-    # (without it, every year with plays)
+    # (without it, every year with plays), with the cards' year clause ([[and
+    # calendar.year_num = {{year}}]]) so that the static report can ask it for any period
     options_sql: str | None = None
     # how many values of a text filter the static report renders (one page each)
     static_values: int = Field(default=12, ge=1, le=100)
@@ -88,7 +109,14 @@ class Filter(_Strict):
                 f"a rank filter's default is one of {', '.join(map(repr, RANK_BY))} "
                 "(and its values are those: no options_sql)"
             )
+        if self.options_sql and set(_TAG.findall(self.options_sql)) - {self.name}:
+            raise ValueError(f"options_sql may use {{{{{self.name}}}}} only")
         return self
+
+    def options_query(self) -> str:
+        """The options as a plain query: the year clause dropped (every value)."""
+        assert self.options_sql is not None
+        return bind(self.options_sql, {})[0]
 
 
 class Layout(_Strict):
@@ -157,6 +185,8 @@ class Card(_Strict):
     # column -> the words shown for it (axes, legends, table heads, Metabase's columns);
     # columns not named here get column_title(name)
     titles: dict[str, str] = Field(default_factory=dict)
+    # column -> its decimals where the rule by name (decimals()) does not suit it
+    decimals: dict[str, int] = Field(default_factory=dict)
     # a column of artist names (as in dw.dim_artist): each links to the Artist dashboard
     artist_column: str | None = None
     # what the card says when it has no rows: what is missing and what to do
@@ -164,6 +194,45 @@ class Card(_Strict):
     # ranked by plays or by time listened (the dashboard's rank filter)
     rank: Rank | None = None
     layout: Layout
+    # The static report's periods the card is shown on (a card that uses the dashboard's
+    # period filter): all, year, last-12-months, last-30-days. Default: those its time
+    # grain suits (GRAIN_PERIODS), or every one; give them for a chart of years that is
+    # not on a time axis (one bar on a year's page).
+    periods: list[PeriodKind] | None = None
+    # Cards shown in its place (the same cell of the grid) on periods it is not shown on,
+    # e.g. hours by day on the last 30 days for hours by month: each has this card's
+    # fields except those it gives (a name at least) and its own periods. Metabase, which
+    # offers any range of dates, shows the card itself.
+    instead: list[Card] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """Each card of ``instead`` starts from this card's fields."""
+        if not isinstance(data, dict) or not isinstance(data.get("instead"), list):
+            return data
+        base = {k: v for k, v in data.items() if k not in ("instead", "periods")}
+        return {
+            **data,
+            "instead": [{**base, **e} if isinstance(e, dict) else e for e in data["instead"]],
+        }
+
+    def grain_periods(self) -> tuple[PeriodKind, ...]:
+        """The periods the card's time grain suits (GRAIN_PERIODS); every one without."""
+        if self.time is None or self.viz == "heatmap":  # a calendar: a cell per day
+            return PERIOD_KINDS
+        return GRAIN_PERIODS[self.time]
+
+    def shown_on(self) -> tuple[PeriodKind, ...]:
+        return tuple(self.periods) if self.periods is not None else self.grain_periods()
+
+    def on(self, kind: str | None) -> Card | None:
+        """The card a page of this kind of period shows in this card's place: the card
+        itself, one of ``instead`` or none (left out); the card itself when ``kind`` is
+        None (a page without periods, or a card that ignores them)."""
+        if kind is None or kind in self.shown_on():
+            return self
+        return next((card for card in self.instead if kind in card.shown_on()), None)
 
     def title_of(self, column: str | None) -> str:
         """The words shown for a result column."""
@@ -171,8 +240,21 @@ class Card(_Strict):
             return ""
         return self.titles[column] if column in self.titles else column_title(column)
 
+    def digits(self, column: str | None) -> int | None:
+        """The decimals a result column is written with: the card's own, else the rule by
+        name (decimals())."""
+        if column and column in self.decimals:
+            return self.decimals[column]
+        return decimals(column)
+
     def tags(self) -> set[str]:
         return set(_TAG.findall(self.sql))
+
+    def measure(self) -> str | None:
+        """The column the card measures: bar lengths, column heights, cell colours, sizes."""
+        by_viz = {"bar": self.x, "heatmap": self.color, "treemap": self.size, "pie": self.size,
+                  "map": self.size}  # fmt: skip
+        return by_viz.get(self.viz, self.y)
 
     def columns(self) -> set[str]:
         used = {self.x, self.y, self.color, self.size, self.label, *self.tooltip}
@@ -198,6 +280,22 @@ class Card(_Strict):
             raise ValueError(f"a {self.viz} card needs {', '.join(missing)}")
         if self.time and self.viz not in ("column", "stacked_column", "line", "area", "heatmap"):
             raise ValueError(f"a {self.viz} card has no time axis (time: is for x axes)")
+        unsuited = [kind for kind in self.shown_on() if kind not in self.grain_periods()]
+        if unsuited:
+            raise ValueError(
+                f"a chart by {self.time} is not shown on {', '.join(unsuited)}: it would "
+                f"draw one or two bars there (periods: {', '.join(self.grain_periods())})"
+            )
+        taken = set(self.shown_on())
+        for card in self.instead:
+            if card.instead:
+                raise ValueError(f"{card.name}: a card shown instead has no instead: of its own")
+            if card.layout != self.layout:
+                raise ValueError(f"{card.name}: a card shown instead takes the card's place")
+            twice = taken & set(card.shown_on())
+            if twice:
+                raise ValueError(f"{card.name}: shown on {', '.join(sorted(twice))} already")
+            taken |= set(card.shown_on())
         schemas = {s.lower() for s in _SCHEMA_REF.findall(self.sql)}
         if schemas - {"dw"}:
             raise ValueError(
@@ -236,9 +334,19 @@ class Dashboard(_Strict):
     def rank_filter(self) -> Filter | None:
         return next((f for f in self.filters if f.kind == "rank"), None)
 
+    def period_filter(self) -> str | None:
+        """The name of the filter the static report writes a page per period for: the
+        page filter, when it is a year filter."""
+        flt = self.page_filter
+        return flt.name if flt is not None and flt.kind == "year" else None
+
+    def every_card(self) -> list[Card]:
+        """The cards and those shown instead of them on some periods."""
+        return [variant for card in self.cards for variant in (card, *card.instead)]
+
     @model_validator(mode="after")
     def _wiring(self) -> Dashboard:
-        names = [c.name for c in self.cards]
+        names = [c.name for c in self.every_card()]
         if len(names) != len(set(names)):
             raise ValueError("card names must be unique within a dashboard")
         titles = [c.title for c in self.cards]
@@ -248,7 +356,7 @@ class Dashboard(_Strict):
         ranks = [f.name for f in self.filters if f.kind == "rank"]
         if len(ranks) > 1:
             raise ValueError("a dashboard has one rank filter at most")
-        for card in self.cards:
+        for card in self.every_card():
             unknown = card.tags() - known
             if unknown:
                 raise ValueError(f"card {card.name!r} uses undefined filter {sorted(unknown)}")
@@ -262,7 +370,21 @@ class Dashboard(_Strict):
                     else f"card {card.name!r} is ranked (rank:): the dashboard needs a filter "
                     "of kind rank"
                 )
+            period = self.period_filter()
+            if (card.periods is not None or card.instead) and period not in card.tags():
+                raise ValueError(
+                    f"card {card.name!r}: periods and instead are for cards that use the "
+                    "period filter (a year filter, the first that is not a rank filter)"
+                )
         return self
+
+
+def decimals(column: str | None) -> int | None:
+    """The decimals a measure column is written with (hours, minutes and percentages:
+    1); None for the rest, written as they come (counts are whole)."""
+    if column and (time_unit(column) or _PERCENT.search(column)):
+        return 1
+    return None
 
 
 def column_title(name: str) -> str:

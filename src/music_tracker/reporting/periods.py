@@ -55,6 +55,11 @@ class Period:
     last_date: dt.date
     year: int | None = None
 
+    @property
+    def kind(self) -> str:
+        """Which kind of period (definitions.PERIOD_KINDS): a year, or a rolling one."""
+        return "year" if self.year is not None else self.stem
+
     def statement(self, newest: dt.date) -> str:
         """What the page says it shows: "Last 30 days: 3 Nov - 2 Dec 2026, up to the
         newest play"."""
@@ -108,6 +113,21 @@ def bound(sql: str, period: Period) -> tuple[str, dict[str, Any]]:
     values = {"period_first": period.first_date, "period_last": period.last_date,
               "period_year": period.year}  # fmt: skip
     return text, {**params, **{k: v for k, v in values.items() if f"${k}" in text}}
+
+
+def days_with_rows(con: duckdb.DuckDBPyConnection, sql: str, name: str) -> list[dt.date] | None:
+    """The days on which ``sql`` (a year filter's options query) has rows, oldest first:
+    its year clause on filter ``name`` asked of each day of the calendar, the way a card's
+    clause is asked of a period (one query: DuckDB joins the days on the clause's day);
+    None when the query has no year clause to ask."""
+    clause = year_clause(name)
+    if not clause.search(sql):
+        return None
+    text, params = bind(clause.sub(lambda m: f"{m.group(1)}.date_sid = day.date_sid", sql), {})
+    rows = con.execute(
+        f"select day.date_sid from dw.dim_date as day where exists ({text}) order by 1", params
+    ).fetchall()
+    return [day for (day,) in rows]
 
 
 def _top_level(sql: str) -> list[tuple[str, re.Match[str]]]:

@@ -34,11 +34,18 @@ def for_report(dashboard: Dashboard) -> Dashboard:
     if flt is None:
         return dashboard
     tag = re.compile(rf"\{{\{{\s*{flt.name}\s*\}}\}}")
-    cards = [
-        card.model_copy(update={"sql": tag.sub(f"'{BOTH}'", card.sql)}) if card.rank else card
-        for card in dashboard.cards
-    ]
-    return dashboard.model_copy(update={"cards": cards})
+
+    def bound(card: Card) -> Card:  # and the cards shown in its place on some periods
+        if not card.rank:
+            return card
+        return card.model_copy(
+            update={
+                "sql": tag.sub(f"'{BOTH}'", card.sql),
+                "instead": list(map(bound, card.instead)),
+            }
+        )
+
+    return dashboard.model_copy(update={"cards": list(map(bound, dashboard.cards))})
 
 
 def first_ordering(dashboard: Dashboard) -> str:

@@ -11,10 +11,7 @@ behind a proxy or with the network cut off.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import hashlib
-import html
-import json
 import re
 import shutil
 import threading
@@ -32,25 +29,26 @@ from music_tracker import files
 from music_tracker.connections import connect_duckdb
 from music_tracker.reporting import (
     artist_pages,
-    cards_html,
     charts,
+    dashboard_page,
     front_page,
     periods,
+    pictures,
     ranking,
     story,
 )
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
-from music_tracker.reporting.layout import Context, data_script, footer, head, nav
-from music_tracker.reporting.links import RANKED, Links, linked
+from music_tracker.reporting.layout import Context
+from music_tracker.reporting.links import Links
 from music_tracker.reporting.serving import serve
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
 
 __all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card", "serve"]
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = dashboard_page.ASSETS
 ALL = periods.ALL
 _UNKNOWN_DAY = dt.date(1900, 1, 1)  # dim_date's day for plays of no known day
-WORLD_FILE = "countries-110m.json"  # fetched at setup (Makefile); optional
+WORLD_FILE = dashboard_page.WORLD_FILE
 
 
 class ReportError(Exception):
@@ -74,6 +72,7 @@ class ReportSummary:
     pages: int = 0
     dashboards: int = 0
     queries: int = 0
+    pictures: int = 0  # charts drawn ahead in this run (pictures.py; the rest were kept)
     seconds: float = 0.0
     timings: list[CardTiming] = field(default_factory=list)
 
@@ -87,6 +86,7 @@ class ReportSummary:
             "pages": self.pages,
             "dashboards": self.dashboards,
             "queries": self.queries,
+            "pictures": self.pictures,
             "seconds": round(self.seconds, 2),
             "slowest_cards": [
                 {"dashboard": t.dashboard, "card": t.card, "variant": t.variant,
@@ -176,15 +176,14 @@ def _year_options(
     con: duckdb.DuckDBPyConnection, flt: Filter
 ) -> tuple[list[int], Callable[[periods.Period], bool], dt.date | None]:
     """The years of a year filter's ``options_sql``, whether a period holds any of its
-    days (the same query asked for days: ``calendar.date_sid`` for ``calendar.year_num``)
-    and the newest of those days (None when the query gives years only)."""
+    days (the same query asked of each day through its year clause, as cards are asked of
+    a period) and the newest of those days (None when the query has no year clause)."""
     assert flt.options_sql is not None
-    by_day = flt.options_sql.replace("calendar.year_num", "calendar.date_sid")
-    try:
-        days = sorted(d for (d,) in con.execute(by_day).fetchall() if d and d > _UNKNOWN_DAY)
-    except duckdb.Error:  # not a query of calendar's years: years only
+    found = periods.days_with_rows(con, flt.options_sql, flt.name)
+    if found is None:  # a query of years alone
         years = [int(year) for year in _options(con, flt)]
         return years, lambda period: period.last_date.year in years, None
+    days = [day for day in found if day > _UNKNOWN_DAY]
     years = sorted({day.year for day in days}, reverse=True)
     has = lambda period: any(period.first_date <= d <= period.last_date for d in days)  # noqa: E731
     return years, has, days[-1] if days else None
@@ -202,10 +201,9 @@ def newest_of(con: duckdb.DuckDBPyConnection, dashboard: Dashboard, newest: dt.d
 
 
 def _options(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[str]:
-    assert flt.options_sql is not None
     if flt.kind == "year":
-        return [str(year) for (year,) in con.execute(flt.options_sql).fetchall() if year]
-    rows = con.execute(flt.options_sql).fetchmany(flt.static_values)
+        return [str(year) for (year,) in con.execute(flt.options_query()).fetchall() if year]
+    rows = con.execute(flt.options_query()).fetchmany(flt.static_values)
     return [str(row[0]) for row in rows if row[0] is not None]
 
 
@@ -214,21 +212,6 @@ def _slug(text: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.casefold()).strip("-")[:60]
     return slug or "value"
-
-
-_PLAIN = (int, float, str, bool, type(None))
-
-
-def _jsonable(value: Any) -> Any:
-    if type(value) in _PLAIN:  # most values: 300,000 of them in a report
-        return value
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return value
 
 
 def _run(
@@ -255,65 +238,100 @@ def _run(
     return columns, rows
 
 
+def shown(dashboard: Dashboard, values: dict[str, Any]) -> list[tuple[Card, Card]]:
+    """The cards a page with these filter values shows, in order: (the card as defined,
+    the card shown in its place). A card is left out of a period its time grain does not
+    suit, or gives way to a finer one (definitions: periods, instead)."""
+    name = dashboard.period_filter()
+    kind: str | None = None
+    if name is not None and name in values:
+        period = values[name]
+        kind = periods.ALL if period is None else period.kind
+    found = []
+    for card in dashboard.cards:
+        card_shown = card.on(kind if name in card.tags() else None)
+        if card_shown is not None:
+            found.append((card, card_shown))
+    return found
+
+
 def _answer(
     con: duckdb.DuckDBPyConnection,
     summary: ReportSummary,
     dashboard: Dashboard,
     pages: list[tuple[str, str, dict[str, Any]]],
 ) -> dict[str, dict[str, periods.Result]]:
-    """Every card's rows on every page: stem -> card name -> (columns, rows).
+    """Every card's rows on every page that shows it: stem -> card name -> (columns, rows).
 
     A card answers the same on every page that gives it the same values (the default page
     repeats one of the others; a card without the year ignores it): run once. A card of
     the year runs once for all time and once for every period together
     (periods.run_grouped), or once per period where that cannot be done."""
     answers: dict[str, dict[str, periods.Result]] = {stem: {} for stem, _, _ in pages}
-    for card in dashboard.cards:
-        done: dict[str, periods.Result] = {}
-        waiting: dict[str, periods.Period] = {}
-        for stem, _, values in pages:
-            used = {name: value for name, value in values.items() if name in card.tags()}
-            period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
-            if period is not None:
-                waiting[period.stem] = period
-                continue
-            key = repr(sorted(used.items()))
-            if key not in done:
-                done[key] = _run(con, summary, dashboard, card, values, stem)
-        if waiting:
-            first = next(iter(waiting.values()))
-            columns = next(iter(done.values()))[0] if done else None
-            if columns is None:  # the columns of one period tell the others'
-                done[first.stem] = _run(con, summary, dashboard, card, {"": first}, first.stem)
-                columns = done[first.stem][0]
-            rest = [p for p in waiting.values() if p.stem not in done]
-            if len(rest) > 1:
-                begun = time.perf_counter()
-                grouped = periods.run_grouped(con, card, rest, columns)
-                if grouped is not None:
-                    summary.queries += 1
-                    summary.timings.append(CardTiming(
-                        dashboard.slug, card.name, "every period", time.perf_counter() - begun,
-                        sum(len(rows) for _, rows in grouped.values()),
-                    ))  # fmt: skip
-                    done.update(grouped)
-            for period in rest:
-                if period.stem not in done:
-                    done[period.stem] = _run(
-                        con, summary, dashboard, card, {"": period}, period.stem
-                    )
-        for stem, _, values in pages:
-            used = {name: value for name, value in values.items() if name in card.tags()}
-            period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
-            answers[stem][card.name] = done[period.stem if period else repr(sorted(used.items()))]
+    showing: dict[str, tuple[Card, list[tuple[str, str, dict[str, Any]]]]] = {}
+    for page in pages:
+        for _, card in shown(dashboard, page[2]):
+            showing.setdefault(card.name, (card, []))[1].append(page)
+    for card, its_pages in showing.values():
+        done = _answer_card(con, summary, dashboard, card, its_pages)
+        for stem, _, values in its_pages:
+            answers[stem][card.name] = done[_key(card, values)]
     return answers
 
 
-def _draws(dashboard: Dashboard, results: dict[str, periods.Result]) -> bool:
+def _key(card: Card, values: dict[str, Any]) -> str:
+    """What a card's answer on a page depends on: the period, or the values it uses."""
+    used = {name: value for name, value in values.items() if name in card.tags()}
+    period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
+    return period.stem if period is not None else repr(sorted(used.items()))
+
+
+def _answer_card(
+    con: duckdb.DuckDBPyConnection,
+    summary: ReportSummary,
+    dashboard: Dashboard,
+    card: Card,
+    pages: list[tuple[str, str, dict[str, Any]]],
+) -> dict[str, periods.Result]:
+    done: dict[str, periods.Result] = {}
+    waiting: dict[str, periods.Period] = {}
+    for stem, _, values in pages:
+        used = {name: value for name, value in values.items() if name in card.tags()}
+        period = next((v for v in used.values() if isinstance(v, periods.Period)), None)
+        if period is not None:
+            waiting[period.stem] = period
+            continue
+        key = _key(card, values)
+        if key not in done:
+            done[key] = _run(con, summary, dashboard, card, values, stem)
+    if waiting:
+        first = next(iter(waiting.values()))
+        columns = next(iter(done.values()))[0] if done else None
+        if columns is None:  # the columns of one period tell the others'
+            done[first.stem] = _run(con, summary, dashboard, card, {"": first}, first.stem)
+            columns = done[first.stem][0]
+        rest = [p for p in waiting.values() if p.stem not in done]
+        if len(rest) > 1:
+            begun = time.perf_counter()
+            grouped = periods.run_grouped(con, card, rest, columns)
+            if grouped is not None:
+                summary.queries += 1
+                summary.timings.append(CardTiming(
+                    dashboard.slug, card.name, "every period", time.perf_counter() - begun,
+                    sum(len(rows) for _, rows in grouped.values()),
+                ))  # fmt: skip
+                done.update(grouped)
+        for period in rest:
+            if period.stem not in done:
+                done[period.stem] = _run(con, summary, dashboard, card, {"": period}, period.stem)
+    return done
+
+
+def _draws(dashboard: Dashboard, cards: list[Card], results: dict[str, periods.Result]) -> bool:
     """Whether a page has something to draw: a card of the page's period with rows (a KPI
     with a figure other than zero). Cards that ignore the period do not count."""
     varying = dashboard.page_filter.name if dashboard.page_filter else None
-    for card in dashboard.cards:
+    for card in cards:
         if varying is not None and varying not in card.tags():
             continue
         _, rows = results[card.name]
@@ -333,33 +351,9 @@ class _Page:
     stem: str
     label: str
     results: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+    cards: list[tuple[Card, Card]]  # (as defined, as shown): shown()
     period: str = ""  # what the page says of its period
-
-
-def _is_ranked(card: Card) -> bool:
-    return card.viz == "bar" and (card.y in RANKED or card.y == card.artist_column)
-
-
-def _body(
-    card: Card,
-    columns: list[str],
-    rows: list[tuple[Any, ...]],
-    links: Links,
-    sorted_by: str | None = None,
-) -> str | None:
-    """The card as HTML, or None for a chart with rows (report.js draws it)."""
-    kinds = linked(card, columns)
-    if card.viz == "kpi":
-        return cards_html.kpi(card, rows)
-    if card.viz == "table":
-        hrefs = links.for_card(card, columns, rows)
-        return cards_html.table(card, columns, rows, hrefs, kinds, sorted_by)
-    if _is_ranked(card):
-        hrefs = links.for_card(card, columns, rows).get(card.y or "", [])
-        return cards_html.ranked(card, columns, rows, hrefs, kinds.get(card.y or ""))
-    if not rows:
-        return cards_html.empty(card)
-    return None
+    pictures: dict[str, str] = field(default_factory=dict)  # chart -> Pictures key
 
 
 def write_report(
@@ -400,49 +394,74 @@ def write_report(
     links = Links()
     # ranked cards answer both ways at once (their rank filter bound to "both")
     dashboards = [ranking.for_report(dashboard) for dashboard in dashboards]
-    artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
-    pages: list[_Page] = []
-    choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
-    for dashboard in dashboards:
-        if dashboard is artist_board:
-            continue
-        if on_page:
-            on_page(dashboard.title)
-        newest = newest_of(con, dashboard, span[1])
-        offered = variants(con, dashboard, years, newest)
-        answers = _answer(con, summary, dashboard, offered)
-        choices[dashboard.slug] = offered = [
-            v for i, v in enumerate(offered) if i == 0 or _draws(dashboard, answers[v[0]])
-        ]
-        for stem, label, values in offered:
-            for card in dashboard.cards:
-                links.collect(card, *answers[stem][card.name])
-            period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
-            if period is None and values:  # all time
-                period = periods.Period(ALL, "All time", span[0], newest)
-            said = period.statement(newest) if period else ""
-            pages.append(_Page(dashboard, stem, label, answers[stem], said))
-    links.resolve(con)
     specs = charts.SpecCache(folder.with_name(".report-cache"))
-    artists: list[artist_pages.ArtistPage] = []
-    if artist_board is not None:
-        artists = artist_pages.choose(con, links.listed)
-        links.stems = {page.name: page.stem for page in artists}
-    for page in pages:
-        target = partial / page.dashboard.slug
-        target.mkdir(exist_ok=True)
-        if page.dashboard.page == "story":
-            text = _story(page, choices[page.dashboard.slug], context, links)
-        else:
-            text = _page(page.dashboard, choices[page.dashboard.slug], page.stem, page.label,
-                         page.results, links, specs, context, period=page.period)  # fmt: skip
-        (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
-        summary.pages += 1
-    if artist_board is not None:
-        summary.pages += _write_artist_pages(
-            con, artist_board, artists, partial, context, links, specs, summary, on_page
-        )
-    summary.dashboards = len(dashboards)
+    # the first charts of each page drawn meanwhile, in a process of their own
+    with pictures.Pictures(folder.with_name(".report-cache"), charts.WORLD_IMAGE) as drawn_ahead:
+        artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
+        pages: list[_Page] = []
+        choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+        for dashboard in dashboards:
+            if dashboard is artist_board:
+                continue
+            if on_page:
+                on_page(dashboard.title)
+            newest = newest_of(con, dashboard, span[1])
+            offered = variants(con, dashboard, years, newest)
+            answers = _answer(con, summary, dashboard, offered)
+            cards = {stem: shown(dashboard, values) for stem, _, values in offered}
+            choices[dashboard.slug] = offered = [
+                v
+                for i, v in enumerate(offered)
+                if i == 0 or _draws(dashboard, [c for _, c in cards[v[0]]], answers[v[0]])
+            ]
+            for stem, label, values in offered:
+                for _, card in cards[stem]:
+                    links.collect(card, *answers[stem][card.name])
+                period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
+                if period is None and values:  # all time
+                    period = periods.Period(ALL, "All time", span[0], newest)
+                said = period.statement(newest) if period else ""
+                page = _Page(dashboard, stem, label, answers[stem], cards[stem], said)
+                if dashboard.page == "dashboard":  # its first charts drawn meanwhile
+                    # a past year's page does not change: drawn once, when there is time
+                    age = newest.year - period.year if period and period.year else 0
+                    shown_cards = [card for _, card in page.cards]
+                    found = dashboard_page.charts_of(dashboard, shown_cards, page.results)
+                    for chart in dashboard_page.first_charts(found):
+                        named = [
+                            dict(zip(chart.columns, dashboard_page.values(row), strict=True))
+                            for row in chart.rows
+                        ]
+                        spec = specs(dashboard.slug, chart.card, chart.variant)
+                        page.pictures[chart.chart] = drawn_ahead.ask(spec, named, age)
+                pages.append(page)
+        drawn_ahead.later()
+        links.resolve(con)
+        artists: list[artist_pages.ArtistPage] = []
+        if artist_board is not None:
+            artists = artist_pages.choose(con, links.listed)
+            links.stems = {page.name: page.stem for page in artists}
+        # the artist pages first: meanwhile the pictures of the dashboards' pages are drawn
+        if artist_board is not None:
+            summary.pages += _write_artist_pages(
+                con, artist_board, artists, partial, context, links, specs, summary, on_page
+            )
+        for page in pages:
+            target = partial / page.dashboard.slug
+            target.mkdir(exist_ok=True)
+            if page.dashboard.page == "story":
+                text = _story(page, choices[page.dashboard.slug], context, links)
+            else:
+                drawn = {chart: drawn_ahead.take(key) for chart, key in page.pictures.items()}
+                text = dashboard_page.render(
+                    page.dashboard, page.cards, choices[page.dashboard.slug], page.stem,
+                    page.label, page.results, links, specs, context,
+                    period=page.period, drawn=drawn,
+                )  # fmt: skip
+            (target / f"{page.stem}.html").write_text(text, encoding="utf-8")
+            summary.pages += 1
+        summary.dashboards = len(dashboards)
+        summary.pictures = drawn_ahead.drawn
     today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
     front = front_page.render(
         front_page.headlines(con, today),
@@ -519,8 +538,10 @@ def _write_artist_pages(
         if on_page:
             on_page(f"{dashboard.title} {artist.name}")
         results = {card.name: rows[card.name][artist.name] for card in dashboard.cards}
-        text = _page(dashboard, [], artist.stem, artist.name, results, links, specs, context,
-                     artist=True)  # fmt: skip
+        text = dashboard_page.render(
+            dashboard, [(card, card) for card in dashboard.cards], [], artist.stem,
+            artist.name, results, links, specs, context, artist=True,
+        )  # fmt: skip
         (target / f"{artist.stem}.html").write_text(text, encoding="utf-8")
     (target / "index.html").write_text(artist_pages.index_page(artists, context), "utf-8")
     return len(artists) + 1
@@ -556,186 +577,6 @@ def _write_assets(target: Path, cache: Path) -> None:
         shutil.copy(picture, target / "world.svg")
     for name in ("report.css", "report.js", "artists.js", "favicon.svg"):
         shutil.copy(ASSETS / name, target / name)
-
-
-def _page(
-    dashboard: Dashboard,
-    pages: list[tuple[str, str, dict[str, Any]]],
-    current: str,
-    label: str,
-    results: dict[str, tuple[list[str], list[tuple[Any, ...]]]],
-    links: Links,
-    specs: charts.SpecCache,
-    context: Context,
-    *,
-    artist: bool = False,
-    period: str = "",
-) -> str:
-    selector = ""
-    first = dashboard.page_filter
-    if first is not None and not artist:
-        # the default page (index) repeats one of the others: offer each choice once
-        choices: dict[str, str] = {}
-        for stem, text, _ in pages:
-            choices.setdefault(text, stem)
-        options = "".join(
-            f"<option value='{stem}.html'{' selected' if text == label else ''}>"
-            f"{html.escape(text)}</option>"
-            for text, stem in choices.items()
-        )
-        # without JavaScript (a visitor's browser may have it off) the select cannot
-        # navigate: the same choices as plain links
-        plain = " \u00b7 ".join(
-            f"<a href='{stem}.html'{' aria-current=page' if text == label else ''}>"
-            f"{html.escape(text)}</a>"
-            for text, stem in choices.items()
-        )
-        selector = (
-            f"<label class='filter'>{html.escape(_filter_label(first))} "
-            f"<select onchange='location.href=this.value'>{options}</select></label>"
-            f"<noscript><p class='filter-links'>{plain}</p></noscript>"
-        )
-    elif artist:
-        selector = "<p class='filter'><a href='index.html'>All artists</a> (with a search box)</p>"
-    tiles = []
-    charts_to_draw: list[dict[str, Any]] = []  # only charts travel as data
-    for i, card in enumerate(dashboard.cards):
-        columns, rows = results[card.name]
-        if card.rank and rows:
-            tiles.append(_ranked_tile(dashboard, card, i, columns, rows, links, specs,
-                                      charts_to_draw))  # fmt: skip
-            continue
-        body = _body(card, columns, rows, links)
-        if body is None:
-            body = _chart(dashboard, card, str(i), columns, rows, specs, charts_to_draw)
-        tiles.append(_tile(dashboard, card, i, body))
-    grid = f"<main class='grid' style='--rows: {_grid_rows(dashboard)}'>{''.join(tiles)}</main>"
-    if len(dashboard.cards) > 1 and not any(rows for _, rows in results.values()):
-        grid = _nothing_to_show(dashboard)
-    data = json.dumps(charts_to_draw, separators=(",", ":"), default=str).replace("</", "<\\/")
-    heading = label if artist else f"{dashboard.title}" + (f": {label}" if label else "")
-    return (
-        head(heading, 1, description=dashboard.description,
-             scripts=["report.js"] if charts_to_draw else [], drawn=not charts_to_draw)
-        + nav(1)
-        + f"<header><h1>{html.escape(heading)}</h1>"
-        + (f"<p>{html.escape(dashboard.description)}</p>" if not artist else "")
-        + selector
-        + (f"<p class='period'>{html.escape(period)}</p>" if period else "")
-        + "</header>"
-        + grid
-        + footer(context)
-        + (data_script("mt-cards", data) if charts_to_draw else "")
-        + "</body></html>"
-    )  # fmt: skip
-
-
-def _grid_rows(dashboard: Dashboard) -> str:
-    """The rows of the desktop grid (report.css): 40 px each, as Metabase's, except rows
-    that hold KPI figures alone, which take the figures' height (the definitions give them
-    three rows, which Metabase needs and a figure does not)."""
-    height = max((c.layout.row + c.layout.height for c in dashboard.cards), default=0)
-    kinds: list[set[str]] = [set() for _ in range(height)]
-    for card in dashboard.cards:
-        for row in range(card.layout.row, card.layout.row + card.layout.height):
-            kinds[row].add(card.viz)
-    return " ".join("auto" if kind == {"kpi"} else "40px" for kind in kinds)
-
-
-def _nothing_to_show(dashboard: Dashboard) -> str:
-    """A page whose every card is empty says why once: each of the cards' own words once
-    (places before any MusicBrainz lookup: one sentence, not four cards of it)."""
-    said: dict[str, Card] = {}
-    for card in dashboard.cards:
-        said.setdefault(card.empty, card)
-    reasons = [card for words, card in said.items() if words] or [dashboard.cards[0]]
-    return (
-        f"<main class='grid nothing'><section class='card card-empty'"
-        f" id='{dashboard.slug}--empty'><div class='body'>"
-        + "".join(cards_html.empty(card) for card in reasons)
-        + "</div></section></main>"
-    )
-
-
-def _chart(
-    dashboard: Dashboard,
-    card: Card,
-    chart: str,
-    columns: list[str],
-    rows: list[tuple[Any, ...]],
-    specs: charts.SpecCache,
-    charts_to_draw: list[dict[str, Any]],
-    variant: str = "",
-) -> str:
-    """A chart's room in the page (report.js draws it there from its entry in
-    ``charts_to_draw``, found by ``data-chart``); the map's countries shown at once."""
-    charts_to_draw.append({
-        "chart": chart, "name": card.name, "viz": card.viz, "columns": columns,
-        "rows": [[_jsonable(v) for v in row] for row in rows],
-        "spec": specs(dashboard.slug, card, variant),
-    })  # fmt: skip
-    height = charts.chart_height(card)
-    world = (
-        f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
-        f" height='{charts.world_height()}' style='height: {height}px'>"
-        if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
-        else ""
-    )
-    return f"<div class='chart' data-chart='{chart}' style='min-height: {height}px'>{world}</div>"
-
-
-def _ranked_tile(
-    dashboard: Dashboard,
-    card: Card,
-    index: int,
-    columns: list[str],
-    rows: list[tuple[Any, ...]],
-    links: Links,
-    specs: charts.SpecCache,
-    charts_to_draw: list[dict[str, Any]],
-) -> str:
-    """A ranked card: both orderings (ranking.py), a switch between them."""
-    bodies = {}
-    for way in ranking.orderings(card, columns, rows):
-        sorted_by = ranking.measure_of(way) if card.viz == "table" else None
-        body = _body(way.card, way.columns, way.rows, links, sorted_by)
-        if body is None:
-            body = _chart(dashboard, way.card, f"{index}-{way.key}", way.columns, way.rows,
-                          specs, charts_to_draw, way.key)  # fmt: skip
-            if card.viz == "treemap":  # no axis says what the tiles measure
-                measure = way.card.title_of(ranking.measure_of(way))
-                body = f"<p class='measure'>Sized by {html.escape(measure.lower())}</p>{body}"
-        bodies[way.key] = body
-    name = f"rank-{dashboard.slug}--{card.name}"
-    controls = ranking.switch(name, ranking.first_ordering(dashboard))
-    return _tile(dashboard, card, index, ranking.parts(bodies), controls)
-
-
-def _tile(dashboard: Dashboard, card: Card, index: int, body: str, controls: str = "") -> str:
-    layout = card.layout
-    # placed on the 24-column grid from 800 px wide (report.css); one column below
-    style = (
-        f"--col: {layout.col + 1} / span {layout.width};"
-        f" --row: {layout.row + 1} / span {layout.height}"
-    )
-    description = (
-        f"<p class='card-description'>{html.escape(card.description)}</p>"
-        if card.description
-        else ""
-    )
-    kind = "ranked" if _is_ranked(card) else card.viz
-    classes = f"card card-{kind}"
-    if "data-chart='" not in body:
-        classes += " drawn"
-    if body.startswith("<p class='empty'>"):
-        classes += " is-empty"
-    if controls:
-        classes += " ranks"
-    return (
-        f"<section class='{classes}' style='{style}' data-card='{index}'"
-        f" id='{dashboard.slug}--{card.name}'><h2>{html.escape(card.title)}</h2>"
-        f"{description}{controls}<div class='body'>{body}</div></section>"
-    )
 
 
 def build_report(
@@ -775,9 +616,3 @@ def build_report(
         return write_report(con, dashboards, folder, context, on_page=on_page)
     finally:
         con.close()
-
-
-def _filter_label(flt: Filter) -> str:
-    """A year filter offers periods in the static report (all time, the last 12 months,
-    the last 30 days, each year)."""
-    return "Period" if flt.kind == "year" else flt.label

@@ -1,17 +1,23 @@
 // Draws the charts of a report page from the JSON in #mt-cards (each chart's rows inline,
 // its spec without data). Every other card (figures, tables, ranked lists, empty cards) is
-// in the page as written. Charts are Vega specs compiled when the report was written,
-// themed from report.css's colours (light or dark, as the reader's system is set). Sets
-// data-rendered on <body> when every chart shown is drawn (a ranked card's other ordering
-// is drawn when chosen), and collects errors in window.MT_ERRORS, so a headless browser
-// can check the page.
+// in the page as written, and so are the first charts of a dashboard, drawn ahead at a
+// phone's width (pictures.py): on a screen about that wide they stay as they are until the
+// reader points at one (then it is drawn live, for its tooltips), so a phone starts no
+// chart library until it scrolls to a chart not drawn ahead. Charts are Vega specs
+// compiled when the report was written, themed from report.css's colours (light or dark,
+// as the reader's system is set). Sets data-rendered on <body> when every chart shown is
+// drawn (a ranked card's other ordering is drawn when chosen), and collects errors in
+// window.MT_ERRORS, so a headless browser can check the page.
 (function () {
   "use strict";
   window.MT_ERRORS = [];
   const source = document.getElementById("mt-cards");
   const charts = source ? JSON.parse(source.textContent) : [];
-  const style = getComputedStyle(document.documentElement);
-  const css = function (name) { return style.getPropertyValue(name).trim(); };
+  let style = null;  // read when the first chart is drawn, not before the first paint
+  const css = function (name) {
+    style = style || getComputedStyle(document.documentElement);
+    return style.getPropertyValue(name).trim();
+  };
 
   function objects(card) {
     return card.rows.map(function (row) {
@@ -57,9 +63,9 @@
     return view.runAsync();
   }
 
-  // Vega's runtime (580 kB) is loaded when the first chart comes near the screen (100 px),
-  // not before: the page's text and figures show at once, and a page read on a phone
-  // draws only the charts scrolled to.
+  // Vega's runtime (580 kB) is loaded when the first chart to draw live comes near the
+  // screen (100 px), not before: the page's text, figures and pictures show at once, and
+  // a page read on a phone draws only the charts scrolled to.
   const assets = (document.currentScript || {}).src
     ? document.currentScript.src.replace(/report\.js[^/]*$/, "") : "../assets/";
   const loading = {};
@@ -92,11 +98,15 @@
   function shown(box) { return box.getClientRects().length > 0; }
 
   const pending = new Map();  // chart box -> its chart, not drawn yet
+  const still = new Map();  // chart box -> its chart, drawn ahead and shown as it is
   let queue = Promise.resolve();
+  let ready = false;  // every chart sorted into pending and still (setUp)
 
   function finished() {
     const waiting = Array.from(pending.keys()).filter(shown);
-    if (!waiting.length) document.body.dataset.rendered = String(charts.length - pending.size);
+    if (ready && !waiting.length) {
+      document.body.dataset.rendered = String(charts.length - pending.size);
+    }
   }
 
   // one chart at a time, each in its own task, so the page stays responsive meanwhile
@@ -114,15 +124,50 @@
 
   // Every chart shown now, wherever it is on the page (printing, screenshots of whole pages)
   window.MT_DRAW_ALL = function () {
+    setUp();
     Array.from(pending.keys()).filter(shown).forEach(draw);
     return queue.then(finished);
   };
   window.addEventListener("beforeprint", window.MT_DRAW_ALL);
 
-  charts.forEach(function (card) {
-    const box = document.querySelector(".chart[data-chart='" + card.chart + "']");
-    if (box) pending.set(box, { card: card });
-  });
+  // A picture drawn ahead serves a phone's one column (report.css), on a box from three
+  // quarters of its width to a third more; the grid of a wider screen, whose cards have
+  // their rows' height, draws every chart live, as it comes near the screen
+  const grid = window.matchMedia("(min-width: 800px)");
+  function fits(box) {
+    const picture = box.querySelector("svg.pre");
+    const drawnAt = picture ? Number(picture.getAttribute("width")) : 0;
+    return drawnAt > 0 && !grid.matches
+      && box.clientWidth >= 0.75 * drawnAt && box.clientWidth <= 1.34 * drawnAt;
+  }
+
+  const wakers = ["pointerenter", "touchstart"];
+  function wake(event) {
+    const box = event.currentTarget;
+    wakers.forEach(function (name) { box.removeEventListener(name, wake); });
+    const job = still.get(box);
+    if (!job) return;
+    still.delete(box);
+    pending.set(box, job);
+    draw(box);
+  }
+
+  // Each chart stays as drawn ahead (until pointed at) or waits to be drawn live. Done
+  // after the first paint: measuring the boxes' widths lays the page out.
+  function setUp() {
+    if (ready) return;
+    ready = true;
+    charts.forEach(function (card) {
+      const box = document.querySelector(".chart[data-chart='" + card.chart + "']");
+      if (!box) return;
+      if (card.ahead && fits(box)) {
+        still.set(box, { card: card });
+        wakers.forEach(function (name) { box.addEventListener(name, wake, { passive: true }); });
+      } else {
+        pending.set(box, { card: card });
+      }
+    });
+  }
   // the other ordering of a ranked card, chosen: its chart now (when it has one)
   document.addEventListener("change", function (event) {
     const section = event.target.closest && event.target.closest("section.ranks");
@@ -139,12 +184,13 @@
         if (entry.isIntersecting) { observer.unobserve(entry.target); draw(entry.target); }
       });
     }, { rootMargin: "100px 0px" });
-    // after the first paint: the page's words and figures come before the chart library
+    // after the first paint: the page's words, figures and pictures come before the rest
     requestAnimationFrame(function () {
       setTimeout(function () {
+        setUp();
         pending.forEach(function (job, box) { observer.observe(box); });
+        finished();
       }, 0);
     });
-    finished();
   }
 })();

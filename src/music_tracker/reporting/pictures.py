@@ -1,0 +1,192 @@
+"""The charts a phone shows first, drawn as SVG when the report is written.
+
+Vega in the reader's browser costs a phone's main thread a second or more: its runtime
+starting, then each chart's parse and first render (Lighthouse's mobile total blocking
+time on Overview, Listening clock and Places was all Vega's). The first charts of a
+dashboard page, those a phone shows on its first screen, are drawn here instead, by
+vl-convert (Vega itself, in the same version as the page's), at a phone's width, and
+written into the page: the page loads no chart library until the reader scrolls to a
+chart drawn live, or points at one of these (report.js then draws it live, for its
+tooltips). They show without JavaScript too.
+
+The pictures keep report.css's colours: an SVG attribute can name a CSS variable
+(``fill="var(--c1)"``) and the page resolves it, light or dark. Only a heatmap's ramp is
+computed (a colour between two): it is drawn between two stand-in colours that nothing
+else uses and each cell's share of the way is written back as
+``color-mix(in srgb, var(--seq-high) 40%, var(--seq-low))``, the same straight mix in
+RGB that the live chart's scale makes (charts.py asks Vega for "rgb" interpolation). The
+font is measured as a wide sans-serif and written as the page's. The map's countries, a file
+of the site, are a stand-in picture while drawing, then named by their address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import re
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from music_tracker import files
+
+logger = logging.getLogger(__name__)
+
+# the width a picture is drawn at: a phone's card, less its padding (390 px wide: 340;
+# 412: 362); the page scales it to its card, as an SVG with a viewBox
+WIDTH_PX = 360
+VERSION = 2  # of the pictures, in their cached files' names
+_LOW, _HIGH = "#ff0000", "#ff00ff"  # stand-ins for --seq-low and --seq-high
+_RAMP = re.compile(r"rgb\(255, 0, (\d+)\)")
+_BLANK = "data:image/gif;base64,R0lGODlhAQABAAAAACw="  # a stand-in for the map's countries
+_FONT = "var(--font)"
+# Text is measured (where labels go, which ones are left out as too close) in a wide
+# sans-serif, DejaVu Sans: the system font of Linux desktops, wider than a phone's
+# (Roboto, San Francisco), so a label measured here fits in any of them. Without it on
+# the machine that writes the report, vl-convert's fallback is wider still.
+_MEASURED = "DejaVu Sans"
+
+
+def _prepared(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> dict[str, Any]:
+    """The card's Vega spec, ready for vl-convert: its rows, a fixed width, stand-ins."""
+    text = json.dumps(spec)
+    text = text.replace("var(--seq-low)", _LOW).replace("var(--seq-high)", _HIGH)
+    text = text.replace(_FONT, _MEASURED).replace(world, _BLANK)
+    ready: dict[str, Any] = json.loads(text)
+    for data in ready.get("data", []):
+        if data.get("name") == "rows":
+            data["values"] = rows
+    signals = [s for s in ready.get("signals", []) if s.get("name") != "width"]
+    ready["signals"] = [*signals, {"name": "width", "value": WIDTH_PX}]
+    # as wide as drawn, as tall as it needs: a legend of four lines on a phone's width
+    # sits above the plot instead of off the picture's top (the page's card grows with
+    # it; a chart drawn live fits its height instead)
+    autosize = ready.get("autosize")
+    if isinstance(autosize, dict) and autosize.get("type") == "fit":
+        ready["autosize"] = {**autosize, "type": "fit-x"}
+    # a legend's columns follow the chart's width (charts.LEGEND), which the one pass
+    # vl-convert makes reads before the axes take their room: at a phone's width, one
+    for legend in ready.get("legends", []):
+        if isinstance(legend.get("columns"), dict):
+            legend["columns"] = 1
+    if "width" in ready and not isinstance(ready["width"], dict):
+        ready["width"] = WIDTH_PX  # a Vega spec of our own (the treemap)
+    return ready
+
+
+def _mix(match: re.Match[str]) -> str:
+    share = int(match.group(1)) / 255 * 100
+    return f"color-mix(in srgb, var(--seq-high) {share:.1f}%, var(--seq-low))"
+
+
+def _restored(svg: str, world: str) -> str:
+    svg = _RAMP.sub(_mix, svg)
+    svg = svg.replace(f'"{_LOW}"', '"var(--seq-low)"').replace(f'"{_HIGH}"', '"var(--seq-high)"')
+    svg = svg.replace(f'font-family="{_MEASURED}"', f'font-family="{_FONT}"')
+    svg = svg.replace(_BLANK, world)
+    # sized by the page (report.css), its proportions kept by the viewBox
+    return svg.replace('class="marks"', 'class="marks pre"', 1)
+
+
+def draw(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> str:
+    """The chart as an SVG document (a string), drawn by vl-convert with nothing fetched."""
+    import vl_convert
+
+    svg: str = vl_convert.vega_to_svg(_prepared(spec, rows, world), allowed_base_urls=[])
+    return _restored(svg, world)
+
+
+class Pictures:
+    """Charts drawn in a process of their own while the report runs its queries and
+    writes its pages, and kept in the report's cache beside report/ (by spec, rows and
+    this module's version).
+
+    A picture costs 40-100 ms of CPU (vl-convert reads the machine's fonts again for each
+    text it measures), and a report of 20 years has some 300 to draw the first time.
+    The pages of the current periods (all time, the rolling ones, this year), which change
+    with every new play, get theirs in every report (``take`` waits for them). Those of
+    the years before, which do not change, are drawn when the process has nothing else to
+    do, newest first: a page whose picture is not ready when it is written draws its
+    charts live, as before, and gets the picture kept meanwhile in a later report. So a
+    first report at 350,000 plays costs the current pictures only.
+
+    ``ask`` as soon as a page's rows are known, ``later`` once every page has asked,
+    ``take`` when the page is written."""
+
+    def __init__(self, cache: Path, world: str) -> None:
+        import importlib.metadata
+
+        version = importlib.metadata.version("vl-convert-python")
+        self._cache = cache / f"pictures-{version}-{VERSION}"
+        self._world = world
+        self._pool: ProcessPoolExecutor | None = None
+        self._waiting: dict[str, Future[str]] = {}
+        self._current: set[str] = set()  # keys ``take`` waits for
+        self._queued: dict[str, tuple[int, dict[str, Any], list[dict[str, Any]]]] = {}
+        self.drawn = 0
+
+    def _file(self, key: str) -> Path:
+        return self._cache / f"{key}.svg"
+
+    def _start(self, key: str, spec: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        if self._pool is None:
+            # spawned, not forked: the report's process holds DuckDB's threads
+            self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+        self._waiting[key] = self._pool.submit(draw, spec, rows, self._world)
+
+    def ask(self, spec: dict[str, Any], rows: list[dict[str, Any]], age: int = 0) -> str:
+        """Draw the chart unless it is kept: at once for a current period (``age`` 0),
+        else in ``later``, ``age`` years old. Its key for ``take``."""
+        text = json.dumps([spec, rows], sort_keys=True, separators=(",", ":"), default=str)
+        key = hashlib.sha256(text.encode()).hexdigest()[:24]
+        if age == 0:
+            self._current.add(key)
+            self._queued.pop(key, None)
+        if key in self._waiting or self._file(key).exists():
+            return key
+        if age == 0:
+            self._start(key, spec, rows)
+        elif key not in self._queued:
+            self._queued[key] = (age, spec, rows)
+        return key
+
+    def later(self) -> None:
+        """Queue the pictures of past years, newest first, behind the current ones."""
+        for key, (_, spec, rows) in sorted(self._queued.items(), key=lambda item: item[1][0]):
+            self._start(key, spec, rows)
+        self._queued.clear()
+
+    def take(self, key: str) -> str | None:
+        """The picture; None when vl-convert could not draw it, or (a past year's) it is
+        not drawn yet: the page then draws the chart live."""
+        job = self._waiting.get(key)
+        if job is None or (key not in self._current and not job.done()):
+            kept = self._file(key)
+            return kept.read_text(encoding="utf-8") if kept.exists() else None
+        del self._waiting[key]
+        return self._kept(key, job)
+
+    def _kept(self, key: str, job: Future[str]) -> str | None:
+        try:
+            svg = job.result()
+        except ValueError as exc:  # vl-convert's errors
+            logger.warning("a chart could not be drawn ahead: %s", exc)
+            return None
+        files.write_text(self._file(key), svg)
+        self.drawn += 1
+        return svg
+
+    def __enter__(self) -> Pictures:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Stop drawing; keep what was drawn for the next report."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        for key, job in self._waiting.items():
+            if job.done() and not job.cancelled():
+                self._kept(key, job)
+        self._waiting.clear()
