@@ -79,6 +79,13 @@ _INSPECT = """() => [...document.querySelectorAll('section.card')].map(card => {
     if (!text.textContent.trim() || r.width === 0) continue;
     if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1
         || r.bottom > box.bottom + 1) outside.push(text.textContent);
+    // a chart's SVG cuts off what leaves it, inside the card's padding too ("2,50");
+    // labels Vega leaves out as too close to another are there, unseen
+    const drawn = text.closest('.chart > svg');
+    if (text.getAttribute('opacity') === '0') continue;
+    const clip = drawn ? drawn.getBoundingClientRect() : box;
+    if (r.left < clip.left - 1 || r.right > clip.right + 1 || r.top < clip.top - 1
+        || r.bottom > clip.bottom + 1) outside.push(text.textContent + ' (cut off by its chart)');
   }
   for (const axis of card.querySelectorAll('g.role-axis')) {
     const labels = [...axis.querySelectorAll('g.role-axis-label text')]
@@ -324,6 +331,44 @@ def test_a_phone_starts_no_chart_library_for_its_first_screen(
         "document.querySelectorAll('.chart > svg:not(.pre)').length >= 2", timeout=30_000
     )
     wide.close()
+
+
+# A map card on a phone: the heights of its card, its chart's box and what is drawn in it
+_MAP = """(id) => {
+  const card = document.getElementById(id), box = card.querySelector('.chart');
+  const drawn = box.querySelector('svg');
+  const size = e => e ? e.getBoundingClientRect() : {width: 0, height: 0};
+  return {card: size(card).height, box: size(box).height, width: size(drawn).width,
+          drawn: size(drawn).height, picture: !!box.querySelector('svg.pre')};
+}"""
+
+
+def test_a_phone_sees_the_map_at_the_worlds_height(browser: Any, demo_report: Path) -> None:
+    """At 390 px a map is as tall as the world at the card's width, and its legend: no
+    empty room above and below it (it was fitted into its desktop cell's 408 px, the world
+    170 px of them). As drawn ahead (Places' first chart), and drawn live once pointed at."""
+    report = demo_report / "report"
+    page = browser.new_page(viewport={"width": 390, "height": 900})
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else route.abort())  # fmt: skip
+
+    def check(where: str, expect_picture: bool, card: str) -> None:
+        seen = page.evaluate(_MAP, card)
+        assert seen["picture"] == expect_picture, (where, seen)
+        world = seen["width"] / 2.0546  # Equal Earth's whole sphere (charts.py)
+        # the world, its legend below (about 70 px) and the padding: nothing more
+        assert world + 40 < seen["drawn"] < world + 110, (where, seen)
+        assert seen["box"] - seen["drawn"] < 8, (where, seen)
+        assert seen["card"] - seen["box"] < 60, (where, seen)  # its title and padding
+
+    page.goto((report / "places" / "index.html").as_uri())
+    page.wait_for_timeout(500)  # the first paint, then report.js sorts the charts
+    check("places, drawn ahead", True, "places--world_map")
+    page.hover("#places--world_map .chart > svg.pre")
+    page.wait_for_selector("#places--world_map .chart > svg:not(.pre)", timeout=30_000)
+    page.wait_for_timeout(300)
+    check("places, drawn live when pointed at", False, "places--world_map")
+    page.close()
 
 
 def test_a_card_that_ignores_the_year_says_all_time() -> None:

@@ -193,9 +193,18 @@ def _nominal(card: Card, field: str | None, axis: str) -> dict[str, Any]:
     return {"field": field, "type": "nominal", "sort": sort, "title": card.title_of(field)}
 
 
-def _quantitative(card: Card, field: str | None) -> dict[str, Any]:
+def _quantitative(card: Card, field: str | None, *, flush_end: bool = False) -> dict[str, Any]:
+    """A measure's axis. ``flush_end`` (a bar's, across the width): the axis ends on a
+    labelled tick, its scale rounded to as many ticks as the axis shows (Vega-Lite rounds
+    it to ten and the axis to one per 40 px of width), so the last label is flush with
+    the end. Rounded to ten, Platforms' axis ended at 2,600 with its last label, 2,500,
+    centred 10 px short of it: half the label beyond the chart, cut off on a phone (the
+    fitting measured the labels before the width was settled). An axis up the height
+    keeps Vega-Lite's rounding: its labels' widths decide the fitting there."""
     title = _title(card, field)
     encoding: dict[str, Any] = {"field": field, "type": "quantitative", "title": title}
+    if flush_end:
+        encoding["scale"] = {"nice": {"expr": "ceil(width / 40)"}}
     if card.digits(field) is None:  # a count: no tick at half a play
         encoding["axis"] = {"tickMinStep": 1}
     return encoding
@@ -220,11 +229,15 @@ def _color(card: Card) -> dict[str, Any]:
 
 
 def _bar(card: Card) -> dict[str, Any]:
+    y = _nominal(card, card.y, "y")
+    # a title longer than the bars are tall ends in an ellipsis, not cut off by the chart
+    # ("The owner's streams of the artist" beside five bars)
+    y["axis"] = {"titleLimit": {"expr": "height"}}
     return {
         "mark": {"type": "bar", "tooltip": True},
         "encoding": {
-            "y": _nominal(card, card.y, "y"),
-            "x": _quantitative(card, card.x),
+            "y": y,
+            "x": _quantitative(card, card.x, flush_end=True),
             "tooltip": _tooltip(card, card.y, card.x),
         },
     }
@@ -435,7 +448,28 @@ def _with_world(vega: dict[str, Any]) -> dict[str, Any]:
         }},
     }  # fmt: skip
     vega["marks"] = [world, *vega.get("marks", [])]
+    # a phone draws the map as tall as the world is at its width (by_width): the aspect
+    # travels in the spec, for the page's script (report.js) as for the pictures
+    vega["signals"] = [*vega.get("signals", []), {"name": ASPECT_SIGNAL,
+                                                  "value": _EQUAL_EARTH_ASPECT}]  # fmt: skip
     return vega
+
+
+ASPECT_SIGNAL = "world_aspect"
+
+
+def by_width(vega: dict[str, Any]) -> dict[str, Any]:
+    """A map (``compiled``) as a phone's one column draws it: its plot as tall as the world
+    at the plot's width, the legend below it, not fitted into its grid cell's height (a
+    world 170 px tall in a box of 410 on a phone, the rest empty). report.js does the
+    same to a map drawn live on a phone. Other charts are returned as they are."""
+    if not any(s.get("name") == ASPECT_SIGNAL for s in vega.get("signals", [])):
+        return vega
+    signals = [s for s in vega["signals"] if s.get("name") != "height"]
+    height = {"name": "height", "update": f"round(width / {ASPECT_SIGNAL})"}
+    autosize = {**vega.get("autosize", {}), "type": "fit-x"}
+    fitted = {key: value for key, value in vega.items() if key != "height"}
+    return {**fitted, "autosize": autosize, "signals": [*signals, height]}
 
 
 def _treemap(card: Card, height: int) -> dict[str, Any]:

@@ -210,21 +210,26 @@ def _chart(
         "ahead": picture is not None,
     })  # fmt: skip
     height = charts.chart_height(card)
+    # the room kept for the chart until it is drawn; a map's is its grid cell's on a wide
+    # screen only: a phone's map is as tall as the world at its width (report.css)
+    room = f"class='chart map' style='--room: {height}px'" if card.viz == "map" else (
+        f"class='chart' style='min-height: {height}px'"
+    )  # fmt: skip
     if picture is not None:
         # named as Vega names the charts it draws (its spec's description), so that a
         # picture and a chart drawn live read the same to a screen reader
         return (
-            f"<div class='chart' data-chart='{chart}' data-drawn style='min-height: {height}px'"
+            f"<div {room} data-chart='{chart}' data-drawn"
             " role='graphics-document' aria-roledescription='visualization'"
             f" aria-label='{html.escape(charts.description(card))}'>{picture}</div>"
         )
     world = (
         f"<img class='world' src='../assets/world.svg' alt='' width='{charts.WORLD_WIDTH_PX}'"
-        f" height='{charts.world_height()}' style='height: {height}px'>"
+        f" height='{charts.world_height()}'>"
         if card.viz == "map" and (ASSETS / WORLD_FILE).exists()
         else ""
     )
-    return f"<div class='chart' data-chart='{chart}' style='min-height: {height}px'>{world}</div>"
+    return f"<div {room} data-chart='{chart}'>{world}</div>"
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import files
+from music_tracker.reporting.charts import by_width
 
 logger = logging.getLogger(__name__)
 
 # the width a picture is drawn at: a phone's card, less its padding (390 px wide: 340;
 # 412: 362); the page scales it to its card, as an SVG with a viewBox
 WIDTH_PX = 360
-VERSION = 2  # of the pictures, in their cached files' names
+VERSION = 3  # of the pictures, in their cached files' names
 _LOW, _HIGH = "#ff0000", "#ff00ff"  # stand-ins for --seq-low and --seq-high
 _RAMP = re.compile(r"rgb\(255, 0, (\d+)\)")
 _BLANK = "data:image/gif;base64,R0lGODlhAQABAAAAACw="  # a stand-in for the map's countries
@@ -73,7 +74,7 @@ def _prepared(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> d
             legend["columns"] = 1
     if "width" in ready and not isinstance(ready["width"], dict):
         ready["width"] = WIDTH_PX  # a Vega spec of our own (the treemap)
-    return ready
+    return by_width(ready)
 
 
 def _mix(match: re.Match[str]) -> str:

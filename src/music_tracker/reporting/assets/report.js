@@ -48,6 +48,16 @@
     return loader;
   }
 
+  // On a phone's one column a map is as tall as the world at its width, its legend
+  // below (charts.by_width, as its picture is drawn), not fitted into its grid cell
+  const grid = window.matchMedia("(min-width: 800px)");
+  function byWidth(spec) {
+    delete spec.height;
+    spec.autosize = Object.assign({}, spec.autosize, { type: "fit-x" });
+    spec.signals = (spec.signals || []).filter(function (s) { return s.name !== "height"; })
+      .concat([{ name: "height", update: "round(width / world_aspect)" }]);
+  }
+
   // A Vega spec compiled when the report was written (charts.py): its "rows" data set gets
   // the card's rows (the map's countries are a picture, assets/world.svg)
   function chart(card, body) {
@@ -56,6 +66,7 @@
       if (data.name === "rows") data.values = objects(card);
     });
     if (card.viz === "treemap") spec.width = Math.max(200, body.clientWidth - 10);
+    if (card.viz === "map" && !grid.matches) byWidth(spec);
     body.replaceChildren();  // the map's picture, shown until the chart is drawn
     const view = new window.vega.View(window.vega.parse(spec), {
       renderer: "svg", container: body, hover: true, loader: plainImages(),
@@ -133,7 +144,6 @@
   // A picture drawn ahead serves a phone's one column (report.css), on a box from three
   // quarters of its width to a third more; the grid of a wider screen, whose cards have
   // their rows' height, draws every chart live, as it comes near the screen
-  const grid = window.matchMedia("(min-width: 800px)");
   function fits(box) {
     const picture = box.querySelector("svg.pre");
     const drawnAt = picture ? Number(picture.getAttribute("width")) : 0;
