@@ -592,6 +592,50 @@ def _check_periods(fake: FakeMetabase, data_dir: Path, links: dict[str, Any]) ->
     assert plays_in(f"{newest}-01-01~{newest}-12-31") == counted(f"year(date_sid) = {newest}")
     assert plays_in(f"{newest}-03") == counted(f"strftime(date_sid, '%Y-%m') = '{newest}-03'")
     assert plays_in(None) == counted("true") > plays_in(f"{newest}-01-01~{newest}-12-31") > 0
+    _check_grain_follows_the_range(fake, data_dir, links, newest)
+
+
+def _check_grain_follows_the_range(
+    fake: FakeMetabase, data_dir: Path, links: dict[str, Any], newest: int
+) -> None:
+    """The static report draws hours by day on the last 30 days and by month on longer
+    periods (definitions: periods, instead); Metabase's one card does the same with the
+    range chosen: by day on a month, by month on a year or all time, and says so."""
+    board = _dashboard_named(fake, "Overview")
+    (period,) = board["parameters"]
+    hours = _dashcard(fake, board, "Hours by month")
+    card = fake.cards[hours["card_id"]]
+    assert "Hours by day on a period of 31 days or less." in card["description"]
+    assert card["visualization_settings"]["graph.x_axis.title_text"] == "Month or day"
+
+    def rows_in(value: str | None) -> list[list[Any]]:
+        given = [] if value is None else [{"id": period["id"], "value": value}]
+        answer = httpx.get(
+            f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}"
+            f"/dashcard/{hours['id']}/card/{hours['card_id']}",
+            params={"parameters": json.dumps(given)},
+        ).json()
+        assert answer["status"] == "completed", answer
+        return [[str(value) for value in row] for row in answer["data"]["rows"]]
+
+    def hours_by(grain: str, where: str) -> list[list[Any]]:
+        return [
+            [str(day), str(value)]
+            for day, value in query(
+                data_dir,
+                f"select date_trunc('{grain}', date_sid)::date as x,"
+                " round(sum(ms_played) / 3600000, 1) from dw.agg_daily_listening"
+                f" where {where} group by x order by x",
+            )
+        ]
+
+    month = f"strftime(date_sid, '%Y-%m') = '{newest}-03'"
+    by_day = rows_in(f"{newest}-03")
+    assert by_day == hours_by("day", month) and len(by_day) > 1, by_day
+    assert rows_in(f"{newest}-01-01~{newest}-12-31") == hours_by(
+        "month", f"year(date_sid) = {newest}"
+    )
+    assert rows_in(None) == hours_by("month", "date_sid > date '1900-01-01'")
 
 
 def test_the_fake_rejects_settings_metabase_could_not_draw(

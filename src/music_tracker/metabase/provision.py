@@ -39,6 +39,8 @@ from music_tracker.metabase.periods import (
     PERIOD_COLUMN,
     PERIOD_TABLE,
     PERIOD_TYPE,
+    grain_note,
+    grain_variants,
     period_default,
     period_filters,
     period_sql,
@@ -301,10 +303,15 @@ def _visualization(card: Card, columns: list[str]) -> dict[str, Any]:
         }
     if "graph.dimensions" in settings:
         dimension, metric = settings["graph.dimensions"][0], settings["graph.metrics"][0]
+        # a card that changes its grain with the range says each ("Month or day")
+        titles = list(dict.fromkeys(v.title_of(v.x) for v, _ in grain_variants(card)))
+        x_title = " or ".join([titles[0], *map(str.lower, titles[1:])]) if titles else ""
         settings |= {
             # a time axis is continuous in Metabase too: empty months are empty stretches
             "graph.x_axis.scale": "timeseries" if card.time else "ordinal",
-            "graph.x_axis.title_text": card.title_of(dimension),
+            "graph.x_axis.title_text": (
+                x_title if x_title and dimension == card.x else card.title_of(dimension)
+            ),
             "graph.y_axis.title_text": card.title_of(metric)
             + (f" ({card.unit})" if card.unit and card.unit != "%" else ""),
         }
@@ -319,6 +326,7 @@ def _description(card: Card, all_time: bool = False) -> str | None:
     it means when it is empty (Metabase shows only "No results")."""
     parts = [
         card.description,
+        grain_note(card),
         ALL_TIME if all_time else "",
         f"When empty: {card.empty}" if card.empty else "",
     ]
