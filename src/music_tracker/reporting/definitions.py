@@ -202,7 +202,8 @@ class Card(_Strict):
     # Cards shown in its place (the same cell of the grid) on periods it is not shown on,
     # e.g. hours by day on the last 30 days for hours by month: each has this card's
     # fields except those it gives (a name at least) and its own periods. Metabase, which
-    # offers any range of dates, shows the card itself.
+    # offers any range of dates, shows the card, or one of another time grain by the
+    # range's length (metabase/periods.py: grain_variants).
     instead: list[Card] = Field(default_factory=list)
 
     @model_validator(mode="before")
