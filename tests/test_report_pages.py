@@ -23,7 +23,7 @@ import duckdb
 import pytest
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, query
-from music_tracker.reporting import artist_pages, ranking
+from music_tracker.reporting import artist_pages, periods, ranking
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import run_card
 
@@ -328,6 +328,10 @@ def test_year_in_review_tells_the_year_from_the_star_schema(data_dir: Path) -> N
     assert f"{round(sum(p[3] for p in this) / 3_600_000, 1):,.1f}" in figures["hours"]
     assert f"{len({p[0] for p in this}):,}" in figures["days_with_music"]
     assert f"{len(this):,}" in figures["plays"]
+    # the newest year ends at the newest play, and says so (a part of a year)
+    newest = max(p[0] for p in this)
+    span = periods.date_span(dt.date(year, 1, 1), newest)
+    assert f"<p class='period'>{year}: {span}, up to the newest play</p>" in text
     # top artists in order, by plays and by time listened, each with its change against
     # its rank the year before by the same measure
     section = text.split("data-card='top_artists'>")[1].split("</section>")[0]
