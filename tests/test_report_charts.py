@@ -205,6 +205,7 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
         "tracks-history-geography/index#country_map",
         "tracks-history-artist-genre/index#empty",
         "popularity-and-genres/index#primary_genres",
+        "coverage/index#enrichment",  # not one slice of "unknown"
     ):
         assert ENRICH_HINT in (cards[key]["empty"] or ""), key
     assert "popularity" in (cards["popularity-and-genres/index#artist_popularity"]["empty"] or "")
@@ -247,7 +248,10 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
 
 def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     """A small demo history (conftest), its artists placed by a fake MusicBrainz."""
-    pages = ["overview/index", "listening-clock/index", "places/index", "behaviour/index"]
+    pages = [
+        "overview/index", "listening-clock/index", "places/index", "behaviour/index",
+        "coverage/index",
+    ]  # fmt: skip
     report = demo_report / "report"
     cards = _inspect(browser, report, "demo", pages)
     # 19 years in a third of the page: every other label may be left out, in order
@@ -258,8 +262,9 @@ def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     offered = [int(y) for y in re.findall(r"<option value='(\d{4})\.html'", options)]
     assert offered and min(offered) >= 2012, offered
     assert not (report / "behaviour" / "2010.html").exists()
-    # places drew for real
+    # places drew for real, and so did the artists placed (some looked up)
     assert cards["places/index#world_map"]["empty"] is None
+    assert cards["coverage/index#enrichment"]["empty"] is None
 
 
 # The first screen of a phone: its pictures (drawn ahead), what the page asked for, and
