@@ -331,7 +331,9 @@ def _heatmap(card: Card) -> dict[str, Any]:
                 "legend": {
                     "orient": "top",
                     "direction": "horizontal",
-                    "gradientLength": 140,
+                    # shorter on a phone: title and ramp side by side overran the chart,
+                    # its top value cut off ("46" of Top genres by time of day at 390 px)
+                    "gradientLength": {"expr": "clamp(width - 220, 60, 140)"},
                     "titleOrient": "left",
                 },
             },
