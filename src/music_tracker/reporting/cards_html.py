@@ -145,24 +145,25 @@ def table(
         )
         for i, column in enumerate(columns)
     )
-    body = "".join(
-        "<tr>"
-        + "".join(
+    hrefs = [links.get(column) or [None] * len(rows) for column in columns]
+
+    def cells(r: int, row: tuple[Any, ...]) -> str:
+        heard = heard_row(card, columns, row)
+        return "".join(
             _cell(
                 "td",
                 value,
-                (links.get(column) or [None] * len(rows))[r],
+                hrefs[i][r],
                 _kind(_is_number(value), dates[i], column in kinds, isinstance(value, str)),
                 kinds.get(column),
                 column,
-                heard_row(card, columns, row),
+                heard,
                 card,
             )
             for i, (column, value) in enumerate(zip(columns, row, strict=True))
         )
-        + "</tr>"
-        for r, row in enumerate(rows)
-    )
+
+    body = "".join(f"<tr>{cells(r, row)}</tr>" for r, row in enumerate(rows))
     return (
         f"<div class='table-scroll' tabindex='0' role='region' aria-label='{esc(card.title)}'>"
         f"<table{WIDE if len(columns) >= WIDE_COLUMNS else ''}><thead><tr>{header}</tr></thead>"

@@ -8,6 +8,7 @@ clause that is dropped when the filter has no value (all time).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -158,6 +159,8 @@ class Rank(_Strict):
         return self
 
 
+# asked for every cell of every table the report writes (200,000 at 350,000 plays)
+@functools.cache
 def time_unit(column: str) -> str | None:
     """The unit of a time measure (``hours`` -> "h", ``minutes_played`` -> "min")."""
     return next((unit for word, unit in TIME_UNITS.items() if word in column.split("_")), None)
@@ -380,6 +383,7 @@ class Dashboard(_Strict):
         return self
 
 
+@functools.cache
 def decimals(column: str | None) -> int | None:
     """The decimals a measure column is written with (hours, minutes and percentages:
     1); None for the rest, written as they come (counts are whole)."""
@@ -388,6 +392,7 @@ def decimals(column: str | None) -> int | None:
     return None
 
 
+@functools.cache
 def column_title(name: str) -> str:
     """Words for a column name: ``share_of_all_plays_pct`` -> "Share of all plays (%)",
     ``year_num`` -> "Year"."""
