@@ -572,3 +572,18 @@ def test_a_phone_sees_the_figures_of_a_table_of_names(real_report: Path) -> None
     assert widths, "the episodes table is on the page"
     for scroll_width, client_width in widths:
         assert scroll_width <= client_width + 1, (scroll_width, client_width)
+
+
+def test_a_ranked_list_of_long_names_keeps_them_whole(real_report: Path) -> None:
+    """Top shows ranks podcasts by name: a ranked list whose names wrap, not a bar chart
+    whose axis cut "The Psychology of your 20s" to "The Psychology of your ..."."""
+    (longest,) = query(
+        real_report,
+        "select show_name from dw.fact_other_played where content_type = 'podcast'"
+        " group by 1 order by sum(ms_played) desc limit 1",
+    )[0]
+    assert len(longest) > 24
+    page = (real_report / "report" / "podcasts" / "index.html").read_text(encoding="utf-8")
+    section = page.split("id='podcasts--hours_per_show'")[1].split("</section>")[0]
+    assert "<ol class='ranked" in section
+    assert html.escape(longest, quote=False) in section
