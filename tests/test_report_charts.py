@@ -44,6 +44,7 @@ PAGES = [
     "popularity-and-genres/index",
     "behaviour/index",
     "coverage/index",
+    "podcasts/index",
 ]
 # what a visitor must never read: Spotify's codes, our sources, column names, sort prefixes
 RAW = re.compile(
@@ -104,7 +105,10 @@ _INSPECT = r"""() => [...document.querySelectorAll('section.card')].map(card => 
     const start = (Math.atan2(n[7], -n[8]) + 2 * Math.PI + 1e-6) % (2 * Math.PI);
     return [start, path.getAttribute('aria-label')];
   }).sort((a, b) => a[0] - b[0]).map(slice => slice[1]);
-  return {id: card.id, slices, text: card.innerText + ' ' +
+  // a label Vega cut to its limit ends with an ellipsis
+  const cut = [...card.querySelectorAll('svg text')].map(t => t.textContent)
+    .filter(t => t.endsWith('\u2026'));
+  return {id: card.id, slices, cut, text: card.innerText + ' ' +
             [...card.querySelectorAll('svg text')].map(t => t.textContent).join(' '),
           outside, collisions, axes,
           empty: (card.querySelector('.empty') || {}).textContent || null};
@@ -161,6 +165,7 @@ def _inspect(
                 problems += [
                     f"{where} {card['id']}: labels collide: {c}" for c in card["collisions"]
                 ]
+                problems += [f"{where} {card['id']}: {t!r} cut short" for t in card["cut"]]
                 if card["empty"] is not None and "Nothing to show" in card["empty"]:
                     problems.append(f"{where} {card['id']}: empty without saying why")
                 if width == 1440:
