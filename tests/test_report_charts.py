@@ -371,3 +371,41 @@ def test_chart_colours_are_the_page_theme() -> None:
     assert {"--c1", "--ink", "--seq-low", "--seq-high"} <= named
     for name in named - {"--font"}:  # the font is one for both
         assert f"{name}:" in light and f"{name}:" in dark, name
+
+
+def test_a_pie_goes_round_in_the_order_of_its_rows() -> None:
+    """The parts of day clockwise from the top as the SQL orders them (night, morning,
+    afternoon, evening), as the legend lists them; not alphabetically (Afternoon, Evening,
+    Morning, Night), which is Vega-Lite's stack order unless told otherwise."""
+    import math
+
+    import vl_convert
+
+    from music_tracker.reporting import charts
+    from music_tracker.reporting.definitions import load_dashboards
+
+    rows = [("Night", 30.0), ("Morning", 20.0), ("Afternoon", 25.0), ("Evening", 15.0)]
+    for dashboard in load_dashboards():
+        for card in dashboard.cards:
+            if card.viz != "pie":
+                continue
+            assert card.label and card.size
+            chart = charts.spec(card)
+            assert chart
+            values = [{card.label: name, card.size: size} for name, size in rows]
+            chart = {**chart, "data": {"values": values}, "width": 300,
+                     "config": charts._merged(charts.THEME, chart.get("config", {}))}  # fmt: skip
+            svg = vl_convert.vegalite_to_svg(chart)
+            slices = []
+            for label, path in re.findall(r'<path aria-label="([^"]*)"[^>]*d="([^"]+)"', svg):
+                if "arc mark" not in svg.split(label, 1)[1][:200]:
+                    continue
+                # each slice's path draws its outer edge from its end back to its start
+                x, y = (float(v) for v in re.search(r"A[^A-Z]*?,(-?[\d.]+),(-?[\d.]+)L", path)
+                        .groups())  # fmt: skip
+                start = math.degrees(math.atan2(x, -y)) % 360
+                named = re.search(rf"{re.escape(card.title_of(card.label))}: ([^;]+)", label)
+                assert named, label
+                slices.append((round(start, 3), named.group(1)))
+            order = [name for _, name in sorted(slices)]
+            assert order == [name for name, _ in rows], (dashboard.slug, card.name, order)

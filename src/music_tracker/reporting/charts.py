@@ -328,10 +328,14 @@ def _heatmap(card: Card) -> dict[str, Any]:
 
 
 def _pie(card: Card) -> dict[str, Any]:
+    # the slices go round in the rows' order, as the legend lists them (parts of day in
+    # time order); Vega-Lite would stack them by the label's alphabet
     return {
+        "transform": [{"window": [{"op": "row_number", "as": "slice_order"}]}],
         "mark": {"type": "arc", "tooltip": True, "innerRadius": 40},
         "encoding": {
             "theta": {"field": card.size, "type": "quantitative"},
+            "order": {"field": "slice_order", "type": "quantitative"},
             "color": {
                 "field": card.label,
                 "type": "nominal",
