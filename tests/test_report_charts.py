@@ -97,7 +97,10 @@ _INSPECT = """() => [...document.querySelectorAll('section.card')].map(card => {
     const title = axis.querySelector('g.role-axis-title text');
     axes.push({title: title ? title.textContent : '', labels: labels.map(t => t.textContent)});
   }
-  return {id: card.id, text: card.innerText + ' ' +
+  // words Vega cut short to fit (labelLimit): "The app closed while pa\u2026"
+  const cut = [...card.querySelectorAll('svg text')].map(t => t.textContent)
+    .filter(t => t.endsWith('\u2026'));
+  return {id: card.id, cut, text: card.innerText + ' ' +
             [...card.querySelectorAll('svg text')].map(t => t.textContent).join(' '),
           outside, collisions, axes,
           empty: (card.querySelector('.empty') || {}).textContent || null};
@@ -154,6 +157,7 @@ def _inspect(
                 problems += [
                     f"{where} {card['id']}: labels collide: {c}" for c in card["collisions"]
                 ]
+                problems += [f"{where} {card['id']}: {t!r} cut short" for t in card["cut"]]
                 if card["empty"] is not None and "Nothing to show" in card["empty"]:
                     problems.append(f"{where} {card['id']}: empty without saying why")
                 if width == 1440:
@@ -205,6 +209,7 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
         "tracks-history-geography/index#country_map",
         "tracks-history-artist-genre/index#empty",
         "popularity-and-genres/index#primary_genres",
+        "coverage/index#enrichment",  # not a single slice of "not looked up"
     ):
         assert ENRICH_HINT in (cards[key]["empty"] or ""), key
     assert "popularity" in (cards["popularity-and-genres/index#artist_popularity"]["empty"] or "")
