@@ -533,3 +533,24 @@ def test_a_phone_sees_the_figures_of_a_table_of_names(real_report: Path) -> None
     assert widths, "the episodes table is on the page"
     for scroll_width, client_width in widths:
         assert scroll_width <= client_width + 1, (scroll_width, client_width)
+
+
+def test_one_of_a_thing_is_said_in_the_singular() -> None:
+    """A history of one day (or a top artist of one play) reads "1 day with music, 1 play",
+    not "1 days with music, 1 plays", on the front page and in the year's story."""
+    from music_tracker.reporting import front_page, story
+    from music_tracker.reporting.layout import Context
+
+    day = dt.date(2021, 6, 15)
+    period = front_page.Period(
+        "last-30-days", "The last 30 days of listening", day, day, 0.1, 1, 1,
+        "An Artist", 1, "An Artist - A Song", "An Artist", 1, 1,
+    )  # fmt: skip
+    headlines = front_page.Headlines(day, [period], front_page.Streak(1, day, day, False))
+    page = front_page.render(
+        headlines, [], Context("UTC", 30_000, "2026-12-03 16:00 UTC"), lambda _: None, 1
+    )
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert "1 day with music, 1 play" in re.sub(r"\s+", " ", text), text
+    assert not re.search(r"\b1 (days|plays)\b", text), text
+    assert story._figure({"plays": 1}, "plays") == "1 play"
