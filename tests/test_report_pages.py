@@ -554,3 +554,27 @@ def test_one_of_a_thing_is_said_in_the_singular() -> None:
     assert "1 day with music, 1 play" in re.sub(r"\s+", " ", text), text
     assert not re.search(r"\b1 (days|plays)\b", text), text
     assert story._figure({"plays": 1}, "plays") == "1 play"
+
+
+def test_a_year_after_a_silent_year_calls_nothing_new() -> None:
+    """The year after a year without plays (the real exports' 2023, after 2019-2022; the
+    history's first year) has nothing to be measured against: its lists mark no artist
+    "new" (Billie Eilish, heard in 2018, is not new in 2023), as its figures say "nothing
+    the year before". Beside a year with plays, an artist absent from it is new."""
+    from music_tracker.reporting import story
+    from music_tracker.reporting.definitions import Rank
+    from music_tracker.reporting.layout import Context
+
+    context = Context("UTC", 30_000, "2026-12-03 16:00 UTC")
+    artist = {
+        "plays_rank": 1, "time_rank": 1, "artist": "Billie Eilish", "plays": 198, "hours": 5.1,
+        "plays_rank_year_before": None, "time_rank_year_before": None,
+    }  # fmt: skip
+    ranks = {"top_artists": Rank(plays="plays", time="hours", top=5)}
+    for before, new in ((None, False), (0, False), (1_200, True)):
+        summary = {"year": "2023", "hours": 236.3, "days_with_music": 93, "plays": 6_634,
+                   "plays_year_before": before, "hours_year_before": before and 40.0,
+                   "days_with_music_year_before": before and 20}  # fmt: skip
+        data = {"summary": [summary], "top_artists": [artist]}
+        page = story.render("Year in review", "2023", [], data, context, lambda *_: None, ranks)
+        assert ("class='change new'" in page) is new, (before, page)

@@ -84,10 +84,17 @@ def _figure(row: dict[str, Any], column: str) -> str:
 
 
 def _ranked(
-    rows: list[dict[str, Any]], column: str, rank: Rank, first: str, name: str, link: Link
+    rows: list[dict[str, Any]],
+    column: str,
+    rank: Rank,
+    first: str,
+    name: str,
+    link: Link,
+    compared: bool = True,
 ) -> str:
     """The list both ways (plays, time listened), with a switch: each ordering its top,
-    its measure, its change against the year before by the same measure."""
+    its measure, its change against the year before by the same measure (none when the
+    year before had no plays: ``compared`` false)."""
     bodies = {}
     for key, _, _ in ranking.ORDERINGS:
         at = ranking.RANK_COLUMNS[key]
@@ -101,11 +108,12 @@ def _ranked(
             value = row.get(column)
             href = link(column, value)
             shown = f"<a href='{esc(href)}'>{esc(value)}</a>" if href else esc(value)
-            change = (
-                _change(row[at], row.get(f"{at}_year_before"))
-                if f"{at}_year_before" in row
-                else _first_listen(row)
-            )
+            if f"{at}_year_before" not in row:
+                change = _first_listen(row)
+            elif compared:
+                change = _change(row[at], row.get(f"{at}_year_before"))
+            else:  # nothing to measure against: not "new" (it may be back after years)
+                change = ""
             items.append(
                 f"<li data-rank='{esc(row[at])}'><span class='name'>{shown}</span>"
                 f"<span class='plays'>{_figure(row, measure)}</span>{change}</li>"
@@ -246,7 +254,8 @@ def render(
             continue  # a list the definitions do not rank (rank:) is Metabase's alone
         if ranked:
             name = f"rank-year-in-review--{card}"
-            body = _ranked(rows, column, ranks[card], first, name, link)
+            compared = bool(summary.get("plays_year_before"))
+            body = _ranked(rows, column, ranks[card], first, name, link, compared)
         elif card == "top_genres":
             body = f"<p class='empty'>{NO_GENRES}</p>"
         else:
