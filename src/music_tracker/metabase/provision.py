@@ -271,8 +271,9 @@ def _visualization(card: Card, columns: list[str]) -> dict[str, Any]:
             "stackable.stack_type": "stacked",
         }
     elif viz in ("treemap", "pie"):
-        if viz == "pie":
-            settings |= {"pie.dimension": card.label, "pie.metric": card.size}
+        if viz == "pie":  # slices in the SQL's order, as the report's (not by size)
+            settings |= {"pie.dimension": card.label, "pie.metric": card.size,
+                         "pie.sort_rows": False}  # fmt: skip
         else:
             settings |= {"graph.dimensions": [card.label], "graph.metrics": [card.size]}
     elif viz == "heatmap":
