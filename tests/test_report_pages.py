@@ -578,3 +578,16 @@ def test_a_year_after_a_silent_year_calls_nothing_new() -> None:
         data = {"summary": [summary], "top_artists": [artist]}
         page = story.render("Year in review", "2023", [], data, context, lambda *_: None, ranks)
         assert ("class='change new'" in page) is new, (before, page)
+
+
+def test_a_streak_of_long_ago_is_not_called_current() -> None:
+    """The real exports end in October 2024: their last streak, of 4 days, was not
+    "current" in a report built in 2026. The front page says "Latest streak" unless it
+    runs to today or yesterday; the Overview's card, written ahead of any visit and the
+    same in Metabase, calls it the latest streak always."""
+    (overview,) = [d for d in load_dashboards() if d.slug == "overview"]
+    (card,) = [c for c in overview.cards if c.name == "streaks"]
+    columns = re.findall(r"\) as (\w+)", card.sql)
+    titles = [card.title_of(column) for column in columns]
+    assert "Latest streak (days)" in titles, titles
+    assert not any("current" in text.lower() for text in [*titles, card.description])
