@@ -44,6 +44,7 @@ PAGES = [
     "popularity-and-genres/index",
     "behaviour/index",
     "coverage/index",
+    "podcasts/index",
 ]
 # what a visitor must never read: Spotify's codes, our sources, column names, sort prefixes
 RAW = re.compile(
@@ -52,6 +53,9 @@ RAW = re.compile(
     r"|No Artist Popularity Data|no genre defined|null|undefined|NaN)\b"
 )
 ENRICH_HINT = "music-tracker enrich"
+# charts whose axis lists names (shows, artists): a long one may end in "..." (its tooltip
+# and the table beside it have it whole); words the report writes itself never do
+NAMED_AXES = {"hours_per_show", "artists_by_minutes"}
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +161,8 @@ def _inspect(
                 problems += [
                     f"{where} {card['id']}: labels collide: {c}" for c in card["collisions"]
                 ]
-                problems += [f"{where} {card['id']}: {t!r} cut short" for t in card["cut"]]
+                if card["id"].split("--")[-1] not in NAMED_AXES:
+                    problems += [f"{where} {card['id']}: {t!r} cut short" for t in card["cut"]]
                 if card["empty"] is not None and "Nothing to show" in card["empty"]:
                     problems.append(f"{where} {card['id']}: empty without saying why")
                 if width == 1440:
