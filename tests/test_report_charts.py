@@ -257,7 +257,8 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
 
 def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     """A small demo history (conftest), its artists placed by a fake MusicBrainz."""
-    pages = ["overview/index", "listening-clock/index", "places/index", "behaviour/index"]
+    pages = ["overview/index", "listening-clock/index", "places/index", "behaviour/index",
+             "popularity-and-genres/index"]  # fmt: skip
     report = demo_report / "report"
     cards = _inspect(browser, report, "demo", pages)
     # 19 years in a third of the page: every other label may be left out, in order
