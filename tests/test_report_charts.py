@@ -191,6 +191,8 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     assert years == [str(y) for y in range(2018, 2025)], years
     by_year = _labels(cards["tracks-history-time-of-day/index#tracks_by_year"], "Year")
     assert by_year == [str(y) for y in range(2018, 2025)], by_year
+    shows = _labels(cards["podcasts/index#shows_discovered"], "Year")  # not 2018 by 2023
+    assert shows == [str(y) for y in range(2018, 2025)], shows
     for key in ("overview/index#hours_by_month", "coverage/index#plays_per_source"):
         months = " ".join(_labels(cards[key], "Month"))  # a continuous time line
         assert all(year in months for year in ("2020", "2021", "2022")), (key, months)

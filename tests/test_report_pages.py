@@ -591,3 +591,14 @@ def test_a_streak_of_long_ago_is_not_called_current() -> None:
     titles = [card.title_of(column) for column in columns]
     assert "Latest streak (days)" in titles, titles
     assert not any("current" in text.lower() for text in [*titles, card.description])
+
+
+def test_a_history_without_podcasts_says_so() -> None:
+    """A history of songs alone (no podcast, audiobook or video): Podcasts' charts and
+    Coverage's card of other content say there is none, not "Nothing to show for this
+    period" (every chart of a page of periods, and a card of all time, says why)."""
+    boards = {d.slug: d for d in load_dashboards()}
+    cards = [c for c in boards["podcasts"].cards if c.viz != "kpi"]
+    cards += [c for c in boards["coverage"].cards if c.name == "other_content"]
+    silent = [card.name for card in cards if not card.empty]
+    assert not silent, silent
