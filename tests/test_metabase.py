@@ -414,8 +414,7 @@ def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_d
         "suffix": " h",
     }
     assert cards["Plays by year"]["graph.x_axis.scale"] == "ordinal"
-    # a pie's slices in the SQL's order, as the report's: the parts of day in time order
-    # (Metabase sorts slices by size unless told not to)
+    # the parts of the day turn from night to evening, as the query orders them
     assert cards["Hours by part of day"]["pie.sort_rows"] is False
     facts = cards["The artist"]["column_settings"]
     assert facts['["name","share_of_all_plays_pct"]']["column_title"] == "Share of all plays (%)"

@@ -333,8 +333,8 @@ def _heatmap(card: Card) -> dict[str, Any]:
 
 
 def _pie(card: Card) -> dict[str, Any]:
-    # the slices go round in the rows' order, as the legend lists them (parts of day in
-    # time order); Vega-Lite would stack them by the label's alphabet
+    """Slices clockwise from the top in the rows' order, as the legend lists them (parts of
+    the day from night to evening; Vega-Lite would stack them by name)."""
     return {
         "transform": [{"window": [{"op": "row_number", "as": "slice_order"}]}],
         "mark": {"type": "arc", "tooltip": True, "innerRadius": 40},
