@@ -656,3 +656,33 @@ def test_a_ranked_list_of_long_names_keeps_them_whole(real_report: Path) -> None
     section = page.split("id='podcasts--hours_per_show'")[1].split("</section>")[0]
     assert "<ol class='ranked" in section
     assert html.escape(longest, quote=False) in section
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+def test_a_name_without_spaces_stays_within_a_phone(tmp_path: Path) -> None:
+    """An artist named with one long word (60 letters, or a name glued together) breaks
+    where it must: the artist index stays 390 px wide (it was 1,101 px; the artist's own
+    page 2,283 px, its heading one line)."""
+    from playwright.sync_api import sync_playwright
+
+    from music_tracker.reporting.layout import Context
+    from music_tracker.reporting.static_site import ASSETS
+
+    (tmp_path / "assets").mkdir()
+    shutil.copy(ASSETS / "report.css", tmp_path / "assets" / "report.css")
+    folder = tmp_path / "artist"
+    folder.mkdir()
+    long_name = "Supercalifragilistic" * 4
+    pages = [artist_pages.ArtistPage(long_name, "long", 12), artist_pages.ArtistPage("Aa", "a", 10)]
+    context = Context("UTC", 30_000, "2026-12-03 16:00 UTC")
+    (folder / "index.html").write_text(artist_pages.index_page(pages, context), "utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 900})
+        page.goto((folder / "index.html").as_uri())
+        wide = page.evaluate("document.scrollingElement.scrollWidth")
+        browser.close()
+    assert wide <= 391, wide
