@@ -120,6 +120,13 @@ def _why_no_plays(con: duckdb.DuckDBPyConnection) -> str:
             " draw; remove entries and run `music-tracker transform` (`music-tracker status`"
             " lists them)"
         )
+    (other,) = con.execute("select count(*) from dw.fact_other_played").fetchone() or (0,)
+    if other:
+        return (
+            f"no music to draw: the history holds {other:,} podcast, audiobook or video plays"
+            " and no song (the report is of music); import a history with music, then"
+            " `music-tracker transform`"
+        )
     return "the star schema holds no plays yet: import, then transform"
 
 
