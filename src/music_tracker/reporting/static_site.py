@@ -517,9 +517,7 @@ def _nothing_to_show(context: Context) -> str:
         head("My listening", 0, description="Nothing to show.", drawn=True)
         + "<header><h1>My listening</h1></header><main>"
         + "<p class='empty'>Nothing to show: every play of this history is kept out of the"
-        " dashboards.</p></main>"
-        + footer(context)
-        + "</body></html>"
+        " dashboards.</p></main>" + footer(context) + "</body></html>"
     )
 
 
