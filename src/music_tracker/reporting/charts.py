@@ -237,8 +237,9 @@ def _color(card: Card) -> dict[str, Any]:
 
 def _bar(card: Card) -> dict[str, Any]:
     y = _nominal(card, card.y, "y")
-    # a title longer than the bars are tall ends in an ellipsis, not cut off by the chart
-    # ("The owner's streams of the artist" beside five bars)
+    # a title longer than the bars are tall ends in an ellipsis rather than run off the
+    # chart, where the SVG cut it ("The owner's streams of the artist" beside five bars,
+    # now "My streams of the artist"); the charts test counts either as a fault
     y["axis"] = {"titleLimit": {"expr": "height"}}
     return {
         "mark": {"type": "bar", "tooltip": True},
