@@ -167,11 +167,12 @@ def built_copy(built: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def built_2018_copy(built_2018: Path, data_dir: Path) -> Path:
-    """A private copy of ``built_2018`` in ``data_dir``, as if the test had imported the
-    2018 export and built it: the next build there is incremental."""
-    shutil.copytree(built_2018, data_dir, ignore=shutil.ignore_patterns("serving", "report"))
-    return data_dir
+def built_2018_copy(built_2018: Path, tmp_path: Path) -> Path:
+    """A private copy of ``built_2018`` at ``data_dir``'s place, as if the test had imported
+    the 2018 export and built it there: the next build is incremental."""
+    target = tmp_path / "data"
+    shutil.copytree(built_2018, target, ignore=shutil.ignore_patterns("serving", "report"))
+    return target
 
 
 Cli = Callable[..., Any]
