@@ -119,6 +119,19 @@ def test_since_is_a_local_date(built: Path, cli: Cli, tmp_path: Path) -> None:
     assert plays["played_date_local"].min() >= date(2023, 6, 1)  # type: ignore[operator]
 
 
+def test_an_output_under_home_written_as_a_tilde(
+    built: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--output "~/x"` (quoted: no shell expands it) is the folder x in the home folder,
+    not a folder named "~" in the current one."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    cli("export", "--format", "csv", "--output", "~/out", "--since", "2024-01-01",
+        "--data-dir", str(built))  # fmt: skip
+    assert (tmp_path / "home" / "out" / "plays.csv").is_file()
+    assert not (tmp_path / "~").exists()
+
+
 def test_bad_requests_say_what_to_do(built: Path, cli: Cli, tmp_path: Path) -> None:
     args = ["--output", str(tmp_path / "x"), "--data-dir", str(built)]
     result = cli("export", "--format", "xml", *args, expect=2)

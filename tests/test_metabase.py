@@ -414,6 +414,8 @@ def test_dashboards_read_in_metabase_as_in_the_report(fake: FakeMetabase, data_d
         "suffix": " h",
     }
     assert cards["Plays by year"]["graph.x_axis.scale"] == "ordinal"
+    # the parts of the day turn from night to evening, as the query orders them
+    assert cards["Hours by part of day"]["pie.sort_rows"] is False
     facts = cards["The artist"]["column_settings"]
     assert facts['["name","share_of_all_plays_pct"]']["column_title"] == "Share of all plays (%)"
     places = next(c for c in fake.cards.values() if c["name"] == "Plays by artist country")

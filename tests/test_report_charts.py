@@ -71,7 +71,7 @@ def browser() -> Iterator[Any]:
 # Per card: its id, the text of its title, description and body (HTML and SVG), the
 # boxes of its SVG texts that leave the card, axis labels that overlap a neighbour, and
 # each axis's labels in order.
-_INSPECT = """() => [...document.querySelectorAll('section.card')].map(card => {
+_INSPECT = r"""() => [...document.querySelectorAll('section.card')].map(card => {
   const box = card.getBoundingClientRect();
   const outside = [], collisions = [], axes = [];
   for (const text of card.querySelectorAll('svg text')) {
@@ -97,7 +97,14 @@ _INSPECT = """() => [...document.querySelectorAll('section.card')].map(card => {
     const title = axis.querySelector('g.role-axis-title text');
     axes.push({title: title ? title.textContent : '', labels: labels.map(t => t.textContent)});
   }
-  return {id: card.id, text: card.innerText + ' ' +
+  // a ring's slices clockwise from the top: each arc is drawn from its end back to its
+  // start, so its start is where its outer arc ends ("M end A ... start L ...")
+  const slices = [...card.querySelectorAll('g.mark-arc path')].map(path => {
+    const n = path.getAttribute('d').match(/[-\d.e]+/g).map(Number);
+    const start = (Math.atan2(n[7], -n[8]) + 2 * Math.PI + 1e-6) % (2 * Math.PI);
+    return [start, path.getAttribute('aria-label')];
+  }).sort((a, b) => a[0] - b[0]).map(slice => slice[1]);
+  return {id: card.id, slices, text: card.innerText + ' ' +
             [...card.querySelectorAll('svg text')].map(t => t.textContent).join(' '),
           outside, collisions, axes,
           empty: (card.querySelector('.empty') || {}).textContent || null};
@@ -194,6 +201,12 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     ]  # fmt: skip
     parts = _labels(cards["tracks-history-time-of-day/index#tracks_by_time_of_day"], "Time of day")
     assert parts == ["Night", "Morning", "Afternoon", "Evening"]
+    # the ring of the day's parts turns in time order too, not by name
+    ring = [
+        re.search(r"Time of day: (\w+)", s)
+        for s in cards["listening-clock/index#part_of_day"]["slices"]
+    ]
+    assert [m.group(1) for m in ring if m] == ["Night", "Morning", "Afternoon", "Evening"]
     seasons = _labels(cards["listening-clock/index#season"], "Season")
     assert seasons == ["Winter", "Spring", "Summer", "Autumn"]
     # the calendar has every week of 2024 up to the newest play (October)
@@ -205,6 +218,7 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
         "tracks-history-geography/index#country_map",
         "tracks-history-artist-genre/index#empty",
         "popularity-and-genres/index#primary_genres",
+        "coverage/index#enrichment",  # not one slice of "unknown"
     ):
         assert ENRICH_HINT in (cards[key]["empty"] or ""), key
     assert "popularity" in (cards["popularity-and-genres/index#artist_popularity"]["empty"] or "")
@@ -247,7 +261,10 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
 
 def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     """A small demo history (conftest), its artists placed by a fake MusicBrainz."""
-    pages = ["overview/index", "listening-clock/index", "places/index", "behaviour/index"]
+    pages = [
+        "overview/index", "listening-clock/index", "places/index", "behaviour/index",
+        "coverage/index",
+    ]  # fmt: skip
     report = demo_report / "report"
     cards = _inspect(browser, report, "demo", pages)
     # 19 years in a third of the page: every other label may be left out, in order
@@ -258,8 +275,9 @@ def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     offered = [int(y) for y in re.findall(r"<option value='(\d{4})\.html'", options)]
     assert offered and min(offered) >= 2012, offered
     assert not (report / "behaviour" / "2010.html").exists()
-    # places drew for real
+    # places drew for real, and so did the artists placed (some looked up)
     assert cards["places/index#world_map"]["empty"] is None
+    assert cards["coverage/index#enrichment"]["empty"] is None
 
 
 # The first screen of a phone: its pictures (drawn ahead), what the page asked for, and

@@ -23,7 +23,7 @@ import duckdb
 import pytest
 
 from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, query
-from music_tracker.reporting import artist_pages, ranking
+from music_tracker.reporting import artist_pages, periods, ranking
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import run_card
 
@@ -187,6 +187,41 @@ def test_each_measure_is_written_one_way(data_dir: Path) -> None:
     assert checked > 1000
 
 
+def _table_rows(page: str) -> list[dict[str, str]]:
+    """Every table row of a page (and every labelled-figures block, as one row): its
+    column titles to the text of its cells."""
+    text = lambda part: html.unescape(_TAGS.sub("", part)).strip()  # noqa: E731
+    rows = []
+    for table in re.findall(r"<table[^>]*>(.*?)</table>", page, re.S):
+        heads = [text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table.split("</thead>")[-1]):
+            cells = [text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            rows.append(dict(zip(heads, cells, strict=True)))
+    for facts in re.findall(r"<dl class='facts'>(.*?)</dl>", page, re.S):
+        pairs = re.findall(r"<dt[^>]*>(.*?)</dt><dd[^>]*>(.*?)</dd>", facts)
+        rows.append({text(term): text(value) for term, value in pairs})
+    return rows
+
+
+def test_something_heard_never_shows_no_time(data_dir: Path) -> None:
+    """A row that counts plays or episodes was heard, so its hours are never "0.0" (every
+    play has time played): "< 0.1", as the ranked lists write it. On the real exports an
+    artist with 6 plays and a show with 5 episodes started had "0.0" hours."""
+    problems, checked = [], 0
+    for path in sorted((data_dir / "report").glob("**/*.html")):
+        for row in _table_rows(path.read_text(encoding="utf-8")):
+            counts = [v for k, v in row.items() if k in ("Plays", "Started")]
+            if not any(c.replace(",", "").isdigit() and int(c.replace(",", "")) for c in counts):
+                continue
+            for column, value in row.items():
+                if column.startswith(("Hours", "Minutes")):
+                    checked += 1
+                    if value == "0.0":
+                        problems.append(f"{path.relative_to(data_dir)}: {row}")
+    assert not problems, problems[:10]
+    assert checked > 100
+
+
 def test_artist_pages_rows_equal_the_dashboard_sql(demo_report: Path) -> None:
     """The batched queries of the artist pages answer as the Artist dashboard's own SQL."""
     dashboard = next(d for d in load_dashboards() if artist_pages.is_artist_dashboard(d))
@@ -293,6 +328,10 @@ def test_year_in_review_tells_the_year_from_the_star_schema(data_dir: Path) -> N
     assert f"{round(sum(p[3] for p in this) / 3_600_000, 1):,.1f}" in figures["hours"]
     assert f"{len({p[0] for p in this}):,}" in figures["days_with_music"]
     assert f"{len(this):,}" in figures["plays"]
+    # the newest year ends at the newest play, and says so (a part of a year)
+    newest = max(p[0] for p in this)
+    span = periods.date_span(dt.date(year, 1, 1), newest)
+    assert f"<p class='period'>{year}: {span}, up to the newest play</p>" in text
     # top artists in order, by plays and by time listened, each with its change against
     # its rank the year before by the same measure
     section = text.split("data-card='top_artists'>")[1].split("</section>")[0]
@@ -533,3 +572,18 @@ def test_a_phone_sees_the_figures_of_a_table_of_names(real_report: Path) -> None
     assert widths, "the episodes table is on the page"
     for scroll_width, client_width in widths:
         assert scroll_width <= client_width + 1, (scroll_width, client_width)
+
+
+def test_a_ranked_list_of_long_names_keeps_them_whole(real_report: Path) -> None:
+    """Top shows ranks podcasts by name: a ranked list whose names wrap, not a bar chart
+    whose axis cut "The Psychology of your 20s" to "The Psychology of your ..."."""
+    (longest,) = query(
+        real_report,
+        "select show_name from dw.fact_other_played where content_type = 'podcast'"
+        " group by 1 order by sum(ms_played) desc limit 1",
+    )[0]
+    assert len(longest) > 24
+    page = (real_report / "report" / "podcasts" / "index.html").read_text(encoding="utf-8")
+    section = page.split("id='podcasts--hours_per_show'")[1].split("</section>")[0]
+    assert "<ol class='ranked" in section
+    assert html.escape(longest, quote=False) in section

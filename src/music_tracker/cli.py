@@ -412,7 +412,7 @@ def restore_command(
             say = out.print
             result = restore_from_bucket(settings, backup, replace=replace, wait_s=wait, say=say)
         else:
-            result = restore(settings, Path(backup), replace=replace, wait_s=wait)
+            result = restore(settings, Path(backup).expanduser(), replace=replace, wait_s=wait)
     except (WriterBusy, WarehouseBusy) as exc:
         raise _fail(
             f"{exc}: nothing was restored; run `music-tracker restore` again when it has finished",
@@ -629,7 +629,8 @@ def export_command(
 
     with console.progress("export", quiet=as_json) as bar:
         try:
-            result = export.run(_settings(data_dir), fmt, output, since, bar)
+            # a quoted "~/x" reaches us unexpanded (no shell in between)
+            result = export.run(_settings(data_dir), fmt, output.expanduser(), since, bar)
         except export.ExportError as exc:
             raise _fail(str(exc), exc.exit_code) from None
     out.print_json(data=result) if as_json else out.print(Text(export.in_words(result)))

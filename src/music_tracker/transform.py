@@ -171,7 +171,16 @@ def _combined(project: str, excluded: str) -> str:
 # exclusion takes everything downstream of them too: keep it that way).
 SIDE_TABLES: dict[str, dict[str, str]] = {
     "fact_other_played": {"other_plays": "imported_at"},
-    "agg_set_aside_rows": {"set_aside_rows": "imported_at"},
+    # the rows set aside with a reason, and the rows of 0 ms kept in each raw table
+    "agg_set_aside_rows": {
+        "set_aside_rows": "imported_at",
+        "other_plays": "imported_at",
+        "spotify_extended_history": "imported_at",
+        "spotify_account_data": "imported_at",
+        "spotify_api_plays": "imported_at",
+        "lastfm_scrobbles": "imported_at",
+        "listenbrainz_listens": "imported_at",
+    },
     # a gap closes when the extended history covers it
     "agg_polling_gaps": {"api_gaps": "detected_at", "spotify_extended_history": "imported_at"},
 }

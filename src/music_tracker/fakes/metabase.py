@@ -97,6 +97,7 @@ _CARD_SETTINGS: dict[str, Any] = {
     "scalar.field": _text,
     "pie.dimension": _text,
     "pie.metric": _text,
+    "pie.sort_rows": _one_of(True, False),  # false: slices in the query's row order
     "table.pivot": _one_of(True, False),
     "table.pivot_column": _text,
     "table.cell_column": _text,

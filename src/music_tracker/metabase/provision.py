@@ -272,7 +272,13 @@ def _visualization(card: Card, columns: list[str]) -> dict[str, Any]:
         }
     elif viz in ("treemap", "pie"):
         if viz == "pie":
-            settings |= {"pie.dimension": card.label, "pie.metric": card.size}
+            # slices in the query's order (the parts of the day from night to evening),
+            # as the static report draws them; Metabase would sort them by size
+            settings |= {
+                "pie.dimension": card.label,
+                "pie.metric": card.size,
+                "pie.sort_rows": False,
+            }
         else:
             settings |= {"graph.dimensions": [card.label], "graph.metrics": [card.size]}
     elif viz == "heatmap":

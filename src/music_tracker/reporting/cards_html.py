@@ -54,6 +54,22 @@ def show_in(
     return show(value, card.digits(column) if card else decimals(column))
 
 
+# Counts of things listened to: a row with one of them above 0 was heard, so its time is
+# above 0 too (every play and every podcast episode kept has time played)
+HEARD_COUNTS = ("plays", "play_count", "episodes_started")
+
+
+def heard_row(card: Card, columns: list[str], row: tuple[Any, ...]) -> bool:
+    """Whether a table row is something listened to: a ranked card's row, or a row that
+    counts plays or episodes (the artist page's "Plays 6, Hours < 0.1")."""
+    if card.rank is not None:
+        return True
+    return any(
+        column in HEARD_COUNTS and _is_number(value) and float(value) > 0
+        for column, value in zip(columns, row, strict=True)
+    )
+
+
 def empty(card: Card) -> str:
     """The card's own words for an empty card (`command` in them shown as code)."""
     parts = (card.empty or DEFAULT_EMPTY).split("`")
@@ -111,6 +127,7 @@ def table(
                 (links.get(column) or [None])[0],
                 kind=kinds.get(column),
                 column=column,
+                heard=heard_row(card, columns, rows[0]),
                 card=card,
             )
             + "</div>"
@@ -138,7 +155,7 @@ def table(
                 _kind(_is_number(value), dates[i], column in kinds, isinstance(value, str)),
                 kinds.get(column),
                 column,
-                card.rank is not None,
+                heard_row(card, columns, row),
                 card,
             )
             for i, (column, value) in enumerate(zip(columns, row, strict=True))

@@ -328,10 +328,14 @@ def _heatmap(card: Card) -> dict[str, Any]:
 
 
 def _pie(card: Card) -> dict[str, Any]:
+    """Slices clockwise from the top in the rows' order, as the legend lists them (parts of
+    the day from night to evening; Vega-Lite would stack them by name)."""
     return {
+        "transform": [{"window": [{"op": "row_number", "as": "slice_order"}]}],
         "mark": {"type": "arc", "tooltip": True, "innerRadius": 40},
         "encoding": {
             "theta": {"field": card.size, "type": "quantitative"},
+            "order": {"field": "slice_order", "type": "quantitative"},
             "color": {
                 "field": card.label,
                 "type": "nominal",

@@ -42,7 +42,12 @@ def jsonable(value: Any) -> Any:
 
 
 def is_ranked(card: Card) -> bool:
-    return card.viz == "bar" and (card.y in RANKED or card.y == card.artist_column)
+    """A bar chart of names drawn as a ranked list (names wrap: a podcast's long name is
+    not cut to "The Psychology of your ..." as an axis label would be)."""
+    if card.viz != "bar" or card.y is None:
+        return False
+    named = card.rank is not None and card.y.endswith("_name")
+    return card.y in RANKED or card.y == card.artist_column or named
 
 
 def _body(

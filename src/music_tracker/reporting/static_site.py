@@ -503,8 +503,9 @@ def _story(
     ranks = {card.name: card.rank for card in page.dashboard.cards if card.rank}
     first = ranking.first_ordering(page.dashboard)
     return story.render(
-        page.dashboard.title, page.label, years, data, context, links.href, ranks, first
-    )
+        page.dashboard.title, page.label, years, data, context, links.href, ranks, first,
+        page.period,
+    )  # fmt: skip
 
 
 def _write_artist_pages(

@@ -212,9 +212,13 @@ def render(
     link: Link,
     ranks: dict[str, Rank] | None = None,
     first: str = ranking.PLAYS,
+    period: str = "",
 ) -> str:
     """The story page of one year; ``years`` are (label, file) of every year's page;
-    ``ranks``: how each ranked card ranks (its lists show both ways, ``first`` first)."""
+    ``ranks``: how each ranked card ranks (its lists show both ways, ``first`` first);
+    ``period``: the dates it covers, as the dashboards state theirs (a year the history
+    starts or ends in is a part of a year: "2024: 1 Jan - 3 Oct 2024, up to the newest
+    play")."""
     ranks = ranks or {}
     summary = (data.get("summary") or [{}])[0]
     year = summary.get("year") or year_label
@@ -268,6 +272,7 @@ def render(
         )
         + nav(1)
         + f"<header><h1>{esc(heading)}</h1>"
+        + (f"<p class='period'>{esc(period)}</p>" if period else "")
         + f"<nav class='years' aria-label='Other years'>{choices}</nav></header>"
         + "<main class='story'>"
         + figures
