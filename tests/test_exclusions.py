@@ -243,15 +243,26 @@ def test_a_report_of_a_history_wholly_excluded_says_so(
     cli: Cli, data_dir: Path, tmp_path: Path
 ) -> None:
     """Every play kept out by exclusions.yaml: `report` says that (and how to undo it),
-    not that nothing was imported."""
+    not that nothing was imported, and the report on the owner's site stops showing what
+    was just excluded: it becomes one page that says there is nothing to show."""
     scrobbles = tmp_path / "scrobbles.csv"
     scrobbles.write_text(
         "Raffi,Singable Songs,Baby Beluga,14 Nov 2023 22:13\n"
         "Raffi,Singable Songs,Down by the Bay,14 Nov 2023 22:18\n"
     )
     cli("import", str(scrobbles))
+    cli("transform")
+    cli("report")
+    site = tmp_path / "site"
+    cli("report", "--output", str(site))
+    assert "Raffi" in (data_dir / "report" / "top-lists" / "index.html").read_text()
     (data_dir / exclusions.FILE_NAME).write_text("artists:\n  - raffi\n")
     cli("transform")
-    result = cli("report", expect=1)
+    result = cli("report", "--output", str(site))
     assert "exclusions.yaml keeps every play out" in result.output, result.output
     assert "import, then transform" not in result.output
+    for folder in (data_dir / "report", site):
+        pages = [p.relative_to(folder) for p in folder.rglob("*.html")]
+        assert pages == [Path("index.html")], pages
+        text = (folder / "index.html").read_text()
+        assert "Nothing to show" in text and "Raffi" not in text

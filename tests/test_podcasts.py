@@ -262,3 +262,41 @@ def test_binged_and_dated_bulletins_are_found(cli: Cli, data_dir: Path, tmp_path
     decided, score = _import_old_export(cli, data_dir, background + shows, tmp_path / "old")
     assert {"The Dollop", "NPR News Now"} <= set(decided), decided
     assert score.music_taken < 0.005
+
+
+def test_episodes_heard_before_the_first_song(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
+    """Podcasts from before the first music play (a listener of shows who came to music
+    later): the calendar starts with the first episode, so the build passes (it failed on
+    the episodes' days missing from dim_date) and the episodes keep their days."""
+    import json
+
+    def row(ts: str, **fields: object) -> dict[str, object]:
+        keys = ("master_metadata_track_name", "master_metadata_album_artist_name",
+                "master_metadata_album_album_name", "spotify_track_uri", "episode_name",
+                "episode_show_name", "spotify_episode_uri")  # fmt: skip
+        return {"ts": ts, "platform": "ios", "ms_played": 1_800_000, "conn_country": "US",
+                **dict.fromkeys(keys), "reason_start": "trackdone", "reason_end": "trackdone",
+                "shuffle": False, "skipped": False, "offline": False,
+                "offline_timestamp": None, "incognito_mode": False, **fields}  # fmt: skip
+
+    rows = [
+        row(f"2017-03-0{day}T08:00:00Z", episode_name=f"Episode {day}",
+            episode_show_name="A Morning Show",
+            spotify_episode_uri=f"spotify:episode:{'0' * 21}{day}")
+        for day in (1, 2, 3)
+    ] + [
+        row("2019-06-01T20:00:00Z", ms_played=200_000, master_metadata_track_name="Song",
+            master_metadata_album_artist_name="A Band", master_metadata_album_album_name="LP",
+            spotify_track_uri=f"spotify:track:{'1' * 22}")
+    ]  # fmt: skip
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "Streaming_History_Audio_2017-2019.json").write_text(json.dumps(rows))
+    cli("import", str(folder))
+    cli("transform")
+    days = query(
+        data_dir,
+        "select other.date_sid, calendar.date_sid from dw.fact_other_played as other"
+        " left join dw.dim_date as calendar on calendar.date_sid = other.date_sid order by 1",
+    )
+    assert len(days) == 3 and all(day == known for day, known in days), days

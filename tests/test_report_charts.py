@@ -44,6 +44,7 @@ PAGES = [
     "popularity-and-genres/index",
     "behaviour/index",
     "coverage/index",
+    "podcasts/index",
 ]
 # what a visitor must never read: Spotify's codes, our sources, column names, sort prefixes
 RAW = re.compile(
@@ -104,7 +105,10 @@ _INSPECT = r"""() => [...document.querySelectorAll('section.card')].map(card => 
     const start = (Math.atan2(n[7], -n[8]) + 2 * Math.PI + 1e-6) % (2 * Math.PI);
     return [start, path.getAttribute('aria-label')];
   }).sort((a, b) => a[0] - b[0]).map(slice => slice[1]);
-  return {id: card.id, slices, text: card.innerText + ' ' +
+  // a label Vega cut to its limit ends with an ellipsis
+  const cut = [...card.querySelectorAll('svg text')].map(t => t.textContent)
+    .filter(t => t.endsWith('\u2026'));
+  return {id: card.id, slices, cut, text: card.innerText + ' ' +
             [...card.querySelectorAll('svg text')].map(t => t.textContent).join(' '),
           outside, collisions, axes,
           empty: (card.querySelector('.empty') || {}).textContent || null};
@@ -161,6 +165,7 @@ def _inspect(
                 problems += [
                     f"{where} {card['id']}: labels collide: {c}" for c in card["collisions"]
                 ]
+                problems += [f"{where} {card['id']}: {t!r} cut short" for t in card["cut"]]
                 if card["empty"] is not None and "Nothing to show" in card["empty"]:
                     problems.append(f"{where} {card['id']}: empty without saying why")
                 if width == 1440:
@@ -189,6 +194,8 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     assert years == [str(y) for y in range(2018, 2025)], years
     by_year = _labels(cards["tracks-history-time-of-day/index#tracks_by_year"], "Year")
     assert by_year == [str(y) for y in range(2018, 2025)], by_year
+    shows = _labels(cards["podcasts/index#shows_discovered"], "Year")  # not 2018 by 2023
+    assert shows == [str(y) for y in range(2018, 2025)], shows
     for key in ("overview/index#hours_by_month", "coverage/index#plays_per_source"):
         months = " ".join(_labels(cards[key], "Month"))  # a continuous time line
         assert all(year in months for year in ("2020", "2021", "2022")), (key, months)
@@ -263,7 +270,7 @@ def test_demo_charts_read_right(browser: Any, demo_report: Path) -> None:
     """A small demo history (conftest), its artists placed by a fake MusicBrainz."""
     pages = [
         "overview/index", "listening-clock/index", "places/index", "behaviour/index",
-        "coverage/index",
+        "coverage/index", "popularity-and-genres/index",
     ]  # fmt: skip
     report = demo_report / "report"
     cards = _inspect(browser, report, "demo", pages)
@@ -389,3 +396,42 @@ def test_chart_colours_are_the_page_theme() -> None:
     assert {"--c1", "--ink", "--seq-low", "--seq-high"} <= named
     for name in named - {"--font"}:  # the font is one for both
         assert f"{name}:" in light and f"{name}:" in dark, name
+
+
+def test_a_count_of_one_or_two_has_no_half_plays_on_its_axis() -> None:
+    """An artist played once or twice a month (most of the artist pages: every artist of
+    10 plays has one) read "0.5" and "1.5" plays on Plays by month: Vega's tickMinStep
+    caps the number of ticks, yet d3 still steps by 0.5 over a domain of 0 to 2. Every
+    chart of a count, given counts of 1 and 2, labels its axis in whole plays."""
+    import datetime as dt
+
+    import vl_convert
+
+    from music_tracker.reporting import charts
+    from music_tracker.reporting.definitions import load_dashboards
+
+    checked = 0
+    for dashboard in load_dashboards():
+        for card in dashboard.cards:
+            if card.viz not in ("bar", "column", "line", "area") or card.color:
+                continue
+            category, count = (card.y, card.x) if card.viz == "bar" else (card.x, card.y)
+            if count is None or card.digits(count) is not None or card.title_of(count) != "Plays":
+                continue
+            start = dt.date(2020, 1, 1)
+            values = [
+                {category: (start.replace(month=m).isoformat() if card.time else f"c{m}"),
+                 count: 1 + m % 2}
+                for m in range(1, 7)
+            ]  # fmt: skip
+            chart = charts.spec(card)
+            assert chart
+            chart = {**chart, "data": {"values": values}, "width": 320,
+                     "config": charts._merged(charts.THEME, chart.get("config", {}))}  # fmt: skip
+            svg = vl_convert.vegalite_to_svg(chart)
+            labels = re.findall(r"role-axis-label[^>]*>(.*?)</g></g>", svg)  # every axis's
+            texts = [t for block in labels for t in re.findall(r">([^<>]+)</text>", block)]
+            halves = [t for t in texts if re.fullmatch(r"\d+\.\d+", t)]
+            assert not halves, (dashboard.slug, card.name, texts)
+            checked += 1
+    assert checked >= 3

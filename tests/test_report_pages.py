@@ -574,6 +574,75 @@ def test_a_phone_sees_the_figures_of_a_table_of_names(real_report: Path) -> None
         assert scroll_width <= client_width + 1, (scroll_width, client_width)
 
 
+def test_one_of_a_thing_is_said_in_the_singular() -> None:
+    """A history of one day (or a top artist of one play) reads "1 day with music, 1 play",
+    not "1 days with music, 1 plays", on the front page and in the year's story."""
+    from music_tracker.reporting import front_page, story
+    from music_tracker.reporting.layout import Context
+
+    day = dt.date(2021, 6, 15)
+    period = front_page.Period(
+        "last-30-days", "The last 30 days of listening", day, day, 0.1, 1, 1,
+        "An Artist", 1, "An Artist - A Song", "An Artist", 1, 1,
+    )  # fmt: skip
+    headlines = front_page.Headlines(day, [period], front_page.Streak(1, day, day, False))
+    page = front_page.render(
+        headlines, [], Context("UTC", 30_000, "2026-12-03 16:00 UTC"), lambda _: None, 1
+    )
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert "1 day with music, 1 play" in re.sub(r"\s+", " ", text), text
+    assert not re.search(r"\b1 (days|plays)\b", text), text
+    assert story._figure({"plays": 1}, "plays") == "1 play"
+
+
+def test_a_year_after_a_silent_year_calls_nothing_new() -> None:
+    """The year after a year without plays (the real exports' 2023, after 2019-2022; the
+    history's first year) has nothing to be measured against: its lists mark no artist
+    "new" (Billie Eilish, heard in 2018, is not new in 2023), as its figures say "nothing
+    the year before". Beside a year with plays, an artist absent from it is new."""
+    from music_tracker.reporting import story
+    from music_tracker.reporting.definitions import Rank
+    from music_tracker.reporting.layout import Context
+
+    context = Context("UTC", 30_000, "2026-12-03 16:00 UTC")
+    artist = {
+        "plays_rank": 1, "time_rank": 1, "artist": "Billie Eilish", "plays": 198, "hours": 5.1,
+        "plays_rank_year_before": None, "time_rank_year_before": None,
+    }  # fmt: skip
+    ranks = {"top_artists": Rank(plays="plays", time="hours", top=5)}
+    for before, new in ((None, False), (0, False), (1_200, True)):
+        summary = {"year": "2023", "hours": 236.3, "days_with_music": 93, "plays": 6_634,
+                   "plays_year_before": before, "hours_year_before": before and 40.0,
+                   "days_with_music_year_before": before and 20}  # fmt: skip
+        data = {"summary": [summary], "top_artists": [artist]}
+        page = story.render("Year in review", "2023", [], data, context, lambda *_: None, ranks)
+        assert ("class='change new'" in page) is new, (before, page)
+
+
+def test_a_streak_of_long_ago_is_not_called_current() -> None:
+    """The real exports end in October 2024: their last streak, of 4 days, was not
+    "current" in a report built in 2026. The front page says "Latest streak" unless it
+    runs to today or yesterday; the Overview's card, written ahead of any visit and the
+    same in Metabase, calls it the latest streak always."""
+    (overview,) = [d for d in load_dashboards() if d.slug == "overview"]
+    (card,) = [c for c in overview.cards if c.name == "streaks"]
+    columns = re.findall(r"\) as (\w+)", card.sql)
+    titles = [card.title_of(column) for column in columns]
+    assert "Latest streak (days)" in titles, titles
+    assert not any("current" in text.lower() for text in [*titles, card.description])
+
+
+def test_a_history_without_podcasts_says_so() -> None:
+    """A history of songs alone (no podcast, audiobook or video): Podcasts' charts and
+    Coverage's card of other content say there is none, not "Nothing to show for this
+    period" (every chart of a page of periods, and a card of all time, says why)."""
+    boards = {d.slug: d for d in load_dashboards()}
+    cards = [c for c in boards["podcasts"].cards if c.viz != "kpi"]
+    cards += [c for c in boards["coverage"].cards if c.name == "other_content"]
+    silent = [card.name for card in cards if not card.empty]
+    assert not silent, silent
+
+
 def test_a_ranked_list_of_long_names_keeps_them_whole(real_report: Path) -> None:
     """Top shows ranks podcasts by name: a ranked list whose names wrap, not a bar chart
     whose axis cut "The Psychology of your 20s" to "The Psychology of your ..."."""
@@ -587,3 +656,33 @@ def test_a_ranked_list_of_long_names_keeps_them_whole(real_report: Path) -> None
     section = page.split("id='podcasts--hours_per_show'")[1].split("</section>")[0]
     assert "<ol class='ranked" in section
     assert html.escape(longest, quote=False) in section
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium); CI installs it",
+)
+def test_a_name_without_spaces_stays_within_a_phone(tmp_path: Path) -> None:
+    """An artist named with one long word (60 letters, or a name glued together) breaks
+    where it must: the artist index stays 390 px wide (it was 1,101 px; the artist's own
+    page 2,283 px, its heading one line)."""
+    from playwright.sync_api import sync_playwright
+
+    from music_tracker.reporting.layout import Context
+    from music_tracker.reporting.static_site import ASSETS
+
+    (tmp_path / "assets").mkdir()
+    shutil.copy(ASSETS / "report.css", tmp_path / "assets" / "report.css")
+    folder = tmp_path / "artist"
+    folder.mkdir()
+    long_name = "Supercalifragilistic" * 4
+    pages = [artist_pages.ArtistPage(long_name, "long", 12), artist_pages.ArtistPage("Aa", "a", 10)]
+    context = Context("UTC", 30_000, "2026-12-03 16:00 UTC")
+    (folder / "index.html").write_text(artist_pages.index_page(pages, context), "utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 900})
+        page.goto((folder / "index.html").as_uri())
+        wide = page.evaluate("document.scrollingElement.scrollWidth")
+        browser.close()
+    assert wide <= 391, wide

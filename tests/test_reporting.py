@@ -624,3 +624,21 @@ def test_every_ranked_card_ranks_by_plays_or_by_time(
                 "year-in-review/top_artists", "year-in-review/top_tracks"} <= differ  # fmt: skip
     else:  # genres and places: the demo's artists are looked up
         assert {"tracks-history-artist-genre/genre_treemap", "places/cities"} <= differ
+
+
+def test_a_history_of_podcasts_alone_is_told_why_there_is_no_report() -> None:
+    """Podcasts imported and built, no song: the report has no music to draw and says so,
+    not that nothing was imported ("holds no plays yet: import, then transform" sent the
+    owner to do again what was done)."""
+    import duckdb
+
+    from music_tracker.reporting.static_site import _why_no_plays
+
+    con = duckdb.connect()
+    con.execute("create schema dw")
+    con.execute("create table dw.agg_excluded_plays (play_count bigint)")
+    con.execute("create table dw.fact_other_played (content_type varchar)")
+    assert "import" in _why_no_plays(con)
+    con.execute("insert into dw.fact_other_played values ('podcast'), ('podcast'), ('video')")
+    said = _why_no_plays(con)
+    assert "no music" in said and "3 podcast, audiobook or video plays" in said, said

@@ -272,6 +272,8 @@ def transform_summary(summary: dict[str, Any]) -> None:
 
 
 def report_summary(result: dict[str, Any]) -> None:
+    if result.get("note"):  # every play kept out: one page that says so
+        out.print(Text(f"nothing to draw: {result['note']}"), style="yellow")
     out.print(
         f"wrote {result['pages']} pages of {result['dashboards']} dashboards"
         f" ({result['queries']} card queries) in {result['seconds']} s"

@@ -193,11 +193,16 @@ def _nominal(card: Card, field: str | None, axis: str) -> dict[str, Any]:
     return {"field": field, "type": "nominal", "sort": sort, "title": card.title_of(field)}
 
 
-def _quantitative(card: Card, field: str | None) -> dict[str, Any]:
+def _quantitative(card: Card, field: str | None, channel: str) -> dict[str, Any]:
     title = _title(card, field)
     encoding: dict[str, Any] = {"field": field, "type": "quantitative", "title": title}
     if card.digits(field) is None:  # a count: no tick at half a play
-        encoding["axis"] = {"tickMinStep": 1}
+        # Vega's tickMinStep only caps the number of ticks: d3 still steps by 0.5 over 0
+        # to 2 ("1.5 plays" on an artist's months). No more ticks than whole plays in the
+        # domain does it; and the default, a tick per 40 px, otherwise.
+        length = "height" if channel == "y" else "width"
+        count = f"max(1, min(ceil({length} / 40), span(domain('{channel}'))))"
+        encoding["axis"] = {"tickMinStep": 1, "tickCount": {"expr": count}}
     return encoding
 
 
@@ -224,7 +229,7 @@ def _bar(card: Card) -> dict[str, Any]:
         "mark": {"type": "bar", "tooltip": True},
         "encoding": {
             "y": _nominal(card, card.y, "y"),
-            "x": _quantitative(card, card.x),
+            "x": _quantitative(card, card.x, "x"),
             "tooltip": _tooltip(card, card.y, card.x),
         },
     }
@@ -261,7 +266,7 @@ def _over_categories(card: Card, mark: dict[str, Any], x_type: str) -> dict[str,
         "mark": {**mark, "tooltip": True},
         "encoding": {
             "x": x,
-            "y": _quantitative(card, card.y),
+            "y": _quantitative(card, card.y, "y"),
             **_color(card),
             "tooltip": _tooltip(card, card.x, card.color, card.y),
         },

@@ -58,6 +58,11 @@ class Headlines:
     streak: Streak
 
 
+def counted(number: float, word: str) -> str:
+    """ "1 play", "1,339 plays": the word in the singular for one."""
+    return f"{number:,.0f} {word}" if number == 1 else f"{number:,.0f} {word}s"
+
+
 def long_date(day: dt.date) -> str:
     return f"{day.day} {day.strftime('%B %Y')}"
 
@@ -161,7 +166,7 @@ def _period_html(period: Period, link: Callable[[str | None], str | None]) -> st
         heading = f"{period.title}, to {long_date(period.last_date)}"
     else:
         heading = f"{period.last_date.year}, from 1 January to {long_date(period.last_date)}"
-    days = f"{period.days_with_music:,} days with music, {period.plays:,} plays"
+    days = f"{counted(period.days_with_music, 'day')} with music, {counted(period.plays, 'play')}"
     track = period.top_track
     track_html = "&mdash;"
     if track is not None:
@@ -172,11 +177,14 @@ def _period_html(period: Period, link: Callable[[str | None], str | None]) -> st
         _figure(
             "Top artist",
             _name(period.top_artist, link),
-            f"{period.top_artist_plays:,} plays",
+            counted(period.top_artist_plays, "play"),
             f"{period.key}-top-artist",
         ),
         _figure(
-            "Top track", track_html, f"{period.top_track_plays:,} plays", f"{period.key}-top-track"
+            "Top track",
+            track_html,
+            counted(period.top_track_plays, "play"),
+            f"{period.key}-top-track",
         ),
         _figure(
             "New artists",
@@ -195,7 +203,7 @@ def _streak_html(streak: Streak) -> str:
     if streak.end_date is None or streak.start_date is None:
         return ""
     label = "Current streak" if streak.is_current else "Latest streak"
-    days = "1 day" if streak.days == 1 else f"{streak.days:,} days"
+    days = counted(streak.days, "day")
     detail = (
         f"{long_date(streak.start_date)} to {long_date(streak.end_date)}"
         if streak.days > 1
@@ -232,7 +240,7 @@ def render(
         for d in dashboards
     )
     search = (
-        f"<p class='artists-link'><a href='artist/index.html'>All {artist_pages:,} artists"
+        f"<p class='artists-link'><a href='artist/index.html'>All {counted(artist_pages, 'artist')}"
         "</a>, with a search box.</p>"
     )
     return (

@@ -38,7 +38,7 @@ from music_tracker.reporting import (
     story,
 )
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
-from music_tracker.reporting.layout import Context
+from music_tracker.reporting.layout import Context, footer, head
 from music_tracker.reporting.links import Links
 from music_tracker.reporting.serving import serve
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
@@ -74,6 +74,7 @@ class ReportSummary:
     queries: int = 0
     pictures: int = 0  # charts drawn ahead in this run (pictures.py; the rest were kept)
     seconds: float = 0.0
+    note: str = ""  # why the report is a page that says there is nothing to show
     timings: list[CardTiming] = field(default_factory=list)
 
     def slowest(self, count: int = 5) -> list[CardTiming]:
@@ -93,6 +94,7 @@ class ReportSummary:
                  "ms": round(t.seconds * 1000, 1)}
                 for t in self.slowest()
             ],
+            **({"note": self.note} if self.note else {}),
         }  # fmt: skip
 
 
@@ -111,14 +113,27 @@ def run_card(
     return columns, cursor.fetchall()
 
 
+def _excluding_entries(con: duckdb.DuckDBPyConnection) -> int:
+    """How many entries of exclusions.yaml keep plays out."""
+    row = con.execute("select count(*) from dw.agg_excluded_plays where play_count > 0").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _why_no_plays(con: duckdb.DuckDBPyConnection) -> str:
     """Why the star schema has no play to draw: none imported, or every one excluded."""
-    row = con.execute("select count(*) from dw.agg_excluded_plays where play_count > 0").fetchone()
-    if row and row[0]:
+    entries = _excluding_entries(con)
+    if entries:
         return (
-            f"exclusions.yaml keeps every play out ({row[0]} of its entries match): nothing to"
-            " draw; remove entries and run `music-tracker transform` (`music-tracker status`"
-            " lists them)"
+            f"exclusions.yaml keeps every play out ({entries} of its entries match): the report"
+            " says there is nothing to show; remove entries and run `music-tracker transform`"
+            " (`music-tracker status` lists them)"
+        )
+    (other,) = con.execute("select count(*) from dw.fact_other_played").fetchone() or (0,)
+    if other:
+        return (
+            f"no music to draw: the history holds {other:,} podcast, audiobook or video plays"
+            " and no song (the report is of music); import a history with music, then"
+            " `music-tracker transform`"
         )
     return "the star schema holds no plays yet: import, then transform"
 
@@ -382,7 +397,17 @@ def write_report(
     _write_assets(partial / "assets", folder.with_name(".report-cache"))
     span = _span(con)
     if span is None:
-        raise ReportError(_why_no_plays(con))
+        if not _excluding_entries(con):
+            sweeper.join()
+            raise ReportError(_why_no_plays(con))
+        # every play kept out: the page on the owner's site must not go on showing what
+        # they have just excluded, so the report becomes one page that says so
+        (partial / "index.html").write_text(_nothing_to_show(context), encoding="utf-8")
+        summary.pages = 1
+        summary.note = _why_no_plays(con)
+        _swap(partial, folder, old, sweeper)
+        summary.seconds = time.perf_counter() - started
+        return summary
     years = [
         int(year)
         for (year,) in con.execute(
@@ -472,13 +497,28 @@ def write_report(
     )
     (partial / "index.html").write_text(front, encoding="utf-8")
     summary.pages += 1
+    _swap(partial, folder, old, sweeper)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _swap(partial: Path, folder: Path, old: Path, sweeper: threading.Thread) -> None:
+    """The finished report in place of the last one, which is kept as ``old``."""
     sweeper.join()
     _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
     if folder.exists() or folder.is_symlink():
         folder.rename(old)
     partial.rename(folder)
-    summary.seconds = time.perf_counter() - started
-    return summary
+
+
+def _nothing_to_show(context: Context) -> str:
+    """The report's one page when every play is kept out of the dashboards."""
+    return (
+        head("My listening", 0, description="Nothing to show.", drawn=True)
+        + "<header><h1>My listening</h1></header><main>"
+        + "<p class='empty'>Nothing to show: every play of this history is kept out of the"
+        " dashboards.</p></main>" + footer(context) + "</body></html>"
+    )
 
 
 def _remove(path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from music_tracker.reporting import ranking
 from music_tracker.reporting.cards_html import show_in
 from music_tracker.reporting.definitions import Rank
-from music_tracker.reporting.front_page import long_date
+from music_tracker.reporting.front_page import counted, long_date
 from music_tracker.reporting.layout import Context, esc, footer, head, nav
 
 Rows = dict[str, list[dict[str, Any]]]  # card name: its rows as column -> value
@@ -80,14 +80,21 @@ def _figure(row: dict[str, Any], column: str) -> str:
     words = column.split("_")[0]  # plays_that_year: plays; hours_that_year: hours
     if words in ("hours", "minutes"):  # never "0.0": a play has time played
         return f"{show_in(column, row.get(column), heard=True)} {words}"
-    return f"{_number(row.get(column))} plays"
+    return counted(float(row.get(column) or 0), "play")
 
 
 def _ranked(
-    rows: list[dict[str, Any]], column: str, rank: Rank, first: str, name: str, link: Link
+    rows: list[dict[str, Any]],
+    column: str,
+    rank: Rank,
+    first: str,
+    name: str,
+    link: Link,
+    compared: bool = True,
 ) -> str:
     """The list both ways (plays, time listened), with a switch: each ordering its top,
-    its measure, its change against the year before by the same measure."""
+    its measure, its change against the year before by the same measure (none when the
+    year before had no plays: ``compared`` false)."""
     bodies = {}
     for key, _, _ in ranking.ORDERINGS:
         at = ranking.RANK_COLUMNS[key]
@@ -101,11 +108,12 @@ def _ranked(
             value = row.get(column)
             href = link(column, value)
             shown = f"<a href='{esc(href)}'>{esc(value)}</a>" if href else esc(value)
-            change = (
-                _change(row[at], row.get(f"{at}_year_before"))
-                if f"{at}_year_before" in row
-                else _first_listen(row)
-            )
+            if f"{at}_year_before" not in row:
+                change = _first_listen(row)
+            elif compared:
+                change = _change(row[at], row.get(f"{at}_year_before"))
+            else:  # nothing to measure against: not "new" (it may be back after years)
+                change = ""
             items.append(
                 f"<li data-rank='{esc(row[at])}'><span class='name'>{shown}</span>"
                 f"<span class='plays'>{_figure(row, measure)}</span>{change}</li>"
@@ -156,15 +164,16 @@ def _moments(data: Rows, link: Link) -> str:
         when = f"{day.strftime('%A')} {long_date(day)}" if day else ""
         parts.append(
             "<div class='moment' data-figure='most-played-day'><h3>The biggest day</h3>"
-            f"<p><strong>{esc(when)}</strong>: {_number(row['plays'])} plays, "
+            f"<p><strong>{esc(when)}</strong>: {counted(float(row['plays'] or 0), 'play')}, "
             f"{_number(row['hours'], 1)} hours.</p></div>"
         )
     month_rows = data.get("hours_by_month") or []
     if month_rows:
         top = max(month_rows, key=lambda r: (r["plays"] or 0, -int(r["month_num"])))
+        plays = counted(float(top["plays"] or 0), "play")
         parts.append(
             "<div class='moment' data-figure='most-played-month'><h3>The biggest month</h3>"
-            f"<p><strong>{esc(top['month'])}</strong>: {_number(top['plays'])} plays, "
+            f"<p><strong>{esc(top['month'])}</strong>: {plays}, "
             f"{_number(top['hours'], 1)} hours.</p></div>"
         )
     first_rows = data.get("first_song") or []
@@ -249,7 +258,8 @@ def render(
             continue  # a list the definitions do not rank (rank:) is Metabase's alone
         if ranked:
             name = f"rank-year-in-review--{card}"
-            body = _ranked(rows, column, ranks[card], first, name, link)
+            compared = bool(summary.get("plays_year_before"))
+            body = _ranked(rows, column, ranks[card], first, name, link, compared)
         elif card == "top_genres":
             body = f"<p class='empty'>{NO_GENRES}</p>"
         else:

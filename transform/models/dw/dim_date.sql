@@ -1,21 +1,34 @@
--- grain: one row per local calendar day, from the first play to 30 days after the run, plus
--- the unknown member 1900-01-01. day_of_week and week_of_year keep the original T-SQL
--- meanings (1 = Sunday; weeks start on Sunday, week 1 holds 1 January); ISO columns beside.
+-- grain: one row per local calendar day, from the first play (of music or not) to 30 days
+-- after the run, plus the unknown member 1900-01-01. day_of_week and week_of_year keep the
+-- original T-SQL meanings (1 = Sunday; weeks start on Sunday, week 1 holds 1 January); ISO
+-- columns beside.
 with
 
 plays as (
     select * from {{ ref('int_plays_conformed') }}
 ),
 
+-- podcasts, audiobooks and videos have their days too (fact_other_played): a history may
+-- hold episodes from before its first song, or no song at all
+other_plays as (
+    select * from {{ ref('stg_spotify__other_plays') }}
+),
+
+first_days as (
+    select cast(played_at_local as date) as day from plays
+    union all
+    select cast({{ to_local('played_at') }} as date) as day from other_plays
+),
+
 bounds as (
     select
-        coalesce(min(cast(played_at_local as date)), current_date) as first_day,
+        coalesce(min(day), current_date) as first_day,
         {% if var('spine_end_date', none) -%}
             date '{{ var("spine_end_date") }}' as last_day
         {%- else -%}
             current_date + {{ var('date_spine_days_ahead') }} as last_day
         {%- endif %}
-    from plays
+    from first_days
 ),
 
 spine as (
