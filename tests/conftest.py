@@ -77,7 +77,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built_2018(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
-    """The 2018 extended export alone (about 4,000 plays), imported and built once per test
+    """The 2018 extended export alone (1,750 rows), imported and built once per test
     run: where a test of a build's behaviour starts. Read-only: copy it before changing
     anything (``built_2018_copy``)."""
 
