@@ -75,6 +75,20 @@ def built(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     return _once_per_run(tmp_path_factory, "built", make) / "data"
 
 
+@pytest.fixture(scope="session")
+def built_2018(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
+    """The 2018 extended export alone (1,750 rows), imported and built once per test
+    run: where a test of a build's behaviour starts. Read-only: copy it before changing
+    anything (``built_2018_copy``)."""
+
+    def make(folder: Path) -> None:
+        data_dir = folder / "data"
+        _invoke(data_dir, "import", str(EXTENDED_DIR / "Streaming_History_Audio_2018.json"))
+        _invoke(data_dir, "transform")
+
+    return _once_per_run(tmp_path_factory, "built-2018", make) / "data"
+
+
 def _once_per_run(
     tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
 ) -> Path:
@@ -149,6 +163,15 @@ def built_copy(built: Path, tmp_path: Path) -> Path:
 
     target = tmp_path / "data"
     shutil.copytree(built, target, ignore=shutil.ignore_patterns("serving", "report"))
+    return target
+
+
+@pytest.fixture
+def built_2018_copy(built_2018: Path, tmp_path: Path) -> Path:
+    """A private copy of ``built_2018`` at ``data_dir``'s place, as if the test had imported
+    the 2018 export and built it there: the next build is incremental."""
+    target = tmp_path / "data"
+    shutil.copytree(built_2018, target, ignore=shutil.ignore_patterns("serving", "report"))
     return target
 
 

@@ -50,8 +50,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def data_dir(built_copy: Path) -> Path:
-    return built_copy
+def data_dir(built_2018_copy: Path) -> Path:
+    """The 2018 export built: the flows build, publish and write the report of it after each
+    poll, so a smaller real history (not the whole exports) keeps each run cheap."""
+    return built_2018_copy
 
 
 @pytest.fixture

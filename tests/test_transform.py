@@ -202,11 +202,9 @@ def test_failure_names_the_failing_test(cli: Cli, shared: Path, data_dir: Path) 
 
 
 def test_a_new_row_repeating_an_old_key_fails_the_next_build(
-    cli: Cli, shared: Path, data_dir: Path
+    cli: Cli, built_2018_copy: Path, data_dir: Path
 ) -> None:
     """A scheduled run checks the keys imported since the last build, against every row."""
-    cli("import", str(AUDIO_2018))
-    cli("transform")
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         con.execute(
             "insert into raw.spotify_extended_history select * replace (now() as imported_at)"
@@ -217,11 +215,9 @@ def test_a_new_row_repeating_an_old_key_fails_the_next_build(
 
 
 def test_a_play_missed_by_an_incremental_run_fails_the_build(
-    cli: Cli, shared: Path, data_dir: Path
+    cli: Cli, built_2018_copy: Path, data_dir: Path
 ) -> None:
     """A row stamped before the newest import already built (a clock set back) is caught."""
-    cli("import", str(AUDIO_2018))
-    cli("transform")
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
         con.execute(
             "insert into raw.spotify_extended_history select * replace ("
@@ -237,12 +233,14 @@ def test_a_play_missed_by_an_incremental_run_fails_the_build(
 
 
 def test_time_zone_setting(
-    cli: Cli, shared: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, built_2018_copy: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Changing the zone rebuilds everything, incremental tables from scratch."""
-    cli("import", str(AUDIO_2018))
-    cli("transform")  # the default zone, America/Denver
+    # built in the default zone, America/Denver
     monkeypatch.setenv("MUSIC_TRACKER_TIMEZONE", "Asia/Tokyo")
+    # another zone is another dbt parse: in a target folder of its own, so that the worker's
+    # parse cache stays warm for the tests after this one
+    monkeypatch.setenv("MUSIC_TRACKER_DBT_TARGET_DIR", str(data_dir.parent / "dbt-target"))
     from music_tracker.settings import _cached_settings
 
     _cached_settings.cache_clear()
@@ -293,12 +291,12 @@ def test_one_track_per_artist_and_name_keyed_by_the_largest_id(built: Path) -> N
     assert tracks == names
 
 
-def test_an_upgrade_recomputes_every_stored_row(cli: Cli, shared: Path, data_dir: Path) -> None:
+def test_an_upgrade_recomputes_every_stored_row(
+    cli: Cli, built_2018_copy: Path, data_dir: Path
+) -> None:
     """Rows an older version of the models computed do not survive an upgrade: when the
     project's fingerprint differs from the last build's, incremental tables are rebuilt
     from scratch (an incremental run would keep every row whose inputs did not change)."""
-    cli("import", str(AUDIO_2018))
-    cli("transform")
     # what an older macro would have left behind: a wrong local time, under a hash that
     # still matches the play's inputs, and a build recorded under another fingerprint
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
@@ -480,17 +478,13 @@ def test_a_play_whose_row_moved_twice_between_builds_leaves(cli: Cli, tmp_path: 
 
 
 def test_an_enrichment_that_moves_an_artist_or_excludes_it(
-    cli: Cli, shared: Path, data_dir: Path
+    cli: Cli, built_2018_copy: Path, data_dir: Path
 ) -> None:
     """MusicBrainz places the most played artist in Germany, then (a newer lookup) in
     France: the artist's rows change; no play does, so no aggregate of plays is rebuilt.
     Then a lookup gives it a genre exclusions.yaml lists: the next build (not a full
     refresh: the file did not change) leaves its plays out, and a lookup without the genre
     brings them back. Each change is compared with a full refresh."""
-    data_dir.mkdir(parents=True)
-    (data_dir / "exclusions.yaml").write_text("genres:\n  - name: Krautrock\n")
-    cli("import", str(AUDIO_2018))
-    cli("transform")
     ((lookup_key, artist_sid),) = query(
         data_dir,
         "select musicbrainz_lookup_key, artist_sid from intermediate.int_artists"
@@ -514,7 +508,10 @@ def test_an_enrichment_that_moves_an_artist_or_excludes_it(
             " ('area-fr', 'France', 'Country', 'FR', null, null, now())"
         )
     lookup("area-de", "rock")
-    cli("transform")  # enriched from the start: a country and a genre
+    (data_dir / "exclusions.yaml").write_text("genres:\n  - name: Krautrock\n")
+    # enriched from the start: a country and a genre, and the exclusions (the whole history
+    # is built again for them)
+    assert cli_json(cli, "transform")["full_refresh"] is True
     plays = _ids(data_dir, of_artist, [artist_sid])
     lookup("area-fr", "rock")
     assert _logged_changes(cli, data_dir) == set()
@@ -532,14 +529,12 @@ def test_an_enrichment_that_moves_an_artist_or_excludes_it(
 
 
 def test_a_larger_id_rekeys_its_group(
-    cli: Cli, shared: Path, data_dir: Path, tmp_path: Path
+    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     """A track is keyed by the largest Spotify id of its (artist, name) group: a late play of
     the same song under a larger id (a re-release) changes the key of every play of the
     group, and only those are conformed and logged again."""
-    rows = load_rows(AUDIO_2018)
-    cli("import", str(AUDIO_2018))
-    cli("transform")
+    rows = load_rows(AUDIO_2018)  # imported and built in built_2018_copy
     ((artist, track, plays),) = query(
         data_dir,
         "select artist_name, track_name, count(*) from intermediate.int_plays_conformed"
