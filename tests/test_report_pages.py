@@ -593,6 +593,10 @@ def test_one_of_a_thing_is_said_in_the_singular() -> None:
     assert "1 day with music, 1 play" in re.sub(r"\s+", " ", text), text
     assert not re.search(r"\b1 (days|plays)\b", text), text
     assert story._figure({"plays": 1}, "plays") == "1 play"
+    # the artist index (an artist named in a list with one play has a page too)
+    pages = [artist_pages.ArtistPage("A", "a", 1), artist_pages.ArtistPage("B", "b", 1200)]
+    index = re.sub(r"<[^>]+>", " ", artist_pages.index_page(pages, Context("UTC", 30_000, "x")))
+    assert "1 play " in index and "1,200 plays" in index, index
 
 
 def test_a_year_after_a_silent_year_calls_nothing_new() -> None:

@@ -266,7 +266,8 @@ def index_page(pages: list[ArtistPage], context: Context) -> str:
     without JavaScript the whole list shows)."""
     items = "".join(
         f"<li data-key='{esc(fold(page.name))}'><a href='{esc(page.stem)}.html'>"
-        f"{esc(page.name)}</a><span class='plays'>{page.plays:,}</span></li>"
+        f"{esc(page.name)}</a><span class='plays'>{page.plays:,} "
+        f"{'play' if page.plays == 1 else 'plays'}</span></li>"
         for page in pages
     )
     return (
