@@ -357,8 +357,9 @@ def _pie(card: Card) -> dict[str, Any]:
         "transform": [{"window": [{"op": "row_number", "as": "slice_order"}]}],
         "mark": {"type": "arc", "tooltip": True, "innerRadius": 40},
         "encoding": {
-            "theta": {"field": card.size, "type": "quantitative"},
-            "order": {"field": "slice_order", "type": "quantitative"},
+            # titled: a screen reader hears each slice's fields by their titles
+            "theta": {"field": card.size, "type": "quantitative", "title": _title(card, card.size)},
+            "order": {"field": "slice_order", "type": "quantitative", "title": "Slice"},
             "color": {
                 "field": card.label,
                 "type": "nominal",
