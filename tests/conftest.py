@@ -109,6 +109,20 @@ def _once_per_run(
     return target
 
 
+def offline_tab(browser: Any, width: int) -> tuple[Any, list[str]]:
+    """A new Chromium page ``width`` px wide that reaches nothing but files, and the list
+    its console errors and page errors are collected in."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.route(
+        "**/*",
+        lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort(),
+    )
+    return page, errors
+
+
 def _invoke(data_dir: Path, *args: str) -> None:
     result = CliRunner().invoke(app, [*args, "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output

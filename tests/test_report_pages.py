@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, query
+from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, offline_tab, query
 from music_tracker.reporting import artist_pages, periods, ranking
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import run_card
@@ -409,16 +409,7 @@ def test_every_kind_of_page_in_chromium_at_390_and_1440(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
         for width in (390, 1440):
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
-            page.route(
-                "**/*",
-                lambda route: (
-                    route.continue_() if route.request.url.startswith("file:") else route.abort()
-                ),
-            )
+            page, errors = offline_tab(browser, width)
             for path in _pages(report):
                 errors.clear()
                 name = str(path.relative_to(report)).replace("/", "__").removesuffix(".html")
@@ -488,12 +479,7 @@ def test_a_ranked_card_switches_between_plays_and_time(request: pytest.FixtureRe
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
         for width in (390, 1440):
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
-            page.route("**/*", lambda route: route.continue_()
-                       if route.request.url.startswith("file:") else route.abort())  # fmt: skip
+            page, errors = offline_tab(browser, width)
             for which, path, selector in _SWITCHED:
                 where = f"{which} {path} {selector} at {width}"
                 errors.clear()

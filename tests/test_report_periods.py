@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM
+from conftest import ARTIFACTS, BROWSER_FLAGS, CHROMIUM, offline_tab
 from music_tracker.reporting import periods, ranking
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import run_card, variants
@@ -317,16 +317,7 @@ def test_short_periods_draw_their_own_grain_and_leave_no_hole(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
         for width in (390, 1440):
-            tab = browser.new_page(viewport={"width": width, "height": 900})
-            errors: list[str] = []
-            tab.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
-            tab.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
-            tab.route(
-                "**/*",
-                lambda route: (
-                    route.continue_() if route.request.url.startswith("file:") else route.abort()
-                ),
-            )
+            tab, errors = offline_tab(browser, width)
             for page in pages:
                 errors.clear()
                 tab.goto((report / f"{page}.html").as_uri())
