@@ -586,3 +586,56 @@ def test_memory_duckdb_freed_is_handed_back_to_the_system() -> None:
     )
     held, after = map(int, result.stdout.split())
     assert held - after > 50, (held, after)
+
+
+def _wide_extended_history(folder: Path, files: int, rows_per_file: int) -> int:
+    """Extended-history files of distinct plays, one every 5 minutes from 2020 on, with
+    every text field an export fills; returns how many plays they hold."""
+    folder.mkdir(parents=True)
+    at = datetime(2020, 1, 1, tzinfo=UTC)
+    for number in range(files):
+        rows = []
+        for _ in range(rows_per_file):
+            at += timedelta(minutes=5)
+            track = f"{len(rows) % 997:022d}"
+            rows.append(
+                {
+                    "ts": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "username": "owner",
+                    "platform": "Android OS 14 API 34 (Google, Pixel 8)",
+                    "ms_played": 180_000 + len(rows) % 1000,
+                    "conn_country": "DE",
+                    "ip_addr": f"192.0.2.{len(rows) % 250}",
+                    "master_metadata_track_name": f"Track {track} (Remastered 2011)",
+                    "master_metadata_album_artist_name": f"Artist {len(rows) % 311}",
+                    "master_metadata_album_album_name": f"Album {len(rows) % 523}",
+                    "spotify_track_uri": f"spotify:track:{track}",
+                    "reason_start": "trackdone",
+                    "reason_end": "trackdone",
+                    "shuffle": False,
+                    "skipped": False,
+                    "offline": False,
+                    "offline_timestamp": int(at.timestamp()),
+                    "incognito_mode": False,
+                }
+            )
+        (folder / f"Streaming_History_Audio_2020_{number}.json").write_text(json.dumps(rows))
+    return files * rows_per_file
+
+
+def test_an_import_in_many_parts_stays_within_a_small_memory_cap(tmp_path: Path) -> None:
+    """PARTS_ON_ONE_THREAD (importers/run.py): the parts of a large import go into one
+    transaction. Inserted on two threads, each part left partly filled row groups in
+    DuckDB's memory until the cap ran out (10 million plays in parts of 150,000 rows under
+    128 MB; here 90,000 plays in parts of 9,000 under 48 MB)."""
+    from music_tracker.importers.run import ImportOptions, run_import
+    from music_tracker.settings import Settings
+
+    plays = _wide_extended_history(tmp_path / "export", files=6, rows_per_file=15_000)
+    settings = Settings(data_dir=tmp_path / "data", duckdb_memory_limit="48MB")
+    summary = run_import(settings, [tmp_path / "export"], ImportOptions(part_rows=9_000))
+    assert summary.new_plays == plays
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute(
+            "select count(*) from raw.spotify_extended_history"
+        ).fetchone() == (plays,)

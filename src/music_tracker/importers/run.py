@@ -55,9 +55,10 @@ _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IG
 # every play a new row can touch lies well inside; three hours leave room for a one-hour
 # track, and keep a poll's window small.
 _MATCH_WINDOW = timedelta(hours=3)
-# Music rows matched and stored at a time (whole months): a 20-year history of 350,000
-# plays is one part; 10 million plays in 20 years are 27 (measured)
-DEFAULT_PART_ROWS = 400_000
+# Music rows matched and stored at a time (whole months). Matching a part holds about
+# 0.5 KB per row in Polars: parts of 400,000 rows peaked at 470-500 MB at 10 million plays,
+# parts of 150,000 at about 370 MB (81 parts; a 350,000-play history is three)
+DEFAULT_PART_ROWS = 150_000
 
 ProgressCallback = Callable[[str], None]
 
@@ -304,6 +305,12 @@ def _import(
             )  # fmt: skip
             # DuckDB's JSON reader freed its buffers; matching should not stack on them
             warehouse.release_freed_memory()
+            # PARTS_ON_ONE_THREAD: the parts are inserted into one transaction; on two
+            # threads each insert left a partly filled row group per thread in DuckDB's
+            # memory, which filled the cap part after part (at 10 million plays, parts of
+            # 150,000 rows ran out of 128 MB in part 41; 400,000-row parts passed with
+            # 104 MB held). One thread holds 50-80 MB and inserts in half the CPU time.
+            warehouse.single_threaded(con)
             _check_archives(paths, with_history)
             _check_found_history(paths, read, summary)
             if progress:

@@ -79,6 +79,12 @@ def open_warehouse(
     return con
 
 
+def single_threaded(con: duckdb.DuckDBPyConnection) -> None:
+    """Let DuckDB run this connection's queries on one thread (the import's parts:
+    PARTS_ON_ONE_THREAD in importers/run.py)."""
+    con.execute("set threads = 1")
+
+
 def _session(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set TimeZone = 'UTC'")
 

@@ -32,7 +32,7 @@ def imported_file_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
 # view registered and unregistered inside a transaction keeps its frame alive until the
 # transaction ends (measured: 25-40 MB per part of 400,000 rows, 1.6 GB at 10 million plays).
 # A table of the same name in the search path would win over the frame: these names
-# (import_probe_keys, import_overrides, import_assigned) are no table's.
+# (import_probe_keys, import_overrides, import_assigned, import_chosen) are no table's.
 
 
 def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame) -> pl.Series:
@@ -214,6 +214,25 @@ def insert_staged_music(
         from read_parquet($files) as staged
         join import_assigned as assigned using (_stage_row)
         """,
+        {"now": now, "files": files},
+    )
+
+
+def insert_staged_chosen(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    files: list[str],
+    chosen: pl.DataFrame,
+    now: datetime,
+) -> None:
+    """Insert the staged rows (the listed Parquet ``files``) whose ``_stage_row`` is in
+    ``chosen``: the rows are read from the files as they are inserted, never held whole."""
+    import_chosen = ArrowStream(chosen.select("_stage_row"))  # noqa: F841 (FRAMES_BY_NAME)
+    con.execute(
+        f"insert into {table} by name"
+        " select staged.* exclude (_stage_row), $now as imported_at"
+        " from read_parquet($files, union_by_name = true) as staged"
+        " semi join import_chosen using (_stage_row)",
         {"now": now, "files": files},
     )
 
