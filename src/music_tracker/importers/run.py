@@ -287,6 +287,10 @@ def _import(
         memory_limit=settings.duckdb_memory_limit,
         file_wait_s=settings.lock_wait_s,
     ) as con:
+        # every staged file is read once or twice, and DuckDB's cache of file contents
+        # kept them inside the memory cap: 83 MB after the other plays of 10 million
+        # (625 small files), which the insert then lacked
+        warehouse.uncached_files(con)
         if new:
             # the file was not there and this connection, the only one DuckDB allows beside
             # it, opened it: this run created it (under the writer lock no other writer of

@@ -28,6 +28,7 @@ from music_tracker.warehouse.connection import (
     open_warehouse,
     single_threaded,
     transaction,
+    uncached_files,
     wait_until_free,
 )
 from music_tracker.warehouse.contents import (
@@ -127,5 +128,6 @@ __all__ = [
     "stored_play_rows",
     "track_durations",
     "transaction",
+    "uncached_files",
     "wait_until_free",
 ]

@@ -85,6 +85,13 @@ def single_threaded(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set threads = 1")
 
 
+def uncached_files(con: duckdb.DuckDBPyConnection) -> None:
+    """Keep no copy of the files this connection reads in DuckDB's memory (its external
+    file cache, on by default for local files too): an import reads each staged file once
+    or twice, and the cached copies took room in the cap that its inserts needed."""
+    con.execute("set enable_external_file_cache = false")
+
+
 def _session(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set TimeZone = 'UTC'")
 
