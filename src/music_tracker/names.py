@@ -41,6 +41,20 @@ def name_key(artist: pl.Expr, track: pl.Expr) -> pl.Expr:
     )
 
 
+def with_name_key(frame: pl.DataFrame, artist: str, track: str) -> pl.DataFrame:
+    """``frame`` with a ``name_key`` column of its ``artist`` and ``track`` columns,
+    normalized once per distinct pair: a history repeats its tracks, and the regular
+    expressions were a tenth of reading an extended-history file (16,000 rows)."""
+    pairs = (
+        frame.select(artist, track)
+        .unique()
+        .with_columns(name_key=name_key(pl.col(artist), pl.col(track)))
+    )
+    return frame.join(
+        pairs, on=[artist, track], how="left", nulls_equal=True, maintain_order="left"
+    )
+
+
 def normalize_names(names: list[str | None]) -> list[str | None]:
     """Plain-Python convenience over :func:`normalize_name` (tests and one-off lookups)."""
     return (

@@ -20,7 +20,7 @@ import polars as pl
 
 from music_tracker.importers.detect import HEADER, LASTFM_DATE_FORMAT, Format
 from music_tracker.importers.errors import ImportInputError
-from music_tracker.names import name_key
+from music_tracker.names import name_key, with_name_key
 from music_tracker.sources.spotify.parse import is_recently_played_page, recently_played_rows
 from music_tracker.warehouse import API_SOURCE_KEY_SQL, ArrowStream, frame_of
 
@@ -270,7 +270,11 @@ def _read_extended(
         .otherwise(_missing_reason({"ms_played": "ms_played"}))
     )
     kept = frame.filter(pl.col("reason").is_null())
-    music = kept.filter(pl.col("content_type") == "music").select(
+    music = with_name_key(
+        kept.filter(pl.col("content_type") == "music"),
+        "master_metadata_album_artist_name",
+        "master_metadata_track_name",
+    ).select(
         "source_key",
         "played_at",
         "ms_played",
@@ -279,9 +283,7 @@ def _read_extended(
         pl.col("master_metadata_track_name").alias("track_name"),
         pl.col("master_metadata_album_artist_name").alias("artist_name"),
         pl.col("master_metadata_album_album_name").alias("album_name"),
-        name_key(
-            pl.col("master_metadata_album_artist_name"), pl.col("master_metadata_track_name")
-        ).alias("name_key"),
+        "name_key",
         "platform",
         "conn_country",
         "ip_addr",

@@ -86,7 +86,10 @@ class Staging:
     @staticmethod
     def _write_file(frame: pl.DataFrame, path: Path) -> None:
         try:
-            frame.write_parquet(path)
+            # lz4: staged files live for one run; zstd took 1.6x the CPU to write and to
+            # read back (0.9 against 0.56 CPU-s for 30 files of 16,000 rows), for 30 MB
+            # on disk where lz4 takes 48
+            frame.write_parquet(path, compression="lz4")
         except pl.exceptions.PolarsError as exc:
             # Polars reports a full disk as a damaged Parquet stream ("Invalid thrift")
             if shutil.disk_usage(path.parent).free < frame.estimated_size():
