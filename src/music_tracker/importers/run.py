@@ -309,7 +309,6 @@ def _import(
                 progress, settings.import_max_file_mb * 2**20, min_free_bytes,
                 _readers(settings.duckdb_memory_limit),
             )  # fmt: skip
-            staging.finish()
             # DuckDB's JSON reader freed its buffers; matching should not stack on them
             warehouse.release_freed_memory()
             # PARTS_ON_ONE_THREAD: the parts are inserted into one transaction; on two

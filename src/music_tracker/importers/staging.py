@@ -20,10 +20,6 @@ from music_tracker import warehouse
 
 # a non-music row's natural key in raw.other_plays (rule 1)
 _OTHER_KEY = ["source", "content_type", "source_key"]
-# OTHER_PER_FILE: podcast, audiobook and video rows are staged in files of about this
-# size in memory, not one per file read: storing them reads every file at once, and 625
-# small files (10 million plays, 199,295 episodes) took 140-180 MB to read
-_OTHER_BYTES_PER_FILE = 16 * 2**20
 # the month of a music row without a time (none reaches staging: readers refuse them)
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -60,8 +56,6 @@ class Staging:
         self._parts_files: dict[str, list[list[str]]] = {}
         self._part_bounds: list[tuple[datetime | None, datetime | None]] = [(None, None)]
         self._schemas: dict[str, dict[str, pl.DataType]] = {}
-        # rows staged but not yet written (``_flush``)
-        self._pending: dict[str, list[pl.DataFrame]] = {}
         self._rows = 0
         self._parts = 0
         self._moved_podcasts: pl.DataFrame | None = None
@@ -73,21 +67,6 @@ class Staging:
             **{k: pl.lit(v) for k, v in constants.items()},
         )
         self._rows += frame.height
-        if kind == "other":
-            pending = self._pending.setdefault(kind, [])
-            pending.append(frame)
-            if sum(waiting.estimated_size() for waiting in pending) >= _OTHER_BYTES_PER_FILE:
-                self._flush(kind)
-            return
-        self._write_part(kind, frame)
-
-    def _flush(self, kind: str) -> None:
-        """Write the rows of ``kind`` held back for a larger file (OTHER_PER_FILE)."""
-        pending = self._pending.pop(kind, None)
-        if pending:
-            self._write_part(kind, pl.concat(pending, how="diagonal_relaxed"))
-
-    def _write_part(self, kind: str, frame: pl.DataFrame) -> None:
         self._parts += 1
         target = self.folder / kind
         target.mkdir(exist_ok=True)
@@ -120,7 +99,6 @@ class Staging:
     def _files(self, kind: str) -> list[str]:
         """The staged Parquet files of ``kind``, listed, never a glob: a data folder may
         have ``[``, ``*`` or ``?`` in its path, which Polars and DuckDB would expand."""
-        self._flush(kind)
         return sorted(str(path) for path in (self.folder / kind).iterdir())
 
     def _scan(self, kind: str) -> pl.LazyFrame:
@@ -128,7 +106,6 @@ class Staging:
         return pl.scan_parquet(self._files(kind), glob=False)
 
     def _has(self, kind: str) -> bool:
-        self._flush(kind)
         return (self.folder / kind).is_dir()
 
     def add(self, source: str, parsed: Any, file_sha256: str) -> None:
@@ -143,10 +120,6 @@ class Staging:
             self._write(
                 "set_aside", parsed.set_aside, file_sha256=file_sha256, source=parsed.format.value
             )
-
-    def finish(self) -> None:
-        """Write what is held back (OTHER_PER_FILE): every file read is staged."""
-        self._flush("other")
 
     def known_show_names(self, stored_old_files: list[str]) -> pl.Series:
         """Podcast shows named by podcast data, stored or staged in this run (not the
