@@ -261,9 +261,7 @@ class Staging:
         narrow = ["_stage_row", *_OTHER_KEY, "ms_played"]
         frames = []
         if self._has("other"):
-            # through DuckDB, within its cap: Polars scanning the 625 files of 10 million
-            # plays at once took 60 MB for 200,000 rows of these five columns
-            frames.append(warehouse.staged_columns(self.con, self._files("other"), narrow))
+            frames.append(self._scan("other").select(narrow).collect())
         moved = None
         if self._moved_podcasts is not None:
             moved = self._moved_podcasts.select(

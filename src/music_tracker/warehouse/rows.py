@@ -218,20 +218,6 @@ def insert_staged_music(
     )
 
 
-def staged_columns(
-    con: duckdb.DuckDBPyConnection, files: list[str], columns: list[str]
-) -> pl.DataFrame:
-    """``columns`` of every row of the staged Parquet ``files`` (listed, read as named)."""
-    if not all(column.isidentifier() for column in columns):
-        raise ValueError(f"not column names: {columns}")
-    return frame_of(
-        con.sql(
-            f"select {', '.join(columns)} from read_parquet($files, union_by_name = true)",
-            params={"files": files},
-        )
-    )
-
-
 def insert_staged_chosen(
     con: duckdb.DuckDBPyConnection,
     table: str,
