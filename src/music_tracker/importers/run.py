@@ -58,7 +58,7 @@ _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IG
 _MATCH_WINDOW = timedelta(hours=3)
 # Music rows matched and stored at a time (whole months). Matching a part holds about
 # 0.5 KB per row in Polars: parts of 400,000 rows peaked at 470-500 MB at 10 million plays,
-# parts of 150,000 at about 370 MB (81 parts; a 350,000-play history is three)
+# parts of 150,000 at about 360 MB (81 parts; 350,000 plays are several)
 DEFAULT_PART_ROWS = 150_000
 
 ProgressCallback = Callable[[str], None]
