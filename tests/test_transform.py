@@ -574,7 +574,7 @@ def test_a_larger_id_rekeys_its_group(
 
 def test_side_tables_wait_for_rows_of_their_own(cli: Cli, shared: Path, data_dir: Path) -> None:
     """A run where only the data changed leaves the podcast and polling-gap tables alone
-    unless their raw tables gained a row since the last whole build began:
+    unless their raw tables gained a row that counts since the last whole build began:
     here a later export of music only, after a build recorded on a real import."""
     cli("import", str(AUDIO_2018))  # music, podcasts and a row set aside
     stamps = side_table_stamps()
@@ -598,6 +598,17 @@ def test_side_tables_wait_for_rows_of_their_own(cli: Cli, shared: Path, data_dir
     assert changed == {"spotify_extended_history"}
     selection = changed_data_selection(changed)
     assert "fact_other_played+" in selection
-    # music rows of 0 ms are kept in their raw table and counted as set aside
-    assert "agg_set_aside_rows+" not in selection
     assert "agg_polling_gaps+" not in selection  # a gap closes when an export covers it
+    # music rows of 0 ms are kept in their raw table and counted as set aside: only a new
+    # one changes that count, which a day of plays seldom brings
+    assert "agg_set_aside_rows+" in selection
+    zero = [r for r in load_rows(AUDIO_2023) if r["spotify_track_uri"] and r["ms_played"] == 0]
+    assert zero
+    not_played = data_dir.parent / "not-played"
+    not_played.mkdir()
+    (not_played / "Streaming_History_Audio_2023_4.json").write_text(json.dumps(zero[:1]))
+    cli("import", str(not_played))
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        changed = stamped_since_last_transform(con, stamps)
+    assert changed == {"spotify_extended_history", "spotify_extended_history of 0 ms"}
+    assert "agg_set_aside_rows+" not in changed_data_selection(changed)

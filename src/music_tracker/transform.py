@@ -14,8 +14,8 @@ What a run builds (its *scope*):
 * ``changed data``: otherwise only the data can have changed, and the run builds what data
   can change (:func:`changed_data_selection`): every table and its tests, but not the views
   (they read live data), the seeds, models and tests that depend on code alone (tag
-  ``code_only``), or the side tables whose raw tables gained no row since the last whole
-  build (:data:`SIDE_TABLES`). This is the scheduled runs' scope.
+  ``code_only``), or the side tables whose raw tables gained no row that counts since the
+  last whole build (:data:`SIDE_TABLES`). This is the scheduled runs' scope.
 * ``selection``: ``--select``, exactly what was asked.
 
 The project's fingerprint (a hash of the project files, versions and those settings) is
@@ -164,45 +164,58 @@ def _combined(project: str, excluded: str) -> str:
     return hashlib.sha256(f"{project}\0{excluded}".encode()).hexdigest()
 
 
-# The dw tables each fed by a raw table or two of their own, beside the plays, and the column
-# stamped with the time a row of it was written (append-only tables, written by imports and
-# polls): a changed-data run leaves such a table and its tests alone when none of its raw
-# tables gained a row since the last whole build began. No model reads these tables (the
-# exclusion takes everything downstream of them too: keep it that way).
-SIDE_TABLES: dict[str, dict[str, str]] = {
-    "fact_other_played": {"other_plays": "imported_at"},
-    # the rows set aside with a reason, and the rows of 0 ms kept in each raw table
+# The dw tables each fed by a raw table or two of their own, beside the plays, and what
+# marks a change of their input: a raw table (append-only, written by imports and polls),
+# the column stamped with the time a row of it was written, and which of its rows count
+# (a condition on the row, "true" for every row). A changed-data run leaves such a table and
+# its tests alone when no counted row was written since the last whole build began. No
+# model reads these tables (the exclusion takes everything downstream of them too: keep it
+# that way).
+Stamp = tuple[str, str, str]
+_NOT_A_PLAY = "play_id is null"  # a music row kept with 0 ms played (it never gets one)
+SIDE_TABLES: dict[str, dict[str, Stamp]] = {
+    "fact_other_played": {"other_plays": ("other_plays", "imported_at", "true")},
+    # the rows set aside with a reason, and the rows of 0 ms kept in each raw table: a day
+    # of plays seldom has one, so most scheduled runs leave the table alone
     "agg_set_aside_rows": {
-        "set_aside_rows": "imported_at",
-        "other_plays": "imported_at",
-        "spotify_extended_history": "imported_at",
-        "spotify_account_data": "imported_at",
-        "spotify_api_plays": "imported_at",
-        "lastfm_scrobbles": "imported_at",
-        "listenbrainz_listens": "imported_at",
+        "set_aside_rows": ("set_aside_rows", "imported_at", "true"),
+        "other_plays of 0 ms": ("other_plays", "imported_at", "ms_played <= 0"),
+        **{
+            f"{table} of 0 ms": (table, "imported_at", _NOT_A_PLAY)
+            for table in (
+                "spotify_extended_history",
+                "spotify_account_data",
+                "spotify_api_plays",
+                "lastfm_scrobbles",
+                "listenbrainz_listens",
+            )
+        },
     },
     # a gap closes when the extended history covers it
-    "agg_polling_gaps": {"api_gaps": "detected_at", "spotify_extended_history": "imported_at"},
+    "agg_polling_gaps": {
+        "api_gaps": ("api_gaps", "detected_at", "true"),
+        "spotify_extended_history": ("spotify_extended_history", "imported_at", "true"),
+    },
 }
 
 
-def side_table_stamps() -> dict[str, str]:
-    """Each raw table a side table reads, and its stamp column."""
-    return {table: column for stamps in SIDE_TABLES.values() for table, column in stamps.items()}
+def side_table_stamps() -> dict[str, Stamp]:
+    """Each change mark a side table reads, by name."""
+    return {name: stamp for stamps in SIDE_TABLES.values() for name, stamp in stamps.items()}
 
 
-def changed_data_selection(changed_raw_tables: set[str], *, excludes: bool = True) -> list[str]:
+def changed_data_selection(changed_stamps: set[str], *, excludes: bool = True) -> list[str]:
     """dbt's selection for a run where only the data changed: every node, less the seeds,
     the views (they read live data), what depends on code alone (tag ``code_only``: new
-    data cannot change it), the side tables none of whose raw tables changed, and, when
-    exclusions.yaml lists nothing (``excludes`` false), what counts and checks exclusions
-    (tag ``exclusions``). Cautious indirect selection: a test goes with an excluded node
-    only when every node it reads is excluded, so a test reading a view and a table still
-    runs."""
+    data cannot change it), the side tables none of whose change marks moved
+    (``changed_stamps``), and, when exclusions.yaml lists nothing (``excludes`` false),
+    what counts and checks exclusions (tag ``exclusions``). Cautious indirect selection: a
+    test goes with an excluded node only when every node it reads is excluded, so a test
+    reading a view and a table still runs."""
     unchanged = [
         f"{model}+"
         for model, stamps in SIDE_TABLES.items()
-        if not changed_raw_tables.intersection(stamps)
+        if not changed_stamps.intersection(stamps)
     ]
     if not excludes:
         unchanged.append("tag:exclusions")
@@ -251,7 +264,7 @@ def run_build(
     with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
         threads = dbt_threads(settings, warehouse.stored_play_rows(con))
-        changed_raw_tables = warehouse.stamped_since_last_transform(con, side_table_stamps())
+        changed_stamps = warehouse.stamped_since_last_transform(con, side_table_stamps())
         if select is None:  # a selection builds with what the last whole build stored
             with warehouse.transaction(con, work=False):
                 exclusions.store(con, excluded)
@@ -305,7 +318,7 @@ def run_build(
     if scope == SELECTION:
         args += ["--select", str(select)]
     elif scope == CHANGED_DATA:
-        args += changed_data_selection(changed_raw_tables, excludes=bool(excluded))
+        args += changed_data_selection(changed_stamps, excludes=bool(excluded))
     if not unit_tests:
         # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
         args += ["--exclude-resource-type", "unit_test"]

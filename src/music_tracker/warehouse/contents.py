@@ -196,25 +196,27 @@ def last_transform_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def stamped_since_last_transform(
-    con: duckdb.DuckDBPyConnection, stamps: dict[str, str]
+    con: duckdb.DuckDBPyConnection, stamps: dict[str, tuple[str, str, str]]
 ) -> set[str]:
-    """Of ``stamps`` (a raw table and the column stamped with the time its rows were
-    written), the tables with a row written since the newest successful whole-project
-    transform began, or every table when there was none. Writers take turns (the writer
-    lock), so a row written before a build began was there when it read. DuckDB skips row
-    groups by their stored minimum and maximum: this reads little of a large table."""
+    """Of ``stamps`` (by name: a raw table, the column stamped with the time its rows were
+    written, and a condition on the rows that count), the names with such a row written
+    since the newest successful whole-project transform began, or every name when there
+    was none. Writers take turns (the writer lock), so a row written before a build began
+    was there when it read. DuckDB skips row groups by their stored minimum and maximum:
+    this reads little of a large table."""
     row = con.execute(
         "select started_at from raw.transform_runs order by finished_at desc limit 1"
     ).fetchone()
     if row is None:
         return set(stamps)
     changed = set()
-    for table, column in stamps.items():
+    for name, (table, column, rows) in stamps.items():
         found = con.execute(
-            f"select exists (select 1 from raw.{table} where {column} >= ?)", [row[0]]
+            f"select exists (select 1 from raw.{table} where {column} >= ? and ({rows}))",
+            [row[0]],
         ).fetchone()
         if found is None or found[0]:
-            changed.add(table)
+            changed.add(name)
     return changed
 
 
