@@ -53,6 +53,16 @@ USER_CONFIG_FOLDER = "music-tracker"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def memory_bytes(size: str) -> int:
+    """``256MB`` or ``1.5GiB`` (the settings' memory sizes) in bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", size)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a memory size: {size!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 class Settings(BaseSettings):

@@ -29,7 +29,6 @@ import hashlib
 import importlib.metadata
 import io
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from music_tracker import exclusions, files, interrupts
-from music_tracker.settings import PROJECT_ROOT, Settings
+from music_tracker.settings import PROJECT_ROOT, Settings, memory_bytes
 
 PROJECT_DIR = PROJECT_ROOT / "transform"
 # what dbt writes into the project folder; not part of the project
@@ -109,16 +108,6 @@ def _environment(settings: Settings, threads: int = 1) -> Iterator[None]:
 # byte of it dbt builds one model at a time (256 MB: about 2.1 million plays; 1.94 million
 # built with four threads within 256 MB, docs/benchmarks.md).
 BYTES_OF_CAP_PER_PLAY = 128
-_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
-_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
-
-
-def memory_bytes(size: str) -> int:
-    """``256MB`` or ``1.5GiB`` (the settings' memory sizes) in bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", size)
-    if match is None or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a memory size: {size!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def max_parallel_plays(settings: Settings) -> int:

@@ -41,8 +41,7 @@ from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
 from music_tracker.lock import make_folders
-from music_tracker.settings import Settings
-from music_tracker.transform import memory_bytes
+from music_tracker.settings import Settings, memory_bytes
 
 log = logging.getLogger(__name__)
 
