@@ -240,6 +240,14 @@ def transform_command(
             "--unit-tests", help="Also run the dbt unit tests (logic checks; off for runs)."
         ),
     ] = False,
+    no_replay: Annotated[
+        bool,
+        typer.Option(
+            "--no-replay",
+            help="Run dbt even where the statements of its last build of the same selection"
+            " would be replayed.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Build the star schema with dbt (models and tests); fails naming what failed."""
@@ -259,6 +267,7 @@ def transform_command(
                 select=select,
                 unit_tests=unit_tests,
                 on_node=on_node,
+                replays=not no_replay,
             )
         except TransformError as exc:
             raise _fail_disk_aware(settings, "transform", f"dbt build failed:\n{exc}") from None
@@ -272,6 +281,7 @@ def transform_command(
         "node_seconds": round(result.seconds, 2),
         "full_refresh": result.full_refresh,
         "threads": result.threads,
+        "replayed": result.replayed,
     }
     _show(summary, as_json, console.transform_summary)
 

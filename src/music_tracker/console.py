@@ -265,9 +265,11 @@ def matched_in_words(matched_by: dict[str, int]) -> str:
 
 def transform_summary(summary: dict[str, Any]) -> None:
     rebuilt = ", incremental tables rebuilt" if summary["full_refresh"] else ""
+    # a replay runs the statements of dbt's last build of the same selection (replay.py)
+    how = ", replayed" if summary.get("replayed") else ""
     out.print(
-        f"dbt build ({summary['scope']}{rebuilt}): {summary['succeeded']} models, seeds and"
-        " tests passed"
+        f"dbt build ({summary['scope']}{rebuilt}{how}): {summary['succeeded']} models, seeds"
+        " and tests passed"
     )
 
 

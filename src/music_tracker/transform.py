@@ -28,7 +28,9 @@ import contextlib
 import hashlib
 import importlib.metadata
 import io
+import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,8 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from music_tracker import exclusions, files, interrupts
+from music_tracker import exclusions, files, interrupts, replay
 from music_tracker.settings import PROJECT_ROOT, Settings, memory_bytes
+
+log = logging.getLogger(__name__)
 
 PROJECT_DIR = PROJECT_ROOT / "transform"
 # what dbt writes into the project folder; not part of the project
@@ -67,6 +71,45 @@ class TransformResult:
     seconds: float = 0.0
     full_refresh: bool = False
     threads: int = 1
+    replayed: bool = False  # the statements of dbt's last such build, run again
+
+
+def _dbt_variables(settings: Settings, threads: int = 1) -> dict[str, str]:
+    """The environment variables the profile and the project read."""
+    return {
+        "MUSIC_TRACKER_WAREHOUSE": settings.warehouse_path.name,
+        "MUSIC_TRACKER_TIMEZONE": settings.timezone,
+        "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
+        "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
+        "MUSIC_TRACKER_DBT_THREADS": str(threads),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+_ENV_VAR = re.compile(r"""\{\{\s*env_var\(\s*'(\w+)'\s*(?:,\s*'([^']*)'\s*)?\)\s*\}\}""")
+
+
+def session_settings(settings: Settings) -> dict[str, str]:
+    """The DuckDB settings ``transform/profiles.yml`` gives dbt-duckdb (which sets them on
+    every cursor), its ``env_var`` calls filled in as dbt would fill them."""
+    import yaml
+
+    profile = yaml.safe_load((PROJECT_DIR / "profiles.yml").read_text())
+    output = profile["music_tracker"]["outputs"]["warehouse"]
+    variables = _dbt_variables(settings)
+
+    def filled(value: object) -> str:
+        def variable(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in variables:
+                return variables[name]
+            if default is None:
+                raise KeyError(f"transform/profiles.yml reads {name}, which is not set")
+            return default
+
+        return _ENV_VAR.sub(variable, str(value))
+
+    return {str(key): filled(value) for key, value in (output.get("settings") or {}).items()}
 
 
 @contextmanager
@@ -78,14 +121,7 @@ def _environment(settings: Settings, threads: int = 1) -> Iterator[None]:
     path one cache serves every data folder, and a first build in a new folder does not
     parse the whole project again (about 5 s here).
     """
-    values = {
-        "MUSIC_TRACKER_WAREHOUSE": settings.warehouse_path.name,
-        "MUSIC_TRACKER_TIMEZONE": settings.timezone,
-        "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
-        "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
-        "MUSIC_TRACKER_DBT_THREADS": str(threads),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    values = _dbt_variables(settings, threads)
     saved = {key: os.environ.get(key) for key in values}
     cwd = Path.cwd()
     os.environ.update(values)
@@ -232,11 +268,11 @@ def run_build(
     select: str | None = None,
     unit_tests: bool = False,
     on_node: Callable[[str, int], None] | None = None,
+    replays: bool = True,
 ) -> TransformResult:
-    """Run ``dbt build``; ``on_node(name, total)`` is called as each model or test finishes."""
-    from dbt.cli.main import dbtRunner
-    from dbt_common.events.base_types import EventMsg
-
+    """Run ``dbt build``, or replay a changed-data build dbt ran before for the same
+    selection (``replays`` false: always dbt); ``on_node(name, total)`` is called as each
+    model or test finishes."""
     from music_tracker import warehouse
 
     if not settings.warehouse_path.exists():
@@ -270,6 +306,94 @@ def run_build(
         # the project, a version or a setting the models read changed since the last build:
         # incremental tables hold rows the old code computed, so they are rebuilt whole
         full_refresh = True
+    selection: list[str] = []
+    if scope == SELECTION:
+        selection = ["--select", str(select)]
+    elif scope == CHANGED_DATA:
+        selection = changed_data_selection(changed_stamps, excludes=bool(excluded))
+    # a changed-data build dbt ran before, for the same project and selection, is replayed
+    # (music_tracker/replay.py); unit tests and other scopes always go to dbt
+    key = None
+    if scope == CHANGED_DATA and not unit_tests and replays:
+        key = replay.plan_key(fingerprint, selection)
+    started_at = datetime.now(UTC)
+    if scope != SELECTION:
+        files.write_text(unfinished, started_at.isoformat())
+    result = None
+    plan = replay.load(settings.data_dir, key) if key else None
+    if key and plan is not None:
+        try:
+            result = _replay(settings, plan, on_node)
+        except replay.PlanFailed as exc:
+            # the warehouse is not what the plan was recorded on; what ran of it is stored
+            # as after a build that stopped: dbt builds everything (as the next run would)
+            log.warning("the recorded build no longer fits (%s): dbt builds everything", exc)
+            replay.drop(settings.data_dir, key)
+            scope, selection, key = EVERYTHING, [], None
+    if result is None:
+        recorder = replay.Recorder(key, fingerprint) if key else None
+        result = _dbt_build(
+            settings,
+            threads=threads,
+            full_refresh=full_refresh,
+            selection=selection,
+            unit_tests=unit_tests,
+            on_node=on_node,
+            recorder=recorder,
+        )
+        recorded = recorder.plan() if recorder is not None else None
+        if recorded is not None:
+            replay.save(settings.data_dir, recorded)
+    result.scope = scope
+    result.full_refresh = full_refresh
+    result.threads = threads
+    if scope == SELECTION and result.succeeded + result.skipped == 0:
+        raise TransformError(
+            f"--select {select!r} matches no model, seed or test of the dbt project "
+            "(names are like fact_track_played or dim_artist; `+name` adds its parents)"
+        )
+    if scope != SELECTION:
+        with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
+            warehouse.record_transform(
+                con,
+                fingerprint=fingerprint,
+                scope=scope,
+                full_refresh=full_refresh,
+                started_at=started_at,
+                finished_at=datetime.now(UTC),
+                nodes=result.succeeded,
+            )
+        unfinished.unlink(missing_ok=True)
+    return result
+
+
+def _replay(
+    settings: Settings, plan: replay.Plan, on_node: Callable[[str, int], None] | None
+) -> TransformResult:
+    """A recorded build run again (music_tracker/replay.py); fails as dbt's build would,
+    naming each failing test."""
+    done = replay.replay(
+        settings.warehouse_path, plan, session=session_settings(settings), on_node=on_node
+    )
+    if done.failures:
+        raise TransformError("\n".join(done.failures))
+    return TransformResult(succeeded=done.succeeded, seconds=done.seconds, replayed=True)
+
+
+def _dbt_build(
+    settings: Settings,
+    *,
+    threads: int,
+    full_refresh: bool,
+    selection: list[str],
+    unit_tests: bool,
+    on_node: Callable[[str, int], None] | None,
+    recorder: replay.Recorder | None,
+) -> TransformResult:
+    """``dbt build`` in this process; ``recorder`` (if any) is handed every event."""
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.base_types import EventMsg
+
     total = {"nodes": 0}
 
     def callback(event: EventMsg) -> None:
@@ -304,43 +428,19 @@ def run_build(
     ]
     if full_refresh:
         args.append("--full-refresh")
-    if scope == SELECTION:
-        args += ["--select", str(select)]
-    elif scope == CHANGED_DATA:
-        args += changed_data_selection(changed_stamps, excludes=bool(excluded))
+    args += selection
     if not unit_tests:
         # unit tests pin logic, not data: `make test` runs them, scheduled builds skip them
         args += ["--exclude-resource-type", "unit_test"]
-    started_at = datetime.now(UTC)
-    if scope != SELECTION:
-        files.write_text(unfinished, started_at.isoformat())
+    callbacks: list[Callable[[EventMsg], None]] = [callback]
+    if recorder is not None:
+        callbacks.append(recorder)
     with _environment(settings, threads), _dbt_output():
         try:
-            outcome = dbtRunner(callbacks=[callback]).invoke(args)
+            outcome = dbtRunner(callbacks=callbacks).invoke(args)
         finally:
             _release_warehouse()
-    result = _summarize(outcome)
-    result.scope = scope
-    result.full_refresh = full_refresh
-    result.threads = threads
-    if scope == SELECTION and result.succeeded + result.skipped == 0:
-        raise TransformError(
-            f"--select {select!r} matches no model, seed or test of the dbt project "
-            "(names are like fact_track_played or dim_artist; `+name` adds its parents)"
-        )
-    if scope != SELECTION:
-        with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
-            warehouse.record_transform(
-                con,
-                fingerprint=fingerprint,
-                scope=scope,
-                full_refresh=full_refresh,
-                started_at=started_at,
-                finished_at=datetime.now(UTC),
-                nodes=result.succeeded,
-            )
-        unfinished.unlink(missing_ok=True)
-    return result
+    return _summarize(outcome)
 
 
 def write_manifest(settings: Settings) -> Path:

@@ -1,0 +1,248 @@
+"""A scheduled build replayed: the statements dbt issued for the same build, run again.
+
+A changed-data build (``transform`` after new plays: up to 70 a day under ``serve``) selects
+the same nodes every time the project and the side tables' change marks are the same, and
+dbt then issues the same statements: its Jinja renders the same SQL, the incremental
+models read what changed from the warehouse itself (``macros/play_changes.sql``), no model
+queries the warehouse while it is compiled. What differs from one such build to the next is
+the data the statements read. dbt's own work around them (start-up, parse check, selection,
+per-node Jinja, events) cost 8-10 of a 1-million-play warehouse's 13 CPU-seconds, more than
+its SQL.
+
+So a changed-data build that dbt ran and that passed is recorded (:class:`Recorder`, from
+dbt's own events: each statement with the node it belongs to), and the next build with the
+same key (:func:`plan_key`: the project's fingerprint, with dbt's and DuckDB's versions,
+and the selection) runs
+those statements on the warehouse (:func:`replay`), node by node in the order dbt started
+them, each node on a connection of its own as dbt-duckdb does (its temporary tables and any
+transaction it leaves open end with it), and with the settings of ``transform/profiles.yml``.
+A data test fails when its statement says ``should_error``, as dbt's test runner decides.
+
+A plan is only recorded when it can be replayed as it stands: every node passed, and every
+statement outside a node is one of dbt's look-ups or ``create schema if not exists``. A
+statement that fails on replay (a table dropped by hand, say) is :class:`PlanFailed`: the
+plan is dropped and the build goes to dbt (``transform.run_build``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from music_tracker import files
+from music_tracker.connections import connect_duckdb
+
+PLAN_VERSION = 1
+# dbt's statements outside any node: its look-ups of schemas, relations and databases,
+# transactions, and creating the schemas the project writes to (they exist on any warehouse
+# a changed-data build runs on). Anything else there and the build is not recorded.
+_OUTSIDE_NODES = re.compile(
+    r"^\s*(select\b|begin\s*$|commit\s*$|create schema if not exists\b)", re.IGNORECASE
+)
+# dbt's wrapper of a data test's query (dbt's get_test_sql): one row, failing if should_error
+_TEST_COLUMNS = ("failures", "should_warn", "should_error")
+
+
+class PlanFailed(Exception):
+    """A statement of the plan failed: the plan no longer fits this warehouse."""
+
+
+@dataclass
+class PlannedNode:
+    """One model or test of the build: its statements, as dbt issued them."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    path: str
+    statements: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    key: str
+    fingerprint: str
+    nodes: list[PlannedNode]
+
+
+@dataclass
+class Replayed:
+    """What a replay did: nodes run, seconds they took, data tests that failed."""
+
+    succeeded: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+def plan_key(fingerprint: str, selection: list[str]) -> str:
+    """What a plan is recorded for: a build of this project, these settings and these
+    versions of dbt and DuckDB (``fingerprint``), selecting these nodes."""
+    text = "\0".join([fingerprint, *selection])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plans_dir(data_dir: Path) -> Path:
+    """Where a data folder's plans are kept (beside dbt's logs: not backed up, remade)."""
+    return data_dir / "dbt" / "plans"
+
+
+def load(data_dir: Path, key: str) -> Plan | None:
+    """The plan recorded for ``key``, or None (none recorded, or one that cannot be read:
+    the build then goes to dbt, which records it again)."""
+    path = plans_dir(data_dir) / f"{key}.json"
+    try:
+        stored = json.loads(path.read_text())
+        if stored["version"] != PLAN_VERSION or stored["key"] != key:
+            return None
+        return Plan(
+            key=key,
+            fingerprint=stored["fingerprint"],
+            nodes=[PlannedNode(**node) for node in stored["nodes"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save(data_dir: Path, plan: Plan) -> None:
+    """Store ``plan``; plans of another fingerprint (an older project or setting) go."""
+    folder = plans_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.json"):
+        stored = load(data_dir, old.stem)
+        if stored is None or stored.fingerprint != plan.fingerprint:
+            old.unlink(missing_ok=True)
+    document = {
+        "version": PLAN_VERSION,
+        "key": plan.key,
+        "fingerprint": plan.fingerprint,
+        "nodes": [vars(node) for node in plan.nodes],
+    }
+    files.write_text(folder / f"{plan.key}.json", json.dumps(document))
+
+
+def drop(data_dir: Path, key: str) -> None:
+    (plans_dir(data_dir) / f"{key}.json").unlink(missing_ok=True)
+
+
+class Recorder:
+    """A dbtRunner callback that keeps each statement of a build with its node."""
+
+    def __init__(self, key: str, fingerprint: str) -> None:
+        self.key = key
+        self.fingerprint = fingerprint
+        self._nodes: dict[str, PlannedNode] = {}
+        self._order: list[str] = []
+        self._replayable = True
+
+    def __call__(self, event: Any) -> None:
+        name = event.info.name
+        if name not in ("NodeStart", "SQLQuery", "NodeFinished"):
+            return
+        info = event.data.node_info
+        unique_id = info.unique_id
+        if name == "SQLQuery":
+            if not unique_id:
+                if not _OUTSIDE_NODES.match(_without_comment(event.data.sql)):
+                    self._replayable = False
+            elif unique_id in self._nodes:
+                self._nodes[unique_id].statements.append(event.data.sql)
+            else:  # a statement of a node that never started: not ours to guess
+                self._replayable = False
+        elif name == "NodeStart":
+            self._order.append(unique_id)
+            self._nodes[unique_id] = PlannedNode(
+                unique_id=unique_id,
+                name=info.node_name,
+                resource_type=info.resource_type,
+                path=info.node_path,
+            )
+        elif info.node_status not in ("success", "pass"):
+            self._replayable = False
+
+    def plan(self) -> Plan | None:
+        """The build as a plan, or None when it cannot be replayed as recorded."""
+        if not self._replayable or not self._order:
+            return None
+        return Plan(
+            key=self.key,
+            fingerprint=self.fingerprint,
+            nodes=[self._nodes[unique_id] for unique_id in self._order],
+        )
+
+
+def _without_comment(sql: str) -> str:
+    """A statement without dbt's leading ``/* {"app": "dbt", ...} */`` comment."""
+    stripped = sql.lstrip()
+    if stripped.startswith("/*"):
+        end = stripped.find("*/")
+        return stripped[end + 2 :] if end >= 0 else stripped
+    return stripped
+
+
+def replay(
+    warehouse_path: Path,
+    plan: Plan,
+    *,
+    session: dict[str, str],
+    on_node: Callable[[str, int], None] | None = None,
+) -> Replayed:
+    """Run ``plan``'s statements on the warehouse; stop at the first failing data test
+    (dbt would skip what depends on it; the build fails either way). ``session``: the
+    settings dbt-duckdb sets on each cursor (the profile's ``settings``)."""
+    result = Replayed()
+    total = len(plan.nodes)
+    con = connect_duckdb(warehouse_path)
+    try:
+        for node in plan.nodes:
+            started = time.monotonic()
+            # as dbt-duckdb: a cursor per node, its settings set on it, closed after the node
+            cursor = con.cursor()
+            try:
+                for key, value in session.items():
+                    cursor.execute(f"set {key} = '{value.replace(chr(39), chr(39) * 2)}'")
+                for sql in node.statements:
+                    try:
+                        cursor.execute(sql)
+                    except duckdb.InterruptException:
+                        raise
+                    except duckdb.Error as exc:
+                        raise PlanFailed(
+                            f"{node.resource_type} {node.name}: {str(exc).splitlines()[0]}"
+                        ) from exc
+                    if node.resource_type == "test":
+                        failed = _test_failures(cursor)
+                        if failed:
+                            result.failures.append(
+                                f"test {node.name} ({node.path}): Got {failed} result"
+                                f"{'' if failed == 1 else 's'}, configured to fail if != 0"
+                            )
+            finally:
+                cursor.close()
+            result.seconds += time.monotonic() - started
+            if result.failures:
+                return result
+            result.succeeded += 1
+            if on_node is not None:
+                on_node(node.name, total)
+    finally:
+        con.close()
+    return result
+
+
+def _test_failures(cursor: duckdb.DuckDBPyConnection) -> int:
+    """The failures a data test's statement reports (0 for any other statement)."""
+    columns = tuple(column[0] for column in cursor.description or ())
+    if columns[: len(_TEST_COLUMNS)] != _TEST_COLUMNS:
+        return 0
+    row = cursor.fetchone()
+    if row is None or not row[2]:
+        return 0
+    return int(row[0])
