@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pytest
 from test_transform import _COMPARED, AUDIO_2023, _tables
 
 from conftest import Cli, cli_json, load_rows, query
@@ -42,7 +43,9 @@ def test_a_scheduled_build_replays_the_last_one(
     assert (built["scope"], built["replayed"]) == ("changed data", False)
     assert len(list(plans_dir(data_dir).glob("*.json"))) == 1  # dbt's build, recorded
     cli("import", str(second))
-    assert cli_json(cli, "transform", "--no-replay")["replayed"] is False
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MUSIC_TRACKER_TRANSFORM_REPLAY", "false")
+        assert cli_json(cli, "transform")["replayed"] is False
     cli("import", str(third))
     replayed = cli_json(cli, "transform")
     assert (replayed["scope"], replayed["replayed"]) == ("changed data", True)

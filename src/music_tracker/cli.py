@@ -79,8 +79,7 @@ def _settings(data_dir: Path | None) -> Settings:
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     if interrupts.received():
-        # an error Ctrl+C caused (a query interrupted, a file half read): the command's
-        # one line says what state things are in, not this (music_tracker.__main__)
+        # an error Ctrl+C caused: the command's one line says what it left (__main__)
         return typer.Exit(interrupts.EXIT_INTERRUPTED)
     err.print("[red]error:[/]", Text(message), soft_wrap=True)
     return typer.Exit(code)
@@ -240,14 +239,6 @@ def transform_command(
             "--unit-tests", help="Also run the dbt unit tests (logic checks; off for runs)."
         ),
     ] = False,
-    no_replay: Annotated[
-        bool,
-        typer.Option(
-            "--no-replay",
-            help="Run dbt even where the statements of its last build of the same selection"
-            " would be replayed.",
-        ),
-    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Build the star schema with dbt (models and tests); fails naming what failed."""
@@ -267,7 +258,6 @@ def transform_command(
                 select=select,
                 unit_tests=unit_tests,
                 on_node=on_node,
-                replays=not no_replay,
             )
         except TransformError as exc:
             raise _fail_disk_aware(settings, "transform", f"dbt build failed:\n{exc}") from None

@@ -268,11 +268,10 @@ def run_build(
     select: str | None = None,
     unit_tests: bool = False,
     on_node: Callable[[str, int], None] | None = None,
-    replays: bool = True,
 ) -> TransformResult:
     """Run ``dbt build``, or replay a changed-data build dbt ran before for the same
-    selection (``replays`` false: always dbt); ``on_node(name, total)`` is called as each
-    model or test finishes."""
+    selection (unless ``settings.transform_replay`` is off); ``on_node(name, total)`` is
+    called as each model or test finishes."""
     from music_tracker import warehouse
 
     if not settings.warehouse_path.exists():
@@ -314,7 +313,7 @@ def run_build(
     # a changed-data build dbt ran before, for the same project and selection, is replayed
     # (music_tracker/replay.py); unit tests and other scopes always go to dbt
     key = None
-    if scope == CHANGED_DATA and not unit_tests and replays:
+    if scope == CHANGED_DATA and not unit_tests and settings.transform_replay:
         key = replay.plan_key(fingerprint, selection)
     started_at = datetime.now(UTC)
     if scope != SELECTION:
