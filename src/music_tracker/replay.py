@@ -37,7 +37,7 @@ from typing import Any
 
 import duckdb
 
-from music_tracker import files
+from music_tracker import files, interrupts
 from music_tracker.connections import connect_duckdb
 
 PLAN_VERSION = 1
@@ -211,9 +211,9 @@ def replay(
                 for sql in node.statements:
                     try:
                         cursor.execute(sql)
-                    except duckdb.InterruptException:
-                        raise
                     except duckdb.Error as exc:
+                        if isinstance(exc, duckdb.InterruptException) or interrupts.received():
+                            raise  # Ctrl+C: the command's own line says what it left
                         raise PlanFailed(
                             f"{node.resource_type} {node.name}: {str(exc).splitlines()[0]}"
                         ) from exc

@@ -83,7 +83,12 @@ def transform_step(settings: Settings) -> dict[str, Any]:
     from music_tracker.transform import run_build
 
     result = run_build(settings)
-    return {"scope": result.scope, "succeeded": result.succeeded, "seconds": result.seconds}
+    return {
+        "scope": result.scope,
+        "succeeded": result.succeeded,
+        "seconds": result.seconds,
+        "replayed": result.replayed,
+    }
 
 
 def publish_step(settings: Settings) -> dict[str, Any]:
