@@ -751,3 +751,20 @@ def test_the_fake_reads_relative_periods_as_metabase_does() -> None:
         "2023-04-01~": (date(2023, 4, 1), None),
     }
     assert {value: _date_bounds(value, today) for value in cases} == cases
+
+
+def test_a_card_stored_but_answered_too_late_is_not_made_twice(
+    fake: FakeMetabase, data_dir: Path
+) -> None:
+    """Under load Metabase stores a card and answers after the client's timeout; the client
+    sends the request again, which Metabase refuses (the entity id is taken): the card
+    stands, once, and the run goes on."""
+    settings = _settings(data_dir, fake.root_url, http_timeout_s=0.5)
+    publish(settings)
+    fake.answer_late("POST", "/api/card/", 1.5)
+    result = _provision(settings)
+    entity_ids = [card["entity_id"] for card in fake.cards.values()]
+    created = [label for label in result.created if label.startswith("card ")]
+    assert len(entity_ids) == len(set(entity_ids)) == len(created)
+    refused = [r for r in fake.log if (r.method, r.path, r.status) == ("POST", "/api/card/", 400)]
+    assert len(refused) == 1  # the request sent again

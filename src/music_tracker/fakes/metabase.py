@@ -29,6 +29,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -322,6 +323,8 @@ class FakeMetabase(LoopbackServer):
         self._ids = itertools.count(1)
         self._field_ids = itertools.count(1)
         self._lock = threading.RLock()
+        # (method, path) -> seconds: the next such request is done, its answer sent late
+        self._late: dict[tuple[str, str], float] = {}
 
     # -- server plumbing ----------------------------------------------------------------
 
@@ -341,6 +344,17 @@ class FakeMetabase(LoopbackServer):
 
     def reset_log(self) -> None:
         self.log.clear()
+
+    def answer_late(self, method: str, path: str, seconds: float) -> None:
+        """Do the next ``method path`` request, then wait ``seconds`` before answering: a
+        Metabase that stored a card under load and answered after the client gave up (and
+        retried)."""
+        self._late[method, path] = seconds
+
+    def lateness(self, method: str, raw_path: str) -> float:
+        """How long to hold the answer of this request (0: not held); used once."""
+        with self._lock:
+            return self._late.pop((method, urlparse(raw_path).path), 0.0)
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -1381,6 +1395,7 @@ def _handler(fake: FakeMetabase) -> type[BaseHTTPRequestHandler]:
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, answer = fake.handle(self.command, self.path, headers, body)
+            time.sleep(fake.lateness(self.command, self.path))
             self._reply(status, answer)
 
         def _reply(self, status: int, answer: Any) -> None:

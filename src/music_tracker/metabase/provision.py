@@ -587,7 +587,15 @@ def _sync_content(
             label = f"card {dashboard.slug}/{card.name}"
             existing = cards_by_eid.get(eid)
             if existing is None:
-                made = mb.call("POST", "/api/card/", wanted)
+                try:
+                    made = mb.call("POST", "/api/card/", wanted)
+                except MetabaseError:
+                    # a request whose answer came too late is sent again (sources/http.py)
+                    # and refused: the first one stored the card, under its entity_id
+                    found = _card_stored(mb, collection_id, eid)
+                    if found is None:
+                        raise
+                    made = found
                 card_ids[card.name] = int(made["id"])
                 result.created.append(label)
                 continue
@@ -619,6 +627,15 @@ def _sync_content(
         if eid not in wanted_eids and not card.get("archived"):
             mb.call("PUT", f"/api/card/{card['id']}", {"archived": True})
             result.archived.append(f"card {card.get('name')!r}")
+
+
+def _card_stored(mb: MetabaseClient, collection_id: int, eid: str) -> dict[str, Any] | None:
+    """The card of ``collection_id`` with entity id ``eid``, archived or not, if any."""
+    for f in ("all", "archived"):
+        for card in mb.call("GET", "/api/card/", f=f):
+            if card.get("collection_id") == collection_id and card.get("entity_id") == eid:
+                return dict(card)
+    return None
 
 
 def _sync_dashboard(
