@@ -13,6 +13,7 @@ from test_transform import _COMPARED, AUDIO_2023, _tables
 
 from conftest import Cli, cli_json, load_rows, query
 from music_tracker.replay import plans_dir
+from music_tracker.warehouse import catalog_fingerprint
 
 
 def _parts(folder: Path, count: int) -> list[Path]:
@@ -71,27 +72,47 @@ def test_a_scheduled_build_replays_the_last_one(
     assert "source_unique_raw_spotify_extended_history_source_key" in output
 
 
-def test_a_recorded_build_that_no_longer_fits_goes_to_dbt(
+def test_a_changed_warehouse_goes_to_dbt(
     cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path
 ) -> None:
-    """A table dropped by hand: the replay's statement on it fails, the plan is dropped,
-    and dbt builds everything (the replay may have stored some nodes before it)."""
-    first, second = _parts(tmp_path, 2)
+    """A plan is replayed only on the tables and columns it was recorded on (dbt reads
+    them to decide what SQL to write): a table dropped by hand, or a raw column's type
+    changed by an upgrade, sends the build to dbt. A plan whose statement names a table
+    that is not there (edited by hand) is dropped and dbt builds everything."""
+    first, second, third = _parts(tmp_path, 3)
     cli("import", str(first))
-    cli("transform")
+    cli("transform")  # recorded, on the catalog as dbt's builds leave it
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        catalog = catalog_fingerprint(con)
         con.execute("drop table dw.agg_daily_listening")
     cli("import", str(second))
-    result = cli("transform", "--json")
-    assert "the recorded build no longer fits" in result.stderr
-    assert "agg_daily_listening" in result.stderr
-    summary = json.loads(result.stdout)
-    assert (summary["scope"], summary["replayed"]) == ("everything", False)
-    assert list(plans_dir(data_dir).glob("*.json")) == []
+    summary = cli_json(cli, "transform")
+    assert (summary["scope"], summary["replayed"]) == ("changed data", False)
     built = _tables(data_dir)
     cli("transform", "--full-refresh")
     refreshed = _tables(data_dir)
     for table in _COMPARED:
         assert refreshed[table] == built[table], table
-    ((days,),) = query(data_dir, "select count(*) from dw.agg_daily_listening")
-    assert days > 0
+    # the first plan fits again (the catalog is back); a statement of it, edited, does not
+    (plan,) = [
+        path
+        for path in plans_dir(data_dir).glob("*.json")
+        if path.stat().st_mtime == min(p.stat().st_mtime for p in plans_dir(data_dir).iterdir())
+    ]
+    stored = json.loads(plan.read_text())
+    model = next(node for node in stored["nodes"] if node["resource_type"] == "model")
+    model["statements"].insert(0, "select count(*) from dw.no_such_table")
+    plan.write_text(json.dumps(stored))
+    cli("import", str(third))
+    result = cli("transform", "--json")
+    assert "the recorded build no longer fits" in result.stderr
+    assert model["name"] in result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["scope"], summary["replayed"]) == ("everything", False)
+    assert not plan.exists()
+    ((plays,),) = query(data_dir, "select count(*) from dw.fact_track_played")
+    assert plays == cli_json(cli, "status")["plays"]
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        assert catalog_fingerprint(con) == catalog
+        con.execute("alter table raw.spotify_extended_history alter ms_played type double")
+        assert catalog_fingerprint(con) != catalog

@@ -11,17 +11,23 @@ its SQL.
 
 So a changed-data build that dbt ran and that passed is recorded (:class:`Recorder`, from
 dbt's own events: each statement with the node it belongs to), and the next build with the
-same key (:func:`plan_key`: the project's fingerprint, with dbt's and DuckDB's versions,
-and the selection) runs
-those statements on the warehouse (:func:`replay`), node by node in the order dbt started
-them, each node on a connection of its own as dbt-duckdb does (its temporary tables and any
-transaction it leaves open end with it), and with the settings of ``transform/profiles.yml``.
-A data test fails when its statement says ``should_error``, as dbt's test runner decides.
+same key (:func:`plan_key`: the project's fingerprint, with dbt's and DuckDB's versions;
+the warehouse's catalog, whose columns dbt reads to decide what SQL to write; and the
+selection) runs those statements on the warehouse (:func:`replay`), node by node in the
+order dbt started them, each node on a cursor of its own as dbt-duckdb does (its temporary
+tables and any transaction it leaves open end with it), with the settings of
+``transform/profiles.yml``. A data test fails when its statement says ``should_error``, as
+dbt's test runner decides; the replay stops there (dbt would go on with what does not
+depend on the test; the build fails either way, and the next one goes to dbt).
 
-A plan is only recorded when it can be replayed as it stands: every node passed, and every
-statement outside a node is one of dbt's look-ups or ``create schema if not exists``. A
-statement that fails on replay (a table dropped by hand, say) is :class:`PlanFailed`: the
-plan is dropped and the build goes to dbt (``transform.run_build``).
+A plan is only recorded when it can be replayed as it stands: every node a SQL model or a
+test that passed and issued statements, and every statement outside a node one of dbt's
+look-ups, a transaction or ``create schema if not exists``. A statement that names a table
+or column that is not there on replay is :class:`PlanFailed`: the plan is dropped and dbt
+builds everything (``transform.run_build``). Any other failing statement (a constraint,
+memory, the disk) fails the build as it would have failed dbt's (:class:`StatementFailed`).
+A plan is a file in the data folder, as private as the warehouse (mode 0600): whoever can
+change it can change the warehouse itself.
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from typing import Any
 import duckdb
 
 from music_tracker import files, interrupts
-from music_tracker.connections import connect_duckdb
 
 PLAN_VERSION = 1
 # dbt's statements outside any node: its look-ups of schemas, relations and databases,
@@ -82,10 +87,12 @@ class Replayed:
     failures: list[str] = field(default_factory=list)
 
 
-def plan_key(fingerprint: str, selection: list[str]) -> str:
+def plan_key(fingerprint: str, catalog: str, selection: list[str]) -> str:
     """What a plan is recorded for: a build of this project, these settings and these
-    versions of dbt and DuckDB (``fingerprint``), selecting these nodes."""
-    text = "\0".join([fingerprint, *selection])
+    versions of dbt and DuckDB (``fingerprint``), on a warehouse whose tables and views are
+    these (``catalog``: dbt reads them to decide the SQL it writes), selecting these
+    nodes."""
+    text = "\0".join([fingerprint, catalog, *selection])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -157,6 +164,9 @@ class Recorder:
             else:  # a statement of a node that never started: not ours to guess
                 self._replayable = False
         elif name == "NodeStart":
+            # seeds and Python models do part of their work outside SQL statements
+            if info.resource_type not in ("model", "test") or info.node_path.endswith(".py"):
+                self._replayable = False
             self._order.append(unique_id)
             self._nodes[unique_id] = PlannedNode(
                 unique_id=unique_id,
@@ -171,6 +181,8 @@ class Recorder:
         """The build as a plan, or None when it cannot be replayed as recorded."""
         if not self._replayable or not self._order:
             return None
+        if any(not self._nodes[unique_id].statements for unique_id in self._order):
+            return None  # a node that issued nothing: not a build to take as it is
         return Plan(
             key=self.key,
             fingerprint=self.fingerprint,
@@ -188,53 +200,63 @@ def _without_comment(sql: str) -> str:
 
 
 def replay(
-    warehouse_path: Path,
+    con: duckdb.DuckDBPyConnection,
     plan: Plan,
     *,
     session: dict[str, str],
     on_node: Callable[[str, int], None] | None = None,
 ) -> Replayed:
-    """Run ``plan``'s statements on the warehouse; stop at the first failing data test
-    (dbt would skip what depends on it; the build fails either way). ``session``: the
-    settings dbt-duckdb sets on each cursor (the profile's ``settings``)."""
+    """Run ``plan``'s statements on the warehouse open on ``con``; stop at the first
+    failing data test (dbt would go on with what does not depend on it; the build fails
+    either way). ``session``: the settings dbt-duckdb sets on each cursor (the profile's
+    ``settings``). A statement naming a table or column that is not there is
+    :class:`PlanFailed`; any other error (a constraint, memory, the disk) is the build's
+    failure, as it would be dbt's (:class:`StatementFailed`)."""
     result = Replayed()
     total = len(plan.nodes)
-    con = connect_duckdb(warehouse_path)
-    try:
-        for node in plan.nodes:
-            started = time.monotonic()
-            # as dbt-duckdb: a cursor per node, its settings set on it, closed after the node
-            cursor = con.cursor()
-            try:
-                for key, value in session.items():
-                    cursor.execute(f"set {key} = '{value.replace(chr(39), chr(39) * 2)}'")
-                for sql in node.statements:
-                    try:
-                        cursor.execute(sql)
-                    except duckdb.Error as exc:
-                        if isinstance(exc, duckdb.InterruptException) or interrupts.received():
-                            raise  # Ctrl+C: the command's own line says what it left
-                        raise PlanFailed(
-                            f"{node.resource_type} {node.name}: {str(exc).splitlines()[0]}"
-                        ) from exc
-                    if node.resource_type == "test":
-                        failed = _test_failures(cursor)
-                        if failed:
-                            result.failures.append(
-                                f"test {node.name} ({node.path}): Got {failed} result"
-                                f"{'' if failed == 1 else 's'}, configured to fail if != 0"
-                            )
-            finally:
-                cursor.close()
-            result.seconds += time.monotonic() - started
-            if result.failures:
-                return result
-            result.succeeded += 1
-            if on_node is not None:
-                on_node(node.name, total)
-    finally:
-        con.close()
+    for node in plan.nodes:
+        started = time.monotonic()
+        # as dbt-duckdb: a cursor per node, its settings set on it, closed after the node
+        # (its temporary tables and any transaction it left open go with it)
+        cursor = con.cursor()
+        try:
+            for key, value in session.items():
+                cursor.execute(f"set {key} = '{value.replace(chr(39), chr(39) * 2)}'")
+            for sql in node.statements:
+                _execute(cursor, node, sql)
+                if node.resource_type == "test":
+                    failed = _test_failures(cursor)
+                    if failed:
+                        result.failures.append(
+                            f"test {node.name}: Got {failed} result"
+                            f"{'' if failed == 1 else 's'}, configured to fail if != 0"
+                        )
+        finally:
+            cursor.close()
+        result.seconds += time.monotonic() - started
+        if result.failures:
+            return result
+        result.succeeded += 1
+        if on_node is not None:
+            on_node(node.name, total)
     return result
+
+
+class StatementFailed(Exception):
+    """A statement of the plan failed on this data, as it would have under dbt."""
+
+
+def _execute(cursor: duckdb.DuckDBPyConnection, node: PlannedNode, sql: str) -> None:
+    try:
+        cursor.execute(sql)
+    except duckdb.Error as exc:
+        if isinstance(exc, duckdb.InterruptException) or interrupts.received():
+            raise  # Ctrl+C: the command's own line says what it left
+        first = str(exc).splitlines()[0]
+        what = f"{node.resource_type} {node.name}: {first}"
+        if isinstance(exc, duckdb.CatalogException | duckdb.BinderException):
+            raise PlanFailed(what) from exc  # a table or column is not what it was
+        raise StatementFailed(what) from exc
 
 
 def _test_failures(cursor: duckdb.DuckDBPyConnection) -> int:

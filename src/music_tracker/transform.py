@@ -292,6 +292,7 @@ def run_build(
         if select is None:  # a selection builds with what the last whole build stored
             with warehouse.transaction(con, work=False):
                 exclusions.store(con, excluded)
+        catalog = warehouse.catalog_fingerprint(con)
     # a build that started and never recorded its end (killed, or failed) may have left a
     # seed or table half replaced: the next build makes everything again
     unfinished = settings.data_dir / UNFINISHED_MARK
@@ -314,7 +315,7 @@ def run_build(
     # (music_tracker/replay.py); unit tests and other scopes always go to dbt
     key = None
     if scope == CHANGED_DATA and not unit_tests and settings.transform_replay:
-        key = replay.plan_key(fingerprint, selection)
+        key = replay.plan_key(fingerprint, catalog, selection)
     started_at = datetime.now(UTC)
     if scope != SELECTION:
         files.write_text(unfinished, started_at.isoformat())
@@ -371,9 +372,17 @@ def _replay(
 ) -> TransformResult:
     """A recorded build run again (music_tracker/replay.py); fails as dbt's build would,
     naming each failing test."""
-    done = replay.replay(
-        settings.warehouse_path, plan, session=session_settings(settings), on_node=on_node
-    )
+    from music_tracker import warehouse
+
+    with warehouse.connect(
+        settings.warehouse_path,
+        memory_limit=settings.dbt_memory_limit,
+        file_wait_s=settings.lock_wait_s,
+    ) as con:
+        try:
+            done = replay.replay(con, plan, session=session_settings(settings), on_node=on_node)
+        except replay.StatementFailed as exc:
+            raise TransformError(str(exc)) from None
     if done.failures:
         raise TransformError("\n".join(done.failures))
     return TransformResult(succeeded=done.succeeded, seconds=done.seconds, replayed=True)

@@ -34,6 +34,7 @@ from music_tracker.warehouse.connection import (
 from music_tracker.warehouse.contents import (
     CHANGE_LOGS,
     PLAY_TABLES,
+    catalog_fingerprint,
     counted_other_plays,
     last_transform_fingerprint,
     record_transform,
@@ -92,6 +93,7 @@ __all__ = [
     "TIME_COLUMN",
     "ArrowStream",
     "WarehouseBusy",
+    "catalog_fingerprint",
     "checkpoint",
     "connect",
     "counted_other_plays",

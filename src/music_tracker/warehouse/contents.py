@@ -220,6 +220,30 @@ def stamped_since_last_transform(
     return changed
 
 
+def catalog_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """A hash of the warehouse's tables and views as they stand: every column's place,
+    name, type and nullability, every constraint and index. What dbt reads before it
+    writes SQL (a model's schema against its table's, contracts): a replayed build is only
+    replayed on the catalog it was recorded on (replay.py). Not a view's definition: what
+    DuckDB prints back lists an EXCLUDE's columns in no fixed order, and views change with
+    the project (its fingerprint), not the data."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for sql in (
+        "select schema_name, table_name, column_index, column_name, data_type, is_nullable"
+        " from duckdb_columns() where database_name = current_database() and not internal",
+        "select schema_name, table_name, constraint_type, constraint_text"
+        " from duckdb_constraints() where database_name = current_database()",
+        "select schema_name, table_name, index_name, sql"
+        " from duckdb_indexes() where database_name = current_database()",
+    ):
+        for row in con.execute(f"{sql} order by all").fetchall():
+            digest.update(repr(row).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def record_transform(
     con: duckdb.DuckDBPyConnection,
     *,
