@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -199,7 +200,9 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
     with a transform of the whole history (peak memory, memory after)."""
     port = _port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MUSIC_TRACKER_", "PREFECT_"))},
+        **{k: v for k, v in os.environ.items()
+           if not k.startswith(("MUSIC_TRACKER_", "PREFECT_"))
+           or k.startswith("MUSIC_TRACKER_METABASE_")},  # --metabase
         "MUSIC_TRACKER_DATA_DIR": str(data_dir),
         "MUSIC_TRACKER_PREFECT_PORT": str(port),
         "MUSIC_TRACKER_LOG_LEVEL": "WARNING",
@@ -345,11 +348,45 @@ def _published_plays(data_dir: Path) -> int:
     return int(count)
 
 
+@contextlib.contextmanager
+def _metabase(data_dir: Path) -> Iterator[None]:
+    """The fake Metabase, provisioned on the built history, and the settings that point
+    every run of this process and its children at it (as on the 2 GB plan: a poll that
+    builds publishes and repoints Metabase, the static report is hourly)."""
+    from music_tracker.fakes.metabase import FakeMetabase
+    from music_tracker.metabase.provision import provision_project
+    from music_tracker.settings import Settings
+
+    with FakeMetabase(path_map={"/serving": str(data_dir / "serving")}) as fake:
+        values = {
+            "MUSIC_TRACKER_METABASE_URL": fake.root_url,
+            "MUSIC_TRACKER_METABASE_SITE_URL": "https://music.example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_EMAIL": "bench@example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_PASSWORD": "a-long-Passw0rd-for-the-bench",
+            "MUSIC_TRACKER_METABASE_SERVING_DIR": "/serving",
+        }
+        os.environ.update(values)
+        subprocess.run([CLI, "publish", "--data-dir", str(data_dir)], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        provision_project(Settings(data_dir=data_dir))
+        try:
+            yield
+        finally:
+            for key in values:
+                os.environ.pop(key, None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plays", type=int, default=350_000)
     parser.add_argument("--idle-minutes", type=float, default=10)
     parser.add_argument("--polls", type=int, default=144)
+    parser.add_argument(
+        "--metabase",
+        action="store_true",
+        help="with the fake Metabase configured (the 2 GB plan: the report is hourly); "
+        "without, every poll that builds also rewrites the static report",
+    )
     args = parser.parse_args()
     history = ensure_history(OUT, args.plays)
     data_dir = OUT / "orchestration-data"
@@ -358,6 +395,11 @@ def main() -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
     subprocess.run([CLI, "transform", "--data-dir", str(data_dir)], check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
+    with _metabase(data_dir) if args.metabase else contextlib.nullcontext():
+        _measure(args, history, data_dir)
+
+
+def _measure(args: argparse.Namespace, history: Path, data_dir: Path) -> None:
     floor = prefect_floor(settle_s=60)
     served = served_stack(data_dir, history, args.idle_minutes)
     # per-run process cost: one served flow run starts a Python process importing Prefect
