@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from generate_history import ensure_history
@@ -65,6 +66,18 @@ def rss_mb(root: int) -> float:
         with contextlib.suppress(OSError):
             total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
     return total / 2**20
+
+
+def rss_by_process(root: int) -> dict[str, float]:
+    """RSS (MB) of ``root`` and each descendant, by pid and the start of its command line."""
+    found: dict[str, float] = {}
+    for pid in _tree(root):
+        with contextlib.suppress(OSError):
+            pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            words = [Path(a.decode(errors="replace")).name for a in argv if a][:4]
+            found[f"{pid} {' '.join(words)[:70]}"] = pages * PAGE / 2**20
+    return found
 
 
 def cpu_s(root: int) -> float:
@@ -161,17 +174,29 @@ def _deployment_id(api: str, name: str) -> str:
     raise SystemExit(f"no deployment {name}")
 
 
-def _wait_run(api: str, run_id: str, watch: int, samples: list[float]) -> str:
+def _wait_run(
+    api: str, run_id: str, watch: int, samples: list[float], peak: dict[str, float]
+) -> str:
+    """Wait for the run; ``samples``: the tree's RSS every 0.2 s, ``peak``: its processes
+    at the largest sample."""
     while True:
         state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]["type"]
-        samples.append(rss_mb(watch))
+        processes = rss_by_process(watch)
+        samples.append(sum(processes.values()))
+        if samples[-1] >= max(samples):
+            peak.clear()
+            peak.update(processes)
         if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return str(state)
         time.sleep(0.2)
 
 
 def _served_run(
-    api: str, root: int, deployment: str, samples: list[float] | None = None
+    api: str,
+    root: int,
+    deployment: str,
+    samples: list[float] | None = None,
+    peak: dict[str, float] | None = None,
 ) -> tuple[str, float]:
     """Start a run of ``deployment`` now and wait for it: (its final state, the CPU seconds
     ``root``'s process tree spent meanwhile)."""
@@ -181,7 +206,9 @@ def _served_run(
         json={},
         timeout=10,
     ).json()
-    state = _wait_run(api, run["id"], root, [] if samples is None else samples)
+    state = _wait_run(
+        api, run["id"], root, [] if samples is None else samples, {} if peak is None else peak
+    )
     return state, cpu_s(root) - before
 
 
@@ -195,7 +222,7 @@ def _import_new_plays(
     shutil.rmtree(OUT / "daily")
 
 
-def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str, float]:
+def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str, Any]:
     """`music-tracker serve` on the built history: idle memory and CPU, then one refresh
     with a transform of the whole history (peak memory, memory after)."""
     port = _port()
@@ -224,7 +251,8 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
     # a refresh that rebuilds: 100 new plays first, then the hourly flow, now
     _import_new_plays(history, data_dir, env)
     samples: list[float] = []
-    state, refresh_cpu = _served_run(api, proc.pid, "hourly", samples)
+    peak: dict[str, float] = {}
+    state, refresh_cpu = _served_run(api, proc.pid, "hourly", samples, peak)
     time.sleep(5)
     after = rss_mb(proc.pid)
     # what a served poll that brought plays costs: its process, a cold dbt build of the
@@ -254,6 +282,7 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
         "idle_cpu_pct": idle_cpu,
         "refresh_state": state,
         "refresh_peak": max(samples),
+        "refresh_peak_processes": peak,
         "refresh_cpu": refresh_cpu,
         "after_rss": after,
         "run_overhead_s": run_overhead,
@@ -471,6 +500,9 @@ def _measure(args: argparse.Namespace, history: Path, data_dir: Path) -> None:
         f"{served['replay_run_state']}; "
         f"day wall {day['wall_minutes']:.1f} min"
     )
+    print("the refresh's peak, by process (MB):")
+    for name, mb in sorted(served["refresh_peak_processes"].items(), key=lambda kv: -kv[1]):
+        print(f"  {mb:8.1f}  {name}")
     failed = [
         f"{name}: {state}"
         for name, state in (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +216,68 @@ def test_a_memory_cap_too_small_names_the_setting_and_changes_nothing(
     assert "nothing stored was lost" in output
     assert "download the export again" not in output
     assert cli_json(cli, "status") == loaded
+
+
+def test_files_that_do_not_fit_the_cap_together_are_read_one_at_a_time(
+    cli: Cli, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the default cap two files are parsed at once; where the two do not fit (seen
+    in about half the re-imports of a ListenBrainz export, JSON lines read on two threads
+    each), the one that ran out is parsed again when the other has finished, and the import
+    is what reading one file at a time gives. One that does not fit alone still fails with
+    the cap's message. DuckDB's error is injected: when two parses overlap is up to the
+    threads, so a real one comes and goes."""
+    import threading
+
+    import duckdb
+
+    from music_tracker.importers import run
+
+    files = [EXTENDED_DIR / "Streaming_History_Audio_2018.json",
+             EXTENDED_DIR / "Streaming_History_Audio_2023_3.json"]  # fmt: skip
+    clean = cli_json(cli, "import", *map(str, files), "--data-dir", str(tmp_path / "clean"))
+    real_parse = run._parse
+    lock, in_flight = threading.Lock(), [0]
+    first_started = threading.Event()
+    always_too_big: set[str] = set()
+    parsed: list[str] = []
+
+    def two_do_not_fit(con: Any, item: Any, is_video: bool) -> Any:
+        """A parse that starts while another runs is out of the cap, as DuckDB's was."""
+        name = item.candidate.base_name
+        with lock:
+            if in_flight[0] or name in always_too_big:
+                raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")
+            in_flight[0] += 1
+        try:
+            if not first_started.is_set():
+                first_started.set()
+                time.sleep(0.5)  # the second file's parse starts meanwhile
+            parsed.append(name)
+            return real_parse(con, item, is_video)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(run, "_parse", two_do_not_fit)
+    summary = cli_json(cli, "import", *map(str, files))
+    assert sorted(parsed) == sorted(f.name for f in files)  # each parsed once, in the end
+    for key in ("files_imported", "rows_read", "new_plays", "duplicates", "set_aside"):
+        assert summary[key] == clean[key], key
+    assert query(data_dir, "select count(*) from raw.spotify_extended_history") == query(
+        tmp_path / "clean", "select count(*) from raw.spotify_extended_history"
+    )
+
+    # a file that does not fit even alone: the cap's message, nothing stored changed
+    before = cli_json(cli, "status")
+    always_too_big.add("Streaming_History_Audio_2019.json")
+    extra = tmp_path / "more" / "Streaming_History_Audio_2019.json"
+    extra.parent.mkdir()
+    rows = json.loads(files[0].read_text())
+    for row in rows:
+        row["ts"] = row["ts"].replace("2018-", "2019-", 1)
+    extra.write_text(json.dumps(rows))
+    result = cli("import", str(extra), str(files[1].with_name("Streaming_History_Video_2019.json")),
+                 expect=1)  # fmt: skip
+    assert "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT=128MB" in " ".join(result.output.split())
+    assert cli_json(cli, "status") == before

@@ -412,7 +412,12 @@ def _read_all(
 
     def stage_next() -> None:
         item, future = waiting[0]
-        parsed = future.result()  # a file that failed stays first in ``waiting``
+        try:
+            parsed = future.result()  # a file that failed stays first in ``waiting``
+        except duckdb.OutOfMemoryException:
+            if readers == 1:
+                raise
+            parsed = parse_alone(item)
         waiting.popleft()
         staging.add(_music_source(item.format), parsed, item.sha256)
         for reason, count in parsed.set_aside.group_by("reason").len().iter_rows():
@@ -420,6 +425,18 @@ def _read_all(
         summary.rows_read += parsed.rows_read
         item.rows_read = parsed.rows_read
         read.append(item)
+
+    def parse_alone(item: _ReadFile) -> Parsed:
+        """A file whose parse ran out of DuckDB's cap beside another's, parsed again once
+        the others have finished (their JSON buffers freed): two at a time fit the cap on
+        most histories, not on every one (a JSON lines file read on two threads beside
+        another, say). Nothing was written; if it does not fit alone either, the import
+        fails with the cap's message."""
+        for _, other in list(waiting)[1:]:
+            other.exception()  # waits; its own failure, if any, is raised in its turn
+        log.info("%s parsed again on its own: two files at once exceeded DuckDB's cap",
+                 item.candidate.display_name)  # fmt: skip
+        return _parse(con, item, bool(_VIDEO_NAME.search(item.candidate.base_name)))
 
     with ThreadPoolExecutor(readers, thread_name_prefix="import-read") as reader:
         try:
