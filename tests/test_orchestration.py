@@ -454,6 +454,49 @@ def test_a_metabase_hung_on_the_repoint_fails_one_run_and_the_next_publishes(
         assert isinstance(result, dict) and "now reads" in result["publish"]["metabase"], result
 
 
+def test_with_metabase_the_hourly_refresh_writes_the_report_the_polls_left(
+    harness: None, env: dict[str, str], spotify: FakeSpotify, data_dir: Path, cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """With Metabase configured a poll that builds publishes without the static report (the
+    2 GB plan: the report is hourly). The poll has built what arrived by the time the
+    hourly refresh runs, so the refresh writes the report alone; then, with nothing new,
+    it does nothing."""
+    from music_tracker.fakes.metabase import FakeMetabase
+    from music_tracker.orchestration.flows import ingest_flow, refresh_flow
+
+    index = data_dir / "report" / "index.html"
+    spec = SHARED / "specs" / "metabase" / "metabase-openapi-subset.json"
+    with FakeMetabase(spec=spec, path_map={"/serving": str(data_dir / "serving")}) as metabase:
+        for key, value in {
+            "MUSIC_TRACKER_METABASE_URL": metabase.root_url,
+            "MUSIC_TRACKER_METABASE_SITE_URL": "https://music.example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_EMAIL": "owner@example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_PASSWORD": "a-long-Passw0rd-for-tests",
+        }.items():
+            monkeypatch.setenv(key, value)
+        cli("publish")
+        cli("metabase", "provision")
+        spotify.advance(timedelta(hours=2))
+        polled = ingest_flow(data_dir=str(data_dir))
+        assert polled["ingest"]["new_plays"] > 0 and "publish" in polled, polled
+        assert "report" not in polled and not index.exists()
+        refreshed = refresh_flow(data_dir=str(data_dir))
+        assert set(refreshed) == {"report"} and refreshed["report"]["pages"] > 0, refreshed
+        newest = query(data_dir, "select max(played_at_local) from dw.fact_track_played")[0][0]
+        assert f"{newest:%Y}" in index.read_text()  # the report reads the poll's build
+        assert refresh_flow(data_dir=str(data_dir)) == {
+            "skipped": "nothing arrived since the last build"
+        }
+        # the next poll's build leaves it behind again; the refresh catches up
+        written = index.stat().st_mtime_ns
+        spotify.advance(timedelta(hours=2))
+        assert "publish" in ingest_flow(data_dir=str(data_dir))
+        assert index.stat().st_mtime_ns == written
+        assert set(refresh_flow(data_dir=str(data_dir))) == {"report"}
+        assert index.stat().st_mtime_ns > written
+
+
 def _health(data_dir: Path) -> dict[str, Any]:
     try:
         return dict(json.loads((data_dir / "state" / "health.json").read_text()))

@@ -204,13 +204,43 @@ def ingest(settings: Settings, steps: Steps) -> dict[str, Any]:
     return summary
 
 
+def report_behind(settings: Settings) -> str | None:
+    """Why the static report is older than the star schema (never written, or written
+    before the last build), or None. With Metabase configured the polls' builds leave the
+    report to this hourly flow, and by then they have usually built what arrived."""
+    from music_tracker import warehouse
+
+    if not settings.warehouse_path.exists():
+        return None
+    with warehouse.connect(
+        settings.warehouse_path, file_wait_s=settings.lock_wait_s, read_only=True
+    ) as con:
+        built = warehouse.status(con)["star_schema_built_at"]
+    if built is None:
+        return None
+    index = settings.report_dir / "index.html"  # the report's folder is replaced whole
+    if not index.is_file():
+        return "the report was never written"
+    written = datetime.fromtimestamp(index.stat().st_mtime, UTC)
+    if written >= datetime.fromisoformat(built):
+        return None
+    return f"the report was written before the last build ({built})"
+
+
 def refresh(settings: Settings, steps: Steps) -> dict[str, Any]:
-    """Transform, publish and rewrite the report if anything arrived."""
+    """Transform, publish and rewrite the report if anything arrived; rewrite the report
+    alone if a build since it (a poll's, with Metabase configured) left it behind."""
     try:
         with writer_lock(settings.data_dir, "refresh flow", wait_s=settings.writer_wait_s):
             build, why = needs_build(settings, min_interval_minutes=0)
             steps.log.info("transform, publish, report: %s (%s)", "yes" if build else "no", why)
-            return build_and_publish(settings, steps, report=True) if build else {"skipped": why}
+            if build:
+                return build_and_publish(settings, steps, report=True)
+            behind = report_behind(settings)
+            if behind is None:
+                return {"skipped": why}
+            steps.log.info("report: yes (%s)", behind)
+            return {"report": steps("report", settings, optional="report")}
     except WriterBusy as exc:
         steps.log.info("skipped: %s", exc)
         return {"skipped": str(exc)}
