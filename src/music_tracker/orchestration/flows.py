@@ -5,7 +5,7 @@
   ``transform_min_interval_minutes``).
 - ``refresh``: hourly (cron). Transform, publish and rewrite the static report when
   anything arrived since the last build (plays from any source, artists from MusicBrainz),
-  else nothing.
+  else rewrite the report alone if it is older than the last build, else nothing.
 - ``backup``: daily (cron).
 - ``pipeline``: ``music-tracker run``, everything once.
 
