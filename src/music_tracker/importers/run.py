@@ -427,15 +427,11 @@ def _read_all(
         read.append(item)
 
     def parse_alone(item: _ReadFile) -> Parsed:
-        """A file whose parse ran out of DuckDB's cap beside another's, parsed again once
-        the others have finished (their JSON buffers freed): two at a time fit the cap on
-        most histories, not on every one (a JSON lines file read on two threads beside
-        another, say). Nothing was written; if it does not fit alone either, the import
-        fails with the cap's message."""
+        """Parsed again once the others have finished: two at once fit the cap on most
+        histories, not all (JSON lines read on two threads each). Nothing was written."""
         for _, other in list(waiting)[1:]:
             other.exception()  # waits; its own failure, if any, is raised in its turn
-        log.info("%s parsed again on its own: two files at once exceeded DuckDB's cap",
-                 item.candidate.display_name)  # fmt: skip
+        log.info("%s parsed again alone (over the cap beside another)", item.candidate.display_name)
         return _parse(con, item, bool(_VIDEO_NAME.search(item.candidate.base_name)))
 
     with ThreadPoolExecutor(readers, thread_name_prefix="import-read") as reader:
