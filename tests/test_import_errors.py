@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import EXTENDED_DIR, Cli, cli_json, query
+from music_tracker.importers.errors import ImportInputError
 
 GOOD = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
 
@@ -241,13 +242,18 @@ def test_files_that_do_not_fit_the_cap_together_are_read_one_at_a_time(
     first_started = threading.Event()
     always_too_big: set[str] = set()
     parsed: list[str] = []
+    injected: list[str] = []
+    on_retry: dict[str, Exception] = {}  # a file's own failure, found when parsed again
 
     def two_do_not_fit(con: Any, item: Any, is_video: bool) -> Any:
         """A parse that starts while another runs is out of the cap, as DuckDB's was."""
         name = item.candidate.base_name
         with lock:
             if in_flight[0] or name in always_too_big:
+                injected.append(name)
                 raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")
+            if name in injected and name in on_retry:
+                raise on_retry[name]
             in_flight[0] += 1
         try:
             if not first_started.is_set():
@@ -261,7 +267,8 @@ def test_files_that_do_not_fit_the_cap_together_are_read_one_at_a_time(
 
     monkeypatch.setattr(run, "_parse", two_do_not_fit)
     summary = cli_json(cli, "import", *map(str, files))
-    assert sorted(parsed) == sorted(f.name for f in files)  # each parsed once, in the end
+    assert injected == [files[1].name]  # the second ran out beside the first...
+    assert sorted(parsed) == sorted(f.name for f in files)  # ...and was parsed again alone
     for key in ("files_imported", "rows_read", "new_plays", "duplicates", "set_aside"):
         assert summary[key] == clean[key], key
     assert query(data_dir, "select count(*) from raw.spotify_extended_history") == query(
@@ -277,7 +284,32 @@ def test_files_that_do_not_fit_the_cap_together_are_read_one_at_a_time(
     for row in rows:
         row["ts"] = row["ts"].replace("2018-", "2019-", 1)
     extra.write_text(json.dumps(rows))
+    for row in rows:
+        row["ts"] = row["ts"].replace("2019-", "2020-", 1)
+    (earlier := tmp_path / "more" / "Streaming_History_Audio_2020.json").write_text(
+        json.dumps(rows)
+    )
     result = cli("import", str(extra), str(files[1].with_name("Streaming_History_Video_2019.json")),
                  expect=1)  # fmt: skip
     assert "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT=128MB" in " ".join(result.output.split())
     assert cli_json(cli, "status") == before
+
+    # the file's own failure, found when it is parsed again, is what is reported...
+    always_too_big.clear()
+    injected.clear()
+    first_started.clear()
+    on_retry["Streaming_History_Audio_2019.json"] = ImportInputError(
+        "Streaming_History_Audio_2019.json", "a failure of its own"
+    )
+    result = cli("import", str(earlier), str(extra), expect=1)
+    assert "a failure of its own" in result.output and "Out of Memory" not in result.output
+    # ...as is a later file's, once the one that ran out is read alone and passes
+    del on_retry["Streaming_History_Audio_2019.json"]
+    injected.clear()
+    first_started.clear()
+    # (named on the command line, a file that is not history fails while the two parse)
+    (notes := tmp_path / "more" / "notes.txt").write_text("not listening history\n")
+    result = cli("import", str(earlier), str(extra), str(notes), expect=1)
+    output = " ".join(result.output.split())
+    assert "notes.txt" in output and "Out of Memory" not in output, output
+    assert injected and cli_json(cli, "status") == before

@@ -17,7 +17,7 @@ import uuid
 import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -399,25 +399,20 @@ def _read_all(
 ) -> tuple[list[_ReadFile], set[Path]]:
     """Read and stage every candidate; also return the archives that held history.
 
-    Files are parsed on a second thread (DuckDB's JSON reader and Polars release the GIL)
-    while this one hashes the next file and stages the last one's rows, ``readers``
-    files ahead. They are staged in the candidates' order, so "first seen" (the lowest
-    ``_stage_row``) and the first bad file reported are what reading one file after the
-    other would give.
+    Files are parsed on ``readers`` threads (DuckDB's JSON reader and Polars release the
+    GIL) while this one hashes the next and stages the last, in the candidates' order: "first
+    seen" and the first bad file reported are what reading one after the other gives.
     """
     read: list[_ReadFile] = []
     seen: set[str] = set()
     with_history: set[Path] = set()
     waiting: deque[tuple[_ReadFile, Future[Parsed]]] = deque()
+    alone: set[int] = set()  # the files parsed again on their own
 
     def stage_next() -> None:
         item, future = waiting[0]
-        try:
-            parsed = future.result()  # a file that failed stays first in ``waiting``
-        except duckdb.OutOfMemoryException:
-            if readers == 1:
-                raise
-            parsed = parse_alone(item)
+        waiting[0] = (item, future := outcome(item, future))
+        parsed = future.result()  # a file that failed stays first in ``waiting``
         waiting.popleft()
         staging.add(_music_source(item.format), parsed, item.sha256)
         for reason, count in parsed.set_aside.group_by("reason").len().iter_rows():
@@ -426,13 +421,21 @@ def _read_all(
         item.rows_read = parsed.rows_read
         read.append(item)
 
-    def parse_alone(item: _ReadFile) -> Parsed:
-        """Parsed again once the others have finished: two at once fit the cap on most
-        histories, not all (JSON lines read on two threads each). Nothing was written."""
-        for _, other in list(waiting)[1:]:
-            other.exception()  # waits; its own failure, if any, is raised in its turn
+    def outcome(item: _ReadFile, future: Future[Parsed]) -> Future[Parsed]:
+        """``future``, or the file parsed again alone if it ran out of DuckDB's cap beside
+        another's: two fit on most histories, not all (JSON lines on two threads each)."""
+        error = future.exception()
+        if readers == 1 or id(item) in alone or not isinstance(error, duckdb.OutOfMemoryException):
+            return future
+        wait([other for _, other in waiting])
+        alone.add(id(item))
         log.info("%s parsed again alone (over the cap beside another)", item.candidate.display_name)
-        return _parse(con, item, bool(_VIDEO_NAME.search(item.candidate.base_name)))
+        again: Future[Parsed] = Future()
+        try:
+            again.set_result(_parse(con, item, bool(_VIDEO_NAME.search(item.candidate.base_name))))
+        except Exception as exc:  # the file's own failure, reported in its turn
+            again.set_exception(exc)
+        return again
 
     with ThreadPoolExecutor(readers, thread_name_prefix="import-read") as reader:
         try:
@@ -458,21 +461,18 @@ def _read_all(
                     stage_next()
             while waiting:
                 stage_next()
-        except BaseException:
-            # the first file that failed in the candidates' order is the one reported, as
-            # reading one file after the other would (the files in ``waiting`` come
-            # before one whose hashing failed here)
-            for _, future in waiting:
-                future.result()
+        except BaseException as failure:
+            # the first file that failed in the candidates' order is reported (those waiting
+            # come first); an interrupt as itself, once the parses under way have ended
+            wait([future for _, future in waiting])
+            for item, future in waiting if isinstance(failure, Exception) else ():
+                outcome(item, future).result()
             raise
     return read, with_history
 
 
-# READ_AHEAD: files parsed at once, on reader threads, ahead of the one being staged.
-# Parsing was the longer part (the staging thread waited for it: 12 of 27 s at 2 million
-# plays), so two files parse at once where the cap holds two of DuckDB's JSON buffers
-# (32 MiB each) beside the rest: 2 million plays imported in 33.3 s against 39.2 s, at
-# the same peak (350 MB). At 350,000 plays two were no faster and took 10-20 MB more.
+# Two files parse at once where the cap holds two of DuckDB's JSON buffers (32 MiB each):
+# 2 million plays in 33.3 s against 39.2 s, same peak (docs/benchmarks.md, fifth step).
 _TWO_READERS_FROM = 128 * 10**6
 
 
