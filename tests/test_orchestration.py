@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import pytest
 import stamina
 
 from conftest import EXTENDED_DIR, SHARED, Cli, cli_json, completed_runs, query
+from music_tracker.fakes.metabase import FakeMetabase
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.fakes.webhook import FakeWebhook
 from music_tracker.orchestration import notify
@@ -418,6 +420,26 @@ def test_a_hung_musicbrainz_delays_a_run_and_stops_nothing(
         assert seconds - built < 45, (seconds, built)
 
 
+@contextlib.contextmanager
+def _metabase_provisioned(
+    data_dir: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeMetabase]:
+    """The fake Metabase configured for every run (the 2 GB plan), the built history
+    published and the dashboards provisioned on it."""
+    spec = SHARED / "specs" / "metabase" / "metabase-openapi-subset.json"
+    with FakeMetabase(spec=spec, path_map={"/serving": str(data_dir / "serving")}) as metabase:
+        for key, value in {
+            "MUSIC_TRACKER_METABASE_URL": metabase.root_url,
+            "MUSIC_TRACKER_METABASE_SITE_URL": "https://music.example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_EMAIL": "owner@example.com",
+            "MUSIC_TRACKER_METABASE_ADMIN_PASSWORD": "a-long-Passw0rd-for-tests",
+        }.items():
+            monkeypatch.setenv(key, value)
+        cli("publish")
+        cli("metabase", "provision")
+        yield metabase
+
+
 def test_a_metabase_hung_on_the_repoint_fails_one_run_and_the_next_publishes(
     harness: None,
     hang_env: None,
@@ -426,21 +448,10 @@ def test_a_metabase_hung_on_the_repoint_fails_one_run_and_the_next_publishes(
     cli: Cli,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from music_tracker.fakes.metabase import FakeMetabase
     from music_tracker.orchestration.flows import ingest_flow
 
-    spec = SHARED / "specs" / "metabase" / "metabase-openapi-subset.json"
-    with FakeMetabase(spec=spec, path_map={"/serving": str(data_dir / "serving")}) as metabase:
-        for key, value in {
-            "MUSIC_TRACKER_METABASE_URL": metabase.root_url,
-            "MUSIC_TRACKER_METABASE_SITE_URL": "https://music.example.com",
-            "MUSIC_TRACKER_METABASE_ADMIN_EMAIL": "owner@example.com",
-            "MUSIC_TRACKER_METABASE_ADMIN_PASSWORD": "a-long-Passw0rd-for-tests",
-            "MUSIC_TRACKER_METABASE_WAIT_S": "1",
-        }.items():
-            monkeypatch.setenv(key, value)
-        cli("publish")
-        cli("metabase", "provision")
+    monkeypatch.setenv("MUSIC_TRACKER_METABASE_WAIT_S", "1")
+    with _metabase_provisioned(data_dir, cli, monkeypatch) as metabase:
         metabase.hang()
         spotify.advance(timedelta(hours=2))
         seconds, result = _timed(ingest_flow, data_dir)
@@ -462,22 +473,11 @@ def test_with_metabase_the_hourly_refresh_writes_the_report_the_polls_left(
     2 GB plan: the report is hourly). The poll has built what arrived by the time the
     hourly refresh runs, so the refresh writes the report alone; then, with nothing new,
     it does nothing."""
-    from music_tracker.fakes.metabase import FakeMetabase
     from music_tracker.orchestration.flows import ingest_flow, refresh_flow
     from music_tracker.reporting.front_page import long_date
 
     index = data_dir / "report" / "index.html"
-    spec = SHARED / "specs" / "metabase" / "metabase-openapi-subset.json"
-    with FakeMetabase(spec=spec, path_map={"/serving": str(data_dir / "serving")}) as metabase:
-        for key, value in {
-            "MUSIC_TRACKER_METABASE_URL": metabase.root_url,
-            "MUSIC_TRACKER_METABASE_SITE_URL": "https://music.example.com",
-            "MUSIC_TRACKER_METABASE_ADMIN_EMAIL": "owner@example.com",
-            "MUSIC_TRACKER_METABASE_ADMIN_PASSWORD": "a-long-Passw0rd-for-tests",
-        }.items():
-            monkeypatch.setenv(key, value)
-        cli("publish")
-        cli("metabase", "provision")
+    with _metabase_provisioned(data_dir, cli, monkeypatch):
         spotify.advance(timedelta(hours=2))
         polled = ingest_flow(data_dir=str(data_dir))
         assert polled["ingest"]["new_plays"] > 0 and "publish" in polled, polled
