@@ -95,6 +95,7 @@ _COMPARED = [
     "intermediate.int_plays_deduplicated",
     "intermediate.int_plays_conformed",
     "intermediate.int_tracks_identified",
+    "intermediate.int_plays_conformed_lookups",  # the snapshot the next build compares with
     "intermediate.int_tracks",
     "intermediate.int_artists",
     "dw.fact_track_played",
