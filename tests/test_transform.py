@@ -104,6 +104,7 @@ _COMPARED = [
     "dw.dim_track",
     "dw.dim_artist",
     "dw.dim_album",
+    "dw.dim_date",
     "dw.dim_artist_genre",
     "dw.agg_daily_listening",
     "dw.agg_monthly_track",

@@ -123,7 +123,9 @@
     {{ lent_sources()[kind][1] }}
 {%- endmacro %}
 
-{#- pre-hook and post-hook: the copies exist; they are replaced by what was lent this run -#}
+{#- pre-hook and post-hook: the copies exist; they are made what was lent this run, writing
+    only the rows that differ (macros/difference.sql: the whole copy of the tracks was 3 of
+    the 4 MB a scheduled build wrote at a million plays) -#}
 {% macro start_lent_snapshots(model, kinds) -%}
     {% for kind in kinds %}
         create table if not exists {{ lent_relation(model, kind) }} as
@@ -133,9 +135,9 @@
 
 {% macro store_lent_snapshots(model, kinds) -%}
     {% for kind in kinds %}
-        delete from {{ lent_relation(model, kind) }};
-        insert into {{ lent_relation(model, kind) }}
-        select {{ lent_columns(kind) }} from {{ ref(lent_sources()[kind][0]) }};
+        {{ write_difference(
+            lent_relation(model, kind), ref(lent_sources()[kind][0]), lent_columns(kind)
+        ) }};
     {% endfor %}
 {%- endmacro %}
 

@@ -1,5 +1,12 @@
--- a table: the conformed plays read it, and so does their snapshot of it
-{{ config(materialized='table') }}
+-- a table: the conformed plays read it, and so does their snapshot of it; computed whole,
+-- written as the difference from the stored rows (macros/difference.sql)
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='difference',
+        on_schema_change='fail',
+    )
+}}
 
 -- grain: one row per Spotify track id heard, with its best-known names and length
 with
