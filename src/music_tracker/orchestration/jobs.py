@@ -132,12 +132,13 @@ STEPS: dict[str, Callable[[Settings], dict[str, Any]]] = {
 # -- the jobs -------------------------------------------------------------------------------
 
 
-def needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[bool, str]:
-    """(build?, why): data arrived since the last build, and the last build is old enough."""
+def needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[bool, str, str | None]:
+    """(build?, why, when the star schema was last built): data arrived since the last
+    build, and the last build is old enough."""
     from music_tracker import warehouse
 
     if not settings.warehouse_path.exists():
-        return False, "no warehouse yet (import an export first)"
+        return False, "no warehouse yet (import an export first)", None
     with warehouse.connect(
         settings.warehouse_path, file_wait_s=settings.lock_wait_s, read_only=True
     ) as con:
@@ -147,18 +148,19 @@ def needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[boo
         ).fetchone() or (None,)
     built = report["star_schema_built_at"]
     if built is None:
-        return True, "the star schema was never built"
+        return True, "the star schema was never built", None
     built_at = datetime.fromisoformat(built)
     age = datetime.now(UTC) - built_at
     new_artists = enriched is not None and enriched > built_at
     if not report["plays_imported_since_build"] and not new_artists:
-        return False, "nothing arrived since the last build"
+        return False, "nothing arrived since the last build", built
     if age < timedelta(minutes=min_interval_minutes):
-        return False, (
+        why = (
             f"built {age.total_seconds() / 60:.0f} min ago; at most every "
             f"{min_interval_minutes:g} min (MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES)"
         )
-    return True, f"{report['plays_imported_since_build']} plays arrived since the last build"
+        return False, why, built
+    return True, f"{report['plays_imported_since_build']} plays arrived since the last build", built
 
 
 def build_and_publish(settings: Settings, steps: Steps, *, report: bool) -> dict[str, Any]:
@@ -191,7 +193,7 @@ def ingest(settings: Settings, steps: Steps) -> dict[str, Any]:
     try:
         with writer_lock(settings.data_dir, "ingest flow", wait_s=settings.writer_wait_s):
             summary |= poll_and_enrich(settings, steps)
-            build, why = needs_build(
+            build, why, _ = needs_build(
                 settings, min_interval_minutes=settings.transform_min_interval_minutes
             )
             steps.log.info("transform and publish: %s (%s)", "yes" if build else "no", why)
@@ -204,18 +206,11 @@ def ingest(settings: Settings, steps: Steps) -> dict[str, Any]:
     return summary
 
 
-def report_behind(settings: Settings) -> str | None:
-    """Why the static report is older than the star schema (never written, or written
-    before the last build), or None. With Metabase configured the polls' builds leave the
-    report to this hourly flow, and by then they have usually built what arrived."""
-    from music_tracker import warehouse
-
-    if not settings.warehouse_path.exists():
-        return None
-    with warehouse.connect(
-        settings.warehouse_path, file_wait_s=settings.lock_wait_s, read_only=True
-    ) as con:
-        built = warehouse.status(con)["star_schema_built_at"]
+def report_behind(settings: Settings, built: str | None) -> str | None:
+    """Why the static report is older than the star schema built at ``built`` (never
+    written, or written before that build), or None. With Metabase configured the polls'
+    builds leave the report to this hourly flow, and by then they have usually built what
+    arrived."""
     if built is None:
         return None
     index = settings.report_dir / "index.html"  # the report's folder is replaced whole
@@ -232,11 +227,11 @@ def refresh(settings: Settings, steps: Steps) -> dict[str, Any]:
     alone if a build since it (a poll's, with Metabase configured) left it behind."""
     try:
         with writer_lock(settings.data_dir, "refresh flow", wait_s=settings.writer_wait_s):
-            build, why = needs_build(settings, min_interval_minutes=0)
+            build, why, built = needs_build(settings, min_interval_minutes=0)
             steps.log.info("transform, publish, report: %s (%s)", "yes" if build else "no", why)
             if build:
                 return build_and_publish(settings, steps, report=True)
-            behind = report_behind(settings)
+            behind = report_behind(settings, built)
             if behind is None:
                 return {"skipped": why}
             steps.log.info("report: yes (%s)", behind)
