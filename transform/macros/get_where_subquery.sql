@@ -5,9 +5,6 @@
       since the last successful whole build (raw.transform_runs): a duplicate of an old key
       among the new rows is still found, without grouping every stored key (a uniqueness
       test over 10 million keys ran out of its memory cap at 10 million plays);
-    * `__new_rows__`: the rows imported since the last successful whole build (a row
-      stored before was tested then, and raw rows are never changed): a scan of the rows
-      DuckDB's zone maps on imported_at leave, instead of every stored row;
     * `__changed_plays__`: the plays the fact's change log holds (macros/play_changes.sql):
       every play a build from scratch wrote, else the plays this run added, changed or
       removed.
@@ -17,22 +14,17 @@
     {%- set where = config.get("where", "") -%}
     {%- if where -%}
         {%- set new_keys = modules.re.match("^__new_keys__\\((\\w+)\\)$", where.strip()) -%}
-        {%- set imported_since_last_build -%}
-            imported_at > (
-                select coalesce(max(started_at), timestamptz '-infinity')
-                from raw.transform_runs
-            )
-        {%- endset -%}
         {%- if new_keys -%}
             {%- set column = new_keys.group(1) -%}
             {%- set where -%}
                 {{ column }} in (
                     select {{ column }} from {{ relation }}
-                    where {{ imported_since_last_build }}
+                    where imported_at > (
+                        select coalesce(max(started_at), timestamptz '-infinity')
+                        from raw.transform_runs
+                    )
                 )
             {%- endset -%}
-        {%- elif where.strip() == "__new_rows__" -%}
-            {%- set where = imported_since_last_build -%}
         {%- elif where.strip() == "__changed_plays__" -%}
             {%- set where = changed("play_sid") -%}
         {%- endif -%}
