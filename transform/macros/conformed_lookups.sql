@@ -83,8 +83,8 @@
 {%- endmacro %}
 
 {#- post-hook, in the transaction that wrote the plays: the lookups they were conformed with.
-    Only the rows that differ are written (macros/difference.sql): a whole new snapshot was
-    5.6 of the 31 MB a scheduled build wrote at a million plays. -#}
+    Only the rows that differ are written (macros/difference.sql): the whole snapshot was
+    most of the 5.6 MB this model wrote on a scheduled build at a million plays. -#}
 {% macro store_lookups_snapshot(model, tracks) -%}
     {%- set snapshot = lookups_relation(model) -%}
     {%- set now = model.identifier ~ '_lookups_now' -%}

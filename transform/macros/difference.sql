@@ -7,12 +7,23 @@
     The rows stored and not computed now are deleted (found by a hash of the whole row),
     then the rows computed and not stored are inserted: a stored row deleted by a hash
     collision is computed, so it is inserted again. Rows compare as sets (EXCEPT: nulls
-    equal), so the model must not hold two equal rows; each one that uses this strategy
-    has a unique key tested. A build from scratch (the first, a full refresh, an upgrade)
-    creates the table whole, as `table` did. -#}
+    equal), so two equal rows computed would be stored once, where a rebuild stores both
+    (and its unique test then fails): the build fails here instead when the table and the
+    computed rows, equal as sets, differ in count. A build from scratch (the first, a full
+    refresh, an upgrade) creates the table whole, as `table` did; a selection after an
+    upgrade does not (run a whole build first: dbt says the model's columns are "out of
+    sync"). -#}
 {% macro get_incremental_difference_sql(arg_dict) -%}
+    {%- set target = arg_dict["target_relation"] -%}
+    {%- set source = arg_dict["temp_relation"] -%}
     {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
-    {{ write_difference(arg_dict["target_relation"], arg_dict["temp_relation"], columns) }}
+    {{ write_difference(target, source, columns) }};
+    select error(
+        '{{ target.identifier }} holds two equal rows (computed now, or stored before), '
+        || 'which a difference cannot tell apart: music-tracker transform --full-refresh '
+        || 'rebuilds it, and its unique test then names them'
+    )
+    where (select count(*) from {{ target }}) <> (select count(*) from {{ source }})
 {%- endmacro %}
 
 {#- `target` made equal to `source` (a relation with `columns`, or more) by writing only
