@@ -142,17 +142,16 @@ def needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[boo
     with warehouse.connect(
         settings.warehouse_path, file_wait_s=settings.lock_wait_s, read_only=True
     ) as con:
-        report = warehouse.status(con)
+        built_at, plays = warehouse.since_last_build(con)
         (enriched,) = con.execute(
             "select max(looked_up_at) from raw.musicbrainz_artists"
         ).fetchone() or (None,)
-    built = report["star_schema_built_at"]
-    if built is None:
+    if built_at is None:
         return True, "the star schema was never built", None
-    built_at = datetime.fromisoformat(built)
+    built = built_at.isoformat()
     age = datetime.now(UTC) - built_at
     new_artists = enriched is not None and enriched > built_at
-    if not report["plays_imported_since_build"] and not new_artists:
+    if not plays and not new_artists:
         return False, "nothing arrived since the last build", built
     if age < timedelta(minutes=min_interval_minutes):
         why = (
@@ -160,7 +159,7 @@ def needs_build(settings: Settings, *, min_interval_minutes: float) -> tuple[boo
             f"{min_interval_minutes:g} min (MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES)"
         )
         return False, why, built
-    return True, f"{report['plays_imported_since_build']} plays arrived since the last build", built
+    return True, f"{plays} plays arrived since the last build", built
 
 
 def build_and_publish(settings: Settings, steps: Steps, *, report: bool) -> dict[str, Any]:

@@ -111,23 +111,7 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     not_plays = sum(v["rows_not_plays"] for v in per_source.values()) + other_not_plays
     if not_plays:
         set_aside["0 ms played (not a play; row kept in raw)"] = not_plays
-    # an older warehouse opened read-only may predate raw.transform_runs: never built then
-    has_runs = has_raw_table(con, "transform_runs")
-    star = (
-        con.execute(
-            "select finished_at from raw.transform_runs order by finished_at desc limit 1"
-        ).fetchone()
-        if has_runs
-        else None
-    )
-    built_at = star[0] if star else None
-    plays_since_build = None
-    if built_at is not None:
-        since_build = play_ids_query(since=True, overrides=moves, sources=sources)
-        (plays_since_build,) = con.execute(
-            f"select count(*) from ({since_build})",
-            {"built": built_at, **params},
-        ).fetchone()  # type: ignore[misc]
+    built_at, plays_since_build = _since_last_build(con, moves, sources)
     gaps = [
         {"from": _iso(gap_from), "to": _iso(gap_to), "closed": closed}
         for gap_from, gap_to, closed in con.execute(
@@ -160,6 +144,37 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "files_imported": files,
         "last_import_at": _iso(last_import),
     }
+
+
+def since_last_build(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, int | None]:
+    """(when the last whole build finished, plays imported since): what a scheduled run
+    asks before it builds, without the rest of ``status`` (a few queries instead of 25:
+    about 0.3 CPU-s at 350,000 plays, on every poll)."""
+    moves = has_raw_table(con, "play_id_overrides")
+    sources = tuple(s for s in MUSIC_TABLES if has_raw_table(con, MUSIC_TABLES[s][4:]))
+    return _since_last_build(con, moves, sources)
+
+
+def _since_last_build(
+    con: duckdb.DuckDBPyConnection, moves: bool, sources: tuple[str, ...]
+) -> tuple[datetime | None, int | None]:
+    # an older warehouse opened read-only may predate raw.transform_runs: never built then
+    star = (
+        con.execute(
+            "select finished_at from raw.transform_runs order by finished_at desc limit 1"
+        ).fetchone()
+        if has_raw_table(con, "transform_runs")
+        else None
+    )
+    built_at = star[0] if star else None
+    if built_at is None:
+        return None, None
+    since_build = play_ids_query(since=True, overrides=moves, sources=sources)
+    params = play_id_params(sources) if moves else {}
+    (plays_since_build,) = con.execute(
+        f"select count(*) from ({since_build})", {"built": built_at, **params}
+    ).fetchone()  # type: ignore[misc]
+    return built_at, int(plays_since_build)
 
 
 # the tables whose rows become plays: what a build holds grows with them
