@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import os
 import shutil
 import signal
@@ -184,7 +183,8 @@ def _wait_run(
     The run's state is asked of the API once a second, not at every sample: each request
     costs the Prefect server about 10 ms of CPU, which is counted in the run's CPU (asked
     every 0.2 s, the server's share of a run was 1.2-2.0 CPU-s; once a second, 0.7-0.95)."""
-    for tick in itertools.count():
+    tick = 0
+    while True:
         processes = rss_by_process(watch)
         samples.append(sum(processes.values()))
         if samples[-1] >= max(samples):
@@ -194,8 +194,8 @@ def _wait_run(
             state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]["type"]
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 return str(state)
+        tick += 1
         time.sleep(0.2)
-    raise AssertionError("unreachable")
 
 
 def _served_run(
@@ -234,17 +234,23 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
     CPU, served polls with and without a build, and one refresh with a transform of the
     whole history (peak memory, memory after)."""
     from music_tracker.fakes.spotify import FakeSpotify
+
+    with FakeSpotify(seed=11, plays_per_day=100) as fake:
+        _authorize(fake, data_dir)
+        return _served_stack(data_dir, history, idle_minutes, fake)
+
+
+def _authorize(fake: Any, data_dir: Path) -> None:
+    """A token of ``fake`` in ``data_dir``'s state, valid for 30 days on either clock."""
     from music_tracker.settings import Settings
     from music_tracker.sources.spotify import auth
 
-    with FakeSpotify(seed=11, plays_per_day=100) as fake:
-        access, refresh = fake.grant_tokens()
-        now = datetime.now(UTC)
-        auth.TokenStore(Settings(data_dir=data_dir).state_dir).save(
-            auth.Token(access, refresh, now + timedelta(days=30), now)
-        )
-        fake.access_tokens[access] = fake.clock + timedelta(days=30)
-        return _served_stack(data_dir, history, idle_minutes, fake)
+    access, refresh = fake.grant_tokens()
+    now = datetime.now(UTC)
+    auth.TokenStore(Settings(data_dir=data_dir).state_dir).save(
+        auth.Token(access, refresh, now + timedelta(days=30), now)
+    )
+    fake.access_tokens[access] = fake.clock + timedelta(days=30)
 
 
 def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any) -> dict[str, Any]:
@@ -258,9 +264,11 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
         "MUSIC_TRACKER_LOG_LEVEL": "WARNING",
         # the ingest run measured below builds right after the refresh
         "MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES": "0",
-        # every served poll asks the fake Spotify, as on the VM; its clock stands still
-        # (no new plays there: the plays that make a build are imported below), and 25
-        # requests cover a poll and a day's new tracks, as in the simulated day
+        # every served poll asks the fake Spotify, as on the VM, and spends the rest of its
+        # 25 requests on metadata, as in the simulated day. The fake's clock stands at its
+        # start, so its recently-played page is empty: a poll imports nothing (on the VM
+        # it imports a page it mostly holds: 0.06 s for a short page at 350,000 plays);
+        # the plays that make a build are imported below
         "MUSIC_TRACKER_SPOTIFY_API_BASE": fake.api_base,
         "MUSIC_TRACKER_SPOTIFY_ACCOUNTS_BASE": fake.accounts_base,
         "MUSIC_TRACKER_SPOTIFY_CLIENT_ID": "bench",
@@ -270,9 +278,7 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
     proc = subprocess.Popen([CLI, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api"
     _wait_api(api)
-    # start-up settles: the first ingest run polls the fake, imports the plays it holds
-    # and builds them
-    time.sleep(90)
+    time.sleep(90)  # the first ingest run (a poll, nothing to build) and start-up settle
     idle_rss = rss_mb(proc.pid)
     cpu0, t0 = cpu_s(proc.pid), time.monotonic()
     time.sleep(idle_minutes * 60)
@@ -281,8 +287,7 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
     # imports, its API calls), the poll and the server's share. One run moves by a second
     # or so from one to the next (the server's own loops fall in it or not), and the day
     # below multiplies it by 70 or more: the median of five
-    overheads = sorted(_served_run(api, proc.pid, "every-10-minutes")[1] for _ in range(5))
-    run_overhead = overheads[2]
+    polls = sorted(_served_run(api, proc.pid, "every-10-minutes")[1] for _ in range(5))
     # a refresh that rebuilds: 100 new plays first, then the hourly flow, now
     _import_new_plays(history, data_dir, env)
     samples: list[float] = []
@@ -291,8 +296,8 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
     time.sleep(5)
     after = rss_mb(proc.pid)
     # what a served poll that brought plays costs: its process, a cold dbt build of the
-    # changed data and a publish (its poll of the fake finds nothing: the plays were
-    # imported just before, as a poll would have stored them); the next day's plays,
+    # changed data and a publish (its poll of the fake finds no plays: they were imported
+    # just before, as a poll would have stored them); the next day's plays,
     # since the same plays again would be duplicates and build nothing.
     # The first such run after the refresh goes to dbt when its selection differs from the
     # refresh's (the refresh's rows brought the side tables, these do not) and records it;
@@ -326,8 +331,8 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
         "refresh_peak_processes": peak,
         "refresh_cpu": refresh_cpu,
         "after_rss": after,
-        "run_overhead_s": run_overhead,
-        "run_overheads": overheads,
+        "poll_run_cpu_s": polls[2],
+        "poll_run_cpus": polls,
         "build_run_state": dbt_state,
         "build_run_cpu_s": dbt_cpu,
         "replay_run_state": replay_state,
@@ -343,8 +348,6 @@ def simulated_day(data_dir: Path, polls: int) -> dict[str, float]:
     published, in simulated time."""
 
     from music_tracker.fakes.spotify import FakeSpotify
-    from music_tracker.settings import Settings
-    from music_tracker.sources.spotify import auth
 
     os.environ.update(
         {
@@ -371,14 +374,7 @@ def simulated_day(data_dir: Path, polls: int) -> dict[str, float]:
                 "MUSIC_TRACKER_SPOTIFY_REQUESTS_PER_RUN": "25",
             }
         )
-        settings = Settings(data_dir=data_dir)
-        access, refresh = fake.grant_tokens()
-        now = datetime.now(UTC)
-        auth.TokenStore(settings.state_dir).save(
-            auth.Token(access, refresh, now + timedelta(days=30), now)
-        )
-        # the token stays valid on the fake's clock too
-        fake.access_tokens[access] = fake.clock + timedelta(days=2)
+        _authorize(fake, data_dir)
         wall = time.monotonic()
         dbt_before = _dbt_runs(data_dir)
         freshness: list[float] = []
@@ -512,7 +508,7 @@ def _measure(args: argparse.Namespace, history: Path, data_dir: Path) -> None:
     # skipped the poll and the in-process poll's CPU was added to each, which counted the
     # flow's own Prefect work twice.)
     served_day = (
-        day["polls_without_build"] * served["run_overhead_s"]
+        day["polls_without_build"] * served["poll_run_cpu_s"]
         + day["dbt_builds"] * served["build_run_cpu_s"]
         + (day["builds"] - day["dbt_builds"]) * served["replay_run_cpu_s"]
     ) / 60
@@ -526,8 +522,8 @@ def _measure(args: argparse.Namespace, history: Path, data_dir: Path) -> None:
         ("after the refresh (MB)", served["after_rss"], f"~ {served['idle_rss']:.0f} (given back)"),
         ("CPU of that refresh run (s)", served["refresh_cpu"], ""),
         ("CPU of one served poll without a build (s, median of 5)",
-         served["run_overhead_s"],
-         "(" + ", ".join(f"{cpu:.1f}" for cpu in served["run_overheads"]) + ")"),
+         served["poll_run_cpu_s"],
+         "(" + ", ".join(f"{cpu:.1f}" for cpu in served["poll_run_cpus"]) + ")"),
         ("CPU of one served poll that builds 100 plays with dbt, publishes (s)",
          served["build_run_cpu_s"], ""),
         ("  the same, the next days, replayed (s, median of 4)", served["replay_run_cpu_s"],
