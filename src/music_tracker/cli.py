@@ -276,7 +276,7 @@ def transform_command(
     _show(summary, as_json, console.transform_summary)
 
 
-def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
+def _publish(settings: Settings, *, quiet: bool, full: bool = False) -> dict[str, Any]:
     """Write the serving copy (and point Metabase at it); exit 1 with the reason if not."""
     from music_tracker.metabase.handoff import current_copy
     from music_tracker.publish import PublishError, interrupted_line, publish
@@ -290,16 +290,26 @@ def _publish(settings: Settings, *, quiet: bool) -> dict[str, Any]:
             bar.update(task, advance=1, total=total, description=name)
 
         try:
-            return publish(settings, on_table=on_table).as_dict()
+            return publish(settings, on_table=on_table, full=full).as_dict()
         except PublishError as exc:
             raise _fail_disk_aware(settings, "publish", str(exc)) from None
 
 
 @app.command("publish")
-def publish_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+def publish_command(
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Copy every table anew instead of writing what changed since the last copy.",
+        ),
+    ] = False,
+) -> None:
     """Write the serving copy Metabase reads (serving/) and point Metabase at it."""
     settings = _settings(data_dir)
-    result = _publish(settings, quiet=as_json)
+    result = _publish(settings, quiet=as_json, full=full)
     interrupts.settle()
     _show(result, as_json, console.publish_summary)
 

@@ -197,6 +197,11 @@ def publish_summary(result: dict[str, Any]) -> None:
         f"published {Path(result['path']).name}: {result['tables']} tables, "
         f"{result['rows']:,} rows, {result['bytes'] / 1e6:.1f} MB in {result['seconds']} s"
     )
+    if result["since"]:
+        written = ", ".join(result["written"]) or "nothing: no build since"
+        out.print(Text(f"from {result['since']}, written: {written}"), soft_wrap=True)
+    else:
+        out.print(Text(f"every table copied: {result['why_whole']}"))
     out.print(Text(f"Metabase: {result['metabase']}"))
     if result["removed"]:
         out.print(f"removed {len(result['removed'])} old serving copies")

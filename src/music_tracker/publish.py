@@ -8,6 +8,17 @@ temporary name before a rename makes it visible. Then Metabase's database is poi
 (``PUT /api/database/:id``, which rebuilds Metabase's connection pool) and copies replaced
 longer than the grace period ago, that Metabase no longer points at, are deleted.
 
+A new copy starts from the last one when it can: the file is copied as it is, and only
+what the builds since changed is written into it. Every build journals, per `dw` table,
+the groups of rows it replaced (a key column's values) or that it made the table whole
+(raw.serving_journal, transform/macros/serving_journal.sql). A copy's side file
+(``dw-<time>.duckdb.json``) names the build it holds; the next publish deletes the
+journalled groups from the copy and inserts the warehouse's rows of them, makes the tables
+built whole again, and keeps the rest as they are. A copy of every table instead (as the
+first publish) when the last copy or its side file is missing, was written by another
+format, or holds a build the warehouse does not know (a restored backup, a build the
+journal no longer keeps), or with ``full=True`` (`music-tracker publish --full`).
+
 A crash at any step leaves the previous copy serving: before the rename nothing visible
 changed; after it, Metabase still points at the old copy until the API call succeeds,
 and the old copy is never deleted while Metabase points at it.
@@ -16,8 +27,10 @@ and the old copy is never deleted while Metabase points at it.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,10 +55,26 @@ from music_tracker.settings import Settings
 log = logging.getLogger(__name__)
 
 PARTIAL = ".partial"
+# a serving copy's side file: the build it holds (``<copy>.json``)
+HOLDS = ".json"
+# what a side file says and how a copy is written; another value: the next copy is whole
+PUBLISH_FORMAT = 1
 
 
 class PublishError(Exception):
     """Publishing could not happen; the message says why and what to do."""
+
+
+@dataclass
+class Copied:
+    """How a copy was written: from the last copy (``since``: its name) with the tables
+    ``written``, or whole (``since`` None) and why."""
+
+    tables: int
+    rows: int
+    since: str | None
+    written: list[str]
+    why_whole: str | None = None
 
 
 @dataclass
@@ -57,6 +86,9 @@ class PublishResult:
     seconds: float
     metabase: str
     removed: list[str] = field(default_factory=list)
+    since: str | None = None
+    written: list[str] = field(default_factory=list)
+    why_whole: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +99,10 @@ class PublishResult:
             "seconds": round(self.seconds, 2),
             "metabase": self.metabase,
             "removed": self.removed,
+            # null: every table copied (why_whole says why); else the copy it started from
+            "since": self.since,
+            "written": self.written,
+            "why_whole": self.why_whole,
         }
 
 
@@ -91,9 +127,11 @@ def write_copy(
     *,
     now: datetime | None = None,
     on_table: Callable[[str, int], None] | None = None,
-) -> tuple[Path, int, int]:
-    """Write the next serving copy; returns (path, tables, rows). Nothing is visible until
-    the copy is complete: a failure removes the partial file and raises PublishError."""
+    full: bool = False,
+) -> tuple[Path, Copied]:
+    """Write the next serving copy, from the last one when it can (``full``: never).
+    Nothing is visible until the copy is complete: a failure removes the partial file
+    and raises PublishError."""
     warehouse = settings.warehouse_path
     if not warehouse.exists():
         raise PublishError(
@@ -124,17 +162,29 @@ def write_copy(
             raise PublishError(
                 f"{warehouse} has no star schema yet: run `music-tracker transform` first"
             )
-        con.execute(
-            f"attach '{_quote(partial)}' as serving (storage_version '{SERVING_STORAGE_VERSION}')"
-        )
-        con.execute("create schema serving.dw")
+        holds = _last_build(con)
+        base, why_whole = (None, "asked for (--full)") if full else _base(con, serving_dir)
+        if base is not None:
+            shutil.copyfile(base, partial)
+            con.execute(f"attach '{_quote(partial)}' as serving")
+            since = _read_holds(base)["build_id"]
+            written = _write_changes(con, tables, since=since, on_table=on_table)
+        else:
+            con.execute(
+                f"attach '{_quote(partial)}' as serving"
+                f" (storage_version '{SERVING_STORAGE_VERSION}')"
+            )
+            con.execute("create schema serving.dw")
+            written = []
+            for table in tables:
+                _copy_table(con, table)
+                written.append(table)
+                if on_table:
+                    on_table(table, len(tables))
         rows = 0
         for table in tables:
-            con.execute(f'create table serving.dw."{table}" as select * from wh.dw."{table}"')
             (count,) = con.execute(f'select count(*) from serving.dw."{table}"').fetchone()  # type: ignore[misc]
             rows += count
-            if on_table:
-                on_table(table, len(tables))
         _check_masking(con)
         con.execute("checkpoint serving")
         con.execute("detach serving")
@@ -147,9 +197,133 @@ def write_copy(
     partial.chmod(0o644)  # Metabase runs as another user in its container
     _fsync(partial)
     target = serving_dir / name
+    if holds is not None:  # before the copy is visible: a copy never lacks its side file
+        files_holds = Path(f"{target}{HOLDS}")
+        files_holds.write_text(json.dumps({"format": PUBLISH_FORMAT, **holds}))
+        files_holds.chmod(0o644)
     partial.rename(target)
     _fsync(serving_dir)
-    return target, len(tables), rows
+    copied = Copied(
+        tables=len(tables),
+        rows=rows,
+        since=base.name if base is not None else None,
+        written=written,
+        why_whole=why_whole,
+    )
+    return target, copied
+
+
+def _copy_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    con.execute(f'create or replace table serving.dw."{table}" as select * from wh.dw."{table}"')
+
+
+def _last_build(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The newest build the warehouse journalled (raw.serving_builds), or None (a warehouse
+    from before the journal, or never built since)."""
+    try:
+        row = con.execute(
+            "select build_id, token from wh.raw.serving_builds order by build_id desc limit 1"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None
+    return {"build_id": int(row[0]), "token": row[1]} if row else None
+
+
+def _read_holds(copy: Path) -> dict[str, Any]:
+    return dict(json.loads(Path(f"{copy}{HOLDS}").read_text()))
+
+
+def _base(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> tuple[Path | None, str | None]:
+    """The last copy, when the next can start from it; else None and why not."""
+    base = current_copy(serving_dir)
+    if base is None:
+        return None, "the first copy"
+    try:
+        holds = _read_holds(base)
+        build_id, token = int(holds["build_id"]), str(holds["token"])
+        if holds.get("format") != PUBLISH_FORMAT:
+            return None, f"{base.name} was written by another version"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"{base.name} has no readable {HOLDS} side file"
+    try:
+        known = con.execute(
+            "select count(*) from wh.raw.serving_builds where build_id = ? and token = ?",
+            [build_id, token],
+        ).fetchone()
+    except duckdb.CatalogException:
+        known = None
+    if not known or not known[0]:
+        return None, (
+            f"{base.name} holds a build this warehouse does not know (restored, or older "
+            "than the journal keeps)"
+        )
+    return base, None
+
+
+def _columns(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, list[tuple[str, str]]]:
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in con.execute(
+        "select table_name, column_name, data_type from duckdb_columns()"
+        " where database_name = ? and schema_name = 'dw' order by table_name, column_index",
+        [database],
+    ).fetchall():
+        columns.setdefault(table, []).append((column, kind))
+    return columns
+
+
+def _write_changes(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[str],
+    *,
+    since: int,
+    on_table: Callable[[str, int], None] | None,
+) -> list[str]:
+    """Make the copy attached as ``serving`` (a copy of the one holding build ``since``)
+    equal to the warehouse's ``dw``: per table, the groups of rows journalled since are
+    replaced, a table built whole (or whose columns changed) is copied whole, and tables no
+    longer in the warehouse are dropped. Returns the tables written."""
+    wanted, have = _columns(con, "wh"), _columns(con, "serving")
+    journal = {
+        table: (key_columns, whole)
+        for table, key_columns, whole in con.execute(
+            "select table_name, list(distinct key_column), bool_or(key_value is null)"
+            " from wh.raw.serving_journal where build_id > ? group by table_name",
+            [since],
+        ).fetchall()
+    }
+    written = []
+    for table in have.keys() - wanted.keys():
+        con.execute(f'drop table serving.dw."{table}"')
+        written.append(table)
+    for table in tables:
+        if on_table:
+            on_table(table, len(tables))
+        if table not in journal and have.get(table) == wanted[table]:
+            continue  # no build since changed it
+        written.append(table)
+        key_columns, whole = journal.get(table, ([], True))
+        types = dict(wanted[table])
+        if have.get(table) != wanted[table] or whole or len(key_columns) != 1:
+            _copy_table(con, table)
+            continue
+        (key,) = key_columns
+        if key not in types:
+            _copy_table(con, table)
+            continue
+        con.execute(
+            f"create or replace temporary table changed_keys as select distinct"
+            f' cast(key_value as {types[key]}) as "{key}" from wh.raw.serving_journal'
+            " where build_id > ? and table_name = ?",
+            [since, table],
+        )
+        con.execute(
+            f'delete from serving.dw."{table}" where "{key}" in (select "{key}" from changed_keys)'
+        )
+        con.execute(
+            f'insert into serving.dw."{table}" select * from wh.dw."{table}"'
+            f' where "{key}" in (select "{key}" from changed_keys)'
+        )
+    return sorted(written)
 
 
 def _check_masking(con: duckdb.DuckDBPyConnection) -> None:
@@ -191,7 +365,7 @@ def remove_old_copies(
         replaced_at = newer.stat().st_mtime
         if older.name in in_use or now - replaced_at < grace_s:
             continue
-        for leftover in (Path(f"{older}.wal"), older):
+        for leftover in (Path(f"{older}.wal"), Path(f"{older}{HOLDS}"), older):
             leftover.unlink(missing_ok=True)
         _remove_tree(Path(f"{older}.tmp"))  # the driver's temp_directory for this file
         removed.append(older.name)
@@ -199,6 +373,11 @@ def remove_old_copies(
         if now - partial.stat().st_mtime >= grace_s:
             partial.unlink(missing_ok=True)
             removed.append(partial.name)
+    for side in serving_dir.glob(f"{PREFIX}*{SUFFIX}{HOLDS}"):  # a crash before the rename
+        copy = side.with_name(side.name.removesuffix(HOLDS))
+        if not copy.exists() and now - side.stat().st_mtime >= grace_s:
+            side.unlink(missing_ok=True)
+            removed.append(side.name)
     return removed
 
 
@@ -215,12 +394,14 @@ def publish(
     *,
     now: datetime | None = None,
     on_table: Callable[[str, int], None] | None = None,
+    full: bool = False,
 ) -> PublishResult:
-    """Write a serving copy, point Metabase at it when configured, remove old copies."""
+    """Write a serving copy (``full``: every table, not only what changed since the last),
+    point Metabase at it when configured, remove old copies."""
     from music_tracker.metabase.client import MetabaseError
 
     started = time.perf_counter()
-    path, tables, rows = write_copy(settings, now=now, on_table=on_table)
+    path, copied = write_copy(settings, now=now, on_table=on_table, full=full)
     in_use: set[str] | None = set()
     if not settings.metabase_url:
         metabase = "not configured (MUSIC_TRACKER_METABASE_URL is empty)"
@@ -238,12 +419,15 @@ def publish(
     )
     return PublishResult(
         path=path,
-        tables=tables,
-        rows=rows,
+        tables=copied.tables,
+        rows=copied.rows,
         bytes=path.stat().st_size,
         seconds=time.perf_counter() - started,
         metabase=metabase,
         removed=removed,
+        since=copied.since,
+        written=copied.written,
+        why_whole=copied.why_whole,
     )
 
 

@@ -293,6 +293,9 @@ def run_build(
             with warehouse.transaction(con, work=False):
                 exclusions.store(con, excluded)
         catalog = warehouse.catalog_fingerprint(con)
+        # the build's row in the serving journal, after the catalog is read: the journal's
+        # rows are data, not part of what decides the SQL
+        warehouse.start_serving_build(con)
     # a build that started and never recorded its end (killed, or failed) may have left a
     # seed or table half replaced: the next build makes everything again
     unfinished = settings.data_dir / UNFINISHED_MARK

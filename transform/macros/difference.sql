@@ -17,7 +17,7 @@
     {%- set target = arg_dict["target_relation"] -%}
     {%- set source = arg_dict["temp_relation"] -%}
     {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
-    {{ write_difference(target, source, columns) }};
+    {{ write_difference(target, source, columns, journal=true) }};
     select error(
         '{{ target.identifier }} holds two equal rows (computed now, or stored before), '
         || 'which a difference cannot tell apart: music-tracker transform --full-refresh '
@@ -29,7 +29,28 @@
 {#- `target` made equal to `source` (a relation with `columns`, or more) by writing only
     the rows that differ, as above: also the snapshots that steer incremental runs
     (macros/conformed_lookups.sql, macros/play_changes.sql) -#}
-{% macro write_difference(target, source, columns) -%}
+{% macro write_difference(target, source, columns, journal=false) -%}
+    {%- if journal and config.get('serving_key') -%}
+    {#- a dw table: the keys of the rows deleted and inserted go to the serving journal
+        (macros/serving_journal.sql), each set computed once as a temporary table -#}
+    {%- set stale = target.identifier ~ "__stale" -%}
+    {%- set fresh = target.identifier ~ "__fresh" -%}
+    create or replace temporary table {{ stale }} as
+    select {{ columns }} from {{ target }}
+    except
+    select {{ columns }} from {{ source }};
+    {{ journal_keys(target, stale) }}
+    delete from {{ target }}
+    where hash({{ columns }}) in (select hash({{ columns }}) from {{ stale }});
+    create or replace temporary table {{ fresh }} as
+    select {{ columns }} from {{ source }}
+    except
+    select {{ columns }} from {{ target }};
+    {{ journal_keys(target, fresh) }}
+    insert into {{ target }} ({{ columns }}) select {{ columns }} from {{ fresh }};
+    drop table {{ stale }};
+    drop table {{ fresh }}
+    {%- else -%}
     delete from {{ target }}
     where hash({{ columns }}) in (
         select hash({{ columns }})
@@ -43,4 +64,5 @@
     select {{ columns }} from {{ source }}
     except
     select {{ columns }} from {{ target }}
+    {%- endif %}
 {%- endmacro %}

@@ -7,6 +7,7 @@
     config(
         materialized='incremental',
         incremental_strategy='replace_where',
+        serving_key='month_start_date',
         changed_rows='months_changed',
         on_schema_change='fail',
     )

@@ -67,6 +67,7 @@
         select {{ logged('kept') }} from {{ model }} as kept
         where kept.{{ key }} in (select play_sid from {{ model.identifier }}_gone);
     {%- endif %}
+    {{ journal_keys(model, model.identifier ~ "_gone") }}
     delete from {{ model }}
     where {{ key }} in (select play_sid from {{ model.identifier }}_gone);
     drop table {{ model.identifier }}_gone
@@ -93,6 +94,8 @@
     insert into {{ changes_relation(model) }}
     select {{ logged('kept') }} from {{ model }} as kept
     where kept.play_sid in (select play_sid from plays_excluded_now);
+    {{ journal_keys(model, "(select play_sid from " ~ model ~ " where play_sid in"
+        ~ " (select play_sid from plays_excluded_now)) as excluded") }}
     delete from {{ model }}
     where play_sid in (select play_sid from plays_excluded_now);
     delete from {{ excluded_relation(model) }};
@@ -216,6 +219,7 @@
     insert into {{ changes_relation(target) }}
     select {{ logged('new') }}
     from {{ source }} as new;
+    {{ journal_keys(target, source) }}
     delete from {{ target }}
     where {{ key }} in (select {{ key }} from {{ source }});
     insert into {{ target }} ({{ columns }})
@@ -231,8 +235,10 @@
     {%- set target = arg_dict["target_relation"] -%}
     {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
     {%- set changed_rows = context[config.require("changed_rows")] -%}
+    {{ journal_keys(target, "(select * from " ~ target ~ " where " ~ changed_rows(target) ~ ") as replaced") }}
     delete from {{ target }}
     where {{ changed_rows(target) }};
+    {{ journal_keys(target, arg_dict["temp_relation"]) }}
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ arg_dict["temp_relation"] }}
 {%- endmacro %}

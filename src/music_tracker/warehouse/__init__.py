@@ -40,6 +40,7 @@ from music_tracker.warehouse.contents import (
     record_transform,
     since_last_build,
     stamped_since_last_transform,
+    start_serving_build,
     status,
     stored_play_rows,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "since_last_build",
     "single_threaded",
     "stamped_since_last_transform",
+    "start_serving_build",
     "status",
     "store_play_id_overrides",
     "stored_keys",

@@ -262,6 +262,31 @@ def catalog_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return digest.hexdigest()
 
 
+# The serving journal keeps the last this many builds (about four weeks at 70 a day); a
+# publish whose last copy holds an older build copies every table (publish.py).
+SERVING_BUILDS_KEPT = 2000
+
+
+def start_serving_build(con: duckdb.DuckDBPyConnection) -> int:
+    """The build about to run, in raw.serving_builds: its id (the last one + 1) and a random
+    token. The dbt models journal what they change under it (transform/macros/
+    serving_journal.sql); builds older than ``SERVING_BUILDS_KEPT`` are forgotten."""
+    import secrets
+
+    with transaction(con):
+        (build_id,) = con.execute(  # type: ignore[misc]
+            "insert into raw.serving_builds"
+            " select coalesce(max(build_id), 0) + 1, ?, now() from raw.serving_builds"
+            " returning build_id",
+            [secrets.token_hex(16)],
+        ).fetchone()
+        for table in ("serving_journal", "serving_builds"):
+            con.execute(
+                f"delete from raw.{table} where build_id <= ?", [build_id - SERVING_BUILDS_KEPT]
+            )
+    return int(build_id)
+
+
 def record_transform(
     con: duckdb.DuckDBPyConnection,
     *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-RAW_SCHEMA_VERSION = 8
+RAW_SCHEMA_VERSION = 9
 
 # Music tables per source; ``play_id`` links rows of different sources that are one play.
 MUSIC_TABLES = {
@@ -317,6 +317,26 @@ create table if not exists raw.transform_runs (
     started_at timestamptz not null,
     finished_at timestamptz not null,
     nodes integer not null
+);
+
+-- What each build changed in the star schema, so that a publish writes only that into a
+-- copy of the last serving copy (src/music_tracker/publish.py). One row per build (every
+-- `music-tracker transform`, dbt's or replayed): a new id and a random token, so a serving
+-- copy names the build it holds and a restored warehouse cannot pass for the one it was.
+create table if not exists raw.serving_builds (
+    build_id bigint not null,          -- the last one + 1
+    token varchar not null,
+    started_at timestamptz not null
+);
+
+-- Rows of the `dw` tables a build wrote or deleted, as the groups a publish replaces: the
+-- values of the table's `serving_key` (the model's config) whose rows changed, or null
+-- when the build made the table whole (transform/macros/serving_journal.sql).
+create table if not exists raw.serving_journal (
+    build_id bigint not null,
+    table_name varchar not null,
+    key_column varchar,
+    key_value varchar                  -- null: every row
 );
 
 create table if not exists raw.set_aside_rows (

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='replace_where',
+        serving_key='date_sid',
         changed_rows='days_changed',
         on_schema_change='fail',
     )

@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='replace_where',
+        serving_key='entity_sid',
         changed_rows='first_listens_changed',
         on_schema_change='fail',
     )

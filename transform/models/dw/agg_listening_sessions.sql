@@ -7,6 +7,7 @@
     config(
         materialized='incremental',
         incremental_strategy='replace_where',
+        serving_key='session_number',
         changed_rows='sessions_changed',
         on_schema_change='fail',
     )

@@ -1,3 +1,5 @@
+-- the rows a build replaced, by this key, go to the serving journal (macros/serving_journal.sql)
+{{ config(serving_key='album_sid') }}
 -- grain: one row per album (album_sid) with a play exclusions.yaml leaves in; plays without
 -- an album name share their artist's "(no album)" row, keyed the same way as in the fact
 with

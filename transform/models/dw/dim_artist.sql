@@ -1,3 +1,5 @@
+-- the rows a build replaced, by this key, go to the serving journal (macros/serving_journal.sql)
+{{ config(serving_key='artist_sid') }}
 -- grain: one row per artist (artist_sid) with a play exclusions.yaml leaves in: an artist
 -- whose every play is excluded has no row (no fact row refers to it), and the counts are
 -- of the plays left in (docs/model.md, "Exclusions")

@@ -1,3 +1,5 @@
+-- the rows a build replaced, by this key, go to the serving journal (macros/serving_journal.sql)
+{{ config(serving_key='date_sid') }}
 -- grain: one row per local calendar day, from the first play (of music or not) to 30 days
 -- after the run, plus the unknown member 1900-01-01. day_of_week and week_of_year keep the
 -- original T-SQL meanings (1 = Sunday; weeks start on Sunday, week 1 holds 1 January); ISO

@@ -1,3 +1,5 @@
+-- the rows a build replaced, by this key, go to the serving journal (macros/serving_journal.sql)
+{{ config(serving_key='track_sid') }}
 -- grain: one row per track (track_sid) with a play exclusions.yaml leaves in; the counts
 -- are of those plays (docs/model.md, "Exclusions")
 with

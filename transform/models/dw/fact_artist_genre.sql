@@ -5,6 +5,7 @@
     config(
         materialized='incremental',
         incremental_strategy='replace_where',
+        serving_key='play_sid',
         changed_rows='genre_rows_changed',
         on_schema_change='fail',
         pre_hook="{{ start_lent_snapshots(this, ['genres']) }}",

@@ -3,6 +3,7 @@
         materialized='incremental',
         unique_key='play_sid',
         incremental_strategy='logged_delete_insert',
+        serving_key='play_sid',
         on_schema_change='fail',
         logged_columns={
             'play_sid': 'varchar',

@@ -1,0 +1,45 @@
+{#- The serving journal: what a build changed in each `dw` table, so that `music-tracker
+    publish` writes only that into a copy of the last serving copy instead of copying every
+    table (src/music_tracker/publish.py).
+
+    A `dw` model built whole (its first build, a full refresh, a plain table) says so with
+    one row whose key is null: the publish copies the table whole. An incremental `dw`
+    model names its `serving_key` (a column of its own; a value stands for the group of
+    rows that hold it) and its strategy writes the key values of every row it deletes and
+    every row it inserts: the publish replaces those groups by the warehouse's rows. A
+    model not built in a run writes nothing, and its table is kept as it is.
+
+    music-tracker writes the build's own row (raw.serving_builds) before dbt starts; the
+    statements read its id from there, so a replayed build (src/music_tracker/replay.py)
+    journals under its own id. -#}
+
+{% macro serving_build() -%}
+    (select max(build_id) from raw.serving_builds)
+{%- endmacro %}
+
+{#- pre-hook of every `dw` model (dbt_project.yml): a table made whole says so -#}
+{% macro journal_whole_table() -%}
+    {%- if execute and config.get('materialized') == 'incremental'
+        and not config.get('serving_key') -%}
+        {{ exceptions.raise_compiler_error(
+            this.identifier ~ " is an incremental dw model without serving_key: name the "
+            ~ "column whose values group the rows it replaces (macros/serving_journal.sql)"
+        ) }}
+    {%- endif -%}
+    {%- if not is_incremental() -%}
+        insert into raw.serving_journal
+        select {{ serving_build() }}, '{{ this.identifier }}', null, null
+    {%- endif -%}
+{%- endmacro %}
+
+{#- the `serving_key` values of `rows` (a relation, or a query in parentheses with an
+    alias) journalled for `target`; nothing for a model without one (not in `dw`) -#}
+{% macro journal_keys(target, rows) -%}
+    {%- set key = config.get('serving_key') -%}
+    {%- if key -%}
+        insert into raw.serving_journal
+        select distinct
+            {{ serving_build() }}, '{{ target.identifier }}', '{{ key }}', cast({{ key }} as varchar)
+        from {{ rows }};
+    {%- endif -%}
+{%- endmacro %}
