@@ -21,8 +21,9 @@ from music_tracker.metabase import (
     SERVING_STORAGE_VERSION,
 )
 from music_tracker.metabase.handoff import current_copy, serving_copies
-from music_tracker.publish import PARTIAL, remove_old_copies
+from music_tracker.publish import HOLDS, PARTIAL, remove_old_copies
 from music_tracker.reporting.definitions import bind, load_dashboards
+from music_tracker.warehouse import start_serving_build
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))
 
@@ -69,6 +70,35 @@ def test_publish_copies_the_star_schema_and_nothing_else(cli: Cli, data_dir: Pat
     second = cli_json(cli, "publish")
     assert Path(second["path"]) > copy and copy.exists()
     assert current_copy(data_dir / "serving") == Path(second["path"])
+
+
+def test_a_copy_starts_from_the_last_one_unless_it_cannot(cli: Cli, data_dir: Path) -> None:
+    """A copy is the last one with what the builds since changed written into it; it is
+    written whole when it cannot know what changed: the first copy, a restored warehouse
+    whose builds the last copy's side file does not match, a lost side file, --full."""
+    dw = _tables(data_dir / "warehouse.duckdb", "dw")
+    first = cli_json(cli, "publish")
+    assert (first["since"], first["why_whole"]) == (None, "the first copy")
+    assert Path(f"{first['path']}.json").is_file()
+    second = cli_json(cli, "publish")  # no build since: nothing to write
+    assert (second["since"], second["written"]) == (Path(first["path"]).name, [])
+    assert _tables(Path(second["path"])) == dw
+    backup = cli_json(cli, "backup")["path"]
+    cli("transform")  # a build that changes nothing: journalled, nothing to write
+    third = cli_json(cli, "publish")
+    assert third["since"] == Path(second["path"]).name and _tables(Path(third["path"])) == dw
+    # the backup comes back; its next build has the id the last copy holds, not its token
+    cli("restore", backup, "--replace")
+    cli("transform")
+    fourth = cli_json(cli, "publish")
+    assert fourth["since"] is None and "does not know" in fourth["why_whole"]
+    assert _tables(Path(fourth["path"])) == dw
+    Path(f"{fourth['path']}.json").unlink()
+    fifth = cli_json(cli, "publish")
+    assert fifth["since"] is None and "side file" in fifth["why_whole"]
+    sixth = cli_json(cli, "publish", "--full")
+    assert (sixth["since"], sixth["why_whole"]) == (None, "asked for (--full)")
+    assert _tables(Path(sixth["path"])) == dw
 
 
 def _driver_python(tmp_path: Path) -> str:
@@ -130,15 +160,23 @@ print(json.dumps({"version": duckdb.__version__, "storage": tags["storage_versio
 
 def test_a_refused_copy_leaves_the_previous_one_serving(cli: Cli, data_dir: Path) -> None:
     first = Path(cli_json(cli, "publish")["path"])
-    # a masked artist whose id reached dw (what the model forbids) must never go public
+    # a masked artist whose id reached dw (what the model forbids) must never go public:
+    # written as a build writes it, journalled for the next copy
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        (artist_sid,) = con.execute("select min(artist_sid) from dw.dim_artist").fetchone()  # type: ignore[misc]
         con.execute(
-            "update dw.dim_artist set is_masked = true, artist_id = 'leak'"
-            " where artist_sid = (select min(artist_sid) from dw.dim_artist)"
+            "update dw.dim_artist set is_masked = true, artist_id = 'leak' where artist_sid = ?",
+            [artist_sid],
         )
-    result = cli("publish", expect=1)
-    assert "masked artists still carry" in result.output
-    assert "nothing was published" in result.output
+        build_id = start_serving_build(con)
+        con.execute(
+            "insert into raw.serving_journal values (?, 'dim_artist', 'artist_sid', ?)",
+            [build_id, artist_sid],
+        )
+    for full in ([], ["--full"]):
+        result = cli("publish", *full, expect=1)
+        assert "masked artists still carry" in result.output
+        assert "nothing was published" in result.output
     assert serving_copies(data_dir / "serving") == [first]
     assert not list((data_dir / "serving").glob(f".*{PARTIAL}"))
 
@@ -175,13 +213,19 @@ def test_old_copies_go_after_the_grace_period_unless_metabase_reads_them(tmp_pat
         os.utime(serving / name, (now - 3600 * (3 - n), now - 3600 * (3 - n)))
     (serving / f"{names[0]}.tmp").mkdir()  # the driver's temp folder for that file
     (serving / f"{names[0]}.tmp" / "spill.bin").write_bytes(b"x")
+    for n in (0, 1):  # side files: what each copy holds (publish.HOLDS)
+        (serving / f"{names[n]}{HOLDS}").write_text("{}")
+    # the side file of a copy a killed publish never renamed, from an hour ago
+    orphan = serving / f"dw-20251231T000000000000Z.duckdb{HOLDS}"
+    orphan.write_text("{}")
+    os.utime(orphan, (now - 3600, now - 3600))
     # Metabase unreachable: nobody knows what it reads, nothing is deleted
     assert remove_old_copies(serving, in_use=None, grace_s=0, now=now) == []
     # names[0] and [1] were replaced more than 30 min ago; Metabase still reads [1];
     # [2] was replaced just now (grace); [3] is the newest
     removed = remove_old_copies(serving, in_use={names[1]}, grace_s=1800, now=now)
-    assert removed == [names[0]]
-    assert sorted(p.name for p in serving.iterdir()) == names[1:]
+    assert removed == [names[0], orphan.name]
+    assert sorted(p.name for p in serving.iterdir()) == sorted([*names[1:], f"{names[1]}{HOLDS}"])
 
 
 def test_publish_while_another_process_writes_says_so(cli: Cli, data_dir: Path) -> None:

@@ -116,22 +116,41 @@ _COMPARED = [
 ]
 
 
-def _tables(data_dir: Path) -> dict[str, list[tuple]]:
-    """Every compared table, sorted, without the hashes that only steer incremental runs."""
+def _tables(data_dir: Path, copy: Path | None = None) -> dict[str, list[tuple]]:
+    """Every compared table, sorted, without the hashes that only steer incremental runs;
+    with ``copy`` (a serving copy), its tables of the compared ones."""
     tables = {}
-    for table in _COMPARED:
-        columns = [
-            name
-            for (name,) in query(
-                data_dir,
-                "select column_name from information_schema.columns"
-                f" where table_schema || '.' || table_name = '{table}'"
-                " and column_name not in ('row_hash', 'inputs_hash') order by ordinal_position",
-            )
-        ]
-        listed = ", ".join(columns)
-        tables[table] = query(data_dir, f"select {listed} from {table} order by all")
+    with duckdb.connect(str(copy or data_dir / "warehouse.duckdb"), read_only=True) as con:
+        for table in _COMPARED:
+            columns = [
+                name
+                for (name,) in con.execute(
+                    "select column_name from information_schema.columns"
+                    " where table_schema || '.' || table_name = ?"
+                    " and column_name not in ('row_hash', 'inputs_hash') order by ordinal_position",
+                    [table],
+                ).fetchall()
+            ]
+            if columns:
+                listed = ", ".join(columns)
+                tables[table] = con.execute(f"select {listed} from {table} order by all").fetchall()
     return tables
+
+
+def _published(cli: Cli) -> dict[str, Any]:
+    """A serving copy of the warehouse as built (the next one starts from it)."""
+    return cli_json(cli, "publish")
+
+
+def _publishes_what_changed(cli: Cli, data_dir: Path, incremental: dict[str, list[tuple]]) -> None:
+    """The next serving copy starts from the last one, writes what the builds since changed,
+    and holds the warehouse's star schema, table by table."""
+    published = _published(cli)
+    assert published["since"] is not None, published["why_whole"]
+    copy = _tables(data_dir, Path(published["path"]))
+    assert set(copy) == {table for table in _COMPARED if table.startswith("dw.")}
+    for table, rows in copy.items():
+        assert rows == incremental[table], table
 
 
 def test_incremental_equals_full_refresh(
@@ -156,6 +175,7 @@ def test_incremental_equals_full_refresh(
     )
     cli("import", str(AUDIO_2018), str(account_from_extended))
     assert cli_json(cli, "transform")["scope"] == "everything"
+    _published(cli)
     before = dict(query(data_dir, "select source, count(*) from dw.fact_track_played group by 1"))
     assert before["spotify_account_data"] > 700
     cli("import", str(AUDIO_2023))  # the richer export of the same plays arrives
@@ -181,6 +201,7 @@ def test_incremental_equals_full_refresh(
     )
     assert enriched == plays
     incremental = _tables(data_dir)
+    _publishes_what_changed(cli, data_dir, incremental)
     cli("transform", "--full-refresh")
     refreshed = _tables(data_dir)
     for table in _COMPARED:
@@ -328,6 +349,7 @@ def test_an_upgrade_recomputes_every_stored_row(
         )
         con.execute("update dw.fact_track_played set time_sid = time '00:00:00'")
         con.execute("update raw.transform_runs set fingerprint = 'an older version'")
+    _published(cli)
     unchanged = cli_json(cli, "transform", "--select", "int_plays_conformed")
     assert unchanged["full_refresh"] is False  # a selection never rebuilds on its own
     result = cli_json(cli, "transform")
@@ -343,6 +365,11 @@ def test_an_upgrade_recomputes_every_stored_row(
         " where time_sid <> cast(date_trunc('second', played_at_local) as time)",
     )
     assert (stale, midnight) == (0, 0)
+    # every dw table was made anew, so the next serving copy writes each of them again
+    published = _published(cli)
+    dw = [table.removeprefix("dw.") for table in _COMPARED if table.startswith("dw.")]
+    assert published["since"] is not None and set(dw) <= set(published["written"])
+    _publishes_what_changed(cli, data_dir, _tables(data_dir))
     # and the next run, with nothing changed, is incremental again
     assert cli_json(cli, "transform")["scope"] == "changed data"
 
@@ -417,6 +444,7 @@ def _equals_full_refresh(cli: Cli, data_dir: Path) -> dict[str, list[tuple]]:
         stored = query(data_dir, f"select * from {copy} order by all")
         assert stored == query(data_dir, f"select distinct {source} order by all"), copy
     incremental = _tables(data_dir)
+    _publishes_what_changed(cli, data_dir, incremental)
     cli("transform", "--full-refresh")
     refreshed = _tables(data_dir)
     for table in _COMPARED:
@@ -437,6 +465,7 @@ def test_late_plays_for_an_old_month(
     )
     cli("import", str(early), str(AUDIO_2023))
     cli("transform")
+    _published(cli)
     later = tmp_path / "later"
     logged = _import_late(cli, data_dir, later, "Streaming_History_Audio_2018_1.json", late)
     late_plays = _ids(
@@ -466,6 +495,7 @@ def test_a_merge_of_two_old_plays(cli: Cli, shared: Path, tmp_path: Path) -> Non
     data, dd = _a_paused_play_stored_as_two(cli, tmp_path)
     cli("import", str(AUDIO_2023), *dd)
     cli("transform", *dd)
+    cli("publish", *dd)
     pair = query(data, "select play_sid from dw.fact_track_played where year(played_at) = 2019")
     assert len(pair) == 2
     assert cli_json(cli, "rematch", *dd)["plays_merged"] == 1
@@ -492,6 +522,7 @@ def test_a_play_whose_row_moved_twice_between_builds_leaves(cli: Cli, tmp_path: 
         return cli(*args, *dd, expect=expect)
 
     run("transform")
+    run("publish")
     ((scrobble_play, scrobble_key),) = query(
         data, "select play_id, source_key from raw.lastfm_scrobbles"
     )
@@ -553,6 +584,7 @@ def test_an_enrichment_that_moves_an_artist_or_excludes_it(
     # enriched from the start: a country and a genre, and the exclusions (the whole history
     # is built again for them)
     assert cli_json(cli, "transform")["full_refresh"] is True
+    _published(cli)
     plays = _ids(data_dir, of_artist, [artist_sid])
     lookup("area-fr", "rock")
     assert _logged_changes(cli, data_dir) == set()
@@ -576,6 +608,7 @@ def test_a_larger_id_rekeys_its_group(
     the same song under a larger id (a re-release) changes the key of every play of the
     group, and only those are conformed and logged again."""
     rows = load_rows(AUDIO_2018)  # imported and built in built_2018_copy
+    _published(cli)
     ((artist, track, plays),) = query(
         data_dir,
         "select artist_name, track_name, count(*) from intermediate.int_plays_conformed"
