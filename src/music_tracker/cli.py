@@ -276,40 +276,29 @@ def transform_command(
     _show(summary, as_json, console.transform_summary)
 
 
-def _publish(settings: Settings, *, quiet: bool, full: bool = False) -> dict[str, Any]:
-    """Write the serving copy (and point Metabase at it); exit 1 with the reason if not."""
+@app.command("publish")
+def publish_command(
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+    full: Annotated[bool, typer.Option("--full", help="Copy every table anew.")] = False,
+) -> None:
+    """Write the serving copy Metabase reads (serving/) and point Metabase at it."""
     from music_tracker.metabase.handoff import current_copy
     from music_tracker.publish import PublishError, interrupted_line, publish
 
+    settings = _settings(data_dir)
     before = current_copy(settings.serving_dir)
     interrupts.say(lambda: interrupted_line(settings, before))
-    with _writing(settings, "publish"), console.progress("publish", quiet=quiet) as bar:
+    with _writing(settings, "publish"), console.progress("publish", quiet=as_json) as bar:
         task = bar.add_task("", total=None)
 
         def on_table(name: str, total: int) -> None:
             bar.update(task, advance=1, total=total, description=name)
 
         try:
-            return publish(settings, on_table=on_table, full=full).as_dict()
+            result = publish(settings, on_table=on_table, full=full).as_dict()
         except PublishError as exc:
             raise _fail_disk_aware(settings, "publish", str(exc)) from None
-
-
-@app.command("publish")
-def publish_command(
-    data_dir: DataDirOption = None,
-    as_json: JsonOption = False,
-    full: Annotated[
-        bool,
-        typer.Option(
-            "--full",
-            help="Copy every table anew instead of writing what changed since the last copy.",
-        ),
-    ] = False,
-) -> None:
-    """Write the serving copy Metabase reads (serving/) and point Metabase at it."""
-    settings = _settings(data_dir)
-    result = _publish(settings, quiet=as_json, full=full)
     interrupts.settle()
     _show(result, as_json, console.publish_summary)
 
