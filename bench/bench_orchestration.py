@@ -237,6 +237,10 @@ def served_stack(data_dir: Path, history: Path, idle_minutes: float) -> dict[str
 
     with FakeSpotify(seed=11, plays_per_day=100) as fake:
         _authorize(fake, data_dir)
+        # half a day of listening on the fake's clock, which then stands: the first served
+        # poll stores its page (and builds), every later one reads the same page and finds
+        # it stored, as a poll on the VM mostly does
+        fake.advance(timedelta(hours=12))
         return _served_stack(data_dir, history, idle_minutes, fake)
 
 
@@ -265,10 +269,9 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
         # the ingest run measured below builds right after the refresh
         "MUSIC_TRACKER_TRANSFORM_MIN_INTERVAL_MINUTES": "0",
         # every served poll asks the fake Spotify, as on the VM, and spends the rest of its
-        # 25 requests on metadata, as in the simulated day. The fake's clock stands at its
-        # start, so its recently-played page is empty: a poll imports nothing (on the VM
-        # it imports a page it mostly holds: 0.06 s for a short page at 350,000 plays);
-        # the plays that make a build are imported below
+        # 25 requests on metadata, as in the simulated day. Its recently-played page holds
+        # half a day's plays, stored by the first poll (served_stack); the plays that make
+        # a build are imported below
         "MUSIC_TRACKER_SPOTIFY_API_BASE": fake.api_base,
         "MUSIC_TRACKER_SPOTIFY_ACCOUNTS_BASE": fake.accounts_base,
         "MUSIC_TRACKER_SPOTIFY_CLIENT_ID": "bench",
