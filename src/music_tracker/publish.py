@@ -163,11 +163,12 @@ def write_copy(
                 f"{warehouse} has no star schema yet: run `music-tracker transform` first"
             )
         holds = _last_build(con)
-        base, why_whole = (None, "asked for (--full)") if full else _base(con, serving_dir)
+        base, since, why_whole = (
+            (None, 0, "asked for (--full)") if full else _base(con, serving_dir)
+        )
         if base is not None:
             shutil.copyfile(base, partial)
             con.execute(f"attach '{_quote(partial)}' as serving")
-            since = _read_holds(base)["build_id"]
             written = _write_changes(con, tables, since=since, on_table=on_table)
         else:
             con.execute(
@@ -198,9 +199,11 @@ def write_copy(
     _fsync(partial)
     target = serving_dir / name
     if holds is not None:  # before the copy is visible: a copy never lacks its side file
-        files_holds = Path(f"{target}{HOLDS}")
-        files_holds.write_text(json.dumps({"format": PUBLISH_FORMAT, **holds}))
-        files_holds.chmod(0o644)
+        side = Path(f"{target}{HOLDS}")
+        side.write_text(
+            json.dumps({"format": PUBLISH_FORMAT, "storage": SERVING_STORAGE_VERSION, **holds})
+        )
+        side.chmod(0o644)
     partial.rename(target)
     _fsync(serving_dir)
     copied = Copied(
@@ -229,22 +232,19 @@ def _last_build(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     return {"build_id": int(row[0]), "token": row[1]} if row else None
 
 
-def _read_holds(copy: Path) -> dict[str, Any]:
-    return dict(json.loads(Path(f"{copy}{HOLDS}").read_text()))
-
-
-def _base(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> tuple[Path | None, str | None]:
-    """The last copy, when the next can start from it; else None and why not."""
+def _base(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> tuple[Path | None, int, str | None]:
+    """The last copy and the build it holds, when the next can start from it; else None
+    and why not."""
     base = current_copy(serving_dir)
     if base is None:
-        return None, "the first copy"
+        return None, 0, "the first copy"
     try:
-        holds = _read_holds(base)
+        holds = json.loads(Path(f"{base}{HOLDS}").read_text())
         build_id, token = int(holds["build_id"]), str(holds["token"])
-        if holds.get("format") != PUBLISH_FORMAT:
-            return None, f"{base.name} was written by another version"
+        if (holds.get("format"), holds.get("storage")) != (PUBLISH_FORMAT, SERVING_STORAGE_VERSION):
+            return None, 0, f"{base.name} was written by another version"
     except (OSError, ValueError, KeyError, TypeError):
-        return None, f"{base.name} has no readable {HOLDS} side file"
+        return None, 0, f"{base.name} has no readable {HOLDS} side file"
     try:
         known = con.execute(
             "select count(*) from wh.raw.serving_builds where build_id = ? and token = ?",
@@ -253,11 +253,15 @@ def _base(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> tuple[Path | Non
     except duckdb.CatalogException:
         known = None
     if not known or not known[0]:
-        return None, (
-            f"{base.name} holds a build this warehouse does not know (restored, or older "
-            "than the journal keeps)"
+        return (
+            None,
+            0,
+            (
+                f"{base.name} holds a build this warehouse does not know (restored, or older "
+                "than the journal keeps)"
+            ),
         )
-    return base, None
+    return base, build_id, None
 
 
 def _columns(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, list[tuple[str, str]]]:
