@@ -74,8 +74,9 @@ def test_publish_copies_the_star_schema_and_nothing_else(cli: Cli, data_dir: Pat
 
 def test_a_copy_starts_from_the_last_one_unless_it_cannot(cli: Cli, data_dir: Path) -> None:
     """A copy is the last one with what the builds since changed written into it; it is
-    written whole when it cannot know what changed: the first copy, a restored warehouse
-    whose builds the last copy's side file does not match, a lost side file, --full."""
+    written whole when it cannot know what changed or cannot trust the last copy: the
+    first copy, a restored warehouse whose builds the last copy's side file does not
+    match, a lost side file, a damaged copy, --full."""
     dw = _tables(data_dir / "warehouse.duckdb", "dw")
     first = cli_json(cli, "publish")
     assert (first["since"], first["why_whole"]) == (None, "the first copy")
@@ -96,6 +97,21 @@ def test_a_copy_starts_from_the_last_one_unless_it_cannot(cli: Cli, data_dir: Pa
     Path(f"{fourth['path']}.json").unlink()
     fifth = cli_json(cli, "publish")
     assert fifth["since"] is None and "side file" in fifth["why_whole"]
+    # a copy damaged since: cut short, or its blocks past the header overwritten
+    last = Path(fifth["path"])
+    with last.open("r+b") as file:
+        file.truncate(last.stat().st_size // 2)
+    cut = cli_json(cli, "publish")
+    assert cut["since"] is None and "changed since it was written" in cut["why_whole"]
+    assert _tables(Path(cut["path"])) == dw
+    last = Path(cut["path"])
+    with last.open("r+b") as file:
+        file.seek(3 * 4096)
+        file.write(bytes(last.stat().st_size - 3 * 4096))
+    cli("transform")
+    damaged = cli_json(cli, "publish")
+    assert damaged["since"] is None and "could not be read" in damaged["why_whole"]
+    assert _tables(Path(damaged["path"])) == dw
     sixth = cli_json(cli, "publish", "--full")
     assert (sixth["since"], sixth["why_whole"]) == (None, "asked for (--full)")
     assert _tables(Path(sixth["path"])) == dw

@@ -167,10 +167,18 @@ def write_copy(
             (None, 0, "asked for (--full)") if full else _base(con, serving_dir)
         )
         if base is not None:
-            shutil.copyfile(base, partial)
-            con.execute(f"attach '{_quote(partial)}' as serving")
-            written = _write_changes(con, tables, since=since, on_table=on_table)
-        else:
+            try:
+                shutil.copyfile(base, partial)
+                con.execute(f"attach '{_quote(partial)}' as serving")
+                written = _write_changes(con, tables, since=since, on_table=on_table)
+            except duckdb.Error as exc:  # the last copy damaged since it was written
+                why_whole = f"{base.name} could not be read ({_first_line(exc)})"
+                log.warning("%s: copying every table", why_whole)
+                base = None
+                con.execute("detach database if exists serving")
+                partial.unlink(missing_ok=True)
+                Path(f"{partial}.wal").unlink(missing_ok=True)
+        if base is None:
             con.execute(
                 f"attach '{_quote(partial)}' as serving"
                 f" (storage_version '{SERVING_STORAGE_VERSION}')"
@@ -197,12 +205,12 @@ def write_copy(
     con.close()
     partial.chmod(0o644)  # Metabase runs as another user in its container
     _fsync(partial)
+    target_bytes = partial.stat().st_size
     target = serving_dir / name
     if holds is not None:  # before the copy is visible: a copy never lacks its side file
         side = Path(f"{target}{HOLDS}")
-        side.write_text(
-            json.dumps({"format": PUBLISH_FORMAT, "storage": SERVING_STORAGE_VERSION, **holds})
-        )
+        holds |= {"format": PUBLISH_FORMAT, "storage": SERVING_STORAGE_VERSION}
+        side.write_text(json.dumps(holds | {"bytes": target_bytes}))
         side.chmod(0o644)
     partial.rename(target)
     _fsync(serving_dir)
@@ -243,6 +251,8 @@ def _base(con: duckdb.DuckDBPyConnection, serving_dir: Path) -> tuple[Path | Non
         build_id, token = int(holds["build_id"]), str(holds["token"])
         if (holds.get("format"), holds.get("storage")) != (PUBLISH_FORMAT, SERVING_STORAGE_VERSION):
             return None, 0, f"{base.name} was written by another version"
+        if base.stat().st_size != int(holds["bytes"]):  # truncated, or replaced
+            return None, 0, f"{base.name} changed since it was written"
     except (OSError, ValueError, KeyError, TypeError):
         return None, 0, f"{base.name} has no readable {HOLDS} side file"
     try:

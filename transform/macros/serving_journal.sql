@@ -32,14 +32,28 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- Above this many key values in one statement the table is journalled as made whole: a
+    rebuild of the fact (a full refresh of it alone, an old export covering years) would
+    otherwise journal every play, and the publish then copies the table whole anyway. -#}
+{% macro serving_keys_limit() -%}
+    50000
+{%- endmacro %}
+
 {#- the `serving_key` values of `rows` (a relation, or a query in parentheses with an
-    alias) journalled for `target`; nothing for a model without one (not in `dw`) -#}
+    alias) journalled for `target`, or one null row when there are more than the limit;
+    nothing for a model without a key (not in `dw`) -#}
 {% macro journal_keys(target, rows) -%}
     {%- set key = config.get('serving_key') -%}
     {%- if key -%}
+        create or replace temporary table serving_keys as
+        select distinct cast({{ key }} as varchar) as key_value from {{ rows }};
         insert into raw.serving_journal
-        select distinct
-            {{ serving_build() }}, '{{ target.identifier }}', '{{ key }}', cast({{ key }} as varchar)
-        from {{ rows }};
+        select {{ serving_build() }}, '{{ target.identifier }}', '{{ key }}', key_value
+        from serving_keys
+        where (select count(*) from serving_keys) <= {{ serving_keys_limit() }}
+        union all
+        select {{ serving_build() }}, '{{ target.identifier }}', null, null
+        where (select count(*) from serving_keys) > {{ serving_keys_limit() }};
+        drop table serving_keys;
     {%- endif -%}
 {%- endmacro %}
