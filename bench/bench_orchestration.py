@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -289,8 +290,8 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
     # a served poll that finds nothing new: the run's own process (Python, Prefect's
     # imports, its API calls), the poll and the server's share. One run moves by a second
     # or so from one to the next (the server's own loops fall in it or not), and the day
-    # below multiplies it by 70 or more: the median of five
-    polls = sorted(_served_run(api, proc.pid, "every-10-minutes")[1] for _ in range(5))
+    # below multiplies it by 70 or more: the median of nine
+    polls = sorted(_served_run(api, proc.pid, "every-10-minutes")[1] for _ in range(9))
     # a refresh that rebuilds: 100 new plays first, then the hourly flow, now
     _import_new_plays(history, data_dir, env)
     samples: list[float] = []
@@ -306,10 +307,10 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
     # refresh's (the refresh's rows brought the side tables, these do not) and records it;
     # the next days' runs with the same selection replay it (music_tracker/replay.py), as
     # most builds of a served day do. One run's CPU varies by a second or two (the Prefect
-    # server's own loops fall in it or not): the replayed run is measured on four days and
+    # server's own loops fall in it or not): the replayed run is measured on eight days and
     # the median taken. The day below counts how many of its builds went to dbt.
     runs = []
-    for day in (2, 3, 4, 5, 6):
+    for day in range(2, 11):
         _import_new_plays(history, data_dir, env, start=datetime(2026, 11, day, 8, tzinfo=UTC))
         plays_before, dbt_before = _published_plays(data_dir), _dbt_runs(data_dir)
         build_state, build_run_cpu = _served_run(api, proc.pid, "every-10-minutes")
@@ -325,7 +326,7 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
         raise SystemExit("a served build run after the second started dbt: not replayed")
     replay_state = next((s for s, _, _ in replays if s != "COMPLETED"), "COMPLETED")
     replay_cpus = sorted(cpu for _, cpu, _ in replays)
-    replay_cpu = (replay_cpus[1] + replay_cpus[2]) / 2
+    replay_cpu = statistics.median(replay_cpus)
     return {
         "idle_rss": idle_rss,
         "idle_cpu_pct": idle_cpu,
@@ -334,7 +335,7 @@ def _served_stack(data_dir: Path, history: Path, idle_minutes: float, fake: Any)
         "refresh_peak_processes": peak,
         "refresh_cpu": refresh_cpu,
         "after_rss": after,
-        "poll_run_cpu_s": polls[2],
+        "poll_run_cpu_s": statistics.median(polls),
         "poll_run_cpus": polls,
         "build_run_state": dbt_state,
         "build_run_cpu_s": dbt_cpu,
@@ -524,12 +525,12 @@ def _measure(args: argparse.Namespace, history: Path, data_dir: Path) -> None:
         ("peak during a refresh with a full transform (MB)", served["refresh_peak"], "< 900"),
         ("after the refresh (MB)", served["after_rss"], f"~ {served['idle_rss']:.0f} (given back)"),
         ("CPU of that refresh run (s)", served["refresh_cpu"], ""),
-        ("CPU of one served poll without a build (s, median of 5)",
+        ("CPU of one served poll without a build (s, median of 9)",
          served["poll_run_cpu_s"],
          "(" + ", ".join(f"{cpu:.1f}" for cpu in served["poll_run_cpus"]) + ")"),
         ("CPU of one served poll that builds 100 plays with dbt, publishes (s)",
          served["build_run_cpu_s"], ""),
-        ("  the same, the next days, replayed (s, median of 4)", served["replay_run_cpu_s"],
+        ("  the same, the next days, replayed (s, median of 8)", served["replay_run_cpu_s"],
          "(" + ", ".join(f"{cpu:.1f}" for cpu in served["replay_run_cpus"]) + ")"),
         ("CPU of one poll without a build, in-process (s)", day["poll_cpu_s"], ""),
         (f"simulated day: {args.polls} polls, {day['builds']:.0f} builds, "
