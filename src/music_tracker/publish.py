@@ -176,8 +176,7 @@ def write_copy(
                 log.warning("%s: copying every table", why_whole)
                 base = None
                 con.execute("detach database if exists serving")
-                partial.unlink(missing_ok=True)
-                Path(f"{partial}.wal").unlink(missing_ok=True)
+                _remove_partial(partial)
         if base is None:
             con.execute(
                 f"attach '{_quote(partial)}' as serving"
@@ -199,18 +198,21 @@ def write_copy(
         con.execute("detach serving")
     except BaseException:
         con.close()
-        partial.unlink(missing_ok=True)
-        Path(f"{partial}.wal").unlink(missing_ok=True)
+        _remove_partial(partial)
         raise
     con.close()
     partial.chmod(0o644)  # Metabase runs as another user in its container
     _fsync(partial)
-    target_bytes = partial.stat().st_size
     target = serving_dir / name
     if holds is not None:  # before the copy is visible: a copy never lacks its side file
         side = Path(f"{target}{HOLDS}")
-        holds |= {"format": PUBLISH_FORMAT, "storage": SERVING_STORAGE_VERSION}
-        side.write_text(json.dumps(holds | {"bytes": target_bytes}))
+        side.write_text(
+            json.dumps(
+                holds
+                | {"format": PUBLISH_FORMAT, "storage": SERVING_STORAGE_VERSION}
+                | {"bytes": partial.stat().st_size}
+            )
+        )
         side.chmod(0o644)
     partial.rename(target)
     _fsync(serving_dir)
@@ -222,6 +224,11 @@ def write_copy(
         why_whole=why_whole,
     )
     return target, copied
+
+
+def _remove_partial(partial: Path) -> None:
+    partial.unlink(missing_ok=True)
+    Path(f"{partial}.wal").unlink(missing_ok=True)
 
 
 def _copy_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
