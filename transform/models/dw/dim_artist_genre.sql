@@ -3,8 +3,15 @@
 -- version's integer division could make a sixth), as integers with their labels beside
 with
 
-facts as (
-    select * from {{ ref('fact_artist_genre') }}
+-- the one pass over every play's genres: the genres' totals below are sums of these
+per_genre_artist as (
+    select
+        genre_sid,
+        artist_sid,
+        count(*) as tracks_played,
+        sum(coalesce(ms_played, 0)) as ms_played
+    from {{ ref('fact_artist_genre') }}
+    group by genre_sid, artist_sid
 ),
 
 -- the genres of plays left in: a genre whose every play exclusions.yaml keeps out has
@@ -14,28 +21,19 @@ genres as (
         genre_sid,
         genre
     from {{ ref('int_artist_genres') }}
-    where genre_sid in (select facts.genre_sid from facts)
+    where genre_sid in (select per_genre_artist.genre_sid from per_genre_artist)
 ),
 
 artists as (
     select * from {{ ref('int_artists') }}
 ),
 
-per_genre_artist as (
-    select
-        facts.genre_sid,
-        facts.artist_sid,
-        count(*) as tracks_played
-    from facts
-    group by all
-),
-
 per_genre as (
     select
         genre_sid,
-        count(*) as total_tracks_played_in_genre,
-        sum(coalesce(ms_played, 0)) as total_ms_played_in_genre
-    from facts
+        cast(sum(tracks_played) as bigint) as total_tracks_played_in_genre,
+        sum(ms_played) as total_ms_played_in_genre
+    from per_genre_artist
     group by genre_sid
 ),
 
