@@ -22,7 +22,9 @@ artists as (
     {{ left_in('heard', 'excluded', 'artist_sid') }}
 ),
 
--- primary genre: of an artist's genres, the one most common across all artists left in
+-- primary genre: of an artist's genres, the one most common across all artists left in;
+-- a tie goes to the genre first by name (arg_max alone picked either: two builds of the
+-- same data could differ)
 genre_frequency as (
     select
         genres.genre,
@@ -37,7 +39,9 @@ genre_frequency as (
 primary_genres as (
     select
         genres.artist_sid,
-        arg_max(genres.genre, genre_frequency.artist_count) as primary_genre
+        first(
+            genres.genre order by genre_frequency.artist_count desc, genres.genre
+        ) as primary_genre
     from genres
     inner join genre_frequency
         on genres.genre = genre_frequency.genre
