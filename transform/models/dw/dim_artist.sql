@@ -40,7 +40,7 @@ primary_genres as (
     select
         genres.artist_sid,
         first(
-            genres.genre order by genre_frequency.artist_count desc, genres.genre
+            genres.genre order by genre_frequency.artist_count desc, genres.genre asc
         ) as primary_genre
     from genres
     inner join genre_frequency
