@@ -159,6 +159,12 @@
     )
 {%- endmacro %}
 
+{#- the rows of int_plays_excluded a run replaces: every row of a play the conformed plays'
+    log names, and every genre entry's row (recomputed against every play) -#}
+{% macro excluded_rows_changed(target) -%}
+    ({{ conformed_changed('play_sid') }} or kind = 'genre')
+{%- endmacro %}
+
 {% macro tracks_replayed(target) -%}
     {{ conformed_changed('track_sid') }}
 {%- endmacro %}

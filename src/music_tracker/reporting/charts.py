@@ -558,11 +558,14 @@ def _treemap(card: Card, height: int) -> dict[str, Any]:
                     "update": {
                         "x": {"signal": "datum.x0 + 4"},
                         "y": {"signal": "datum.y0 + 14"},
+                        # a name that does not fit its tile whole is left to the tooltip,
+                        # as on a tile too small for any: a cut name ("indie ro…") misreads
                         "text": {
                             "signal": (
-                                f"(datum.x1 - datum.x0 > 60 && datum.y1 - datum.y0 > 18)"
-                                f" ? truncate(datum.{card.label}, floor((datum.x1 - datum.x0)"
-                                f" / 6.5)) : ''"
+                                f"(datum.x1 - datum.x0 > 60 && datum.y1 - datum.y0 > 18"
+                                f" && length(datum.{card.label})"
+                                f" <= floor((datum.x1 - datum.x0) / 6.5))"
+                                f" ? datum.{card.label} : ''"
                             )
                         },
                         "fill": {"value": "#1a1a1a"},
