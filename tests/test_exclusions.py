@@ -81,6 +81,20 @@ def test_exclusions_leave_the_star_schema_and_come_back(built_copy: Path, cli: C
     status = cli_json(cli, "status", "--data-dir", str(data))
     assert status["exclusions"]["excluded_plays"] == excluded[0][0]
     assert any("line 4" in w and "Nobody By This Name" in w for w in status["warnings"])
+    # a comment and a new order change no entry: a changed-data build, whose counts follow
+    # the entries to their new lines (the stored matches still said the old ones)
+    text = (data / "exclusions.yaml").read_text()
+    artists, rest = text.split("tracks:\n")
+    (data / "exclusions.yaml").write_text(f"# kept out of my stats\ntracks:\n{rest}{artists}")
+    assert not cli_json(cli, "transform", "--data-dir", str(data))["full_refresh"]
+    moved = {
+        entry: (line, reason, plays)
+        for entry, line, reason, plays in query(
+            data, "select entry, line_number, reason, play_count from dw.agg_excluded_plays"
+        )
+    }
+    assert {entry: (reason, plays) for entry, (_, reason, plays) in moved.items()} == counted
+    assert moved[artist.upper()][0] == 8 and moved["Nobody By This Name"][0] == 10
     _nowhere(data, cli, artist)
     # removing the entries brings every play back
     (data / "exclusions.yaml").write_text("artists: []\n")

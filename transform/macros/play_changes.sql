@@ -160,9 +160,20 @@
 {%- endmacro %}
 
 {#- the rows of int_plays_excluded a run replaces: every row of a play the conformed plays'
-    log names, and every genre entry's row (recomputed against every play) -#}
+    log names, and every genre entry's row (recomputed against every play); every row when
+    a stored row names an entry the file no longer has as it was (a comment or a new order
+    moves entries to other lines without changing the fingerprint, which leaves lines
+    out: a full refresh is not made) -#}
 {% macro excluded_rows_changed(target) -%}
-    ({{ conformed_changed('play_sid') }} or kind = 'genre')
+    ({{ conformed_changed('play_sid') }} or kind = 'genre' or {{ exclusion_lines_moved(target) }})
+{%- endmacro %}
+
+{% macro exclusion_lines_moved(target) -%}
+    exists (
+        select kind, entry, reason, line_number from {{ target }}
+        except
+        select kind, entry, reason, line_number from {{ ref('stg_pipeline__exclusions') }}
+    )
 {%- endmacro %}
 
 {% macro tracks_replayed(target) -%}
