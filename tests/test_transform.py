@@ -98,6 +98,7 @@ _COMPARED = [
     "intermediate.int_plays_conformed_lookups",  # the snapshot the next build compares with
     "intermediate.int_tracks",
     "intermediate.int_artists",
+    "intermediate.int_plays_excluded",  # incremental when exclusions.yaml lists entries
     "dw.fact_track_played",
     "dw.fact_artist_genre",
     "dw.fact_other_played",
@@ -113,6 +114,7 @@ _COMPARED = [
     "dw.agg_first_listens",
     "dw.agg_listening_sessions",
     "dw.agg_listening_streaks",
+    "dw.agg_excluded_plays",
 ]
 
 
