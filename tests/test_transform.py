@@ -94,6 +94,7 @@ def test_other_content_is_not_music(built: Path) -> None:
 _COMPARED = [
     "intermediate.int_plays_deduplicated",
     "intermediate.int_plays_conformed",
+    "intermediate.int_tracks_heard",  # incremental: the tracks of the plays logged
     "intermediate.int_tracks_identified",
     "intermediate.int_plays_conformed_lookups",  # the snapshot the next build compares with
     "intermediate.int_tracks",
@@ -549,6 +550,54 @@ def test_a_play_whose_row_moved_twice_between_builds_leaves(cli: Cli, tmp_path: 
     plays = {row[0] for row in tables["dw.fact_track_played"]}
     assert scrobble_play not in plays
     assert {"moved-on", survivor} <= plays
+
+
+def test_a_merge_moves_a_play_to_another_track(
+    cli: Cli, built_2018_copy: Path, data_dir: Path
+) -> None:
+    """A later import merges a play of a track heard once into an earlier play of another
+    track: the earlier row wins, so the once-heard track has no play left and the other
+    counts as before. The tracks heard are recomputed from the de-duplicated plays' log,
+    which holds the merged play's old track, not only the plays written now."""
+    _published(cli)
+    ((once, once_track),) = query(
+        data_dir,
+        "select any_value(play_id), track_id from intermediate.int_plays_deduplicated"
+        " where source = 'spotify_extended_history' group by track_id having count(*) = 1"
+        " order by track_id limit 1",
+    )
+    ((survivor, survivor_track),) = query(
+        data_dir,
+        "select play_id, track_id from intermediate.int_plays_deduplicated"
+        " where source = 'spotify_extended_history' and track_id <> ?"
+        " and played_at < (select played_at from intermediate.int_plays_deduplicated"
+        " where play_id = ?) order by played_at limit 1",
+        [once_track, once],
+    )
+    ((key,),) = query(
+        data_dir,
+        "select source_key from raw.spotify_extended_history where play_id = ?",
+        [once],
+    )
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        store_play_id_overrides(
+            con,
+            pl.DataFrame(
+                {
+                    "source": ["spotify_extended_history"],
+                    "source_key": [key],
+                    "play_id": [survivor],
+                    "previous_play_id": [once],
+                }
+            ),
+            datetime.now(UTC),
+        )
+    tables = _equals_full_refresh(cli, data_dir)
+    heard = {row[0]: row[1] for row in tables["intermediate.int_tracks_identified"]}
+    assert once_track not in heard
+    assert survivor_track in heard
+    plays = {row[0] for row in tables["dw.fact_track_played"]}
+    assert survivor in plays and once not in plays
 
 
 def test_an_enrichment_that_moves_an_artist_or_excludes_it(

@@ -1,11 +1,12 @@
 {#- Change logs: what the models downstream of a play recompute.
 
-    `fact_track_played` (and `int_plays_conformed`) write, in the transaction that changes
-    them, one row per play they insert, replace or delete: the old row's keys and times and
-    the new row's (get_incremental_logged_delete_insert_sql, and delete_plays_gone for
-    plays merged away). A build from scratch writes one row of nulls instead: everything
-    downstream is then rebuilt whole. The fact's log steers the aggregates of `dw`, the
-    conformed plays' log the fact. music-tracker empties the log when a whole-project build has
+    `fact_track_played`, `int_plays_conformed` and `int_plays_deduplicated` write, in the
+    transaction that changes them, one row per play they insert, replace or delete: the
+    old row's keys and times and the new row's (get_incremental_logged_delete_insert_sql,
+    and delete_plays_gone for plays merged away). A build from scratch writes one row of
+    nulls instead: everything downstream is then rebuilt whole. The fact's log steers the
+    aggregates of `dw`, the conformed plays' log the fact, the de-duplicated plays' log
+    the tracks heard. music-tracker empties the log when a whole-project build has
     succeeded (warehouse.record_transform), so an aggregate that failed or was not built
     finds every change since the last good build on its next run. -#}
 
@@ -144,19 +145,31 @@
     {% endfor %}
 {%- endmacro %}
 
-{#- `column` (track_sid, artist_sid) of a row of a per-track or per-artist model is one whose
-    plays changed: a conformed play of it was written or deleted since the last good
-    build (its old and its new row are logged), or the conformed plays were built from
-    scratch -#}
-{% macro conformed_changed(column) -%}
-    {%- set log = changes_relation(ref('int_plays_conformed')) -%}
+{#- `column` of a row of a model downstream of the logged `model` is one whose plays
+    changed: a play of it was written or deleted there since the last good build (its
+    old and its new row are logged), or `model` was built from scratch (its log's row of
+    nulls, `key` null) -#}
+{% macro logged_change(model, column, key) -%}
+    {%- set log = changes_relation(model) -%}
     (
         {{ column }} in (
             select {{ column }} from {{ log }}
-            where play_sid is not null and {{ column }} is not null
+            where {{ key }} is not null and {{ column }} is not null
         )
-        or exists (select 1 from {{ log }} where play_sid is null)
+        or exists (select 1 from {{ log }} where {{ key }} is null)
     )
+{%- endmacro %}
+
+{#- `column` (track_sid, artist_sid) of a row of a per-track or per-artist model is one whose
+    conformed plays changed -#}
+{% macro conformed_changed(column) -%}
+    {{ logged_change(ref('int_plays_conformed'), column, 'play_sid') }}
+{%- endmacro %}
+
+{#- the tracks of int_tracks_heard a run recomputes: those a de-duplicated play was written
+    to or deleted from (its track id before and after) -#}
+{% macro tracks_heard_changed(target) -%}
+    {{ logged_change(ref('int_plays_deduplicated'), 'track_id', 'play_id') }}
 {%- endmacro %}
 
 {#- the rows of int_plays_excluded a run replaces: every row of a play the conformed plays'

@@ -190,9 +190,13 @@ PLAY_TABLES = (
 )
 
 
-# the change logs the dbt project's int_plays_conformed and fact_track_played write
-# (transform/macros/play_changes.sql), in schema intermediate
-CHANGE_LOGS = ("int_plays_conformed_changes", "fact_track_played_changes")
+# the change logs the dbt project's int_plays_deduplicated, int_plays_conformed and
+# fact_track_played write (transform/macros/play_changes.sql), in schema intermediate
+CHANGE_LOGS = (
+    "int_plays_deduplicated_changes",
+    "int_plays_conformed_changes",
+    "fact_track_played_changes",
+)
 
 
 def stored_play_rows(con: duckdb.DuckDBPyConnection) -> int:

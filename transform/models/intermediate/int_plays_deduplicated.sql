@@ -2,10 +2,17 @@
     config(
         materialized='incremental',
         unique_key='play_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='logged_delete_insert',
         on_schema_change='fail',
+        logged_columns={
+            'play_id': 'varchar',
+            'track_id': 'varchar',
+        },
+        pre_hook=[
+            "{{ start_changes_log(this) }}",
+        ],
         post_hook=[
-            "{{ delete_plays_gone(this, ref('int_plays_unioned'), 'play_id', 'play_id', log=false) }}",
+            "{{ delete_plays_gone(this, ref('int_plays_unioned'), 'play_id', 'play_id') }}",
         ],
     )
 }}
@@ -20,6 +27,8 @@
 -- A later import may move stored rows to another play (merging two plays into the
 -- survivor): both the play that gained rows and the one that lost them are rebuilt, and a
 -- play left with no rows is deleted (post-hook, macros/play_changes.sql).
+-- Every play written or deleted is logged with its track id, old row and new
+-- (macros/play_changes.sql): int_tracks_heard recomputes those tracks.
 with
 
 unioned as (

@@ -1,5 +1,7 @@
--- a table: the conformed plays read it, and so does their snapshot of it; computed whole,
--- written as the difference from the stored rows (macros/difference.sql)
+-- a table: the conformed plays read it, and so does their snapshot of it; computed whole
+-- from the tracks heard (int_tracks_heard, which reads only the plays of tracks that
+-- changed) and the metadata, written as the difference from the stored rows
+-- (macros/difference.sql)
 {{
     config(
         materialized='incremental',
@@ -11,8 +13,8 @@
 -- grain: one row per Spotify track id heard, with its best-known names and length
 with
 
-plays as (
-    select * from {{ ref('int_plays_deduplicated') }}
+heard as (
+    select * from {{ ref('int_tracks_heard') }}
 ),
 
 spotify_tracks as (
@@ -25,21 +27,6 @@ api_plays as (
 
 listens as (
     select * from {{ ref('stg_listenbrainz__listens') }}
-),
-
-heard as (
-    select
-        track_id,
-        count(*) as play_count,
-        arg_max(track_name, played_at) as track_name,
-        arg_max(artist_name, played_at) as artist_name,
-        arg_max(album_name, played_at) filter (where album_name is not null) as album_name,
-        arg_max(name_key, played_at) as name_key,
-        -- a play that ended with "trackdone" heard the whole track
-        max(ms_played) filter (where reason_end = 'trackdone') as full_play_ms
-    from plays
-    where track_id is not null
-    group by track_id
 ),
 
 api_metadata as (
