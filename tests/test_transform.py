@@ -697,6 +697,52 @@ def test_a_larger_id_rekeys_its_group(
     assert [r[1] for r in keyed] == ["z" * 22]
 
 
+def test_a_larger_id_rekeys_a_track_on_an_album_of_two_ids(
+    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The plays a track's new key rekeys keep the key of their album: its largest id among
+    every play of the album, here on another track (two tracks of one album name that
+    enrichment gives two album ids), not among the rekeyed plays alone."""
+    rows = load_rows(AUDIO_2018)  # imported and built in built_2018_copy
+    ((artist, album, track, track_id, other_id),) = query(
+        data_dir,
+        "with tracks as (select artist_name, album_name, track_name, track_id, count(*) as n"
+        " from intermediate.int_plays_conformed where track_id is not null and album_name"
+        " is not null group by all), top as (select artist_name, album_name,"
+        " arg_max(track_name, n) as track_name, arg_max(track_id, n) as track_id"
+        " from tracks group by all having count(distinct track_name) > 1 and max(n) > 1)"
+        " select top.*, min(tracks.track_id) from top join tracks using (artist_name,"
+        " album_name) where tracks.track_name <> top.track_name group by all"
+        " order by all limit 1",
+    )
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        con.executemany(
+            "insert into raw.spotify_tracks (track_id, album_id, fetched_at) values (?, ?, now())",
+            [[track_id, "ALBUM1"], [other_id, "ALBUM9"]],
+        )
+    cli("transform")
+    _published(cli)
+    (row,) = [
+        r
+        for r in rows
+        if r["master_metadata_album_artist_name"] == artist
+        and r["master_metadata_track_name"] == track
+        and r["master_metadata_album_album_name"] == album
+        and r["ms_played"] > 0
+    ][:1]
+    rerelease = row | {
+        "ts": "2018-12-31T23:59:00Z",
+        "spotify_track_uri": "spotify:track:" + "z" * 22,
+        "master_metadata_album_album_name": "A single of its own",
+    }
+    _import_late(
+        cli, data_dir, tmp_path / "late", "Streaming_History_Audio_2018_9.json", [rerelease]
+    )
+    tables = _equals_full_refresh(cli, data_dir)
+    keyed = [r for r in tables["intermediate.int_tracks"] if r[2:4] == (track, artist)]
+    assert [r[1] for r in keyed] == ["z" * 22]
+
+
 def test_side_tables_wait_for_rows_of_their_own(cli: Cli, shared: Path, data_dir: Path) -> None:
     """A run where only the data changed leaves the podcast and polling-gap tables alone
     unless their raw tables gained a row that counts since the last whole build began:

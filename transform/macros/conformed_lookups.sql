@@ -57,8 +57,10 @@
     from {{ artists }}
 {%- endmacro %}
 
-{#- the key of each track and album group of `plays` (conformed rows): its largest id -#}
-{% macro group_keys(plays) -%}
+{#- the key of each track and album group of `plays` (conformed rows): its largest id;
+    with `kept` (a condition on a row), also the largest id of the rows it holds for
+    (kept_key_id) and whether there is one (has_kept) -#}
+{% macro group_keys(plays, kept=none) -%}
     {#- one pass over `plays` for both kinds (grouping sets): a touched group can hold
         millions of stored plays, read as they stream by -#}
     select
@@ -66,6 +68,13 @@
         artist_name,
         case when grouping(track_name) = 0 then track_name else album_name end as group_name,
         case when grouping(track_name) = 0 then max(track_id) else max(album_id) end as key_id
+        {%- if kept %},
+        case
+            when grouping(track_name) = 0 then max(track_id) filter (where {{ kept }})
+            else max(album_id) filter (where {{ kept }})
+        end as kept_key_id,
+        bool_or({{ kept }}) as has_kept
+        {%- endif %}
     from {{ plays }}
     group by grouping sets ((artist_name, track_name), (artist_name, album_name))
 {%- endmacro %}

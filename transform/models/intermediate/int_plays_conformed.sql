@@ -160,8 +160,8 @@ artist_by_name as (
 
     -- not materialized: a touched group can hold millions of plays (an artist's plays with
     -- no album name, or a large album: 3.3 million stored rows for 100 new plays in the
-    -- 10M benchmark), which held as a CTE outgrew the memory cap; its readers aggregate
-    -- or join it with a few groups, so each streams it from a scan of the stored plays
+    -- 10M benchmark), which held as a CTE outgrew the memory cap; its one reader
+    -- aggregates it as it streams by from a scan of the stored plays
     group_rows as not materialized (
         select
             *,
@@ -177,19 +177,40 @@ artist_by_name as (
             )
     ),
 
-    group_rows_now as not materialized (
-        select * from with_track_candidates
-        union all by name
-        select * exclude (play_sid, is_replaced) from group_rows
-        where not is_replaced
+    -- each touched group's key before this run, and without the stored plays this run
+    -- replaces, in one pass over its stored plays
+    group_keys_stored as (
+        {{ group_keys('group_rows', kept='not is_replaced') }}
     ),
 
     group_keys_before as (
-        {{ group_keys('group_rows') }}
+        select
+            kind,
+            artist_name,
+            group_name,
+            key_id
+        from group_keys_stored
     ),
 
+    -- now: the stored plays kept and the candidates
     group_keys_now as (
-        {{ group_keys('group_rows_now') }}
+        select
+            kind,
+            artist_name,
+            group_name,
+            max(key_id) as key_id
+        from (
+            select
+                kind,
+                artist_name,
+                group_name,
+                kept_key_id as key_id
+            from group_keys_stored
+            where has_kept
+            union all
+            select * from ({{ group_keys('with_track_candidates') }}) as candidate_keys
+        ) as keys_now
+        group by kind, artist_name, group_name
     ),
 
     changed_groups as (
@@ -215,25 +236,106 @@ artist_by_name as (
     ),
 
     -- every other stored play of a group whose key changed: its keys change with it.
-    -- Found by a hash of the names, as group_rows are (an IN list is always the small side
-    -- of its join; an equality join on the names could build on the group's millions of
-    -- plays instead, and did, out of memory at 10M); a collision re-conforms a play that
-    -- comes out as stored, which the hash comparison below then leaves alone.
+    -- Found by a hash of the names, one kind at a time: an IN list is a semi join whose
+    -- small side is the changed groups, so on most runs, with none, no stored play is
+    -- read (an equality join on the names could build on the group's millions of plays
+    -- instead, and did, out of memory at 10M). A collision re-conforms a play that comes
+    -- out as stored, which the hash comparison below then leaves alone.
     group_members as (
-        select play_sid
-        from group_rows
+        select
+            play_sid,
+            artist_name,
+            track_name,
+            album_name
+        from stored
         where
-            not is_replaced
-            and (
+            hash(artist_name, track_name) in (
+                select hash(artist_name, group_name) from changed_groups
+                where kind = 'track'
+            )
+        union
+        select
+            play_sid,
+            artist_name,
+            track_name,
+            album_name
+        from stored
+        where
+            hash(artist_name, album_name) in (
+                select hash(artist_name, group_name) from changed_groups
+                where kind = 'album'
+            )
+    ),
+
+    -- a member's other group (its album when its track's key changed, or the other way
+    -- round) may be one that no candidate touched: only its plays of touched groups are
+    -- among group_rows, so its key there can be too small; but no play joined or left
+    -- it, so its key is the largest id of its stored plays
+    untouched_member_groups as (
+        (
+            select
+                'track' as kind,
+                artist_name,
+                track_name as group_name
+            from group_members
+            union
+            select
+                'album' as kind,
+                artist_name,
+                album_name as group_name
+            from group_members
+        )
+        except
+        (
+            select
+                'track' as kind,
+                artist_name,
+                track_name as group_name
+            from touched_groups
+            union
+            select
+                'album' as kind,
+                artist_name,
+                album_name as group_name
+            from touched_groups
+        )
+    ),
+
+    untouched_member_keys as (
+        select stored_keys.*
+        from (
+            select
+                'track' as kind,
+                artist_name,
+                track_name as group_name,
+                max(track_id) as key_id
+            from stored
+            where
                 hash(artist_name, track_name) in (
-                    select hash(artist_name, group_name) from changed_groups
+                    select hash(artist_name, group_name) from untouched_member_groups
                     where kind = 'track'
                 )
-                or hash(artist_name, album_name) in (
-                    select hash(artist_name, group_name) from changed_groups
+            group by artist_name, track_name
+            union all
+            select
+                'album' as kind,
+                artist_name,
+                album_name as group_name,
+                max(album_id) as key_id
+            from stored
+            where
+                hash(artist_name, album_name) in (
+                    select hash(artist_name, group_name) from untouched_member_groups
                     where kind = 'album'
                 )
-            )
+            group by artist_name, album_name
+        ) as stored_keys
+        -- a group whose names collide with an untouched one's hash is left out
+        inner join untouched_member_groups as untouched
+            on
+                stored_keys.kind = untouched.kind
+                and stored_keys.artist_name is not distinct from untouched.artist_name
+                and stored_keys.group_name is not distinct from untouched.group_name
     ),
 
     member_plays as (
@@ -260,8 +362,18 @@ artist_by_name as (
 -- which the hash below notices
 group_keys as (
     {% if is_incremental() %}
-        -- every group of with_track is a touched group, keyed as it is now above
-        select * from group_keys_now
+        -- every group of with_track: the touched ones keyed as they are now above, the
+        -- untouched groups of members as stored
+        select now_keys.*
+        from group_keys_now as now_keys
+        left join untouched_member_groups as untouched
+            on
+                now_keys.kind = untouched.kind
+                and now_keys.artist_name is not distinct from untouched.artist_name
+                and now_keys.group_name is not distinct from untouched.group_name
+        where untouched.kind is null
+        union all
+        select * from untouched_member_keys
     {% else %}
         {{ group_keys('with_track') }}
     {% endif %}
