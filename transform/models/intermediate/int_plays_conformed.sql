@@ -92,36 +92,53 @@ artist_by_name as (
         from {{ this }}
     ),
 
-    -- imported or moved since the newest play stored (a move is stamped with its time:
-    -- int_plays_unioned), or reading a lookup that changed
-    candidates as (
-        select plays.play_id
-        from plays
+    -- the newest play stored: plays changed after it were imported or moved since (a move
+    -- is stamped with its time: int_plays_unioned)
+    last_stored as (
+        select coalesce(max(changed_at), timestamptz '-infinity') as changed_at
+        from {{ this }}
+    ),
+
+    -- plays reading a lookup that changed, one IN list (a semi join) each: with no lookup
+    -- changed, as on most runs, none of them reads a play
+    looked_up as (
+        select play_id from plays
+        where track_id in (select lookup_key from touched_lookups where kind = 'track')
+        union
+        select play_id from plays
+        where name_key in (select lookup_key from touched_lookups where kind = 'name')
+        union
+        select play_id from plays
         where
-            plays.changed_at > (
-                select coalesce(max(changed_at), timestamptz '-infinity') from {{ this }}
-            )
-            or plays.track_id in (
-                select lookup_key from touched_lookups where kind = 'track'
-            )
-            or plays.name_key in (
-                select lookup_key from touched_lookups where kind = 'name'
-            )
-            or split_part(plays.name_key, chr(31), 1) in (
+            split_part(name_key, chr(31), 1) in (
                 select lookup_key from touched_lookups where kind = 'artist'
             )
         union
         -- conformed to a twin whose track row changed
-        select stored.play_sid
-        from stored
-        where stored.track_id in (select lookup_key from touched_lookups where kind = 'track')
+        select play_sid from stored
+        where track_id in (select lookup_key from touched_lookups where kind = 'track')
     ),
 
     -- the candidates' plays and, below, their groups as stored (plays merged away
-    -- included) and as they are now
+    -- included) and as they are now. Kept apart from the plays looked up: the plays
+    -- changed since the newest stored one are the last written (a run appends its rows),
+    -- so DuckDB skips the row groups before them, which a condition joined by OR to an IN
+    -- list kept it from doing (every play read, twice, on every run)
     candidate_plays as (
         select * from plays
-        where play_id in (select play_id from candidates)
+        where changed_at > (select changed_at from last_stored)
+        union all
+        select * from plays
+        where
+            changed_at <= (select changed_at from last_stored)
+            and play_id in (select play_id from looked_up)
+    ),
+
+    candidates as (
+        select play_id from plays
+        where changed_at > (select changed_at from last_stored)
+        union
+        select play_id from looked_up
     ),
 
     with_track_candidates as (
