@@ -31,15 +31,26 @@
 -- (macros/play_changes.sql): int_tracks_heard recomputes those tracks.
 with
 
+{% if is_incremental() %}
+    last_stored as (
+        select coalesce(max(changed_at), timestamptz '1900-01-01') as changed_at
+        from {{ this }}
+    ),
+{% endif %}
+
 unioned as (
     select * from {{ ref('int_plays_unioned') }}
     {% if is_incremental() %}
+        -- a row imported, or moved, since (apart: each condition skips the row groups
+        -- stored before it; with no move since, the second reads nothing)
         where play_id in (
             select unnest([changed.play_id, changed.replaced_play_id])
             from {{ ref('int_plays_unioned') }} as changed
-            where changed.imported_at > (
-                select coalesce(max(changed_at), timestamptz '1900-01-01') from {{ this }}
-            )
+            where changed.row_imported_at > (select changed_at from last_stored)
+            union all
+            select unnest([changed.play_id, changed.replaced_play_id])
+            from {{ ref('int_plays_unioned') }} as changed
+            where changed.moved_at > (select changed_at from last_stored)
         )
     {% endif %}
 ),
