@@ -178,7 +178,13 @@
     moves entries to other lines without changing the fingerprint, which leaves lines
     out: a full refresh is not made) -#}
 {% macro excluded_rows_changed(target) -%}
-    ({{ conformed_changed('play_sid') }} or kind = 'genre' or {{ exclusion_lines_moved(target) }})
+    ({{ exclusion_matched_again(target) }} or kind = 'genre')
+{%- endmacro %}
+
+{#- a play whose match by name and id int_plays_excluded computes again (its rows are
+    replaced, above; the model folds the names of these plays only) -#}
+{% macro exclusion_matched_again(target) -%}
+    ({{ conformed_changed('play_sid') }} or {{ exclusion_lines_moved(target) }})
 {%- endmacro %}
 
 {% macro exclusion_lines_moved(target) -%}

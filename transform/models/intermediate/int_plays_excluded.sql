@@ -55,7 +55,7 @@ play_keys as (
     where
         exists (select 1 from rules)
         {% if is_incremental() %}
-            and ({{ conformed_changed('play_sid') }} or {{ exclusion_lines_moved(this) }})
+            and {{ exclusion_matched_again(this) }}
         {% endif %}
 ),
 
