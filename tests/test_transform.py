@@ -600,6 +600,61 @@ def test_a_merge_moves_a_play_to_another_track(
     assert survivor in plays and once not in plays
 
 
+def _move(data_dir: Path, key: str, to: str, previous: str) -> None:
+    """A later import moves the extended-history row ``key`` from play ``previous`` to ``to``."""
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        store_play_id_overrides(
+            con,
+            pl.DataFrame(
+                {
+                    "source": ["spotify_extended_history"],
+                    "source_key": [key],
+                    "play_id": [to],
+                    "previous_play_id": [previous],
+                }
+            ),
+            datetime.now(UTC),
+        )
+
+
+def test_rows_that_move_on_leave_their_plays_as_they_were(
+    cli: Cli, built_2018_copy: Path, data_dir: Path
+) -> None:
+    """Rows move on after they joined a play (found by a review, 2026-12-04). Q's earlier
+    row joins P and, after a build, moves on to a play of its own: P, back to its own row,
+    is older than the newest play conformed, yet changed at the move (it kept Q's track,
+    and Q's listen counted twice). R's later row joins A and, after a build, A's own row
+    moves to S and on from S before the next build: A, left with R's row, changed at the
+    first move, which the row's latest move no longer names (A kept its own track)."""
+    _published(cli)
+    # the first plays of four tracks played more than twice, none its track's longest
+    # complete play: the moves below change no track's row, so no lookup brings these plays
+    # back to the conformed plays' build (only their own change can)
+    plays = query(
+        data_dir,
+        "with plays as (select play_id, plays.track_id, source_key, plays.played_at,"
+        " plays.ms_played, count(*) over tracks as heard, row_number() over (tracks"
+        " order by plays.played_at) as nth, max(plays.ms_played) filter (where"
+        " plays.reason_end = 'trackdone') over tracks as longest"
+        " from intermediate.int_plays_deduplicated as plays"
+        " join raw.spotify_extended_history using (play_id)"
+        " where plays.track_id is not null window tracks as (partition by plays.track_id))"
+        " select play_id, track_id, source_key from plays"
+        " where heard > 2 and nth = 1 and ms_played < longest order by played_at limit 4",
+    )
+    (q, q_track, q_key), (p, p_track, _), (a, _, a_key), (r, r_track, r_key) = plays
+    _move(data_dir, q_key, p, q)
+    _move(data_dir, r_key, a, r)
+    assert cli_json(cli, "transform")["scope"] == "changed data"
+    _move(data_dir, q_key, "split-off", p)
+    _move(data_dir, a_key, "s", a)
+    _move(data_dir, a_key, "moved-on", "s")
+    _equals_full_refresh(cli, data_dir)
+    tracks = dict(query(data_dir, "select play_sid, track_id from dw.fact_track_played"))
+    assert (tracks[p], tracks["split-off"], tracks[a]) == (p_track, q_track, r_track)
+    assert q not in tracks and r not in tracks and "s" not in tracks
+
+
 def test_an_enrichment_that_moves_an_artist_or_excludes_it(
     cli: Cli, built_2018_copy: Path, data_dir: Path
 ) -> None:

@@ -25,8 +25,9 @@
 -- are transactions, one at a time, each stamped with one time: a build sees all of an import
 -- or none of it. A test (equal_row_count_to) fails the build if a play was ever missed.
 -- A later import may move stored rows to another play (merging two plays into the
--- survivor): both the play that gained rows and the one that lost them are rebuilt, and a
--- play left with no rows is deleted (post-hook, macros/play_changes.sql).
+-- survivor): both the play that gained rows and the one that lost them are rebuilt (the
+-- one that lost a row changed at the move), and a play left with no rows is deleted
+-- (post-hook, macros/play_changes.sql).
 -- Every play written or deleted is logged with its track id, old row and new
 -- (macros/play_changes.sql): int_tracks_heard recomputes those tracks.
 with
@@ -38,21 +39,39 @@ with
     ),
 {% endif %}
 
+-- every move of a row from one play to another (raw.play_id_moves: append-only)
+moves as (
+    select * from {{ ref('stg_pipeline__play_id_moves') }}
+),
+
 unioned as (
     select * from {{ ref('int_plays_unioned') }}
     {% if is_incremental() %}
-        -- a row imported, or moved, since (apart: each condition skips the row groups
-        -- stored before it; with no move since, the second reads nothing)
+        -- a play with a row imported since (a condition on the row's own import reaches
+        -- the raw tables' scans, which skip the row groups stored before), or one a row
+        -- moved to or from since: every move, so a play that a row left, and moved on
+        -- from before this run, is rebuilt too
         where play_id in (
-            select unnest([changed.play_id, changed.replaced_play_id])
+            select changed.play_id
             from {{ ref('int_plays_unioned') }} as changed
             where changed.row_imported_at > (select changed_at from last_stored)
             union all
-            select unnest([changed.play_id, changed.replaced_play_id])
-            from {{ ref('int_plays_unioned') }} as changed
-            where changed.moved_at > (select changed_at from last_stored)
+            select unnest([moves.play_id, moves.previous_play_id])
+            from moves
+            where moves.changed_at > (select changed_at from last_stored)
         )
     {% endif %}
+),
+
+-- the latest move of a row out of each play: a play that lost a row changed then, though
+-- the rows it keeps are older (the conformed plays take up the plays changed since the
+-- newest they hold)
+moved_out as (
+    select
+        previous_play_id as play_id,
+        max(changed_at) as moved_out_at
+    from moves
+    group by previous_play_id
 ),
 
 -- fixed-size aggregates only, so DuckDB can spill to disk within its memory cap; a play
@@ -135,12 +154,14 @@ final as (
         -- times
         richest.played_at,
         richest.is_start_only,
-        per_play.changed_at
+        greatest(per_play.changed_at, moved_out.moved_out_at) as changed_at
     from richest
     inner join per_play
         on richest.play_id = per_play.play_id
     left join lastfm_albums
         on richest.play_id = lastfm_albums.play_id
+    left join moved_out
+        on richest.play_id = moved_out.play_id
 )
 
 select * from final

@@ -1,8 +1,8 @@
 -- grain: one row per source row that is a play (a play seen by several sources has
 -- several rows here, with the same play_id). A row moved to another play after it was
 -- stored (raw.play_id_overrides) carries that play's id, the id it left
--- (replaced_play_id) and, as imported_at, the time of the move (moved_at; the row's own
--- import is row_imported_at), so incremental models see both plays change.
+-- (replaced_play_id) and, as imported_at, the time of the move (the row's own import is
+-- row_imported_at), so incremental models see both plays change.
 with
 
 extended as (
@@ -169,11 +169,10 @@ final as (
         overrides.previous_play_id as replaced_play_id,
         unioned.* exclude (play_id, imported_at),
         greatest(unioned.imported_at, overrides.changed_at) as imported_at,
-        -- the two times apart: a condition on either reaches the raw table's scan (rows
-        -- are appended, so DuckDB skips the row groups imported before), where one on
-        -- their greatest cannot
-        unioned.imported_at as row_imported_at,
-        overrides.changed_at as moved_at
+        -- the row's own import apart: a condition on it reaches the raw table's scan (rows
+        -- are appended, so DuckDB skips the row groups imported before), where one on the
+        -- greatest above cannot
+        unioned.imported_at as row_imported_at
     from unioned
     left join overrides
         on
