@@ -552,6 +552,23 @@ def test_a_play_whose_row_moved_twice_between_builds_leaves(cli: Cli, tmp_path: 
     assert {"moved-on", survivor} <= plays
 
 
+def _move(data_dir: Path, key: str, to: str, previous: str) -> None:
+    """A later import moves the extended-history row ``key`` from play ``previous`` to ``to``."""
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+        store_play_id_overrides(
+            con,
+            pl.DataFrame(
+                {
+                    "source": ["spotify_extended_history"],
+                    "source_key": [key],
+                    "play_id": [to],
+                    "previous_play_id": [previous],
+                }
+            ),
+            datetime.now(UTC),
+        )
+
+
 def test_a_merge_moves_a_play_to_another_track(
     cli: Cli, built_2018_copy: Path, data_dir: Path
 ) -> None:
@@ -579,42 +596,13 @@ def test_a_merge_moves_a_play_to_another_track(
         "select source_key from raw.spotify_extended_history where play_id = ?",
         [once],
     )
-    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
-        store_play_id_overrides(
-            con,
-            pl.DataFrame(
-                {
-                    "source": ["spotify_extended_history"],
-                    "source_key": [key],
-                    "play_id": [survivor],
-                    "previous_play_id": [once],
-                }
-            ),
-            datetime.now(UTC),
-        )
+    _move(data_dir, key, survivor, once)
     tables = _equals_full_refresh(cli, data_dir)
     heard = {row[0]: row[1] for row in tables["intermediate.int_tracks_identified"]}
     assert once_track not in heard
     assert survivor_track in heard
     plays = {row[0] for row in tables["dw.fact_track_played"]}
     assert survivor in plays and once not in plays
-
-
-def _move(data_dir: Path, key: str, to: str, previous: str) -> None:
-    """A later import moves the extended-history row ``key`` from play ``previous`` to ``to``."""
-    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
-        store_play_id_overrides(
-            con,
-            pl.DataFrame(
-                {
-                    "source": ["spotify_extended_history"],
-                    "source_key": [key],
-                    "play_id": [to],
-                    "previous_play_id": [previous],
-                }
-            ),
-            datetime.now(UTC),
-        )
 
 
 def test_rows_that_move_on_leave_their_plays_as_they_were(
