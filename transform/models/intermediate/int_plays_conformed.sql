@@ -230,6 +230,9 @@ artist_by_name as (
         group by kind, artist_name, group_name
     ),
 
+    -- the groups with stored plays whose key changed (or that lost every play): a group
+    -- new this run has no stored play (a touched group's stored plays are all among
+    -- group_rows), so a first-heard track reads none below
     changed_groups as (
         select
             kind,
@@ -240,16 +243,6 @@ artist_by_name as (
             except
             (select * from group_keys_now)
         ) as only_before
-        union
-        select
-            kind,
-            artist_name,
-            group_name
-        from (
-            (select * from group_keys_now)
-            except
-            (select * from group_keys_before)
-        ) as only_now
     ),
 
     -- every other stored play of a group whose key changed: its keys change with it.
