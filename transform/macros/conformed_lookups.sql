@@ -79,6 +79,26 @@
     group by grouping sets ((artist_name, track_name), (artist_name, album_name))
 {%- endmacro %}
 
+{#- the rows of `plays` (conformed rows) in `groups` (kind, artist_name, group_name), found
+    by a hash of the names, one kind at a time: an IN list is a semi join whose small side
+    is the groups, so with none no play is read (an equality join on the names could build
+    on a group's millions of plays instead, and did, out of memory at 10M). A collision
+    reads a play of another group: callers match the names again or leave it unchanged. A
+    play in two of the groups comes twice. -#}
+{% macro plays_of_groups(plays, groups) -%}
+    {%- for kind in ['track', 'album'] %}
+    select * from {{ plays }}
+    where
+        hash(artist_name, {{ kind }}_name) in (
+            select hash(artist_name, group_name) from {{ groups }}
+            where kind = '{{ kind }}'
+        )
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
 {#- pre-hook: the snapshot exists (empty before the first run: every lookup then differs);
     a build from scratch makes it anew, so that it holds what that build conformed with
     and nothing an earlier run left -#}

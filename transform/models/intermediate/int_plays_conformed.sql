@@ -245,36 +245,11 @@ artist_by_name as (
         ) as only_before
     ),
 
-    -- every other stored play of a group whose key changed: its keys change with it.
-    -- Found by a hash of the names, one kind at a time: an IN list is a semi join whose
-    -- small side is the changed groups, so on most runs, with none, no stored play is
-    -- read (an equality join on the names could build on the group's millions of plays
-    -- instead, and did, out of memory at 10M). A collision re-conforms a play that comes
-    -- out as stored, which the hash comparison below then leaves alone.
+    -- every other stored play of a group whose key changed: its keys change with it (on
+    -- most runs no group changed, and none is read). A hash collision re-conforms a play
+    -- that comes out as stored, which the hash comparison below then leaves alone.
     group_members as (
-        select
-            play_sid,
-            artist_name,
-            track_name,
-            album_name
-        from stored
-        where
-            hash(artist_name, track_name) in (
-                select hash(artist_name, group_name) from changed_groups
-                where kind = 'track'
-            )
-        union
-        select
-            play_sid,
-            artist_name,
-            track_name,
-            album_name
-        from stored
-        where
-            hash(artist_name, album_name) in (
-                select hash(artist_name, group_name) from changed_groups
-                where kind = 'album'
-            )
+        {{ plays_of_groups('stored', 'changed_groups') }}
     ),
 
     -- a member's other group (its album when its track's key changed, or the other way
@@ -311,36 +286,15 @@ artist_by_name as (
         )
     ),
 
+    untouched_member_rows as (
+        {{ plays_of_groups('stored', 'untouched_member_groups') }}
+    ),
+
     untouched_member_keys as (
         select stored_keys.*
-        from (
-            select
-                'track' as kind,
-                artist_name,
-                track_name as group_name,
-                max(track_id) as key_id
-            from stored
-            where
-                hash(artist_name, track_name) in (
-                    select hash(artist_name, group_name) from untouched_member_groups
-                    where kind = 'track'
-                )
-            group by artist_name, track_name
-            union all
-            select
-                'album' as kind,
-                artist_name,
-                album_name as group_name,
-                max(album_id) as key_id
-            from stored
-            where
-                hash(artist_name, album_name) in (
-                    select hash(artist_name, group_name) from untouched_member_groups
-                    where kind = 'album'
-                )
-            group by artist_name, album_name
-        ) as stored_keys
-        -- a group whose names collide with an untouched one's hash is left out
+        from ({{ group_keys('untouched_member_rows') }}) as stored_keys
+        -- the rows' other groups, and a group whose names collide with an untouched
+        -- one's hash, are left out
         inner join untouched_member_groups as untouched
             on
                 stored_keys.kind = untouched.kind
