@@ -480,3 +480,60 @@ def test_a_count_of_one_or_two_has_no_half_plays_on_its_axis() -> None:
             assert not halves, (dashboard.slug, card.name, texts)
             checked += 1
     assert checked >= 3
+
+
+_RECT = {
+    "$schema": "https://vega.github.io/schema/vega/v5.json",
+    "width": 300,
+    "height": 100,
+    "data": [{"name": "rows"}],
+    "marks": [{
+        "type": "rect",
+        "from": {"data": "rows"},
+        "encode": {"enter": {"x": {"field": "x"}, "y": {"value": 1},
+                             "width": {"value": 10}, "height": {"value": 10}}},
+    }],
+}  # fmt: skip
+
+
+def test_pictures_are_drawn_by_a_process_of_their_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The report's pictures are drawn by vega_worker.py, a process that imports vl-convert
+    and nothing of the project's settings or of Prefect (a multiprocessing worker imported
+    its parent's main module, Prefect's engine under `serve`: 185-191 MB at a refresh's
+    peak against 121). A chart it cannot draw, or a picture asked after the process ended,
+    is drawn live on the page (None), with a warning, and the report goes on."""
+    import subprocess
+    import sys
+
+    from music_tracker.reporting.pictures import Pictures
+
+    imported = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "music_tracker.reporting.vega_worker"],
+        input="", capture_output=True, text=True, check=True, timeout=60,
+    ).stderr  # fmt: skip
+    modules = {line.rsplit("|", 1)[-1].strip() for line in imported.splitlines()}
+    assert "vl_convert" in modules
+    assert not {m for m in modules if m.startswith(("pydantic", "prefect", "duckdb", "polars"))}
+    assert not {m for m in modules if m.startswith("music_tracker.") and "reporting" not in m}
+
+    broken = {**_RECT, "marks": [{"type": "no-such-mark"}]}
+    with Pictures(tmp_path, "world.json") as pictures:
+        drawn = pictures.ask(_RECT, [{"x": 5}])
+        refused = pictures.ask(broken, [])
+        svg = pictures.take(drawn)
+        assert svg is not None and svg.startswith("<svg") and 'class="marks pre"' in svg
+        assert pictures.take(refused) is None
+        process = pictures._worker._process
+        assert process is not None
+        process.kill()
+        process.wait()
+        after_the_end = pictures.ask(_RECT, [{"x": 7}])
+        assert pictures.take(after_the_end) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "Vega to SVG conversion failed" in warnings[0]
+    assert "the picture process ended" in warnings[1]
+    assert pictures.drawn == 1
+    assert len(list(tmp_path.rglob("*.svg"))) == 1  # kept for the next report

@@ -21,12 +21,14 @@ of the site, are a stand-in picture while drawing, then named by their address.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import re
-from concurrent.futures import Future, ProcessPoolExecutor
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +94,67 @@ def _restored(svg: str, world: str) -> str:
 
 
 def draw(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> str:
-    """The chart as an SVG document (a string), drawn by vl-convert with nothing fetched."""
+    """The chart as an SVG document (a string), drawn by vl-convert in this process with
+    nothing fetched."""
     import vl_convert
 
     svg: str = vl_convert.vega_to_svg(_prepared(spec, rows, world), allowed_base_urls=[])
     return _restored(svg, world)
 
 
+class _Worker:
+    """vega_worker.py in a process of its own, asked one picture at a time (from one
+    thread: ``Pictures``' pool has one)."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+
+    def draw(self, spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> str:
+        """As ``draw``; ValueError when vl-convert cannot draw it or the process ended."""
+        if self._process is None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "music_tracker.reporting.vega_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+            )
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        ready = json.dumps(_prepared(spec, rows, world), default=str)
+        try:
+            stdin.write(ready + "\n")
+            stdin.flush()
+            line = stdout.readline()
+        except OSError as exc:  # the pipe closed: the process ended
+            line = ""
+            logger.debug("the picture process's pipe: %s", exc)
+        if not line:
+            code = self._process.poll()
+            raise ValueError(f"the picture process ended (exit code {code})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise ValueError(answer["error"])
+        return _restored(answer["svg"], world)
+
+    def close(self) -> None:
+        if self._process is not None:
+            if self._process.stdin is not None:
+                with contextlib.suppress(OSError):  # already ended: its pipe is broken
+                    self._process.stdin.close()  # its end of input: it exits
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+            self._process = None
+
+
 class Pictures:
-    """Charts drawn in a process of their own while the report runs its queries and
-    writes its pages, and kept in the report's cache beside report/ (by spec, rows and
+    """Charts drawn in a process of their own (vega_worker.py) while the report runs its
+    queries and writes its pages, and kept in the report's cache beside report/ (by spec, rows and
     this module's version).
 
     A picture costs 40-100 ms of CPU (vl-convert reads the machine's fonts again for each
@@ -122,7 +175,8 @@ class Pictures:
         version = importlib.metadata.version("vl-convert-python")
         self._cache = cache / f"pictures-{version}-{VERSION}"
         self._world = world
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._worker = _Worker()
         self._waiting: dict[str, Future[str]] = {}
         self._current: set[str] = set()  # keys ``take`` waits for
         self._queued: dict[str, tuple[int, dict[str, Any], list[dict[str, Any]]]] = {}
@@ -133,9 +187,9 @@ class Pictures:
 
     def _start(self, key: str, spec: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         if self._pool is None:
-            # spawned, not forked: the report's process holds DuckDB's threads
-            self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
-        self._waiting[key] = self._pool.submit(draw, spec, rows, self._world)
+            # one thread that hands the pictures to the worker process one at a time
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="pictures")
+        self._waiting[key] = self._pool.submit(self._worker.draw, spec, rows, self._world)
 
     def ask(self, spec: dict[str, Any], rows: list[dict[str, Any]], age: int = 0) -> str:
         """Draw the chart unless it is kept: at once for a current period (``age`` 0),
@@ -187,6 +241,7 @@ class Pictures:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        self._worker.close()
         for key, job in self._waiting.items():
             if job.done() and not job.cancelled():
                 self._kept(key, job)
