@@ -243,6 +243,8 @@ class Pictures:
             self._pool = None
         self._worker.close()
         for key, job in self._waiting.items():
-            if job.done() and not job.cancelled():
+            # drawn meanwhile and not taken (a past year's): kept for the next report; one
+            # that failed is not told (it draws live, and is asked again next time)
+            if job.done() and not job.cancelled() and job.exception() is None:
                 self._kept(key, job)
         self._waiting.clear()

@@ -21,15 +21,20 @@ import sys
 def main() -> None:
     import vl_convert
 
-    for line in sys.stdin:
-        try:
-            svg = vl_convert.vega_to_svg(json.loads(line), allowed_base_urls=[])
-        except ValueError as exc:  # vl-convert's errors
-            answer = {"error": str(exc)}
-        else:
-            answer = {"svg": svg}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+    try:
+        for line in sys.stdin:
+            try:
+                svg = vl_convert.vega_to_svg(json.loads(line), allowed_base_urls=[])
+            except ValueError as exc:  # vl-convert's errors
+                answer = {"error": str(exc)}
+            else:
+                answer = {"svg": svg}
+            sys.stdout.write(json.dumps(answer) + "\n")
+            sys.stdout.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        # Ctrl+C reaches the report's process too, which says what it left; or the report
+        # ended: nothing to add
+        sys.exit(1)
 
 
 if __name__ == "__main__":
