@@ -16,7 +16,6 @@
         ],
     )
 }}
--- depends_on: {{ ref('stg_pipeline__play_id_moves') }}
 -- grain: one row per play (play_id). The importer linked rows of different sources that are
 -- one listening event (src/music_tracker/dedupe.py); here the richest row wins (extended
 -- history > API > account data > ListenBrainz > Last.fm) and gaps are filled from the others.

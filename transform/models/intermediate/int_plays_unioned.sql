@@ -1,8 +1,8 @@
 -- grain: one row per source row that is a play (a play seen by several sources has
 -- several rows here, with the same play_id). A row moved to another play after it was
--- stored (raw.play_id_overrides) carries that play's id, the id it left
--- (replaced_play_id) and, as imported_at, the time of the move (the row's own import is
--- row_imported_at), so incremental models see both plays change.
+-- stored (raw.play_id_overrides) carries that play's id and, as imported_at, the time of
+-- its latest move (the row's own import is row_imported_at). The play it left is in
+-- raw.play_id_moves, which int_plays_deduplicated reads for every move.
 with
 
 extended as (
@@ -166,7 +166,6 @@ overrides as (
 final as (
     select
         coalesce(overrides.play_id, unioned.play_id) as play_id,
-        overrides.previous_play_id as replaced_play_id,
         unioned.* exclude (play_id, imported_at),
         greatest(unioned.imported_at, overrides.changed_at) as imported_at,
         -- the row's own import apart: a condition on it reaches the raw table's scan (rows
