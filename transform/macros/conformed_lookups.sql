@@ -79,6 +79,20 @@
     group by grouping sets ((artist_name, track_name), (artist_name, album_name))
 {%- endmacro %}
 
+{#- the track and album groups (kind, artist_name, group_name) of `plays`, each once -#}
+{% macro groups_of(plays) -%}
+    {%- for kind in ['track', 'album'] %}
+    select
+        '{{ kind }}' as kind,
+        artist_name,
+        {{ kind }}_name as group_name
+    from {{ plays }}
+    {%- if not loop.last %}
+    union
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
 {#- the rows of `plays` (conformed rows) in `groups` (kind, artist_name, group_name), found
     by a hash of the names, one kind at a time: an IN list is a semi join whose small side
     is the groups, so with none no play is read (an equality join on the names could build

@@ -257,33 +257,9 @@ artist_by_name as (
     -- among group_rows, so its key there can be too small; but no play joined or left
     -- it, so its key is the largest id of its stored plays
     untouched_member_groups as (
-        (
-            select
-                'track' as kind,
-                artist_name,
-                track_name as group_name
-            from group_members
-            union
-            select
-                'album' as kind,
-                artist_name,
-                album_name as group_name
-            from group_members
-        )
+        ({{ groups_of('group_members') }})
         except
-        (
-            select
-                'track' as kind,
-                artist_name,
-                track_name as group_name
-            from touched_groups
-            union
-            select
-                'album' as kind,
-                artist_name,
-                album_name as group_name
-            from touched_groups
-        )
+        ({{ groups_of('touched_groups') }})
     ),
 
     untouched_member_rows as (
