@@ -487,30 +487,36 @@ _RECT = {
     "width": 300,
     "height": 100,
     "data": [{"name": "rows"}],
-    "marks": [{
-        "type": "rect",
-        "from": {"data": "rows"},
-        "encode": {"enter": {"x": {"field": "x"}, "y": {"value": 1},
-                             "width": {"value": 10}, "height": {"value": 10}}},
-    }],
+    "marks": [
+        {"type": "rect", "from": {"data": "rows"},
+         "encode": {"enter": {"x": {"field": "x"}, "y": {"value": 1},
+                              "width": {"value": 10}, "height": {"value": 10}}}},
+        {"type": "text", "from": {"data": "rows"},
+         "encode": {"enter": {"x": {"field": "x"}, "y": {"value": 50},
+                              "text": {"field": "name"}}}},
+    ],
 }  # fmt: skip
 
 
 def test_pictures_are_drawn_by_a_process_of_their_own(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The report's pictures are drawn by vega_worker.py, a process that imports vl-convert
     and nothing of the project's settings or of Prefect (a multiprocessing worker imported
     its parent's main module, Prefect's engine under `serve`: 185-191 MB at a refresh's
-    peak against 121). A chart it cannot draw, or a picture asked after the process ended,
-    is drawn live on the page (None), with a warning, and the report goes on."""
+    peak against 121), nor a module of the folder the report is run from. A chart it
+    cannot draw is drawn live on the page (None), with a warning. A process that ended, or
+    did not answer in time, is told once and started again for the next chart, once; after
+    that the report's charts are drawn live without a word each. A NUL in a name (it
+    aborted vl-convert) is left out of the picture."""
+    import signal
     import subprocess
     import sys
 
     from music_tracker.reporting.pictures import Pictures
 
     imported = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "music_tracker.reporting.vega_worker"],
+        [sys.executable, "-X", "importtime", "-P", "-m", "music_tracker.reporting.vega_worker"],
         input="", capture_output=True, text=True, check=True, timeout=60,
     ).stderr  # fmt: skip
     modules = {line.rsplit("|", 1)[-1].strip() for line in imported.splitlines()}
@@ -518,22 +524,41 @@ def test_pictures_are_drawn_by_a_process_of_their_own(
     assert not {m for m in modules if m.startswith(("pydantic", "prefect", "duckdb", "polars"))}
     assert not {m for m in modules if m.startswith("music_tracker.") and "reporting" not in m}
 
+    # the owner's folder holds a json.py: the worker must not import it
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "json.py").write_text("raise ImportError('the json.py of the folder')\n")
+    monkeypatch.chdir(here)
     broken = {**_RECT, "marks": [{"type": "no-such-mark"}]}
-    with Pictures(tmp_path, "world.json") as pictures:
-        drawn = pictures.ask(_RECT, [{"x": 5}])
+    cache = tmp_path / "cache"
+    with Pictures(cache, "world.json", answer_timeout_s=2) as pictures:
+        drawn = pictures.ask(_RECT, [{"x": 5, "name": "Nul\0Band"}])
         refused = pictures.ask(broken, [])
         svg = pictures.take(drawn)
         assert svg is not None and svg.startswith("<svg") and 'class="marks pre"' in svg
+        assert "NulBand" in svg
         assert pictures.take(refused) is None
-        process = pictures._worker._process
-        assert process is not None
-        process.kill()
-        process.wait()
-        after_the_end = pictures.ask(_RECT, [{"x": 7}])
-        assert pictures.take(after_the_end) is None
+        for how in (signal.SIGKILL, signal.SIGSTOP):  # ended, then hung
+            process = pictures._worker._process
+            assert process is not None
+            process.send_signal(how)
+            if how == signal.SIGKILL:
+                process.wait()
+            assert pictures.take(pictures.ask(_RECT, [{"x": 7, "name": str(how)}])) is None
+            if how == signal.SIGKILL:  # started again for the next chart
+                assert pictures.take(pictures.ask(_RECT, [{"x": 8, "name": "again"}]))
+        # started again once only: the rest are drawn live, told no more
+        assert pictures.take(pictures.ask(_RECT, [{"x": 9, "name": "live"}])) is None
+        assert pictures._worker._process is None
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 2
+    assert len(warnings) == 3, warnings
     assert "Vega to SVG conversion failed" in warnings[0]
-    assert "the picture process ended" in warnings[1]
-    assert pictures.drawn == 1
-    assert len(list(tmp_path.rglob("*.svg"))) == 1  # kept for the next report
+    assert warnings[1] == (
+        "the picture process ended (exit code -9); the next chart starts it again"
+    )
+    assert warnings[2] == (
+        "the picture process did not answer within 2 s and was stopped; this report's"
+        " remaining charts are drawn live"
+    )
+    assert pictures.drawn == 2
+    assert len(list(cache.rglob("*.svg"))) == 2  # kept for the next report

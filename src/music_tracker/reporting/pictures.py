@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import re
+import select
 import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,7 +61,11 @@ def _prepared(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> d
     ready: dict[str, Any] = json.loads(text)
     for data in ready.get("data", []):
         if data.get("name") == "rows":
-            data["values"] = rows
+            # a NUL in a name (an export can hold one) aborts vl-convert's text measuring
+            data["values"] = [
+                {k: v.replace("\0", "") if isinstance(v, str) else v for k, v in row.items()}
+                for row in rows
+            ]
     signals = [s for s in ready.get("signals", []) if s.get("name") != "width"]
     ready["signals"] = [*signals, {"name": "width", "value": WIDTH_PX}]
     # as wide as drawn, as tall as it needs: a legend of four lines on a phone's width
@@ -93,63 +98,95 @@ def _restored(svg: str, world: str) -> str:
     return svg.replace('class="marks"', 'class="marks pre"', 1)
 
 
-def draw(spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> str:
-    """The chart as an SVG document (a string), drawn by vl-convert in this process with
-    nothing fetched."""
-    import vl_convert
+# how long one picture may take (they take 40-100 ms; a chart of 20 MB of rows, 1.2 s):
+# a process that has not answered by then is stopped and the chart drawn live
+ANSWER_TIMEOUT_S = 60.0
+# a process that ended is started again for the next picture this many times in a report;
+# after that the report's remaining charts are drawn live
+RESTARTS = 1
 
-    svg: str = vl_convert.vega_to_svg(_prepared(spec, rows, world), allowed_base_urls=[])
-    return _restored(svg, world)
+
+class _Ended(ValueError):
+    """The picture process ended or was stopped (told once, by ``_Worker``)."""
 
 
 class _Worker:
     """vega_worker.py in a process of its own, asked one picture at a time (from one
     thread: ``Pictures``' pool has one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float = ANSWER_TIMEOUT_S) -> None:
         self._process: subprocess.Popen[str] | None = None
+        self._timeout_s = timeout_s
+        self._ended = 0
 
     def draw(self, spec: dict[str, Any], rows: list[dict[str, Any]], world: str) -> str:
-        """As ``draw``; ValueError when vl-convert cannot draw it or the process ended."""
+        """The chart as an SVG document (a string), drawn with nothing fetched; ValueError
+        when vl-convert cannot draw it, ``_Ended`` when the process ended or hung."""
+        if self._ended > RESTARTS:
+            raise _Ended("the picture process is not started again in this report")
         if self._process is None:
+            # -P: not the current directory first on the module path, where a json.py of
+            # the owner's would be imported instead
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "music_tracker.reporting.vega_worker"],
+                [sys.executable, "-P", "-m", "music_tracker.reporting.vega_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
                 encoding="utf-8",
             )
-        stdin, stdout = self._process.stdin, self._process.stdout
-        assert stdin is not None and stdout is not None
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
         ready = json.dumps(_prepared(spec, rows, world), default=str)
+        line = ""
         try:
-            stdin.write(ready + "\n")
-            stdin.flush()
-            line = stdout.readline()
+            process.stdin.write(ready + "\n")
+            process.stdin.flush()
+            # one question, one line of answer: nothing is left in the pipe's buffer
+            # between pictures, so the descriptor says when the answer starts
+            if select.select([process.stdout], [], [], self._timeout_s)[0]:
+                line = process.stdout.readline()
         except OSError as exc:  # the pipe closed: the process ended
-            line = ""
             logger.debug("the picture process's pipe: %s", exc)
         if not line:
-            code = self._process.poll()
-            raise ValueError(f"the picture process ended (exit code {code})")
+            self._end(process)
+            raise _Ended("the picture process ended")
         answer = json.loads(line)
         if "error" in answer:
             raise ValueError(answer["error"])
         return _restored(answer["svg"], world)
 
-    def close(self) -> None:
-        if self._process is not None:
-            if self._process.stdin is not None:
-                with contextlib.suppress(OSError):  # already ended: its pipe is broken
-                    self._process.stdin.close()  # its end of input: it exits
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            if self._process.stdout is not None:
-                self._process.stdout.close()
-            self._process = None
+    def _end(self, process: subprocess.Popen[str]) -> None:
+        """Stop a process that ended or hung, and say so once."""
+        hung = process.poll() is None
+        self.close(wait_s=0)
+        self._ended += 1
+        then = (
+            "the next chart starts it again"
+            if self._ended <= RESTARTS
+            else "this report's remaining charts are drawn live"
+        )
+        how = (
+            f"did not answer within {self._timeout_s:.0f} s and was stopped"
+            if hung
+            else f"ended (exit code {process.returncode})"
+        )
+        logger.warning("the picture process %s; %s", how, then)
+
+    def close(self, wait_s: float = 10) -> None:
+        """End the process: its end of input, then a kill after ``wait_s``."""
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):  # already ended: its pipe is broken
+                process.stdin.close()  # its end of input: it exits
+        try:
+            process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 class Pictures:
@@ -169,14 +206,14 @@ class Pictures:
     ``ask`` as soon as a page's rows are known, ``later`` once every page has asked,
     ``take`` when the page is written."""
 
-    def __init__(self, cache: Path, world: str) -> None:
+    def __init__(self, cache: Path, world: str, answer_timeout_s: float = ANSWER_TIMEOUT_S) -> None:
         import importlib.metadata
 
         version = importlib.metadata.version("vl-convert-python")
         self._cache = cache / f"pictures-{version}-{VERSION}"
         self._world = world
         self._pool: ThreadPoolExecutor | None = None
-        self._worker = _Worker()
+        self._worker = _Worker(answer_timeout_s)
         self._waiting: dict[str, Future[str]] = {}
         self._current: set[str] = set()  # keys ``take`` waits for
         self._queued: dict[str, tuple[int, dict[str, Any], list[dict[str, Any]]]] = {}
@@ -226,6 +263,8 @@ class Pictures:
     def _kept(self, key: str, job: Future[str]) -> str | None:
         try:
             svg = job.result()
+        except _Ended:  # told once by the worker
+            return None
         except ValueError as exc:  # vl-convert's errors
             logger.warning("a chart could not be drawn ahead: %s", exc)
             return None
