@@ -191,8 +191,8 @@ class _Worker:
 
 class Pictures:
     """Charts drawn in a process of their own (vega_worker.py) while the report runs its
-    queries and writes its pages, and kept in the report's cache beside report/ (by spec, rows and
-    this module's version).
+    queries and writes its pages, and kept in the report's cache beside report/ (by spec,
+    rows and this module's version).
 
     A picture costs 40-100 ms of CPU (vl-convert reads the machine's fonts again for each
     text it measures), and a report of 20 years has some 300 to draw the first time.
