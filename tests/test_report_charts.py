@@ -503,7 +503,7 @@ def test_pictures_are_drawn_by_a_process_of_their_own(
 ) -> None:
     """The report's pictures are drawn by vega_worker.py, a process that imports vl-convert
     and nothing of the project's settings or of Prefect (a multiprocessing worker imported
-    its parent's main module, Prefect's engine under `serve`: 185-191 MB at a refresh's
+    its parent's main module, Prefect's engine under `serve`: 185-193 MB at a refresh's
     peak against 121), nor a module of the folder the report is run from. A chart it
     cannot draw is drawn live on the page (None), with a warning. A process that ended, or
     did not answer in time, is told once and started again for the next chart, once; after

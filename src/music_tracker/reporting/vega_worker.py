@@ -8,7 +8,7 @@ ends at the end of its input.
 
 A process of its own, started by the report, that imports vl-convert and nothing else of
 the project: a worker started by multiprocessing imports its parent's main module first,
-which under `serve` is Prefect's engine (the refresh's picture process held 185-191 MB, of
+which under `serve` is Prefect's engine (the refresh's picture process held 185-193 MB, of
 which some 50 MB were imports it never used).
 """
 
