@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -44,6 +45,14 @@ if _OWN_SETTINGS is not None and any(
     (_OWN_SETTINGS / name).is_file() for name in (ENV_FILE, DEFAULT_CONFIG_FILE)
 ):
     os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="music-tracker-no-config-")
+
+# The calendar (dw.dim_date) runs to 30 days after each build unless told its last day: a
+# test comparing builds on either side of midnight would see one day more. Pinned for the
+# whole run (set before the parallel workers start, which inherit it).
+os.environ.setdefault(
+    "MUSIC_TRACKER_CALENDAR_LAST_DAY",
+    (datetime.date.today() + datetime.timedelta(days=30)).isoformat(),
+)
 
 # Parallel workers (pytest-xdist, `make test` runs two) each keep their own dbt parse cache
 # and compiled SQL: two dbt runs writing one target/ at once would trip over each other.

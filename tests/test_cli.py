@@ -21,8 +21,9 @@ def run(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``music-tracker ARGS`` in a clean environment: no MUSIC_TRACKER_ setting leaks in,
-    but the worker's own dbt target folder (two dbt runs must not share one)."""
-    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR"}
+    but the worker's own dbt target folder (two dbt runs must not share one) and the
+    calendar the run pins (conftest.py)."""
+    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR", "MUSIC_TRACKER_CALENDAR_LAST_DAY"}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MUSIC_TRACKER_") or k in keep}
     done = subprocess.run(
         [CLI, *args],
@@ -54,6 +55,11 @@ def run(
             {"MUSIC_TRACKER_DBT_MEMORY_LIMIT": "lots"},
             ["transform", "--json"],
             "MUSIC_TRACKER_DBT_MEMORY_LIMIT='lots': not a memory size",
+        ),
+        (
+            {"MUSIC_TRACKER_CALENDAR_LAST_DAY": "31/01/2027"},
+            ["transform", "--json"],
+            "MUSIC_TRACKER_CALENDAR_LAST_DAY='31/01/2027': not a day: write it as YYYY-MM-DD",
         ),
         (
             {"MUSIC_TRACKER_MUSICBRAINZ_MIN_INTERVAL_S": "0.2"},
@@ -389,7 +395,7 @@ def test_another_process_holding_the_warehouse(
 
 def _start(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """``music-tracker ARGS`` started, not waited for (``run``'s clean environment)."""
-    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR"}
+    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR", "MUSIC_TRACKER_CALENDAR_LAST_DAY"}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MUSIC_TRACKER_") or k in keep}
     return subprocess.Popen(
         [CLI, *args],

@@ -32,7 +32,7 @@ def _interrupted(
 ) -> tuple[int, str, str]:
     """Start ``music-tracker ARGS``, send SIGINT ``after_s`` after ``ready(pid)`` holds,
     and return its exit code, stdout and stderr; fail if it finishes first."""
-    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR"}
+    keep = {"MUSIC_TRACKER_DBT_TARGET_DIR", "MUSIC_TRACKER_CALENDAR_LAST_DAY"}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MUSIC_TRACKER_") or k in keep}
     proc = subprocess.Popen(
         [CLI, *args],

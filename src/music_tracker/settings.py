@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=30_000,
         ge=0,
         description="A play counts as a stream at or above this many ms (Spotify's rule: 30 s).",
+    )
+    calendar_last_day: date | None = Field(
+        default=None,
+        description="Last day of dw.dim_date (empty: 30 days after the day of the build). "
+        "Set, builds on different days give the same calendar (the tests pin it).",
     )
     # Cross-source matching tolerances (docs/deduplication.md, "Across sources").
     match_tolerance_api_s: int = Field(default=10, ge=0)
@@ -325,6 +330,18 @@ class Settings(BaseSettings):
             msg = "not a memory size: write a number and a unit, like 128MB, 1.5GB or 512MiB"
             raise ValueError(msg)
         return value.strip()
+
+    @field_validator("calendar_last_day", mode="before")
+    @classmethod
+    def _day_or_empty(cls, value: object) -> object:
+        # an empty value (.env.example's) is the default; anything else is a day
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+                raise ValueError("not a day: write it as YYYY-MM-DD, like 2027-01-31")
+            return value.strip()
+        return value
 
     @field_validator("data_dir", "dbt_target_dir", "backup_dir", "metabase_app_db_dir")
     @classmethod

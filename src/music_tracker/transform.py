@@ -80,10 +80,17 @@ def _dbt_variables(settings: Settings, threads: int = 1) -> dict[str, str]:
         "MUSIC_TRACKER_WAREHOUSE": settings.warehouse_path.name,
         "MUSIC_TRACKER_TIMEZONE": settings.timezone,
         "MUSIC_TRACKER_STREAM_THRESHOLD_MS": str(settings.stream_threshold_ms),
+        "MUSIC_TRACKER_CALENDAR_LAST_DAY": _calendar_last_day(settings),
         "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
         "MUSIC_TRACKER_DBT_THREADS": str(threads),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+
+
+def _calendar_last_day(settings: Settings) -> str:
+    """The calendar's last day as dim_date reads it (empty: 30 days after the build)."""
+    day = settings.calendar_last_day
+    return day.isoformat() if day else ""
 
 
 _ENV_VAR = re.compile(r"""\{\{\s*env_var\(\s*'(\w+)'\s*(?:,\s*'([^']*)'\s*)?\)\s*\}\}""")
@@ -178,6 +185,7 @@ def project_fingerprint(settings: Settings) -> str:
     for package in ("dbt-core", "dbt-duckdb", "duckdb"):
         digest.update(f"{package}=={importlib.metadata.version(package)}\0".encode())
     digest.update(f"{settings.timezone}\0{settings.stream_threshold_ms}".encode())
+    digest.update(f"\0{_calendar_last_day(settings)}".encode())
     return digest.hexdigest()
 
 
