@@ -936,7 +936,12 @@ def test_the_lite_loop_outlives_a_state_file_it_cannot_write(tmp_path: Path) -> 
     )
     try:
         _until("no run", lambda: len(_runs(data_dir)) >= 1, 60, log_path)
-        (data_dir / "state" / "health.json.partial").mkdir()  # every replace now fails
+        # every replace of health.json now fails: a folder in its place (rename: EISDIR)
+        health = data_dir / "state" / "health.json"
+        while not health.is_dir():
+            health.unlink(missing_ok=True)
+            with contextlib.suppress(FileExistsError):
+                health.mkdir()
         runs = len(_runs(data_dir))
         _until("no runs after", lambda: len(_runs(data_dir)) >= runs + 2, 60, log_path)
         assert proc.poll() is None, log_path.read_text()[-3000:]

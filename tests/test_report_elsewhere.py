@@ -4,7 +4,11 @@ another site (`report --output`), every link followed there from a real HTTP ser
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +19,7 @@ import httpx
 import pytest
 
 from conftest import Cli
+from music_tracker.lock import REPORT_LOCK_FILE, holder
 
 
 class _Links(HTMLParser):
@@ -142,3 +147,31 @@ def test_leftovers_of_an_earlier_report_are_cleared(built_copy: Path, cli: Cli) 
     cli("report", "--data-dir", str(built_copy))  # and again, over a folder this time
     assert (built_copy / "report" / "index.html").is_file()
     assert (built_copy / ".report.old" / "index.html").is_file()
+
+
+def test_two_reports_at_once_write_one_after_the_other(built_copy: Path) -> None:
+    """The owner's `report` while another is being written (a scheduled refresh's, say):
+    before, both wrote one report/, its .partial folder and caches together, and one
+    failed on a file the other had just renamed. Now the second waits for the first; one
+    that cannot wait long enough says who holds the report and exits 75."""
+    command = [sys.executable, "-m", "music_tracker", "report", "--data-dir", str(built_copy)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "`report`" not in holder(built_copy, REPORT_LOCK_FILE):
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout
+            time.sleep(0.05)
+        env = {**os.environ, "MUSIC_TRACKER_LOCK_WAIT_S": "0"}
+        second = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        assert second.returncode == 75, second.stdout + second.stderr
+        assert "is writing the report: run `music-tracker report` again" in second.stderr
+        env["MUSIC_TRACKER_LOCK_WAIT_S"] = "300"
+        third = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        assert third.returncode == 0, third.stdout + third.stderr
+        assert first.wait(timeout=300) == 0, first.stdout
+    finally:
+        first.kill()
+        first.wait()
+    assert (built_copy / "report" / "index.html").is_file()
+    assert not list(built_copy.glob(".report.partial"))
+    assert not list((built_copy / ".report-cache").rglob("*.partial"))

@@ -579,7 +579,8 @@ def report_command(
     as_json: JsonOption = False,
 ) -> None:
     """Write every dashboard as a static HTML site under the data folder's report/."""
-    from music_tracker.report import OutputRefused, check_output, copy_report, report
+    from music_tracker.lock import DataFolderError, ReportBusy
+    from music_tracker.report import CopyFailed, OutputRefused, check_output, report
     from music_tracker.reporting.definitions import DefinitionError
     from music_tracker.reporting.static_site import ReportError, serve
 
@@ -591,17 +592,18 @@ def report_command(
         with console.progress("report", quiet=as_json) as bar:
             task = bar.add_task("", total=None)
             result = report(
-                settings, on_page=lambda page: bar.update(task, advance=1, description=page)
+                settings,
+                on_page=lambda page: bar.update(task, advance=1, description=page),
+                copy_to=target,
             )
-    except (OutputRefused, DefinitionError, ReportError) as exc:
+    except ReportBusy as exc:
+        raise _fail(
+            f"{exc}: run `music-tracker report` again when it has finished", EXIT_BUSY
+        ) from None
+    except (OutputRefused, DefinitionError, ReportError, CopyFailed, DataFolderError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:  # the report itself, before any copy
         raise _fail(f"cannot write the report in {settings.report_dir}: {exc}") from None
-    if target is not None:
-        try:
-            result["copied_to"] = str(copy_report(settings.report_dir, target))
-        except OSError as exc:
-            raise _fail(f"cannot copy the report to {target}: {exc}") from None
     if not serve_it:  # --serve stops on Ctrl+C, and that is no interruption
         interrupts.settle()
     _show(result, as_json, console.report_summary)

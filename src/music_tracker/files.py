@@ -1,8 +1,9 @@
 """Files written whole or not at all, private to the owner.
 
 Every small state file (token, cursor, flow health, the last status, cached assets) and
-every landed export goes through here: written under a ``.partial`` name beside the
-target, made private (0600, in a 0700 folder when it creates one), then renamed over the
+every landed export goes through here: written under a ``.partial`` name of its own beside
+the target (two processes writing one file at once, two ``status`` calls, each write their
+own), made private (0600, in a 0700 folder when it creates one), then renamed over the
 target, so a crash or a full disk leaves the previous file, never half of one.
 
 And paths that come from outside (a backup's manifest, a bucket's listing) are joined onto
@@ -14,13 +15,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 
 def write_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) in one step."""
-    partial = _partial(path)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, partial = _partial(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -33,7 +34,8 @@ def write_text(path: Path, text: str) -> None:
 
 def copy(source: Path, path: Path) -> None:
     """Replace ``path`` with a copy of ``source`` in one step."""
-    partial = _partial(path)
+    fd, partial = _partial(path)
+    os.close(fd)
     try:
         shutil.copyfile(source, partial)
     except BaseException:
@@ -43,13 +45,15 @@ def copy(source: Path, path: Path) -> None:
     partial.replace(path)
 
 
-def _partial(path: Path) -> Path:
+def _partial(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path`` (0600, open for writing), named ``<name>.<random>.partial``."""
     # each folder it creates is private (mkdir's parents=True would leave the upper ones
     # at the umask's mode)
     missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     for folder in reversed(missing):
         folder.mkdir(mode=0o700, exist_ok=True)
-    return path.with_name(path.name + ".partial")
+    fd, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".partial", dir=path.parent)
+    return fd, Path(name)
 
 
 class OutsideFolder(ValueError):

@@ -11,6 +11,11 @@ here, to hold it (two first imports at once would otherwise both write unlocked,
 one that lost DuckDB's own lock used to delete the warehouse the other was writing). A
 folder made here that holds nothing but the lock file when the lock is let go is removed
 again, so a command that fails on bad input still leaves nothing behind.
+
+The static report has a lock of its own, ``<data dir>/.report.lock`` (``report_lock``):
+it only reads the warehouse, so it does not wait for writers, but two reports at once
+(the owner's `music-tracker report` during a scheduled refresh) would write one
+``report/``, its ``.partial`` folder and its caches together.
 """
 
 from __future__ import annotations
@@ -26,11 +31,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 LOCK_FILE = ".writer.lock"
+# the static report has a lock of its own: it reads the warehouse (so it does not wait for
+# a writer), but two reports at once would write one report/ and its caches together
+REPORT_LOCK_FILE = ".report.lock"
 POLL_S = 0.2
 
 
 class WriterBusy(Exception):
     """Another process is writing; the message names it."""
+
+
+class ReportBusy(WriterBusy):
+    """Another process is writing the report; the message names it."""
 
 
 class DataFolderError(Exception):
@@ -49,10 +61,10 @@ def _unusable(folder: Path, exc: OSError) -> Exception:
     )
 
 
-def holder(data_dir: Path) -> str:
+def holder(data_dir: Path, lock_file: str = LOCK_FILE) -> str:
     """Who holds (or last held) the lock, in words."""
     try:
-        info = json.loads((data_dir / LOCK_FILE).read_text(encoding="utf-8") or "{}")
+        info = json.loads((data_dir / lock_file).read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
         return "another music-tracker process"
     if not info:
@@ -71,7 +83,26 @@ def writer_lock(
 
     Creates ``data_dir`` (0700) when it is missing, and removes what it created when the
     block leaves the folder holding only the lock file (see the module's docstring)."""
-    path = data_dir / LOCK_FILE
+    with _file_lock(data_dir, what, LOCK_FILE, wait_s=wait_s, poll_s=poll_s):
+        yield
+
+
+@contextmanager
+def report_lock(
+    data_dir: Path, what: str, *, wait_s: float, poll_s: float = POLL_S
+) -> Iterator[None]:
+    """Hold the report's lock for the block (one report written at a time); ReportBusy
+    when ``wait_s`` passes first. Taken inside the writer lock by the flows, never the
+    other way round."""
+    with _file_lock(data_dir, what, REPORT_LOCK_FILE, wait_s=wait_s, poll_s=poll_s):
+        yield
+
+
+@contextmanager
+def _file_lock(
+    data_dir: Path, what: str, lock_file: str, *, wait_s: float, poll_s: float
+) -> Iterator[None]:
+    path = data_dir / lock_file
     deadline = time.monotonic() + wait_s
     made: list[Path] = []
     while True:
@@ -87,8 +118,13 @@ def writer_lock(
         except BlockingIOError:
             os.close(fd)
             if time.monotonic() >= deadline:
-                raise WriterBusy(
-                    f"{holder(data_dir)} is writing the warehouse"
+                busy, writing = (
+                    (WriterBusy, "the warehouse")
+                    if lock_file == LOCK_FILE
+                    else (ReportBusy, "the report")
+                )
+                raise busy(
+                    f"{holder(data_dir, lock_file)} is writing {writing}"
                     + (f" (waited {wait_s:.0f} s)" if wait_s else "")
                 ) from None
             time.sleep(poll_s)
@@ -108,7 +144,7 @@ def writer_lock(
         finally:
             os.ftruncate(fd, 0)
             if made:
-                _remove_if_unused(data_dir, made)
+                _remove_if_unused(data_dir, made, lock_file)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
@@ -146,14 +182,14 @@ def _still_named(fd: int, path: Path) -> bool:
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _remove_if_unused(data_dir: Path, made: list[Path]) -> None:
+def _remove_if_unused(data_dir: Path, made: list[Path], lock_file: str) -> None:
     """Remove the folders this lock made if the block left nothing in the data folder but
     the lock file; called holding the lock, which a waiter then finds no longer named."""
     if data_dir not in made:
         return
     with suppress(OSError):
-        if [entry.name for entry in data_dir.iterdir()] != [LOCK_FILE]:
+        if [entry.name for entry in data_dir.iterdir()] != [lock_file]:
             return
-        (data_dir / LOCK_FILE).unlink()
+        (data_dir / lock_file).unlink()
         for folder in reversed(made):
             folder.rmdir()  # another process's file in it: it stays, and so do its parents

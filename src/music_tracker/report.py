@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from music_tracker.lock import report_lock
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import Context, build_report
 from music_tracker.settings import Settings
@@ -23,23 +24,43 @@ class OutputRefused(Exception):
     """The folder named for the copy is one the copy would wrongly replace."""
 
 
-def report(settings: Settings, *, on_page: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Render the dashboards into ``report/`` (DefinitionError for a bad definition,
-    ReportError when the warehouse cannot give what they need)."""
+class CopyFailed(Exception):
+    """The report was written, but its copy (``--output``) could not be; the copy that was
+    there stays."""
+
+
+def report(
+    settings: Settings,
+    *,
+    on_page: Callable[[str], None] | None = None,
+    wait_s: float | None = None,
+    copy_to: Path | None = None,
+) -> dict[str, Any]:
+    """Render the dashboards into ``report/``, then copy it to ``copy_to`` when given,
+    holding the report's lock (one report at a time per data folder: ReportBusy after
+    ``wait_s``, the commands' ``lock_wait_s`` unless given). DefinitionError for a bad
+    definition, ReportError when the warehouse cannot give what they need, CopyFailed."""
     context = Context(
         timezone=settings.timezone,
         stream_threshold_ms=settings.stream_threshold_ms,
         built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    summary = build_report(
-        settings.warehouse_path,
-        settings.report_dir,
-        context,
-        dashboards=load_dashboards(),
-        on_page=on_page,
-        memory_limit=settings.duckdb_memory_limit,
-    )
-    return summary.as_dict()
+    wait_s = settings.lock_wait_s if wait_s is None else wait_s
+    with report_lock(settings.data_dir, "report", wait_s=wait_s):
+        summary = build_report(
+            settings.warehouse_path,
+            settings.report_dir,
+            context,
+            dashboards=load_dashboards(),
+            on_page=on_page,
+            memory_limit=settings.duckdb_memory_limit,
+        ).as_dict()
+        if copy_to is not None:
+            try:
+                summary["copied_to"] = str(copy_report(settings.report_dir, copy_to))
+            except OSError as exc:
+                raise CopyFailed(f"cannot copy the report to {copy_to}: {exc}") from exc
+    return summary
 
 
 def check_output(output: Path, settings: Settings) -> None:

@@ -100,7 +100,8 @@ def publish_step(settings: Settings) -> dict[str, Any]:
 def report_step(settings: Settings) -> dict[str, Any]:
     from music_tracker.report import report
 
-    return {"pages": report(settings)["pages"]}
+    # a `music-tracker report` of the owner's may be writing it: wait as for a writer
+    return {"pages": report(settings, wait_s=settings.writer_wait_s)["pages"]}
 
 
 def backup_step(settings: Settings) -> dict[str, Any]:
