@@ -597,9 +597,7 @@ def report_command(
                 copy_to=target,
             )
     except ReportBusy as exc:
-        raise _fail(
-            f"{exc}: run `music-tracker report` again when it has finished", EXIT_BUSY
-        ) from None
+        raise _fail(f"{exc}: run `music-tracker report` again when it is done", EXIT_BUSY) from None
     except (OutputRefused, DefinitionError, ReportError, CopyFailed, DataFolderError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:  # the report itself, before any copy
