@@ -22,7 +22,8 @@
 -- Incremental: raw rows are only ever appended, so a play changes only when a row joins it;
 -- a run rebuilds the plays with a row imported after the newest import it has seen. Imports
 -- are transactions, one at a time, each stamped with one time: a build sees all of an import
--- or none of it. A test (equal_row_count_to) fails the build if a play was ever missed.
+-- or none of it. A test (equal_row_count_to) fails the build if a play was ever missed, or
+-- not rebuilt when a row joined or left it (its source_rows no longer add up).
 -- A later import may move stored rows to another play (merging two plays into the
 -- survivor): both the play that gained rows and the one that lost them are rebuilt (the
 -- one that lost a row changed at the move), and a play left with no rows is deleted
@@ -86,7 +87,8 @@ per_play as (
         bool_or(source = 'spotify_api') as seen_by_api,
         bool_or(source = 'spotify_extended_history') as seen_by_extended_history,
         max(imported_at) as changed_at,
-        count(*) filter (where source = 'spotify_extended_history') as extended_rows
+        count(*) filter (where source = 'spotify_extended_history') as extended_rows,
+        count(*) as source_rows
     from unioned
     group by play_id
 ),
@@ -153,7 +155,10 @@ final as (
         -- times
         richest.played_at,
         richest.is_start_only,
-        greatest(per_play.changed_at, moved_out.moved_out_at) as changed_at
+        greatest(per_play.changed_at, moved_out.moved_out_at) as changed_at,
+        -- the rows the play was made of: their sum over every play is the number of source
+        -- rows that are plays (the test that no play was missed counts them)
+        per_play.source_rows
     from richest
     inner join per_play
         on richest.play_id = per_play.play_id

@@ -1,23 +1,23 @@
-{#- Fails when the model has a different number of rows from `compare_model` filtered by
-    `where` (or, with `distinct_column`, from its number of distinct values of that column),
-    less the rows whose play_sid `except_model` lists (the plays exclusions.yaml keeps out):
-    proves that no play is lost or doubled between layers, incremental runs included. -#}
+{#- Fails when the model has a different number of rows (or, with `rows_column`, a
+    different sum of that column: the rows each of its rows stands for) from
+    `compare_model` filtered by `where`, less the rows whose play_sid `except_model` lists
+    (the plays exclusions.yaml keeps out): proves that no play is lost or doubled between
+    layers, incremental runs included. -#}
 {% test equal_row_count_to(
-    model, compare_model, where='true', distinct_column=none, except_model=none
+    model, compare_model, where='true', except_model=none, rows_column=none
 ) %}
     with
 
     actual as (
-        select count(*) as row_count from {{ model }}
+        {% if rows_column %}
+            select coalesce(sum({{ rows_column }}), 0) as row_count from {{ model }}
+        {% else %}
+            select count(*) as row_count from {{ model }}
+        {% endif %}
     ),
 
     expected as (
-        select
-            {% if distinct_column %}
-                count(distinct {{ distinct_column }}) as row_count
-            {% else %}
-                count(*) as row_count
-            {% endif %}
+        select count(*) as row_count
         from {{ compare_model }}
         where
             ({{ where }})
