@@ -37,18 +37,32 @@ RUN python3 -m zipfile -e /wheels/uv-*.whl /tmp/uv \
       "from prefect.server.api.server import create_ui_app; create_ui_app(ephemeral=False)" \
  && chmod -R a+rX /opt/venv/lib/python3*/site-packages/prefect/server/ui_*build \
  && rm -rf /tmp/prefect
+
+# project: the project itself in editable form, in a stage of its own: its dbt project and
+# dashboards stay beside the code; uv compiled the bytecode of the dependencies, compileall
+# does the project's. What the install adds to the venv (the .pth file naming /app/src,
+# its dist-info, the music-tracker script) is gathered in /venv-project, so that the final
+# image takes the dependencies' venv as one layer that a change to the code leaves as it
+# was (before, the install wrote into it and every build copied all 676 MB again)
+FROM build AS project
 COPY pyproject.toml README.md ./
 COPY src src
 COPY transform transform
 COPY dashboards dashboards
-# the project itself in editable form: its dbt project and dashboards stay beside the code;
-# uv compiled the bytecode of the dependencies, compileall does the project's
-RUN uv pip install -q --no-index --find-links /wheels --no-build-isolation --no-deps -e . \
+RUN touch /tmp/before-install \
+ && uv pip install -q --no-index --find-links /wheels --no-build-isolation --no-deps -e . \
  && /opt/venv/bin/python -m compileall -q /app/src
+# the folders cp makes take the venv's modes (the final COPY sets them on the venv's own)
+WORKDIR /opt/venv
+RUN mkdir -m 755 /venv-project \
+ && find . -cnewer /tmp/before-install ! -type d -exec cp -a --parents {} /venv-project/ \; \
+ && chmod -R go+rX /venv-project \
+ && test -x /venv-project/bin/music-tracker
 
 FROM runtime
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
+COPY --from=project /venv-project/ /opt/venv/
+COPY --from=project /app /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
