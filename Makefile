@@ -49,7 +49,7 @@ sqllint: $(STAMP)
 	cd transform && ../$(BIN)/sqlfluff lint models tests --processes 2
 
 # three workers on the two cores: a third fills the time the stack test and the hung-run
-# tests spend waiting (README, "Tests"); the ten slowest tests are printed on every run
+# tests spend waiting (docs/testing.md); the ten slowest tests are printed on every run
 unit: $(STAMP) $(WORLD)
 	$(BIN)/pytest -n 3 --dist worksteal
 
