@@ -264,16 +264,29 @@ def test_a_play_missed_by_an_incremental_run_fails_the_build(
     cli: Cli, built_2018_copy: Path, data_dir: Path
 ) -> None:
     """A row stamped before the newest import already built (a clock set back) is caught:
-    a play of its own the build never made, or a row joining a stored play that the build
-    left as it was (the plays' rows no longer add up to the source rows)."""
-    for play_id in ("md5(play_id)", "play_id"):  # a new play; a stored play's second row
+    a play of its own the build never made; a row joining a stored play that the build
+    left as it was (the plays' rows no longer add up to the source rows); a row of a
+    two-row play moved to a new play, neither built again (the counts cancel out, the
+    plays' ids do not: helper-40)."""
+    stamp = "timestamptz '2000-01-01 00:00:00+00'"
+    row = "from raw.spotify_extended_history where play_id is not null"
+    moved = (
+        f"select 'spotify_extended_history' as source, source_key, 'split-0001' as play_id,"
+        f" play_id as previous_play_id, {stamp} as changed_at {row} and play_id in"
+        " (select play_id from raw.spotify_extended_history group by 1 having count(*) = 2)"
+        " limit 1"
+    )
+    for change in (
+        # a new play; a stored play's second row
+        f"insert into raw.spotify_extended_history select * replace (md5(source_key) as"
+        f" source_key, md5(play_id) as play_id, {stamp} as imported_at) {row} limit 1",
+        f"insert into raw.spotify_extended_history select * replace (md5(source_key) as"
+        f" source_key, {stamp} as imported_at) {row} limit 1",
+        # a row moved out of its play to a new one, as store_play_id_overrides moves it
+        f"insert into raw.play_id_overrides {moved}; insert into raw.play_id_moves {moved}",
+    ):
         with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
-            con.execute(
-                "insert into raw.spotify_extended_history select * replace ("
-                f" md5(source_key) as source_key, {play_id} as play_id,"
-                " timestamptz '2000-01-01 00:00:00+00' as imported_at)"
-                " from raw.spotify_extended_history where play_id is not null limit 1"
-            )
+            con.execute(change)
         output = " ".join(cli("transform", expect=1).output.split())
         assert "equal_row_count_to_int_plays_deduplicated" in output
         cli("transform", "--full-refresh")
