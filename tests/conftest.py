@@ -49,10 +49,10 @@ if _OWN_SETTINGS is not None and any(
 # The calendar (dw.dim_date) runs to 30 days after each build unless told its last day: a
 # test comparing builds on either side of midnight would see one day more. Pinned for the
 # whole run (set before the parallel workers start, which inherit it).
-os.environ.setdefault(
-    "MUSIC_TRACKER_CALENDAR_LAST_DAY",
-    (datetime.date.today() + datetime.timedelta(days=30)).isoformat(),
-)
+if not os.environ.get("MUSIC_TRACKER_CALENDAR_LAST_DAY", "").strip():  # empty: the default
+    os.environ["MUSIC_TRACKER_CALENDAR_LAST_DAY"] = (
+        datetime.date.today() + datetime.timedelta(days=30)
+    ).isoformat()
 
 # Parallel workers (pytest-xdist, `make test` runs two) each keep their own dbt parse cache
 # and compiled SQL: two dbt runs writing one target/ at once would trip over each other.

@@ -599,7 +599,7 @@ def report_command(
     except ReportBusy as exc:
         raise _fail(f"{exc}: run `music-tracker report` again when it is done", EXIT_BUSY) from None
     except (OutputRefused, DefinitionError, ReportError, CopyFailed, DataFolderError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), 2 if isinstance(exc, DataFolderError) else 1) from None
     except OSError as exc:  # the report itself, before any copy
         raise _fail(f"cannot write the report in {settings.report_dir}: {exc}") from None
     if not serve_it:  # --serve stops on Ctrl+C, and that is no interruption

@@ -334,7 +334,10 @@ class Settings(BaseSettings):
     @field_validator("calendar_last_day", mode="before")
     @classmethod
     def _day_or_empty(cls, value: object) -> object:
-        # an empty value (.env.example's) is the default; anything else is a day
+        # an empty value (.env.example's) is the default; anything else is a day (pydantic
+        # would take a TOML number for seconds since 1970)
+        if isinstance(value, int | float):
+            raise ValueError("not a day: write it as YYYY-MM-DD, like 2027-01-31")
         if isinstance(value, str):
             if not value.strip():
                 return None

@@ -1,8 +1,8 @@
 -- the rows a build replaced, by this key, go to the serving journal (macros/serving_journal.sql)
 {{ config(serving_key='date_sid') }}
 -- grain: one row per local calendar day, from the first play (of music or not) to 30 days
--- after the run (or to the spine_end_date the settings name), plus the unknown member
--- 1900-01-01. day_of_week and week_of_year keep the
+-- after the run (or to the spine_end_date the settings name, or the last play's day if
+-- later), plus the unknown member 1900-01-01. day_of_week and week_of_year keep the
 -- original T-SQL meanings (1 = Sunday; weeks start on Sunday, week 1 holds 1 January); ISO
 -- columns beside.
 with
@@ -27,7 +27,8 @@ bounds as (
     select
         coalesce(min(day), current_date) as first_day,
         {% if var('spine_end_date', none) -%}
-            date '{{ var("spine_end_date") }}' as last_day
+            -- never before the last play's day: every play keeps its day whatever is set
+            greatest(date '{{ var("spine_end_date") }}', max(day)) as last_day
         {%- else -%}
             current_date + {{ var('date_spine_days_ahead') }} as last_day
         {%- endif %}

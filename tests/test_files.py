@@ -1,0 +1,70 @@
+"""Files written whole (music_tracker/files.py): several writers of one file at once, the
+leftovers of a writer killed before its rename, a name near the file system's limit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from music_tracker import files
+
+WRITER = """
+import sys
+from pathlib import Path
+from music_tracker import files
+path, me = Path(sys.argv[1]), sys.argv[2]
+for n in range(200):
+    files.write_text(path, f"{me} {n} " + "x" * 4000)
+"""
+
+
+def test_writers_of_one_file_at_once_each_replace_it_whole(tmp_path: Path) -> None:
+    """Four processes rewrite one state file at once (two `status` calls, the watchdog and
+    a run): before, they shared one .partial name and one failed on a file the other had
+    just renamed (FileNotFoundError) or renamed the other's half-written file."""
+    path = tmp_path / "state" / "health.json"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(me)], stderr=subprocess.PIPE)
+        for me in range(4)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err.decode()
+    me, n, text = path.read_text().split(" ")
+    assert me in {"0", "1", "2", "3"} and n == "199" and text == "x" * 4000
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert [p.name for p in path.parent.iterdir()] == ["health.json"]
+
+
+def test_a_killed_writers_leftover_goes_at_a_later_write(tmp_path: Path) -> None:
+    """A writer killed between its write and its rename (the watchdog's SIGKILL, the
+    kernel's out-of-memory killer) leaves its .partial file; the next write of that file
+    removes those an hour old, and leaves a younger one (a writer at work) alone."""
+    path = tmp_path / "cursor.json"
+    old = tmp_path / "cursor.json.k2j3h4g5.partial"
+    young = tmp_path / "cursor.json.a1b2c3d4.partial"
+    other = tmp_path / "token.json.z9y8x7w6.partial"
+    for leftover in (old, young, other):
+        leftover.write_text("half")
+    hour_ago = time.time() - files.STALE_PARTIAL_S - 60
+    for leftover in (old, other):
+        os.utime(leftover, (hour_ago, hour_ago))
+    files.write_text(path, "{}")
+    assert path.read_text() == "{}"
+    assert not old.exists()
+    assert young.exists() and other.exists()  # not this file's, or not old enough
+
+
+def test_a_name_near_the_limit_is_written(tmp_path: Path) -> None:
+    """A file name of 250 bytes (an export renamed by its owner; Linux allows 255): its
+    .partial name keeps only the name's start, so it fits too."""
+    path = tmp_path / ("StreamingHistory_music_0_" + "再" * 75)
+    assert len(path.name.encode()) == 250
+    files.write_text(path, "[]")
+    files.copy(path, tmp_path / "copy.json")
+    assert path.read_text() == (tmp_path / "copy.json").read_text() == "[]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "copy.json"])
