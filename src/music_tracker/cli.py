@@ -666,7 +666,7 @@ def demo_command(
     ] = 1.0,
     plays_per_year: Annotated[
         int,
-        typer.Option(min=50, help="Plays a year in the generated history (a quicker run: less)."),
+        typer.Option(min=150, help="Plays a year in the generated history (a quicker run: less)."),
     ] = 3_000,
 ) -> None:
     """Run the pipeline end to end on a generated 18-year history (no credentials)."""
