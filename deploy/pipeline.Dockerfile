@@ -52,12 +52,14 @@ COPY dashboards dashboards
 RUN touch /tmp/before-install \
  && uv pip install -q --no-index --find-links /wheels --no-build-isolation --no-deps -e . \
  && /opt/venv/bin/python -m compileall -q /app/src
-# the folders cp makes take the venv's modes (the final COPY sets them on the venv's own)
+# the folders cp makes take the venv's modes (the final COPY sets them on the venv's own);
+# the script and the .pth file naming /app/src must be among the files found
 WORKDIR /opt/venv
 RUN mkdir -m 755 /venv-project \
  && find . -cnewer /tmp/before-install ! -type d -exec cp -a --parents {} /venv-project/ \; \
  && chmod -R go+rX /venv-project \
- && test -x /venv-project/bin/music-tracker
+ && test -x /venv-project/bin/music-tracker \
+ && test -n "$(find /venv-project -name '*.pth')"
 
 FROM runtime
 COPY --from=build /opt/venv /opt/venv

@@ -42,21 +42,23 @@ def test_writers_of_one_file_at_once_each_replace_it_whole(tmp_path: Path) -> No
 
 def test_a_killed_writers_leftover_goes_at_a_later_write(tmp_path: Path) -> None:
     """A writer killed between its write and its rename (the watchdog's SIGKILL, the
-    kernel's out-of-memory killer) leaves its .partial file; the next write of that file
-    removes those an hour old, and leaves a younger one (a writer at work) alone."""
+    kernel's out-of-memory killer) leaves its .partial file; the first write into that
+    folder removes those an hour old, and leaves a younger one (a writer at work) and
+    other programs' .partial files alone."""
     path = tmp_path / "cursor.json"
     old = tmp_path / "cursor.json.k2j3h4g5.partial"
+    other = tmp_path / "token.json.z9y_8x7w.partial"
     young = tmp_path / "cursor.json.a1b2c3d4.partial"
-    other = tmp_path / "token.json.z9y8x7w6.partial"
-    for leftover in (old, young, other):
+    not_ours = [tmp_path / ".report.partial", tmp_path / "x.json.partial"]
+    for leftover in (old, other, young, *not_ours):
         leftover.write_text("half")
     hour_ago = time.time() - files.STALE_PARTIAL_S - 60
-    for leftover in (old, other):
+    for leftover in (old, other, *not_ours):
         os.utime(leftover, (hour_ago, hour_ago))
     files.write_text(path, "{}")
     assert path.read_text() == "{}"
-    assert not old.exists()
-    assert young.exists() and other.exists()  # not this file's, or not old enough
+    assert not old.exists() and not other.exists()
+    assert young.exists() and all(p.exists() for p in not_ours)
 
 
 def test_a_name_near_the_limit_is_written(tmp_path: Path) -> None:

@@ -267,7 +267,8 @@ def test_a_play_missed_by_an_incremental_run_fails_the_build(
     a play of its own the build never made; a row joining a stored play that the build
     left as it was (the plays' rows no longer add up to the source rows); a row of a
     two-row play moved to a new play, neither built again (the counts cancel out, the
-    plays' ids do not: helper-40)."""
+    plays' ids do not: helper-40); the rows of two plays swapped (the counts stay, which
+    rows each holds does not: helper-41)."""
     stamp = "timestamptz '2000-01-01 00:00:00+00'"
     row = "from raw.spotify_extended_history where play_id is not null"
     moved = (
@@ -284,6 +285,16 @@ def test_a_play_missed_by_an_incremental_run_fails_the_build(
         f" source_key, {stamp} as imported_at) {row} limit 1",
         # a row moved out of its play to a new one, as store_play_id_overrides moves it
         f"insert into raw.play_id_overrides {moved}; insert into raw.play_id_moves {moved}",
+        # two one-row plays that trade their rows (a rematch pairing them the other way)
+        "create temp table pair as select source_key, play_id, row_number() over () as n"
+        f" {row} and play_id in (select play_id from raw.spotify_extended_history"
+        " group by 1 having count(*) = 1) and source_key not in"
+        " (select source_key from raw.play_id_overrides) order by played_at limit 2;"
+        + "".join(
+            f"insert into raw.{table} select 'spotify_extended_history', a.source_key,"
+            f" b.play_id, a.play_id, {stamp} from pair as a join pair as b on a.n <> b.n;"
+            for table in ("play_id_overrides", "play_id_moves")
+        ),
     ):
         with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
             con.execute(change)

@@ -3,12 +3,10 @@
 Every small state file (token, cursor, flow health, the last status, cached assets) and
 every landed export goes through here: written under a ``.partial`` name beside the target,
 made private (0600, in a 0700 folder when it creates one), then renamed over the target,
-so a crash or a full disk leaves the previous file, never half of one. A small file's
+so a crash or a full disk leaves the previous file, never half of one. Each write's
 ``.partial`` name is its own (two processes writing one state file at once, two ``status``
-calls, each write theirs), and a write sweeps away the leftovers of writers killed before
-their rename, an hour old or more; a copy (an export landed, a backup's file), which the
-writer lock keeps to one writer, has one fixed ``.partial`` name, which the next try
-writes over.
+calls, each write theirs), and the first write into a folder in a process sweeps away the
+leftovers of writers killed before their rename, an hour old or more.
 
 And paths that come from outside (a backup's manifest, a bucket's listing) are joined onto
 a folder only through ``inside``: one that would climb out of it is refused.
@@ -17,8 +15,8 @@ a folder only through ``inside``: one that would climb out of it is refused.
 from __future__ import annotations
 
 import errno
-import glob
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -30,15 +28,14 @@ STALE_PARTIAL_S = 3600
 # the part of the target's name its .partial names keep: with the random part and the
 # suffix, a name of 255 bytes (the usual limit) stays within it
 _NAME_CHARS = 64
+# what tempfile.mkstemp adds: eight of a-z, 0-9 and _, then the suffix
+_OWN_PARTIAL = re.compile(r"\.[a-z0-9_]{8}\.partial$")
+_swept: set[Path] = set()
 
 
 def write_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) in one step."""
-    _make_folders(path.parent)
-    fd, name = tempfile.mkstemp(
-        prefix=f"{path.name[:_NAME_CHARS]}.", suffix=".partial", dir=path.parent
-    )
-    partial = Path(name)
+    fd, partial = _partial(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -47,13 +44,13 @@ def write_text(path: Path, text: str) -> None:
         raise
     partial.chmod(0o600)  # an umask could have narrowed it further, never widened
     partial.replace(path)
-    _sweep(path)
+    _sweep(path.parent)
 
 
 def copy(source: Path, path: Path) -> None:
-    """Replace ``path`` with a copy of ``source`` in one step (one writer at a time)."""
-    _make_folders(path.parent)
-    partial = path.with_name(path.name + ".partial")
+    """Replace ``path`` with a copy of ``source`` in one step."""
+    fd, partial = _partial(path)
+    os.close(fd)
     try:
         shutil.copyfile(source, partial)
     except BaseException:
@@ -61,24 +58,37 @@ def copy(source: Path, path: Path) -> None:
         raise
     partial.chmod(0o600)
     partial.replace(path)
+    _sweep(path.parent)
 
 
-def _make_folders(folder: Path) -> None:
+def _partial(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path`` (0600, open for writing): ``<name>.<random>.partial``,
+    the name cut to its first 64 characters."""
     # each folder it creates is private (mkdir's parents=True would leave the upper ones
     # at the umask's mode)
-    missing = [parent for parent in (folder, *folder.parents) if not parent.exists()]
-    for parent in reversed(missing):
-        parent.mkdir(mode=0o700, exist_ok=True)
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f"{path.name[:_NAME_CHARS]}.", suffix=".partial", dir=path.parent
+    )
+    return fd, Path(name)
 
 
-def _sweep(path: Path) -> None:
-    """Remove the ``.partial`` files of ``path`` that writers killed before their rename
-    left, an hour old or more (a writer at work now is younger)."""
+def _sweep(folder: Path) -> None:
+    """Remove the ``.partial`` files writers killed before their rename left in ``folder``,
+    an hour old or more (a writer at work now is younger); once per folder per process (a
+    report writes hundreds of files into one cache folder)."""
+    if folder in _swept:
+        return
+    _swept.add(folder)
     cutoff = time.time() - STALE_PARTIAL_S
-    for stale in path.parent.glob(f"{glob.escape(path.name[:_NAME_CHARS])}.*.partial"):
-        with suppress(OSError):  # another writer's sweep took it first
-            if stale.stat().st_mtime < cutoff:
-                stale.unlink()
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if _OWN_PARTIAL.search(entry.name):
+                with suppress(OSError):  # another process's sweep took it first
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        Path(entry.path).unlink()
 
 
 class OutsideFolder(ValueError):

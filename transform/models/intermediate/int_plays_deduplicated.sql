@@ -88,7 +88,10 @@ per_play as (
         bool_or(source = 'spotify_extended_history') as seen_by_extended_history,
         max(imported_at) as changed_at,
         count(*) filter (where source = 'spotify_extended_history') as extended_rows,
-        count(*) as source_rows
+        count(*) as source_rows,
+        -- which rows: the sum of each row's hash with its play (what the test that no play
+        -- was missed compares with the source rows)
+        sum(hash(play_id, source, source_key)::hugeint) as source_rows_hash
     from unioned
     group by play_id
 ),
@@ -156,9 +159,10 @@ final as (
         richest.played_at,
         richest.is_start_only,
         greatest(per_play.changed_at, moved_out.moved_out_at) as changed_at,
-        -- the rows the play was made of: their sum over every play is the number of source
-        -- rows that are plays (the test that no play was missed counts them)
-        per_play.source_rows
+        -- the rows the play was made of, and which: summed over every play, the source
+        -- rows that are plays (the test that no play was missed compares them)
+        per_play.source_rows,
+        per_play.source_rows_hash
     from richest
     inner join per_play
         on richest.play_id = per_play.play_id
