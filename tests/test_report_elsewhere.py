@@ -149,17 +149,19 @@ def test_leftovers_of_an_earlier_report_are_cleared(built_copy: Path, cli: Cli) 
     assert (built_copy / ".report.old" / "index.html").is_file()
 
 
-def test_two_reports_at_once_write_one_after_the_other(built_copy: Path) -> None:
+def test_two_reports_at_once_write_one_after_the_other(built_copy: Path, tmp_path: Path) -> None:
     """The owner's `report` while another is being written (a scheduled refresh's, say):
     before, both wrote one report/, its .partial folder and caches together, and one
     failed on a file the other had just renamed. Now the second waits for the first; one
     that cannot wait long enough says who holds the report and exits 75."""
     command = [sys.executable, "-m", "music_tracker", "report", "--data-dir", str(built_copy)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said = tmp_path / "first.log"
+    with said.open("w") as log:  # a file, not a pipe nobody reads while the others run
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while "`report`" not in holder(built_copy, REPORT_LOCK_FILE):
-            assert first.poll() is None and time.monotonic() < deadline, first.stdout
+            assert first.poll() is None and time.monotonic() < deadline, said.read_text()
             time.sleep(0.05)
         env = {**os.environ, "MUSIC_TRACKER_LOCK_WAIT_S": "0"}
         second = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -168,7 +170,7 @@ def test_two_reports_at_once_write_one_after_the_other(built_copy: Path) -> None
         env["MUSIC_TRACKER_LOCK_WAIT_S"] = "300"
         third = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         assert third.returncode == 0, third.stdout + third.stderr
-        assert first.wait(timeout=300) == 0, first.stdout
+        assert first.wait(timeout=300) == 0, said.read_text()
     finally:
         first.kill()
         first.wait()

@@ -31,9 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 LOCK_FILE = ".writer.lock"
-# the static report has a lock of its own: it reads the warehouse (so it does not wait for
-# a writer), but two reports at once would write one report/ and its caches together
-REPORT_LOCK_FILE = ".report.lock"
+REPORT_LOCK_FILE = ".report.lock"  # the static report's own (the module's docstring)
 POLL_S = 0.2
 
 

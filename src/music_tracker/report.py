@@ -40,13 +40,13 @@ def report(
     holding the report's lock (one report at a time per data folder: ReportBusy after
     ``wait_s``, the commands' ``lock_wait_s`` unless given). DefinitionError for a bad
     definition, ReportError when the warehouse cannot give what they need, CopyFailed."""
-    context = Context(
-        timezone=settings.timezone,
-        stream_threshold_ms=settings.stream_threshold_ms,
-        built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    )
     wait_s = settings.lock_wait_s if wait_s is None else wait_s
     with report_lock(settings.data_dir, "report", wait_s=wait_s):
+        context = Context(  # its time once the report is ours to write (a wait is minutes)
+            timezone=settings.timezone,
+            stream_threshold_ms=settings.stream_threshold_ms,
+            built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
         summary = build_report(
             settings.warehouse_path,
             settings.report_dir,

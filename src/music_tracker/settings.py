@@ -88,8 +88,9 @@ class Settings(BaseSettings):
     )
     calendar_last_day: date | None = Field(
         default=None,
-        description="Last day of dw.dim_date (empty: 30 days after the day of the build). "
-        "Set, builds on different days give the same calendar (the tests pin it).",
+        description="Last day of dw.dim_date (empty: 30 days after the day of the build; "
+        "never before the last play's day). Set, builds on different days give the same "
+        "calendar (the tests pin it).",
     )
     # Cross-source matching tolerances (docs/deduplication.md, "Across sources").
     match_tolerance_api_s: int = Field(default=10, ge=0)
