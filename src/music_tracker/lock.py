@@ -81,7 +81,7 @@ def writer_lock(
 
     Creates ``data_dir`` (0700) when it is missing, and removes what it created when the
     block leaves the folder holding only the lock file (see the module's docstring)."""
-    with _file_lock(data_dir, what, LOCK_FILE, wait_s=wait_s, poll_s=poll_s):
+    with _file_lock(data_dir, what, LOCK_FILE, WriterBusy, wait_s=wait_s, poll_s=poll_s):
         yield
 
 
@@ -92,13 +92,19 @@ def report_lock(
     """Hold the report's lock for the block (one report written at a time); ReportBusy
     when ``wait_s`` passes first. Taken inside the writer lock by the flows, never the
     other way round."""
-    with _file_lock(data_dir, what, REPORT_LOCK_FILE, wait_s=wait_s, poll_s=poll_s):
+    with _file_lock(data_dir, what, REPORT_LOCK_FILE, ReportBusy, wait_s=wait_s, poll_s=poll_s):
         yield
 
 
 @contextmanager
 def _file_lock(
-    data_dir: Path, what: str, lock_file: str, *, wait_s: float, poll_s: float
+    data_dir: Path,
+    what: str,
+    lock_file: str,
+    busy: type[WriterBusy],
+    *,
+    wait_s: float,
+    poll_s: float,
 ) -> Iterator[None]:
     path = data_dir / lock_file
     deadline = time.monotonic() + wait_s
@@ -116,11 +122,7 @@ def _file_lock(
         except BlockingIOError:
             os.close(fd)
             if time.monotonic() >= deadline:
-                busy, writing = (
-                    (WriterBusy, "the warehouse")
-                    if lock_file == LOCK_FILE
-                    else (ReportBusy, "the report")
-                )
+                writing = "the report" if busy is ReportBusy else "the warehouse"
                 raise busy(
                     f"{holder(data_dir, lock_file)} is writing {writing}"
                     + (f" (waited {wait_s:.0f} s)" if wait_s else "")

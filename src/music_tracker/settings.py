@@ -337,15 +337,13 @@ class Settings(BaseSettings):
     def _day_or_empty(cls, value: object) -> object:
         # an empty value (.env.example's) is the default; anything else is a day (pydantic
         # would take a TOML number for seconds since 1970)
-        if isinstance(value, int | float):
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, int | float) or (
+            isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip())
+        ):
             raise ValueError("not a day: write it as YYYY-MM-DD, like 2027-01-31")
-        if isinstance(value, str):
-            if not value.strip():
-                return None
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-                raise ValueError("not a day: write it as YYYY-MM-DD, like 2027-01-31")
-            return value.strip()
-        return value
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("data_dir", "dbt_target_dir", "backup_dir", "metabase_app_db_dir")
     @classmethod
