@@ -32,10 +32,12 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
@@ -433,16 +435,9 @@ def _dbt_build(
         # shared by every data folder (see _environment)
         "--target-path",
         str(target_dir(settings)),
-        "--log-path",
-        str(settings.data_dir.resolve() / "dbt" / "logs"),
-        "--quiet",
-        "--no-use-colors",
-        # The debug log (every statement of every node) costs about 3 s per build here; the
-        # info log still names each node, its result and any error. The JSON artifacts
-        # (manifest.json, run_results.json: 1-2 s) are not read by anything; partial
-        # parsing keeps its own file.
-        "--log-level-file",
-        "info",
+        *_LOG_ARGS,
+        # The JSON artifacts (manifest.json, run_results.json: 1-2 s) are not read by
+        # anything; partial parsing keeps its own file.
         "--no-write-json",
     ]
     if full_refresh:
@@ -454,7 +449,8 @@ def _dbt_build(
     callbacks: list[Callable[[EventMsg], None]] = [callback]
     if recorder is not None:
         callbacks.append(recorder)
-    with _environment(settings, threads), _dbt_output():
+    with _environment(settings, threads), _dbt_output(), _dbt_log(settings) as log:
+        callbacks.append(log)
         try:
             outcome = dbtRunner(callbacks=callbacks).invoke(args)
         finally:
@@ -477,19 +473,62 @@ def write_manifest(settings: Settings) -> Path:
         str(PROJECT_DIR),
         "--target-path",
         str(target),
-        "--log-path",
-        str(settings.data_dir.resolve() / "dbt" / "logs"),
-        "--quiet",
-        "--no-use-colors",
+        *_LOG_ARGS,
     ]
-    with _environment(settings), _dbt_output():
+    with _environment(settings), _dbt_output(), _dbt_log(settings) as log:
         try:
-            outcome = dbtRunner().invoke(args)
+            outcome = dbtRunner(callbacks=[log]).invoke(args)
         finally:
             _release_warehouse()
     if not outcome.success:
         raise TransformError(f"dbt parse failed: {outcome.exception or 'see dbt/logs'}")
     return target / "manifest.json"
+
+
+# dbt's own loggers format every event, the debug ones (each statement) included, before
+# their level drops it, and scan the environment for secrets on each line (dbt_common's
+# _Logger.write_line): about a tenth of a build's CPU here, even with --quiet. So dbt runs
+# with neither logger, and _dbt_log keeps what they kept.
+_LOG_ARGS = ("--log-level", "none", "--log-level-file", "none", "--no-use-colors")
+_LOG_FILE_BYTES = 10 * 1024 * 1024  # dbt's own rotation: five old files of 10 MB
+_KEPT = {"info", "warn", "error"}
+
+
+@contextmanager
+def _dbt_log(settings: Settings) -> Iterator[Callable[[Any], None]]:
+    """A dbt callback writing what dbt's loggers wrote with ``--log-level-file info
+    --quiet``: each event at info level and above into ``dbt/logs/dbt.log``, in dbt's
+    format (one line per node started and finished, its result, any error), and the errors
+    on stdout (which :func:`_dbt_output` turns into stderr)."""
+    from dbt_common.events.format import timestamp_to_datetime_string
+    from dbt_common.events.functions import env_scrubber
+
+    folder = settings.data_dir.resolve() / "dbt" / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(
+        folder / "dbt.log", maxBytes=_LOG_FILE_BYTES, backupCount=5, encoding="utf-8"
+    )
+    lock = threading.Lock()  # dbt fires events from each of its threads
+
+    def write(msg: Any) -> None:
+        level = msg.info.level
+        if level not in _KEPT:
+            return
+        text = env_scrubber(msg.info.msg)
+        stamp = timestamp_to_datetime_string(msg.info.ts)
+        line = f"{stamp} [{level:<5}] [{msg.info.thread[:10]:<10}]: {text}"
+        if msg.info.name == "MainReportVersion":  # where each run starts, as dbt marks it
+            line = f"\n\n{'=' * 30} {stamp} | {msg.info.invocation_id} {'=' * 30}\n{line}"
+        record = logging.LogRecord("dbt", logging.INFO, "", 0, line, None, None)
+        with lock:
+            handler.emit(record)
+            if level == "error":
+                print(text)
+
+    try:
+        yield write
+    finally:
+        handler.close()
 
 
 @contextmanager
