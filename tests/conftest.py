@@ -54,6 +54,13 @@ if not os.environ.get("MUSIC_TRACKER_CALENDAR_LAST_DAY", "").strip():  # empty: 
         datetime.date.today() + datetime.timedelta(days=30)
     ).isoformat()
 
+# dbt builds one model at a time in the tests unless a test says otherwise: the parallel
+# workers already keep both cores busy, and dbt's four threads (the automatic choice on a
+# small warehouse) cost about 9% more CPU per build for nothing then. The automatic choice
+# is tested where it is decided (test_threads_follow_the_stored_plays_not_the_file_size,
+# which builds with it) and the stack test's demo builds with it inside the image.
+os.environ.setdefault("MUSIC_TRACKER_DBT_THREADS", "1")
+
 # Parallel workers (pytest-xdist, `make test` runs two) each keep their own dbt parse cache
 # and compiled SQL: two dbt runs writing one target/ at once would trip over each other.
 # Outside the dbt project, whose files make up the build fingerprint.

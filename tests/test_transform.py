@@ -411,12 +411,13 @@ def test_an_upgrade_recomputes_every_stored_row(
 
 
 def test_threads_follow_the_stored_plays_not_the_file_size(
-    cli: Cli, shared: Path, data_dir: Path
+    cli: Cli, shared: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At 10 million plays the first build of a freshly imported warehouse (raw tables
     only, under the old 1.5 GB file threshold) got four threads, and models over every play
     ran out of their shared cap together. The threads follow the plays the build will hold,
     per byte of the cap: here the real export against a cap scaled down to hold it."""
+    monkeypatch.delenv("MUSIC_TRACKER_DBT_THREADS")  # conftest.py's one thread: automatic
     cli("import", str(AUDIO_2018))
     ((rows,),) = query(data_dir, "select count(*) from raw.spotify_extended_history")
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:

@@ -435,6 +435,8 @@ def _dbt_build(
         # shared by every data folder (see _environment)
         "--target-path",
         str(target_dir(settings)),
+        "--log-path",  # dbt makes it even when it writes no log there
+        str(_log_folder(settings)),
         *_LOG_ARGS,
         # The JSON artifacts (manifest.json, run_results.json: 1-2 s) are not read by
         # anything; partial parsing keeps its own file.
@@ -473,6 +475,8 @@ def write_manifest(settings: Settings) -> Path:
         str(PROJECT_DIR),
         "--target-path",
         str(target),
+        "--log-path",  # dbt makes it even when it writes no log there
+        str(_log_folder(settings)),
         *_LOG_ARGS,
     ]
     with _environment(settings), _dbt_output(), _dbt_log(settings) as log:
@@ -494,6 +498,10 @@ _LOG_FILE_BYTES = 10 * 1024 * 1024  # dbt's own rotation: five old files of 10 M
 _KEPT = {"info", "warn", "error"}
 
 
+def _log_folder(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "dbt" / "logs"
+
+
 @contextmanager
 def _dbt_log(settings: Settings) -> Iterator[Callable[[Any], None]]:
     """A dbt callback writing what dbt's loggers wrote with ``--log-level-file info
@@ -503,7 +511,7 @@ def _dbt_log(settings: Settings) -> Iterator[Callable[[Any], None]]:
     from dbt_common.events.format import timestamp_to_datetime_string
     from dbt_common.events.functions import env_scrubber
 
-    folder = settings.data_dir.resolve() / "dbt" / "logs"
+    folder = _log_folder(settings)
     folder.mkdir(parents=True, exist_ok=True)
     handler = RotatingFileHandler(
         folder / "dbt.log", maxBytes=_LOG_FILE_BYTES, backupCount=5, encoding="utf-8"
