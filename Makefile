@@ -48,10 +48,11 @@ typecheck: $(STAMP)
 sqllint: $(STAMP)
 	cd transform && ../$(BIN)/sqlfluff lint models tests --processes 2
 
-# three workers on the two cores: a third fills the time the stack test and the hung-run
-# tests spend waiting (docs/testing.md); the ten slowest tests are printed on every run
+# four workers on the two cores: the others fill the time the stack test and the hung-run
+# tests spend waiting (534 s against 557 with three, docs/testing.md); the ten slowest
+# tests are printed on every run
 unit: $(STAMP) $(WORLD)
-	$(BIN)/pytest -n 3 --dist worksteal
+	$(BIN)/pytest -n 4 --dist worksteal
 
 # the three checks at once (mypy takes one core for about 18 s, sqlfluff two for 8), each
 # printed whole when it ends; then the tests

@@ -61,7 +61,7 @@ if not os.environ.get("MUSIC_TRACKER_CALENDAR_LAST_DAY", "").strip():  # empty: 
 # which builds with it) and the stack test's demo builds with it inside the image.
 os.environ.setdefault("MUSIC_TRACKER_DBT_THREADS", "1")
 
-# Parallel workers (pytest-xdist, `make test` runs two) each keep their own dbt parse cache
+# Parallel workers (pytest-xdist, `make test` runs four) each keep their own dbt parse cache
 # and compiled SQL: two dbt runs writing one target/ at once would trip over each other.
 # Outside the dbt project, whose files make up the build fingerprint.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
