@@ -483,3 +483,21 @@ def test_the_demo_finding_another_writer_says_so(
     done = CliRunner().invoke(app, ["demo", "--data-dir", str(tmp_path / "demo")])
     assert done.exit_code == 75, (done.output, done.exception)
     assert "is writing the warehouse (waited 1 s): run `music-tracker demo` again" in done.output
+
+
+def test_a_dbt_log_that_fills_the_disk_does_not_fail_the_build(
+    built_2018_copy: Path, tmp_path: Path
+) -> None:
+    """dbt's log (written by transform.py since dbt's own loggers are off) on a full disk:
+    the build passes, and one warning says the log could not be written. dbt builds with
+    its automatic threads here (the clean environment), so the log is written from four."""
+    log = built_2018_copy / "dbt" / "logs" / "dbt.log"
+    log.unlink(missing_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.symlink_to("/dev/full")  # every write: "No space left on device"
+    done = run("transform", "--json", "--data-dir", str(built_2018_copy), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["threads"] == 4
+    assert f"dbt's log {log} could not be written" in " ".join(done.stderr.split())
+    assert "No space left on device" in done.stderr
+    assert "Logging error" not in done.stderr

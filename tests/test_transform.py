@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +228,41 @@ def test_failure_names_the_failing_test(cli: Cli, shared: Path, data_dir: Path) 
     output = " ".join(result.output.split())
     assert "dbt build failed" in output
     assert "source_unique_raw_spotify_extended_history_source_key" in output
+
+
+def _this_run(log: Path) -> str:
+    """The last run's part of dbt's log (each run starts under a line of ``=``)."""
+    return log.read_text().rsplit("=" * 30 + " ", 1)[-1]
+
+
+def test_dbt_log_keeps_each_node_and_the_errors_are_printed(
+    cli: Cli, built_2018_copy: Path, data_dir: Path
+) -> None:
+    """dbt runs without its own loggers (formatting every event cost about a tenth of a
+    build); transform.py's callback keeps what they kept: each node's start and result in
+    dbt/logs/dbt.log, no debug lines, and dbt's error lines printed (stderr)."""
+    log = data_dir / "dbt" / "logs" / "dbt.log"
+    nodes = cli_json(cli, "transform", "--full-refresh")["succeeded"]
+    run = _this_run(log)
+    assert "[info ] [MainThread]: Running with dbt=" in run
+    assert len(re.findall(r"^[\d:.]+ \[info \] \[[^]]+\]: \d+ of \d+ START ", run, re.M)) == nodes
+    assert f"Done. PASS={nodes} WARN=0 ERROR=0" in run
+    assert "[debug]" not in run
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:  # a key stored twice
+        con.execute(
+            "insert into raw.spotify_extended_history"
+            " select * from raw.spotify_extended_history limit 1"
+        )
+    output = cli("transform", expect=1).output
+    printed = re.findall(r"^\d\d:\d\d:\d\d  (\d+ of \d+ FAIL 1 .+)$", output, re.M)
+    assert printed, output  # as --quiet printed it: the time, then dbt's line
+    logged = re.findall(r"^[\d:.]+ \[error\] \[[^]]+\]: (.+)$", _this_run(log), re.M)
+    assert printed[0] in logged
+    # a log that cannot be opened: dbt does not start, and the one line says why
+    shutil.rmtree(log.parent)
+    log.mkdir(parents=True)
+    output = " ".join(cli("transform", expect=1).output.split())
+    assert f"dbt could not run: its log {log} cannot be written (Is a directory)" in output
 
 
 def test_a_new_row_repeating_an_old_key_fails_the_next_build(

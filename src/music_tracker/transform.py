@@ -425,6 +425,7 @@ def _dbt_build(
             node = event.data.node_info
             on_node(node.node_name, total["nodes"])
 
+    logs = _log_folder(settings)  # resolved before _environment changes the directory
     args = [
         "build",
         "--project-dir",
@@ -436,7 +437,7 @@ def _dbt_build(
         "--target-path",
         str(target_dir(settings)),
         "--log-path",  # dbt makes it even when it writes no log there
-        str(_log_folder(settings)),
+        str(logs),
         *_LOG_ARGS,
         # The JSON artifacts (manifest.json, run_results.json: 1-2 s) are not read by
         # anything; partial parsing keeps its own file.
@@ -451,7 +452,7 @@ def _dbt_build(
     callbacks: list[Callable[[EventMsg], None]] = [callback]
     if recorder is not None:
         callbacks.append(recorder)
-    with _environment(settings, threads), _dbt_output(), _dbt_log(settings) as log:
+    with _environment(settings, threads), _dbt_output(), _dbt_log(logs) as log:
         callbacks.append(log)
         try:
             outcome = dbtRunner(callbacks=callbacks).invoke(args)
@@ -467,6 +468,7 @@ def write_manifest(settings: Settings) -> Path:
     from dbt.cli.main import dbtRunner
 
     target = target_dir(settings)
+    logs = _log_folder(settings)  # resolved before _environment changes the directory
     args = [
         "parse",
         "--project-dir",
@@ -476,10 +478,10 @@ def write_manifest(settings: Settings) -> Path:
         "--target-path",
         str(target),
         "--log-path",  # dbt makes it even when it writes no log there
-        str(_log_folder(settings)),
+        str(logs),
         *_LOG_ARGS,
     ]
-    with _environment(settings), _dbt_output(), _dbt_log(settings) as log:
+    with _environment(settings), _dbt_output(), _dbt_log(logs) as log:
         try:
             outcome = dbtRunner(callbacks=[log]).invoke(args)
         finally:
@@ -495,48 +497,76 @@ def write_manifest(settings: Settings) -> Path:
 # with neither logger, and _dbt_log keeps what they kept.
 _LOG_ARGS = ("--log-level", "none", "--log-level-file", "none", "--no-use-colors")
 _LOG_FILE_BYTES = 10 * 1024 * 1024  # dbt's own rotation: five old files of 10 MB
-_KEPT = {"info", "warn", "error"}
+_LOGGED = {"info", "warn", "error"}
+# what --quiet still printed: errors, and what a model prints ({{ print() }}, dbt show)
+_PRINTED = {"PrintEvent", "ShowNode", "CompiledNode"}
 
 
 def _log_folder(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "dbt" / "logs"
 
 
+class _LogFile(RotatingFileHandler):
+    """``dbt.log``, rotated as dbt rotates it. A write that fails (a full disk, a read-only
+    folder) never fails the build: the first failure is kept, and told once after it."""
+
+    failure: str | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if self.failure is None:
+            self.failure = str(sys.exc_info()[1])
+
+
 @contextmanager
-def _dbt_log(settings: Settings) -> Iterator[Callable[[Any], None]]:
+def _dbt_log(folder: Path) -> Iterator[Callable[[Any], None]]:
     """A dbt callback writing what dbt's loggers wrote with ``--log-level-file info
-    --quiet``: each event at info level and above into ``dbt/logs/dbt.log``, in dbt's
-    format (one line per node started and finished, its result, any error), and the errors
-    on stdout (which :func:`_dbt_output` turns into stderr)."""
+    --quiet``: each event at info level and above into ``folder/dbt.log``, in dbt's
+    format (one line per node started and finished, its result, any error), and on stdout
+    (which :func:`_dbt_output` turns into stderr) the errors and what a model prints, as
+    ``--quiet`` printed them."""
     from dbt_common.events.format import timestamp_to_datetime_string
     from dbt_common.events.functions import env_scrubber
 
-    folder = _log_folder(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(
-        folder / "dbt.log", maxBytes=_LOG_FILE_BYTES, backupCount=5, encoding="utf-8"
-    )
+    path = folder / "dbt.log"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = _LogFile(path, maxBytes=_LOG_FILE_BYTES, backupCount=5, encoding="utf-8")
+    except OSError as exc:  # dbt opening its own log failed the same way before
+        raise TransformError(
+            f"dbt could not run: its log {path} cannot be written ({exc.strerror or exc}):"
+            " check that folder's owner and permissions"
+        ) from None
     lock = threading.Lock()  # dbt fires events from each of its threads
 
     def write(msg: Any) -> None:
-        level = msg.info.level
-        if level not in _KEPT:
+        level, name = msg.info.level, msg.info.name
+        printed = level == "error" or name in _PRINTED
+        if level not in _LOGGED and not printed:
             return
         text = env_scrubber(msg.info.msg)
         stamp = timestamp_to_datetime_string(msg.info.ts)
         line = f"{stamp} [{level:<5}] [{msg.info.thread[:10]:<10}]: {text}"
-        if msg.info.name == "MainReportVersion":  # where each run starts, as dbt marks it
+        if name == "MainReportVersion":  # where each run starts, as dbt marks it
             line = f"\n\n{'=' * 30} {stamp} | {msg.info.invocation_id} {'=' * 30}\n{line}"
-        record = logging.LogRecord("dbt", logging.INFO, "", 0, line, None, None)
         with lock:
-            handler.emit(record)
-            if level == "error":
-                print(text)
+            if level in _LOGGED:
+                handler.emit(logging.LogRecord("dbt", logging.INFO, "", 0, line, None, None))
+            if printed:  # as --quiet printed it: the time (UTC), then the message
+                print(text if name in _PRINTED else f"{datetime.now(UTC):%H:%M:%S}  {text}")
 
     try:
         yield write
     finally:
-        handler.close()
+        try:
+            handler.close()
+        except OSError as exc:  # the last lines' flush
+            handler.failure = handler.failure or str(exc)
+        if handler.failure is not None:
+            log.warning(
+                "dbt's log %s could not be written: %s (the build is not affected)",
+                path,
+                handler.failure,
+            )
 
 
 @contextmanager
