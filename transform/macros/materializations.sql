@@ -10,40 +10,37 @@
     keys or persisted docs, which are what the rest of the built-in ones handle. -#}
 
 {% materialization view, adapter='duckdb' %}
-  {%- set existing = load_cached_relation(this) -%}
   {%- set target = this.incorporate(type='view') -%}
-  {{ run_hooks(pre_hooks, inside_transaction=False) }}
-  {{ run_hooks(pre_hooks, inside_transaction=True) }}
-  {% do adapter.ensure_transaction() %}
-  {% if existing is not none and not existing.is_view %}
-    {% do adapter.drop_relation(existing) %}
-  {% endif %}
-  {% call statement('main') -%}
+  {%- set existing = load_cached_relation(this) -%}
+  {%- set replaced = existing is not none and not existing.is_view -%}
+  {%- set create -%}
     {%- if config.get('contract').enforced -%}{{ get_assert_columns_equivalent(sql) }}{%- endif %}
     create or replace view {{ target }} as (
       {{ sql }}
     );
-  {%- endcall %}
-  {{ run_hooks(post_hooks, inside_transaction=True) }}
-  {{ adapter.commit() }}
-  {{ run_hooks(post_hooks, inside_transaction=False) }}
-  {{ return({'relations': [target]}) }}
+  {%- endset -%}
+  {{ return(replace_in_one_transaction(target, existing if replaced else none, create)) }}
 {% endmaterialization %}
 
 {% materialization table, adapter='duckdb' %}
-  {%- set existing = load_cached_relation(this) -%}
   {%- set target = this.incorporate(type='table') -%}
+  {%- set existing = load_cached_relation(this) -%}
+  {{ return(replace_in_one_transaction(target, existing, create_table_as(False, target, sql))) }}
+{% endmaterialization %}
+
+{#- The hooks, then in one transaction: ``dropped`` (if any) dropped, ``create`` run. -#}
+{% macro replace_in_one_transaction(target, dropped, create) %}
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
   {% do adapter.ensure_transaction() %}
-  {% if existing is not none %}
-    {% do adapter.drop_relation(existing) %}
+  {% if dropped is not none %}
+    {% do adapter.drop_relation(dropped) %}
   {% endif %}
   {% call statement('main') -%}
-    {{ create_table_as(False, target, sql) }}
+    {{ create }}
   {%- endcall %}
   {{ run_hooks(post_hooks, inside_transaction=True) }}
   {{ adapter.commit() }}
   {{ run_hooks(post_hooks, inside_transaction=False) }}
   {{ return({'relations': [target]}) }}
-{% endmaterialization %}
+{% endmacro %}
