@@ -313,3 +313,25 @@ def test_files_that_do_not_fit_the_cap_together_are_read_one_at_a_time(
     output = " ".join(result.output.split())
     assert "notes.txt" in output and "Out of Memory" not in output, output
     assert injected and cli_json(cli, "status") == before
+
+
+def test_a_file_that_cannot_be_landed_changes_nothing(
+    cli: Cli, loaded: dict, data_dir: Path
+) -> None:
+    """The files are copied into landing/ on a thread of their own while the plays are
+    matched and stored; a copy that fails fails the run before its commit, named."""
+    import hashlib
+
+    sha = hashlib.sha256(GOOD.read_bytes()).hexdigest()
+    # where the file would be kept is taken by a file: its folder cannot be made
+    (data_dir / "landing" / "spotify_extended_history" / sha).write_text("in the way")
+    result = cli("import", str(EXTENDED_DIR / "Streaming_History_Video_2019.json"), str(GOOD),
+                 expect=1)  # fmt: skip
+    output = " ".join(result.output.split())
+    assert f"{GOOD}: could not be kept under {data_dir / 'landing'}" in output
+    assert "Not a directory" in output
+    assert "nothing was imported" in output
+    assert "Traceback" not in output
+    assert cli_json(cli, "status") == loaded
+    (files,) = query(data_dir, "select count(*) from raw.import_files")[0]
+    assert files == 1

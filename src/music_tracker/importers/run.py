@@ -13,11 +13,13 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -353,8 +355,7 @@ def _import(
                 progress("storing")
             needed = sum(item.size for item in read) + min_free_bytes
             _check_free_space(landing, needed, "landing/")
-            landed = [_land(item, landing) for item in read]
-            with warehouse.transaction(con):
+            with _landing(read, landing) as landed, warehouse.transaction(con):
                 now = datetime.now(UTC)
                 _store(con, staging, first, now, part=0)
                 # a large import, part by part in time order: each part is matched against
@@ -365,6 +366,8 @@ def _import(
                         progress(f"de-duplicating and storing part {part + 1} of {parts}")
                     assigned = _assign(con, staging, tolerances, summary, part=part)
                     _store(con, staging, assigned, now, part=part)
+                    if landed.done():  # a copy that failed (a full disk) stops the run now
+                        landed.result()
                 other = staging.store_other(now)
                 summary.other_content.update(other.new_by_type)
                 summary.duplicates_in_input += other.repeated_in_input
@@ -374,7 +377,7 @@ def _import(
                     summary.set_aside[_NOT_A_PLAY] += other.not_plays
                 staging.store_set_aside(now)
                 staging.store_podcast_decisions(now)
-                _record_files(con, read, landed, summary, now)
+                _record_files(con, read, landed.result(), summary, now)
                 summary.files_imported = len(read)
                 if api_gap is not None:
                     warehouse.insert_row(
@@ -768,6 +771,33 @@ def _music_source(fmt: Format) -> str:
     return dedupe.ACCOUNT
 
 
+@contextmanager
+def _landing(read: list[_ReadFile], landing: Path) -> Iterator[Future[list[Path]]]:
+    """The read files copied into landing/ on a thread of their own, while this one matches
+    and stores the parts: the copies are disk work and the matching uses a core, so a large
+    import no longer waits for both one after the other (at 10 million plays, 6.9 GB of
+    files: 20 s of a 164 s import). The rows are committed only with every file landed
+    (``result()`` before the import's record); a run that fails or is interrupted stops the
+    copies after the file under way, and what was landed stays (written once, by content).
+    """
+    stop = threading.Event()
+
+    def land_all() -> list[Path]:
+        landed = []
+        for item in read:
+            if stop.is_set():
+                raise RuntimeError("landing stopped: the import did not finish")
+            landed.append(_land(item, landing))
+        return landed
+
+    with ThreadPoolExecutor(1, thread_name_prefix="import-land") as lander:
+        copies = lander.submit(land_all)
+        try:
+            yield copies
+        finally:
+            stop.set()
+
+
 def _land(item: _ReadFile, landing: Path) -> Path:
     """Keep the file as received under landing/<source>/<sha256>/<name> (write once)."""
     target = files.inside(
@@ -775,7 +805,16 @@ def _land(item: _ReadFile, landing: Path) -> Path:
     )
     if not target.exists():
         # exports hold personal data (IP addresses, user agents): private to the owner
-        files.copy(item.staged, target)
+        try:
+            files.copy(item.staged, target)
+        except OSError as exc:
+            if files.disk_full(exc):
+                raise  # told as a full disk, with where to make room (cli._writing)
+            raise ImportInputError(
+                item.candidate.display_name,
+                f"could not be kept under {landing} ({exc.strerror or exc}: {exc.filename})",
+                hint="landing/ and the folders in it must be folders the import can write to",
+            ) from exc
     return target
 
 
