@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from music_tracker import files
 
 WRITER = """
@@ -70,3 +72,28 @@ def test_a_name_near_the_limit_is_written(tmp_path: Path) -> None:
     files.copy(path, tmp_path / "copy.json")
     assert path.read_text() == (tmp_path / "copy.json").read_text() == "[]"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "copy.json"])
+
+
+def test_a_copy_told_to_stop_leaves_nothing_and_a_whole_copy_is_exact(tmp_path: Path) -> None:
+    """The import lands its files on a thread of its own; when the import fails or is
+    interrupted, the copy under way stops within a piece (16 MB) and leaves no file."""
+    source = tmp_path / "export.json"
+    source.write_bytes(os.urandom(40 * 2**20 + 123))  # three pieces, the last one short
+    asked = []
+
+    def stop_after_the_first_piece() -> bool:
+        asked.append(True)
+        return len(asked) > 1
+
+    target = tmp_path / "landing" / "export.json"
+    with pytest.raises(files.CopyStopped):
+        files.copy(source, target, stopped=stop_after_the_first_piece)
+    assert len(asked) == 2  # it stopped at the second piece, not at the end of the file
+    assert list((tmp_path / "landing").iterdir()) == []  # no partial file, no target
+    files.copy(source, target, stopped=lambda: False)
+    assert target.read_bytes() == source.read_bytes()
+    assert target.stat().st_mode & 0o777 == 0o600
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    files.copy(empty, tmp_path / "landing" / "empty.json", stopped=lambda: False)
+    assert (tmp_path / "landing" / "empty.json").read_bytes() == b""

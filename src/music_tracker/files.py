@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -47,18 +48,45 @@ def write_text(path: Path, text: str) -> None:
     _sweep(path.parent)
 
 
-def copy(source: Path, path: Path) -> None:
-    """Replace ``path`` with a copy of ``source`` in one step."""
+class CopyStopped(Exception):
+    """A copy given up because its ``stopped`` said so (the partial file is removed)."""
+
+
+# a stoppable copy checks between pieces of this size (the kernel copies each: sendfile)
+_COPY_PIECE = 16 * 2**20
+
+
+def copy(source: Path, path: Path, *, stopped: Callable[[], bool] | None = None) -> None:
+    """Replace ``path`` with a copy of ``source`` in one step.
+
+    ``stopped``: asked between pieces of 16 MB; when it says so the copy ends with
+    ``CopyStopped`` and leaves nothing (a copy on another thread that its command no
+    longer waits for stops within a piece, not at the end of a large file).
+    """
     fd, partial = _partial(path)
     os.close(fd)
     try:
-        shutil.copyfile(source, partial)
+        if stopped is None:
+            shutil.copyfile(source, partial)
+        else:
+            _copy_in_pieces(source, partial, stopped)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     partial.chmod(0o600)
     partial.replace(path)
     _sweep(path.parent)
+
+
+def _copy_in_pieces(source: Path, target: Path, stopped: Callable[[], bool]) -> None:
+    with source.open("rb") as reading, target.open("wb") as writing:
+        done = 0
+        while not stopped():
+            sent = os.sendfile(writing.fileno(), reading.fileno(), done, _COPY_PIECE)
+            if not sent:  # the end of the file
+                return
+            done += sent
+        raise CopyStopped(f"copy of {source} stopped")
 
 
 def _partial(path: Path) -> tuple[int, Path]:

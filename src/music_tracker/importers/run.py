@@ -2,8 +2,9 @@
 
 The run is all or nothing. Every input is read and checked before anything is stored; a
 bad file stops the run with a message naming it, and the warehouse is unchanged. Only then
-are the files copied into ``landing/`` (content-addressed, so a file is stored once
-however often it is imported) and the rows written in a single DuckDB transaction.
+are the rows written in a single DuckDB transaction, while the files are copied into
+``landing/`` (content-addressed, so a file is stored once however often it is imported);
+the transaction commits once every file is there.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, cast
 import duckdb
 import polars as pl
 
-from music_tracker import dedupe, files, warehouse
+from music_tracker import dedupe, files, interrupts, warehouse
 from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
@@ -783,30 +784,31 @@ def _landing(read: list[_ReadFile], landing: Path) -> Iterator[Future[list[Path]
     stop = threading.Event()
 
     def land_all() -> list[Path]:
-        landed = []
-        for item in read:
-            if stop.is_set():
-                raise RuntimeError("landing stopped: the import did not finish")
-            landed.append(_land(item, landing))
-        return landed
+        return [_land(item, landing, stop.is_set) for item in read]
 
-    with ThreadPoolExecutor(1, thread_name_prefix="import-land") as lander:
-        copies = lander.submit(land_all)
-        try:
-            yield copies
-        finally:
-            stop.set()
+    lander = ThreadPoolExecutor(1, thread_name_prefix="import-land")
+    copies = lander.submit(land_all)
+    try:
+        yield copies
+    finally:
+        # the copy under way stops within 16 MB and leaves no partial file; a second
+        # Ctrl+C meanwhile waits too (an interrupted join would leave the thread to die
+        # mid-copy at exit, its partial file behind)
+        stop.set()
+        with interrupts.held():
+            lander.shutdown(wait=True)
 
 
-def _land(item: _ReadFile, landing: Path) -> Path:
-    """Keep the file as received under landing/<source>/<sha256>/<name> (write once)."""
+def _land(item: _ReadFile, landing: Path, stopped: Callable[[], bool] | None = None) -> Path:
+    """Keep the file as received under landing/<source>/<sha256>/<name> (write once);
+    ``stopped``: the import no longer needs it (``files.copy``)."""
     target = files.inside(
         landing, f"{_family(item.format)}/{item.sha256}/{item.candidate.base_name}"
     )
     if not target.exists():
         # exports hold personal data (IP addresses, user agents): private to the owner
         try:
-            files.copy(item.staged, target)
+            files.copy(item.staged, target, stopped=stopped)
         except OSError as exc:
             if files.disk_full(exc):
                 raise  # told as a full disk, with where to make room (cli._writing)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -184,7 +184,11 @@ def transaction(
     try:
         yield con
     except BaseException:
-        con.execute("rollback")
+        # a Ctrl+C can land between the block's error and this rollback: the generator is
+        # then closed later, after the connection, whose close rolled the transaction back
+        # (helper-43 saw "Connection already closed" printed after the interrupt's line)
+        with suppress(duckdb.ConnectionException):
+            con.execute("rollback")
         raise
     with interrupts.held():
         con.execute("commit")
