@@ -104,13 +104,23 @@ lock:
 
 # The pipeline image's dependencies, downloaded on the host (a build needs no package
 # index): the project's runtime requirements at the pinned versions, as wheels.
+# The wheels are those of the image's Python (Debian 12: CPython 3.11, glibc 2.36), whatever
+# runs the download: the VM's first boot runs it with Ubuntu 24.04's Python 3.12 and glibc
+# 2.39, whose own tags would pick wheels the image cannot install. The folder is emptied
+# first (an older uv's wheel would stay beside the new one), and deploy/wheels.sha256 lists
+# what it holds: the image copies that list, so that any change to the wheelhouse rebuilds
+# its dependency layer (buildah does not key a cached layer on a mounted folder's contents).
 WHEELS := deploy/wheels
+IMAGE_PYTHON := --python-version 3.11 --implementation cp --abi cp311
+IMAGE_PLATFORMS := $(foreach glibc,$(shell seq 36 -1 17),--platform manylinux_2_$(glibc)_$(shell uname -m)) --platform manylinux2014_$(shell uname -m)
 wheels: $(STAMP)
 	$(BIN)/python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); print('\\n'.join(d['project']['dependencies'] + ['hatchling', 'editables', 'async-timeout']))" > $(WHEELS).txt
-	$(BIN)/python -m pip download -q --only-binary=:all: -d $(WHEELS) -c requirements/constraints.txt -r $(WHEELS).txt
+	rm -rf $(WHEELS)
+	$(BIN)/python -m pip download -q --only-binary=:all: $(IMAGE_PYTHON) $(IMAGE_PLATFORMS) -d $(WHEELS) -c requirements/constraints.txt -r $(WHEELS).txt
 	# async-timeout: needed by redis below Python 3.11.3 (Debian 12 has 3.11.2, so the host's
 	# 3.11.7 would skip it); uv, the host's version: it installs the set inside the image
-	$(BIN)/python -m pip download -q --only-binary=:all: --no-deps -d $(WHEELS) uv==$$($(BIN)/uv --version | cut -d' ' -f2)
+	$(BIN)/python -m pip download -q --only-binary=:all: $(IMAGE_PYTHON) $(IMAGE_PLATFORMS) --no-deps -d $(WHEELS) uv==$$($(BIN)/uv --version | cut -d' ' -f2)
+	cd $(WHEELS) && sha256sum *.whl > ../wheels.sha256
 
 # The pipeline image, built with docker or podman (see docs/deployment.md); podman needs
 # the docker format to keep the HEALTHCHECK

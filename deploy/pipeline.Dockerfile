@@ -17,19 +17,20 @@ RUN apt-get update \
  && mkdir -p /data && chown 10001:10001 /data
 
 # the dependencies, in a layer of their own: a change to the project's code or docs
-# reinstalls only the project (seconds), not the whole pinned set. The two requirement
-# files are copied, not mounted: their contents key the layer's cache (the pinned versions
-# decide the wheelhouse; buildah does not key a cache on a mount's contents). uv, unpacked
-# from its wheel for the step, makes the venv (no python3-venv) and installs the set in
-# seconds where pip took a minute. The Prefect UI's files are prepared here too
-# (ui_build/, ui_v2_build/ beside Prefect's code): the server would write them into the
-# venv at its first start, which uid 10001 may not do (Prefect writes some of them
+# reinstalls only the project (seconds), not the whole pinned set. The requirement files and
+# the wheelhouse's checksums (deploy/wheels.sha256, `make wheels`) are copied, not mounted:
+# their contents key the layer's cache, since buildah does not key a cache on a mount's
+# contents. uv, unpacked from its wheel for the step, makes the venv (no python3-venv) and
+# installs the set in seconds where pip took a minute. The Prefect UI's files are prepared
+# here too (ui_build/, ui_v2_build/ beside Prefect's code): the server would write them into
+# the venv at its first start, which uid 10001 may not do (Prefect writes some of them
 # owner-only: made readable to all)
-ENV VIRTUAL_ENV=/opt/venv UV_NO_CACHE=1 UV_OFFLINE=1
-COPY deploy/wheels.txt requirements/constraints.txt /opt/requirements/
+ENV VIRTUAL_ENV=/opt/venv
+COPY deploy/wheels.txt deploy/wheels.sha256 requirements/constraints.txt /opt/requirements/
 RUN --mount=type=bind,source=deploy/wheels,target=/wheels \
     python3 -m zipfile -e /wheels/uv-*.whl /tmp/uv \
  && install -m 755 /tmp/uv/uv-*.data/scripts/uv /usr/local/bin/uv \
+ && export UV_NO_CACHE=1 UV_OFFLINE=1 \
  && uv venv -q --python /usr/bin/python3 /opt/venv \
  && uv pip install -q --no-index --find-links /wheels --compile-bytecode \
       -c /opt/requirements/constraints.txt -r /opt/requirements/wheels.txt \
@@ -51,7 +52,7 @@ COPY dashboards dashboards
 RUN --mount=type=bind,source=deploy/wheels,target=/wheels \
     python3 -m zipfile -e /wheels/uv-*.whl /tmp/uv \
  && install -m 755 /tmp/uv/uv-*.data/scripts/uv /usr/local/bin/uv \
- && uv pip install -q --no-index --no-build-isolation --no-deps -e . \
+ && UV_NO_CACHE=1 UV_OFFLINE=1 uv pip install -q --no-index --no-build-isolation --no-deps -e . \
  && rm -rf /tmp/uv /usr/local/bin/uv \
  && /opt/venv/bin/python -m compileall -q /app/src \
  && test -x /opt/venv/bin/music-tracker
