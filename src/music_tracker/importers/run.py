@@ -14,13 +14,11 @@ import logging
 import re
 import shutil
 import tempfile
-import threading
 import uuid
 import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any, cast
 import duckdb
 import polars as pl
 
-from music_tracker import dedupe, files, interrupts, warehouse
+from music_tracker import dedupe, files, warehouse
 from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
@@ -40,6 +38,7 @@ from music_tracker.importers.detect import (
     is_data_for,
 )
 from music_tracker.importers.errors import ImportInputError
+from music_tracker.importers.landing import ToLand, in_background
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
@@ -356,7 +355,12 @@ def _import(
                 progress("storing")
             needed = sum(item.size for item in read) + min_free_bytes
             _check_free_space(landing, needed, "landing/")
-            with _landing(read, landing) as landed, warehouse.transaction(con):
+            to_land = [
+                ToLand(i.staged, _family(i.format), i.sha256, i.candidate.base_name,
+                       i.candidate.display_name)
+                for i in read
+            ]  # fmt: skip
+            with in_background(to_land, landing) as landed, warehouse.transaction(con):
                 now = datetime.now(UTC)
                 _store(con, staging, first, now, part=0)
                 # a large import, part by part in time order: each part is matched against
@@ -770,54 +774,6 @@ def _music_source(fmt: Format) -> str:
     if fmt is Format.LISTENBRAINZ:
         return dedupe.LISTENBRAINZ
     return dedupe.ACCOUNT
-
-
-@contextmanager
-def _landing(read: list[_ReadFile], landing: Path) -> Iterator[Future[list[Path]]]:
-    """The read files copied into landing/ on a thread of their own, while this one matches
-    and stores the parts: the copies are disk work and the matching uses a core, so a large
-    import no longer waits for both one after the other (at 10 million plays, 6.9 GB of
-    files: 20 s of a 164 s import). The rows are committed only with every file landed
-    (``result()`` before the import's record); a run that fails or is interrupted stops the
-    copies after the file under way, and what was landed stays (written once, by content).
-    """
-    stop = threading.Event()
-
-    def land_all() -> list[Path]:
-        return [_land(item, landing, stop.is_set) for item in read]
-
-    lander = ThreadPoolExecutor(1, thread_name_prefix="import-land")
-    copies = lander.submit(land_all)
-    try:
-        yield copies
-    finally:
-        # the copy under way stops within 16 MB and leaves no partial file; a second
-        # Ctrl+C meanwhile waits too (an interrupted join would leave the thread to die
-        # mid-copy at exit, its partial file behind)
-        stop.set()
-        with interrupts.held():
-            lander.shutdown(wait=True)
-
-
-def _land(item: _ReadFile, landing: Path, stopped: Callable[[], bool] | None = None) -> Path:
-    """Keep the file as received under landing/<source>/<sha256>/<name> (write once);
-    ``stopped``: the import no longer needs it (``files.copy``)."""
-    target = files.inside(
-        landing, f"{_family(item.format)}/{item.sha256}/{item.candidate.base_name}"
-    )
-    if not target.exists():
-        # exports hold personal data (IP addresses, user agents): private to the owner
-        try:
-            files.copy(item.staged, target, stopped=stopped)
-        except OSError as exc:
-            if files.disk_full(exc):
-                raise  # told as a full disk, with where to make room (cli._writing)
-            raise ImportInputError(
-                item.candidate.display_name,
-                f"could not be kept under {landing} ({exc.strerror or exc}: {exc.filename})",
-                hint="landing/ and the folders in it must be folders the import can write to",
-            ) from exc
-    return target
 
 
 def _record_files(
