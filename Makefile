@@ -112,15 +112,17 @@ lock:
 # its dependency layer (buildah does not key a cached layer on a mounted folder's contents).
 WHEELS := deploy/wheels
 IMAGE_PYTHON := --python-version 3.11 --implementation cp --abi cp311
-IMAGE_PLATFORMS := $(foreach glibc,$(shell seq 36 -1 17),--platform manylinux_2_$(glibc)_$(shell uname -m)) --platform manylinux2014_$(shell uname -m)
+IMAGE_PLATFORMS := $(foreach glibc,$(shell seq 36 -1 5),--platform manylinux_2_$(glibc)_$(shell uname -m)) --platform manylinux2014_$(shell uname -m)
 wheels: $(STAMP)
 	$(BIN)/python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); print('\\n'.join(d['project']['dependencies'] + ['hatchling', 'editables', 'async-timeout']))" > $(WHEELS).txt
-	rm -rf $(WHEELS)
-	$(BIN)/python -m pip download -q --only-binary=:all: $(IMAGE_PYTHON) $(IMAGE_PLATFORMS) -d $(WHEELS) -c requirements/constraints.txt -r $(WHEELS).txt
+	rm -rf $(WHEELS).new
+	$(BIN)/python -m pip download -q --only-binary=:all: $(IMAGE_PYTHON) $(IMAGE_PLATFORMS) -d $(WHEELS).new -c requirements/constraints.txt -r $(WHEELS).txt
 	# async-timeout: needed by redis below Python 3.11.3 (Debian 12 has 3.11.2, so the host's
 	# 3.11.7 would skip it); uv, the host's version: it installs the set inside the image
-	$(BIN)/python -m pip download -q --only-binary=:all: $(IMAGE_PYTHON) $(IMAGE_PLATFORMS) --no-deps -d $(WHEELS) uv==$$($(BIN)/uv --version | cut -d' ' -f2)
-	cd $(WHEELS) && sha256sum *.whl > ../wheels.sha256
+	$(BIN)/python -m pip download -q --only-binary=:all: $(IMAGE_PYTHON) $(IMAGE_PLATFORMS) --no-deps -d $(WHEELS).new uv==$$($(BIN)/uv --version | cut -d' ' -f2)
+	# swapped in whole: a download that fails leaves the last wheelhouse and its checksums
+	(cd $(WHEELS).new && sha256sum *.whl) > $(WHEELS).sha256.new
+	rm -rf $(WHEELS) && mv $(WHEELS).new $(WHEELS) && mv $(WHEELS).sha256.new $(WHEELS).sha256
 
 # The pipeline image, built with docker or podman (see docs/deployment.md); podman needs
 # the docker format to keep the HEALTHCHECK

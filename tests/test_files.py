@@ -3,6 +3,7 @@ leftovers of a writer killed before its rename, a name near the file system's li
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -97,3 +98,20 @@ def test_a_copy_told_to_stop_leaves_nothing_and_a_whole_copy_is_exact(tmp_path: 
     empty.write_bytes(b"")
     files.copy(empty, tmp_path / "landing" / "empty.json", stopped=lambda: False)
     assert (tmp_path / "landing" / "empty.json").read_bytes() == b""
+
+
+def test_a_stoppable_copy_where_the_kernel_cannot_copy_reads_and_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without sendfile for these files (EINVAL): read and write instead,
+    as shutil.copyfile falls back."""
+    source = tmp_path / "export.json"
+    source.write_bytes(os.urandom(3 * 2**20 + 7))
+
+    def refused(*_args: object) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sendfile", refused)
+    target = tmp_path / "landing" / "export.json"
+    files.copy(source, target, stopped=lambda: False)
+    assert target.read_bytes() == source.read_bytes()

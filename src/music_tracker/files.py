@@ -80,9 +80,20 @@ def copy(source: Path, path: Path, *, stopped: Callable[[], bool] | None = None)
 
 def _copy_in_pieces(source: Path, target: Path, stopped: Callable[[], bool]) -> None:
     with source.open("rb") as reading, target.open("wb") as writing:
-        done = 0
+        done, kernel = 0, True
         while not stopped():
-            sent = os.sendfile(writing.fileno(), reading.fileno(), done, _COPY_PIECE)
+            if kernel:
+                try:
+                    sent = os.sendfile(writing.fileno(), reading.fileno(), done, _COPY_PIECE)
+                except OSError as exc:
+                    # a file system without sendfile for these files: read and write, as
+                    # shutil.copyfile falls back
+                    if done or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+                        raise
+                    kernel = False
+                    continue
+            else:
+                sent = writing.write(reading.read(2**20))
             if not sent:  # the end of the file
                 return
             done += sent

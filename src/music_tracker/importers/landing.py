@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +36,19 @@ class ToLand:
 def in_background(items: list[ToLand], landing: Path) -> Iterator[Future[list[Path]]]:
     """``items`` landed on a thread of their own; the future holds their paths."""
     stop = threading.Event()
+
+    def stopped() -> bool:  # a Ctrl+C stops the copies at once, wherever it lands
+        return stop.is_set() or interrupts.received()
+
     lander = ThreadPoolExecutor(1, thread_name_prefix="import-land")
-    copies = lander.submit(lambda: [land(item, landing, stop.is_set) for item in items])
     try:
-        yield copies
+        yield lander.submit(lambda: [land(item, landing, stopped) for item in items])
     finally:
         # the copy under way stops within 16 MB and leaves no partial file; a second
         # Ctrl+C meanwhile waits too (an interrupted join would leave the thread to die
         # mid-copy at exit, its partial file behind)
-        stop.set()
         with interrupts.held():
+            stop.set()
             lander.shutdown(wait=True)
 
 
@@ -56,12 +59,17 @@ def land(item: ToLand, landing: Path, stopped: Callable[[], bool] | None = None)
         # exports hold personal data (IP addresses, user agents): private to the owner
         try:
             files.copy(item.staged, target, stopped=stopped)
+        except files.CopyStopped:
+            with suppress(OSError):  # the file's folder, made for it, stays empty otherwise
+                target.parent.rmdir()
+            raise
         except OSError as exc:
             if files.disk_full(exc):
                 raise  # told as a full disk, with where to make room (cli._writing)
+            where = exc.filename or item.staged
             raise ImportInputError(
                 item.display_name,
-                f"could not be kept under {landing} ({exc.strerror or exc}: {exc.filename})",
+                f"could not be kept under {landing} ({exc.strerror or exc}: {where})",
                 hint="landing/ and the folders in it must be folders the import can write to",
             ) from exc
     return target
