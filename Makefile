@@ -112,7 +112,9 @@ lock:
 # its dependency layer (buildah does not key a cached layer on a mounted folder's contents).
 WHEELS := deploy/wheels
 IMAGE_PYTHON := --python-version 3.11 --implementation cp --abi cp311
-IMAGE_PLATFORMS := $(foreach glibc,$(shell seq 36 -1 5),--platform manylinux_2_$(glibc)_$(shell uname -m)) --platform manylinux2014_$(shell uname -m)
+# the list is worked out when the wheels are made, not at every make's start
+IMAGE_ARCH := $(shell uname -m)
+IMAGE_PLATFORMS = $(foreach glibc,$(shell seq 36 -1 5),--platform manylinux_2_$(glibc)_$(IMAGE_ARCH)) --platform manylinux2014_$(IMAGE_ARCH)
 wheels: $(STAMP)
 	$(BIN)/python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); print('\\n'.join(d['project']['dependencies'] + ['hatchling', 'editables', 'async-timeout']))" > $(WHEELS).txt
 	rm -rf $(WHEELS).new
