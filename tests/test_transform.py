@@ -560,6 +560,48 @@ def test_late_plays_for_an_old_month(
     assert any(str(row[0]).startswith("2018-10") for row in tables["dw.agg_monthly_track"])
 
 
+def test_an_export_of_more_plays_than_the_journal_keeps_is_published_whole(
+    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """An old export covering years, imported after a build: the fact gets more new plays
+    than the serving journal keeps keys for in one statement (serving_keys_limit, 50,000 in
+    macros/serving_journal.sql), so the build journals the fact as made whole, and the next
+    serving copy copies it whole while it writes the groups the other tables journalled."""
+    _published(cli)
+    tracks = [(f"{n:022d}", f"Song {n}", f"Band {n % 97}", f"Record {n % 151}") for n in range(400)]
+    start = datetime(2012, 1, 1, tzinfo=UTC).timestamp()
+    rows = [
+        {
+            "ts": datetime.fromtimestamp(start + 3600 * n, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ms_played": 150_000 + n % 90_000,
+            "master_metadata_track_name": name,
+            "master_metadata_album_artist_name": artist,
+            "master_metadata_album_album_name": album,
+            "spotify_track_uri": f"spotify:track:{track}",
+            "reason_start": "trackdone",
+            "reason_end": "trackdone",
+        }
+        for n in range(50_400)
+        for track, name, artist, album in [tracks[n * 7 % len(tracks)]]
+    ]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "Streaming_History_Audio_2012-2017.json").write_text(json.dumps(rows))
+    assert cli_json(cli, "import", str(old))["new_plays"] == len(rows)
+    assert cli_json(cli, "transform")["scope"] == "changed data"
+    journal = query(
+        data_dir,
+        "select table_name, count(*), count(key_value) from raw.serving_journal"
+        " where build_id = (select max(build_id) from raw.serving_builds) group by all",
+    )
+    journalled = {table: (entries, keys) for table, entries, keys in journal}
+    assert journalled["fact_track_played"] == (1, 0)  # made whole: one row, no key
+    assert journalled["fact_artist_genre"] == (1, 0)
+    entries, keys = journalled["agg_daily_listening"]  # its days, one key each
+    assert entries == keys > 2_000
+    _publishes_what_changed(cli, data_dir, _tables(data_dir))
+
+
 def test_a_merge_of_two_old_plays(cli: Cli, shared: Path, tmp_path: Path) -> None:
     """Rematch merges two plays an earlier version stored apart (a paused play and its
     scrobble, 2019) below a newer history: the survivor changes, the other leaves."""
