@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 
 from conftest import EXTENDED_DIR, Cli, cli_json, query
 from music_tracker.fakes.musicbrainz import FakeMusicBrainz
-from music_tracker.lock import writer_lock
+from music_tracker.lock import report_lock, writer_lock
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))
 FIRST = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
@@ -163,6 +164,32 @@ def test_publish_and_backup_interrupted(cli: Cli, built_copy: Path) -> None:
     assert not [path.name for path in backups.iterdir() if path.name != "landing"]
     made = cli_json(cli, "backup", "--data-dir", str(data))
     assert Path(made["path"]).parent == backups
+
+
+def test_report_interrupted_keeps_the_last_one(real_report: Path, tmp_path: Path) -> None:
+    """A report is written beside the last one and swapped in whole: Ctrl+C while it waits
+    for another report or while it writes leaves the last one, and no half of the new."""
+    data = tmp_path / "data"
+    shutil.copytree(real_report, data)
+    folder, partial = data / "report", data / ".report.partial"
+
+    def files() -> dict[str, int]:
+        return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+    last = files()
+    line = (
+        "interrupted: the report (and its --output copy) is the last one written in full;"
+        " `music-tracker report` writes a new one\n"
+    )
+    # while it waits for another report (started, then given time to reach the lock)
+    with report_lock(data, "a test", wait_s=0):
+        code, out, err = _interrupted(["report"], data, _loading, after_s=2.0)
+    assert (code, out, err) == (130, "", line)
+    assert not partial.exists() and files() == last
+    # while it writes the new one
+    code, out, err = _interrupted(["report"], data, lambda _: partial.is_dir())
+    assert (code, out, err) == (130, "", line)
+    assert not partial.exists() and files() == last
 
 
 def test_enrich_interrupted_keeps_its_lookups(

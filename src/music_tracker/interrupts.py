@@ -45,7 +45,9 @@ LINES = {
     " on with the rest",
     "ingest": "interrupted: the plays stored so far are kept; the next `music-tracker ingest`"
     " catches up (no play is stored twice)",
-    "report": "interrupted: the report may be incomplete: run `music-tracker report` again",
+    # a report is written beside the last one and swapped in whole (so is its --output copy)
+    "report": "interrupted: the report (and its --output copy) is the last one written in"
+    " full; `music-tracker report` writes a new one",
     # not "run it again with --replace": stopped before its checks, that could overwrite a
     # warehouse the restore had refused to touch
     "restore": "interrupted: the data folder may be partly restored (`music-tracker status`"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from music_tracker import interrupts
 from music_tracker.lock import report_lock
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import Context, build_report
@@ -93,12 +94,13 @@ def copy_report(report_dir: Path, output: Path) -> Path:
     partial, old = scratch / "new", scratch / "old"
     try:
         shutil.copytree(report_dir, partial)
-        if output.exists():
-            output.rename(old)
-        partial.rename(output)
-    except OSError:
+        with interrupts.held():  # a Ctrl+C waits for both renames
+            if output.exists():
+                output.rename(old)
+            partial.rename(output)
+    except BaseException:  # a failure or Ctrl+C: the copy that was there stays
         if old.exists() and not output.exists():
-            old.rename(output)  # the copy that was there stays
+            old.rename(output)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     shutil.rmtree(scratch, ignore_errors=True)

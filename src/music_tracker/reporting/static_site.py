@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from music_tracker import files
+from music_tracker import files, interrupts
 from music_tracker.connections import connect_duckdb
 from music_tracker.reporting import (
     artist_pages,
@@ -386,7 +386,7 @@ def write_report(
     ``MIN_PLAYS`` plays, get their pages, and the pages are written with their links."""
     started = time.perf_counter()
     summary = ReportSummary(folder=folder)
-    partial = folder.with_name(f".{folder.name}.partial")
+    partial = _partial(folder)
     _remove(partial)
     # the report before the last one goes while the cards run (deleting 2,500 files took
     # 5-11 s on the build machine): the last one is kept beside the new one until then
@@ -502,13 +502,20 @@ def write_report(
     return summary
 
 
+def _partial(folder: Path) -> Path:
+    """Where a report is written before it takes ``folder``'s place."""
+    return folder.with_name(f".{folder.name}.partial")
+
+
 def _swap(partial: Path, folder: Path, old: Path, sweeper: threading.Thread) -> None:
-    """The finished report in place of the last one, which is kept as ``old``."""
+    """The finished report in place of the last one, which is kept as ``old``; a Ctrl+C
+    waits for both renames (between them there would be no report)."""
     sweeper.join()
     _remove(old)  # what came back meanwhile (nothing, unless another run raced this one)
-    if folder.exists() or folder.is_symlink():
-        folder.rename(old)
-    partial.rename(folder)
+    with interrupts.held():
+        if folder.exists() or folder.is_symlink():
+            folder.rename(old)
+        partial.rename(folder)
 
 
 def _nothing_to_show(context: Context) -> str:
@@ -655,5 +662,9 @@ def build_report(
         if not built:
             raise ReportError("the star schema is not built yet: run `music-tracker transform`")
         return write_report(con, dashboards, folder, context, on_page=on_page)
+    except BaseException:
+        # a failure or Ctrl+C leaves the last report as it was, and no half of a new one
+        _remove(_partial(folder))
+        raise
     finally:
         con.close()
