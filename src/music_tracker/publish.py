@@ -80,29 +80,25 @@ class Copied:
 @dataclass
 class PublishResult:
     path: Path
-    tables: int
-    rows: int
+    copied: Copied
     bytes: int
     seconds: float
     metabase: str
     removed: list[str] = field(default_factory=list)
-    since: str | None = None
-    written: list[str] = field(default_factory=list)
-    why_whole: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
-            "tables": self.tables,
-            "rows": self.rows,
+            "tables": self.copied.tables,
+            "rows": self.copied.rows,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 2),
             "metabase": self.metabase,
             "removed": self.removed,
             # null: every table copied (why_whole says why); else the copy it started from
-            "since": self.since,
-            "written": self.written,
-            "why_whole": self.why_whole,
+            "since": self.copied.since,
+            "written": self.copied.written,
+            "why_whole": self.copied.why_whole,
         }
 
 
@@ -440,15 +436,11 @@ def publish(
     )
     return PublishResult(
         path=path,
-        tables=copied.tables,
-        rows=copied.rows,
+        copied=copied,
         bytes=path.stat().st_size,
         seconds=time.perf_counter() - started,
         metabase=metabase,
         removed=removed,
-        since=copied.since,
-        written=copied.written,
-        why_whole=copied.why_whole,
     )
 
 
