@@ -335,3 +335,47 @@ def test_a_file_that_cannot_be_landed_changes_nothing(
     assert cli_json(cli, "status") == loaded
     (files,) = query(data_dir, "select count(*) from raw.import_files")[0]
     assert files == 1
+
+
+@pytest.mark.parametrize("change", ["written", "replaced", "removed"])
+def test_a_file_that_changes_while_it_is_imported_is_refused(
+    cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path, change: str
+) -> None:
+    """A file on disk is hashed, parsed and copied into landing/ in three reads. One that
+    changes between them (a download or a sync still writing it) would leave rows, a
+    checksum and a kept copy of different files: the run fails, naming it, stores nothing
+    and keeps no copy. The change lands after the reads, while the plays are matched."""
+    import hashlib
+
+    from music_tracker.importers.run import ImportOptions, run_import
+    from music_tracker.settings import Settings
+
+    export = tmp_path / "export"
+    export.mkdir()
+    path = export / GOOD.name
+    path.write_bytes(GOOD.read_bytes())
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def progress(step: str) -> None:
+        if step != "de-duplicating":
+            return
+        if change == "written":  # in place, as a writer appends
+            with path.open("ab") as handle:
+                handle.write(b"\n")
+        elif change == "replaced":  # the same bytes under a new inode, as a sync renames
+            fresh = path.with_suffix(".new")
+            fresh.write_bytes(path.read_bytes())
+            fresh.replace(path)
+        else:
+            path.unlink()
+
+    settings = Settings(data_dir=data_dir)
+    with pytest.raises(ImportInputError) as raised:
+        run_import(settings, [export], ImportOptions(progress=progress))
+    assert raised.value.file == str(path)
+    assert "changed while it was being imported" in str(raised.value)
+    assert cli_json(cli, "status") == loaded
+    assert not (data_dir / "landing" / "spotify_extended_history" / sha).exists()
+    # once nothing writes it, it imports
+    if change != "removed":
+        assert run_import(settings, [export]).new_plays > 0

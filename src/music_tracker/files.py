@@ -34,6 +34,18 @@ _OWN_PARTIAL = re.compile(r"\.[a-z0-9_]{8}\.partial$")
 _swept: set[Path] = set()
 
 
+# what tells that a file changed between two reads of it: its device and inode (replaced
+# by a rename), size, and modification and change times in nanoseconds (written in place;
+# the change time cannot be set back by the writer, as the modification time can)
+Stamp = tuple[int, int, int, int, int]
+
+
+def stamp(path: Path) -> Stamp:
+    """``path``'s stamp (``Stamp``); OSError as ``stat`` raises it."""
+    facts = path.stat()
+    return (facts.st_dev, facts.st_ino, facts.st_size, facts.st_mtime_ns, facts.st_ctime_ns)
+
+
 def write_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) in one step."""
     fd, partial = _partial(path)

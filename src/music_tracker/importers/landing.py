@@ -6,10 +6,15 @@ import no longer waits for one, then the other (at 10 million plays, 6.9 GB of f
 of a 164 s import). The rows are committed only with every file landed: the import takes
 the future's ``result()`` before its record. A run that fails or is interrupted stops the
 copy under way within 16 MB (no partial file), and what was landed stays, by content.
+
+A file on disk is read three times (hashed, parsed, copied here): if it changed meanwhile
+(a sync client or a download still writing it), its rows, its hash and its kept copy
+would not be of one file, so the run fails, naming it, and keeps no copy of it.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +35,7 @@ class ToLand:
     sha256: str
     name: str
     display_name: str  # as the import names it in messages
+    stamp: files.Stamp | None = None  # the input's before it was hashed (None: our own copy)
 
 
 @contextmanager
@@ -55,21 +61,65 @@ def in_background(items: list[ToLand], landing: Path) -> Iterator[Future[list[Pa
 def land(item: ToLand, landing: Path, stopped: Callable[[], bool] | None = None) -> Path:
     """Keep the file under landing/ unless it is there (``stopped``: ``files.copy``)."""
     target = files.inside(landing, f"{item.family}/{item.sha256}/{item.name}")
-    if not target.exists():
+    copied = not target.exists()
+    if copied:
         # exports hold personal data (IP addresses, user agents): private to the owner
         try:
             files.copy(item.staged, target, stopped=stopped)
         except files.CopyStopped:
-            with suppress(OSError):  # the file's folder, made for it, stays empty otherwise
-                target.parent.rmdir()
+            _remove_folder(target)
             raise
+        except FileNotFoundError as exc:
+            if item.stamp is None or exc.filename != str(item.staged):
+                raise _not_kept(item, landing, exc) from exc
+            # the input itself is gone since it was read: told below as a change
         except OSError as exc:
             if files.disk_full(exc):
                 raise  # told as a full disk, with where to make room (cli._writing)
-            where = exc.filename or item.staged
-            raise ImportInputError(
-                item.display_name,
-                f"could not be kept under {landing} ({exc.strerror or exc}: {where})",
-                hint="landing/ and the folders in it must be folders the import can write to",
-            ) from exc
+            raise _not_kept(item, landing, exc) from exc
+    if item.stamp is not None and _stamp_now(item.staged) != item.stamp:
+        if copied:
+            target.unlink(missing_ok=True)
+            _remove_folder(target)
+        raise ImportInputError(
+            item.display_name,
+            "changed while it was being imported (its rows, its checksum and the copy kept"
+            " under landing/ would not be of one file)",
+            hint="import it again once nothing is writing it: a download or a sync still under way",
+        )
     return target
+
+
+def _stamp_now(path: Path) -> files.Stamp | None:
+    try:
+        return files.stamp(path)
+    except FileNotFoundError:
+        return None
+
+
+def _remove_folder(target: Path) -> None:
+    """The file's folder, made for it, would stay empty otherwise."""
+    with suppress(OSError):
+        target.parent.rmdir()
+
+
+def _not_kept(item: ToLand, landing: Path, exc: OSError) -> ImportInputError:
+    where = exc.filename or item.staged
+    return ImportInputError(
+        item.display_name,
+        f"could not be kept under {landing} ({exc.strerror or exc}: {where})",
+        hint="landing/ and the folders in it must be folders the import can write to",
+    )
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, before writing, a copy that would leave less free than ``needed`` says (the
+    copy's size plus the margin, MUSIC_TRACKER_MIN_FREE_MB)."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise ImportInputError(
+            what,
+            f"not enough free disk space in {folder} ({free // 2**20:,} MB free,"
+            f" {needed // 2**20:,} MB needed, MUSIC_TRACKER_MIN_FREE_MB included)",
+            hint="free some space and import again; nothing was changed",
+        )

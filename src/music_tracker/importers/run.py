@@ -38,7 +38,7 @@ from music_tracker.importers.detect import (
     is_data_for,
 )
 from music_tracker.importers.errors import ImportInputError
-from music_tracker.importers.landing import ToLand, in_background
+from music_tracker.importers.landing import ToLand, check_free_space, in_background
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
@@ -156,6 +156,7 @@ class _ReadFile:
     staged: Path
     format: Format
     rows_read: int
+    stamp: files.Stamp | None  # the input's, taken before its hash (None: a zip member)
 
 
 def discover(paths: list[Path]) -> list[Candidate]:
@@ -241,7 +242,7 @@ def run_import(
 
     From the settings: the matching tolerances, DuckDB's memory cap and file-lock wait,
     the largest file read (``import_max_file_mb``), the disk space left free beside the
-    copies (``min_free_mb``, ``_check_free_space``) and the podcast rules.
+    copies (``min_free_mb``, ``landing.check_free_space``) and the podcast rules.
     """
     options = options or ImportOptions()
     started = datetime.now(UTC)
@@ -354,10 +355,10 @@ def _import(
             if progress:
                 progress("storing")
             needed = sum(item.size for item in read) + min_free_bytes
-            _check_free_space(landing, needed, "landing/")
+            check_free_space(landing, needed, "landing/")
             to_land = [
                 ToLand(i.staged, _family(i.format), i.sha256, i.candidate.base_name,
-                       i.candidate.display_name)
+                       i.candidate.display_name, i.stamp)
                 for i in read
             ]  # fmt: skip
             with in_background(to_land, landing) as landed, warehouse.transaction(con):
@@ -455,7 +456,9 @@ def _read_all(
                 fmt = _format_of(candidate, candidate.head(SNIFF_BYTES), forced, summary)
                 if fmt is None:
                     continue
-                staged, sha256, size = _stage(candidate, staging_dir, max_bytes, min_free_bytes)
+                staged, sha256, size, stamp = _stage(
+                    candidate, staging_dir, max_bytes, min_free_bytes
+                )
                 if candidate.archive is not None:
                     with_history.add(candidate.archive)
                 if sha256 in known or sha256 in seen:
@@ -463,7 +466,7 @@ def _read_all(
                     continue
                 seen.add(sha256)
                 is_video = bool(_VIDEO_NAME.search(candidate.base_name))
-                item = _ReadFile(candidate, sha256, size, staged, fmt, 0)
+                item = _ReadFile(candidate, sha256, size, staged, fmt, 0, stamp)
                 waiting.append((item, reader.submit(_parse, con, item, is_video)))
                 while len(waiting) > readers:
                     stage_next()
@@ -502,8 +505,11 @@ def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> P
 
 def _stage(
     candidate: Candidate, staging: Path, max_bytes: int, min_free_bytes: int
-) -> tuple[Path, str, int]:
+) -> tuple[Path, str, int, files.Stamp | None]:
     """Hash a candidate; zip members are extracted into ``staging`` so DuckDB can read them.
+
+    A file on disk is read where it is, three times (hashed, parsed, landed): its stamp,
+    taken before the hash, tells at landing whether it changed meanwhile (``landing.land``).
 
     A file larger than ``max_bytes`` is refused before anything is written (by the size the
     zip declares, and again while extracting, since a declared size can lie: a zip bomb),
@@ -520,11 +526,12 @@ def _stage(
     digest = hashlib.sha256()
     size = 0
     if candidate.path is not None:
+        stamp = files.stamp(candidate.path)
         for chunk in candidate.open_bytes():
             digest.update(chunk)
             size += len(chunk)
-        return candidate.path, digest.hexdigest(), size
-    _check_free_space(staging, candidate.size + min_free_bytes, candidate.display_name)
+        return candidate.path, digest.hexdigest(), size, stamp
+    check_free_space(staging, candidate.size + min_free_bytes, candidate.display_name)
     target = files.inside(staging, f"{uuid.uuid4().hex}-{candidate.base_name}")
     with target.open("wb") as out:
         for chunk in candidate.open_bytes():
@@ -533,20 +540,7 @@ def _stage(
             if size > max_bytes:
                 raise too_big
             out.write(chunk)
-    return target, digest.hexdigest(), size
-
-
-def _check_free_space(folder: Path, needed: int, what: str) -> None:
-    """Refuse, before writing, a copy that would leave less free than ``needed`` says (the
-    copy's size plus the margin, MUSIC_TRACKER_MIN_FREE_MB)."""
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise ImportInputError(
-            what,
-            f"not enough free disk space in {folder} ({free // 2**20:,} MB free,"
-            f" {needed // 2**20:,} MB needed, MUSIC_TRACKER_MIN_FREE_MB included)",
-            hint="free some space and import again; nothing was changed",
-        )
+    return target, digest.hexdigest(), size, None
 
 
 def _format_of(
