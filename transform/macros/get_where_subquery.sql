@@ -4,7 +4,10 @@
     * `__new_keys__(column)`: the rows whose `column` value is also that of a row imported
       since the last successful whole build (raw.transform_runs): a duplicate of an old key
       among the new rows is still found, without grouping every stored key (a uniqueness
-      test over 10 million keys ran out of its memory cap at 10 million plays);
+      test over 10 million keys ran out of its memory cap at 10 million plays). The new keys
+      leave out nulls as dbt's test leaves them out of the table's side: with the null
+      filter on that side alone, DuckDB judged the table the smaller and hashed all 10
+      million keys (0.8 s) instead of the 100 new ones (0.1 s);
     * `__changed_plays__`: the plays the fact's change log holds (macros/play_changes.sql):
       every play a build from scratch wrote, else the plays this run added, changed or
       removed.
@@ -19,7 +22,7 @@
             {%- set where -%}
                 {{ column }} in (
                     select {{ column }} from {{ relation }}
-                    where imported_at > (
+                    where {{ column }} is not null and imported_at > (
                         select coalesce(max(started_at), timestamptz '-infinity')
                         from raw.transform_runs
                     )
