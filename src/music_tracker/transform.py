@@ -39,10 +39,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from music_tracker import exclusions, files, interrupts, replay
 from music_tracker.settings import PROJECT_ROOT, Settings, memory_bytes
+
+if TYPE_CHECKING:  # dbt is imported when a build starts, not with the command line
+    from dbt.cli.main import dbtRunnerResult
+    from dbt_common.events.base_types import EventMsg
 
 log = logging.getLogger(__name__)
 
@@ -412,9 +416,6 @@ def _dbt_build(
     recorder: replay.Recorder | None,
 ) -> TransformResult:
     """``dbt build`` in this process; ``recorder`` (if any) is handed every event."""
-    from dbt.cli.main import dbtRunner
-    from dbt_common.events.base_types import EventMsg
-
     total = {"nodes": 0}
 
     def callback(event: EventMsg) -> None:
@@ -425,20 +426,8 @@ def _dbt_build(
             node = event.data.node_info
             on_node(node.node_name, total["nodes"])
 
-    logs = _log_folder(settings)  # resolved before _environment changes the directory
     args = [
         "build",
-        "--project-dir",
-        str(PROJECT_DIR),
-        "--profiles-dir",
-        str(PROJECT_DIR),
-        # the project's own target/ (dbt's default): compiled SQL and the parse cache,
-        # shared by every data folder (see _environment)
-        "--target-path",
-        str(target_dir(settings)),
-        "--log-path",  # dbt makes it even when it writes no log there
-        str(logs),
-        *_LOG_ARGS,
         # The JSON artifacts (manifest.json, run_results.json: 1-2 s) are not read by
         # anything; partial parsing keeps its own file.
         "--no-write-json",
@@ -452,12 +441,7 @@ def _dbt_build(
     callbacks: list[Callable[[EventMsg], None]] = [callback]
     if recorder is not None:
         callbacks.append(recorder)
-    with _environment(settings, threads), _dbt_output(), _dbt_log(logs) as log:
-        callbacks.append(log)
-        try:
-            outcome = dbtRunner(callbacks=callbacks).invoke(args)
-        finally:
-            _release_warehouse()
+    outcome = _invoke(settings, args, callbacks, threads)
     return _summarize(outcome)
 
 
@@ -465,30 +449,10 @@ def write_manifest(settings: Settings) -> Path:
     """``manifest.json`` for dbt-metabase (builds skip writing it: nothing else reads it).
 
     ``dbt parse`` reads no data; with the parse cache it takes a second or two."""
-    from dbt.cli.main import dbtRunner
-
-    target = target_dir(settings)
-    logs = _log_folder(settings)  # resolved before _environment changes the directory
-    args = [
-        "parse",
-        "--project-dir",
-        str(PROJECT_DIR),
-        "--profiles-dir",
-        str(PROJECT_DIR),
-        "--target-path",
-        str(target),
-        "--log-path",  # dbt makes it even when it writes no log there
-        str(logs),
-        *_LOG_ARGS,
-    ]
-    with _environment(settings), _dbt_output(), _dbt_log(logs) as log:
-        try:
-            outcome = dbtRunner(callbacks=[log]).invoke(args)
-        finally:
-            _release_warehouse()
+    outcome = _invoke(settings, ["parse"], [])
     if not outcome.success:
         raise TransformError(f"dbt parse failed: {outcome.exception or 'see dbt/logs'}")
-    return target / "manifest.json"
+    return target_dir(settings) / "manifest.json"
 
 
 # dbt's own loggers format every event, the debug ones (each statement) included, before
@@ -504,6 +468,40 @@ _PRINTED = {"PrintEvent", "ShowNode", "CompiledNode"}
 
 def _log_folder(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "dbt" / "logs"
+
+
+def _invoke(
+    settings: Settings,
+    args: list[str],
+    callbacks: list[Callable[[EventMsg], None]],
+    threads: int = 1,
+) -> dbtRunnerResult:
+    """dbt's ``args`` (the command first) in this process, on the settings' project
+    target and log folder, with our log callback after ``callbacks``."""
+    from dbt.cli.main import dbtRunner
+
+    logs = _log_folder(settings)  # resolved before _environment changes the directory
+    command, *rest = args
+    full = [
+        command,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        # the project's own target/ (dbt's default): compiled SQL and the parse cache,
+        # shared by every data folder (see _environment)
+        "--target-path",
+        str(target_dir(settings)),
+        "--log-path",  # dbt makes it even when it writes no log there
+        str(logs),
+        *_LOG_ARGS,
+        *rest,
+    ]
+    with _environment(settings, threads), _dbt_output(), _dbt_log(logs) as log:
+        try:
+            return dbtRunner(callbacks=[*callbacks, log]).invoke(full)
+        finally:
+            _release_warehouse()
 
 
 class _LogFile(RotatingFileHandler):
