@@ -337,15 +337,17 @@ def test_a_file_that_cannot_be_landed_changes_nothing(
     assert files == 1
 
 
-@pytest.mark.parametrize("change", ["written", "replaced", "removed"])
+@pytest.mark.parametrize("change", ["written", "replaced", "removed", "touched"])
 def test_a_file_that_changes_while_it_is_imported_is_refused(
     cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path, change: str
 ) -> None:
     """A file on disk is hashed, parsed and copied into landing/ in three reads. One that
     changes between them (a download or a sync still writing it) would leave rows, a
     checksum and a kept copy of different files: the run fails, naming it, stores nothing
-    and keeps no copy. The change lands after the reads, while the plays are matched."""
+    and keeps no copy. The change lands after the reads, while the plays are matched. A
+    file only touched (its times changed, its content not) is imported."""
     import hashlib
+    import os
 
     from music_tracker.importers.run import ImportOptions, run_import
     from music_tracker.settings import Settings
@@ -362,20 +364,52 @@ def test_a_file_that_changes_while_it_is_imported_is_refused(
         if change == "written":  # in place, as a writer appends
             with path.open("ab") as handle:
                 handle.write(b"\n")
-        elif change == "replaced":  # the same bytes under a new inode, as a sync renames
+        elif change == "replaced":  # a new version renamed over it, as a sync does
             fresh = path.with_suffix(".new")
-            fresh.write_bytes(path.read_bytes())
+            fresh.write_bytes(path.read_bytes() + b"\n")
             fresh.replace(path)
+        elif change == "touched":
+            os.utime(path, ns=(1, 1))
         else:
             path.unlink()
 
     settings = Settings(data_dir=data_dir)
+    landed = data_dir / "landing" / "spotify_extended_history" / sha
+    if change == "touched":
+        summary = run_import(settings, [export], ImportOptions(progress=progress))
+        assert summary.new_plays > 0
+        assert (landed / GOOD.name).read_bytes() == GOOD.read_bytes()
+        return
     with pytest.raises(ImportInputError) as raised:
         run_import(settings, [export], ImportOptions(progress=progress))
     assert raised.value.file == str(path)
     assert "changed while it was being imported" in str(raised.value)
     assert cli_json(cli, "status") == loaded
-    assert not (data_dir / "landing" / "spotify_extended_history" / sha).exists()
+    assert not landed.exists()
     # once nothing writes it, it imports
     if change != "removed":
         assert run_import(settings, [export]).new_plays > 0
+
+
+def test_a_file_gone_before_it_is_read_is_named(
+    cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path
+) -> None:
+    """A file found in a folder and gone when the import reads it (a browser renaming its
+    download): one line naming it, exit 1, nothing stored."""
+    export = tmp_path / "export"
+    export.mkdir()
+    for name in ("Streaming_History_Audio_2018.json", "Streaming_History_Audio_2019.json"):
+        (export / name).write_bytes(GOOD.read_bytes())
+    from music_tracker.importers.run import ImportOptions, run_import
+    from music_tracker.settings import Settings
+
+    gone = export / "Streaming_History_Audio_2019.json"
+    with pytest.raises(ImportInputError) as raised:
+        run_import(
+            Settings(data_dir=data_dir),
+            [export],
+            ImportOptions(on_files=lambda _found: gone.unlink()),
+        )
+    assert raised.value.file == str(gone)
+    assert "could not be read (No such file or directory)" in str(raised.value)
+    assert cli_json(cli, "status") == loaded

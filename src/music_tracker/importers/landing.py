@@ -9,11 +9,14 @@ copy under way within 16 MB (no partial file), and what was landed stays, by con
 
 A file on disk is read three times (hashed, parsed, copied here): if it changed meanwhile
 (a sync client or a download still writing it), its rows, its hash and its kept copy
-would not be of one file, so the run fails, naming it, and keeps no copy of it.
+would not be of one file, so the run fails, naming it, and keeps no copy of it. Its
+stamp (``files.stamp``) tells; when only that changed (touched, a new hard link), the
+content is checked against the checksum before the run is failed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -67,40 +70,60 @@ def land(item: ToLand, landing: Path, stopped: Callable[[], bool] | None = None)
         try:
             files.copy(item.staged, target, stopped=stopped)
         except files.CopyStopped:
-            _remove_folder(target)
+            _remove_folders(target)
             raise
-        except FileNotFoundError as exc:
-            if item.stamp is None or exc.filename != str(item.staged):
-                raise _not_kept(item, landing, exc) from exc
-            # the input itself is gone since it was read: told below as a change
         except OSError as exc:
+            _remove_folders(target)
+            gone = isinstance(exc, FileNotFoundError) and exc.filename == str(item.staged)
+            if gone and item.stamp is not None:
+                raise _changed(item) from exc  # the input is gone since it was read
             if files.disk_full(exc):
                 raise  # told as a full disk, with where to make room (cli._writing)
             raise _not_kept(item, landing, exc) from exc
-    if item.stamp is not None and _stamp_now(item.staged) != item.stamp:
+    touched = item.stamp is not None and _stamp_now(item.staged) != item.stamp
+    # written, replaced, or only touched (a sync setting its attributes, a new hard link):
+    # what is kept must be the content that was hashed (and read)
+    if touched and not _holds(target if copied else item.staged, item.sha256):
         if copied:
             target.unlink(missing_ok=True)
-            _remove_folder(target)
-        raise ImportInputError(
-            item.display_name,
-            "changed while it was being imported (its rows, its checksum and the copy kept"
-            " under landing/ would not be of one file)",
-            hint="import it again once nothing is writing it: a download or a sync still under way",
-        )
+            _remove_folders(target)
+        raise _changed(item)
     return target
+
+
+def _changed(item: ToLand) -> ImportInputError:
+    return ImportInputError(
+        item.display_name,
+        "changed while it was being imported (its rows, its checksum and the copy kept"
+        " under landing/ would not be of one file)",
+        hint="import it again once nothing is writing it: a download or a sync still under way",
+    )
 
 
 def _stamp_now(path: Path) -> files.Stamp | None:
     try:
         return files.stamp(path)
-    except FileNotFoundError:
+    except OSError:  # gone, or its folder replaced or unreadable: a change all the same
         return None
 
 
-def _remove_folder(target: Path) -> None:
-    """The file's folder, made for it, would stay empty otherwise."""
-    with suppress(OSError):
-        target.parent.rmdir()
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether ``path`` holds the content of that checksum now."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def _remove_folders(target: Path) -> None:
+    """The file's folder and its source's, made for it, would stay empty otherwise."""
+    for folder in (target.parent, target.parent.parent):  # <sha256>/, then <family>/
+        with suppress(OSError):
+            folder.rmdir()
 
 
 def _not_kept(item: ToLand, landing: Path, exc: OSError) -> ImportInputError:

@@ -17,7 +17,7 @@ import tempfile
 import uuid
 import zipfile
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +38,7 @@ from music_tracker.importers.detect import (
     is_data_for,
 )
 from music_tracker.importers.errors import ImportInputError
+from music_tracker.importers.inputs import Candidate, discover
 from music_tracker.importers.landing import ToLand, check_free_space, in_background
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
@@ -63,40 +64,6 @@ _MATCH_WINDOW = timedelta(hours=3)
 DEFAULT_PART_ROWS = 150_000
 
 ProgressCallback = Callable[[str], None]
-
-
-@dataclass
-class Candidate:
-    """One file to consider: on disk, or a member of a zip archive."""
-
-    display_name: str
-    path: Path | None = None
-    archive: Path | None = None
-    member: str | None = None
-    explicit: bool = False
-    size: int = 0  # bytes on disk, or as the zip declares the member uncompressed
-
-    @property
-    def base_name(self) -> str:
-        return Path(self.member or str(self.path)).name
-
-    def head(self, count: int) -> bytes:
-        """The first ``count`` bytes: enough to tell the format, without extracting."""
-        if self.path is not None:
-            with self.path.open("rb") as handle:
-                return handle.read(count)
-        assert self.archive is not None and self.member is not None
-        with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as handle:
-            return handle.read(count)
-
-    def open_bytes(self) -> Iterator[bytes]:
-        if self.path is not None:
-            with self.path.open("rb") as handle:
-                yield from iter(lambda: handle.read(1 << 20), b"")
-        else:
-            assert self.archive is not None and self.member is not None
-            with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as handle:
-                yield from iter(lambda: handle.read(1 << 20), b"")
 
 
 @dataclass
@@ -157,61 +124,6 @@ class _ReadFile:
     format: Format
     rows_read: int
     stamp: files.Stamp | None  # the input's, taken before its hash (None: a zip member)
-
-
-def discover(paths: list[Path]) -> list[Candidate]:
-    """Expand files, folders and zip archives (told by content) into candidate files."""
-    found: list[Candidate] = []
-    for path in paths:
-        if not path.exists():
-            raise ImportInputError(str(path), "no such file or folder")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
-            for file in files:
-                found.extend(_expand(file, str(file), explicit=False))
-        else:
-            found.extend(_expand(path, str(path), explicit=True))
-    return found
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
-    if not zipfile.is_zipfile(path):
-        return [Candidate(display, path=path, explicit=explicit, size=path.stat().st_size)]
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except zipfile.BadZipFile as exc:
-        raise ImportInputError(display, f"not a readable zip archive ({exc})") from exc
-    # only a member's file name is ever used as a path (staged, then landed under its
-    # content's hash), never its folders: a name that climbs (../) or starts at the root
-    # stays inside like any other. A member with no file name at all is refused.
-    entries = [info for info in infos if not info.filename.endswith("/")]  # not folders
-    for info in entries:
-        if not Path(info.filename).name:
-            why = "a damaged or malicious archive"
-            raise ImportInputError(
-                display, f"a member without a file name ({info.filename!r}): {why}"
-            )
-    members = [
-        info
-        for info in entries
-        if not info.filename.startswith("__MACOSX/")
-        and not Path(info.filename).name.startswith(".")
-    ]
-    return [
-        Candidate(
-            f"{display}:{info.filename}",
-            archive=path,
-            member=info.filename,
-            explicit=False,
-            size=info.file_size,
-        )
-        for info in sorted(members, key=lambda info: info.filename)
-    ]
 
 
 @dataclass(frozen=True)
@@ -526,7 +438,7 @@ def _stage(
     digest = hashlib.sha256()
     size = 0
     if candidate.path is not None:
-        stamp = files.stamp(candidate.path)
+        stamp = candidate.stamp()
         for chunk in candidate.open_bytes():
             digest.update(chunk)
             size += len(chunk)

@@ -1,0 +1,128 @@
+"""The files an import is given: folders and zip archives expanded into candidate files.
+
+A folder is walked (hidden files and folders left out), a zip archive is told by its
+content, not its name, and each of its members is a candidate of its own; nothing is
+extracted here (``run._stage`` extracts what turns out to be listening history). A file
+that is gone or unreadable by the time it is read (a browser renaming its download, a
+folder moved away) is a message naming it, not a traceback.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from music_tracker import files
+from music_tracker.importers.errors import ImportInputError
+
+
+@dataclass
+class Candidate:
+    """One file to consider: on disk, or a member of a zip archive."""
+
+    display_name: str
+    path: Path | None = None
+    archive: Path | None = None
+    member: str | None = None
+    explicit: bool = False
+    size: int = 0  # bytes on disk, or as the zip declares the member uncompressed
+
+    @property
+    def base_name(self) -> str:
+        return Path(self.member or str(self.path)).name
+
+    def head(self, count: int) -> bytes:
+        """The first ``count`` bytes: enough to tell the format, without extracting."""
+        with self._reading():
+            if self.path is not None:
+                with self.path.open("rb") as handle:
+                    return handle.read(count)
+            assert self.archive is not None and self.member is not None
+            with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as handle:
+                return handle.read(count)
+
+    def open_bytes(self) -> Iterator[bytes]:
+        with self._reading():
+            if self.path is not None:
+                with self.path.open("rb") as handle:
+                    yield from iter(lambda: handle.read(1 << 20), b"")
+            else:
+                assert self.archive is not None and self.member is not None
+                with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as f:
+                    yield from iter(lambda: f.read(1 << 20), b"")
+
+    def stamp(self) -> files.Stamp:
+        """A file on disk's stamp, before it is read (``landing.land`` compares it)."""
+        assert self.path is not None
+        with self._reading():
+            return files.stamp(self.path)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise ImportInputError(
+                self.display_name,
+                f"could not be read ({exc.strerror or exc})",
+                hint="it was there when the import looked for files: a download renamed,"
+                " or a folder moved or made unreadable since; import again once it is back",
+            ) from exc
+
+
+def discover(paths: list[Path]) -> list[Candidate]:
+    """Expand files, folders and zip archives (told by content) into candidate files."""
+    found: list[Candidate] = []
+    for path in paths:
+        if not path.exists():
+            raise ImportInputError(str(path), "no such file or folder")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+            for file in files:
+                found.extend(_expand(file, str(file), explicit=False))
+        else:
+            found.extend(_expand(path, str(path), explicit=True))
+    return found
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
+    if not zipfile.is_zipfile(path):
+        return [Candidate(display, path=path, explicit=explicit, size=path.stat().st_size)]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise ImportInputError(display, f"not a readable zip archive ({exc})") from exc
+    # only a member's file name is ever used as a path (staged, then landed under its
+    # content's hash), never its folders: a name that climbs (../) or starts at the root
+    # stays inside like any other. A member with no file name at all is refused.
+    entries = [info for info in infos if not info.filename.endswith("/")]  # not folders
+    for info in entries:
+        if not Path(info.filename).name:
+            why = "a damaged or malicious archive"
+            raise ImportInputError(
+                display, f"a member without a file name ({info.filename!r}): {why}"
+            )
+    members = [
+        info
+        for info in entries
+        if not info.filename.startswith("__MACOSX/")
+        and not Path(info.filename).name.startswith(".")
+    ]
+    return [
+        Candidate(
+            f"{display}:{info.filename}",
+            archive=path,
+            member=info.filename,
+            explicit=False,
+            size=info.file_size,
+        )
+        for info in sorted(members, key=lambda info: info.filename)
+    ]
