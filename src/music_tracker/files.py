@@ -68,12 +68,19 @@ class CopyStopped(Exception):
 _COPY_PIECE = 16 * 2**20
 
 
-def copy(source: Path, path: Path, *, stopped: Callable[[], bool] | None = None) -> None:
+def copy(
+    source: Path,
+    path: Path,
+    *,
+    stopped: Callable[[], bool] | None = None,
+    check: Callable[[Path], None] | None = None,
+) -> None:
     """Replace ``path`` with a copy of ``source`` in one step.
 
     ``stopped``: asked between pieces of 16 MB; when it says so the copy ends with
     ``CopyStopped`` and leaves nothing (a copy on another thread that its command no
-    longer waits for stops within a piece, not at the end of a large file).
+    longer waits for stops within a piece, not at the end of a large file). ``check``:
+    given the whole copy before it takes ``path``'s name; what it raises leaves nothing.
     """
     fd, partial = _partial(path)
     os.close(fd)
@@ -82,6 +89,8 @@ def copy(source: Path, path: Path, *, stopped: Callable[[], bool] | None = None)
             shutil.copyfile(source, partial)
         else:
             _copy_in_pieces(source, partial, stopped)
+        if check is not None:
+            check(partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -10,6 +10,7 @@ folder moved away) is a message naming it, not a traceback.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,13 +65,19 @@ class Candidate:
     def _reading(self) -> Iterator[None]:
         try:
             yield
-        except OSError as exc:
-            raise ImportInputError(
-                self.display_name,
-                f"could not be read ({exc.strerror or exc})",
-                hint="it was there when the import looked for files: a download renamed,"
-                " or a folder moved or made unreadable since; import again once it is back",
-            ) from exc
+        # a zip replaced since it was listed: a member gone (KeyError), cut short, damaged
+        except (OSError, zipfile.BadZipFile, KeyError, zlib.error, EOFError) as exc:
+            raise _unreadable(self.display_name, exc) from exc
+
+
+def _unreadable(display_name: str, exc: Exception) -> ImportInputError:
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ImportInputError(
+        display_name,
+        f"could not be read ({why})",
+        hint="if it was there a moment before (a download renamed, a folder moved), import"
+        " again once it is back; otherwise make it readable",
+    )
 
 
 def discover(paths: list[Path]) -> list[Candidate]:
@@ -83,6 +90,12 @@ def discover(paths: list[Path]) -> list[Candidate]:
             files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
             for file in files:
                 found.extend(_expand(file, str(file), explicit=False))
+        elif not path.is_file():  # read twice (hashed, then parsed): a pipe would hang
+            raise ImportInputError(
+                str(path),
+                "not a regular file (a pipe, a device or a socket)",
+                hint="save it to a file and import that",
+            )
         else:
             found.extend(_expand(path, str(path), explicit=True))
     return found
@@ -94,7 +107,11 @@ def _hidden(path: Path, root: Path) -> bool:
 
 def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
     if not zipfile.is_zipfile(path):
-        return [Candidate(display, path=path, explicit=explicit, size=path.stat().st_size)]
+        try:
+            size = path.stat().st_size
+        except OSError as exc:  # gone since the folder was listed
+            raise _unreadable(display, exc) from exc
+        return [Candidate(display, path=path, explicit=explicit, size=size)]
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()

@@ -10,8 +10,9 @@ copy under way within 16 MB (no partial file), and what was landed stays, by con
 A file on disk is read three times (hashed, parsed, copied here): if it changed meanwhile
 (a sync client or a download still writing it), its rows, its hash and its kept copy
 would not be of one file, so the run fails, naming it, and keeps no copy of it. Its
-stamp (``files.stamp``) tells; when only that changed (touched, a new hard link), the
-content is checked against the checksum before the run is failed.
+stamp (``files.stamp``), taken before the hash, is compared once the file is parsed
+(a change then fails the run) and again once it is copied (a change then fails it
+unless the copy still has the content hashed: a file only touched is kept).
 """
 
 from __future__ import annotations
@@ -62,40 +63,50 @@ def in_background(items: list[ToLand], landing: Path) -> Iterator[Future[list[Pa
 
 
 def land(item: ToLand, landing: Path, stopped: Callable[[], bool] | None = None) -> Path:
-    """Keep the file under landing/ unless it is there (``stopped``: ``files.copy``)."""
+    """Keep the file under landing/ unless it is there (``stopped``: ``files.copy``).
+
+    Its rows were parsed from the content that was hashed (``check_unchanged``, when it
+    was parsed); the copy is checked against that checksum before it takes its name when
+    the file's stamp changed since (written, replaced, or only touched: a sync setting
+    its attributes, a new hard link), so no other content is ever kept under it."""
     target = files.inside(landing, f"{item.family}/{item.sha256}/{item.name}")
-    copied = not target.exists()
-    if copied:
-        # exports hold personal data (IP addresses, user agents): private to the owner
-        try:
-            files.copy(item.staged, target, stopped=stopped)
-        except files.CopyStopped:
-            _remove_folders(target)
+    if target.exists():  # kept by an earlier run, checked then
+        return target
+
+    def check(copy: Path) -> None:
+        touched = item.stamp is not None and _stamp_now(item.staged) != item.stamp
+        if touched and not _holds(copy, item.sha256):
+            raise changed(item.display_name)
+
+    # exports hold personal data (IP addresses, user agents): private to the owner
+    try:
+        files.copy(item.staged, target, stopped=stopped, check=check)
+    except BaseException as exc:
+        _remove_folders(target)
+        if not isinstance(exc, OSError):
             raise
-        except OSError as exc:
-            _remove_folders(target)
-            gone = isinstance(exc, FileNotFoundError) and exc.filename == str(item.staged)
-            if gone and item.stamp is not None:
-                raise _changed(item) from exc  # the input is gone since it was read
-            if files.disk_full(exc):
-                raise  # told as a full disk, with where to make room (cli._writing)
-            raise _not_kept(item, landing, exc) from exc
-    touched = item.stamp is not None and _stamp_now(item.staged) != item.stamp
-    # written, replaced, or only touched (a sync setting its attributes, a new hard link):
-    # what is kept must be the content that was hashed (and read)
-    if touched and not _holds(target if copied else item.staged, item.sha256):
-        if copied:
-            target.unlink(missing_ok=True)
-            _remove_folders(target)
-        raise _changed(item)
+        if item.stamp is not None and exc.filename == str(item.staged):
+            # the input itself is gone or unreadable since it was read
+            raise changed(item.display_name, exc) from exc
+        if files.disk_full(exc):
+            raise  # told as a full disk, with where to make room (cli._writing)
+        raise _not_kept(item, landing, exc) from exc
     return target
 
 
-def _changed(item: ToLand) -> ImportInputError:
+def check_unchanged(path: Path, stamp: files.Stamp | None, display_name: str) -> None:
+    """Raise ``changed`` unless the file on disk at ``path`` is as stamped before its hash
+    (its rows were then parsed from the content hashed; None: our own copy)."""
+    if stamp is not None and _stamp_now(path) != stamp:
+        raise changed(display_name)
+
+
+def changed(display_name: str, error: OSError | None = None) -> ImportInputError:
+    why = f" ({error.strerror or error})" if error is not None else ""
     return ImportInputError(
-        item.display_name,
+        display_name,
         "changed while it was being imported (its rows, its checksum and the copy kept"
-        " under landing/ would not be of one file)",
+        f" under landing/ would not be of one file){why}",
         hint="import it again once nothing is writing it: a download or a sync still under way",
     )
 
@@ -108,14 +119,11 @@ def _stamp_now(path: Path) -> files.Stamp | None:
 
 
 def _holds(path: Path, sha256: str) -> bool:
-    """Whether ``path`` holds the content of that checksum now."""
+    """Whether ``path`` holds the content of that checksum."""
     digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
-        return False
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
     return digest.hexdigest() == sha256
 
 

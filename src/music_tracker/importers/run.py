@@ -39,7 +39,12 @@ from music_tracker.importers.detect import (
 )
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.inputs import Candidate, discover
-from music_tracker.importers.landing import ToLand, check_free_space, in_background
+from music_tracker.importers.landing import (
+    ToLand,
+    check_free_space,
+    check_unchanged,
+    in_background,
+)
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
@@ -333,6 +338,13 @@ def _read_all(
     def stage_next() -> None:
         item, future = waiting[0]
         waiting[0] = (item, future := outcome(item, future))
+        future.exception()  # the parse ended, failed or not
+        try:  # its rows are of the content hashed: a file rewritten meanwhile is told so,
+            # not as what its parse made of the half-written file
+            check_unchanged(item.staged, item.stamp, item.candidate.display_name)
+        except ImportInputError:
+            waiting.popleft()
+            raise
         parsed = future.result()  # a file that failed stays first in ``waiting``
         waiting.popleft()
         staging.add(_music_source(item.format), parsed, item.sha256)
