@@ -471,3 +471,33 @@ def test_a_pipe_and_a_zip_replaced_after_it_was_listed_are_named(
     with pytest.raises(ImportInputError, match="could not be read"):
         run_import(Settings(data_dir=data_dir), [archive], ImportOptions(on_files=swap))
     assert cli_json(cli, "status") == loaded
+
+
+def test_a_folder_it_cannot_read_stops_the_import(data_dir: Path, tmp_path: Path) -> None:
+    """pathlib's rglob left an unreadable folder out without a word: its plays were then
+    missing from an import that said it was whole. Run without root's right to read
+    anything (setpriv drops it), as an owner's own account runs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to take away root's right to read anything")
+    export = tmp_path / "export"
+    (export / "sub").mkdir(parents=True)
+    (export / GOOD.name).write_bytes(GOOD.read_bytes())
+    (export / "sub" / "Streaming_History_Audio_2019.json").write_bytes(GOOD.read_bytes())
+    (export / "sub").chmod(0)
+    cli = str(Path(sys.executable).with_name("music-tracker"))
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", cli, "import",
+         str(export), "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    (export / "sub").chmod(0o755)
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1, output
+    assert f"{export / 'sub'}: could not be read (Permission denied)" in output
+    assert "nothing was imported" in output
+    assert not (data_dir / "warehouse.duckdb").exists()

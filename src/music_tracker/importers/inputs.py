@@ -9,6 +9,7 @@ folder moved away) is a message naming it, not a traceback.
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -87,8 +88,7 @@ def discover(paths: list[Path]) -> list[Candidate]:
         if not path.exists():
             raise ImportInputError(str(path), "no such file or folder")
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
-            for file in files:
+            for file in _files_in(path):
                 found.extend(_expand(file, str(file), explicit=False))
         elif not path.is_file():  # read twice (hashed, then parsed): a pipe would hang
             raise ImportInputError(
@@ -101,8 +101,19 @@ def discover(paths: list[Path]) -> list[Candidate]:
     return found
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+def _files_in(folder: Path) -> list[Path]:
+    """Every regular file under ``folder``, sorted, hidden files and folders left out, links
+    to folders not followed. A folder that cannot be read stops the import, named
+    (pathlib's rglob left it out without a word)."""
+
+    def refuse(error: OSError) -> None:
+        raise _unreadable(error.filename or str(folder), error)
+
+    found: list[Path] = []
+    for root, folders, names in os.walk(folder, onerror=refuse):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found.extend(Path(root, name) for name in names if not name.startswith("."))
+    return sorted(path for path in found if path.is_file())
 
 
 def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
