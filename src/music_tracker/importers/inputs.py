@@ -85,8 +85,11 @@ def discover(paths: list[Path]) -> list[Candidate]:
     """Expand files, folders and zip archives (told by content) into candidate files."""
     found: list[Candidate] = []
     for path in paths:
-        if not path.exists():
-            raise ImportInputError(str(path), "no such file or folder")
+        try:
+            if not path.exists():
+                raise ImportInputError(str(path), "no such file or folder")
+        except OSError as exc:  # under a folder that can be listed but not entered
+            raise _unreadable(str(path), exc) from exc
         if path.is_dir():
             for file in _files_in(path):
                 found.extend(_expand(file, str(file), explicit=False))
@@ -112,8 +115,15 @@ def _files_in(folder: Path) -> list[Path]:
     found: list[Path] = []
     for root, folders, names in os.walk(folder, onerror=refuse):
         folders[:] = [name for name in folders if not name.startswith(".")]
-        found.extend(Path(root, name) for name in names if not name.startswith("."))
-    return sorted(path for path in found if path.is_file())
+        for name in names:
+            path = Path(root, name)
+            try:
+                regular = not name.startswith(".") and path.is_file()
+            except OSError as exc:  # a folder that can be listed but not entered
+                raise _unreadable(str(path), exc) from exc
+            if regular:
+                found.append(path)
+    return sorted(found)
 
 
 def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:

@@ -66,16 +66,17 @@ def land(item: ToLand, landing: Path, stopped: Callable[[], bool] | None = None)
     """Keep the file under landing/ unless it is there (``stopped``: ``files.copy``).
 
     Its rows were parsed from the content that was hashed (``check_unchanged``, when it
-    was parsed); the copy is checked against that checksum before it takes its name when
-    the file's stamp changed since (written, replaced, or only touched: a sync setting
-    its attributes, a new hard link), so no other content is ever kept under it."""
+    was parsed); a copy of a file on disk is checked against that checksum before it
+    takes its name, so no other content is ever kept under it: a file written since
+    (even in place through a memory map, which leaves its stamp as it was) is refused,
+    one only touched (a sync setting its attributes, a new hard link) is kept."""
     target = files.inside(landing, f"{item.family}/{item.sha256}/{item.name}")
     if target.exists():  # kept by an earlier run, checked then
         return target
 
     def check(copy: Path) -> None:
-        touched = item.stamp is not None and _stamp_now(item.staged) != item.stamp
-        if touched and not _holds(copy, item.sha256):
+        # our own copies (zip members, extracted while hashed) cannot have changed
+        if item.stamp is not None and not _holds(copy, item.sha256):
             raise changed(item.display_name)
 
     # exports hold personal data (IP addresses, user agents): private to the owner

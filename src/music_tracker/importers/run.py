@@ -377,12 +377,13 @@ def _read_all(
                     progress(candidate.display_name)
                 # the first bytes decide; nothing else is read, hashed or extracted for a
                 # file that is not listening history (a video in ~/Downloads, a PDF)
+                # stamped before anything is read of it, its format included (a file
+                # replaced between them would be read as the other's format)
+                stamp = candidate.stamp() if candidate.path is not None else None
                 fmt = _format_of(candidate, candidate.head(SNIFF_BYTES), forced, summary)
                 if fmt is None:
                     continue
-                staged, sha256, size, stamp = _stage(
-                    candidate, staging_dir, max_bytes, min_free_bytes
-                )
+                staged, sha256, size = _stage(candidate, staging_dir, max_bytes, min_free_bytes)
                 if candidate.archive is not None:
                     with_history.add(candidate.archive)
                 if sha256 in known or sha256 in seen:
@@ -429,11 +430,11 @@ def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> P
 
 def _stage(
     candidate: Candidate, staging: Path, max_bytes: int, min_free_bytes: int
-) -> tuple[Path, str, int, files.Stamp | None]:
+) -> tuple[Path, str, int]:
     """Hash a candidate; zip members are extracted into ``staging`` so DuckDB can read them.
 
     A file on disk is read where it is, three times (hashed, parsed, landed): its stamp,
-    taken before the hash, tells at landing whether it changed meanwhile (``landing.land``).
+    taken before, tells whether it changed meanwhile (``landing.check_unchanged``).
 
     A file larger than ``max_bytes`` is refused before anything is written (by the size the
     zip declares, and again while extracting, since a declared size can lie: a zip bomb),
@@ -450,11 +451,10 @@ def _stage(
     digest = hashlib.sha256()
     size = 0
     if candidate.path is not None:
-        stamp = candidate.stamp()
         for chunk in candidate.open_bytes():
             digest.update(chunk)
             size += len(chunk)
-        return candidate.path, digest.hexdigest(), size, stamp
+        return candidate.path, digest.hexdigest(), size
     check_free_space(staging, candidate.size + min_free_bytes, candidate.display_name)
     target = files.inside(staging, f"{uuid.uuid4().hex}-{candidate.base_name}")
     with target.open("wb") as out:
@@ -464,7 +464,7 @@ def _stage(
             if size > max_bytes:
                 raise too_big
             out.write(chunk)
-    return target, digest.hexdigest(), size, None
+    return target, digest.hexdigest(), size
 
 
 def _format_of(
