@@ -488,29 +488,29 @@ def test_a_folder_it_cannot_read_stops_the_import(data_dir: Path, tmp_path: Path
     (export / "sub").mkdir(parents=True)
     (export / GOOD.name).write_bytes(GOOD.read_bytes())
     (export / "sub" / "Streaming_History_Audio_2019.json").write_bytes(GOOD.read_bytes())
-    (export / "sub").chmod(0)
     cli = str(Path(sys.executable).with_name("music-tracker"))
-    done = subprocess.run(
-        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", cli, "import",
-         str(export), "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    (export / "sub").chmod(0o755)
-    output = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode == 1, output
+
+    def without_root_reads(mode: int) -> str:
+        """The import, ``sub`` at ``mode`` meanwhile: its output (exit 1 checked)."""
+        (export / "sub").chmod(mode)
+        try:
+            done = subprocess.run(
+                ["setpriv", "--bounding-set=-dac_override,-dac_read_search", cli, "import",
+                 str(export), "--data-dir", str(data_dir)],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+        finally:
+            (export / "sub").chmod(0o755)
+        output = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode == 1, output
+        return output
+
+    output = without_root_reads(0)
     assert f"{export / 'sub'}: could not be read (Permission denied)" in output
     assert "nothing was imported" in output
     assert not (data_dir / "warehouse.duckdb").exists()
     # one that can be listed but not entered (r--): named too, not a traceback
-    (export / "sub").chmod(0o644)
-    done = subprocess.run(
-        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", cli, "import",
-         str(export), "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    (export / "sub").chmod(0o755)
-    output = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode == 1, output
+    output = without_root_reads(0o644)
     inside = export / "sub" / "Streaming_History_Audio_2019.json"
     assert f"{inside}: could not be read (Permission denied)" in output
     assert "Traceback" not in output
