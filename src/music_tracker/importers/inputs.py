@@ -57,7 +57,8 @@ class Candidate:
                     yield from iter(lambda: f.read(1 << 20), b"")
 
     def stamp(self) -> files.Stamp:
-        """A file on disk's stamp, before it is read (``landing.land`` compares it)."""
+        """A file on disk's stamp, before anything is read of it (compared once it is
+        parsed: ``landing.check_unchanged``)."""
         assert self.path is not None
         with self._reading():
             return files.stamp(self.path)

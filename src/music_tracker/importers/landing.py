@@ -10,9 +10,9 @@ copy under way within 16 MB (no partial file), and what was landed stays, by con
 A file on disk is read three times (hashed, parsed, copied here): if it changed meanwhile
 (a sync client or a download still writing it), its rows, its hash and its kept copy
 would not be of one file, so the run fails, naming it, and keeps no copy of it. Its
-stamp (``files.stamp``), taken before the hash, is compared once the file is parsed
-(a change then fails the run) and again once it is copied (a change then fails it
-unless the copy still has the content hashed: a file only touched is kept).
+stamp (``files.stamp``), taken before anything is read of it, is compared once it is
+parsed (``check_unchanged``), and its copy is hashed before it takes its checksum's name
+(``land``; a write through a memory map can leave the stamp as it was).
 """
 
 from __future__ import annotations
