@@ -44,7 +44,6 @@ pruned either: which ones it needs cannot be known.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -68,7 +67,7 @@ from music_tracker.backup_layout import (
     read_manifest,
 )
 from music_tracker.bucket import BucketError, download, mirror
-from music_tracker.files import OutsideFolder, disk_full, inside
+from music_tracker.files import OutsideFolder, disk_full, inside, sha256
 from music_tracker.files import copy as copy_file
 from music_tracker.lock import writer_lock
 from music_tracker.settings import Settings
@@ -129,14 +128,6 @@ class BackupResult:
         }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_tree(source: Path, target: Path) -> list[Path]:
     copied = []
     for path in sorted(source.rglob("*")):
@@ -166,24 +157,24 @@ def _back_up_landing_file(
     if expected is None:  # not named by its content: copied, and the copy checksummed
         if not stored.exists() or stored.stat().st_size != size:
             copy_file(path, stored)
-            return {"bytes": stored.stat().st_size, "sha256": _sha256(stored)}, 1
-        return {"bytes": size, "sha256": _sha256(path)}, 0
+            return {"bytes": stored.stat().st_size, "sha256": sha256(stored)}, 1
+        return {"bytes": size, "sha256": sha256(path)}, 0
     if stored.exists() and stored.stat().st_size == size:
         # the source's checksum, not the stored copy's: a damaged copy then fails
         # restore's check instead of passing it
-        digest = _sha256(path)
+        digest = sha256(path)
         if digest == expected:
             return {"bytes": size, "sha256": digest}, 0
     else:
         partial = stored.with_name(stored.name + PARTIAL)
         try:
             copy_file(path, partial)
-            if _sha256(partial) == expected:
+            if sha256(partial) == expected:
                 partial.replace(stored)
                 return {"bytes": stored.stat().st_size, "sha256": expected}, 1
         finally:
             partial.unlink(missing_ok=True)
-    if stored.is_file() and _sha256(stored) == expected:
+    if stored.is_file() and sha256(stored) == expected:
         return {"bytes": stored.stat().st_size, "sha256": expected, "changed": True}, 0
     raise BackupError(
         f"landing/{relative} changed after it landed (its content no longer matches the"
@@ -242,7 +233,7 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(),
             "files": {
-                str(f.relative_to(partial)): {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+                str(f.relative_to(partial)): {"bytes": f.stat().st_size, "sha256": sha256(f)}
                 for f in files
             },
             "landing": {
@@ -345,11 +336,11 @@ def restore(
     problems = [
         rel
         for rel, facts in manifest["files"].items()
-        if not (source / rel).is_file() or _sha256(source / rel) != facts["sha256"]
+        if not (source / rel).is_file() or sha256(source / rel) != facts["sha256"]
     ] + [
         f"landing/{rel}"
         for rel, facts in manifest["landing"].items()
-        if not (landing_root / rel).is_file() or _sha256(landing_root / rel) != facts["sha256"]
+        if not (landing_root / rel).is_file() or sha256(landing_root / rel) != facts["sha256"]
     ]
     if problems:
         raise BackupError(

@@ -15,6 +15,7 @@ a folder only through ``inside``: one that would climb out of it is refused.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -44,6 +45,15 @@ def stamp(path: Path) -> Stamp:
     """``path``'s stamp (``Stamp``); OSError as ``stat`` raises it."""
     facts = path.stat()
     return (facts.st_dev, facts.st_ino, facts.st_size, facts.st_mtime_ns, facts.st_ctime_ns)
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, hex (what names a landed file and a backup's copy)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: Path, text: str) -> None:

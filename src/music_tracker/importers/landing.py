@@ -17,7 +17,6 @@ parsed (``check_unchanged``), and its copy is hashed before it takes its checksu
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ class ToLand:
     sha256: str
     name: str
     display_name: str  # as the import names it in messages
-    stamp: files.Stamp | None = None  # the input's before it was hashed (None: our own copy)
+    on_disk: bool = False  # the input itself, read where it is (else our own copy)
 
 
 @contextmanager
@@ -76,7 +75,7 @@ def land(item: ToLand, landing: Path, stopped: Callable[[], bool] | None = None)
 
     def check(copy: Path) -> None:
         # our own copies (zip members, extracted while hashed) cannot have changed
-        if item.stamp is not None and not _holds(copy, item.sha256):
+        if item.on_disk and files.sha256(copy) != item.sha256:
             raise changed(item.display_name)
 
     # exports hold personal data (IP addresses, user agents): private to the owner
@@ -86,7 +85,7 @@ def land(item: ToLand, landing: Path, stopped: Callable[[], bool] | None = None)
         _remove_folders(target)
         if not isinstance(exc, OSError):
             raise
-        if item.stamp is not None and exc.filename == str(item.staged):
+        if item.on_disk and exc.filename == str(item.staged):
             # the input itself is gone or unreadable since it was read
             raise changed(item.display_name, exc) from exc
         if files.disk_full(exc):
@@ -117,15 +116,6 @@ def _stamp_now(path: Path) -> files.Stamp | None:
         return files.stamp(path)
     except OSError:  # gone, or its folder replaced or unreadable: a change all the same
         return None
-
-
-def _holds(path: Path, sha256: str) -> bool:
-    """Whether ``path`` holds the content of that checksum."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest() == sha256
 
 
 def _remove_folders(target: Path) -> None:

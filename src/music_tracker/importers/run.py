@@ -275,7 +275,7 @@ def _import(
             check_free_space(landing, needed, "landing/")
             to_land = [
                 ToLand(i.staged, _family(i.format), i.sha256, i.candidate.base_name,
-                       i.candidate.display_name, i.stamp)
+                       i.candidate.display_name, i.stamp is not None)
                 for i in read
             ]  # fmt: skip
             with in_background(to_land, landing) as landed, warehouse.transaction(con):
