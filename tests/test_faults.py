@@ -189,10 +189,15 @@ def test_a_full_disk_fails_cleanly_and_loses_nothing(
     served = sorted(p.name for p in (data / "serving").iterdir())
     plays, facts = _plays(cli, data), query(data, "select count(*) from dw.fact_track_played")
     poll = SPOTIFY_DATA / "api_samples" / "recently-played__spotify-web-api-java.json"
-    monkeypatch.setenv("MUSIC_TRACKER_MIN_FREE_MB", "0")  # past the import's own check
+    monkeypatch.setenv("MUSIC_TRACKER_MIN_FREE_MB", "0")  # past the import's own margin
 
     filler = _fill(small_disk, 0)
-    for command in (["import", str(poll)], ["transform", "--full-refresh"], ["publish"]):
+    # the import stops at its own check, before its first write (its copy of the file)
+    failed = cli("import", str(poll), "--data-dir", str(data), expect=74)
+    output = " ".join(failed.output.split())
+    assert f"{poll}: not enough free disk space in {data / 'landing'}/.staging-" in output
+    assert "nothing was imported" in output and "Traceback" not in output
+    for command in (["transform", "--full-refresh"], ["publish"]):
         failed = cli(*command, "--data-dir", str(data), expect=74)
         assert "No space left on device" in failed.output, failed.output
         assert f"the disk holding {data} is full" in " ".join(failed.output.split())

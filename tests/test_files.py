@@ -3,10 +3,11 @@ leftovers of a writer killed before its rename, a name near the file system's li
 
 from __future__ import annotations
 
-import errno
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,43 +76,39 @@ def test_a_name_near_the_limit_is_written(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "copy.json"])
 
 
-def test_a_copy_told_to_stop_leaves_nothing_and_a_whole_copy_is_exact(tmp_path: Path) -> None:
-    """The import lands its files on a thread of its own; when the import fails or is
-    interrupted, the copy under way stops within a piece (16 MB) and leaves no file."""
-    source = tmp_path / "export.json"
-    source.write_bytes(os.urandom(40 * 2**20 + 123))  # three pieces, the last one short
-    asked = []
-
-    def stop_after_the_first_piece() -> bool:
-        asked.append(True)
-        return len(asked) > 1
-
-    target = tmp_path / "landing" / "export.json"
-    with pytest.raises(files.CopyStopped):
-        files.copy(source, target, stopped=stop_after_the_first_piece)
-    assert len(asked) == 2  # it stopped at the second piece, not at the end of the file
-    assert list((tmp_path / "landing").iterdir()) == []  # no partial file, no target
-    files.copy(source, target, stopped=lambda: False)
-    assert target.read_bytes() == source.read_bytes()
+def test_a_move_puts_a_private_file_in_private_folders(tmp_path: Path) -> None:
+    """An import lands each file by moving its own copy into landing/: the file 0600, the
+    folders it makes 0700, whatever the umask; the copy's name is gone."""
+    staged = tmp_path / "staging" / "export.json"
+    staged.parent.mkdir()
+    staged.write_bytes(b"[]")
+    staged.chmod(0o644)
+    old_umask = os.umask(0o022)
+    try:
+        target = tmp_path / "landing" / "family" / "sha" / "export.json"
+        files.move(staged, target)
+    finally:
+        os.umask(old_umask)
+    assert target.read_bytes() == b"[]" and not staged.exists()
     assert target.stat().st_mode & 0o777 == 0o600
-    empty = tmp_path / "empty.json"
-    empty.write_bytes(b"")
-    files.copy(empty, tmp_path / "landing" / "empty.json", stopped=lambda: False)
-    assert (tmp_path / "landing" / "empty.json").read_bytes() == b""
+    for folder in (target.parent, target.parent.parent, tmp_path / "landing"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
 
 
-def test_a_stoppable_copy_where_the_kernel_cannot_copy_reads_and_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A file system without sendfile for these files (EINVAL): read and write instead,
-    as shutil.copyfile falls back."""
-    source = tmp_path / "export.json"
-    source.write_bytes(os.urandom(3 * 2**20 + 7))
-
-    def refused(*_args: object) -> int:
-        raise OSError(errno.EINVAL, "Invalid argument")
-
-    monkeypatch.setattr(os, "sendfile", refused)
-    target = tmp_path / "landing" / "export.json"
-    files.copy(source, target, stopped=lambda: False)
-    assert target.read_bytes() == source.read_bytes()
+def test_a_move_to_another_file_system_copies(tmp_path: Path) -> None:
+    """landing/ on a disk of its own (a mount inside the data folder): a rename cannot
+    cross it (EXDEV), so the file is copied whole, then its first name removed."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    staged = Path(tempfile.mkdtemp(dir=shm)) / "export.json"
+    try:
+        staged.write_bytes(os.urandom(3 * 2**20 + 7))
+        content = staged.read_bytes()
+        target = tmp_path / "landing" / "sha" / "export.json"
+        files.move(staged, target)
+        assert target.read_bytes() == content and not staged.exists()
+        assert target.stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in target.parent.iterdir()] == ["export.json"]  # no .partial
+    finally:
+        shutil.rmtree(staged.parent, ignore_errors=True)

@@ -318,8 +318,8 @@ def test_files_that_do_not_fit_the_cap_together_are_read_one_at_a_time(
 def test_a_file_that_cannot_be_landed_changes_nothing(
     cli: Cli, loaded: dict, data_dir: Path
 ) -> None:
-    """The files are copied into landing/ on a thread of their own while the plays are
-    matched and stored; a copy that fails fails the run before its commit, named."""
+    """Each file's private copy is moved into landing/ in the import's transaction; a
+    move that fails fails the run before its commit, named."""
     import hashlib
 
     sha = hashlib.sha256(GOOD.read_bytes()).hexdigest()
@@ -337,17 +337,28 @@ def test_a_file_that_cannot_be_landed_changes_nothing(
     assert files == 1
 
 
-@pytest.mark.parametrize("change", ["written", "replaced", "removed", "touched"])
-def test_a_file_that_changes_while_it_is_imported_is_refused(
+def _rewrite_in_place(path: Path, old: bytes, new: bytes) -> None:
+    """Rewrite ``path`` through a shared memory map, as a program that maps its files
+    does: same size, and its times can stay as they were (helper-48)."""
+    import mmap
+
+    assert len(old) == len(new)
+    with path.open("r+b") as handle, mmap.mmap(handle.fileno(), 0) as mapped:
+        mapped[:] = bytes(mapped).replace(old, new)
+
+
+@pytest.mark.parametrize("change", ["appended", "mapped", "emptied", "replaced", "removed"])
+def test_a_file_written_after_it_was_read_is_imported_as_it_was_read(
     cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path, change: str
 ) -> None:
-    """A file on disk is hashed, parsed and copied into landing/ in three reads. One that
-    changes between them (a download or a sync still writing it) would leave rows, a
-    checksum and a kept copy of different files: the run fails, naming it, stores nothing
-    and keeps no copy. The change lands after the reads, while the plays are matched. A
-    file only touched (its times changed, its content not) is imported."""
+    """An import reads each file once, into a private copy hashed as it is written; the
+    rows are parsed from that copy and the same copy is kept under landing/. So a file
+    written once it was read, even while its rows are still being parsed (a download or a
+    sync still under way), changes none of it: the rows, the checksum recorded and the
+    copy kept are of the version read. Before, the file was read three times and a write
+    through a memory map (which can leave its times as they were) gave rows of one version
+    under another's checksum."""
     import hashlib
-    import os
 
     from music_tracker.importers.run import ImportOptions, run_import
     from music_tracker.settings import Settings
@@ -356,39 +367,44 @@ def test_a_file_that_changes_while_it_is_imported_is_refused(
     export.mkdir()
     path = export / GOOD.name
     path.write_bytes(GOOD.read_bytes())
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    later = export / "Streaming_History_Video_2020.json"
+    later.write_bytes((EXTENDED_DIR / later.name).read_bytes())
 
     def progress(step: str) -> None:
-        if step != "de-duplicating":
+        if step != str(later):  # the first file is read, its rows perhaps still parsing
             return
-        if change == "written":  # in place, as a writer appends
+        if change == "appended":
             with path.open("ab") as handle:
                 handle.write(b"\n")
+        elif change == "mapped":  # every play ten years earlier: other plays, same size
+            _rewrite_in_place(path, b'"ts": "201', b'"ts": "200')
+        elif change == "emptied":
+            path.write_bytes(b"[]")
         elif change == "replaced":  # a new version renamed over it, as a sync does
             fresh = path.with_suffix(".new")
-            fresh.write_bytes(path.read_bytes() + b"\n")
+            fresh.write_bytes(GOOD.read_bytes().replace(b'"ts": "201', b'"ts": "200'))
             fresh.replace(path)
-        elif change == "touched":
-            os.utime(path, ns=(1, 1))
         else:
             path.unlink()
 
-    settings = Settings(data_dir=data_dir)
-    landed = data_dir / "landing" / "spotify_extended_history" / sha
-    if change == "touched":
-        summary = run_import(settings, [export], ImportOptions(progress=progress))
-        assert summary.new_plays > 0
-        assert (landed / GOOD.name).read_bytes() == GOOD.read_bytes()
-        return
-    with pytest.raises(ImportInputError) as raised:
-        run_import(settings, [export], ImportOptions(progress=progress))
-    assert raised.value.file == str(path)
-    assert "changed while it was being imported" in str(raised.value)
-    assert cli_json(cli, "status") == loaded
-    assert not landed.exists()
-    # once nothing writes it, it imports
-    if change != "removed":
-        assert run_import(settings, [export]).new_plays > 0
+    summary = run_import(Settings(data_dir=data_dir), [export], ImportOptions(progress=progress))
+    assert summary.files_imported == 2
+    sha = hashlib.sha256(GOOD.read_bytes()).hexdigest()
+    (kept,) = (data_dir / "landing" / "spotify_extended_history" / sha).iterdir()
+    assert kept.read_bytes() == GOOD.read_bytes()
+    expected = json.loads(GOOD.read_bytes())
+    (stored,) = query(
+        data_dir,
+        "select strftime(min(played_at) at time zone 'UTC', '%Y-%m-%dT%H:%M:%SZ'),"
+        " strftime(max(played_at) at time zone 'UTC', '%Y-%m-%dT%H:%M:%SZ')"
+        f" from raw.spotify_extended_history where file_sha256 = '{sha}'",
+    )
+    assert stored == (min(row["ts"] for row in expected), max(row["ts"] for row in expected))
+    (rows_read,) = query(
+        data_dir, f"select rows_read from raw.import_files where file_sha256 = '{sha}'"
+    )
+    assert rows_read == (len(expected),)
+    assert len(query(data_dir, "select * from raw.import_files")) == 3  # one before, two
 
 
 def test_a_file_gone_before_it_is_read_is_named(
@@ -415,34 +431,59 @@ def test_a_file_gone_before_it_is_read_is_named(
     assert cli_json(cli, "status") == loaded
 
 
-def test_a_file_changed_and_changed_back_before_its_parse_ends_is_refused(
-    cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path
-) -> None:
-    """Its parse may have read the other version, and the copy kept would still match
-    the checksum: the stamp, compared once the file is parsed, refuses it (helper-47
-    imported 10 rows of 1,750 that way, for good: the checksum was then "imported")."""
+@pytest.mark.parametrize("change", ["appended", "mapped"])
+def test_a_file_written_while_it_is_read_is_refused(
+    cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    change: str,
+) -> None:  # fmt: skip
+    """Between the first bytes that tell its format and the copy that is parsed, a file
+    that changed is refused, named: appended to (its stamp changed), or rewritten through a
+    memory map on a page already written, which leaves every time as it was (the copy does
+    not begin with the bytes its format was told from). Nothing is stored or kept; once
+    nothing writes it, it imports."""
+    import mmap
+
+    from music_tracker import files
+    from music_tracker.importers import inputs
     from music_tracker.importers.run import run_import
     from music_tracker.settings import Settings
 
-    export = tmp_path / "export"
-    export.mkdir()
-    first = export / "Streaming_History_Audio_2018.json"
-    first.write_bytes(GOOD.read_bytes())
-    (export / "Streaming_History_Audio_2023_3.json").write_bytes(
-        (EXTENDED_DIR / "Streaming_History_Audio_2023_3.json").read_bytes()
-    )
+    path = tmp_path / GOOD.name
+    path.write_bytes(GOOD.read_bytes())
+    handle = path.open("r+b")
+    mapped = mmap.mmap(handle.fileno(), 0)
+    mapped[0:1] = b"["  # the page is written once, before the import takes the stamp
+    stamps: list[files.Stamp] = []
+    head = inputs.Candidate.head
 
-    def progress(step: str) -> None:
-        if step.endswith("Streaming_History_Audio_2023_3.json"):  # the first is hashed
-            original = first.read_bytes()
-            first.write_bytes(b"[]")
-            first.write_bytes(original)
+    def writer_meanwhile(candidate: inputs.Candidate, count: int) -> bytes:
+        first = head(candidate, count)
+        stamps.append(files.stamp(path))
+        if change == "appended":
+            with path.open("ab") as appending:
+                appending.write(b"\n")
+        else:  # the first play ten years earlier, on the page written before
+            at = mapped.find(b'"ts": "201')
+            mapped[at : at + 10] = b'"ts": "200'
+            stamps.append(files.stamp(path))
+        return first
 
-    from music_tracker.importers.run import ImportOptions
-
-    with pytest.raises(ImportInputError, match="changed while it was being imported"):
-        run_import(Settings(data_dir=data_dir), [export], ImportOptions(progress=progress))
+    kept = sorted((data_dir / "landing").rglob("*"))
+    monkeypatch.setattr(inputs.Candidate, "head", writer_meanwhile)
+    try:
+        with pytest.raises(ImportInputError) as raised:
+            run_import(Settings(data_dir=data_dir), [path])
+    finally:
+        mapped.close()
+        handle.close()
+    assert raised.value.file == str(path)
+    assert "changed while it was being read" in str(raised.value)
+    if change == "mapped":  # as helper-48 found: the write left the stamp as it was
+        assert stamps[0] == stamps[1]
     assert cli_json(cli, "status") == loaded
+    assert sorted((data_dir / "landing").rglob("*")) == kept  # no staging folder left
+    monkeypatch.undo()
+    assert run_import(Settings(data_dir=data_dir), [path]).new_plays > 0
 
 
 def test_a_pipe_and_a_zip_replaced_after_it_was_listed_are_named(

@@ -46,11 +46,10 @@ DataDirOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-# Another process is writing (or has the warehouse open): try again later (sysexits'
-# EX_TEMPFAIL), told apart from bad input (1) and bad settings (2)
+# Another process has the warehouse: try again later (sysexits' EX_TEMPFAIL), not 1 or 2
 EXIT_BUSY = 75
 # The disk is full (sysexits' EX_IOERR): nothing stored was lost; free space and run again
-EXIT_DISK_FULL = 74
+EXIT_DISK_FULL = 74  # importers.errors.NoRoom's too
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -201,7 +200,8 @@ def import_command(
         try:
             result = run_import(settings, paths, options).as_dict()
         except ImportInputError as exc:
-            raise _fail(f"{exc}\nnothing was imported; the warehouse is unchanged") from None
+            unchanged = "nothing was imported; the warehouse is unchanged"
+            raise _fail(f"{exc}\n{unchanged}", exc.exit_code) from None
     _show(result, as_json, console.import_summary)
 
 
@@ -509,7 +509,8 @@ def ingest_command(
     except ReauthorizeRequired as exc:
         raise _fail(str(exc)) from None
     except (HttpError, ImportInputError) as exc:
-        raise _fail(f"{exc}; nothing was lost: the next run polls from the same cursor") from None
+        lost = "nothing was lost: the next run polls from the same cursor"
+        raise _fail(f"{exc}; {lost}", getattr(exc, "exit_code", 1)) from None
     interrupts.settle()
     result = summary.as_dict()
     _show(result, as_json, console.ingest_summary)

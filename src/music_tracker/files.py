@@ -1,9 +1,10 @@
 """Files written whole or not at all, private to the owner.
 
-Every small state file (token, cursor, flow health, the last status, cached assets) and
-every landed export goes through here: written under a ``.partial`` name beside the target,
-made private (0600, in a 0700 folder when it creates one), then renamed over the target,
-so a crash or a full disk leaves the previous file, never half of one. Each write's
+Every small state file (token, cursor, flow health, the last status, cached assets) goes
+through here: written under a ``.partial`` name beside the target, made private (0600, in
+a 0700 folder when it creates one), then renamed over the target, so a crash or a full
+disk leaves the previous file, never half of one. A landed export is the import's own
+whole copy, moved into place the same way (``move``). Each write's
 ``.partial`` name is its own (two processes writing one state file at once, two ``status``
 calls, each write theirs), and the first write into a folder in a process sweeps away the
 leftovers of writers killed before their rename, an hour old or more.
@@ -21,7 +22,6 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -35,9 +35,10 @@ _OWN_PARTIAL = re.compile(r"\.[a-z0-9_]{8}\.partial$")
 _swept: set[Path] = set()
 
 
-# what tells that a file changed between two reads of it: its device and inode (replaced
-# by a rename), size, and modification and change times in nanoseconds (written in place;
-# the change time cannot be set back by the writer, as the modification time can)
+# what tells that a file changed while it was read: its device and inode (replaced by a
+# rename), size, and modification and change times in nanoseconds (written in place; the
+# change time cannot be set back by the writer, as the modification time can). Not a
+# proof: a write through a memory map can leave all five as they were
 Stamp = tuple[int, int, int, int, int]
 
 
@@ -70,37 +71,12 @@ def write_text(path: Path, text: str) -> None:
     _sweep(path.parent)
 
 
-class CopyStopped(Exception):
-    """A copy given up because its ``stopped`` said so (the partial file is removed)."""
-
-
-# a stoppable copy checks between pieces of this size (the kernel copies each: sendfile)
-_COPY_PIECE = 16 * 2**20
-
-
-def copy(
-    source: Path,
-    path: Path,
-    *,
-    stopped: Callable[[], bool] | None = None,
-    check: Callable[[Path], None] | None = None,
-) -> None:
-    """Replace ``path`` with a copy of ``source`` in one step.
-
-    ``stopped``: asked between pieces of 16 MB; when it says so the copy ends with
-    ``CopyStopped`` and leaves nothing (a copy on another thread that its command no
-    longer waits for stops within a piece, not at the end of a large file). ``check``:
-    given the whole copy before it takes ``path``'s name; what it raises leaves nothing.
-    """
+def copy(source: Path, path: Path) -> None:
+    """Replace ``path`` with a copy of ``source`` in one step."""
     fd, partial = _partial(path)
     os.close(fd)
     try:
-        if stopped is None:
-            shutil.copyfile(source, partial)
-        else:
-            _copy_in_pieces(source, partial, stopped)
-        if check is not None:
-            check(partial)
+        shutil.copyfile(source, partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -109,36 +85,32 @@ def copy(
     _sweep(path.parent)
 
 
-def _copy_in_pieces(source: Path, target: Path, stopped: Callable[[], bool]) -> None:
-    with source.open("rb") as reading, target.open("wb") as writing:
-        done, kernel = 0, True
-        while not stopped():
-            if kernel:
-                try:
-                    sent = os.sendfile(writing.fileno(), reading.fileno(), done, _COPY_PIECE)
-                except OSError as exc:
-                    # a file system without sendfile for these files: read and write, as
-                    # shutil.copyfile falls back
-                    if done or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-                        raise
-                    kernel = False
-                    continue
-            else:
-                sent = writing.write(reading.read(2**20))
-            if not sent:  # the end of the file
-                return
-            done += sent
-        raise CopyStopped(f"copy of {source} stopped")
+def move(source: Path, path: Path) -> None:
+    """Put ``source``, a file of ours, at ``path`` in one step, private as ``copy`` leaves
+    it: renamed on one file system, else copied, then removed."""
+    _make_folders(path.parent)
+    source.chmod(0o600)  # an umask could have narrowed it further, never widened
+    try:
+        source.replace(path)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        copy(source, path)
+        source.unlink()
+
+
+def _make_folders(folder: Path) -> None:
+    """``folder`` and those above it that are missing, each private (mkdir's parents=True
+    would leave the upper ones at the umask's mode)."""
+    missing = [above for above in (folder, *folder.parents) if not above.exists()]
+    for above in reversed(missing):
+        above.mkdir(mode=0o700, exist_ok=True)
 
 
 def _partial(path: Path) -> tuple[int, Path]:
     """A new file beside ``path`` (0600, open for writing): ``<name>.<random>.partial``,
     the name cut to its first 64 characters."""
-    # each folder it creates is private (mkdir's parents=True would leave the upper ones
-    # at the umask's mode)
-    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
+    _make_folders(path.parent)
     fd, name = tempfile.mkstemp(
         prefix=f"{path.name[:_NAME_CHARS]}.", suffix=".partial", dir=path.parent
     )

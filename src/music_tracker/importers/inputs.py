@@ -1,15 +1,20 @@
 """The files an import is given: folders and zip archives expanded into candidate files.
 
 A folder is walked (hidden files and folders left out), a zip archive is told by its
-content, not its name, and each of its members is a candidate of its own; nothing is
-extracted here (``run._stage`` extracts what turns out to be listening history). A file
-that is gone or unreadable by the time it is read (a browser renaming its download, a
-folder moved away) is a message naming it, not a traceback.
+content, not its name, and each of its members is a candidate of its own. What turns out
+to be listening history is copied into the import's staging folder while it is hashed
+(``stage``): one read of the input, and everything after (the parse, the file kept under
+landing/) reads that private copy. A file that is gone or unreadable by the time it is
+read (a browser renaming its download, a folder moved away) is a message naming it, not
+a traceback.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -18,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from music_tracker import files
-from music_tracker.importers.errors import ImportInputError
+from music_tracker.importers.detect import SNIFF_BYTES
+from music_tracker.importers.errors import ImportInputError, NoRoom
 
 
 @dataclass
@@ -57,11 +63,17 @@ class Candidate:
                     yield from iter(lambda: f.read(1 << 20), b"")
 
     def stamp(self) -> files.Stamp:
-        """A file on disk's stamp, before anything is read of it (compared once it is
-        parsed: ``landing.check_unchanged``)."""
-        assert self.path is not None
+        """The stamp of the file on disk, or of the zip it is in, before anything is read
+        of it (compared once it is copied: ``stage``)."""
         with self._reading():
-            return files.stamp(self.path)
+            return files.stamp(self.on_disk)
+
+    @property
+    def on_disk(self) -> Path:
+        """The file read: the candidate itself, or the zip it is in."""
+        found = self.path or self.archive
+        assert found is not None
+        return found
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -70,6 +82,91 @@ class Candidate:
         # a zip replaced since it was listed: a member gone (KeyError), cut short, damaged
         except (OSError, zipfile.BadZipFile, KeyError, zlib.error, EOFError) as exc:
             raise _unreadable(self.display_name, exc) from exc
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A candidate's private copy, in the import's staging folder."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def stage(
+    candidate: Candidate,
+    folder: Path,
+    before: tuple[files.Stamp, bytes],
+    max_bytes: int,
+    min_free_bytes: int,
+) -> Staged:
+    """Copy ``candidate`` into ``folder`` while hashing it: the input's only read.
+
+    Its rows are parsed from this copy and the same copy is landed (``landing.land``), so
+    the rows, the checksum and the file kept are of one content, whatever writes the input
+    meanwhile. ``before`` holds the candidate's stamp and its first ``SNIFF_BYTES``, which
+    told its format, both taken before: the copy must begin with those bytes (else the
+    format was told from another version), and a candidate whose stamp changed while it
+    was read (a download or a sync still writing it) is refused as changed, not parsed as
+    a torn file. One written after it was read is imported as it was read.
+
+    A file larger than ``max_bytes`` is refused before anything is written (by the size
+    found, or the zip's declared size), and again while copying (a declared size can lie:
+    a zip bomb; a file can grow); so is one the disk has no room for.
+    """
+    stamp, head = before
+    too_big = ImportInputError(
+        candidate.display_name,
+        f"larger than {max_bytes // 2**20:,} MB uncompressed: not a listening-history file"
+        " (or a damaged or malicious archive)",
+        hint="raise MUSIC_TRACKER_IMPORT_MAX_FILE_MB if it really is one",
+    )
+    if candidate.size > max_bytes:
+        raise too_big
+    check_free_space(folder, candidate.size + min_free_bytes, candidate.display_name)
+    target = files.inside(folder, f"{uuid.uuid4().hex}-{candidate.base_name}")
+    digest, size, start = hashlib.sha256(), 0, b""
+    with target.open("wb") as out:
+        for chunk in candidate.open_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_big
+            if len(start) < SNIFF_BYTES:
+                start += chunk[: SNIFF_BYTES - len(start)]
+            out.write(chunk)
+    if start != head or _stamp_now(candidate.on_disk) != stamp:
+        raise changed(candidate.display_name)
+    return Staged(target, digest.hexdigest(), size)
+
+
+def _stamp_now(path: Path) -> files.Stamp | None:
+    try:
+        return files.stamp(path)
+    except OSError:  # gone, or its folder replaced or unreadable: a change all the same
+        return None
+
+
+def changed(display_name: str) -> ImportInputError:
+    return ImportInputError(
+        display_name,
+        "changed while it was being read (what was read could be part of one version and"
+        " part of another)",
+        hint="import it again once nothing is writing it: a download or a sync still under way",
+    )
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, before writing, a copy that would leave less free than ``needed`` says (the
+    copy's size plus the margin, MUSIC_TRACKER_MIN_FREE_MB)."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise NoRoom(
+            what,
+            f"not enough free disk space in {folder} ({free // 2**20:,} MB free,"
+            f" {needed // 2**20:,} MB needed, MUSIC_TRACKER_MIN_FREE_MB included)",
+            hint="free some space and import again; nothing was changed",
+        )
 
 
 def _unreadable(display_name: str, exc: Exception) -> ImportInputError:

@@ -1,15 +1,14 @@
 """``music-tracker import``: find files, read them, de-duplicate, store, in one transaction.
 
-The run is all or nothing. Every input is read and checked before anything is stored; a
-bad file stops the run with a message naming it, and the warehouse is unchanged. Only then
-are the rows written in a single DuckDB transaction, while the files are copied into
-``landing/`` (content-addressed, so a file is stored once however often it is imported);
-the transaction commits once every file is there.
+The run is all or nothing. Every input is read once, into a private copy that is hashed
+as it is written, and checked before anything is stored; a bad file stops the run with a
+message naming it, and the warehouse is unchanged. Only then, in a single DuckDB
+transaction, are the copies renamed into ``landing/`` (content-addressed, so a file is
+stored once however often it is imported) and the rows written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
@@ -27,7 +26,7 @@ from typing import Any, cast
 import duckdb
 import polars as pl
 
-from music_tracker import dedupe, files, warehouse
+from music_tracker import dedupe, warehouse
 from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
@@ -38,13 +37,8 @@ from music_tracker.importers.detect import (
     is_data_for,
 )
 from music_tracker.importers.errors import ImportInputError
-from music_tracker.importers.inputs import Candidate, discover
-from music_tracker.importers.landing import (
-    ToLand,
-    check_free_space,
-    check_unchanged,
-    in_background,
-)
+from music_tracker.importers.inputs import Candidate, discover, stage
+from music_tracker.importers.landing import ToLand, land
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
@@ -128,7 +122,6 @@ class _ReadFile:
     staged: Path
     format: Format
     rows_read: int
-    stamp: files.Stamp | None  # the input's, taken before its hash (None: a zip member)
 
 
 @dataclass(frozen=True)
@@ -159,7 +152,7 @@ def run_import(
 
     From the settings: the matching tolerances, DuckDB's memory cap and file-lock wait,
     the largest file read (``import_max_file_mb``), the disk space left free beside the
-    copies (``min_free_mb``, ``landing.check_free_space``) and the podcast rules.
+    copies (``min_free_mb``, ``inputs.check_free_space``) and the podcast rules.
     """
     options = options or ImportOptions()
     started = datetime.now(UTC)
@@ -271,15 +264,14 @@ def _import(
                 return summary
             if progress:
                 progress("storing")
-            needed = sum(item.size for item in read) + min_free_bytes
-            check_free_space(landing, needed, "landing/")
-            to_land = [
-                ToLand(i.staged, _family(i.format), i.sha256, i.candidate.base_name,
-                       i.candidate.display_name, i.stamp is not None)
-                for i in read
-            ]  # fmt: skip
-            with in_background(to_land, landing) as landed, warehouse.transaction(con):
+            with warehouse.transaction(con):
                 now = datetime.now(UTC)
+                # each file's private copy, parsed for its rows, renamed into its place
+                landed = [
+                    land(ToLand(i.staged, _family(i.format), i.sha256, i.candidate.base_name,
+                                i.candidate.display_name), landing)
+                    for i in read
+                ]  # fmt: skip
                 _store(con, staging, first, now, part=0)
                 # a large import, part by part in time order: each part is matched against
                 # what the parts before it stored (in this transaction), as if they had been
@@ -289,8 +281,6 @@ def _import(
                         progress(f"de-duplicating and storing part {part + 1} of {parts}")
                     assigned = _assign(con, staging, tolerances, summary, part=part)
                     _store(con, staging, assigned, now, part=part)
-                    if landed.done():  # a copy that failed (a full disk) stops the run now
-                        landed.result()
                 other = staging.store_other(now)
                 summary.other_content.update(other.new_by_type)
                 summary.duplicates_in_input += other.repeated_in_input
@@ -300,7 +290,7 @@ def _import(
                     summary.set_aside[_NOT_A_PLAY] += other.not_plays
                 staging.store_set_aside(now)
                 staging.store_podcast_decisions(now)
-                _record_files(con, read, landed.result(), summary, now)
+                _record_files(con, read, landed, summary, now)
                 summary.files_imported = len(read)
                 if api_gap is not None:
                     warehouse.insert_row(
@@ -339,12 +329,6 @@ def _read_all(
         item, future = waiting[0]
         waiting[0] = (item, future := outcome(item, future))
         future.exception()  # the parse ended, failed or not
-        try:  # its rows are of the content hashed: a file rewritten meanwhile is told so,
-            # not as what its parse made of the half-written file
-            check_unchanged(item.staged, item.stamp, item.candidate.display_name)
-        except ImportInputError:
-            waiting.popleft()
-            raise
         parsed = future.result()  # a file that failed stays first in ``waiting``
         waiting.popleft()
         staging.add(_music_source(item.format), parsed, item.sha256)
@@ -375,23 +359,24 @@ def _read_all(
             for candidate in candidates:
                 if progress:
                     progress(candidate.display_name)
-                # the first bytes decide; nothing else is read, hashed or extracted for a
-                # file that is not listening history (a video in ~/Downloads, a PDF)
-                # stamped before anything is read of it, its format included (a file
-                # replaced between them would be read as the other's format)
-                stamp = candidate.stamp() if candidate.path is not None else None
-                fmt = _format_of(candidate, candidate.head(SNIFF_BYTES), forced, summary)
+                # the first bytes decide; nothing else is read or copied of a file that is
+                # not listening history (a video in ~/Downloads, a PDF). Stamped before
+                # anything is read of it: what is copied is checked against both (``stage``)
+                before = (candidate.stamp(), candidate.head(SNIFF_BYTES))
+                fmt = _format_of(candidate, before[1], forced, summary)
                 if fmt is None:
                     continue
-                staged, sha256, size = _stage(candidate, staging_dir, max_bytes, min_free_bytes)
+                copy = stage(candidate, staging_dir, before, max_bytes, min_free_bytes)
+                staged, sha256, size = copy.path, copy.sha256, copy.size
                 if candidate.archive is not None:
                     with_history.add(candidate.archive)
                 if sha256 in known or sha256 in seen:
                     summary.files_already_imported += 1
+                    staged.unlink()
                     continue
                 seen.add(sha256)
                 is_video = bool(_VIDEO_NAME.search(candidate.base_name))
-                item = _ReadFile(candidate, sha256, size, staged, fmt, 0, stamp)
+                item = _ReadFile(candidate, sha256, size, staged, fmt, 0)
                 waiting.append((item, reader.submit(_parse, con, item, is_video)))
                 while len(waiting) > readers:
                     stage_next()
@@ -426,45 +411,6 @@ def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> P
         return read_file(
             cursor, item.staged, item.format, item.candidate.display_name, is_video=is_video
         )
-
-
-def _stage(
-    candidate: Candidate, staging: Path, max_bytes: int, min_free_bytes: int
-) -> tuple[Path, str, int]:
-    """Hash a candidate; zip members are extracted into ``staging`` so DuckDB can read them.
-
-    A file on disk is read where it is, three times (hashed, parsed, landed): its stamp,
-    taken before, tells whether it changed meanwhile (``landing.check_unchanged``).
-
-    A file larger than ``max_bytes`` is refused before anything is written (by the size the
-    zip declares, and again while extracting, since a declared size can lie: a zip bomb),
-    and so is a member the disk has no room for.
-    """
-    too_big = ImportInputError(
-        candidate.display_name,
-        f"larger than {max_bytes // 2**20:,} MB uncompressed: not a listening-history file"
-        " (or a damaged or malicious archive)",
-        hint="raise MUSIC_TRACKER_IMPORT_MAX_FILE_MB if it really is one",
-    )
-    if candidate.size > max_bytes:
-        raise too_big
-    digest = hashlib.sha256()
-    size = 0
-    if candidate.path is not None:
-        for chunk in candidate.open_bytes():
-            digest.update(chunk)
-            size += len(chunk)
-        return candidate.path, digest.hexdigest(), size
-    check_free_space(staging, candidate.size + min_free_bytes, candidate.display_name)
-    target = files.inside(staging, f"{uuid.uuid4().hex}-{candidate.base_name}")
-    with target.open("wb") as out:
-        for chunk in candidate.open_bytes():
-            digest.update(chunk)
-            size += len(chunk)
-            if size > max_bytes:
-                raise too_big
-            out.write(chunk)
-    return target, digest.hexdigest(), size
 
 
 def _format_of(
