@@ -486,11 +486,13 @@ def test_a_file_written_while_it_is_read_is_refused(
     assert run_import(Settings(data_dir=data_dir), [path]).new_plays > 0
 
 
+@pytest.mark.timeout(120)
 def test_a_pipe_and_a_zip_replaced_after_it_was_listed_are_named(
     cli: Cli, loaded: dict, data_dir: Path, tmp_path: Path
 ) -> None:
-    """A pipe would be read twice (hashed, then parsed) and hang; a zip swapped for
-    another after its members were listed raised a KeyError from zipfile."""
+    """A pipe would hang the import at its first read, named or renamed over a file of
+    a folder after it was listed; a zip swapped for another after its members were
+    listed raised a KeyError from zipfile."""
     import os
 
     pipe = tmp_path / "history.json"
@@ -500,6 +502,19 @@ def test_a_pipe_and_a_zip_replaced_after_it_was_listed_are_named(
 
     from music_tracker.importers.run import ImportOptions, run_import
     from music_tracker.settings import Settings
+
+    export = tmp_path / "export"
+    export.mkdir()
+    listed = export / GOOD.name
+    listed.write_bytes(GOOD.read_bytes())
+
+    def pipe_over(_found: int) -> None:
+        os.mkfifo(export / "pipe")
+        (export / "pipe").replace(listed)
+
+    with pytest.raises(ImportInputError, match="not a regular file") as raised:
+        run_import(Settings(data_dir=data_dir), [export], ImportOptions(on_files=pipe_over))
+    assert raised.value.file == str(listed)
 
     archive = tmp_path / "my_spotify_data.zip"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -12,8 +12,10 @@ a traceback.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
+import stat
 import uuid
 import zipfile
 import zlib
@@ -21,10 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from music_tracker import files
 from music_tracker.importers.detect import SNIFF_BYTES
 from music_tracker.importers.errors import ImportInputError, NoRoom
+
+_PIECE = 1 << 20  # what a copy reads and writes at a time
 
 
 @dataclass
@@ -44,23 +49,34 @@ class Candidate:
 
     def head(self, count: int) -> bytes:
         """The first ``count`` bytes: enough to tell the format, without extracting."""
-        with self._reading():
-            if self.path is not None:
-                with self.path.open("rb") as handle:
-                    return handle.read(count)
-            assert self.archive is not None and self.member is not None
-            with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as handle:
-                return handle.read(count)
+        read = b""
+        with self._reading(), self._opened() as handle:
+            while len(read) < count and (more := handle.read(count - len(read))):
+                read += more
+        return read
 
-    def open_bytes(self) -> Iterator[bytes]:
-        with self._reading():
-            if self.path is not None:
-                with self.path.open("rb") as handle:
-                    yield from iter(lambda: handle.read(1 << 20), b"")
-            else:
-                assert self.archive is not None and self.member is not None
-                with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as f:
-                    yield from iter(lambda: f.read(1 << 20), b"")
+    def pieces(self) -> Iterator[memoryview]:
+        """The content, in pieces of up to 1 MB read into one buffer: each piece is valid
+        until the next is asked for (no new 1 MB object a piece: a third of the copy's
+        CPU time at 10 million plays)."""
+        buffer = bytearray(_PIECE)
+        with self._reading(), self._opened() as handle:
+            while count := handle.readinto(buffer):
+                yield memoryview(buffer)[:count]
+
+    @contextmanager
+    def _opened(self) -> Iterator[io.FileIO | io.BufferedIOBase]:
+        if self.path is None:
+            assert self.archive is not None and self.member is not None
+            with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as member:
+                yield cast(zipfile.ZipExtFile, member)
+            return
+        # without waiting: a pipe renamed over the file since it was listed would hang
+        # the import at its first read (a regular file reads the same either way)
+        with io.FileIO(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise _not_regular(self.display_name)
+            yield handle
 
     def stamp(self) -> files.Stamp:
         """The stamp of the file on disk, or of the zip it is in, before anything is read
@@ -126,15 +142,16 @@ def stage(
     check_free_space(folder, candidate.size + min_free_bytes, candidate.display_name)
     target = files.inside(folder, f"{uuid.uuid4().hex}-{candidate.base_name}")
     digest, size, start = hashlib.sha256(), 0, b""
-    with target.open("wb") as out:
-        for chunk in candidate.open_bytes():
-            digest.update(chunk)
-            size += len(chunk)
+    with target.open("wb", buffering=0) as out:
+        for piece in candidate.pieces():
+            digest.update(piece)
+            size += len(piece)
             if size > max_bytes:
                 raise too_big
             if len(start) < SNIFF_BYTES:
-                start += chunk[: SNIFF_BYTES - len(start)]
-            out.write(chunk)
+                start += piece[: SNIFF_BYTES - len(start)]
+            while piece:  # unbuffered: a third of the CPU time of a buffered writer here
+                piece = piece[out.write(piece) :]
     if start != head or _stamp_now(candidate.on_disk) != stamp:
         raise changed(candidate.display_name)
     return Staged(target, digest.hexdigest(), size)
@@ -169,6 +186,15 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
         )
 
 
+def _not_regular(display_name: str) -> ImportInputError:
+    # read as it is copied, and a pipe's writer could hold the import for ever
+    return ImportInputError(
+        display_name,
+        "not a regular file (a pipe, a device or a socket)",
+        hint="save it to a file and import that",
+    )
+
+
 def _unreadable(display_name: str, exc: Exception) -> ImportInputError:
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return ImportInputError(
@@ -191,12 +217,8 @@ def discover(paths: list[Path]) -> list[Candidate]:
         if path.is_dir():
             for file in _files_in(path):
                 found.extend(_expand(file, str(file), explicit=False))
-        elif not path.is_file():  # read twice (hashed, then parsed): a pipe would hang
-            raise ImportInputError(
-                str(path),
-                "not a regular file (a pipe, a device or a socket)",
-                hint="save it to a file and import that",
-            )
+        elif not path.is_file():
+            raise _not_regular(str(path))
         else:
             found.extend(_expand(path, str(path), explicit=True))
     return found
