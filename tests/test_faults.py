@@ -8,6 +8,7 @@ tests/test_malformed_input.py; faults of the Spotify API: tests/test_spotify_ing
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, SPOTIFY_DATA, Cli, cli_json, query
+from music_tracker.backup_layout import MANIFEST
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.settings import Settings
 from music_tracker.sources.spotify import auth
@@ -62,6 +64,15 @@ def test_a_killed_import_loses_and_doubles_nothing(cli: Cli, shared: Path, tmp_p
     _kill_when(data, ["import", *everything], "landing/.staging-*/*/*.parquet", 0.05)
     assert _plays(cli, data) == before  # all or nothing: nothing of the killed run
     assert list((data / "landing").glob(".staging-*"))  # what it left ...
+    # ... and what a copy killed mid-way left (an earlier version's copy, or one across
+    # file systems), beside a landed file: a backup keeps neither
+    (landed,) = (data / "landing" / "spotify_extended_history").glob("*/*")
+    leftover = landed.with_name(f"{landed.name}.k2j3h4g5.partial")
+    leftover.write_bytes(landed.read_bytes()[:100])
+    manifest = Path(cli_json(cli, "backup", "--data-dir", str(data))["path"]) / MANIFEST
+    kept = json.loads(manifest.read_text())["landing"]
+    assert sorted(kept) == [str(landed.relative_to(data / "landing"))]
+    leftover.unlink()
     cli("import", *everything, "--data-dir", str(data))
     assert not list((data / "landing").glob(".staging-*"))  # ... the next run clears
     assert _plays(cli, data) == expected
@@ -195,7 +206,7 @@ def test_a_full_disk_fails_cleanly_and_loses_nothing(
     # the import stops at its own check, before its first write (its copy of the file)
     failed = cli("import", str(poll), "--data-dir", str(data), expect=74)
     output = " ".join(failed.output.split())
-    assert f"{poll}: not enough free disk space in {data / 'landing'}/.staging-" in output
+    assert f"{poll}: not enough free disk space for its copy in {data / 'landing'} (0 MB" in output
     assert "nothing was imported" in output and "Traceback" not in output
     for command in (["transform", "--full-refresh"], ["publish"]):
         failed = cli(*command, "--data-dir", str(data), expect=74)
@@ -208,6 +219,17 @@ def test_a_full_disk_fails_cleanly_and_loses_nothing(
     assert _plays(cli, data) == plays
     imported = cli_json(cli, "import", str(poll), "--data-dir", str(data))
     assert imported["rows_read"] == 2
+    # a file imported before is known by its checksum with no room for its copy (an
+    # export imported again, a poll that brought nothing new): 4 MB free, under the margin
+    monkeypatch.setenv("MUSIC_TRACKER_MIN_FREE_MB", "16")
+    filler = _fill(small_disk, 4 * 2**20)
+    again = cli_json(cli, "import", str(poll), "--data-dir", str(data))
+    assert (again["files_already_imported"], again["new_plays"]) == (1, 0)
+    other = SPOTIFY_DATA / "api_samples" / "recently-played__zmb3-spotify.json"
+    failed = cli("import", str(other), "--data-dir", str(data), expect=74)
+    assert "not enough free disk space for its copy in" in " ".join(failed.output.split())
+    filler.unlink()
+    monkeypatch.setenv("MUSIC_TRACKER_MIN_FREE_MB", "0")
     cli("transform", "--data-dir", str(data))  # dbt's tests pass; a full rebuild (marker)
     ((after,),) = query(data, "select count(*) from dw.fact_track_played")
     assert after == facts[0][0] + imported["new_plays"]

@@ -96,8 +96,9 @@ def test_a_move_puts_a_private_file_in_private_folders(tmp_path: Path) -> None:
 
 
 def test_a_move_to_another_file_system_copies(tmp_path: Path) -> None:
-    """landing/ on a disk of its own (a mount inside the data folder): a rename cannot
-    cross it (EXDEV), so the file is copied whole, then its first name removed."""
+    """A source folder of landing/ on a disk of its own (a mount: the staging folder, in
+    landing/, is not on it): a rename cannot cross it (EXDEV), so the file is copied
+    whole, then its first name removed."""
     shm = Path("/dev/shm")
     if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
         pytest.skip("needs /dev/shm on a file system of its own")

@@ -515,6 +515,19 @@ def test_a_pipe_and_a_zip_replaced_after_it_was_listed_are_named(
     with pytest.raises(ImportInputError, match="not a regular file") as raised:
         run_import(Settings(data_dir=data_dir), [export], ImportOptions(on_files=pipe_over))
     assert raised.value.file == str(listed)
+    # a zip, listed, then a pipe in its place: its members are named as they are read
+    zipped = export / "my_spotify_data.zip"
+    listed.unlink()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("MyData/Streaming_History_Audio_2018.json", GOOD.read_bytes())
+
+    def pipe_over_zip(_found: int) -> None:
+        os.mkfifo(export / "pipe")
+        (export / "pipe").replace(zipped)
+
+    with pytest.raises(ImportInputError, match="not a regular file") as raised:
+        run_import(Settings(data_dir=data_dir), [export], ImportOptions(on_files=pipe_over_zip))
+    assert raised.value.file == f"{zipped}:MyData/Streaming_History_Audio_2018.json"
 
     archive = tmp_path / "my_spotify_data.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -570,3 +583,51 @@ def test_a_folder_it_cannot_read_stops_the_import(data_dir: Path, tmp_path: Path
     inside = export / "sub" / "Streaming_History_Audio_2019.json"
     assert f"{inside}: could not be read (Permission denied)" in output
     assert "Traceback" not in output
+
+
+def test_a_long_name_a_lease_and_a_damaged_kept_copy(data_dir: Path, tmp_path: Path) -> None:
+    """A file named with 250 bytes imports (its private copy is named apart from it); a
+    file under a lease (Samba, NFS), whose holder gives it up when asked, is read once it
+    is given up, not refused; a kept copy damaged since an earlier run that failed after
+    landing it (appended to), and the .partial file a copy killed mid-way left beside it,
+    give way to the copy read now."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from music_tracker.importers.run import run_import
+    from music_tracker.settings import Settings
+
+    settings = Settings(data_dir=data_dir)
+    long_name = tmp_path / ("Streaming_History_Audio_2018_" + "x" * 216 + ".json")
+    assert len(long_name.name.encode()) == 250
+    long_name.write_bytes(GOOD.read_bytes())
+    sha = hashlib.sha256(GOOD.read_bytes()).hexdigest()
+    kept = data_dir / "landing" / "spotify_extended_history" / sha / long_name.name
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(GOOD.read_bytes() + b"\n")
+    leftover = kept.parent / f"{long_name.name[:64]}.k2j3h4g5.partial"
+    leftover.write_bytes(b"[")
+    assert run_import(settings, [long_name]).files_imported == 1
+    assert kept.read_bytes() == GOOD.read_bytes()
+    assert sorted(kept.parent.iterdir()) == [kept]
+
+    leased = tmp_path / "Streaming_History_Audio_2023_3.json"
+    leased.write_bytes((EXTENDED_DIR / leased.name).read_bytes())
+    holder = subprocess.Popen(  # a write lease, given up when another opens the file
+        [sys.executable, "-c", f"""
+import fcntl, os, signal, sys, time
+fd = os.open({str(leased)!r}, os.O_RDWR)
+signal.signal(signal.SIGIO, lambda *_: fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK))
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+print("held", flush=True)
+time.sleep(60)
+"""],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert run_import(settings, [leased]).new_plays > 0
+    finally:
+        holder.kill()
+        holder.wait()

@@ -99,7 +99,7 @@ def test_an_import_interrupted_at_any_step(cli: Cli, shared: Path, tmp_path: Pat
         "loading its libraries": _loading,
         "reading the second and third files": glob(staged, 1),
         "matching plays": glob(staged, 3),
-        # the files are landed just before the transaction begins
+        # the files are landed (their private copies moved) as the transaction begins
         "storing, in its transaction": glob("landing/spotify_extended_history/*/*", 4),
     }
     for moment, ready in moments.items():

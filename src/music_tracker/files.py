@@ -117,6 +117,12 @@ def _partial(path: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
+def is_partial(name: str) -> bool:
+    """Whether ``name`` is one of this module's ``.partial`` names (a write under way, or
+    one a killed writer left)."""
+    return bool(_OWN_PARTIAL.search(name))
+
+
 def _sweep(folder: Path) -> None:
     """Remove the ``.partial`` files writers killed before their rename left in ``folder``,
     an hour old or more (a writer at work now is younger); once per folder per process (a

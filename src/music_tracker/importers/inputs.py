@@ -20,7 +20,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -66,17 +66,12 @@ class Candidate:
 
     @contextmanager
     def _opened(self) -> Iterator[io.FileIO | io.BufferedIOBase]:
-        if self.path is None:
-            assert self.archive is not None and self.member is not None
-            with zipfile.ZipFile(self.archive) as archive, archive.open(self.member) as member:
+        with _open_regular(self.on_disk, self.display_name) as handle:
+            if self.member is None:
+                yield handle
+                return
+            with zipfile.ZipFile(handle) as archive, archive.open(self.member) as member:
                 yield cast(zipfile.ZipExtFile, member)
-            return
-        # without waiting: a pipe renamed over the file since it was listed would hang
-        # the import at its first read (a regular file reads the same either way)
-        with io.FileIO(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)) as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise _not_regular(self.display_name)
-            yield handle
 
     def stamp(self) -> files.Stamp:
         """The stamp of the file on disk, or of the zip it is in, before anything is read
@@ -100,13 +95,37 @@ class Candidate:
             raise _unreadable(self.display_name, exc) from exc
 
 
+def _open_regular(path: Path, display_name: str) -> io.FileIO:
+    """``path`` opened for reading, refused unless it is a regular file: a pipe renamed
+    over a file since it was listed would hang the import at its first read."""
+    try:  # without waiting for a writer (a regular file reads the same either way)
+        handle = io.FileIO(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except BlockingIOError:  # a lease (Samba, NFS) its holder gives up in milliseconds
+        handle = io.FileIO(os.open(path, os.O_RDONLY))
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise _not_regular(display_name)
+    return handle
+
+
+def is_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip archive (told by content), without waiting on a pipe."""
+    try:
+        with _open_regular(path, str(path)) as handle:
+            return zipfile.is_zipfile(handle)
+    except (OSError, ImportInputError):
+        return False
+
+
 @dataclass(frozen=True)
 class Staged:
-    """A candidate's private copy, in the import's staging folder."""
+    """A candidate read: its private copy in the import's staging folder, unless the disk
+    had no room for it (``no_room``, raised unless its checksum is of a file imported)."""
 
-    path: Path
+    path: Path | None
     sha256: str
     size: int
+    no_room: NoRoom | None = None
 
 
 def stage(
@@ -115,6 +134,7 @@ def stage(
     before: tuple[files.Stamp, bytes],
     max_bytes: int,
     min_free_bytes: int,
+    shown_as: Path,
 ) -> Staged:
     """Copy ``candidate`` into ``folder`` while hashing it: the input's only read.
 
@@ -128,21 +148,28 @@ def stage(
 
     A file larger than ``max_bytes`` is refused before anything is written (by the size
     found, or the zip's declared size), and again while copying (a declared size can lie:
-    a zip bomb; a file can grow); so is one the disk has no room for.
+    a zip bomb; a file can grow). Where the disk (``folder``'s, told as ``shown_as``) has
+    no room for the copy, or fills while it is written, the file is still read and hashed
+    without a copy: one imported before is known by its checksum (an import of the same
+    export again, a poll that brought nothing new), any other is refused (``no_room``).
     """
     stamp, head = before
+    archive = " (or a damaged or malicious archive)" if candidate.member else ""
     too_big = ImportInputError(
         candidate.display_name,
-        f"larger than {max_bytes // 2**20:,} MB uncompressed: not a listening-history file"
-        " (or a damaged or malicious archive)",
+        f"larger than {max_bytes // 2**20:,} MB uncompressed: not a listening-history"
+        f" file{archive}",
         hint="raise MUSIC_TRACKER_IMPORT_MAX_FILE_MB if it really is one",
     )
     if candidate.size > max_bytes:
         raise too_big
-    check_free_space(folder, candidate.size + min_free_bytes, candidate.display_name)
-    target = files.inside(folder, f"{uuid.uuid4().hex}-{candidate.base_name}")
+    no_room = no_room_for(folder, candidate.size + min_free_bytes, candidate.display_name, shown_as)
+    # the copy's name is its own, not the file's (a name near 255 bytes would not fit)
+    suffix = Path(candidate.base_name).suffix[:16]
+    target = None if no_room else files.inside(folder, f"{uuid.uuid4().hex}{suffix}")
     digest, size, start = hashlib.sha256(), 0, b""
-    with target.open("wb", buffering=0) as out:
+    with ExitStack() as copying:
+        out = copying.enter_context(target.open("wb", buffering=0)) if target else None
         for piece in candidate.pieces():
             digest.update(piece)
             size += len(piece)
@@ -150,11 +177,19 @@ def stage(
                 raise too_big
             if len(start) < SNIFF_BYTES:
                 start += piece[: SNIFF_BYTES - len(start)]
-            while piece:  # unbuffered: a third of the CPU time of a buffered writer here
-                piece = piece[out.write(piece) :]
+            try:
+                while out is not None and piece:  # unbuffered: a third of the CPU time
+                    piece = piece[out.write(piece) :]
+            except OSError as exc:
+                if target is None or not files.disk_full(exc):
+                    raise
+                copying.close()
+                target.unlink()
+                out, target = None, None
+                no_room = _filled(candidate.display_name, shown_as, exc)
     if start != head or _stamp_now(candidate.on_disk) != stamp:
         raise changed(candidate.display_name)
-    return Staged(target, digest.hexdigest(), size)
+    return Staged(target, digest.hexdigest(), size, no_room)
 
 
 def _stamp_now(path: Path) -> files.Stamp | None:
@@ -173,17 +208,26 @@ def changed(display_name: str) -> ImportInputError:
     )
 
 
-def check_free_space(folder: Path, needed: int, what: str) -> None:
-    """Refuse, before writing, a copy that would leave less free than ``needed`` says (the
-    copy's size plus the margin, MUSIC_TRACKER_MIN_FREE_MB)."""
+def no_room_for(folder: Path, needed: int, what: str, shown_as: Path) -> NoRoom | None:
+    """Whether a copy into ``folder`` would leave less free than ``needed`` says (the
+    copy's size plus the margin, MUSIC_TRACKER_MIN_FREE_MB): the refusal, or None."""
     free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise NoRoom(
-            what,
-            f"not enough free disk space in {folder} ({free // 2**20:,} MB free,"
-            f" {needed // 2**20:,} MB needed, MUSIC_TRACKER_MIN_FREE_MB included)",
-            hint="free some space and import again; nothing was changed",
-        )
+    if free >= needed:
+        return None
+    return NoRoom(
+        what,
+        f"not enough free disk space for its copy in {shown_as} ({free // 2**20:,} MB free,"
+        f" {-(-needed // 2**20):,} MB needed, MUSIC_TRACKER_MIN_FREE_MB included)",
+        hint="free some space and import again; nothing was changed",
+    )
+
+
+def _filled(what: str, shown_as: Path, error: OSError) -> NoRoom:
+    return NoRoom(
+        what,
+        f"the disk filled while it was copied into {shown_as} ({error.strerror or error})",
+        hint="free some space and import again; nothing was changed",
+    )
 
 
 def _not_regular(display_name: str) -> ImportInputError:
@@ -247,17 +291,19 @@ def _files_in(folder: Path) -> list[Path]:
 
 
 def _expand(path: Path, display: str, *, explicit: bool) -> list[Candidate]:
-    if not zipfile.is_zipfile(path):
-        try:
-            size = path.stat().st_size
-        except OSError as exc:  # gone since the folder was listed
-            raise _unreadable(display, exc) from exc
-        return [Candidate(display, path=path, explicit=explicit, size=size)]
+    infos: list[zipfile.ZipInfo] | None = None
     try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
+        with _open_regular(path, display) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if zipfile.is_zipfile(handle):
+                with zipfile.ZipFile(handle) as archive:
+                    infos = archive.infolist()
+    except OSError as exc:  # gone since the folder was listed, or unreadable
+        raise _unreadable(display, exc) from exc
     except zipfile.BadZipFile as exc:
         raise ImportInputError(display, f"not a readable zip archive ({exc})") from exc
+    if infos is None:
+        return [Candidate(display, path=path, explicit=explicit, size=size)]
     # only a member's file name is ever used as a path (staged, then landed under its
     # content's hash), never its folders: a name that climbs (../) or starts at the root
     # stays inside like any other. A member with no file name at all is refused.

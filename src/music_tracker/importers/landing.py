@@ -1,7 +1,7 @@
 """Each imported file kept as received: ``landing/<family>/<sha256>/<name>``, written once.
 
 An import reads each input once: it copies it into its staging folder (inside landing/,
-so on landing's disk) while hashing it (``run._stage``), parses that private copy, and
+so on landing's disk) while hashing it (``inputs.stage``), parses that private copy, and
 lands the same copy by renaming it here, in the import's transaction. So the rows stored,
 the checksum recorded and the file kept are of one content, whatever writes the input
 meanwhile (a sync client, a download still under way, a write through a memory map that
@@ -31,9 +31,17 @@ class ToLand:
 
 
 def land(item: ToLand, landing: Path) -> Path:
-    """Keep the file under landing/ unless it is there (kept by an earlier run)."""
+    """Keep the file under landing/ unless it is there whole (kept by an earlier run whose
+    transaction failed after: a copy since damaged is replaced by this one)."""
     target = files.inside(landing, f"{item.family}/{item.sha256}/{item.name}")
-    if target.exists():
+    if target.parent.is_dir():
+        # what a writer killed mid-copy left (an earlier version's copy, or ``files.move``
+        # across file systems): nothing else writes here under the writer lock, and a
+        # backup would find a file that is not its folder's content
+        for leftover in target.parent.iterdir():
+            if files.is_partial(leftover.name):
+                leftover.unlink()
+    if target.exists() and files.sha256(target) == item.sha256:
         return target
     try:  # exports hold personal data (IP addresses, user agents): private to the owner
         files.move(item.staged, target)

@@ -14,10 +14,10 @@ import re
 import shutil
 import tempfile
 import uuid
-import zipfile
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any, cast
 import duckdb
 import polars as pl
 
-from music_tracker import dedupe, warehouse
+from music_tracker import dedupe, files, warehouse
 from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
@@ -37,7 +37,7 @@ from music_tracker.importers.detect import (
     is_data_for,
 )
 from music_tracker.importers.errors import ImportInputError
-from music_tracker.importers.inputs import Candidate, discover, stage
+from music_tracker.importers.inputs import Candidate, discover, is_zip, stage
 from music_tracker.importers.landing import ToLand, land
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
@@ -152,7 +152,7 @@ def run_import(
 
     From the settings: the matching tolerances, DuckDB's memory cap and file-lock wait,
     the largest file read (``import_max_file_mb``), the disk space left free beside the
-    copies (``min_free_mb``, ``inputs.check_free_space``) and the podcast rules.
+    copies (``min_free_mb``, ``inputs.no_room_for``) and the podcast rules.
     """
     options = options or ImportOptions()
     started = datetime.now(UTC)
@@ -213,7 +213,7 @@ def _import(
         # a killed run left behind (its rows never committed)
         for stale in landing.glob(".staging-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        with tempfile.TemporaryDirectory(dir=landing, prefix=".staging-") as staging_dir:
+        with _staging_folder(landing) as staging_dir:
             staging = Staging(con, Path(staging_dir))
             known = warehouse.imported_file_hashes(con)
             read, with_history = _read_all(
@@ -366,14 +366,19 @@ def _read_all(
                 fmt = _format_of(candidate, before[1], forced, summary)
                 if fmt is None:
                     continue
-                copy = stage(candidate, staging_dir, before, max_bytes, min_free_bytes)
+                # (the staging folder is in landing/: its copies are landed by renaming)
+                copy = stage(candidate, staging_dir, before, max_bytes, min_free_bytes,
+                             shown_as=staging_dir.parent)  # fmt: skip
                 staged, sha256, size = copy.path, copy.sha256, copy.size
                 if candidate.archive is not None:
                     with_history.add(candidate.archive)
                 if sha256 in known or sha256 in seen:
                     summary.files_already_imported += 1
-                    staged.unlink()
+                    if staged is not None:
+                        staged.unlink()
                     continue
+                if copy.no_room is not None or staged is None:
+                    raise copy.no_room or AssertionError("a copy or a reason")
                 seen.add(sha256)
                 is_video = bool(_VIDEO_NAME.search(candidate.base_name))
                 item = _ReadFile(candidate, sha256, size, staged, fmt, 0)
@@ -395,6 +400,23 @@ def _read_all(
 # Two files parse at once where the cap holds two of DuckDB's JSON buffers (32 MiB each):
 # 2 million plays in 33.3 s against 39.2 s, same peak (docs/benchmarks.md, fifth step).
 _TWO_READERS_FROM = 128 * 10**6
+
+
+@contextmanager
+def _staging_folder(landing: Path) -> Iterator[str]:
+    """The run's own folder in landing/ (so its copies land by renaming), removed after."""
+    try:
+        folder = tempfile.TemporaryDirectory(dir=landing, prefix=".staging-")
+    except OSError as exc:
+        if files.disk_full(exc):
+            raise  # told as a full disk (cli._writing)
+        raise ImportInputError(
+            str(landing),
+            f"could not be written ({exc.strerror or exc})",
+            hint="landing/ and the folders in it must be folders the import can write to",
+        ) from exc
+    with folder as path:
+        yield path
 
 
 def _readers(memory_limit: str) -> int:
@@ -456,7 +478,7 @@ def _family(fmt: Format) -> str:
 def _check_archives(paths: list[Path], with_history: set[Path]) -> None:
     """A zip that held nothing importable is an error: it is probably the wrong download."""
     for path in paths:
-        if path.is_file() and zipfile.is_zipfile(path) and path not in with_history:
+        if path not in with_history and is_zip(path):
             raise ImportInputError(
                 str(path),
                 "the zip archive holds no listening history",
