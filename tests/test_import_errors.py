@@ -583,6 +583,15 @@ def test_a_folder_it_cannot_read_stops_the_import(data_dir: Path, tmp_path: Path
     inside = export / "sub" / "Streaming_History_Audio_2019.json"
     assert f"{inside}: could not be read (Permission denied)" in output
     assert "Traceback" not in output
+    # a landing/ it cannot write to (its staging folder is made there): named, no traceback
+    landing = data_dir / "landing"
+    landing.mkdir(parents=True, mode=0o500)
+    try:
+        output = without_root_reads(0o755)
+    finally:
+        landing.chmod(0o700)
+    assert f"{landing}: could not be written (Permission denied)" in output
+    assert "Traceback" not in output
 
 
 def test_a_long_name_a_lease_and_a_damaged_kept_copy(data_dir: Path, tmp_path: Path) -> None:
