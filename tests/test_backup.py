@@ -335,3 +335,28 @@ def test_backup_and_restore_wait_for_another_holder_then_exit_75_naming_it(
     assert backups(data_dir.parent / "backups") == [copy]  # no backup made, none half-made
     assert not [p for p in (data_dir.parent / "backups").iterdir() if p.name.startswith(".")]
     assert _contents(data_dir / "warehouse.duckdb") == before
+
+
+def test_landed_files_named_like_leftovers_are_backed_up(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    """A backup leaves out what runs that never committed left in landing/ (a staging
+    folder, a killed copy's .partial file) by what they are, not by name alone: a file
+    named on the command line as `.history.json` or `x.download.partial` is landed whole
+    and backed up (helper-50 found both left out, and their only copies pruned)."""
+    from conftest import EXTENDED_DIR
+
+    rows = json.loads((EXTENDED_DIR / "Streaming_History_Audio_2018.json").read_bytes())
+    named = [tmp_path / ".history.json", tmp_path / "history.download.partial"]
+    for index, path in enumerate(named):  # contents of their own: landed under their sha
+        path.write_text(json.dumps(rows[index::2]))
+    imported = cli_json(cli, "import", *map(str, named))
+    assert imported["files_imported"] == 2
+    landed = {str(p.relative_to(data_dir / "landing")) for p in (data_dir / "landing").rglob("*")
+              if p.is_file() and p.name in {path.name for path in named}}  # fmt: skip
+    assert len(landed) == 2
+    made = Path(cli_json(cli, "backup")["path"])
+    assert landed <= set(json.loads((made / MANIFEST).read_text())["landing"])
+    restored = tmp_path / "restored"
+    cli("restore", str(made), "--data-dir", str(restored))
+    assert all((restored / "landing" / relative).is_file() for relative in landed)

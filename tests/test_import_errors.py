@@ -335,6 +335,15 @@ def test_a_file_that_cannot_be_landed_changes_nothing(
     assert cli_json(cli, "status") == loaded
     (files,) = query(data_dir, "select count(*) from raw.import_files")[0]
     assert files == 1
+    # a folder where the file would be kept, and one named like a killed copy's leftover
+    in_the_way = data_dir / "landing" / "spotify_extended_history" / sha
+    in_the_way.unlink()
+    (in_the_way / GOOD.name).mkdir(parents=True)
+    (in_the_way / f"{GOOD.name}.k2j3h4g5.partial").mkdir()
+    result = cli("import", str(GOOD), expect=1)
+    output = " ".join(result.output.split())
+    assert f"{GOOD}: could not be kept under {data_dir / 'landing'}" in output
+    assert "Traceback" not in output and cli_json(cli, "status") == loaded
 
 
 def _rewrite_in_place(path: Path, old: bytes, new: bytes) -> None:

@@ -67,7 +67,7 @@ from music_tracker.backup_layout import (
     read_manifest,
 )
 from music_tracker.bucket import BucketError, download, mirror
-from music_tracker.files import OutsideFolder, disk_full, inside, is_partial, sha256
+from music_tracker.files import OutsideFolder, disk_full, inside, is_leftover, sha256
 from music_tracker.files import copy as copy_file
 from music_tracker.lock import writer_lock
 from music_tracker.settings import Settings
@@ -139,11 +139,12 @@ def _copy_tree(source: Path, target: Path) -> list[Path]:
     return copied
 
 
-def _landed(relative: str) -> bool:
-    """Whether a file in landing/ is a landed file: an import's staging folder (hidden)
-    and a killed copy's ``.partial`` file are what runs that never committed left."""
-    parts = relative.split("/")
-    return not any(part.startswith(".") for part in parts) and not is_partial(parts[-1])
+def _landed(path: Path, relative: str) -> bool:
+    """Whether a file in landing/ is a landed file: an import's staging folder and a
+    killed copy's ``.partial`` file are what runs that never committed left."""
+    if relative.startswith(".staging-"):
+        return False
+    return not is_leftover(path, path.parent.name)
 
 
 def _back_up_landing_file(
@@ -231,7 +232,7 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
             if settings.landing_dir.is_dir():
                 for path in sorted(settings.landing_dir.rglob("*")):
                     relative = str(path.relative_to(settings.landing_dir))
-                    if path.is_file() and _landed(relative):
+                    if path.is_file() and _landed(path, relative):
                         facts, new = _back_up_landing_file(path, root / "landing", relative)
                         landing[relative] = facts
                         landing_new += new

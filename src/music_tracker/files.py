@@ -117,10 +117,16 @@ def _partial(path: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
-def is_partial(name: str) -> bool:
-    """Whether ``name`` is one of this module's ``.partial`` names (a write under way, or
-    one a killed writer left)."""
-    return bool(_OWN_PARTIAL.search(name))
+def is_leftover(path: Path, sha256_hex: str) -> bool:
+    """Whether ``path``, in a folder named by its files' checksum, is what a copy killed
+    mid-way left there: one of this module's ``.partial`` names, and not that content (a
+    file kept under such a name, whole, is not)."""
+    return (
+        bool(_OWN_PARTIAL.search(path.name))
+        and path.is_file()
+        and not path.is_symlink()
+        and sha256(path) != sha256_hex
+    )
 
 
 def _sweep(folder: Path) -> None:

@@ -16,6 +16,7 @@ import io
 import os
 import shutil
 import stat
+import time
 import uuid
 import zipfile
 import zlib
@@ -30,6 +31,7 @@ from music_tracker.importers.detect import SNIFF_BYTES
 from music_tracker.importers.errors import ImportInputError, NoRoom
 
 _PIECE = 1 << 20  # what a copy reads and writes at a time
+_LEASE_WAIT_S = 60  # the longest a lease's holder takes to give it up, and a margin
 
 
 @dataclass
@@ -98,13 +100,26 @@ class Candidate:
 def _open_regular(path: Path, display_name: str) -> io.FileIO:
     """``path`` opened for reading, refused unless it is a regular file: a pipe renamed
     over a file since it was listed would hang the import at its first read."""
-    try:  # without waiting for a writer (a regular file reads the same either way)
-        handle = io.FileIO(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
-    except BlockingIOError:  # a lease (Samba, NFS) its holder gives up in milliseconds
-        handle = io.FileIO(os.open(path, os.O_RDONLY))
-    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+    waited = 0.0
+    while True:
+        try:  # without waiting for a writer (a regular file reads the same either way)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            break
+        except BlockingIOError:
+            # a lease (Samba, NFS): the open asked its holder to give it up, which takes
+            # milliseconds, or the kernel's lease-break-time (45 s) at most; asked again,
+            # never blocking (a pipe swapped in meanwhile would hang a blocking open)
+            if waited >= _LEASE_WAIT_S:
+                raise
+            time.sleep(0.05)
+            waited += 0.05
+    handle = io.FileIO(fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         handle.close()
         raise _not_regular(display_name)
+    # read as any file from here: a file system that honours O_NONBLOCK on regular files
+    # (some network and FUSE ones) would answer "nothing yet", read as an end of file
+    os.set_blocking(fd, True)
     return handle
 
 
@@ -164,12 +179,19 @@ def stage(
     if candidate.size > max_bytes:
         raise too_big
     no_room = no_room_for(folder, candidate.size + min_free_bytes, candidate.display_name, shown_as)
-    # the copy's name is its own, not the file's (a name near 255 bytes would not fit)
-    suffix = Path(candidate.base_name).suffix[:16]
-    target = None if no_room else files.inside(folder, f"{uuid.uuid4().hex}{suffix}")
+    # the copy's name is its own: a name near 255 bytes would not fit beside a prefix, and
+    # DuckDB would take a ".gz" or ".zst" at its end for a compression
+    target = None if no_room else files.inside(folder, uuid.uuid4().hex)
     digest, size, start = hashlib.sha256(), 0, b""
     with ExitStack() as copying:
-        out = copying.enter_context(target.open("wb", buffering=0)) if target else None
+        out = None
+        if target is not None:
+            try:
+                out = copying.enter_context(target.open("wb", buffering=0))
+            except OSError as exc:  # no inode left: the file is still known by its checksum
+                if not files.disk_full(exc):
+                    raise
+                no_room, target = _filled(candidate.display_name, shown_as, exc), None
         for piece in candidate.pieces():
             digest.update(piece)
             size += len(piece)

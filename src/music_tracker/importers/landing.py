@@ -33,17 +33,21 @@ class ToLand:
 def land(item: ToLand, landing: Path) -> Path:
     """Keep the file under landing/ unless it is there whole (kept by an earlier run whose
     transaction failed after: a copy since damaged is replaced by this one)."""
-    target = files.inside(landing, f"{item.family}/{item.sha256}/{item.name}")
-    if target.parent.is_dir():
-        # what a writer killed mid-copy left (an earlier version's copy, or ``files.move``
-        # across file systems): nothing else writes here under the writer lock, and a
-        # backup would find a file that is not its folder's content
-        for leftover in target.parent.iterdir():
-            if files.is_partial(leftover.name):
-                leftover.unlink()
-    if target.exists() and files.sha256(target) == item.sha256:
-        return target
-    try:  # exports hold personal data (IP addresses, user agents): private to the owner
+    try:
+        target = files.inside(landing, f"{item.family}/{item.sha256}/{item.name}")
+    except (files.OutsideFolder, RuntimeError) as exc:  # a folder linked elsewhere, a loop
+        raise _not_kept(item, landing, exc) from exc
+    try:
+        if target.parent.is_dir():
+            # what a writer killed mid-copy left (an earlier version's copy, or
+            # ``files.move`` across file systems): nothing else writes here under the
+            # writer lock, and a backup would find a file that is not its folder's content
+            for leftover in target.parent.iterdir():
+                if files.is_leftover(leftover, item.sha256):
+                    leftover.unlink()
+        if target.is_file() and files.sha256(target) == item.sha256:
+            return target
+        # exports hold personal data (IP addresses, user agents): private to the owner
         files.move(item.staged, target)
     except OSError as exc:
         _remove_folders(target)
@@ -60,10 +64,13 @@ def _remove_folders(target: Path) -> None:
             folder.rmdir()
 
 
-def _not_kept(item: ToLand, landing: Path, exc: OSError) -> ImportInputError:
-    where = exc.filename or item.staged
+def _not_kept(item: ToLand, landing: Path, exc: Exception) -> ImportInputError:
+    if isinstance(exc, OSError):
+        why = f"{exc.strerror or exc}: {exc.filename or item.staged}"
+    else:
+        why = str(exc)
     return ImportInputError(
         item.display_name,
-        f"could not be kept under {landing} ({exc.strerror or exc}: {where})",
+        f"could not be kept under {landing} ({why})",
         hint="landing/ and the folders in it must be folders the import can write to",
     )
