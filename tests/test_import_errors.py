@@ -649,3 +649,36 @@ time.sleep(60)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_copy_that_cannot_be_finished_stops_a_new_file_not_a_known_one(
+    cli: Cli, loaded: dict, data_dir: Path
+) -> None:
+    """The free-space check passed, then the copy could not be written whole (the disk
+    filled meanwhile; here, a limit on a file's size, `ulimit -f`, refuses the same way):
+    a new file stops the run, exit 74 as a full disk, with what to do; a file imported
+    before is still read to the end and known by its checksum."""
+    import resource
+    import subprocess
+    import sys
+
+    def limited() -> None:  # 512 KB a file: the warehouse only grows past it at a commit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))
+
+    def run(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("music-tracker")), "import", str(path),
+             "--data-dir", str(data_dir), "--json"],
+            capture_output=True, text=True, timeout=120, check=False, preexec_fn=limited,
+        )  # fmt: skip
+
+    done = run(GOOD)  # 1.4 MB, not imported before
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 74, output
+    assert f"{GOOD}: could not be copied into {data_dir / 'landing'} (File too large)" in output
+    assert "ulimit -f" in output and "Traceback" not in output
+    assert cli_json(cli, "status") == loaded
+    known = run(EXTENDED_DIR / "Streaming_History_Audio_2023_3.json")  # 3 MB, the one loaded
+    assert known.returncode == 0, known.stdout + known.stderr
+    assert json.loads(known.stdout)["files_already_imported"] == 1
+    assert cli_json(cli, "status")["plays"] == loaded["plays"]

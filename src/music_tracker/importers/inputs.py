@@ -11,6 +11,7 @@ a traceback.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -240,15 +241,20 @@ def no_room_for(folder: Path, needed: int, what: str, shown_as: Path) -> NoRoom 
         what,
         f"not enough free disk space for its copy in {shown_as} ({free // 2**20:,} MB free,"
         f" {-(-needed // 2**20):,} MB needed, MUSIC_TRACKER_MIN_FREE_MB included)",
-        hint="free some space and import again; nothing was changed",
+        hint="free some space and run it again; nothing was changed",
     )
 
 
 def _filled(what: str, shown_as: Path, error: OSError) -> NoRoom:
+    remedy = (
+        "raise the limit on a file's size (ulimit -f)"
+        if error.errno == errno.EFBIG
+        else "free some space"
+    )
     return NoRoom(
         what,
-        f"the disk filled while it was copied into {shown_as} ({error.strerror or error})",
-        hint="free some space and import again; nothing was changed",
+        f"could not be copied into {shown_as} ({error.strerror or error})",
+        hint=f"{remedy} and run it again; nothing was changed",
     )
 
 
