@@ -102,8 +102,19 @@ def test_an_import_interrupted_at_any_step(cli: Cli, shared: Path, tmp_path: Pat
         # the files are landed (their private copies moved) as the transaction begins
         "storing, in its transaction": glob("landing/spotify_extended_history/*/*", 4),
     }
+    pristine = tmp_path / "pristine"
+    shutil.copytree(data, pristine)
     for moment, ready in moments.items():
-        code, out, err = _interrupted(args, data, ready)
+        for _attempt in range(3):
+            code, out, err = _interrupted(args, data, ready)
+            if code != 0 or moment != "storing, in its transaction":
+                break
+            # the signal came once the commit had begun (on a loaded machine: the window is
+            # the storing of 47,000 plays, the landing before it takes no time): what it
+            # says it stored is stored, as below; the warehouse as it was, and again
+            assert json.loads(out)["files_imported"] == 3, moment
+            shutil.rmtree(data)
+            shutil.copytree(pristine, data)
         assert (code, out, err) == (130, "", IMPORT_LINE), moment
         after = cli_json(cli, "status", "--data-dir", str(data))
         assert (after["plays"], after["plays_per_source"]) == (
