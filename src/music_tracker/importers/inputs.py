@@ -179,7 +179,9 @@ def stage(
     )
     if candidate.size > max_bytes:
         raise too_big
-    no_room = no_room_for(folder, candidate.size + min_free_bytes, candidate.display_name, shown_as)
+    no_room = _no_room_for(
+        folder, candidate.size + min_free_bytes, candidate.display_name, shown_as
+    )
     # the copy's name is its own: a name near 255 bytes would not fit beside a prefix, and
     # DuckDB would take a ".gz" or ".zst" at its end for a compression
     target = None if no_room else files.inside(folder, uuid.uuid4().hex)
@@ -211,7 +213,7 @@ def stage(
                 out, target = None, None
                 no_room = _filled(candidate.display_name, shown_as, exc)
     if start != head or _stamp_now(candidate.on_disk) != stamp:
-        raise changed(candidate.display_name)
+        raise _changed(candidate.display_name)
     return Staged(target, digest.hexdigest(), size, no_room)
 
 
@@ -222,7 +224,7 @@ def _stamp_now(path: Path) -> files.Stamp | None:
         return None
 
 
-def changed(display_name: str) -> ImportInputError:
+def _changed(display_name: str) -> ImportInputError:
     return ImportInputError(
         display_name,
         "changed while it was being read (what was read could be part of one version and"
@@ -231,7 +233,7 @@ def changed(display_name: str) -> ImportInputError:
     )
 
 
-def no_room_for(folder: Path, needed: int, what: str, shown_as: Path) -> NoRoom | None:
+def _no_room_for(folder: Path, needed: int, what: str, shown_as: Path) -> NoRoom | None:
     """Whether a copy into ``folder`` would leave less free than ``needed`` says (the
     copy's size plus the margin, MUSIC_TRACKER_MIN_FREE_MB): the refusal, or None."""
     free = shutil.disk_usage(folder).free

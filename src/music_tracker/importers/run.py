@@ -152,7 +152,7 @@ def run_import(
 
     From the settings: the matching tolerances, DuckDB's memory cap and file-lock wait,
     the largest file read (``import_max_file_mb``), the disk space left free beside the
-    copies (``min_free_mb``, ``inputs.no_room_for``) and the podcast rules.
+    copies (``min_free_mb``, ``inputs.stage``) and the podcast rules.
     """
     options = options or ImportOptions()
     started = datetime.now(UTC)
@@ -377,8 +377,9 @@ def _read_all(
                     if staged is not None:
                         staged.unlink()
                     continue
-                if copy.no_room is not None or staged is None:
-                    raise copy.no_room or AssertionError("a copy or a reason")
+                if copy.no_room is not None:
+                    raise copy.no_room
+                assert staged is not None  # a copy, since there was room for it
                 seen.add(sha256)
                 is_video = bool(_VIDEO_NAME.search(candidate.base_name))
                 item = _ReadFile(candidate, sha256, size, staged, fmt, 0)
