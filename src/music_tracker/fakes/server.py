@@ -55,6 +55,11 @@ class LoopbackServer:
         answering = self.answering
 
         class Handler(self.handler_class()):  # type: ignore[misc]
+            # an answer is written as its headers, then its body: with Nagle's algorithm
+            # the body waits for the client's delayed acknowledgement of the headers, 40 ms
+            # a request on Linux (the demo's 500 Spotify look-ups waited 23 s for it)
+            disable_nagle_algorithm = True
+
             def handle_one_request(self) -> None:
                 answering.wait()
                 super().handle_one_request()
