@@ -5,6 +5,8 @@ recorded statements no longer fit the warehouse."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -12,8 +14,21 @@ import pytest
 from test_transform import _COMPARED, AUDIO_2023, _tables
 
 from conftest import Cli, cli_json, load_rows, query
-from music_tracker.replay import plans_dir
+from music_tracker.replay import Plan, PlannedNode, plans_dir, portable
+from music_tracker.transform import PROJECT_DIR
 from music_tracker.warehouse import catalog_fingerprint
+
+
+@pytest.fixture
+def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A dbt target folder of the test's own, with no plan in it: the worker's parse cache
+    copied (dbt does not parse the whole project again), its plans left behind."""
+    shared = Path(os.environ.get("MUSIC_TRACKER_DBT_TARGET_DIR") or PROJECT_DIR / "target")
+    own = tmp_path / "target"
+    if shared.is_dir():
+        shutil.copytree(shared, own, ignore=shutil.ignore_patterns("plans"))
+    monkeypatch.setenv("MUSIC_TRACKER_DBT_TARGET_DIR", str(own))
+    return own
 
 
 def _parts(folder: Path, count: int) -> list[Path]:
@@ -36,13 +51,26 @@ def _parts(folder: Path, count: int) -> list[Path]:
 
 
 def test_a_scheduled_build_replays_the_last_one(
-    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path
+    cli: Cli, built_2018: Path, built_2018_copy: Path, data_dir: Path, tmp_path: Path, target: Path
 ) -> None:
     first, middle, last = _parts(tmp_path, 3)
     cli("import", str(first))
     built = cli_json(cli, "transform")
     assert (built["scope"], built["replayed"]) == ("changed data", False)
-    assert len(list(plans_dir(data_dir).glob("*.json"))) == 1  # dbt's build, recorded
+    (recorded,) = plans_dir(target).glob("*.json")  # dbt's build, recorded
+    assert str(data_dir.resolve()) not in recorded.read_text()
+    # another data folder built from this checkout, brought the same plays: the plan is
+    # kept with dbt's parse cache, not in a data folder, and fits that warehouse too
+    other = tmp_path / "other"
+    shutil.copytree(built_2018, other, ignore=shutil.ignore_patterns("serving", "report"))
+    cli("import", str(first), "--data-dir", str(other))
+    elsewhere = cli_json(cli, "transform", "--data-dir", str(other))
+    assert (elsewhere["scope"], elsewhere["replayed"]) == ("changed data", True)
+    # the same star schema (the intermediate tables keep when each play was imported)
+    ours, theirs = _tables(data_dir), _tables(other)
+    assert {t: ours[t] for t in ours if t.startswith("dw.")} == {
+        t: theirs[t] for t in theirs if t.startswith("dw.")
+    }
     cli("import", str(last))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MUSIC_TRACKER_TRANSFORM_REPLAY", "false")
@@ -73,7 +101,7 @@ def test_a_scheduled_build_replays_the_last_one(
 
 
 def test_a_changed_warehouse_goes_to_dbt(
-    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path
+    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path, target: Path
 ) -> None:
     """A plan is replayed only on the tables and columns it was recorded on (dbt reads
     them to decide what SQL to write): a table dropped by hand, or a raw column's type
@@ -96,8 +124,8 @@ def test_a_changed_warehouse_goes_to_dbt(
     # the first plan fits again (the catalog is back); a statement of it, edited, does not
     (plan,) = [
         path
-        for path in plans_dir(data_dir).glob("*.json")
-        if path.stat().st_mtime == min(p.stat().st_mtime for p in plans_dir(data_dir).iterdir())
+        for path in plans_dir(target).glob("*.json")
+        if path.stat().st_mtime == min(p.stat().st_mtime for p in plans_dir(target).iterdir())
     ]
     stored = json.loads(plan.read_text())
     model = next(node for node in stored["nodes"] if node["resource_type"] == "model")
@@ -116,3 +144,17 @@ def test_a_changed_warehouse_goes_to_dbt(
         assert catalog_fingerprint(con) == catalog
         con.execute("alter table raw.spotify_extended_history alter ms_played type double")
         assert catalog_fingerprint(con) != catalog
+
+
+def test_a_plan_naming_its_data_folder_is_not_kept(tmp_path: Path) -> None:
+    """Plans are shared by data folders: one whose statement reads a file of the folder it
+    was recorded in would read that file on another folder's warehouse."""
+    data = tmp_path / "data"
+    data.mkdir()
+
+    def plan(sql: str) -> Plan:
+        node = PlannedNode("model.music_tracker.m", "m", "model", "m.sql", [sql])
+        return Plan(key="k", fingerprint="f", nodes=[node])
+
+    assert portable(plan("select * from dw.fact_track_played"), data)
+    assert not portable(plan(f"select * from read_csv('{data.resolve()}/x.csv')"), data)

@@ -26,8 +26,13 @@ look-ups, a transaction or ``create schema if not exists``. A statement that nam
 or column that is not there on replay is :class:`PlanFailed`: the plan is dropped and dbt
 builds everything (``transform.run_build``). Any other failing statement (a constraint,
 memory, the disk) fails the build as it would have failed dbt's (:class:`StatementFailed`).
-A plan is a file in the data folder, as private as the warehouse (mode 0600): whoever can
-change it can change the warehouse itself.
+A plan is a file kept with dbt's parse cache, in dbt's target folder (``transform/target/``,
+or ``MUSIC_TRACKER_DBT_TARGET_DIR``: ``/data/dbt/target`` in the image), so the data folders
+built from one checkout share their plans, as they share the parse cache: nothing in a plan
+belongs to a data folder (no path, no data; the key holds everything its statements depend
+on), and a plan recorded on one warehouse replays on another of the same catalog. It is as
+private as the warehouse (mode 0600): whoever can change it, or the parse cache beside it,
+can change the warehouse itself.
 """
 
 from __future__ import annotations
@@ -96,15 +101,16 @@ def plan_key(fingerprint: str, catalog: str, selection: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def plans_dir(data_dir: Path) -> Path:
-    """Where a data folder's plans are kept (beside dbt's logs: not backed up, remade)."""
-    return data_dir / "dbt" / "plans"
+def plans_dir(target: Path) -> Path:
+    """Where the plans are kept: in dbt's target folder ``target``, beside its parse cache
+    (not backed up: remade by the next build dbt runs)."""
+    return target / "plans"
 
 
-def load(data_dir: Path, key: str) -> Plan | None:
+def load(target: Path, key: str) -> Plan | None:
     """The plan recorded for ``key``, or None (none recorded, or one that cannot be read:
     the build then goes to dbt, which records it again)."""
-    path = plans_dir(data_dir) / f"{key}.json"
+    path = plans_dir(target) / f"{key}.json"
     try:
         stored = json.loads(path.read_text())
         if stored["version"] != PLAN_VERSION or stored["key"] != key:
@@ -118,12 +124,12 @@ def load(data_dir: Path, key: str) -> Plan | None:
         return None
 
 
-def save(data_dir: Path, plan: Plan) -> None:
+def save(target: Path, plan: Plan) -> None:
     """Store ``plan``; plans of another fingerprint (an older project or setting) go."""
-    folder = plans_dir(data_dir)
+    folder = plans_dir(target)
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.json"):
-        stored = load(data_dir, old.stem)
+        stored = load(target, old.stem)
         if stored is None or stored.fingerprint != plan.fingerprint:
             old.unlink(missing_ok=True)
     document = {
@@ -135,8 +141,16 @@ def save(data_dir: Path, plan: Plan) -> None:
     files.write_text(folder / f"{plan.key}.json", json.dumps(document))
 
 
-def drop(data_dir: Path, key: str) -> None:
-    (plans_dir(data_dir) / f"{key}.json").unlink(missing_ok=True)
+def portable(plan: Plan, data_dir: Path) -> bool:
+    """Whether no statement of ``plan`` names ``data_dir``: plans are shared by the data
+    folders of one checkout, and one reading a file of its own folder would read that
+    folder's file on another's warehouse. (No model does today; this keeps it so.)"""
+    folder = str(data_dir.resolve())
+    return not any(folder in sql for node in plan.nodes for sql in node.statements)
+
+
+def drop(target: Path, key: str) -> None:
+    (plans_dir(target) / f"{key}.json").unlink(missing_ok=True)
 
 
 class Recorder:

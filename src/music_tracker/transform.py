@@ -337,7 +337,7 @@ def run_build(
     if scope != SELECTION:
         files.write_text(unfinished, started_at.isoformat())
     result = None
-    plan = replay.load(settings.data_dir, key) if key else None
+    plan = replay.load(target_dir(settings), key) if key else None
     if key and plan is not None:
         try:
             result = _replay(settings, plan, on_node)
@@ -345,7 +345,7 @@ def run_build(
             # the warehouse is not what the plan was recorded on; what ran of it is stored
             # as after a build that stopped: dbt builds everything (as the next run would)
             log.warning("the recorded build no longer fits (%s): dbt builds everything", exc)
-            replay.drop(settings.data_dir, key)
+            replay.drop(target_dir(settings), key)
             scope, selection, key = EVERYTHING, [], None
     if result is None:
         recorder = replay.Recorder(key, fingerprint) if key else None
@@ -359,8 +359,8 @@ def run_build(
             recorder=recorder,
         )
         recorded = recorder.plan() if recorder is not None else None
-        if recorded is not None:
-            replay.save(settings.data_dir, recorded)
+        if recorded is not None and replay.portable(recorded, settings.data_dir):
+            replay.save(target_dir(settings), recorded)
     result.scope = scope
     result.full_refresh = full_refresh
     result.threads = threads
