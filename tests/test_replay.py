@@ -158,3 +158,18 @@ def test_a_plan_naming_its_data_folder_is_not_kept(tmp_path: Path) -> None:
 
     assert portable(plan("select * from dw.fact_track_played"), data)
     assert not portable(plan(f"select * from read_csv('{data.resolve()}/x.csv')"), data)
+
+
+def test_a_build_that_cannot_be_recorded_still_passes(
+    cli: Cli, built_2018_copy: Path, tmp_path: Path, target: Path
+) -> None:
+    """The plans' folder cannot be made (a file in its place): the build passed, so the
+    command does too, with a warning, and the next build goes to dbt again."""
+    (first,) = _parts(tmp_path, 1)
+    (target / "plans").parent.mkdir(parents=True, exist_ok=True)
+    (target / "plans").write_text("not a folder")
+    cli("import", str(first))
+    result = cli("transform", "--json")
+    assert "could not be recorded for replay" in result.stderr
+    assert json.loads(result.stdout)["replayed"] is False
+    assert cli_json(cli, "transform")["replayed"] is False

@@ -360,7 +360,10 @@ def run_build(
         )
         recorded = recorder.plan() if recorder is not None else None
         if recorded is not None and replay.portable(recorded, settings.data_dir):
-            replay.save(target_dir(settings), recorded)
+            try:
+                replay.save(target_dir(settings), recorded)
+            except OSError as exc:  # the build passed: the next one goes to dbt again
+                log.warning("the build could not be recorded for replay: %s", exc)
     result.scope = scope
     result.full_refresh = full_refresh
     result.threads = threads
