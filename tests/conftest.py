@@ -284,6 +284,17 @@ def completed_runs(api: str, deployment: str) -> int:
     )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Each run starts with no replay plan in the workers' dbt folders: a plan recorded by
+    an earlier run's code would be replayed (its key holds the dbt project, not our Python),
+    and within a run whether a test's changed-data build goes to dbt or replays a plan an
+    earlier test of its worker recorded depends on the order (both must give the same
+    tables; tests/test_replay.py covers each path on purpose)."""
+    if not _WORKER:  # the controller, before any worker starts
+        for plans in (REPO / ".pytest_cache").glob("dbt-*/plans"):
+            shutil.rmtree(plans, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest test first (building and running the containers, minutes): the other
     worker gets through the rest meanwhile instead of waiting for it at the end."""

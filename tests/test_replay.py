@@ -14,7 +14,7 @@ import pytest
 from test_transform import _COMPARED, AUDIO_2023, _tables
 
 from conftest import Cli, cli_json, load_rows, query
-from music_tracker.replay import Plan, PlannedNode, plans_dir, portable
+from music_tracker.replay import KEPT_PLANS, Plan, PlannedNode, load, plans_dir, portable, save
 from music_tracker.transform import PROJECT_DIR
 from music_tracker.warehouse import catalog_fingerprint
 
@@ -146,18 +146,56 @@ def test_a_changed_warehouse_goes_to_dbt(
         assert catalog_fingerprint(con) != catalog
 
 
+def _plan(sql: str, key: str = "k") -> Plan:
+    node = PlannedNode("model.music_tracker.m", "m", "model", "m.sql", [sql])
+    return Plan(key=key, fingerprint="f", nodes=[node])
+
+
 def test_a_plan_naming_its_data_folder_is_not_kept(tmp_path: Path) -> None:
     """Plans are shared by data folders: one whose statement reads a file of the folder it
-    was recorded in would read that file on another folder's warehouse."""
+    was recorded in would read that file on another folder's warehouse. The folder's name
+    outside a string is no path read (a folder at /music, and dbt's comments naming
+    src/music_tracker)."""
     data = tmp_path / "data"
     data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    assert portable(_plan("select * from dw.fact_track_played"), data)
+    assert not portable(_plan(f"select * from read_csv('{data.resolve()}/x.csv')"), data)
+    assert not portable(_plan(f'select * from "{data}/x.parquet"'), tmp_path / "link")
+    assert portable(_plan(f"/* {data}/warehouse.duckdb */ select 1"), data)
+    music = Path("/music")
+    assert portable(_plan("/* from src/music_tracker/transform.py */ select 1"), music)
 
-    def plan(sql: str) -> Plan:
-        node = PlannedNode("model.music_tracker.m", "m", "model", "m.sql", [sql])
-        return Plan(key="k", fingerprint="f", nodes=[node])
 
-    assert portable(plan("select * from dw.fact_track_played"), data)
-    assert not portable(plan(f"select * from read_csv('{data.resolve()}/x.csv')"), data)
+def test_the_plans_least_recently_used_go(tmp_path: Path) -> None:
+    """Folders of other settings share the plans (the demo's and the owner's): none is
+    dropped for its fingerprint; beyond KEPT_PLANS the least recently used go."""
+    for number in range(KEPT_PLANS):
+        save(tmp_path, _plan("select 1", key=f"plan-{number:02}"))
+        os.utime(plans_dir(tmp_path) / f"plan-{number:02}.json", (1_000 + number,) * 2)
+    assert load(tmp_path, "plan-00") is not None  # replayed: the most recently used now
+    save(tmp_path, _plan("select 1", key="new"))
+    kept = {path.stem for path in plans_dir(tmp_path).glob("*.json")}
+    assert len(kept) == KEPT_PLANS
+    assert "plan-01" not in kept and {"plan-00", "plan-02", "new"} <= kept
+
+
+def test_dbt_runs_without_the_callers_dbt_variables(
+    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path, target: Path
+) -> None:
+    """DBT_EMPTY (every model built from no rows) in the caller's environment: dbt runs
+    without it, says so, and the plan recorded is a whole build's."""
+    (first,) = _parts(tmp_path, 1)
+    (data_dir / "dbt" / "plans").mkdir(parents=True)  # where plans were kept before
+    (data_dir / "dbt" / "plans" / "old.json").write_text("{}")
+    cli("import", str(first))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DBT_EMPTY", "true")
+        result = cli("transform", "--json")
+    assert "dbt runs without DBT_EMPTY from the environment" in result.stderr
+    ((plays,),) = query(data_dir, "select count(*) from dw.fact_track_played")
+    assert plays == cli_json(cli, "status")["plays"] > 1_750
+    assert not (data_dir / "dbt" / "plans").exists()
 
 
 def test_a_build_that_cannot_be_recorded_still_passes(

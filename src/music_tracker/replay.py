@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,8 @@ def load(target: Path, key: str) -> Plan | None:
         stored = json.loads(path.read_text())
         if stored["version"] != PLAN_VERSION or stored["key"] != key:
             return None
+        with suppress(OSError):  # its use, for save's choice of which plans to keep
+            os.utime(path)
         return Plan(
             key=key,
             fingerprint=stored["fingerprint"],
@@ -124,14 +128,26 @@ def load(target: Path, key: str) -> Plan | None:
         return None
 
 
+# Plans kept: data folders of other settings (the demo's and the owner's) share the folder,
+# so a plan of another fingerprint is not dropped on sight; the least recently used go
+# beyond this many (a plan is about 300 kB)
+KEPT_PLANS = 32
+
+
 def save(target: Path, plan: Plan) -> None:
-    """Store ``plan``; plans of another fingerprint (an older project or setting) go."""
+    """Store ``plan``; beyond ``KEPT_PLANS``, the plans least recently recorded or
+    replayed go."""
     folder = plans_dir(target)
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.json"):
-        stored = load(target, old.stem)
-        if stored is None or stored.fingerprint != plan.fingerprint:
-            old.unlink(missing_ok=True)
+
+    def used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # gone meanwhile (another build's save)
+            return 0.0
+
+    for old in sorted(folder.glob("*.json"), key=used, reverse=True)[KEPT_PLANS - 1 :]:
+        old.unlink(missing_ok=True)
     document = {
         "version": PLAN_VERSION,
         "key": plan.key,
@@ -142,11 +158,14 @@ def save(target: Path, plan: Plan) -> None:
 
 
 def portable(plan: Plan, data_dir: Path) -> bool:
-    """Whether no statement of ``plan`` names ``data_dir``: plans are shared by the data
-    folders of one checkout, and one reading a file of its own folder would read that
-    folder's file on another's warehouse. (No model does today; this keeps it so.)"""
-    folder = str(data_dir.resolve())
-    return not any(folder in sql for node in plan.nodes for sql in node.statements)
+    """Whether no statement of ``plan`` names ``data_dir`` in a string (a path to read):
+    plans are shared by the data folders of one checkout, and one reading a file of its
+    own folder would read that folder's file on another's warehouse. No model reads a file
+    today; this keeps it so. A folder's name elsewhere (``/music`` in a comment naming
+    ``src/music_tracker``) is not a path read."""
+    folders = {str(data_dir.absolute()), str(data_dir.resolve())}
+    quoted = [f"{quote}{folder}" for folder in folders for quote in ("'", '"')]
+    return not any(q in sql for node in plan.nodes for sql in node.statements for q in quoted)
 
 
 def drop(target: Path, key: str) -> None:

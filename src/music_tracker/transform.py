@@ -31,6 +31,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -135,7 +136,15 @@ def _environment(settings: Settings, threads: int = 1) -> Iterator[None]:
     parse the whole project again (about 5 s here).
     """
     values = _dbt_variables(settings, threads)
-    saved = {key: os.environ.get(key) for key in values}
+    # dbt takes its flags from DBT_* variables too (DBT_EMPTY builds every model from no
+    # rows, DBT_FULL_REFRESH, DBT_RESOURCE_TYPES, ...): the command decides them, and a
+    # build recorded under one would be replayed in every data folder (replay.py)
+    foreign = sorted(key for key in os.environ if key.startswith("DBT_") and key not in values)
+    if foreign:
+        log.warning("dbt runs without %s from the environment", ", ".join(foreign))
+    saved = {key: os.environ.get(key) for key in [*values, *foreign]}
+    for key in foreign:
+        del os.environ[key]
     cwd = Path.cwd()
     os.environ.update(values)
     os.chdir(settings.warehouse_path.resolve().parent)
@@ -364,6 +373,10 @@ def run_build(
                 replay.save(target_dir(settings), recorded)
             except OSError as exc:  # the build passed: the next one goes to dbt again
                 log.warning("the build could not be recorded for replay: %s", exc)
+        # where plans were kept until 2026-12-05, unless that is where they are kept now
+        before = settings.data_dir / "dbt" / "plans"
+        if before.resolve() != replay.plans_dir(target_dir(settings)).resolve():
+            shutil.rmtree(before, ignore_errors=True)
     result.scope = scope
     result.full_refresh = full_refresh
     result.threads = threads
