@@ -180,11 +180,12 @@ def test_the_plans_least_recently_used_go(tmp_path: Path) -> None:
     assert "plan-01" not in kept and {"plan-00", "plan-02", "new"} <= kept
 
 
-def test_dbt_runs_without_the_callers_dbt_variables(
-    cli: Cli, built_2018_copy: Path, data_dir: Path, tmp_path: Path, target: Path
+def test_a_build_under_the_callers_dbt_variables_is_not_recorded(
+    cli: Cli, built_2018: Path, built_2018_copy: Path, data_dir: Path, tmp_path: Path, target: Path
 ) -> None:
-    """DBT_EMPTY (every model built from no rows) in the caller's environment: dbt runs
-    without it, says so, and the plan recorded is a whole build's."""
+    """DBT_EMPTY in the caller's environment (dbt builds every model from no rows): the
+    build is dbt's, as asked, with a warning, and recorded for no one: a data folder built
+    without it afterwards builds every play."""
     (first,) = _parts(tmp_path, 1)
     (data_dir / "dbt" / "plans").mkdir(parents=True)  # where plans were kept before
     (data_dir / "dbt" / "plans" / "old.json").write_text("{}")
@@ -192,10 +193,17 @@ def test_dbt_runs_without_the_callers_dbt_variables(
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DBT_EMPTY", "true")
         result = cli("transform", "--json")
-    assert "dbt runs without DBT_EMPTY from the environment" in result.stderr
-    ((plays,),) = query(data_dir, "select count(*) from dw.fact_track_played")
-    assert plays == cli_json(cli, "status")["plays"] > 1_750
+    said = " ".join(result.stderr.split())
+    assert "DBT_EMPTY set: this build goes to dbt and is not recorded" in said
+    assert json.loads(result.stdout)["replayed"] is False
+    assert not list(plans_dir(target).glob("*.json"))
     assert not (data_dir / "dbt" / "plans").exists()
+    other = tmp_path / "other"
+    shutil.copytree(built_2018, other, ignore=shutil.ignore_patterns("serving", "report"))
+    cli("import", str(first), "--data-dir", str(other))
+    assert cli_json(cli, "transform", "--data-dir", str(other))["replayed"] is False
+    ((plays,),) = query(other, "select count(*) from dw.fact_track_played")
+    assert plays == cli_json(cli, "status", "--data-dir", str(other))["plays"] > 1_750
 
 
 def test_a_build_that_cannot_be_recorded_still_passes(

@@ -90,8 +90,18 @@ def _dbt_variables(settings: Settings, threads: int = 1) -> dict[str, str]:
         "MUSIC_TRACKER_CALENDAR_LAST_DAY": _calendar_last_day(settings),
         "MUSIC_TRACKER_DBT_MEMORY_LIMIT": settings.dbt_memory_limit,
         "MUSIC_TRACKER_DBT_THREADS": str(threads),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **_DBT_OWN,
     }
+
+
+_DBT_OWN = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}  # the DBT_* variables dbt runs with
+
+
+def dbt_flags_from_environment() -> list[str]:
+    """The caller's ``DBT_*`` variables: dbt takes its flags from them too (``DBT_EMPTY``
+    builds every model from no rows; ``DBT_FULL_REFRESH``, ``DBT_INDIRECT_SELECTION``...),
+    so a build under them is not what a plan records (``run_build``)."""
+    return sorted(key for key in os.environ if key.startswith("DBT_") and key not in _DBT_OWN)
 
 
 def _calendar_last_day(settings: Settings) -> str:
@@ -136,15 +146,7 @@ def _environment(settings: Settings, threads: int = 1) -> Iterator[None]:
     parse the whole project again (about 5 s here).
     """
     values = _dbt_variables(settings, threads)
-    # dbt takes its flags from DBT_* variables too (DBT_EMPTY builds every model from no
-    # rows, DBT_FULL_REFRESH, DBT_RESOURCE_TYPES, ...): the command decides them, and a
-    # build recorded under one would be replayed in every data folder (replay.py)
-    foreign = sorted(key for key in os.environ if key.startswith("DBT_") and key not in values)
-    if foreign:
-        log.warning("dbt runs without %s from the environment", ", ".join(foreign))
-    saved = {key: os.environ.get(key) for key in [*values, *foreign]}
-    for key in foreign:
-        del os.environ[key]
+    saved = {key: os.environ.get(key) for key in values}
     cwd = Path.cwd()
     os.environ.update(values)
     os.chdir(settings.warehouse_path.resolve().parent)
@@ -340,7 +342,12 @@ def run_build(
     # a changed-data build dbt ran before, for the same project and selection, is replayed
     # (music_tracker/replay.py); unit tests and other scopes always go to dbt
     key = None
-    if scope == CHANGED_DATA and not unit_tests and settings.transform_replay:
+    flags = dbt_flags_from_environment()
+    if flags and scope == CHANGED_DATA:
+        # a plan is shared by every data folder: one recorded under these would be replayed
+        # where nobody set them, and one replayed here would not do what they ask
+        log.warning("%s set: this build goes to dbt and is not recorded", ", ".join(flags))
+    if scope == CHANGED_DATA and not unit_tests and settings.transform_replay and not flags:
         key = replay.plan_key(fingerprint, catalog, selection)
     started_at = datetime.now(UTC)
     if scope != SELECTION:
