@@ -81,6 +81,9 @@ class TransformResult:
     replayed: bool = False  # the statements of dbt's last such build, run again
 
 
+_DBT_OWN = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}  # the DBT_* variables dbt runs with
+
+
 def _dbt_variables(settings: Settings, threads: int = 1) -> dict[str, str]:
     """The environment variables the profile and the project read."""
     return {
@@ -92,9 +95,6 @@ def _dbt_variables(settings: Settings, threads: int = 1) -> dict[str, str]:
         "MUSIC_TRACKER_DBT_THREADS": str(threads),
         **_DBT_OWN,
     }
-
-
-_DBT_OWN = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}  # the DBT_* variables dbt runs with
 
 
 def dbt_flags_from_environment() -> list[str]:

@@ -30,6 +30,10 @@ class ToLand:
     display_name: str  # as the import names it in messages
 
 
+# what to do when landing/ cannot be written (told by landing and by the staging folder)
+WRITABLE_HINT = "landing/ and the folders in it must be folders the import can write to"
+
+
 def land(item: ToLand, landing: Path) -> Path:
     """Keep the file under landing/ unless it is there whole (kept by an earlier run whose
     transaction failed after: a copy since damaged is replaced by this one)."""
@@ -72,5 +76,5 @@ def _not_kept(item: ToLand, landing: Path, exc: Exception) -> ImportInputError:
     return ImportInputError(
         item.display_name,
         f"could not be kept under {landing} ({why})",
-        hint="landing/ and the folders in it must be folders the import can write to",
+        hint=WRITABLE_HINT,
     )

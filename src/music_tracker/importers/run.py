@@ -38,7 +38,7 @@ from music_tracker.importers.detect import (
 )
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.inputs import Candidate, discover, is_zip, stage
-from music_tracker.importers.landing import ToLand, land
+from music_tracker.importers.landing import WRITABLE_HINT, ToLand, land
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
@@ -414,7 +414,7 @@ def _staging_folder(landing: Path) -> Iterator[str]:
         raise ImportInputError(
             str(landing),
             f"could not be written ({exc.strerror or exc})",
-            hint="landing/ and the folders in it must be folders the import can write to",
+            hint=WRITABLE_HINT,
         ) from exc
     with folder as path:
         yield path
