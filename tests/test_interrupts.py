@@ -232,3 +232,62 @@ def test_enrich_interrupted_keeps_its_lookups(
         data, "select count(*), count(distinct lookup_key) from raw.musicbrainz_artists"
     )
     assert stored_after == distinct_after == stored + 2
+
+
+_INTERRUPTED_BESIDE = """
+import os, signal, sys, threading
+from pathlib import Path
+from music_tracker import dedupe, interrupts
+from music_tracker.importers import parts
+from music_tracker.importers.run import ImportOptions, run_import
+from music_tracker.settings import Settings
+
+inserting, matched = threading.Event(), []
+insert, regroup = parts._insert, dedupe.regroup
+
+def noted_insert(*args):
+    if threading.current_thread() is not threading.main_thread():
+        inserting.set()
+    insert(*args)
+
+def regroup_then_ctrl_c(*args, **kwargs):
+    matched.append(1)
+    if len(matched) == 3:  # part 3's matching, with part 2's insert beside it
+        assert inserting.wait(30)
+        os.kill(os.getpid(), signal.SIGINT)
+    return regroup(*args, **kwargs)
+
+parts._insert, dedupe.regroup = noted_insert, regroup_then_ctrl_c
+interrupts.install("interrupted")
+try:
+    run_import(
+        Settings(data_dir=Path(sys.argv[1])), [Path(sys.argv[2])], ImportOptions(part_rows=5_000)
+    )
+except KeyboardInterrupt:
+    interrupts.report()
+print("finished")
+"""
+
+
+def test_an_import_interrupted_while_a_part_is_stored_beside_the_next(
+    cli: Cli, shared: Path, tmp_path: Path
+) -> None:
+    """A large import stores each part on a thread of its own while the next part is
+    matched (importers/parts.py). Ctrl+C during that matching interrupts the insert and
+    waits for it before the transaction is rolled back: the command ends with its line,
+    and the warehouse is as it was."""
+    export = _large_export(tmp_path / "export")
+    data = tmp_path / "data"
+    cli("import", str(FIRST), "--data-dir", str(data))
+    before = cli_json(cli, "status", "--data-dir", str(data))
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_BESIDE, str(data), str(export)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "interrupted\n")
+    after = cli_json(cli, "status", "--data-dir", str(data))
+    assert (after["plays"], after["last_import_at"]) == (before["plays"], before["last_import_at"])
+    assert not list((data / "landing").glob(".staging-*"))

@@ -19,14 +19,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 import polars as pl
 
 from music_tracker import dedupe, files, warehouse
+from music_tracker.importers import parts as parts_
 from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
@@ -48,15 +49,9 @@ from music_tracker.settings import Settings, memory_bytes
 log = logging.getLogger(__name__)
 
 _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
-_NOT_A_PLAY = "0 ms played (not a play; row kept in raw)"
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
 # a browser names a second download "StreamingHistory0 (1).json"
 _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IGNORECASE)
-# How far outside a batch's time span stored rows are matched again with it (dedupe.regroup).
-# A play's rows lie within its length plus the pause allowance (15 min) of each other, so
-# every play a new row can touch lies well inside; three hours leave room for a one-hour
-# track, and keep a poll's window small.
-_MATCH_WINDOW = timedelta(hours=3)
 # Music rows matched and stored at a time (whole months). Matching a part holds about
 # 0.5 KB per row in Polars: parts of 400,000 rows peaked at 470-500 MB at 10 million plays,
 # parts of 150,000 at about 360 MB (81 parts; 350,000 plays are several)
@@ -256,7 +251,7 @@ def _import(
                 )
                 staging.move_old_account_podcasts(old_account, shows)
             parts = staging.plan_parts(options.part_rows)
-            first = _assign(con, staging, tolerances, summary, part=0)
+            first = parts_.assign(con, staging, tolerances, summary, part=0)
             nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
             if not options.store_unchanged and nothing_new and parts == 1:
                 # nothing new (rows set aside, such as a local file's play, come back in every
@@ -272,22 +267,20 @@ def _import(
                                 i.candidate.display_name), landing)
                     for i in read
                 ]  # fmt: skip
-                _store(con, staging, first, now, part=0)
                 # a large import, part by part in time order: each part is matched against
                 # what the parts before it stored (in this transaction), as if they had been
                 # imported first; the de-duplication rules give the same plays either way
-                for part in range(1, parts):
-                    if progress:
-                        progress(f"de-duplicating and storing part {part + 1} of {parts}")
-                    assigned = _assign(con, staging, tolerances, summary, part=part)
-                    _store(con, staging, assigned, now, part=part)
+                parts_.store_parts(
+                    con, staging, first, now, parts=parts, tolerances=tolerances,
+                    summary=summary, progress=progress,
+                )  # fmt: skip
                 other = staging.store_other(now)
                 summary.other_content.update(other.new_by_type)
                 summary.duplicates_in_input += other.repeated_in_input
                 summary.already_stored += other.already_stored
                 summary.linked_to_other_source += other.same_play_from_other_source
                 if other.not_plays:
-                    summary.set_aside[_NOT_A_PLAY] += other.not_plays
+                    summary.set_aside[parts_.NOT_A_PLAY] += other.not_plays
                 staging.store_set_aside(now)
                 staging.store_podcast_decisions(now)
                 _record_files(con, read, landed, summary, now)
@@ -503,108 +496,6 @@ def _check_found_history(paths: list[Path], read: list[_ReadFile], summary: Impo
         hint="point it at the export as downloaded (my_spotify_data.zip) or its folder of "
         "Streaming_History / StreamingHistory JSON files, or a Last.fm CSV",
     )
-
-
-def _store(
-    con: duckdb.DuckDBPyConnection,
-    staging: Staging,
-    assigned: tuple[dict[str, pl.DataFrame], pl.DataFrame],
-    now: datetime,
-    *,
-    part: int,
-) -> None:
-    """Store one part's matched rows and the stored rows it moved to another play."""
-    rows, overrides = assigned
-    for source, chosen in rows.items():
-        staging.store_music(source, chosen, now, part=part)
-    warehouse.store_play_id_overrides(con, overrides, now)
-    # the insert's buffers are free: the next part, or the commit, starts from less
-    warehouse.release_freed_memory()
-
-
-def _assign(
-    con: duckdb.DuckDBPyConnection,
-    staging: Staging,
-    tolerances: dedupe.Tolerances,
-    summary: ImportSummary,
-    *,
-    part: int,
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """Apply the de-duplication rules to one part of the staged rows: rule 1 per source,
-    then rule 2 over the part's window.
-
-    Returns, per source, the staged rows to store (``_stage_row``) with their ``play_id``,
-    and the stored rows whose play changes (``dedupe.regroup``'s overrides).
-    """
-    fresh: dict[str, pl.DataFrame] = {}
-    for source in staging.music_sources:
-        # one source's batch at a time, kept only as its fresh rows (a first import's
-        # batch is the whole history)
-        batch = staging.match_columns(source, part)
-        known_keys = staging.stored_keys(source, batch)
-        fresh[source], in_batch, already = dedupe.drop_known(batch, known_keys)
-        del batch, known_keys
-        summary.duplicates_in_input += in_batch
-        summary.already_stored += already
-    windows: list[tuple[datetime, datetime]] = []
-    times = [b[warehouse.TIME_COLUMN[s]] for s, b in fresh.items() if b.height]
-    if times:
-        all_times = pl.concat(times)
-        start = cast(datetime, all_times.min()) - _MATCH_WINDOW
-        end = cast(datetime, all_times.max()) + _MATCH_WINDOW
-        windows.append((start, end))
-    durations = warehouse.track_durations(con)
-    if dedupe.API in fresh:  # this batch's API rows say their tracks' lengths too
-        known = durations["track_id"]
-        durations = (
-            pl.concat([durations, fresh[dedupe.API].select("track_id", "duration_ms")])
-            .drop_nulls()
-            .unique(subset="track_id", keep="first", maintain_order=True)
-        )
-        windows += _windows_of_stale_scrobbles(con, durations, known)
-    stored: dict[str, pl.DataFrame] = {}
-    if windows:
-        stored = {
-            source: pl.concat(
-                [warehouse.linked_rows(con, source, start, end) for start, end in windows]
-            ).unique(subset="source_key", keep="first", maintain_order=True)
-            for source in warehouse.MUSIC_TABLES
-        }
-    result = dedupe.regroup(stored, fresh, tolerances, warehouse.TIME_COLUMN, durations)
-    summary.linked_to_other_source += result.linked
-    summary.written_twice += result.written_twice
-    summary.plays_merged += result.merged
-    for source, count in result.new_plays.items():
-        summary.new_plays += count
-        summary.per_source[source] += count
-    not_plays = sum(result.not_plays.values())
-    if not_plays:
-        summary.set_aside[_NOT_A_PLAY] += not_plays
-    return result.assigned, result.overrides
-
-
-def _windows_of_stale_scrobbles(
-    con: duckdb.DuckDBPyConnection, durations: pl.DataFrame, known: pl.Series
-) -> list[tuple[datetime, datetime]]:
-    """Where stored plays hold a scrobble that the track lengths this batch tells first
-    show they were heard too briefly to have (``dedupe.regroup`` matches them again).
-
-    Such a play can lie anywhere in the history, far from the batch: a first poll of the
-    API tells the lengths of tracks heard for years. Only the plays that now hold a
-    scrobble they cannot have are looked at, so a poll reads a few windows at most.
-    """
-    learned = durations.filter(~pl.col("track_id").is_in(known.implode()))["track_id"]
-    if learned.is_empty():
-        return []
-    held = warehouse.scrobbled_extended_rows(con, learned)
-    stale = dedupe.too_brief_for_a_scrobble(held, durations)["played_at"].sort()
-    windows: list[tuple[datetime, datetime]] = []
-    for at in stale:
-        if windows and at - _MATCH_WINDOW <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], at + _MATCH_WINDOW)
-        else:
-            windows.append((at - _MATCH_WINDOW, at + _MATCH_WINDOW))
-    return windows
 
 
 def run_rematch(settings: Settings) -> dict[str, Any]:

@@ -215,6 +215,14 @@ class Staging:
         )
         return frame.group_by("month").agg(pl.col("rows").sum()).sort("month")
 
+    def part_start(self, part: int) -> datetime | None:
+        """The first instant of ``part`` (None: the first part, which has no lower bound)."""
+        return self._part_bounds[part][0]
+
+    def has_rows(self, source: str, part: int) -> bool:
+        """Whether ``part`` may hold staged rows of ``source`` (a file of its months)."""
+        return source in self._parts_files and bool(self._parts_files[source][part])
+
     def match_columns(self, source: str, part: int = 0) -> pl.DataFrame:
         """The staged rows of ``source`` in ``part``, in read order, narrowed to what
         matching needs."""
