@@ -87,9 +87,11 @@ def store_parts(
     tolerances: dedupe.Tolerances,
     summary: ImportSummary,
     progress: Callable[[str], None] | None,
+    memory_limit: str,
 ) -> None:
     """Store part 0 (``first``, matched before) and match and store the parts after it,
-    each part's insert beside the next part's matching where it can (module docstring)."""
+    each part's insert beside the next part's matching where it can (module docstring).
+    ``memory_limit``: the connection's DuckDB cap as configured."""
     assigned = first
     # one thread for every part's insert: a new thread per part took about 40 MB more at
     # the peak (1.5 million plays), its allocations in arenas of their own
@@ -100,15 +102,19 @@ def store_parts(
             rest: dict[str, pl.DataFrame] = {}
             if _reads_only_the_edge(staging, assigned, part):
                 edge, rest = _split(assigned, cast(datetime, staging.part_start(part)) - EDGE)
-                store(con, staging, edge, now, part=part - 1)
+                store(con, staging, edge, now, part=part - 1, memory_limit=memory_limit)
             else:
-                store(con, staging, assigned, now, part=part - 1)
+                store(con, staging, assigned, now, part=part - 1, memory_limit=memory_limit)
             gathered = _gather(con, staging, summary, part)
-            insert_rest = (lambda p=part - 1, r=rest: _insert(staging, r, now, p)) if rest else None
+            insert_rest = (
+                (lambda p=part - 1, r=rest: _insert(staging, r, now, p, memory_limit))
+                if rest
+                else None
+            )
             with _beside(con, inserter, insert_rest):
                 assigned = _match(gathered, tolerances, summary)
             del gathered, rest
-    store(con, staging, assigned, now, part=parts - 1)
+    store(con, staging, assigned, now, part=parts - 1, memory_limit=memory_limit)
 
 
 def store(
@@ -118,18 +124,21 @@ def store(
     now: datetime,
     *,
     part: int,
+    memory_limit: str,
 ) -> None:
     """Store one part's matched rows and the stored rows it moved to another play."""
-    _insert(staging, assigned.rows, now, part)
+    _insert(staging, assigned.rows, now, part, memory_limit)
     warehouse.store_play_id_overrides(con, assigned.overrides, now)
 
 
-def _insert(staging: Staging, rows: dict[str, pl.DataFrame], now: datetime, part: int) -> None:
+def _insert(
+    staging: Staging, rows: dict[str, pl.DataFrame], now: datetime, part: int, memory_limit: str
+) -> None:
     for source, chosen in rows.items():
         staging.store_music(source, chosen.select("_stage_row", "play_id"), now, part=part)
     # the blocks it wrote are on disk and its buffers are free: the next part, or the
     # commit, starts from less
-    warehouse.drop_cached_blocks(staging.con)
+    warehouse.drop_cached_blocks(staging.con, memory_limit)
     warehouse.release_freed_memory()
 
 

@@ -275,6 +275,7 @@ def _import(
                 parts_.store_parts(
                     con, staging, first, now, parts=parts, tolerances=tolerances,
                     summary=summary, progress=progress,
+                    memory_limit=settings.duckdb_memory_limit,
                 )  # fmt: skip
                 other = staging.store_other(now)
                 summary.other_content.update(other.new_by_type)

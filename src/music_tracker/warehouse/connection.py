@@ -85,22 +85,30 @@ def single_threaded(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set threads = 1")
 
 
-def drop_cached_blocks(con: duckdb.DuckDBPyConnection) -> None:
+def drop_cached_blocks(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
     """Let go of the table blocks DuckDB keeps in memory after writing or reading them
     (they are on disk). An import's parts left 30-70 MB of them behind, part after part,
     which the next part's matching stacked on (1.5 million plays: 270 MB resident after
     a part's insert, 240 without them). DuckDB evicts such blocks first when its cap is
-    lowered: the cap is lowered to what its other memory holds, then set back."""
-    (limit,) = con.execute("select current_setting('memory_limit')").fetchone()  # type: ignore[misc]
-    (other,) = con.execute(
-        "select coalesce(sum(memory_usage_bytes), 0) from duckdb_memory() where tag <> 'BASE_TABLE'"
+    lowered: the cap is lowered to what its other memory holds and 16 MiB, then set back
+    to ``memory_limit``, the connection's own cap as configured (DuckDB shows its cap
+    rounded, and cannot read back some of the units it shows).
+
+    Between statements nothing else is pinned, so the lower cap is always reached. Were it
+    not, DuckDB's error says so, and the transaction it aborted is not used again here.
+    """
+    (cached, other) = con.execute(
+        "select coalesce(sum(memory_usage_bytes) filter (where tag = 'BASE_TABLE'), 0),"
+        " coalesce(sum(memory_usage_bytes) filter (where tag <> 'BASE_TABLE'), 0)"
+        " from duckdb_memory()"
     ).fetchone()  # type: ignore[misc]
-    try:
-        con.execute(f"set memory_limit = '{int(other) // 2**20 + 8} MiB'")
-    except duckdb.OutOfMemoryException:
-        pass  # what could not be let go stays: only memory is at stake
-    finally:
-        con.execute(f"set memory_limit = '{limit}'")
+    if cached < _CACHED_WORTH_DROPPING:
+        return
+    con.execute(f"set memory_limit = '{int(other) // 2**20 + 16} MiB'")
+    con.execute("set memory_limit = $limit", {"limit": memory_limit})
+
+
+_CACHED_WORTH_DROPPING = 2**20
 
 
 def uncached_files(con: duckdb.DuckDBPyConnection) -> None:
