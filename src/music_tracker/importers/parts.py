@@ -22,16 +22,14 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import duckdb
 import polars as pl
 
 from music_tracker import dedupe, interrupts, warehouse
 from music_tracker.importers.staging import Staging
-
-if TYPE_CHECKING:
-    from music_tracker.importers.run import ImportSummary
+from music_tracker.importers.summary import ImportSummary
 
 NOT_A_PLAY = "0 ms played (not a play; row kept in raw)"
 # How far outside a batch's time span stored rows are matched again with it (dedupe.regroup).
