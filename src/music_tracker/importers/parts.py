@@ -29,9 +29,8 @@ import polars as pl
 
 from music_tracker import dedupe, interrupts, warehouse
 from music_tracker.importers.staging import Staging
-from music_tracker.importers.summary import ImportSummary
+from music_tracker.importers.summary import NOT_A_PLAY, ImportSummary
 
-NOT_A_PLAY = "0 ms played (not a play; row kept in raw)"
 # How far outside a batch's time span stored rows are matched again with it (dedupe.regroup).
 # A play's rows lie within its length plus the pause allowance (15 min) of each other, so
 # every play a new row can touch lies well inside; three hours leave room for a one-hour

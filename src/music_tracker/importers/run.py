@@ -43,7 +43,7 @@ from music_tracker.importers.landing import WRITABLE_HINT, ToLand, land
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
-from music_tracker.importers.summary import ImportSummary
+from music_tracker.importers.summary import NOT_A_PLAY, ImportSummary
 from music_tracker.lock import make_folders
 from music_tracker.settings import Settings, memory_bytes
 
@@ -235,7 +235,7 @@ def _import(
                 summary.already_stored += other.already_stored
                 summary.linked_to_other_source += other.same_play_from_other_source
                 if other.not_plays:
-                    summary.set_aside[parts_.NOT_A_PLAY] += other.not_plays
+                    summary.set_aside[NOT_A_PLAY] += other.not_plays
                 staging.store_set_aside(now)
                 staging.store_podcast_decisions(now)
                 _record_files(con, read, landed, summary, now)

@@ -85,6 +85,10 @@ def single_threaded(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set threads = 1")
 
 
+# less than this cached is not worth the two statements
+_CACHED_WORTH_DROPPING = 2**20
+
+
 def drop_cached_blocks(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
     """Let go of the table blocks DuckDB keeps in memory after writing or reading them
     (they are on disk). An import's parts left 30-70 MB of them behind, part after part,
@@ -106,9 +110,6 @@ def drop_cached_blocks(con: duckdb.DuckDBPyConnection, memory_limit: str) -> Non
         return
     con.execute(f"set memory_limit = '{int(other) // 2**20 + 16} MiB'")
     con.execute("set memory_limit = $limit", {"limit": memory_limit})
-
-
-_CACHED_WORTH_DROPPING = 2**20
 
 
 def uncached_files(con: duckdb.DuckDBPyConnection) -> None:
