@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from music_tracker.importers.detect import HEADER, LASTFM_DATE_FORMAT, Format
+from music_tracker.importers.detect import Format
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.names import name_key, with_name_key
 from music_tracker.sources.spotify.parse import is_recently_played_page, recently_played_rows
@@ -92,10 +92,11 @@ def read_file(
         return _read_account_other(con, path, fmt, display_name)
     if fmt is Format.API:
         return _read_api_page(con, path, display_name)
-    return _read_lastfm(con, path, display_name)
+    # a Last.fm export is read block by block (``importers.lastfm.read_scrobbles``)
+    raise ValueError(f"read_file does not read {fmt.value}")
 
 
-def _key_sql(columns: tuple[str, ...]) -> str:
+def key_sql(columns: tuple[str, ...]) -> str:
     """md5 over the natural-key fields (docs/deduplication.md, "Within one source"):
     stable across library versions."""
     parts = ", ".join(f"coalesce(cast({c} as varchar), '')" for c in columns)
@@ -117,7 +118,7 @@ def read_json_rows(
         # as pyarrow's ``to_arrow_table`` here, where streaming the query straight into
         # Polars took 1.5-2x as long (10 history files)
         con.execute(
-            f"create or replace temp table _read_json_rows as select *, {_key_sql(key)}"
+            f"create or replace temp table _read_json_rows as select *, {key_sql(key)}"
             f" as source_key from read_json($path, format=$format, columns={spec})",
             {"path": str(path), "format": json_format},
         )
@@ -181,7 +182,7 @@ def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
     return None
 
 
-def _parse_utc(frame: pl.DataFrame, column: str, fmt: str, display_name: str) -> pl.Series:
+def parse_utc(frame: pl.DataFrame, column: str, fmt: str, display_name: str) -> pl.Series:
     """Parse a text column to UTC; an unparseable or impossible time is an error naming the row."""
     parsed = frame[column].str.strptime(UTC_TYPE, fmt, strict=False)
     now = datetime.now(UTC)
@@ -240,7 +241,7 @@ def _read_extended(
         ("ts", "spotify_track_uri", "ms_played"),
         "Spotify extended streaming history",
     )
-    played_at = _parse_utc(raw, "ts", "%Y-%m-%dT%H:%M:%SZ", display_name)
+    played_at = parse_utc(raw, "ts", "%Y-%m-%dT%H:%M:%SZ", display_name)
     offline = pl.col("offline_timestamp")
     frame = raw.with_columns(
         played_at=played_at,
@@ -347,7 +348,7 @@ def _read_account_music(con: duckdb.DuckDBPyConnection, path: Path, display_name
     }
     key = ("endTime", "artistName", "trackName", "msPlayed")
     raw = read_json_rows(con, path, display_name, columns, key, "Spotify account data (music)")
-    played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
+    played_at = parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
     raw = raw.with_columns(
         played_at=played_at,
         reason=_missing_reason(
@@ -388,7 +389,7 @@ def _read_account_other(
         show, item, author, content = "audiobookName", "chapterName", "authorName", "audiobook"
     key = ("endTime", show, item, "msPlayed")
     raw = read_json_rows(con, path, display_name, columns, key, f"Spotify account data ({content})")
-    played_at = _parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
+    played_at = parse_utc(raw, "endTime", "%Y-%m-%d %H:%M", display_name)
     raw = raw.with_columns(played_at=played_at, reason=_missing_reason({"msPlayed": "msPlayed"}))
     other = raw.filter(pl.col("reason").is_null()).select(
         "source_key",
@@ -424,61 +425,6 @@ ACCOUNT_MUSIC_SCHEMA = pl.Schema(
 )
 
 
-def _read_lastfm(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
-    try:
-        raw = pl.read_csv(
-            path,
-            has_header=False,
-            new_columns=HEADER,
-            schema_overrides=dict.fromkeys(HEADER, pl.String),
-            quote_char='"',
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise ImportInputError(
-            display_name,
-            f"cannot be read as a Last.fm scrobble export: {str(exc).splitlines()[0]}",
-            hint="expected headerless CSV lines of four fields: artist,album,track,date",
-        ) from exc
-    raw = raw.with_row_index("file_row", offset=1).with_columns(pl.col("file_row").cast(pl.Int64))
-    is_header = pl.concat_list([pl.col(c).str.to_lowercase() for c in HEADER]) == pl.lit(HEADER)
-    raw = raw.filter(~is_header)
-    missing = raw.filter(pl.col("track").is_null() | pl.col("artist").is_null()).head(1)
-    if missing.height:
-        raise ImportInputError(
-            display_name,
-            "a scrobble without artist or track",
-            row=int(missing["file_row"][0]),
-            hint="fix or delete that row and import again",
-        )
-    started_at = _parse_utc(
-        raw.with_columns(pl.col("date").str.strip_chars()), "date", LASTFM_DATE_FORMAT, display_name
-    )
-    con.register("_lastfm_rows", ArrowStream(raw))
-    try:
-        keys = frame_of(
-            con.sql(
-                f"select file_row, {_key_sql(('date', 'artist', 'track'))} as source_key"
-                " from _lastfm_rows"
-            )
-        )
-    finally:
-        con.unregister("_lastfm_rows")
-    music = (
-        raw.with_columns(started_at=started_at)
-        .join(keys, on="file_row")
-        .select(
-            "source_key",
-            "started_at",
-            pl.col("track").alias("track_name"),
-            pl.col("artist").alias("artist_name"),
-            pl.col("album").alias("album_name"),
-            name_key(pl.col("artist"), pl.col("track")).alias("name_key"),
-            "file_row",
-        )
-    )
-    return Parsed(Format.LASTFM, raw.height, music)
-
-
 def _read_api_page(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
     """A recently-played response (API source): natural key (played_at, track.id).
 
@@ -492,7 +438,7 @@ def _read_api_page(con: duckdb.DuckDBPyConnection, path: Path, display_name: str
     if not is_recently_played_page(page):
         raise ImportInputError(display_name, "not a Spotify recently-played response")
     rows = recently_played_rows(page)
-    _parse_utc(rows, "played_at_text", "%Y-%m-%dT%H:%M:%S%.fZ", display_name)
+    parse_utc(rows, "played_at_text", "%Y-%m-%dT%H:%M:%S%.fZ", display_name)
     local = rows.filter(pl.col("track_id").is_null())
     plays = rows.filter(pl.col("track_id").is_not_null())
     con.register("_api_rows", ArrowStream(plays))

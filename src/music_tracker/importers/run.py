@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +40,7 @@ from music_tracker.importers.detect import (
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.inputs import Candidate, discover, is_zip, stage
 from music_tracker.importers.landing import WRITABLE_HINT, ToLand, land
+from music_tracker.importers.lastfm import read_scrobbles
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed, read_file
 from music_tracker.importers.staging import Staging
@@ -270,23 +271,29 @@ def _read_all(
     read: list[_ReadFile] = []
     seen: set[str] = set()
     with_history: set[Path] = set()
-    waiting: deque[tuple[_ReadFile, Future[Parsed]]] = deque()
+    waiting: deque[tuple[_ReadFile, Future[Iterable[Parsed]]]] = deque()
     alone: set[int] = set()  # the files parsed again on their own
+    staging_failed: list[_ReadFile] = []  # a file that failed while it was staged
 
     def stage_next() -> None:
         item, future = waiting[0]
         waiting[0] = (item, future := outcome(item, future))
         future.exception()  # the parse ended, failed or not
-        parsed = future.result()  # a file that failed stays first in ``waiting``
+        pieces = future.result()  # a file that failed stays first in ``waiting``
+        try:
+            for parsed in pieces:  # a Last.fm export's blocks are read here
+                staging.add(_music_source(item.format), parsed, item.sha256)
+                for reason, count in parsed.set_aside.group_by("reason").len().iter_rows():
+                    summary.set_aside[reason] += count
+                summary.rows_read += parsed.rows_read
+                item.rows_read += parsed.rows_read
+        except Exception:
+            staging_failed.append(item)  # the first file's failure, before any later one's
+            raise
         waiting.popleft()
-        staging.add(_music_source(item.format), parsed, item.sha256)
-        for reason, count in parsed.set_aside.group_by("reason").len().iter_rows():
-            summary.set_aside[reason] += count
-        summary.rows_read += parsed.rows_read
-        item.rows_read = parsed.rows_read
         read.append(item)
 
-    def outcome(item: _ReadFile, future: Future[Parsed]) -> Future[Parsed]:
+    def outcome(item: _ReadFile, future: Future[Iterable[Parsed]]) -> Future[Iterable[Parsed]]:
         """``future``, or the file parsed again alone if it ran out of DuckDB's cap beside
         another's: two fit on most histories, not all (JSON lines on two threads each)."""
         error = future.exception()
@@ -295,7 +302,7 @@ def _read_all(
         wait([other for _, other in waiting])
         alone.add(id(item))
         log.info("%s parsed again alone (over the cap beside another)", item.candidate.display_name)
-        again: Future[Parsed] = Future()
+        again: Future[Iterable[Parsed]] = Future()
         try:
             again.set_result(_parse(con, item, bool(_VIDEO_NAME.search(item.candidate.base_name))))
         except Exception as exc:  # the file's own failure, reported in its turn
@@ -340,7 +347,8 @@ def _read_all(
             # the first file that failed in the candidates' order is reported (those waiting
             # come first); an interrupt as itself, once the parses under way have ended
             wait([future for _, future in waiting])
-            for item, future in waiting if isinstance(failure, Exception) else ():
+            earlier = isinstance(failure, Exception) and not staging_failed
+            for item, future in waiting if earlier else ():
                 outcome(item, future).result()
             raise
     return read, with_history
@@ -373,15 +381,26 @@ def _readers(memory_limit: str) -> int:
     return 2 if memory_bytes(memory_limit) >= _TWO_READERS_FROM else 1
 
 
-def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> Parsed:
+def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> Iterable[Parsed]:
     """Parse one file on the reader thread, through a cursor of its own (a DuckDB
-    connection runs one query at a time)."""
+    connection runs one query at a time). A Last.fm export, one file for a whole account,
+    is not read here but block by block as it is staged (``_scrobble_blocks``)."""
+    if item.format is Format.LASTFM:
+        return _scrobble_blocks(con, item)
     with con.cursor() as cursor:
         if item.format is Format.LISTENBRAINZ:
-            return read_listens(cursor, item.staged, item.candidate.display_name)
-        return read_file(
-            cursor, item.staged, item.format, item.candidate.display_name, is_video=is_video
-        )
+            return [read_listens(cursor, item.staged, item.candidate.display_name)]
+        return [
+            read_file(
+                cursor, item.staged, item.format, item.candidate.display_name, is_video=is_video
+            )
+        ]
+
+
+def _scrobble_blocks(con: duckdb.DuckDBPyConnection, item: _ReadFile) -> Iterator[Parsed]:
+    """A Last.fm export's blocks, read when they are asked for (on the staging thread)."""
+    with con.cursor() as cursor:
+        yield from read_scrobbles(cursor, item.staged, item.candidate.display_name)
 
 
 def _format_of(

@@ -1,0 +1,146 @@
+"""Read a Last.fm scrobble export: headerless CSV lines ``artist,album,track,date`` (UTC).
+
+One file holds every scrobble of an account, 1.28 million for twenty years of heavy
+listening, so it is read in blocks of whole records and handed on block by block
+(``read_scrobbles`` yields one :class:`~music_tracker.importers.readers.Parsed` per block):
+an import holds one block's rows, never the file's. Read whole, 1.28 million scrobbles
+held 650-820 MiB (docs/benchmarks.md, "A large Last.fm file").
+
+Natural key (rule 1): ``(date, artist, track)`` as written in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import duckdb
+import polars as pl
+
+from music_tracker.importers.detect import HEADER, LASTFM_DATE_FORMAT, Format
+from music_tracker.importers.errors import ImportInputError
+from music_tracker.importers.readers import Parsed, key_sql, parse_utc
+from music_tracker.names import name_key
+from music_tracker.warehouse import ArrowStream, frame_of
+
+# about 80,000 scrobbles a block (100 bytes a line): 15-25 MiB of rows at a time
+BLOCK_BYTES = 8 * 2**20
+_QUOTE = ord('"')
+
+
+def read_scrobbles(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    display_name: str,
+    block_bytes: int | None = None,
+) -> Iterator[Parsed]:
+    """The scrobbles of ``path``, a block of whole records at a time; a record's
+    ``file_row`` is its number in the file (from 1, the header line counted if there is one).
+
+    A bad record raises :class:`ImportInputError` when its block is read: the blocks before
+    it have been handed on by then, so the caller keeps what it stores from them until the
+    file has been read to the end (the import stages them and commits nothing on an error).
+    """
+    rows_before = 0
+    with path.open("rb") as handle:
+        for block in _record_blocks(handle, block_bytes or BLOCK_BYTES):
+            raw = _parse_block(block, display_name)
+            height = raw.height
+            raw = raw.with_row_index("file_row", offset=rows_before + 1).with_columns(
+                pl.col("file_row").cast(pl.Int64)
+            )
+            rows_before += height
+            yield _scrobbles(con, raw, display_name)
+
+
+def _record_blocks(handle: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    """``handle``'s bytes in blocks of about ``block_bytes`` that end where a record ends:
+    at a line break outside quotes (an even number of ``"`` before it in the block, as
+    Polars' own reader counts them; ``""`` in a quoted field is two). The last block is the
+    rest of the file; an empty file is one empty block (read, and refused, as before)."""
+    carry = b""
+    data = handle.read(block_bytes)
+    while True:
+        ahead = handle.read(block_bytes) if data else b""
+        block = carry + data
+        if not ahead:
+            yield block
+            return
+        cut = _last_record_end(block)
+        carry = block[cut:]
+        if cut:
+            yield block[:cut]
+        data = ahead
+
+
+def _last_record_end(block: bytes) -> int:
+    """The index just past the last line break in ``block`` outside quotes, 0 if none is
+    (a record longer than the block, or one whose quote is still open: read on)."""
+    end = block.rfind(b"\n")
+    quotes = block.count(_QUOTE, 0, end) if end >= 0 else 0
+    while end >= 0:
+        if quotes % 2 == 0:
+            return end + 1
+        before = block.rfind(b"\n", 0, end)
+        quotes -= block.count(_QUOTE, before + 1, end)
+        end = before
+    return 0
+
+
+def _parse_block(block: bytes, display_name: str) -> pl.DataFrame:
+    try:
+        return pl.read_csv(
+            block,
+            has_header=False,
+            new_columns=HEADER,
+            schema_overrides=dict.fromkeys(HEADER, pl.String),
+            quote_char='"',
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise ImportInputError(
+            display_name,
+            f"cannot be read as a Last.fm scrobble export: {str(exc).splitlines()[0]}",
+            hint="expected headerless CSV lines of four fields: artist,album,track,date",
+        ) from exc
+
+
+def _scrobbles(con: duckdb.DuckDBPyConnection, raw: pl.DataFrame, display_name: str) -> Parsed:
+    """One block's records (``raw``, numbered) as rows of ``raw.lastfm_scrobbles``."""
+    is_header = pl.concat_list([pl.col(c).str.to_lowercase() for c in HEADER]) == pl.lit(HEADER)
+    raw = raw.filter(~is_header)
+    missing = raw.filter(pl.col("track").is_null() | pl.col("artist").is_null()).head(1)
+    if missing.height:
+        raise ImportInputError(
+            display_name,
+            "a scrobble without artist or track",
+            row=int(missing["file_row"][0]),
+            hint="fix or delete that row and import again",
+        )
+    started_at = parse_utc(
+        raw.with_columns(pl.col("date").str.strip_chars()), "date", LASTFM_DATE_FORMAT, display_name
+    )
+    con.register("_lastfm_rows", ArrowStream(raw))
+    try:
+        keys = frame_of(
+            con.sql(
+                f"select file_row, {key_sql(('date', 'artist', 'track'))} as source_key"
+                " from _lastfm_rows"
+            )
+        )
+    finally:
+        con.unregister("_lastfm_rows")
+    music = (
+        raw.with_columns(started_at=started_at)
+        .join(keys, on="file_row")
+        .select(
+            "source_key",
+            "started_at",
+            pl.col("track").alias("track_name"),
+            pl.col("artist").alias("artist_name"),
+            pl.col("album").alias("album_name"),
+            name_key(pl.col("artist"), pl.col("track")).alias("name_key"),
+            "file_row",
+        )
+    )
+    return Parsed(Format.LASTFM, raw.height, music)
