@@ -15,7 +15,7 @@ import polars.testing
 import pytest
 
 from conftest import EXTENDED_DIR, Cli, cli_json, extended_plays, query
-from music_tracker.importers import lastfm
+from music_tracker.importers import blocks, lastfm
 from music_tracker.importers.errors import ImportInputError
 
 
@@ -91,7 +91,7 @@ def test_an_import_failing_in_a_late_block_names_that_file_first(
     """The blocks before the bad one were staged; nothing is stored, and of two bad files
     the Last.fm export, first in order, is the one named (a later file parses on the other
     thread meanwhile)."""
-    monkeypatch.setattr(lastfm, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
     rows = _scrobble_lines()
     good = _write(tmp_path / "good.csv", rows[:300])
     stored = cli_json(cli, "import", str(good))["new_plays"]
@@ -119,8 +119,8 @@ def test_a_whole_export_imports_in_blocks(
     columns = "source_key, play_id, started_at, track_name, artist_name, album_name, file_row"
     whole = cli_json(cli, "import", str(path), "--data-dir", str(tmp_path / "whole"))
     expected = query(tmp_path / "whole", f"select {columns} from raw.lastfm_scrobbles order by all")
-    monkeypatch.setattr(lastfm, "BLOCK_BYTES", 4096)
-    blocks = cli_json(cli, "import", str(path))
-    assert blocks["new_plays"] == whole["new_plays"] > 1000
-    assert blocks["rows_read"] == whole["rows_read"] == len(rows)
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
+    in_blocks = cli_json(cli, "import", str(path))
+    assert in_blocks["new_plays"] == whole["new_plays"] > 1000
+    assert in_blocks["rows_read"] == whole["rows_read"] == len(rows)
     assert query(data_dir, f"select {columns} from raw.lastfm_scrobbles order by all") == expected

@@ -9,7 +9,15 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+import polars as pl
+import polars.testing
+import pytest
+
 from conftest import EXTENDED_DIR, SPOTIFY_DATA, Cli, cli_json, query
+from music_tracker.importers import blocks
+from music_tracker.importers.listenbrainz import read_listens
+from music_tracker.importers.readers import Parsed
 
 # what a play is, as the dashboards see it: its end (UTC and local), time heard, context
 _PLAYS = (
@@ -342,3 +350,52 @@ def test_listens_listenbrainz_read_from_spotify_join_the_spotify_plays(
     summary = cli_json(cli, "import", str(tmp_path / "listens.jsonl"))
     assert summary["duplicates"]["same_play_from_other_source"] == len(heard) > 3000
     assert summary["new_plays"] == 0
+
+
+def _frames(parsed: list[Parsed]) -> tuple[pl.DataFrame, ...]:
+    return tuple(
+        pl.concat(getattr(p, kind) for p in parsed) for kind in ("music", "other", "set_aside")
+    )
+
+
+def test_a_large_listens_file_read_in_blocks_is_read_as_one(
+    built: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """Our own export of the real history, as JSON lines (blank lines added) and as
+    ListenBrainz's older single array (a listen over several lines), read in blocks of
+    whole listens (importers/blocks.py): the rows, keys and rows' numbers of one block."""
+    _export(cli, built, tmp_path / "lb")
+    lines = (tmp_path / "lb" / "listens.jsonl").read_text().splitlines()
+    lines[:0] = (tmp_path / "lb" / "other_listens.jsonl").read_text().splitlines()
+    lines.insert(1, json.dumps({"listened_at": 1_700_000_000, "track_metadata": {}}))
+    jsonl = tmp_path / "listens.jsonl"
+    jsonl.write_text("\n".join([*lines[:5000], "", "  ", *lines[5000:]]) + "\n")
+    array = tmp_path / "listens.json"
+    array.write_text("[\n" + ",\n".join(json.dumps(json.loads(x), indent=1) for x in lines) + "\n]")
+    with duckdb.connect() as con:
+        for path, block_bytes in ((jsonl, 2**20), (array, array.stat().st_size // 3)):
+            size = path.stat().st_size
+            whole = list(read_listens(con, path, path.name, block_bytes=size))
+            assert len(whole) == 1
+            music, other, set_aside = _frames(whole)
+            assert music.height > 20_000 and other.height > 100 and set_aside.height == 1
+            parts = list(read_listens(con, path, path.name, block_bytes=block_bytes))
+            assert len(parts) > 2
+            for got, expected in zip(_frames(parts), (music, other, set_aside), strict=True):
+                polars.testing.assert_frame_equal(got, expected)
+
+
+def test_a_bad_listen_in_a_late_block_is_named_by_its_line(
+    cli: Cli, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(400)]
+    listens = tmp_path / "listens.jsonl"
+    listens.write_text("\n".join(lines) + "\n")
+    summary = cli_json(cli, "import", str(listens), "--data-dir", str(tmp_path / "ok"))
+    assert summary["new_plays"] == 400
+    lines[350] = '{"listened_at": 1700000000, "track_metadata": {'
+    listens.write_text("\n".join(lines) + "\n")
+    result = cli("import", str(listens), expect=1)
+    assert "listens.jsonl, row 351:" in result.output and "not JSON" in result.output
+    assert not (data_dir / "warehouse.duckdb").exists()

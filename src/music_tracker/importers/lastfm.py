@@ -1,10 +1,8 @@
 """Read a Last.fm scrobble export: headerless CSV lines ``artist,album,track,date`` (UTC).
 
-One file holds every scrobble of an account, 1.28 million for twenty years of heavy
-listening, so it is read in blocks of whole records and handed on block by block
-(``read_scrobbles`` yields one :class:`~music_tracker.importers.readers.Parsed` per block):
-an import holds one block's rows, never the file's. Read whole, 1.28 million scrobbles
-held 650-820 MiB (docs/benchmarks.md, "A large Last.fm file").
+One file holds every scrobble of an account, so it is read a block of whole records at a
+time (``importers.blocks``): ``read_scrobbles`` yields one
+:class:`~music_tracker.importers.readers.Parsed` per block.
 
 Natural key (rule 1): ``(date, artist, track)`` as written in the file.
 """
@@ -13,20 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import duckdb
 import polars as pl
 
+from music_tracker.importers import blocks
 from music_tracker.importers.detect import HEADER, LASTFM_DATE_FORMAT, Format
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.readers import Parsed, key_sql, parse_utc
 from music_tracker.names import name_key
 from music_tracker.warehouse import ArrowStream, frame_of
-
-# about 80,000 scrobbles a block (100 bytes a line): 15-25 MiB of rows at a time
-BLOCK_BYTES = 8 * 2**20
-_QUOTE = ord('"')
 
 
 def read_scrobbles(
@@ -44,7 +38,7 @@ def read_scrobbles(
     """
     rows_before = 0
     with path.open("rb") as handle:
-        for block in _record_blocks(handle, block_bytes or BLOCK_BYTES):
+        for block in blocks.csv_blocks(handle, block_bytes or blocks.BLOCK_BYTES):
             raw = _parse_block(block, display_name)
             height = raw.height
             raw = raw.with_row_index("file_row", offset=rows_before + 1).with_columns(
@@ -52,40 +46,6 @@ def read_scrobbles(
             )
             rows_before += height
             yield _scrobbles(con, raw, display_name)
-
-
-def _record_blocks(handle: BinaryIO, block_bytes: int) -> Iterator[bytes]:
-    """``handle``'s bytes in blocks of about ``block_bytes`` that end where a record ends:
-    at a line break outside quotes (an even number of ``"`` before it in the block, as
-    Polars' own reader counts them; ``""`` in a quoted field is two). The last block is the
-    rest of the file; an empty file is one empty block (read, and refused, as before)."""
-    carry = b""
-    data = handle.read(block_bytes)
-    while True:
-        ahead = handle.read(block_bytes) if data else b""
-        block = carry + data
-        if not ahead:
-            yield block
-            return
-        cut = _last_record_end(block)
-        carry = block[cut:]
-        if cut:
-            yield block[:cut]
-        data = ahead
-
-
-def _last_record_end(block: bytes) -> int:
-    """The index just past the last line break in ``block`` outside quotes, 0 if none is
-    (a record longer than the block, or one whose quote is still open: read on)."""
-    end = block.rfind(b"\n")
-    quotes = block.count(_QUOTE, 0, end) if end >= 0 else 0
-    while end >= 0:
-        if quotes % 2 == 0:
-            return end + 1
-        before = block.rfind(b"\n", 0, end)
-        quotes -= block.count(_QUOTE, before + 1, end)
-        end = before
-    return 0
 
 
 def _parse_block(block: bytes, display_name: str) -> pl.DataFrame:

@@ -14,6 +14,9 @@ tells listens apart, and for our own listens also the time heard and the end.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import duckdb
 import polars as pl
 
 from music_tracker import export
+from music_tracker.importers import blocks
 from music_tracker.importers.detect import Format
 from music_tracker.importers.errors import ImportInputError
 from music_tracker.importers.readers import (
@@ -49,13 +53,48 @@ _OTHER_CONTENT = ("podcast", "audiobook", "video")
 _FLAGS = ("shuffle", "skipped")
 
 
-def read_listens(con: duckdb.DuckDBPyConnection, path: Path, display_name: str) -> Parsed:
+def read_listens(
+    con: duckdb.DuckDBPyConnection, path: Path, display_name: str, block_bytes: int | None = None
+) -> Iterator[Parsed]:
     """Music listens in ``raw.listenbrainz_listens``' shape; podcasts, audiobooks and videos
     (listens our own export marked so) as other content; listens without an artist or
-    title set aside with the reason."""
+    title set aside with the reason.
+
+    A file larger than a block (``importers.blocks``; our own export of a whole history, or
+    ListenBrainz's older single array) is read a block of whole listens at a time, each
+    written beside ``path`` for DuckDB's reader and removed once read: one
+    :class:`Parsed` per block, numbered as in the file. A bad listen raises when its block
+    is read, after the blocks before it have been handed on.
+    """
+    limit = block_bytes or blocks.BLOCK_BYTES
+    if path.stat().st_size <= limit:
+        yield _listens(con, path, display_name)
+        return
+    with path.open("rb") as handle:
+        pieces = (
+            blocks.json_array_blocks(path, limit)
+            if blocks.is_json_array(path)
+            else blocks.json_line_blocks(handle, limit)
+        )
+        for block, rows_before in pieces:
+            written, name = tempfile.mkstemp(dir=path.parent, prefix=".block-", suffix=".json")
+            block_path = Path(name)
+            try:
+                with os.fdopen(written, "wb") as out:
+                    out.write(block)
+                parsed = _listens(con, block_path, display_name, rows_before)
+            finally:
+                block_path.unlink(missing_ok=True)
+            yield parsed
+
+
+def _listens(
+    con: duckdb.DuckDBPyConnection, path: Path, display_name: str, rows_before: int = 0
+) -> Parsed:
     raw = read_json_rows(
-        con, path, display_name, _COLUMNS, _KEY, "ListenBrainz listens", json_format="auto"
-    )
+        con, path, display_name, _COLUMNS, _KEY, "ListenBrainz listens", json_format="auto",
+        row_offset=rows_before,
+    )  # fmt: skip
     frame = raw.with_columns(
         artist_name=_meta("$.artist_name"),
         track_name=_meta("$.track_name"),

@@ -111,7 +111,12 @@ def read_json_rows(
     key: tuple[str, ...],
     what: str,
     json_format: str = "array",
+    row_offset: int = 0,
 ) -> pl.DataFrame:
+    """The records of ``path`` in ``columns``, with their natural key (md5 of ``key``,
+    ``source_key``) and ``file_row``: a record's number, or its line in JSON lines with
+    blank lines, after ``row_offset`` (when ``path`` is a block of a larger file,
+    importers/blocks.py)."""
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
     try:
         # materialized in a temporary table, then handed over as Arrow (NO_PYARROW): as fast
@@ -132,7 +137,7 @@ def read_json_rows(
             raise ImportInputError(
                 display_name,
                 f"cannot be read as {what}: that line is not JSON ({bad_line[1]})",
-                row=bad_line[0],
+                row=row_offset + bad_line[0],
                 hint="the file may be truncated or edited; fix or delete that line, or"
                 " download the export again",
             ) from exc
@@ -149,8 +154,9 @@ def read_json_rows(
     if lines is not None and len(lines) == frame.height:
         # JSON lines with blank lines: a record's row is its line in the file, as an editor
         # shows it (DuckDB skips blank lines when it counts)
-        return frame.with_columns(file_row=pl.Series("file_row", lines, dtype=pl.Int64))
-    return frame.with_row_index("file_row", offset=1).with_columns(
+        rows = pl.Series("file_row", lines, dtype=pl.Int64) + row_offset
+        return frame.with_columns(file_row=rows)
+    return frame.with_row_index("file_row", offset=row_offset + 1).with_columns(
         pl.col("file_row").cast(pl.Int64)
     )
 

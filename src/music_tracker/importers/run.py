@@ -27,8 +27,8 @@ import duckdb
 import polars as pl
 
 from music_tracker import dedupe, files, warehouse
+from music_tracker.importers import blocks, podcasts
 from music_tracker.importers import parts as parts_
-from music_tracker.importers import podcasts
 from music_tracker.importers.detect import (
     SNIFF_BYTES,
     EmptyHistory,
@@ -383,13 +383,15 @@ def _readers(memory_limit: str) -> int:
 
 def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> Iterable[Parsed]:
     """Parse one file on the reader thread, through a cursor of its own (a DuckDB
-    connection runs one query at a time). A Last.fm export, one file for a whole account,
-    is not read here but block by block as it is staged (``_scrobble_blocks``)."""
-    if item.format is Format.LASTFM:
-        return _scrobble_blocks(con, item)
+    connection runs one query at a time). A Last.fm export, or a ListenBrainz file larger
+    than a block, is not read here but block by block as it is staged (``_blocks``)."""
+    if item.format is Format.LASTFM or (
+        item.format is Format.LISTENBRAINZ and item.size > blocks.BLOCK_BYTES
+    ):
+        return _blocks(con, item)
     with con.cursor() as cursor:
         if item.format is Format.LISTENBRAINZ:
-            return [read_listens(cursor, item.staged, item.candidate.display_name)]
+            return list(read_listens(cursor, item.staged, item.candidate.display_name))
         return [
             read_file(
                 cursor, item.staged, item.format, item.candidate.display_name, is_video=is_video
@@ -397,10 +399,11 @@ def _parse(con: duckdb.DuckDBPyConnection, item: _ReadFile, is_video: bool) -> I
         ]
 
 
-def _scrobble_blocks(con: duckdb.DuckDBPyConnection, item: _ReadFile) -> Iterator[Parsed]:
-    """A Last.fm export's blocks, read when they are asked for (on the staging thread)."""
+def _blocks(con: duckdb.DuckDBPyConnection, item: _ReadFile) -> Iterator[Parsed]:
+    """A large file's blocks, read when they are asked for (on the staging thread)."""
+    read = read_scrobbles if item.format is Format.LASTFM else read_listens
     with con.cursor() as cursor:
-        yield from read_scrobbles(cursor, item.staged, item.candidate.display_name)
+        yield from read(cursor, item.staged, item.candidate.display_name)
 
 
 def _format_of(
