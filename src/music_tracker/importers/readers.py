@@ -92,7 +92,8 @@ def read_file(
         return _read_account_other(con, path, fmt, display_name)
     if fmt is Format.API:
         return _read_api_page(con, path, display_name)
-    # a Last.fm export is read block by block (``importers.lastfm.read_scrobbles``)
+    # Last.fm and ListenBrainz files, which can hold a whole account, have readers of their
+    # own that read them a block at a time (importers/lastfm.py, importers/listenbrainz.py)
     raise ValueError(f"read_file does not read {fmt.value}")
 
 
@@ -112,11 +113,12 @@ def read_json_rows(
     what: str,
     json_format: str = "array",
     row_offset: int = 0,
+    extra: str = "",
 ) -> pl.DataFrame:
     """The records of ``path`` in ``columns``, with their natural key (md5 of ``key``,
     ``source_key``) and ``file_row``: a record's number, or its line in JSON lines with
     blank lines, after ``row_offset`` (when ``path`` is a block of a larger file,
-    importers/blocks.py)."""
+    importers/blocks.py). ``extra``: more columns, SQL over ``columns``."""
     spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
     try:
         # materialized in a temporary table, then handed over as Arrow (NO_PYARROW): as fast
@@ -124,7 +126,7 @@ def read_json_rows(
         # Polars took 1.5-2x as long (10 history files)
         con.execute(
             f"create or replace temp table _read_json_rows as select *, {key_sql(key)}"
-            f" as source_key from read_json($path, format=$format, columns={spec})",
+            f" as source_key{extra} from read_json($path, format=$format, columns={spec})",
             {"path": str(path), "format": json_format},
         )
     except duckdb.OutOfMemoryException:
