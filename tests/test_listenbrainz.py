@@ -399,3 +399,21 @@ def test_a_bad_listen_in_a_late_block_is_named_by_its_line(
     result = cli("import", str(listens), expect=1)
     assert "listens.jsonl, row 351:" in result.output and "not JSON" in result.output
     assert not (data_dir / "warehouse.duckdb").exists()
+
+
+def test_a_broken_array_in_a_late_block_is_refused(
+    cli: Cli, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ListenBrainz's older single array, cut short or with something not a listen in it
+    far into the file: refused with DuckDB's message, nothing stored."""
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(400)]
+    array = "[\n" + ",\n".join(lines) + "\n]\n"
+    listens = tmp_path / "listens.json"
+    for broken in (array[: len(array) * 3 // 4], array.replace(lines[300], "12, " + lines[300])):
+        listens.write_text(broken)
+        result = cli("import", str(listens), expect=1)
+        assert "cannot be read as ListenBrainz listens" in result.output, result.output
+        assert not (data_dir / "warehouse.duckdb").exists()
+    listens.write_text(array)
+    assert cli_json(cli, "import", str(listens))["new_plays"] == 400

@@ -22,6 +22,9 @@ from typing import BinaryIO
 BLOCK_BYTES = 8 * 2**20
 _QUOTE = ord('"')
 _BETWEEN_RECORDS = re.compile(r"\s*,?\s*")
+# DuckDB's JSON reader refuses a record over 16 MiB (its maximum_object_size): past that,
+# what does not decode is not read on for, but handed on for DuckDB's message
+_LONGEST_RECORD = 16 * 2**20
 
 
 def csv_blocks(handle: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -110,7 +113,9 @@ def json_array_blocks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int
                         raise json.JSONDecodeError("not a record", text, at)
                     _, end = decoder.raw_decode(text, at)
                 except json.JSONDecodeError:
-                    if more := handle.read(block_bytes):  # a record cut by the read
+                    # a record cut by the read, unless it is longer than any record can be
+                    cut = text.startswith("{", at) and len(text) - at < _LONGEST_RECORD
+                    if cut and (more := handle.read(block_bytes)):
                         text, start = text[start:] + more, 0
                         continue
                     # not JSON: the rest, for the reader's own message
