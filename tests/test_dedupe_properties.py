@@ -189,7 +189,7 @@ def _write_and_read(source: str, plays: list[listener.TruePlay], folder: Path) -
     with duckdb.connect() as con:
         if FORMATS[source] is Format.LASTFM:
             # in blocks of a few lines: records numbered across blocks as in one
-            music = pl.concat(p.music for p in read_scrobbles(con, path, path.name, 300))
+            music = pl.concat(p.music for p in read_scrobbles(con, path, path.name, 2048))
         else:
             music = read_file(con, path, FORMATS[source], path.name).music
     return music.join(truth, on="file_row")
