@@ -5,9 +5,12 @@ the first one (nothing added); a ListenBrainz export as ListenBrainz ships it.""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -15,7 +18,7 @@ import polars.testing
 import pytest
 
 from conftest import EXTENDED_DIR, SPOTIFY_DATA, Cli, cli_json, query
-from music_tracker.importers import blocks
+from music_tracker.importers import blocks, listenbrainz, readers
 from music_tracker.importers.listenbrainz import read_listens
 from music_tracker.importers.readers import Parsed
 
@@ -417,3 +420,46 @@ def test_a_broken_array_in_a_late_block_is_refused(
         assert not (data_dir / "warehouse.duckdb").exists()
     listens.write_text(array)
     assert cli_json(cli, "import", str(listens))["new_plays"] == 400
+
+
+def test_a_file_read_in_blocks_is_read_alone(
+    cli: Cli, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ListenBrainz folder before the Spotify one (the natural order in a folder): its
+    blocks are read while no history file is parsed beside them (beside two, an 8 MiB
+    block ran out of the 128 MB cap about half the time)."""
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 2**16)
+    exports = tmp_path / "exports"
+    (exports / "listenbrainz").mkdir(parents=True)
+    (exports / "spotify").mkdir()
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(2000)]
+    (exports / "listenbrainz" / "listens.jsonl").write_text("\n".join(lines) + "\n")
+    for path in EXTENDED_DIR.glob("Streaming_History_*.json"):
+        (exports / "spotify" / path.name).write_bytes(path.read_bytes())
+    running: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    lock = threading.Lock()
+
+    def watched(module: Any, kind: str) -> None:
+        real = module.read_json_rows
+
+        def read_json_rows(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                running.append(kind)
+                overlaps.append(tuple(running))
+            time.sleep(0.05)  # long enough for the readers' files to start beside it
+            try:
+                return real(*args, **kwargs)
+            finally:
+                with lock:
+                    running.remove(kind)
+
+        monkeypatch.setattr(module, "read_json_rows", read_json_rows)
+
+    watched(listenbrainz, "block")
+    watched(readers, "history")
+    summary = cli_json(cli, "import", str(exports))
+    assert summary["new_plays_per_source"]["listenbrainz"] == 2000
+    assert overlaps.count(("block",)) > 3  # read in blocks
+    assert all(len(at_once) == 1 for at_once in overlaps if "block" in at_once), overlaps
+    assert any(len(at_once) == 2 for at_once in overlaps)  # the history files, two at once

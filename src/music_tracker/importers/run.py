@@ -280,8 +280,13 @@ def _read_all(
         waiting[0] = (item, future := outcome(item, future))
         future.exception()  # the parse ended, failed or not
         pieces = future.result()  # a file that failed stays first in ``waiting``
+        if isinstance(pieces, Iterator):
+            # a large file, read here a block at a time: alone, as the readers' files are
+            # (beside the next files' parses, an 8 MiB block of listens and two history
+            # files ran out of the 128 MB cap about half the time)
+            wait([other for _, other in waiting])
         try:
-            for parsed in pieces:  # a Last.fm export's blocks are read here
+            for parsed in pieces:  # a large file's blocks are read here
                 staging.add(_music_source(item.format), parsed, item.sha256)
                 for reason, count in parsed.set_aside.group_by("reason").len().iter_rows():
                     summary.set_aside[reason] += count
