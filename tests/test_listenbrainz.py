@@ -407,17 +407,35 @@ def test_a_bad_listen_in_a_late_block_is_named_by_its_line(
 def test_a_broken_array_in_a_late_block_is_refused(
     cli: Cli, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ListenBrainz's older single array, cut short or with something not a listen in it
-    far into the file: refused with DuckDB's message, nothing stored."""
+    """ListenBrainz's older single array, broken far into the file: refused naming the
+    record, nothing stored; nothing after a record the splitter cannot read is passed
+    over (two arrays in one file lost the second one's listens in review)."""
     monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(blocks, "_READ_CHARS", 1000)
     lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(400)]
     array = "[\n" + ",\n".join(lines) + "\n]\n"
+    later = lines[301]
+    broken = {
+        "truncated": (array[: array.index(later) + 50], "row 302", "not JSON"),
+        "ends early": (array[: array.index(later) - 2], "row 302", "does not end"),
+        "two arrays": (array + array, "row 400", "more after the array's end"),
+        "not a listen": (array.replace(later, "12, " + later), "row 302", "not a JSON object"),
+        "no comma": (array.replace(",\n" + later, "\n" + later), "row 302", "no comma"),
+        "a comma too many": (array.replace("\n]", ",\n]"), "row 401", "no record after"),
+        "not JSON": (array.replace(later, later[:-1] + ",}"), "row 302", "not JSON"),
+        "a wrong type": (
+            array.replace(later, later.replace('"listened_at": 17', '"listened_at": "x", "n": 17')),
+            "record/value 302",
+            "Failed to cast",
+        ),
+    }
     listens = tmp_path / "listens.json"
-    for broken in (array[: len(array) * 3 // 4], array.replace(lines[300], "12, " + lines[300])):
-        listens.write_text(broken)
+    for case, (text, where, why) in broken.items():
+        listens.write_text(text)
         result = cli("import", str(listens), expect=1)
-        assert "cannot be read as ListenBrainz listens" in result.output, result.output
-        assert not (data_dir / "warehouse.duckdb").exists()
+        output = " ".join(result.output.split())
+        assert where in output and why in output, (case, output)
+        assert not (data_dir / "warehouse.duckdb").exists(), case
     listens.write_text(array)
     assert cli_json(cli, "import", str(listens))["new_plays"] == 400
 
@@ -463,3 +481,16 @@ def test_a_file_read_in_blocks_is_read_alone(
     assert overlaps.count(("block",)) > 3  # read in blocks
     assert all(len(at_once) == 1 for at_once in overlaps if "block" in at_once), overlaps
     assert any(len(at_once) == 2 for at_once in overlaps)  # the history files, two at once
+
+
+def test_listens_over_several_lines_each_are_read_whole(
+    cli: Cli, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listens one after another, each over several lines (as ``jq`` prints them): not
+    JSON lines, so not cut at line breaks but read whole, as before."""
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(400)]
+    listens = tmp_path / "listens.json"
+    listens.write_text("\n".join(json.dumps(json.loads(x), indent=2) for x in lines) + "\n")
+    summary = cli_json(cli, "import", str(listens), "--source", "listenbrainz")
+    assert summary["new_plays"] == 400

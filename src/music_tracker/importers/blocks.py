@@ -16,12 +16,11 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 # about 80,000 scrobbles or 25,000 listens a block
 BLOCK_BYTES = 8 * 2**20
 _QUOTE = ord('"')
-_BETWEEN_RECORDS = re.compile(r"\s*,?\s*")
 # DuckDB's JSON reader refuses a record over 16 MiB (its maximum_object_size): past that,
 # what does not decode is not read on for, but handed on for DuckDB's message
 _LONGEST_RECORD = 16 * 2**20
@@ -67,6 +66,20 @@ def is_json_array(path: Path) -> bool:
         return handle.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"[")
 
 
+def is_json_lines(path: Path) -> bool:
+    """Whether the first record of ``path`` is a whole line of JSON (else its records
+    run over several lines, as ``jq`` writes them, and cannot be cut at line breaks)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip(b" \t\r\n\xef\xbb\xbf"):
+                try:
+                    json.loads(line.removeprefix(b"\xef\xbb\xbf"))
+                except ValueError:
+                    return False
+                return True
+    return False
+
+
 def json_line_blocks(handle: BinaryIO, block_bytes: int) -> Iterator[tuple[bytes, int]]:
     """JSON lines in blocks of about ``block_bytes`` that end with a line, each with the
     number of lines before it (a line break is never inside a JSON value)."""
@@ -87,56 +100,105 @@ def json_line_blocks(handle: BinaryIO, block_bytes: int) -> Iterator[tuple[bytes
         data = ahead
 
 
+class BrokenArray(ValueError):
+    """A JSON array that cannot be split into records: ``record`` is the number (from 1) of
+    the record where it breaks."""
+
+    def __init__(self, record: int, reason: str) -> None:
+        super().__init__(reason)
+        self.record = record
+        self.reason = reason
+
+
 def json_array_blocks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """A JSON array of records as arrays of about ``block_bytes`` of them, each with the
-    number of records before it. A record is copied as written (Python's decoder finds
-    where it ends). What cannot be decoded is handed on as the rest of the array, for the
-    reader to refuse with its own message."""
+    """A JSON array of records (objects) as arrays of about ``block_bytes`` of them, each
+    with the number of records before it. A record is copied as written; Python's decoder
+    finds where it ends. Anything else, between records or after the array's end, raises
+    :class:`BrokenArray`: nothing of the file is passed over."""
     decoder = json.JSONDecoder()
-    records_before = 0
     with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
-        text = handle.read(block_bytes)
-        start = text.find("[") + 1
+        text = _Text(handle)
+        if text.next_char() != "[":
+            raise BrokenArray(1, "the file does not start with a JSON array")
+        text.pos += 1
+        records: list[bytes] = []
+        size = records_before = number = 0
         while True:
-            records: list[str] = []
-            size = 0
-            while size < block_bytes:
-                at = _after_separator(text, start)
-                if at == len(text) and (more := handle.read(block_bytes)):
-                    text, start = text[start:] + more, 0
+            char = text.next_char()
+            if char == "]":
+                text.pos += 1
+                if text.next_char():
+                    raise BrokenArray(number, "there is more after the array's end")
+                yield _as_array(records), records_before
+                return
+            if number:
+                if char != ",":
+                    raise BrokenArray(number + 1, _MISSING.get(char, "no comma before it"))
+                text.pos += 1
+                char = text.next_char()
+            if char != "{":
+                raise BrokenArray(number + 1, _MISSING.get(char, "not a JSON object"))
+            record = text.record(decoder, number + 1)
+            number += 1
+            records.append(record)
+            size += len(record)
+            if size >= block_bytes:
+                yield _as_array(records), records_before
+                records_before, records, size = number, [], 0
+
+
+_MISSING = {
+    "": "the array does not end: the file may be truncated",
+    "]": "a comma with no record after it",
+}
+# a JSON array is decoded this many characters at a time
+_READ_CHARS = 2**20
+_BLANK = re.compile(r"\s*")
+
+
+class _Text:
+    """A text file read a part at a time, with a position in what is held."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self.handle = handle
+        self.text = ""
+        self.pos = 0
+
+    def _more(self) -> bool:
+        more = self.handle.read(_READ_CHARS)
+        if more:
+            self.text, self.pos = self.text[self.pos :] + more, 0
+        return bool(more)
+
+    def next_char(self) -> str:
+        """The next character that is not whitespace, "" at the end of the file."""
+        while True:
+            self.pos = _skip_blank(self.text, self.pos)
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self._more():
+                return ""
+
+    def record(self, decoder: json.JSONDecoder, number: int) -> bytes:
+        """The JSON value that starts here, as written, as UTF-8."""
+        while True:
+            try:
+                _, end = decoder.raw_decode(self.text, self.pos)
+            except json.JSONDecodeError as exc:
+                # cut by the read, unless it is longer than any record can be
+                if len(self.text) - self.pos < _LONGEST_RECORD and self._more():
                     continue
-                if text.startswith("]", at):
-                    yield _as_array(records), records_before
-                    return
-                try:
-                    if not text.startswith("{", at):
-                        raise json.JSONDecodeError("not a record", text, at)
-                    _, end = decoder.raw_decode(text, at)
-                except json.JSONDecodeError:
-                    # a record cut by the read, unless it is longer than any record can be
-                    cut = text.startswith("{", at) and len(text) - at < _LONGEST_RECORD
-                    if cut and (more := handle.read(block_bytes)):
-                        text, start = text[start:] + more, 0
-                        continue
-                    # not JSON: the rest, for the reader's own message
-                    yield (
-                        _as_array([*records, text[at:].rstrip().removesuffix("]")]),
-                        records_before,
-                    )
-                    return
-                records.append(text[at:end])
-                size += end - at
-                start = end
-            yield _as_array(records), records_before
-            records_before += len(records)
+                raise BrokenArray(number, f"not JSON ({exc.msg})") from exc
+            record = self.text[self.pos : end]
+            self.pos = end
+            return record.encode("utf-8", errors="surrogateescape")
 
 
-def _after_separator(text: str, start: int) -> int:
-    """Where the next record starts: past whitespace and one comma from ``start``."""
-    found = _BETWEEN_RECORDS.match(text, start)
+def _skip_blank(text: str, pos: int) -> int:
+    found = _BLANK.match(text, pos)
     assert found is not None  # the pattern matches the empty string
     return found.end()
 
 
-def _as_array(records: list[str]) -> bytes:
-    return ("[" + ",\n".join(records) + "]").encode("utf-8", errors="surrogateescape")
+def _as_array(records: list[bytes]) -> bytes:
+    return b"[" + b",\n".join(records) + b"]"

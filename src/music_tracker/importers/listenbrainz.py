@@ -84,13 +84,15 @@ def read_listens(
     is read, after the blocks before it have been handed on.
     """
     limit = block_bytes or blocks.BLOCK_BYTES
-    if path.stat().st_size <= limit:
+    is_array = blocks.is_json_array(path)
+    if path.stat().st_size <= limit or not (is_array or blocks.is_json_lines(path)):
+        # (objects over several lines each, one after another, are read whole as before)
         yield _listens(con, path, display_name)
         return
     with path.open("rb") as handle:
         pieces = (
-            blocks.json_array_blocks(path, limit)
-            if blocks.is_json_array(path)
+            _array_blocks(path, display_name, limit)
+            if is_array
             else blocks.json_line_blocks(handle, limit)
         )
         for block, rows_before in pieces:
@@ -106,6 +108,18 @@ def read_listens(
             finally:
                 block_path.unlink(missing_ok=True)
             yield parsed
+
+
+def _array_blocks(path: Path, display_name: str, limit: int) -> Iterator[tuple[bytes, int]]:
+    try:
+        yield from blocks.json_array_blocks(path, limit)
+    except blocks.BrokenArray as exc:
+        raise ImportInputError(
+            display_name,
+            f"cannot be read as ListenBrainz listens: {exc.reason}",
+            row=exc.record,
+            hint="the file may be truncated or edited; download the export again",
+        ) from exc
 
 
 def _listens(

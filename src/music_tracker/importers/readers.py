@@ -133,6 +133,12 @@ def read_json_rows(
         raise  # not the file's fault: the command names the memory setting
     except duckdb.Error as exc:
         detail = re.sub(r'in file "[^"]*", ', "", str(exc).splitlines()[0])
+        # a block's line or record, counted in the whole file
+        detail = re.sub(
+            r"in (line|record/value) (\d+)",
+            lambda at: f"in {at[1]} {int(at[2]) + row_offset}",
+            detail,
+        )
         bad_line = _first_bad_json_line(path)
         if bad_line is not None:
             # DuckDB's line number for malformed JSON lines is one past the line (1.5)
