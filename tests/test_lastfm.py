@@ -124,3 +124,28 @@ def test_a_whole_export_imports_in_blocks(
     assert in_blocks["new_plays"] == whole["new_plays"] > 1000
     assert in_blocks["rows_read"] == whole["rows_read"] == len(rows)
     assert query(data_dir, f"select {columns} from raw.lastfm_scrobbles order by all") == expected
+
+
+def test_a_short_last_block_and_an_open_quote_are_refused_within_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A last block of one line of three fields names its row; a quote never closed is
+    not read on for past the longest record (it held the whole file, quadratically)."""
+    rows = _scrobble_lines()[:300]
+    path = _write(tmp_path / "scrobbles.csv", rows, header=False)
+    good = path.read_bytes() + b"\n"
+    path.write_bytes(good + b"A,B,C\n")
+    with duckdb.connect() as con, pytest.raises(ImportInputError) as caught:
+        for _ in lastfm.read_scrobbles(con, path, path.name, block_bytes=len(good)):
+            pass
+    assert caught.value.row == 301
+    monkeypatch.setattr(blocks, "_LONGEST_RECORD", 4096)
+    open_quote = good.replace(b"\n", b'\n"', 1)
+    path.write_bytes(open_quote)
+    with path.open("rb") as handle:
+        pieces = list(blocks.csv_blocks(handle, 1024))
+    assert b"".join(pieces) == open_quote
+    assert max(len(piece) for piece in pieces) <= 4096 + 1024
+    with duckdb.connect() as con, pytest.raises(ImportInputError):
+        for _ in lastfm.read_scrobbles(con, path, path.name, block_bytes=1024):
+            pass

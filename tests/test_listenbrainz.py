@@ -494,3 +494,16 @@ def test_listens_over_several_lines_each_are_read_whole(
     listens.write_text("\n".join(json.dumps(json.loads(x), indent=2) for x in lines) + "\n")
     summary = cli_json(cli, "import", str(listens), "--source", "listenbrainz")
     assert summary["new_plays"] == 400
+
+
+def test_a_byte_order_mark_alone_on_the_first_line_is_a_blank_line(
+    cli: Cli, data_dir: Path, tmp_path: Path
+) -> None:
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(3)]
+    impossible = _listen(100, "Radiohead", "Before Spotify")
+    listens = tmp_path / "listens.jsonl"
+    listens.write_bytes(
+        b"\xef\xbb\xbf\r\n" + "\r\n".join([lines[0], "", lines[1], impossible]).encode() + b"\r\n"
+    )
+    result = cli("import", str(listens), expect=1)
+    assert "listens.jsonl, row 5:" in result.output, result.output

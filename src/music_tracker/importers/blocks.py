@@ -21,8 +21,8 @@ from typing import BinaryIO, TextIO
 # about 80,000 scrobbles or 25,000 listens a block
 BLOCK_BYTES = 8 * 2**20
 _QUOTE = ord('"')
-# DuckDB's JSON reader refuses a record over 16 MiB (its maximum_object_size): past that,
-# what does not decode is not read on for, but handed on for DuckDB's message
+# no record is longer (DuckDB's JSON reader refuses one over 16 MiB, its
+# maximum_object_size): past that, what does not end is not read on for
 _LONGEST_RECORD = 16 * 2**20
 
 
@@ -40,6 +40,10 @@ def csv_blocks(handle: BinaryIO, block_bytes: int) -> Iterator[bytes]:
             yield block
             return
         cut = _last_record_end(block)
+        if not cut and len(block) > _LONGEST_RECORD:
+            # no scrobble is this long (a quote left open): handed on for the reader's own
+            # message, where reading on would hold the whole file
+            cut = len(block)
         carry = block[cut:]
         if cut:
             yield block[:cut]

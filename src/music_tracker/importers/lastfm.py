@@ -39,7 +39,7 @@ def read_scrobbles(
     rows_before = 0
     with path.open("rb") as handle:
         for block in blocks.csv_blocks(handle, block_bytes or blocks.BLOCK_BYTES):
-            raw = _parse_block(block, display_name)
+            raw = _parse_block(block, display_name, rows_before)
             height = raw.height
             raw = raw.with_row_index("file_row", offset=rows_before + 1).with_columns(
                 pl.col("file_row").cast(pl.Int64)
@@ -48,7 +48,7 @@ def read_scrobbles(
             yield _scrobbles(con, raw, display_name)
 
 
-def _parse_block(block: bytes, display_name: str) -> pl.DataFrame:
+def _parse_block(block: bytes, display_name: str, rows_before: int) -> pl.DataFrame:
     try:
         return pl.read_csv(
             block,
@@ -61,6 +61,8 @@ def _parse_block(block: bytes, display_name: str) -> pl.DataFrame:
         raise ImportInputError(
             display_name,
             f"cannot be read as a Last.fm scrobble export: {str(exc).splitlines()[0]}",
+            # past the first block: where the block that cannot be read starts
+            row=rows_before + 1 if rows_before else None,
             hint="expected headerless CSV lines of four fields: artist,album,track,date",
         ) from exc
 

@@ -176,7 +176,12 @@ def _record_lines(path: Path) -> list[int] | None:
         if not handle.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
             return None
         handle.seek(0)
-        numbers = [number for number, line in enumerate(handle, start=1) if line.strip()]
+        # (a first line of only a byte-order mark is blank too)
+        numbers = [
+            number
+            for number, line in enumerate(handle, start=1)
+            if line.removeprefix(b"\xef\xbb\xbf").strip()
+        ]
     return numbers if numbers and numbers[-1] != len(numbers) else None
 
 
@@ -187,7 +192,7 @@ def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
             return None  # a JSON array: DuckDB's message stands
         handle.seek(0)
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
+            if not line.removeprefix(b"\xef\xbb\xbf").strip():
                 continue
             try:
                 json.loads(line.removeprefix(b"\xef\xbb\xbf"))
