@@ -103,7 +103,7 @@ def read_listens(
                     out.write(block)
                 parsed = _listens(con, block_path, display_name, rows_before)
                 # DuckDB's allocator keeps a block's freed pages: 1.28 million listens
-                # peaked at 412 MB without this purge after each block, 365 with it
+                # peaked at 402 MiB without this purge after each block, 356 with it
                 warehouse.release_freed_memory()
             finally:
                 block_path.unlink(missing_ok=True)
