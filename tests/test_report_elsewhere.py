@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -177,3 +179,41 @@ def test_two_reports_at_once_write_one_after_the_other(built_copy: Path, tmp_pat
     assert (built_copy / "report" / "index.html").is_file()
     assert not list(built_copy.glob(".report.partial"))
     assert not list((built_copy / ".report-cache").rglob("*.partial"))
+
+
+def test_report_serve_answers_compressed_and_stops_on_ctrl_c(
+    built_copy: Path, tmp_path: Path
+) -> None:
+    """`report --serve`: the report over HTTP on 127.0.0.1, text gzip-compressed for a
+    client that accepts it (as the deployed proxy serves it), the same bytes either way; a
+    port in use is told with what to do; Ctrl+C stops it, exit 0."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    command = [sys.executable, "-m", "music_tracker", "report", "--data-dir", str(built_copy)]
+    said = tmp_path / "serve.log"
+    with said.open("w") as log:
+        server = subprocess.Popen(
+            [*command, "--serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while f"http://127.0.0.1:{port}/index.html" not in said.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, said.read_text()
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/index.html"
+        plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and "content-encoding" not in plain.headers
+        assert plain.text.lstrip().lower().startswith("<!doctype html>")
+        packed = httpx.get(url, headers={"Accept-Encoding": "gzip"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert int(packed.headers["content-length"]) < len(plain.content) / 2
+        assert packed.content == plain.content  # httpx unpacks it
+        taken = subprocess.run(
+            [*command, "--serve", "--port", str(port)], capture_output=True, text=True, check=False
+        )
+        assert taken.returncode == 1 and "choose --port" in taken.stderr, taken.stderr
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0, said.read_text()
+    finally:
+        server.kill()
