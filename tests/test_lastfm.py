@@ -129,8 +129,9 @@ def test_a_whole_export_imports_in_blocks(
 def test_a_short_last_block_and_an_open_quote_are_refused_within_bounds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A last block of one line of three fields names its row; a quote never closed is
-    not read on for past the longest record (it held the whole file, quadratically)."""
+    """A last block of one line of three fields says where its block starts; a quote never
+    closed is not read on for past the longest record (it held the whole file,
+    quadratically)."""
     rows = _scrobble_lines()[:300]
     path = _write(tmp_path / "scrobbles.csv", rows, header=False)
     good = path.read_bytes() + b"\n"
@@ -138,7 +139,7 @@ def test_a_short_last_block_and_an_open_quote_are_refused_within_bounds(
     with duckdb.connect() as con, pytest.raises(ImportInputError) as caught:
         for _ in lastfm.read_scrobbles(con, path, path.name, block_bytes=len(good)):
             pass
-    assert caught.value.row == 301
+    assert "at row 301 or after it" in str(caught.value)  # the block's first row
     monkeypatch.setattr(blocks, "_LONGEST_RECORD", 4096)
     open_quote = good.replace(b"\n", b'\n"', 1)
     path.write_bytes(open_quote)
@@ -149,3 +150,20 @@ def test_a_short_last_block_and_an_open_quote_are_refused_within_bounds(
     with duckdb.connect() as con, pytest.raises(ImportInputError):
         for _ in lastfm.read_scrobbles(con, path, path.name, block_bytes=1024):
             pass
+
+
+def test_a_quote_left_open_is_refused_not_merged(tmp_path: Path) -> None:
+    """A stray quote made one album of the hundred scrobbles up to the next quote, and the
+    import went on (before blocks too): refused now, naming the row of the quote."""
+    lines = [
+        f"Artist {i},Album {i},Track {i},{10 + i % 18} Nov 2016 10:{i % 60:02}" for i in range(300)
+    ]
+    lines[99] = lines[99].replace(",", ',"', 1)  # Artist 99,"Album 99,...
+    lines[199] = lines[199].replace(",Track", '",Track', 1)  # ...Album 199",Track 199
+    path = tmp_path / "scrobbles.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with duckdb.connect() as con, pytest.raises(ImportInputError) as caught:
+        for _ in lastfm.read_scrobbles(con, path, path.name):
+            pass
+    assert caught.value.row == 100
+    assert "a quote opened in this row runs over the rows after it" in str(caught.value)

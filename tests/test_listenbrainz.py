@@ -436,7 +436,10 @@ def test_a_broken_array_in_a_late_block_is_refused(
         output = " ".join(result.output.split())
         assert where in output and why in output, (case, output)
         assert not (data_dir / "warehouse.duckdb").exists(), case
-    listens.write_text(array)
+    # valid, and beyond what Python's decoder reads by default: a 5,000-digit number
+    huge = array.replace(later, later.replace('"x"}', '"x", "n": ' + "9" * 5000 + "}"))
+    assert huge != array
+    listens.write_text(huge)
     assert cli_json(cli, "import", str(listens))["new_plays"] == 400
 
 
@@ -507,3 +510,18 @@ def test_a_byte_order_mark_alone_on_the_first_line_is_a_blank_line(
     )
     result = cli("import", str(listens), expect=1)
     assert "listens.jsonl, row 5:" in result.output, result.output
+
+
+def test_a_wrong_type_after_blank_lines_in_a_late_block_is_named_by_its_line(
+    cli: Cli, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's own message counts records, blank lines skipped, from the block's start:
+    told as the line in the file, whole or in blocks."""
+    lines = [_listen(1_700_000_000 + 300 * i, "Radiohead", f"Song {i}") for i in range(300)]
+    lines[250] = lines[250].replace('"listened_at": 17', '"listened_at": "x", "n": 17')
+    listens = tmp_path / "listens.jsonl"
+    listens.write_text("\n\n".join(lines) + "\n")  # a blank line after every listen
+    for block_bytes in (2**20, 4096):
+        monkeypatch.setattr(blocks, "BLOCK_BYTES", block_bytes)
+        result = cli("import", str(listens), expect=1)
+        assert "in line 501:" in " ".join(result.output.split()), result.output

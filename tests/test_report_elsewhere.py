@@ -202,10 +202,11 @@ def test_report_serve_answers_compressed_and_stops_on_ctrl_c(
             assert server.poll() is None and time.monotonic() < deadline, said.read_text()
             time.sleep(0.1)
         url = f"http://127.0.0.1:{port}/index.html"
-        plain = httpx.get(url, headers={"Accept-Encoding": "identity"})
+        # (trust_env=False: a proxy in the environment is not for 127.0.0.1)
+        plain = httpx.get(url, headers={"Accept-Encoding": "identity"}, trust_env=False)
         assert plain.status_code == 200 and "content-encoding" not in plain.headers
         assert plain.text.lstrip().lower().startswith("<!doctype html>")
-        packed = httpx.get(url, headers={"Accept-Encoding": "gzip"})
+        packed = httpx.get(url, headers={"Accept-Encoding": "gzip"}, trust_env=False)
         assert packed.headers["content-encoding"] == "gzip"
         assert int(packed.headers["content-length"]) < len(plain.content) / 2
         assert packed.content == plain.content  # httpx unpacks it

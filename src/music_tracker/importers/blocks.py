@@ -74,13 +74,11 @@ def is_json_lines(path: Path) -> bool:
     """Whether the first record of ``path`` is a whole line of JSON (else its records
     run over several lines, as ``jq`` writes them, and cannot be cut at line breaks)."""
     with path.open("rb") as handle:
-        for line in handle:
-            if line.strip(b" \t\r\n\xef\xbb\xbf"):
-                try:
-                    json.loads(line.removeprefix(b"\xef\xbb\xbf"))
-                except ValueError:
-                    return False
-                return True
+        while line := handle.readline(_LONGEST_RECORD):
+            # an object that opens and closes on its line (not decoded: a line can be long)
+            record = line.removeprefix(b"\xef\xbb\xbf").strip()
+            if record:
+                return record.startswith(b"{") and record.endswith(b"}")
     return False
 
 
@@ -119,7 +117,9 @@ def json_array_blocks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int
     with the number of records before it. A record is copied as written; Python's decoder
     finds where it ends. Anything else, between records or after the array's end, raises
     :class:`BrokenArray`: nothing of the file is passed over."""
-    decoder = json.JSONDecoder()
+    # numbers kept as text: only where a record ends is wanted (and Python refuses an
+    # integer of over 4,300 digits)
+    decoder = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
     with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
         text = _Text(handle)
         if text.next_char() != "[":
@@ -157,7 +157,7 @@ _MISSING = {
 }
 # a JSON array is decoded this many characters at a time
 _READ_CHARS = 2**20
-_BLANK = re.compile(r"\s*")
+_BLANK = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, not Unicode's
 
 
 class _Text:
@@ -193,6 +193,8 @@ class _Text:
                 if len(self.text) - self.pos < _LONGEST_RECORD and self._more():
                     continue
                 raise BrokenArray(number, f"not JSON ({exc.msg})") from exc
+            except RecursionError as exc:  # Python's decoder recurses: a thousand levels
+                raise BrokenArray(number, "nested too deeply to be read") from exc
             record = self.text[self.pos : end]
             self.pos = end
             return record.encode("utf-8", errors="surrogateescape")

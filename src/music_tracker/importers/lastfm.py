@@ -22,6 +22,9 @@ from music_tracker.importers.readers import Parsed, key_sql, parse_utc
 from music_tracker.names import name_key
 from music_tracker.warehouse import ArrowStream, frame_of
 
+# a record's end inside a field: a scrobble's date (LASTFM_DATE_FORMAT), then a line break
+_ANOTHER_SCROBBLE = r",\s*\d{1,2} [A-Za-z]{3} \d{4} \d{1,2}:\d{2}\s*\r?\n"
+
 
 def read_scrobbles(
     con: duckdb.DuckDBPyConnection,
@@ -60,17 +63,34 @@ def _parse_block(block: bytes, display_name: str, rows_before: int) -> pl.DataFr
     except pl.exceptions.PolarsError as exc:
         raise ImportInputError(
             display_name,
-            f"cannot be read as a Last.fm scrobble export: {str(exc).splitlines()[0]}",
-            # past the first block: where the block that cannot be read starts
-            row=rows_before + 1 if rows_before else None,
+            f"cannot be read as a Last.fm scrobble export{_from_row(rows_before)}:"
+            f" {str(exc).splitlines()[0]}",
             hint="expected headerless CSV lines of four fields: artist,album,track,date",
         ) from exc
+
+
+def _from_row(rows_before: int) -> str:
+    """Where a block that cannot be read starts (the first block: the file)."""
+    return f" (at row {rows_before + 1} or after it)" if rows_before else ""
 
 
 def _scrobbles(con: duckdb.DuckDBPyConnection, raw: pl.DataFrame, display_name: str) -> Parsed:
     """One block's records (``raw``, numbered) as rows of ``raw.lastfm_scrobbles``."""
     is_header = pl.concat_list([pl.col(c).str.to_lowercase() for c in HEADER]) == pl.lit(HEADER)
     raw = raw.filter(~is_header)
+    # a quote left open makes one field of the records after it, up to the next quote:
+    # a field holding a line break and then another scrobble's date (the file's own form)
+    swallowed = pl.any_horizontal(
+        pl.col(c).str.contains(_ANOTHER_SCROBBLE).fill_null(False) for c in HEADER[:3]
+    )
+    open_quote = raw.filter(swallowed).head(1)
+    if open_quote.height:
+        raise ImportInputError(
+            display_name,
+            "a quote opened in this row runs over the rows after it",
+            row=int(open_quote["file_row"][0]),
+            hint='fix the quote (a " inside a field is written "") and import again',
+        )
     missing = raw.filter(pl.col("track").is_null() | pl.col("artist").is_null()).head(1)
     if missing.height:
         raise ImportInputError(

@@ -133,12 +133,16 @@ def read_json_rows(
         raise  # not the file's fault: the command names the memory setting
     except duckdb.Error as exc:
         detail = re.sub(r'in file "[^"]*", ', "", str(exc).splitlines()[0])
-        # a block's line or record, counted in the whole file
-        detail = re.sub(
-            r"in (line|record/value) (\d+)",
-            lambda at: f"in {at[1]} {int(at[2]) + row_offset}",
-            detail,
-        )
+        # DuckDB counts records (blank lines skipped), in the block: the line in the file
+        lines = _record_lines(path)
+
+        def in_file(at: re.Match[str]) -> str:
+            number = int(at[2])
+            if at[1] == "line" and lines is not None and 0 < number <= len(lines):
+                number = lines[number - 1]
+            return f"in {at[1]} {number + row_offset}"
+
+        detail = re.sub(r"in (line|record/value) (\d+)", in_file, detail)
         bad_line = _first_bad_json_line(path)
         if bad_line is not None:
             # DuckDB's line number for malformed JSON lines is one past the line (1.5)
