@@ -82,24 +82,25 @@ def is_json_lines(path: Path) -> bool:
     return False
 
 
-def json_line_blocks(handle: BinaryIO, block_bytes: int) -> Iterator[tuple[bytes, int]]:
+def json_line_blocks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int]]:
     """JSON lines in blocks of about ``block_bytes`` that end with a line, each with the
     number of lines before it (a line break is never inside a JSON value)."""
     carry = b""
     lines_before = 0
-    data = handle.read(block_bytes)
-    while True:
-        ahead = handle.read(block_bytes) if data else b""
-        block = carry + data
-        if not ahead:
-            yield block, lines_before
-            return
-        cut = block.rfind(b"\n") + 1
-        carry = block[cut:]
-        if cut:
-            yield block[:cut], lines_before
-            lines_before += block.count(b"\n", 0, cut)
-        data = ahead
+    with path.open("rb") as handle:
+        data = handle.read(block_bytes)
+        while True:
+            ahead = handle.read(block_bytes) if data else b""
+            block = carry + data
+            if not ahead:
+                yield block, lines_before
+                return
+            cut = block.rfind(b"\n") + 1
+            carry = block[cut:]
+            if cut:
+                yield block[:cut], lines_before
+                lines_before += block.count(b"\n", 0, cut)
+            data = ahead
 
 
 class BrokenArray(ValueError):

@@ -84,30 +84,30 @@ def read_listens(
     is read, after the blocks before it have been handed on.
     """
     limit = block_bytes or blocks.BLOCK_BYTES
-    is_array = blocks.is_json_array(path)
-    if path.stat().st_size <= limit or not (is_array or blocks.is_json_lines(path)):
+    small = path.stat().st_size <= limit
+    is_array = not small and blocks.is_json_array(path)
+    if small or not (is_array or blocks.is_json_lines(path)):
         # (objects over several lines each, one after another, are read whole as before)
         yield _listens(con, path, display_name)
         return
-    with path.open("rb") as handle:
-        pieces = (
-            _array_blocks(path, display_name, limit)
-            if is_array
-            else blocks.json_line_blocks(handle, limit)
-        )
-        for block, rows_before in pieces:
-            written, name = tempfile.mkstemp(dir=path.parent, prefix=".block-", suffix=".json")
-            block_path = Path(name)
-            try:
-                with os.fdopen(written, "wb") as out:
-                    out.write(block)
-                parsed = _listens(con, block_path, display_name, rows_before)
-                # DuckDB's allocator keeps a block's freed pages: 1.28 million listens
-                # peaked at 402 MiB without this purge after each block, 356 with it
-                warehouse.release_freed_memory()
-            finally:
-                block_path.unlink(missing_ok=True)
-            yield parsed
+    pieces = (
+        _array_blocks(path, display_name, limit)
+        if is_array
+        else blocks.json_line_blocks(path, limit)
+    )
+    for block, rows_before in pieces:
+        written, name = tempfile.mkstemp(dir=path.parent, prefix=".block-", suffix=".json")
+        block_path = Path(name)
+        try:
+            with os.fdopen(written, "wb") as out:
+                out.write(block)
+            parsed = _listens(con, block_path, display_name, rows_before)
+            # DuckDB's allocator keeps a block's freed pages: 1.28 million listens
+            # peaked at 402 MiB without this purge after each block, 356 with it
+            warehouse.release_freed_memory()
+        finally:
+            block_path.unlink(missing_ok=True)
+        yield parsed
 
 
 def _array_blocks(path: Path, display_name: str, limit: int) -> Iterator[tuple[bytes, int]]:
