@@ -314,7 +314,7 @@ def _grouping(data_dir: Path) -> set[frozenset[tuple[str, str]]]:
 
 
 def test_a_large_import_in_parts_gives_the_plays_of_one_part(tmp_path: Path) -> None:
-    """`import` matches and stores a large history in parts by month (memory bounded at any
+    """`import` matches and stores a large history in parts by day (memory bounded at any
     size): every source of a history that runs across a month's end, in one import, gives
     the same plays in parts as at once, and the plays that happened."""
     rng = random.Random(7)
@@ -341,6 +341,48 @@ def test_a_large_import_in_parts_gives_the_plays_of_one_part(tmp_path: Path) -> 
         assert {s: n for s, n in by_source.items() if n} == _richest_sources(history)
 
 
+def test_parts_are_whole_days_weighed_by_the_sources_of_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Staging.plan_parts``: a part is whole UTC days, not whole months (three sources at
+    4,000 rows a day made every month one part of 124,000 rows whatever the setting, and
+    its matching peaked over 400 MiB), and a day's rows weigh (sources + 1) / 2 each,
+    since a row is matched against the other sources' rows of its day. Ten afternoons in
+    one month, in parts of 200: extended history alone, then with its scrobbles, each
+    giving the plays of an import in one part."""
+    from music_tracker.importers.staging import Staging
+
+    rng = random.Random(11)
+    catalogue = listener.short_catalogue(rng)
+    history = [
+        play
+        for day in range(10, 20)
+        for play in listener.listen_messily(
+            rng, catalogue, datetime(2021, 6, day, 12, 0, tzinfo=UTC), 30
+        )
+    ]
+    planned: list[int] = []
+    plan_parts = Staging.plan_parts
+
+    def noted(self: Staging, max_rows: int) -> int:
+        planned.append(plan_parts(self, max_rows))
+        return planned[-1]
+
+    monkeypatch.setattr(Staging, "plan_parts", noted)
+    for sources in ((dedupe.EXTENDED,), (dedupe.EXTENDED, dedupe.LASTFM)):
+        inputs = tmp_path / "-".join(sources)
+        rows = sum(len(listener.write_records(s, history, inputs / s)[1]) for s in sources)
+        groupings = []
+        for part_rows in (1_000_000, 200):
+            data_dir = inputs.with_name(f"{inputs.name}-parts-of-{part_rows}")
+            run_import(Settings(data_dir=data_dir), [inputs], ImportOptions(part_rows=part_rows))
+            groupings.append(_grouping(data_dir))
+        one, several = planned[-2:]
+        weight = rows * (len(sources) + 1) / 2
+        assert one == 1 and several >= -(-weight // 200) > 1, (sources, rows, planned)
+        assert groupings[0] == groupings[1]
+
+
 def _raw_music(data_dir: Path) -> dict[str, list[tuple[object, ...]]]:
     """The music tables and the moves, every row (but when it was imported), sorted."""
     tables = [*warehouse.MUSIC_TABLES.values(), "raw.play_id_overrides", "raw.play_id_moves"]
@@ -358,15 +400,15 @@ def _raw_music(data_dir: Path) -> dict[str, list[tuple[object, ...]]]:
 def test_a_part_stored_beside_the_next_ones_matching_stores_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """importers/parts.py: a part's rows from a day before the next part's first month are
+    """importers/parts.py: a part's rows from a day before the next part's first day are
     stored first, and its other rows on a thread of their own while the next part is
     matched. Five messy evenings across month ends: the first three evenings' scrobbles and
     account data stored first (the extended history then moves some of their rows to other
     plays), then every evening's extended history and scrobbles, and the API's first
-    evening, in parts of 50 rows, a month each (the parts the API reaches are stored whole
-    first). Stored as when every part is stored whole before the next is matched: the
+    evening, in parts of 50 rows, whole days each (the parts the API reaches are stored
+    whole first). Stored as when every part is stored whole before the next is matched: the
     same rows, plays and moves; had the parts' edges not been stored first, some plays
-    across a month's end would differ."""
+    across a part's first day would differ."""
     from music_tracker.importers import parts
 
     rng = random.Random(31)

@@ -6,7 +6,7 @@ imported first: the de-duplication rules give the same plays either way.
 
 A part is matched (Polars, ``dedupe.regroup``) and stored (DuckDB's insert, one thread)
 in about equal times. The two overlap: what part k+1's matching reads of the parts before
-it lies at most ``EDGE`` before its first month (the stored rows of its window, and the
+it lies at most ``EDGE`` before its first day (the stored rows of its window, and the
 natural keys within a day), so part k's rows from then on and its moves of stored rows
 are stored first, part k+1's stored rows are read, and the rest of part k is inserted on
 a thread of its own while part k+1 is matched. Track lengths come from API rows, and a
@@ -36,7 +36,7 @@ from music_tracker.importers.summary import NOT_A_PLAY, ImportSummary
 # every play a new row can touch lies well inside; three hours leave room for a one-hour
 # track, and keep a poll's window small.
 MATCH_WINDOW = timedelta(hours=3)
-# How far before a part's first month its matching reads stored rows: the match window
+# How far before a part's first day its matching reads stored rows: the match window
 # (``warehouse.linked_rows``) and a day (``warehouse.stored_keys``)
 EDGE = max(MATCH_WINDOW, timedelta(days=1))
 _TIME = "_time"  # an assigned row's time, which tells the part's edge from the rest
@@ -153,7 +153,9 @@ def _split(assigned: Assigned, cutoff: datetime) -> tuple[Assigned, dict[str, pl
     for source, rows in assigned.rows.items():
         late = pl.col(_TIME).is_null() | (pl.col(_TIME) >= cutoff)
         edge[source] = rows.filter(late)
-        rest[source] = rows.filter(~late)
+        earlier = rows.filter(~late)
+        if earlier.height:  # a part of a day or two can be all edge: nothing to insert beside
+            rest[source] = earlier
     return Assigned(edge, assigned.overrides), rest
 
 

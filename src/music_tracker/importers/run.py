@@ -54,12 +54,14 @@ _VIDEO_NAME = re.compile(r"streaming_history_video", re.IGNORECASE)
 # Account-data files before 2023 (StreamingHistory0.json) mix podcast episodes into music.
 # a browser names a second download "StreamingHistory0 (1).json"
 _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IGNORECASE)
-# Music rows matched and stored at a time (whole months). Matching a part holds about
-# 0.5 KB per row in Polars: parts of 400,000 rows peaked at 470-500 MB at 10 million plays,
-# parts of 150,000 at about 360 MB. A part's insert now runs beside the next part's
-# matching (importers/parts.py), which adds the insert's memory to the matching's: parts
-# of 150,000 peaked at 387-395 MB at 10 million plays, of 120,000 at 376 MB (2 s slower)
-DEFAULT_PART_ROWS = 120_000
+# Music rows matched and stored at a time (whole days, ``Staging.plan_parts``; a day several
+# sources tell weighs more a row). Matching a part holds about 0.5 KB per row in Polars:
+# parts of 400,000 rows peaked at 470-500 MB at 10 million plays, parts of 150,000 at about
+# 360 MB. A part's insert now runs beside the next part's matching (importers/parts.py),
+# which adds the insert's memory to the matching's. Parts of whole months were at most
+# this, parts of whole days are full: 120,000 peaked at 394 MiB at 10 million plays,
+# 100,000 at 364 MiB in the same time (docs/benchmarks.md, "Parts of whole days")
+DEFAULT_PART_ROWS = 100_000
 
 ProgressCallback = Callable[[str], None]
 
