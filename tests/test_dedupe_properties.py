@@ -31,7 +31,7 @@ import random
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -381,6 +381,42 @@ def test_parts_are_whole_days_weighed_by_the_sources_of_each(
         weight = rows * (len(sources) + 1) / 2
         assert one == 1 and several >= -(-weight // 200) > 1, (sources, rows, planned)
         assert groupings[0] == groupings[1]
+
+
+def test_a_play_longer_than_the_match_window_across_a_parts_first_day_is_one_play(
+    tmp_path: Path,
+) -> None:
+    """A play's rows lie within its length and the match window (three hours) of each
+    other; a part reads the stored rows of the parts before it within that window widened
+    by the longest play the import holds (``Staging.longest_ms``). A sleep-sounds track of
+    3.5 hours played from 22:15 to 01:45 UTC, told by the extended history (its end), the
+    account data (its end) and Last.fm (its start), among ordinary evenings: one play in
+    parts of 10 rows as in one part. Read within three hours only, the scrobble before
+    midnight and the rows after it were two plays (helper-55)."""
+    song = listener.Track("4uLU6hMCjMI75M1A2tKUQC", "Song", "Band", "Album", 200_000)
+    rain = listener.Track("1aaaaaaaaaaaaaaaaaaaaa", "Rain", "Nature", "Sleep", 12_600_000)
+    first = datetime(2021, 6, 10, tzinfo=UTC)
+    starts = [
+        (song, first + timedelta(days=day, hours=18, minutes=4 * i))
+        for day in range(3)
+        for i in range(6)
+    ] + [(rain, first + timedelta(days=1, hours=22, minutes=15))]
+    history = [
+        listener.TruePlay(index, track, start, track.duration_ms, 0, True, 0)
+        for index, (track, start) in enumerate(sorted(starts, key=lambda play: play[1]))
+    ]
+    inputs = tmp_path / "inputs"
+    for source in (dedupe.EXTENDED, dedupe.ACCOUNT, dedupe.LASTFM):
+        listener.write_records(source, history, inputs / source)
+    for part_rows in (1_000_000, 10):
+        data_dir = tmp_path / f"parts-of-{part_rows}"
+        summary = run_import(
+            Settings(data_dir=data_dir), [inputs], ImportOptions(part_rows=part_rows)
+        )
+        plays = _grouping(data_dir)
+        # every play told by the three sources, the long one too
+        assert summary.new_plays == len(plays) == len(history), part_rows
+        assert all(len({source for source, _ in play}) == 3 for play in plays), part_rows
 
 
 def _raw_music(data_dir: Path) -> dict[str, list[tuple[object, ...]]]:

@@ -37,7 +37,8 @@ from music_tracker.importers.summary import NOT_A_PLAY, ImportSummary
 # track, and keep a poll's window small.
 MATCH_WINDOW = timedelta(hours=3)
 # How far before a part's first day its matching reads stored rows: the match window
-# (``warehouse.linked_rows``) and a day (``warehouse.stored_keys``)
+# (``warehouse.linked_rows``, widened by the longest play, at most to here) and a day
+# (``warehouse.stored_keys``)
 EDGE = max(MATCH_WINDOW, timedelta(days=1))
 _TIME = "_time"  # an assigned row's time, which tells the part's edge from the rest
 
@@ -200,8 +201,12 @@ def _gather(
     times = [b[warehouse.TIME_COLUMN[s]] for s, b in fresh.items() if b.height]
     if times:
         all_times = pl.concat(times)
-        start = cast(datetime, all_times.min()) - MATCH_WINDOW
-        end = cast(datetime, all_times.max()) + MATCH_WINDOW
+        # a play's rows lie within its length and the match window of each other: a
+        # play longer than three hours (sleep sounds, an audiobook-length mix) would have
+        # its rows before the window matched as another play (helper-55)
+        window = min(MATCH_WINDOW + timedelta(milliseconds=staging.longest_ms), EDGE)
+        start = cast(datetime, all_times.min()) - window
+        end = cast(datetime, all_times.max()) + window
         windows.append((start, end))
     durations = warehouse.track_durations(con)
     if dedupe.API in fresh:  # this batch's API rows say their tracks' lengths too

@@ -24,6 +24,17 @@ _OTHER_KEY = ["source", "content_type", "source_key"]
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _longest_ms(frame: pl.DataFrame) -> int:
+    """The longest play ``frame``'s music rows tell, in milliseconds (0: none)."""
+    lengths = [pl.col(c).cast(pl.Int64) for c in ("ms_played", "duration_ms") if c in frame]
+    if "started_at" in frame and "played_at" in frame:  # a listen: its start and its end
+        lengths.append((pl.col("played_at") - pl.col("started_at")).dt.total_milliseconds())
+    if not lengths or frame.is_empty():
+        return 0
+    longest = frame.select(pl.max_horizontal(lengths).max()).item()
+    return max(int(longest or 0), 0)
+
+
 @dataclass
 class OtherStored:
     """Counts from storing non-music rows: the plays they add as the star schema counts
@@ -58,6 +69,10 @@ class Staging:
         self._schemas: dict[str, dict[str, pl.DataType]] = {}
         self._rows = 0
         self._parts = 0
+        # the longest play any staged music row tells (ms played, the track's length, or
+        # the span from its start to its end), in milliseconds: ``parts`` widens the stored
+        # rows it reads by it
+        self.longest_ms = 0
         self._moved_podcasts: pl.DataFrame | None = None
         self.podcast_decisions: pl.DataFrame | None = None
 
@@ -79,6 +94,7 @@ class Staging:
         # pass over the rows (one file per month was 285 files at 350,000 plays and made
         # the import 0.5-0.7 s slower)
         self._schemas.setdefault(kind, dict(frame.schema))
+        self.longest_ms = max(self.longest_ms, _longest_ms(frame))
         day = pl.col(warehouse.TIME_COLUMN[kind]).dt.truncate("1d").fill_null(_NO_TIME)
         for start, rows in frame.group_by(day.alias("_day")).len().sort("_day").iter_rows():
             self._by_day.setdefault(kind, []).append((start, str(path), rows))
