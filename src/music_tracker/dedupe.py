@@ -31,7 +31,7 @@ ListenBrainz > Last.fm.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, cast
 
@@ -60,7 +60,6 @@ LINKED_SCHEMA = pl.Schema(
         "name_key": pl.String(),
     }
 )
-_MAX_ROUNDS = 20
 _HALF_MINUTE = timedelta(seconds=30)
 # Last.fm scrobbles a track longer than 30 s once half of it (or 4 minutes) was heard, so
 # no scrobbled play was heard for less than 15 s
@@ -433,6 +432,11 @@ class Regrouped:
     new_plays: dict[str, int]
     merged: int
     not_plays: dict[str, int]
+    # the plays counted in ``new_plays`` (``play_id``, ``source``, ``_stage_row`` of the
+    # row that counted them), and the stored plays counted in ``merged``: a large import's
+    # later part can absorb a play an earlier part made (``importers/parts.py``)
+    new_ids: pl.DataFrame = field(default_factory=pl.DataFrame)
+    merged_ids: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.String))
 
 
 _OVERRIDE_SCHEMA = pl.Schema(
@@ -548,7 +552,7 @@ def regroup(
     )
     in_adopted = every.filter(pl.col("_final").is_not_null())
     stored_ids = in_adopted["_stored_id"].drop_nulls().unique()
-    merged = stored_ids.is_in(in_adopted["_final"].implode()).not_().sum()
+    merged_ids = stored_ids.filter(~stored_ids.is_in(in_adopted["_final"].implode()))
     new_groups = (
         in_adopted.filter(
             ~pl.col("_final").is_in(stored_ids.implode()) & pl.col("_stage_row").is_not_null()
@@ -563,10 +567,12 @@ def regroup(
         linked=fresh_plays.height - new_groups.height - fresh_twins,
         written_twice=fresh_twins,
         new_plays=dict(new_groups.group_by("source").len().iter_rows()),
-        merged=int(merged),
+        merged=merged_ids.len(),
         not_plays=dict(
             fresh_rows.filter(pl.col("_final").is_null()).group_by("source").len().iter_rows()
         ),
+        new_ids=new_groups.select(pl.col("_final").alias("play_id"), "source", "_stage_row"),
+        merged_ids=merged_ids,
     )
 
 
@@ -703,14 +709,17 @@ def _adopted_groups(every: pl.DataFrame, revisit: pl.Series) -> pl.Series:
     adopted = plays.filter(
         pl.col("_stage_row").is_not_null() | pl.col("_stored_id").is_in(revisit.implode())
     )["_group"].unique()
-    for _ in range(_MAX_ROUNDS):
+    # to the end of the chain, however long: a track on repeat with a scrobbling clock a
+    # minute slow chains every play to the next, and a closure stopped after 20 rounds
+    # left a scrobble of the chain as a play of its own (helper-55). Each round adds a
+    # group or ends, so it ends.
+    while True:
         touched = plays.filter(pl.col("_group").is_in(adopted.implode()))["_stored_id"]
         reached = plays.filter(pl.col("_stored_id").is_in(touched.drop_nulls().implode()))
         grown = pl.concat([adopted, reached["_group"]]).unique()
         if grown.len() == adopted.len():
-            break
+            return adopted
         adopted = grown
-    return adopted
 
 
 def _final_ids(rows: pl.DataFrame) -> pl.DataFrame:

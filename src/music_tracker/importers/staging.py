@@ -248,6 +248,11 @@ class Staging:
             .sort("day")
         )
 
+    @property
+    def parts(self) -> int:
+        """How many parts ``plan_parts`` made (1 before it runs)."""
+        return len(self._part_bounds)
+
     def part_start(self, part: int) -> datetime | None:
         """The first instant of ``part`` (None: the first part, which has no lower bound)."""
         return self._part_bounds[part][0]
