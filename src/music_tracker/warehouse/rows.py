@@ -40,7 +40,7 @@ def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame
 
     A natural key includes the time it was read from, so only stored rows within a day of
     the batch's times are compared: a part of a large import is checked against its own
-    months, not against every row the parts before it stored.
+    days, not against every row the parts before it stored.
     """
     import_probe_keys = ArrowStream(batch.select("source_key"))  # noqa: F841 (FRAMES_BY_NAME)
     times = batch[TIME_COLUMN[source]]
