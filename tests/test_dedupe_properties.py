@@ -419,6 +419,55 @@ def test_a_play_longer_than_the_match_window_across_a_parts_first_day_is_one_pla
         assert all(len({source for source, _ in play}) == 3 for play in plays), part_rows
 
 
+def test_a_long_listen_stored_before_is_found_by_a_later_import_of_short_rows(
+    tmp_path: Path,
+) -> None:
+    """ListenBrainz's own Spotify importer gives a listen its end and the track's length,
+    so a 40-minute play of a 4-hour track starts, as stored, four hours before its end. An
+    extended history imported later tells the play by its end and 40 minutes: its batch
+    reads stored rows within three hours and its own longest play, and found nothing but
+    the window reaches the longest play stored as well (``warehouse.longest_stored_ms``):
+    one play, not two (helper-55)."""
+    import json
+
+    rain = listener.Track("1aaaaaaaaaaaaaaaaaaaaa", "Rain", "Nature", "Sleep", 4 * 3_600_000)
+    song = listener.Track("4uLU6hMCjMI75M1A2tKUQC", "Song", "Band", "Album", 200_000)
+    first = datetime(2021, 6, 12, tzinfo=UTC)
+    history = [
+        listener.TruePlay(0, rain, first + timedelta(minutes=10), 40 * 60_000, 0, True, 0),
+        listener.TruePlay(1, song, first + timedelta(hours=1), song.duration_ms, 0, True, 0),
+    ]  # the batch's first row is the long play's end
+    listens = tmp_path / "listenbrainz"
+    listens.mkdir()
+    lines = []
+    for play in history:
+        url = f"https://open.spotify.com/track/{play.track.track_id}"
+        info = {
+            "submission_client": "listenbrainz",
+            "music_service": "spotify.com",
+            "spotify_id": url,
+            "origin_url": url,
+            "duration_ms": play.track.duration_ms,
+        }
+        metadata = {"artist_name": play.track.artist, "track_name": play.track.name,
+                    "additional_info": info}  # fmt: skip
+        lines.append(
+            json.dumps({"listened_at": int(play.ended_at.timestamp()), "track_metadata": metadata})
+        )
+    (listens / "listens.jsonl").write_text("\n".join(lines) + "\n")
+    extended = tmp_path / "extended"
+    listener.write_records(dedupe.EXTENDED, history, extended)
+    settings = Settings(data_dir=tmp_path / "data")
+    assert run_import(settings, [listens]).new_plays == 2
+    later = run_import(settings, [extended])
+    assert later.new_plays == 0
+    plays = _grouping(settings.data_dir)
+    assert len(plays) == 2
+    assert all(
+        {source for source, _ in play} == {dedupe.EXTENDED, "listenbrainz"} for play in plays
+    )
+
+
 def test_a_track_on_repeat_across_a_parts_first_day_with_a_slow_scrobbler(
     tmp_path: Path,
 ) -> None:

@@ -69,10 +69,10 @@ class Staging:
         self._schemas: dict[str, dict[str, pl.DataType]] = {}
         self._rows = 0
         self._parts = 0
-        # the longest play any staged music row tells (ms played, the track's length, or
-        # the span from its start to its end), in milliseconds: ``parts`` widens the stored
-        # rows it reads by it
-        self.longest_ms = 0
+        # the longest play any stored or staged music row tells (ms played, the track's
+        # length, or the span from its start to its end), in milliseconds: ``parts``
+        # widens the stored rows it reads by it
+        self.longest_ms = warehouse.longest_stored_ms(con)
         self._moved_podcasts: pl.DataFrame | None = None
         self.podcast_decisions: pl.DataFrame | None = None
 

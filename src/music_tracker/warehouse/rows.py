@@ -58,6 +58,20 @@ def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame
     return frame_of(found)["source_key"]
 
 
+def longest_stored_ms(con: duckdb.DuckDBPyConnection) -> int:
+    """The longest play a stored music row tells (ms played, the track's length, or a
+    listen's span from its start to its end), in milliseconds (0: none)."""
+    lengths = []
+    for source, table in MUSIC_TABLES.items():
+        columns = MATCH_COLUMNS[source]
+        spans = [f"max({c})" for c in ("ms_played", "duration_ms") if c in columns]
+        if "started_at" in columns and "played_at" in columns:
+            spans.append("max(epoch_ms(played_at) - epoch_ms(started_at))")
+        lengths += [f"(select {span} from {table})" for span in spans]
+    (longest,) = cast(tuple[Any], con.execute(f"select greatest({', '.join(lengths)})").fetchone())
+    return max(int(longest or 0), 0)
+
+
 def linked_rows(
     con: duckdb.DuckDBPyConnection, source: str, start: datetime, end: datetime
 ) -> pl.DataFrame:
