@@ -83,22 +83,22 @@ def _scrobbles(con: duckdb.DuckDBPyConnection, raw: pl.DataFrame, display_name: 
     swallowed = pl.any_horizontal(
         pl.col(c).str.contains(_ANOTHER_SCROBBLE).fill_null(False) for c in HEADER[:3]
     )
-    open_quote = raw.filter(swallowed).head(1)
-    if open_quote.height:
-        raise ImportInputError(
-            display_name,
+    refusals = (
+        (
+            swallowed,
             "a quote opened in this row runs over the rows after it",
-            row=int(open_quote["file_row"][0]),
-            hint='fix the quote (a " inside a field is written "") and import again',
-        )
-    missing = raw.filter(pl.col("track").is_null() | pl.col("artist").is_null()).head(1)
-    if missing.height:
-        raise ImportInputError(
-            display_name,
+            'fix the quote (a " inside a field is written "") and import again',
+        ),
+        (
+            pl.col("track").is_null() | pl.col("artist").is_null(),
             "a scrobble without artist or track",
-            row=int(missing["file_row"][0]),
-            hint="fix or delete that row and import again",
-        )
+            "fix or delete that row and import again",
+        ),
+    )
+    for bad, reason, hint in refusals:  # the first row of the first kind found is named
+        first = raw.filter(bad).head(1)
+        if first.height:
+            raise ImportInputError(display_name, reason, row=int(first["file_row"][0]), hint=hint)
     started_at = parse_utc(
         raw.with_columns(pl.col("date").str.strip_chars()), "date", LASTFM_DATE_FORMAT, display_name
     )

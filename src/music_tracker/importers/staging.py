@@ -26,7 +26,7 @@ _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _longest_ms(frame: pl.DataFrame) -> int:
     """The longest play ``frame``'s music rows tell, in milliseconds (0: none)."""
-    lengths = [pl.col(c).cast(pl.Int64) for c in ("ms_played", "duration_ms") if c in frame]
+    lengths = [pl.col(c).cast(pl.Int64) for c in warehouse.LENGTH_COLUMNS if c in frame]
     if "started_at" in frame and "played_at" in frame:  # a listen: its start and its end
         lengths.append((pl.col("played_at") - pl.col("started_at")).dt.total_milliseconds())
     if not lengths or frame.is_empty():
@@ -68,7 +68,7 @@ class Staging:
         self._part_bounds: list[tuple[datetime | None, datetime | None]] = [(None, None)]
         self._schemas: dict[str, dict[str, pl.DataType]] = {}
         self._rows = 0
-        self._parts = 0
+        self._files_written = 0
         # the longest play any stored or staged music row tells (ms played, the track's
         # length, or the span from its start to its end), in milliseconds: ``parts``
         # widens the stored rows it reads by it
@@ -82,10 +82,10 @@ class Staging:
             **{k: pl.lit(v) for k, v in constants.items()},
         )
         self._rows += frame.height
-        self._parts += 1
+        self._files_written += 1
         target = self.folder / kind
         target.mkdir(exist_ok=True)
-        path = target / f"{self._parts:06d}.parquet"
+        path = target / f"{self._files_written:06d}.parquet"
         self._write_file(frame, path)
         if kind not in warehouse.TIME_COLUMN:
             return

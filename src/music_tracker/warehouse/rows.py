@@ -12,6 +12,7 @@ import duckdb
 from music_tracker.warehouse.arrow import ArrowStream, frame_of
 from music_tracker.warehouse.schema import (
     EFFECTIVE_PLAY_ID,
+    LENGTH_COLUMNS,
     MATCH_COLUMNS,
     MUSIC_TABLES,
     OVERRIDES_JOIN,
@@ -64,7 +65,7 @@ def longest_stored_ms(con: duckdb.DuckDBPyConnection) -> int:
     lengths = []
     for source, table in MUSIC_TABLES.items():
         columns = MATCH_COLUMNS[source]
-        spans = [f"max({c})" for c in ("ms_played", "duration_ms") if c in columns]
+        spans = [f"max({c})" for c in LENGTH_COLUMNS if c in columns]
         if "started_at" in columns and "played_at" in columns:
             spans.append("max(epoch_ms(played_at) - epoch_ms(started_at))")
         lengths += [f"(select {span} from {table})" for span in spans]

@@ -33,6 +33,10 @@ TIME_COLUMN = {
     "listenbrainz": "started_at",
 }
 
+# The music rows' columns that tell how long a play was (with a listen's start and end):
+# the match window reaches as far back as the longest (importers/parts.py)
+LENGTH_COLUMNS = ("ms_played", "duration_ms")
+
 # What the matching step reads of each staged music table (dedupe.linked_view's inputs).
 MATCH_COLUMNS = {
     "spotify_extended_history": ["played_at", "ms_played", "track_id", "name_key"],
