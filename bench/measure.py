@@ -37,6 +37,6 @@ def measure(label: str, command: list[str]) -> Measurement:
 
 
 def report(rows: list[Measurement]) -> None:
-    print(f"{'step':<44} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}")
+    print(f"{'step':<44} {'wall s':>8} {'cpu s':>8} {'peak MiB':>8}")
     for row in rows:
         print(f"{row.label:<44} {row.seconds:>8.2f} {row.cpu_seconds:>8.2f} {row.peak_mb:>8.0f}")

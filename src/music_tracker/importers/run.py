@@ -60,8 +60,10 @@ _OLD_ACCOUNT_NAME = re.compile(r"^StreamingHistory\d+( ?\(\d+\))?\.json$", re.IG
 # 360 MB. A part's insert now runs beside the next part's matching (importers/parts.py),
 # which adds the insert's memory to the matching's. Parts of whole months were at most
 # this, parts of whole days are full: 120,000 peaked at 394 MiB at 10 million plays,
-# 100,000 at 364 MiB in the same time (docs/benchmarks.md, "Parts of whole days")
-DEFAULT_PART_ROWS = 100_000
+# 100,000 at 364 MiB in the same time (docs/benchmarks.md, "Parts of whole days"); on
+# another machine 100,000 peaked at 382-401 MiB and 80,000 at 16 MiB less, in the same
+# time ("The import at 10M on a machine booted new")
+DEFAULT_PART_ROWS = 80_000
 
 ProgressCallback = Callable[[str], None]
 
