@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -169,18 +171,24 @@ def test_a_killed_transform_is_rebuilt_by_the_next(cli: Cli, built_copy: Path) -
     assert not any("did not finish" in warning for warning in status["warnings"])
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 96 MB tmpfs: a disk that can really fill up."""
+@contextmanager
+def _tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A size-limited tmpfs at ``mount``: a disk that can really fill up."""
     if os.geteuid() != 0:
         pytest.skip("mounting a size-limited tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)], check=True)
+    mount.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 96 MB disk of its own."""
+    with _tmpfs(tmp_path / "disk", "96m") as mount:
+        yield mount
 
 
 def _fill(disk: Path, leave_bytes: int) -> Path:
@@ -189,6 +197,32 @@ def _fill(disk: Path, leave_bytes: int) -> Path:
     with filler.open("wb") as out:
         os.posix_fallocate(out.fileno(), 0, shutil.disk_usage(disk).free - leave_bytes)
     return filler
+
+
+def test_a_full_landing_disk_of_its_own_is_the_disk_named(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """landing/ on a disk of its own (a larger volume for the exports): when the import's
+    staged rows fill it, the message names that disk and its free space, not the data
+    folder's, which has room."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("MUSIC_TRACKER_MIN_FREE_MB", "0")  # past the import's own margin
+    with _tmpfs(data / "landing", "8m") as landing:
+        # room for the file's copy and 16 KiB: its staged rows (Parquet) do not fit
+        filler = _fill(landing, FIRST.stat().st_size + 16 * 2**10)
+        failed = cli("import", str(FIRST), "--data-dir", str(data), expect=74)
+        output = " ".join(failed.output.split())
+        assert "No space left on device" in output and "Traceback" not in output
+        # its free space once the run's copies are gone: the 8 MB disk's, not the data's
+        shown = re.search(
+            rf"the disk holding {re.escape(str(landing))} is full \((\d+) MB free", output
+        )
+        assert shown is not None and int(shown[1]) < 8, output
+        assert f"the disk holding {data} is" not in output
+        assert not any(landing.glob(".staging-*"))  # the run's copies went with it
+        filler.unlink()
+        imported = cli_json(cli, "import", str(FIRST), "--data-dir", str(data))
+        assert imported["new_plays"] > 0
 
 
 def test_a_full_disk_fails_cleanly_and_loses_nothing(

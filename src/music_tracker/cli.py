@@ -21,7 +21,7 @@ from rich.text import Text
 
 from music_tracker import __version__, console, interrupts
 from music_tracker.console import err, out
-from music_tracker.files import disk_full, disk_full_hint
+from music_tracker.files import disk_full, disk_full_hint, full_folder
 from music_tracker.settings import Settings, get_settings, problems, unknown_settings
 
 app = typer.Typer(
@@ -119,7 +119,8 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
     except (OSError, duckdb.Error) as exc:
         if not disk_full(exc):
             raise
-        raise _fail(f"{exc}{disk_full_hint(settings.data_dir, what)}", EXIT_DISK_FULL) from None
+        hint = disk_full_hint(full_folder(exc, settings.data_dir), what)
+        raise _fail(f"{exc}{hint}", EXIT_DISK_FULL) from None
     finally:
         lock.__exit__(None, None, None)
 

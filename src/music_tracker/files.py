@@ -179,6 +179,23 @@ def disk_full(error: BaseException | str) -> bool:
     return any(text in str(error) for text in _DISK_FULL_TEXTS)
 
 
+def full_folder(error: BaseException, data_dir: Path) -> Path:
+    """The folder to name when ``error`` says a disk is full: ``data_dir``, unless the file
+    the write failed on (an OSError names it) is on another disk (``landing/`` mounted
+    from a larger volume, say): then its nearest folder still there."""
+    name = error.filename if isinstance(error, OSError) else None
+    if not name:
+        return data_dir
+    path = Path(os.fsdecode(name))
+    for folder in path.parents:
+        try:
+            if folder.is_dir():
+                return folder if folder.stat().st_dev != data_dir.stat().st_dev else data_dir
+        except OSError:
+            return data_dir
+    return data_dir
+
+
 def disk_full_hint(folder: Path, what: str) -> str:
     """What to do when a write failed for want of disk space (DuckDB rolls the failed
     transaction back: what was stored before stays)."""
