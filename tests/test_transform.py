@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
+from music_tracker import replay, transform
 from music_tracker.settings import Settings
 from music_tracker.transform import (
     BYTES_OF_CAP_PER_PLAY,
@@ -278,6 +279,48 @@ def test_a_new_row_repeating_an_old_key_fails_the_next_build(
         )
     output = " ".join(cli("transform", expect=1).output.split())
     assert "source_unique_raw_spotify_extended_history_source_key" in output
+
+
+def test_a_large_import_tests_every_key_and_is_neither_replayed_nor_recorded(
+    cli: Cli, built_2018_copy: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More rows imported since the last build than ``most_new_keys`` (a first build, a
+    large export): a raw key's uniqueness test groups every key (looking 8 million new keys
+    up ran out of the 256 MB cap at 10 million plays), and the build goes to dbt without
+    recording its plan, whose tests would group every key on every later day."""
+    settings = Settings(data_dir=data_dir)
+    compiled = (
+        transform.target_dir(settings)
+        / "compiled/music_tracker/models/staging/_sources.yml"
+        / "source_unique_raw_spotify_extended_history_source_key.sql"
+    )
+    plans = replay.plans_dir(transform.target_dir(settings))
+
+    def import_a_row(key: str) -> None:  # a new row, imported now, with the key given
+        with duckdb.connect(str(data_dir / "warehouse.duckdb")) as con:
+            con.execute(
+                "insert into raw.spotify_extended_history select * replace"
+                f" ({key} as source_key, now() as imported_at)"
+                " from raw.spotify_extended_history order by imported_at limit 1"
+            )
+
+    # one new row, and a day's build as usual: the new keys looked up, the plan recorded
+    import_a_row("md5('a day')")
+    cli("transform")  # replayed, if a plan for it was recorded before
+    assert "transform_runs" in compiled.read_text()
+    recorded = {path: path.stat().st_mtime_ns for path in plans.iterdir()}
+    assert recorded
+    monkeypatch.setattr(transform, "most_new_keys", lambda settings: 0)
+    import_a_row("md5('a large export')")
+    result = cli_json(cli, "transform")
+    assert result["scope"] == "changed data" and not result["replayed"]
+    assert "transform_runs" not in compiled.read_text()  # every key grouped
+    assert {path: path.stat().st_mtime_ns for path in plans.iterdir()} == recorded
+    # and a new row that repeats an old key is still found that way
+    import_a_row("source_key")
+    output = " ".join(cli("transform", expect=1).output.split())
+    assert "source_unique_raw_spotify_extended_history_source_key" in output
+    assert "transform_runs" not in compiled.read_text()
 
 
 def test_two_equal_rows_in_a_table_written_as_a_difference_fail_the_build(

@@ -242,6 +242,23 @@ def stamped_since_last_transform(
     return changed
 
 
+def rows_imported_since_last_transform(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of the raw play tables imported since the newest successful whole-project
+    transform began (every row before the first), as the raw keys' uniqueness tests count
+    them (transform/macros/get_where_subquery.sql). DuckDB skips row groups by their
+    ``imported_at`` range: this reads little of a large table."""
+    total = 0
+    for table in PLAY_TABLES:
+        if has_raw_table(con, table):
+            (rows,) = con.execute(
+                f"select count(*) from raw.{table} where imported_at > ("
+                "select coalesce(max(started_at), timestamptz '-infinity')"
+                " from raw.transform_runs)"
+            ).fetchone()  # type: ignore[misc]
+            total += int(rows)
+    return total
+
+
 def catalog_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """A hash of the warehouse's tables and views as they stand: every column's place,
     name, type and nullability, every constraint and index. What dbt reads before it
