@@ -251,6 +251,9 @@ def test_transform_without_data_or_with_an_empty_selection(tmp_path: Path) -> No
     )  # fmt: skip
     assert starved.returncode == 1
     assert starved.stdout == "" and "Out of Memory" in starved.stderr
+    # the cap named is the one the build ran under (helper-56: it named the import's)
+    assert "MUSIC_TRACKER_DBT_MEMORY_LIMIT=1KB" in starved.stderr, starved.stderr
+    assert "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT" not in starved.stderr
 
 
 def test_status_a_person_can_read(tmp_path: Path) -> None:

@@ -13,18 +13,21 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+import yaml
 
 from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, extended_plays, load_rows, query
 from music_tracker import replay, transform
 from music_tracker.settings import Settings
 from music_tracker.transform import (
     BYTES_OF_CAP_PER_PLAY,
+    PROJECT_DIR,
     UNFINISHED_MARK,
     changed_data_selection,
     dbt_threads,
     side_table_stamps,
 )
 from music_tracker.warehouse import (
+    PLAY_TABLES,
     stamped_since_last_transform,
     store_play_id_overrides,
     stored_play_rows,
@@ -321,6 +324,23 @@ def test_a_large_import_tests_every_key_and_is_neither_replayed_nor_recorded(
     output = " ".join(cli("transform", expect=1).output.split())
     assert "source_unique_raw_spotify_extended_history_source_key" in output
     assert "transform_runs" not in compiled.read_text()
+
+
+def test_the_tables_whose_new_keys_are_tested_are_the_ones_counted() -> None:
+    """Whether a build is replayed is decided on the new rows of the raw play tables
+    (``rows_imported_since_last_transform``); each test with ``__new_keys__`` decides its
+    form on its own table's. A test on a table outside them could be replayed in the form
+    that looks millions of new keys up (helper-56)."""
+    sources = yaml.safe_load((PROJECT_DIR / "models/staging/_sources.yml").read_text())
+    tested = {
+        table["name"]
+        for source in sources["sources"]
+        for table in source["tables"]
+        for column in table.get("columns", [])
+        for test in column.get("data_tests", [])
+        if "__new_keys__" in json.dumps(test)
+    }
+    assert tested == set(PLAY_TABLES)
 
 
 def test_two_equal_rows_in_a_table_written_as_a_difference_fail_the_build(

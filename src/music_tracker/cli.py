@@ -21,8 +21,8 @@ from rich.text import Text
 
 from music_tracker import __version__, console, interrupts
 from music_tracker.console import err, out
-from music_tracker.files import disk_full, disk_full_hint, full_folder
-from music_tracker.settings import Settings, get_settings, problems, unknown_settings
+from music_tracker.files import disk_full, disk_full_hint
+from music_tracker.settings import Settings, cap_hint, get_settings, problems, unknown_settings
 
 app = typer.Typer(
     name="music-tracker",
@@ -109,18 +109,13 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
             f"{exc}: nothing was changed; run it again when it is free", EXIT_BUSY
         ) from None
     except duckdb.OutOfMemoryException as exc:
-        default = Settings.model_fields["duckdb_memory_limit"].default
-        raise _fail(
-            f"{str(exc).splitlines()[0]}\n`{what}` needed more than DuckDB's memory cap "
-            f"(MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit}); the write "
-            f"was rolled back and nothing stored was lost. Raise the cap (the default is "
-            f"{default}) or free memory, then run `music-tracker {what}` again"
-        ) from None
+        raise _fail(f"{str(exc).splitlines()[0]}\n{cap_hint(settings, what)}") from None
     except (OSError, duckdb.Error) as exc:
         if not disk_full(exc):
             raise
-        hint = disk_full_hint(full_folder(exc, settings.data_dir), what)
-        raise _fail(f"{exc}{hint}", EXIT_DISK_FULL) from None
+        raise _fail(
+            f"{exc}{disk_full_hint(settings.data_dir, what, exc)}", EXIT_DISK_FULL
+        ) from None
     finally:
         lock.__exit__(None, None, None)
 
@@ -261,7 +256,11 @@ def transform_command(
                 on_node=on_node,
             )
         except TransformError as exc:
-            raise _fail_disk_aware(settings, "transform", f"dbt build failed:\n{exc}") from None
+            message = f"dbt build failed:\n{exc}"
+            if "Out of Memory" in message:
+                anew = "no imported play was touched; the next build makes the star schema anew"
+                message += f"\n{cap_hint(settings, 'transform', anew)}"
+            raise _fail_disk_aware(settings, "transform", message) from None
         except NothingToBuild as exc:  # dbt never ran: not a "dbt build failed"
             raise _fail(str(exc)) from None
     interrupts.settle()

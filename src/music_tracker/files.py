@@ -179,7 +179,7 @@ def disk_full(error: BaseException | str) -> bool:
     return any(text in str(error) for text in _DISK_FULL_TEXTS)
 
 
-def full_folder(error: BaseException, data_dir: Path) -> Path:
+def _full_folder(error: BaseException, data_dir: Path) -> Path:
     """The folder to name when ``error`` says a disk is full: ``data_dir``, unless the file
     the write failed on (an OSError names it) is on another disk (``landing/`` mounted
     from a larger volume, say): then its nearest folder still there."""
@@ -196,9 +196,12 @@ def full_folder(error: BaseException, data_dir: Path) -> Path:
     return data_dir
 
 
-def disk_full_hint(folder: Path, what: str) -> str:
+def disk_full_hint(folder: Path, what: str, error: BaseException | None = None) -> str:
     """What to do when a write failed for want of disk space (DuckDB rolls the failed
-    transaction back: what was stored before stays)."""
+    transaction back: what was stored before stays), naming ``folder``'s disk, or the one
+    the file ``error`` names is on when that is another (``_full_folder``)."""
+    if error is not None:
+        folder = _full_folder(error, folder)
     try:
         free = f"{shutil.disk_usage(folder).free / 2**20:,.0f} MB free"
     except OSError:

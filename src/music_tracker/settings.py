@@ -587,3 +587,20 @@ def get_settings(**overrides: Any) -> Settings:
     if not overrides:
         return _cached_settings()
     return Settings(**overrides)
+
+
+def cap_hint(
+    settings: Settings,
+    what: str,
+    state: str = "the write was rolled back and nothing stored was lost",
+) -> str:
+    """What to do when ``what`` ran out of DuckDB's memory cap: the cap it ran under (dbt's
+    for a build and its replay, else the one of imports and the other commands), with its
+    value and default; ``state``: what became of the data."""
+    field = "dbt_memory_limit" if what == "transform" else "duckdb_memory_limit"
+    return (
+        f"`{what}` needed more than DuckDB's memory cap (MUSIC_TRACKER_{field.upper()}="
+        f"{getattr(settings, field)}); {state}. Raise the cap (the default is "
+        f"{Settings.model_fields[field].default}) or free memory, then run "
+        f"`music-tracker {what}` again"
+    )

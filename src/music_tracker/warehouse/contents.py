@@ -244,8 +244,9 @@ def stamped_since_last_transform(
 
 def rows_imported_since_last_transform(con: duckdb.DuckDBPyConnection) -> int:
     """Rows of the raw play tables imported since the newest successful whole-project
-    transform began (every row before the first), as the raw keys' uniqueness tests count
-    them (transform/macros/get_where_subquery.sql). DuckDB skips row groups by their
+    transform began (every row before the first), all tables together: at least what the
+    raw keys' uniqueness test of any one of them counts (each table's, in
+    transform/macros/get_where_subquery.sql). DuckDB skips row groups by their
     ``imported_at`` range: this reads little of a large table."""
     total = 0
     for table in PLAY_TABLES:
