@@ -59,7 +59,8 @@
     connection makes both; a warehouse dbt is pointed at by hand may hold neither). -#}
 {% macro tested_tables_exist(relation) -%}
     {%- set found = run_query(
-        "select count(*) from duckdb_tables() where (schema_name, table_name) in"
+        "select count(*) from duckdb_tables() where database_name = current_database()"
+        ~ " and (schema_name, table_name) in"
         ~ " (('raw', 'transform_runs'), ('" ~ relation.schema ~ "', '" ~ relation.identifier ~ "'))"
     ) -%}
     {{ return(found.columns[0].values()[0] == 2) }}
