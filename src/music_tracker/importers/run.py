@@ -170,10 +170,17 @@ def _import(
         with _staging_folder(landing) as staging_dir:
             staging = Staging(con, Path(staging_dir))
             known = warehouse.imported_file_hashes(con)
+            readers = _readers(settings.duckdb_memory_limit)
+            if readers > 1:
+                # two files parsed at once, each on one of DuckDB's threads: with two
+                # threads each, the four shared the two cores, and the 100 first files of
+                # 10 million plays took 7.8 CPU-s to parse against 5.3 (4.0 s against 2.7);
+                # the import's reading went from 7.7-8.0 s to 6.6-6.9 s (docs/benchmarks.md,
+                # "The readers on one thread each")
+                warehouse.single_threaded(con)
             read, with_history = _read_all(
                 con, staging, candidates, Path(staging_dir), known, options.forced, summary,
-                progress, settings.import_max_file_mb * 2**20, min_free_bytes,
-                _readers(settings.duckdb_memory_limit),
+                progress, settings.import_max_file_mb * 2**20, min_free_bytes, readers,
             )  # fmt: skip
             # DuckDB's JSON reader freed its buffers; matching should not stack on them
             warehouse.release_freed_memory()

@@ -81,7 +81,7 @@ def open_warehouse(
 
 def single_threaded(con: duckdb.DuckDBPyConnection) -> None:
     """Let DuckDB run this connection's queries on one thread (the import's parts:
-    PARTS_ON_ONE_THREAD in importers/run.py)."""
+    PARTS_ON_ONE_THREAD in importers/run.py; its two readers, each a file at a time)."""
     con.execute("set threads = 1")
 
 
