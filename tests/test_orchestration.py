@@ -25,6 +25,7 @@ from music_tracker.fakes.metabase import FakeMetabase
 from music_tracker.fakes.spotify import FakeSpotify
 from music_tracker.fakes.webhook import FakeWebhook
 from music_tracker.orchestration import notify
+from music_tracker.orchestration.serve import SERVER_SERVICES, prefect_environment
 from music_tracker.settings import Settings
 from music_tracker.sources.http import HttpError
 from music_tracker.sources.spotify import auth
@@ -34,12 +35,17 @@ CLI = str(Path(sys.executable).with_name("music-tracker"))
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Prefect's test harness: a temporary API server and database for this module."""
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    from prefect.testing.utilities import prefect_test_harness
+    """Prefect's test harness: a temporary API server and database for this module, set
+    as `serve` sets its own: no analytics (the harness's server otherwise looks up its
+    telemetry host, and tests reach nothing outside), the same trimmed services."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("prefect-home"))
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**prefect_environment(settings), **SERVER_SERVICES}.items():
+            patch.setenv(key, value)
+        from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
 
 
 Receiver = FakeWebhook  # the webhook the messages go to
