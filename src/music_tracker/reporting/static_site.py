@@ -611,7 +611,9 @@ def _write_assets(target: Path, cache: Path) -> None:
     bundle = cache / f"vega-{importlib.metadata.version('vl-convert-python')}-{digest}.js"
     if not bundle.exists():
         files.write_text(bundle, vl_convert.javascript_bundle(snippet))
-    shutil.copy(bundle, target / "vega.js")
+    # copyfile, not copy: the cached files are the owner's alone (files.write_text), the
+    # report is for any web server's user to read, as the pages written beside it are
+    shutil.copyfile(bundle, target / "vega.js")
     # the countries as one picture (charts.world_svg), made once per map file and
     # vl-convert version; without the map file (fetched at setup) the bubbles have none
     world_file = ASSETS / WORLD_FILE
@@ -622,9 +624,9 @@ def _write_assets(target: Path, cache: Path) -> None:
         picture = cache / f"world-{digest}-{version}-{charts.WORLD_VERSION}.svg"
         if not picture.exists():
             files.write_text(picture, charts.world_svg(topojson))
-        shutil.copy(picture, target / "world.svg")
+        shutil.copyfile(picture, target / "world.svg")
     for name in ("report.css", "report.js", "artists.js", "favicon.svg"):
-        shutil.copy(ASSETS / name, target / name)
+        shutil.copyfile(ASSETS / name, target / name)
 
 
 def build_report(
