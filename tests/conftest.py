@@ -32,9 +32,9 @@ BROWSER_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     # Chromium still looks up its sign-in host (accounts.google.com) at start, flags or
-    # not: no name resolves, so nothing is asked of a DNS server; the pages under test are
-    # files or 127.0.0.1, which need no look-up
-    "--host-resolver-rules=MAP * ~NOTFOUND",
+    # not: no host resolves but 127.0.0.1 (a rule's `*` takes addresses too), so nothing
+    # is asked of a DNS server; the pages under test are files or on 127.0.0.1
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 ARTIFACTS = Path(os.environ.get("MUSIC_TRACKER_TEST_ARTIFACTS", REPO / "test-artifacts"))
 SPOTIFY_DATA = SHARED / "data" / "spotify"
