@@ -167,6 +167,9 @@ def test_a_new_instance_is_set_up_with_every_dashboard_and_public_links(
         bottom = max(c.layout.row + c.layout.height for c in definition.cards)
         assert int(frame.group(3)) >= 40 * bottom
     assert (data_dir / "embeds" / "index.html").read_text().count("<iframe") == len(dashboards)
+    # public, for Caddy's user and for copying into the owner's site
+    for public in (LINKS_JSON, LINKS_CADDY, *(f"embeds/{d.slug}.html" for d in dashboards)):
+        assert oct((data_dir / public).stat().st_mode & 0o777) == "0o644", public
 
     # a visitor's view: the public dashboard and one card's rows, computed on the copy
     overview = httpx.get(f"{fake.root_url}/api/public/dashboard/{links['overview']['uuid']}")

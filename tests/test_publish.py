@@ -46,9 +46,14 @@ def _tables(path: Path, schema: str | None = None) -> dict[str, int]:
 
 
 def test_publish_copies_the_star_schema_and_nothing_else(cli: Cli, data_dir: Path) -> None:
-    result = cli_json(cli, "publish")
+    previous = os.umask(0o077)  # the strictest: Metabase's user still reads the copy
+    try:
+        result = cli_json(cli, "publish")
+    finally:
+        os.umask(previous)
     copy = Path(result["path"])
     assert copy.parent == data_dir / "serving" and copy.name.startswith("dw-")
+    assert oct(copy.parent.stat().st_mode & 0o777) == "0o755"  # its folder, mounted alone
     assert result["metabase"].startswith("not configured")
     published = _tables(copy)
     assert published == _tables(data_dir / "warehouse.duckdb", "dw")  # every dw table, equal

@@ -130,6 +130,74 @@ def test_report_output_never_replaces_the_data_folder_or_the_owners_files(
     assert (inside / "warehouse.duckdb").is_file()
 
 
+def test_a_copy_replaces_only_what_a_copy_wrote_and_is_public_under_any_umask(
+    built_copy: Path, cli: Cli, site: tuple[Path, str]
+) -> None:
+    """The folder of an earlier copy with the owner's files put in it (a repository, a
+    CNAME, a download) is refused and left as it was; without them it is replaced, as is
+    a copy from before the copies kept their list (known by its pages and assets alone).
+    The copy is public whatever the umask (a web server of another user reads it), and
+    what an interrupted copy left beside it is cleared."""
+    root, _ = site
+    music = root / "music"
+
+    def copy(expect: int = 0) -> str:
+        previous = os.umask(0o077)  # the strictest: the copy is public anyway
+        try:
+            done = cli(
+                "report", "--data-dir", str(built_copy), "--output", str(music), expect=expect
+            )
+        finally:
+            os.umask(previous)
+        return done.stdout + done.stderr
+
+    copy()
+    for path in [music, *music.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+    owners = {
+        ".git/HEAD": "ref: refs/heads/main",
+        "CNAME": "music.example",
+        "downloads/plays.csv": "x",
+    }
+    for name, text in owners.items():
+        (music / name).parent.mkdir(exist_ok=True)
+        (music / name).write_text(text)
+    said = copy(expect=1)
+    assert "holds what no copy of the report wrote (.git, CNAME, downloads)" in said, said
+    assert {name: (music / name).read_text() for name in owners} == owners
+    for name in owners:
+        (music / name).unlink()
+    (music / ".git").rmdir()
+    (music / "downloads").rmdir()
+    # a copy from before the list: replaced if it holds pages and assets only
+    (music / ".music-tracker-copy").unlink()
+    (music / "old-year.html").write_text("a page of a year no longer in the report")
+    left = root / ".music.k3x9_q2a"  # as an interrupted copy leaves its scratch folder
+    (left / "old").mkdir(parents=True)
+    (left / "old" / "index.html").write_text("the copy before")
+    copy()
+    assert not (music / "old-year.html").exists() and (music / "index.html").is_file()
+    assert not left.exists()
+    (music / ".music-tracker-copy").unlink()
+    (music / "notes.txt").write_text("the owner's")
+    assert "(notes.txt)" in copy(expect=1)
+    assert (music / "notes.txt").read_text() == "the owner's"
+
+
+def test_a_report_folder_that_is_a_link_is_refused(
+    built_copy: Path, cli: Cli, tmp_path: Path
+) -> None:
+    """report/ linked into a web root: the report, swapped in as a whole, would replace
+    the link with a folder of its own and the web root would never get a page."""
+    web_root = tmp_path / "www" / "music"
+    web_root.mkdir(parents=True)
+    (built_copy / "report").symlink_to(web_root)
+    said = cli("report", "--data-dir", str(built_copy), expect=1)
+    assert "is a link" in said.stdout + said.stderr and "--output" in said.stdout + said.stderr
+    assert (built_copy / "report").is_symlink() and not any(web_root.iterdir())
+
+
 def test_report_that_cannot_be_written_is_not_called_a_failed_copy(
     built_copy: Path, cli: Cli, site: tuple[Path, str]
 ) -> None:

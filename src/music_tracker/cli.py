@@ -567,7 +567,7 @@ def report_command(
     serve_it: Annotated[
         bool, typer.Option("--serve", help="Then serve it on 127.0.0.1 until Ctrl+C.")
     ] = False,
-    port: Annotated[int, typer.Option("--port", help="Port for --serve.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --serve.")] = 8000,
     output: Annotated[
         Path | None,
         typer.Option(

@@ -57,8 +57,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (UTF-8) in one step."""
+def write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) in one step; the owner's alone unless
+    ``mode`` says otherwise (0o644: what other users read, such as Caddy's redirects)."""
     fd, partial = _partial(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -66,7 +67,7 @@ def write_text(path: Path, text: str) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    partial.chmod(0o600)  # an umask could have narrowed it further, never widened
+    partial.chmod(mode)  # an umask could have narrowed it further, never widened
     partial.replace(path)
     _sweep(path.parent)
 

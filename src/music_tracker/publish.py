@@ -135,7 +135,11 @@ def write_copy(
             "`music-tracker transform` before publishing"
         )
     serving_dir = settings.serving_dir
-    serving_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not serving_dir.is_dir():
+        serving_dir.mkdir(parents=True, exist_ok=True)
+        # Metabase reads it as another user: open whatever the umask (a folder there
+        # before is left as its owner set it)
+        serving_dir.chmod(0o755)
     name = _copy_name(serving_dir, now or datetime.now(UTC))
     partial = serving_dir / f".{name}{PARTIAL}"
     con = connect_duckdb(config={"memory_limit": settings.duckdb_memory_limit, "threads": 2})

@@ -5,6 +5,9 @@ a folder of another site (``--output``), swapped in whole.
 
 from __future__ import annotations
 
+import glob
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,6 +22,11 @@ from music_tracker.reporting.static_site import Context, build_report
 from music_tracker.settings import Settings
 
 REPORT_MARK = "assets/report.js"  # a folder holding this is a report written here
+# in each copy (--output): what it holds, one relative path a line; the next copy replaces
+# the folder only if it holds nothing else
+COPY_LIST = ".music-tracker-copy"
+# what a report is made of (a copy from before COPY_LIST is known by them)
+_REPORT_SUFFIXES = {".html", ".js", ".css", ".svg"}
 
 
 class OutputRefused(Exception):
@@ -40,8 +48,16 @@ def report(
     """Render the dashboards into ``report/``, then copy it to ``copy_to`` when given,
     holding the report's lock (one report at a time per data folder: ReportBusy after
     ``wait_s``, the commands' ``lock_wait_s`` unless given). DefinitionError for a bad
-    definition, ReportError when the warehouse cannot give what they need, CopyFailed."""
+    definition, ReportError when the warehouse cannot give what they need, CopyFailed,
+    OutputRefused for a report/ that is a link or a copy's folder that must not be
+    replaced."""
     wait_s = settings.lock_wait_s if wait_s is None else wait_s
+    if settings.report_dir.is_symlink():  # swapped aside as a whole: the link, not its folder
+        raise OutputRefused(
+            f"{settings.report_dir} is a link (to {settings.report_dir.readlink()}), which the "
+            "report would replace with a folder of its own: remove the link, and name that "
+            "folder with --output to have the report copied there"
+        )
     with report_lock(settings.data_dir, "report", wait_s=wait_s):
         context = Context(  # its time once the report is ours to write (a wait is minutes)
             timezone=settings.timezone,
@@ -65,8 +81,10 @@ def report(
 
 
 def check_output(output: Path, settings: Settings) -> None:
-    """Refuse a folder the copy would wrongly replace: one holding other files (the
-    owner's site), or the data folder's own report."""
+    """Refuse, before the report is built, a folder the copy would wrongly replace: one
+    holding files an earlier copy did not write (the owner's site, a repository, a file
+    put beside the report), the data folder's own report, or one the swap cannot replace
+    (its parent not writable, a mount point)."""
     data, report_dir = settings.data_dir.resolve(), settings.report_dir.resolve()
     for folder in (data, report_dir):
         # replacing the output would take the data folder (or the report) with it
@@ -75,26 +93,108 @@ def check_output(output: Path, settings: Settings) -> None:
                 f"--output {output} holds or lies inside the data folder ({data}): the copy "
                 "replaces its folder as a whole; choose a folder outside it"
             )
-    if output.exists() and (not output.is_dir() or (
-        any(output.iterdir()) and not (output / REPORT_MARK).is_file()
-    )):  # fmt: skip
+    _check_replaceable(output)
+    parent = next((p for p in output.parents if p.exists()), None)
+    swap = "the copy is written beside it and swapped in by renaming the folder"
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputRefused(
+            f"--output {output}: {swap}, and {parent} cannot be written by this user: "
+            f"choose a folder whose parent you can write (e.g. {output / 'music'})"
+        )
+    if output.is_dir() and _is_mount_point(output):
+        raise OutputRefused(
+            f"--output {output} is a mount point: {swap}, which a mount point cannot be; "
+            f"choose a folder inside it (e.g. {output / 'music'})"
+        )
+
+
+def _is_mount_point(folder: Path) -> bool:
+    """Whether ``folder`` is a mount point: of another file system, or a bind mount of the
+    same one (a container's volume), which only the kernel's table of mounts tells."""
+    if os.path.ismount(folder):
+        return True
+    try:
+        table = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
+    except OSError:  # not Linux: the device check above is all there is
+        return False
+    # the fifth field, with space, tab, newline and backslash written in octal
+    unescape = re.compile(r"\\([0-7]{3})")
+    points = {
+        unescape.sub(lambda m: chr(int(m[1], 8)), line.split()[4]) for line in table.splitlines()
+    }
+    return str(folder.resolve()) in points
+
+
+def _check_replaceable(output: Path) -> None:
+    """OutputRefused unless ``output`` is missing, empty, or holds only what the last copy
+    wrote (its list, ``COPY_LIST``; a copy made before the list, only report pages and
+    assets)."""
+    if not output.exists() and not output.is_symlink():
+        return
+    if output.is_symlink() or not output.is_dir():
+        foreign = [output.name]
+    elif not any(output.iterdir()):
+        return
+    elif not (output / REPORT_MARK).is_file():
         raise OutputRefused(
             f"--output {output} holds files that are not a report written by music-tracker, "
             "and the copy replaces the folder as a whole: choose a new or empty folder "
             f"(e.g. {output / 'music'})"
         )
+    else:
+        foreign = _not_copied(output)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise OutputRefused(
+            f"--output {output} holds what no copy of the report wrote ({shown}), and the "
+            "copy replaces the folder as a whole: move them out of it, or choose another "
+            "folder"
+        )
+
+
+def _not_copied(output: Path) -> list[str]:
+    """What ``output`` holds that the last copy did not write, relative, sorted."""
+    listed = output / COPY_LIST
+    written: set[str] | None = None
+    if listed.is_file() and not listed.is_symlink():
+        written = set(listed.read_text(encoding="utf-8").splitlines()) | {COPY_LIST}
+    folders = {str(Path(w).parent) for w in written or ()} | {"."}
+    for folder in set(folders):  # every folder above a written file, too
+        folders.update(str(p) for p in Path(folder).parents)
+    foreign = []
+    for top, dirs, names in os.walk(output):  # links are listed, never followed
+        here = Path(top).relative_to(output)
+        for name in [*dirs, *names]:
+            relative = str(here / name)
+            path = output / relative
+            linked, is_folder = path.is_symlink(), path.is_dir()
+            if written is None:  # a copy from before the list: its pages and assets
+                ok = not name.startswith(".") and (is_folder or path.suffix in _REPORT_SUFFIXES)
+            else:
+                ok = relative in (folders if is_folder else written)
+            if linked or not ok:
+                foreign.append(relative)
+                if name in dirs:  # named once, not with all it holds
+                    dirs.remove(name)
+    return sorted(foreign)
 
 
 def copy_report(report_dir: Path, output: Path) -> Path:
     """The finished report copied beside ``output``, then swapped in by renames;
-    OSError when it cannot be (the copy that was there stays)."""
+    OSError when it cannot be (the copy that was there stays), OutputRefused when
+    ``output`` now holds what the last copy did not write."""
     output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_scratches(output)
     # names of our own beside it: a folder of the owner's is never taken for a leftover
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     partial, old = scratch / "new", scratch / "old"
     try:
         shutil.copytree(report_dir, partial)
-        with interrupts.held():  # a Ctrl+C waits for both renames
+        _make_public(partial)
+        with interrupts.held():  # a Ctrl+C waits for the check and both renames
+            _check_replaceable(output)  # what was put there while the report was built
             if output.exists():
                 output.rename(old)
             partial.rename(output)
@@ -105,3 +205,32 @@ def copy_report(report_dir: Path, output: Path) -> Path:
         raise
     shutil.rmtree(scratch, ignore_errors=True)
     return output
+
+
+def _make_public(copy: Path) -> None:
+    """Every file readable and every folder open to any user, whatever the umask: the copy
+    is for a web server that runs as a user of its own. Then the list of what it holds
+    (``COPY_LIST``), by which the next copy knows the folder as its own."""
+    written = []
+    for top, _dirs, names in os.walk(copy):
+        Path(top).chmod(0o755)
+        for name in names:
+            (Path(top) / name).chmod(0o644)
+            written.append(str((Path(top) / name).relative_to(copy)))
+    listed = copy / COPY_LIST
+    listed.write_text("".join(f"{w}\n" for w in sorted(written)), encoding="utf-8")
+    listed.chmod(0o644)
+
+
+def _remove_scratches(output: Path) -> None:
+    """What an interrupted copy left beside ``output``: folders named as ``copy_report``
+    names its own (the name, a dot and mkdtemp's eight characters) holding nothing but
+    its ``new`` and ``old``."""
+    prefix = f".{output.name}."
+    for path in output.parent.glob(f"{glob.escape(prefix)}????????"):
+        if (
+            path.is_dir()
+            and not path.is_symlink()
+            and {p.name for p in path.iterdir()} <= {"new", "old"}
+        ):
+            shutil.rmtree(path, ignore_errors=True)

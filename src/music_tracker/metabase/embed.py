@@ -21,6 +21,9 @@ from music_tracker.settings import Settings
 LINKS_JSON = "public-links.json"
 LINKS_CADDY = "public-links.caddy"
 EMBEDS_DIR = "embeds"
+# the links and snippets are public, for the owner to copy into a site and for Caddy (its
+# own user) to read: readable by all, whatever the umask
+PUBLIC = 0o644
 APPEARANCE = "bordered=false&titled=false"
 # Metabase draws a dashboard's grid rows about 40 px high (with their gaps), below a header
 # with the filters; a frame this tall shows the whole dashboard without its own scrollbar
@@ -47,7 +50,7 @@ def write_embeds(
     items = []
     for slug, link in sorted(links.items()):
         code = snippet(link["title"], link["url"], grid_rows.get(slug, 12))
-        files.write_text(folder / f"{slug}.html", code)
+        files.write_text(folder / f"{slug}.html", code, mode=PUBLIC)
         items.append(
             f"<h2>{html.escape(link['title'])}</h2>\n<pre><code>{html.escape(code)}</code></pre>\n"
             + code
@@ -63,6 +66,7 @@ def write_embeds(
         "<h1>Dashboards to embed</h1>\n<p>Copy a snippet into a page of your site.</p>\n"
         + "\n".join(items)
         + "</body></html>\n",
+        mode=PUBLIC,
     )
     return folder
 
@@ -72,11 +76,12 @@ def write_links(settings: Settings, links: dict[str, dict[str, str]]) -> Path:
     from ``/dashboards/<slug>`` to the public page, imported by the proxy's Caddyfile)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     target = settings.data_dir / LINKS_JSON
-    target.write_text(json.dumps(links, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files.write_text(target, json.dumps(links, indent=2, ensure_ascii=False) + "\n", mode=PUBLIC)
     lines = ["# written by `music-tracker metabase provision`; do not edit"]
     lines += [
         f"redir /dashboards/{slug} /public/dashboard/{link['uuid']} 302"
         for slug, link in links.items()
     ]
-    (settings.data_dir / LINKS_CADDY).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # replaced by a rename: Caddy never reads it half written
+    files.write_text(settings.data_dir / LINKS_CADDY, "\n".join(lines) + "\n", mode=PUBLIC)
     return target
