@@ -176,9 +176,12 @@ def test_a_copy_replaces_only_what_a_copy_wrote_and_is_public_under_any_umask(
     left = root / ".music.k3x9_q2a"  # as an interrupted copy leaves its scratch folder
     (left / "old").mkdir(parents=True)
     (left / "old" / "index.html").write_text("the copy before")
+    (left / ".music-tracker-scratch").touch()
+    owners = root / ".music.notes123"  # named alike, but the owner's: no mark in it
+    (owners / "new").mkdir(parents=True)
     copy()
     assert not (music / "old-year.html").exists() and (music / "index.html").is_file()
-    assert not left.exists()
+    assert not left.exists() and (owners / "new").is_dir()
     (music / ".music-tracker-copy").unlink()
     (music / "notes.txt").write_text("the owner's")
     assert "(notes.txt)" in copy(expect=1)

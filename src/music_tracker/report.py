@@ -25,6 +25,7 @@ REPORT_MARK = "assets/report.js"  # a folder holding this is a report written he
 # in each copy (--output): what it holds, one relative path a line; the next copy replaces
 # the folder only if it holds nothing else
 COPY_LIST = ".music-tracker-copy"
+SCRATCH_MARK = ".music-tracker-scratch"  # in the folder a copy is made in, beside the output
 # what a report is made of (a copy from before COPY_LIST is known by them)
 _REPORT_SUFFIXES = {".html", ".js", ".css", ".svg"}
 
@@ -191,6 +192,7 @@ def copy_report(report_dir: Path, output: Path) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     partial, old = scratch / "new", scratch / "old"
     try:
+        (scratch / SCRATCH_MARK).touch()  # what tells a leftover of ours from a folder
         shutil.copytree(report_dir, partial)
         _make_public(partial)
         with interrupts.held():  # a Ctrl+C waits for the check and both renames
@@ -224,13 +226,14 @@ def _make_public(copy: Path) -> None:
 
 def _remove_scratches(output: Path) -> None:
     """What an interrupted copy left beside ``output``: folders named as ``copy_report``
-    names its own (the name, a dot and mkdtemp's eight characters) holding nothing but
-    its ``new`` and ``old``."""
+    names its own (the name, a dot and mkdtemp's eight characters) holding its mark and
+    nothing but its ``new`` and ``old``."""
     prefix = f".{output.name}."
     for path in output.parent.glob(f"{glob.escape(prefix)}????????"):
         if (
             path.is_dir()
             and not path.is_symlink()
-            and {p.name for p in path.iterdir()} <= {"new", "old"}
+            and (path / SCRATCH_MARK).is_file()
+            and {p.name for p in path.iterdir()} <= {"new", "old", SCRATCH_MARK}
         ):
             shutil.rmtree(path, ignore_errors=True)
