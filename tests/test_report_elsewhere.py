@@ -170,9 +170,10 @@ def test_a_copy_replaces_only_what_a_copy_wrote_and_is_public_under_any_umask(
         (music / name).unlink()
     (music / ".git").rmdir()
     (music / "downloads").rmdir()
-    # a copy from before the list: replaced if it holds pages and assets only
+    # a copy from before the list: replaced if it holds what the report holds, and pages
+    # in its folders (a year no longer in it)
     (music / ".music-tracker-copy").unlink()
-    (music / "old-year.html").write_text("a page of a year no longer in the report")
+    (music / "year-in-review" / "1999.html").write_text("a year no longer in the report")
     left = root / ".music.k3x9_q2a"  # as an interrupted copy leaves its scratch folder
     (left / "old").mkdir(parents=True)
     (left / "old" / "index.html").write_text("the copy before")
@@ -180,12 +181,17 @@ def test_a_copy_replaces_only_what_a_copy_wrote_and_is_public_under_any_umask(
     owners = root / ".music.notes123"  # named alike, but the owner's: no mark in it
     (owners / "new").mkdir(parents=True)
     copy()
-    assert not (music / "old-year.html").exists() and (music / "index.html").is_file()
+    assert not (music / "year-in-review" / "1999.html").exists()
+    assert (music / "index.html").is_file()
     assert not left.exists() and (owners / "new").is_dir()
     (music / ".music-tracker-copy").unlink()
-    (music / "notes.txt").write_text("the owner's")
-    assert "(notes.txt)" in copy(expect=1)
-    assert (music / "notes.txt").read_text() == "the owner's"
+    # but not a page of the owner's beside them
+    (music / "404.html").write_text("the owner's")
+    assert "(404.html)" in copy(expect=1)
+    (music / "404.html").unlink()
+    (music / ".music-tracker-copy").write_text("index.html\n")  # a list that lost its lines
+    assert "holds what no copy of the report wrote (artist, " in copy(expect=1)
+    assert (music / "overview" / "index.html").is_file()  # the copy there stays
 
 
 def test_a_report_folder_that_is_a_link_is_refused(

@@ -5,6 +5,7 @@ a folder of another site (``--output``), swapped in whole.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import re
@@ -26,8 +27,6 @@ REPORT_MARK = "assets/report.js"  # a folder holding this is a report written he
 # the folder only if it holds nothing else
 COPY_LIST = ".music-tracker-copy"
 SCRATCH_MARK = ".music-tracker-scratch"  # in the folder a copy is made in, beside the output
-# what a report is made of (a copy from before COPY_LIST is known by them)
-_REPORT_SUFFIXES = {".html", ".js", ".css", ".svg"}
 
 
 class OutputRefused(Exception):
@@ -83,9 +82,9 @@ def report(
 
 def check_output(output: Path, settings: Settings) -> None:
     """Refuse, before the report is built, a folder the copy would wrongly replace: one
-    holding files an earlier copy did not write (the owner's site, a repository, a file
-    put beside the report), the data folder's own report, or one the swap cannot replace
-    (its parent not writable, a mount point)."""
+    holding what no copy wrote (the owner's site, a repository, a file put beside the
+    report), the data folder or its report, or one the swap cannot replace (not writable,
+    its parent not writable, a mount point)."""
     data, report_dir = settings.data_dir.resolve(), settings.report_dir.resolve()
     for folder in (data, report_dir):
         # replacing the output would take the data folder (or the report) with it
@@ -94,13 +93,29 @@ def check_output(output: Path, settings: Settings) -> None:
                 f"--output {output} holds or lies inside the data folder ({data}): the copy "
                 "replaces its folder as a whole; choose a folder outside it"
             )
-    _check_replaceable(output)
-    parent = next((p for p in output.parents if p.exists()), None)
+    try:
+        _check_replaceable(output, settings.report_dir)
+        _check_swappable(output)
+    except OSError as exc:  # a folder in it that cannot be read: what it holds is unknown
+        raise OutputRefused(
+            f"--output {output} cannot be checked ({exc.strerror or exc}: {exc.filename}): "
+            "the copy replaces the folder as a whole, and only a folder whose every file "
+            "the last copy wrote is replaced"
+        ) from None
+
+
+def _check_swappable(output: Path) -> None:
     swap = "the copy is written beside it and swapped in by renaming the folder"
+    parent = next((p for p in output.parents if p.exists()), None)
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
         raise OutputRefused(
             f"--output {output}: {swap}, and {parent} cannot be written by this user: "
-            f"choose a folder whose parent you can write (e.g. {output / 'music'})"
+            "choose a folder inside one you can write"
+        )
+    if output.is_dir() and not os.access(output, os.W_OK | os.X_OK):
+        raise OutputRefused(
+            f"--output {output} cannot be written by this user, and {swap} (which needs "
+            "it): make it writable, or choose another folder"
         )
     if output.is_dir() and _is_mount_point(output):
         raise OutputRefused(
@@ -126,24 +141,23 @@ def _is_mount_point(folder: Path) -> bool:
     return str(folder.resolve()) in points
 
 
-def _check_replaceable(output: Path) -> None:
+def _check_replaceable(output: Path, report_dir: Path) -> None:
     """OutputRefused unless ``output`` is missing, empty, or holds only what the last copy
-    wrote (its list, ``COPY_LIST``; a copy made before the list, only report pages and
-    assets)."""
+    wrote (its list, ``COPY_LIST``; a copy made before the list: what ``report_dir`` holds,
+    and pages in its folders); OSError for a folder in it that cannot be read."""
     if not output.exists() and not output.is_symlink():
         return
-    if output.is_symlink() or not output.is_dir():
-        foreign = [output.name]
-    elif not any(output.iterdir()):
+    if not output.is_dir():
+        raise OutputRefused(f"--output {output} is not a folder: name a folder")
+    if not any(output.iterdir()):
         return
-    elif not (output / REPORT_MARK).is_file():
+    if not (output / REPORT_MARK).is_file():
         raise OutputRefused(
             f"--output {output} holds files that are not a report written by music-tracker, "
             "and the copy replaces the folder as a whole: choose a new or empty folder "
             f"(e.g. {output / 'music'})"
         )
-    else:
-        foreign = _not_copied(output)
+    foreign = _not_copied(output, report_dir)
     if foreign:
         shown = ", ".join(foreign[:3]) + (
             f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
@@ -155,51 +169,74 @@ def _check_replaceable(output: Path) -> None:
         )
 
 
-def _not_copied(output: Path) -> list[str]:
+def _not_copied(output: Path, report_dir: Path) -> list[str]:
     """What ``output`` holds that the last copy did not write, relative, sorted."""
     listed = output / COPY_LIST
-    written: set[str] | None = None
     if listed.is_file() and not listed.is_symlink():
-        written = set(listed.read_text(encoding="utf-8").splitlines()) | {COPY_LIST}
-    folders = {str(Path(w).parent) for w in written or ()} | {"."}
+        # a damaged list matches nothing it damaged: those files are not taken
+        written = set(listed.read_text(encoding="utf-8", errors="replace").splitlines())
+        written.add(COPY_LIST)
+        legacy = False
+    else:  # a copy from before the list: what the report holds, and pages in its folders
+        written = set(_tree(report_dir)) if report_dir.is_dir() else set()
+        legacy = True
+    folders = {str(Path(w).parent) for w in written} | {"."}
     for folder in set(folders):  # every folder above a written file, too
         folders.update(str(p) for p in Path(folder).parents)
     foreign = []
-    for top, dirs, names in os.walk(output):  # links are listed, never followed
+    for top, dirs, names in os.walk(output, onerror=_raise):  # links listed, not followed
         here = Path(top).relative_to(output)
         for name in [*dirs, *names]:
             relative = str(here / name)
             path = output / relative
-            linked, is_folder = path.is_symlink(), path.is_dir()
-            if written is None:  # a copy from before the list: its pages and assets
-                ok = not name.startswith(".") and (is_folder or path.suffix in _REPORT_SUFFIXES)
+            if path.is_dir() and not path.is_symlink():
+                ok = relative in folders
             else:
-                ok = relative in (folders if is_folder else written)
-            if linked or not ok:
+                ok = relative in written or (
+                    legacy and path.suffix == ".html" and str(here) in folders - {"."}
+                )
+            if path.is_symlink() or not ok:
                 foreign.append(relative)
                 if name in dirs:  # named once, not with all it holds
                     dirs.remove(name)
     return sorted(foreign)
 
 
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def _tree(folder: Path) -> list[str]:
+    """Every file under ``folder``, relative."""
+    return [
+        str((Path(top) / name).relative_to(folder))
+        for top, _dirs, names in os.walk(folder, onerror=_raise)
+        for name in names
+    ]
+
+
 def copy_report(report_dir: Path, output: Path) -> Path:
     """The finished report copied beside ``output``, then swapped in by renames;
     OSError when it cannot be (the copy that was there stays), OutputRefused when
     ``output`` now holds what the last copy did not write."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_scratches(output)
+    _make_public_folders(output.parent)
+    _tidy_scratches(output)
     # names of our own beside it: a folder of the owner's is never taken for a leftover
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     partial, old = scratch / "new", scratch / "old"
     try:
-        (scratch / SCRATCH_MARK).touch()  # what tells a leftover of ours from a folder
-        shutil.copytree(report_dir, partial)
-        _make_public(partial)
-        with interrupts.held():  # a Ctrl+C waits for the check and both renames
-            _check_replaceable(output)  # what was put there while the report was built
-            if output.exists():
-                output.rename(old)
-            partial.rename(output)
+        # the mark tells a leftover of ours from a folder of the owner's; its lock, held
+        # while this copy lives, tells another copy's tidying that this one is at work
+        with (scratch / SCRATCH_MARK).open("w") as mark:
+            fcntl.flock(mark, fcntl.LOCK_EX)
+            shutil.copytree(report_dir, partial)
+            _make_public(partial)
+            with interrupts.held():  # a Ctrl+C waits for the check and both renames
+                _check_replaceable(output, report_dir)  # what was put there meanwhile
+                if output.exists():
+                    output.rename(old)
+                partial.rename(output)
+            shutil.rmtree(old, ignore_errors=True)  # the copy before, in the scratch
     except BaseException:  # a failure or Ctrl+C: the copy that was there stays
         if old.exists() and not output.exists():
             old.rename(output)
@@ -209,12 +246,20 @@ def copy_report(report_dir: Path, output: Path) -> Path:
     return output
 
 
+def _make_public_folders(folder: Path) -> None:
+    """``folder`` and the folders above it that are missing, made open to any user."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        path.chmod(0o755)
+
+
 def _make_public(copy: Path) -> None:
     """Every file readable and every folder open to any user, whatever the umask: the copy
     is for a web server that runs as a user of its own. Then the list of what it holds
     (``COPY_LIST``), by which the next copy knows the folder as its own."""
     written = []
-    for top, _dirs, names in os.walk(copy):
+    for top, _dirs, names in os.walk(copy, onerror=_raise):
         Path(top).chmod(0o755)
         for name in names:
             (Path(top) / name).chmod(0o644)
@@ -224,16 +269,23 @@ def _make_public(copy: Path) -> None:
     listed.chmod(0o644)
 
 
-def _remove_scratches(output: Path) -> None:
-    """What an interrupted copy left beside ``output``: folders named as ``copy_report``
-    names its own (the name, a dot and mkdtemp's eight characters) holding its mark and
-    nothing but its ``new`` and ``old``."""
+def _tidy_scratches(output: Path) -> None:
+    """What a copy stopped between its steps left beside ``output``: folders named as
+    ``copy_report`` names its own, holding its mark and nothing but its ``new`` and
+    ``old``, whose copy is no longer at work (their mark's lock is free). A copy killed
+    between its two renames left no ``output``: its ``old``, the copy before, goes back."""
     prefix = f".{output.name}."
-    for path in output.parent.glob(f"{glob.escape(prefix)}????????"):
-        if (
-            path.is_dir()
-            and not path.is_symlink()
-            and (path / SCRATCH_MARK).is_file()
-            and {p.name for p in path.iterdir()} <= {"new", "old", SCRATCH_MARK}
-        ):
+    for path in sorted(output.parent.glob(f"{glob.escape(prefix)}????????")):
+        mark = path / SCRATCH_MARK
+        if not path.is_dir() or path.is_symlink() or not mark.is_file() or mark.is_symlink():
+            continue
+        if not {p.name for p in path.iterdir()} <= {"new", "old", SCRATCH_MARK}:
+            continue
+        with mark.open("a") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another copy at work in it
+                continue
+            if (path / "old").is_dir() and not output.exists() and not output.is_symlink():
+                (path / "old").rename(output)
             shutil.rmtree(path, ignore_errors=True)

@@ -28,7 +28,7 @@ from music_tracker.lock import WriterBusy, make_folders, writer_lock
 from music_tracker.metabase.client import MetabaseError
 from music_tracker.metabase.provision import provision_project
 from music_tracker.publish import PublishError, publish
-from music_tracker.report import report
+from music_tracker.report import OutputRefused, report
 from music_tracker.reporting.definitions import DefinitionError
 from music_tracker.reporting.static_site import ReportError
 from music_tracker.settings import Settings
@@ -56,7 +56,15 @@ class DemoError(Exception):
 # what stops the demo with one line: another writer (its publish takes the writer lock) and
 # the failures of its steps that say what went wrong
 BUSY = (WriterBusy, WarehouseBusy)
-FAILURES = (DemoError, PublishError, MetabaseError, DefinitionError, ReportError, DataFolderError)
+FAILURES = (
+    DemoError,
+    PublishError,
+    MetabaseError,
+    DefinitionError,
+    ReportError,
+    OutputRefused,
+    DataFolderError,
+)
 
 
 @dataclass

@@ -47,6 +47,7 @@ def write_embeds(
     index."""
     folder = data_dir / EMBEDS_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)  # public, as its snippets are
     items = []
     for slug, link in sorted(links.items()):
         code = snippet(link["title"], link["url"], grid_rows.get(slug, 12))
