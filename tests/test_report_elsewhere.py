@@ -164,7 +164,7 @@ def test_a_copy_replaces_only_what_a_copy_wrote_and_is_public_under_any_umask(
         (music / name).parent.mkdir(exist_ok=True)
         (music / name).write_text(text)
     said = copy(expect=1)
-    assert "holds what no copy of the report wrote (.git, CNAME, downloads)" in said, said
+    assert "holds what is not part of the report (.git, CNAME, downloads)" in said, said
     assert {name: (music / name).read_text() for name in owners} == owners
     for name in owners:
         (music / name).unlink()
@@ -190,7 +190,7 @@ def test_a_copy_replaces_only_what_a_copy_wrote_and_is_public_under_any_umask(
     assert "(404.html)" in copy(expect=1)
     (music / "404.html").unlink()
     (music / ".music-tracker-copy").write_text("index.html\n")  # a list that lost its lines
-    assert "holds what no copy of the report wrote (artist, " in copy(expect=1)
+    assert "holds what is not part of the report (artist, " in copy(expect=1)
     assert (music / "overview" / "index.html").is_file()  # the copy there stays
 
 

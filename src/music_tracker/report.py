@@ -11,10 +11,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from music_tracker import interrupts
 from music_tracker.lock import report_lock
@@ -163,7 +163,7 @@ def _check_replaceable(output: Path, report_dir: Path) -> None:
             f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         )
         raise OutputRefused(
-            f"--output {output} holds what no copy of the report wrote ({shown}), and the "
+            f"--output {output} holds what is not part of the report ({shown}), and the "
             "copy replaces the folder as a whole: move them out of it, or choose another "
             "folder"
         )
@@ -177,9 +177,10 @@ def _not_copied(output: Path, report_dir: Path) -> list[str]:
         written = set(listed.read_text(encoding="utf-8", errors="replace").splitlines())
         written.add(COPY_LIST)
         legacy = False
-    else:  # a copy from before the list: what the report holds, and pages in its folders
-        written = set(_tree(report_dir)) if report_dir.is_dir() else set()
-        legacy = True
+    elif report_dir.is_dir():  # a copy from before the list: the report's files, pages
+        written, legacy = set(_tree(report_dir)), True
+    else:  # no report to judge it by yet: judged when the report is written, before the swap
+        return []
     folders = {str(Path(w).parent) for w in written} | {"."}
     for folder in set(folders):  # every folder above a written file, too
         folders.update(str(p) for p in Path(folder).parents)
@@ -218,15 +219,16 @@ def _tree(folder: Path) -> list[str]:
 def copy_report(report_dir: Path, output: Path) -> Path:
     """The finished report copied beside ``output``, then swapped in by renames;
     OSError when it cannot be (the copy that was there stays), OutputRefused when
-    ``output`` now holds what the last copy did not write."""
+    ``output`` now holds what is not part of the report, or held it when it was swapped
+    (what was added while the copy was made is kept beside it, named)."""
     _make_public_folders(output.parent)
-    _tidy_scratches(output)
+    _put_back_interrupted(output)
     # names of our own beside it: a folder of the owner's is never taken for a leftover
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     partial, old = scratch / "new", scratch / "old"
     try:
         # the mark tells a leftover of ours from a folder of the owner's; its lock, held
-        # while this copy lives, tells another copy's tidying that this one is at work
+        # while this copy lives, tells another copy that this one is at work
         with (scratch / SCRATCH_MARK).open("w") as mark:
             fcntl.flock(mark, fcntl.LOCK_EX)
             shutil.copytree(report_dir, partial)
@@ -236,14 +238,31 @@ def copy_report(report_dir: Path, output: Path) -> Path:
                 if output.exists():
                     output.rename(old)
                 partial.rename(output)
-            shutil.rmtree(old, ignore_errors=True)  # the copy before, in the scratch
+            if old.exists():
+                _keep_what_came_late(old, report_dir, scratch)
     except BaseException:  # a failure or Ctrl+C: the copy that was there stays
         if old.exists() and not output.exists():
             old.rename(output)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if (scratch / SCRATCH_MARK).exists():  # not one kept for what came late
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
     shutil.rmtree(scratch, ignore_errors=True)
+    _remove_abandoned(output)  # only now: the copy before was one of them, maybe
     return output
+
+
+def _keep_what_came_late(old: Path, report_dir: Path, scratch: Path) -> None:
+    """The copy just replaced, checked once more: a file put in it between the last check
+    and the swap (a sync, the owner) is kept with it, and the scratch folder unmarked so
+    that no copy ever removes it; OutputRefused names them."""
+    late = _not_copied(old, report_dir)
+    if late:
+        (scratch / SCRATCH_MARK).unlink()
+        raise OutputRefused(
+            f"the report was copied, but {', '.join(late[:3])} came into the folder while "
+            f"it was swapped in: kept, with the copy before, in {old}"
+        )
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _make_public_folders(folder: Path) -> None:
@@ -269,11 +288,10 @@ def _make_public(copy: Path) -> None:
     listed.chmod(0o644)
 
 
-def _tidy_scratches(output: Path) -> None:
-    """What a copy stopped between its steps left beside ``output``: folders named as
-    ``copy_report`` names its own, holding its mark and nothing but its ``new`` and
-    ``old``, whose copy is no longer at work (their mark's lock is free). A copy killed
-    between its two renames left no ``output``: its ``old``, the copy before, goes back."""
+def _scratches(output: Path) -> Iterator[tuple[Path, IO[str]]]:
+    """Scratch folders of copies no longer at work beside ``output`` (named as
+    ``copy_report`` names its own, holding its mark and nothing but ``new`` and ``old``,
+    their mark's lock free), each yielded with that lock held."""
     prefix = f".{output.name}."
     for path in sorted(output.parent.glob(f"{glob.escape(prefix)}????????")):
         mark = path / SCRATCH_MARK
@@ -286,6 +304,21 @@ def _tidy_scratches(output: Path) -> None:
                 fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # another copy at work in it
                 continue
-            if (path / "old").is_dir() and not output.exists() and not output.is_symlink():
-                (path / "old").rename(output)
-            shutil.rmtree(path, ignore_errors=True)
+            yield path, held
+
+
+def _put_back_interrupted(output: Path) -> None:
+    """A copy killed between its two renames left no ``output``: the copy before it, in
+    its scratch's ``old``, goes back (the newest, should there be several)."""
+    if output.exists() or output.is_symlink():
+        return
+    olds = [path / "old" for path, _ in _scratches(output) if (path / "old").is_dir()]
+    if olds:
+        max(olds, key=lambda p: p.stat().st_mtime).rename(output)
+
+
+def _remove_abandoned(output: Path) -> None:
+    """What copies stopped between their steps left beside ``output``, once a copy is in
+    place."""
+    for path, _ in _scratches(output):
+        shutil.rmtree(path, ignore_errors=True)
