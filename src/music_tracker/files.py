@@ -89,7 +89,7 @@ def copy(source: Path, path: Path) -> None:
 def move(source: Path, path: Path) -> None:
     """Put ``source``, a file of ours, at ``path`` in one step, private as ``copy`` leaves
     it: renamed on one file system, else copied, then removed."""
-    _make_folders(path.parent)
+    make_folders(path.parent)
     source.chmod(0o600)  # an umask could have narrowed it further, never widened
     try:
         source.replace(path)
@@ -100,18 +100,25 @@ def move(source: Path, path: Path) -> None:
         source.unlink()
 
 
-def _make_folders(folder: Path) -> None:
-    """``folder`` and those above it that are missing, each private (mkdir's parents=True
-    would leave the upper ones at the umask's mode)."""
+def make_folders(folder: Path, *, mode: int = 0o700) -> None:
+    """``folder`` and those above it that are missing, each at ``mode`` whatever the umask
+    (private unless said otherwise; mkdir's parents=True would leave the upper ones at the
+    umask's mode)."""
     missing = [above for above in (folder, *folder.parents) if not above.exists()]
     for above in reversed(missing):
-        above.mkdir(mode=0o700, exist_ok=True)
+        try:
+            above.mkdir(mode=mode)
+        except FileExistsError:  # made meanwhile by another process: left as it is
+            if not above.is_dir():
+                raise
+            continue
+        above.chmod(mode)  # mkdir's mode is narrowed by the umask
 
 
 def _partial(path: Path) -> tuple[int, Path]:
     """A new file beside ``path`` (0600, open for writing): ``<name>.<random>.partial``,
     the name cut to its first 64 characters."""
-    _make_folders(path.parent)
+    make_folders(path.parent)
     fd, name = tempfile.mkstemp(
         prefix=f"{path.name[:_NAME_CHARS]}.", suffix=".partial", dir=path.parent
     )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from music_tracker import interrupts
+from music_tracker import files, interrupts
 from music_tracker.lock import report_lock
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import Context, build_report
@@ -221,7 +221,7 @@ def copy_report(report_dir: Path, output: Path) -> Path:
     OSError when it cannot be (the copy that was there stays), OutputRefused when
     ``output`` now holds what is not part of the report, or held it when it was swapped
     (what was added while the copy was made is kept beside it, named)."""
-    _make_public_folders(output.parent)
+    files.make_folders(output.parent, mode=0o755)  # open to any user, as the copy is
     _put_back_interrupted(output)
     # names of our own beside it: a folder of the owner's is never taken for a leftover
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
@@ -265,14 +265,6 @@ def _keep_what_came_late(old: Path, report_dir: Path, scratch: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _make_public_folders(folder: Path) -> None:
-    """``folder`` and the folders above it that are missing, made open to any user."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)
-        path.chmod(0o755)
-
-
 def _make_public(copy: Path) -> None:
     """Every file readable and every folder open to any user, whatever the umask: the copy
     is for a web server that runs as a user of its own. Then the list of what it holds
@@ -283,9 +275,7 @@ def _make_public(copy: Path) -> None:
         for name in names:
             (Path(top) / name).chmod(0o644)
             written.append(str((Path(top) / name).relative_to(copy)))
-    listed = copy / COPY_LIST
-    listed.write_text("".join(f"{w}\n" for w in sorted(written)), encoding="utf-8")
-    listed.chmod(0o644)
+    files.write_text(copy / COPY_LIST, "".join(f"{w}\n" for w in sorted(written)), mode=0o644)
 
 
 def _scratches(output: Path) -> Iterator[tuple[Path, IO[str]]]:
