@@ -22,6 +22,7 @@ import pytest
 
 from conftest import Cli
 from music_tracker.lock import REPORT_LOCK_FILE, holder
+from music_tracker.report import COPY_LIST, REPORT_MARK, copy_report
 
 
 class _Links(HTMLParser):
@@ -101,13 +102,32 @@ def test_the_report_works_under_a_path_of_another_site(
     assert (root / "index.html").read_text().startswith("<!doctype html><title>The owner's")
 
 
+def _a_report(folder: Path) -> Path:
+    """The least a copy takes for a report: its mark."""
+    (folder / REPORT_MARK).parent.mkdir(parents=True)
+    (folder / REPORT_MARK).write_text("// the report's script")
+    return folder
+
+
 def test_report_output_refuses_a_folder_of_other_files(
-    built_copy: Path, cli: Cli, site: tuple[Path, str]
+    built_copy: Path, cli: Cli, site: tuple[Path, str], tmp_path: Path
 ) -> None:
+    """Refused before the report is built (``report/`` not written): a folder of the
+    owner's files, a folder under a file, a name too long for the copy's scratch beside
+    it (the file system takes 255 bytes)."""
     root, _ = site
     done = cli("report", "--data-dir", str(built_copy), "--output", str(root), expect=1)
     assert "holds files that are not a report" in done.stdout + done.stderr
     assert (root / "index.html").is_file() and not (root / "assets").exists()
+    under_a_file = root / "index.html" / "music"
+    done = cli("report", "--data-dir", str(built_copy), "--output", str(under_a_file), expect=1)
+    assert f"{root / 'index.html'} is a file, not a folder" in done.stdout + done.stderr
+    longest = copy_report(_a_report(tmp_path / "report"), root / ("m" * 245))  # scratch: 255
+    assert (longest / COPY_LIST).read_text() == "assets/report.js\n"
+    long_name = root / ("m" * 246)
+    done = cli("report", "--data-dir", str(built_copy), "--output", str(long_name), expect=1)
+    assert "choose a name of at most 245 bytes" in done.stdout + done.stderr
+    assert not long_name.exists() and not (built_copy / "report").exists()
 
 
 def test_report_output_never_replaces_the_data_folder_or_the_owners_files(
@@ -273,8 +293,10 @@ def test_report_serve_answers_compressed_and_stops_on_ctrl_c(
     built_copy: Path, tmp_path: Path
 ) -> None:
     """`report --serve`: the report over HTTP on 127.0.0.1, text gzip-compressed for a
-    client that accepts it (as the deployed proxy serves it), the same bytes either way; a
-    port in use is told with what to do; Ctrl+C stops it, exit 0."""
+    client that accepts it (as the deployed proxy serves it), the same bytes either way, and
+    not sent again to a browser that has them; a port in use is told with what to do,
+    before the report is built; the address is printed once it answers; Ctrl+C stops it,
+    exit 0."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
@@ -297,11 +319,23 @@ def test_report_serve_answers_compressed_and_stops_on_ctrl_c(
         packed = httpx.get(url, headers={"Accept-Encoding": "gzip"}, trust_env=False)
         assert packed.headers["content-encoding"] == "gzip"
         assert int(packed.headers["content-length"]) < len(plain.content) / 2
+        last_modified = packed.headers["last-modified"]
+        assert last_modified == plain.headers["last-modified"]
         assert packed.content == plain.content  # httpx unpacks it
+        for encoding in ("gzip", "identity"):  # a version the browser has is not sent again
+            again = httpx.get(
+                url,
+                headers={"Accept-Encoding": encoding, "If-Modified-Since": last_modified},
+                trust_env=False,
+            )
+            assert again.status_code == 304 and not again.content, encoding
+        page = built_copy / "report" / "index.html"
+        written = page.stat().st_mtime_ns
         taken = subprocess.run(
             [*command, "--serve", "--port", str(port)], capture_output=True, text=True, check=False
         )
         assert taken.returncode == 1 and "choose --port" in taken.stderr, taken.stderr
+        assert page.stat().st_mtime_ns == written  # told before building the report again
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0, said.read_text()
     finally:

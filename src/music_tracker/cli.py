@@ -583,11 +583,14 @@ def report_command(
     from music_tracker.lock import DataFolderError, ReportBusy
     from music_tracker.report import CopyFailed, OutputRefused, check_output, report
     from music_tracker.reporting.definitions import DefinitionError
-    from music_tracker.reporting.static_site import ReportError, serve
+    from music_tracker.reporting.static_site import PortTaken, ReportError, open_server, serve
 
     settings = _settings(data_dir)
     target = output.expanduser().resolve() if output is not None else None
+    server = None
     try:
+        if serve_it:  # a port in use is told before the build
+            server = open_server(settings.report_dir, port)
         if target is not None:
             check_output(target, settings)
         with console.progress("report", quiet=as_json) as bar:
@@ -599,21 +602,18 @@ def report_command(
             )
     except ReportBusy as exc:
         raise _fail(f"{exc}: run `music-tracker report` again when it is done", EXIT_BUSY) from None
-    except (OutputRefused, DefinitionError, ReportError, CopyFailed, DataFolderError) as exc:
-        raise _fail(str(exc), 2 if isinstance(exc, DataFolderError) else 1) from None
+    except (OutputRefused, DefinitionError, ReportError, CopyFailed, PortTaken) as exc:
+        raise _fail(str(exc)) from None
+    except DataFolderError as exc:
+        raise _fail(str(exc), 2) from None
     except OSError as exc:  # the report itself, before any copy
         raise _fail(f"cannot write the report in {settings.report_dir}: {exc}") from None
-    if not serve_it:  # --serve stops on Ctrl+C, and that is no interruption
+    if server is None:  # --serve stops on Ctrl+C, and that is no interruption
         interrupts.settle()
     _show(result, as_json, console.report_summary)
-    if serve_it:
+    if server is not None:
         out.print(f"serving the report at http://127.0.0.1:{port}/index.html (Ctrl+C stops)")
-        try:
-            serve(settings.report_dir, port)
-        except KeyboardInterrupt:
-            pass
-        except OSError as exc:
-            raise _fail(f"cannot serve on 127.0.0.1:{port} ({exc}): choose --port") from None
+        serve(server)
 
 
 @app.command("export")

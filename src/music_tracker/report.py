@@ -27,6 +27,7 @@ REPORT_MARK = "assets/report.js"  # a folder holding this is a report written he
 # the folder only if it holds nothing else
 COPY_LIST = ".music-tracker-copy"
 SCRATCH_MARK = ".music-tracker-scratch"  # in the folder a copy is made in, beside the output
+_LONGEST_NAME = 255 - len(".") - len(".12345678")  # of the output: its scratch's is longer
 
 
 class OutputRefused(Exception):
@@ -107,6 +108,14 @@ def check_output(output: Path, settings: Settings) -> None:
 def _check_swappable(output: Path) -> None:
     swap = "the copy is written beside it and swapped in by renaming the folder"
     parent = next((p for p in output.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputRefused(f"--output {output}: {parent} is a file, not a folder")
+    if len(os.fsencode(output.name)) > _LONGEST_NAME:  # the scratch's name is 10 longer
+        raise OutputRefused(
+            f"--output {output}: {swap}, under a name 10 bytes longer than its own, which "
+            f"is then too long for the file system: choose a name of at most {_LONGEST_NAME} "
+            "bytes"
+        )
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
         raise OutputRefused(
             f"--output {output}: {swap}, and {parent} cannot be written by this user: "

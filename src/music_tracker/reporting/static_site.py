@@ -40,10 +40,19 @@ from music_tracker.reporting import (
 from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, footer, head
 from music_tracker.reporting.links import Links
-from music_tracker.reporting.serving import serve
+from music_tracker.reporting.serving import PortTaken, open_server, serve
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
 
-__all__ = ["Context", "ReportError", "ReportSummary", "build_report", "run_card", "serve"]
+__all__ = [
+    "Context",
+    "PortTaken",
+    "ReportError",
+    "ReportSummary",
+    "build_report",
+    "open_server",
+    "run_card",
+    "serve",
+]
 
 ASSETS = dashboard_page.ASSETS
 ALL = periods.ALL
