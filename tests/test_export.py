@@ -3,7 +3,9 @@ exports (the `built` warehouse)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -223,3 +225,23 @@ def test_a_failure_on_the_second_file_leaves_the_folder_as_it_was(
         ".other_listens.jsonl.partial",
         "listens.jsonl",
     ]
+
+
+def test_one_export_at_a_time_writes_into_a_folder(built: Path, cli: Cli, tmp_path: Path) -> None:
+    """Another export writing into the folder (its lock on the folder held) is told, exit
+    75, and nothing in the folder is touched; once it is done, the export runs."""
+    folder = tmp_path / "lb"
+    folder.mkdir()
+    (folder / "listens.jsonl").write_text("the other export's\n")
+    held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = cli("export", "--format", "listenbrainz", "--output", str(folder),
+                     "--data-dir", str(built), expect=75)  # fmt: skip
+        assert f"another export is writing into {folder}" in result.output
+        assert sorted(p.name for p in folder.iterdir()) == ["listens.jsonl"]
+        assert (folder / "listens.jsonl").read_text() == "the other export's\n"
+    finally:
+        os.close(held)
+    cli("export", "--format", "listenbrainz", "--output", str(folder), "--data-dir", str(built))
+    assert sorted(p.name for p in folder.iterdir()) == ["listens.jsonl", "other_listens.jsonl"]

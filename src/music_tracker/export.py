@@ -11,13 +11,17 @@ Three formats (docs/export.md says what each holds):
 
 The warehouse is opened read-only; both files are written beside their final names and
 renamed into place once both are whole, so an interrupted or failed export never leaves
-half a file under a final name, nor one new file beside an older export's other one.
+half a file under a final name, nor one new file beside an older export's other one. One
+export at a time writes into a folder (a lock on the folder itself; another is told to run
+again, exit 75).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -251,43 +255,81 @@ def export_history(
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ExportError(_cannot_write(output, exc)) from None
-        music_name, other_name = output_files(fmt)
-        targets = [output / music_name, output / other_name]
-        for target in targets:
-            if target.is_dir():  # found before anything is written
-                in_the_way = IsADirectoryError(EISDIR, strerror(EISDIR))
-                raise ExportError(_cannot_write(target, in_the_way))
-        # both files written beside their names, then both renamed: a failure on the way
-        # leaves the folder as it was (never this export's plays beside an older export's
-        # podcasts)
-        partials = [_partial(target) for target in targets]
+        with _only_export_into(output):
+            return _export_into(con, output, fmt, since, timezone, summary, progress)
+
+
+@contextlib.contextmanager
+def _only_export_into(output: Path) -> Iterator[None]:
+    """The folder's own lock (``flock`` on the folder, no file added to it) while an
+    export writes into it: two exports into one folder would otherwise write the same
+    partial files and could rename one's plays beside the other's podcasts. ExportError
+    (exit 75, as a busy warehouse) when another export holds it."""
+    try:
+        folder = os.open(output, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ExportError(_cannot_write(output, exc)) from None
+    try:
         try:
-            for target, partial, sql, content in (
-                (targets[0], partials[0], _PLAYS_SQL, "music"),
-                (targets[1], partials[1], _OTHER_SQL, "other"),
-            ):
-                relation = con.sql(sql, params={"since": since})
-                total = _count(con, sql, since)
-                try:
-                    if fmt is ExportFormat.LISTENBRAINZ:
-                        lines = _listens(relation, content=content)
-                        rows = _write_lines(partial, lines, total, progress)
-                    else:
-                        rows = _copy(con, sql, since, partial, fmt, timezone)
-                except (OSError, duckdb.IOException) as exc:
-                    raise ExportError(_cannot_write(target, exc)) from None
-                if progress and fmt is not ExportFormat.LISTENBRAINZ:
-                    progress(rows, total)
-                summary.files.append({"path": str(target), "content": content, "rows": rows})
-            for target, partial in zip(targets, partials, strict=True):
-                try:
-                    partial.replace(target)
-                except OSError as exc:
-                    raise ExportError(_cannot_write(target, exc)) from None
-        finally:
-            for partial in partials:
-                with contextlib.suppress(OSError):
-                    partial.unlink(missing_ok=True)
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExportError(
+                f"another export is writing into {output}: run `music-tracker export` again "
+                "when it is done",
+                75,
+            ) from None
+        yield
+    finally:
+        os.close(folder)
+
+
+def _export_into(
+    con: duckdb.DuckDBPyConnection,
+    output: Path,
+    fmt: ExportFormat,
+    since: date | None,
+    timezone: str,
+    summary: ExportSummary,
+    progress: ProgressCallback | None,
+) -> ExportSummary:
+    """Both files written beside their names, then both renamed (export_history)."""
+    music_name, other_name = output_files(fmt)
+    targets = [output / music_name, output / other_name]
+    for target in targets:
+        if target.is_dir():  # found before anything is written
+            in_the_way = IsADirectoryError(EISDIR, strerror(EISDIR))
+            raise ExportError(_cannot_write(target, in_the_way))
+    # both files written beside their names, then both renamed: a failure on the way
+    # leaves the folder as it was (never this export's plays beside an older export's
+    # podcasts)
+    partials = [_partial(target) for target in targets]
+    try:
+        for target, partial, sql, content in (
+            (targets[0], partials[0], _PLAYS_SQL, "music"),
+            (targets[1], partials[1], _OTHER_SQL, "other"),
+        ):
+            relation = con.sql(sql, params={"since": since})
+            total = _count(con, sql, since)
+            try:
+                if fmt is ExportFormat.LISTENBRAINZ:
+                    lines = _listens(relation, content=content)
+                    rows = _write_lines(partial, lines, total, progress)
+                else:
+                    rows = _copy(con, sql, since, partial, fmt, timezone)
+            except (OSError, duckdb.IOException) as exc:
+                raise ExportError(_cannot_write(target, exc)) from None
+            if progress and fmt is not ExportFormat.LISTENBRAINZ:
+                progress(rows, total)
+            summary.files.append({"path": str(target), "content": content, "rows": rows})
+        for target, partial in zip(targets, partials, strict=True):
+            try:
+                partial.replace(target)
+            except OSError as exc:
+                raise ExportError(_cannot_write(target, exc)) from None
+    finally:
+        for partial in partials:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
     return summary
 
 
