@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import shutil
@@ -299,7 +300,54 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             shutil.rmtree(plans, ignore_errors=True)
 
 
+# The longest tests, with their seconds in a full run of `make test` (2026-12-06, 07:52):
+# each worker starts with its share of them, so that the run ends on short tests. First
+# those that mostly wait (podman's build, a scheduler's intervals and time limits, an
+# injected rate limit): they wait while the others use the cores, not at the end with the
+# cores idle (the hung lite run, last, held one run 38 s with one core busy at most). Then
+# long builds that need no fixture another worker makes (the real exports' `built`).
+_LONG_TESTS = {
+    "test_the_images_build_and_the_stack_runs": 157,
+    "test_a_hung_run_is_stopped_told_and_the_schedule_goes_on": 63,
+    "test_a_hung_lite_run_is_stopped_told_and_the_schedule_goes_on": 40,
+    "test_weeks_of_polling_with_faults_lose_and_duplicate_nothing": 40,
+    "test_a_few_hundred_artists": 37,
+    "test_with_metabase_the_hourly_refresh_writes_the_report_the_polls_left": 30,
+    "test_a_failed_poll_is_retried_and_a_musicbrainz_outage_stops_nothing": 26,
+    "test_serve_fires_the_schedule_and_stops_cleanly": 23,
+    "test_one_failing_artist_does_not_stop_the_run": 20,
+    "test_a_new_instance_is_set_up_with_every_dashboard_and_public_links": 17,
+    "test_a_changed_warehouse_goes_to_dbt": 25,
+    "test_late_plays_for_an_old_month": 25,
+    "test_a_scheduled_build_replays_the_last_one": 23,
+    "test_an_enrichment_that_moves_an_artist_or_excludes_it": 23,
+    "test_a_merge_of_two_old_plays": 20,
+    "test_incremental_equals_full_refresh": 21,
+    "test_a_play_whose_row_moved_twice_between_builds_leaves": 18,
+    "test_a_report_of_a_history_wholly_excluded_says_so": 16,
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest test first (building and running the containers, minutes): the other
-    worker gets through the rest meanwhile instead of waiting for it at the end."""
-    items.sort(key=lambda item: "test_stack.py" not in item.nodeid)
+    """Each worker's first tests are its share of the longest, the longest (building and
+    running the containers, minutes) first. xdist's worksteal hands the k-th of N workers
+    the k-th of N slices of the list, in order (sizes ``left // workers_left``), and later
+    moves only the ends of the queues; every worker computes the same order."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    longest = sorted(
+        (item for item in items if getattr(item, "originalname", "") in _LONG_TESTS),
+        key=lambda item: -_LONG_TESTS[item.originalname],  # type: ignore[attr-defined]
+    )
+    rest = iter([item for item in items if item not in longest])
+    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for item in longest:  # each to the worker with the least so far
+        k = load.index(min(load))
+        heads[k].append(item)
+        load[k] += _LONG_TESTS[item.originalname]  # type: ignore[attr-defined]
+    ordered, left = [], len(items)
+    for k in range(workers):
+        size = left // (workers - k)
+        left -= size
+        ordered += heads[k] + list(itertools.islice(rest, max(0, size - len(heads[k]))))
+    items[:] = ordered + list(rest)
