@@ -300,13 +300,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             shutil.rmtree(plans, ignore_errors=True)
 
 
-# The longest tests, with their seconds in a full run of `make test` (2026-12-06, 07:52):
-# each worker starts with its share of them, so that the run ends on short tests. First
-# those that mostly wait (podman's build, a scheduler's intervals and time limits, an
-# injected rate limit): they wait while the others use the cores, not at the end with the
-# cores idle (the hung lite run, last, held one run 38 s with one core busy at most). Then
-# long builds that need no fixture another worker makes (the real exports' `built`).
-_LONG_TESTS = {
+# The longest tests, with their seconds in a full run of `make test` (2026-12-06, 07:52),
+# dealt to the workers first so that the run ends on short tests (the hung lite run, last,
+# held one run 38 s with one core busy at most). Those that mostly wait (podman's build,
+# a scheduler's intervals and time limits, an injected rate limit), then long builds that
+# need no fixture another worker makes (the real exports' `built`).
+_LONG_WAITS = {
     "test_the_images_build_and_the_stack_runs": 157,
     "test_a_hung_run_is_stopped_told_and_the_schedule_goes_on": 63,
     "test_a_hung_lite_run_is_stopped_told_and_the_schedule_goes_on": 40,
@@ -317,6 +316,8 @@ _LONG_TESTS = {
     "test_serve_fires_the_schedule_and_stops_cleanly": 23,
     "test_one_failing_artist_does_not_stop_the_run": 20,
     "test_a_new_instance_is_set_up_with_every_dashboard_and_public_links": 17,
+}
+_LONG_BUILDS = {
     "test_a_changed_warehouse_goes_to_dbt": 25,
     "test_late_plays_for_an_old_month": 25,
     "test_a_scheduled_build_replays_the_last_one": 23,
@@ -328,26 +329,44 @@ _LONG_TESTS = {
 }
 
 
+@pytest.hookimpl(trylast=True)  # after -k and --deselect have taken theirs out
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each worker's first tests are its share of the longest, the longest (building and
-    running the containers, minutes) first. xdist's worksteal hands the k-th of N workers
-    the k-th of N slices of the list, in order (sizes ``left // workers_left``), and later
+    """Each worker's first tests are its share of the longest, dealt longest first to the
+    worker with the least so far; the tests on Prefect's test harness together, on one
+    worker (each worker that runs one starts its own harness: 7 CPU-s, and again whenever
+    its tests of that module are apart). In each share the builds go before the waits, but
+    the containers' minutes start the run: a run that began with every worker waiting
+    left a core idle for half a minute. xdist's worksteal hands the k-th of N workers the
+    k-th of N slices of the list, in order (sizes ``left // workers_left``), and later
     moves only the ends of the queues; every worker computes the same order."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    longest = sorted(
-        (item for item in items if getattr(item, "originalname", "") in _LONG_TESTS),
-        key=lambda item: -_LONG_TESTS[item.originalname],  # type: ignore[attr-defined]
+    long = {**_LONG_WAITS, **_LONG_BUILDS}
+
+    def seconds(item: pytest.Item) -> int:
+        return long.get(getattr(item, "originalname", ""), 5)
+
+    def waits(unit: list[pytest.Item]) -> bool:
+        return unit[0].name != "test_the_images_build_and_the_stack_runs" and (
+            unit is harnessed or getattr(unit[0], "originalname", "") in _LONG_WAITS
+        )
+
+    harnessed = [item for item in items if "harness" in getattr(item, "fixturenames", ())]
+    units = [[item] for item in items if seconds(item) > 5 and item not in harnessed]
+    units = sorted(
+        [*units, harnessed] if harnessed else units, key=lambda unit: -sum(map(seconds, unit))
     )
-    rest = iter([item for item in items if item not in longest])
-    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    dealt = {id(item) for unit in units for item in unit}
+    rest = iter([item for item in items if id(item) not in dealt])
+    shares: list[list[list[pytest.Item]]] = [[] for _ in range(workers)]
     load = [0] * workers
-    for item in longest:  # each to the worker with the least so far
+    for unit in units:
         k = load.index(min(load))
-        heads[k].append(item)
-        load[k] += _LONG_TESTS[item.originalname]  # type: ignore[attr-defined]
+        shares[k].append(unit)
+        load[k] += sum(map(seconds, unit))
     ordered, left = [], len(items)
     for k in range(workers):
+        head = [item for unit in sorted(shares[k], key=waits) for item in unit]
         size = left // (workers - k)
         left -= size
-        ordered += heads[k] + list(itertools.islice(rest, max(0, size - len(heads[k]))))
+        ordered += head + list(itertools.islice(rest, max(0, size - len(head))))
     items[:] = ordered + list(rest)

@@ -114,7 +114,7 @@ def test_report_output_refuses_a_folder_of_other_files(
 ) -> None:
     """Refused before the report is built (``report/`` not written): a folder of the
     owner's files, a folder under a file, a name too long for the copy's scratch beside
-    it (the file system takes 255 bytes)."""
+    it (the file system takes 255 bytes), a loop of links."""
     root, _ = site
     done = cli("report", "--data-dir", str(built_copy), "--output", str(root), expect=1)
     assert "holds files that are not a report" in done.stdout + done.stderr
@@ -127,6 +127,10 @@ def test_report_output_refuses_a_folder_of_other_files(
     long_name = root / ("m" * 246)
     done = cli("report", "--data-dir", str(built_copy), "--output", str(long_name), expect=1)
     assert "choose a name of at most 245 bytes" in done.stdout + done.stderr
+    (root / "loop").symlink_to("loop")
+    done = cli("report", "--data-dir", str(built_copy), "--output", str(root / "loop" / "m"),
+               expect=1)  # fmt: skip
+    assert "cannot be followed" in done.stdout + done.stderr
     assert not long_name.exists() and not (built_copy / "report").exists()
 
 

@@ -348,7 +348,8 @@ def test_dbt_compiles_by_hand_on_a_warehouse_music_tracker_has_not_made(
 ) -> None:
     """`dbt compile` (and `docs generate`) run by hand, as docs/model.md shows, on a
     warehouse without the raw tables: the tests' count of new keys is left to the build,
-    whose connection makes them (it stopped the compile with "Table ... does not exist")."""
+    whose connection makes them (it stopped the compile with "Table ... does not exist").
+    The project's flags keep dbt's usage events off without a variable."""
     from dbt.cli.main import dbtRunner
 
     monkeypatch.setenv("MUSIC_TRACKER_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
@@ -363,6 +364,8 @@ def test_dbt_compiles_by_hand_on_a_warehouse_music_tracker_has_not_made(
     assert result.success, result.exception
     compiled = next(target.rglob("source_unique_raw_spotify_extended_history_source_key.sql"))
     assert "raw.transform_runs" in compiled.read_text()  # the look-up of the new keys
+    # dbt by hand sends dbt Labs no usage events either (it logs each one it would send)
+    assert "Sending event" not in (tmp_path / "dbt.log").read_text()
 
 
 def test_two_equal_rows_in_a_table_written_as_a_difference_fail_the_build(

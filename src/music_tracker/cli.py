@@ -586,13 +586,12 @@ def report_command(
     from music_tracker.reporting.static_site import PortTaken, ReportError, open_server, serve
 
     settings = _settings(data_dir)
-    target = output.expanduser().resolve() if output is not None else None
-    server = None
+    server = target = None
     try:
         if serve_it:  # a port in use is told before the build
             server = open_server(settings.report_dir, port)
-        if target is not None:
-            check_output(target, settings)
+        if output is not None:
+            target = check_output(output, settings)
         with console.progress("report", quiet=as_json) as bar:
             task = bar.add_task("", total=None)
             result = report(

@@ -264,7 +264,9 @@ def _only_export_into(output: Path) -> Iterator[None]:
     """The folder's own lock (``flock`` on the folder, no file added to it) while an
     export writes into it: two exports into one folder would otherwise write the same
     partial files and could rename one's plays beside the other's podcasts. ExportError
-    (exit 75, as a busy warehouse) when another export holds it."""
+    (exit 75, as a busy warehouse) when another export holds it. On a file system that
+    cannot lock a folder (NFS takes ``flock`` only on a file open for writing) the export
+    runs without it."""
     try:
         folder = os.open(output, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
@@ -278,6 +280,8 @@ def _only_export_into(output: Path) -> Iterator[None]:
                 "when it is done",
                 75,
             ) from None
+        except OSError:  # a file system that locks no folder (NFS): as before the lock
+            pass
         yield
     finally:
         os.close(folder)

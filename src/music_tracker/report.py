@@ -81,11 +81,17 @@ def report(
     return summary
 
 
-def check_output(output: Path, settings: Settings) -> None:
-    """Refuse, before the report is built, a folder the copy would wrongly replace: one
-    holding what no copy wrote (the owner's site, a repository, a file put beside the
+def check_output(named: Path, settings: Settings) -> Path:
+    """The folder named for the copy, as an absolute path without links; refused
+    (OutputRefused), before the report is built, when the copy would wrongly replace it:
+    one holding what no copy wrote (the owner's site, a repository, a file put beside the
     report), the data folder or its report, or one the swap cannot replace (not writable,
-    its parent not writable, a mount point)."""
+    its parent not writable, a mount point), or a path that cannot be resolved (a loop of
+    links)."""
+    try:
+        output = named.expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+        raise OutputRefused(f"--output {named} cannot be followed: {exc}") from None
     data, report_dir = settings.data_dir.resolve(), settings.report_dir.resolve()
     for folder in (data, report_dir):
         # replacing the output would take the data folder (or the report) with it
@@ -103,6 +109,7 @@ def check_output(output: Path, settings: Settings) -> None:
             "the copy replaces the folder as a whole, and only a folder whose every file "
             "the last copy wrote is replaced"
         ) from None
+    return output
 
 
 def _check_swappable(output: Path) -> None:
