@@ -48,11 +48,12 @@ typecheck: $(STAMP)
 sqllint: $(STAMP)
 	cd transform && ../$(BIN)/sqlfluff lint models tests --processes 2
 
-# four workers on the two cores: the others fill the time the stack test and the hung-run
-# tests spend waiting (534 s against 557 with three, docs/testing.md); the ten slowest
-# tests are printed on every run
+# five workers on the two cores: the others fill the time the stack test, the hung-run
+# tests and Prefect's harness spend waiting (about 450 s of waiting in a 410 s run: with
+# four, the cores stood idle 25 core-s, with five 11; docs/testing.md); the longest tests
+# start each worker's share (tests/conftest.py); the ten slowest are printed on every run
 unit: $(STAMP) $(WORLD)
-	$(BIN)/pytest -n 4 --dist worksteal
+	$(BIN)/pytest -n 5 --dist worksteal
 
 # the three checks at once (mypy takes one core for about 18 s, sqlfluff two for 8), each
 # printed whole when it ends; then the tests
