@@ -66,7 +66,7 @@ if not os.environ.get("MUSIC_TRACKER_CALENDAR_LAST_DAY", "").strip():  # empty: 
 # which builds with it) and the stack test's demo builds with it inside the image.
 os.environ.setdefault("MUSIC_TRACKER_DBT_THREADS", "1")
 
-# Parallel workers (pytest-xdist, `make test` runs four) each keep their own dbt parse cache
+# Parallel workers (pytest-xdist, `make test` runs five) each keep their own dbt parse cache
 # and compiled SQL: two dbt runs writing one target/ at once would trip over each other.
 # Outside the dbt project, whose files make up the build fingerprint.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
@@ -338,7 +338,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the containers' minutes start the run: a run that began with every worker waiting
     left a core idle for half a minute. xdist's worksteal hands the k-th of N workers the
     k-th of N slices of the list, in order (sizes ``left // workers_left``), and later
-    moves only the ends of the queues; every worker computes the same order."""
+    moves only the ends of the queues; every worker computes the same order. In a small
+    selection a share can be longer than its slice: the rest of it then runs on the next
+    worker (test_orchestration.py alone on five workers starts the harness three times)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     long = {**_LONG_WAITS, **_LONG_BUILDS}
 

@@ -3,6 +3,7 @@ exports (the `built` warehouse)."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -149,6 +150,13 @@ def test_bad_requests_say_what_to_do(built: Path, cli: Cli, tmp_path: Path) -> N
                  expect=1)  # fmt: skip
     assert "is a file" in result.output
     assert a_file.read_text() == "keep me"
+    (tmp_path / "loop").symlink_to("loop")  # a loop of links: told, no traceback
+    result = cli("export", "--format", "csv", "--output", str(tmp_path / "loop" / "x"),
+                 "--data-dir", str(built), expect=1)  # fmt: skip
+    assert "cannot be followed" in result.output and "Traceback" not in result.output
+    result = cli("export", "--format", "csv", *args[:2], "--data-dir", str(tmp_path / "loop"),
+                 expect=2)  # fmt: skip
+    assert "the data folder" in result.output and "cannot be followed" in result.output
 
 
 def test_nothing_to_export_before_transform(cli: Cli, data_dir: Path, tmp_path: Path) -> None:
@@ -245,3 +253,20 @@ def test_one_export_at_a_time_writes_into_a_folder(built: Path, cli: Cli, tmp_pa
         os.close(held)
     cli("export", "--format", "listenbrainz", "--output", str(folder), "--data-dir", str(built))
     assert sorted(p.name for p in folder.iterdir()) == ["listens.jsonl", "other_listens.jsonl"]
+
+
+def test_a_folder_that_cannot_be_locked_is_written_and_said(
+    built: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a file system that locks no folder (NFS answers a folder's flock with EBADF;
+    none here does, so the refusal is injected) the export runs, and says what it could
+    not rule out."""
+
+    def refused(fd: int, operation: int) -> None:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    folder = tmp_path / "nfs"
+    result = cli("export", "--format", "csv", "--output", str(folder), "--data-dir", str(built))
+    assert "warning:" in result.output and "cannot be locked" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["other_plays.csv", "plays.csv"]

@@ -62,15 +62,16 @@ def _settings(data_dir: Path | None) -> Settings:
     for warning in unknown_settings():
         console.warn(warning)
     # messages name absolute paths: "data/warehouse.duckdb" depends on where one stands
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    try:
+        settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    except (OSError, RuntimeError) as exc:  # a loop of links, a working folder removed
+        raise _fail(f"the data folder {settings.data_dir} cannot be followed: {exc}", 2) from None
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
-        hint = (
-            f"; use its folder, --data-dir {settings.data_dir.parent}"
-            if settings.data_dir.name == "warehouse.duckdb"
-            else ""
-        )
+        hint = settings.data_dir.name == "warehouse.duckdb"
         raise _fail(
-            f"the data folder {settings.data_dir.resolve()} is a file, not a folder{hint}", 2
+            f"the data folder {settings.data_dir} is a file, not a folder"
+            + (f"; use its folder, --data-dir {settings.data_dir.parent}" if hint else ""),
+            2,
         )
     console.setup_logging(settings.log_level)
     return settings

@@ -101,7 +101,10 @@ def run(
         raise ExportError(
             f"no warehouse at {settings.warehouse_path}: run `music-tracker import` first"
         )
-    target = output.resolve()
+    try:
+        target = output.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links, a working folder removed
+        raise ExportError(f"--output {output} cannot be followed: {exc}") from None
     for managed in (
         settings.landing_dir,
         settings.state_dir,
@@ -136,6 +139,7 @@ def in_words(result: dict[str, Any]) -> str:
     lines = [f"{f['rows']:,} {f['content']} plays -> {f['path']}" for f in result["files"]]
     if result["since"]:
         lines.append(f"plays on or after {result['since']} ({result['timezone']})")
+    lines += [f"warning: {warning}" for warning in result["warnings"]]
     return "\n".join(lines)
 
 
@@ -148,6 +152,7 @@ class ExportSummary:
     since: str | None
     timezone: str
     files: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +163,7 @@ class ExportSummary:
             "files": self.files,
             "plays": sum(f["rows"] for f in self.files if f["content"] == "music"),
             "other_plays": sum(f["rows"] for f in self.files if f["content"] != "music"),
+            "warnings": self.warnings,
         }
 
 
@@ -255,18 +261,23 @@ def export_history(
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ExportError(_cannot_write(output, exc)) from None
-        with _only_export_into(output):
+        with _only_export_into(output) as locked:
+            if not locked:
+                summary.warnings.append(
+                    f"{output} cannot be locked (its file system locks no folder, as NFS): "
+                    "another export into it at the same time would mix their files"
+                )
             return _export_into(con, output, fmt, since, timezone, summary, progress)
 
 
 @contextlib.contextmanager
-def _only_export_into(output: Path) -> Iterator[None]:
+def _only_export_into(output: Path) -> Iterator[bool]:
     """The folder's own lock (``flock`` on the folder, no file added to it) while an
     export writes into it: two exports into one folder would otherwise write the same
     partial files and could rename one's plays beside the other's podcasts. ExportError
     (exit 75, as a busy warehouse) when another export holds it. On a file system that
     cannot lock a folder (NFS takes ``flock`` only on a file open for writing) the export
-    runs without it."""
+    runs without it, and is told False."""
     try:
         folder = os.open(output, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
@@ -274,6 +285,7 @@ def _only_export_into(output: Path) -> Iterator[None]:
     try:
         try:
             fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except BlockingIOError:
             raise ExportError(
                 f"another export is writing into {output}: run `music-tracker export` again "
@@ -281,8 +293,8 @@ def _only_export_into(output: Path) -> Iterator[None]:
                 75,
             ) from None
         except OSError:  # a file system that locks no folder (NFS): as before the lock
-            pass
-        yield
+            locked = False
+        yield locked
     finally:
         os.close(folder)
 
