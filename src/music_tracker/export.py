@@ -264,7 +264,7 @@ def export_history(
         with _only_export_into(output) as locked:
             if not locked:
                 summary.warnings.append(
-                    f"{output} cannot be locked (its file system locks no folder, as NFS): "
+                    f"{output} cannot be locked (its file system locks no folder, such as NFS): "
                     "another export into it at the same time would mix their files"
                 )
             return _export_into(con, output, fmt, since, timezone, summary, progress)
