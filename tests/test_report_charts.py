@@ -562,3 +562,25 @@ def test_pictures_are_drawn_by_a_process_of_their_own(
     )
     assert pictures.drawn == 2
     assert len(list(cache.rglob("*.svg"))) == 2  # kept for the next report
+
+
+def test_a_series_keeps_its_colour_on_every_page(real_report: Path) -> None:
+    """Discovery's "New artist" was blue on all time and orange on 2023 and the last 30
+    days, where the first row was a known artist's (helper-64): a card's ``series:`` fixes
+    which colour each value gets, on every page, and names every value its rows have."""
+    from music_tracker.reporting.definitions import load_dashboards
+
+    (discovery,) = [d for d in load_dashboards() if d.slug == "discovery"]
+    series = {card.name: card.series for base in discovery.cards for card in (base, *base.instead)}
+    seen = set()
+    for page in sorted((real_report / "report" / "discovery").glob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        for card in json.loads(re.search(r"id='mt-cards'>(.*?)</script>", text, re.S).group(1)):
+            if not series.get(card["name"]):
+                continue
+            (scale,) = [s for s in card["spec"]["scales"] if s["name"] == "color"]
+            assert scale["domain"] == series[card["name"]], (page.name, card["name"], scale)
+            at = card["columns"].index("kind" if "kind" in card["columns"] else "artist_kind")
+            assert {row[at] for row in card["rows"]} <= set(scale["domain"]), page.name
+            seen.add((page.stem, card["name"]))
+    assert {"index", "2023", "last-30-days"} <= {stem for stem, _ in seen}, seen

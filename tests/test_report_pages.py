@@ -585,6 +585,40 @@ def test_one_of_a_thing_is_said_in_the_singular() -> None:
     assert "1 play " in index and "1,200 plays" in index, index
 
 
+def test_a_year_still_going_is_compared_with_the_same_days(real_report: Path) -> None:
+    """The newest year (to 3 October 2024) against 1 January to 3 October of the year
+    before, not against all of it; the year the history starts in (2018, from 12
+    September) against nothing, its figures nor its lists: the history began after the
+    year before began (helper-64: the account export's 2024, nine months, against its
+    2023 of three read "+349%", with "new" and "up from #603" in every list)."""
+    rows = query(
+        real_report,
+        "select date_sid, tracks_played, ms_played from dw.agg_daily_listening"
+        " where date_sid > date '1900-01-01'",
+    )
+    first, newest = min(r[0] for r in rows), max(r[0] for r in rows)
+    year = newest.year
+    until = newest.replace(year=year - 1)
+    before = [r for r in rows if dt.date(year - 1, 1, 1) <= r[0] <= until]
+    figures = _figures(real_report / "report" / "year-in-review" / f"{year}.html")
+    same_days = periods.date_span(dt.date(year - 1, 1, 1), until)
+    assert f"on {same_days} ({sum(r[1] for r in before):,})" in figures["plays"], figures
+    assert f"({len(before):,})" in figures["days_with_music"], figures
+    assert "not-compared" not in figures
+    page = real_report / "report" / "year-in-review" / f"{first.year}.html"
+    text = page.read_text(encoding="utf-8")
+    figures = _figures(page)
+    assert "%" not in figures["plays"] and "year before" not in figures["plays"], figures
+    from music_tracker.reporting.front_page import long_date
+
+    assert figures["not-compared"] == (
+        f"The history starts on {long_date(first)}: there is no whole year before to compare with."
+    )
+    assert "class='change" not in text.split("data-card='top_artists'>")[1].split("</section>")[0]
+    header = f"{first.year}: {periods.date_span(first, dt.date(first.year, 12, 31))}"
+    assert f"<p class='period'>{header}, from the first play</p>" in text
+
+
 def test_a_year_after_a_silent_year_calls_nothing_new() -> None:
     """The year after a year without plays (the real exports' 2023, after 2019-2022; the
     history's first year) has nothing to be measured against: its lists mark no artist
@@ -676,3 +710,17 @@ def test_a_name_without_spaces_stays_within_a_phone(tmp_path: Path) -> None:
         wide = page.evaluate("document.scrollingElement.scrollWidth")
         browser.close()
     assert wide <= 391, wide
+
+
+def test_the_front_page_counts_artist_pages_not_artists(real_report: Path) -> None:
+    """ "All 135 artists" beside an Overview of 1,346 artists (helper-64): the link says how
+    many artists have a page, which is not all of them."""
+    text = (real_report / "report" / "index.html").read_text(encoding="utf-8")
+    pages = len(list((real_report / "report" / "artist").glob("*.html"))) - 1  # the index
+    (artists,) = query(real_report, "select count(*) from dw.dim_artist")[0]
+    assert pages < artists
+    link = re.search(r"<p class='artists-link'>(.*?)</p>", text, re.S)
+    assert link, text
+    shown = html.unescape(re.sub(r"<[^>]+>", "", link.group(1)))
+    assert shown.startswith(f"{pages:,} artist pages: the most played artists"), shown
+    assert "All " not in shown

@@ -132,6 +132,20 @@ def test_only_periods_with_something_to_draw_are_offered(built: Path) -> None:
     said = periods.rolling(dt.date(2026, 12, 2))[1].statement(dt.date(2026, 12, 2))
     assert said == "Last 30 days: 3 Nov \u2013 2 Dec 2026, up to the newest play"
     assert periods.of_year(2024).statement(dt.date(2026, 12, 2)) == "2024: 1 Jan \u2013 31 Dec 2024"
+    # a year the history starts in is told from its first play (helper-64: the account
+    # export's 2023, from 2 October, was headed "1 Jan - 31 Dec 2023")
+    first = dt.date(2023, 10, 2)
+    assert (
+        periods.of_year(2023).statement(dt.date(2024, 10, 3), first)
+        == "2023: 2 Oct \u2013 31 Dec 2023, from the first play"
+    )
+    assert (
+        periods.of_year(2023).statement(dt.date(2023, 11, 4), first)
+        == "2023: 2 Oct \u2013 4 Nov 2023, the first play to the newest"
+    )
+    assert periods.of_year(2024).statement(dt.date(2024, 10, 3), first) == (
+        "2024: 1 Jan \u2013 3 Oct 2024, up to the newest play"
+    )
 
 
 def test_podcasts_after_the_last_song_end_the_podcast_pages_periods(built_copy: Path) -> None:

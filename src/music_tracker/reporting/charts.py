@@ -231,6 +231,7 @@ def _color(card: Card) -> dict[str, Any]:
             "sort": None,
             "title": card.title_of(card.color),
             "legend": legend,
+            **({"scale": {"domain": card.series}} if card.series else {}),
         }
     }
 

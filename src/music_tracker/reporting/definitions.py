@@ -178,6 +178,10 @@ class Card(_Strict):
     x: str | None = None
     y: str | None = None
     color: str | None = None
+    # the values of ``color`` in the order of the palette's colours: each keeps its colour
+    # on every page (drawn in the order the rows name them, "New artist" was blue on one
+    # period and orange on another)
+    series: list[str] = Field(default_factory=list)
     size: str | None = None
     label: str | None = None
     tooltip: list[str] = Field(default_factory=list)
@@ -282,6 +286,8 @@ class Card(_Strict):
         missing = [f for f in needs[self.viz] if getattr(self, f) is None]
         if missing:
             raise ValueError(f"a {self.viz} card needs {', '.join(missing)}")
+        if self.series and self.color is None:
+            raise ValueError("series: orders the values of color:, which the card does not have")
         if self.time and self.viz not in ("column", "stacked_column", "line", "area", "heatmap"):
             raise ValueError(f"a {self.viz} card has no time axis (time: is for x axes)")
         unsuited = [kind for kind in self.shown_on() if kind not in self.grain_periods()]

@@ -240,8 +240,11 @@ def render(
         for d in dashboards
     )
     search = (
-        f"<p class='artists-link'><a href='artist/index.html'>All {counted(artist_pages, 'artist')}"
-        "</a>, with a search box.</p>"
+        # not "All 135 artists" beside an Overview of 1,346 (helper-64): a page is for an
+        # artist of the most played, or one a list names (artist_pages.choose)
+        f"<p class='artists-link'><a href='artist/index.html'>"
+        f"{counted(artist_pages, 'artist page')}</a>: the most played artists and every one a"
+        " list names, with a search box.</p>"
     )
     return (
         head("My listening", 0, description="A music listening history in numbers.", drawn=True)

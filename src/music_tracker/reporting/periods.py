@@ -60,12 +60,19 @@ class Period:
         """Which kind of period (definitions.PERIOD_KINDS): a year, or a rolling one."""
         return "year" if self.year is not None else self.stem
 
-    def statement(self, newest: dt.date) -> str:
+    def statement(self, newest: dt.date, oldest: dt.date | None = None) -> str:
         """What the page says it shows: "Last 30 days: 3 Nov - 2 Dec 2026, up to the
-        newest play"."""
-        span = date_span(self.first_date, min(self.last_date, newest))
+        newest play"; a period the history starts in from its first day ("2023: 2 Oct -
+        31 Dec 2023, from the first play")."""
+        first = self.first_date
+        head = ""
+        if oldest is not None and oldest > first:
+            first, head = oldest, ", from the first play"
+        span = date_span(first, min(self.last_date, newest))
         tail = ", up to the newest play" if self.last_date >= newest else ""
-        return f"{self.label}: {span}{tail}"
+        if head and tail:
+            return f"{self.label}: {span}, the first play to the newest"
+        return f"{self.label}: {span}{head}{tail}"
 
 
 def date_span(first: dt.date, last: dt.date) -> str:

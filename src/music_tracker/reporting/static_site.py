@@ -454,7 +454,7 @@ def write_report(
                 period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
                 if period is None and values:  # all time
                     period = periods.Period(ALL, "All time", span[0], newest)
-                said = period.statement(newest) if period else ""
+                said = period.statement(newest, span[0]) if period else ""
                 page = _Page(dashboard, stem, label, answers[stem], cards[stem], said)
                 if dashboard.page == "dashboard":  # its first charts drawn meanwhile
                     # a past year's page does not change: drawn once, when there is time

@@ -17,6 +17,7 @@ from music_tracker.reporting.cards_html import show_in
 from music_tracker.reporting.definitions import Rank
 from music_tracker.reporting.front_page import counted, long_date
 from music_tracker.reporting.layout import Context, esc, footer, head, nav
+from music_tracker.reporting.periods import date_span
 
 Rows = dict[str, list[dict[str, Any]]]  # card name: its rows as column -> value
 Link = Callable[[str, Any], str | None]  # (column, value) -> a page, or None
@@ -52,16 +53,33 @@ def _number(value: Any, digits: int = 0) -> str:
     return f"{float(value):,.{digits}f}"
 
 
-def _against(now: Any, before: Any, what: str) -> str:
-    """'+12% on 2023' style comparison; nothing when the year before is empty."""
+def _against(now: Any, before: Any, what: str, against: str) -> str:
+    """'+12% on the year before (75.7)' style comparison (``against``: what it is compared
+    with); nothing when the year before is empty."""
     if not before:
-        return "nothing the year before"
+        return f"nothing {against}"
     change = (float(now or 0) - float(before)) / float(before) * 100
     if abs(change) < 0.5:
-        return f"as many {what} as the year before"
+        return f"as many {what} as {against}"
     sign = "+" if change > 0 else "\u2212"
     previous = _number(before, 1 if what == "hours" else 0)
-    return f"{sign}{abs(change):.0f}% on the year before ({previous})"
+    return f"{sign}{abs(change):.0f}% on {against} ({previous})"
+
+
+def _compared_with(summary: dict[str, Any]) -> str | None:
+    """What the year is compared with: "the year before", or "1 Jan \u2013 3 Oct 2023" (a
+    year still going, against the same days of the year before); None when the history
+    starts after the year before began, which leaves nothing fair to compare (a year of
+    three months against one of nine read as listening six times as much)."""
+    since, until = _date(summary.get("compared_from")), _date(summary.get("compared_to"))
+    starts = _date(summary.get("history_starts"))
+    if since is None or until is None:  # a summary without them (Metabase's own SQL)
+        return "the year before"
+    if starts is not None and starts > since:
+        return None
+    if until < dt.date(since.year, 12, 31):
+        return date_span(since, until)
+    return "the year before"
 
 
 def _change(now: Any, before: Any) -> str:
@@ -232,14 +250,21 @@ def render(
     summary = (data.get("summary") or [{}])[0]
     year = summary.get("year") or year_label
     heading = f"{year} in music"
+    against = _compared_with(summary)
+    starts = _date(summary.get("history_starts"))
     figures = (
         "<div class='kpis story-kpis'>"
         + "".join(
             f"<div class='kpi-card' data-figure='{key}'><span class='kpi-label'>{label}</span>"
             f"<span class='kpi-value'>{_number(summary.get(key), digits)}</span>"
-            f"<span class='kpi-detail'>"
-            f"{esc(_against(summary.get(key), summary.get(f'{key}_year_before'), what))}"
-            "</span></div>"
+            + (
+                "<span class='kpi-detail'>"
+                + esc(_against(summary.get(key), summary.get(f"{key}_year_before"), what, against))
+                + "</span>"
+                if against
+                else ""
+            )
+            + "</div>"
             for key, label, digits, what in (
                 ("hours", "Hours of music", 1, "hours"),
                 ("days_with_music", "Days with music", 0, "days"),
@@ -248,6 +273,11 @@ def render(
         )
         + "</div>"
     )
+    if against is None and starts is not None:
+        figures += (
+            f"<p class='story-note' data-figure='not-compared'>The history starts on "
+            f"{esc(long_date(starts))}: there is no whole year before to compare with.</p>"
+        )
     lists = []
     for card, label, column in _LISTS:
         if card not in data:
@@ -258,7 +288,7 @@ def render(
             continue  # a list the definitions do not rank (rank:) is Metabase's alone
         if ranked:
             name = f"rank-year-in-review--{card}"
-            compared = bool(summary.get("plays_year_before"))
+            compared = against is not None and bool(summary.get("plays_year_before"))
             body = _ranked(rows, column, ranks[card], first, name, link, compared)
         elif card == "top_genres":
             body = f"<p class='empty'>{NO_GENRES}</p>"
