@@ -724,3 +724,33 @@ def test_the_front_page_counts_artist_pages_not_artists(real_report: Path) -> No
     shown = html.unescape(re.sub(r"<[^>]+>", "", link.group(1)))
     assert shown.startswith(f"{pages:,} artist pages: the most played artists"), shown
     assert "All " not in shown
+
+
+def test_plays_without_an_album_name_are_not_albums(real_report: Path) -> None:
+    """The account data names no album: its plays share their artist's "(no album)" row.
+    Overview counted those rows as albums (2,478 "albums" of the account export alone, as
+    many as its artists), and Year in review said "Nothing played this year" beside its
+    12,942 plays of 2024 (helper-64)."""
+    from music_tracker.reporting import story
+    from music_tracker.reporting.layout import Context
+
+    report = real_report / "report"
+    for year, page in ((None, "index"), (2024, "2024")):
+        (named, every) = query(
+            real_report,
+            "select count(distinct fact.album_sid) filter (where album.album_name != "
+            "'(no album)'), count(distinct fact.album_sid) from dw.fact_track_played as fact"
+            " join dw.dim_album as album on album.album_sid = fact.album_sid"
+            " where $year is null or year(fact.date_sid) = $year",
+            {"year": year},
+        )[0]
+        assert 0 < named < every, page  # 2024: 75 named among the account data's plays
+        text = (report / "overview" / f"{page}.html").read_text(encoding="utf-8")
+        assert f"Albums</h2><div class='body'><div class='kpi'>{named:,}<" in text, page
+    # a year whose plays name no album says so, not that nothing was played
+    summary = {"year": "2024", "hours": 515.3, "days_with_music": 224, "plays": 12_942}
+    context = Context("UTC", 30_000, "2026-12-06 11:00 UTC")
+    data = {"summary": [summary], "top_albums": [], "top_artists": []}
+    page = story.render("Year in review", "2024", [], data, context, lambda *_: None)
+    assert "None of this year's plays names its album." in page, page
+    assert page.count("Nothing played this year.") == 1  # the artists'

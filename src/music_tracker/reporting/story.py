@@ -292,6 +292,8 @@ def render(
             body = _ranked(rows, column, ranks[card], first, name, link, compared)
         elif card == "top_genres":
             body = f"<p class='empty'>{NO_GENRES}</p>"
+        elif card == "top_albums":  # plays without albums (account data names none)
+            body = "<p class='empty'>None of this year's plays names its album.</p>"
         else:
             body = "<p class='empty'>Nothing played this year.</p>"
         lists.append(
