@@ -52,7 +52,7 @@ RAW = re.compile(
     r"|unexpected-exit\S*|spotify_\w+|lastfm|[a-z]+_[a-z_]+|\d [A-Z][a-z]+ter|Pct|Num"
     r"|No Artist Popularity Data|no genre defined|null|undefined|NaN)\b"
 )
-ENRICH_HINT = "music-tracker enrich"
+ENRICH_HINT = "have not been looked up"
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_real_exports_charts_read_right(browser: Any, real_report: Path) -> None
     # the calendar has every week of 2024 up to the newest play (October)
     calendar = _labels(cards["overview/2024#calendar_heatmap"], "Weekday")
     assert calendar[0] == "Monday"
-    # not looked up in MusicBrainz: the places and genres say what to do
+    # not looked up in MusicBrainz: the places and genres say what is missing
     for key in (
         "places/index#empty",  # every card of the page empty: said once
         "tracks-history-geography/index#country_map",

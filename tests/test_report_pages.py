@@ -667,6 +667,41 @@ def test_a_history_without_podcasts_says_so() -> None:
     assert not silent, silent
 
 
+def _visible(page: Path) -> str:
+    """What a visitor reads on a page: its text without scripts, styles and tags."""
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", page.read_text(encoding="utf-8"), flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def test_no_page_tells_a_visitor_to_run_a_command(real_report: Path) -> None:
+    """The pages are public: a report of the real exports, never looked up in MusicBrainz
+    nor polled, says on its empty cards what is missing, and nothing only the owner can do
+    (commands, the data folder's files: `report`'s summary has those)."""
+    pages = sorted((real_report / "report").rglob("*.html"))
+    assert len(pages) > 100
+    owner = re.compile(r"music-tracker|exclusions\.yaml|`")
+    told = {str(page): owner.findall(_visible(page)) for page in pages}
+    assert not {page: words for page, words in told.items() if words}
+    places = _visible(real_report / "report" / "places" / "index.html")
+    assert "have not been looked up" in places  # what is missing, said once
+    assert places.count("have not been looked up") == 1
+    genres = _visible(real_report / "report" / "year-in-review" / "index.html")
+    assert "have not been looked up" in genres
+
+
+def test_coverage_of_a_history_never_polled_says_it_is_the_exports(real_report: Path) -> None:
+    """Spotify's API was never polled for the real exports: Coverage does not say that
+    "every poll reached back" (there was none), but that the history is the exports'."""
+    coverage = _visible(real_report / "report" / "coverage" / "index.html")
+    assert "every poll" not in coverage
+    assert "this history comes from exports only" in coverage
+    polled = query(
+        real_report,
+        "select count(*) from dw.fact_track_played where seen_by_sources like '%spotify_api%'",
+    )
+    assert polled == [(0,)]
+
+
 def test_a_ranked_list_of_long_names_keeps_them_whole(real_report: Path) -> None:
     """Top shows ranks podcasts by name: a ranked list whose names wrap, not a bar chart
     whose axis cut "The Psychology of your 20s" to "The Psychology of your ..."."""

@@ -193,6 +193,30 @@ cards:
             """,
             "hours_by_week: shown on last-12-months, year already",
         ),
+        (  # the pages are public: what the owner runs is to_fill:, not the visitor's words
+            HEAD
+            + """
+              - name: places
+                title: Places
+                viz: table
+                empty: Nothing here yet. Run `music-tracker enrich`.
+                sql: select country_code from dw.dim_artist
+                layout: {row: 0, col: 0, width: 4, height: 2}
+            """,
+            "cards[places].empty: Value error, visitors read this and cannot run commands",
+        ),
+        (
+            HEAD
+            + """
+              - name: places
+                title: Places
+                viz: table
+                to_fill: Run `music-tracker enrich`.
+                sql: select country_code from dw.dim_artist
+                layout: {row: 0, col: 0, width: 4, height: 2}
+            """,
+            "cards[places]: Value error, a card with to_fill or empty_when says what is missing",
+        ),
         # a ranked card without the dashboard's rank filter (Metabase would not reach it)
         (
             RANKED.replace("{{rank_by}}", "'plays'"),
@@ -423,6 +447,32 @@ def test_report_without_a_star_schema_says_what_to_do(cli: Cli) -> None:
     assert "run `music-tracker import`" in result.output
 
 
+def test_report_tells_the_owner_what_to_run_and_where(built_copy: Path, cli: Cli) -> None:
+    """The pages tell visitors what is missing; `report` tells the owner what to run: each
+    instruction once, with the dashboards whose cards were empty for want of it (the real
+    exports, never looked up in MusicBrainz, with no album data from Spotify's API)."""
+    result = cli_json(cli, "report", "--data-dir", str(built_copy))
+    hints = {hint["to_fill"]: hint["dashboards"] for hint in result["to_fill"]}
+    assert len(hints) == len(result["to_fill"])  # each instruction once
+    (enrich,) = [text for text in hints if "`music-tracker enrich`" in text]
+    assert hints[enrich] == [
+        "Tracks history - artist genre",
+        "Tracks history - geography",
+        "Artist",
+        "Places",
+        "Popularity and genres",
+        "Year in review",
+        "Coverage",
+    ]
+    # only cards that were empty: Overview has no card that needs MusicBrainz
+    assert not any("Overview" in titles for titles in hints.values())
+    (polls,) = [text for text in hints if "`music-tracker serve`" in text]
+    assert hints[polls] == ["Coverage"]  # never polled: the history is the exports'
+    said = " ".join(cli("report", "--data-dir", str(built_copy)).output.split())
+    assert f"{enrich} empty on: {', '.join(hints[enrich])}" in said
+    assert said.count("`music-tracker enrich`") == 1
+
+
 @pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
     reason="Chromium is not installed (apt-get install chromium); CI installs it",
@@ -507,8 +557,8 @@ def test_page_names_are_safe_and_unique(built: Path) -> None:
 
 def test_coverage_counts_the_rows_set_aside_as_status_does(built: Path) -> None:
     """Coverage's "Rows set aside and why" on the real exports shows what the import
-    summary and `status` report: 346 rows of 0 ms kept in raw (music and other content
-    alike), not "Nothing set aside"."""
+    summary and `status` report: 346 rows of 0 ms, stored but not plays (music and other
+    content alike), not "Nothing set aside"."""
     with duckdb.connect(str(built / "warehouse.duckdb"), read_only=True) as con:
         reported = status(con)["set_aside_rows"]
     rows = _card_rows(built, "coverage", "set_aside", {})

@@ -288,6 +288,12 @@ def report_summary(result: dict[str, Any]) -> None:
     out.print(f"open {result['index']}")
     if "copied_to" in result:
         out.print(f"copied to {result['copied_to']}")
+    to_fill = result.get("to_fill") or []
+    if to_fill:  # the pages tell visitors what is missing; what to run is the owner's
+        out.print("cards shown empty until you run:")
+    for hint in to_fill:
+        out.print(Text(f"  {hint['to_fill']}"), soft_wrap=True)
+        out.print(Text(f"    empty on: {', '.join(hint['dashboards'])}"), soft_wrap=True)
 
 
 def demo_summary(done: dict[str, Any], data_dir: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from music_tracker import dedupe
 
 # why a music row is set aside rather than counted (``ImportSummary.set_aside``)
-NOT_A_PLAY = "0 ms played (not a play; row kept in raw)"
+NOT_A_PLAY = "0 ms played (not counted as a play)"
 
 
 @dataclass

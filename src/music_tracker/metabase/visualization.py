@@ -134,6 +134,9 @@ def description(card: Card, all_time: bool = False) -> str | None:
         grain_note(card),
         ALL_TIME if all_time else "",
         f"When empty: {card.empty}" if card.empty else "",
+        # the cases' words too (Metabase's description is one for every history);
+        # what the owner runs (to_fill) is not for a public dashboard
+        *(f"Or: {case.empty}" for case in card.empty_when),
     ]
     return " ".join(p for p in parts if p) or None
 

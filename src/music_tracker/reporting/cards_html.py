@@ -71,12 +71,9 @@ def heard_row(card: Card, columns: list[str], row: tuple[Any, ...]) -> bool:
 
 
 def empty(card: Card) -> str:
-    """The card's own words for an empty card (`command` in them shown as code)."""
-    parts = (card.empty or DEFAULT_EMPTY).split("`")
-    text = "".join(
-        f"<code>{esc(part)}</code>" if i % 2 else esc(part) for i, part in enumerate(parts)
-    )
-    return f"<p class='empty'>{text}</p>"
+    """The card's own words for an empty card, for a visitor (what the owner runs to fill
+    it is in `report`'s summary: owner_hints.py)."""
+    return f"<p class='empty'>{esc(card.empty or DEFAULT_EMPTY)}</p>"
 
 
 def _cell(

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from music_tracker.settings import PROJECT_ROOT
 
@@ -71,6 +78,24 @@ _TAG = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _SCHEMA_REF = re.compile(r"\b(?:from|join)\s+([a-z_]+)\.", re.IGNORECASE)
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+# what only the owner can act on: a command (in backquotes), the command's name, a file of
+# the data folder; the pages are public, their words are for visitors (docs/reporting.md,
+# "Visitors read, the owner runs")
+_OWNER_WORDS = re.compile(r"`|music-tracker|exclusions\.yaml")
+
+
+def _for_visitors(text: str) -> str:
+    """Words a visitor reads: no command, nothing only the owner can act on."""
+    found = _OWNER_WORDS.search(text)
+    if found:
+        raise ValueError(
+            f"visitors read this and cannot run commands ({found.group(0)!r} in {text!r}): "
+            "say what is missing here, and put what the owner runs in to_fill:"
+        )
+    return text
+
+
+VisitorText = Annotated[str, AfterValidator(_for_visitors)]
 
 
 class DefinitionError(Exception):
@@ -166,12 +191,35 @@ def time_unit(column: str) -> str | None:
     return next((unit for word, unit in TIME_UNITS.items() if word in column.split("_")), None)
 
 
+class EmptyCase(_Strict):
+    """Other words for an empty card when ``sql`` (one boolean, on ``dw``) is true: why it
+    is empty in that case, and what the owner runs then."""
+
+    sql: str
+    empty: VisitorText
+    to_fill: str = ""
+
+    @model_validator(mode="after")
+    def _reads_dw(self) -> EmptyCase:
+        _dw_only(self.sql)
+        return self
+
+
+def _dw_only(sql: str) -> None:
+    schemas = {s.lower() for s in _SCHEMA_REF.findall(sql)}
+    if schemas - {"dw"}:
+        raise ValueError(
+            f"cards read the dw schema only (the serving copy holds nothing else), "
+            f"not {', '.join(sorted(schemas - {'dw'}))}"
+        )
+
+
 class Card(_Strict):
     """One question: SQL against ``dw`` and how to draw its rows."""
 
     name: Name
-    title: str
-    description: str = ""
+    title: VisitorText
+    description: VisitorText = ""
     viz: VIZ
     sql: str
     # which columns the chart uses (names of columns the SQL returns)
@@ -196,8 +244,13 @@ class Card(_Strict):
     decimals: dict[str, int] = Field(default_factory=dict)
     # a column of artist names (as in dw.dim_artist): each links to the Artist dashboard
     artist_column: str | None = None
-    # what the card says when it has no rows: what is missing and what to do
-    empty: str = ""
+    # what the card says when it has no rows, to a visitor: what is missing (no command)
+    empty: VisitorText = ""
+    # what the owner runs to fill it (commands in backquotes): not on the pages, but in
+    # `report`'s summary with the dashboards whose cards were empty (reporting/owner_hints.py)
+    to_fill: str = ""
+    # other words where a condition on dw says why it is empty (the first that holds)
+    empty_when: list[EmptyCase] = Field(default_factory=list)
     # ranked by plays or by time listened (the dashboard's rank filter)
     rank: Rank | None = None
     layout: Layout
@@ -306,12 +359,9 @@ class Card(_Strict):
             if twice:
                 raise ValueError(f"{card.name}: shown on {', '.join(sorted(twice))} already")
             taken |= set(card.shown_on())
-        schemas = {s.lower() for s in _SCHEMA_REF.findall(self.sql)}
-        if schemas - {"dw"}:
-            raise ValueError(
-                f"cards read the dw schema only (the serving copy holds nothing else), "
-                f"not {', '.join(sorted(schemas - {'dw'}))}"
-            )
+        _dw_only(self.sql)
+        if (self.to_fill or self.empty_when) and not self.empty:
+            raise ValueError("a card with to_fill or empty_when says what is missing (empty:)")
         if self.rank and not re.search(rf"<=\s*{self.rank.top}\b", self.sql):
             raise ValueError(f"a ranked card's SQL keeps the rows ranked <= {self.rank.top}")
         return self
@@ -322,8 +372,8 @@ class Dashboard(_Strict):
 
     slug: str
     source_file: str
-    title: str
-    description: str
+    title: VisitorText
+    description: VisitorText
     origin: Literal["original", "new"]
     order: int
     # how the static report draws it: a grid of cards, or (year in review) a story page

@@ -32,6 +32,7 @@ from music_tracker.reporting import (
     charts,
     dashboard_page,
     front_page,
+    owner_hints,
     periods,
     pictures,
     ranking,
@@ -85,6 +86,8 @@ class ReportSummary:
     seconds: float = 0.0
     note: str = ""  # why the report is a page that says there is nothing to show
     timings: list[CardTiming] = field(default_factory=list)
+    # what the owner runs to fill the cards shown empty, and the dashboards they are on
+    hints: owner_hints.OwnerHints = field(default_factory=owner_hints.OwnerHints)
 
     def slowest(self, count: int = 5) -> list[CardTiming]:
         return sorted(self.timings, key=lambda t: -t.seconds)[:count]
@@ -103,6 +106,7 @@ class ReportSummary:
                  "ms": round(t.seconds * 1000, 1)}
                 for t in self.slowest()
             ],
+            "to_fill": self.hints.as_list(),
             **({"note": self.note} if self.note else {}),
         }  # fmt: skip
 
@@ -432,6 +436,7 @@ def write_report(
     # the first charts of each page drawn meanwhile, in a process of their own
     with pictures.Pictures(folder.with_name(".report-cache"), charts.WORLD_IMAGE) as drawn_ahead:
         artist_board = next((d for d in dashboards if artist_pages.is_artist_dashboard(d)), None)
+        as_shown = owner_hints.Said(con)  # an empty card's words for this history's case
         pages: list[_Page] = []
         choices: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
         for dashboard in dashboards:
@@ -442,7 +447,10 @@ def write_report(
             newest = newest_of(con, dashboard, span[1])
             offered = variants(con, dashboard, years, newest)
             answers = _answer(con, summary, dashboard, offered)
-            cards = {stem: shown(dashboard, values) for stem, _, values in offered}
+            cards = {
+                stem: [(defined, as_shown(card)) for defined, card in shown(dashboard, values)]
+                for stem, _, values in offered
+            }
             choices[dashboard.slug] = offered = [
                 v
                 for i, v in enumerate(offered)
@@ -481,6 +489,8 @@ def write_report(
                 con, artist_board, artists, partial, context, links, specs, summary, on_page
             )
         for page in pages:
+            for _, card in page.cards:
+                summary.hints.note(page.dashboard, card, page.results[card.name][1])
             target = partial / page.dashboard.slug
             target.mkdir(exist_ok=True)
             if page.dashboard.page == "story":
@@ -558,9 +568,10 @@ def _story(
     years = [(label, f"{stem}.html") for stem, label, _ in pages if stem != "index"]
     ranks = {card.name: card.rank for card in page.dashboard.cards if card.rank}
     first = ranking.first_ordering(page.dashboard)
+    empty = {card.name: card.empty for _, card in page.cards if card.empty}
     return story.render(
         page.dashboard.title, page.label, years, data, context, links.href, ranks, first,
-        page.period,
+        page.period, empty,
     )  # fmt: skip
 
 
@@ -595,6 +606,8 @@ def _write_artist_pages(
         if on_page:
             on_page(f"{dashboard.title} {artist.name}")
         results = {card.name: rows[card.name][artist.name] for card in dashboard.cards}
+        for card in dashboard.cards:
+            summary.hints.note(dashboard, card, results[card.name][1])
         text = dashboard_page.render(
             dashboard, [(card, card) for card in dashboard.cards], [], artist.stem,
             artist.name, results, links, specs, context, artist=True,

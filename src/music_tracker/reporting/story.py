@@ -30,11 +30,9 @@ _LISTS = (
 )
 _UP = "<span aria-hidden='true'>&#9650;</span>"
 _DOWN = "<span aria-hidden='true'>&#9660;</span>"
-NO_GENRES = (
-    "No genres yet: the artists have not been looked up. Run <code>music-tracker enrich"
-    "</code> (one request a second: about an hour for 1,000 artists), then "
-    "<code>music-tracker transform</code>."
-)
+# Before enrichment the genres say what is missing (the top_genres card's empty:, else
+# this); what the owner runs is theirs to read, in `report`'s summary (owner_hints.py)
+NO_GENRES = "No genres yet: the artists have not been looked up in MusicBrainz."
 
 
 def _date(value: Any) -> dt.date | None:
@@ -240,12 +238,13 @@ def render(
     ranks: dict[str, Rank] | None = None,
     first: str = ranking.PLAYS,
     period: str = "",
+    empty: dict[str, str] | None = None,
 ) -> str:
     """The story page of one year; ``years`` are (label, file) of every year's page;
     ``ranks``: how each ranked card ranks (its lists show both ways, ``first`` first);
     ``period``: the dates it covers, as the dashboards state theirs (a year the history
     starts or ends in is a part of a year: "2024: 1 Jan - 3 Oct 2024, up to the newest
-    play")."""
+    play"); ``empty``: what a card with no rows says (its definition's empty:)."""
     ranks = ranks or {}
     summary = (data.get("summary") or [{}])[0]
     year = summary.get("year") or year_label
@@ -291,7 +290,8 @@ def render(
             compared = against is not None and bool(summary.get("plays_year_before"))
             body = _ranked(rows, column, ranks[card], first, name, link, compared)
         elif card == "top_genres":
-            body = f"<p class='empty'>{NO_GENRES}</p>"
+            said = (empty or {}).get(card) or NO_GENRES
+            body = f"<p class='empty'>{esc(said)}</p>"
         elif card == "top_albums":  # plays without albums (account data names none)
             body = "<p class='empty'>None of this year's plays names its album.</p>"
         else:

@@ -107,7 +107,7 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     ).fetchone()  # type: ignore[misc]
     not_plays = sum(v["rows_not_plays"] for v in per_source.values()) + other_not_plays
     if not_plays:
-        set_aside["0 ms played (not a play; row kept in raw)"] = not_plays
+        set_aside["0 ms played (not counted as a play)"] = not_plays
     built_at, plays_since_build = _since_last_build(con, moves, sources)
     gaps = [
         {"from": _iso(gap_from), "to": _iso(gap_to), "closed": closed}

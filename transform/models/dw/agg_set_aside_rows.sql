@@ -2,7 +2,7 @@
 -- as the import summary and `status` count them: the rows an importer set aside with a
 -- reason, and the rows kept with 0 ms played (music rows without a play_id; podcast,
 -- audiobook and video rows of 0 ms)
-{% set not_a_play = "0 ms played (not a play; row kept in raw)" %}
+{% set not_a_play = "0 ms played (not counted as a play)" %}
 {% set music = {
     'spotify_extended_history': 'stg_spotify__extended_history',
     'spotify_account_data': 'stg_spotify__account_data',
