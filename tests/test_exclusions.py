@@ -81,6 +81,17 @@ def test_exclusions_leave_the_star_schema_and_come_back(built_copy: Path, cli: C
     status = cli_json(cli, "status", "--data-dir", str(data))
     assert status["exclusions"]["excluded_plays"] == excluded[0][0]
     assert any("line 4" in w and "Nobody By This Name" in w for w in status["warnings"])
+    # an export says what the exclusions keep out of it (helper-63: "20,343 music plays"
+    # alone, silent about the 708 excluded)
+    out = data.parent / "exported"
+    exported = cli_json(
+        cli, "export", "--format", "csv", "--output", str(out), "--data-dir", str(data)
+    )
+    assert exported["files"][0]["rows"] == after
+    assert [w for w in exported["warnings"] if "exclusions.yaml" in w] == [
+        f"{excluded[0][0]:,} plays are kept out of the star schema by exclusions.yaml, so out"
+        " of this export too (they stay in the warehouse's raw tables)"
+    ]
     # a comment and a new order change no entry: a changed-data build, whose counts follow
     # the entries to their new lines (the stored matches still said the old ones)
     text = (data / "exclusions.yaml").read_text()

@@ -270,3 +270,61 @@ def test_a_folder_that_cannot_be_locked_is_written_and_said(
     result = cli("export", "--format", "csv", "--output", str(folder), "--data-dir", str(built))
     assert "warning:" in result.output and "cannot be locked" in result.output
     assert sorted(p.name for p in folder.iterdir()) == ["other_plays.csv", "plays.csv"]
+
+
+def test_a_star_schema_built_under_other_settings_or_behind_is_told(
+    built_2018_copy: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A time zone or stream threshold changed since the build: status said "up to date",
+    and export and report labelled the old figures with the new settings (helper-63:
+    Denver's hours under "Europe/Berlin", 30 s streams under "120 s"). They now say how
+    the star schema was built; status says it needs a build, as after a build that did
+    not finish; and an export says what the star schema does not hold yet."""
+    data = built_2018_copy
+    before = cli_json(cli, "status")
+    built = before["star_schema_built_for"]
+    assert built["stream_threshold_ms"] == 30_000 and before["star_schema_stale"] is None
+    other = "Asia/Tokyo" if built["timezone"] != "Asia/Tokyo" else "Europe/Berlin"
+    monkeypatch.setenv("MUSIC_TRACKER_TIMEZONE", other)
+    monkeypatch.setenv("MUSIC_TRACKER_STREAM_THRESHOLD_MS", "120000")
+    status = cli_json(cli, "status")
+    assert status["star_schema_stale"] == "built under other settings"
+    told = (
+        f"the star schema was built for {built['timezone']} and streams of 30 s; the settings"
+        f" now say {other} and 120 s"
+    )
+    assert any(w.startswith(told) for w in status["warnings"]), status["warnings"]
+    line = " ".join(cli("status").stdout.split())
+    assert "built under other settings (run `music-tracker transform`)" in line, line
+    assert "up to date" not in line
+    exported = cli_json(cli, "export", "--format", "csv", "--output", str(tmp_path / "out"))
+    assert exported["timezone"] == built["timezone"]
+    assert [w for w in exported["warnings"] if w.startswith(told)], exported["warnings"]
+    zones = pl.read_csv(tmp_path / "out" / "plays.csv")["timezone"].unique().to_list()
+    assert zones == [built["timezone"]]
+    report = cli_json(cli, "report")
+    assert [w for w in report["warnings"] if w.startswith(told)], report["warnings"]
+    page = (data / "report" / "index.html").read_text(encoding="utf-8")
+    assert f"local to {built['timezone']}." in page and "at least 30 s" in page
+    # the build under the settings now: nothing stale
+    cli("transform")
+    status = cli_json(cli, "status")
+    assert status["star_schema_built_for"] == {"timezone": other, "stream_threshold_ms": 120_000}
+    assert status["star_schema_stale"] is None
+    assert cli_json(cli, "report")["warnings"] == []
+    # a build that did not finish: status says so on the star schema's line, not "up to
+    # date" above a warning, and so does an export
+    (data / ".transform-unfinished").touch()
+    assert cli_json(cli, "status")["star_schema_stale"] == "its last build did not finish"
+    exported = cli_json(cli, "export", "--format", "csv", "--output", str(tmp_path / "out2"))
+    assert any("did not finish" in w for w in exported["warnings"]), exported["warnings"]
+    (data / ".transform-unfinished").unlink()
+    # plays imported since the build are not in an export, which says how many
+    cli("import", str(ACCOUNT_DIR))
+    since = cli_json(cli, "status")["plays_imported_since_build"]
+    assert since > 0
+    exported = cli_json(cli, "export", "--format", "csv", "--output", str(tmp_path / "out3"))
+    assert exported["warnings"] == [
+        f"{since:,} plays imported since the last `music-tracker transform` are not in this"
+        " export: run it, then export again"
+    ]

@@ -584,3 +584,32 @@ def test_a_series_keeps_its_colour_on_every_page(real_report: Path) -> None:
             assert {row[at] for row in card["rows"]} <= set(scale["domain"]), page.name
             seen.add((page.stem, card["name"]))
     assert {"index", "2023", "last-30-days"} <= {stem for stem, _ in seen}, seen
+
+
+def test_a_time_chart_spans_its_period(real_report: Path) -> None:
+    """The last 30 days' hours by day ran from the 26th day (the first with plays), and
+    2023's hours by month from April (helper-64): a bar chart over time has a bar for
+    every day or month of its period, up to the newest play, 0 where nothing was played,
+    and the charts of one page share those days."""
+    with duckdb.connect(str(real_report / "warehouse.duckdb"), read_only=True) as con:
+        (newest,) = con.execute("select max(date_sid) from dw.agg_daily_listening").fetchone()
+        (first_2023,) = con.execute(
+            "select min(date_sid) from dw.agg_daily_listening where year(date_sid) = 2023"
+        ).fetchone()
+    assert first_2023 > dt.date(2023, 1, 31)  # the old axis began later than January
+    days = [str(newest - dt.timedelta(days=n)) for n in range(29, -1, -1)]
+    months = [f"2023-{m:02d}-01" for m in range(1, 13)]
+    expected = {
+        ("overview", "last-30-days", "hours_by_day"): days,
+        ("discovery", "last-30-days", "new_vs_known_by_day"): days,
+        ("discovery", "last-30-days", "new_per_day"): days,
+        ("overview", "2023", "hours_by_month"): months,
+        ("discovery", "2023", "new_vs_known"): months,
+        ("discovery", "2023", "new_per_month"): months,
+    }
+    for (board, stem, name), axis in expected.items():
+        text = (real_report / "report" / board / f"{stem}.html").read_text(encoding="utf-8")
+        cards = json.loads(re.search(r"id='mt-cards'>(.*?)</script>", text, re.S).group(1))
+        (card,) = [c for c in cards if c["name"] == name]
+        shown = sorted({str(row[0])[:10] for row in card["rows"]})
+        assert shown == axis, (board, stem, name, shown[:3], shown[-3:])

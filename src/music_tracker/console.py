@@ -157,10 +157,11 @@ def status_report(report: dict[str, Any], settings_read: str) -> None:
     if report["star_schema_built_at"] is None:
         out.print("star schema: not built yet (run `music-tracker transform`)")
     else:
-        since = report["plays_imported_since_build"]
+        since, stale = report["plays_imported_since_build"], report.get("star_schema_stale")
         out.print(
             f"star schema: built {report['local']['star_schema_built_at']};"
             + (f" {since:,} plays imported since (run `music-tracker transform`)" if since
+               else f" {stale} (run `music-tracker transform`)" if stale
                else " up to date")
         )  # fmt: skip
     for name, health in report["flows"].items():
@@ -288,6 +289,8 @@ def report_summary(result: dict[str, Any]) -> None:
     out.print(f"open {result['index']}")
     if "copied_to" in result:
         out.print(f"copied to {result['copied_to']}")
+    for warning in result.get("warnings") or []:
+        warn(warning)
     to_fill = result.get("to_fill") or []
     if to_fill:  # the pages tell visitors what is missing; what to run is the owner's
         out.print("cards shown empty until you run:")

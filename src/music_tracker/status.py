@@ -53,6 +53,8 @@ def gather(settings: Settings) -> dict[str, Any]:
             settings.warehouse_path, read_only=True, file_wait_s=settings.lock_wait_s
         ) as con:
             report = warehouse.status(con)
+            built = warehouse.built_for(con)
+            report["star_schema_built_for"] = None if built is None else vars(built)
             report["enrichment_backlog"] = _enrichment_backlog(con, settings)
             report["exclusions"] = exclusions.status(con, settings.data_dir)
         files.write_text(
@@ -69,6 +71,7 @@ def gather(settings: Settings) -> dict[str, Any]:
     report["settings_files"] = [str(path) for path in settings_files()]
     report["timezone"] = settings.timezone
     report["warnings"] = _warnings(settings, report) + ([busy] if busy else [])
+    report["star_schema_stale"] = _stale(settings, report)
     zone = ZoneInfo(settings.timezone)
     # the same instants, in the configured zone, for people
     report["local"] = {key: local(report[key], zone) for key in LOCAL_TIMES}
@@ -120,6 +123,23 @@ def _flow_health(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def _stale(settings: Settings, report: dict[str, Any]) -> str | None:
+    """Why the star schema does not show what is imported under the settings now, beside
+    plays imported since its build (None: it does, or it is not built): built under other
+    settings, or its last build did not finish (helper-63: "up to date" above a warning that
+    it may be incomplete)."""
+    if report.get("star_schema_built_at") is None:
+        return None
+    built = report.get("star_schema_built_for")
+    if built and warehouse.BuiltFor(**built).differs(
+        settings.timezone, settings.stream_threshold_ms
+    ):
+        return "built under other settings"
+    if (settings.data_dir / UNFINISHED_MARK).exists():
+        return "its last build did not finish"
+    return None
+
+
 def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
     warnings = list(report.get("exclusions", {}).get("warnings", []))
     warnings += [
@@ -128,6 +148,15 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
         for gap in report["gaps"]
         if not gap["closed"]
     ]
+    built = report.get("star_schema_built_for")
+    changed = built and warehouse.BuiltFor(**built).differs(
+        settings.timezone, settings.stream_threshold_ms
+    )
+    if changed:
+        warnings.append(
+            f"{changed}: its dates, hours and streams are the old ones until"
+            " `music-tracker transform` rebuilds it"
+        )
     if (settings.data_dir / UNFINISHED_MARK).exists():
         warnings.append(
             "the last `music-tracker transform` did not finish (stopped or failed): the star"

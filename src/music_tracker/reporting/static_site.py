@@ -10,6 +10,7 @@ behind a proxy or with the network cut off.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -25,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from music_tracker import files, interrupts
+from music_tracker import files, interrupts, warehouse
 from music_tracker.connections import connect_duckdb
 from music_tracker.reporting import (
     artist_pages,
@@ -85,6 +86,7 @@ class ReportSummary:
     pictures: int = 0  # charts drawn ahead in this run (pictures.py; the rest were kept)
     seconds: float = 0.0
     note: str = ""  # why the report is a page that says there is nothing to show
+    warnings: list[str] = field(default_factory=list)
     timings: list[CardTiming] = field(default_factory=list)
     # what the owner runs to fill the cards shown empty, and the dashboards they are on
     hints: owner_hints.OwnerHints = field(default_factory=owner_hints.OwnerHints)
@@ -107,6 +109,7 @@ class ReportSummary:
                 for t in self.slowest()
             ],
             "to_fill": self.hints.as_list(),
+            "warnings": self.warnings,
             **({"note": self.note} if self.note else {}),
         }  # fmt: skip
 
@@ -685,7 +688,23 @@ def build_report(
         ).fetchone()  # type: ignore[misc]
         if not built:
             raise ReportError("the star schema is not built yet: run `music-tracker transform`")
-        return write_report(con, dashboards, folder, context, on_page=on_page)
+        # its dates, hours and streams are those it was built with: say them, not the
+        # settings changed since (helper-63: "local to Europe/Berlin" over Denver's hours)
+        built_for = warehouse.built_for(con)
+        changed = built_for and built_for.differs(context.timezone, context.stream_threshold_ms)
+        if built_for and changed:
+            context = dataclasses.replace(
+                context,
+                timezone=built_for.timezone,
+                stream_threshold_ms=built_for.stream_threshold_ms,
+            )
+        summary = write_report(con, dashboards, folder, context, on_page=on_page)
+        if changed:
+            summary.warnings.append(
+                f"{changed}: the report shows the star schema as built; run `music-tracker"
+                " transform`, then `music-tracker report`, to see it under the settings now"
+            )
+        return summary
     except BaseException:
         # a failure or Ctrl+C leaves the last report as it was, and no half of a new one
         _remove(_partial(folder))

@@ -35,6 +35,8 @@ from music_tracker.warehouse.connection import (
 from music_tracker.warehouse.contents import (
     CHANGE_LOGS,
     PLAY_TABLES,
+    BuiltFor,
+    built_for,
     catalog_fingerprint,
     counted_other_plays,
     last_transform_fingerprint,
@@ -99,7 +101,9 @@ __all__ = [
     "RAW_SCHEMA_VERSION",
     "TIME_COLUMN",
     "ArrowStream",
+    "BuiltFor",
     "WarehouseBusy",
+    "built_for",
     "catalog_fingerprint",
     "checkpoint",
     "connect",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -215,6 +216,35 @@ def last_transform_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
         "select fingerprint from raw.transform_runs order by finished_at desc limit 1"
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+@dataclass(frozen=True)
+class BuiltFor:
+    """The settings a star schema was built with (``dw.build_settings``)."""
+
+    timezone: str
+    stream_threshold_ms: int
+
+    def differs(self, timezone: str, stream_threshold_ms: int) -> str | None:
+        """What differs from the settings given, in words (None: nothing): "built for
+        America/Denver and streams of 30 s; the settings say Europe/Berlin and 120 s"."""
+        if (self.timezone, self.stream_threshold_ms) == (timezone, stream_threshold_ms):
+            return None
+        return (
+            f"the star schema was built for {self.timezone} and streams of"
+            f" {self.stream_threshold_ms / 1000:g} s; the settings now say {timezone} and"
+            f" {stream_threshold_ms / 1000:g} s"
+        )
+
+
+def built_for(con: duckdb.DuckDBPyConnection) -> BuiltFor | None:
+    """The settings of the star schema's last whole build (None: not built, or built by a
+    version before ``dw.build_settings``)."""
+    try:
+        row = con.execute("select timezone, stream_threshold_ms from dw.build_settings").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return None if row is None else BuiltFor(str(row[0]), int(row[1]))
 
 
 def stamped_since_last_transform(
