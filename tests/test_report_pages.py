@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 import os
 import re
 import shutil
@@ -759,6 +760,16 @@ def test_the_front_page_counts_artist_pages_not_artists(real_report: Path) -> No
     shown = html.unescape(re.sub(r"<[^>]+>", "", link.group(1)))
     assert shown.startswith(f"{pages:,} artist pages: the most played artists"), shown
     assert "All " not in shown
+    # the history's long silence is told, not left to read as years without music
+    days = [day for (day,) in query(real_report, "select date_sid from dw.agg_daily_listening")]
+    days = sorted(day for day in days if day.year > 1900)
+    (after, before) = next((a, b) for a, b in itertools.pairwise(days) if (b - a).days > 90)
+    first, last = after + dt.timedelta(days=1), before - dt.timedelta(days=1)
+    said = f"{first.day} {first:%B %Y} to {last.day} {last:%B %Y}"
+    assert (
+        "<p class='gaps' data-figure='gaps'>The history has a gap of 90 days or more without"
+        f" a song: {said}.</p>" in text
+    ), re.findall(r"<p class='gaps'.*?</p>", text)
 
 
 def test_plays_without_an_album_name_are_not_albums(real_report: Path) -> None:

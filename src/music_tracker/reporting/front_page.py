@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -56,6 +56,13 @@ class Headlines:
     newest: dt.date
     periods: list[Period]
     streak: Streak
+    # stretches of at least GAP_DAYS without a play between the first and the newest:
+    # (the first day without, the last), told on the page (helper-64: four years without
+    # music read as "every play since the history began")
+    gaps: list[tuple[dt.date, dt.date]] = field(default_factory=list)
+
+
+GAP_DAYS = 90  # a quarter without a play is told as a gap in the history
 
 
 def counted(number: float, word: str) -> str:
@@ -142,7 +149,31 @@ def headlines(con: duckdb.DuckDBPyConnection, today: dt.date) -> Headlines | Non
     else:
         end: dt.date = row[2]
         streak = Streak(int(row[0]), row[1], end, is_current=end >= today - dt.timedelta(days=1))
-    return Headlines(newest=newest, periods=[last_30, year], streak=streak)
+    gaps = [
+        (after + dt.timedelta(days=1), before - dt.timedelta(days=1))
+        for after, before in con.execute(
+            "select date_sid, next_day from (select date_sid, lead(date_sid) over (order by"
+            " date_sid) as next_day from dw.agg_daily_listening where date_sid > date"
+            " '1900-01-01') where next_day - date_sid > $days order by date_sid",
+            {"days": GAP_DAYS},
+        ).fetchall()
+    ]
+    return Headlines(newest=newest, periods=[last_30, year], streak=streak, gaps=gaps)
+
+
+def _gaps_html(gaps: list[tuple[dt.date, dt.date]]) -> str:
+    """The history's long silences, said once on the front page: a chart of years shows
+    them as empty years, which could be years of no music or exports that hold none."""
+    if not gaps:
+        return ""
+    spans = [f"{long_date(first)} to {long_date(last)}" for first, last in gaps[:3]]
+    more = f", and {len(gaps) - 3} more" if len(gaps) > 3 else ""
+    said = "; ".join(spans) + more
+    return (
+        f"<p class='gaps' data-figure='gaps'>The history has"
+        f" {'a gap' if len(gaps) == 1 else f'{len(gaps)} gaps'}"
+        f" of {GAP_DAYS} days or more without a song: {esc(said)}.</p>"
+    )
 
 
 def _figure(label: str, value: str, detail: str, key: str) -> str:
@@ -251,6 +282,7 @@ def render(
         + nav(0)
         + "<header><h1>My listening</h1>"
         + "<p>Every play since the history began, from Spotify's exports and its API.</p>"
+        + _gaps_html(figures.gaps if figures else [])
         + "</header><main class='front'>"
         + story
         + "<h2 class='section'>Dashboards</h2>"
