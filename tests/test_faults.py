@@ -269,3 +269,30 @@ def test_a_full_disk_fails_cleanly_and_loses_nothing(
     assert after == facts[0][0] + imported["new_plays"]
     assert _plays(cli, data)[0] == plays[0] + imported["new_plays"]
     cli("publish", "--data-dir", str(data))
+
+
+def test_a_full_disk_under_a_report_copy_or_an_export_is_told_in_a_line(
+    cli: Cli, built_copy: Path, tmp_path: Path
+) -> None:
+    """The folder named with --output on a disk that fills up: `report --output` printed
+    shutil's list of every file it could not copy (kilobytes of paths) with exit 1, and
+    `export` exited 1 (helper-63). Both now exit 74 with one message naming that disk, and
+    leave nothing of theirs on it."""
+    with _tmpfs(tmp_path / "small", "2m") as small:
+        failed = cli(
+            "report", "--output", str(small / "site"), "--data-dir", str(built_copy), expect=74
+        )
+        said = " ".join(failed.output.split())
+        assert "cannot copy the report to" in said and "No space left on device" in said, said
+        assert "more files)" in said and "[(" not in said and len(said) < 1_000, said
+        assert f"the disk holding {small} is full" in said, said
+        assert f"the disk holding {built_copy}" not in said
+        assert not (small / "site").exists() and (built_copy / "report" / "index.html").exists()
+        failed = cli(
+            "export", "--format", "csv", "--output", str(small / "out"),
+            "--data-dir", str(built_copy), expect=74,
+        )  # fmt: skip
+        said = " ".join(failed.output.split())
+        assert "No space left on device" in said and "free some space on its disk" in said, said
+        assert "Traceback" not in said
+        assert sorted(p.name for p in (small / "out").iterdir()) == []

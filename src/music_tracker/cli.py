@@ -48,8 +48,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 # Another process has the warehouse: try again later (sysexits' EX_TEMPFAIL), not 1 or 2
 EXIT_BUSY = 75
-# The disk is full (sysexits' EX_IOERR): nothing stored was lost; free space and run again
-EXIT_DISK_FULL = 74  # importers.errors.NoRoom's too
+EXIT_DISK_FULL = 74  # a full disk (sysexits' EX_IOERR), as importers.errors.NoRoom's
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -123,8 +122,9 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
 
 def _fail_disk_aware(settings: Settings, what: str, message: str) -> typer.Exit:
     """``_fail``, with the full-disk hint and exit code when the message says so."""
-    if disk_full(message):
-        return _fail(message + disk_full_hint(settings.data_dir, what), EXIT_DISK_FULL)
+    if disk_full(message):  # one that names its disk (a copy elsewhere) keeps its words
+        hint = "" if " is full (" in message else disk_full_hint(settings.data_dir, what)
+        return _fail(message + hint, EXIT_DISK_FULL)
     return _fail(message)
 
 
@@ -603,7 +603,7 @@ def report_command(
     except ReportBusy as exc:
         raise _fail(f"{exc}: run `music-tracker report` again when it is done", EXIT_BUSY) from None
     except (OutputRefused, DefinitionError, ReportError, CopyFailed, PortTaken) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail_disk_aware(settings, "report", str(exc)) from None
     except DataFolderError as exc:
         raise _fail(str(exc), 2) from None
     except OSError as exc:  # the report itself, before any copy

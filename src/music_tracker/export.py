@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from music_tracker import __version__, warehouse
+from music_tracker import __version__, files, warehouse
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -73,7 +73,8 @@ class ExportError(Exception):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # a full disk exits 74 (sysexits' EX_IOERR), as every command's does
+        self.exit_code = 74 if exit_code == 1 and files.disk_full(message) else exit_code
 
 
 def run(
@@ -409,6 +410,11 @@ def _partial(target: Path) -> Path:
 
 def _cannot_write(path: Path, exc: Exception) -> str:
     why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+    if files.disk_full(exc):  # nothing of the export is left behind: the partials go
+        return (
+            f"cannot write {path}: {why}; free some space on its disk, or name a folder on"
+            " another disk with --output"
+        )
     return f"cannot write {path}: {why}; name a folder you can write to with --output"
 
 

@@ -19,7 +19,7 @@ from typing import IO, Any
 from music_tracker import files, interrupts
 from music_tracker.lock import report_lock
 from music_tracker.reporting.definitions import load_dashboards
-from music_tracker.reporting.static_site import Context, build_report
+from music_tracker.reporting.static_site import Context, ReportError, build_report
 from music_tracker.settings import Settings
 
 REPORT_MARK = "assets/report.js"  # a folder holding this is a report written here
@@ -65,20 +65,36 @@ def report(
             stream_threshold_ms=settings.stream_threshold_ms,
             built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         )
-        summary = build_report(
-            settings.warehouse_path,
-            settings.report_dir,
-            context,
-            dashboards=load_dashboards(),
-            on_page=on_page,
-            memory_limit=settings.duckdb_memory_limit,
-        ).as_dict()
+        try:
+            summary = build_report(
+                settings.warehouse_path,
+                settings.report_dir,
+                context,
+                dashboards=load_dashboards(),
+                on_page=on_page,
+                memory_limit=settings.duckdb_memory_limit,
+            ).as_dict()
+        except OSError as exc:  # told as a ReportError: a full disk exits 74 (cli)
+            raise ReportError(f"cannot write the report in {settings.report_dir}: {exc}") from exc
         if copy_to is not None:
             try:
                 summary["copied_to"] = str(copy_report(settings.report_dir, copy_to))
             except OSError as exc:
-                raise CopyFailed(f"cannot copy the report to {copy_to}: {exc}") from exc
+                said = f"cannot copy the report to {copy_to}: {_why(exc)}"
+                if files.disk_full(said):  # the copy's disk, which may not be the data's
+                    said += files.disk_full_hint(copy_to.parent, "report")
+                raise CopyFailed(said) from exc
     return summary
+
+
+def _why(exc: OSError) -> str:
+    """An error in a line: shutil's copy gathers one per file, as a list of (source,
+    target, error) that printed as kilobytes of paths (helper-63, on a full disk)."""
+    errors = exc.args[0] if isinstance(exc, shutil.Error) and exc.args else None
+    if not isinstance(errors, list) or not errors:
+        return str(exc)
+    more = f" (and {len(errors) - 1:,} more files)" if len(errors) > 1 else ""
+    return f"{errors[0][2]}{more}"
 
 
 def check_output(named: Path, settings: Settings) -> Path:
