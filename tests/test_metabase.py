@@ -626,13 +626,17 @@ def _check_grain_follows_the_range(
         return [[str(value) for value in row] for row in answer["data"]["rows"]]
 
     def hours_by(grain: str, where: str) -> list[list[Any]]:
+        """Every day or month of the range up to the newest play, 0 without plays."""
         return [
             [str(day), str(value)]
             for day, value in query(
                 data_dir,
                 f"select date_trunc('{grain}', date_sid)::date as x,"
-                " round(sum(ms_played) / 3600000, 1) from dw.agg_daily_listening"
-                f" where {where} group by x order by x",
+                " round(coalesce(sum(ms_played), 0) / 3600000, 1) from dw.dim_date"
+                " left join dw.agg_daily_listening using (date_sid)"
+                " where date_sid between (select min(date_sid) from dw.agg_daily_listening)"
+                " and (select max(date_sid) from dw.agg_daily_listening)"
+                f" and {where} group by x order by x",
             )
         ]
 
