@@ -333,6 +333,16 @@ def test_year_in_review_tells_the_year_from_the_star_schema(data_dir: Path) -> N
     newest = max(p[0] for p in this)
     span = periods.date_span(dt.date(year, 1, 1), newest)
     assert f"<p class='period'>{year}: {span}, up to the newest play</p>" in text
+    # each month's hours written over its bar, for a phone that has no pointer
+    values = re.search(r"<div class='month-values'>(.*?)</div>", text).group(1)
+    shown = re.findall(r"<span>([^<]*)</span>", values)
+    # the card's hours (one decimal), then whole from 10 up, half up
+    hours = [
+        float(f"{sum(p[3] for p in this if p[0].month == m) / 3_600_000:.1f}") for m in range(1, 13)
+    ]
+    assert shown == [
+        "" if h == 0 else str(int(h + 0.5)) if h >= 10 else f"{h:.1f}" for h in hours
+    ], (shown, hours)
     # top artists in order, by plays and by time listened, each with its change against
     # its rank the year before by the same measure
     section = text.split("data-card='top_artists'>")[1].split("</section>")[0]

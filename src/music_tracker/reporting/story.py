@@ -163,12 +163,23 @@ def _months(rows: list[dict[str, Any]]) -> str:
     labels = "".join(
         f"<span>{dt.date(2000, month, 1).strftime('%b')}</span>" for month in range(1, 13)
     )
+    # the hours over each bar: a phone has no pointer to show a bar's title (helper-64)
+    values = "".join(f"<span>{_short_hours(by_month.get(month))}</span>" for month in range(1, 13))
     return (
-        "<figure class='months'><svg viewBox='0 0 120 100' preserveAspectRatio='none' "
+        f"<figure class='months'><div class='month-values'>{values}</div>"
+        "<svg viewBox='0 0 120 100' preserveAspectRatio='none' "
         "role='img' aria-label='Hours of music by month'>" + "".join(bars) + "</svg>"
         f"<div class='month-labels' aria-hidden='true'>{labels}</div>"
         "<figcaption>Hours of music, month by month</figcaption></figure>"
     )
+
+
+def _short_hours(row: dict[str, Any] | None) -> str:
+    """A month's hours in at most four characters: "103", "9.5"; nothing for none."""
+    hours = float(row["hours"] or 0) if row else 0.0
+    if hours <= 0:
+        return ""
+    return f"{int(hours + 0.5)}" if hours >= 10 else f"{hours:.1f}"  # 32.5: "33", as said
 
 
 def _moments(data: Rows, link: Link) -> str:
