@@ -409,7 +409,7 @@ def restore_command(
     wait = settings.lock_wait_s
     try:
         if backup.startswith("s3://"):
-            say = out.print
+            say = console.err.print if as_json else out.print
             result = restore_from_bucket(settings, backup, replace=replace, wait_s=wait, say=say)
         else:
             result = restore(settings, Path(backup).expanduser(), replace=replace, wait_s=wait)
