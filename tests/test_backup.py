@@ -121,6 +121,11 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.stop()
 
 
+# what a backup folder holds besides the backups: their landing files, and the lock one
+# backup at a time holds (data folders side by side share the folder)
+_NOT_BACKUPS = {"landing", ".backup.lock"}
+
+
 def _keys(client: Any) -> list[str]:
     answer = client.list_objects_v2(Bucket="music-backups", Prefix="vm-1/")
     return sorted(item["Key"] for item in answer.get("Contents", []))
@@ -263,7 +268,7 @@ def test_a_damaged_backup_is_reported_and_skipped_never_pruned_nor_fatal(
     # the newest two good ones kept: the damaged one neither counted nor deleted
     assert [m["removed"] for m in made] == [[], [], [names[0]]]
     root = data_dir.parent / "backups"
-    assert sorted(p.name for p in root.iterdir() if p.name != "landing") == sorted(
+    assert sorted(p.name for p in root.iterdir() if p.name not in _NOT_BACKUPS) == sorted(
         [damaged.name, *names[1:]]
     )
     # the bucket got each new backup (the damaged one was whole when it went there)
@@ -333,7 +338,8 @@ def test_backup_and_restore_wait_for_another_holder_then_exit_75_naming_it(
     finally:
         process.communicate("\n", timeout=30)
     assert backups(data_dir.parent / "backups") == [copy]  # no backup made, none half-made
-    assert not [p for p in (data_dir.parent / "backups").iterdir() if p.name.startswith(".")]
+    left = (data_dir.parent / "backups").iterdir()
+    assert not [p for p in left if p.name.startswith(".") and p.name not in _NOT_BACKUPS]
     assert _contents(data_dir / "warehouse.duckdb") == before
 
 
@@ -553,3 +559,67 @@ def test_backups_from_before_the_ids_are_never_pruned_and_restore_as_before(
         target = tmp_path / "restored" / backup.name
         cli("restore", str(backup), "--data-dir", str(target))
         assert (target / "warehouse.duckdb").is_file()
+
+
+def test_sibling_data_folders_backing_up_at_once_take_turns(cli: Cli, data_dir: Path) -> None:
+    """Two data folders' backups started together (two `serve`s at 03:30) share the backup
+    folder: without its lock they named theirs the same second ("exists already"), or one
+    swept the other's half-written backup as a leftover. Both are made, whole, in turn;
+    one that finds the folder held past its wait exits 75 naming the holder."""
+    sibling = _sibling(cli, data_dir)
+    root = data_dir.parent / "backups"
+    env = {**os.environ, "MUSIC_TRACKER_LOCK_WAIT_S": "120"}
+    runs = [
+        subprocess.Popen(
+            [CLI, "backup", "--json", "--data-dir", str(folder)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for folder in (data_dir, sibling, data_dir, sibling)
+    ]
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        results.append(json.loads(out))
+    names = sorted(Path(r["path"]).name for r in results)
+    assert [p.name for p in backups(root)] == names and len(set(names)) == 4
+    assert sorted(r["data_folder"]["path"] for r in results) == sorted(
+        [str(data_dir), str(sibling)] * 2
+    )
+    assert all(r["removed"] == [] for r in results)
+    assert not [p for p in root.iterdir() if p.name.startswith(".") and p.name not in _NOT_BACKUPS]
+    for backup in backups(root):  # each whole: it restores
+        target = data_dir.parent / "restored" / backup.name
+        cli("restore", str(backup), "--data-dir", str(target))
+    # a backup folder held (another data folder's long backup): exit 75, naming it
+    holding = (
+        "import sys; from pathlib import Path\n"
+        "from music_tracker.lock import backup_folder_lock\n"
+        "with backup_folder_lock(Path(sys.argv[1]), 'backup of /elsewhere', wait_s=0):\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holding, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        done = subprocess.run(
+            [CLI, "backup", "--data-dir", str(sibling)],
+            env={**os.environ, "MUSIC_TRACKER_LOCK_WAIT_S": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        holder.communicate("\n", timeout=30)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 75, done.stderr
+    assert "`backup of /elsewhere` (process" in said and "is writing the backups" in said, said
+    assert len(backups(root)) == 4

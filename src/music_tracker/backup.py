@@ -23,7 +23,11 @@ copies the warehouse after a checkpoint, so the copy is the database as of that 
 without a write-ahead log. Both wait like every writer: for the lock ``wait_s`` (the
 command's MUSIC_TRACKER_LOCK_WAIT_S, a flow's MUSIC_TRACKER_WRITER_WAIT_S), then
 WriterBusy; for another process holding the file itself (a DuckDB shell)
-MUSIC_TRACKER_LOCK_WAIT_S, then WarehouseBusy; both name the holder.
+MUSIC_TRACKER_LOCK_WAIT_S, then WarehouseBusy; both name the holder. Before those, the
+backup folder's own lock (``lock.backup_folder_lock``, ``wait_s`` too, then
+BackupFolderBusy): data folders side by side share the folder, and one backup (or a fetch
+from the bucket) writes it at a time; a backup takes the next UTC second for its name
+when another data folder's took this one.
 
 A backup is written under a hidden name and renamed when complete; older backups of the
 same data folder beyond ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards (renamed to a
@@ -80,7 +84,7 @@ from music_tracker.backup_layout import (
 from music_tracker.bucket import BucketError, choose_in_bucket, download, mirror
 from music_tracker.files import OutsideFolder, disk_full, inside, is_leftover, sha256
 from music_tracker.files import copy as copy_file
-from music_tracker.lock import writer_lock
+from music_tracker.lock import backup_folder_lock, writer_lock
 from music_tracker.settings import Settings
 
 PARTIAL = ".partial"
@@ -213,14 +217,33 @@ def _back_up_landing_file(
 
 
 def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) -> BackupResult:
-    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock (a
-    command's ``lock_wait_s``, a flow's ``writer_wait_s``)."""
+    """Write one backup (see the module's docstring); ``wait_s`` for the backup folder's
+    lock and the writer lock (a command's ``lock_wait_s``, a flow's ``writer_wait_s``)."""
     started = time.perf_counter()
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
     root = backup_root(settings)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = f"{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    # data folders side by side share the backup folder: one backup writes it at a time
+    with backup_folder_lock(root, f"backup of {settings.data_dir}", wait_s=wait_s):
+        return _backup(settings, root, wait_s=wait_s, now=now, started=started)
+
+
+def _free_name(root: Path, now: datetime | None) -> str:
+    """A new backup's name, its UTC second: the next one when a backup (another data
+    folder's, sharing the backup folder) took this one."""
+    for _ in range(4):
+        name = f"{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        if now is not None or not (root / name).exists():
+            break
+        time.sleep(0.4)
+    return name
+
+
+def _backup(
+    settings: Settings, root: Path, *, wait_s: float, now: datetime | None, started: float
+) -> BackupResult:
+    name = _free_name(root, now)
     target = root / name
     if target.exists():
         raise BackupError(f"{target} exists already: one backup per second at most")
@@ -459,7 +482,10 @@ def restore_from_bucket(
         where = settings.model_copy(update={"backup_bucket": match.group(1)})
         name = match.group(2) or choose_in_bucket(where, settings.data_dir)
         say(f"fetching {name} from {match.group(1)} into {root}")
-        folder = download(where, root, name)
+        # not while a backup prunes there: landing files fetched before the manifest
+        # would be taken for ones no backup names
+        with backup_folder_lock(root, f"restore of {name}", wait_s=wait_s):
+            folder = download(where, root, name)
     except BucketError as exc:
         raise BackupError(str(exc)) from exc
     return restore(settings, folder, replace=replace, wait_s=wait_s)
