@@ -165,7 +165,11 @@ def _mirror(
     own = [name for name in sorted(manifests) if owner(manifests[name]) == folder_id]
     kept = own[-keep:]
     gone = set(own) - set(kept)
-    others = {name: owner(m) for name, m in manifests.items() if owner(m) != folder_id}
+    others = {  # in the bucket: another data folder's only here is not the bucket's
+        name: owner(m)
+        for name, m in manifests.items()
+        if owner(m) != folder_id and name in in_bucket
+    }
     uploads: list[tuple[Path, str]] = []
     named: set[str] = set()
     # the landing files of every backup the bucket holds after this (not of another data
