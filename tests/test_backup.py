@@ -121,6 +121,11 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.stop()
 
 
+# what a backup folder holds besides the backups: their landing files, and the lock one
+# backup at a time holds (data folders side by side share the folder)
+_NOT_BACKUPS = {"landing", ".backup.lock"}
+
+
 def _keys(client: Any) -> list[str]:
     answer = client.list_objects_v2(Bucket="music-backups", Prefix="vm-1/")
     return sorted(item["Key"] for item in answer.get("Contents", []))
@@ -263,7 +268,7 @@ def test_a_damaged_backup_is_reported_and_skipped_never_pruned_nor_fatal(
     # the newest two good ones kept: the damaged one neither counted nor deleted
     assert [m["removed"] for m in made] == [[], [], [names[0]]]
     root = data_dir.parent / "backups"
-    assert sorted(p.name for p in root.iterdir() if p.name != "landing") == sorted(
+    assert sorted(p.name for p in root.iterdir() if p.name not in _NOT_BACKUPS) == sorted(
         [damaged.name, *names[1:]]
     )
     # the bucket got each new backup (the damaged one was whole when it went there)
@@ -333,7 +338,8 @@ def test_backup_and_restore_wait_for_another_holder_then_exit_75_naming_it(
     finally:
         process.communicate("\n", timeout=30)
     assert backups(data_dir.parent / "backups") == [copy]  # no backup made, none half-made
-    assert not [p for p in (data_dir.parent / "backups").iterdir() if p.name.startswith(".")]
+    left = (data_dir.parent / "backups").iterdir()
+    assert not [p for p in left if p.name.startswith(".") and p.name not in _NOT_BACKUPS]
     assert _contents(data_dir / "warehouse.duckdb") == before
 
 
@@ -360,3 +366,260 @@ def test_landed_files_named_like_leftovers_are_backed_up(
     restored = tmp_path / "restored"
     cli("restore", str(made), "--data-dir", str(restored))
     assert all((restored / "landing" / relative).is_file() for relative in landed)
+
+
+# -- whose backup: data folders sharing one backup folder and bucket ------------------------
+
+
+def _sibling(cli: Cli, data_dir: Path) -> Path:
+    """A second data folder beside ``data_dir`` (~/music-test beside ~/music), made from
+    the real account-data export: both share the default backup folder."""
+    from conftest import ACCOUNT_DIR
+
+    sibling = data_dir.parent / "music-test"
+    cli("import", str(ACCOUNT_DIR), "--data-dir", str(sibling))
+    return sibling
+
+
+def _owner(backup: Path) -> str | None:
+    folder = json.loads((backup / MANIFEST).read_text()).get("data_folder")
+    return folder["id"] if folder else None
+
+
+def test_a_sibling_data_folders_backups_never_prune_this_ones(
+    cli: Cli, data_dir: Path, bucket: Any
+) -> None:
+    """The reviewer's defect: ~/music and ~/music-test share ../backups (and the bucket's
+    setting); eight backups of ~/music-test, one more than MUSIC_TRACKER_BACKUP_KEEP's 7,
+    deleted ~/music's only backup and its landing files, and `--json` listed it under
+    "removed". Each prunes only its own, here and in the bucket."""
+    sibling = _sibling(cli, data_dir)
+    mine = cli_json(cli, "backup")
+    name = Path(mine["path"]).name
+    root = data_dir.parent / "backups"
+    made = []
+    for _ in range(8):
+        time.sleep(1.05)  # one backup per second at most
+        made.append(cli_json(cli, "backup", "--data-dir", str(sibling)))
+    theirs = [Path(m["path"]).name for m in made]
+    assert [m["data_folder"]["path"] for m in made] == [str(sibling)] * 8
+    assert len({m["data_folder"]["id"] for m in made} | {mine["data_folder"]["id"]}) == 2
+    # the sibling kept its newest 7 and removed its own oldest; this folder's is untouched
+    assert [m["removed"] for m in made] == [[]] * 7 + [[theirs[0]]]
+    assert made[-1]["kept"] == theirs[1:]
+    assert all(m["left_alone"]["other_data_folders"] == [name] for m in made)
+    assert made[-1]["bucket"]["removed"] == [theirs[0]]
+    assert made[-1]["bucket"]["left_alone"]["other_data_folders"] == [name]
+    assert [p.name for p in backups(root)] == sorted([name, *theirs[1:]])
+    assert {k.split("/")[1] for k in _keys(bucket)} == {"landing", name, *theirs[1:]}
+    # this folder's backup is whole, with its landing files, here and from the bucket
+    restored = data_dir.parent / "restored"
+    cli("restore", str(root / name), "--data-dir", str(restored))
+    assert _contents(restored / "warehouse.duckdb") == _contents(data_dir / "warehouse.duckdb")
+    from_bucket = data_dir.parent / "from-bucket"
+    cli("restore", f"s3://music-backups/vm-1/{name}", "--data-dir", str(from_bucket))
+    assert _contents(from_bucket / "warehouse.duckdb") == _contents(data_dir / "warehouse.duckdb")
+    # the human summary says the same
+    time.sleep(1.05)
+    said = " ".join(cli("backup", "--data-dir", str(sibling)).output.split())
+    assert f"kept 7 backups of this data folder ({made[0]['data_folder']['id'][:8]})" in said
+    assert f"removed 1 older: {theirs[1]}" in said and "left alone: 1 of other data" in said
+
+
+def test_restore_without_a_name_takes_the_target_folders_own_newest_or_refuses(
+    cli: Cli, data_dir: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sibling = _sibling(cli, data_dir)
+    root = data_dir.parent / "backups"
+    mine = []
+    for folder in (data_dir, sibling, data_dir, sibling):  # the sibling's is the newest
+        result = cli_json(cli, "backup", "--data-dir", str(folder))
+        if folder == data_dir:
+            mine.append(Path(result["path"]).name)
+        time.sleep(1.05)
+    newest_of_sibling = backups(root)[-1].name
+    # into the data folder itself (--replace): its own newest, from the folder and bucket
+    for source in (str(root), "s3://music-backups/vm-1"):
+        done = cli_json(cli, "restore", source, "--replace")
+        assert Path(done["restored_from"]).name == mine[-1], (source, done)
+        assert done["data_folder"] == _owner(root / mine[-1])
+    # the sibling's own newest into the sibling
+    done = cli_json(cli, "restore", str(root), "--replace", "--data-dir", str(sibling))
+    assert Path(done["restored_from"]).name == newest_of_sibling
+    # into an empty folder: which one cannot be told; refused naming both and how to pick
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_DIR", str(data_dir.parent / "new-vm-backups"))
+    empty = data_dir.parent / "new-vm"
+    for source in (str(root), "s3://music-backups/vm-1"):
+        refused = cli("restore", source, "--data-dir", str(empty), expect=1)
+        said = " ".join(refused.output.split())
+        assert "which backup to restore cannot be told" in said, said
+        assert f"2 of the data folder {_owner(root / mine[-1])[:8]}" in said  # type: ignore[index]
+        assert f"(backed up from {data_dir}), the newest {mine[-1]}" in said
+        assert f"(backed up from {sibling}), the newest {newest_of_sibling}" in said
+        assert "nothing was restored: name the one to restore, as in" in said
+        assert f"`music-tracker restore {source}/{newest_of_sibling}`" in said
+        assert not empty.exists()
+    assert not (data_dir.parent / "new-vm-backups").exists()  # nothing fetched
+    # named: restored, and the restored folder continues that data folder's backups
+    cli("restore", f"s3://music-backups/vm-1/{mine[0]}", "--data-dir", str(empty))
+    assert json.loads((empty / "state" / "data-folder.json").read_text()) == {
+        "id": _owner(root / mine[0]),
+        "path": str(empty),
+    }
+    own_id = _owner(root / mine[0])
+    monkeypatch.delenv("MUSIC_TRACKER_BACKUP_DIR")
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_KEEP", "2")
+    made = cli_json(cli, "backup", "--data-dir", str(empty))
+    assert made["data_folder"] == {"id": own_id, "path": str(empty)}
+    assert made["removed"] == [mine[0]] and made["kept"] == [mine[1], Path(made["path"]).name]
+    assert made["left_alone"]["other_data_folders"] == [
+        p.name for p in backups(root) if _owner(p) != made["data_folder"]["id"]
+    ]
+
+
+def test_a_copied_data_folder_gets_its_own_id_and_leaves_the_originals_backups(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cp -r ~/music ~/music-test` copies the id file too: the copy's first backup sees
+    the id file naming ~/music, which still holds that id, and gives the copy its own."""
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_KEEP", "1")
+    original = cli_json(cli, "backup")
+    copy = data_dir.parent / "music-copy"
+    shutil.copytree(data_dir, copy)
+    time.sleep(1.05)
+    result = cli("backup", "--json", "--data-dir", str(copy))
+    made = json.loads(result.stdout)
+    said = " ".join(result.stderr.split())
+    assert f"{copy} is a copy of the data folder {data_dir}" in said, said
+    assert made["data_folder"]["id"] != original["data_folder"]["id"]
+    assert made["removed"] == [] and made["left_alone"]["other_data_folders"] == [
+        Path(original["path"]).name
+    ]
+    # the original keeps its id; a moved folder keeps its own too
+    time.sleep(1.05)
+    again = cli_json(cli, "backup")
+    assert again["data_folder"]["id"] == original["data_folder"]["id"]
+    assert again["removed"] == [Path(original["path"]).name]
+    moved = data_dir.parent / "music-moved"
+    copy.rename(moved)
+    time.sleep(1.05)
+    after = cli_json(cli, "backup", "--data-dir", str(moved))
+    assert after["data_folder"] == {"id": made["data_folder"]["id"], "path": str(moved)}
+    assert after["removed"] == [Path(made["path"]).name]
+
+
+def _as_before_the_ids(backup: Path) -> None:
+    """Make a backup look like one an older version made: no data_folder in its manifest,
+    no id file in its state/."""
+    manifest = json.loads((backup / MANIFEST).read_text())
+    del manifest["data_folder"], manifest["files"]["state/data-folder.json"]
+    (backup / "state" / "data-folder.json").unlink()
+    (backup / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_backups_from_before_the_ids_are_never_pruned_and_restore_as_before(
+    cli: Cli, data_dir: Path, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which data folder made an older version's backup cannot be known: none prunes it
+    (not even the folder that made it: delete them by hand), here or in the bucket."""
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_KEEP", "2")
+    root = data_dir.parent / "backups"
+    old = []
+    for _ in range(2):
+        old.append(Path(cli_json(cli, "backup")["path"]))
+        time.sleep(1.05)
+    (data_dir / "state" / "data-folder.json").unlink()  # an older version never wrote it
+    for backup in old:
+        _as_before_the_ids(backup)
+    # the bucket holds them as an older version uploaded them
+    for backup in old:
+        for path in sorted(backup.rglob("*"), key=lambda p: p.name == MANIFEST):
+            if path.is_file():
+                key = f"vm-1/{backup.name}/{path.relative_to(backup)}"
+                bucket.put_object(Bucket="music-backups", Key=key, Body=path.read_bytes())
+    # with only those, restore into an empty folder takes the newest, as it always did
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_DIR", str(tmp_path / "vm-2" / "backups"))
+    done = cli_json(cli, "restore", "s3://music-backups/vm-1", "--data-dir", str(tmp_path / "a"))
+    assert Path(done["restored_from"]).name == old[-1].name and done["data_folder"] is None
+    monkeypatch.delenv("MUSIC_TRACKER_BACKUP_DIR")
+    sibling = _sibling(cli, data_dir)
+    for folder in (data_dir, sibling, sibling, sibling, data_dir, data_dir):
+        made = cli_json(cli, "backup", "--data-dir", str(folder))
+        assert made["left_alone"]["without_data_folder"] == [p.name for p in old]
+        assert made["bucket"]["left_alone"]["without_data_folder"] == [p.name for p in old]
+        assert not {p.name for p in old} & set(made["removed"] + made["bucket"]["removed"])
+        time.sleep(1.05)
+    assert {p.name for p in old} <= {p.name for p in backups(root)}
+    assert {p.name for p in old} <= {k.split("/")[1] for k in _keys(bucket)}
+    assert len(backups(root)) == 2 + 2 + 2  # the old ones, and each folder's newest two
+    said = " ".join(cli("backup").output.split())
+    assert "2 made before backups named their data folder (never pruned" in said
+    # the old ones restore whole, their landing files kept
+    for backup in old:
+        target = tmp_path / "restored" / backup.name
+        cli("restore", str(backup), "--data-dir", str(target))
+        assert (target / "warehouse.duckdb").is_file()
+
+
+def test_sibling_data_folders_backing_up_at_once_take_turns(cli: Cli, data_dir: Path) -> None:
+    """Two data folders' backups started together (two `serve`s at 03:30) share the backup
+    folder: without its lock they named theirs the same second ("exists already"), or one
+    swept the other's half-written backup as a leftover. Both are made, whole, in turn;
+    one that finds the folder held past its wait exits 75 naming the holder."""
+    sibling = _sibling(cli, data_dir)
+    root = data_dir.parent / "backups"
+    env = {**os.environ, "MUSIC_TRACKER_LOCK_WAIT_S": "120"}
+    runs = [
+        subprocess.Popen(
+            [CLI, "backup", "--json", "--data-dir", str(folder)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for folder in (data_dir, sibling, data_dir, sibling)
+    ]
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        results.append(json.loads(out))
+    names = sorted(Path(r["path"]).name for r in results)
+    assert [p.name for p in backups(root)] == names and len(set(names)) == 4
+    assert sorted(r["data_folder"]["path"] for r in results) == sorted(
+        [str(data_dir), str(sibling)] * 2
+    )
+    assert all(r["removed"] == [] for r in results)
+    assert not [p for p in root.iterdir() if p.name.startswith(".") and p.name not in _NOT_BACKUPS]
+    for backup in backups(root):  # each whole: it restores
+        target = data_dir.parent / "restored" / backup.name
+        cli("restore", str(backup), "--data-dir", str(target))
+    # a backup folder held (another data folder's long backup): exit 75, naming it
+    holding = (
+        "import sys; from pathlib import Path\n"
+        "from music_tracker.lock import backup_folder_lock\n"
+        "with backup_folder_lock(Path(sys.argv[1]), 'backup of /elsewhere', wait_s=0):\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holding, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        done = subprocess.run(
+            [CLI, "backup", "--data-dir", str(sibling)],
+            env={**os.environ, "MUSIC_TRACKER_LOCK_WAIT_S": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        holder.communicate("\n", timeout=30)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 75, done.stderr
+    assert "`backup of /elsewhere` (process" in said and "is writing the backups" in said, said
+    assert len(backups(root)) == 4

@@ -93,7 +93,8 @@ def test_backup_on_a_full_disk_says_so_and_leaves_earlier_backups_whole(
     assert "no backup was made" in said and "Traceback" not in said
     # no partial backup, no partial landing copy; the earlier backup restores whole
     first = Path(json.loads((out / "first.json").read_text())["path"]).name
-    assert sorted((out / "listing").read_text().split()) == sorted([first, "landing"])
+    listed = sorted((out / "listing").read_text().split())
+    assert listed == sorted([first, "landing", ".backup.lock"])  # the folder's lock stays
     assert not [name for name in (out / "landing").read_text().split() if "partial" in name]
     assert (out / "restore.rc").read_text().strip() == "0", (out / "restore.out").read_text()
 

@@ -14,7 +14,8 @@ Layout of the backup folder (``MUSIC_TRACKER_BACKUP_DIR``, default ``<data dir>/
         warehouse.duckdb                 copied under the writer lock, after a checkpoint
         state/...
         metabase/...                     Metabase's H2 files, when configured
-        manifest.json                    every file with its size and SHA-256
+        manifest.json                    every file with its size and SHA-256, and the
+                                         id of the data folder it came from
       ...
 
 Consistency: the backup holds the writer lock (no flow or command writes meanwhile) and
@@ -22,15 +23,24 @@ copies the warehouse after a checkpoint, so the copy is the database as of that 
 without a write-ahead log. Both wait like every writer: for the lock ``wait_s`` (the
 command's MUSIC_TRACKER_LOCK_WAIT_S, a flow's MUSIC_TRACKER_WRITER_WAIT_S), then
 WriterBusy; for another process holding the file itself (a DuckDB shell)
-MUSIC_TRACKER_LOCK_WAIT_S, then WarehouseBusy; both name the holder.
+MUSIC_TRACKER_LOCK_WAIT_S, then WarehouseBusy; both name the holder. Before those, the
+backup folder's own lock (``lock.backup_folder_lock``, ``wait_s`` too, then
+BackupFolderBusy): data folders side by side share the folder, and one backup (or a fetch
+from the bucket) writes it at a time; a backup takes the next UTC second for its name
+when another data folder's took this one.
 
-A backup is written under a hidden name and renamed when complete; older backups beyond
-``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards (renamed to a hidden name first, so a
-prune cut short leaves nothing counted as a backup). A full disk stops the backup with
-BackupDiskFull and nothing of it left; a landing file that no longer matches the checksum
-in its name never replaces the whole copy earlier backups name (docs/deployment.md).
+A backup is written under a hidden name and renamed when complete; older backups of the
+same data folder beyond ``MUSIC_TRACKER_BACKUP_KEEP`` are deleted afterwards (renamed to a
+hidden name first, so a prune cut short leaves nothing counted as a backup). Backups of
+other data folders sharing the backup folder, and those made before backups named their
+data folder, are never pruned by it (``backup_layout``: whose backup). A full disk stops
+the backup with BackupDiskFull and nothing of it left; a landing file that no longer
+matches the checksum in its name never replaces the whole copy earlier backups name
+(docs/deployment.md).
 With ``MUSIC_TRACKER_BACKUP_BUCKET`` set, the folder is then mirrored to that bucket
-(``bucket.py``), and ``restore s3://...`` fetches a backup from it first.
+(``bucket.py``), and ``restore s3://...`` fetches a backup from it first. ``restore`` of
+a backup folder or bucket without a backup's name takes the newest of the target data
+folder's own, and refuses, naming the candidates, when that cannot be told.
 ``restore`` checks every file against the manifest before it touches the data folder,
 and refuses a folder that already holds a warehouse unless told to replace it.
 
@@ -62,14 +72,19 @@ from music_tracker.backup_layout import (
     DamagedBackup,
     backup_root,
     backups,
+    choose,
     damaged_warning,
+    left_alone,
+    own_folder_id,
+    owner,
     read_backups,
     read_manifest,
+    write_folder_id,
 )
-from music_tracker.bucket import BucketError, download, mirror
+from music_tracker.bucket import BucketError, choose_in_bucket, download, mirror
 from music_tracker.files import OutsideFolder, disk_full, inside, is_leftover, sha256
 from music_tracker.files import copy as copy_file
-from music_tracker.lock import writer_lock
+from music_tracker.lock import backup_folder_lock, writer_lock
 from music_tracker.settings import Settings
 
 PARTIAL = ".partial"
@@ -100,12 +115,17 @@ class BackupResult:
     bytes: int
     landing_new: int
     seconds: float
+    data_folder: dict[str, str] = field(default_factory=dict)  # its id and path
     removed: list[str] = field(default_factory=list)
-    bucket: dict[str, int] | None = None  # what the copy to the bucket did, when configured
+    # this data folder's backups kept; the others', and those older than the ids, untouched
+    kept: list[str] = field(default_factory=list)
+    left_alone: dict[str, list[str]] = field(default_factory=dict)
+    bucket: dict[str, Any] | None = None  # what the copy to the bucket did, when configured
     # damaged backups skipped (here and in the bucket): where -> what is wrong
     damaged: dict[str, str] = field(default_factory=dict)
     # landing files changed after they landed: the backup kept the copy made before
     landing_changed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the data folder's id changed: why
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +134,10 @@ class BackupResult:
             "bytes": self.bytes,
             "landing_files_new": self.landing_new,
             "seconds": round(self.seconds, 2),
+            "data_folder": self.data_folder,
             "removed": self.removed,
+            "kept": self.kept,
+            "left_alone": self.left_alone,
             "bucket": self.bucket,
             "damaged": [Path(where).name for where in self.damaged],
             "warnings": [damaged_warning(where, why) for where, why in self.damaged.items()]
@@ -124,7 +147,8 @@ class BackupResult:
                 f" made when it was whole; copy {self.path.parent / 'landing' / rel} back"
                 " over it"
                 for rel in self.landing_changed
-            ],
+            ]
+            + self.notes,
         }
 
 
@@ -193,14 +217,33 @@ def _back_up_landing_file(
 
 
 def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) -> BackupResult:
-    """Write one backup (see the module's docstring); ``wait_s`` for the writer lock (a
-    command's ``lock_wait_s``, a flow's ``writer_wait_s``)."""
+    """Write one backup (see the module's docstring); ``wait_s`` for the backup folder's
+    lock and the writer lock (a command's ``lock_wait_s``, a flow's ``writer_wait_s``)."""
     started = time.perf_counter()
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
     root = backup_root(settings)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = f"{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    # data folders side by side share the backup folder: one backup writes it at a time
+    with backup_folder_lock(root, f"backup of {settings.data_dir}", wait_s=wait_s):
+        return _backup(settings, root, wait_s=wait_s, now=now, started=started)
+
+
+def _free_name(root: Path, now: datetime | None) -> str:
+    """A new backup's name, its UTC second: the next one when a backup (another data
+    folder's, sharing the backup folder) took this one."""
+    for _ in range(4):
+        name = f"{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        if now is not None or not (root / name).exists():
+            break
+        time.sleep(0.4)
+    return name
+
+
+def _backup(
+    settings: Settings, root: Path, *, wait_s: float, now: datetime | None, started: float
+) -> BackupResult:
+    name = _free_name(root, now)
     target = root / name
     if target.exists():
         raise BackupError(f"{target} exists already: one backup per second at most")
@@ -209,6 +252,7 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
     partial.mkdir(mode=0o700)
     landing_new = 0
     changed: list[str] = []
+    notes: list[str] = []
     try:
         with writer_lock(settings.data_dir, "backup", wait_s=wait_s):
             # what a backup killed midway left (serve's time limit, the kernel): only one
@@ -222,6 +266,9 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
                 memory_limit=settings.duckdb_memory_limit,
                 file_wait_s=settings.lock_wait_s,
             )
+            # whose backup: before state/ is copied, so that the copy holds the id
+            folder_id, note = own_folder_id(settings.data_dir)
+            notes += [note] if note else []
             files = [partial / "warehouse.duckdb"]
             shutil.copy2(settings.warehouse_path, files[0])
             if settings.state_dir.is_dir():
@@ -240,6 +287,7 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
                             changed.append(relative)
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(),
+            "data_folder": {"id": folder_id, "path": str(settings.data_dir)},
             "files": {
                 str(f.relative_to(partial)): {"bytes": f.stat().st_size, "sha256": sha256(f)}
                 for f in files
@@ -259,11 +307,11 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
         shutil.rmtree(partial, ignore_errors=True)
         raise
     partial.rename(target)
-    removed, damaged = _prune(root, settings.backup_keep)
+    removed, kept, left_alone, damaged = _prune(root, settings.backup_keep, folder_id)
     copied = None
     if settings.backup_bucket:
         try:
-            copied, in_bucket = mirror(settings, root)
+            copied, in_bucket = mirror(settings, root, folder_id)
         except BucketError as exc:
             raise BackupError(f"backed up to {target}, but not to the bucket: {exc}") from exc
         damaged |= in_bucket
@@ -274,20 +322,28 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
         bytes=size,
         landing_new=landing_new,
         seconds=time.perf_counter() - started,
+        data_folder=manifest["data_folder"],
         removed=removed,
+        kept=kept,
+        left_alone=left_alone,
         bucket=copied,
         damaged=damaged,
         landing_changed=changed,
+        notes=notes,
     )
 
 
-def _prune(root: Path, keep: int) -> tuple[list[str], dict[str, str]]:
-    """Delete good backups beyond the newest ``keep``, and landing files no backup names;
-    return what was deleted and the damaged backups (left as they are)."""
+def _prune(
+    root: Path, keep: int, folder_id: str
+) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, str]]:
+    """Delete the good backups of the data folder ``folder_id`` beyond its newest ``keep``,
+    and landing files no backup names; return what was deleted, its backups kept, the
+    others' (left alone) and the damaged backups (left as they are)."""
     good, damaged = read_backups(root)
-    complete = list(good)
+    own = [folder for folder, manifest in good.items() if owner(manifest) == folder_id]
+    others = {f.name: owner(m) for f, m in good.items() if owner(m) != folder_id}
     removed = []
-    for old in complete[: max(0, len(complete) - keep)]:
+    for old in own[: max(0, len(own) - keep)]:
         # no longer a backup before any of it goes: a half-deleted one stopped by Ctrl+C
         # or a crash is never listed as complete (and the next prune finishes it)
         going = root / f".{old.name}{_DELETING}"
@@ -297,8 +353,9 @@ def _prune(root: Path, keep: int) -> tuple[list[str], dict[str, str]]:
         del good[old]
     for left in root.glob(f".*{_DELETING}"):
         shutil.rmtree(left, ignore_errors=True)
+    kept = [folder.name for folder in own if folder in good]
     if damaged:  # the landing files a damaged backup needs are unknown: all stay
-        return removed, damaged
+        return removed, kept, left_alone(others), damaged
     named: set[str] = set()
     for manifest in good.values():
         named |= set(manifest["landing"])
@@ -309,7 +366,7 @@ def _prune(root: Path, keep: int) -> tuple[list[str], dict[str, str]]:
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
-    return removed, damaged
+    return removed, kept, left_alone(others), damaged
 
 
 def refuse_to_overwrite(settings: Settings, *, replace: bool) -> None:
@@ -327,8 +384,17 @@ def restore(
     """Put a backup back into the data folder, after checking every file's checksum and
     that every path its manifest names stays inside its folder; ``wait_s`` for the writer
     lock (a command's ``lock_wait_s``), and ``lock_wait_s`` for another process to
-    let go of the warehouse it replaces."""
+    let go of the warehouse it replaces. ``source`` is a backup, or a backup folder
+    holding them: then the newest of the data folder's own (``backup_layout.choose``).
+    The data folder then has the backup's id: it continues that data folder's backups."""
     source = source.resolve()
+    if not (source / MANIFEST).is_file() and backups(source):
+        good, damaged = read_backups(source)
+        manifests = {folder.name: manifest for folder, manifest in good.items()}
+        where = str(source)
+        source = source / choose(
+            where, manifests, {Path(d).name for d in damaged}, settings.data_dir
+        )
     manifest_path = source / MANIFEST
     if not manifest_path.is_file():
         raise BackupError(
@@ -383,8 +449,13 @@ def restore(
         for origin, target in state + [(o, t) for o, t in landing if not t.exists()]:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             shutil.copy2(origin, target)
+        # the backup's data folder goes on here (a backup from before the ids: as it was)
+        folder_id = owner(manifest)
+        if folder_id is not None:
+            write_folder_id(settings.data_dir, folder_id)
     return {
         "restored_from": str(source),
+        "data_folder": folder_id,
         "warehouse": str(settings.warehouse_path),
         "files": len(manifest["files"]) + len(manifest["landing"]),
         "metabase": str(source / "metabase") if (source / "metabase").is_dir() else None,
@@ -399,18 +470,22 @@ def restore_from_bucket(
     say: Callable[[str], None],
     replace: bool = False,
 ) -> dict[str, Any]:
-    """Fetch a backup from the bucket (``s3://bucket/prefix``: its newest, or
-    ``.../<UTC time>``) into the local backup folder, then restore it from there
-    (checksums first, as for any backup)."""
+    """Fetch a backup from the bucket (``s3://bucket/prefix``: the newest of the data
+    folder's own, as for a backup folder, or ``.../<UTC time>``) into the local backup
+    folder, then restore it from there (checksums first, as for any backup)."""
     match = re.fullmatch(r"(s3://.+?)(?:/(\d{8}T\d{6}Z))?/?", url)
     if match is None:
         raise BackupError(f"{url}: not a bucket URL (s3://bucket/prefix[/<UTC time>])")
     refuse_to_overwrite(settings, replace=replace)  # before fetching anything
     root = backup_root(settings)
-    say(f"fetching {match.group(2) or 'the newest backup'} from {match.group(1)} into {root}")
     try:
         where = settings.model_copy(update={"backup_bucket": match.group(1)})
-        folder = download(where, root, match.group(2))
+        name = match.group(2) or choose_in_bucket(where, settings.data_dir)
+        say(f"fetching {name} from {match.group(1)} into {root}")
+        # not while a backup prunes there: landing files fetched before the manifest
+        # would be taken for ones no backup names
+        with backup_folder_lock(root, f"restore of {name}", wait_s=wait_s):
+            folder = download(where, root, name)
     except BucketError as exc:
         raise BackupError(str(exc)) from exc
     return restore(settings, folder, replace=replace, wait_s=wait_s)

@@ -6,13 +6,17 @@ says) under its prefix::
     s3://bucket/prefix/landing/<source>/<sha256>/<file>    once each, shared by every backup
     s3://bucket/prefix/20261128T031500Z/...                 one backup, manifest.json last
 
-After every local backup, ``mirror`` uploads what the bucket lacks (a backup's manifest
-after its other files, so a backup without a manifest in the bucket is an incomplete one),
-then keeps the bucket's newest ``MUSIC_TRACKER_BACKUP_KEEP`` backups and the landing files
-they name, deleting the rest: its own retention, so a new machine with one local backup
-does not empty it.
-``download`` fetches one backup (the newest unless named) and its landing files into the
-local backup folder, for ``restore`` to check and put back (a new VM starts with none).
+After every local backup, ``mirror`` uploads what the bucket lacks of the data folder's own
+backups (a backup's manifest after its other files, so a backup without a manifest in the
+bucket is an incomplete one), then keeps the bucket's newest ``MUSIC_TRACKER_BACKUP_KEEP``
+backups of that data folder and the landing files any backup there names, deleting its
+older ones: its own retention, so a new machine with one local backup does not empty it.
+Backups of other data folders (``backup_layout``: whose backup), and those made before
+backups named their data folder, are never deleted by it.
+``choose_in_bucket`` picks the backup ``restore s3://...`` takes when none is named (as
+for a backup folder, ``backup_layout.choose``); ``download`` fetches it and its landing
+files into the local backup folder, for ``restore`` to check and put back (a new VM
+starts with none).
 
 Only keys under ``landing/`` and under folders named like a backup (``BACKUP_NAME``) are
 taken for backups, uploaded to or pruned; a damaged manifest (``backup.parse_manifest``)
@@ -35,6 +39,9 @@ from music_tracker.backup_layout import (
     MANIFEST,
     BackupError,
     DamagedBackup,
+    choose,
+    left_alone,
+    owner,
     parse_manifest,
     read_backups,
 )
@@ -101,15 +108,16 @@ def _listing(bucket: Bucket) -> dict[str, int]:
     return found
 
 
-def mirror(settings: Settings, root: Path) -> tuple[dict[str, int], dict[str, str]]:
-    """Copy to the bucket what the local backup folder ``root`` has and the bucket lacks,
-    then keep the newest ``backup_keep`` backups there; return counts, and the damaged
-    backups in the bucket that were skipped (where -> what is wrong)."""
+def mirror(settings: Settings, root: Path, folder_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Copy to the bucket what the local backup folder ``root`` has of the data folder
+    ``folder_id`` and the bucket lacks, then keep its newest ``backup_keep`` backups there;
+    return what was done, and the damaged backups in the bucket that were skipped (where
+    -> what is wrong)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket = open_bucket(settings)
     try:
-        return _mirror(bucket, root, settings.backup_keep)
+        return _mirror(bucket, root, settings.backup_keep, folder_id)
     except (BotoCoreError, ClientError, OSError) as exc:
         raise _fail(bucket, "copying the backups", exc) from exc
 
@@ -133,7 +141,9 @@ def _bucket_manifest(bucket: Bucket, name: str) -> tuple[str, dict[str, Any]]:
     return text, parse_manifest(text, bucket.url(f"{name}/{MANIFEST}"))
 
 
-def _mirror(bucket: Bucket, root: Path, keep: int) -> tuple[dict[str, int], dict[str, str]]:
+def _mirror(
+    bucket: Bucket, root: Path, keep: int, folder_id: str
+) -> tuple[dict[str, Any], dict[str, str]]:
     remote = _listing(bucket)
     local = {folder.name: manifest for folder, manifest in read_backups(root)[0].items()}
     in_bucket = set(_complete(remote))
@@ -149,15 +159,24 @@ def _mirror(bucket: Bucket, root: Path, keep: int) -> tuple[dict[str, int], dict
             manifests[name] = _bucket_manifest(bucket, name)[1]
         except DamagedBackup as exc:
             damaged[bucket.url(name)] = exc.why
-    # the bucket's own retention: its newest backups, whatever this machine holds (a new
-    # VM restored from the bucket has one local backup and must not prune the rest);
-    # damaged ones are neither counted nor pruned
-    kept = sorted(manifests)[-keep:]
+    # the bucket's own retention: the data folder's newest backups, whatever this machine
+    # holds (a new VM restored from the bucket has one local backup and must not prune the
+    # rest); other data folders' are left alone, damaged ones neither counted nor pruned
+    own = [name for name in sorted(manifests) if owner(manifests[name]) == folder_id]
+    kept = own[-keep:]
+    gone = set(own) - set(kept)
+    others = {  # in the bucket: another data folder's only here is not the bucket's
+        name: owner(m)
+        for name, m in manifests.items()
+        if owner(m) != folder_id and name in in_bucket
+    }
     uploads: list[tuple[Path, str]] = []
     named: set[str] = set()
-    for name in kept:
-        named |= set(manifests[name]["landing"])
-        if name not in in_bucket:
+    # the landing files of every backup the bucket holds after this (not of another data
+    # folder's that is only here: that folder's own backup uploads it)
+    for name in sorted((in_bucket | set(kept)) - gone):
+        named |= set(manifests[name]["landing"]) if name in manifests else set()
+        if name in kept and name not in in_bucket:
             folder = root / name
             uploads += [(inside(folder, rel), f"{name}/{rel}") for rel in manifests[name]["files"]]
             uploads.append((folder / MANIFEST, f"{name}/{MANIFEST}"))  # last: complete
@@ -175,7 +194,7 @@ def _mirror(bucket: Bucket, root: Path, keep: int) -> tuple[dict[str, int], dict
         if folder == "landing":
             # the landing files a damaged backup needs are unknown: all stay while one is
             return not damaged and rest not in named
-        return bool(BACKUP_NAME.fullmatch(folder)) and folder not in kept and folder not in spared
+        return folder in gone and folder not in spared
 
     stale = [rel for rel in remote if is_stale(rel)]
     for start in range(0, len(stale), 1000):  # DeleteObjects takes 1,000 keys at a time
@@ -184,15 +203,45 @@ def _mirror(bucket: Bucket, root: Path, keep: int) -> tuple[dict[str, int], dict
             Bucket=bucket.name,
             Delete={"Objects": [{"Key": bucket.key(rel)} for rel in chunk], "Quiet": True},
         )
-    counts = {"uploaded_files": len(uploads), "uploaded_bytes": sent, "deleted_files": len(stale)}
+    counts = {
+        "uploaded_files": len(uploads),
+        "uploaded_bytes": sent,
+        "deleted_files": len(stale),
+        "removed": sorted(gone & in_bucket),
+        "kept": kept,
+        "left_alone": left_alone({name: others[name] for name in sorted(others)}),
+    }
     return counts, damaged
 
 
+def choose_in_bucket(settings: Settings, into: Path) -> str:
+    """The backup of the bucket ``restore s3://bucket/prefix`` restores into the data folder
+    ``into``: the newest of its own (``backup_layout.choose``, which refuses when that
+    cannot be told, naming the candidates)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = open_bucket(settings)
+    try:
+        complete = _complete(_listing(bucket))
+        manifests: dict[str, dict[str, Any]] = {}
+        damaged: set[str] = set()
+        for name in complete:
+            try:
+                manifests[name] = _bucket_manifest(bucket, name)[1]
+            except DamagedBackup:
+                damaged.add(name)  # restoring it says what is wrong
+    except (BotoCoreError, ClientError, OSError) as exc:
+        raise _fail(bucket, "listing the backups", exc) from exc
+    if not complete:
+        raise BucketError(f"s3://{bucket.name}/{bucket.prefix}: no complete backup there")
+    return choose(bucket.url(), manifests, damaged, into)
+
+
 def download(settings: Settings, root: Path, name: str | None = None) -> Path:
-    """Fetch a backup (the newest complete one unless ``name``) and its landing files into
-    the local backup folder ``root``, laid out as ``backup`` writes it; return the
-    backup's folder. Its manifest is written last: an interrupted fetch leaves no folder
-    that looks complete."""
+    """Fetch a backup (the newest complete one unless ``name``: ``choose_in_bucket`` picks
+    it for a data folder) and its landing files into the local backup folder ``root``,
+    laid out as ``backup`` writes it; return the backup's folder. Its manifest is written
+    last: an interrupted fetch leaves no folder that looks complete."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket = open_bucket(settings)

@@ -389,8 +389,8 @@ def restore_command(
     backup: Annotated[
         str,
         typer.Argument(
-            help="A backup folder (backups/<UTC time>), or the bucket's s3://bucket/prefix"
-            " (its newest backup) or s3://bucket/prefix/<UTC time>.",
+            help="A backup (backups/<UTC time>, s3://bucket/prefix/<UTC time>), or backups/"
+            " or s3://bucket/prefix: the newest of this data folder's.",
         ),
     ],
     data_dir: DataDirOption = None,
@@ -409,7 +409,7 @@ def restore_command(
     wait = settings.lock_wait_s
     try:
         if backup.startswith("s3://"):
-            say = out.print
+            say = console.err.print if as_json else out.print
             result = restore_from_bucket(settings, backup, replace=replace, wait_s=wait, say=say)
         else:
             result = restore(settings, Path(backup).expanduser(), replace=replace, wait_s=wait)

@@ -215,13 +215,46 @@ def backup_summary(result: dict[str, Any]) -> None:
         f"({result['landing_files_new']:,} landing files new), {result['bytes'] / 1e6:.1f} MB"
         f" in {result['seconds']} s"
     )
-    if result["removed"]:
-        out.print(f"removed {len(result['removed'])} old backups")
+    folder = result["data_folder"]["id"][:8]
+    removed = f"; removed {len(result['removed'])} older: {', '.join(result['removed'])}"
+    out.print(
+        f"kept {len(result['kept'])} backup{'' if len(result['kept']) == 1 else 's'} of this"
+        f" data folder ({folder})" + (removed if result["removed"] else "")
+    )
+    left = _left_alone(result["left_alone"])
+    if left:
+        out.print(f"left alone: {left}")
+    bucket = result["bucket"]
+    if bucket is not None:
+        gone = f", removed {', '.join(bucket['removed'])}" if bucket["removed"] else ""
+        left = _left_alone(bucket["left_alone"])
+        out.print(
+            f"bucket: {bucket['uploaded_files']:,} files uploaded"
+            f" ({bucket['uploaded_bytes'] / 1e6:.1f} MB), {len(bucket['kept'])} backups of"
+            f" this data folder kept{gone}" + (f"; left alone: {left}" if left else "")
+        )
+
+
+def _left_alone(left: dict[str, list[str]]) -> str:
+    """The backups a backup's pruning did not touch, by why."""
+    said = []
+    if left["other_data_folders"]:
+        said.append(f"{len(left['other_data_folders'])} of other data folders")
+    if left["without_data_folder"]:
+        said.append(
+            f"{len(left['without_data_folder'])} made before backups named their data folder"
+            " (never pruned: delete them yourself when no longer needed)"
+        )
+    return ", ".join(said)
 
 
 def restore_summary(result: dict[str, Any]) -> None:
     """What was put back, and what to do next."""
     out.print(f"restored {result['files']:,} files from {result['restored_from']}")
+    if result["data_folder"]:
+        out.print(
+            f"this data folder continues the backups of data folder {result['data_folder'][:8]}"
+        )
     if result["metabase"]:
         out.print(
             Text(f"Metabase's database is in {result['metabase']}: copy it back while Metabase "

@@ -16,6 +16,12 @@ The static report has a lock of its own, ``<data dir>/.report.lock`` (``report_l
 it only reads the warehouse, so it does not wait for writers, but two reports at once
 (the owner's `music-tracker report` during a scheduled refresh) would write one
 ``report/``, its ``.partial`` folder and its caches together.
+
+A backup folder has one too, ``<backup folder>/.backup.lock`` (``backup_folder_lock``):
+data folders side by side share one (``<data dir>/../backups``), and their backups, each
+under its own writer lock, would otherwise name theirs the same second, sweep each
+other's half-written backup as a leftover and prune landing files the other's backup,
+not yet complete, has just stored.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 
 LOCK_FILE = ".writer.lock"
 REPORT_LOCK_FILE = ".report.lock"  # the static report's own (the module's docstring)
+BACKUP_LOCK_FILE = ".backup.lock"  # a backup folder's (the module's docstring)
 POLL_S = 0.2
 
 
@@ -41,6 +48,11 @@ class WriterBusy(Exception):
 
 class ReportBusy(WriterBusy):
     """Another process is writing the report; the message names it."""
+
+
+class BackupFolderBusy(WriterBusy):
+    """Another data folder's backup or restore is writing the backup folder; the message
+    names it."""
 
 
 class DataFolderError(Exception):
@@ -97,6 +109,17 @@ def report_lock(
 
 
 @contextmanager
+def backup_folder_lock(
+    root: Path, what: str, *, wait_s: float, poll_s: float = POLL_S
+) -> Iterator[None]:
+    """Hold the backup folder ``root``'s lock for the block (one backup or fetch into it
+    at a time, whichever data folder it is for); BackupFolderBusy when ``wait_s`` passes
+    first. Taken before the writer lock, never the other way round."""
+    with _file_lock(root, what, BACKUP_LOCK_FILE, BackupFolderBusy, wait_s=wait_s, poll_s=poll_s):
+        yield
+
+
+@contextmanager
 def _file_lock(
     data_dir: Path,
     what: str,
@@ -122,7 +145,9 @@ def _file_lock(
         except BlockingIOError:
             os.close(fd)
             if time.monotonic() >= deadline:
-                writing = "the report" if busy is ReportBusy else "the warehouse"
+                writing = {ReportBusy: "the report", BackupFolderBusy: "the backups"}.get(
+                    busy, "the warehouse"
+                )
                 raise busy(
                     f"{holder(data_dir, lock_file)} is writing {writing}"
                     + (f" (waited {wait_s:.0f} s)" if wait_s else "")
