@@ -368,12 +368,13 @@ def test_year_in_review_tells_the_year_from_the_star_schema(data_dir: Path) -> N
     assert f"{biggest[1]:,} plays" in figures["most-played-day"]
     (first,) = query(
         data_dir,
-        "select track.track_name from dw.fact_track_played as fact"
+        "select track.track_name, fact.played_at_local from dw.fact_track_played as fact"
         " join dw.dim_track as track on track.track_sid = fact.track_sid"
         " where year(fact.played_at_local) = $year order by fact.played_at_local limit 1",
         {"year": year},
     )
     assert first[0] in figures["first-song"]
+    assert f", ending at {first[1]:%H:%M}." in figures["first-song"]  # a play's time: its end
     # discoveries: artists first heard this year
     first_heard: dict[str, int] = {}
     for day, artist, *_ in sorted(plays, key=lambda p: p[0]):

@@ -208,7 +208,9 @@ def _moments(data: Rows, link: Link) -> str:
         row = first_rows[0]
         played = row["played_at"]
         when = (
-            f"{long_date(played.date())} at {played.strftime('%H:%M')}"
+            # a play's time is its end (the original's rule): said so, not "at 17:28" for a
+            # song begun at 17:26 (helper-64)
+            f"{long_date(played.date())}, ending at {played.strftime('%H:%M')}"
             if isinstance(played, dt.datetime)
             else esc(played)
         )
