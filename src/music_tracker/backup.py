@@ -44,6 +44,7 @@ pruned either: which ones it needs cannot be known.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -199,6 +200,7 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
     root = backup_root(settings)
+    made_root = not root.exists()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = f"{(now or datetime.now(UTC)).astimezone(UTC):%Y%m%dT%H%M%SZ}"
     target = root / name
@@ -257,6 +259,9 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
         raise
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        if made_root:  # a first backup that could not be made leaves no folder behind
+            with contextlib.suppress(OSError):
+                root.rmdir()
         raise
     partial.rename(target)
     removed, damaged = _prune(root, settings.backup_keep)
@@ -368,7 +373,11 @@ def restore(
     except OutsideFolder as exc:
         raise BackupError(f"{manifest_path}: its entry {exc}; {nothing}") from None
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with writer_lock(settings.data_dir, "restore", wait_s=wait_s):
+    with (
+        writer_lock(settings.data_dir, "restore", wait_s=wait_s),
+        # no reader of ours has the file open while it is replaced
+        warehouse.turn(settings.warehouse_path, read_only=False, wait_s=settings.lock_wait_s),
+    ):
         refuse_to_overwrite(settings, replace=replace)  # again: an import may have run meanwhile
         if settings.warehouse_path.exists():
             # a DuckDB shell writing into the file would go on writing into the one replaced

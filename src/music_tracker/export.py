@@ -127,6 +127,7 @@ def run(
             timezone=settings.timezone,
             since=since_date,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            wait_s=settings.lock_wait_s,
         )
     except warehouse.WarehouseBusy as exc:
         # another process writes: try again later (sysexits' EX_TEMPFAIL, as other commands)
@@ -249,12 +250,14 @@ def export_history(
     timezone: str,
     since: date | None = None,
     progress: ProgressCallback | None = None,
+    wait_s: float = warehouse.FILE_WAIT_S,
 ) -> ExportSummary:
-    """Write every play (on or after the local date ``since``) into the folder ``output``."""
+    """Write every play (on or after the local date ``since``) into the folder ``output``;
+    ``wait_s`` for a writer to finish (a reader's turn, ``warehouse.connect``)."""
     if output.exists() and not output.is_dir():
         raise ExportError(f"--output {output} is a file: name a folder (it is made if missing)")
     summary = ExportSummary(fmt.value, str(output), since.isoformat() if since else None, timezone)
-    with warehouse.connect(warehouse_path, read_only=True) as con:
+    with warehouse.connect(warehouse_path, read_only=True, file_wait_s=wait_s) as con:
         con.execute("set TimeZone = 'UTC'")
         _check_built(con)
         try:

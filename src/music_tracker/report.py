@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from music_tracker import files, interrupts
-from music_tracker.lock import report_lock
+from music_tracker.lock import ReportBusy, report_lock
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import Context, build_report
 from music_tracker.settings import Settings
+from music_tracker.warehouse import WarehouseBusy
 
 REPORT_MARK = "assets/report.js"  # a folder holding this is a report written here
 # in each copy (--output): what it holds, one relative path a line; the next copy replaces
@@ -65,14 +66,18 @@ def report(
             stream_threshold_ms=settings.stream_threshold_ms,
             built_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         )
-        summary = build_report(
-            settings.warehouse_path,
-            settings.report_dir,
-            context,
-            dashboards=load_dashboards(),
-            on_page=on_page,
-            memory_limit=settings.duckdb_memory_limit,
-        ).as_dict()
+        try:
+            summary = build_report(
+                settings.warehouse_path,
+                settings.report_dir,
+                context,
+                dashboards=load_dashboards(),
+                on_page=on_page,
+                memory_limit=settings.duckdb_memory_limit,
+                wait_s=wait_s,
+            ).as_dict()
+        except WarehouseBusy as exc:  # a writer: told as the report's own lock is (75)
+            raise ReportBusy(str(exc)) from None
         if copy_to is not None:
             try:
                 summary["copied_to"] = str(copy_report(settings.report_dir, copy_to))
