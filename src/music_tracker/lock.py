@@ -13,7 +13,8 @@ folder made here that holds nothing but the lock file when the lock is let go is
 again, so a command that fails on bad input still leaves nothing behind.
 
 The static report has a lock of its own, ``<data dir>/.report.lock`` (``report_lock``):
-it only reads the warehouse, so it does not wait for writers, but two reports at once
+it only reads the warehouse, so it takes no writer lock (a writer it waits for by the
+warehouse's reader/writer lock, below), but two reports at once
 (the owner's `music-tracker report` during a scheduled refresh) would write one
 ``report/``, its ``.partial`` folder and its caches together.
 

@@ -6,7 +6,8 @@ run leaves the warehouse exactly as it was. Our own writers take turns first by 
 lock beside it (:mod:`music_tracker.lock`).
 
 - ``schema``: the raw tables, their version and the migrations from older ones
-- ``connection``: opening it (DuckDB's file lock, waited for), transactions
+- ``connection``: opening it (readers' and writers' turns, DuckDB's file lock, waited
+  for; a damaged file told), transactions
 - ``arrow``: frames between DuckDB and Polars without pyarrow; memory handed back
 - ``rows``: what imports read and write
 - ``contents``: what it holds (for ``status``), the transform record
