@@ -272,6 +272,8 @@ def _take_warehouse_lock(
                 ) from None
             time.sleep(poll_s)
             continue
+        except OSError:  # a file system that locks nothing (NFS may say EBADF): as before,
+            return fd  # DuckDB's own lock alone
         if not _still_named(fd, path):  # let go of with its empty folder (_remove_if_unused)
             os.close(fd)
             continue
