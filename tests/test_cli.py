@@ -384,7 +384,7 @@ def test_another_process_holding_the_warehouse(
         monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0.5")
         during = cli_json(cli, "status")
         assert during["plays"] == before["plays"]
-        assert any("is open in another process" in w for w in during["warnings"])
+        assert any("is open in another program" in w for w in during["warnings"])
         result = cli("import", str(ACCOUNT_DIR), expect=75)
         assert f"(PID {holder.pid})" in result.output and "nothing was changed" in result.output
         assert "Traceback" not in result.output

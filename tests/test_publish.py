@@ -267,5 +267,5 @@ def test_publish_while_another_process_writes_says_so(cli: Cli, data_dir: Path) 
     finally:
         holder.kill()
         holder.wait()
-    assert "another process is writing" in result.output
+    assert "another program has it open, not a music-tracker command" in result.output
     assert serving_copies(data_dir / "serving") == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from music_tracker import interrupts
-from music_tracker.lock import DataFolderError
+from music_tracker.lock import EXIT_DAMAGED, DataFolderError, WarehouseDamaged
 
 
 def main() -> None:
@@ -22,6 +22,11 @@ def main() -> None:
     except DataFolderError as exc:  # any command, wherever it first writes the folder
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except WarehouseDamaged as exc:  # any command, wherever it first opens the warehouse
+        if interrupts.received():
+            interrupts.report()
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_DAMAGED) from None
     except BaseException:
         if interrupts.received():
             interrupts.report()

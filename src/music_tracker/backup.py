@@ -54,6 +54,7 @@ pruned either: which ones it needs cannot be known.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -84,7 +85,7 @@ from music_tracker.backup_layout import (
 from music_tracker.bucket import BucketError, choose_in_bucket, download, mirror
 from music_tracker.files import OutsideFolder, disk_full, inside, is_leftover, sha256
 from music_tracker.files import copy as copy_file
-from music_tracker.lock import backup_folder_lock, writer_lock
+from music_tracker.lock import BACKUP_LOCK_FILE, backup_folder_lock, writer_lock
 from music_tracker.settings import Settings
 
 PARTIAL = ".partial"
@@ -223,10 +224,18 @@ def backup(settings: Settings, *, wait_s: float, now: datetime | None = None) ->
     if not settings.warehouse_path.exists():
         raise BackupError(f"no warehouse at {settings.warehouse_path}: nothing to back up yet")
     root = backup_root(settings)
+    made_root = not root.exists()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # data folders side by side share the backup folder: one backup writes it at a time
-    with backup_folder_lock(root, f"backup of {settings.data_dir}", wait_s=wait_s):
-        return _backup(settings, root, wait_s=wait_s, now=now, started=started)
+    try:
+        # data folders side by side share the backup folder: one backup writes it at a time
+        with backup_folder_lock(root, f"backup of {settings.data_dir}", wait_s=wait_s):
+            return _backup(settings, root, wait_s=wait_s, now=now, started=started)
+    except BaseException:
+        if made_root:  # a first backup that could not be made leaves no folder behind
+            with contextlib.suppress(OSError):
+                (root / BACKUP_LOCK_FILE).unlink()
+                root.rmdir()
+        raise
 
 
 def _free_name(root: Path, now: datetime | None) -> str:
@@ -434,7 +443,11 @@ def restore(
     except OutsideFolder as exc:
         raise BackupError(f"{manifest_path}: its entry {exc}; {nothing}") from None
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with writer_lock(settings.data_dir, "restore", wait_s=wait_s):
+    with (
+        writer_lock(settings.data_dir, "restore", wait_s=wait_s),
+        # no reader of ours has the file open while it is replaced
+        warehouse.turn(settings.warehouse_path, read_only=False, wait_s=settings.lock_wait_s),
+    ):
         refuse_to_overwrite(settings, replace=replace)  # again: an import may have run meanwhile
         if settings.warehouse_path.exists():
             # a DuckDB shell writing into the file would go on writing into the one replaced

@@ -129,6 +129,7 @@ def run(
             stream_threshold_ms=settings.stream_threshold_ms,
             since=since_date,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            wait_s=settings.lock_wait_s,
         )
     except warehouse.WarehouseBusy as exc:
         # another process writes: try again later (sysexits' EX_TEMPFAIL, as other commands)
@@ -252,13 +253,15 @@ def export_history(
     stream_threshold_ms: int | None = None,
     since: date | None = None,
     progress: ProgressCallback | None = None,
+    wait_s: float = warehouse.FILE_WAIT_S,
 ) -> ExportSummary:
     """Write every play (on or after the local date ``since``) into the folder ``output``.
     ``timezone``, ``stream_threshold_ms``: the settings now, told apart from those the star
-    schema was built with (which its local times and streams follow)."""
+    schema was built with (which its local times and streams follow); ``wait_s`` for a
+    writer to finish (a reader's turn, ``warehouse.connect``)."""
     if output.exists() and not output.is_dir():
         raise ExportError(f"--output {output} is a file: name a folder (it is made if missing)")
-    with warehouse.connect(warehouse_path, read_only=True) as con:
+    with warehouse.connect(warehouse_path, read_only=True, file_wait_s=wait_s) as con:
         con.execute("set TimeZone = 'UTC'")
         _check_built(con)
         # the local times are those the star schema was built with: labelled so

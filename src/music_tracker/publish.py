@@ -40,7 +40,7 @@ from typing import Any
 
 import duckdb
 
-from music_tracker import interrupts
+from music_tracker import interrupts, warehouse
 from music_tracker.connections import connect_duckdb
 from music_tracker.metabase import SERVING_STORAGE_VERSION
 from music_tracker.metabase.handoff import (
@@ -51,6 +51,7 @@ from music_tracker.metabase.handoff import (
     serving_copies,
 )
 from music_tracker.settings import Settings
+from music_tracker.warehouse import damaged
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,6 @@ def write_copy(
             "`music-tracker transform` before publishing"
         )
     serving_dir = settings.serving_dir
-    if not serving_dir.is_dir():
-        serving_dir.mkdir(parents=True, exist_ok=True)
-        # Metabase reads it as another user: open whatever the umask (a folder there
-        # before is left as its owner set it)
-        serving_dir.chmod(0o755)
     name = _copy_name(serving_dir, now or datetime.now(UTC))
     partial = serving_dir / f".{name}{PARTIAL}"
     con = connect_duckdb(config={"memory_limit": settings.duckdb_memory_limit, "threads": 2})
@@ -147,10 +143,17 @@ def write_copy(
         try:
             con.execute(f"attach '{_quote(warehouse)}' as wh (read_only)")
         except duckdb.IOException as exc:
+            if (damage := damaged(warehouse, exc)) is not None:
+                raise damage from None
             raise PublishError(
-                f"cannot read {warehouse} ({_first_line(exc)}): another process is writing "
-                "it; publish again when it has finished"
+                f"cannot read {warehouse} ({_first_line(exc)}): another program has it open,"
+                " not a music-tracker command; publish again when it has let go of it"
             ) from None
+        if not serving_dir.is_dir():
+            serving_dir.mkdir(parents=True, exist_ok=True)
+            # made once the warehouse could be read; Metabase reads it as another user:
+            # open whatever the umask (a folder there before is left as its owner set it)
+            serving_dir.chmod(0o755)
         tables = [
             name
             for (name,) in con.execute(
@@ -422,7 +425,9 @@ def publish(
     from music_tracker.metabase.client import MetabaseError
 
     started = time.perf_counter()
-    path, copied = write_copy(settings, now=now, on_table=on_table, full=full)
+    # a reader's turn: a transform does not start while the copy reads (lock.py)
+    with warehouse.turn(settings.warehouse_path, read_only=True, wait_s=settings.lock_wait_s):
+        path, copied = write_copy(settings, now=now, on_table=on_table, full=full)
     in_use: set[str] | None = set()
     if not settings.metabase_url:
         metabase = "not configured (MUSIC_TRACKER_METABASE_URL is empty)"

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from music_tracker import files, interrupts
-from music_tracker.lock import report_lock
+from music_tracker.lock import ReportBusy, report_lock
 from music_tracker.reporting.definitions import load_dashboards
 from music_tracker.reporting.static_site import Context, ReportError, build_report
 from music_tracker.settings import Settings
+from music_tracker.warehouse import WarehouseBusy
 
 REPORT_MARK = "assets/report.js"  # a folder holding this is a report written here
 # in each copy (--output): what it holds, one relative path a line; the next copy replaces
@@ -73,7 +74,10 @@ def report(
                 dashboards=load_dashboards(),
                 on_page=on_page,
                 memory_limit=settings.duckdb_memory_limit,
+                wait_s=wait_s,
             ).as_dict()
+        except WarehouseBusy as exc:  # a writer: told as the report's own lock is (75)
+            raise ReportBusy(str(exc)) from None
         except OSError as exc:  # told as a ReportError: a full disk exits 74 (cli)
             raise ReportError(f"cannot write the report in {settings.report_dir}: {exc}") from exc
         if copy_to is not None:

@@ -305,10 +305,18 @@ def run_build(
     select: str | None = None,
     unit_tests: bool = False,
     on_node: Callable[[str, int], None] | None = None,
+    wait_s: float | None = None,
 ) -> TransformResult:
     """Run ``dbt build``, or replay a changed-data build dbt ran before for the same
     selection (unless ``settings.transform_replay`` is off); ``on_node(name, total)`` is
-    called as each model or test finishes."""
+    called as each model or test finishes.
+
+    The build holds a writer's turn at the warehouse (``warehouse.turn``) from its first
+    connection to its record, dbt's own connection in between: a reader (`report`,
+    `status`) waits for it, and never opens the file in the seconds after our connection
+    closed and before dbt opened it, which failed dbt's open at once. It waits ``wait_s``
+    (default ``lock_wait_s``; the flows' ``writer_wait_s``) for readers to finish, then
+    WarehouseBusy."""
     from music_tracker import warehouse
 
     if not settings.warehouse_path.exists():
@@ -321,6 +329,23 @@ def run_build(
     except exclusions.ExclusionsError as exc:
         raise NothingToBuild(str(exc)) from None
     fingerprint = _combined(project_fingerprint(settings), exclusions.fingerprint(excluded))
+    wait = settings.lock_wait_s if wait_s is None else wait_s
+    with warehouse.turn(settings.warehouse_path, read_only=False, wait_s=wait, what="transform"):
+        return _build(settings, fingerprint, excluded, full_refresh, select, unit_tests, on_node)
+
+
+def _build(
+    settings: Settings,
+    fingerprint: str,
+    excluded: list[exclusions.Exclusion],
+    full_refresh: bool,
+    select: str | None,
+    unit_tests: bool,
+    on_node: Callable[[str, int], None] | None,
+) -> TransformResult:
+    """``run_build``'s build, in its writer's turn."""
+    from music_tracker import warehouse
+
     # opening also brings the raw schema up to date before dbt reads it
     with warehouse.connect(settings.warehouse_path, file_wait_s=settings.lock_wait_s) as con:
         last_fingerprint = warehouse.last_transform_fingerprint(con)
@@ -483,7 +508,17 @@ def _dbt_build(
     if recorder is not None:
         callbacks.append(recorder)
     outcome = _invoke(settings, args, callbacks, threads)
+    if _held_elsewhere(outcome):  # by another program: our own readers wait for the build
+        from music_tracker import warehouse
+
+        path = settings.warehouse_path
+        raise warehouse.busy_by_another_program(path, outcome.exception, 0)
     return _summarize(outcome)
+
+
+def _held_elsewhere(outcome: dbtRunnerResult) -> bool:
+    """Whether dbt could not open the warehouse because another process holds it."""
+    return outcome.exception is not None and "Could not set lock" in str(outcome.exception)
 
 
 def write_manifest(settings: Settings) -> Path:
@@ -538,11 +573,15 @@ def _invoke(
         *_LOG_ARGS,
         *rest,
     ]
-    with _environment(settings, threads), _dbt_output(), _dbt_log(logs) as log:
+    with _environment(settings, threads), _dbt_output() as printed, _dbt_log(logs) as log:
         try:
-            return dbtRunner(callbacks=[*callbacks, log]).invoke(full)
+            outcome = dbtRunner(callbacks=[*callbacks, log]).invoke(full)
         finally:
             _release_warehouse()
+        if _held_elsewhere(outcome):  # its traceback, printed thrice: the one line says it
+            printed.seek(0)
+            printed.truncate()
+        return outcome
 
 
 class _LogFile(RotatingFileHandler):
@@ -609,7 +648,7 @@ def _dbt_log(folder: Path) -> Iterator[Callable[[Any], None]]:
 
 
 @contextmanager
-def _dbt_output() -> Iterator[None]:
+def _dbt_output() -> Iterator[io.StringIO]:
     """dbt's printed errors, on stderr once it returns: stdout carries only what
     music-tracker itself prints (one JSON document with --json). Not after Ctrl+C: dbt
     then prints "Encountered an error" and a stack trace of where the signal fell, and the
@@ -617,7 +656,7 @@ def _dbt_output() -> Iterator[None]:
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed):
-            yield
+            yield printed
     finally:
         if not interrupts.received():
             sys.stderr.write(printed.getvalue())

@@ -82,7 +82,8 @@ def enrich_step(settings: Settings) -> dict[str, Any]:
 def transform_step(settings: Settings) -> dict[str, Any]:
     from music_tracker.transform import run_build
 
-    result = run_build(settings)
+    # an owner's `report` or `status` may be reading: wait for it as for a writer
+    result = run_build(settings, wait_s=settings.writer_wait_s)
     return {
         "scope": result.scope,
         "succeeded": result.succeeded,

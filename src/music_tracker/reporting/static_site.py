@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from music_tracker import files, interrupts, warehouse
-from music_tracker.connections import connect_duckdb
 from music_tracker.reporting import (
     artist_pages,
     charts,
@@ -43,7 +42,7 @@ from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, footer, head
 from music_tracker.reporting.links import Links
 from music_tracker.reporting.serving import PortTaken, open_server, serve
-from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT
+from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT, FILE_WAIT_S, connect
 
 __all__ = [
     "Context",
@@ -662,26 +661,34 @@ def build_report(
     dashboards: list[Dashboard],
     on_page: Callable[[str], None] | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    wait_s: float = FILE_WAIT_S,
 ) -> ReportSummary:
     """Open the star schema read-only and write the report; errors say what to do.
 
     ``memory_limit``: DuckDB's cap (MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT); without one it
     caches up to 80% of the machine's memory (the report peaked at 1.1 GB at 10 million
-    plays)."""
+    plays). A reader's turn at the warehouse (``warehouse.connect``): waits ``wait_s`` for
+    a writer, then WarehouseBusy naming it; WarehouseDamaged for a file DuckDB cannot
+    read."""
     if not warehouse_path.exists():
         raise ReportError(
             f"no warehouse at {warehouse_path}: run `music-tracker import` and "
             "`music-tracker transform` first"
         )
+    with connect(
+        warehouse_path, read_only=True, memory_limit=memory_limit, file_wait_s=wait_s
+    ) as con:
+        return _write_from(con, folder, context, dashboards, on_page)
+
+
+def _write_from(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    context: Context,
+    dashboards: list[Dashboard],
+    on_page: Callable[[str], None] | None,
+) -> ReportSummary:
     try:
-        con = connect_duckdb(warehouse_path, read_only=True, config={"memory_limit": memory_limit})
-    except duckdb.IOException as exc:
-        raise ReportError(
-            f"{warehouse_path} is in use by another music-tracker command; try again when "
-            f"it has finished ({exc})"
-        ) from None
-    try:
-        con.execute("set TimeZone = 'UTC'")
         (built,) = con.execute(
             "select count(*) from duckdb_tables()"
             " where schema_name = 'dw' and table_name = 'fact_track_played'"
@@ -709,5 +716,3 @@ def build_report(
         # a failure or Ctrl+C leaves the last report as it was, and no half of a new one
         _remove(_partial(folder))
         raise
-    finally:
-        con.close()

@@ -6,7 +6,8 @@ run leaves the warehouse exactly as it was. Our own writers take turns first by 
 lock beside it (:mod:`music_tracker.lock`).
 
 - ``schema``: the raw tables, their version and the migrations from older ones
-- ``connection``: opening it (DuckDB's file lock, waited for), transactions
+- ``connection``: opening it (readers' and writers' turns, DuckDB's file lock, waited
+  for; a damaged file told), transactions
 - ``arrow``: frames between DuckDB and Polars without pyarrow; memory handed back
 - ``rows``: what imports read and write
 - ``contents``: what it holds (for ``status``), the transform record
@@ -23,12 +24,15 @@ from music_tracker.warehouse.connection import (
     DEFAULT_MEMORY_LIMIT,
     FILE_WAIT_S,
     WarehouseBusy,
+    busy_by_another_program,
     checkpoint,
     connect,
+    damaged,
     drop_cached_blocks,
     open_warehouse,
     single_threaded,
     transaction,
+    turn,
     uncached_files,
     wait_until_free,
 )
@@ -104,10 +108,12 @@ __all__ = [
     "BuiltFor",
     "WarehouseBusy",
     "built_for",
+    "busy_by_another_program",
     "catalog_fingerprint",
     "checkpoint",
     "connect",
     "counted_other_plays",
+    "damaged",
     "drop_cached_blocks",
     "drop_primary_keys",
     "earlier_podcast_decisions",
@@ -146,6 +152,7 @@ __all__ = [
     "stored_play_rows",
     "track_durations",
     "transaction",
+    "turn",
     "uncached_files",
     "wait_until_free",
 ]

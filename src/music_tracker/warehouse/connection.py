@@ -1,5 +1,5 @@
-"""Opening the warehouse: one read-write process per file (DuckDB's own lock), the schema
-in place on first use, and all-or-nothing transactions."""
+"""Opening the warehouse: readers and writers taking turns (our reader/writer lock, then
+DuckDB's own), the schema in place on first use, and all-or-nothing transactions."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import duckdb
 
 from music_tracker import interrupts
 from music_tracker.connections import connect_duckdb
+from music_tracker.lock import WarehouseDamaged, WarehouseLocked, warehouse_lock
 from music_tracker.warehouse.schema import (
     DDL,
     RAW_SCHEMA_VERSION,
@@ -21,10 +22,11 @@ from music_tracker.warehouse.schema import (
 )
 
 DEFAULT_MEMORY_LIMIT = "128MB"
-# How long opening the warehouse waits, by default, for another process to let go of the
-# file (DuckDB's own file lock: a DuckDB shell, a moment of `status`). Not the writer lock
-# (music_tracker/lock.py), which our own writers take first. Callers with settings pass
-# MUSIC_TRACKER_LOCK_WAIT_S (``Settings.lock_wait_s``).
+# How long opening the warehouse waits, by default, for another process to let go of it:
+# our readers and writers by the warehouse's reader/writer lock (lock.warehouse_lock), any
+# other program (a DuckDB shell) by DuckDB's own file lock. Not the writer lock, which our
+# own writers take first. Callers with settings pass MUSIC_TRACKER_LOCK_WAIT_S
+# (``Settings.lock_wait_s``).
 FILE_WAIT_S = 10.0
 
 
@@ -39,7 +41,8 @@ def open_warehouse(
 
     DuckDB would otherwise cache up to 80% of the machine's memory; the production VM has
     2 GB shared with Metabase, so the limit is explicit (it spills to disk beyond it).
-    ``file_wait_s``: how long to wait for another process to let go of the file.
+    ``file_wait_s``: how long to wait for another program to let go of the file. Takes
+    no lock of ours: :func:`connect` does (a reader's turn or a writer's).
     """
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if read_only:
@@ -125,11 +128,41 @@ def _session(con: duckdb.DuckDBPyConnection) -> None:
 
 class WarehouseBusy(Exception):
     """Another process has the warehouse open: DuckDB allows one writer and no reader
-    beside it (our own commands take turns by the writer lock; this is anyone else, or a
-    `status` reading for a moment)."""
+    beside it. Our own commands take turns (the writer lock among writers, the warehouse's
+    reader/writer lock between readers and writers); the message names the music-tracker
+    command writing, or the other program holding the file."""
 
 
 _LOCK_HELD = "Could not set lock"
+# what DuckDB says of a file it cannot read as a database: cut short, overwritten
+_DAMAGED = ("Could not read enough bytes", "not a valid DuckDB database file", "Corrupt database")
+
+
+def damaged(path: Path, exc: BaseException) -> WarehouseDamaged | None:
+    """The error for a warehouse file DuckDB cannot read, or None for another error."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if not any(sign in first for sign in _DAMAGED):
+        return None
+    return WarehouseDamaged(
+        f"{path} is damaged or not a DuckDB database ({first.removeprefix('IO Error: ')});"
+        " nothing was changed: put your last backup back with `music-tracker restore"
+        " backups/<time> --replace` (or `restore s3://bucket/prefix --replace`)"
+    )
+
+
+@contextmanager
+def turn(path: Path, *, read_only: bool, wait_s: float, what: str = "") -> Iterator[None]:
+    """This process's turn at the warehouse (``lock.warehouse_lock``): a reader's, beside
+    other readers, or a writer's, alone; WarehouseBusy after ``wait_s``, naming the writer."""
+    try:
+        lock = warehouse_lock(path, exclusive=not read_only, wait_s=wait_s, what=what)
+        lock.__enter__()
+    except WarehouseLocked as exc:
+        raise WarehouseBusy(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _connect(
@@ -144,15 +177,22 @@ def _connect(
         try:
             return connect_duckdb(path, read_only=read_only, config=config)
         except duckdb.IOException as exc:
+            if (damage := damaged(path, exc)) is not None:
+                raise damage from None
             if _LOCK_HELD not in str(exc):
                 raise
             if time.monotonic() >= deadline:
-                held = re.search(r"Conflicting lock is held in (.*?)\.(?: See|$)", str(exc))
-                by = f" by {held.group(1)}" if held else ""
-                raise WarehouseBusy(
-                    f"{path} is open in another process{by} (waited {wait_s:.0f} s)"
-                ) from None
+                raise busy_by_another_program(path, exc, wait_s) from None
             time.sleep(0.2)
+
+
+def busy_by_another_program(path: Path, exc: BaseException, wait_s: float) -> WarehouseBusy:
+    """DuckDB's lock error as WarehouseBusy: our own commands take turns first (``turn``),
+    so what holds the file is another program (a DuckDB shell, a notebook)."""
+    held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", str(exc))
+    by = f", {held.group(1)} (PID {held.group(2)})," if held else ""
+    waited = f" (waited {wait_s:g} s)" if wait_s else ""
+    return WarehouseBusy(f"{path} is open in another program{by} not music-tracker{waited}")
 
 
 def checkpoint(
@@ -162,21 +202,24 @@ def checkpoint(
     schema upgrade. Waits for another process to let go of the file like every writer
     (``file_wait_s``), then WarehouseBusy naming it."""
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
-    with _connect(path, read_only=False, config=config, wait_s=file_wait_s) as con:
+    with (
+        turn(path, read_only=False, wait_s=file_wait_s),
+        _connect(path, read_only=False, config=config, wait_s=file_wait_s) as con,
+    ):
         con.execute("checkpoint")
 
 
 def wait_until_free(path: Path, *, file_wait_s: float = FILE_WAIT_S) -> None:
     """Return once no other process has the file open (waiting ``file_wait_s``, then
     WarehouseBusy naming it): before a restore replaces it. A file DuckDB cannot read
-    (the damaged one a restore replaces) is free as far as this goes."""
-    try:
-        config: dict[str, str | bool | int | float | list[str]] = {
-            "memory_limit": DEFAULT_MEMORY_LIMIT
-        }
-        _connect(path, read_only=False, config=config, wait_s=file_wait_s).close()
-    except duckdb.Error:
-        return
+    (the damaged one a restore replaces) is free as far as this goes. The caller holds a
+    writer's ``turn`` while it replaces the file."""
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": DEFAULT_MEMORY_LIMIT}
+    with turn(path, read_only=False, wait_s=file_wait_s):
+        try:
+            _connect(path, read_only=False, config=config, wait_s=file_wait_s).close()
+        except (duckdb.Error, WarehouseDamaged):
+            return
 
 
 @contextmanager
@@ -187,14 +230,17 @@ def connect(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     file_wait_s: float = FILE_WAIT_S,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Context-managed :func:`open_warehouse`; the connection is closed on exit."""
-    con = open_warehouse(
-        path, read_only=read_only, memory_limit=memory_limit, file_wait_s=file_wait_s
-    )
-    try:
-        yield con
-    finally:
-        con.close()
+    """Context-managed :func:`open_warehouse` in this process's :func:`turn` (a reader's
+    or a writer's, waiting ``file_wait_s`` for it as for DuckDB's own lock); the
+    connection is closed on exit, then the turn let go of."""
+    with turn(path, read_only=read_only, wait_s=file_wait_s):
+        con = open_warehouse(
+            path, read_only=read_only, memory_limit=memory_limit, file_wait_s=file_wait_s
+        )
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 @contextmanager
