@@ -146,6 +146,11 @@ def test_only_periods_with_something_to_draw_are_offered(built: Path) -> None:
     assert periods.of_year(2024).statement(dt.date(2024, 10, 3), first) == (
         "2024: 1 Jan \u2013 3 Oct 2024, up to the newest play"
     )
+    # a first play after the period (podcasts' 2022 before the first song, 2023-06-01,
+    # were headed "2022: 1 Jun 2023 - 31 Dec 2022": helper-68) does not move its start
+    assert periods.of_year(2022).statement(dt.date(2023, 12, 31), dt.date(2023, 6, 1)) == (
+        "2022: 1 Jan \u2013 31 Dec 2022"
+    )
 
 
 def test_podcasts_after_the_last_song_end_the_podcast_pages_periods(built_copy: Path) -> None:

@@ -66,7 +66,7 @@ class Period:
         31 Dec 2023, from the first play")."""
         first = self.first_date
         head = ""
-        if oldest is not None and oldest > first:
+        if oldest is not None and first < oldest <= min(self.last_date, newest):
             first, head = oldest, ", from the first play"
         span = date_span(first, min(self.last_date, newest))
         tail = ", up to the newest play" if self.last_date >= newest else ""

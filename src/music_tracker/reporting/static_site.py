@@ -219,15 +219,22 @@ def _year_options(
     return years, has, days[-1] if days else None
 
 
-def newest_of(con: duckdb.DuckDBPyConnection, dashboard: Dashboard, newest: dt.date) -> dt.date:
-    """The day the dashboard's rolling periods end: the newest play, or the newest day of
-    its own data when that is later (podcasts listened to after the last song: fact_other_
-    played is not in agg_daily_listening)."""
+def span_of(
+    con: duckdb.DuckDBPyConnection, dashboard: Dashboard, span: tuple[dt.date, dt.date]
+) -> tuple[dt.date, dt.date]:
+    """The first and the last day of the dashboard's history: the plays' (``span``), or
+    its own data's where that reaches further (podcasts heard before the first song or
+    after the last: fact_other_played is not in agg_daily_listening). The rolling periods
+    end at the last; a period says where the history starts from the first (helper-68:
+    "2022: 1 Jun 2023 - 31 Dec 2022" above 2022's podcasts)."""
     first = dashboard.page_filter
     if first is None or first.kind != "year" or not first.options_sql:
-        return newest
-    last = _year_options(con, first)[2]
-    return max(newest, last) if last else newest
+        return span
+    found = periods.days_with_rows(con, first.options_sql, first.name)
+    days = [day for day in found or [] if day > _UNKNOWN_DAY]
+    if not days:
+        return span
+    return min(span[0], days[0]), max(span[1], days[-1])
 
 
 def _options(con: duckdb.DuckDBPyConnection, flt: Filter) -> list[str]:
@@ -446,7 +453,7 @@ def write_report(
                 continue
             if on_page:
                 on_page(dashboard.title)
-            newest = newest_of(con, dashboard, span[1])
+            oldest, newest = span_of(con, dashboard, span)
             offered = variants(con, dashboard, years, newest)
             answers = _answer(con, summary, dashboard, offered)
             cards = {
@@ -463,8 +470,8 @@ def write_report(
                     links.collect(card, *answers[stem][card.name])
                 period = next((v for v in values.values() if isinstance(v, periods.Period)), None)
                 if period is None and values:  # all time
-                    period = periods.Period(ALL, "All time", span[0], newest)
-                said = period.statement(newest, span[0]) if period else ""
+                    period = periods.Period(ALL, "All time", oldest, newest)
+                said = period.statement(newest, oldest) if period else ""
                 page = _Page(dashboard, stem, label, answers[stem], cards[stem], said)
                 if dashboard.page == "dashboard":  # its first charts drawn meanwhile
                     # a past year's page does not change: drawn once, when there is time
