@@ -460,7 +460,9 @@ def test_restore_without_a_name_takes_the_target_folders_own_newest_or_refuses(
         assert f"`music-tracker restore {source}/{newest_of_sibling}`" in said
         assert not empty.exists()
     assert not (data_dir.parent / "new-vm-backups").exists()  # nothing fetched
-    # named: restored, and the restored folder continues that data folder's backups
+    # named, on a new machine (the old one's folder gone): restored, and the restored
+    # folder continues that data folder's backups
+    data_dir.rename(data_dir.parent / "old-vm-gone")
     cli("restore", f"s3://music-backups/vm-1/{mine[0]}", "--data-dir", str(empty))
     assert json.loads((empty / "state" / "data-folder.json").read_text()) == {
         "id": _owner(root / mine[0]),
@@ -475,6 +477,30 @@ def test_restore_without_a_name_takes_the_target_folders_own_newest_or_refuses(
     assert made["left_alone"]["other_data_folders"] == [
         p.name for p in backups(root) if _owner(p) != made["data_folder"]["id"]
     ]
+
+
+def test_a_folder_restored_beside_the_original_gets_its_own_id(
+    cli: Cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~/music's backup restored into ~/music-try while ~/music is still there took its
+    id: the two then pruned each other's backups, and restoring ~/music fetched the
+    other's plays (helper-68). The second folder now gets an id of its own, and says so."""
+    monkeypatch.setenv("MUSIC_TRACKER_BACKUP_KEEP", "1")
+    original = cli_json(cli, "backup")
+    trial = data_dir.parent / "music-try"
+    said = " ".join(cli("restore", original["path"], "--data-dir", str(trial)).output.split())
+    assert f"the data folder this backup came from, {data_dir}, is still there" in said, said
+    own = json.loads((trial / "state" / "data-folder.json").read_text())
+    assert own["path"] == str(trial) and own["id"] != original["data_folder"]["id"]
+    for _ in range(2):
+        time.sleep(1.05)
+        made = cli_json(cli, "backup", "--data-dir", str(trial))
+        assert made["data_folder"]["id"] == own["id"]
+    assert Path(original["path"]).is_dir()  # never pruned by the trial folder's backups
+    # restoring ~/music without naming a backup takes its own, not the trial's newest
+    done = cli_json(cli, "restore", str(data_dir.parent / "backups"), "--replace")
+    assert done["restored_from"] == original["path"]
+    assert done["data_folder"] == original["data_folder"]["id"] and done["note"] is None
 
 
 def test_a_copied_data_folder_gets_its_own_id_and_leaves_the_originals_backups(

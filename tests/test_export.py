@@ -306,6 +306,16 @@ def test_a_star_schema_built_under_other_settings_or_behind_is_told(
     assert [w for w in report["warnings"] if w.startswith(told)], report["warnings"]
     page = (data / "report" / "index.html").read_text(encoding="utf-8")
     assert f"local to {built['timezone']}." in page and "at least 30 s" in page
+    # the history starts within its newest year: the front page's year is from its first
+    # play, not from 1 January (helper-68)
+    ((first, newest),) = query(
+        data, "select min(date_sid), max(date_sid) from dw.agg_daily_listening"
+    )
+    assert first.year == newest.year and (first.month, first.day) != (1, 1)
+    assert (
+        f"<h2>{newest.year}, from the first play, {first.day} {first:%B %Y}, to"
+        f" {newest.day} {newest:%B %Y}</h2>"
+    ) in page
     # the build under the settings now: nothing stale
     cli("transform")
     status = cli_json(cli, "status")
@@ -315,10 +325,28 @@ def test_a_star_schema_built_under_other_settings_or_behind_is_told(
     # a build that did not finish: status says so on the star schema's line, not "up to
     # date" above a warning, and so does an export
     (data / ".transform-unfinished").touch()
+    # under the settings it was built with before: what a stopped build wrote of
+    # dw.build_settings is not believed (helper-68: "built for Asia/Tokyo" over Denver's)
+    monkeypatch.setenv("MUSIC_TRACKER_TIMEZONE", built["timezone"])
     assert cli_json(cli, "status")["star_schema_stale"] == "its last build did not finish"
     exported = cli_json(cli, "export", "--format", "csv", "--output", str(tmp_path / "out2"))
-    assert any("did not finish" in w for w in exported["warnings"]), exported["warnings"]
+    assert exported["timezone"] == built["timezone"]
+    assert [w for w in exported["warnings"] if "did not finish" in w], exported["warnings"]
+    assert not [w for w in exported["warnings"] if "was built for" in w], exported["warnings"]
+    report = cli_json(cli, "report")
+    assert [w for w in report["warnings"] if "did not finish" in w] == [report["warnings"][0]]
+    monkeypatch.setenv("MUSIC_TRACKER_TIMEZONE", other)
     (data / ".transform-unfinished").unlink()
+    # exclusions.yaml changed since the build (or the project: an upgrade): not "up to
+    # date", and an export says so (helper-68)
+    (data / "exclusions.yaml").write_text("artists:\n  - Nobody By This Name\n")
+    assert cli_json(cli, "status")["star_schema_stale"] == (
+        "built before a change of the project, a setting or exclusions.yaml"
+    )
+    exported = cli_json(cli, "export", "--format", "csv", "--output", str(tmp_path / "out4"))
+    assert [w for w in exported["warnings"] if "built before a change" in w]
+    (data / "exclusions.yaml").unlink()
+    assert cli_json(cli, "status")["star_schema_stale"] is None
     # plays imported since the build are not in an export, which says how many
     cli("import", str(ACCOUNT_DIR))
     since = cli_json(cli, "status")["plays_imported_since_build"]

@@ -225,7 +225,7 @@ def test_restore_mends_a_damaged_warehouse_as_the_message_says(
     _damage(data_dir / "warehouse.duckdb", "truncated")
     assert _run(data_dir, "status").returncode == EXIT_DAMAGED
     backup = data_dir.parent / "backups"
-    (latest,) = [p for p in backup.iterdir() if p.name != "landing"]
+    (latest,) = [p for p in backup.iterdir() if p.name != "landing" and p.name[0] != "."]
     restored = _run(data_dir, "restore", str(latest), "--replace")
     assert restored.returncode == 0, restored.stderr
     assert _run(data_dir, "status").returncode == 0

@@ -59,6 +59,7 @@ import json
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +80,7 @@ from music_tracker.backup_layout import (
     own_folder_id,
     owner,
     read_backups,
+    read_folder_id,
     read_manifest,
     write_folder_id,
 )
@@ -462,17 +464,43 @@ def restore(
         for origin, target in state + [(o, t) for o, t in landing if not t.exists()]:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             shutil.copy2(origin, target)
-        # the backup's data folder goes on here (a backup from before the ids: as it was)
-        folder_id = owner(manifest)
+        folder_id, note = _restored_id(settings.data_dir, manifest)
         if folder_id is not None:
             write_folder_id(settings.data_dir, folder_id)
     return {
         "restored_from": str(source),
         "data_folder": folder_id,
+        "note": note,
         "warehouse": str(settings.warehouse_path),
         "files": len(manifest["files"]) + len(manifest["landing"]),
         "metabase": str(source / "metabase") if (source / "metabase").is_dir() else None,
     }
+
+
+def _restored_id(data_dir: Path, manifest: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The id a folder restored from this backup goes on with, and a note when it is not
+    the backup's. The backup's data folder goes on here (a new machine, the folder moved),
+    unless that folder is still there with the same id, beside this one: then this is a
+    second folder (restored to try the backup, say), with an id of its own, or each would
+    prune the other's backups and a restore of either could fetch the other's (helper-68).
+    A backup from before the ids: the folder keeps whatever id it had."""
+    folder_id = owner(manifest)
+    if folder_id is None:
+        return None, None
+    origin = Path(manifest["data_folder"]["path"])
+    if origin == data_dir or not origin.is_dir():
+        return folder_id, None
+    with contextlib.suppress(OSError):
+        if origin.samefile(data_dir):
+            return folder_id, None
+    found = read_folder_id(origin)
+    if found is None or found[0] != folder_id:
+        return folder_id, None
+    new = uuid.uuid4().hex
+    return new, (
+        f"the data folder this backup came from, {origin}, is still there: this one has an id"
+        f" of its own ({new[:8]}), so that their backups are kept and restored apart"
+    )
 
 
 def restore_from_bucket(

@@ -123,7 +123,7 @@ def _writing(settings: Settings, what: str) -> Iterator[None]:
 def _fail_disk_aware(settings: Settings, what: str, message: str) -> typer.Exit:
     """``_fail``, with the full-disk hint and exit code when the message says so."""
     if disk_full(message):  # one that names its disk (a copy elsewhere) keeps its words
-        hint = "" if " is full (" in message else disk_full_hint(settings.data_dir, what)
+        hint = "" if " is full" in message else disk_full_hint(settings.data_dir, what)
         return _fail(message + hint, EXIT_DISK_FULL)
     return _fail(message)
 

@@ -251,7 +251,9 @@ def _left_alone(left: dict[str, list[str]]) -> str:
 def restore_summary(result: dict[str, Any]) -> None:
     """What was put back, and what to do next."""
     out.print(f"restored {result['files']:,} files from {result['restored_from']}")
-    if result["data_folder"]:
+    if result.get("note"):
+        out.print(Text(result["note"]), soft_wrap=True)
+    elif result["data_folder"]:
         out.print(
             f"this data folder continues the backups of data folder {result['data_folder'][:8]}"
         )

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from music_tracker import __version__, files, warehouse
+from music_tracker.transform import UNFINISHED_MARK, build_fingerprint
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -127,6 +128,7 @@ def run(
             ExportFormat(fmt),
             timezone=settings.timezone,
             stream_threshold_ms=settings.stream_threshold_ms,
+            fingerprint=build_fingerprint(settings),
             since=since_date,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             wait_s=settings.lock_wait_s,
@@ -251,21 +253,25 @@ def export_history(
     *,
     timezone: str,
     stream_threshold_ms: int | None = None,
+    fingerprint: str | None = None,
     since: date | None = None,
     progress: ProgressCallback | None = None,
     wait_s: float = warehouse.FILE_WAIT_S,
 ) -> ExportSummary:
     """Write every play (on or after the local date ``since``) into the folder ``output``.
     ``timezone``, ``stream_threshold_ms``: the settings now, told apart from those the star
-    schema was built with (which its local times and streams follow); ``wait_s`` for a
+    schema was built with (which its local times and streams follow); ``fingerprint``: the
+    one a whole build would record now (``transform.build_fingerprint``); ``wait_s`` for a
     writer to finish (a reader's turn, ``warehouse.connect``)."""
     if output.exists() and not output.is_dir():
         raise ExportError(f"--output {output} is a file: name a folder (it is made if missing)")
     with warehouse.connect(warehouse_path, read_only=True, file_wait_s=wait_s) as con:
         con.execute("set TimeZone = 'UTC'")
         _check_built(con)
-        # the local times are those the star schema was built with: labelled so
-        built = warehouse.built_for(con)
+        # the local times are those the star schema was built with: labelled so (unknown
+        # after a build that did not finish: dw.build_settings is written early)
+        unfinished = (warehouse_path.parent / UNFINISHED_MARK).exists()
+        built = None if unfinished else warehouse.built_for(con)
         changed = built and built.differs(
             timezone,
             built.stream_threshold_ms if stream_threshold_ms is None else stream_threshold_ms,
@@ -280,27 +286,39 @@ def export_history(
                 f" {built.stream_threshold_ms / 1000:g} s or more, until `music-tracker"
                 " transform` rebuilds the star schema"
             )
-        summary.warnings += _left_out(con, warehouse_path.parent)
+        summary.warnings += _left_out(con, unfinished)
+        current = warehouse.last_transform_fingerprint(con) in (fingerprint, None)
+        if not unfinished and not changed and fingerprint and not current:
+            summary.warnings.append(
+                "the star schema was built before a change of the project (an upgrade), a"
+                " setting or exclusions.yaml, which this export may not show yet: run"
+                " `music-tracker transform`, then export again"
+            )
+        made = not output.exists()
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ExportError(_cannot_write(output, exc)) from None
-        with _only_export_into(output) as locked:
-            if not locked:
-                summary.warnings.append(
-                    f"{output} cannot be locked (its file system locks no folder, such as NFS): "
-                    "another export into it at the same time would mix their files"
-                )
-            return _export_into(con, output, fmt, since, timezone, summary, progress)
+        try:
+            with _only_export_into(output) as locked:
+                if not locked:
+                    summary.warnings.append(
+                        f"{output} cannot be locked (its file system locks no folder, such as"
+                        " NFS): another export into it at the same time would mix their files"
+                    )
+                return _export_into(con, output, fmt, since, timezone, summary, progress)
+        except BaseException:
+            if made:  # a failed export into a folder it made leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    output.rmdir()
+            raise
 
 
-def _left_out(con: duckdb.DuckDBPyConnection, data_dir: Path) -> list[str]:
+def _left_out(con: duckdb.DuckDBPyConnection, unfinished: bool) -> list[str]:
     """What the star schema, and so the export, does not hold of what was imported: plays
     imported since its last build, a build that did not finish, and the plays
     exclusions.yaml keeps out (helper-63: an export of 15,827 plays, silent beside 5,224
     imported since)."""
-    from music_tracker.transform import UNFINISHED_MARK
-
     notes = []
     _, since = warehouse.since_last_build(con)
     if since:
@@ -308,7 +326,7 @@ def _left_out(con: duckdb.DuckDBPyConnection, data_dir: Path) -> list[str]:
             f"{since:,} plays imported since the last `music-tracker transform` are not in"
             " this export: run it, then export again"
         )
-    if (data_dir / UNFINISHED_MARK).exists():
+    if unfinished:
         notes.append(
             "the last `music-tracker transform` did not finish: the star schema, and this"
             " export, may be incomplete until it runs again"

@@ -19,8 +19,9 @@ from typing import IO, Any
 from music_tracker import files, interrupts
 from music_tracker.lock import ReportBusy, report_lock
 from music_tracker.reporting.definitions import load_dashboards
-from music_tracker.reporting.static_site import Context, ReportError, build_report
+from music_tracker.reporting.static_site import Built, Context, ReportError, build_report
 from music_tracker.settings import Settings
+from music_tracker.transform import UNFINISHED_MARK, build_fingerprint
 from music_tracker.warehouse import WarehouseBusy
 
 REPORT_MARK = "assets/report.js"  # a folder holding this is a report written here
@@ -75,6 +76,10 @@ def report(
                 on_page=on_page,
                 memory_limit=settings.duckdb_memory_limit,
                 wait_s=wait_s,
+                built=Built(
+                    fingerprint=build_fingerprint(settings),
+                    finished=not (settings.data_dir / UNFINISHED_MARK).exists(),
+                ),
             ).as_dict()
         except WarehouseBusy as exc:  # a writer: told as the report's own lock is (75)
             raise ReportBusy(str(exc)) from None
@@ -86,7 +91,11 @@ def report(
             except OSError as exc:
                 said = f"cannot copy the report to {copy_to}: {_why(exc)}"
                 if files.disk_full(said):  # the copy's disk, which may not be the data's
-                    said += files.disk_full_hint(copy_to.parent, "report")
+                    said += (
+                        f"; the disk holding {copy_to.parent} is full: free some space there,"
+                        " or name a folder on another disk with --output (the report itself"
+                        " is written)"
+                    )
                 raise CopyFailed(said) from exc
     return summary
 

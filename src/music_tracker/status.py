@@ -28,7 +28,7 @@ from music_tracker.settings import (
 )
 from music_tracker.sources.musicbrainz.enrich import ArtistsUnknown, pending_artists
 from music_tracker.sources.spotify.auth import ReauthorizeRequired, TokenStore, expiry_warning
-from music_tracker.transform import UNFINISHED_MARK
+from music_tracker.transform import UNFINISHED_MARK, build_fingerprint
 
 CACHE = "status.json"  # in state/: what the last `status` read
 LOCAL_TIMES = ("first_play_at", "last_play_at", "last_import_at", "star_schema_built_at")
@@ -55,6 +55,12 @@ def gather(settings: Settings) -> dict[str, Any]:
             report = warehouse.status(con)
             built = warehouse.built_for(con)
             report["star_schema_built_for"] = None if built is None else vars(built)
+            expected = build_fingerprint(settings)
+            report["star_schema_current"] = (
+                expected is None  # exclusions.yaml unreadable: its own warning says so
+                or report["star_schema_built_at"] is None
+                or warehouse.last_transform_fingerprint(con) == expected
+            )
             report["enrichment_backlog"] = _enrichment_backlog(con, settings)
             report["exclusions"] = exclusions.status(con, settings.data_dir)
         files.write_text(
@@ -125,18 +131,23 @@ def _flow_health(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def _stale(settings: Settings, report: dict[str, Any]) -> str | None:
     """Why the star schema does not show what is imported under the settings now, beside
-    plays imported since its build (None: it does, or it is not built): built under other
-    settings, or its last build did not finish (helper-63: "up to date" above a warning that
-    it may be incomplete)."""
+    plays imported since its build (None: it does, or it is not built): its last build did
+    not finish (then what it was built for is unknown: dw.build_settings is among the first
+    tables a build writes), it was built under other settings, or before a change of the
+    project (an upgrade), of a setting or of exclusions.yaml (helper-63: "up to date" above
+    a warning that it may be incomplete; helper-68: a build stopped under a new time zone
+    said it was built for that zone)."""
     if report.get("star_schema_built_at") is None:
         return None
+    if (settings.data_dir / UNFINISHED_MARK).exists():
+        return "its last build did not finish"
     built = report.get("star_schema_built_for")
     if built and warehouse.BuiltFor(**built).differs(
         settings.timezone, settings.stream_threshold_ms
     ):
         return "built under other settings"
-    if (settings.data_dir / UNFINISHED_MARK).exists():
-        return "its last build did not finish"
+    if not report.get("star_schema_current", True):
+        return "built before a change of the project, a setting or exclusions.yaml"
     return None
 
 
@@ -149,15 +160,18 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
         if not gap["closed"]
     ]
     built = report.get("star_schema_built_for")
-    changed = built and warehouse.BuiltFor(**built).differs(
-        settings.timezone, settings.stream_threshold_ms
+    unfinished = (settings.data_dir / UNFINISHED_MARK).exists()
+    changed = (
+        not unfinished
+        and built
+        and warehouse.BuiltFor(**built).differs(settings.timezone, settings.stream_threshold_ms)
     )
     if changed:
         warnings.append(
             f"{changed}: its dates, hours and streams are the old ones until"
             " `music-tracker transform` rebuilds it"
         )
-    if (settings.data_dir / UNFINISHED_MARK).exists():
+    if unfinished:
         warnings.append(
             "the last `music-tracker transform` did not finish (stopped or failed): the star"
             " schema may be incomplete until the next one, which rebuilds everything"

@@ -218,6 +218,18 @@ def project_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
+def build_fingerprint(settings: Settings) -> str | None:
+    """The fingerprint a whole build would record now (``run_build``): a star schema whose
+    last whole build recorded another was built before a change of the project (an
+    upgrade), of a setting the models read or of exclusions.yaml's entries. None when
+    exclusions.yaml cannot be read (status and transform say why)."""
+    try:
+        excluded = exclusions.load(exclusions.path_in(settings.data_dir))
+    except exclusions.ExclusionsError:
+        return None
+    return _combined(project_fingerprint(settings), exclusions.fingerprint(excluded))
+
+
 def _combined(project: str, excluded: str) -> str:
     """The build's fingerprint: the project's and, when there are any, the exclusions'
     (an edit of exclusions.yaml rebuilds the whole history: plays come back or go)."""

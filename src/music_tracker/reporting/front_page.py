@@ -139,7 +139,12 @@ def headlines(con: duckdb.DuckDBPyConnection, today: dt.date) -> Headlines | Non
         newest - dt.timedelta(days=WINDOW_DAYS - 1),
         newest,
     )
-    year = _period(con, "year", f"{newest.year} so far", dt.date(newest.year, 1, 1), newest)
+    (oldest,) = con.execute(
+        "select min(date_sid) from dw.agg_daily_listening where date_sid > date '1900-01-01'"
+    ).fetchone() or (newest,)
+    # a history that starts this year: the year from its first play (helper-68)
+    start = max(dt.date(newest.year, 1, 1), oldest or newest)
+    year = _period(con, "year", f"{newest.year} so far", start, newest)
     row = con.execute(
         "select streak_days, streak_start_date, streak_end_date from dw.agg_listening_streaks"
         " order by streak_end_date desc limit 1"
@@ -196,7 +201,12 @@ def _period_html(period: Period, link: Callable[[str | None], str | None]) -> st
     if period.key == "last-30-days":
         heading = f"{period.title}, to {long_date(period.last_date)}"
     else:
-        heading = f"{period.last_date.year}, from 1 January to {long_date(period.last_date)}"
+        since = (
+            "1 January"
+            if (period.first_date.month, period.first_date.day) == (1, 1)
+            else f"the first play, {long_date(period.first_date)},"
+        )
+        heading = f"{period.last_date.year}, from {since} to {long_date(period.last_date)}"
     days = f"{counted(period.days_with_music, 'day')} with music, {counted(period.plays, 'play')}"
     track = period.top_track
     track_html = "&mdash;"

@@ -61,6 +61,16 @@ _UNKNOWN_DAY = dt.date(1900, 1, 1)  # dim_date's day for plays of no known day
 WORLD_FILE = dashboard_page.WORLD_FILE
 
 
+@dataclass(frozen=True)
+class Built:
+    """What the report is told of the star schema's last build from outside the warehouse:
+    the fingerprint a whole build would record now (``transform.build_fingerprint``; None:
+    not to be compared) and whether the last build finished (its mark in the data folder)."""
+
+    fingerprint: str | None = None
+    finished: bool = True
+
+
 class ReportError(Exception):
     """The report could not be written; the message says why and what to do."""
 
@@ -669,6 +679,7 @@ def build_report(
     on_page: Callable[[str], None] | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     wait_s: float = FILE_WAIT_S,
+    built: Built | None = None,
 ) -> ReportSummary:
     """Open the star schema read-only and write the report; errors say what to do.
 
@@ -685,7 +696,7 @@ def build_report(
     with connect(
         warehouse_path, read_only=True, memory_limit=memory_limit, file_wait_s=wait_s
     ) as con:
-        return _write_from(con, folder, context, dashboards, on_page)
+        return _write_from(con, folder, context, dashboards, on_page, built or Built())
 
 
 def _write_from(
@@ -694,17 +705,19 @@ def _write_from(
     context: Context,
     dashboards: list[Dashboard],
     on_page: Callable[[str], None] | None,
+    built: Built,
 ) -> ReportSummary:
     try:
-        (built,) = con.execute(
+        (has_facts,) = con.execute(
             "select count(*) from duckdb_tables()"
             " where schema_name = 'dw' and table_name = 'fact_track_played'"
         ).fetchone()  # type: ignore[misc]
-        if not built:
+        if not has_facts:
             raise ReportError("the star schema is not built yet: run `music-tracker transform`")
         # its dates, hours and streams are those it was built with: say them, not the
-        # settings changed since (helper-63: "local to Europe/Berlin" over Denver's hours)
-        built_for = warehouse.built_for(con)
+        # settings changed since (helper-63: "local to Europe/Berlin" over Denver's hours);
+        # unknown after a build that did not finish (dw.build_settings is written early)
+        built_for = warehouse.built_for(con) if built.finished else None
         changed = built_for and built_for.differs(context.timezone, context.stream_threshold_ms)
         if built_for and changed:
             context = dataclasses.replace(
@@ -713,10 +726,21 @@ def _write_from(
                 stream_threshold_ms=built_for.stream_threshold_ms,
             )
         summary = write_report(con, dashboards, folder, context, on_page=on_page)
-        if changed:
+        again = "run `music-tracker transform`, then `music-tracker report`"
+        if not built.finished:
             summary.warnings.append(
-                f"{changed}: the report shows the star schema as built; run `music-tracker"
-                " transform`, then `music-tracker report`, to see it under the settings now"
+                "the last `music-tracker transform` did not finish: the report may show a star"
+                f" schema half built; {again}"
+            )
+        elif changed:
+            summary.warnings.append(
+                f"{changed}: the report shows the star schema as built; {again}, to see it"
+                " under the settings now"
+            )
+        elif built.fingerprint and built.fingerprint != warehouse.last_transform_fingerprint(con):
+            summary.warnings.append(
+                "the star schema was built before a change of the project (an upgrade), a"
+                f" setting or exclusions.yaml, which the report may not show yet; {again}"
             )
         return summary
     except BaseException:

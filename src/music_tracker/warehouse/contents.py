@@ -212,6 +212,8 @@ def stored_play_rows(con: duckdb.DuckDBPyConnection) -> int:
 
 def last_transform_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     """The project fingerprint of the newest successful whole-project transform, if any."""
+    if not has_raw_table(con, "transform_runs"):  # an older warehouse, opened read-only
+        return None
     row = con.execute(
         "select fingerprint from raw.transform_runs order by finished_at desc limit 1"
     ).fetchone()
