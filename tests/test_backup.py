@@ -497,6 +497,10 @@ def test_a_folder_restored_beside_the_original_gets_its_own_id(
         made = cli_json(cli, "backup", "--data-dir", str(trial))
         assert made["data_folder"]["id"] == own["id"]
     assert Path(original["path"]).is_dir()  # never pruned by the trial folder's backups
+    # restored there again: it keeps the id it was given (helper-69: a new one each time
+    # left its earlier backups to no one)
+    cli("restore", original["path"], "--replace", "--data-dir", str(trial))
+    assert json.loads((trial / "state" / "data-folder.json").read_text())["id"] == own["id"]
     # restoring ~/music without naming a backup takes its own, not the trial's newest
     done = cli_json(cli, "restore", str(data_dir.parent / "backups"), "--replace")
     assert done["restored_from"] == original["path"]

@@ -451,6 +451,8 @@ def restore(
         warehouse.turn(settings.warehouse_path, read_only=False, wait_s=settings.lock_wait_s),
     ):
         refuse_to_overwrite(settings, replace=replace)  # again: an import may have run meanwhile
+        # read before the backup's state/ (its id file among it) is copied over this one's
+        folder_id, note = _restored_id(settings.data_dir, manifest)
         if settings.warehouse_path.exists():
             # a DuckDB shell writing into the file would go on writing into the one replaced
             warehouse.wait_until_free(settings.warehouse_path, file_wait_s=settings.lock_wait_s)
@@ -464,7 +466,6 @@ def restore(
         for origin, target in state + [(o, t) for o, t in landing if not t.exists()]:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             shutil.copy2(origin, target)
-        folder_id, note = _restored_id(settings.data_dir, manifest)
         if folder_id is not None:
             write_folder_id(settings.data_dir, folder_id)
     return {
@@ -496,7 +497,10 @@ def _restored_id(data_dir: Path, manifest: dict[str, Any]) -> tuple[str | None, 
     found = read_folder_id(origin)
     if found is None or found[0] != folder_id:
         return folder_id, None
-    new = uuid.uuid4().hex
+    # a folder restored from it before keeps the id it was given then (helper-69: a new
+    # id at every restore left its earlier backups to no one)
+    had = read_folder_id(data_dir)
+    new = had[0] if had is not None and had[0] != folder_id else uuid.uuid4().hex
     return new, (
         f"the data folder this backup came from, {origin}, is still there: this one has an id"
         f" of its own ({new[:8]}), so that their backups are kept and restored apart"

@@ -294,7 +294,8 @@ def export_history(
                 " setting or exclusions.yaml, which this export may not show yet: run"
                 " `music-tracker transform`, then export again"
             )
-        made = not output.exists()
+        # the folders it makes, deepest first: a failed export leaves none of them
+        made = [folder for folder in (output, *output.parents) if not folder.exists()]
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -308,9 +309,9 @@ def export_history(
                     )
                 return _export_into(con, output, fmt, since, timezone, summary, progress)
         except BaseException:
-            if made:  # a failed export into a folder it made leaves no empty folder behind
-                with contextlib.suppress(OSError):
-                    output.rmdir()
+            with contextlib.suppress(OSError):  # one holding anything stays, and its parents
+                for folder in made:
+                    folder.rmdir()
             raise
 
 

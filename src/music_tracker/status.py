@@ -55,12 +55,7 @@ def gather(settings: Settings) -> dict[str, Any]:
             report = warehouse.status(con)
             built = warehouse.built_for(con)
             report["star_schema_built_for"] = None if built is None else vars(built)
-            expected = build_fingerprint(settings)
-            report["star_schema_current"] = (
-                expected is None  # exclusions.yaml unreadable: its own warning says so
-                or report["star_schema_built_at"] is None
-                or warehouse.last_transform_fingerprint(con) == expected
-            )
+            report["star_schema_fingerprint"] = warehouse.last_transform_fingerprint(con)
             report["enrichment_backlog"] = _enrichment_backlog(con, settings)
             report["exclusions"] = exclusions.status(con, settings.data_dir)
         files.write_text(
@@ -71,6 +66,14 @@ def gather(settings: Settings) -> dict[str, Any]:
             raise
         report = json.loads(cache.read_text())
         busy = f"{exc}; showing the warehouse as it was at {report['read_at']}"
+    # against the project, settings and exclusions.yaml now, also for a copy saved before
+    # they changed (helper-69: "up to date" from the copy shown while a writer held it)
+    expected = build_fingerprint(settings)
+    report["star_schema_current"] = (
+        expected is None  # exclusions.yaml unreadable: its own warning says so
+        or report["star_schema_built_at"] is None
+        or report.get("star_schema_fingerprint") == expected
+    )
     report["flows"] = _flow_health(settings)
     report["schedule"] = _schedule_health(settings)
     report["warehouse"] = str(settings.warehouse_path.resolve())
