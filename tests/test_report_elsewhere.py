@@ -344,3 +344,21 @@ def test_report_serve_answers_compressed_and_stops_on_ctrl_c(
         assert server.wait(timeout=30) == 0, said.read_text()
     finally:
         server.kill()
+
+
+def test_a_star_schema_built_in_part_is_told_not_a_traceback(built_copy: Path, cli: Cli) -> None:
+    """`transform --select +fact_track_played` on a first build leaves most of dw unbuilt:
+    the report stopped with DuckDB's Catalog Error and a traceback (helper-69). It says
+    what is missing and what to run, and leaves the last report as it was."""
+    import duckdb
+
+    with duckdb.connect(str(built_copy / "warehouse.duckdb")) as con:
+        con.execute("drop table dw.agg_first_listens")
+        con.execute("drop table dw.agg_listening_streaks")
+    done = cli("report", "--data-dir", str(built_copy), expect=1)
+    said = " ".join((done.stdout + done.stderr).split())
+    assert (
+        "the star schema is not built whole (no dw.agg_first_listens,"
+        " dw.agg_listening_streaks): run `music-tracker transform`"
+    ) in said, said
+    assert "Traceback" not in said and not (built_copy / "report").exists()

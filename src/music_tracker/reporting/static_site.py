@@ -42,6 +42,7 @@ from music_tracker.reporting.definitions import Card, Dashboard, Filter, bind
 from music_tracker.reporting.layout import Context, footer, head
 from music_tracker.reporting.links import Links
 from music_tracker.reporting.serving import PortTaken, open_server, serve
+from music_tracker.settings import PROJECT_ROOT
 from music_tracker.warehouse import DEFAULT_MEMORY_LIMIT, FILE_WAIT_S, connect
 
 __all__ = [
@@ -699,6 +700,25 @@ def build_report(
         return _write_from(con, folder, context, dashboards, on_page, built or Built())
 
 
+def _missing_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The star schema's tables (the dbt project's dw models) not in the warehouse; but
+    dw.build_settings, which a star schema built before it lacks and the report reads
+    only when there (after an upgrade, the report says the build is older, as status)."""
+    models = sorted(
+        path.stem
+        for path in (PROJECT_ROOT / "transform/models/dw").glob("*.sql")
+        if path.stem != "build_settings"
+    )
+    present = {
+        name
+        for (name,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'dw'"
+            " union select view_name from duckdb_views() where schema_name = 'dw'"
+        ).fetchall()
+    }
+    return [f"dw.{name}" for name in models if name not in present]
+
+
 def _write_from(
     con: duckdb.DuckDBPyConnection,
     folder: Path,
@@ -714,6 +734,12 @@ def _write_from(
         ).fetchone()  # type: ignore[misc]
         if not has_facts:
             raise ReportError("the star schema is not built yet: run `music-tracker transform`")
+        missing = _missing_tables(con)
+        if missing:  # a build of a selection only (helper-69: a traceback from the report)
+            raise ReportError(
+                f"the star schema is not built whole (no {', '.join(missing[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}): run `music-tracker transform`"
+            )
         # its dates, hours and streams are those it was built with: say them, not the
         # settings changed since (helper-63: "local to Europe/Berlin" over Denver's hours);
         # unknown after a build that did not finish (dw.build_settings is written early)
