@@ -4,6 +4,7 @@ warehouse file told in one line: real processes, real DuckDB and dbt."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -111,6 +112,10 @@ def test_report_and_status_during_a_transform_wait_then_say_busy_in_one_line(
     assert "waited 0 s" in report.stderr and "music-tracker report` again" in report.stderr
     assert status.returncode == 0, status.stderr
     assert f"`transform` (process {build.pid}" in status.stdout
+    # a build running now, not one that "did not finish (stopped or failed)" (helper-69)
+    shown = json.loads(status.stdout)
+    assert shown["star_schema_stale"] == "being built now", shown
+    assert not [w for w in shown["warnings"] if "did not finish" in w], shown["warnings"]
     # once it has finished, both read
     assert _run(data_dir, "report").returncode == 0
 

@@ -17,6 +17,7 @@ import duckdb
 
 from music_tracker import exclusions, files, warehouse
 from music_tracker.console import local
+from music_tracker.lock import WAREHOUSE_LOCK_FILE
 from music_tracker.orchestration.healthcheck import verdict
 from music_tracker.orchestration.notify import load_health as load_flow_health
 from music_tracker.orchestration.watchdog import LIVENESS, load_health
@@ -66,6 +67,7 @@ def gather(settings: Settings) -> dict[str, Any]:
             raise
         report = json.loads(cache.read_text())
         busy = f"{exc}; showing the warehouse as it was at {report['read_at']}"
+        report["building"] = _building_now(settings)
     # against the project, settings and exclusions.yaml now, also for a copy saved before
     # they changed (helper-69: "up to date" from the copy shown while a writer held it)
     expected = build_fingerprint(settings)
@@ -132,6 +134,16 @@ def _flow_health(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def _building_now(settings: Settings) -> bool:
+    """Whether the writer holding the warehouse now is a transform: its turn's lock file
+    names it while held (asked only when the warehouse was found held)."""
+    try:
+        text = (settings.data_dir / WAREHOUSE_LOCK_FILE).read_text(encoding="utf-8")
+        return bool(json.loads(text or "{}").get("what") == "transform")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _stale(settings: Settings, report: dict[str, Any]) -> str | None:
     """Why the star schema does not show what is imported under the settings now, beside
     plays imported since its build (None: it does, or it is not built): its last build did
@@ -143,7 +155,8 @@ def _stale(settings: Settings, report: dict[str, Any]) -> str | None:
     if report.get("star_schema_built_at") is None:
         return None
     if (settings.data_dir / UNFINISHED_MARK).exists():
-        return "its last build did not finish"
+        # helper-69: a build running now was told as one that "did not finish"
+        return "being built now" if report.get("building") else "its last build did not finish"
     built = report.get("star_schema_built_for")
     if built and warehouse.BuiltFor(**built).differs(
         settings.timezone, settings.stream_threshold_ms
@@ -174,7 +187,12 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
             f"{changed}: its dates, hours and streams are the old ones until"
             " `music-tracker transform` rebuilds it"
         )
-    if unfinished:
+    if unfinished and report.get("building"):
+        warnings.append(
+            "a `music-tracker transform` is building the star schema now: what status shows"
+            " of it is from before"
+        )
+    elif unfinished:
         warnings.append(
             "the last `music-tracker transform` did not finish (stopped or failed): the star"
             " schema may be incomplete until the next one, which rebuilds everything"
