@@ -7,8 +7,11 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +131,31 @@ def _once_per_run(
             make(target)
             (target / ".complete").touch()
     return target
+
+
+@contextmanager
+def held_elsewhere(held: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``held``, the head of a ``with`` statement (``writer_lock(Path(sys.argv[1]), 'a
+    writer', wait_s=0)``), entered by another process for the block: it holds when the
+    block starts and lets go when it ends. ``args``: that process's ``sys.argv[1:]``."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from music_tracker import warehouse\n"
+        "from music_tracker.lock import backup_folder_lock, writer_lock\n"
+        f"with {held}:\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.communicate("\n", timeout=30)
 
 
 def offline_tab(browser: Any, width: int) -> tuple[Any, list[str]]:

@@ -17,7 +17,7 @@ import duckdb
 import httpx
 import pytest
 
-from conftest import Cli, cli_json
+from conftest import Cli, cli_json, held_elsewhere
 from music_tracker.backup_layout import MANIFEST, backups
 
 
@@ -625,20 +625,8 @@ def test_sibling_data_folders_backing_up_at_once_take_turns(cli: Cli, data_dir: 
         target = data_dir.parent / "restored" / backup.name
         cli("restore", str(backup), "--data-dir", str(target))
     # a backup folder held (another data folder's long backup): exit 75, naming it
-    holding = (
-        "import sys; from pathlib import Path\n"
-        "from music_tracker.lock import backup_folder_lock\n"
-        "with backup_folder_lock(Path(sys.argv[1]), 'backup of /elsewhere', wait_s=0):\n"
-        "    print('held', flush=True); sys.stdin.readline()\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", holding, str(root)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    held = "backup_folder_lock(Path(sys.argv[1]), 'backup of /elsewhere', wait_s=0)"
+    with held_elsewhere(held, str(root)):
         done = subprocess.run(
             [CLI, "backup", "--data-dir", str(sibling)],
             env={**os.environ, "MUSIC_TRACKER_LOCK_WAIT_S": "1"},
@@ -647,8 +635,6 @@ def test_sibling_data_folders_backing_up_at_once_take_turns(cli: Cli, data_dir: 
             timeout=60,
             check=False,
         )
-    finally:
-        holder.communicate("\n", timeout=30)
     said = " ".join(done.stderr.split())
     assert done.returncode == 75, done.stderr
     assert "`backup of /elsewhere` (process" in said and "is writing the backups" in said, said

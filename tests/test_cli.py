@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json
+from conftest import ACCOUNT_DIR, EXTENDED_DIR, Cli, cli_json, held_elsewhere
 
 CLI = str(Path(sys.executable).with_name("music-tracker"))
 AUDIO_2018 = EXTENDED_DIR / "Streaming_History_Audio_2018.json"
@@ -441,20 +441,8 @@ def test_the_writer_lock_exists_before_the_data_folder_does(tmp_path: Path) -> N
     naming it, nothing created beside the lock); once it lets go having written nothing,
     the folder it made is gone again."""
     data = tmp_path / "new" / "data"
-    code = (
-        "import sys; from pathlib import Path\n"
-        "from music_tracker.lock import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1]), 'a first writer', wait_s=0):\n"
-        "    print('held', flush=True); sys.stdin.readline()\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(data)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    held = "writer_lock(Path(sys.argv[1]), 'a first writer', wait_s=0)"
+    with held_elsewhere(held, str(data)) as holder:
         done = run(
             "import", str(AUDIO_2018), "--data-dir", str(data),
             cwd=tmp_path, env={"MUSIC_TRACKER_LOCK_WAIT_S": "0.3"},
@@ -462,8 +450,6 @@ def test_the_writer_lock_exists_before_the_data_folder_does(tmp_path: Path) -> N
         assert done.returncode == 75, done.stdout + done.stderr
         assert "`a first writer` (process" in done.stderr
         assert sorted(p.name for p in data.iterdir()) == [".writer.lock"]
-    finally:
-        holder.communicate("\n", timeout=30)
     assert holder.returncode == 0
     assert not (tmp_path / "new").exists()
 

@@ -7,8 +7,6 @@ import errno
 import fcntl
 import json
 import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,7 +15,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ACCOUNT_DIR, Cli, cli_json, query
+from conftest import ACCOUNT_DIR, Cli, cli_json, held_elsewhere, query
 from music_tracker.cli import app
 
 
@@ -349,25 +347,14 @@ def test_a_star_schema_built_under_other_settings_or_behind_is_told(
     assert [w for w in exported["warnings"] if "built before a change" in w]
     # also from the copy status shows while a writer holds the warehouse, saved before
     # the edit (helper-69: "up to date" beside "showing the warehouse as it was")
-    holding = (
-        "import sys, time; from pathlib import Path; from music_tracker import warehouse\n"
-        "with warehouse.turn(Path(sys.argv[1]), read_only=False, wait_s=5, what='import'):\n"
-        "    print('held', flush=True); sys.stdin.readline()\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", holding, str(data / "warehouse.duckdb")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    held = "warehouse.turn(Path(sys.argv[1]), read_only=False, wait_s=5, what='import')"
+    with held_elsewhere(held, str(data / "warehouse.duckdb")):
         monkeypatch.setenv("MUSIC_TRACKER_LOCK_WAIT_S", "0")
         shown = cli_json(cli, "status")
         assert any("showing the warehouse as it was" in w for w in shown["warnings"]), shown
         assert shown["star_schema_stale"] == (
             "built before a change of the project, a setting or exclusions.yaml"
         )
-    finally:
-        holder.communicate("\n", timeout=30)
     monkeypatch.delenv("MUSIC_TRACKER_LOCK_WAIT_S")
     (data / "exclusions.yaml").unlink()
     assert cli_json(cli, "status")["star_schema_stale"] is None
