@@ -271,24 +271,26 @@ def export_history(
         # the local times are those the star schema was built with: labelled so (unknown
         # after a build that did not finish: dw.build_settings is written early)
         unfinished = (warehouse_path.parent / UNFINISHED_MARK).exists()
-        built = None if unfinished else warehouse.built_for(con)
-        changed = built and built.differs(
-            timezone,
-            built.stream_threshold_ms if stream_threshold_ms is None else stream_threshold_ms,
+        check = warehouse.build_check(
+            con,
+            finished=not unfinished,
+            timezone=timezone,
+            stream_threshold_ms=stream_threshold_ms,
+            expected=fingerprint,
         )
+        built = check.built_for
         timezone = built.timezone if built else timezone
         summary = ExportSummary(
             fmt.value, str(output), since.isoformat() if since else None, timezone
         )
-        if built and changed:
+        if built and check.differs:
             summary.warnings.append(
-                f"{changed}: the local times are {timezone}'s, and streams those of"
+                f"{check.differs}: the local times are {timezone}'s, and streams those of"
                 f" {built.stream_threshold_ms / 1000:g} s or more, until `music-tracker"
                 " transform` rebuilds the star schema"
             )
         summary.warnings += _left_out(con, unfinished)
-        current = warehouse.last_transform_fingerprint(con) in (fingerprint, None)
-        if not unfinished and not changed and fingerprint and not current:
+        if check.stale == "changed":
             summary.warnings.append(
                 "the star schema was built before a change of the project (an upgrade), a"
                 " setting or exclusions.yaml, which this export may not show yet: run"

@@ -70,19 +70,22 @@ def gather(settings: Settings) -> dict[str, Any]:
         report["building"] = _building_now(settings)
     # against the project, settings and exclusions.yaml now, also for a copy saved before
     # they changed (helper-69: "up to date" from the copy shown while a writer held it)
-    expected = build_fingerprint(settings)
-    report["star_schema_current"] = (
-        expected is None  # exclusions.yaml unreadable: its own warning says so
-        or report["star_schema_built_at"] is None
-        or report.get("star_schema_fingerprint") == expected
+    built = report.get("star_schema_built_for")
+    check = warehouse.check_build(
+        warehouse.BuiltFor(**built) if built else None,
+        report.get("star_schema_fingerprint"),
+        finished=not (settings.data_dir / UNFINISHED_MARK).exists(),
+        timezone=settings.timezone,
+        stream_threshold_ms=settings.stream_threshold_ms,
+        expected=build_fingerprint(settings),  # None: exclusions.yaml unreadable, told apart
     )
     report["flows"] = _flow_health(settings)
     report["schedule"] = _schedule_health(settings)
     report["warehouse"] = str(settings.warehouse_path.resolve())
     report["settings_files"] = [str(path) for path in settings_files()]
     report["timezone"] = settings.timezone
-    report["warnings"] = _warnings(settings, report) + ([busy] if busy else [])
-    report["star_schema_stale"] = _stale(settings, report)
+    report["warnings"] = _warnings(settings, report, check) + ([busy] if busy else [])
+    report["star_schema_stale"] = _stale(report, check)
     zone = ZoneInfo(settings.timezone)
     # the same instants, in the configured zone, for people
     report["local"] = {key: local(report[key], zone) for key in LOCAL_TIMES}
@@ -144,30 +147,22 @@ def _building_now(settings: Settings) -> bool:
         return False
 
 
-def _stale(settings: Settings, report: dict[str, Any]) -> str | None:
+def _stale(report: dict[str, Any], check: warehouse.BuildCheck) -> str | None:
     """Why the star schema does not show what is imported under the settings now, beside
-    plays imported since its build (None: it does, or it is not built): its last build did
-    not finish (then what it was built for is unknown: dw.build_settings is among the first
-    tables a build writes), it was built under other settings, or before a change of the
-    project (an upgrade), of a setting or of exclusions.yaml (helper-63: "up to date" above
-    a warning that it may be incomplete; helper-68: a build stopped under a new time zone
-    said it was built for that zone)."""
-    if report.get("star_schema_built_at") is None:
+    plays imported since its build (None: it does, or it is not built): ``check`` in words
+    (helper-63: "up to date" above a warning that it may be incomplete; helper-68: a build
+    stopped under a new time zone said it was built for that zone)."""
+    if report.get("star_schema_built_at") is None or check.stale is None:
         return None
-    if (settings.data_dir / UNFINISHED_MARK).exists():
+    if check.stale == "unfinished":
         # helper-69: a build running now was told as one that "did not finish"
         return "being built now" if report.get("building") else "its last build did not finish"
-    built = report.get("star_schema_built_for")
-    if built and warehouse.BuiltFor(**built).differs(
-        settings.timezone, settings.stream_threshold_ms
-    ):
+    if check.stale == "settings":
         return "built under other settings"
-    if not report.get("star_schema_current", True):
-        return "built before a change of the project, a setting or exclusions.yaml"
-    return None
+    return "built before a change of the project, a setting or exclusions.yaml"
 
 
-def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
+def _warnings(settings: Settings, report: dict[str, Any], check: warehouse.BuildCheck) -> list[str]:
     warnings = list(report.get("exclusions", {}).get("warnings", []))
     warnings += [
         f"plays may be missing between {gap['from']} and {gap['to']} (polling gap): "
@@ -175,16 +170,10 @@ def _warnings(settings: Settings, report: dict[str, Any]) -> list[str]:
         for gap in report["gaps"]
         if not gap["closed"]
     ]
-    built = report.get("star_schema_built_for")
-    unfinished = (settings.data_dir / UNFINISHED_MARK).exists()
-    changed = (
-        not unfinished
-        and built
-        and warehouse.BuiltFor(**built).differs(settings.timezone, settings.stream_threshold_ms)
-    )
-    if changed:
+    unfinished = check.stale == "unfinished"
+    if check.differs:
         warnings.append(
-            f"{changed}: its dates, hours and streams are the old ones until"
+            f"{check.differs}: its dates, hours and streams are the old ones until"
             " `music-tracker transform` rebuilds it"
         )
     if unfinished and report.get("building"):

@@ -743,27 +743,32 @@ def _write_from(
         # its dates, hours and streams are those it was built with: say them, not the
         # settings changed since (helper-63: "local to Europe/Berlin" over Denver's hours);
         # unknown after a build that did not finish (dw.build_settings is written early)
-        built_for = warehouse.built_for(con) if built.finished else None
-        changed = built_for and built_for.differs(context.timezone, context.stream_threshold_ms)
-        if built_for and changed:
+        check = warehouse.build_check(
+            con,
+            finished=built.finished,
+            timezone=context.timezone,
+            stream_threshold_ms=context.stream_threshold_ms,
+            expected=built.fingerprint,
+        )
+        if check.built_for and check.differs:
             context = dataclasses.replace(
                 context,
-                timezone=built_for.timezone,
-                stream_threshold_ms=built_for.stream_threshold_ms,
+                timezone=check.built_for.timezone,
+                stream_threshold_ms=check.built_for.stream_threshold_ms,
             )
         summary = write_report(con, dashboards, folder, context, on_page=on_page)
         again = "run `music-tracker transform`, then `music-tracker report`"
-        if not built.finished:
+        if check.stale == "unfinished":
             summary.warnings.append(
                 "the last `music-tracker transform` did not finish: the report may show a star"
                 f" schema half built; {again}"
             )
-        elif changed:
+        elif check.stale == "settings":
             summary.warnings.append(
-                f"{changed}: the report shows the star schema as built; {again}, to see it"
-                " under the settings now"
+                f"{check.differs}: the report shows the star schema as built; {again}, to see"
+                " it under the settings now"
             )
-        elif built.fingerprint and built.fingerprint != warehouse.last_transform_fingerprint(con):
+        elif check.stale == "changed":
             summary.warnings.append(
                 "the star schema was built before a change of the project (an upgrade), a"
                 f" setting or exclusions.yaml, which the report may not show yet; {again}"

@@ -239,6 +239,67 @@ class BuiltFor:
         )
 
 
+@dataclass(frozen=True)
+class BuildCheck:
+    """How the star schema's last build stands against the settings and project now:
+    ``stale`` is None (it shows them), "unfinished" (the last build did not finish: what it
+    was built for is unknown, since dw.build_settings is among the first tables a build
+    writes), "settings" (built for other settings: ``differs`` says which) or "changed"
+    (built before a change of the project, a setting or exclusions.yaml: its recorded
+    fingerprint is not the one a build would record now). ``built_for``: the settings its
+    dates, hours and streams follow, when known."""
+
+    stale: str | None
+    built_for: BuiltFor | None = None
+    differs: str | None = None
+
+
+def check_build(
+    built: BuiltFor | None,
+    recorded: str | None,
+    *,
+    finished: bool,
+    timezone: str,
+    stream_threshold_ms: int | None,
+    expected: str | None,
+) -> BuildCheck:
+    """``BuildCheck`` of a build that wrote ``built`` and recorded the fingerprint
+    ``recorded``, against the settings now and the fingerprint a build would record now
+    (``expected``; None: not compared). ``stream_threshold_ms`` None: the time zone alone
+    is compared. Status, report and export each say it in their own words."""
+    if not finished:
+        return BuildCheck("unfinished")
+    if built is not None:
+        threshold = (
+            built.stream_threshold_ms if stream_threshold_ms is None else stream_threshold_ms
+        )
+        differs = built.differs(timezone, threshold)
+        if differs:
+            return BuildCheck("settings", built, differs)
+    if expected is not None and recorded != expected:
+        return BuildCheck("changed", built)
+    return BuildCheck(None, built)
+
+
+def build_check(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    finished: bool,
+    timezone: str,
+    stream_threshold_ms: int | None,
+    expected: str | None,
+) -> BuildCheck:
+    """``check_build`` of the warehouse's own record of its last build."""
+    return check_build(
+        built_for(con),
+        last_transform_fingerprint(con),
+        finished=finished,
+        timezone=timezone,
+        stream_threshold_ms=stream_threshold_ms,
+        expected=expected,
+    )
+
+
 def built_for(con: duckdb.DuckDBPyConnection) -> BuiltFor | None:
     """The settings of the star schema's last whole build (None: not built, or built by a
     version before ``dw.build_settings``)."""
