@@ -125,13 +125,11 @@ def _period(
     )
 
 
-def headlines(con: duckdb.DuckDBPyConnection, today: dt.date) -> Headlines | None:
-    """The figures of the front page; None before the first play."""
-    (newest,) = con.execute("select max(date_sid) from dw.agg_daily_listening").fetchone() or (
-        None,
-    )
-    if newest is None:
-        return None
+def headlines(
+    con: duckdb.DuckDBPyConnection, today: dt.date, span: tuple[dt.date, dt.date]
+) -> Headlines:
+    """The figures of the front page; ``span``: the first and the newest day with plays."""
+    oldest, newest = span
     last_30 = _period(
         con,
         "last-30-days",
@@ -139,11 +137,8 @@ def headlines(con: duckdb.DuckDBPyConnection, today: dt.date) -> Headlines | Non
         newest - dt.timedelta(days=WINDOW_DAYS - 1),
         newest,
     )
-    (oldest,) = con.execute(
-        "select min(date_sid) from dw.agg_daily_listening where date_sid > date '1900-01-01'"
-    ).fetchone() or (newest,)
     # a history that starts this year: the year from its first play (helper-68)
-    start = max(dt.date(newest.year, 1, 1), oldest or newest)
+    start = max(dt.date(newest.year, 1, 1), oldest)
     year = _period(con, "year", f"{newest.year} so far", start, newest)
     row = con.execute(
         "select streak_days, streak_start_date, streak_end_date from dw.agg_listening_streaks"

@@ -528,7 +528,7 @@ def write_report(
         summary.pictures = drawn_ahead.drawn
     today = today or dt.datetime.now(ZoneInfo(context.timezone)).date()
     front = front_page.render(
-        front_page.headlines(con, today),
+        front_page.headlines(con, today, span),
         dashboards,
         context,
         lambda name: links.href("artist", name, depth=0),
