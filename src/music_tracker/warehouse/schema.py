@@ -71,56 +71,65 @@ create table if not exists raw.import_files (
     imported_at timestamptz not null
 );
 
+-- The play tables' text columns name their compression: without it DuckDB tries every
+-- method on each column of each row group it writes, and the trying was a seventh of the
+-- import's insert (docs/benchmarks.md, "The play tables' compression named"). The methods are
+-- the ones DuckDB chose itself at 3 and 10 million plays: FSST for the hashes and the names
+-- that seldom repeat, dictionaries for the rest. A table made before keeps choosing.
 create table if not exists raw.spotify_extended_history (
-    source_key varchar not null,   -- md5(ts, spotify_track_uri, ms_played)
-    play_id varchar,                  -- null when not a play (0 ms played)
+    -- md5(ts, spotify_track_uri, ms_played)
+    source_key varchar not null using compression fsst,
+    -- null when not a play (0 ms played)
+    play_id varchar using compression fsst,
     played_at timestamptz not null,   -- ts: end of play, UTC
     ms_played bigint not null,
-    track_uri varchar,
-    track_id varchar,
-    track_name varchar,
-    artist_name varchar,
-    album_name varchar,
-    name_key varchar,
-    platform varchar,
-    conn_country varchar,
-    ip_addr varchar,
-    user_agent varchar,
-    username varchar,
-    reason_start varchar,
-    reason_end varchar,
+    track_uri varchar using compression dictionary,
+    track_id varchar using compression dictionary,
+    track_name varchar using compression fsst,
+    artist_name varchar using compression dictionary,
+    album_name varchar using compression dictionary,
+    name_key varchar using compression fsst,
+    platform varchar using compression dictionary,
+    conn_country varchar using compression dictionary,
+    ip_addr varchar using compression dictionary,
+    user_agent varchar using compression dictionary,
+    username varchar using compression dictionary,
+    reason_start varchar using compression dictionary,
+    reason_end varchar using compression dictionary,
     shuffle boolean,
     skipped boolean,
     offline boolean,
     offline_at timestamptz,
     incognito_mode boolean,
-    file_sha256 varchar not null,
+    file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
     imported_at timestamptz not null
 );
 
 create table if not exists raw.spotify_account_data (
-    source_key varchar not null,   -- md5(endTime, artistName, trackName, msPlayed)
-    play_id varchar,
+    -- md5(endTime, artistName, trackName, msPlayed)
+    source_key varchar not null using compression fsst,
+    play_id varchar using compression fsst,
     played_at timestamptz not null,   -- endTime: end of play, UTC, minute precision
     ms_played bigint not null,
-    track_name varchar not null,
-    artist_name varchar not null,
-    name_key varchar,
-    file_sha256 varchar not null,
+    track_name varchar not null using compression fsst,
+    artist_name varchar not null using compression dictionary,
+    name_key varchar using compression fsst,
+    file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
     imported_at timestamptz not null
 );
 
 create table if not exists raw.lastfm_scrobbles (
-    source_key varchar not null,   -- md5(date, artist, track)
-    play_id varchar,
+    -- md5(date, artist, track)
+    source_key varchar not null using compression fsst,
+    play_id varchar using compression fsst,
     started_at timestamptz not null,  -- a scrobble's time is the start of play, UTC
-    track_name varchar not null,
-    artist_name varchar not null,
-    album_name varchar,
-    name_key varchar,
-    file_sha256 varchar not null,
+    track_name varchar not null using compression fsst,
+    artist_name varchar not null using compression dictionary,
+    album_name varchar using compression dictionary,
+    name_key varchar using compression fsst,
+    file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
     imported_at timestamptz not null
 );
@@ -139,48 +148,52 @@ create table if not exists raw.exclusions (
 -- listens from a ListenBrainz export (docs/listenbrainz.md); ours carry the end of play and
 -- the time heard, other tools' only the start
 create table if not exists raw.listenbrainz_listens (
-    source_key varchar not null,   -- md5(listened_at, artist, track[, ms_played, ended_at])
-    play_id varchar,
+    -- md5(listened_at, artist, track[, ms_played, ended_at])
+    source_key varchar not null using compression fsst,
+    play_id varchar using compression fsst,
     started_at timestamptz not null,  -- listened_at: start of play, UTC, whole seconds
     played_at timestamptz,            -- end of play, when the listen says (ended_at)
     ms_played bigint,                 -- time heard, when the listen says
     duration_ms bigint,               -- the track's length
-    track_id varchar,                 -- Spotify id (from spotify_id or origin_url)
-    track_name varchar not null,
-    artist_name varchar not null,
-    album_name varchar,
-    name_key varchar,
-    recording_mbid varchar,
-    exported_source varchar,          -- the source a Music Tracker export named
-    platform varchar,
-    conn_country varchar,
-    reason_start varchar,
-    reason_end varchar,
+    -- Spotify id (from spotify_id or origin_url)
+    track_id varchar using compression dictionary,
+    track_name varchar not null using compression fsst,
+    artist_name varchar not null using compression dictionary,
+    album_name varchar using compression dictionary,
+    name_key varchar using compression fsst,
+    recording_mbid varchar using compression dictionary,
+    -- the source a Music Tracker export named
+    exported_source varchar using compression dictionary,
+    platform varchar using compression dictionary,
+    conn_country varchar using compression dictionary,
+    reason_start varchar using compression dictionary,
+    reason_end varchar using compression dictionary,
     shuffle boolean,
     skipped boolean,
-    file_sha256 varchar not null,
+    file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
     imported_at timestamptz not null
 );
 
 create table if not exists raw.spotify_api_plays (
-    source_key varchar not null,   -- md5(played_at, track.id)
-    play_id varchar,
+    -- md5(played_at, track.id)
+    source_key varchar not null using compression fsst,
+    play_id varchar using compression fsst,
     played_at timestamptz not null,   -- end of play as the API reports it, UTC
-    track_id varchar not null,
-    track_name varchar,
-    artist_id varchar,
-    artist_name varchar,
+    track_id varchar not null using compression dictionary,
+    track_name varchar using compression fsst,
+    artist_id varchar using compression dictionary,
+    artist_name varchar using compression dictionary,
     artist_ids varchar[],
     artist_names varchar[],
-    album_id varchar,
-    album_name varchar,
+    album_id varchar using compression dictionary,
+    album_name varchar using compression dictionary,
     duration_ms bigint,
-    isrc varchar,
-    context_type varchar,
-    context_uri varchar,
-    name_key varchar,
-    file_sha256 varchar not null,
+    isrc varchar using compression dictionary,
+    context_type varchar using compression dictionary,
+    context_uri varchar using compression dictionary,
+    name_key varchar using compression fsst,
+    file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
     imported_at timestamptz not null
 );
@@ -218,22 +231,23 @@ create table if not exists raw.podcast_decisions (
 );
 
 create table if not exists raw.other_plays (
-    source_key varchar not null,
-    source varchar not null,
-    content_type varchar not null,    -- podcast, audiobook, video
+    source_key varchar not null using compression fsst,
+    source varchar not null using compression dictionary,
+    -- podcast, audiobook, video
+    content_type varchar not null using compression dictionary,
     played_at timestamptz not null,
     ms_played bigint not null,
-    show_name varchar,
-    item_name varchar,
-    item_uri varchar,
-    author_name varchar,
-    platform varchar,
-    conn_country varchar,
-    reason_start varchar,
-    reason_end varchar,
+    show_name varchar using compression dictionary,
+    item_name varchar using compression fsst,
+    item_uri varchar using compression fsst,
+    author_name varchar using compression dictionary,
+    platform varchar using compression dictionary,
+    conn_country varchar using compression dictionary,
+    reason_start varchar using compression dictionary,
+    reason_end varchar using compression dictionary,
     shuffle boolean,
     skipped boolean,
-    file_sha256 varchar not null,
+    file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
     imported_at timestamptz not null   -- (source, content_type, source_key) unique: checked
                                        -- against what is stored before each insert
