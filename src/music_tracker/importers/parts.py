@@ -96,6 +96,7 @@ def store_parts(
     assigned = first
     # the plays the parts made that the next part's matching can reach (a day's, at most)
     made = _reachable([first.made], staging, 1)
+    batches = _staged(staging, 1) if parts > 1 else {}
     # one thread for every part's insert: a new thread per part took about 40 MB more at
     # the peak (1.5 million plays), its allocations in arenas of their own
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-insert") as inserter:
@@ -108,7 +109,7 @@ def store_parts(
                 store(con, staging, edge, now, part=part - 1, memory_limit=memory_limit)
             else:
                 store(con, staging, assigned, now, part=part - 1, memory_limit=memory_limit)
-            gathered = _gather(con, staging, summary, part)
+            gathered = _gather(con, staging, summary, part, batches)
             insert_rest = (
                 (lambda p=part - 1, r=rest: _insert(staging, r, now, p, memory_limit))
                 if rest
@@ -116,8 +117,12 @@ def store_parts(
             )
             with _beside(con, inserter, insert_rest):
                 assigned = _match(gathered, tolerances, summary, made)
+                del gathered
+                # the next part's staged rows, read while the insert still runs (the
+                # matching was the shorter of the two for most parts at 10 million plays)
+                batches = _staged(staging, part + 1) if part + 1 < parts else {}
             made = _reachable([made, assigned.made], staging, part + 1)
-            del gathered, rest
+            del rest
     store(con, staging, assigned, now, part=parts - 1, memory_limit=memory_limit)
 
 
@@ -190,14 +195,26 @@ def _beside(
     future.result()
 
 
+def _staged(staging: Staging, part: int) -> dict[str, pl.DataFrame]:
+    """Each source's staged rows of ``part`` (no warehouse read: it can run beside an
+    insert)."""
+    return {source: staging.match_columns(source, part) for source in staging.music_sources}
+
+
 def _gather(
-    con: duckdb.DuckDBPyConnection, staging: Staging, summary: ImportSummary, part: int
+    con: duckdb.DuckDBPyConnection,
+    staging: Staging,
+    summary: ImportSummary,
+    part: int,
+    batches: dict[str, pl.DataFrame] | None = None,
 ) -> _Gathered:
+    """What ``part``'s matching reads; ``batches``: its staged rows, read before
+    (``_staged``), taken from the dict as they are used."""
     fresh: dict[str, pl.DataFrame] = {}
     for source in staging.music_sources:
         # one source's batch at a time, kept only as its fresh rows (a first import's
-        # batch is the whole history)
-        batch = staging.match_columns(source, part)
+        # batch is the whole history, never read ahead)
+        batch = batches.pop(source) if batches else staging.match_columns(source, part)
         known_keys = staging.stored_keys(source, batch)
         fresh[source], in_batch, already = dedupe.drop_known(batch, known_keys)
         del batch, known_keys
