@@ -74,8 +74,9 @@ create table if not exists raw.import_files (
 -- The play tables' text columns name their compression: without it DuckDB tries every
 -- method on each column of each row group it writes, and the trying was a seventh of the
 -- import's insert (docs/benchmarks.md, "The play tables' compression named"). The methods are
--- the ones DuckDB chose itself at 3 and 10 million plays: FSST for the hashes and the names
--- that seldom repeat, dictionaries for the rest. A table made before keeps choosing.
+-- the ones DuckDB chose itself for most row groups at 3 and 10 million plays: FSST for the
+-- hashes and the names that seldom repeat, dictionaries for the rest. A table made before
+-- keeps choosing.
 create table if not exists raw.spotify_extended_history (
     -- md5(ts, spotify_track_uri, ms_played)
     source_key varchar not null using compression fsst,
