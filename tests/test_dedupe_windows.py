@@ -9,6 +9,7 @@ export wrote, and matchings that tie, decided alike in every process.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import random
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from conftest import EXTENDED_DIR, Cli, cli_json, query
@@ -343,3 +345,16 @@ def test_a_track_length_learned_later_moves_a_scrobble_to_its_play(
         held = query(data, scrobbled_play, {"day": START + timedelta(days=1)})
         assert held == [(21_000,)], name
         assert cli_json(cli, "rematch", "--data-dir", str(data))["rows_moved"] == 0, name
+
+
+def test_a_new_plays_id_is_md5_of_its_source_and_key_as_every_version_made_it() -> None:
+    # ids stay what earlier versions made (hashlib, one key at a time), whatever hashes them
+    keys = ["a03b5d0c6e1f4a2b9c8d7e6f5a4b3c2d", "", "é日本語 ♫", "x'; drop table t; --"]
+    frame = pl.DataFrame({"_row": pl.Series(range(len(keys)), dtype=pl.UInt32), "source_key": keys})
+    for source in dedupe.SOURCE_RANK:
+        made = dedupe._own_play_ids(source, frame).sort("_row")["_own_play_id"].to_list()
+        assert made == [hashlib.md5(f"{source}:{key}".encode()).hexdigest() for key in keys]
+    with pytest.raises(ValueError, match="not a music source"):
+        dedupe._own_play_ids("spotify'; --", frame)
+    with pytest.raises(ValueError, match="without a source_key"):
+        dedupe._own_play_ids("lastfm", frame.with_columns(source_key=pl.lit(None, pl.String)))

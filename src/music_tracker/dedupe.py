@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, cast
 import duckdb
 import polars as pl
 
+from music_tracker.connections import connect_duckdb
 from music_tracker.warehouse.arrow import ArrowStream, frame_of
 
 if TYPE_CHECKING:
@@ -234,6 +235,8 @@ def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
     """
     if source not in SOURCE_RANK:  # a name of ours, never input: safe to write into SQL
         raise ValueError(f"not a music source: {source}")
+    if plays["source_key"].null_count():  # every reader keys its rows (not null in raw)
+        raise ValueError(f"{source} rows without a source_key")
     own_play_keys = ArrowStream(plays.select("_row", "source_key"))  # noqa: F841 (by name)
     return frame_of(
         _hasher().sql(
@@ -250,7 +253,7 @@ def _hasher() -> duckdb.DuckDBPyConnection:
     insert on the warehouse's connection, which it must not use (importers/parts.py)."""
     con = getattr(_local, "con", None)
     if con is None:
-        con = _local.con = duckdb.connect(config={"threads": 1})
+        con = _local.con = connect_duckdb(config={"threads": 1})
     return cast(duckdb.DuckDBPyConnection, con)
 
 

@@ -212,8 +212,9 @@ def _gather(
     (``_staged``), taken from the dict as they are used."""
     fresh: dict[str, pl.DataFrame] = {}
     for source in staging.music_sources:
-        # one source's batch at a time, kept only as its fresh rows (a first import's
-        # batch is the whole history, never read ahead)
+        # each batch kept only as its fresh rows; without ``batches``, one source's at a
+        # time (a first import's batch is the whole history). A part's batches read ahead
+        # are all its sources' at once: a part's rows at most (``Staging.plan_parts``)
         batch = batches.pop(source) if batches else staging.match_columns(source, part)
         known_keys = staging.stored_keys(source, batch)
         fresh[source], in_batch, already = dedupe.drop_known(batch, known_keys)

@@ -71,12 +71,14 @@ create table if not exists raw.import_files (
     imported_at timestamptz not null
 );
 
--- The play tables' text columns name their compression: without it DuckDB tries every
--- method on each column of each row group it writes, and the trying was a seventh of the
--- import's insert (docs/benchmarks.md, "The play tables' compression named"). The methods are
--- the ones DuckDB chose itself for most row groups at 3 and 10 million plays: FSST for the
--- hashes and the names that seldom repeat, dictionaries for the rest. A table made before
--- keeps choosing.
+-- The play tables' text columns whose values repeat (or never do) for any listener name
+-- their compression: without it DuckDB tries every method on each column of each row group
+-- it writes; naming them made the import's insert 7-8% shorter (docs/benchmarks.md, "The
+-- play tables' compression named"). FSST for the hashes and name keys, dictionaries for the
+-- few values of a device, a country, a reason. The names and ids of tracks, artists and
+-- albums repeat as much as a listener repeats them: DuckDB still chooses for those (a
+-- dictionary of ids heard once is three times FSST's size). A table made before keeps
+-- choosing for every column.
 create table if not exists raw.spotify_extended_history (
     -- md5(ts, spotify_track_uri, ms_played)
     source_key varchar not null using compression fsst,
@@ -84,15 +86,15 @@ create table if not exists raw.spotify_extended_history (
     play_id varchar using compression fsst,
     played_at timestamptz not null,   -- ts: end of play, UTC
     ms_played bigint not null,
-    track_uri varchar using compression dictionary,
-    track_id varchar using compression dictionary,
-    track_name varchar using compression fsst,
-    artist_name varchar using compression dictionary,
-    album_name varchar using compression dictionary,
+    track_uri varchar,
+    track_id varchar,
+    track_name varchar,
+    artist_name varchar,
+    album_name varchar,
     name_key varchar using compression fsst,
     platform varchar using compression dictionary,
     conn_country varchar using compression dictionary,
-    ip_addr varchar using compression dictionary,
+    ip_addr varchar,
     user_agent varchar using compression dictionary,
     username varchar using compression dictionary,
     reason_start varchar using compression dictionary,
@@ -113,8 +115,8 @@ create table if not exists raw.spotify_account_data (
     play_id varchar using compression fsst,
     played_at timestamptz not null,   -- endTime: end of play, UTC, minute precision
     ms_played bigint not null,
-    track_name varchar not null using compression fsst,
-    artist_name varchar not null using compression dictionary,
+    track_name varchar not null,
+    artist_name varchar not null,
     name_key varchar using compression fsst,
     file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
@@ -126,9 +128,9 @@ create table if not exists raw.lastfm_scrobbles (
     source_key varchar not null using compression fsst,
     play_id varchar using compression fsst,
     started_at timestamptz not null,  -- a scrobble's time is the start of play, UTC
-    track_name varchar not null using compression fsst,
-    artist_name varchar not null using compression dictionary,
-    album_name varchar using compression dictionary,
+    track_name varchar not null,
+    artist_name varchar not null,
+    album_name varchar,
     name_key varchar using compression fsst,
     file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
@@ -156,13 +158,12 @@ create table if not exists raw.listenbrainz_listens (
     played_at timestamptz,            -- end of play, when the listen says (ended_at)
     ms_played bigint,                 -- time heard, when the listen says
     duration_ms bigint,               -- the track's length
-    -- Spotify id (from spotify_id or origin_url)
-    track_id varchar using compression dictionary,
-    track_name varchar not null using compression fsst,
-    artist_name varchar not null using compression dictionary,
-    album_name varchar using compression dictionary,
+    track_id varchar,                 -- Spotify id (from spotify_id or origin_url)
+    track_name varchar not null,
+    artist_name varchar not null,
+    album_name varchar,
     name_key varchar using compression fsst,
-    recording_mbid varchar using compression dictionary,
+    recording_mbid varchar,
     -- the source a Music Tracker export named
     exported_source varchar using compression dictionary,
     platform varchar using compression dictionary,
@@ -181,18 +182,18 @@ create table if not exists raw.spotify_api_plays (
     source_key varchar not null using compression fsst,
     play_id varchar using compression fsst,
     played_at timestamptz not null,   -- end of play as the API reports it, UTC
-    track_id varchar not null using compression dictionary,
-    track_name varchar using compression fsst,
-    artist_id varchar using compression dictionary,
-    artist_name varchar using compression dictionary,
+    track_id varchar not null,
+    track_name varchar,
+    artist_id varchar,
+    artist_name varchar,
     artist_ids varchar[],
     artist_names varchar[],
-    album_id varchar using compression dictionary,
-    album_name varchar using compression dictionary,
+    album_id varchar,
+    album_name varchar,
     duration_ms bigint,
-    isrc varchar using compression dictionary,
+    isrc varchar,
     context_type varchar using compression dictionary,
-    context_uri varchar using compression dictionary,
+    context_uri varchar,
     name_key varchar using compression fsst,
     file_sha256 varchar not null using compression dictionary,
     file_row bigint not null,
@@ -238,10 +239,10 @@ create table if not exists raw.other_plays (
     content_type varchar not null using compression dictionary,
     played_at timestamptz not null,
     ms_played bigint not null,
-    show_name varchar using compression dictionary,
-    item_name varchar using compression fsst,
-    item_uri varchar using compression fsst,
-    author_name varchar using compression dictionary,
+    show_name varchar,
+    item_name varchar,
+    item_uri varchar,
+    author_name varchar,
     platform varchar using compression dictionary,
     conn_country varchar using compression dictionary,
     reason_start varchar using compression dictionary,
