@@ -4,6 +4,7 @@ figures cross-checked against the export files, the static report drawn in Chrom
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import textwrap
 from collections import Counter
@@ -426,6 +427,11 @@ def enriched(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Path:
     return data_dir
 
 
+# a table cell (or a one-row card's figure) whose text starts with a day
+_ISO_CELL = re.compile(r"<(?:td|dd)[^>]*>(?:<a [^>]*>)?\d{4}-\d{2}-\d{2}")
+_DAY_CELL = re.compile(r"<(?:td|dd)[^>]*>(?:<a [^>]*>)?\d{1,2} [A-Z][a-z]{2} \d{4}")
+
+
 def test_report_command_writes_every_dashboard(enriched: Path, cli: Cli) -> None:
     result = cli_json(cli, "report", "--data-dir", str(enriched))
     assert result["dashboards"] == 15
@@ -434,9 +440,14 @@ def test_report_command_writes_every_dashboard(enriched: Path, cli: Cli) -> None
     report = enriched / "report"
     assert (report / "index.html").is_file() and (report / "assets" / "vega.js").is_file()
     # nothing is fetched at view time: no remote script, style or data in any page
+    dated = 0
     for page in report.rglob("*.html"):
         text = page.read_text()
         assert "src='http" not in text and "href='http" not in text, page
+        # a table writes a day as the headers do ("4 Nov 2023"), never as ISO
+        assert not _ISO_CELL.search(text), (page, _ISO_CELL.search(text))
+        dated += len(_DAY_CELL.findall(text))
+    assert dated  # some table shows days: the check above can fail
     # masked names only: the seed's real names never reach a page
     masked = query(enriched, "select artist_name from dw.dim_artist where is_masked")
     assert not masked  # the shipped seed masks no one; the dbt unit tests pin the masking

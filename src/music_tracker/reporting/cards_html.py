@@ -36,8 +36,12 @@ def show(value: Any, digits: int | None = None) -> str:
     if isinstance(value, float | decimal.Decimal):
         text = f"{float(value):,.2f}".rstrip("0").rstrip(".")
         return "0" if text == "-0" else text
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
+    if isinstance(value, dt.datetime):  # as the headers write a day: "4 Nov 2023 14:05"
+        return f"{value.day} {value:%b %Y %H:%M}"
+    if isinstance(value, dt.date):
+        return f"{value.day} {value:%b %Y}"
+    if isinstance(value, dt.time):
+        return f"{value:%H:%M}"
     return str(value)
 
 
