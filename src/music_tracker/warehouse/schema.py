@@ -80,10 +80,8 @@ create table if not exists raw.import_files (
 -- dictionary of ids heard once is three times FSST's size). A table made before keeps
 -- choosing for every column.
 create table if not exists raw.spotify_extended_history (
-    -- md5(ts, spotify_track_uri, ms_played)
-    source_key varchar not null using compression fsst,
-    -- null when not a play (0 ms played)
-    play_id varchar using compression fsst,
+    source_key varchar not null using compression fsst,   -- md5(ts, spotify_track_uri, ms_played)
+    play_id varchar using compression fsst,   -- null when not a play (0 ms played)
     played_at timestamptz not null,   -- ts: end of play, UTC
     ms_played bigint not null,
     track_uri varchar,
@@ -124,8 +122,7 @@ create table if not exists raw.spotify_account_data (
 );
 
 create table if not exists raw.lastfm_scrobbles (
-    -- md5(date, artist, track)
-    source_key varchar not null using compression fsst,
+    source_key varchar not null using compression fsst,   -- md5(date, artist, track)
     play_id varchar using compression fsst,
     started_at timestamptz not null,  -- a scrobble's time is the start of play, UTC
     track_name varchar not null,
@@ -178,8 +175,7 @@ create table if not exists raw.listenbrainz_listens (
 );
 
 create table if not exists raw.spotify_api_plays (
-    -- md5(played_at, track.id)
-    source_key varchar not null using compression fsst,
+    source_key varchar not null using compression fsst,   -- md5(played_at, track.id)
     play_id varchar using compression fsst,
     played_at timestamptz not null,   -- end of play as the API reports it, UTC
     track_id varchar not null,
@@ -235,8 +231,7 @@ create table if not exists raw.podcast_decisions (
 create table if not exists raw.other_plays (
     source_key varchar not null using compression fsst,
     source varchar not null using compression dictionary,
-    -- podcast, audiobook, video
-    content_type varchar not null using compression dictionary,
+    content_type varchar not null using compression dictionary,   -- podcast, audiobook, video
     played_at timestamptz not null,
     ms_played bigint not null,
     show_name varchar,
