@@ -226,13 +226,10 @@ def assign_plays(
 
 
 def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
-    """md5(source:source_key): stable across library versions, unlike Polars' hash.
-
-    Hashed by DuckDB, in a database of this thread's own (``_hasher``): 0.021 s per 80,000
-    keys against 0.050 for Python's ``hashlib`` one key at a time, which was a quarter of
-    matching a part of a large import (docs/benchmarks.md, "The play tables' compression
-    named"). The source is written into the query: as a parameter it took twice as long.
-    """
+    """md5(source:source_key): stable across library versions, unlike Polars' hash. By
+    DuckDB (``_hasher``): 0.021 s per 80,000 keys against 0.050 for ``hashlib`` a key at a
+    time, a quarter of matching a part of a large import; the source as a parameter took
+    twice as long (docs/benchmarks.md, "The play tables' compression named")."""
     if source not in SOURCE_RANK:  # a name of ours, never input: safe to write into SQL
         raise ValueError(f"not a music source: {source}")
     if plays["source_key"].null_count():  # every reader keys its rows (not null in raw)
@@ -245,16 +242,15 @@ def _own_play_ids(source: str, plays: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-_local = threading.local()
+_local = threading.local()  # each thread's own in-memory DuckDB (``_hasher``)
 
 
 def _hasher() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB of this thread's own, on one thread: ``regroup`` runs beside an
-    insert on the warehouse's connection, which it must not use (importers/parts.py)."""
-    con = getattr(_local, "con", None)
-    if con is None:
-        con = _local.con = connect_duckdb(config={"threads": 1})
-    return cast(duckdb.DuckDBPyConnection, con)
+    """An in-memory DuckDB, one thread: ``regroup`` runs beside an insert on the warehouse's
+    connection, which it must not use (importers/parts.py)."""
+    if getattr(_local, "con", None) is None:
+        _local.con = connect_duckdb(config={"threads": 1})
+    return cast(duckdb.DuckDBPyConnection, _local.con)
 
 
 # a candidate pair: the fresh row, the play, its distance (microseconds), and the play's
