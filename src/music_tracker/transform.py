@@ -530,7 +530,9 @@ def _dbt_build(
 
 def _held_elsewhere(outcome: dbtRunnerResult) -> bool:
     """Whether dbt could not open the warehouse because another process holds it."""
-    return outcome.exception is not None and "Could not set lock" in str(outcome.exception)
+    from music_tracker import warehouse
+
+    return outcome.exception is not None and warehouse.held_by_another(outcome.exception)
 
 
 def write_manifest(settings: Settings) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -134,6 +134,13 @@ class WarehouseBusy(Exception):
 
 
 _LOCK_HELD = "Could not set lock"
+
+
+def held_by_another(exc: BaseException) -> bool:
+    """Whether DuckDB's error says another process holds the file's lock."""
+    return _LOCK_HELD in str(exc)
+
+
 # what DuckDB says of a file it cannot read as a database: cut short, overwritten
 _DAMAGED = ("Could not read enough bytes", "not a valid DuckDB database file", "Corrupt database")
 
@@ -154,15 +161,14 @@ def damaged(path: Path, exc: BaseException) -> WarehouseDamaged | None:
 def turn(path: Path, *, read_only: bool, wait_s: float, what: str = "") -> Iterator[None]:
     """This process's turn at the warehouse (``lock.warehouse_lock``): a reader's, beside
     other readers, or a writer's, alone; WarehouseBusy after ``wait_s``, naming the writer."""
-    try:
-        lock = warehouse_lock(path, exclusive=not read_only, wait_s=wait_s, what=what)
-        lock.__enter__()
-    except WarehouseLocked as exc:
-        raise WarehouseBusy(str(exc)) from None
-    try:
+    with ExitStack() as held:
+        try:
+            held.enter_context(
+                warehouse_lock(path, exclusive=not read_only, wait_s=wait_s, what=what)
+            )
+        except WarehouseLocked as exc:  # the block's own errors are not the lock's
+            raise WarehouseBusy(str(exc)) from None
         yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _connect(
@@ -179,7 +185,7 @@ def _connect(
         except duckdb.IOException as exc:
             if (damage := damaged(path, exc)) is not None:
                 raise damage from None
-            if _LOCK_HELD not in str(exc):
+            if not held_by_another(exc):
                 raise
             if time.monotonic() >= deadline:
                 raise busy_by_another_program(path, exc, wait_s) from None
