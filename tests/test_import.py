@@ -783,3 +783,62 @@ def test_cached_table_blocks_go_and_the_memory_cap_stays(tmp_path: Path, limit: 
             warehouse.drop_cached_blocks(con, limit)
             assert cached_mb() <= 16  # what DuckDB's other memory and 16 MiB leave room for
             assert con.execute("select current_setting('memory_limit')").fetchone() == (configured,)
+
+
+def test_rows_are_stored_under_a_share_of_the_cap_then_the_cap_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The matching of the next part runs beside each part's insert, in the same process:
+    DuckDB stores the rows under three quarters of its cap (``STORING_SHARE``), and every
+    insert of the import sees that cap, part after part (``drop_cached_blocks`` sets back
+    the lower one, not the configured). At 10 million plays: 345-347 MiB against 361-369."""
+    from music_tracker.importers import staging
+    from music_tracker.importers.run import STORING_SHARE, ImportOptions, run_import
+    from music_tracker.settings import Settings
+
+    seen: list[str] = []
+
+    def cap_of(con: duckdb.DuckDBPyConnection) -> str:
+        (cap,) = con.execute("select current_setting('memory_limit')").fetchone()  # type: ignore[misc]
+        return str(cap)
+
+    store_music, store_other = staging.Staging.store_music, staging.Staging.store_other
+
+    def store_music_and_look(self: staging.Staging, *args: object, **kwargs: object) -> None:
+        seen.append(cap_of(self.con))
+        store_music(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def store_other_and_look(self: staging.Staging, now: datetime) -> object:
+        seen.append(cap_of(self.con))
+        return store_other(self, now)
+
+    monkeypatch.setattr(staging.Staging, "store_music", store_music_and_look)
+    monkeypatch.setattr(staging.Staging, "store_other", store_other_and_look)
+    _wide_extended_history(tmp_path / "export", files=3, rows_per_file=5_000)
+    run_import(
+        Settings(data_dir=tmp_path / "data", duckdb_memory_limit="200MB"),
+        [EXTENDED_DIR, tmp_path / "export"],
+        ImportOptions(part_rows=4_000),
+    )
+    lower = f"{int(200 * 10**6 * STORING_SHARE) // 2**20}.0 MiB"  # three quarters: 143.0
+    assert len(seen) > 5 and set(seen) == {lower}, seen
+
+
+@pytest.mark.parametrize("limit", ["200MB", "2000TB"])
+def test_the_lower_cap_is_lifted_after_its_block_and_after_an_error(
+    tmp_path: Path, limit: str
+) -> None:
+    """``warehouse.capped`` sets back the cap as configured (not DuckDB's rounded display
+    of it), after the block and after an error in it, which goes on as it was."""
+    from music_tracker import warehouse
+
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        con.execute("set memory_limit = $limit", {"limit": limit})
+        (configured,) = con.execute("select current_setting('memory_limit')").fetchone()  # type: ignore[misc]
+        with warehouse.capped(con, 0.5, limit) as lower:
+            assert con.execute("select current_setting('memory_limit')").fetchone() != (configured,)
+            assert lower.endswith(" MiB")
+        assert con.execute("select current_setting('memory_limit')").fetchone() == (configured,)
+        with pytest.raises(duckdb.CatalogException), warehouse.capped(con, 0.5, limit):
+            con.execute("select * from no_such_table")
+        assert con.execute("select current_setting('memory_limit')").fetchone() == (configured,)

@@ -225,7 +225,12 @@ def _import(
                 return summary
             if progress:
                 progress("storing")
-            with warehouse.transaction(con):
+            # the matching of the next part runs beside each part's insert, in this
+            # process: DuckDB's share of the cap keeps room for it (``STORING_SHARE``)
+            with (
+                warehouse.capped(con, STORING_SHARE, settings.duckdb_memory_limit) as cap,
+                warehouse.transaction(con),
+            ):
                 now = datetime.now(UTC)
                 # each file's private copy, parsed for its rows, renamed into its place
                 landed = [
@@ -238,8 +243,7 @@ def _import(
                 # imported first; the de-duplication rules give the same plays either way
                 parts_.store_parts(
                     con, staging, first, now, parts=parts, tolerances=tolerances,
-                    summary=summary, progress=progress,
-                    memory_limit=settings.duckdb_memory_limit,
+                    summary=summary, progress=progress, memory_limit=cap,
                 )  # fmt: skip
                 other = staging.store_other(now)
                 summary.other_content.update(other.new_by_type)
@@ -373,6 +377,12 @@ def _read_all(
 # Two files parse at once where the cap holds two of DuckDB's JSON buffers (32 MiB each):
 # 2 million plays in 33.3 s against 39.2 s, same peak (docs/benchmarks.md, fifth step).
 _TWO_READERS_FROM = 128 * 10**6
+# DuckDB's share of its cap while the rows are stored. DuckDB fills its cap with the blocks
+# it has written (on disk already) before it evicts any, and the matching beside each insert
+# holds 60-80 MB of Polars' at a time: at 10 million plays the import peaked at 361-369 MiB
+# under the whole 128 MB, 345-347 MiB under three quarters of it, in the same time
+# (docs/benchmarks.md, "DuckDB's share while the rows are stored"); half of it no lower.
+STORING_SHARE = 0.75
 
 
 @contextmanager

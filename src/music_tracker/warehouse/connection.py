@@ -14,6 +14,7 @@ import duckdb
 from music_tracker import interrupts
 from music_tracker.connections import connect_duckdb
 from music_tracker.lock import WarehouseDamaged, WarehouseLocked, warehouse_lock
+from music_tracker.settings import memory_bytes
 from music_tracker.warehouse.schema import (
     DDL,
     RAW_SCHEMA_VERSION,
@@ -112,6 +113,24 @@ def drop_cached_blocks(con: duckdb.DuckDBPyConnection, memory_limit: str) -> Non
     if cached < _CACHED_WORTH_DROPPING:
         return
     con.execute(f"set memory_limit = '{int(other) // 2**20 + 16} MiB'")
+    con.execute("set memory_limit = $limit", {"limit": memory_limit})
+
+
+@contextmanager
+def capped(con: duckdb.DuckDBPyConnection, share: float, memory_limit: str) -> Iterator[str]:
+    """DuckDB's cap at ``share`` of ``memory_limit`` (the connection's own cap as
+    configured) during the block, which gets the lower cap as text; ``memory_limit`` again
+    after it. For work that holds memory of its own beside DuckDB's: DuckDB fills its cap
+    with the table blocks it has written or read (on disk already) before it evicts any."""
+    lower = f"{int(memory_bytes(memory_limit) * share) // 2**20} MiB"
+    con.execute("set memory_limit = $limit", {"limit": lower})
+    try:
+        yield lower
+    except BaseException:
+        # a connection that failed is closed after this: its own error is the one to tell
+        with suppress(duckdb.Error):
+            con.execute("set memory_limit = $limit", {"limit": memory_limit})
+        raise
     con.execute("set memory_limit = $limit", {"limit": memory_limit})
 
 
