@@ -785,7 +785,7 @@ def test_cached_table_blocks_go_and_the_memory_cap_stays(tmp_path: Path, limit: 
             assert con.execute("select current_setting('memory_limit')").fetchone() == (configured,)
 
 
-def test_rows_are_stored_under_a_share_of_the_cap_then_the_cap_is_whole(
+def test_rows_are_stored_under_a_share_of_the_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The matching of the next part runs beside each part's insert, in the same process:

@@ -122,7 +122,7 @@ def capped(con: duckdb.DuckDBPyConnection, share: float, memory_limit: str) -> I
     configured) during the block, which gets the lower cap as text; ``memory_limit`` again
     after it. For work that holds memory of its own beside DuckDB's: DuckDB fills its cap
     with the table blocks it has written or read (on disk already) before it evicts any."""
-    lower = f"{int(memory_bytes(memory_limit) * share) // 2**20} MiB"
+    lower = f"{max(int(memory_bytes(memory_limit) * share) // 2**20, 1)} MiB"
     con.execute("set memory_limit = $limit", {"limit": lower})
     try:
         yield lower
