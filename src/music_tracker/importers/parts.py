@@ -92,7 +92,7 @@ def store_parts(
 ) -> None:
     """Store part 0 (``first``, matched before) and match and store the parts after it,
     each part's insert beside the next part's matching where it can (module docstring).
-    ``memory_limit``: the connection's DuckDB cap as configured."""
+    ``memory_limit``: the connection's DuckDB cap in force (``warehouse.capped``'s)."""
     assigned = first
     # the plays the parts made that the next part's matching can reach (a day's, at most)
     made = _reachable([first.made], staging, 1)

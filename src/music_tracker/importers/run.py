@@ -380,7 +380,7 @@ _TWO_READERS_FROM = 128 * 10**6
 # DuckDB's share of its cap while the rows are stored. DuckDB fills its cap with the blocks
 # it has written (on disk already) before it evicts any, and the matching beside each insert
 # holds 60-80 MB of Polars' at a time: at 10 million plays the import peaked at 361-369 MiB
-# under the whole 128 MB, 345-347 MiB under three quarters of it, in the same time
+# under the whole 128 MB, 342-347 MiB under three quarters of it, in the same time
 # (docs/benchmarks.md, "DuckDB's share while the rows are stored"); half of it no lower.
 STORING_SHARE = 0.75
 

@@ -99,8 +99,9 @@ def drop_cached_blocks(con: duckdb.DuckDBPyConnection, memory_limit: str) -> Non
     which the next part's matching stacked on (1.5 million plays: 270 MB resident after
     a part's insert, 240 without them). DuckDB evicts such blocks first when its cap is
     lowered: the cap is lowered to what its other memory holds and 16 MiB, then set back
-    to ``memory_limit``, the connection's own cap as configured (DuckDB shows its cap
-    rounded, and cannot read back some of the units it shows).
+    to ``memory_limit``, the connection's cap in force as it was set (``capped``'s while
+    an import stores; DuckDB shows its cap rounded, and cannot read back some of the
+    units it shows).
 
     Between statements nothing else is pinned, so the lower cap is always reached. Were it
     not, DuckDB's error says so, and the transaction it aborted is not used again here.
