@@ -375,6 +375,33 @@ def test_minutes_of_the_last_24_hours_match_the_export_files(built: Path) -> Non
     assert artists["distinct_artists"] == len({artist for artist, _ in window})
 
 
+def test_the_24_hours_shown_across_a_change_of_the_clock(built: Path, tmp_path: Path) -> None:
+    """The 24 hours shown are the 24 real hours the figures count, also when the clocks
+    went back in them (Denver, 3 Nov 2024 at 02:00): From is 13:00 the day before, not
+    the newest play's 12:00 less 24 hours (helper-71)."""
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(built / "warehouse.duckdb", copy)
+    newest = datetime(2024, 11, 3, 19, tzinfo=UTC)  # 12:00 in Denver, after the change
+    with duckdb.connect(str(copy)) as con:
+        con.execute(
+            "insert into dw.fact_track_played"
+            " select fact.* replace ('dst-' || n as play_sid, ts as played_at,"
+            "  ts - interval 3 minute as started_at,"
+            "  timezone('America/Denver', ts) as played_at_local)"
+            " from (select * from dw.fact_track_played limit 1) as fact"
+            " cross join (select range as n, $newest - range * interval 30 minute as ts"
+            "  from range(50))",
+            {"newest": newest},
+        )
+        dashboard = next(d for d in load_dashboards() if d.slug == "artists-last-24-hours")
+        card = next(c for c in dashboard.cards if c.name == "period")
+        _, [(period_from, period_to)] = run_card(con, card, {})
+    assert period_to == datetime(2024, 11, 3, 12)
+    start = (newest - timedelta(hours=24)).astimezone(DENVER)
+    assert start.utcoffset() != newest.astimezone(DENVER).utcoffset()  # the clock changed
+    assert period_from == start.replace(tzinfo=None) == datetime(2024, 11, 2, 13)
+
+
 def test_the_longest_session_starts_when_its_first_play_began(built: Path) -> None:
     """Behaviour's longest sessions: Started is the local time the session's first play
     began (it was that play's end, a few minutes late: helper-71); sessions are plays whose
