@@ -402,6 +402,28 @@ def test_the_24_hours_shown_across_a_change_of_the_clock(built: Path, tmp_path: 
     assert period_from == start.replace(tzinfo=None) == datetime(2024, 11, 2, 13)
 
 
+def test_the_longest_session_starts_when_its_first_play_began(built: Path) -> None:
+    """Behaviour's longest sessions: Started is the local time the session's first play
+    began (it was that play's end, a few minutes late: helper-71; the model converts the
+    start itself, so a change of the clock in between cannot shift it: helper-73);
+    sessions are plays whose start is less than 30 minutes after the end of the play
+    before, as the model counts."""
+    sessions: list[list[tuple[datetime, datetime]]] = []
+    previous_end: datetime | None = None
+    for end, _, ms in sorted(_export_plays()):
+        start = end - timedelta(milliseconds=ms)
+        if previous_end is not None and start - previous_end < timedelta(minutes=30):
+            sessions[-1].append((start, end))
+        else:
+            sessions.append([(start, end)])
+        previous_end = end
+    longest = max(sessions, key=lambda s: max(e for _, e in s) - min(b for b, _ in s))
+    first_start = min(b for b, _ in longest)
+    row = _card_rows(built, "behaviour", "longest_sessions", {"year": None})[0]
+    assert row["plays"] == len(longest)
+    assert row["started_local"] == first_start.astimezone(DENVER).replace(tzinfo=None)
+
+
 # -- the static report in a browser -----------------------------------------------------
 
 

@@ -69,7 +69,9 @@ final as (
         min(numbered.date_sid) as date_sid,
         min(numbered.started_at) as started_at,
         max(numbered.played_at) as ended_at,
-        min(numbered.played_at_local) as first_play_ended_local,
+        {{ to_local('min(numbered.started_at)') }} as started_local,
+        -- the earliest play's: after the clocks go back a later play can end earlier, locally
+        arg_min(numbered.played_at_local, numbered.played_at) as first_play_ended_local,
         min(numbered.played_at) as first_played_at,
         count(*) as tracks_played,
         cast(sum(coalesce(numbered.ms_played, 0)) as bigint) as ms_played,
