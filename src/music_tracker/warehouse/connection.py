@@ -113,7 +113,11 @@ def drop_cached_blocks(con: duckdb.DuckDBPyConnection, memory_limit: str) -> Non
     ).fetchone()  # type: ignore[misc]
     if cached < _CACHED_WORTH_DROPPING:
         return
-    con.execute(f"set memory_limit = '{int(other) // 2**20 + 16} MiB'")
+    _set_cap(con, f"{int(other) // 2**20 + 16} MiB")
+    _set_cap(con, memory_limit)
+
+
+def _set_cap(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
     con.execute("set memory_limit = $limit", {"limit": memory_limit})
 
 
@@ -124,15 +128,15 @@ def capped(con: duckdb.DuckDBPyConnection, share: float, memory_limit: str) -> I
     after it. For work that holds memory of its own beside DuckDB's: DuckDB fills its cap
     with the table blocks it has written or read (on disk already) before it evicts any."""
     lower = f"{max(int(memory_bytes(memory_limit) * share) // 2**20, 1)} MiB"
-    con.execute("set memory_limit = $limit", {"limit": lower})
+    _set_cap(con, lower)
     try:
         yield lower
     except BaseException:
         # a connection that failed is closed after this: its own error is the one to tell
         with suppress(duckdb.Error):
-            con.execute("set memory_limit = $limit", {"limit": memory_limit})
+            _set_cap(con, memory_limit)
         raise
-    con.execute("set memory_limit = $limit", {"limit": memory_limit})
+    _set_cap(con, memory_limit)
 
 
 def uncached_files(con: duckdb.DuckDBPyConnection) -> None:
