@@ -569,7 +569,13 @@ def _invoke(
     """dbt's ``args`` (the command first) in this process, on the settings' project
     target and log folder, with our log callback after ``callbacks``."""
     from dbt.cli.main import dbtRunner
+    from dbt_common.events.event_manager_client import cleanup_event_logger
 
+    # the logger dbt sets up on its import prints its first moments' events (before it
+    # reads these arguments) to the stdout of then, past _dbt_output: Ctrl+C in those
+    # moments printed "Encountered an error" and a stack trace. Without it, what fails
+    # there comes back in the outcome, which the command tells
+    cleanup_event_logger()
     logs = _log_folder(settings)  # resolved before _environment changes the directory
     command, *rest = args
     full = [
