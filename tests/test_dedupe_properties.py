@@ -30,7 +30,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -528,18 +527,19 @@ def _raw_music(data_dir: Path) -> dict[str, list[tuple[object, ...]]]:
         }
 
 
-def test_a_part_stored_beside_the_next_ones_matching_stores_the_same(
+def test_parts_matched_beside_the_inserts_store_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """importers/parts.py: a part's rows from a day before the next part's first day are
-    stored first, and its other rows on a thread of their own while the next part is
-    matched. Five messy evenings across month ends: the first three evenings' scrobbles and
-    account data stored first (the extended history then moves some of their rows to other
-    plays), then every evening's extended history and scrobbles, and the API's first
-    evening, in parts of 50 rows, whole days each (the parts the API reaches are stored
-    whole first). Stored as when every part is stored whole before the next is matched: the
-    same rows, plays and moves; had the parts' edges not been stored first, some plays
-    across a part's first day would differ."""
+    """importers/parts.py: each part is inserted on a thread of its own while the next
+    parts are matched, and those read the warehouse as it was before the import and what
+    the parts before them stored from memory. Five messy evenings across month ends: the
+    first three evenings' scrobbles and account data stored first (the extended history
+    then moves some of their rows to other plays), then every evening's extended history
+    and scrobbles, and the API's first evening, in parts of 50 rows, whole days each (the
+    parts the API reaches wait for the inserts and read the import's connection). Stored
+    as when every part is stored before the next is matched: the same rows, plays and
+    moves. The rows held in memory matter: without them, or without the moves, plays
+    across a part's first day differ."""
     from music_tracker.importers import parts
 
     rng = random.Random(31)
@@ -558,26 +558,27 @@ def test_a_part_stored_beside_the_next_ones_matching_stores_the_same(
         listener.write_records(source, history, later / source)
     listener.write_records(dedupe.API, evenings[0], later / dedupe.API)
 
-    beside: list[int] = []
-    insert = parts._insert
+    beside: list[str] = []
+    gather = parts._gather
 
-    def noted_insert(staging, rows, *args):  # type: ignore[no-untyped-def]
-        if threading.current_thread() is not threading.main_thread():
-            beside.append(sum(frame.height for frame in rows.values()))
-        insert(staging, rows, *args)
+    def noted_gather(reads, *args):  # type: ignore[no-untyped-def]
+        beside.append(type(reads).__name__)
+        return gather(reads, *args)
 
-    monkeypatch.setattr(parts, "_insert", noted_insert)
+    monkeypatch.setattr(parts, "_gather", noted_gather)
     results = {}
     for way in ("beside", "one after the other"):
         if way != "beside":
-            monkeypatch.setattr(parts, "_reads_only_the_edge", lambda *_: False)
+            monkeypatch.setattr(parts, "_overlaps", lambda *_: False)
         data_dir = tmp_path / way.replace(" ", "-")
         settings = Settings(data_dir=data_dir)
         run_import(settings, [first])
+        beside.clear()
         summary = run_import(settings, [later], ImportOptions(part_rows=50))
         results[way] = (_raw_music(data_dir), summary.as_dict() | {"run_id": None})
         if way == "beside":
-            assert len(beside) >= 3 and min(beside) > 0, beside  # the overlap ran
+            assert beside.count("_Beside") >= 3, beside  # the overlap ran
+            assert "_Stored" in beside[1:], beside  # and a part with API rows waited
             assert results[way][1]["duplicates"]["same_play_from_other_source"] > 0
     assert results["beside"] == results["one after the other"]
     assert results["beside"][0]["raw.play_id_overrides"], "no stored play moved: a weak test"

@@ -5,22 +5,26 @@ against what the parts before it stored in the import's transaction, as if they 
 imported first: the de-duplication rules give the same plays either way.
 
 A part is matched (Polars, ``dedupe.regroup``) and stored (DuckDB's insert, one thread)
-in about equal times. The two overlap: what part k+1's matching reads of the parts before
-it lies at most ``EDGE`` before its first day (the stored rows of its window, and the
-natural keys within a day), so part k's rows from then on and its moves of stored rows
-are stored first, part k+1's stored rows are read, and the rest of part k is inserted on
-a thread of its own while part k+1 is matched. Track lengths come from API rows, and a
-part with API rows reads stored plays anywhere in the history (``_windows_of_stale_
-scrobbles``): when part k or part k+1 holds any, part k is stored whole before part k+1
-reads anything, as without the overlap.
+in about equal times, so the two overlap: the parts' inserts run in order on a thread of
+their own (``_Inserts``) while the next parts are matched. That matching cannot read the
+import's connection, which is inserting. It reads the warehouse as it was before the
+import through a second connection (``warehouse.committed_view``), and what this import's
+parts stored from memory (``_Beside``): their rows within its windows (which begin at
+most ``EDGE`` before its first day), the stored rows they moved to another play, and the
+track lengths their API rows told. A part with
+API rows reads stored plays anywhere in the history (``_windows_of_stale_scrobbles``): it
+waits for the inserts before it and reads the import's connection.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -37,10 +41,13 @@ from music_tracker.importers.summary import NOT_A_PLAY, ImportSummary
 # track, and keep a poll's window small.
 MATCH_WINDOW = timedelta(hours=3)
 # How far before a part's first day its matching reads stored rows: the match window
-# (``warehouse.linked_rows``, widened by the longest play, at most to here) and a day
-# (``warehouse.stored_keys``)
+# (``warehouse.linked_rows``, widened by the longest play, at most to here)
 EDGE = max(MATCH_WINDOW, timedelta(days=1))
-_TIME = "_time"  # an assigned row's time, which tells the part's edge from the rest
+_TIME = "_time"  # an assigned row's time
+# How many parts' inserts wait or run at once: the matching goes on while one part is
+# inserted and the next waits, so that a part matched quickly after a slow insert does not
+# hold the matching up. A part's choices (its rows' numbers and plays) are a few MB.
+_QUEUED = 2
 
 
 @dataclass
@@ -53,6 +60,11 @@ class Assigned:
     # the plays this part made (``play_id``, ``source``, ``_time``): a later part that
     # absorbs one of them into another play undoes its count (``_match``)
     made: pl.DataFrame | None = None
+    # its rows within the next part's reach, as ``warehouse.linked_rows`` reads them
+    # (``play_id``, ``source_key``, the matching columns), and the track lengths its API
+    # rows tell (``track_id``, ``duration_ms``): what ``_Beside`` holds of it
+    reached: dict[str, pl.DataFrame] = field(default_factory=dict)
+    lengths: pl.DataFrame | None = None
 
 
 @dataclass
@@ -65,6 +77,164 @@ class _Gathered:
     durations: pl.DataFrame
 
 
+class _Stored:
+    """What a part's matching reads of the stored rows, through the import's connection:
+    every row stored so far, this import's included."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
+        return warehouse.stored_keys(self.con, source, batch)
+
+    def linked_rows(self, source: str, start: datetime, end: datetime) -> pl.DataFrame:
+        return warehouse.linked_rows(self.con, source, start, end)
+
+    def durations(self) -> pl.DataFrame:
+        return warehouse.track_durations(self.con)
+
+    def scrobbled_extended_rows(self, track_ids: pl.Series) -> pl.DataFrame:
+        return warehouse.scrobbled_extended_rows(self.con, track_ids)
+
+
+class _Beside(_Stored):
+    """The same, read beside the inserts: the warehouse as it was before the import
+    (``view``, ``warehouse.committed_view``) and what the parts before stored, held here
+    (``add``). ``lock`` is held while the view reads: an insert lowers DuckDB's cap after
+    it (``warehouse.drop_cached_blocks``), to what DuckDB then holds, not at once with it."""
+
+    def __init__(self, view: duckdb.DuckDBPyConnection, lock: threading.Lock) -> None:
+        super().__init__(view)
+        self.lock = lock
+        self.rows: dict[str, pl.DataFrame] = {}
+        self.moves = pl.DataFrame(
+            schema={"source": pl.String, "source_key": pl.String, "play_id": pl.String}
+        )
+        self.lengths: pl.DataFrame | None = None
+
+    def add(self, assigned: Assigned, reach: datetime) -> None:
+        """A part is stored (or waits to be): keep its rows from ``reach`` on (the next
+        part's), its moves and its tracks' lengths."""
+        for source, rows in assigned.reached.items():
+            if source in self.rows:
+                rows = pl.concat([self.rows[source], rows], how="vertical_relaxed")
+            self.rows[source] = rows
+        for source, rows in self.rows.items():
+            time = pl.col(warehouse.TIME_COLUMN[source])
+            self.rows[source] = rows.filter(time.is_null() | (time >= reach))
+        if assigned.overrides.height:  # a row moved again keeps its last move
+            moves = pl.concat([self.moves, assigned.overrides.select(self.moves.columns)])
+            self.moves = moves.unique(["source", "source_key"], keep="last", maintain_order=True)
+        if assigned.lengths is not None:
+            lengths = assigned.lengths
+            if self.lengths is not None:
+                lengths = pl.concat([self.lengths, lengths]).unique("track_id", keep="first")
+            self.lengths = lengths
+
+    def keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
+        # only stored before the import: a natural key holds the fields its row's time is
+        # read from, so the rows of one key lie in one part, never in the parts before
+        with self.lock:
+            return super().keys(source, batch)
+
+    def linked_rows(self, source: str, start: datetime, end: datetime) -> pl.DataFrame:
+        with self.lock:
+            rows = super().linked_rows(source, start, end)
+        held = self.rows.get(source)
+        if held is not None and held.height:
+            held = held.filter(
+                pl.col(warehouse.TIME_COLUMN[source]).is_between(start, end)
+                & pl.col("play_id").is_not_null()
+            )
+            rows = pl.concat([rows, held.select(rows.columns).cast(rows.schema)])
+        moves = self.moves.filter(pl.col("source") == source)
+        if moves.height and rows.height:
+            rows = (
+                rows.join(
+                    moves.select("source_key", pl.col("play_id").alias("_moved")),
+                    on="source_key",
+                    how="left",
+                    maintain_order="left",
+                )
+                .with_columns(play_id=pl.coalesce("_moved", "play_id"))
+                .drop("_moved")
+            )
+        return rows
+
+    def durations(self) -> pl.DataFrame:
+        # stored tracks' lengths first, as ``warehouse.track_durations`` ranks them
+        with self.lock:
+            known = super().durations()
+        if self.lengths is None:
+            return known
+        held = self.lengths.cast(known.schema)
+        return pl.concat([known, held]).unique("track_id", keep="first", maintain_order=True)
+
+    def scrobbled_extended_rows(self, track_ids: pl.Series) -> pl.DataFrame:
+        raise AssertionError("a part with API rows reads the import's connection (_overlaps)")
+
+
+class _Inserts:
+    """The parts' inserts (``store``), in order, on a thread of their own, at most
+    ``_QUEUED`` waiting or running."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        staging: Staging,
+        now: datetime,
+        memory_limit: str,
+        thread: ThreadPoolExecutor,
+    ) -> None:
+        self.con, self.staging, self.now, self.memory_limit = con, staging, now, memory_limit
+        self.thread = thread
+        self.lock = threading.Lock()  # see ``_Beside``
+        self.queued: deque[Future[None]] = deque()
+
+    def put(self, assigned: Assigned, part: int) -> None:
+        """Insert ``part`` after those before it (its error is raised by a later call)."""
+        while len(self.queued) >= _QUEUED:
+            self.queued.popleft().result()
+        store_part = functools.partial(
+            store, self.con, self.staging, assigned, self.now, part=part,
+            memory_limit=self.memory_limit, cap_lock=self.lock,
+        )  # fmt: skip
+        self.queued.append(self.thread.submit(store_part))
+
+    def drain(self) -> None:
+        """Wait for every insert; the first that failed raises its error."""
+        while self.queued:
+            self.queued.popleft().result()
+
+    def stop(self) -> None:
+        """Interrupt the insert running and drop those waiting; return when none runs (a
+        second Ctrl+C holds until then): the transaction is rolled back after it, never
+        beside it."""
+        for future in self.queued:
+            future.cancel()
+        self.con.interrupt()
+        with interrupts.held():
+            wait(self.queued)
+
+
+@contextmanager
+def _inserting(
+    con: duckdb.DuckDBPyConnection, staging: Staging, now: datetime, memory_limit: str
+) -> Iterator[_Inserts]:
+    """``_Inserts`` for the block, every insert done after it. Should the block or an
+    insert fail, or Ctrl+C come, the inserts are stopped before the error goes on."""
+    # one thread for every part's insert: a new thread per part took about 40 MB more at
+    # the peak (1.5 million plays), its allocations in arenas of their own
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-insert") as thread:
+        inserts = _Inserts(con, staging, now, memory_limit, thread)
+        try:
+            yield inserts
+            inserts.drain()
+        except BaseException:
+            inserts.stop()
+            raise
+
+
 def assign(
     con: duckdb.DuckDBPyConnection,
     staging: Staging,
@@ -75,7 +245,8 @@ def assign(
 ) -> Assigned:
     """Apply the de-duplication rules to one part of the staged rows: rule 1 per source,
     then rule 2 over the part's window."""
-    return _match(_gather(con, staging, summary, part), tolerances, summary, None)
+    gathered = _gather(_Stored(con), staging, summary, part)
+    return _match(gathered, tolerances, summary, None, _reach(staging, part + 1))
 
 
 def store_parts(
@@ -91,39 +262,36 @@ def store_parts(
     memory_limit: str,
 ) -> None:
     """Store part 0 (``first``, matched before) and match and store the parts after it,
-    each part's insert beside the next part's matching where it can (module docstring).
-    ``memory_limit``: the connection's DuckDB cap in force (``warehouse.capped``'s)."""
+    the inserts beside the matching (module docstring). ``memory_limit``: the
+    connection's DuckDB cap in force (``warehouse.capped``'s)."""
+    if parts == 1:
+        store(con, staging, first, now, part=0, memory_limit=memory_limit)
+        return
     assigned = first
     # the plays the parts made that the next part's matching can reach (a day's, at most)
     made = _reachable([first.made], staging, 1)
-    batches = _staged(staging, 1) if parts > 1 else {}
-    # one thread for every part's insert: a new thread per part took about 40 MB more at
-    # the peak (1.5 million plays), its allocations in arenas of their own
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-insert") as inserter:
+    batches = _staged(staging, 1)
+    with (
+        _inserting(con, staging, now, memory_limit) as inserts,
+        warehouse.committed_view(con) as view,
+    ):
+        beside = _Beside(view, inserts.lock)
         for part in range(1, parts):
             if progress:
                 progress(f"de-duplicating and storing part {part + 1} of {parts}")
-            rest: dict[str, pl.DataFrame] = {}
-            if _reads_only_the_edge(staging, assigned, part):
-                edge, rest = _split(assigned, cast(datetime, staging.part_start(part)) - EDGE)
-                store(con, staging, edge, now, part=part - 1, memory_limit=memory_limit)
-            else:
-                store(con, staging, assigned, now, part=part - 1, memory_limit=memory_limit)
-            gathered = _gather(con, staging, summary, part, batches)
-            insert_rest = (
-                (lambda p=part - 1, r=rest: _insert(staging, r, now, p, memory_limit))
-                if rest
-                else None
-            )
-            with _beside(con, inserter, insert_rest):
-                assigned = _match(gathered, tolerances, summary, made)
-                del gathered
-                # the next part's staged rows, read while the insert still runs (the
-                # matching was the shorter of the two for most parts at 10 million plays)
-                batches = _staged(staging, part + 1) if part + 1 < parts else {}
+            beside.add(assigned, cast(datetime, _reach(staging, part)))
+            inserts.put(assigned, part - 1)
+            reads: _Stored = beside
+            if not _overlaps(staging, part):
+                inserts.drain()
+                reads = _Stored(con)
+            gathered = _gather(reads, staging, summary, part, batches)
+            assigned = _match(gathered, tolerances, summary, made, _reach(staging, part + 1))
+            del gathered
+            # the next part's staged rows, read while the inserts run
+            batches = _staged(staging, part + 1) if part + 1 < parts else {}
             made = _reachable([made, assigned.made], staging, part + 1)
-            del rest
-    store(con, staging, assigned, now, part=parts - 1, memory_limit=memory_limit)
+        inserts.put(assigned, parts - 1)
 
 
 def store(
@@ -134,65 +302,40 @@ def store(
     *,
     part: int,
     memory_limit: str,
+    cap_lock: threading.Lock | None = None,
 ) -> None:
     """Store one part's matched rows and the stored rows it moved to another play."""
-    _insert(staging, assigned.rows, now, part, memory_limit)
+    _insert(staging, assigned.rows, now, part, memory_limit, cap_lock)
     warehouse.store_play_id_overrides(con, assigned.overrides, now)
 
 
 def _insert(
-    staging: Staging, rows: dict[str, pl.DataFrame], now: datetime, part: int, memory_limit: str
+    staging: Staging,
+    rows: dict[str, pl.DataFrame],
+    now: datetime,
+    part: int,
+    memory_limit: str,
+    cap_lock: threading.Lock | None = None,
 ) -> None:
     for source, chosen in rows.items():
         staging.store_music(source, chosen.select("_stage_row", "play_id"), now, part=part)
     # the blocks it wrote are on disk and its buffers are free: the next part, or the
     # commit, starts from less
-    warehouse.drop_cached_blocks(staging.con, memory_limit)
+    with cap_lock or nullcontext():
+        warehouse.drop_cached_blocks(staging.con, memory_limit)
     warehouse.release_freed_memory()
 
 
-def _reads_only_the_edge(staging: Staging, assigned: Assigned, part: int) -> bool:
-    """Whether ``part``'s matching reads nothing of the part before it but its edge."""
-    before = assigned.rows.get(dedupe.API)
-    return (before is None or before.is_empty()) and not staging.has_rows(dedupe.API, part)
+def _overlaps(staging: Staging, part: int) -> bool:
+    """Whether ``part`` is matched beside the inserts before it (``_Beside``): not if it
+    may hold API rows."""
+    return not staging.has_rows(dedupe.API, part)
 
 
-def _split(assigned: Assigned, cutoff: datetime) -> tuple[Assigned, dict[str, pl.DataFrame]]:
-    """The rows at or after ``cutoff`` (and any without a time) with the moves, and the
-    rest."""
-    edge: dict[str, pl.DataFrame] = {}
-    rest: dict[str, pl.DataFrame] = {}
-    for source, rows in assigned.rows.items():
-        late = pl.col(_TIME).is_null() | (pl.col(_TIME) >= cutoff)
-        edge[source] = rows.filter(late)
-        earlier = rows.filter(~late)
-        if earlier.height:  # a part of a day or two can be all edge: nothing to insert beside
-            rest[source] = earlier
-    return Assigned(edge, assigned.overrides), rest
-
-
-@contextmanager
-def _beside(
-    con: duckdb.DuckDBPyConnection, inserter: ThreadPoolExecutor, work: Callable[[], None] | None
-) -> Iterator[None]:
-    """Run ``work`` (an insert on ``con``) on the ``inserter`` thread during the block,
-    which must not use ``con``; its error is raised after the block. Should the block fail
-    or Ctrl+C come while the insert is waited for, the insert is interrupted and waited
-    for (a second Ctrl+C holds until it returns) before the error goes on: the transaction
-    is rolled back on ``con`` after it, never beside it."""
-    if work is None:
-        yield
-        return
-    future = inserter.submit(work)
-    try:
-        yield
-        wait([future])
-    except BaseException:
-        con.interrupt()
-        with interrupts.held():
-            wait([future])
-        raise
-    future.result()
+def _reach(staging: Staging, part: int) -> datetime | None:
+    """The earliest time ``part``'s matching reads stored rows of (None: no such part)."""
+    start = staging.part_start(part) if part < staging.parts else None
+    return None if start is None else start - EDGE
 
 
 def _staged(staging: Staging, part: int) -> dict[str, pl.DataFrame]:
@@ -202,21 +345,21 @@ def _staged(staging: Staging, part: int) -> dict[str, pl.DataFrame]:
 
 
 def _gather(
-    con: duckdb.DuckDBPyConnection,
+    reads: _Stored,
     staging: Staging,
     summary: ImportSummary,
     part: int,
     batches: dict[str, pl.DataFrame] | None = None,
 ) -> _Gathered:
-    """What ``part``'s matching reads; ``batches``: its staged rows, read before
-    (``_staged``), taken from the dict as they are used."""
+    """What ``part``'s matching reads (the stored rows through ``reads``); ``batches``:
+    its staged rows, read before (``_staged``), taken from the dict as they are used."""
     fresh: dict[str, pl.DataFrame] = {}
     for source in staging.music_sources:
         # each batch kept only as its fresh rows; without ``batches``, one source's at a
         # time (a first import's batch is the whole history). A part's batches read ahead
         # are all its sources' at once: a part's rows at most (``Staging.plan_parts``)
         batch = batches.pop(source) if batches else staging.match_columns(source, part)
-        known_keys = staging.stored_keys(source, batch)
+        known_keys = reads.keys(source, batch)
         fresh[source], in_batch, already = dedupe.drop_known(batch, known_keys)
         del batch, known_keys
         summary.duplicates_in_input += in_batch
@@ -232,7 +375,7 @@ def _gather(
         start = cast(datetime, all_times.min()) - window
         end = cast(datetime, all_times.max()) + window
         windows.append((start, end))
-    durations = warehouse.track_durations(con)
+    durations = reads.durations()
     if dedupe.API in fresh:  # this batch's API rows say their tracks' lengths too
         known = durations["track_id"]
         durations = (
@@ -240,12 +383,12 @@ def _gather(
             .drop_nulls()
             .unique(subset="track_id", keep="first", maintain_order=True)
         )
-        windows += _windows_of_stale_scrobbles(con, durations, known)
+        windows += _windows_of_stale_scrobbles(reads, durations, known)
     stored: dict[str, pl.DataFrame] = {}
     if windows:
         stored = {
             source: pl.concat(
-                [warehouse.linked_rows(con, source, start, end) for start, end in windows]
+                [reads.linked_rows(source, start, end) for start, end in windows]
             ).unique(subset="source_key", keep="first", maintain_order=True)
             for source in warehouse.MUSIC_TABLES
         }
@@ -266,10 +409,11 @@ def _match(
     tolerances: dedupe.Tolerances,
     summary: ImportSummary,
     made: pl.DataFrame | None,
+    reach: datetime | None,
 ) -> Assigned:
-    """Rule 2 over the part's window (Polars only: no warehouse read, so that it can run
-    beside an insert). ``made``: the plays this import's parts before made within its
-    reach."""
+    """Rule 2 over the part's window (Polars only: no warehouse read). ``made``: the plays
+    this import's parts before made within its reach; ``reach``: the next part's
+    (``_reach``)."""
     fresh = gathered.fresh
     result = dedupe.regroup(
         gathered.stored, fresh, tolerances, warehouse.TIME_COLUMN, gathered.durations
@@ -320,11 +464,53 @@ def _match(
         if rows
         else None
     )
-    return Assigned(rows, result.overrides, made)
+    return Assigned(
+        rows,
+        result.overrides,
+        made,
+        _reached(fresh, result.assigned, reach),
+        _lengths(fresh, result.assigned),
+    )
+
+
+def _reached(
+    fresh: dict[str, pl.DataFrame], chosen: dict[str, pl.DataFrame], reach: datetime | None
+) -> dict[str, pl.DataFrame]:
+    """The rows to store from ``reach`` on, as ``warehouse.linked_rows`` reads them."""
+    reached: dict[str, pl.DataFrame] = {}
+    for source, plays in chosen.items() if reach is not None else ():
+        time = pl.col(warehouse.TIME_COLUMN[source])
+        near = fresh[source].filter(time.is_null() | (time >= reach))
+        if near.height:
+            reached[source] = near.join(
+                plays.select(pl.col("_stage_row").cast(near["_stage_row"].dtype), "play_id"),
+                on="_stage_row",
+            ).select("play_id", "source_key", *warehouse.MATCH_COLUMNS[source])
+    return reached
+
+
+def _lengths(
+    fresh: dict[str, pl.DataFrame], chosen: dict[str, pl.DataFrame]
+) -> pl.DataFrame | None:
+    """The track lengths the API rows to store tell (``warehouse.track_durations``)."""
+    plays = chosen.get(dedupe.API)
+    if plays is None or plays.is_empty():
+        return None
+    rows = fresh[dedupe.API]
+    return (
+        rows.join(
+            plays.select(pl.col("_stage_row").cast(rows["_stage_row"].dtype)),
+            on="_stage_row",
+            how="semi",
+        )
+        .select("track_id", "duration_ms")
+        .drop_nulls()
+        .unique("track_id", keep="first", maintain_order=True)
+    )
 
 
 def _windows_of_stale_scrobbles(
-    con: duckdb.DuckDBPyConnection, durations: pl.DataFrame, known: pl.Series
+    reads: _Stored, durations: pl.DataFrame, known: pl.Series
 ) -> list[tuple[datetime, datetime]]:
     """Where stored plays hold a scrobble that the track lengths this batch tells first
     show they were heard too briefly to have (``dedupe.regroup`` matches them again).
@@ -336,7 +522,7 @@ def _windows_of_stale_scrobbles(
     learned = durations.filter(~pl.col("track_id").is_in(known.implode()))["track_id"]
     if learned.is_empty():
         return []
-    held = warehouse.scrobbled_extended_rows(con, learned)
+    held = reads.scrobbled_extended_rows(learned)
     stale = dedupe.too_brief_for_a_scrobble(held, durations)["played_at"].sort()
     windows: list[tuple[datetime, datetime]] = []
     for at in stale:

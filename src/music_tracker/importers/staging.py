@@ -283,10 +283,6 @@ class Staging:
             )
         return frame.sort("_stage_row").collect()
 
-    def stored_keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
-        """Which of the ``batch``'s natural keys the warehouse already holds."""
-        return warehouse.stored_keys(self.con, source, batch)
-
     def store_music(
         self, source: str, assigned: pl.DataFrame, now: datetime, part: int = 0
     ) -> None:

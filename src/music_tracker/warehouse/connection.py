@@ -150,6 +150,16 @@ def _session(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("set TimeZone = 'UTC'")
 
 
+@contextmanager
+def committed_view(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A second connection to ``con``'s warehouse, with its session's settings, for reads
+    beside ``con``'s work (a DuckDB connection runs one statement at a time): it sees what
+    is committed, never the rows of ``con``'s open transaction."""
+    with con.cursor() as view:
+        _session(view)
+        yield view
+
+
 class WarehouseBusy(Exception):
     """Another process has the warehouse open: DuckDB allows one writer and no reader
     beside it. Our own commands take turns (the writer lock among writers, the warehouse's
