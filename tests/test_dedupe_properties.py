@@ -380,6 +380,27 @@ def test_parts_are_whole_days_weighed_by_the_sources_of_each(
         weight = rows * (len(sources) + 1) / 2
         assert one == 1 and several >= -(-weight // 200) > 1, (sources, rows, planned)
         assert groupings[0] == groupings[1]
+    # the scrobbles onto the extended history stored before: its rows of their days are
+    # matched again with them, and weigh as staged rows do (1 million plays in parts of
+    # 80,000 scrobbles peaked at 403 MiB)
+    stored_first = tmp_path / "extended-first"
+    listener.write_records(dedupe.EXTENDED, history, stored_first)
+    scrobbles = tmp_path / "scrobbles-then"
+    staged = len(listener.write_records(dedupe.LASTFM, history, scrobbles)[1])
+    groupings = []
+    for part_rows in (1_000_000, 200):
+        data_dir = tmp_path / f"onto-parts-of-{part_rows}"
+        run_import(Settings(data_dir=data_dir), [stored_first])
+        with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+            ((stored,),) = con.execute(
+                "select count(*) from raw.spotify_extended_history where play_id is not null"
+            ).fetchall()
+        run_import(Settings(data_dir=data_dir), [scrobbles], ImportOptions(part_rows=part_rows))
+        groupings.append(_grouping(data_dir))
+    one, several = planned[-2:]
+    weight = (staged + stored) * 1.5
+    assert one == 1 and several >= -(-weight // 200) > -(-staged // 200), (staged, planned)
+    assert groupings[0] == groupings[1]
 
 
 def test_a_play_longer_than_the_match_window_across_a_parts_first_day_is_one_play(

@@ -9,9 +9,9 @@ from __future__ import annotations
 import errno
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import polars as pl
@@ -20,6 +20,8 @@ from music_tracker import warehouse
 
 # a non-music row's natural key in raw.other_plays (rule 1)
 _OTHER_KEY = ["source", "content_type", "source_key"]
+# music rows per UTC day and source (``Staging._day_weights``)
+_BY_DAY = {"day": pl.Datetime("us", "UTC"), "source": pl.String(), "rows": pl.Int64()}
 # the day of a music row without a time (none reaches staging: readers refuse them)
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -231,20 +233,29 @@ class Staging:
         it: at 120,000 rows a part, the first 1.5 million plays of the 10M benchmark
         peaked at 380 MiB as extended history alone, 406 with account data beside it, 426
         with Last.fm as well. So a day's rows count (sources + 1) / 2 times each: one
-        source 1, two 1.5, three 2 (parts of 60,000 such rows: 370 MiB).
+        source 1, two 1.5, three 2 (parts of 60,000 such rows: 370 MiB). The rows stored
+        before of a staged day are matched again with it, and count as its staged rows do:
+        1 million plays as one Last.fm file imported onto the same plays' extended
+        history, in parts of 80,000 staged rows, peaked at 403 MiB (docs/benchmarks.md,
+        "Parts weighed by the rows stored before").
         """
         staged = [
             (day, source, rows)
             for source in self.music_sources
             for day, _, rows in self._by_day[source]
         ]
-        frame = pl.DataFrame(
-            staged,
-            schema={"day": pl.Datetime("us", "UTC"), "source": pl.String, "rows": pl.Int64},
+        frame = pl.DataFrame(staged, schema=_BY_DAY, orient="row")
+        if frame.is_empty():
+            return frame.select("day", weight=pl.col("rows").cast(pl.Float64))
+        first, last = cast(datetime, frame["day"].min()), cast(datetime, frame["day"].max())
+        stored = pl.DataFrame(
+            warehouse.stored_rows_by_day(self.con, first, last + timedelta(days=1)),
+            schema=_BY_DAY,
             orient="row",
-        )
+        ).join(frame.select("day").unique(), on="day", how="semi")
         return (
-            frame.group_by("day")
+            pl.concat([frame, stored])
+            .group_by("day")
             .agg(weight=pl.col("rows").sum() * (pl.col("source").n_unique() + 1) / 2)
             .sort("day")
         )

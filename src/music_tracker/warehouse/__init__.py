@@ -77,6 +77,7 @@ from music_tracker.warehouse.rows import (
     stored_keys,
     stored_old_account_rows,
     stored_other_keys,
+    stored_rows_by_day,
     track_durations,
 )
 from music_tracker.warehouse.schema import (
@@ -162,6 +163,7 @@ __all__ = [
     "stored_old_account_rows",
     "stored_other_keys",
     "stored_play_rows",
+    "stored_rows_by_day",
     "track_durations",
     "transaction",
     "turn",

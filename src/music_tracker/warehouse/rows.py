@@ -73,6 +73,21 @@ def longest_stored_ms(con: duckdb.DuckDBPyConnection) -> int:
     return max(int(longest or 0), 0)
 
 
+def stored_rows_by_day(
+    con: duckdb.DuckDBPyConnection, start: datetime, end: datetime
+) -> list[tuple[datetime, str, int]]:
+    """(UTC day, source, rows) of the stored music rows that belong to a play, of the days
+    from ``start`` to before ``end``: the rows a large import's parts match again."""
+    queries = [
+        f"select date_trunc('day', {TIME_COLUMN[source]}) as day, '{source}', count(*)"
+        f" from {table} where play_id is not null"
+        f" and {TIME_COLUMN[source]} >= $start and {TIME_COLUMN[source]} < $end group by day"
+        for source, table in MUSIC_TABLES.items()
+    ]
+    rows = con.execute(" union all ".join(queries), {"start": start, "end": end}).fetchall()
+    return cast(list[tuple[datetime, str, int]], rows)
+
+
 def linked_rows(
     con: duckdb.DuckDBPyConnection, source: str, start: datetime, end: datetime
 ) -> pl.DataFrame:
