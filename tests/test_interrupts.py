@@ -300,3 +300,77 @@ def test_an_import_interrupted_while_a_part_is_stored_beside_the_next(
     after = cli_json(cli, "status", "--data-dir", str(data))
     assert (after["plays"], after["last_import_at"]) == (before["plays"], before["last_import_at"])
     assert not list((data / "landing").glob(".staging-*"))
+
+
+_INTERRUPTED_WAITING = """
+import os, signal, sys, time
+from contextlib import contextmanager
+from pathlib import Path
+from music_tracker import interrupts, warehouse
+from music_tracker.importers import parts
+from music_tracker.importers.run import ImportOptions, run_import
+from music_tracker.settings import Settings
+
+insert, transaction = parts._insert, warehouse.transaction
+
+def slow_last_insert(staging, rows, now, part, *args):
+    if part == staging.parts - 1:
+        # the import has nothing left but to wait for it
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+    try:
+        insert(staging, rows, now, part, *args)
+    finally:
+        if part == staging.parts - 1:
+            print("insert ended", file=sys.stderr, flush=True)
+
+@contextmanager
+def noted_transaction(con):
+    try:
+        with transaction(con):
+            yield
+    except BaseException:
+        print("rolled back", file=sys.stderr, flush=True)
+        raise
+
+parts._insert = slow_last_insert
+warehouse.transaction = noted_transaction
+interrupts.install("interrupted")
+try:
+    run_import(
+        Settings(data_dir=Path(sys.argv[1])), [Path(sys.argv[2])], ImportOptions(part_rows=5_000)
+    )
+except KeyboardInterrupt:
+    interrupts.report()
+print("finished")
+"""
+
+
+def test_an_import_interrupted_twice_while_it_waits_for_an_insert(
+    cli: Cli, shared: Path, tmp_path: Path
+) -> None:
+    """Ctrl+C while the import waits for its last part's insert, and again while that
+    insert still runs: the insert is waited for before the transaction is rolled back (the
+    second Ctrl+C holds until it returns), so nothing of it lands after the rollback (a
+    statement of it run after would be a transaction of its own). helper-74 found the
+    insert waited for taken off the queue first, so that it was not waited for: a second
+    Ctrl+C rolled back beside it, and its moves of stored rows were committed."""
+    export = _large_export(tmp_path / "export")
+    data = tmp_path / "data"
+    cli("import", str(FIRST), "--data-dir", str(data))
+    before = cli_json(cli, "status", "--data-dir", str(data))
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_WAITING, str(data), str(export)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (130, "")
+    assert done.stderr == "insert ended\nrolled back\ninterrupted\n"
+    after = cli_json(cli, "status", "--data-dir", str(data))
+    assert (after["plays"], after["last_import_at"]) == (before["plays"], before["last_import_at"])
+    assert not list((data / "landing").glob(".staging-*"))

@@ -9,9 +9,10 @@ in about equal times, so the two overlap: the parts' inserts run in order on a t
 their own (``_Inserts``) while the next parts are matched. That matching cannot read the
 import's connection, which is inserting. It reads the warehouse as it was before the
 import through a second connection (``warehouse.committed_view``), and what this import's
-parts stored from memory (``_Beside``): their rows within its windows (which begin at
-most ``EDGE`` before its first day), the stored rows they moved to another play, and the
-track lengths their API rows told. A part with
+parts stored from memory (``_Beside``): their rows within its reach (``EDGE`` before its
+first day: the stored rows of its windows, and the natural keys within a day of its
+rows), the stored rows they moved to another play, and the track lengths their API rows
+told. A part with
 API rows reads stored plays anywhere in the history (``_windows_of_stale_scrobbles``): it
 waits for the inserts before it and reads the import's connection.
 """
@@ -41,7 +42,8 @@ from music_tracker.importers.summary import NOT_A_PLAY, ImportSummary
 # track, and keep a poll's window small.
 MATCH_WINDOW = timedelta(hours=3)
 # How far before a part's first day its matching reads stored rows: the match window
-# (``warehouse.linked_rows``, widened by the longest play, at most to here)
+# (``warehouse.linked_rows``, widened by the longest play, at most to here) and a day
+# (``warehouse.stored_keys``)
 EDGE = max(MATCH_WINDOW, timedelta(days=1))
 _TIME = "_time"  # an assigned row's time
 # How many parts' inserts wait or run at once: the matching goes on while one part is
@@ -132,10 +134,20 @@ class _Beside(_Stored):
             self.lengths = lengths
 
     def keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
-        # only stored before the import: a natural key holds the fields its row's time is
-        # read from, so the rows of one key lie in one part, never in the parts before
         with self.lock:
-            return super().keys(source, batch)
+            found = super().keys(source, batch)
+        held = self.rows.get(source)
+        if held is None or held.is_empty():
+            return found
+        # one key can lie in two parts: a listen's start (its part's time) is read from
+        # more than its key holds (helper-74: two copies of a listen, one started its
+        # length before the other, across midnight were stored twice)
+        start, end = warehouse.key_span(batch[warehouse.TIME_COLUMN[source]])
+        held = held.filter(
+            pl.col(warehouse.TIME_COLUMN[source]).is_between(start, end)
+            & pl.col("source_key").is_in(batch["source_key"].implode())
+        )
+        return pl.concat([found, held["source_key"]])
 
     def linked_rows(self, source: str, start: datetime, end: datetime) -> pl.DataFrame:
         with self.lock:
@@ -194,7 +206,7 @@ class _Inserts:
     def put(self, assigned: Assigned, part: int) -> None:
         """Insert ``part`` after those before it (its error is raised by a later call)."""
         while len(self.queued) >= _QUEUED:
-            self.queued.popleft().result()
+            self._wait_first()
         store_part = functools.partial(
             store, self.con, self.staging, assigned, self.now, part=part,
             memory_limit=self.memory_limit, cap_lock=self.lock,
@@ -204,7 +216,14 @@ class _Inserts:
     def drain(self) -> None:
         """Wait for every insert; the first that failed raises its error."""
         while self.queued:
-            self.queued.popleft().result()
+            self._wait_first()
+
+    def _wait_first(self) -> None:
+        # queued until it is done: Ctrl+C during the wait leaves it to ``stop`` (helper-74:
+        # taken off first, it was not waited for, and a second Ctrl+C rolled back the
+        # transaction beside it, whose moves of stored rows were then committed)
+        self.queued[0].result()
+        self.queued.popleft()
 
     def stop(self) -> None:
         """Interrupt the insert running and drop those waiting; return when none runs (a

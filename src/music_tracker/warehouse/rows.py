@@ -44,12 +44,7 @@ def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame
     days, not against every row the parts before it stored.
     """
     import_probe_keys = ArrowStream(batch.select("source_key"))  # noqa: F841 (FRAMES_BY_NAME)
-    times = batch[TIME_COLUMN[source]]
-    if batch.is_empty() or times.null_count():
-        start, end = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
-    else:
-        start = cast(datetime, times.min()) - timedelta(days=1)
-        end = cast(datetime, times.max()) + timedelta(days=1)
+    start, end = key_span(batch[TIME_COLUMN[source]])
     found = con.sql(
         f"select t.source_key from {MUSIC_TABLES[source]} as t"
         f" semi join import_probe_keys as p using (source_key)"
@@ -57,6 +52,17 @@ def stored_keys(con: duckdb.DuckDBPyConnection, source: str, batch: pl.DataFrame
         params={"start": start, "end": end},
     )
     return frame_of(found)["source_key"]
+
+
+def key_span(times: pl.Series) -> tuple[datetime, datetime]:
+    """Where the stored rows lie that ``stored_keys`` compares with a batch of rows of
+    these ``times``: within a day of them, or anywhere if any time is unknown."""
+    if times.is_empty() or times.null_count():
+        return datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    return (
+        cast(datetime, times.min()) - timedelta(days=1),
+        cast(datetime, times.max()) + timedelta(days=1),
+    )
 
 
 def longest_stored_ms(con: duckdb.DuckDBPyConnection) -> int:
