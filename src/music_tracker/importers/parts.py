@@ -12,9 +12,9 @@ import through a second connection (``warehouse.committed_view``), and what this
 parts stored from memory (``_Beside``): their rows within its reach (``EDGE`` before its
 first day: the stored rows of its windows, and the natural keys within a day of its
 rows), the stored rows they moved to another play, and the track lengths their API rows
-told. A part with
-API rows reads stored plays anywhere in the history (``_windows_of_stale_scrobbles``): it
-waits for the inserts before it and reads the import's connection.
+told. A part with API rows reads stored plays anywhere in the history
+(``_windows_of_stale_scrobbles``): it waits for the inserts before it and reads the
+import's connection.
 """
 
 from __future__ import annotations
