@@ -405,7 +405,12 @@ def test_parts_are_whole_days_weighed_by_the_sources_of_each(
 
 
 @pytest.mark.parametrize(
-    ("hours", "start"), [(3.5, timedelta(hours=22, minutes=15)), (6, timedelta(hours=19))]
+    ("hours", "start"),
+    [
+        (3.5, timedelta(hours=22, minutes=15)),
+        (6, timedelta(hours=19)),
+        (18, timedelta(hours=10)),
+    ],
 )
 def test_a_play_longer_than_the_match_window_across_a_parts_first_day_is_one_play(
     tmp_path: Path, hours: float, start: timedelta
@@ -413,12 +418,14 @@ def test_a_play_longer_than_the_match_window_across_a_parts_first_day_is_one_pla
     """A play's rows lie within its length and the match window (three hours) of each
     other; a part reads the stored rows of the parts before it within that window widened
     by the longest play the import holds (``Staging.longest_ms``). A sleep-sounds track of
-    3.5 hours played from 22:15 to 01:45 UTC (or 6 hours from 19:00 to 01:00), told by the
-    extended history (its end), the account data (its end) and Last.fm (its start), among
-    ordinary evenings: one play in parts of 10 rows as in one part. Read within three
-    hours only, the scrobble before midnight and the rows after it were two plays
-    (helper-55); the 6-hour play is one only if the rows the parts before hold in memory
-    (importers/parts.py, ``_Beside``) reach back as far as the widened window (helper-74)."""
+    3.5 hours played from 22:15 to 01:45 UTC (or 6 hours from 19:00, or 18 from 10:00, to
+    the next day), told by the extended history (its end), the account data (its end) and
+    Last.fm (its start), among ordinary evenings: one play in parts of 10 rows as in one
+    part. Read within three hours only, the scrobble before midnight and the rows after
+    it were two plays (helper-55); the longer plays are one only if the rows the parts
+    before hold in memory (importers/parts.py, ``_Beside``) reach back as far as the
+    widened window (helper-74: rows held from 3 hours before a part made the 6-hour play
+    two; from 12 hours before, the 18-hour one)."""
     song = listener.Track("4uLU6hMCjMI75M1A2tKUQC", "Song", "Band", "Album", 200_000)
     rain = listener.Track(
         "1aaaaaaaaaaaaaaaaaaaaa", "Rain", "Nature", "Sleep", int(hours * 3_600_000)
