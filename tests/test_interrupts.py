@@ -243,7 +243,21 @@ def test_enrich_interrupted_keeps_its_lookups(
     assert stored_after == distinct_after == stored + 2
 
 
-_INTERRUPTED_BESIDE = """
+# the end of the scripts below: the large export imported in parts, Ctrl+C told as the
+# command line tells it
+_LARGE_IMPORT = """
+interrupts.install("interrupted")
+try:
+    run_import(
+        Settings(data_dir=Path(sys.argv[1])), [Path(sys.argv[2])], ImportOptions(part_rows=5_000)
+    )
+except KeyboardInterrupt:
+    interrupts.report()
+print("finished")
+"""
+
+_INTERRUPTED_BESIDE = (
+    """
 import os, signal, sys, threading
 from pathlib import Path
 from music_tracker import dedupe, interrupts
@@ -267,15 +281,9 @@ def regroup_then_ctrl_c(*args, **kwargs):
     return regroup(*args, **kwargs)
 
 parts._insert, dedupe.regroup = noted_insert, regroup_then_ctrl_c
-interrupts.install("interrupted")
-try:
-    run_import(
-        Settings(data_dir=Path(sys.argv[1])), [Path(sys.argv[2])], ImportOptions(part_rows=5_000)
-    )
-except KeyboardInterrupt:
-    interrupts.report()
-print("finished")
 """
+    + _LARGE_IMPORT
+)
 
 
 def test_an_import_interrupted_while_a_part_is_stored_beside_the_next(
@@ -285,24 +293,12 @@ def test_an_import_interrupted_while_a_part_is_stored_beside_the_next(
     matched (importers/parts.py). Ctrl+C during that matching interrupts the insert and
     waits for it before the transaction is rolled back: the command ends with its line,
     and the warehouse is as it was."""
-    export = _large_export(tmp_path / "export")
-    data = tmp_path / "data"
-    cli("import", str(FIRST), "--data-dir", str(data))
-    before = cli_json(cli, "status", "--data-dir", str(data))
-    done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_BESIDE, str(data), str(export)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _import_interrupted(cli, tmp_path, _INTERRUPTED_BESIDE)
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "interrupted\n")
-    after = cli_json(cli, "status", "--data-dir", str(data))
-    assert (after["plays"], after["last_import_at"]) == (before["plays"], before["last_import_at"])
-    assert not list((data / "landing").glob(".staging-*"))
 
 
-_INTERRUPTED_WAITING = """
+_INTERRUPTED_WAITING = (
+    """
 import os, signal, sys, time
 from contextlib import contextmanager
 from pathlib import Path
@@ -338,15 +334,9 @@ def noted_transaction(con):
 
 parts._insert = slow_last_insert
 warehouse.transaction = noted_transaction
-interrupts.install("interrupted")
-try:
-    run_import(
-        Settings(data_dir=Path(sys.argv[1])), [Path(sys.argv[2])], ImportOptions(part_rows=5_000)
-    )
-except KeyboardInterrupt:
-    interrupts.report()
-print("finished")
 """
+    + _LARGE_IMPORT
+)
 
 
 def test_an_import_interrupted_twice_while_it_waits_for_an_insert(
@@ -358,19 +348,27 @@ def test_an_import_interrupted_twice_while_it_waits_for_an_insert(
     statement of it run after would be a transaction of its own). helper-74 found the
     insert waited for taken off the queue first, so that it was not waited for: a second
     Ctrl+C rolled back beside it, and its moves of stored rows were committed."""
+    done = _import_interrupted(cli, tmp_path, _INTERRUPTED_WAITING)
+    assert (done.returncode, done.stdout) == (130, "")
+    assert done.stderr == "insert ended\nrolled back\ninterrupted\n"
+
+
+def _import_interrupted(cli: Cli, tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` (which ends in ``_LARGE_IMPORT``) run on the large export, imported onto
+    a warehouse holding the 2018 export; what it did, once checked that the warehouse is
+    as it was and no staging folder is left."""
     export = _large_export(tmp_path / "export")
     data = tmp_path / "data"
     cli("import", str(FIRST), "--data-dir", str(data))
     before = cli_json(cli, "status", "--data-dir", str(data))
     done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_WAITING, str(data), str(export)],
+        [sys.executable, "-c", script, str(data), str(export)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert (done.returncode, done.stdout) == (130, "")
-    assert done.stderr == "insert ended\nrolled back\ninterrupted\n"
     after = cli_json(cli, "status", "--data-dir", str(data))
     assert (after["plays"], after["last_import_at"]) == (before["plays"], before["last_import_at"])
     assert not list((data / "landing").glob(".staging-*"))
+    return done
