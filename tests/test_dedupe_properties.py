@@ -25,6 +25,7 @@ asserted; no count depends on it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -42,7 +43,7 @@ from music_tracker import dedupe, warehouse
 from music_tracker.importers.detect import Format
 from music_tracker.importers.lastfm import read_scrobbles
 from music_tracker.importers.readers import read_file
-from music_tracker.importers.run import ImportOptions, run_import
+from music_tracker.importers.run import ImportOptions, run_import, run_rematch
 from music_tracker.settings import Settings
 from music_tracker.simulation import listener
 
@@ -660,3 +661,69 @@ def test_parts_matched_beside_the_inserts_store_the_same(
             assert results[way][1]["duplicates"]["same_play_from_other_source"] > 0
     assert results["beside"] == results["one after the other"]
     assert results["beside"][0]["raw.play_id_overrides"], "no stored play moved: a weak test"
+
+
+def test_rows_years_apart_read_the_stored_rows_near_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part's matching reads the stored rows within its window of each of its rows, not
+    every row between its first and its last (helper-75: two scrobbles of 2006 and 2026
+    onto a million plays read them all, 1 GB). Forty evenings over four years are stored;
+    the scrobbles of the first and the last are imported: the stored rows read are those of
+    the two evenings, and each scrobble joins its play as matching everything at once
+    would (``rematch`` moves nothing). ``warehouse.linked_rows`` reads many windows as it
+    reads each alone."""
+    rng = random.Random(5)
+    catalogue = listener.short_catalogue(rng)
+    evenings = [
+        listener.listen_messily(
+            rng, catalogue, datetime(2019, 1, 1, 19, tzinfo=UTC) + timedelta(days=37 * n), 20
+        )
+        for n in range(40)
+    ]
+    history = [
+        dataclasses.replace(play, index=index)
+        for index, play in enumerate(itertools.chain.from_iterable(evenings))
+    ]
+    data_dir = tmp_path / "data"
+    run_import(
+        Settings(data_dir=data_dir),
+        [listener.write_records(dedupe.EXTENDED, history, tmp_path / "extended")[0]],
+    )
+    first_and_last = [p for p in history if p.index < len(evenings[0])] + [
+        p for p in history if p.index >= len(history) - len(evenings[-1])
+    ]
+    scrobbles, told = listener.write_records(dedupe.LASTFM, first_and_last, tmp_path / "lastfm")
+    read: list[tuple[int, int]] = []
+    linked_rows = warehouse.linked_rows
+
+    def counted(
+        con: duckdb.DuckDBPyConnection, source: str, windows: list[tuple[datetime, datetime]]
+    ) -> pl.DataFrame:
+        rows = linked_rows(con, source, windows)
+        read.append((len(windows), rows.height))
+        return rows
+
+    monkeypatch.setattr(warehouse, "linked_rows", counted)
+    summary = run_import(Settings(data_dir=data_dir), [scrobbles])
+    monkeypatch.undo()
+    counted_rows = summary.linked_to_other_source + summary.new_plays
+    assert counted_rows + summary.duplicates_in_input == len(told), summary
+    assert summary.linked_to_other_source > len(told) * 0.8, summary
+    # two windows; the extended rows of the two evenings are all that is read
+    assert max(windows for windows, _ in read) == 2, read
+    assert sum(rows for _, rows in read) <= len(first_and_last), read
+    settings = Settings(data_dir=data_dir)
+    assert run_rematch(settings)["rows_moved"] == 0
+    # 450 windows, more than one query reads (``_WINDOWS_PER_QUERY``): the same rows
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        windows = [
+            (p.ended_at - timedelta(minutes=1), p.ended_at + timedelta(seconds=1))
+            for p in history[::2][:450]
+        ]
+        together = warehouse.linked_rows(con, dedupe.EXTENDED, windows)
+        alone = pl.concat(
+            warehouse.linked_rows(con, dedupe.EXTENDED, [window]) for window in windows
+        )
+    assert together.height > 400
+    assert together.sort("source_key").equals(alone.unique().sort("source_key"))

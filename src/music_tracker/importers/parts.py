@@ -46,6 +46,7 @@ MATCH_WINDOW = timedelta(hours=3)
 # (``warehouse.stored_keys``)
 EDGE = max(MATCH_WINDOW, timedelta(days=1))
 _TIME = "_time"  # an assigned row's time
+Window = tuple[datetime, datetime]  # stored rows read from start to end (``_windows``)
 # How many parts' inserts wait or run at once: the matching goes on while one part is
 # inserted and the next waits, so that a part matched quickly after a slow insert does not
 # hold the matching up. A part's choices (its rows' numbers and plays) are a few MB.
@@ -89,8 +90,8 @@ class _Stored:
     def keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
         return warehouse.stored_keys(self.con, source, batch)
 
-    def linked_rows(self, source: str, start: datetime, end: datetime) -> pl.DataFrame:
-        return warehouse.linked_rows(self.con, source, start, end)
+    def linked_rows(self, source: str, windows: list[Window]) -> pl.DataFrame:
+        return warehouse.linked_rows(self.con, source, windows)
 
     def durations(self) -> pl.DataFrame:
         return warehouse.track_durations(self.con)
@@ -149,15 +150,12 @@ class _Beside(_Stored):
         )
         return pl.concat([found, held["source_key"]])
 
-    def linked_rows(self, source: str, start: datetime, end: datetime) -> pl.DataFrame:
+    def linked_rows(self, source: str, windows: list[Window]) -> pl.DataFrame:
         with self.lock:
-            rows = super().linked_rows(source, start, end)
+            rows = super().linked_rows(source, windows)
         held = self.rows.get(source)
         if held is not None and held.height:
-            held = held.filter(
-                pl.col(warehouse.TIME_COLUMN[source]).is_between(start, end)
-                & pl.col("play_id").is_not_null()
-            )
+            held = _within(held.filter(pl.col("play_id").is_not_null()), source, windows)
             rows = pl.concat([rows, held.select(rows.columns).cast(rows.schema)])
         moves = self.moves.filter(pl.col("source") == source)
         if moves.height and rows.height:
@@ -383,17 +381,14 @@ def _gather(
         del batch, known_keys
         summary.duplicates_in_input += in_batch
         summary.already_stored += already
-    windows: list[tuple[datetime, datetime]] = []
+    windows: list[Window] = []
     times = [b[warehouse.TIME_COLUMN[s]] for s, b in fresh.items() if b.height]
     if times:
-        all_times = pl.concat(times)
         # a play's rows lie within its length and the match window of each other: a
         # play longer than three hours (sleep sounds, an audiobook-length mix) would have
         # its rows before the window matched as another play (helper-55)
-        window = min(MATCH_WINDOW + timedelta(milliseconds=staging.longest_ms), EDGE)
-        start = cast(datetime, all_times.min()) - window
-        end = cast(datetime, all_times.max()) + window
-        windows.append((start, end))
+        width = min(MATCH_WINDOW + timedelta(milliseconds=staging.longest_ms), EDGE)
+        windows = _windows(pl.concat(times), width)
     durations = reads.durations()
     if dedupe.API in fresh:  # this batch's API rows say their tracks' lengths too
         known = durations["track_id"]
@@ -405,10 +400,11 @@ def _gather(
         windows += _windows_of_stale_scrobbles(reads, durations, known)
     stored: dict[str, pl.DataFrame] = {}
     if windows:
+        windows = _merged(windows)
         stored = {
-            source: pl.concat(
-                [reads.linked_rows(source, start, end) for start, end in windows]
-            ).unique(subset="source_key", keep="first", maintain_order=True)
+            source: reads.linked_rows(source, windows).unique(
+                subset="source_key", keep="first", maintain_order=True
+            )
             for source in warehouse.MUSIC_TABLES
         }
     return _Gathered(fresh, stored, durations)
@@ -530,7 +526,7 @@ def _lengths(
 
 def _windows_of_stale_scrobbles(
     reads: _Stored, durations: pl.DataFrame, known: pl.Series
-) -> list[tuple[datetime, datetime]]:
+) -> list[Window]:
     """Where stored plays hold a scrobble that the track lengths this batch tells first
     show they were heard too briefly to have (``dedupe.regroup`` matches them again).
 
@@ -542,11 +538,52 @@ def _windows_of_stale_scrobbles(
     if learned.is_empty():
         return []
     held = reads.scrobbled_extended_rows(learned)
-    stale = dedupe.too_brief_for_a_scrobble(held, durations)["played_at"].sort()
-    windows: list[tuple[datetime, datetime]] = []
-    for at in stale:
-        if windows and at - MATCH_WINDOW <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], at + MATCH_WINDOW)
+    stale = dedupe.too_brief_for_a_scrobble(held, durations)["played_at"]
+    return _windows(stale, MATCH_WINDOW)
+
+
+def _windows(times: pl.Series, width: timedelta) -> list[Window]:
+    """The spans within ``width`` of ``times``, those that overlap merged: rows years
+    apart read the stored rows near each, not every row between them (helper-75: two
+    scrobbles, of 2006 and 2026, onto a million plays read them all, 1 GB)."""
+    spans = (
+        times.drop_nulls()
+        .sort()
+        .to_frame("at")
+        .with_columns(_span=(pl.col("at").diff() > 2 * width).fill_null(False).cum_sum())
+        .group_by("_span", maintain_order=True)
+        .agg(start=pl.col("at").first() - width, end=pl.col("at").last() + width)
+    )
+    return list(spans.select("start", "end").iter_rows())
+
+
+def _merged(windows: list[Window]) -> list[Window]:
+    """``windows`` in time order, those that overlap made one."""
+    merged: list[Window] = []
+    for start, end in sorted(windows):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
-            windows.append((at - MATCH_WINDOW, at + MATCH_WINDOW))
-    return windows
+            merged.append((start, end))
+    return merged
+
+
+def _within(rows: pl.DataFrame, source: str, windows: list[Window]) -> pl.DataFrame:
+    """The ``rows`` of ``source`` whose time lies in one of ``windows`` (``_merged``)."""
+    time = warehouse.TIME_COLUMN[source]
+    if not windows or rows.is_empty():
+        return rows.clear()
+    dtype = rows.schema[time]
+    spans = pl.DataFrame(
+        {"_start": [s for s, _ in windows], "_end": [e for _, e in windows]},
+        schema={"_start": dtype, "_end": dtype},
+    )
+    return (
+        rows.with_row_index("_at")
+        .filter(pl.col(time).is_not_null())
+        .sort(time)
+        .join_asof(spans, left_on=time, right_on="_start", strategy="backward")
+        .filter(pl.col(time) <= pl.col("_end"))
+        .sort("_at")
+        .drop("_at", "_start", "_end")
+    )

@@ -517,8 +517,8 @@ def run_rematch(settings: Settings) -> dict[str, Any]:
         file_wait_s=settings.lock_wait_s,
     ) as con:
         stored = {
-            source: warehouse.linked_rows(con, source, datetime.min.replace(tzinfo=UTC),
-                                          datetime.max.replace(tzinfo=UTC))
+            source: warehouse.linked_rows(con, source, [(datetime.min.replace(tzinfo=UTC),
+                                                         datetime.max.replace(tzinfo=UTC))])
             for source in warehouse.MUSIC_TABLES
         }  # fmt: skip
         result = dedupe.regroup(
