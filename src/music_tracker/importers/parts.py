@@ -543,14 +543,19 @@ def _windows_of_stale_scrobbles(
 
 
 def _windows(times: pl.Series, width: timedelta) -> list[Window]:
-    """The spans within ``width`` of ``times``, those that overlap merged: rows years
-    apart read the stored rows near each, not every row between them (helper-75: two
-    scrobbles, of 2006 and 2026, onto a million plays read them all, 1 GB)."""
+    """The spans within ``width`` of ``times``, split where they are more than a day
+    apart: rows years apart read the stored rows near each, not every row between them
+    (helper-75: two scrobbles, of 2006 and 2026, onto a million plays read them all, 1
+    GB). Rows less than a day apart lie in days that hold rows (``Staging.plan_parts``
+    weighs those days' stored rows) and stay in one span: a window is a branch of the
+    query (``warehouse.linked_rows``), and one per evening made the first import of a
+    million plays take twice as long (13.4 s against 7.0)."""
+    apart = 2 * width + timedelta(days=1)
     spans = (
         times.drop_nulls()
         .sort()
         .to_frame("at")
-        .with_columns(_span=(pl.col("at").diff() > 2 * width).fill_null(False).cum_sum())
+        .with_columns(_span=(pl.col("at").diff() > apart).fill_null(False).cum_sum())
         .group_by("_span", maintain_order=True)
         .agg(start=pl.col("at").first() - width, end=pl.col("at").last() + width)
     )
