@@ -525,3 +525,36 @@ def test_a_wrong_type_after_blank_lines_in_a_late_block_is_named_by_its_line(
         monkeypatch.setattr(blocks, "BLOCK_BYTES", block_bytes)
         result = cli("import", str(listens), expect=1)
         assert "in line 501:" in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.parametrize("corrupt", [30 * 3_600_000, -5 * 3_600_000])
+def test_a_listen_told_again_with_a_corrupt_length_is_stored_once(
+    cli: Cli, data_dir: Path, tmp_path: Path, corrupt: int
+) -> None:
+    """A listen's key is its ``listened_at``, and a stored copy is looked for within a day
+    of its start. A length over a day or below zero (corrupt data) made the start days away
+    from ``listened_at``: the same listen told again with its real length, in another
+    import, was stored twice, and the star schema's uniqueness test failed every build
+    (helper-75). Such a length tells no start: the listen starts at ``listened_at``."""
+    at = 1_700_000_000
+    spotify = {"submission_client": "listenbrainz", "music_service": "spotify.com"}
+    for name, length in (("corrupt", corrupt), ("real", 200_000)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "listens.jsonl").write_text(
+            _listen(at, "Band", "Song", duration_ms=length, **spotify) + "\n"
+        )
+        cli("import", str(tmp_path / name / "listens.jsonl"))
+    rows = query(data_dir, "select started_at, played_at from raw.listenbrainz_listens")
+    assert len(rows) == 1, rows
+    assert rows[0][0] == rows[0][1] == datetime.fromtimestamp(at, UTC)
+    # a length one ListenBrainz could tell still gives the start, as before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "listens.jsonl").write_text(
+        _listen(at + 3_600, "Band", "Song", duration_ms=200_000, **spotify) + "\n"
+    )
+    cli("import", str(tmp_path / "other" / "listens.jsonl"))
+    ((start,),) = query(
+        data_dir, "select started_at from raw.listenbrainz_listens where played_at > $at",
+        {"at": datetime.fromtimestamp(at, UTC)},
+    )  # fmt: skip
+    assert start == datetime.fromtimestamp(at + 3_600, UTC) - timedelta(milliseconds=200_000)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -253,8 +253,8 @@ def _with_times(frame: pl.DataFrame, display_name: str) -> pl.DataFrame:
         .then(pl.col("listened"))
         .otherwise(pl.col("played_at"))
     )
-    exact_start = pl.col("played_at") - pl.duration(milliseconds=pl.col("ms_played"))
-    spotify_start = pl.col("played_at") - pl.duration(milliseconds=pl.col("duration_ms"))
+    exact_start = _near_listened(pl.col("played_at"), pl.col("ms_played"))
+    spotify_start = _near_listened(pl.col("played_at"), pl.col("duration_ms"))
     return frame.with_columns(
         started_at=pl.coalesce(
             exact_start,
@@ -263,3 +263,21 @@ def _with_times(frame: pl.DataFrame, display_name: str) -> pl.DataFrame:
         ).cast(UTC_TYPE),
         played_at=pl.col("played_at").cast(UTC_TYPE),
     ).drop("listened", "ended_text")
+
+
+# How far from ``listened_at`` a start told by a length may lie: a listen's key is its
+# ``listened_at``, and its stored copy is looked for within a day of its start
+# (``warehouse.stored_keys``). A length over a day or below zero (corrupt data) made a
+# listen's start days from its ``listened_at``, and the same listen told again with another
+# length was stored twice: the star schema's uniqueness test then failed every build
+# (helper-75).
+_START_FROM_LISTENED = (timedelta(hours=-12), timedelta(hours=1))
+
+
+def _near_listened(end: pl.Expr, length_ms: pl.Expr) -> pl.Expr:
+    """The start ``length_ms`` before ``end``, when the length is one a play can have and
+    the start lies near ``listened_at`` (``_START_FROM_LISTENED``); else null."""
+    start = end - pl.duration(milliseconds=length_ms)
+    early, late = _START_FROM_LISTENED
+    near = (length_ms >= 0) & (start - pl.col("listened")).is_between(early, late)
+    return pl.when(near).then(start)
