@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import ACCOUNT_DIR
@@ -177,6 +178,9 @@ def test_a_program_holding_the_warehouse_is_named_as_such_by_report(built_2018_c
 def _damage(path: Path, how: str) -> None:
     if how == "truncated":
         os.truncate(path, 2**20)
+    elif how == "a table dropped":  # by hand, outside music-tracker (helper-75)
+        with duckdb.connect(str(path)) as con:
+            con.execute("drop table raw.listenbrainz_listens")
     else:
         path.write_bytes(b"not a database, only words that fill a file " * 50_000)
 
@@ -190,12 +194,14 @@ def _listing(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage"])
+@pytest.mark.parametrize("how", ["truncated", "garbage", "a table dropped"])
 def test_a_damaged_warehouse_is_one_line_exit_65_and_nothing_written(
     built_2018_copy: Path, tmp_path: Path, how: str
 ) -> None:
     """Every command that opens the warehouse says in one line that the file is damaged,
-    names it and points to `restore`, exits 65 (EX_DATAERR), and writes nothing."""
+    names it and points to `restore`, exits 65 (EX_DATAERR), and writes nothing. A raw
+    table missing gave DuckDB's catalog error and a traceback, and `backup` copied the
+    file, pushing a good backup out of those kept."""
     data_dir = built_2018_copy
     path = data_dir / "warehouse.duckdb"
     _damage(path, how)
@@ -210,11 +216,17 @@ def test_a_damaged_warehouse_is_one_line_exit_65_and_nothing_written(
         ["publish"],
         ["backup"],
     ]
+    if how == "a table dropped":  # publish copies the built tables only, which are whole
+        commands.remove(["publish"])
     for command in commands:
         result = _run(data_dir, *command)
         assert result.returncode == EXIT_DAMAGED, (command, result.stderr)
         assert result.stderr.count("\n") == 1, (command, result.stderr)
-        assert result.stderr.startswith(f"error: {path} is damaged or not a DuckDB database")
+        assert result.stderr.startswith(
+            f"error: {path} has no table raw.listenbrainz_listens: it was changed outside"
+            if how == "a table dropped"
+            else f"error: {path} is damaged or not a DuckDB database"
+        )
         assert "music-tracker restore backups/<time> --replace" in result.stderr
     assert _listing(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no backups/, no export

@@ -64,10 +64,8 @@ class Assigned:
     # absorbs one of them into another play undoes its count (``_match``)
     made: pl.DataFrame | None = None
     # its rows within the next part's reach, as ``warehouse.linked_rows`` reads them
-    # (``play_id``, ``source_key``, the matching columns), and the track lengths its API
-    # rows tell (``track_id``, ``duration_ms``): what ``_Beside`` holds of it
+    # (``play_id``, ``source_key``, the matching columns): what ``_Beside`` holds of it
     reached: dict[str, pl.DataFrame] = field(default_factory=dict)
-    lengths: pl.DataFrame | None = None
 
 
 @dataclass
@@ -113,11 +111,10 @@ class _Beside(_Stored):
         self.moves = pl.DataFrame(
             schema={"source": pl.String, "source_key": pl.String, "play_id": pl.String}
         )
-        self.lengths: pl.DataFrame | None = None
 
     def add(self, assigned: Assigned, reach: datetime) -> None:
         """A part is stored (or waits to be): keep its rows from ``reach`` on (the next
-        part's), its moves and its tracks' lengths."""
+        part's) and its moves."""
         for source, rows in assigned.reached.items():
             if source in self.rows:
                 rows = pl.concat([self.rows[source], rows], how="vertical_relaxed")
@@ -128,11 +125,6 @@ class _Beside(_Stored):
         if assigned.overrides.height:  # a row moved again keeps its last move
             moves = pl.concat([self.moves, assigned.overrides.select(self.moves.columns)])
             self.moves = moves.unique(["source", "source_key"], keep="last", maintain_order=True)
-        if assigned.lengths is not None:
-            lengths = assigned.lengths
-            if self.lengths is not None:
-                lengths = pl.concat([self.lengths, lengths]).unique("track_id", keep="first")
-            self.lengths = lengths
 
     def keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
         with self.lock:
@@ -172,16 +164,11 @@ class _Beside(_Stored):
         return rows
 
     def durations(self) -> pl.DataFrame:
-        # stored tracks' lengths first, as ``warehouse.track_durations`` ranks them
         with self.lock:
-            known = super().durations()
-        if self.lengths is None:
-            return known
-        held = self.lengths.cast(known.schema)
-        return pl.concat([known, held]).unique("track_id", keep="first", maintain_order=True)
+            return super().durations()
 
     def scrobbled_extended_rows(self, track_ids: pl.Series) -> pl.DataFrame:
-        raise AssertionError("a part with API rows reads the import's connection (_overlaps)")
+        raise AssertionError("part 0 reads the stored plays of the lengths learned (_gather)")
 
 
 class _Inserts:
@@ -298,11 +285,7 @@ def store_parts(
                 progress(f"de-duplicating and storing part {part + 1} of {parts}")
             beside.add(assigned, cast(datetime, _reach(staging, part)))
             inserts.put(assigned, part - 1)
-            reads: _Stored = beside
-            if not _overlaps(staging, part):
-                inserts.drain()
-                reads = _Stored(con)
-            gathered = _gather(reads, staging, summary, part, batches)
+            gathered = _gather(beside, staging, summary, part, batches)
             assigned = _match(gathered, tolerances, summary, made, _reach(staging, part + 1))
             del gathered
             # the next part's staged rows, read while the inserts run
@@ -341,12 +324,6 @@ def _insert(
     with cap_lock or nullcontext():
         warehouse.drop_cached_blocks(staging.con, memory_limit)
     warehouse.release_freed_memory()
-
-
-def _overlaps(staging: Staging, part: int) -> bool:
-    """Whether ``part`` is matched beside the inserts before it (``_Beside``): not if it
-    may hold API rows."""
-    return not staging.has_rows(dedupe.API, part)
 
 
 def _reach(staging: Staging, part: int) -> datetime | None:
@@ -390,14 +367,14 @@ def _gather(
         width = min(MATCH_WINDOW + timedelta(milliseconds=staging.longest_ms), EDGE)
         windows = _windows(pl.concat(times), width)
     durations = reads.durations()
-    if dedupe.API in fresh:  # this batch's API rows say their tracks' lengths too
+    told = staging.api_lengths()
+    if told is not None:  # the staged API rows say their tracks' lengths too
         known = durations["track_id"]
-        durations = (
-            pl.concat([durations, fresh[dedupe.API].select("track_id", "duration_ms")])
-            .drop_nulls()
-            .unique(subset="track_id", keep="first", maintain_order=True)
+        durations = pl.concat([durations, told.cast(durations.schema)]).unique(
+            subset="track_id", keep="first", maintain_order=True
         )
-        windows += _windows_of_stale_scrobbles(reads, durations, known)
+        if part == 0:  # every part knows them: the stored plays they show are read once
+            windows += _windows_of_stale_scrobbles(reads, durations, known)
     stored: dict[str, pl.DataFrame] = {}
     if windows:
         windows = _merged(windows)
@@ -484,7 +461,6 @@ def _match(
         result.overrides,
         made,
         _reached(fresh, result.assigned, reach),
-        _lengths(fresh, result.assigned),
     )
 
 
@@ -502,26 +478,6 @@ def _reached(
                 on="_stage_row",
             ).select("play_id", "source_key", *warehouse.MATCH_COLUMNS[source])
     return reached
-
-
-def _lengths(
-    fresh: dict[str, pl.DataFrame], chosen: dict[str, pl.DataFrame]
-) -> pl.DataFrame | None:
-    """The track lengths the API rows to store tell (``warehouse.track_durations``)."""
-    plays = chosen.get(dedupe.API)
-    if plays is None or plays.is_empty():
-        return None
-    rows = fresh[dedupe.API]
-    return (
-        rows.join(
-            plays.select(pl.col("_stage_row").cast(rows["_stage_row"].dtype)),
-            on="_stage_row",
-            how="semi",
-        )
-        .select("track_id", "duration_ms")
-        .drop_nulls()
-        .unique("track_id", keep="first", maintain_order=True)
-    )
 
 
 def _windows_of_stale_scrobbles(

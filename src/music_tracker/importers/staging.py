@@ -273,6 +273,22 @@ class Staging:
         """Whether ``part`` may hold staged rows of ``source`` (a file of its days)."""
         return source in self._parts_files and bool(self._parts_files[source][part])
 
+    def api_lengths(self) -> pl.DataFrame | None:
+        """The track lengths the staged API rows tell (``track_id``, ``duration_ms``),
+        the first told of each track; None without API rows. Every part's matching knows
+        them from the start, as an import in one part does (``importers/parts.py``)."""
+        if "spotify_api" not in self.music_sources:
+            return None
+        return (
+            self._scan("spotify_api")
+            .select("_stage_row", "track_id", "duration_ms")
+            .drop_nulls()
+            .sort("_stage_row")
+            .unique("track_id", keep="first", maintain_order=True)
+            .drop("_stage_row")
+            .collect()
+        )
+
     def match_columns(self, source: str, part: int = 0) -> pl.DataFrame:
         """The staged rows of ``source`` in ``part``, in read order, narrowed to what
         matching needs."""

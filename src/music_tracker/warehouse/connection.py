@@ -49,6 +49,7 @@ def open_warehouse(
     if read_only:
         con = _connect(path, read_only=True, config=config, wait_s=file_wait_s)
         _session(con)
+        _checked(con, path)
         return con
     new = not path.exists()
     # the warehouse holds personal data (IP addresses, user agents in raw): a new data
@@ -80,7 +81,44 @@ def open_warehouse(
                     "insert into raw.play_id_moves by name select * from raw.play_id_overrides"
                 )
             con.execute("update raw.schema_version set version = ?", [RAW_SCHEMA_VERSION])
+    else:
+        _checked(con, path)
     return con
+
+
+def _checked(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        _check_tables(con, path)
+    except WarehouseDamaged:
+        con.close()
+        raise
+
+
+_RAW_TABLES = re.findall(r"create table if not exists raw\.(\w+)", DDL)
+
+
+def _check_tables(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a warehouse of this version missing a raw table (dropped outside Music
+    Tracker): every command would stop on it with DuckDB's catalog error (helper-75)."""
+    present = {
+        name
+        for (name,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'raw'"
+        ).fetchall()
+    }
+    if "schema_version" not in present:
+        return  # a new warehouse, made on its first writer's open
+    missing = [f"raw.{name}" for name in _RAW_TABLES if name not in present]
+    if not missing:
+        return
+    (version,) = con.execute("select max(version) from raw.schema_version").fetchone()  # type: ignore[misc]
+    if version == RAW_SCHEMA_VERSION:  # an older one is brought up to date by its writer
+        raise WarehouseDamaged(
+            f"{path} has no table {', '.join(missing)}: it was changed outside"
+            " music-tracker; nothing was changed: put your last backup back with"
+            " `music-tracker restore backups/<time> --replace` (or `restore"
+            " s3://bucket/prefix --replace`)"
+        )
 
 
 def single_threaded(con: duckdb.DuckDBPyConnection) -> None:
@@ -246,6 +284,8 @@ def checkpoint(
         turn(path, read_only=False, wait_s=file_wait_s),
         _connect(path, read_only=False, config=config, wait_s=file_wait_s) as con,
     ):
+        # a backup of a warehouse missing a table would push a good one out of those kept
+        _check_tables(con, path)
         con.execute("checkpoint")
 
 
