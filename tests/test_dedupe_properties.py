@@ -779,3 +779,61 @@ def test_a_length_the_api_tells_in_a_later_part_is_known_to_the_parts_before(
         results.append((_grouping(data_dir), summary.new_plays, summary.linked_to_other_source))
     assert results[0][1] == len(history) == len(results[0][0])
     assert results[1] == results[0]
+
+
+def test_stale_plays_far_from_a_poll_are_matched_again_a_few_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lengths a first poll tells can show stored plays anywhere in the history that
+    hold a scrobble they were heard too briefly to have (``_stale_plays``). They are
+    matched again with the stored rows near each, a few at a time (``_revisits``: a first
+    poll's 10,300 in one match held 450,000 rows, 640 MiB, helper-75): forty evenings of
+    a 60 s track heard for 20 s on Spotify, then in full on another player, are stored
+    with their scrobbles (the 20 s play takes the scrobble while the length is unknown);
+    an API play of the track weeks later makes each scrobble a play of its own, in
+    several matches, each reading a few evenings' rows: as matching everything at once
+    would (``rematch`` moves nothing)."""
+    from music_tracker.importers import parts
+
+    track = listener.Track("4uLU6hMCjMI75M1A2tKUQC", "Short", "Band", "Album", 60_000)
+    filler = listener.Track("1aaaaaaaaaaaaaaaaaaaaa", "Song", "Band", "Album", 200_000)
+    history: list[listener.TruePlay] = []
+    for evening in range(40):
+        at = datetime(2021, 1, 1, 20, tzinfo=UTC) + timedelta(days=3 * evening)
+        for start, heard, spotify in (
+            (at, 200_000, True),
+            (at + timedelta(minutes=4), 20_000, True),
+            (at + timedelta(minutes=4, seconds=25), 60_000, False),
+            (at + timedelta(minutes=6), 200_000, True),
+        ):
+            song = filler if heard == 200_000 else track
+            history.append(listener.TruePlay(len(history), song, start, heard, 0, spotify, 0))
+    stored = tmp_path / "stored"
+    for source in (dedupe.EXTENDED, dedupe.LASTFM):
+        listener.write_records(source, history, stored / source)
+    poll = listener.TruePlay(len(history), track, datetime(2021, 6, 1, 9, tzinfo=UTC),
+                             60_000, 0, True, 0)  # fmt: skip
+    data_dir = tmp_path / "data"
+    settings = Settings(data_dir=data_dir)
+    first = run_import(settings, [stored])
+    assert first.new_plays == 3 * 40  # the 20 s play holds the other player's scrobble
+    matches: list[tuple[int, int]] = []
+    regroup = dedupe.regroup
+
+    def noted(stored, fresh, *args, revisit=None, **kwargs):  # type: ignore[no-untyped-def]
+        if revisit is not None:
+            matches.append((revisit.len(), sum(f.height for f in stored.values())))
+        return regroup(stored, fresh, *args, revisit=revisit, **kwargs)
+
+    monkeypatch.setattr(dedupe, "regroup", noted)
+    monkeypatch.setattr(parts, "_REVISIT_SPAN", timedelta(hours=60))
+    api = listener.write_records(dedupe.API, [poll], tmp_path / "poll")[0]
+    run_import(settings, [api])
+    monkeypatch.undo()
+    # 40 evenings three days apart, 60 hours of windows a match: several matches, each
+    # reading its evenings' rows only
+    assert sum(n for n, _ in matches) == 40 and len(matches) >= 4, matches
+    assert max(rows for _, rows in matches) <= 7 * max(n for n, _ in matches), matches
+    plays = _grouping(data_dir)
+    assert len(plays) == 4 * 40 + 1
+    assert run_rematch(settings)["rows_moved"] == 0

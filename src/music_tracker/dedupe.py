@@ -54,7 +54,7 @@ LISTENBRAINZ = "listenbrainz"
 # minute), and the listens Music Tracker exports also their end and time heard
 SOURCE_RANK = {EXTENDED: 5, API: 4, ACCOUNT: 3, LISTENBRAINZ: 2, LASTFM: 1}
 
-# Columns of the "linked rows" frame: every stored music row that belongs to a play.
+# the "linked rows" frame: every stored music row that belongs to a play
 LINKED_SCHEMA = pl.Schema(
     {
         "play_id": pl.String(),
@@ -481,6 +481,7 @@ def regroup(
     durations: pl.DataFrame | None = None,
     *,
     everything: bool = False,
+    revisit: pl.Series | None = None,
 ) -> Regrouped:
     """Rule 2 for a batch, independent of the order the sources arrived in.
 
@@ -499,7 +500,9 @@ def regroup(
     stable for survivors, and plays proven to be one by a later, richer row are merged into
     the survivor. A group with no stored play gets the id of its richest row, as before.
     With ``everything``, every group is adopted (``music-tracker rematch``: the whole
-    history matched again under the current rules, with no fresh rows).
+    history matched again under the current rules, with no fresh rows). ``revisit``: the
+    stored plays adopted as if they held a fresh row (default: those holding a scrobble
+    heard too briefly, ``_scrobbles_held_too_briefly``).
     """
     linked = pl.DataFrame(schema=LINKED_SCHEMA)
     parts: list[pl.DataFrame] = []
@@ -508,7 +511,7 @@ def regroup(
     order = [
         source
         for source in sorted(set(stored) | set(fresh), key=SOURCE_RANK.__getitem__, reverse=True)
-        if _has_rows(stored.get(source)) or _has_rows(fresh.get(source))
+        if any(rows is not None and rows.height for rows in (stored.get(source), fresh.get(source)))
     ]
     for position, source in enumerate(order):
         rows = _window_rows(source, stored.get(source), fresh.get(source), time_column[source])
@@ -546,10 +549,10 @@ def regroup(
         # its own id; no adoption to work out
         every = every.with_columns(_final=pl.col("_group"))
     else:
+        if revisit is None:
+            revisit = _scrobbles_held_too_briefly(stored, durations)
         adopted = (
-            every["_group"].drop_nulls().unique()
-            if everything
-            else _adopted_groups(every, _scrobbles_held_too_briefly(stored, durations))
+            every["_group"].drop_nulls().unique() if everything else _adopted_groups(every, revisit)
         )
         final = _final_ids(every.filter(pl.col("_group").is_in(adopted.implode())))
         every = every.join(final, on="_group", how="left")
@@ -598,10 +601,6 @@ def regroup(
         new_ids=new_groups.select(pl.col("_final").alias("play_id"), "source", "_stage_row"),
         merged_ids=merged_ids,
     )
-
-
-def _has_rows(frame: pl.DataFrame | None) -> bool:
-    return frame is not None and frame.height > 0
 
 
 def _window_rows(

@@ -76,6 +76,10 @@ class _Gathered:
     fresh: dict[str, pl.DataFrame]
     stored: dict[str, pl.DataFrame]
     durations: pl.DataFrame
+    # stored plays far from the part's rows that the lengths its API rows tell show held
+    # a scrobble heard too briefly (``play_id``, ``played_at``): matched again in their
+    # own windows (``_revisit``)
+    stale: pl.DataFrame | None = None
 
 
 class _Stored:
@@ -84,11 +88,38 @@ class _Stored:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
+        # stored rows moved to another play and not stored yet (``moved``)
+        self.moves = pl.DataFrame(
+            schema={"source": pl.String, "source_key": pl.String, "play_id": pl.String}
+        )
+
+    def moved(self, overrides: pl.DataFrame) -> None:
+        """Read these stored rows (``source``, ``source_key``) in their new play
+        (``play_id``) from here on; a row moved again keeps its last move."""
+        if overrides.height:
+            moves = pl.concat([self.moves, _compact(overrides.select(self.moves.columns))])
+            self.moves = moves.unique(["source", "source_key"], keep="last", maintain_order=True)
 
     def keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
         return warehouse.stored_keys(self.con, source, batch)
 
     def linked_rows(self, source: str, windows: list[Window]) -> pl.DataFrame:
+        rows = self._linked_rows(source, windows)
+        moves = self.moves.filter(pl.col("source") == source)
+        if moves.height and rows.height:
+            rows = (
+                rows.join(
+                    moves.select("source_key", pl.col("play_id").alias("_moved")),
+                    on="source_key",
+                    how="left",
+                    maintain_order="left",
+                )
+                .with_columns(play_id=pl.coalesce("_moved", "play_id"))
+                .drop("_moved")
+            )
+        return rows
+
+    def _linked_rows(self, source: str, windows: list[Window]) -> pl.DataFrame:
         return warehouse.linked_rows(self.con, source, windows)
 
     def durations(self) -> pl.DataFrame:
@@ -108,9 +139,6 @@ class _Beside(_Stored):
         super().__init__(view)
         self.lock = lock
         self.rows: dict[str, pl.DataFrame] = {}
-        self.moves = pl.DataFrame(
-            schema={"source": pl.String, "source_key": pl.String, "play_id": pl.String}
-        )
 
     def add(self, assigned: Assigned, reach: datetime) -> None:
         """A part is stored (or waits to be): keep its rows from ``reach`` on (the next
@@ -122,9 +150,7 @@ class _Beside(_Stored):
         for source, rows in self.rows.items():
             time = pl.col(warehouse.TIME_COLUMN[source])
             self.rows[source] = rows.filter(time.is_null() | (time >= reach))
-        if assigned.overrides.height:  # a row moved again keeps its last move
-            moves = pl.concat([self.moves, assigned.overrides.select(self.moves.columns)])
-            self.moves = moves.unique(["source", "source_key"], keep="last", maintain_order=True)
+        self.moved(assigned.overrides)
 
     def keys(self, source: str, batch: pl.DataFrame) -> pl.Series:
         with self.lock:
@@ -142,25 +168,14 @@ class _Beside(_Stored):
         )
         return pl.concat([found, held["source_key"]])
 
-    def linked_rows(self, source: str, windows: list[Window]) -> pl.DataFrame:
+    def _linked_rows(self, source: str, windows: list[Window]) -> pl.DataFrame:
         with self.lock:
-            rows = super().linked_rows(source, windows)
+            rows = super()._linked_rows(source, windows)
         held = self.rows.get(source)
         if held is not None and held.height:
-            held = _within(held.filter(pl.col("play_id").is_not_null()), source, windows)
+            time = warehouse.TIME_COLUMN[source]
+            held = _within(held.filter(pl.col("play_id").is_not_null()), time, windows)
             rows = pl.concat([rows, held.select(rows.columns).cast(rows.schema)])
-        moves = self.moves.filter(pl.col("source") == source)
-        if moves.height and rows.height:
-            rows = (
-                rows.join(
-                    moves.select("source_key", pl.col("play_id").alias("_moved")),
-                    on="source_key",
-                    how="left",
-                    maintain_order="left",
-                )
-                .with_columns(play_id=pl.coalesce("_moved", "play_id"))
-                .drop("_moved")
-            )
         return rows
 
     def durations(self) -> pl.DataFrame:
@@ -249,8 +264,13 @@ def assign(
 ) -> Assigned:
     """Apply the de-duplication rules to one part of the staged rows: rule 1 per source,
     then rule 2 over the part's window."""
-    gathered = _gather(_Stored(con), staging, summary, part)
-    return _match(gathered, tolerances, summary, None, _reach(staging, part + 1))
+    reads = _Stored(con)
+    gathered = _gather(reads, staging, summary, part)
+    assigned = _match(gathered, tolerances, summary, None, _reach(staging, part + 1))
+    if gathered.stale is not None and gathered.stale.height:
+        revisited = _revisit(reads, gathered.stale, gathered.durations, tolerances, summary)
+        assigned.overrides = _last_moves([revisited, assigned.overrides])
+    return assigned
 
 
 def store_parts(
@@ -367,6 +387,7 @@ def _gather(
         width = min(MATCH_WINDOW + timedelta(milliseconds=staging.longest_ms), EDGE)
         windows = _windows(pl.concat(times), width)
     durations = reads.durations()
+    far = None
     told = staging.api_lengths()
     if told is not None:  # the staged API rows say their tracks' lengths too
         known = durations["track_id"]
@@ -374,7 +395,11 @@ def _gather(
             subset="track_id", keep="first", maintain_order=True
         )
         if part == 0:  # every part knows them: the stored plays they show are read once
-            windows += _windows_of_stale_scrobbles(reads, durations, known)
+            stale = _stale_plays(reads, durations, known)
+            # those near the part's rows are matched with them, the others on their own
+            near = _within(stale, "played_at", windows, beyond=_APART)
+            windows += _windows(near["played_at"], MATCH_WINDOW, apart=2 * MATCH_WINDOW)
+            far = stale.join(near, on="play_id", how="anti")
     stored: dict[str, pl.DataFrame] = {}
     if windows:
         windows = _merged(windows)
@@ -384,7 +409,7 @@ def _gather(
             )
             for source in warehouse.MUSIC_TABLES
         }
-    return _Gathered(fresh, stored, durations)
+    return _Gathered(fresh, stored, durations, far)
 
 
 def _reachable(made: list[pl.DataFrame | None], staging: Staging, part: int) -> pl.DataFrame | None:
@@ -480,33 +505,119 @@ def _reached(
     return reached
 
 
-def _windows_of_stale_scrobbles(
-    reads: _Stored, durations: pl.DataFrame, known: pl.Series
-) -> list[Window]:
-    """Where stored plays hold a scrobble that the track lengths this batch tells first
-    show they were heard too briefly to have (``dedupe.regroup`` matches them again).
+def _stale_plays(reads: _Stored, durations: pl.DataFrame, known: pl.Series) -> pl.DataFrame:
+    """The stored plays holding a scrobble that the track lengths this import tells first
+    show they were heard too briefly to have (``play_id``, ``played_at``, the time of
+    their extended-history row): ``dedupe.regroup`` matches them again.
 
-    Such a play can lie anywhere in the history, far from the batch: a first poll of the
-    API tells the lengths of tracks heard for years. Only the plays that now hold a
-    scrobble they cannot have are looked at, so a poll reads a few windows at most.
+    Such a play can lie anywhere in the history, far from the import's rows: a first poll
+    of the API tells the lengths of tracks heard for years. Only the plays that now hold a
+    scrobble they cannot have are looked at.
     """
     learned = durations.filter(~pl.col("track_id").is_in(known.implode()))["track_id"]
     if learned.is_empty():
-        return []
+        return pl.DataFrame(schema={"play_id": pl.String, "played_at": pl.Datetime("us", "UTC")})
     held = reads.scrobbled_extended_rows(learned)
-    stale = dedupe.too_brief_for_a_scrobble(held, durations)["played_at"]
-    return _windows(stale, MATCH_WINDOW)
+    stale = dedupe.too_brief_for_a_scrobble(held, durations)
+    return (
+        stale.select("play_id", "played_at")
+        .sort("played_at", "play_id")
+        .unique("play_id", keep="first", maintain_order=True)
+    )
 
 
-def _windows(times: pl.Series, width: timedelta) -> list[Window]:
-    """The spans within ``width`` of ``times``, split where they are more than a day
-    apart: rows years apart read the stored rows near each, not every row between them
-    (helper-75: two scrobbles, of 2006 and 2026, onto a million plays read them all, 1
-    GB). Rows less than a day apart lie in days that hold rows (``Staging.plan_parts``
-    weighs those days' stored rows) and stay in one span: a window is a branch of the
-    query (``warehouse.linked_rows``), and one per evening made the first import of a
-    million plays take twice as long (13.4 s against 7.0)."""
-    apart = 2 * width + timedelta(days=1)
+# How long the stored rows read for one match of stale plays far from the import's rows
+# are (``_revisit``), at most: at the densest listening measured (the 10M benchmark, about
+# 57 plays an hour in two sources) 600 hours are about 70,000 rows. A first poll's 10,300
+# stale plays in one match read 450,000 rows of 350,000 plays and peaked at 640 MiB; 4 GB
+# before they were read in one query per source (helper-75).
+_REVISIT_SPAN = timedelta(hours=600)
+
+
+def _revisit(
+    reads: _Stored,
+    stale: pl.DataFrame,
+    durations: pl.DataFrame,
+    tolerances: dedupe.Tolerances,
+    summary: ImportSummary,
+) -> pl.DataFrame:
+    """Match the ``stale`` plays (``_stale_plays``) again, a few at a time in time order,
+    each with the stored rows within ``MATCH_WINDOW`` of it, and return the stored rows to
+    move (``dedupe.Regrouped.overrides``). A match reads the moves of those before it; a
+    row moved twice keeps the play it had before the first."""
+    moved: list[pl.DataFrame] = []
+    for plays, windows in _revisits(stale):
+        stored = {
+            source: reads.linked_rows(source, windows).unique(
+                subset="source_key", keep="first", maintain_order=True
+            )
+            for source in warehouse.MUSIC_TABLES
+        }
+        result = dedupe.regroup(
+            stored, {}, tolerances, warehouse.TIME_COLUMN, durations, revisit=plays
+        )
+        del stored
+        summary.plays_merged += result.merged
+        reads.moved(result.overrides)
+        moved.append(_compact(result.overrides))
+    return _last_moves(moved)
+
+
+def _revisits(stale: pl.DataFrame) -> Iterator[tuple[pl.Series, list[Window]]]:
+    """The ``stale`` plays (in time order) in groups whose windows (``MATCH_WINDOW``
+    around each, joined where less than a day apart: fewer branches of the query, the
+    rows of a day at most between them) span ``_REVISIT_SPAN`` at most."""
+    ids: list[str] = []
+    windows: list[Window] = []
+    span = timedelta(0)
+    for play_id, at in stale.iter_rows():
+        start, end = at - MATCH_WINDOW, at + MATCH_WINDOW
+        joins = bool(windows) and start <= windows[-1][1] + _APART
+        added = end - windows[-1][1] if joins else end - start
+        if ids and span + added > _REVISIT_SPAN:
+            yield pl.Series("play_id", ids, pl.String), windows
+            ids, windows, span, joins, added = [], [], timedelta(0), False, end - start
+        ids.append(play_id)
+        windows[-1:] = [(windows[-1][0], end)] if joins else [*windows[-1:], (start, end)]
+        span += added
+    if ids:
+        yield pl.Series("play_id", ids, pl.String), windows
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with strings of its own: a Polars string filtered from a frame is a view
+    into that frame's buffers, and the few moves kept of each match kept its rows' whole
+    buffers (a first poll's revisits grew by 2.4 MB a match: 480 MiB at the end)."""
+    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(pl.concat_str(pl.col(name), pl.lit("")) for name in strings)
+
+
+def _last_moves(overrides: list[pl.DataFrame]) -> pl.DataFrame:
+    """Moves of stored rows made one after the other as one: each row's last play, and
+    the play it had before the first (a row moved back to it is not moved)."""
+    every = pl.concat(overrides)
+    return (
+        every.group_by("source", "source_key", maintain_order=True)
+        .agg(pl.col("play_id").last(), pl.col("previous_play_id").first())
+        .filter(pl.col("play_id") != pl.col("previous_play_id"))
+        .select(every.columns)
+    )
+
+
+# Where a part's rows are split into windows of their own (``_windows``): farther apart
+# than a day beyond both windows. Rows less than a day apart lie in days that hold rows
+# (``Staging.plan_parts`` weighs those days' stored rows).
+_APART = timedelta(days=1)
+
+
+def _windows(times: pl.Series, width: timedelta, *, apart: timedelta | None = None) -> list[Window]:
+    """The spans within ``width`` of ``times``, split where they are more than ``apart``
+    (``2 * width + _APART``) apart: rows years apart read the stored rows near each, not
+    every row between them (helper-75: two scrobbles, of 2006 and 2026, onto a million
+    plays read them all, 1 GB). Rows nearer each other stay in one span: a window is a
+    branch of the query (``warehouse.linked_rows``), and one per evening made the first
+    import of a million plays take twice as long (13.4 s against 7.0)."""
+    apart = 2 * width + _APART if apart is None else apart
     spans = (
         times.drop_nulls()
         .sort()
@@ -529,14 +640,16 @@ def _merged(windows: list[Window]) -> list[Window]:
     return merged
 
 
-def _within(rows: pl.DataFrame, source: str, windows: list[Window]) -> pl.DataFrame:
-    """The ``rows`` of ``source`` whose time lies in one of ``windows`` (``_merged``)."""
-    time = warehouse.TIME_COLUMN[source]
+def _within(
+    rows: pl.DataFrame, time: str, windows: list[Window], *, beyond: timedelta = timedelta(0)
+) -> pl.DataFrame:
+    """The ``rows`` whose ``time`` lies in one of ``windows`` (``_merged``), or within
+    ``beyond`` of one."""
     if not windows or rows.is_empty():
         return rows.clear()
     dtype = rows.schema[time]
     spans = pl.DataFrame(
-        {"_start": [s for s, _ in windows], "_end": [e for _, e in windows]},
+        {"_start": [s - beyond for s, _ in windows], "_end": [e + beyond for _, e in windows]},
         schema={"_start": dtype, "_end": dtype},
     )
     return (
