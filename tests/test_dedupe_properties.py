@@ -837,3 +837,32 @@ def test_stale_plays_far_from_a_poll_are_matched_again_a_few_at_a_time(
     plays = _grouping(data_dir)
     assert len(plays) == 4 * 40 + 1
     assert run_rematch(settings)["rows_moved"] == 0
+
+
+def test_a_poll_in_two_parts_with_nothing_new_is_not_stored(tmp_path: Path) -> None:
+    """A poll with nothing new leaves no landing file and no import record. Its plays
+    across midnight, whose days weigh with their stored rows more than a part's rows, are
+    planned in two parts; the first alone told nothing new, and such a poll was landed
+    and recorded every time (helper-75)."""
+    rng = random.Random(3)
+    plays = listener.listen_messily(
+        rng, listener.short_catalogue(rng), datetime(2026, 1, 5, 23, tzinfo=UTC), 40
+    )
+    page = listener.write_records(dedupe.API, plays, tmp_path / "first")[0]
+    data_dir = tmp_path / "data"
+    settings = Settings(data_dir=data_dir)
+    assert run_import(settings, [page]).new_plays == len(json.loads(page.read_text())["items"])
+    again = tmp_path / "again" / "recently_played.json"  # the same plays, other bytes
+    again.parent.mkdir()
+    again.write_text(json.dumps(json.loads(page.read_text()), indent=1))
+    poll = ImportOptions(forced=Format.API, store_unchanged=False, part_rows=10)
+    summary = run_import(settings, [again], poll)
+    assert summary.new_plays == 0 and summary.files_imported == 0, summary
+    assert summary.already_stored == summary.rows_read, summary
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        ((runs, days),) = con.execute(
+            "select (select count(*) from raw.import_runs),"
+            " count(distinct epoch(played_at)::bigint // 86400) from raw.spotify_api_plays"
+        ).fetchall()
+    assert (runs, days) == (1, 2)
+    assert len(list((data_dir / "landing").rglob("*.json"))) == 1

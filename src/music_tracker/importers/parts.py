@@ -273,6 +273,27 @@ def assign(
     return assigned
 
 
+def stored_before(con: duckdb.DuckDBPyConnection, staging: Staging, summary: ImportSummary) -> bool:
+    """Whether every staged music row of the parts after the first is stored already
+    (rule 1), counted in ``summary`` if so. A poll whose days weigh more than a part with
+    their stored rows (``Staging.plan_parts``) is planned in parts: with nothing new in
+    the first, it has nothing new if so (helper-75: such a poll was landed and recorded
+    every time)."""
+    in_input = stored = 0
+    for part in range(1, staging.parts):
+        for source in staging.music_sources:
+            batch = staging.match_columns(source, part)
+            fresh, in_batch, already = dedupe.drop_known(
+                batch, warehouse.stored_keys(con, source, batch)
+            )
+            if fresh.height:
+                return False
+            in_input, stored = in_input + in_batch, stored + already
+    summary.duplicates_in_input += in_input
+    summary.already_stored += stored
+    return True
+
+
 def store_parts(
     con: duckdb.DuckDBPyConnection,
     staging: Staging,

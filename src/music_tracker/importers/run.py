@@ -219,7 +219,10 @@ def _import(
             parts = staging.plan_parts(options.part_rows)
             first = parts_.assign(con, staging, tolerances, summary, part=0)
             nothing_new = not (summary.new_plays or summary.linked_to_other_source or api_gap)
-            if not options.store_unchanged and nothing_new and parts == 1:
+            if not options.store_unchanged and nothing_new and parts > 1:
+                # a poll's days weighed with their stored rows can make two parts
+                nothing_new = parts_.stored_before(con, staging, summary)
+            if not options.store_unchanged and nothing_new:
                 # nothing new (rows set aside, such as a local file's play, come back in every
                 # poll while they stay among the last 50): no landing file, no import record
                 return summary
