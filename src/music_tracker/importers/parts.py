@@ -11,10 +11,13 @@ import's connection, which is inserting. It reads the warehouse as it was before
 import through a second connection (``warehouse.committed_view``), and what this import's
 parts stored from memory (``_Beside``): their rows within its reach (``EDGE`` before its
 first day: the stored rows of its windows, and the natural keys within a day of its
-rows), the stored rows they moved to another play, and the track lengths their API rows
-told. A part with API rows reads stored plays anywhere in the history
-(``_windows_of_stale_scrobbles``): it waits for the inserts before it and reads the
-import's connection.
+rows) and the stored rows they moved to another play.
+
+Every part knows the track lengths the staged API rows tell (``Staging.api_lengths``), as
+an import in one part does. The stored plays those lengths first show were heard too
+briefly for the scrobble they hold can lie anywhere in the history (``_stale_plays``):
+the first part, matched before the inserts start, matches them again, those near its rows
+with them and the others a few at a time (``_revisit``).
 """
 
 from __future__ import annotations
@@ -550,7 +553,7 @@ def _stale_plays(reads: _Stored, durations: pl.DataFrame, known: pl.Series) -> p
 # How long the stored rows read for one match of stale plays far from the import's rows
 # are (``_revisit``), at most: at the densest listening measured (the 10M benchmark, about
 # 57 plays an hour in two sources) 600 hours are about 70,000 rows. A first poll's 10,300
-# stale plays in one match read 450,000 rows of 350,000 plays and peaked at 640 MiB; 4 GB
+# stale plays in one match read 495,000 rows of 350,000 plays and peaked at 640 MiB; 4 GB
 # before they were read in one query per source (helper-75).
 _REVISIT_SPAN = timedelta(hours=600)
 
