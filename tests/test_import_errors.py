@@ -213,7 +213,7 @@ def test_a_memory_cap_too_small_names_the_setting_and_changes_nothing(
     monkeypatch.setenv("MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT", "8MB")
     result = cli("import", str(EXTENDED_DIR), expect=1)
     output = " ".join(result.output.split())
-    assert "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT=8MB" in output
+    assert "MUSIC_TRACKER_DUCKDB_MEMORY_LIMIT=8MB, of which an import stores" in output
     assert "nothing stored was lost" in output
     assert "download the export again" not in output
     assert cli_json(cli, "status") == loaded

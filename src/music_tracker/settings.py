@@ -598,9 +598,12 @@ def cap_hint(
     for a build and its replay, else the one of imports and the other commands), with its
     value and default; ``state``: what became of the data."""
     field = "dbt_memory_limit" if what == "transform" else "duckdb_memory_limit"
+    # DuckDB's error names the cap in force: an import's, while it stores, is lower
+    # (importers/run.py, STORING_SHARE)
+    share = ", of which an import stores its rows under three quarters" if what == "import" else ""
     return (
         f"`{what}` needed more than DuckDB's memory cap (MUSIC_TRACKER_{field.upper()}="
-        f"{getattr(settings, field)}); {state}. Raise the cap (the default is "
+        f"{getattr(settings, field)}{share}); {state}. Raise the cap (the default is "
         f"{Settings.model_fields[field].default}) or free memory, then run "
         f"`music-tracker {what}` again"
     )
