@@ -159,6 +159,14 @@ def since_last_build(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, i
     return _since_last_build(con, *_play_tables(con))
 
 
+def other_plays_since(con: duckdb.DuckDBPyConnection, built: datetime) -> int:
+    """How many podcast, audiobook and video plays were imported after ``built``."""
+    (count,) = con.execute(
+        "select count(*) from raw.other_plays where imported_at > $built", {"built": built}
+    ).fetchone()  # type: ignore[misc]
+    return int(count)
+
+
 def _since_last_build(
     con: duckdb.DuckDBPyConnection, moves: bool, sources: tuple[str, ...]
 ) -> tuple[datetime | None, int | None]:
