@@ -652,6 +652,17 @@ def test_parts_matched_beside_the_inserts_store_the_same(
         return gather(reads, *args)
 
     monkeypatch.setattr(parts, "_gather", noted_gather)
+    held: list[int] = []
+
+    def add_and_look(self, assigned, reach, add=parts._Beside.add):  # type: ignore[no-untyped-def]
+        add(self, assigned, reach)
+        # only the rows the next part can reach are held: memory stays a part's
+        for source, rows in self.rows.items():
+            time = rows[warehouse.TIME_COLUMN[source]].drop_nulls()
+            assert time.is_empty() or time.min() >= reach, (source, reach)
+        held.append(sum(rows.height for rows in self.rows.values()))
+
+    monkeypatch.setattr(parts._Beside, "add", add_and_look)
     results = {}
     for way in ("beside", "one after the other"):
         if way != "beside":  # each insert waited for, and read on the import's connection
@@ -672,6 +683,7 @@ def test_parts_matched_beside_the_inserts_store_the_same(
         if way == "beside":
             assert beside[0] == "_Stored" and set(beside[1:]) == {"_Beside"}, beside
             assert len(beside) >= 4, beside  # the overlap ran
+            assert 0 < max(held) < 150, held
             assert results[way][1]["duplicates"]["same_play_from_other_source"] > 0
     assert results["beside"] == results["one after the other"]
     assert results["beside"][0]["raw.play_id_overrides"], "no stored play moved: a weak test"
@@ -866,3 +878,37 @@ def test_a_poll_in_two_parts_with_nothing_new_is_not_stored(tmp_path: Path) -> N
         ).fetchall()
     assert (runs, days) == (1, 2)
     assert len(list((data_dir / "landing").rglob("*.json"))) == 1
+
+
+def test_the_last_days_stored_rows_weigh_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two evenings of scrobbles onto their extended history, stored before: each day
+    weighs its scrobbles and its stored rows, 1.5 times each (two sources), the last day's
+    as the first's (a mutant reading the stored rows up to the last day's start, not its
+    end, survived helper-75's review): 180 in all, two parts of at most 150."""
+    from music_tracker.importers.staging import Staging
+
+    planned: list[int] = []
+    plan_parts = Staging.plan_parts
+
+    def noted(self: Staging, max_rows: int) -> int:
+        planned.append(plan_parts(self, max_rows))
+        return planned[-1]
+
+    monkeypatch.setattr(Staging, "plan_parts", noted)
+    song = listener.Track("4uLU6hMCjMI75M1A2tKUQC", "Song", "Band", "Album", 200_000)
+    history = [
+        listener.TruePlay(n, song, datetime(2021, 6, 10 + n // 30, 19, tzinfo=UTC)
+                          + timedelta(minutes=4 * (n % 30)), 200_000, 0, True, 0)
+        for n in range(60)
+    ]  # fmt: skip
+    data_dir = tmp_path / "data"
+    run_import(
+        Settings(data_dir=data_dir),
+        [listener.write_records(dedupe.EXTENDED, history, tmp_path / "extended")[0]],
+    )
+    scrobbles = listener.write_records(dedupe.LASTFM, history, tmp_path / "lastfm")[0]
+    summary = run_import(Settings(data_dir=data_dir), [scrobbles], ImportOptions(part_rows=150))
+    assert planned[-1] == 2, planned
+    assert summary.linked_to_other_source == 60 and summary.new_plays == 0
