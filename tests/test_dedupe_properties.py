@@ -663,6 +663,13 @@ def test_parts_matched_beside_the_inserts_store_the_same(
         held.append(sum(rows.height for rows in self.rows.values()))
 
     monkeypatch.setattr(parts._Beside, "add", add_and_look)
+    queued: list[int] = []
+
+    def put_and_look(self, assigned, part, put=parts._Inserts.put):  # type: ignore[no-untyped-def]
+        put(self, assigned, part)
+        queued.append(len(self.queued))  # a part's choices wait, a few at most
+
+    monkeypatch.setattr(parts._Inserts, "put", put_and_look)
     results = {}
     for way in ("beside", "one after the other"):
         if way != "beside":  # each insert waited for, and read on the import's connection
@@ -684,6 +691,7 @@ def test_parts_matched_beside_the_inserts_store_the_same(
             assert beside[0] == "_Stored" and set(beside[1:]) == {"_Beside"}, beside
             assert len(beside) >= 4, beside  # the overlap ran
             assert 0 < max(held) < 150, held
+            assert max(queued) <= parts._QUEUED, queued
             assert results[way][1]["duplicates"]["same_play_from_other_source"] > 0
     assert results["beside"] == results["one after the other"]
     assert results["beside"][0]["raw.play_id_overrides"], "no stored play moved: a weak test"
