@@ -886,6 +886,39 @@ def test_a_poll_in_two_parts_with_nothing_new_is_not_stored(tmp_path: Path) -> N
         ).fetchall()
     assert (runs, days) == (1, 2)
     assert len(list((data_dir / "landing").rglob("*.json"))) == 1
+    # one play more, in the last part: stored (a check that looked at the first part only
+    # lost it, helper-76)
+    later = plays[-1].started_at + timedelta(minutes=10)
+    one_more = [*plays, dataclasses.replace(plays[-1], index=len(plays), started_at=later)]
+    page = listener.write_records(dedupe.API, one_more, tmp_path / "one-more")[0]
+    summary = run_import(settings, [page], poll)
+    assert summary.new_plays == 1 and summary.files_imported == 1, summary
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        ((runs, rows),) = con.execute(
+            "select (select count(*) from raw.import_runs), count(*) from raw.spotify_api_plays"
+        ).fetchall()
+    assert (runs, rows) == (2, len(json.loads(page.read_text())["items"]))
+
+
+def test_moves_made_one_after_the_other_are_one_move() -> None:
+    """``_last_moves``: a stored row moved by two matches of stale plays in turn is moved
+    once, to its last play, from the play it had before the first (``raw.play_id_moves``
+    tells what it was); a row moved back to its play is not moved."""
+    from music_tracker.importers import parts
+
+    def moves(*rows: tuple[str, str, str]) -> pl.DataFrame:
+        return pl.DataFrame(
+            [("lastfm", *row) for row in rows],
+            schema=["source", "source_key", "play_id", "previous_play_id"],
+            orient="row",
+        )
+
+    first = moves(("a", "p2", "p1"), ("b", "q2", "q1"), ("c", "r2", "r1"))
+    second = moves(("a", "p3", "p2"), ("b", "q1", "q2"))
+    assert parts._last_moves([first, second]).rows() == [
+        ("lastfm", "a", "p3", "p1"),
+        ("lastfm", "c", "r2", "r1"),
+    ]
 
 
 def test_the_last_days_stored_rows_weigh_too(

@@ -527,7 +527,9 @@ def test_a_wrong_type_after_blank_lines_in_a_late_block_is_named_by_its_line(
         assert "in line 501:" in " ".join(result.output.split()), result.output
 
 
-@pytest.mark.parametrize("corrupt", [30 * 3_600_000, -5 * 3_600_000])
+@pytest.mark.parametrize(
+    "corrupt", [30 * 3_600_000, 13 * 3_600_000, -5 * 3_600_000, -1_800_000, 18446744071909551]
+)
 def test_a_listen_told_again_with_a_corrupt_length_is_stored_once(
     cli: Cli, data_dir: Path, tmp_path: Path, corrupt: int
 ) -> None:
@@ -535,7 +537,9 @@ def test_a_listen_told_again_with_a_corrupt_length_is_stored_once(
     of its start. A length over a day or below zero (corrupt data) made the start days away
     from ``listened_at``: the same listen told again with its real length, in another
     import, was stored twice, and the star schema's uniqueness test failed every build
-    (helper-75). Such a length tells no start: the listen starts at ``listened_at``."""
+    (helper-75). A length below zero or over 12 hours (13; one that wraps round to -30
+    minutes in microseconds, helper-76) tells no start: the listen starts at
+    ``listened_at``."""
     at = 1_700_000_000
     spotify = {"submission_client": "listenbrainz", "music_service": "spotify.com"}
     for name, length in (("corrupt", corrupt), ("real", 200_000)):

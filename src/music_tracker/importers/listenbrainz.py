@@ -270,14 +270,19 @@ def _with_times(frame: pl.DataFrame, display_name: str) -> pl.DataFrame:
 # (``warehouse.stored_keys``). A length over a day or below zero (corrupt data) made a
 # listen's start days from its ``listened_at``, and the same listen told again with another
 # length was stored twice: the star schema's uniqueness test then failed every build
-# (helper-75).
+# (helper-75). A length is at most 12 hours: one of 2^64 / 1000 ms wrapped round to -30
+# minutes in microseconds, and started a listen after its end (helper-76).
 _START_FROM_LISTENED = (timedelta(hours=-12), timedelta(hours=1))
+_LONGEST_MS = 12 * 3_600_000
 
 
 def _near_listened(end: pl.Expr, length_ms: pl.Expr) -> pl.Expr:
-    """The start ``length_ms`` before ``end``, when the length is one a play can have and
-    the start lies near ``listened_at`` (``_START_FROM_LISTENED``); else null."""
+    """The start ``length_ms`` before ``end``, when the length is one a play can have (0
+    to 12 hours) and the start lies near ``listened_at`` (``_START_FROM_LISTENED``); else
+    null."""
     start = end - pl.duration(milliseconds=length_ms)
     early, late = _START_FROM_LISTENED
-    near = (length_ms >= 0) & (start - pl.col("listened")).is_between(early, late)
+    near = length_ms.is_between(0, _LONGEST_MS) & (start - pl.col("listened")).is_between(
+        early, late
+    )
     return pl.when(near).then(start)
