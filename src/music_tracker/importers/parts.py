@@ -95,6 +95,8 @@ class _Stored:
         self.moves = pl.DataFrame(
             schema={"source": pl.String, "source_key": pl.String, "play_id": pl.String}
         )
+        # the sources with stored plays, as ``con`` sees them before the import's inserts
+        self._filled: set[str] | None = None
 
     def moved(self, overrides: pl.DataFrame) -> None:
         """Read these stored rows (``source``, ``source_key``) in their new play
@@ -123,7 +125,11 @@ class _Stored:
         return rows
 
     def _linked_rows(self, source: str, windows: list[Window]) -> pl.DataFrame:
-        return warehouse.linked_rows(self.con, source, windows)
+        # a source with no stored play is not queried window by window: planning a query
+        # of a few hundred windows costs as much for an empty table (helper-76)
+        if self._filled is None:
+            self._filled = warehouse.sources_with_plays(self.con)
+        return warehouse.linked_rows(self.con, source, windows if source in self._filled else [])
 
     def durations(self) -> pl.DataFrame:
         return warehouse.track_durations(self.con)
@@ -177,7 +183,9 @@ class _Beside(_Stored):
         held = self.rows.get(source)
         if held is not None and held.height:
             time = warehouse.TIME_COLUMN[source]
-            held = _within(held.filter(pl.col("play_id").is_not_null()), time, windows)
+            held = warehouse.within_windows(
+                held.filter(pl.col("play_id").is_not_null()), time, windows
+            )
             rows = pl.concat([rows, held.select(rows.columns).cast(rows.schema)])
         return rows
 
@@ -421,7 +429,7 @@ def _gather(
         if part == 0:  # every part knows them: the stored plays they show are read once
             stale = _stale_plays(reads, durations, known)
             # those near the part's rows are matched with them, the others on their own
-            near = _within(stale, "played_at", windows, beyond=_APART)
+            near = warehouse.within_windows(stale, "played_at", windows, beyond=_APART)
             windows += _windows(near["played_at"], MATCH_WINDOW, apart=2 * MATCH_WINDOW)
             far = stale.join(near, on="play_id", how="anti")
     stored: dict[str, pl.DataFrame] = {}
@@ -662,26 +670,3 @@ def _merged(windows: list[Window]) -> list[Window]:
         else:
             merged.append((start, end))
     return merged
-
-
-def _within(
-    rows: pl.DataFrame, time: str, windows: list[Window], *, beyond: timedelta = timedelta(0)
-) -> pl.DataFrame:
-    """The ``rows`` whose ``time`` lies in one of ``windows`` (``_merged``), or within
-    ``beyond`` of one."""
-    if not windows or rows.is_empty():
-        return rows.clear()
-    dtype = rows.schema[time]
-    spans = pl.DataFrame(
-        {"_start": [s - beyond for s, _ in windows], "_end": [e + beyond for _, e in windows]},
-        schema={"_start": dtype, "_end": dtype},
-    )
-    return (
-        rows.with_row_index("_at")
-        .filter(pl.col(time).is_not_null())
-        .sort(time)
-        .join_asof(spans, left_on=time, right_on="_start", strategy="backward")
-        .filter(pl.col(time) <= pl.col("_end"))
-        .sort("_at")
-        .drop("_at", "_start", "_end")
-    )

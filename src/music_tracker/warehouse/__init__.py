@@ -75,12 +75,14 @@ from music_tracker.warehouse.rows import (
     record_run,
     replace_podcast_decisions,
     scrobbled_extended_rows,
+    sources_with_plays,
     store_play_id_overrides,
     stored_keys,
     stored_old_account_rows,
     stored_other_keys,
     stored_rows_by_day,
     track_durations,
+    within_windows,
 )
 from music_tracker.warehouse.schema import (
     API_SOURCE_KEY_SQL,
@@ -159,6 +161,7 @@ __all__ = [
     "scrobbled_extended_rows",
     "since_last_build",
     "single_threaded",
+    "sources_with_plays",
     "stamped_since_last_transform",
     "start_serving_build",
     "status",
@@ -173,4 +176,5 @@ __all__ = [
     "turn",
     "uncached_files",
     "wait_until_free",
+    "within_windows",
 ]
