@@ -349,6 +349,21 @@ def test_a_large_import_in_parts_gives_the_plays_of_one_part(tmp_path: Path) -> 
         assert {s: n for s, n in by_source.items() if n} == _richest_sources(history)
 
 
+def _planned_parts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many parts each import that follows plans (``Staging.plan_parts``)."""
+    from music_tracker.importers.staging import Staging
+
+    planned: list[int] = []
+    plan_parts = Staging.plan_parts
+
+    def noted(self: Staging, max_rows: int) -> int:
+        planned.append(plan_parts(self, max_rows))
+        return planned[-1]
+
+    monkeypatch.setattr(Staging, "plan_parts", noted)
+    return planned
+
+
 def test_parts_are_whole_days_weighed_by_the_sources_of_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -358,7 +373,6 @@ def test_parts_are_whole_days_weighed_by_the_sources_of_each(
     since a row is matched against the other sources' rows of its day. Ten afternoons in
     one month, in parts of 200: extended history alone, then with its scrobbles, each
     giving the plays of an import in one part."""
-    from music_tracker.importers.staging import Staging
 
     rng = random.Random(11)
     catalogue = listener.short_catalogue(rng)
@@ -369,14 +383,7 @@ def test_parts_are_whole_days_weighed_by_the_sources_of_each(
             rng, catalogue, datetime(2021, 6, day, 12, 0, tzinfo=UTC), 30
         )
     ]
-    planned: list[int] = []
-    plan_parts = Staging.plan_parts
-
-    def noted(self: Staging, max_rows: int) -> int:
-        planned.append(plan_parts(self, max_rows))
-        return planned[-1]
-
-    monkeypatch.setattr(Staging, "plan_parts", noted)
+    planned = _planned_parts(monkeypatch)
     for sources in ((dedupe.EXTENDED,), (dedupe.EXTENDED, dedupe.LASTFM)):
         inputs = tmp_path / "-".join(sources)
         rows = sum(len(listener.write_records(s, history, inputs / s)[1]) for s in sources)
@@ -928,16 +935,7 @@ def test_the_last_days_stored_rows_weigh_too(
     weighs its scrobbles and its stored rows, 1.5 times each (two sources), the last day's
     as the first's (a mutant reading the stored rows up to the last day's start, not its
     end, survived helper-75's review): 180 in all, two parts of at most 150."""
-    from music_tracker.importers.staging import Staging
-
-    planned: list[int] = []
-    plan_parts = Staging.plan_parts
-
-    def noted(self: Staging, max_rows: int) -> int:
-        planned.append(plan_parts(self, max_rows))
-        return planned[-1]
-
-    monkeypatch.setattr(Staging, "plan_parts", noted)
+    planned = _planned_parts(monkeypatch)
     song = listener.Track("4uLU6hMCjMI75M1A2tKUQC", "Song", "Band", "Album", 200_000)
     history = [
         listener.TruePlay(n, song, datetime(2021, 6, 10 + n // 30, 19, tzinfo=UTC)
