@@ -756,18 +756,33 @@ def test_rows_years_apart_read_the_stored_rows_near_each(
     assert sum(rows for _, rows in read) <= len(first_and_last), read
     settings = Settings(data_dir=data_dir)
     assert run_rematch(settings)["rows_moved"] == 0
-    # 450 windows, more than one query reads (``_WINDOWS_PER_QUERY``): the same rows
+    # 450 windows far apart, more than one query's branches (``_PER_QUERY``), and windows
+    # that cover a good part of the first evening, read in one scan of it: the
+    # rows each window reads alone, those at a window's very start and end among them
+    from music_tracker.importers import parts
+
+    sparse = [
+        (p.ended_at - timedelta(minutes=1), p.ended_at + timedelta(seconds=1))
+        for p in history[::2][:450]
+    ]
+    ends = sorted(p.ended_at.replace(microsecond=0) for p in evenings[0])
+    tile = (ends[-1] - ends[0]) / 40
+    dense = parts._merged(
+        # rows at a window's start, and at its end
+        [(end, end + timedelta(seconds=20)) for end in ends[::2]]
+        + [(end - timedelta(seconds=20), end) for end in ends[1::2]]
+        + [(ends[0] + n * tile, ends[0] + n * tile + tile / 3) for n in range(40)]
+    )
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        windows = [
-            (p.ended_at - timedelta(minutes=1), p.ended_at + timedelta(seconds=1))
-            for p in history[::2][:450]
-        ]
-        together = warehouse.linked_rows(con, dedupe.EXTENDED, windows)
-        alone = pl.concat(
-            warehouse.linked_rows(con, dedupe.EXTENDED, [window]) for window in windows
-        )
-    assert together.height > 400
-    assert together.sort("source_key").equals(alone.unique().sort("source_key"))
+        for windows, least in ((sparse, 400), (dense, 17)):
+            together = warehouse.linked_rows(con, dedupe.EXTENDED, windows)
+            alone = pl.concat(
+                warehouse.linked_rows(con, dedupe.EXTENDED, [window]) for window in windows
+            )
+            assert together.height >= least, (len(windows), together.height)
+            assert together.sort("source_key").equals(alone.unique().sort("source_key"))
+    covered = sum((end - start for start, end in dense), timedelta(0))
+    assert len(dense) > 16 and covered > (dense[-1][1] - dense[0][0]) / 10
 
 
 def test_a_length_the_api_tells_in_a_later_part_is_known_to_the_parts_before(

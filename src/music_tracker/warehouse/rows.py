@@ -95,16 +95,21 @@ def stored_rows_by_day(
     return cast(list[tuple[datetime, str, int]], rows)
 
 
-# Up to how many windows ``linked_rows`` reads as a ``union all`` of one branch each,
-# which DuckDB prunes to the row groups of its time range; more are read in one scan of
-# their whole span, each row's hour looked up among the windows' hours. A branch scans a
-# row group's times (0.6-0.75 ms a window): a part of scrobbles 31 hours apart onto a
-# million plays made 400 windows, and its import took 10.6 s against 4.9 for one window
-# of the whole span (helper-76). A join on the windows, or their ``or``, scans the whole
-# table into a range join (at 10 million plays 26-56 s for 3,000 windows); a query per
-# window kept a vector's Arrow buffers per result (a first poll's 14,740 results: 2 GB,
-# helper-75).
+# How ``linked_rows`` reads many windows. A ``union all`` of a branch a window lets DuckDB
+# prune each branch to the row groups of its time range, but a branch scans its row
+# group's times: windows close together scan the same row groups again (0.6-0.75 ms a
+# window), and a part of scrobbles 31 hours apart onto a million plays (about 400 windows)
+# was imported in 10.6 s against 4.9 for one window of its whole span (helper-76). So
+# windows that cover a tenth of their span or more, past 16, are read in one scan of the
+# span, each row's hour looked up among the windows' hours: 2.4 s. Few or sparse windows
+# stay branches, since that scan reads every row of the span: 17 windows over twenty
+# years of 10 million plays took 1.3 s scanned, 0.08 s as branches (helper-77). A join on
+# the windows, or their ``or``, scans the whole table into a range join (at 10 million
+# plays 26-56 s for 3,000 windows); a query per window kept a vector's Arrow buffers per
+# result (a first poll's 14,740 results: 2 GB, helper-75).
 _BRANCHES = 16
+_DENSE = 0.1
+_PER_QUERY = 200  # branches of one query
 _HOUR_MS = 3_600_000
 
 
@@ -122,37 +127,53 @@ def linked_rows(
     time_column = TIME_COLUMN[source]
     columns = ", ".join(f"t.{column}" for column in MATCH_COLUMNS[source])
     read = f"select {EFFECTIVE_PLAY_ID} as play_id, t.source_key, {columns}"
-    params: dict[str, object] = {"source": source}
-    if len(windows) <= _BRANCHES:
-        spans = (
-            " union all ".join(
-                f"select * from {MUSIC_TABLES[source]}"
-                f" where play_id is not null and {time_column} between $start_{n} and $end_{n}"
-                for n in range(len(windows))
+    span = windows[-1][1] - windows[0][0] if windows else timedelta(0)
+    covered = sum((end - start for start, end in windows), timedelta(0))
+    if len(windows) <= _BRANCHES or covered < span * _DENSE:
+        frames = []
+        for first in range(0, max(len(windows), 1), _PER_QUERY):
+            batch = windows[first : first + _PER_QUERY]
+            params: dict[str, object] = {"source": source}
+            for n, (start, end) in enumerate(batch):
+                params |= {f"start_{n}": start, f"end_{n}": end}
+            branches = (
+                " union all ".join(
+                    f"select * from {MUSIC_TABLES[source]}"
+                    f" where play_id is not null and {time_column} between $start_{n} and $end_{n}"
+                    for n in range(len(batch))
+                )
+                or f"select * from {MUSIC_TABLES[source]} where false"
             )
-            or f"select * from {MUSIC_TABLES[source]} where false"
-        )
-        for n, (start, end) in enumerate(windows):
-            params |= {f"start_{n}": start, f"end_{n}": end}
-        return frame_of(con.sql(f"{read} from ({spans}) as t {OVERRIDES_JOIN}", params=params))
+            query = f"{read} from ({branches}) as t {OVERRIDES_JOIN}"
+            frames.append(frame_of(con.sql(query, params=params)))
+        return frames[0] if len(frames) == 1 else pl.concat(frames)
+    # hours counted from the span's start: never below zero, where DuckDB's ``//`` and
+    # Polars' differ (helper-77)
+    origin = int(windows[0][0].timestamp() * 1000)
     starts = pl.Series([start for start, _ in windows], dtype=pl.Datetime("us", "UTC"))
     ends = pl.Series([end for _, end in windows], dtype=pl.Datetime("us", "UTC"))
     linked_hours = ArrowStream(  # noqa: F841 (read by name: FRAMES_BY_NAME)
         pl.select(
             hour=pl.int_ranges(
-                starts.dt.epoch("ms") // _HOUR_MS, ends.dt.epoch("ms") // _HOUR_MS + 1
+                (starts.dt.epoch("ms") - origin) // _HOUR_MS,
+                (ends.dt.epoch("ms") - origin) // _HOUR_MS + 1,
             )
         )
         .explode("hour")
         .unique()
     )
-    params |= {"first": windows[0][0], "last": windows[-1][1]}
     rows = frame_of(
         con.sql(
             f"{read}, t.{time_column} as _at from {MUSIC_TABLES[source]} as t {OVERRIDES_JOIN}"
             f" where t.play_id is not null and t.{time_column} between $first and $last"
-            f" and epoch_ms(t.{time_column}) // {_HOUR_MS} in (select hour from linked_hours)",
-            params=params,
+            f" and (epoch_ms(t.{time_column}) - $origin) // {_HOUR_MS}"
+            " in (select hour from linked_hours)",
+            params={
+                "source": source,
+                "first": windows[0][0],
+                "last": windows[-1][1],
+                "origin": origin,
+            },
         )
     )
     return within_windows(rows, "_at", windows).drop("_at")
