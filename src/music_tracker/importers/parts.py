@@ -97,6 +97,7 @@ class _Stored:
         )
         # the sources with stored plays, as ``con`` sees them before the import's inserts
         self._filled: set[str] | None = None
+        self._durations: pl.DataFrame | None = None
 
     def moved(self, overrides: pl.DataFrame) -> None:
         """Read these stored rows (``source``, ``source_key``) in their new play
@@ -132,6 +133,13 @@ class _Stored:
         return warehouse.linked_rows(self.con, source, windows if source in self._filled else [])
 
     def durations(self) -> pl.DataFrame:
+        # read once: the lengths stored before the import do not change during it (the
+        # parts' own come from ``Staging.api_lengths``)
+        if self._durations is None:
+            self._durations = self._track_durations()
+        return self._durations
+
+    def _track_durations(self) -> pl.DataFrame:
         return warehouse.track_durations(self.con)
 
     def scrobbled_extended_rows(self, track_ids: pl.Series) -> pl.DataFrame:
@@ -189,9 +197,9 @@ class _Beside(_Stored):
             rows = pl.concat([rows, held.select(rows.columns).cast(rows.schema)])
         return rows
 
-    def durations(self) -> pl.DataFrame:
+    def _track_durations(self) -> pl.DataFrame:
         with self.lock:
-            return super().durations()
+            return super()._track_durations()
 
     def scrobbled_extended_rows(self, track_ids: pl.Series) -> pl.DataFrame:
         raise AssertionError("part 0 reads the stored plays of the lengths learned (_gather)")
@@ -432,16 +440,18 @@ def _gather(
             near = warehouse.within_windows(stale, "played_at", windows, beyond=_APART)
             windows += _windows(near["played_at"], MATCH_WINDOW, apart=2 * MATCH_WINDOW)
             far = stale.join(near, on="play_id", how="anti")
-    stored: dict[str, pl.DataFrame] = {}
-    if windows:
-        windows = _merged(windows)
-        stored = {
-            source: reads.linked_rows(source, windows).unique(
-                subset="source_key", keep="first", maintain_order=True
-            )
-            for source in warehouse.MUSIC_TABLES
-        }
+    stored = _stored_rows(reads, _merged(windows)) if windows else {}
     return _Gathered(fresh, stored, durations, far)
+
+
+def _stored_rows(reads: _Stored, windows: list[Window]) -> dict[str, pl.DataFrame]:
+    """Each source's stored rows of the ``windows`` (in time order, not overlapping)."""
+    return {
+        source: reads.linked_rows(source, windows).unique(
+            subset="source_key", keep="first", maintain_order=True
+        )
+        for source in warehouse.MUSIC_TABLES
+    }
 
 
 def _reachable(made: list[pl.DataFrame | None], staging: Staging, part: int) -> pl.DataFrame | None:
@@ -579,12 +589,7 @@ def _revisit(
     row moved twice keeps the play it had before the first."""
     moved: list[pl.DataFrame] = []
     for plays, windows in _revisits(stale):
-        stored = {
-            source: reads.linked_rows(source, windows).unique(
-                subset="source_key", keep="first", maintain_order=True
-            )
-            for source in warehouse.MUSIC_TABLES
-        }
+        stored = _stored_rows(reads, windows)
         result = dedupe.regroup(
             stored, {}, tolerances, warehouse.TIME_COLUMN, durations, revisit=plays
         )

@@ -77,6 +77,7 @@ class Staging:
         self.longest_ms = warehouse.longest_stored_ms(con)
         self._moved_podcasts: pl.DataFrame | None = None
         self.podcast_decisions: pl.DataFrame | None = None
+        self._api_lengths: pl.DataFrame | None = None  # ``api_lengths``, once all is staged
 
     def _write(self, kind: str, frame: pl.DataFrame, **constants: Any) -> None:
         frame = frame.with_columns(
@@ -279,15 +280,17 @@ class Staging:
         them from the start, as an import in one part does (``importers/parts.py``)."""
         if "spotify_api" not in self.music_sources:
             return None
-        return (
-            self._scan("spotify_api")
-            .select("_stage_row", "track_id", "duration_ms")
-            .drop_nulls()
-            .sort("_stage_row")
-            .unique("track_id", keep="first", maintain_order=True)
-            .drop("_stage_row")
-            .collect()
-        )
+        if self._api_lengths is None:  # read once, not for every part
+            self._api_lengths = (
+                self._scan("spotify_api")
+                .select("_stage_row", "track_id", "duration_ms")
+                .drop_nulls()
+                .sort("_stage_row")
+                .unique("track_id", keep="first", maintain_order=True)
+                .drop("_stage_row")
+                .collect()
+            )
+        return self._api_lengths
 
     def match_columns(self, source: str, part: int = 0) -> pl.DataFrame:
         """The staged rows of ``source`` in ``part``, in read order, narrowed to what
